@@ -1,0 +1,89 @@
+# rigatoni_store -- build, install, deps, test, bench, demo.
+#
+#   make            library (static + shared), Lua module
+#   make deps       install every package the build and tests need (Debian)
+#   make test       C tests (plain and ThreadSanitizer) + busted specs on real Redis
+#   make bench      benchmarks against redis-benchmark on a throwaway server
+#   make demo       start a throwaway redis-server, save and list demo tokens
+#   make install PREFIX=/usr/local
+
+PREFIX    ?= /usr/local
+LIBDIR    ?= $(PREFIX)/lib
+INCDIR    ?= $(PREFIX)/include
+LUA_CDIR  ?= $(LIBDIR)/lua/5.4
+PKGCONFIG ?= pkg-config
+BUILD     ?= build
+
+CC      ?= cc
+DEPS    := hiredis hiredis_ssl libbson-1.0
+LUADEPS := lua5.4
+WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
+CFLAGS  ?= -O2 -g
+SAN     ?=
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -fPIC $(WARN) $(CFLAGS) $(SAN) \
+             $(shell $(PKGCONFIG) --cflags $(DEPS)) -Icore
+LUA_CFLAGS = $(shell $(PKGCONFIG) --cflags $(LUADEPS))
+LIBS    = $(shell $(PKGCONFIG) --libs $(DEPS)) -lssl -lcrypto -lpthread -lm
+
+CORE_SRC := $(wildcard core/*.c)
+CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
+MOD_SRC  := $(filter-out lua/host%.c,$(wildcard lua/*.c))
+MOD_OBJ  := $(MOD_SRC:%.c=$(BUILD)/obj/%.o)
+CTEST_SRC := $(wildcard spec/c/test_*.c)
+CTEST_BIN := $(CTEST_SRC:spec/c/%.c=$(BUILD)/tests/%)
+
+.PHONY: all deps test test-c test-tsan test-lua bench demo install clean
+all: $(BUILD)/librigatoni_store.a $(BUILD)/librigatoni_store.so $(BUILD)/rigatoni_store.so
+
+$(BUILD)/obj/core/%.o: core/%.c core/*.h
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/obj/lua/%.o: lua/%.c lua/*.h core/rigatoni_store.h
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(LUA_CFLAGS) -c $< -o $@
+
+$(BUILD)/librigatoni_store.a: $(CORE_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/librigatoni_store.so: $(CORE_OBJ)
+	$(CC) -shared $(SAN) -o $@ $^ $(LIBS) -Wl,-soname,librigatoni_store.so.0
+
+# The Lua module carries the core inside, so `require` needs no LD_LIBRARY_PATH.
+$(BUILD)/rigatoni_store.so: $(MOD_OBJ) $(BUILD)/librigatoni_store.a
+	$(CC) -shared $(SAN) -o $@ $(MOD_OBJ) $(BUILD)/librigatoni_store.a $(LIBS)
+
+$(BUILD)/tests/%: spec/c/%.c spec/c/*.h $(BUILD)/librigatoni_store.a
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -Ispec/c $< -o $@ $(BUILD)/librigatoni_store.a $(LIBS)
+
+deps:
+	sh spec/support/install-deps.sh
+
+test: all $(CTEST_BIN)
+	sh spec/run-tests.sh
+
+# The pool and the store under ThreadSanitizer (its own build tree).
+test-tsan:
+	$(MAKE) BUILD=build-tsan SAN="-fsanitize=thread" CFLAGS="-O1 -g" build-tsan/tests/test_threads
+
+bench: all
+	sh spec/bench/run.sh
+
+demo: deps all
+	sh spec/support/demo.sh
+
+install: all
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(LUA_CDIR) $(DESTDIR)$(LIBDIR)/pkgconfig
+	install -m 644 $(BUILD)/librigatoni_store.a $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(BUILD)/librigatoni_store.so $(DESTDIR)$(LIBDIR)/librigatoni_store.so.0
+	ln -sf librigatoni_store.so.0 $(DESTDIR)$(LIBDIR)/librigatoni_store.so
+	install -m 644 core/rigatoni_store.h $(DESTDIR)$(INCDIR)/
+	install -m 755 $(BUILD)/rigatoni_store.so $(DESTDIR)$(LUA_CDIR)/rigatoni_store.so
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
+	    -e 's|@VERSION@|$(shell sed -n 's/^#define RS_VERSION "\(.*\)"/\1/p' core/rigatoni_store.h)|' \
+	    core/rigatoni_store.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/rigatoni_store.pc
+
+clean:
+	rm -rf build build-*

@@ -1,0 +1,116 @@
+/* internal.h -- what the files of the core share; not installed.
+ *
+ * The core is cut by concern: error.c (rs_error), url.c (parsing and
+ * masking), config.c (options), conn.c (one Redis connection), pool.c
+ * (bounded connection pool), retry.c (error classification and backoff),
+ * exec.c (run commands with pool + retries), store.c (token operations),
+ * scan.c (streaming listing), token.c (BSON token checks).
+ */
+#ifndef RS_INTERNAL_H
+#define RS_INTERNAL_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <hiredis/hiredis.h>
+
+#include "rigatoni_store.h"
+
+#define RS_FMT(a, b) __attribute__((format(printf, a, b)))
+
+/* ---- error.c ---- */
+void rs_error_set(rs_error *err, rs_error_kind kind, int retryable,
+                  const char *fmt, ...) RS_FMT(4, 5);
+void rs_error_clear(rs_error *err);
+
+/* ---- time helpers (retry.c) ---- */
+double rs_now(void);                 /* monotonic seconds */
+void rs_sleep(double seconds);
+
+/* ---- config.c: the fields, read by the other core files ---- */
+struct rs_config {
+    char *url;               /* as given; never printed unmasked */
+    rs_url parsed;           /* valid when url != NULL */
+    int pool_size;
+    double ttl;              /* seconds; 0 = none */
+    int max_retries;
+    double connection_timeout;
+    double command_timeout;
+    double retry_base_delay;
+    double retry_max_delay;
+    double idle_check_after;
+    int cluster_mode;
+    char *key_prefix;
+    char *lock_prefix;
+    int scan_count;
+    char *sentinel_master;
+    char *sentinel_username;
+    char *sentinel_password;
+    int wait_replicas;
+    double wait_timeout;
+    char *tls_ca_file, *tls_ca_path, *tls_cert_file, *tls_key_file;
+    char *tls_server_name;
+    int tls_verify;
+};
+
+/* ---- conn.c: one connection ---- */
+typedef struct rs_conn {
+    redisContext *ctx;
+    double last_used;        /* rs_now() when last handed back */
+    struct rs_conn *next;    /* idle list link */
+} rs_conn;
+
+/* Connects to the first host of the URL, authenticates, selects the db.
+ * NULL + err (connection/timeout/auth) on failure. */
+rs_conn *rs_conn_open(const rs_config *cfg, rs_error *err);
+void rs_conn_close(rs_conn *conn);
+
+/* ---- pool.c ---- */
+typedef struct rs_pool rs_pool;
+rs_pool *rs_pool_new(const rs_config *cfg);
+void rs_pool_free(rs_pool *pool);
+/* Lends a connection, creating one when under pool_size, else waiting at
+ * most connection_timeout. Idle connections older than idle_check_after
+ * are PINGed first. NULL + err (pool, connection, ...) on failure. */
+rs_conn *rs_pool_acquire(rs_pool *pool, rs_error *err);
+/* Gives a connection back; `broken` closes it instead of keeping it. */
+void rs_pool_release(rs_pool *pool, rs_conn *conn, int broken);
+/* Closes every idle connection: after an I/O error they are suspect
+ * (a restarted server leaves all of them dead). */
+void rs_pool_drop_idle(rs_pool *pool);
+void rs_pool_get_stats(rs_pool *pool, rs_pool_stats *out);
+
+/* ---- retry.c ---- */
+/* Fills err from a failed context (I/O, EOF, timeout, protocol). */
+void rs_error_from_context(rs_error *err, const redisContext *ctx);
+/* Fills err from an error reply, classifying it (auth, retryable, ...). */
+void rs_error_from_reply(rs_error *err, const char *str, size_t len);
+/* Delay before retry number `n` (1-based): base * 2^(n-1), capped, with
+ * jitter in [50%, 100%]. */
+double rs_retry_delay(const rs_config *cfg, int n);
+
+/* ---- exec.c: commands with pool and retries ---- */
+typedef struct rs_cmd {
+    int argc;
+    const char **argv;
+    const size_t *argvlen;
+} rs_cmd;
+
+/* Runs `ncmds` commands pipelined on one pooled connection, retrying the
+ * whole batch within the retry policy. On success, replies[i] holds each
+ * reply (free with freeReplyObject); an error reply in any of them fails
+ * the call (replies freed). `what` names the operation for messages. */
+int rs_exec(rs_store *store, const char *what, size_t ncmds,
+            const rs_cmd *cmds, redisReply **replies, rs_error *err);
+
+/* ---- store.c ---- */
+struct rs_store {
+    rs_config *cfg;
+    rs_pool *pool;
+};
+
+/* key = <prefix>:<collection>, malloc'd. Checks the collection name
+ * (non-empty); NULL + serialization error otherwise. */
+char *rs_token_key(const rs_store *store, const char *collection,
+                   size_t coll_len, size_t *key_len, rs_error *err);
+
+#endif /* RS_INTERNAL_H */

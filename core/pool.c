@@ -1,0 +1,188 @@
+/* pool.c -- a bounded, thread-safe pool of Redis connections.
+ *
+ * Connections are created lazily, up to pool_size. A caller that finds none
+ * free waits on a condition variable, at most connection_timeout, then gets
+ * a `pool` error. Idle connections are kept LIFO (the warm ones are reused
+ * first) and PINGed before reuse when they sat idle longer than
+ * idle_check_after, because servers and proxies close quiet sockets.
+ * A connection that failed is closed on release, and after an I/O error the
+ * whole idle list is dropped: a restarted server leaves all of them dead
+ * (the failure mode of DBZ-7879), and finding that out one retry at a time
+ * would burn the caller's retries.
+ * Connecting and PINGing happen outside the lock.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+
+struct rs_pool {
+    pthread_mutex_t lock;
+    pthread_cond_t freed;
+    const rs_config *cfg;
+    rs_conn *idle;              /* LIFO list */
+    int nidle, open, in_use;
+    uint64_t created, closed_broken, closed_idle, waits, wait_timeouts;
+    double wait_seconds;
+};
+
+rs_pool *rs_pool_new(const rs_config *cfg)
+{
+    rs_pool *pool = calloc(1, sizeof *pool);
+    if (!pool) return NULL;
+    pool->cfg = cfg;
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&pool->freed, &attr);
+    pthread_condattr_destroy(&attr);
+    pthread_mutex_init(&pool->lock, NULL);
+    return pool;
+}
+
+void rs_pool_free(rs_pool *pool)
+{
+    if (!pool) return;
+    rs_pool_drop_idle(pool);
+    pthread_cond_destroy(&pool->freed);
+    pthread_mutex_destroy(&pool->lock);
+    free(pool);
+}
+
+static int ping_ok(rs_conn *conn)
+{
+    redisReply *reply = redisCommand(conn->ctx, "PING");
+    int ok = reply && reply->type == REDIS_REPLY_STATUS;
+    if (reply) freeReplyObject(reply);
+    return ok;
+}
+
+static struct timespec deadline_after(double seconds)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    double whole = floor(seconds);
+    ts.tv_sec += (time_t)whole;
+    ts.tv_nsec += (long)((seconds - whole) * 1e9);
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
+rs_conn *rs_pool_acquire(rs_pool *pool, rs_error *err)
+{
+    const rs_config *cfg = pool->cfg;
+    struct timespec deadline = deadline_after(cfg->connection_timeout);
+    double wait_start = 0;
+    rs_conn *conn = NULL;
+
+    pthread_mutex_lock(&pool->lock);
+    while (!conn) {
+        if (pool->idle) {
+            conn = pool->idle;
+            pool->idle = conn->next;
+            conn->next = NULL;
+            pool->nidle--;
+            pool->in_use++;
+            if (rs_now() - conn->last_used <= cfg->idle_check_after) break;
+            pthread_mutex_unlock(&pool->lock);
+            int alive = ping_ok(conn);
+            pthread_mutex_lock(&pool->lock);
+            if (alive) break;
+            rs_conn_close(conn);
+            conn = NULL;
+            pool->in_use--;
+            pool->open--;
+            pool->closed_idle++;
+            continue;
+        }
+        if (pool->open < cfg->pool_size) {
+            pool->open++;
+            pool->in_use++;
+            pthread_mutex_unlock(&pool->lock);
+            conn = rs_conn_open(cfg, err);
+            pthread_mutex_lock(&pool->lock);
+            if (conn) {
+                pool->created++;
+                break;
+            }
+            pool->open--;
+            pool->in_use--;
+            pthread_cond_signal(&pool->freed);
+            break;
+        }
+        if (wait_start == 0) {
+            wait_start = rs_now();
+            pool->waits++;
+        }
+        int rc = pthread_cond_timedwait(&pool->freed, &pool->lock, &deadline);
+        if (rc == ETIMEDOUT && !pool->idle && pool->open >= cfg->pool_size) {
+            pool->wait_timeouts++;
+            rs_error_set(err, RS_ERR_POOL, 1,
+                         "no free connection within %gs (pool_size %d, all in use)",
+                         cfg->connection_timeout, cfg->pool_size);
+            break;
+        }
+    }
+    if (wait_start != 0) pool->wait_seconds += rs_now() - wait_start;
+    pthread_mutex_unlock(&pool->lock);
+    return conn;
+}
+
+void rs_pool_release(rs_pool *pool, rs_conn *conn, int broken)
+{
+    if (!conn) return;
+    /* A context with an error is unusable whatever the caller thinks. */
+    if (conn->ctx->err) broken = 1;
+    pthread_mutex_lock(&pool->lock);
+    pool->in_use--;
+    if (broken) {
+        pool->open--;
+        pool->closed_broken++;
+    } else {
+        conn->last_used = rs_now();
+        conn->next = pool->idle;
+        pool->idle = conn;
+        pool->nidle++;
+    }
+    pthread_cond_signal(&pool->freed);
+    pthread_mutex_unlock(&pool->lock);
+    if (broken) rs_conn_close(conn);
+}
+
+void rs_pool_drop_idle(rs_pool *pool)
+{
+    pthread_mutex_lock(&pool->lock);
+    rs_conn *list = pool->idle;
+    pool->idle = NULL;
+    pool->open -= pool->nidle;
+    pool->nidle = 0;
+    pthread_cond_broadcast(&pool->freed);
+    pthread_mutex_unlock(&pool->lock);
+    while (list) {
+        rs_conn *next = list->next;
+        rs_conn_close(list);
+        list = next;
+    }
+}
+
+void rs_pool_get_stats(rs_pool *pool, rs_pool_stats *out)
+{
+    pthread_mutex_lock(&pool->lock);
+    out->size = pool->cfg->pool_size;
+    out->open = pool->open;
+    out->in_use = pool->in_use;
+    out->idle = pool->nidle;
+    out->created = pool->created;
+    out->closed_broken = pool->closed_broken;
+    out->closed_idle = pool->closed_idle;
+    out->waits = pool->waits;
+    out->wait_timeouts = pool->wait_timeouts;
+    out->wait_seconds = pool->wait_seconds;
+    pthread_mutex_unlock(&pool->lock);
+}

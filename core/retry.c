@@ -1,0 +1,104 @@
+/* retry.c -- which failures are worth another attempt, and when.
+ *
+ * Retryable: I/O errors, timeouts, lost connections, and the server replies
+ * that describe a passing state (LOADING, BUSY, TRYAGAIN, MASTERDOWN,
+ * READONLY, CLUSTERDOWN). Everything deterministic (bad auth, WRONGTYPE,
+ * OOM, syntax) fails at once: repeating it would only delay the error.
+ * Delays grow as base * 2^(n-1), capped, with jitter so that many clients
+ * restarted together do not hammer a recovering server in lockstep.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+
+double rs_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void rs_sleep(double seconds)
+{
+    if (seconds <= 0) return;
+    struct timespec ts = {(time_t)seconds, (long)((seconds - floor(seconds)) * 1e9)};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {}
+}
+
+void rs_error_from_context(rs_error *err, const redisContext *ctx)
+{
+    if (!ctx) {
+        rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory creating a connection");
+        return;
+    }
+    switch (ctx->err) {
+    case REDIS_ERR_TIMEOUT:
+        rs_error_set(err, RS_ERR_TIMEOUT, 1, "timed out: %s", ctx->errstr);
+        return;
+    case REDIS_ERR_IO:
+        /* hiredis reports a command timeout as EAGAIN on the socket. */
+        if (strstr(ctx->errstr, "temporarily unavailable") || strstr(ctx->errstr, "timed out"))
+            rs_error_set(err, RS_ERR_TIMEOUT, 1, "timed out: %s", ctx->errstr);
+        else
+            rs_error_set(err, RS_ERR_CONNECTION, 1, "I/O error: %s", ctx->errstr);
+        return;
+    case REDIS_ERR_EOF:
+        rs_error_set(err, RS_ERR_CONNECTION, 1, "connection closed by server");
+        return;
+    case REDIS_ERR_PROTOCOL:
+        rs_error_set(err, RS_ERR_CONNECTION, 0, "protocol error: %s", ctx->errstr);
+        return;
+    case REDIS_ERR_OOM:
+        rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
+        return;
+    default:
+        rs_error_set(err, RS_ERR_CONNECTION, 1, "connection error: %s", ctx->errstr);
+    }
+}
+
+static int starts_with_word(const char *str, size_t len, const char *word)
+{
+    size_t n = strlen(word);
+    return len >= n && memcmp(str, word, n) == 0 && (len == n || str[n] == ' ');
+}
+
+void rs_error_from_reply(rs_error *err, const char *str, size_t len)
+{
+    static const char *transient[] = {"LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN",
+                                      "READONLY", "CLUSTERDOWN"};
+    static const char *auth[] = {"NOAUTH", "WRONGPASS", "NOPERM"};
+    int shown = len > 400 ? 400 : (int)len;
+
+    for (size_t i = 0; i < sizeof auth / sizeof auth[0]; i++) {
+        if (starts_with_word(str, len, auth[i])) {
+            rs_error_set(err, RS_ERR_AUTH, 0, "server refused: %.*s", shown, str);
+            return;
+        }
+    }
+    /* AUTH against a server without a password answers "ERR ... AUTH ...". */
+    if (len > 4 && memcmp(str, "ERR ", 4) == 0 &&
+        (memmem(str, len, "invalid password", 16) || memmem(str, len, "AUTH <password> called", 22))) {
+        rs_error_set(err, RS_ERR_AUTH, 0, "server refused: %.*s", shown, str);
+        return;
+    }
+    for (size_t i = 0; i < sizeof transient / sizeof transient[0]; i++) {
+        if (starts_with_word(str, len, transient[i])) {
+            rs_error_set(err, RS_ERR_SERVER, 1, "server busy: %.*s", shown, str);
+            return;
+        }
+    }
+    rs_error_set(err, RS_ERR_SERVER, 0, "server error: %.*s", shown, str);
+}
+
+double rs_retry_delay(const rs_config *cfg, int n)
+{
+    double d = cfg->retry_base_delay * ldexp(1.0, n > 1 ? n - 1 : 0);
+    if (d > cfg->retry_max_delay) d = cfg->retry_max_delay;
+    /* Jitter in [50%, 100%]; rand quality is irrelevant here. */
+    unsigned seed = (unsigned)(rs_now() * 1e6) ^ (unsigned)n;
+    return d * (0.5 + 0.5 * ((double)rand_r(&seed) / RAND_MAX));
+}

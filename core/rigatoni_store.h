@@ -1,0 +1,275 @@
+/* rigatoni_store.h -- the public C API of librigatoni_store.
+ *
+ * A Redis state store for Rigatoni CDC pipelines: resume tokens are kept
+ * under "<key_prefix>:<collection>" as raw BSON bytes (byte compatible with
+ * Rigatoni's Rust store), optionally with a TTL.
+ *
+ * Conventions
+ *  - Every fallible call takes an `rs_error *err` (may be NULL) and returns
+ *    -1 (or NULL) on failure; `err` then says what went wrong, with any
+ *    credentials already masked. Nothing is printed by the library.
+ *  - Collection names and values travel with their lengths (binary safe).
+ *  - Memory returned to the caller is freed with rs_free() unless a
+ *    dedicated destructor is named.
+ *  - A store is thread safe: one rs_store may be shared by many threads.
+ */
+#ifndef RIGATONI_STORE_H
+#define RIGATONI_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define RS_VERSION "0.1.0"
+
+/* Largest token accepted, as Redis and MongoDB documents allow: 16 MiB. */
+#define RS_MAX_TOKEN_SIZE (16u * 1024u * 1024u)
+
+/* ------------------------------------------------------------------------
+ * Errors
+ * --------------------------------------------------------------------- */
+
+typedef enum rs_error_kind {
+    RS_OK = 0,
+    RS_ERR_CONFIG,        /* invalid URL or option */
+    RS_ERR_CONNECTION,    /* connect failed, connection lost, I/O error */
+    RS_ERR_TIMEOUT,       /* connect or command timed out */
+    RS_ERR_AUTH,          /* NOAUTH, WRONGPASS, ... */
+    RS_ERR_SERIALIZATION, /* bad token bytes, bad collection name, oversize */
+    RS_ERR_SERVER,        /* an error reply from Redis */
+    RS_ERR_POOL,          /* no free connection within connection_timeout */
+    RS_ERR_NOT_OWNER,     /* a lock is held by somebody else */
+    RS_ERR_NOT_IMPLEMENTED,
+    RS_ERR_NOMEM
+} rs_error_kind;
+
+typedef struct rs_error {
+    rs_error_kind kind;
+    int retryable;      /* would trying again later possibly succeed? */
+    int attempts;       /* how many attempts were made (0 = none) */
+    char message[512];  /* one line, credentials masked */
+} rs_error;
+
+/* "config", "connection", ... ; "ok" for RS_OK. Static string. */
+const char *rs_error_kind_name(rs_error_kind kind);
+
+/* ------------------------------------------------------------------------
+ * URL parsing and masking
+ * --------------------------------------------------------------------- */
+
+typedef struct rs_host {
+    char *host;          /* without brackets for IPv6 */
+    int port;
+} rs_host;
+
+typedef struct rs_url {
+    int tls;             /* rediss:// */
+    char *username;      /* NULL when absent; percent-decoded */
+    char *password;      /* NULL when absent; percent-decoded */
+    rs_host *hosts;      /* at least one */
+    size_t nhosts;
+    int db;              /* /db index, 0 by default */
+} rs_url;
+
+/* Parses redis://[user[:password]@]host[:port][,host[:port]...][/db]
+ * (and rediss://). Returns 0 and fills `out` (free with rs_url_free),
+ * or -1 with a config error that never repeats the URL's secrets. */
+int rs_url_parse(const char *url, rs_url *out, rs_error *err);
+void rs_url_free(rs_url *url);
+
+/* Writes `url` with user and password replaced by "***" into buf.
+ * A URL that does not parse shows only its scheme, then three stars.
+ * Returns the length the full result needs, like snprintf. */
+size_t rs_mask_url(const char *url, char *buf, size_t bufsize);
+
+/* Copies `text` into buf with every occurrence of `secret` replaced by
+ * "***" (no-op when secret is NULL or empty). Same return as snprintf. */
+size_t rs_mask_secret(const char *text, const char *secret, char *buf,
+                      size_t bufsize);
+
+/* ------------------------------------------------------------------------
+ * Configuration
+ * --------------------------------------------------------------------- */
+
+typedef struct rs_config rs_config;
+
+/* A config with the defaults: pool_size 10, ttl none, max_retries 3,
+ * connection_timeout 5 s, command_timeout 5 s, retry_base_delay 0.1 s,
+ * retry_max_delay 5 s, idle_check_after 30 s, cluster_mode false,
+ * key_prefix "rigatoni:resume_token", lock_prefix "rigatoni:lock",
+ * scan_count 1000, sentinel_master "mymaster", tls.verify true.
+ * Returns NULL when out of memory. */
+rs_config *rs_config_new(void);
+rs_config *rs_config_copy(const rs_config *cfg);
+void rs_config_free(rs_config *cfg);
+
+/* Sets one option from its text form, as INI files and command lines give
+ * it. Names: url, pool_size, ttl, max_retries, connection_timeout,
+ * command_timeout, retry_base_delay, retry_max_delay, idle_check_after,
+ * cluster_mode, key_prefix, lock_prefix, scan_count, sentinel_master,
+ * sentinel_username, sentinel_password, wait_replicas, wait_timeout,
+ * tls.ca_file, tls.ca_path, tls.cert_file, tls.key_file, tls.server_name,
+ * tls.verify. Durations accept seconds ("2.5") or a unit suffix
+ * ("500ms", "30s", "15m", "12h", "7d"); ttl also accepts "none".
+ * Booleans: true/false/yes/no/on/off/1/0.
+ * Returns 0, or -1 with a config error naming the option. Nothing changes
+ * on error. */
+int rs_config_set(rs_config *cfg, const char *name, const char *value,
+                  rs_error *err);
+
+/* Typed setters for the common options (same validation as rs_config_set). */
+int rs_config_set_url(rs_config *cfg, const char *url, rs_error *err);
+int rs_config_set_int(rs_config *cfg, const char *name, long long value,
+                      rs_error *err);
+int rs_config_set_seconds(rs_config *cfg, const char *name, double seconds,
+                          rs_error *err);
+int rs_config_set_bool(rs_config *cfg, const char *name, int value,
+                       rs_error *err);
+
+/* Checks the options together (URL present, ...). 0 or -1 + config error. */
+int rs_config_validate(const rs_config *cfg, rs_error *err);
+
+/* The option names in a stable order, NULL-terminated, for listing. */
+const char *const *rs_config_option_names(void);
+
+/* Text form of one option's current value, masked when it is a secret
+ * (url, passwords). "none" for absent values. Returns the needed length
+ * like snprintf, or 0 with buf "" for an unknown name. */
+size_t rs_config_get(const rs_config *cfg, const char *name, char *buf,
+                     size_t bufsize);
+
+/* One line describing the whole config, credentials masked. */
+size_t rs_config_describe(const rs_config *cfg, char *buf, size_t bufsize);
+
+/* Parses a duration text ("7d", "1.5", "500ms"); "none" gives 0 and
+ * *is_none = 1 when is_none is not NULL. Returns 0 or -1. */
+int rs_parse_duration(const char *text, double *seconds, int *is_none);
+
+/* ------------------------------------------------------------------------
+ * Store
+ * --------------------------------------------------------------------- */
+
+typedef struct rs_store rs_store;
+
+/* Opens a store: validates and copies `cfg`, then verifies the server with
+ * PING (retried within the retry policy). NULL + err on failure. */
+rs_store *rs_store_open(const rs_config *cfg, rs_error *err);
+/* Closes all connections and frees the store. NULL is ignored. Must not be
+ * called while other threads still use the store. */
+void rs_store_close(rs_store *store);
+
+/* The config the store runs with (read only, owned by the store). */
+const rs_config *rs_store_config(const rs_store *store);
+
+/* TTL argument of rs_save_raw: use the configured ttl, or none at all. */
+#define RS_TTL_DEFAULT (-1.0)
+#define RS_TTL_NONE (0.0)
+
+/* Saves exact bytes under <key_prefix>:<collection>: SET, or SET .. EX when
+ * a TTL applies (PX when it has a fraction of a second). `ttl` is seconds,
+ * RS_TTL_DEFAULT or RS_TTL_NONE. The bytes are not checked here: callers
+ * that need BSON validate with rs_token_validate first. */
+int rs_save_raw(rs_store *store, const char *collection, size_t coll_len,
+                const void *bytes, size_t len, double ttl, rs_error *err);
+
+/* Reads exact bytes. Returns 1 and a malloc'd *out (free with rs_free),
+ * 0 when absent, -1 on error. Never changes the TTL. */
+int rs_get_raw(rs_store *store, const char *collection, size_t coll_len,
+               char **out, size_t *out_len, rs_error *err);
+
+/* Deletes. Returns 1 when a token was deleted, 0 when absent, -1 on error. */
+int rs_delete(rs_store *store, const char *collection, size_t coll_len,
+              rs_error *err);
+
+/* Remaining TTL in seconds (ms precision). Returns 1 with *seconds >= 0 when
+ * the token expires, 2 when it exists without TTL, 0 when absent, -1 on
+ * error. */
+int rs_ttl(rs_store *store, const char *collection, size_t coll_len,
+           double *seconds, rs_error *err);
+
+/* PING through the pool. 0 or -1. */
+int rs_ping(rs_store *store, rs_error *err);
+
+/* Runs one command given as argv (binary safe) on a pooled connection,
+ * with the retry policy, and hands back the reply as text: status, string
+ * and error replies as their bytes, integers in decimal, nil as NULL
+ * (return 0), arrays are refused. For admin helpers (INFO, MEMORY USAGE).
+ * Returns 1 with malloc'd *out, 0 for nil, -1 on error. */
+int rs_command(rs_store *store, int argc, const char **argv,
+               const size_t *argvlen, char **out, size_t *out_len,
+               rs_error *err);
+
+/* ------------------------------------------------------------------------
+ * Listing: a streaming scan over <key_prefix>:<match>
+ * --------------------------------------------------------------------- */
+
+typedef struct rs_scan rs_scan;
+
+typedef struct rs_scan_entry {
+    const char *collection;   /* valid until the next rs_scan_next */
+    size_t collection_len;
+    const char *value;        /* raw bytes, valid until the next call */
+    size_t value_len;
+    double ttl;               /* seconds; < 0 when the token has no TTL */
+} rs_scan_entry;
+
+/* `match` is a Redis glob applied to the collection name (NULL = "*");
+ * the key prefix itself is matched literally. `batch` is the SCAN COUNT
+ * hint and the MGET batch size (0 = scan_count of the config). With
+ * `with_ttl`, each batch also reads PTTL (pipelined). Memory is bounded by
+ * one batch, whatever the number of tokens. SCAN may return a key twice
+ * while Redis rehashes; keys deleted between SCAN and MGET are skipped. */
+rs_scan *rs_scan_open(rs_store *store, const char *match, size_t batch,
+                      int with_ttl, rs_error *err);
+/* 1 with *entry filled, 0 at the end, -1 on error. */
+int rs_scan_next(rs_scan *scan, rs_scan_entry *entry, rs_error *err);
+void rs_scan_close(rs_scan *scan);
+
+/* ------------------------------------------------------------------------
+ * Tokens (BSON)
+ * --------------------------------------------------------------------- */
+
+/* 0 when `bytes` is one well-formed BSON document of at most
+ * RS_MAX_TOKEN_SIZE bytes, else -1 with a serialization error. */
+int rs_token_validate(const void *bytes, size_t len, rs_error *err);
+
+/* The cluster time encoded in the token's `_data` field (a hex string, or
+ * BinData in old servers): byte 0x82, then big-endian uint32 seconds and
+ * uint32 increment. Returns 1 when found, 0 when the token has no such
+ * field or it is not in that form. */
+int rs_token_cluster_time(const void *bson, size_t len, uint32_t *seconds,
+                          uint32_t *increment);
+
+/* ------------------------------------------------------------------------
+ * Pool statistics
+ * --------------------------------------------------------------------- */
+
+typedef struct rs_pool_stats {
+    int size;              /* pool_size */
+    int open;              /* connections open now */
+    int in_use;            /* of which lent out */
+    int idle;
+    uint64_t created;      /* connections opened */
+    uint64_t closed_broken;
+    uint64_t closed_idle;  /* failed the idle PING check */
+    uint64_t waits;        /* acquisitions that had to wait */
+    uint64_t wait_timeouts;
+    double wait_seconds;   /* total time spent waiting */
+} rs_pool_stats;
+
+void rs_store_pool_stats(rs_store *store, rs_pool_stats *out);
+
+/* ------------------------------------------------------------------------
+ * Memory
+ * --------------------------------------------------------------------- */
+
+void rs_free(void *ptr);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* RIGATONI_STORE_H */

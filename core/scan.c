@@ -1,0 +1,179 @@
+/* scan.c -- streaming listing of tokens: SCAN + MGET (+ PTTL), batch by batch.
+ *
+ * Never KEYS: SCAN walks the keyspace in steps without blocking the server.
+ * Each step's keys are read with one pipelined MGET (and PTTL per key when
+ * asked), so memory holds one batch at a time, whatever the token count.
+ * The key prefix is matched literally (its glob characters escaped); the
+ * caller's pattern applies to the collection part only.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+struct rs_scan {
+    rs_store *store;
+    char *pattern;
+    size_t prefix_len;       /* "<key_prefix>:" */
+    char cursor[32];
+    char count[16];
+    int done, with_ttl;
+    redisReply *keys;        /* current SCAN reply */
+    redisReply **values;     /* MGET reply, then PTTL replies */
+    size_t nvalues;
+    size_t next;             /* next index in keys */
+};
+
+static void free_batch(rs_scan *scan)
+{
+    if (scan->keys) freeReplyObject(scan->keys);
+    for (size_t i = 0; i < scan->nvalues; i++)
+        if (scan->values[i]) freeReplyObject(scan->values[i]);
+    free(scan->values);
+    scan->keys = NULL;
+    scan->values = NULL;
+    scan->nvalues = 0;
+    scan->next = 0;
+}
+
+rs_scan *rs_scan_open(rs_store *store, const char *match, size_t batch, int with_ttl,
+                      rs_error *err)
+{
+    rs_error_clear(err);
+    const char *prefix = store->cfg->key_prefix;
+    if (!match || !*match) match = "*";
+    if (batch == 0) batch = (size_t)store->cfg->scan_count;
+    rs_scan *scan = calloc(1, sizeof *scan);
+    size_t plen = strlen(prefix), mlen = strlen(match);
+    char *pattern = malloc(2 * plen + 1 + mlen + 1);
+    if (!scan || !pattern) {
+        free(scan);
+        free(pattern);
+        rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
+        return NULL;
+    }
+    char *p = pattern;
+    for (const char *s = prefix; *s; s++) {
+        if (strchr("*?[]\\", *s)) *p++ = '\\';
+        *p++ = *s;
+    }
+    *p++ = ':';
+    memcpy(p, match, mlen + 1);
+    scan->store = store;
+    scan->pattern = pattern;
+    scan->prefix_len = plen + 1;
+    scan->with_ttl = with_ttl;
+    strcpy(scan->cursor, "0");
+    snprintf(scan->count, sizeof scan->count, "%zu", batch);
+    return scan;
+}
+
+/* Fetches the next SCAN step and its values. 0 ok (maybe empty), -1 error. */
+static int fetch_batch(rs_scan *scan, rs_error *err)
+{
+    free_batch(scan);
+    const char *argv[6] = {"SCAN", scan->cursor, "MATCH", scan->pattern, "COUNT", scan->count};
+    size_t argvlen[6] = {4, strlen(scan->cursor), 5, strlen(scan->pattern), 5,
+                         strlen(scan->count)};
+    rs_cmd cmd = {6, argv, argvlen};
+    redisReply *reply;
+    if (rs_exec(scan->store, "list (SCAN)", 1, &cmd, &reply, err) < 0) return -1;
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+        reply->element[0]->type != REDIS_REPLY_STRING ||
+        reply->element[0]->len >= sizeof scan->cursor ||
+        reply->element[1]->type != REDIS_REPLY_ARRAY) {
+        freeReplyObject(reply);
+        rs_error_set(err, RS_ERR_SERVER, 0, "list (SCAN): unexpected reply");
+        return -1;
+    }
+    memcpy(scan->cursor, reply->element[0]->str, reply->element[0]->len + 1);
+    if (strcmp(scan->cursor, "0") == 0) scan->done = 1;
+    scan->keys = reply;
+
+    redisReply *keys = reply->element[1];
+    size_t n = keys->elements;
+    if (n == 0) return 0;
+
+    size_t ncmds = 1 + (scan->with_ttl ? n : 0);
+    rs_cmd *cmds = calloc(ncmds, sizeof *cmds);
+    const char **kargv = calloc(n + 1, sizeof *kargv);
+    size_t *klen = calloc(n + 1, sizeof *klen);
+    const char **targv = calloc(2 * n, sizeof *targv);
+    size_t *tlen = calloc(2 * n, sizeof *tlen);
+    scan->values = calloc(ncmds, sizeof *scan->values);
+    int rc = -1;
+    if (!cmds || !kargv || !klen || !targv || !tlen || !scan->values) {
+        rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
+        goto out;
+    }
+    kargv[0] = "MGET";
+    klen[0] = 4;
+    for (size_t i = 0; i < n; i++) {
+        kargv[i + 1] = keys->element[i]->str;
+        klen[i + 1] = keys->element[i]->len;
+    }
+    cmds[0] = (rs_cmd){(int)(n + 1), kargv, klen};
+    for (size_t i = 0; scan->with_ttl && i < n; i++) {
+        targv[2 * i] = "PTTL";
+        tlen[2 * i] = 4;
+        targv[2 * i + 1] = keys->element[i]->str;
+        tlen[2 * i + 1] = keys->element[i]->len;
+        cmds[i + 1] = (rs_cmd){2, targv + 2 * i, tlen + 2 * i};
+    }
+    if (rs_exec(scan->store, "list (MGET)", ncmds, cmds, scan->values, err) < 0) goto out;
+    scan->nvalues = ncmds;
+    if (scan->values[0]->type != REDIS_REPLY_ARRAY || scan->values[0]->elements != n) {
+        rs_error_set(err, RS_ERR_SERVER, 0, "list (MGET): unexpected reply");
+        goto out;
+    }
+    rc = 0;
+out:
+    free(cmds);
+    free(kargv);
+    free(klen);
+    free(targv);
+    free(tlen);
+    if (rc < 0) free_batch(scan);
+    return rc;
+}
+
+int rs_scan_next(rs_scan *scan, rs_scan_entry *entry, rs_error *err)
+{
+    rs_error_clear(err);
+    for (;;) {
+        size_t n = scan->keys && scan->nvalues ? scan->keys->element[1]->elements : 0;
+        while (scan->next < n) {
+            size_t i = scan->next++;
+            redisReply *key = scan->keys->element[1]->element[i];
+            redisReply *value = scan->values[0]->element[i];
+            if (value->type != REDIS_REPLY_STRING) continue;   /* deleted meanwhile */
+            if (key->len < scan->prefix_len) continue;
+            entry->collection = key->str + scan->prefix_len;
+            entry->collection_len = key->len - scan->prefix_len;
+            entry->value = value->str;
+            entry->value_len = value->len;
+            entry->ttl = -1;
+            if (scan->with_ttl) {
+                redisReply *ttl = scan->values[i + 1];
+                if (ttl->type == REDIS_REPLY_INTEGER && ttl->integer == -2) continue;
+                if (ttl->type == REDIS_REPLY_INTEGER && ttl->integer >= 0)
+                    entry->ttl = (double)ttl->integer / 1000.0;
+            }
+            return 1;
+        }
+        if (scan->done) {
+            free_batch(scan);
+            return 0;
+        }
+        if (fetch_batch(scan, err) < 0) return -1;
+    }
+}
+
+void rs_scan_close(rs_scan *scan)
+{
+    if (!scan) return;
+    free_batch(scan);
+    free(scan->pattern);
+    free(scan);
+}

@@ -1,0 +1,299 @@
+/* store.c -- the resume-token operations, byte compatible with Rigatoni.
+ *
+ * Key:   <key_prefix>:<collection>
+ * Value: the raw BSON bytes of the token document.
+ * Save:  SET key value, or SET key value EX ttl (PX when the TTL has a
+ *        fraction of a second). Reads use GET and PTTL, which never touch
+ *        the TTL.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* Longest collection name accepted: MongoDB's namespace limit is far below. */
+#define MAX_COLLECTION_LEN 65536
+
+/* "<op> of '<collection>'" for error messages, shortened. */
+static void describe(char *buf, size_t size, const char *op, const char *coll, size_t len)
+{
+    int shown = len > 80 ? 80 : (int)len;
+    snprintf(buf, size, "%s of '%.*s%s'", op, shown, coll, len > 80 ? "..." : "");
+}
+
+/* ---------------------------------------------------------------------
+ * Lifecycle
+ * ------------------------------------------------------------------ */
+
+rs_store *rs_store_open(const rs_config *cfg, rs_error *err)
+{
+    rs_error_clear(err);
+    if (rs_config_validate(cfg, err) < 0) return NULL;
+    rs_store *store = calloc(1, sizeof *store);
+    if (!store || !(store->cfg = rs_config_copy(cfg)) || !(store->pool = rs_pool_new(store->cfg))) {
+        rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
+        rs_store_close(store);
+        return NULL;
+    }
+    if (rs_ping(store, err) < 0) {
+        if (err) {
+            char masked[256], detail[sizeof err->message];
+            rs_mask_url(cfg->url, masked, sizeof masked);
+            memcpy(detail, err->message, sizeof detail);
+            rs_error_set(err, err->kind, err->retryable, "cannot open store at %s: %s", masked,
+                         detail);
+        }
+        rs_store_close(store);
+        return NULL;
+    }
+    return store;
+}
+
+void rs_store_close(rs_store *store)
+{
+    if (!store) return;
+    rs_pool_free(store->pool);
+    rs_config_free(store->cfg);
+    free(store);
+}
+
+const rs_config *rs_store_config(const rs_store *store)
+{
+    return store->cfg;
+}
+
+void rs_store_pool_stats(rs_store *store, rs_pool_stats *out)
+{
+    rs_pool_get_stats(store->pool, out);
+}
+
+char *rs_token_key(const rs_store *store, const char *collection, size_t coll_len,
+                   size_t *key_len, rs_error *err)
+{
+    if (!collection || coll_len == 0) {
+        rs_error_set(err, RS_ERR_SERIALIZATION, 0, "collection name must not be empty");
+        return NULL;
+    }
+    if (coll_len > MAX_COLLECTION_LEN) {
+        rs_error_set(err, RS_ERR_SERIALIZATION, 0, "collection name longer than %d bytes",
+                     MAX_COLLECTION_LEN);
+        return NULL;
+    }
+    size_t plen = strlen(store->cfg->key_prefix);
+    char *key = malloc(plen + 1 + coll_len + 1);
+    if (!key) {
+        rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
+        return NULL;
+    }
+    memcpy(key, store->cfg->key_prefix, plen);
+    key[plen] = ':';
+    memcpy(key + plen + 1, collection, coll_len);
+    key[plen + 1 + coll_len] = '\0';
+    *key_len = plen + 1 + coll_len;
+    return key;
+}
+
+/* ---------------------------------------------------------------------
+ * Token operations
+ * ------------------------------------------------------------------ */
+
+int rs_save_raw(rs_store *store, const char *collection, size_t coll_len, const void *bytes,
+                size_t len, double ttl, rs_error *err)
+{
+    rs_error_clear(err);
+    if (ttl == RS_TTL_DEFAULT) ttl = store->cfg->ttl;
+    if (!(ttl >= 0) || ttl > 1e9) {
+        rs_error_set(err, RS_ERR_CONFIG, 0, "ttl must be a number of seconds >= 0");
+        return -1;
+    }
+    if (len > RS_MAX_TOKEN_SIZE) {
+        rs_error_set(err, RS_ERR_SERIALIZATION, 0, "token of %zu bytes is over the %u byte limit",
+                     len, RS_MAX_TOKEN_SIZE);
+        return -1;
+    }
+    size_t key_len;
+    char *key = rs_token_key(store, collection, coll_len, &key_len, err);
+    if (!key) return -1;
+
+    const char *argv[5] = {"SET", key, bytes ? bytes : "", NULL, NULL};
+    size_t argvlen[5] = {3, key_len, len, 0, 0};
+    char amount[32];
+    int argc = 3;
+    if (ttl > 0) {
+        if (ttl == floor(ttl)) {
+            argv[3] = "EX";
+            snprintf(amount, sizeof amount, "%.0f", ttl);
+        } else {
+            argv[3] = "PX";
+            double ms = llround(ttl * 1000);
+            snprintf(amount, sizeof amount, "%.0f", ms < 1 ? 1 : ms);
+        }
+        argvlen[3] = 2;
+        argv[4] = amount;
+        argvlen[4] = strlen(amount);
+        argc = 5;
+    }
+    rs_cmd cmd = {argc, argv, argvlen};
+    redisReply *reply;
+    char what[128];
+    describe(what, sizeof what, "save", collection, coll_len);
+    int rc = rs_exec(store, what, 1, &cmd, &reply, err);
+    free(key);
+    if (rc < 0) return -1;
+    freeReplyObject(reply);
+    return 0;
+}
+
+int rs_get_raw(rs_store *store, const char *collection, size_t coll_len, char **out,
+               size_t *out_len, rs_error *err)
+{
+    rs_error_clear(err);
+    *out = NULL;
+    *out_len = 0;
+    size_t key_len;
+    char *key = rs_token_key(store, collection, coll_len, &key_len, err);
+    if (!key) return -1;
+    const char *argv[2] = {"GET", key};
+    size_t argvlen[2] = {3, key_len};
+    rs_cmd cmd = {2, argv, argvlen};
+    redisReply *reply;
+    char what[128];
+    describe(what, sizeof what, "get", collection, coll_len);
+    int rc = rs_exec(store, what, 1, &cmd, &reply, err);
+    free(key);
+    if (rc < 0) return -1;
+    if (reply->type == REDIS_REPLY_NIL) {
+        freeReplyObject(reply);
+        return 0;
+    }
+    if (reply->type != REDIS_REPLY_STRING) {
+        freeReplyObject(reply);
+        rs_error_set(err, RS_ERR_SERVER, 0, "%s: unexpected reply type", what);
+        return -1;
+    }
+    char *bytes = malloc(reply->len + 1);
+    if (!bytes) {
+        freeReplyObject(reply);
+        rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
+        return -1;
+    }
+    memcpy(bytes, reply->str, reply->len);
+    bytes[reply->len] = '\0';
+    *out = bytes;
+    *out_len = reply->len;
+    freeReplyObject(reply);
+    return 1;
+}
+
+/* Runs one command on the token key whose reply is an integer. */
+static int key_integer_command(rs_store *store, const char *cmdname, const char *op,
+                               const char *collection, size_t coll_len, long long *value,
+                               rs_error *err)
+{
+    rs_error_clear(err);
+    size_t key_len;
+    char *key = rs_token_key(store, collection, coll_len, &key_len, err);
+    if (!key) return -1;
+    const char *argv[2] = {cmdname, key};
+    size_t argvlen[2] = {strlen(cmdname), key_len};
+    rs_cmd cmd = {2, argv, argvlen};
+    redisReply *reply;
+    char what[128];
+    describe(what, sizeof what, op, collection, coll_len);
+    int rc = rs_exec(store, what, 1, &cmd, &reply, err);
+    free(key);
+    if (rc < 0) return -1;
+    int ok = reply->type == REDIS_REPLY_INTEGER;
+    *value = ok ? reply->integer : 0;
+    freeReplyObject(reply);
+    if (!ok) {
+        rs_error_set(err, RS_ERR_SERVER, 0, "%s: unexpected reply type", what);
+        return -1;
+    }
+    return 0;
+}
+
+int rs_delete(rs_store *store, const char *collection, size_t coll_len, rs_error *err)
+{
+    long long n;
+    if (key_integer_command(store, "DEL", "delete", collection, coll_len, &n, err) < 0) return -1;
+    return n > 0;
+}
+
+int rs_ttl(rs_store *store, const char *collection, size_t coll_len, double *seconds,
+           rs_error *err)
+{
+    long long ms;
+    *seconds = 0;
+    if (key_integer_command(store, "PTTL", "ttl", collection, coll_len, &ms, err) < 0) return -1;
+    if (ms == -2) return 0;
+    if (ms == -1) return 2;
+    *seconds = (double)ms / 1000.0;
+    return 1;
+}
+
+int rs_ping(rs_store *store, rs_error *err)
+{
+    const char *argv[1] = {"PING"};
+    size_t argvlen[1] = {4};
+    rs_cmd cmd = {1, argv, argvlen};
+    redisReply *reply;
+    if (rs_exec(store, "PING", 1, &cmd, &reply, err) < 0) return -1;
+    freeReplyObject(reply);
+    return 0;
+}
+
+int rs_command(rs_store *store, int argc, const char **argv, const size_t *argvlen, char **out,
+               size_t *out_len, rs_error *err)
+{
+    rs_error_clear(err);
+    *out = NULL;
+    *out_len = 0;
+    if (argc < 1) {
+        rs_error_set(err, RS_ERR_CONFIG, 0, "command: no command given");
+        return -1;
+    }
+    rs_cmd cmd = {argc, argv, argvlen};
+    redisReply *reply;
+    char what[64];
+    snprintf(what, sizeof what, "command %.*s", argvlen[0] > 32 ? 32 : (int)argvlen[0], argv[0]);
+    if (rs_exec(store, what, 1, &cmd, &reply, err) < 0) return -1;
+    int rc = 1;
+    char num[32];
+    const char *src = NULL;
+    size_t len = 0;
+    switch (reply->type) {
+    case REDIS_REPLY_STRING:
+    case REDIS_REPLY_STATUS:
+    case REDIS_REPLY_VERB:
+        src = reply->str;
+        len = reply->len;
+        break;
+    case REDIS_REPLY_INTEGER:
+        len = (size_t)snprintf(num, sizeof num, "%lld", reply->integer);
+        src = num;
+        break;
+    case REDIS_REPLY_NIL:
+        rc = 0;
+        break;
+    default:
+        rs_error_set(err, RS_ERR_SERVER, 0, "%s: reply type not supported here", what);
+        rc = -1;
+    }
+    if (rc == 1) {
+        char *copy = malloc(len + 1);
+        if (!copy) {
+            rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
+            rc = -1;
+        } else {
+            memcpy(copy, src, len);
+            copy[len] = '\0';
+            *out = copy;
+            *out_len = len;
+        }
+    }
+    freeReplyObject(reply);
+    return rc;
+}

@@ -1,0 +1,54 @@
+/* rs_lua.h -- what the files of the Lua module share (internal).
+ *
+ * The module is cut into one file per concern: rs_module.c (the library
+ * table, rs.new, rs.config builder), rs_store_lua.c (store userdata),
+ * rs_error_lua.c (structured error objects), rs_bson_lua.c (BSON <-> Lua).
+ */
+#ifndef RS_LUA_H
+#define RS_LUA_H
+
+#include <lua.h>
+#include <lauxlib.h>
+#include <bson/bson.h>
+
+#include "rigatoni_store.h"
+
+/* ---- errors (rs_error_lua.c) ---- */
+
+/* Raises an error object {kind=, message=, retryable=, attempts=} built
+ * from `err`. Never returns. */
+int rs_lua_raise(lua_State *L, const rs_error *err);
+/* Raises an error object of `kind` with a formatted message (the format
+ * must not carry secrets). Never returns. */
+int rs_lua_raisef(lua_State *L, rs_error_kind kind, const char *fmt, ...);
+/* Registers the error metatable. */
+void rs_lua_open_error(lua_State *L);
+
+/* ---- BSON (rs_bson_lua.c) ---- */
+
+/* Encodes the Lua table at `idx` as a BSON document into `out` (already
+ * initialised by the caller with bson_init). Raises a `serialization`
+ * error (strings not UTF-8, unsupported values, cycles, over
+ * RS_MAX_TOKEN_SIZE) naming the offending field path. */
+void rs_lua_bson_encode(lua_State *L, int idx, bson_t *out);
+/* Pushes the document decoded from `data`; returns 1, or pushes nothing
+ * and returns 0 when `data` is not a valid BSON document. */
+int rs_lua_bson_push(lua_State *L, const uint8_t *data, size_t len);
+/* Puts the `bson` sub-table, `binary` and `token_time` into the table at
+ * the top of the stack. */
+void rs_lua_open_bson(lua_State *L);
+
+/* ---- store (rs_store_lua.c) ---- */
+
+/* Pushes a new store userdata opened with `cfg` (config is copied).
+ * Raises on failure. */
+int rs_lua_store_open(lua_State *L, const rs_config *cfg);
+void rs_lua_open_store(lua_State *L);
+
+/* ---- config (rs_module.c) ---- */
+
+/* Reads the options table at `idx` into a fresh rs_config (raises on bad
+ * options; the config is freed then). */
+rs_config *rs_lua_config_from_table(lua_State *L, int idx);
+
+#endif /* RS_LUA_H */

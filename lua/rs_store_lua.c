@@ -1,0 +1,497 @@
+/* rs_store_lua.c -- the store userdata: resume-token operations for Lua.
+ *
+ * The userdata is created closed (store == NULL) before the core store is
+ * opened, so a failure half-way leaves nothing dangling; __gc and __close
+ * share one idempotent close, and a closed store raises "attempt to use a
+ * closed store". Listing is a generic-for iterator over a scan userdata
+ * that is also the loop's closing value: breaking out of the loop frees it.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rs_lua.h"
+
+#define STORE_MT "rigatoni_store.store"
+#define SCAN_MT "rigatoni_store.scan"
+
+typedef struct store_box {
+    rs_store *store;
+} store_box;
+
+/* ---------------------------------------------------------------------
+ * Helpers
+ * ------------------------------------------------------------------ */
+
+static rs_store *check_store(lua_State *L)
+{
+    store_box *box = luaL_checkudata(L, 1, STORE_MT);
+    if (!box->store) luaL_error(L, "attempt to use a closed store");
+    return box->store;
+}
+
+/* Collection names: non-empty strings. Raises a serialization error. */
+static const char *check_collection(lua_State *L, int idx, size_t *len)
+{
+    if (lua_type(L, idx) != LUA_TSTRING)
+        rs_lua_raisef(L, RS_ERR_SERIALIZATION, "collection name must be a string, got %s",
+                      luaL_typename(L, idx));
+    const char *name = lua_tolstring(L, idx, len);
+    if (*len == 0) rs_lua_raisef(L, RS_ERR_SERIALIZATION, "collection name must not be empty");
+    return name;
+}
+
+/* Pushes the key of a collection, for messages about stored values. */
+static void push_key(lua_State *L, rs_store *store, const char *coll, size_t len)
+{
+    char prefix[512];
+    rs_config_get(rs_store_config(store), "key_prefix", prefix, sizeof prefix);
+    lua_pushstring(L, prefix);
+    lua_pushliteral(L, ":");
+    lua_pushlstring(L, coll, len);
+    lua_concat(L, 3);
+}
+
+/* Decodes stored token bytes and pushes the table; on corrupt bytes pushes
+ * nil and returns 0 with `err` naming the key. */
+static int push_token(lua_State *L, rs_store *store, const char *coll, size_t coll_len,
+                      const char *bytes, size_t len, rs_error *err)
+{
+    rs_error why = {0};
+    if (rs_token_validate(bytes, len, &why) == 0 &&
+        rs_lua_bson_push(L, (const uint8_t *)bytes, len))
+        return 1;
+    push_key(L, store, coll, coll_len);
+    err->kind = RS_ERR_SERIALIZATION;
+    err->retryable = 0;
+    snprintf(err->message, sizeof err->message, "value at key '%.300s' is not a valid token: %.150s",
+             lua_tostring(L, -1), why.message[0] ? why.message : "not a BSON document");
+    lua_pop(L, 1);
+    lua_pushnil(L);
+    return 0;
+}
+
+/* The optional ttl argument of save_raw: nil = configured, false = none. */
+static double opt_ttl(lua_State *L, int idx)
+{
+    if (lua_isnoneornil(L, idx)) return RS_TTL_DEFAULT;
+    if (lua_isboolean(L, idx) && !lua_toboolean(L, idx)) return RS_TTL_NONE;
+    if (!lua_isnumber(L, idx))
+        rs_lua_raisef(L, RS_ERR_CONFIG, "ttl must be a number of seconds, false or nil");
+    double ttl = lua_tonumber(L, idx);
+    if (!(ttl >= 0)) rs_lua_raisef(L, RS_ERR_CONFIG, "ttl must not be negative");
+    return ttl == 0 ? RS_TTL_NONE : ttl;
+}
+
+static void push_ttl(lua_State *L, double ttl)
+{
+    if (ttl < 0) lua_pushnil(L);
+    else lua_pushnumber(L, ttl);
+}
+
+/* ---------------------------------------------------------------------
+ * Lifecycle
+ * ------------------------------------------------------------------ */
+
+int rs_lua_store_open(lua_State *L, const rs_config *cfg)
+{
+    store_box *box = lua_newuserdatauv(L, sizeof *box, 0);
+    box->store = NULL;
+    luaL_setmetatable(L, STORE_MT);
+    rs_error err = {0};
+    box->store = rs_store_open(cfg, &err);
+    if (!box->store) return rs_lua_raise(L, &err);
+    return 1;
+}
+
+static int store_close(lua_State *L)
+{
+    store_box *box = luaL_checkudata(L, 1, STORE_MT);
+    rs_store_close(box->store);
+    box->store = NULL;
+    return 0;
+}
+
+static int store_tostring(lua_State *L)
+{
+    store_box *box = luaL_checkudata(L, 1, STORE_MT);
+    if (!box->store) {
+        lua_pushliteral(L, "rigatoni_store.store (closed)");
+        return 1;
+    }
+    char url[512];
+    rs_config_get(rs_store_config(box->store), "url", url, sizeof url);
+    lua_pushfstring(L, "rigatoni_store.store (%s)", url);
+    return 1;
+}
+
+/* ---------------------------------------------------------------------
+ * Token operations
+ * ------------------------------------------------------------------ */
+
+static int store_save_raw(lua_State *L)
+{
+    rs_store *store = check_store(L);
+    size_t coll_len, len;
+    const char *coll = check_collection(L, 2, &coll_len);
+    if (lua_type(L, 3) != LUA_TSTRING)
+        rs_lua_raisef(L, RS_ERR_SERIALIZATION, "raw token must be a string, got %s",
+                      luaL_typename(L, 3));
+    const char *bytes = lua_tolstring(L, 3, &len);
+    double ttl = opt_ttl(L, 4);
+    rs_error err = {0};
+    if (rs_save_raw(store, coll, coll_len, bytes, len, ttl, &err) < 0) return rs_lua_raise(L, &err);
+    return 0;
+}
+
+static int store_save_resume_token(lua_State *L)
+{
+    rs_store *store = check_store(L);
+    size_t coll_len;
+    const char *coll = check_collection(L, 2, &coll_len);
+    if (!lua_istable(L, 3))
+        rs_lua_raisef(L, RS_ERR_SERIALIZATION, "token must be a table, got %s",
+                      luaL_typename(L, 3));
+    if (!lua_isnoneornil(L, 4))
+        rs_lua_raisef(L, RS_ERR_NOT_IMPLEMENTED, "fenced saves (lock options) are not implemented yet");
+    bson_t doc;
+    bson_init(&doc);
+    /* Encoding may raise; the bytes then go into a Lua string so that the
+     * bson_t can be freed before the store call can raise. */
+    rs_lua_bson_encode(L, 3, &doc);
+    lua_pushlstring(L, (const char *)bson_get_data(&doc), doc.len);
+    bson_destroy(&doc);
+    size_t len;
+    const char *bytes = lua_tolstring(L, -1, &len);
+    rs_error err = {0};
+    if (rs_save_raw(store, coll, coll_len, bytes, len, RS_TTL_DEFAULT, &err) < 0)
+        return rs_lua_raise(L, &err);
+    return 0;
+}
+
+/* Reads raw bytes into a Lua string; returns 0 when absent. */
+static int fetch_raw(lua_State *L, rs_store *store, const char *coll, size_t coll_len)
+{
+    char *bytes;
+    size_t len;
+    rs_error err = {0};
+    int rc = rs_get_raw(store, coll, coll_len, &bytes, &len, &err);
+    if (rc < 0) return rs_lua_raise(L, &err);
+    if (rc == 0) return 0;
+    lua_pushlstring(L, bytes, len);
+    rs_free(bytes);
+    return 1;
+}
+
+static int store_get_raw(lua_State *L)
+{
+    rs_store *store = check_store(L);
+    size_t coll_len;
+    const char *coll = check_collection(L, 2, &coll_len);
+    if (!fetch_raw(L, store, coll, coll_len)) lua_pushnil(L);
+    return 1;
+}
+
+static int store_get_resume_token(lua_State *L)
+{
+    rs_store *store = check_store(L);
+    size_t coll_len, len;
+    const char *coll = check_collection(L, 2, &coll_len);
+    if (!fetch_raw(L, store, coll, coll_len)) {
+        lua_pushnil(L);
+        return 1;
+    }
+    const char *bytes = lua_tolstring(L, -1, &len);
+    rs_error err = {0};
+    if (!push_token(L, store, coll, coll_len, bytes, len, &err)) return rs_lua_raise(L, &err);
+    return 1;
+}
+
+static int store_delete_resume_token(lua_State *L)
+{
+    rs_store *store = check_store(L);
+    size_t coll_len;
+    const char *coll = check_collection(L, 2, &coll_len);
+    rs_error err = {0};
+    int rc = rs_delete(store, coll, coll_len, &err);
+    if (rc < 0) return rs_lua_raise(L, &err);
+    lua_pushboolean(L, rc);
+    return 1;
+}
+
+/* store:ttl(c) -> seconds when it expires, nil without TTL, false when absent. */
+static int store_ttl(lua_State *L)
+{
+    rs_store *store = check_store(L);
+    size_t coll_len;
+    const char *coll = check_collection(L, 2, &coll_len);
+    double seconds;
+    rs_error err = {0};
+    int rc = rs_ttl(store, coll, coll_len, &seconds, &err);
+    if (rc < 0) return rs_lua_raise(L, &err);
+    if (rc == 0) lua_pushboolean(L, 0);
+    else if (rc == 2) lua_pushnil(L);
+    else lua_pushnumber(L, seconds);
+    return 1;
+}
+
+static int store_ping(lua_State *L)
+{
+    rs_store *store = check_store(L);
+    rs_error err = {0};
+    if (rs_ping(store, &err) < 0) return rs_lua_raise(L, &err);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* store:command(name, ...) -- one admin command (INFO, MEMORY USAGE, ...);
+ * the reply as a string (integers too), nil for a nil reply. */
+static int store_command(lua_State *L)
+{
+    rs_store *store = check_store(L);
+    int argc = lua_gettop(L) - 1;
+    if (argc < 1) return luaL_argerror(L, 2, "command name expected");
+    const char **argv = lua_newuserdatauv(L, (size_t)argc * sizeof *argv, 0);
+    size_t *argvlen = lua_newuserdatauv(L, (size_t)argc * sizeof *argvlen, 0);
+    for (int i = 0; i < argc; i++) argv[i] = luaL_checklstring(L, i + 2, &argvlen[i]);
+    char *out;
+    size_t len;
+    rs_error err = {0};
+    int rc = rs_command(store, argc, argv, argvlen, &out, &len, &err);
+    if (rc < 0) return rs_lua_raise(L, &err);
+    if (rc == 0) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_pushlstring(L, out, len);
+    rs_free(out);
+    return 1;
+}
+
+/* ---------------------------------------------------------------------
+ * Listing
+ * ------------------------------------------------------------------ */
+
+typedef struct scan_box {
+    rs_scan *scan;
+    int raw;
+} scan_box;
+
+static int scan_close(lua_State *L)
+{
+    scan_box *box = luaL_checkudata(L, 1, SCAN_MT);
+    rs_scan_close(box->scan);
+    box->scan = NULL;
+    return 0;
+}
+
+/* Opens a scan from an options table at `idx` {match=, batch=, raw=, ttl=};
+ * pushes the scan userdata. The store must stay at index 1. */
+static scan_box *open_scan(lua_State *L, rs_store *store, int idx)
+{
+    const char *match = "*";
+    lua_Integer batch = 0;
+    int raw = 0, with_ttl = 1;
+    if (!lua_isnoneornil(L, idx)) {
+        luaL_checktype(L, idx, LUA_TTABLE);
+        lua_getfield(L, idx, "match");
+        if (!lua_isnil(L, -1)) match = luaL_checkstring(L, -1);
+        lua_getfield(L, idx, "batch");
+        if (!lua_isnil(L, -1)) batch = luaL_checkinteger(L, -1);
+        lua_getfield(L, idx, "raw");
+        raw = lua_toboolean(L, -1);
+        lua_getfield(L, idx, "ttl");
+        with_ttl = lua_isnil(L, -1) || lua_toboolean(L, -1);
+        lua_pop(L, 2);   /* keep match and batch reachable (match is a string) */
+        if (batch < 0 || batch > 1000000)
+            rs_lua_raisef(L, RS_ERR_CONFIG, "batch must be between 1 and 1000000");
+    }
+    scan_box *box = lua_newuserdatauv(L, sizeof *box, 0);
+    box->scan = NULL;
+    box->raw = raw;
+    luaL_setmetatable(L, SCAN_MT);
+    rs_error err = {0};
+    box->scan = rs_scan_open(store, match, (size_t)batch, with_ttl, &err);
+    if (!box->scan) rs_lua_raise(L, &err);
+    return box;
+}
+
+/* Pushes collection, token (or raw bytes), ttl[, error]; returns the count,
+ * or 0 at the end. */
+static int scan_step(lua_State *L, rs_store *store, scan_box *box)
+{
+    if (!box->scan) return 0;
+    rs_scan_entry e;
+    rs_error err = {0};
+    int rc = rs_scan_next(box->scan, &e, &err);
+    if (rc < 0) return rs_lua_raise(L, &err);
+    if (rc == 0) {
+        rs_scan_close(box->scan);
+        box->scan = NULL;
+        return 0;
+    }
+    lua_pushlstring(L, e.collection, e.collection_len);
+    if (box->raw) {
+        lua_pushlstring(L, e.value, e.value_len);
+        push_ttl(L, e.ttl);
+        return 3;
+    }
+    int ok = push_token(L, store, e.collection, e.collection_len, e.value, e.value_len, &err);
+    push_ttl(L, e.ttl);
+    if (ok) return 3;
+    lua_createtable(L, 0, 4);
+    lua_pushstring(L, rs_error_kind_name(err.kind));
+    lua_setfield(L, -2, "kind");
+    lua_pushstring(L, err.message);
+    lua_setfield(L, -2, "message");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "retryable");
+    lua_pushinteger(L, 0);
+    lua_setfield(L, -2, "attempts");
+    luaL_setmetatable(L, "rigatoni_store.error");
+    return 4;
+}
+
+/* Iterator function: upvalue 1 = store userdata; state = scan userdata. */
+static int tokens_iter(lua_State *L)
+{
+    scan_box *box = luaL_checkudata(L, 1, SCAN_MT);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_replace(L, 1);
+    rs_store *store = check_store(L);
+    int n = scan_step(L, store, box);
+    return n ? n : (lua_pushnil(L), 1);
+}
+
+/* for collection, token, ttl[, err] in store:resume_tokens{...} do */
+static int store_resume_tokens(lua_State *L)
+{
+    rs_store *store = check_store(L);
+    open_scan(L, store, 2);
+    lua_pushvalue(L, 1);
+    lua_pushcclosure(L, tokens_iter, 1);
+    lua_insert(L, -2);        /* iter, scan */
+    lua_pushnil(L);           /* initial control value */
+    lua_pushvalue(L, -2);     /* closing value: the scan */
+    return 4;
+}
+
+/* store:list_resume_tokens{...} -> tokens, errors (both keyed by collection) */
+static int store_list_resume_tokens(lua_State *L)
+{
+    rs_store *store = check_store(L);
+    lua_settop(L, 2);
+    scan_box *box = open_scan(L, store, 2);
+    int scan_idx = lua_gettop(L);
+    lua_newtable(L);
+    int tokens = lua_gettop(L);
+    lua_newtable(L);
+    int errors = lua_gettop(L);
+    int n;
+    while ((n = scan_step(L, store, box)) > 0) {
+        int base = lua_gettop(L) - n;         /* collection at base + 1 */
+        if (n == 4) {
+            lua_pushvalue(L, base + 1);
+            lua_getfield(L, base + 4, "message");
+            lua_rawset(L, errors);
+        } else {
+            lua_pushvalue(L, base + 1);
+            lua_pushvalue(L, base + 2);
+            lua_rawset(L, tokens);
+        }
+        lua_settop(L, errors);
+    }
+    lua_pushvalue(L, scan_idx);
+    scan_close(L);
+    lua_pop(L, 1);
+    return 2;
+}
+
+/* ---------------------------------------------------------------------
+ * Stats and not-yet-built features
+ * ------------------------------------------------------------------ */
+
+static int store_stats(lua_State *L)
+{
+    rs_store *store = check_store(L);
+    rs_pool_stats s;
+    rs_store_pool_stats(store, &s);
+    lua_createtable(L, 0, 1);
+    lua_createtable(L, 0, 10);
+    lua_pushinteger(L, s.size);
+    lua_setfield(L, -2, "size");
+    lua_pushinteger(L, s.open);
+    lua_setfield(L, -2, "open");
+    lua_pushinteger(L, s.in_use);
+    lua_setfield(L, -2, "in_use");
+    lua_pushinteger(L, s.idle);
+    lua_setfield(L, -2, "idle");
+    lua_pushinteger(L, (lua_Integer)s.created);
+    lua_setfield(L, -2, "created");
+    lua_pushinteger(L, (lua_Integer)s.closed_broken);
+    lua_setfield(L, -2, "closed_broken");
+    lua_pushinteger(L, (lua_Integer)s.closed_idle);
+    lua_setfield(L, -2, "closed_idle");
+    lua_pushinteger(L, (lua_Integer)s.waits);
+    lua_setfield(L, -2, "waits");
+    lua_pushinteger(L, (lua_Integer)s.wait_timeouts);
+    lua_setfield(L, -2, "wait_timeouts");
+    lua_pushnumber(L, s.wait_seconds);
+    lua_setfield(L, -2, "wait_seconds");
+    lua_setfield(L, -2, "pool");
+    return 1;
+}
+
+static int not_implemented(lua_State *L)
+{
+    check_store(L);
+    return rs_lua_raisef(L, RS_ERR_NOT_IMPLEMENTED, "%s is not implemented yet",
+                         lua_tostring(L, lua_upvalueindex(1)));
+}
+
+static const luaL_Reg store_methods[] = {
+    {"save_resume_token", store_save_resume_token},
+    {"get_resume_token", store_get_resume_token},
+    {"delete_resume_token", store_delete_resume_token},
+    {"list_resume_tokens", store_list_resume_tokens},
+    {"resume_tokens", store_resume_tokens},
+    {"save_raw", store_save_raw},
+    {"get_raw", store_get_raw},
+    {"ttl", store_ttl},
+    {"ping", store_ping},
+    {"command", store_command},
+    {"stats", store_stats},
+    {"close", store_close},
+    {NULL, NULL},
+};
+
+static const char *const later[] = {"try_acquire_lock", "refresh_lock", "release_lock",
+                                    "is_locked", NULL};
+
+static const luaL_Reg store_meta[] = {
+    {"__gc", store_close},
+    {"__close", store_close},
+    {"__tostring", store_tostring},
+    {NULL, NULL},
+};
+
+void rs_lua_open_store(lua_State *L)
+{
+    luaL_newmetatable(L, STORE_MT);
+    luaL_setfuncs(L, store_meta, 0);
+    luaL_newlib(L, store_methods);
+    for (const char *const *name = later; *name; name++) {
+        lua_pushstring(L, *name);
+        lua_pushcclosure(L, not_implemented, 1);
+        lua_setfield(L, -2, *name);
+    }
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+
+    luaL_newmetatable(L, SCAN_MT);
+    lua_pushcfunction(L, scan_close);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, scan_close);
+    lua_setfield(L, -2, "__close");
+    lua_pop(L, 1);
+}

@@ -1,0 +1,44 @@
+#!/bin/sh
+# Installs what the build and the tests need, idempotently (Debian/Ubuntu).
+# Debian 12 ships hiredis 0.14 (no TLS); the hiredis >= 1.0 API with TLS
+# comes from libhiredict-shims-dev in bookworm-backports.
+set -eu
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+
+PKGS="build-essential pkg-config libbson-dev liblua5.4-dev lua5.4 libinih-dev
+      lua-busted redis-server redis-sentinel redis-tools openssl libssl-dev
+      valgrind clang libclang-rt-14-dev socat"
+
+missing=""
+for p in $PKGS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"
+done
+hiredis_ok() { pkg-config --atleast-version=1.0 hiredis 2>/dev/null && pkg-config --exists hiredis_ssl; }
+
+if [ -z "$missing" ] && hiredis_ok; then
+    echo "deps: all installed"
+    exit 0
+fi
+
+. /etc/os-release
+if [ "${ID:-}" = debian ] && [ "${VERSION_CODENAME:-}" = bookworm ]; then
+    HIREDIS=libhiredict-shims-dev
+    list=/etc/apt/sources.list.d/bookworm-backports.list
+    if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+        echo "deb http://deb.debian.org/debian bookworm-backports main" | $SUDO tee "$list" >/dev/null
+    fi
+    HIREDIS_TARGET="-t bookworm-backports"
+else
+    HIREDIS=libhiredis-dev
+    HIREDIS_TARGET=""
+fi
+
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq $HIREDIS_TARGET $HIREDIS >/dev/null
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq $PKGS >/dev/null
+hiredis_ok || { echo "deps: hiredis >= 1.0 with hiredis_ssl still missing" >&2; exit 1; }
+echo "deps: installed"
