@@ -32,7 +32,7 @@ MOD_OBJ  := $(MOD_SRC:%.c=$(BUILD)/obj/%.o)
 CTEST_SRC := $(wildcard spec/c/test_*.c)
 CTEST_BIN := $(CTEST_SRC:spec/c/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps test test-c test-tsan test-lua bench demo install clean
+.PHONY: all deps test test-asan test-tsan bench demo install clean
 all: $(BUILD)/librigatoni_store.a $(BUILD)/librigatoni_store.so $(BUILD)/rigatoni_store.so
 
 $(BUILD)/obj/core/%.o: core/%.c core/*.h
@@ -61,12 +61,19 @@ $(BUILD)/tests/%: spec/c/%.c spec/c/*.h $(BUILD)/librigatoni_store.a
 deps:
 	sh spec/support/install-deps.sh
 
-test: all $(CTEST_BIN)
+test: all $(CTEST_BIN) test-asan test-tsan
 	sh spec/run-tests.sh
 
-# The pool and the store under ThreadSanitizer (its own build tree).
+# The C tests again under sanitizers, each in its own build tree:
+# AddressSanitizer + UndefinedBehaviorSanitizer, and ThreadSanitizer for the
+# pool and the 16-thread hammer.
+test-asan:
+	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fno-omit-frame-pointer" \
+	    SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" \
+	    $(CTEST_BIN:$(BUILD)/%=build-asan/%)
 test-tsan:
-	$(MAKE) BUILD=build-tsan SAN="-fsanitize=thread" CFLAGS="-O1 -g" build-tsan/tests/test_threads
+	$(MAKE) BUILD=build-tsan SAN="-fsanitize=thread" CFLAGS="-O1 -g" \
+	    build-tsan/tests/test_threads build-tsan/tests/test_pool
 
 bench: all
 	sh spec/bench/run.sh
