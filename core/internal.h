@@ -102,11 +102,27 @@ typedef struct rs_cmd {
 int rs_exec(rs_store *store, const char *what, size_t ncmds,
             const rs_cmd *cmds, redisReply **replies, rs_error *err);
 
+/* ---- script.c: EVALSHA with NOSCRIPT fallback ---- */
+typedef struct rs_script {
+    const char *source;
+    char sha[41];
+} rs_script;
+
+void rs_script_init(rs_script *script, const char *source);
+/* Runs the script with keys and args (binary safe); one reply, which may
+ * be of any type. 0 or -1 + err. */
+int rs_script_run(rs_store *store, const char *what, const rs_script *script, int nkeys,
+                  const char **keys, const size_t *key_lens, int nargs, const char **args,
+                  const size_t *arg_lens, redisReply **reply, rs_error *err);
+
 /* ---- store.c ---- */
 struct rs_store {
     rs_config *cfg;
     rs_pool *pool;
+    rs_script delete_if_value;   /* compare-and-delete (batch.c) */
 };
+
+extern const char rs_delete_if_value_source[];
 
 /* key = <prefix>:<collection>, malloc'd. Checks the collection name
  * (non-empty); NULL + serialization error otherwise. */

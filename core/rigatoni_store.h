@@ -203,6 +203,55 @@ int rs_command(rs_store *store, int argc, const char **argv,
                rs_error *err);
 
 /* ------------------------------------------------------------------------
+ * Batches: one pipelined round trip for many tokens (migration, import)
+ * --------------------------------------------------------------------- */
+
+typedef struct rs_save_item {
+    const char *collection;
+    size_t collection_len;
+    const void *bytes;
+    size_t len;
+    double ttl;              /* seconds; 0 = no TTL (the config's ttl is not used) */
+} rs_save_item;
+
+/* Only write tokens that do not exist yet (SET ... NX). */
+#define RS_SAVE_NX 1
+
+/* Saves `n` items in one pipeline. written[i] (may be NULL) is set to 1
+ * when item i was written, 0 when RS_SAVE_NX skipped it. 0 or -1; on -1
+ * nothing can be said about which items were written (retry the batch:
+ * saves are idempotent). */
+int rs_save_many(rs_store *store, const rs_save_item *items, size_t n, int flags,
+                 int *written, rs_error *err);
+
+typedef struct rs_value {
+    char *bytes;             /* malloc'd, NULL when absent */
+    size_t len;
+    double ttl;              /* seconds left; < 0 when none or absent */
+} rs_value;
+
+/* Reads `n` tokens and their TTLs in one pipeline (MGET + PTTL). Fills
+ * out[0..n); free with rs_values_free. 0 or -1. */
+int rs_get_many(rs_store *store, const char *const *collections, const size_t *lens,
+                size_t n, rs_value *out, rs_error *err);
+void rs_values_free(rs_value *values, size_t n);
+
+/* Deletes `n` tokens with one DEL; returns how many existed, or -1. */
+long long rs_delete_many(rs_store *store, const char *const *collections,
+                         const size_t *lens, size_t n, rs_error *err);
+
+/* Gives a TTL to a token that has none (EXPIRE ... NX): 1 when set, 0 when
+ * the token is absent or already expires, -1 on error. */
+int rs_expire(rs_store *store, const char *collection, size_t coll_len, double ttl,
+              rs_error *err);
+
+/* Deletes the token only if it still holds exactly `bytes` (atomic on the
+ * server), so a token refreshed meanwhile by a live pipeline survives.
+ * 1 deleted, 0 not (changed or absent), -1 on error. */
+int rs_delete_if_value(rs_store *store, const char *collection, size_t coll_len,
+                       const void *bytes, size_t len, rs_error *err);
+
+/* ------------------------------------------------------------------------
  * Listing: a streaming scan over <key_prefix>:<match>
  * --------------------------------------------------------------------- */
 
@@ -227,6 +276,11 @@ rs_scan *rs_scan_open(rs_store *store, const char *match, size_t batch,
 /* 1 with *entry filled, 0 at the end, -1 on error. */
 int rs_scan_next(rs_scan *scan, rs_scan_entry *entry, rs_error *err);
 void rs_scan_close(rs_scan *scan);
+
+/* The same over any key pattern (e.g. "rigatoni:lock:*"): entries carry the
+ * whole key in `collection`. For tools that inspect other key families. */
+rs_scan *rs_scan_keys_open(rs_store *store, const char *pattern, size_t batch,
+                           int with_ttl, rs_error *err);
 
 /* ------------------------------------------------------------------------
  * Tokens (BSON)

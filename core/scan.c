@@ -37,36 +37,52 @@ static void free_batch(rs_scan *scan)
     scan->next = 0;
 }
 
+/* `pattern` is the full MATCH pattern (owned by the scan from now on);
+ * `strip` bytes are cut from the front of each key to give the collection. */
+static rs_scan *scan_new(rs_store *store, char *pattern, size_t strip, size_t batch,
+                         int with_ttl, rs_error *err)
+{
+    rs_scan *scan = pattern ? calloc(1, sizeof *scan) : NULL;
+    if (!scan) {
+        free(pattern);
+        rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
+        return NULL;
+    }
+    if (batch == 0) batch = (size_t)store->cfg->scan_count;
+    scan->store = store;
+    scan->pattern = pattern;
+    scan->prefix_len = strip;
+    scan->with_ttl = with_ttl;
+    strcpy(scan->cursor, "0");
+    snprintf(scan->count, sizeof scan->count, "%zu", batch);
+    return scan;
+}
+
 rs_scan *rs_scan_open(rs_store *store, const char *match, size_t batch, int with_ttl,
                       rs_error *err)
 {
     rs_error_clear(err);
     const char *prefix = store->cfg->key_prefix;
     if (!match || !*match) match = "*";
-    if (batch == 0) batch = (size_t)store->cfg->scan_count;
-    rs_scan *scan = calloc(1, sizeof *scan);
     size_t plen = strlen(prefix), mlen = strlen(match);
     char *pattern = malloc(2 * plen + 1 + mlen + 1);
-    if (!scan || !pattern) {
-        free(scan);
-        free(pattern);
-        rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
-        return NULL;
+    if (pattern) {
+        char *p = pattern;
+        for (const char *s = prefix; *s; s++) {
+            if (strchr("*?[]\\", *s)) *p++ = '\\';
+            *p++ = *s;
+        }
+        *p++ = ':';
+        memcpy(p, match, mlen + 1);
     }
-    char *p = pattern;
-    for (const char *s = prefix; *s; s++) {
-        if (strchr("*?[]\\", *s)) *p++ = '\\';
-        *p++ = *s;
-    }
-    *p++ = ':';
-    memcpy(p, match, mlen + 1);
-    scan->store = store;
-    scan->pattern = pattern;
-    scan->prefix_len = plen + 1;
-    scan->with_ttl = with_ttl;
-    strcpy(scan->cursor, "0");
-    snprintf(scan->count, sizeof scan->count, "%zu", batch);
-    return scan;
+    return scan_new(store, pattern, plen + 1, batch, with_ttl, err);
+}
+
+rs_scan *rs_scan_keys_open(rs_store *store, const char *pattern, size_t batch, int with_ttl,
+                           rs_error *err)
+{
+    rs_error_clear(err);
+    return scan_new(store, strdup(pattern && *pattern ? pattern : "*"), 0, batch, with_ttl, err);
 }
 
 /* Fetches the next SCAN step and its values. 0 ok (maybe empty), -1 error. */

@@ -37,6 +37,7 @@ rs_store *rs_store_open(const rs_config *cfg, rs_error *err)
         rs_store_close(store);
         return NULL;
     }
+    rs_script_init(&store->delete_if_value, rs_delete_if_value_source);
     if (rs_ping(store, err) < 0) {
         if (err) {
             char masked[256], detail[sizeof err->message];

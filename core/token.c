@@ -67,9 +67,49 @@ static int open_nested(const bson_iter_t *it, bson_iter_t *child)
     return 0;
 }
 
-/* Iterative depth-first walk over every key, with an explicit stack of
- * iterators. Corrupt bytes just end the walk early: the libbson validator
- * that runs afterwards reports them. */
+/* Are the text parts of the value at `it` UTF-8? NUL is allowed inside
+ * length-prefixed strings. (libbson 1.23's bson_validate does not catch
+ * every bad string value, hence our own check.) */
+static int value_utf8_ok(const bson_iter_t *it)
+{
+    uint32_t len = 0;
+    const char *s = NULL, *opts = NULL;
+
+    switch (bson_iter_type(it)) {
+    case BSON_TYPE_UTF8:
+        s = bson_iter_utf8(it, &len);
+        break;
+    case BSON_TYPE_CODE:
+        s = bson_iter_code(it, &len);
+        break;
+    case BSON_TYPE_SYMBOL:
+        s = bson_iter_symbol(it, &len);
+        break;
+    case BSON_TYPE_CODEWSCOPE: {
+        uint32_t scope_len;
+        const uint8_t *scope;
+        s = bson_iter_codewscope(it, &len, &scope_len, &scope);
+        break;
+    }
+    case BSON_TYPE_DBPOINTER:
+        bson_iter_dbpointer(it, &len, &s, NULL);
+        break;
+    case BSON_TYPE_REGEX:
+        s = bson_iter_regex(it, &opts);
+        len = s ? (uint32_t)strlen(s) : 0;
+        if (opts && !bson_utf8_validate(opts, strlen(opts), false))
+            return 0;
+        break;
+    default:
+        return 1;
+    }
+    return !s || bson_utf8_validate(s, len, true);
+}
+
+/* Iterative depth-first walk over every element (nesting depth, UTF-8 of
+ * keys and strings), with an explicit stack of iterators. Corrupt bytes
+ * just end the walk early: the libbson validator that runs afterwards
+ * reports them. */
 static int check_structure(const bson_t *doc, rs_error *err)
 {
     /* bson_iter_t is over-aligned, so arrays of it need a wrapper. */
@@ -87,6 +127,8 @@ static int check_structure(const bson_t *doc, rs_error *err)
         const char *key = bson_iter_key(it);
         if (!bson_utf8_validate(key, bson_iter_key_len(it), false))
             return token_fail(err, "a key is not valid UTF-8");
+        if (!value_utf8_ok(it))
+            return token_fail(err, "a string is not valid UTF-8");
 
         bson_iter_t child;
         int nested = open_nested(it, &child);

@@ -207,13 +207,21 @@ static int store_get_resume_token(lua_State *L)
     return 1;
 }
 
+/* store:delete_resume_token(c [, {if_value = bytes}]) -> true if deleted.
+ * With if_value, only a token still holding exactly those bytes goes. */
 static int store_delete_resume_token(lua_State *L)
 {
     rs_store *store = check_store(L);
-    size_t coll_len;
-    const char *coll = check_collection(L, 2, &coll_len);
+    size_t coll_len, len = 0;
+    const char *coll = check_collection(L, 2, &coll_len), *expected = NULL;
+    if (!lua_isnoneornil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        lua_getfield(L, 3, "if_value");
+        if (!lua_isnil(L, -1)) expected = luaL_checklstring(L, -1, &len);
+    }
     rs_error err = {0};
-    int rc = rs_delete(store, coll, coll_len, &err);
+    int rc = expected ? rs_delete_if_value(store, coll, coll_len, expected, len, &err)
+                      : rs_delete(store, coll, coll_len, &err);
     if (rc < 0) return rs_lua_raise(L, &err);
     lua_pushboolean(L, rc);
     return 1;
@@ -269,6 +277,121 @@ static int store_command(lua_State *L)
 }
 
 /* ---------------------------------------------------------------------
+ * Batches
+ * ------------------------------------------------------------------ */
+
+/* Collection names of the array at `idx`, in scratch memory owned by the
+ * Lua stack (a userdata pushed here), so an error cannot leak them. */
+static size_t check_collections(lua_State *L, int idx, const char ***names, size_t **lens)
+{
+    luaL_checktype(L, idx, LUA_TTABLE);
+    size_t n = (size_t)luaL_len(L, idx);
+    void *mem = lua_newuserdatauv(L, (n ? n : 1) * (sizeof **names + sizeof **lens), 0);
+    *names = mem;
+    *lens = (size_t *)((char *)mem + (n ? n : 1) * sizeof **names);
+    for (size_t i = 0; i < n; i++) {
+        lua_geti(L, idx, (lua_Integer)i + 1);
+        (*names)[i] = check_collection(L, -1, &(*lens)[i]);
+        lua_pop(L, 1);   /* the string stays alive in the table */
+    }
+    return n;
+}
+
+/* store:save_many({{collection, bytes, ttl_or_nil}, ...} [, {nx = bool}])
+ * -> array of booleans (false = skipped by nx). One pipelined round trip. */
+static int store_save_many(lua_State *L)
+{
+    rs_store *store = check_store(L);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    int flags = 0;
+    if (!lua_isnoneornil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        lua_getfield(L, 3, "nx");
+        if (lua_toboolean(L, -1)) flags |= RS_SAVE_NX;
+        lua_pop(L, 1);
+    }
+    size_t n = (size_t)luaL_len(L, 2);
+    rs_save_item *items = lua_newuserdatauv(L, (n ? n : 1) * sizeof *items, 0);
+    int *written = lua_newuserdatauv(L, (n ? n : 1) * sizeof *written, 0);
+    for (size_t i = 0; i < n; i++) {
+        if (lua_geti(L, 2, (lua_Integer)i + 1) != LUA_TTABLE)
+            rs_lua_raisef(L, RS_ERR_SERIALIZATION, "save_many: item %d must be a table",
+                          (int)i + 1);
+        lua_geti(L, -1, 1);
+        items[i].collection = check_collection(L, -1, &items[i].collection_len);
+        lua_geti(L, -2, 2);
+        if (lua_type(L, -1) != LUA_TSTRING)
+            rs_lua_raisef(L, RS_ERR_SERIALIZATION, "save_many: item %d: bytes must be a string",
+                          (int)i + 1);
+        items[i].bytes = lua_tolstring(L, -1, &items[i].len);
+        lua_geti(L, -3, 3);
+        double ttl = opt_ttl(L, -1);
+        items[i].ttl = ttl == RS_TTL_DEFAULT ? 0 : ttl;
+        lua_pop(L, 4);   /* strings stay alive in the item tables */
+    }
+    rs_error err = {0};
+    if (rs_save_many(store, items, n, flags, written, &err) < 0) return rs_lua_raise(L, &err);
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+        lua_pushboolean(L, written[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    return 1;
+}
+
+/* store:get_many(collections) -> values (bytes or false), ttls (seconds or false) */
+static int store_get_many(lua_State *L)
+{
+    rs_store *store = check_store(L);
+    const char **names;
+    size_t *lens;
+    size_t n = check_collections(L, 2, &names, &lens);
+    rs_value *values = lua_newuserdatauv(L, (n ? n : 1) * sizeof *values, 0);
+    rs_error err = {0};
+    if (rs_get_many(store, names, lens, n, values, &err) < 0) return rs_lua_raise(L, &err);
+    lua_createtable(L, (int)n, 0);
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+        if (values[i].bytes) lua_pushlstring(L, values[i].bytes, values[i].len);
+        else lua_pushboolean(L, 0);
+        lua_rawseti(L, -3, (lua_Integer)i + 1);
+        if (values[i].ttl >= 0) lua_pushnumber(L, values[i].ttl);
+        else lua_pushboolean(L, 0);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    rs_values_free(values, n);
+    return 2;
+}
+
+/* store:delete_many(collections) -> number deleted */
+static int store_delete_many(lua_State *L)
+{
+    rs_store *store = check_store(L);
+    const char **names;
+    size_t *lens;
+    size_t n = check_collections(L, 2, &names, &lens);
+    rs_error err = {0};
+    long long deleted = rs_delete_many(store, names, lens, n, &err);
+    if (deleted < 0) return rs_lua_raise(L, &err);
+    lua_pushinteger(L, (lua_Integer)deleted);
+    return 1;
+}
+
+/* store:expire(c, seconds) -> true when a token without TTL got one */
+static int store_expire(lua_State *L)
+{
+    rs_store *store = check_store(L);
+    size_t coll_len;
+    const char *coll = check_collection(L, 2, &coll_len);
+    double ttl = luaL_checknumber(L, 3);
+    rs_error err = {0};
+    int rc = rs_expire(store, coll, coll_len, ttl, &err);
+    if (rc < 0) return rs_lua_raise(L, &err);
+    lua_pushboolean(L, rc);
+    return 1;
+}
+
+/* ---------------------------------------------------------------------
  * Listing
  * ------------------------------------------------------------------ */
 
@@ -287,7 +410,7 @@ static int scan_close(lua_State *L)
 
 /* Opens a scan from an options table at `idx` {match=, batch=, raw=, ttl=};
  * pushes the scan userdata. The store must stay at index 1. */
-static scan_box *open_scan(lua_State *L, rs_store *store, int idx)
+static scan_box *open_scan(lua_State *L, rs_store *store, int idx, const char *key_pattern)
 {
     const char *match = "*";
     lua_Integer batch = 0;
@@ -311,7 +434,8 @@ static scan_box *open_scan(lua_State *L, rs_store *store, int idx)
     box->raw = raw;
     luaL_setmetatable(L, SCAN_MT);
     rs_error err = {0};
-    box->scan = rs_scan_open(store, match, (size_t)batch, with_ttl, &err);
+    box->scan = key_pattern ? rs_scan_keys_open(store, key_pattern, (size_t)batch, with_ttl, &err)
+                            : rs_scan_open(store, match, (size_t)batch, with_ttl, &err);
     if (!box->scan) rs_lua_raise(L, &err);
     return box;
 }
@@ -367,7 +491,7 @@ static int tokens_iter(lua_State *L)
 static int store_resume_tokens(lua_State *L)
 {
     rs_store *store = check_store(L);
-    open_scan(L, store, 2);
+    open_scan(L, store, 2, NULL);
     lua_pushvalue(L, 1);
     lua_pushcclosure(L, tokens_iter, 1);
     lua_insert(L, -2);        /* iter, scan */
@@ -376,12 +500,29 @@ static int store_resume_tokens(lua_State *L)
     return 4;
 }
 
+/* for key, value, ttl in store:scan_keys(pattern [, {batch=}]) do -- any
+ * key family, e.g. "rigatoni:lock:*"; values are raw strings. */
+static int store_scan_keys(lua_State *L)
+{
+    rs_store *store = check_store(L);
+    const char *pattern = luaL_checkstring(L, 2);
+    lua_settop(L, 3);
+    scan_box *box = open_scan(L, store, 3, pattern);
+    box->raw = 1;
+    lua_pushvalue(L, 1);
+    lua_pushcclosure(L, tokens_iter, 1);
+    lua_insert(L, -2);
+    lua_pushnil(L);
+    lua_pushvalue(L, -2);
+    return 4;
+}
+
 /* store:list_resume_tokens{...} -> tokens, errors (both keyed by collection) */
 static int store_list_resume_tokens(lua_State *L)
 {
     rs_store *store = check_store(L);
     lua_settop(L, 2);
-    scan_box *box = open_scan(L, store, 2);
+    scan_box *box = open_scan(L, store, 2, NULL);
     int scan_idx = lua_gettop(L);
     lua_newtable(L);
     int tokens = lua_gettop(L);
@@ -455,6 +596,11 @@ static const luaL_Reg store_methods[] = {
     {"delete_resume_token", store_delete_resume_token},
     {"list_resume_tokens", store_list_resume_tokens},
     {"resume_tokens", store_resume_tokens},
+    {"scan_keys", store_scan_keys},
+    {"save_many", store_save_many},
+    {"get_many", store_get_many},
+    {"delete_many", store_delete_many},
+    {"expire", store_expire},
     {"save_raw", store_save_raw},
     {"get_raw", store_get_raw},
     {"ttl", store_ttl},

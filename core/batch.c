@@ -1,0 +1,260 @@
+/* batch.c -- many tokens per round trip, and the careful single-key edits
+ * that maintenance tools need (give a TTL, delete only an unchanged value).
+ *
+ * Batches are one pipeline through rs_exec: all or nothing as far as the
+ * caller can tell, and safe to retry because SET, DEL and reads are
+ * idempotent. Keys are built from the collection names exactly as the
+ * single-token calls build them.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* Keys of n collections, in one allocation per key; NULL + err on error. */
+static char **make_keys(rs_store *store, const char *const *colls, const size_t *lens,
+                        size_t n, size_t *key_lens, rs_error *err)
+{
+    char **keys = calloc(n ? n : 1, sizeof *keys);
+    if (!keys) {
+        rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!(keys[i] = rs_token_key(store, colls[i], lens[i], &key_lens[i], err))) {
+            for (size_t j = 0; j < i; j++) free(keys[j]);
+            free(keys);
+            return NULL;
+        }
+    }
+    return keys;
+}
+
+static void free_keys(char **keys, size_t n)
+{
+    for (size_t i = 0; keys && i < n; i++) free(keys[i]);
+    free(keys);
+}
+
+/* PX amount for a TTL in seconds (at least 1 ms). */
+static void ttl_ms(double ttl, char *buf, size_t size)
+{
+    double ms = llround(ttl * 1000);
+    snprintf(buf, size, "%.0f", ms < 1 ? 1 : ms);
+}
+
+int rs_save_many(rs_store *store, const rs_save_item *items, size_t n, int flags, int *written,
+                 rs_error *err)
+{
+    rs_error_clear(err);
+    if (n == 0) return 0;
+    enum { MAXARGS = 6 };
+    const char **colls = calloc(n, sizeof *colls);
+    size_t *lens = calloc(n, sizeof *lens), *key_lens = calloc(n, sizeof *key_lens);
+    const char **argv = calloc(n * MAXARGS, sizeof *argv);
+    size_t *argvlen = calloc(n * MAXARGS, sizeof *argvlen);
+    char (*amounts)[24] = calloc(n, sizeof *amounts);
+    rs_cmd *cmds = calloc(n, sizeof *cmds);
+    redisReply **replies = calloc(n, sizeof *replies);
+    char **keys = NULL;
+    int rc = -1;
+    if (!colls || !lens || !key_lens || !argv || !argvlen || !amounts || !cmds || !replies) {
+        rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        colls[i] = items[i].collection;
+        lens[i] = items[i].collection_len;
+        if (items[i].len > RS_MAX_TOKEN_SIZE || !(items[i].ttl >= 0)) {
+            rs_error_set(err, items[i].ttl >= 0 ? RS_ERR_SERIALIZATION : RS_ERR_CONFIG, 0,
+                         "save_many: item %zu has %s", i + 1,
+                         items[i].ttl >= 0 ? "a token over the size limit" : "a negative ttl");
+            goto out;
+        }
+    }
+    if (!(keys = make_keys(store, colls, lens, n, key_lens, err))) goto out;
+    for (size_t i = 0; i < n; i++) {
+        const char **a = argv + i * MAXARGS;
+        size_t *l = argvlen + i * MAXARGS;
+        int argc = 0;
+        a[argc] = "SET", l[argc++] = 3;
+        a[argc] = keys[i], l[argc++] = key_lens[i];
+        a[argc] = items[i].bytes ? items[i].bytes : "", l[argc++] = items[i].len;
+        if (items[i].ttl > 0) {
+            ttl_ms(items[i].ttl, amounts[i], sizeof amounts[i]);
+            a[argc] = "PX", l[argc++] = 2;
+            a[argc] = amounts[i], l[argc++] = strlen(amounts[i]);
+        }
+        if (flags & RS_SAVE_NX) a[argc] = "NX", l[argc++] = 2;
+        cmds[i] = (rs_cmd){argc, a, l};
+    }
+    char what[48];
+    snprintf(what, sizeof what, "save_many of %zu tokens", n);
+    if (rs_exec(store, what, n, cmds, replies, err) < 0) goto out;
+    for (size_t i = 0; i < n; i++) {
+        if (written) written[i] = replies[i]->type != REDIS_REPLY_NIL;
+        freeReplyObject(replies[i]);
+    }
+    rc = 0;
+out:
+    free_keys(keys, n);
+    free(colls);
+    free(lens);
+    free(key_lens);
+    free(argv);
+    free(argvlen);
+    free(amounts);
+    free(cmds);
+    free(replies);
+    return rc;
+}
+
+int rs_get_many(rs_store *store, const char *const *collections, const size_t *lens, size_t n,
+                rs_value *out, rs_error *err)
+{
+    rs_error_clear(err);
+    memset(out, 0, n * sizeof *out);
+    for (size_t i = 0; i < n; i++) out[i].ttl = -1;
+    if (n == 0) return 0;
+    size_t *key_lens = calloc(n, sizeof *key_lens);
+    const char **argv = calloc(3 * n + 1, sizeof *argv);
+    size_t *argvlen = calloc(3 * n + 1, sizeof *argvlen);
+    rs_cmd *cmds = calloc(n + 1, sizeof *cmds);
+    redisReply **replies = calloc(n + 1, sizeof *replies);
+    char **keys = NULL;
+    int rc = -1;
+    if (!key_lens || !argv || !argvlen || !cmds || !replies) {
+        rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
+        goto out;
+    }
+    if (!(keys = make_keys(store, collections, lens, n, key_lens, err))) goto out;
+    /* argv: MGET k1..kn, then PTTL ki pairs. */
+    argv[0] = "MGET", argvlen[0] = 4;
+    for (size_t i = 0; i < n; i++) {
+        argv[1 + i] = keys[i], argvlen[1 + i] = key_lens[i];
+        argv[1 + n + 2 * i] = "PTTL", argvlen[1 + n + 2 * i] = 4;
+        argv[2 + n + 2 * i] = keys[i], argvlen[2 + n + 2 * i] = key_lens[i];
+        cmds[1 + i] = (rs_cmd){2, argv + 1 + n + 2 * i, argvlen + 1 + n + 2 * i};
+    }
+    cmds[0] = (rs_cmd){(int)(n + 1), argv, argvlen};
+    char what[48];
+    snprintf(what, sizeof what, "get_many of %zu tokens", n);
+    if (rs_exec(store, what, n + 1, cmds, replies, err) < 0) goto out;
+    if (replies[0]->type != REDIS_REPLY_ARRAY || replies[0]->elements != n) {
+        rs_error_set(err, RS_ERR_SERVER, 0, "%s: unexpected reply", what);
+    } else {
+        rc = 0;
+        for (size_t i = 0; i < n && rc == 0; i++) {
+            redisReply *v = replies[0]->element[i], *t = replies[1 + i];
+            if (v->type != REDIS_REPLY_STRING) continue;
+            if (!(out[i].bytes = malloc(v->len + 1))) {
+                rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
+                rc = -1;
+                break;
+            }
+            memcpy(out[i].bytes, v->str, v->len);
+            out[i].bytes[v->len] = '\0';
+            out[i].len = v->len;
+            if (t->type == REDIS_REPLY_INTEGER && t->integer >= 0)
+                out[i].ttl = (double)t->integer / 1000.0;
+        }
+        if (rc < 0) rs_values_free(out, n);
+    }
+    for (size_t i = 0; i <= n; i++) freeReplyObject(replies[i]);
+out:
+    free_keys(keys, n);
+    free(key_lens);
+    free(argv);
+    free(argvlen);
+    free(cmds);
+    free(replies);
+    return rc;
+}
+
+void rs_values_free(rs_value *values, size_t n)
+{
+    for (size_t i = 0; values && i < n; i++) {
+        free(values[i].bytes);
+        values[i].bytes = NULL;
+        values[i].len = 0;
+    }
+}
+
+long long rs_delete_many(rs_store *store, const char *const *collections, const size_t *lens,
+                         size_t n, rs_error *err)
+{
+    rs_error_clear(err);
+    if (n == 0) return 0;
+    size_t *key_lens = calloc(n + 1, sizeof *key_lens);
+    const char **argv = calloc(n + 1, sizeof *argv);
+    char **keys = NULL;
+    long long deleted = -1;
+    if (!key_lens || !argv) {
+        rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
+        goto out;
+    }
+    if (!(keys = make_keys(store, collections, lens, n, key_lens + 1, err))) goto out;
+    argv[0] = "DEL", key_lens[0] = 3;
+    for (size_t i = 0; i < n; i++) argv[1 + i] = keys[i];
+    rs_cmd cmd = {(int)(n + 1), argv, key_lens};
+    redisReply *reply;
+    char what[48];
+    snprintf(what, sizeof what, "delete_many of %zu tokens", n);
+    if (rs_exec(store, what, 1, &cmd, &reply, err) < 0) goto out;
+    deleted = reply->type == REDIS_REPLY_INTEGER ? reply->integer : 0;
+    freeReplyObject(reply);
+out:
+    free_keys(keys, n);
+    free(key_lens);
+    free(argv);
+    return deleted;
+}
+
+int rs_expire(rs_store *store, const char *collection, size_t coll_len, double ttl, rs_error *err)
+{
+    rs_error_clear(err);
+    if (!(ttl > 0) || ttl > 1e9) {
+        rs_error_set(err, RS_ERR_CONFIG, 0, "expire: ttl must be a positive number of seconds");
+        return -1;
+    }
+    size_t key_len;
+    char *key = rs_token_key(store, collection, coll_len, &key_len, err);
+    if (!key) return -1;
+    char amount[24];
+    ttl_ms(ttl, amount, sizeof amount);
+    const char *argv[4] = {"PEXPIRE", key, amount, "NX"};
+    size_t argvlen[4] = {7, key_len, strlen(amount), 2};
+    rs_cmd cmd = {4, argv, argvlen};
+    redisReply *reply;
+    int rc = rs_exec(store, "expire", 1, &cmd, &reply, err);
+    free(key);
+    if (rc < 0) return -1;
+    rc = reply->type == REDIS_REPLY_INTEGER && reply->integer == 1;
+    freeReplyObject(reply);
+    return rc;
+}
+
+const char rs_delete_if_value_source[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end "
+    "return 0";
+
+int rs_delete_if_value(rs_store *store, const char *collection, size_t coll_len,
+                       const void *bytes, size_t len, rs_error *err)
+{
+    rs_error_clear(err);
+    size_t key_len;
+    char *key = rs_token_key(store, collection, coll_len, &key_len, err);
+    if (!key) return -1;
+    const char *keys[1] = {key}, *args[1] = {bytes ? bytes : ""};
+    size_t key_lens[1] = {key_len}, arg_lens[1] = {len};
+    redisReply *reply;
+    int rc = rs_script_run(store, "delete if unchanged", &store->delete_if_value, 1, keys,
+                           key_lens, 1, args, arg_lens, &reply, err);
+    free(key);
+    if (rc < 0) return -1;
+    rc = reply->type == REDIS_REPLY_INTEGER && reply->integer == 1;
+    freeReplyObject(reply);
+    return rc;
+}

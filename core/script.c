@@ -1,0 +1,68 @@
+/* script.c -- server-side scripts run by EVALSHA, loaded again on NOSCRIPT.
+ *
+ * Owner checks and compare-and-delete must be atomic on the server, so they
+ * are Lua scripts. Sending only the SHA1 keeps each call small; after a
+ * server restart, failover or SCRIPT FLUSH the server answers NOSCRIPT and
+ * the call is repeated once with EVAL, which also caches the script again.
+ */
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+void rs_script_init(rs_script *script, const char *source)
+{
+    unsigned char digest[SHA_DIGEST_LENGTH];
+    SHA1((const unsigned char *)source, strlen(source), digest);
+    for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
+        snprintf(script->sha + 2 * i, 3, "%02x", digest[i]);
+    script->source = source;
+}
+
+/* Builds {EVALSHA|EVAL, sha|source, nkeys, keys..., args...} in argv. */
+static void fill_argv(const rs_script *script, int use_source, int nkeys, const char **keys,
+                      const size_t *key_lens, int nargs, const char **args,
+                      const size_t *arg_lens, const char **argv, size_t *argvlen, char *numkeys)
+{
+    argv[0] = use_source ? "EVAL" : "EVALSHA";
+    argvlen[0] = strlen(argv[0]);
+    argv[1] = use_source ? script->source : script->sha;
+    argvlen[1] = strlen(argv[1]);
+    snprintf(numkeys, 8, "%d", nkeys);
+    argv[2] = numkeys;
+    argvlen[2] = strlen(numkeys);
+    for (int i = 0; i < nkeys; i++) {
+        argv[3 + i] = keys[i];
+        argvlen[3 + i] = key_lens[i];
+    }
+    for (int i = 0; i < nargs; i++) {
+        argv[3 + nkeys + i] = args[i];
+        argvlen[3 + nkeys + i] = arg_lens[i];
+    }
+}
+
+int rs_script_run(rs_store *store, const char *what, const rs_script *script, int nkeys,
+                  const char **keys, const size_t *key_lens, int nargs, const char **args,
+                  const size_t *arg_lens, redisReply **reply, rs_error *err)
+{
+    enum { MAX_ARGS = 16 };
+    const char *argv[MAX_ARGS];
+    size_t argvlen[MAX_ARGS];
+    char numkeys[8];
+    if (3 + nkeys + nargs > MAX_ARGS) {
+        rs_error_set(err, RS_ERR_CONFIG, 0, "%s: too many script arguments", what);
+        return -1;
+    }
+    rs_cmd cmd = {3 + nkeys + nargs, argv, argvlen};
+    fill_argv(script, 0, nkeys, keys, key_lens, nargs, args, arg_lens, argv, argvlen, numkeys);
+    rs_error first;
+    if (rs_exec(store, what, 1, &cmd, reply, &first) == 0) return 0;
+    if (!strstr(first.message, "NOSCRIPT")) {
+        if (err) *err = first;
+        return -1;
+    }
+    fill_argv(script, 1, nkeys, keys, key_lens, nargs, args, arg_lens, argv, argvlen, numkeys);
+    return rs_exec(store, what, 1, &cmd, reply, err);
+}
