@@ -73,7 +73,7 @@ test-asan:
 	    $(CTEST_BIN:$(BUILD)/%=build-asan/%)
 test-tsan:
 	$(MAKE) BUILD=build-tsan SAN="-fsanitize=thread" CFLAGS="-O1 -g" \
-	    build-tsan/tests/test_threads build-tsan/tests/test_pool
+	    build-tsan/tests/test_threads build-tsan/tests/test_pool build-tsan/tests/test_lease
 
 bench: all
 	sh spec/bench/run.sh

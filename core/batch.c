@@ -82,9 +82,9 @@ int rs_save_many(rs_store *store, const rs_save_item *items, size_t n, int flags
         a[argc] = "SET", l[argc++] = 3;
         a[argc] = keys[i], l[argc++] = key_lens[i];
         a[argc] = items[i].bytes ? items[i].bytes : "", l[argc++] = items[i].len;
-        if (items[i].ttl > 0) {
-            ttl_ms(items[i].ttl, amounts[i], sizeof amounts[i]);
-            a[argc] = "PX", l[argc++] = 2;
+        const char *unit;
+        if (rs_ttl_args(items[i].ttl, &unit, amounts[i], sizeof amounts[i])) {
+            a[argc] = unit, l[argc++] = 2;
             a[argc] = amounts[i], l[argc++] = strlen(amounts[i]);
         }
         if (flags & RS_SAVE_NX) a[argc] = "NX", l[argc++] = 2;
@@ -250,7 +250,7 @@ int rs_delete_if_value(rs_store *store, const char *collection, size_t coll_len,
     const char *keys[1] = {key}, *args[1] = {bytes ? bytes : ""};
     size_t key_lens[1] = {key_len}, arg_lens[1] = {len};
     redisReply *reply;
-    int rc = rs_script_run(store, "delete if unchanged", &store->delete_if_value, 1, keys,
+    int rc = rs_script_run(store, "delete if unchanged", &store->scripts.delete_if_value, 1, keys,
                            key_lens, 1, args, arg_lens, &reply, err);
     free(key);
     if (rc < 0) return -1;

@@ -119,10 +119,19 @@ int rs_script_run(rs_store *store, const char *what, const rs_script *script, in
 struct rs_store {
     rs_config *cfg;
     rs_pool *pool;
-    rs_script delete_if_value;   /* compare-and-delete (batch.c) */
+    struct {
+        rs_script delete_if_value;   /* batch.c */
+        rs_script lock_refresh, lock_release, save_fenced;   /* lock.c */
+    } scripts;
 };
 
-extern const char rs_delete_if_value_source[];
+extern const char rs_delete_if_value_source[], rs_lock_refresh_source[],
+    rs_lock_release_source[], rs_save_fenced_source[];
+
+/* The TTL arguments of a SET: "EX" and whole seconds, or "PX" and
+ * milliseconds when the TTL has a fraction. Returns 0 (and unit "", amount
+ * "") when ttl is 0 (none), else 1. */
+int rs_ttl_args(double ttl, const char **unit, char *amount, size_t size);
 
 /* key = <prefix>:<collection>, malloc'd. Checks the collection name
  * (non-empty); NULL + serialization error otherwise. */

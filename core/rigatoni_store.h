@@ -252,6 +252,59 @@ int rs_delete_if_value(rs_store *store, const char *collection, size_t coll_len,
                        const void *bytes, size_t len, rs_error *err);
 
 /* ------------------------------------------------------------------------
+ * Distributed locks, wire compatible with Rigatoni 0.2
+ *
+ * A lock is a key whose value is the owner id ("{hostname}-{uuid}"):
+ * acquire = SET key owner NX EX ttl; refresh and release check the owner
+ * atomically on the server (scripts run by EVALSHA). Keys:
+ * rigatoni:lock:{db}:{collection}, rigatoni:lock:{db}:__database__,
+ * rigatoni:lock:__deployment__ (the prefix is the config's lock_prefix).
+ * --------------------------------------------------------------------- */
+
+/* 1 acquired (or already held by this owner: the TTL is then renewed, so a
+ * retried acquire whose first reply was lost still reports success), 0 held
+ * by another owner, -1 on error. `ttl` in seconds (> 0). */
+int rs_lock_acquire(rs_store *store, const char *key, const char *owner, double ttl,
+                    rs_error *err);
+/* 1 refreshed, 0 not held by `owner` (expired or taken), -1 on error. */
+int rs_lock_refresh(rs_store *store, const char *key, const char *owner, double ttl,
+                    rs_error *err);
+/* 1 released, 0 not held by `owner`, -1 on error. */
+int rs_lock_release(rs_store *store, const char *key, const char *owner, rs_error *err);
+/* 1 when the key exists, 0 when not, -1 on error. */
+int rs_lock_is_locked(rs_store *store, const char *key, rs_error *err);
+/* The current owner into a malloc'd *owner (rs_free): 1, 0 when free. */
+int rs_lock_owner(rs_store *store, const char *key, char **owner, rs_error *err);
+
+/* Fenced save: writes the token (with the configured TTL, as a plain save)
+ * only while `lock_key` is held by `owner`, atomically on the server.
+ * 0 saved; -1 with RS_ERR_NOT_OWNER (nothing written) or another error. */
+int rs_save_fenced(rs_store *store, const char *collection, size_t coll_len,
+                   const void *bytes, size_t len, const char *lock_key, const char *owner,
+                   rs_error *err);
+
+/* Lock key forms into buf (snprintf semantics). `db` NULL gives the
+ * deployment key, `collection` NULL the database key. */
+size_t rs_lock_key(const rs_store *store, const char *db, const char *collection, char *buf,
+                   size_t bufsize);
+
+/* "{hostname}-{uuid v4}" into buf (at least 64 + 37 bytes). 0 or -1. */
+int rs_owner_id(char *buf, size_t bufsize);
+
+/* A lease kept alive by a background thread that refreshes every ttl/3
+ * until stopped. When a refresh finds the lock no longer held by `owner`,
+ * `on_lost(key, userdata)` is called once from that thread and refreshing
+ * stops. Transient errors are retried at the next tick. The lock must be
+ * acquired by the caller first. NULL + err on failure. */
+typedef struct rs_lease rs_lease;
+typedef void (*rs_lease_lost_fn)(const char *key, void *userdata);
+rs_lease *rs_lease_keepalive(rs_store *store, const char *key, const char *owner, double ttl,
+                             rs_lease_lost_fn on_lost, void *userdata, rs_error *err);
+/* Stops the thread; with `release`, releases the lock too. Returns 1 when
+ * the lease was still held at the end, 0 when it had been lost. */
+int rs_lease_stop(rs_lease *lease, int release);
+
+/* ------------------------------------------------------------------------
  * Listing: a streaming scan over <key_prefix>:<match>
  * --------------------------------------------------------------------- */
 

@@ -37,7 +37,10 @@ rs_store *rs_store_open(const rs_config *cfg, rs_error *err)
         rs_store_close(store);
         return NULL;
     }
-    rs_script_init(&store->delete_if_value, rs_delete_if_value_source);
+    rs_script_init(&store->scripts.delete_if_value, rs_delete_if_value_source);
+    rs_script_init(&store->scripts.lock_refresh, rs_lock_refresh_source);
+    rs_script_init(&store->scripts.lock_release, rs_lock_release_source);
+    rs_script_init(&store->scripts.save_fenced, rs_save_fenced_source);
     if (rs_ping(store, err) < 0) {
         if (err) {
             char masked[256], detail[sizeof err->message];
@@ -100,6 +103,23 @@ char *rs_token_key(const rs_store *store, const char *collection, size_t coll_le
  * Token operations
  * ------------------------------------------------------------------ */
 
+int rs_ttl_args(double ttl, const char **unit, char *amount, size_t size)
+{
+    if (ttl <= 0) {
+        *unit = "";
+        amount[0] = '\0';
+        return 0;
+    }
+    if (ttl == floor(ttl)) {
+        *unit = "EX";
+        snprintf(amount, size, "%.0f", ttl);
+    } else {
+        *unit = "PX";
+        snprintf(amount, size, "%.0f", fmax(1, (double)llround(ttl * 1000)));
+    }
+    return 1;
+}
+
 int rs_save_raw(rs_store *store, const char *collection, size_t coll_len, const void *bytes,
                 size_t len, double ttl, rs_error *err)
 {
@@ -119,19 +139,10 @@ int rs_save_raw(rs_store *store, const char *collection, size_t coll_len, const 
     if (!key) return -1;
 
     const char *argv[5] = {"SET", key, bytes ? bytes : "", NULL, NULL};
-    size_t argvlen[5] = {3, key_len, len, 0, 0};
-    char amount[32];
+    size_t argvlen[5] = {3, key_len, len, 2, 0};
+    char amount[24];
     int argc = 3;
-    if (ttl > 0) {
-        if (ttl == floor(ttl)) {
-            argv[3] = "EX";
-            snprintf(amount, sizeof amount, "%.0f", ttl);
-        } else {
-            argv[3] = "PX";
-            double ms = llround(ttl * 1000);
-            snprintf(amount, sizeof amount, "%.0f", ms < 1 ? 1 : ms);
-        }
-        argvlen[3] = 2;
+    if (rs_ttl_args(ttl, &argv[3], amount, sizeof amount)) {
         argv[4] = amount;
         argvlen[4] = strlen(amount);
         argc = 5;

@@ -44,6 +44,20 @@ void rs_lua_open_bson(lua_State *L);
  * Raises on failure. */
 int rs_lua_store_open(lua_State *L, const rs_config *cfg);
 void rs_lua_open_store(lua_State *L);
+/* The open store at `idx`; raises on a closed one or another type. */
+rs_store *rs_lua_check_store(lua_State *L, int idx);
+/* Encodes the token at `token_idx` and saves it under the collection at
+ * `coll_idx`; fenced by lock_key/owner when lock_key is not NULL. */
+int rs_lua_save_token(lua_State *L, rs_store *store, int coll_idx, int token_idx,
+                      const char *lock_key, const char *owner);
+
+/* ---- locks (rs_lock_lua.c) ---- */
+
+/* Adds the lock methods to the store method table at the top of the
+ * stack, and registers the lease metatable. */
+void rs_lua_add_lock_methods(lua_State *L);
+/* Puts rs.owner_id into the library table at the top of the stack. */
+void rs_lua_open_lock(lua_State *L);
 
 /* ---- config (rs_module.c) ---- */
 

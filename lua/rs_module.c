@@ -250,5 +250,6 @@ int luaopen_rigatoni_store(lua_State *L)
     lua_pushliteral(L, RS_VERSION);
     lua_setfield(L, -2, "version");
     rs_lua_open_bson(L);
+    rs_lua_open_lock(L);
     return 1;
 }

@@ -23,11 +23,16 @@ typedef struct store_box {
  * Helpers
  * ------------------------------------------------------------------ */
 
-static rs_store *check_store(lua_State *L)
+rs_store *rs_lua_check_store(lua_State *L, int idx)
 {
-    store_box *box = luaL_checkudata(L, 1, STORE_MT);
+    store_box *box = luaL_checkudata(L, idx, STORE_MT);
     if (!box->store) luaL_error(L, "attempt to use a closed store");
     return box->store;
+}
+
+static rs_store *check_store(lua_State *L)
+{
+    return rs_lua_check_store(L, 1);
 }
 
 /* Collection names: non-empty strings. Raises a serialization error. */
@@ -144,29 +149,47 @@ static int store_save_raw(lua_State *L)
     return 0;
 }
 
-static int store_save_resume_token(lua_State *L)
+int rs_lua_save_token(lua_State *L, rs_store *store, int coll_idx, int token_idx,
+                      const char *lock_key, const char *owner)
 {
-    rs_store *store = check_store(L);
     size_t coll_len;
-    const char *coll = check_collection(L, 2, &coll_len);
-    if (!lua_istable(L, 3))
+    const char *coll = check_collection(L, coll_idx, &coll_len);
+    if (!lua_istable(L, token_idx))
         rs_lua_raisef(L, RS_ERR_SERIALIZATION, "token must be a table, got %s",
-                      luaL_typename(L, 3));
-    if (!lua_isnoneornil(L, 4))
-        rs_lua_raisef(L, RS_ERR_NOT_IMPLEMENTED, "fenced saves (lock options) are not implemented yet");
+                      luaL_typename(L, token_idx));
     bson_t doc;
     bson_init(&doc);
     /* Encoding may raise; the bytes then go into a Lua string so that the
      * bson_t can be freed before the store call can raise. */
-    rs_lua_bson_encode(L, 3, &doc);
+    rs_lua_bson_encode(L, token_idx, &doc);
     lua_pushlstring(L, (const char *)bson_get_data(&doc), doc.len);
     bson_destroy(&doc);
     size_t len;
     const char *bytes = lua_tolstring(L, -1, &len);
     rs_error err = {0};
-    if (rs_save_raw(store, coll, coll_len, bytes, len, RS_TTL_DEFAULT, &err) < 0)
-        return rs_lua_raise(L, &err);
+    int rc = lock_key ? rs_save_fenced(store, coll, coll_len, bytes, len, lock_key, owner, &err)
+                      : rs_save_raw(store, coll, coll_len, bytes, len, RS_TTL_DEFAULT, &err);
+    if (rc < 0) return rs_lua_raise(L, &err);
+    lua_pop(L, 1);
     return 0;
+}
+
+/* store:save_resume_token(c, token [, {lock = key, owner = id}]) -- with a
+ * lock, the save is fenced: written only while `owner` holds `lock`. */
+static int store_save_resume_token(lua_State *L)
+{
+    rs_store *store = check_store(L);
+    const char *lock_key = NULL, *owner = NULL;
+    if (!lua_isnoneornil(L, 4)) {
+        luaL_checktype(L, 4, LUA_TTABLE);
+        lua_getfield(L, 4, "lock");
+        lua_getfield(L, 4, "owner");
+        lock_key = luaL_optstring(L, -2, NULL);
+        owner = luaL_optstring(L, -1, NULL);
+        if (!lock_key != !owner)
+            rs_lua_raisef(L, RS_ERR_CONFIG, "a fenced save needs both lock and owner");
+    }
+    return rs_lua_save_token(L, store, 2, 3, lock_key, owner);
 }
 
 /* Reads raw bytes into a Lua string; returns 0 when absent. */
@@ -549,7 +572,7 @@ static int store_list_resume_tokens(lua_State *L)
 }
 
 /* ---------------------------------------------------------------------
- * Stats and not-yet-built features
+ * Stats
  * ------------------------------------------------------------------ */
 
 static int store_stats(lua_State *L)
@@ -583,13 +606,6 @@ static int store_stats(lua_State *L)
     return 1;
 }
 
-static int not_implemented(lua_State *L)
-{
-    check_store(L);
-    return rs_lua_raisef(L, RS_ERR_NOT_IMPLEMENTED, "%s is not implemented yet",
-                         lua_tostring(L, lua_upvalueindex(1)));
-}
-
 static const luaL_Reg store_methods[] = {
     {"save_resume_token", store_save_resume_token},
     {"get_resume_token", store_get_resume_token},
@@ -611,9 +627,6 @@ static const luaL_Reg store_methods[] = {
     {NULL, NULL},
 };
 
-static const char *const later[] = {"try_acquire_lock", "refresh_lock", "release_lock",
-                                    "is_locked", NULL};
-
 static const luaL_Reg store_meta[] = {
     {"__gc", store_close},
     {"__close", store_close},
@@ -626,11 +639,7 @@ void rs_lua_open_store(lua_State *L)
     luaL_newmetatable(L, STORE_MT);
     luaL_setfuncs(L, store_meta, 0);
     luaL_newlib(L, store_methods);
-    for (const char *const *name = later; *name; name++) {
-        lua_pushstring(L, *name);
-        lua_pushcclosure(L, not_implemented, 1);
-        lua_setfield(L, -2, *name);
-    }
+    rs_lua_add_lock_methods(L);
     lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
 

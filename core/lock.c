@@ -1,0 +1,302 @@
+/* lock.c -- distributed locks compatible with Rigatoni 0.2, fenced saves,
+ * and a C lease kept alive by a background thread.
+ *
+ * Acquire is the plain `SET key owner NX EX ttl` Rigatoni sends, so both
+ * implementations exclude each other. When SET NX finds the key taken we
+ * read the owner: if it is us (an earlier attempt whose reply was lost, or a
+ * re-acquire), the lock is ours and its TTL is renewed through the
+ * owner-checked refresh. Refresh, release and the fenced save compare the
+ * owner on the server inside one script, so a paused instance whose lock
+ * expired and was taken over cannot overwrite the new owner's token.
+ */
+#include <errno.h>
+#include <math.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+const char rs_lock_refresh_source[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+    "return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0";
+const char rs_lock_release_source[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+    "return redis.call('DEL', KEYS[1]) end return 0";
+/* KEYS: lock, token. ARGV: owner, bytes, then optionally EX|PX and amount. */
+const char rs_save_fenced_source[] =
+    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
+    "if ARGV[3] then redis.call('SET', KEYS[2], ARGV[2], ARGV[3], ARGV[4]) "
+    "else redis.call('SET', KEYS[2], ARGV[2]) end return 1";
+
+static int check_lock_args(const char *key, const char *owner, double ttl, int need_ttl,
+                           rs_error *err)
+{
+    if (!key || !*key) {
+        rs_error_set(err, RS_ERR_CONFIG, 0, "lock key must not be empty");
+        return -1;
+    }
+    if (owner && !*owner) {
+        rs_error_set(err, RS_ERR_CONFIG, 0, "lock owner must not be empty");
+        return -1;
+    }
+    if (need_ttl && (!(ttl > 0) || ttl > 1e9)) {
+        rs_error_set(err, RS_ERR_CONFIG, 0, "lock ttl must be a positive number of seconds");
+        return -1;
+    }
+    return 0;
+}
+
+/* Runs an owner-checked script on one key; returns its integer reply. */
+static long long owner_script(rs_store *store, const char *what, const rs_script *script,
+                              const char *key, const char *owner, const char *arg,
+                              rs_error *err)
+{
+    const char *keys[1] = {key}, *args[2] = {owner, arg};
+    size_t key_lens[1] = {strlen(key)}, arg_lens[2] = {strlen(owner), arg ? strlen(arg) : 0};
+    redisReply *reply;
+    if (rs_script_run(store, what, script, 1, keys, key_lens, arg ? 2 : 1, args, arg_lens,
+                      &reply, err) < 0)
+        return -1;
+    long long v = reply->type == REDIS_REPLY_INTEGER ? reply->integer : 0;
+    freeReplyObject(reply);
+    return v;
+}
+
+int rs_lock_refresh(rs_store *store, const char *key, const char *owner, double ttl,
+                    rs_error *err)
+{
+    rs_error_clear(err);
+    if (check_lock_args(key, owner, ttl, 1, err) < 0) return -1;
+    char ms[24];
+    snprintf(ms, sizeof ms, "%.0f", fmax(1, (double)llround(ttl * 1000)));
+    long long v = owner_script(store, "refresh_lock", &store->scripts.lock_refresh, key, owner,
+                               ms, err);
+    return v < 0 ? -1 : v == 1;
+}
+
+int rs_lock_release(rs_store *store, const char *key, const char *owner, rs_error *err)
+{
+    rs_error_clear(err);
+    if (check_lock_args(key, owner, 0, 0, err) < 0) return -1;
+    long long v = owner_script(store, "release_lock", &store->scripts.lock_release, key, owner,
+                               NULL, err);
+    return v < 0 ? -1 : v == 1;
+}
+
+int rs_lock_acquire(rs_store *store, const char *key, const char *owner, double ttl,
+                    rs_error *err)
+{
+    rs_error_clear(err);
+    if (check_lock_args(key, owner, ttl, 1, err) < 0) return -1;
+    const char *unit;
+    char amount[24];
+    rs_ttl_args(ttl, &unit, amount, sizeof amount);
+    const char *argv[6] = {"SET", key, owner, "NX", unit, amount};
+    size_t argvlen[6] = {3, strlen(key), strlen(owner), 2, 2, strlen(amount)};
+    rs_cmd cmd = {6, argv, argvlen};
+    redisReply *reply;
+    if (rs_exec(store, "try_acquire_lock", 1, &cmd, &reply, err) < 0) return -1;
+    int acquired = reply->type == REDIS_REPLY_STATUS;
+    freeReplyObject(reply);
+    if (acquired) return 1;
+    /* Taken: by us? Then renew it, owner-checked. */
+    return rs_lock_refresh(store, key, owner, ttl, err);
+}
+
+static int key_command(rs_store *store, const char *what, const char *cmdname, const char *key,
+                       redisReply **reply, rs_error *err)
+{
+    rs_error_clear(err);
+    if (check_lock_args(key, NULL, 0, 0, err) < 0) return -1;
+    const char *argv[2] = {cmdname, key};
+    size_t argvlen[2] = {strlen(cmdname), strlen(key)};
+    rs_cmd cmd = {2, argv, argvlen};
+    return rs_exec(store, what, 1, &cmd, reply, err);
+}
+
+int rs_lock_is_locked(rs_store *store, const char *key, rs_error *err)
+{
+    redisReply *reply;
+    if (key_command(store, "is_locked", "EXISTS", key, &reply, err) < 0) return -1;
+    int locked = reply->type == REDIS_REPLY_INTEGER && reply->integer > 0;
+    freeReplyObject(reply);
+    return locked;
+}
+
+int rs_lock_owner(rs_store *store, const char *key, char **owner, rs_error *err)
+{
+    redisReply *reply;
+    *owner = NULL;
+    if (key_command(store, "lock_owner", "GET", key, &reply, err) < 0) return -1;
+    int found = reply->type == REDIS_REPLY_STRING;
+    if (found && !(*owner = strndup(reply->str, reply->len))) {
+        rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
+        found = -1;
+    }
+    freeReplyObject(reply);
+    return found;
+}
+
+int rs_save_fenced(rs_store *store, const char *collection, size_t coll_len, const void *bytes,
+                   size_t len, const char *lock_key, const char *owner, rs_error *err)
+{
+    rs_error_clear(err);
+    if (check_lock_args(lock_key, owner, 0, 0, err) < 0) return -1;
+    if (!owner) {
+        rs_error_set(err, RS_ERR_CONFIG, 0, "fenced save needs an owner");
+        return -1;
+    }
+    if (len > RS_MAX_TOKEN_SIZE) {
+        rs_error_set(err, RS_ERR_SERIALIZATION, 0, "token of %zu bytes is over the %u byte limit",
+                     len, RS_MAX_TOKEN_SIZE);
+        return -1;
+    }
+    size_t key_len;
+    char *key = rs_token_key(store, collection, coll_len, &key_len, err);
+    if (!key) return -1;
+    const char *unit;
+    char amount[24];
+    int has_ttl = rs_ttl_args(store->cfg->ttl, &unit, amount, sizeof amount);
+    const char *keys[2] = {lock_key, key};
+    size_t key_lens[2] = {strlen(lock_key), key_len};
+    const char *args[4] = {owner, bytes ? bytes : "", unit, amount};
+    size_t arg_lens[4] = {strlen(owner), len, has_ttl ? 2 : 0, strlen(amount)};
+    redisReply *reply;
+    int rc = rs_script_run(store, "fenced save", &store->scripts.save_fenced, 2, keys, key_lens,
+                           has_ttl ? 4 : 2, args, arg_lens, &reply, err);
+    free(key);
+    if (rc < 0) return -1;
+    int saved = reply->type == REDIS_REPLY_INTEGER && reply->integer == 1;
+    freeReplyObject(reply);
+    if (!saved) {
+        rs_error_set(err, RS_ERR_NOT_OWNER, 0,
+                     "fenced save refused: lock '%.200s' is not held by this owner", lock_key);
+        return -1;
+    }
+    return 0;
+}
+
+size_t rs_lock_key(const rs_store *store, const char *db, const char *collection, char *buf,
+                   size_t bufsize)
+{
+    const char *prefix = store->cfg->lock_prefix;
+    if (!db) return (size_t)snprintf(buf, bufsize, "%s:__deployment__", prefix);
+    if (!collection) return (size_t)snprintf(buf, bufsize, "%s:%s:__database__", prefix, db);
+    return (size_t)snprintf(buf, bufsize, "%s:%s:%s", prefix, db, collection);
+}
+
+int rs_owner_id(char *buf, size_t bufsize)
+{
+    char host[256] = "unknown";
+    unsigned char u[16];
+    if (gethostname(host, sizeof host - 1) < 0) strcpy(host, "unknown");
+    host[sizeof host - 1] = '\0';
+    if (RAND_bytes(u, sizeof u) != 1) return -1;
+    u[6] = (unsigned char)((u[6] & 0x0f) | 0x40);   /* version 4 */
+    u[8] = (unsigned char)((u[8] & 0x3f) | 0x80);   /* RFC 4122 variant */
+    int n = snprintf(buf, bufsize,
+                     "%s-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+                     host, u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10],
+                     u[11], u[12], u[13], u[14], u[15]);
+    return n > 0 && (size_t)n < bufsize ? 0 : -1;
+}
+
+/* ---------------------------------------------------------------------
+ * Lease keepalive thread
+ * ------------------------------------------------------------------ */
+
+struct rs_lease {
+    rs_store *store;
+    char *key, *owner;
+    double ttl;
+    rs_lease_lost_fn on_lost;
+    void *userdata;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    int stopping, lost;
+};
+
+static void *lease_main(void *arg)
+{
+    rs_lease *lease = arg;
+    pthread_mutex_lock(&lease->lock);
+    while (!lease->stopping && !lease->lost) {
+        struct timespec deadline;
+        clock_gettime(CLOCK_MONOTONIC, &deadline);
+        double step = lease->ttl / 3, whole = floor(step);
+        deadline.tv_sec += (time_t)whole;
+        deadline.tv_nsec += (long)((step - whole) * 1e9);
+        if (deadline.tv_nsec >= 1000000000L) deadline.tv_sec++, deadline.tv_nsec -= 1000000000L;
+        while (!lease->stopping &&
+               pthread_cond_timedwait(&lease->wake, &lease->lock, &deadline) != ETIMEDOUT) {}
+        if (lease->stopping) break;
+        pthread_mutex_unlock(&lease->lock);
+        rs_error err;
+        int rc = rs_lock_refresh(lease->store, lease->key, lease->owner, lease->ttl, &err);
+        pthread_mutex_lock(&lease->lock);
+        if (rc == 0) {
+            lease->lost = 1;
+            pthread_mutex_unlock(&lease->lock);
+            if (lease->on_lost) lease->on_lost(lease->key, lease->userdata);
+            pthread_mutex_lock(&lease->lock);
+        }
+    }
+    pthread_mutex_unlock(&lease->lock);
+    return NULL;
+}
+
+rs_lease *rs_lease_keepalive(rs_store *store, const char *key, const char *owner, double ttl,
+                             rs_lease_lost_fn on_lost, void *userdata, rs_error *err)
+{
+    rs_error_clear(err);
+    if (check_lock_args(key, owner, ttl, 1, err) < 0) return NULL;
+    rs_lease *lease = calloc(1, sizeof *lease);
+    if (!lease || !(lease->key = strdup(key)) || !(lease->owner = strdup(owner))) goto nomem;
+    lease->store = store;
+    lease->ttl = ttl;
+    lease->on_lost = on_lost;
+    lease->userdata = userdata;
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&lease->wake, &attr);
+    pthread_condattr_destroy(&attr);
+    pthread_mutex_init(&lease->lock, NULL);
+    if (pthread_create(&lease->thread, NULL, lease_main, lease) != 0) {
+        pthread_cond_destroy(&lease->wake);
+        pthread_mutex_destroy(&lease->lock);
+        goto nomem;
+    }
+    return lease;
+nomem:
+    if (lease) {
+        free(lease->key);
+        free(lease->owner);
+        free(lease);
+    }
+    rs_error_set(err, RS_ERR_NOMEM, 0, "cannot start the lease thread");
+    return NULL;
+}
+
+int rs_lease_stop(rs_lease *lease, int release)
+{
+    if (!lease) return 0;
+    pthread_mutex_lock(&lease->lock);
+    lease->stopping = 1;
+    pthread_cond_signal(&lease->wake);
+    pthread_mutex_unlock(&lease->lock);
+    pthread_join(lease->thread, NULL);
+    int held = !lease->lost;
+    if (release && held) held = rs_lock_release(lease->store, lease->key, lease->owner, NULL) == 1;
+    pthread_cond_destroy(&lease->wake);
+    pthread_mutex_destroy(&lease->lock);
+    free(lease->key);
+    free(lease->owner);
+    free(lease);
+    return held;
+}

@@ -1,0 +1,313 @@
+/* rs_lock_lua.c -- Rigatoni 0.2 locks and leases for Lua.
+ *
+ * Store methods mirror the Rust API (try_acquire_lock, refresh_lock,
+ * release_lock, is_locked). A lease bundles key, owner and ttl:
+ *
+ *   local lease <close> = store:lease(key, owner, { ttl = 30 })
+ *   if lease then lease:save_resume_token(c, t) end   -- fenced
+ *
+ * store:lease returns nil when another owner holds the lock. Closing the
+ * lease releases the lock; a failure to release on close is ignored (the
+ * TTL frees the lock anyway) so that unwinding an error is not replaced by
+ * a second one. Leases keep their store alive through a user value.
+ */
+#include <string.h>
+
+#include "rs_lua.h"
+
+#define LEASE_MT "rigatoni_store.lease"
+
+static const char *check_key(lua_State *L, int idx)
+{
+    size_t len;
+    const char *key = luaL_checklstring(L, idx, &len);
+    if (len == 0 || strlen(key) != len)
+        rs_lua_raisef(L, RS_ERR_CONFIG, "lock key must be a non-empty string without NUL");
+    return key;
+}
+
+static const char *check_owner(lua_State *L, int idx)
+{
+    size_t len;
+    const char *owner = luaL_checklstring(L, idx, &len);
+    if (len == 0 || strlen(owner) != len)
+        rs_lua_raisef(L, RS_ERR_CONFIG, "lock owner must be a non-empty string without NUL");
+    return owner;
+}
+
+static double check_ttl(lua_State *L, int idx)
+{
+    double ttl = luaL_checknumber(L, idx);
+    if (!(ttl > 0)) rs_lua_raisef(L, RS_ERR_CONFIG, "lock ttl must be a positive number of seconds");
+    return ttl;
+}
+
+/* Pushes a boolean result or raises. */
+static int push_result(lua_State *L, int rc, const rs_error *err)
+{
+    if (rc < 0) return rs_lua_raise(L, err);
+    lua_pushboolean(L, rc);
+    return 1;
+}
+
+/* ---------------------------------------------------------------------
+ * Store methods
+ * ------------------------------------------------------------------ */
+
+static int store_try_acquire_lock(lua_State *L)
+{
+    rs_store *store = rs_lua_check_store(L, 1);
+    rs_error err = {0};
+    return push_result(L, rs_lock_acquire(store, check_key(L, 2), check_owner(L, 3),
+                                          check_ttl(L, 4), &err), &err);
+}
+
+static int store_refresh_lock(lua_State *L)
+{
+    rs_store *store = rs_lua_check_store(L, 1);
+    rs_error err = {0};
+    return push_result(L, rs_lock_refresh(store, check_key(L, 2), check_owner(L, 3),
+                                          check_ttl(L, 4), &err), &err);
+}
+
+static int store_release_lock(lua_State *L)
+{
+    rs_store *store = rs_lua_check_store(L, 1);
+    rs_error err = {0};
+    return push_result(L, rs_lock_release(store, check_key(L, 2), check_owner(L, 3), &err),
+                       &err);
+}
+
+static int store_is_locked(lua_State *L)
+{
+    rs_store *store = rs_lua_check_store(L, 1);
+    rs_error err = {0};
+    return push_result(L, rs_lock_is_locked(store, check_key(L, 2), &err), &err);
+}
+
+/* store:lock_owner(key) -> owner id, or nil when free */
+static int store_lock_owner(lua_State *L)
+{
+    rs_store *store = rs_lua_check_store(L, 1);
+    rs_error err = {0};
+    char *owner;
+    int rc = rs_lock_owner(store, check_key(L, 2), &owner, &err);
+    if (rc < 0) return rs_lua_raise(L, &err);
+    if (rc == 0) lua_pushnil(L);
+    else lua_pushstring(L, owner);
+    rs_free(owner);
+    return 1;
+}
+
+/* store:lock_key(db [, collection]) and store:lock_key() for the three
+ * Rigatoni forms: collection, database (__database__), deployment. */
+static int store_lock_key(lua_State *L)
+{
+    rs_store *store = rs_lua_check_store(L, 1);
+    const char *db = luaL_optstring(L, 2, NULL);
+    const char *collection = luaL_optstring(L, 3, NULL);
+    char buf[1024];
+    size_t n = rs_lock_key(store, db, collection, buf, sizeof buf);
+    if (n >= sizeof buf) rs_lua_raisef(L, RS_ERR_CONFIG, "lock key too long");
+    lua_pushlstring(L, buf, n);
+    return 1;
+}
+
+/* ---------------------------------------------------------------------
+ * Leases
+ * ------------------------------------------------------------------ */
+
+typedef struct lease_box {
+    char *key, *owner;       /* NULL once closed */
+    double ttl;
+} lease_box;
+
+/* The lease at 1 and its store (pushed). */
+static lease_box *check_lease(lua_State *L, rs_store **store)
+{
+    lease_box *lease = luaL_checkudata(L, 1, LEASE_MT);
+    if (!lease->key) luaL_error(L, "attempt to use a released lease");
+    lua_getiuservalue(L, 1, 1);
+    *store = rs_lua_check_store(L, lua_gettop(L));
+    return lease;
+}
+
+static void lease_free(lease_box *lease)
+{
+    free(lease->key);
+    free(lease->owner);
+    lease->key = lease->owner = NULL;
+}
+
+static int lease_gc(lua_State *L)
+{
+    lease_free(luaL_checkudata(L, 1, LEASE_MT));
+    return 0;
+}
+
+/* store:lease(key, owner [, {ttl = 30}]) -> lease, or nil when taken */
+static int store_lease(lua_State *L)
+{
+    rs_store *store = rs_lua_check_store(L, 1);
+    const char *key = check_key(L, 2), *owner = check_owner(L, 3);
+    double ttl = 30;
+    if (!lua_isnoneornil(L, 4)) {
+        luaL_checktype(L, 4, LUA_TTABLE);
+        lua_getfield(L, 4, "ttl");
+        if (!lua_isnil(L, -1)) ttl = check_ttl(L, -1);
+        lua_pop(L, 1);
+    }
+    lease_box *lease = lua_newuserdatauv(L, sizeof *lease, 1);
+    lease->key = lease->owner = NULL;
+    lease->ttl = ttl;
+    luaL_setmetatable(L, LEASE_MT);
+    lua_pushvalue(L, 1);
+    lua_setiuservalue(L, -2, 1);
+    if (!(lease->key = strdup(key)) || !(lease->owner = strdup(owner)))
+        return luaL_error(L, "out of memory");
+    rs_error err = {0};
+    int rc = rs_lock_acquire(store, key, owner, ttl, &err);
+    if (rc < 0) return rs_lua_raise(L, &err);
+    if (rc == 0) {
+        lease_free(lease);
+        lua_pushnil(L);
+    }
+    return 1;
+}
+
+static int lease_refresh(lua_State *L)
+{
+    rs_store *store;
+    lease_box *lease = check_lease(L, &store);
+    rs_error err = {0};
+    return push_result(L, rs_lock_refresh(store, lease->key, lease->owner, lease->ttl, &err),
+                       &err);
+}
+
+/* lease:held() -> true while the lock still names this owner */
+static int lease_held(lua_State *L)
+{
+    rs_store *store;
+    lease_box *lease = check_lease(L, &store);
+    rs_error err = {0};
+    char *owner;
+    int rc = rs_lock_owner(store, lease->key, &owner, &err);
+    if (rc < 0) return rs_lua_raise(L, &err);
+    lua_pushboolean(L, rc == 1 && strcmp(owner, lease->owner) == 0);
+    rs_free(owner);
+    return 1;
+}
+
+static int lease_save_resume_token(lua_State *L)
+{
+    rs_store *store;
+    lease_box *lease = check_lease(L, &store);
+    return rs_lua_save_token(L, store, 2, 3, lease->key, lease->owner);
+}
+
+/* lease:release() -> true when this owner still held it. Idempotent. */
+static int lease_release(lua_State *L)
+{
+    lease_box *lease = luaL_checkudata(L, 1, LEASE_MT);
+    if (!lease->key) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    rs_store *store;
+    check_lease(L, &store);
+    rs_error err = {0};
+    int rc = rs_lock_release(store, lease->key, lease->owner, &err);
+    if (rc >= 0) lease_free(lease);
+    return push_result(L, rc, &err);
+}
+
+/* __close: release, but never raise while unwinding. */
+static int lease_close(lua_State *L)
+{
+    lease_box *lease = luaL_checkudata(L, 1, LEASE_MT);
+    if (lease->key) {
+        lua_pushcfunction(L, lease_release);
+        lua_pushvalue(L, 1);
+        lua_pcall(L, 1, 0, 0);
+        lease_free(lease);
+    }
+    return 0;
+}
+
+static int lease_index(lua_State *L)
+{
+    lease_box *lease = luaL_checkudata(L, 1, LEASE_MT);
+    const char *name = luaL_checkstring(L, 2);
+    if (strcmp(name, "key") == 0) lua_pushstring(L, lease->key);
+    else if (strcmp(name, "owner") == 0) lua_pushstring(L, lease->owner);
+    else if (strcmp(name, "ttl") == 0) lua_pushnumber(L, lease->ttl);
+    else {
+        lua_getmetatable(L, 1);
+        lua_getfield(L, -1, "methods");
+        lua_getfield(L, -1, name);
+    }
+    return 1;
+}
+
+static int lease_tostring(lua_State *L)
+{
+    lease_box *lease = luaL_checkudata(L, 1, LEASE_MT);
+    if (lease->key) lua_pushfstring(L, "rigatoni_store.lease (%s by %s)", lease->key, lease->owner);
+    else lua_pushliteral(L, "rigatoni_store.lease (released)");
+    return 1;
+}
+
+/* ---------------------------------------------------------------------
+ * Registration
+ * ------------------------------------------------------------------ */
+
+static int rs_owner_id_lua(lua_State *L)
+{
+    char buf[512];
+    if (rs_owner_id(buf, sizeof buf) < 0) return luaL_error(L, "cannot make an owner id");
+    lua_pushstring(L, buf);
+    return 1;
+}
+
+static const luaL_Reg lock_methods[] = {
+    {"try_acquire_lock", store_try_acquire_lock},
+    {"refresh_lock", store_refresh_lock},
+    {"release_lock", store_release_lock},
+    {"is_locked", store_is_locked},
+    {"lock_owner", store_lock_owner},
+    {"lock_key", store_lock_key},
+    {"lease", store_lease},
+    {NULL, NULL},
+};
+
+static const luaL_Reg lease_methods[] = {
+    {"refresh", lease_refresh},
+    {"release", lease_release},
+    {"held", lease_held},
+    {"save_resume_token", lease_save_resume_token},
+    {NULL, NULL},
+};
+
+static const luaL_Reg lease_meta[] = {
+    {"__index", lease_index},
+    {"__gc", lease_gc},
+    {"__close", lease_close},
+    {"__tostring", lease_tostring},
+    {NULL, NULL},
+};
+
+void rs_lua_add_lock_methods(lua_State *L)
+{
+    luaL_setfuncs(L, lock_methods, 0);
+    luaL_newmetatable(L, LEASE_MT);
+    luaL_setfuncs(L, lease_meta, 0);
+    luaL_newlib(L, lease_methods);
+    lua_setfield(L, -2, "methods");
+    lua_pop(L, 1);
+}
+
+void rs_lua_open_lock(lua_State *L)
+{
+    lua_pushcfunction(L, rs_owner_id_lua);
+    lua_setfield(L, -2, "owner_id");
+}
