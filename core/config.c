@@ -346,16 +346,6 @@ int rs_config_validate(const rs_config *cfg, rs_error *err)
                      "cluster_mode is not implemented yet");
         return -1;
     }
-    if (cfg->parsed.tls) {
-        rs_error_set(err, RS_ERR_CONFIG, 0,
-                     "rediss:// (TLS) is not built yet: use redis://");
-        return -1;
-    }
-    if (cfg->parsed.nhosts > 1) {
-        rs_error_set(err, RS_ERR_CONFIG, 0,
-                     "several hosts (Sentinel) are not built yet: give one host");
-        return -1;
-    }
     return 0;
 }
 

@@ -1,9 +1,10 @@
 /* conn.c -- opening one ready-to-use Redis connection.
  *
  * Ready means: TCP connected within connection_timeout, command timeout set,
- * authenticated (AUTH [user] password from the URL) and the URL's database
- * selected. A connection that fails any step is closed here, never handed
- * to the pool half set up.
+ * TLS handshake done for rediss://, authenticated (AUTH [user] password)
+ * and, for data connections, the URL's database selected. A connection that
+ * fails any step is closed here, never handed to the pool half set up.
+ * Sentinel connections use the same path with the sentinel credentials.
  */
 #include <math.h>
 #include <stdio.h>
@@ -21,32 +22,40 @@ static struct timeval to_timeval(double seconds)
     return tv;
 }
 
-/* Runs a setup command; 0 or -1 with err filled. */
-static int setup_command(redisContext *ctx, int argc, const char **argv, rs_error *err)
+int rs_conn_command(redisContext *ctx, int argc, const char **argv, redisReply **out,
+                    rs_error *err)
 {
     redisReply *reply = redisCommandArgv(ctx, argc, argv, NULL);
     if (!reply) {
         rs_error_from_context(err, ctx);
         return -1;
     }
-    int rc = 0;
     if (reply->type == REDIS_REPLY_ERROR) {
         rs_error_from_reply(err, reply->str, reply->len);
-        rc = -1;
+        freeReplyObject(reply);
+        return -1;
     }
-    freeReplyObject(reply);
-    return rc;
+    if (out) *out = reply;
+    else freeReplyObject(reply);
+    return 0;
 }
 
-rs_conn *rs_conn_open(const rs_config *cfg, rs_error *err)
+/* Prefixes err's message with the address it is about. */
+static void about(rs_error *err, const char *host, int port)
 {
-    const rs_url *url = &cfg->parsed;
-    const rs_host *host = &url->hosts[0];
+    if (!err) return;
+    char detail[sizeof err->message];
+    memcpy(detail, err->message, sizeof detail);
+    rs_error_set(err, err->kind, err->retryable, "%s:%d: %s", host, port, detail);
+}
+
+redisContext *rs_connect(const rs_config *cfg, rs_tls *tls, const char *host, int port,
+                         const char *username, const char *password, rs_error *err)
+{
     struct timeval connect_tv = to_timeval(cfg->connection_timeout);
     struct timeval command_tv = to_timeval(cfg->command_timeout);
-
     redisOptions opts = {0};
-    REDIS_OPTIONS_SET_TCP(&opts, host->host, host->port);
+    REDIS_OPTIONS_SET_TCP(&opts, host, port);
     opts.connect_timeout = &connect_tv;
     opts.command_timeout = &command_tv;
 
@@ -56,40 +65,58 @@ rs_conn *rs_conn_open(const rs_config *cfg, rs_error *err)
         if (err) {
             char detail[sizeof err->message];
             memcpy(detail, err->message, sizeof detail);
-            rs_error_set(err, err->kind, err->retryable, "cannot connect to %s:%d: %s",
-                         host->host, host->port, detail);
+            rs_error_set(err, err->kind, err->retryable, "cannot connect to %s:%d: %s", host,
+                         port, detail);
         }
         if (ctx) redisFree(ctx);
         return NULL;
     }
-
-    if (url->password) {
-        const char *argv[3] = {"AUTH", url->username, url->password};
+    /* The command timeout is already set, so a plain-text server behind
+     * rediss:// fails the handshake in time instead of hanging. */
+    if (tls && rs_tls_handshake(tls, ctx, host, port, err) < 0) goto fail;
+    if (password) {
+        const char *argv[3] = {"AUTH", username, password};
         int argc = 3;
-        if (!url->username) {
-            argv[1] = url->password;
+        if (!username) {
+            argv[1] = password;
             argc = 2;
         }
-        if (setup_command(ctx, argc, argv, err) < 0) goto fail;
+        if (rs_conn_command(ctx, argc, argv, NULL, err) < 0) {
+            about(err, host, port);
+            goto fail;
+        }
     }
+    return ctx;
+fail:
+    redisFree(ctx);
+    return NULL;
+}
+
+rs_conn *rs_conn_open(const rs_config *cfg, rs_tls *tls, const char *host, int port,
+                      rs_error *err)
+{
+    const rs_url *url = &cfg->parsed;
+    redisContext *ctx = rs_connect(cfg, tls, host, port, url->username, url->password, err);
+    if (!ctx) return NULL;
     if (url->db != 0) {
         char db[16];
         snprintf(db, sizeof db, "%d", url->db);
         const char *argv[2] = {"SELECT", db};
-        if (setup_command(ctx, 2, argv, err) < 0) goto fail;
+        if (rs_conn_command(ctx, 2, argv, NULL, err) < 0) {
+            about(err, host, port);
+            redisFree(ctx);
+            return NULL;
+        }
     }
-
     rs_conn *conn = calloc(1, sizeof *conn);
     if (!conn) {
         rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
-        goto fail;
+        redisFree(ctx);
+        return NULL;
     }
     conn->ctx = ctx;
     conn->last_used = rs_now();
     return conn;
-fail:
-    redisFree(ctx);
-    return NULL;
 }
 
 void rs_conn_close(rs_conn *conn)

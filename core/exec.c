@@ -61,14 +61,14 @@ int rs_exec(rs_store *store, const char *what, size_t ncmds, const rs_cmd *cmds,
 
     rs_error_clear(&last);
     for (attempt = 1;; attempt++) {
+        int broken = 0;
         rs_conn *conn = rs_pool_acquire(store->pool, &last);
         if (conn) {
-            int broken;
             int rc = run_pipeline(conn, ncmds, cmds, replies, &last, &broken);
             rs_pool_release(store->pool, conn, broken);
             if (rc == 0) return 0;
-            if (broken) rs_pool_drop_idle(store->pool);
         }
+        if (last.kind != RS_ERR_POOL) rs_pool_after_failure(store->pool, broken, &last);
         /* Waiting for the pool again would only multiply the wait. */
         if (!last.retryable || last.kind == RS_ERR_POOL || attempt >= max_attempts) break;
         rs_sleep(rs_retry_delay(cfg, attempt));

@@ -22,6 +22,11 @@ void rs_error_set(rs_error *err, rs_error_kind kind, int retryable,
                   const char *fmt, ...) RS_FMT(4, 5);
 void rs_error_clear(rs_error *err);
 
+/* ---- log.c ---- */
+int rs_log_enabled(rs_log_level level);
+/* Callers pass masked text only. */
+void rs_log(rs_log_level level, const char *fmt, ...) RS_FMT(2, 3);
+
 /* ---- time helpers (retry.c) ---- */
 double rs_now(void);                 /* monotonic seconds */
 void rs_sleep(double seconds);
@@ -52,21 +57,45 @@ struct rs_config {
     int tls_verify;
 };
 
+/* ---- tls.c ---- */
+typedef struct rs_tls rs_tls;
+/* One TLS context per store, from the tls.* options. NULL + config error. */
+rs_tls *rs_tls_new(const rs_config *cfg, rs_error *err);
+void rs_tls_free(rs_tls *tls);
+/* TLS handshake on a connected context; verifies chain and host name
+ * unless tls.verify is off (then warns). Errors are not retryable. */
+int rs_tls_handshake(rs_tls *tls, redisContext *ctx, const char *host, int port, rs_error *err);
+
 /* ---- conn.c: one connection ---- */
 typedef struct rs_conn {
     redisContext *ctx;
     double last_used;        /* rs_now() when last handed back */
+    uint64_t generation;     /* pool generation it was opened in */
     struct rs_conn *next;    /* idle list link */
 } rs_conn;
 
-/* Connects to the first host of the URL, authenticates, selects the db.
- * NULL + err (connection/timeout/auth) on failure. */
-rs_conn *rs_conn_open(const rs_config *cfg, rs_error *err);
+/* TCP (+ TLS) connection with AUTH when a password is given. NULL + err. */
+redisContext *rs_connect(const rs_config *cfg, rs_tls *tls, const char *host, int port,
+                         const char *username, const char *password, rs_error *err);
+/* A data connection: rs_connect with the URL's credentials, then SELECT. */
+rs_conn *rs_conn_open(const rs_config *cfg, rs_tls *tls, const char *host, int port,
+                      rs_error *err);
 void rs_conn_close(rs_conn *conn);
+/* One setup command; *out gets the reply (may be NULL to drop it). An
+ * error reply fails with err classified. 0 or -1. */
+int rs_conn_command(redisContext *ctx, int argc, const char **argv, redisReply **out,
+                    rs_error *err);
+
+/* ---- sentinel.c ---- */
+/* Asks the URL's sentinels in turn for the master's address. 0 or -1. */
+int rs_sentinel_discover(const rs_config *cfg, rs_tls *tls, char *host, size_t host_size,
+                         int *port, rs_error *err);
+/* ROLE says master? 0, or -1 with a retryable error. */
+int rs_sentinel_confirm_master(rs_conn *conn, const char *host, int port, rs_error *err);
 
 /* ---- pool.c ---- */
 typedef struct rs_pool rs_pool;
-rs_pool *rs_pool_new(const rs_config *cfg);
+rs_pool *rs_pool_new(const rs_config *cfg, rs_tls *tls);
 void rs_pool_free(rs_pool *pool);
 /* Lends a connection, creating one when under pool_size, else waiting at
  * most connection_timeout. Idle connections older than idle_check_after
@@ -77,6 +106,11 @@ void rs_pool_release(rs_pool *pool, rs_conn *conn, int broken);
 /* Closes every idle connection: after an I/O error they are suspect
  * (a restarted server leaves all of them dead). */
 void rs_pool_drop_idle(rs_pool *pool);
+/* After a failed attempt: with Sentinel, a lost connection or a READONLY /
+ * MASTERDOWN reply means the master may have moved, so every connection is
+ * retired and the next one asks the sentinels again; without Sentinel a
+ * lost connection drops the idle ones. */
+void rs_pool_after_failure(rs_pool *pool, int broken, const rs_error *err);
 void rs_pool_get_stats(rs_pool *pool, rs_pool_stats *out);
 
 /* ---- retry.c ---- */
@@ -118,6 +152,7 @@ int rs_script_run(rs_store *store, const char *what, const rs_script *script, in
 /* ---- store.c ---- */
 struct rs_store {
     rs_config *cfg;
+    rs_tls *tls;                     /* rediss:// only */
     rs_pool *pool;
     struct {
         rs_script delete_if_value;   /* batch.c */

@@ -9,9 +9,14 @@
  * whole idle list is dropped: a restarted server leaves all of them dead
  * (the failure mode of DBZ-7879), and finding that out one retry at a time
  * would burn the caller's retries.
- * Connecting and PINGing happen outside the lock.
+ * With Sentinel, the pool also remembers the master's address. When a
+ * failure suggests a failover, the generation counter moves on: idle
+ * connections are closed, lent ones are closed when they come back, and
+ * the next connection asks the sentinels again.
+ * Connecting, discovering and PINGing happen outside the lock.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,17 +28,25 @@ struct rs_pool {
     pthread_mutex_t lock;
     pthread_cond_t freed;
     const rs_config *cfg;
+    rs_tls *tls;                /* NULL for plain TCP; owned by the store */
     rs_conn *idle;              /* LIFO list */
     int nidle, open, in_use;
+    uint64_t generation;        /* bumped when the master may have moved */
+    int sentinel;               /* the URL's hosts are sentinels */
+    int have_master;
+    char master_host[256];
+    int master_port;
     uint64_t created, closed_broken, closed_idle, waits, wait_timeouts;
     double wait_seconds;
 };
 
-rs_pool *rs_pool_new(const rs_config *cfg)
+rs_pool *rs_pool_new(const rs_config *cfg, rs_tls *tls)
 {
     rs_pool *pool = calloc(1, sizeof *pool);
     if (!pool) return NULL;
     pool->cfg = cfg;
+    pool->tls = tls;
+    pool->sentinel = cfg->parsed.nhosts > 1;
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
@@ -74,6 +87,45 @@ static struct timespec deadline_after(double seconds)
     return ts;
 }
 
+/* A new data connection: to the URL's host, or to the master the
+ * sentinels name (asking them when the address is not known). */
+static rs_conn *open_connection(rs_pool *pool, rs_error *err)
+{
+    const rs_config *cfg = pool->cfg;
+    char host[256];
+    int port;
+    pthread_mutex_lock(&pool->lock);
+    uint64_t generation = pool->generation;
+    int known = !pool->sentinel || pool->have_master;
+    if (pool->sentinel && known) {
+        memcpy(host, pool->master_host, sizeof host);
+        port = pool->master_port;
+    }
+    pthread_mutex_unlock(&pool->lock);
+
+    if (!pool->sentinel) {
+        snprintf(host, sizeof host, "%s", cfg->parsed.hosts[0].host);
+        port = cfg->parsed.hosts[0].port;
+    } else if (!known) {
+        if (rs_sentinel_discover(cfg, pool->tls, host, sizeof host, &port, err) < 0) return NULL;
+        pthread_mutex_lock(&pool->lock);
+        if (pool->generation == generation) {
+            memcpy(pool->master_host, host, sizeof host);
+            pool->master_port = port;
+            pool->have_master = 1;
+        }
+        pthread_mutex_unlock(&pool->lock);
+    }
+    rs_conn *conn = rs_conn_open(cfg, pool->tls, host, port, err);
+    if (conn && pool->sentinel && rs_sentinel_confirm_master(conn, host, port, err) < 0) {
+        rs_conn_close(conn);
+        rs_pool_after_failure(pool, 1, err);
+        return NULL;
+    }
+    if (conn) conn->generation = generation;
+    return conn;
+}
+
 rs_conn *rs_pool_acquire(rs_pool *pool, rs_error *err)
 {
     const rs_config *cfg = pool->cfg;
@@ -105,7 +157,7 @@ rs_conn *rs_pool_acquire(rs_pool *pool, rs_error *err)
             pool->open++;
             pool->in_use++;
             pthread_mutex_unlock(&pool->lock);
-            conn = rs_conn_open(cfg, err);
+            conn = open_connection(pool, err);
             pthread_mutex_lock(&pool->lock);
             if (conn) {
                 pool->created++;
@@ -140,6 +192,7 @@ void rs_pool_release(rs_pool *pool, rs_conn *conn, int broken)
     /* A context with an error is unusable whatever the caller thinks. */
     if (conn->ctx->err) broken = 1;
     pthread_mutex_lock(&pool->lock);
+    if (conn->generation != pool->generation) broken = 1;   /* old master */
     pool->in_use--;
     if (broken) {
         pool->open--;
@@ -169,6 +222,29 @@ void rs_pool_drop_idle(rs_pool *pool)
         rs_conn_close(list);
         list = next;
     }
+}
+
+void rs_pool_after_failure(rs_pool *pool, int broken, const rs_error *err)
+{
+    int moved = broken || (err && (err->kind == RS_ERR_CONNECTION || err->kind == RS_ERR_TIMEOUT ||
+                                   strstr(err->message, "READONLY") ||
+                                   strstr(err->message, "MASTERDOWN")));
+    if (!pool->sentinel) {
+        if (broken) rs_pool_drop_idle(pool);
+        return;
+    }
+    if (!moved) return;
+    char host[sizeof pool->master_host];
+    pthread_mutex_lock(&pool->lock);
+    int had_master = pool->have_master, port = pool->master_port;
+    memcpy(host, pool->master_host, sizeof host);
+    pool->generation++;
+    pool->have_master = 0;
+    pthread_mutex_unlock(&pool->lock);
+    rs_pool_drop_idle(pool);
+    if (had_master)
+        rs_log(RS_LOG_WARN, "master %s:%d failed (%s); asking the sentinels again", host, port,
+               err ? err->message : "connection lost");
 }
 
 void rs_pool_get_stats(rs_pool *pool, rs_pool_stats *out)

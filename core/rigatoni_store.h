@@ -370,6 +370,34 @@ typedef struct rs_pool_stats {
 void rs_store_pool_stats(rs_store *store, rs_pool_stats *out);
 
 /* ------------------------------------------------------------------------
+ * Logging
+ *
+ * Process-wide. The default handler writes one line per message to stderr:
+ * "<UTC ISO 8601 time> <LEVEL> rigatoni_store: <message>". Messages are
+ * masked (no passwords) and never contain token bytes above debug level.
+ * --------------------------------------------------------------------- */
+
+typedef enum rs_log_level {
+    RS_LOG_ERROR = 0,
+    RS_LOG_WARN,
+    RS_LOG_INFO,
+    RS_LOG_DEBUG
+} rs_log_level;
+
+/* Receives the message without timestamp or level prefix. May be called
+ * from any thread that uses a store, and from lease threads. */
+typedef void (*rs_log_fn)(rs_log_level level, const char *message, void *userdata);
+
+void rs_log_set_level(rs_log_level level);      /* default RS_LOG_WARN */
+rs_log_level rs_log_get_level(void);
+/* NULL restores the default stderr handler. */
+void rs_log_set_handler(rs_log_fn fn, void *userdata);
+/* "error", "warn", "info", "debug" */
+const char *rs_log_level_name(rs_log_level level);
+/* Parses a level name (also "warning"); 0 or -1. */
+int rs_log_level_parse(const char *name, rs_log_level *level);
+
+/* ------------------------------------------------------------------------
  * Memory
  * --------------------------------------------------------------------- */
 

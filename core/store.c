@@ -32,7 +32,16 @@ rs_store *rs_store_open(const rs_config *cfg, rs_error *err)
     rs_error_clear(err);
     if (rs_config_validate(cfg, err) < 0) return NULL;
     rs_store *store = calloc(1, sizeof *store);
-    if (!store || !(store->cfg = rs_config_copy(cfg)) || !(store->pool = rs_pool_new(store->cfg))) {
+    if (!store || !(store->cfg = rs_config_copy(cfg))) {
+        rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
+        rs_store_close(store);
+        return NULL;
+    }
+    if (store->cfg->parsed.tls && !(store->tls = rs_tls_new(store->cfg, err))) {
+        rs_store_close(store);
+        return NULL;
+    }
+    if (!(store->pool = rs_pool_new(store->cfg, store->tls))) {
         rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
         rs_store_close(store);
         return NULL;
@@ -59,6 +68,7 @@ void rs_store_close(rs_store *store)
 {
     if (!store) return;
     rs_pool_free(store->pool);
+    rs_tls_free(store->tls);
     rs_config_free(store->cfg);
     free(store);
 }

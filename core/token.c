@@ -50,25 +50,29 @@ static int token_fail(rs_error *err, const char *reason)
  * nested document, -1 when the nested bytes are corrupt. */
 static int open_nested(const bson_iter_t *it, bson_iter_t *child)
 {
-    if (BSON_ITER_HOLDS_DOCUMENT(it) || BSON_ITER_HOLDS_ARRAY(it))
-        return bson_iter_recurse(it, child) ? 1 : -1;
-    if (BSON_ITER_HOLDS_CODEWSCOPE(it)) {
-        uint32_t code_len, scope_len;
-        const uint8_t *scope;
-        bson_t doc;
-        bson_iter_codewscope(it, &code_len, &scope_len, &scope);
-        /* The iterator keeps pointers into the caller's buffer, so the
-         * temporary bson_t may go out of scope. */
-        if (!scope || !bson_init_static(&doc, scope, scope_len) ||
-            !bson_iter_init(child, &doc))
-            return -1;
-        return 1;
-    }
-    return 0;
+    uint32_t len = 0, code_len;
+    const uint8_t *data = NULL;
+    bson_t doc;
+
+    if (BSON_ITER_HOLDS_DOCUMENT(it))
+        bson_iter_document(it, &len, &data);
+    else if (BSON_ITER_HOLDS_ARRAY(it))
+        bson_iter_array(it, &len, &data);
+    else if (BSON_ITER_HOLDS_CODEWSCOPE(it))
+        bson_iter_codewscope(it, &code_len, &len, &data);
+    else
+        return 0;
+    /* bson_init_static also checks the final NUL, which bson_iter_recurse
+     * does not. The iterator keeps pointers into the caller's buffer, so
+     * the temporary bson_t may go out of scope. */
+    if (!data || !bson_init_static(&doc, data, len) ||
+        !bson_iter_init(child, &doc))
+        return -1;
+    return 1;
 }
 
-/* Are the text parts of the value at `it` UTF-8? NUL is allowed inside
- * length-prefixed strings. (libbson 1.23's bson_validate does not catch
+/* Are the text parts of the value at `it` UTF-8 and NUL-terminated? NUL
+ * is allowed inside length-prefixed strings. (libbson 1.23's bson_validate does not catch
  * every bad string value, hence our own check.) */
 static int value_utf8_ok(const bson_iter_t *it)
 {
@@ -103,13 +107,20 @@ static int value_utf8_ok(const bson_iter_t *it)
     default:
         return 1;
     }
-    return !s || bson_utf8_validate(s, len, true);
+    /* libbson checks the terminator of plain strings but not of every
+     * string (the code of code-with-scope): a missing NUL would make the
+     * value change when written again. */
+    if (!s)
+        return 1;
+    if (bson_iter_type(it) != BSON_TYPE_REGEX && s[len] != '\0')
+        return 0;
+    return bson_utf8_validate(s, len, true);
 }
 
 /* Iterative depth-first walk over every element (nesting depth, UTF-8 of
- * keys and strings), with an explicit stack of iterators. Corrupt bytes
- * just end the walk early: the libbson validator that runs afterwards
- * reports them. */
+ * keys and strings, corrupt elements), with an explicit stack of
+ * iterators. libbson's validator runs afterwards for the finer points
+ * (boolean bytes, binary lengths, ...). */
 static int check_structure(const bson_t *doc, rs_error *err)
 {
     /* bson_iter_t is over-aligned, so arrays of it need a wrapper. */
@@ -121,6 +132,10 @@ static int check_structure(const bson_t *doc, rs_error *err)
     while (top >= 0) {
         bson_iter_t *it = &stack[top].it;
         if (!bson_iter_next(it)) {
+            /* err_off is how libbson tells a corrupt element from the end
+             * (its validator in 1.23 misses some such cases). */
+            if (it->err_off)
+                return token_fail(err, "corrupt element");
             top--;
             continue;
         }
@@ -128,7 +143,8 @@ static int check_structure(const bson_t *doc, rs_error *err)
         if (!bson_utf8_validate(key, bson_iter_key_len(it), false))
             return token_fail(err, "a key is not valid UTF-8");
         if (!value_utf8_ok(it))
-            return token_fail(err, "a string is not valid UTF-8");
+            return token_fail(err, "a string is not valid UTF-8 or not "
+                                   "NUL-terminated");
 
         bson_iter_t child;
         int nested = open_nested(it, &child);
@@ -168,10 +184,8 @@ int rs_token_validate(const void *bytes, size_t len, rs_error *err)
         return token_fail(err, "missing the final NUL byte");
     if (check_structure(&doc, err) < 0)
         return -1;
-    if (!bson_validate_with_error(&doc,
-                                  BSON_VALIDATE_UTF8 |
-                                      BSON_VALIDATE_UTF8_ALLOW_NULL,
-                                  &berr))
+    /* Structure only: check_structure already checked every string. */
+    if (!bson_validate_with_error(&doc, BSON_VALIDATE_NONE, &berr))
         return token_fail(err, berr.message[0] ? berr.message
                                                : "corrupt document");
     return 0;

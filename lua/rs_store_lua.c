@@ -62,10 +62,9 @@ static void push_key(lua_State *L, rs_store *store, const char *coll, size_t len
 static int push_token(lua_State *L, rs_store *store, const char *coll, size_t coll_len,
                       const char *bytes, size_t len, rs_error *err)
 {
+    if (rs_lua_bson_push(L, (const uint8_t *)bytes, len)) return 1;   /* it validates */
     rs_error why = {0};
-    if (rs_token_validate(bytes, len, &why) == 0 &&
-        rs_lua_bson_push(L, (const uint8_t *)bytes, len))
-        return 1;
+    rs_token_validate(bytes, len, &why);
     push_key(L, store, coll, coll_len);
     err->kind = RS_ERR_SERIALIZATION;
     err->retryable = 0;
@@ -546,7 +545,6 @@ static int store_list_resume_tokens(lua_State *L)
     rs_store *store = check_store(L);
     lua_settop(L, 2);
     scan_box *box = open_scan(L, store, 2, NULL);
-    int scan_idx = lua_gettop(L);
     lua_newtable(L);
     int tokens = lua_gettop(L);
     lua_newtable(L);
@@ -565,9 +563,8 @@ static int store_list_resume_tokens(lua_State *L)
         }
         lua_settop(L, errors);
     }
-    lua_pushvalue(L, scan_idx);
-    scan_close(L);
-    lua_pop(L, 1);
+    rs_scan_close(box->scan);    /* scan_step closes it at the end; errors raise */
+    box->scan = NULL;
     return 2;
 }
 
