@@ -92,7 +92,7 @@ int rs_save_many(rs_store *store, const rs_save_item *items, size_t n, int flags
     }
     char what[48];
     snprintf(what, sizeof what, "save_many of %zu tokens", n);
-    if (rs_exec(store, what, n, cmds, replies, err) < 0) goto out;
+    if (rs_exec_durable(store, what, n, cmds, replies, err) < 0) goto out;
     for (size_t i = 0; i < n; i++) {
         if (written) written[i] = replies[i]->type != REDIS_REPLY_NIL;
         freeReplyObject(replies[i]);

@@ -16,7 +16,10 @@
 
 #include "internal.h"
 
-typedef enum { OPT_URL, OPT_STRING, OPT_SECRET, OPT_INT, OPT_SECONDS, OPT_TTL, OPT_BOOL } opt_type;
+typedef enum {
+    OPT_URL, OPT_STRING, OPT_SECRET, OPT_INT, OPT_SECONDS, OPT_TTL, OPT_BOOL,
+    OPT_POLICY               /* "error" (0) or "warn" (1) */
+} opt_type;
 
 typedef struct option {
     const char *name;
@@ -45,6 +48,7 @@ static const option options[] = {
     {"sentinel_password", OPT_SECRET, F(sentinel_password), 0, 0},
     {"wait_replicas", OPT_INT, F(wait_replicas), 0, 1000},
     {"wait_timeout", OPT_SECONDS, F(wait_timeout), 0, 3600},
+    {"wait_policy", OPT_POLICY, F(wait_policy_warn), 0, 1},
     {"tls.ca_file", OPT_STRING, F(tls_ca_file), 0, 0},
     {"tls.ca_path", OPT_STRING, F(tls_ca_path), 0, 0},
     {"tls.cert_file", OPT_STRING, F(tls_cert_file), 0, 0},
@@ -317,6 +321,13 @@ int rs_config_set(rs_config *cfg, const char *name, const char *value, rs_error 
             return -1;
         }
         return rs_config_set_seconds(cfg, name, d, err);
+    case OPT_POLICY:
+        if (strcasecmp(value, "error") && strcasecmp(value, "warn")) {
+            rs_error_set(err, RS_ERR_CONFIG, 0, "%s must be error or warn", name);
+            return -1;
+        }
+        *FIELD(cfg, o, int) = strcasecmp(value, "warn") == 0;
+        return 0;
     case OPT_BOOL:
         if (parse_bool(value, &b) < 0) {
             rs_error_set(err, RS_ERR_CONFIG, 0, "%s must be true or false", name);
@@ -377,6 +388,8 @@ size_t rs_config_get(const rs_config *cfg, const char *name, char *buf, size_t b
         return (size_t)snprintf(buf, bufsize, "%gs", *CFIELD(cfg, o, double));
     case OPT_BOOL:
         return (size_t)snprintf(buf, bufsize, "%s", *CFIELD(cfg, o, int) ? "true" : "false");
+    case OPT_POLICY:
+        return (size_t)snprintf(buf, bufsize, "%s", *CFIELD(cfg, o, int) ? "warn" : "error");
     }
     return 0;
 }

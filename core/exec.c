@@ -8,6 +8,7 @@
  * an I/O error is closed, along with the idle ones that are likely dead too.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
@@ -79,4 +80,50 @@ int rs_exec(rs_store *store, const char *what, size_t ncmds, const rs_cmd *cmds,
         err->attempts = attempt;
     }
     return -1;
+}
+
+int rs_exec_durable(rs_store *store, const char *what, size_t ncmds, const rs_cmd *cmds,
+                    redisReply **replies, rs_error *err)
+{
+    const rs_config *cfg = store->cfg;
+    if (cfg->wait_replicas <= 0) return rs_exec(store, what, ncmds, cmds, replies, err);
+
+    /* WAIT must follow the writes on the same connection: one pipeline. */
+    rs_cmd *all = calloc(ncmds + 1, sizeof *all);
+    redisReply **got = calloc(ncmds + 1, sizeof *got);
+    if (!all || !got) {
+        free(all);
+        free(got);
+        rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
+        return -1;
+    }
+    char replicas[16], timeout[24];
+    snprintf(replicas, sizeof replicas, "%d", cfg->wait_replicas);
+    snprintf(timeout, sizeof timeout, "%.0f", cfg->wait_timeout * 1000);
+    const char *argv[3] = {"WAIT", replicas, timeout};
+    size_t argvlen[3] = {4, strlen(replicas), strlen(timeout)};
+    memcpy(all, cmds, ncmds * sizeof *all);
+    all[ncmds] = (rs_cmd){3, argv, argvlen};
+    int rc = rs_exec(store, what, ncmds + 1, all, got, err);
+    if (rc == 0) {
+        long long acked = got[ncmds]->type == REDIS_REPLY_INTEGER ? got[ncmds]->integer : 0;
+        freeReplyObject(got[ncmds]);
+        memcpy(replies, got, ncmds * sizeof *replies);
+        if (acked < cfg->wait_replicas) {
+            if (cfg->wait_policy_warn) {
+                rs_log(RS_LOG_WARN, "%s: only %lld of %d replicas acknowledged within %gs",
+                       what, acked, cfg->wait_replicas, cfg->wait_timeout);
+            } else {
+                for (size_t i = 0; i < ncmds; i++) freeReplyObject(replies[i]);
+                rs_error_set(err, RS_ERR_SERVER, 1,
+                             "%s: only %lld of %d replicas acknowledged within %gs (written on "
+                             "the master, not yet durable)",
+                             what, acked, cfg->wait_replicas, cfg->wait_timeout);
+                rc = -1;
+            }
+        }
+    }
+    free(all);
+    free(got);
+    return rc;
 }

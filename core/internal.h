@@ -52,6 +52,7 @@ struct rs_config {
     char *sentinel_password;
     int wait_replicas;
     double wait_timeout;
+    int wait_policy_warn;    /* wait_policy = warn (default error) */
     char *tls_ca_file, *tls_ca_path, *tls_cert_file, *tls_key_file;
     char *tls_server_name;
     int tls_verify;
@@ -148,6 +149,17 @@ void rs_script_init(rs_script *script, const char *source);
 int rs_script_run(rs_store *store, const char *what, const rs_script *script, int nkeys,
                   const char **keys, const size_t *key_lens, int nargs, const char **args,
                   const size_t *arg_lens, redisReply **reply, rs_error *err);
+/* The same for a script that saves a token: durable like rs_exec_durable. */
+int rs_script_run_durable(rs_store *store, const char *what, const rs_script *script,
+                          int nkeys, const char **keys, const size_t *key_lens, int nargs,
+                          const char **args, const size_t *arg_lens, redisReply **reply,
+                          rs_error *err);
+
+/* rs_exec for writes that must be durable: with wait_replicas set, a WAIT
+ * follows in the same pipeline, and too few acknowledgements fail the call
+ * (or log a warning with wait_policy = warn). */
+int rs_exec_durable(rs_store *store, const char *what, size_t ncmds, const rs_cmd *cmds,
+                    redisReply **replies, rs_error *err);
 
 /* ---- store.c ---- */
 struct rs_store {

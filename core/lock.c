@@ -166,8 +166,8 @@ int rs_save_fenced(rs_store *store, const char *collection, size_t coll_len, con
     const char *args[4] = {owner, bytes ? bytes : "", unit, amount};
     size_t arg_lens[4] = {strlen(owner), len, has_ttl ? 2 : 0, strlen(amount)};
     redisReply *reply;
-    int rc = rs_script_run(store, "fenced save", &store->scripts.save_fenced, 2, keys, key_lens,
-                           has_ttl ? 4 : 2, args, arg_lens, &reply, err);
+    int rc = rs_script_run_durable(store, "fenced save", &store->scripts.save_fenced, 2, keys,
+                                   key_lens, has_ttl ? 4 : 2, args, arg_lens, &reply, err);
     free(key);
     if (rc < 0) return -1;
     int saved = reply->type == REDIS_REPLY_INTEGER && reply->integer == 1;

@@ -27,6 +27,8 @@ extern "C" {
 
 /* Largest token accepted, as Redis and MongoDB documents allow: 16 MiB. */
 #define RS_MAX_TOKEN_SIZE (16u * 1024u * 1024u)
+/* Deepest nesting of documents and arrays accepted (MongoDB's limit). */
+#define RS_MAX_TOKEN_DEPTH 100
 
 /* ------------------------------------------------------------------------
  * Errors

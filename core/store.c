@@ -161,7 +161,7 @@ int rs_save_raw(rs_store *store, const char *collection, size_t coll_len, const 
     redisReply *reply;
     char what[128];
     describe(what, sizeof what, "save", collection, coll_len);
-    int rc = rs_exec(store, what, 1, &cmd, &reply, err);
+    int rc = rs_exec_durable(store, what, 1, &cmd, &reply, err);
     free(key);
     if (rc < 0) return -1;
     freeReplyObject(reply);

@@ -127,9 +127,13 @@ int rs_tls_handshake(rs_tls *tls, redisContext *ctx, const char *host, int port,
                      "TLS handshake with %s:%d failed: certificate verify failed: %s", host, port,
                      X509_verify_cert_error_string(verify));
     } else {
-        rs_error_set(err, ctx->err == REDIS_ERR_TIMEOUT ? RS_ERR_TIMEOUT : RS_ERR_CONNECTION, 0,
-                     "TLS handshake with %s:%d failed (is it a TLS port?): %s", host, port,
-                     ctx->errstr[0] ? ctx->errstr : "no detail");
+        char detail[256] = "no TLS answer";
+        unsigned long e = ERR_peek_last_error();
+        if (e) ERR_error_string_n(e, detail, sizeof detail);
+        else if (strstr(ctx->errstr, "unavailable") || ctx->err == REDIS_ERR_TIMEOUT)
+            snprintf(detail, sizeof detail, "timed out");
+        rs_error_set(err, RS_ERR_CONNECTION, 0,
+                     "TLS handshake with %s:%d failed: %s (is it a TLS port?)", host, port, detail);
     }
     SSL_free(ssl);
     ERR_clear_error();

@@ -11,7 +11,7 @@
  *  - string values and keys must be UTF-8, so anything we accept can be
  *    decoded into Lua and encoded again without complaint (NUL bytes are
  *    allowed inside string values, as BSON allows them);
- *  - documents may nest at most RS_TOKEN_MAX_DEPTH levels (MongoDB's own
+ *  - documents may nest at most RS_MAX_TOKEN_DEPTH levels (MongoDB's own
  *    limit is 100). libbson's validator recurses on the C stack, so the
  *    depth is checked first by an iterative walk: a hostile 16 MiB value
  *    of nested empty documents must not be able to overflow our stack.
@@ -24,10 +24,6 @@
 #include "internal.h"
 #include "rigatoni_store.h"
 
-/* Levels of documents/arrays allowed below the top-level document. The Lua
- * encoder (lua/rs_bson_lua.c) uses the same limit so that whatever decodes
- * also encodes. */
-#define RS_TOKEN_MAX_DEPTH 100
 
 /* ------------------------------------------------------------------------
  * Errors
@@ -124,7 +120,7 @@ static int value_utf8_ok(const bson_iter_t *it)
 static int check_structure(const bson_t *doc, rs_error *err)
 {
     /* bson_iter_t is over-aligned, so arrays of it need a wrapper. */
-    struct frame { bson_iter_t it; } stack[RS_TOKEN_MAX_DEPTH + 1];
+    struct frame { bson_iter_t it; } stack[RS_MAX_TOKEN_DEPTH + 1];
     int top = 0;
 
     if (!bson_iter_init(&stack[0].it, doc))
@@ -151,7 +147,7 @@ static int check_structure(const bson_t *doc, rs_error *err)
         if (nested < 0)
             return token_fail(err, "corrupt nested document");
         if (nested > 0) {
-            if (top == RS_TOKEN_MAX_DEPTH)
+            if (top == RS_MAX_TOKEN_DEPTH)
                 return token_fail(err, "nested more than 100 levels deep");
             stack[++top].it = child;
         }
