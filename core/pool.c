@@ -34,7 +34,7 @@ struct rs_pool {
     uint64_t generation;        /* bumped when the master may have moved */
     int sentinel;               /* the URL's hosts are sentinels */
     int have_master;
-    char master_host[256];
+    char master_host[256];      /* the current (or last known) master */
     int master_port;
     uint64_t created, closed_broken, closed_idle, waits, wait_timeouts;
     double wait_seconds;
@@ -109,12 +109,20 @@ static rs_conn *open_connection(rs_pool *pool, rs_error *err)
     } else if (!known) {
         if (rs_sentinel_discover(cfg, pool->tls, host, sizeof host, &port, err) < 0) return NULL;
         pthread_mutex_lock(&pool->lock);
+        int moved = pool->master_port != 0 &&
+                    (pool->master_port != port || strcmp(pool->master_host, host) != 0);
+        char old_host[sizeof pool->master_host];
+        int old_port = pool->master_port;
+        memcpy(old_host, pool->master_host, sizeof old_host);
         if (pool->generation == generation) {
             memcpy(pool->master_host, host, sizeof host);
             pool->master_port = port;
             pool->have_master = 1;
         }
         pthread_mutex_unlock(&pool->lock);
+        if (moved)
+            rs_log(RS_LOG_WARN, "failover: master '%s' moved from %s:%d to %s:%d",
+                   cfg->sentinel_master, old_host, old_port, host, port);
     }
     rs_conn *conn = rs_conn_open(cfg, pool->tls, host, port, err);
     if (conn && pool->sentinel && rs_sentinel_confirm_master(conn, host, port, err) < 0) {
@@ -242,8 +250,10 @@ void rs_pool_after_failure(rs_pool *pool, int broken, const rs_error *err)
     pool->have_master = 0;
     pthread_mutex_unlock(&pool->lock);
     rs_pool_drop_idle(pool);
+    /* Info, not warn: during a failover this repeats until the sentinels
+     * name the new master, which is logged as a warning once. */
     if (had_master)
-        rs_log(RS_LOG_WARN, "master %s:%d failed (%s); asking the sentinels again", host, port,
+        rs_log(RS_LOG_INFO, "master %s:%d failed (%s); asking the sentinels again", host, port,
                err ? err->message : "connection lost");
 }
 

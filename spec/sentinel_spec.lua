@@ -1,0 +1,121 @@
+-- Sentinel discovery and failover: one master, one replica and three
+-- redis-sentinel processes on loopback; a save loop must ride through a
+-- forced failover and a killed master without a single error.
+local rs = require "rigatoni_store"
+local servers = require "support.servers"
+local system = require "system"
+
+describe("Sentinel", function()
+  local nodes, sentinels = {}, {}
+  local url
+
+  local function master_port()
+    return tonumber(sentinels[1]:cli("SENTINEL", "get-master-addr-by-name", "mymaster"):match("(%d+)%s*$"))
+  end
+
+  local function node_on(port)
+    for _, n in ipairs(nodes) do if n.port == port then return n end end
+  end
+
+  local function wait_until(what, timeout, cond)
+    local deadline = system.gettime() + timeout
+    while not cond() do
+      assert(system.gettime() < deadline, "timed out waiting for " .. what)
+      system.sleep(0.1)
+    end
+  end
+
+  -- Saves a new token every few ms for `seconds`, calling disrupt() once
+  -- after one second; returns the number of saves and the last token of
+  -- each collection.
+  local function save_loop(store, seconds, disrupt)
+    local last, n = {}, 0
+    local start = system.gettime()
+    local disrupted = false
+    while system.gettime() - start < seconds do
+      if not disrupted and system.gettime() - start > 1 then
+        disrupt()
+        disrupted = true
+      end
+      n = n + 1
+      local collection = "c" .. (n % 8)
+      local token = { _data = ("82%08X"):format(n) }
+      store:save_resume_token(collection, token)   -- raises on any failure
+      last[collection] = token
+      system.sleep(0.003)
+    end
+    return n, last
+  end
+
+  setup(function()
+    nodes[1] = servers.redis{}
+    nodes[2] = servers.redis{ args = { "--replicaof", "127.0.0.1", tostring(nodes[1].port) } }
+    wait_until("replica online", 10, function()
+      return nodes[1]:cli("INFO", "replication"):find("state=online", 1, true)
+    end)
+    local hosts = {}
+    for i = 1, 3 do
+      sentinels[i] = servers.sentinel{ master = nodes[1], down_after_ms = 1000,
+                                       failover_timeout_ms = 3000 }
+      hosts[i] = "127.0.0.1:" .. sentinels[i].port
+    end
+    url = "redis://" .. table.concat(hosts, ",")
+    wait_until("sentinels to see the replica and each other", 15, function()
+      local info = sentinels[1]:cli("SENTINEL", "master", "mymaster")
+      return info:find("num%-slaves%s+1") and info:find("num%-other%-sentinels%s+2")
+    end)
+  end)
+
+  teardown(function()
+    for _, s in ipairs(sentinels) do s:stop() end
+    for _, n in ipairs(nodes) do n:stop() end
+  end)
+
+  it("discovers the master through the sentinels", function()
+    local store <close> = rs.new{ url = url }
+    store:save_resume_token("d", { _data = "8201" })
+    assert.are.equal(rs.bson.encode{ _data = "8201" },
+                     node_on(master_port()):cli_raw("GET", "rigatoni:resume_token:d"))
+  end)
+
+  it("discovers the master when the first sentinel listed is down", function()
+    local dead = servers.closed_port()
+    local store <close> = rs.new{ url = url:gsub("^redis://", "redis://127.0.0.1:" .. dead .. ","),
+                                  connection_timeout = 1 }
+    assert.is_true(store:ping())
+  end)
+
+  it("names an unknown master as a config error", function()
+    local err = select(2, pcall(rs.new, { url = url, sentinel_master = "nosuchmaster" }))
+    assert.are.equal("config", err.kind)
+    assert.matches("nosuchmaster", err.message, 1, true)
+  end)
+
+  it("rides through SENTINEL FAILOVER: no save raises, every token reads back", function()
+    local store <close> = rs.new{ url = url, max_retries = 40, retry_max_delay = 0.25 }
+    local before = master_port()
+    local n, last = save_loop(store, 6, function()
+      sentinels[1]:cli("SENTINEL", "FAILOVER", "mymaster")
+    end)
+    wait_until("failover", 10, function() return master_port() ~= before end)
+    assert.is_true(n > 200)
+    for collection, token in pairs(last) do
+      assert.are.same(token, store:get_resume_token(collection))
+    end
+  end)
+
+  it("rides through a killed master: no save raises, every token reads back", function()
+    wait_until("replicas to settle", 15, function()
+      return node_on(master_port()):cli("INFO", "replication"):find("state=online", 1, true)
+    end)
+    local store <close> = rs.new{ url = url, max_retries = 60, retry_max_delay = 0.25 }
+    local victim = node_on(master_port())
+    local n, last = save_loop(store, 8, function() victim:kill() end)
+    assert.are_not.equal(victim.port, master_port())
+    assert.is_true(n > 200)
+    for collection, token in pairs(last) do
+      assert.are.same(token, store:get_resume_token(collection))
+    end
+    victim:restart()        -- rejoins as a replica for whatever runs next
+  end)
+end)
