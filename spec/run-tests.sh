@@ -1,0 +1,89 @@
+#!/bin/sh
+# spec/run-tests.sh -- what `make test` runs once the build is done.
+#
+#   1. every C test binary in build/tests/, build-asan/tests/ (ASan+UBSan,
+#      leak check) and build-tsan/tests/ (one test each: exit 0 = pass)
+#   2. busted over spec/*_spec.lua against the module in build/
+#
+# Servers are started by the tests themselves, in directories under
+# $RS_TEST_ROOT; whatever they leave running (a pid file under the root)
+# is killed on exit, and the root removed. The last line printed is
+# "tests: N passed, M failed"; the exit status is non-zero when anything
+# failed or busted found no test at all. POSIX sh.
+
+set -u
+cd "$(dirname "$0")/.." || exit 2
+
+RS_TEST_ROOT=$(mktemp -d "${TMPDIR:-/tmp}/rs-test.XXXXXX") || exit 2
+export RS_TEST_ROOT
+
+cleanup() {
+    find "$RS_TEST_ROOT" -name '*.pid' -type f 2>/dev/null | while IFS= read -r f; do
+        pid=$(head -n 1 "$f" 2>/dev/null | tr -cd '0-9')
+        [ -n "$pid" ] || continue
+        # Only our servers: a pid reused by an unrelated process is spared.
+        if [ -r "/proc/$pid/cmdline" ] && ! tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q redis; then
+            continue
+        fi
+        kill -9 "$pid" 2>/dev/null
+    done
+    rm -rf "$RS_TEST_ROOT"
+}
+trap cleanup EXIT
+# dash runs the EXIT trap on a signal only when the signal is trapped.
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+passed=0
+failed=0
+pass() { passed=$((passed + 1)); echo "ok: $1"; }
+fail() { failed=$((failed + 1)); echo "FAILED: $1"; }
+
+# ---- C tests: plain, ASan+UBSan, TSan (built by `make test`) -------------
+found_c=0
+for t in build/tests/* build-asan/tests/* build-tsan/tests/*; do
+    if [ ! -f "$t" ] || [ ! -x "$t" ]; then continue; fi
+    found_c=1
+    echo "== $t"
+    if ASAN_OPTIONS="detect_leaks=1 ${ASAN_OPTIONS:-}" \
+       TSAN_OPTIONS="halt_on_error=1 ${TSAN_OPTIONS:-}" "$t"; then
+        pass "$t"
+    else
+        fail "$t (exit $?)"
+    fi
+done
+[ "$found_c" -eq 1 ] || fail "no C tests built (run make test)"
+
+# ---- busted ----------------------------------------------------------------
+specs=""
+for s in spec/*_spec.lua; do
+    [ -f "$s" ] && specs="$specs $s"
+done
+if [ -z "$specs" ]; then
+    fail "busted: no spec/*_spec.lua"
+else
+    echo "== busted$specs"
+    out="$RS_TEST_ROOT/busted.out"
+    unset LUA_PATH_5_4 LUA_CPATH_5_4
+    # shellcheck disable=SC2086
+    LUA_CPATH="build/?.so;;" LUA_PATH="spec/?.lua;spec/?/init.lua;;" \
+        lua5.4 /usr/bin/busted -o plainTerminal $specs 2>&1 | tee "$out"
+    esc=$(printf '\033')
+    summary=$(sed "s/$esc\[[0-9;]*m//g" "$out" | grep -E '^[0-9]+ success(es)? / [0-9]+ failures? / [0-9]+ errors? / ' | tail -n 1)
+    if [ -z "$summary" ]; then
+        fail "busted: no summary line (crashed?)"
+    else
+        ok=$(echo "$summary" | sed -E 's/^([0-9]+) success.*/\1/')
+        bad=$(echo "$summary" | sed -E 's/^.* ([0-9]+) failures? \/.*/\1/')
+        err=$(echo "$summary" | sed -E 's/^.* ([0-9]+) errors? \/.*/\1/')
+        passed=$((passed + ok))
+        failed=$((failed + bad + err))
+        if [ $((ok + bad + err)) -eq 0 ]; then
+            fail "busted: no tests found"
+        fi
+    fi
+fi
+
+echo "tests: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
