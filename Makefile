@@ -29,11 +29,14 @@ CORE_SRC := $(wildcard core/*.c)
 CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
 MOD_SRC  := $(filter-out lua/host%.c,$(wildcard lua/*.c))
 MOD_OBJ  := $(MOD_SRC:%.c=$(BUILD)/obj/%.o)
+HOST_SRC := $(wildcard lua/host*.c)
+HOST_OBJ := $(HOST_SRC:%.c=$(BUILD)/obj/%.o)
 CTEST_SRC := $(wildcard spec/c/test_*.c)
 CTEST_BIN := $(CTEST_SRC:spec/c/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps test test-asan test-tsan bench demo install clean
-all: $(BUILD)/librigatoni_store.a $(BUILD)/librigatoni_store.so $(BUILD)/rigatoni_store.so
+all: $(BUILD)/librigatoni_store.a $(BUILD)/librigatoni_store.so $(BUILD)/rigatoni_store.so \
+     $(BUILD)/rigatoni-store
 
 $(BUILD)/obj/core/%.o: core/%.c core/*.h
 	@mkdir -p $(@D)
@@ -53,6 +56,11 @@ $(BUILD)/librigatoni_store.so: $(CORE_OBJ)
 # The Lua module carries the core inside, so `require` needs no LD_LIBRARY_PATH.
 $(BUILD)/rigatoni_store.so: $(MOD_OBJ) $(BUILD)/librigatoni_store.a
 	$(CC) -shared $(SAN) -o $@ $(MOD_OBJ) $(BUILD)/librigatoni_store.a $(LIBS)
+
+# The host binary: the module linked in, so scripts need no .so on disk.
+$(BUILD)/rigatoni-store: $(HOST_OBJ) $(MOD_OBJ) $(BUILD)/librigatoni_store.a
+	$(CC) $(SAN) -o $@ $(HOST_OBJ) $(MOD_OBJ) $(BUILD)/librigatoni_store.a \
+	    $(shell $(PKGCONFIG) --libs lua5.4 inih) $(LIBS)
 
 $(BUILD)/tests/%: spec/c/%.c spec/c/*.h $(BUILD)/librigatoni_store.a
 	@mkdir -p $(@D)
@@ -88,6 +96,10 @@ install: all
 	ln -sf librigatoni_store.so.0 $(DESTDIR)$(LIBDIR)/librigatoni_store.so
 	install -m 644 core/rigatoni_store.h $(DESTDIR)$(INCDIR)/
 	install -m 755 $(BUILD)/rigatoni_store.so $(DESTDIR)$(LUA_CDIR)/rigatoni_store.so
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/rigatoni_store/scripts/lib
+	install -m 755 $(BUILD)/rigatoni-store $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 scripts/*.lua $(DESTDIR)$(PREFIX)/share/rigatoni_store/scripts/
+	install -m 644 scripts/lib/*.lua $(DESTDIR)$(PREFIX)/share/rigatoni_store/scripts/lib/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
 	    -e 's|@VERSION@|$(shell sed -n 's/^#define RS_VERSION "\(.*\)"/\1/p' core/rigatoni_store.h)|' \
 	    core/rigatoni_store.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/rigatoni_store.pc

@@ -1,0 +1,434 @@
+/* host.c -- `rigatoni-store`: run maintenance scripts against the store.
+ *
+ *   rigatoni-store [-c FILE] [-u URL] [-s section.key=value]... [-v|-q] SCRIPT [ARGS...]
+ *   rigatoni-store [-c FILE] -e 'LUA CODE' [ARGS...]
+ *   rigatoni-store [-c FILE] --check
+ *   rigatoni-store --version | --help
+ *
+ * Options stop at SCRIPT: what follows belongs to the script. The config
+ * is the file (-c, else $RIGATONI_STORE_CONFIG, else none), then every -s
+ * in order, then -u; with no url at all, redis://127.0.0.1:6379.
+ *
+ * Exit status: 0 ok, 1 runtime failure, 2 usage or config error (a bad
+ * option, a bad INI value, an unknown script, a script that does not
+ * compile, or an error object of kind "config" or "usage" raised by the
+ * script). A script may also return an integer: that is the status.
+ * Errors print as one masked line on stderr; -v adds the traceback.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <lualib.h>
+
+#include "host.h"
+
+#define PROG "rigatoni-store"
+#define VERBOSE_KEY "rigatoni_store.host_verbose"
+#define TRACEBACK_KEY "rigatoni_store.host_traceback"
+
+static const char usage_text[] =
+    "usage: " PROG " [-c FILE] [-u URL] [-s section.key=value]... [-v|-q] SCRIPT [ARGS...]\n"
+    "       " PROG " [-c FILE] -e 'LUA CODE' [ARGS...]\n"
+    "       " PROG " [-c FILE] --check\n"
+    "       " PROG " --version | --help\n";
+
+static const char help_text[] =
+    "\n"
+    "Runs a maintenance script against the Rigatoni resume-token store.\n"
+    "\n"
+    "  -c, --config FILE   INI config (default: $RIGATONI_STORE_CONFIG, else none)\n"
+    "  -u, --url URL       Redis URL, overrides [redis] url\n"
+    "  -s, --set S.K=V     override one setting, e.g. -s redis.pool_size=20\n"
+    "  -v, --verbose       tracebacks on errors, log level debug\n"
+    "  -q, --quiet         no progress line, log level error\n"
+    "  -e, --eval CODE     run CODE with `store`, `rs`, `config`, `arg` bound\n"
+    "      --check         validate the config, connect, PING, print it masked\n"
+    "      --version       print the version\n"
+    "  -h, --help          this help\n"
+    "\n"
+    "SCRIPT is a file (a path, or a name ending in .lua) or a bundled script:\n"
+    "  list, export, import, migrate, cleanup, locks, stats  (SCRIPT --help for each)\n"
+    "\n"
+    "Without a config, url is redis://127.0.0.1:6379. Exit status: 0 ok,\n"
+    "1 runtime failure, 2 usage or config error.\n";
+
+/* ---------------------------------------------------------------------
+ * Command line
+ * ------------------------------------------------------------------ */
+
+typedef struct options {
+    const char *config_file;
+    const char *url;
+    const char **sets;
+    int nsets;
+    int verbose, quiet, check, version, help;
+    const char *eval;
+    const char *script;       /* NULL with -e / --check */
+    int nargs;                /* script arguments */
+    char **args;
+} options;
+
+static int usage_error(const char *fmt, const char *what)
+{
+    fprintf(stderr, PROG ": ");
+    fprintf(stderr, fmt, what);
+    fprintf(stderr, "\n%s(" PROG " --help for more)\n", usage_text);
+    return HOST_EXIT_USAGE;
+}
+
+/* Matches "-x VALUE", "--long VALUE" and "--long=VALUE". Returns 1 and
+ * sets *value (advancing *i) on a match, 0 otherwise, -1 when the value is
+ * missing. */
+static int take_value(int argc, char **argv, int *i, const char *s, const char *l,
+                      const char **value)
+{
+    const char *a = argv[*i];
+    size_t llen = strlen(l);
+    if (strncmp(a, l, llen) == 0 && a[llen] == '=') {
+        *value = a + llen + 1;
+        return 1;
+    }
+    if (strcmp(a, s) != 0 && strcmp(a, l) != 0) return 0;
+    if (*i + 1 >= argc) return -1;
+    *value = argv[++*i];
+    return 1;
+}
+
+static int parse_args(int argc, char **argv, options *o)
+{
+    o->sets = calloc((size_t)argc, sizeof *o->sets);
+    if (!o->sets) return HOST_EXIT_FAILURE;
+    int i;
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = NULL;
+        int r;
+        if (strcmp(a, "--") == 0) {
+            i++;
+            break;
+        }
+        if (a[0] != '-' || a[1] == '\0') break;
+        if ((r = take_value(argc, argv, &i, "-c", "--config", &v))) {
+            if (r < 0) return usage_error("option %s needs a file", a);
+            o->config_file = v;
+        } else if ((r = take_value(argc, argv, &i, "-u", "--url", &v))) {
+            if (r < 0) return usage_error("option %s needs a URL", a);
+            o->url = v;
+        } else if ((r = take_value(argc, argv, &i, "-s", "--set", &v))) {
+            if (r < 0) return usage_error("option %s needs section.key=value", a);
+            o->sets[o->nsets++] = v;
+        } else if ((r = take_value(argc, argv, &i, "-e", "--eval", &v))) {
+            if (r < 0) return usage_error("option %s needs Lua code", a);
+            o->eval = v;
+            i++;
+            break;       /* what follows -e CODE are the code's arguments */
+        } else if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0) {
+            o->verbose = 1;
+        } else if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) {
+            o->quiet = 1;
+        } else if (strcmp(a, "--check") == 0) {
+            o->check = 1;
+        } else if (strcmp(a, "--version") == 0) {
+            o->version = 1;
+        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            o->help = 1;
+        } else {
+            return usage_error("unknown option %s", a);
+        }
+    }
+    if (o->verbose && o->quiet) return usage_error("%s", "-v and -q exclude each other");
+    if (!o->eval && !o->check && i < argc) o->script = argv[i++];
+    o->nargs = argc - i;
+    o->args = argv + i;
+    if (o->help || o->version) return HOST_EXIT_OK;
+    if (o->check && (o->eval || o->script || o->nargs))
+        return usage_error("%s", "--check takes no script");
+    if (!o->check && !o->eval && !o->script) return usage_error("%s", "no script given");
+    return HOST_EXIT_OK;
+}
+
+/* ---------------------------------------------------------------------
+ * Configuration
+ * ------------------------------------------------------------------ */
+
+static int build_conf(const options *o, host_conf *hc)
+{
+    char msg[800];
+    const char *file = o->config_file;
+    if (!file) {
+        file = getenv("RIGATONI_STORE_CONFIG");
+        if (file && !*file) file = NULL;
+    }
+    if (file && host_conf_load(hc, file, msg, sizeof msg) < 0) goto fail;
+    for (int i = 0; i < o->nsets; i++)
+        if (host_conf_set_arg(hc, o->sets[i], msg, sizeof msg) < 0) goto fail;
+    if (o->url && host_conf_set(hc, "redis", "url", o->url, msg, sizeof msg) < 0) {
+        char why[800];
+        snprintf(why, sizeof why, "-u: %.700s", msg);
+        snprintf(msg, sizeof msg, "%s", why);
+        goto fail;
+    }
+    if (host_conf_finish(hc, msg, sizeof msg) < 0) goto fail;
+    if (o->quiet) hc->log_level = HOST_LOG_ERROR;
+    if (o->verbose) hc->log_level = HOST_LOG_DEBUG;
+    if (hc->warning[0] && hc->log_level >= HOST_LOG_WARN)
+        fprintf(stderr, PROG ": warning: %s\n", hc->warning);
+    return 0;
+fail: {
+    char masked[1600];
+    host_conf_mask(hc, msg, masked, sizeof masked);
+    fprintf(stderr, PROG ": %s\n", masked);
+    return -1;
+}
+}
+
+/* ---------------------------------------------------------------------
+ * --check
+ * ------------------------------------------------------------------ */
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void print_error(const host_conf *hc, const char *text)
+{
+    size_t size = strlen(text) * 2 + 64;
+    char *masked = malloc(size);
+    if (!masked) return;
+    host_conf_mask(hc, text, masked, size);
+    fprintf(stderr, PROG ": %s\n", masked);
+    free(masked);
+}
+
+static int run_check(host_conf *hc)
+{
+    printf("; config: %s\n", hc->file ? hc->file : "(none: defaults)");
+    host_conf_print(hc, stdout);
+    fflush(stdout);
+
+    rs_error err = {0};
+    char url[1024], line[700];
+    rs_config_get(hc->cfg, "url", url, sizeof url);
+    if (rs_config_validate(hc->cfg, &err) < 0) goto fail;
+    double t0 = now_seconds();
+    rs_store *store = rs_store_open(hc->cfg, &err);   /* validates and PINGs */
+    if (!store) goto fail;
+    double t1 = now_seconds();
+    char version[64] = "?";
+    const char *argv[] = {"INFO", "server"};
+    size_t argvlen[] = {4, 6};
+    char *info;
+    size_t info_len;
+    if (rs_command(store, 2, argv, argvlen, &info, &info_len, &err) == 1) {
+        const char *v = strstr(info, "redis_version:");
+        if (v) sscanf(v + 14, "%63[^\r\n]", version);
+        rs_free(info);
+    }
+    rs_store_close(store);
+    printf("; ok: %s answered PING in %.1f ms (redis %s)\n", url, (t1 - t0) * 1000.0, version);
+    return HOST_EXIT_OK;
+fail:
+    snprintf(line, sizeof line, "%s: %s", rs_error_kind_name(err.kind), err.message);
+    print_error(hc, line);
+    return err.kind == RS_ERR_CONFIG ? HOST_EXIT_USAGE : HOST_EXIT_FAILURE;
+}
+
+/* ---------------------------------------------------------------------
+ * Scripts
+ * ------------------------------------------------------------------ */
+
+static int is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static int is_file(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* The bundled scripts: $RIGATONI_STORE_SCRIPTS, else <exe dir>/../scripts
+ * (source tree), else <exe dir>/../share/rigatoni_store/scripts (installed). */
+static char *find_scripts_dir(void)
+{
+    const char *env = getenv("RIGATONI_STORE_SCRIPTS");
+    if (env && *env) return is_dir(env) ? strdup(env) : NULL;
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return NULL;
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (!slash) return NULL;
+    *slash = '\0';
+    static const char *const rel[] = {"/../scripts", "/../share/rigatoni_store/scripts", NULL};
+    for (const char *const *r = rel; *r; r++) {
+        char dir[PATH_MAX + 64];
+        snprintf(dir, sizeof dir, "%s%s", exe, *r);
+        char real[PATH_MAX];
+        if (is_dir(dir) && realpath(dir, real)) return strdup(real);
+    }
+    return NULL;
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+/* The file to run for SCRIPT, or NULL (malloc'd). */
+static char *resolve_script(const char *script, const char *scripts_dir)
+{
+    if (strchr(script, '/') || ends_with(script, ".lua")) return strdup(script);
+    if (scripts_dir) {
+        size_t size = strlen(scripts_dir) + strlen(script) + 8;
+        char *path = malloc(size);
+        if (!path) return NULL;
+        snprintf(path, size, "%s/%s.lua", scripts_dir, script);
+        if (is_file(path)) return path;
+        free(path);
+    }
+    return is_file(script) ? strdup(script) : NULL;
+}
+
+/* Message handler: keeps the error object as it is (its kind decides the
+ * exit status) and, with -v, files a traceback in the registry. */
+static int message_handler(lua_State *L)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, VERBOSE_KEY);
+    int verbose = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    if (verbose) {
+        const char *msg = luaL_tolstring(L, 1, NULL);
+        luaL_traceback(L, L, msg, 1);
+        lua_setfield(L, LUA_REGISTRYINDEX, TRACEBACK_KEY);
+        lua_pop(L, 1);
+    }
+    lua_settop(L, 1);
+    return 1;
+}
+
+/* Prints the error at the top of the stack; returns the exit status. */
+static int report_error(lua_State *L, const host_conf *hc)
+{
+    int status = HOST_EXIT_FAILURE;
+    if (lua_type(L, -1) == LUA_TTABLE) {
+        lua_getfield(L, -1, "kind");
+        const char *kind = lua_tostring(L, -1);
+        if (kind && (strcmp(kind, "config") == 0 || strcmp(kind, "usage") == 0))
+            status = HOST_EXIT_USAGE;
+        lua_pop(L, 1);
+    }
+    lua_getfield(L, LUA_REGISTRYINDEX, TRACEBACK_KEY);
+    if (lua_type(L, -1) == LUA_TSTRING) {
+        print_error(hc, lua_tostring(L, -1));
+        lua_pop(L, 1);
+        return status;
+    }
+    lua_pop(L, 1);
+    const char *text = luaL_tolstring(L, -1, NULL);
+    /* One line: a message with newlines keeps only its first. */
+    const char *nl = strchr(text, '\n');
+    if (nl) {
+        lua_pushlstring(L, text, (size_t)(nl - text));
+        text = lua_tostring(L, -1);
+    }
+    print_error(hc, text);
+    return status;
+}
+
+static int run_lua(const options *o, host_conf *hc, const char *scripts_dir, const char *exe)
+{
+    lua_State *L = luaL_newstate();
+    if (!L) {
+        fprintf(stderr, PROG ": cannot create a Lua state (out of memory)\n");
+        return HOST_EXIT_FAILURE;
+    }
+    host_env env = {.conf = hc, .verbose = o->verbose, .quiet = o->quiet,
+                    .scripts_dir = scripts_dir, .exe = exe};
+    host_env_open(L, &env);
+    lua_pushboolean(L, o->verbose);
+    lua_setfield(L, LUA_REGISTRYINDEX, VERBOSE_KEY);
+
+    int status = HOST_EXIT_OK, rc;
+    char *path = NULL;
+    lua_pushcfunction(L, message_handler);
+    int base = lua_gettop(L);
+    if (o->eval) {
+        rc = luaL_loadbuffer(L, o->eval, strlen(o->eval), "=(command line)");
+    } else {
+        path = resolve_script(o->script, scripts_dir);
+        if (!path) {
+            fprintf(stderr,
+                    PROG ": unknown script '%s': neither a file nor a bundled script "
+                         "(list, export, import, migrate, cleanup, locks, stats%s)\n",
+                    o->script, scripts_dir ? "" : "; no scripts directory was found");
+            lua_close(L);
+            return HOST_EXIT_USAGE;
+        }
+        rc = luaL_loadfilex(L, path, "t");
+    }
+    if (rc != LUA_OK) {
+        print_error(hc, lua_tostring(L, -1));
+        free(path);
+        lua_close(L);
+        return HOST_EXIT_USAGE;
+    }
+    int nargs = host_env_push_args(L, path ? path : "-e", o->nargs, o->args);
+    if (lua_pcall(L, nargs, 1, base) != LUA_OK) {
+        status = report_error(L, hc);
+    } else if (lua_isinteger(L, -1)) {
+        lua_Integer code = lua_tointeger(L, -1);
+        status = code >= 0 && code <= 255 ? (int)code : HOST_EXIT_FAILURE;
+    }
+    free(path);
+    lua_close(L);   /* closes the store, if the script opened one */
+    if (fflush(stdout) != 0 && status == HOST_EXIT_OK) {
+        fprintf(stderr, PROG ": writing output: %s\n", strerror(errno));
+        status = HOST_EXIT_FAILURE;
+    }
+    return status;
+}
+
+/* ---------------------------------------------------------------------
+ * main
+ * ------------------------------------------------------------------ */
+
+int main(int argc, char **argv)
+{
+    options o = {0};
+    int status = parse_args(argc, argv, &o);
+    if (status != HOST_EXIT_OK || o.help || o.version) {
+        if (status == HOST_EXIT_OK && o.help) printf("%s%s", usage_text, help_text);
+        else if (status == HOST_EXIT_OK) printf(PROG " %s (%s)\n", RS_VERSION, LUA_RELEASE);
+        free(o.sets);
+        return status;
+    }
+    host_conf *hc = host_conf_new();
+    if (!hc) {
+        fprintf(stderr, PROG ": out of memory\n");
+        return HOST_EXIT_FAILURE;
+    }
+    if (build_conf(&o, hc) < 0) {
+        status = HOST_EXIT_USAGE;
+    } else if (o.check) {
+        status = run_check(hc);
+    } else {
+        char *scripts_dir = find_scripts_dir();
+        status = run_lua(&o, hc, scripts_dir, argv[0]);
+        free(scripts_dir);
+    }
+    host_conf_free(hc);
+    free(o.sets);
+    return status;
+}

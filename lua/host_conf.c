@@ -1,0 +1,543 @@
+/* host_conf.c -- the host's configuration: INI file, -s and -u, defaults.
+ *
+ * One pass of inih over the file; each key is handled in one place
+ * (apply_setting), which maps `[section] key` to a core option name and
+ * hands the text to rs_config_set, so every value is validated by the core
+ * exactly as rs.new would. Debian's libinih is built without line numbers
+ * for the handler, so the file is fed through our own line reader that
+ * counts lines (and sees section headers, which inih does not report):
+ * every error reads `file:line: message`.
+ *
+ * Values may use ${VAR} and ${VAR:-default} (default when VAR is unset or
+ * empty); `$${` stands for a literal `${`. Secrets seen on the way (the URL
+ * password, sentinel_password) are remembered so that the host can mask
+ * them in whatever it prints.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <ini.h>
+
+#include "host.h"
+
+#define VALUE_MAX 4096
+
+/* ---------------------------------------------------------------------
+ * Sections and keys
+ * ------------------------------------------------------------------ */
+
+static const char *const sections[] = {"redis", "sentinel", "tls", "durability", "log", NULL};
+
+/* [section] key -> core option name (NULL: handled by the host itself). */
+static const struct setting {
+    const char *section, *key, *option;
+} settings[] = {
+    {"redis", "url", "url"},
+    {"redis", "pool_size", "pool_size"},
+    {"redis", "ttl", "ttl"},
+    {"redis", "max_retries", "max_retries"},
+    {"redis", "connection_timeout", "connection_timeout"},
+    {"redis", "command_timeout", "command_timeout"},
+    {"redis", "retry_base_delay", "retry_base_delay"},
+    {"redis", "retry_max_delay", "retry_max_delay"},
+    {"redis", "idle_check_after", "idle_check_after"},
+    {"redis", "cluster_mode", "cluster_mode"},
+    {"redis", "key_prefix", "key_prefix"},
+    {"redis", "lock_prefix", "lock_prefix"},
+    {"redis", "scan_count", "scan_count"},
+    {"sentinel", "master", "sentinel_master"},
+    {"sentinel", "username", "sentinel_username"},
+    {"sentinel", "password", "sentinel_password"},
+    {"tls", "ca_file", "tls.ca_file"},
+    {"tls", "ca_path", "tls.ca_path"},
+    {"tls", "cert_file", "tls.cert_file"},
+    {"tls", "key_file", "tls.key_file"},
+    {"tls", "server_name", "tls.server_name"},
+    {"tls", "verify", "tls.verify"},
+    {"durability", "wait_replicas", "wait_replicas"},
+    {"durability", "wait_timeout", "wait_timeout"},
+    {"durability", "wait_policy", "wait_policy"},
+    {"log", "level", NULL},
+    {NULL, NULL, NULL},
+};
+
+static int known_section(const char *name)
+{
+    for (const char *const *s = sections; *s; s++)
+        if (strcmp(*s, name) == 0) return 1;
+    return 0;
+}
+
+static const struct setting *find_setting(const char *section, const char *key)
+{
+    for (const struct setting *s = settings; s->section; s++)
+        if (strcmp(s->section, section) == 0 && strcmp(s->key, key) == 0) return s;
+    return NULL;
+}
+
+static int core_has_option(const char *name)
+{
+    for (const char *const *n = rs_config_option_names(); *n; n++)
+        if (strcmp(*n, name) == 0) return 1;
+    return 0;
+}
+
+/* The section and key under which a core option is written in INI. */
+static void option_place(const char *option, const char **section, const char **key)
+{
+    for (const struct setting *s = settings; s->section; s++)
+        if (s->option && strcmp(s->option, option) == 0) {
+            *section = s->section;
+            *key = s->key;
+            return;
+        }
+    *section = "redis";
+    *key = option;
+}
+
+static const char *const level_names[] = {"error", "warn", "info", "debug", NULL};
+
+int host_log_level_parse(const char *name)
+{
+    for (int i = 0; level_names[i]; i++)
+        if (strcmp(level_names[i], name) == 0) return i;
+    return -1;
+}
+
+const char *host_log_level_name(int level)
+{
+    return level >= 0 && level <= HOST_LOG_DEBUG ? level_names[level] : "?";
+}
+
+/* ---------------------------------------------------------------------
+ * The conf object
+ * ------------------------------------------------------------------ */
+
+host_conf *host_conf_new(void)
+{
+    host_conf *hc = calloc(1, sizeof *hc);
+    if (!hc) return NULL;
+    hc->log_level = HOST_LOG_WARN;
+    if (!(hc->cfg = rs_config_new())) {
+        free(hc);
+        return NULL;
+    }
+    return hc;
+}
+
+host_conf *host_conf_copy(const host_conf *src)
+{
+    host_conf *hc = calloc(1, sizeof *hc);
+    if (!hc) return NULL;
+    hc->log_level = src->log_level;
+    hc->cfg = rs_config_copy(src->cfg);
+    hc->file = src->file ? strdup(src->file) : NULL;
+    for (int i = 0; i < src->nsecrets; i++)
+        if ((hc->secrets[i] = strdup(src->secrets[i]))) hc->nsecrets++;
+    if (!hc->cfg) {
+        host_conf_free(hc);
+        return NULL;
+    }
+    return hc;
+}
+
+void host_conf_free(host_conf *hc)
+{
+    if (!hc) return;
+    rs_config_free(hc->cfg);
+    free(hc->file);
+    for (int i = 0; i < hc->nsecrets; i++) {
+        memset(hc->secrets[i], 0, strlen(hc->secrets[i]));
+        free(hc->secrets[i]);
+    }
+    free(hc);
+}
+
+static void remember_secret(host_conf *hc, const char *secret)
+{
+    if (!secret || !*secret) return;
+    for (int i = 0; i < hc->nsecrets; i++)
+        if (strcmp(hc->secrets[i], secret) == 0) return;
+    if (hc->nsecrets == HOST_MAX_SECRETS) {
+        /* Oldest out: the latest values are the ones in effect. */
+        free(hc->secrets[0]);
+        memmove(hc->secrets, hc->secrets + 1, (HOST_MAX_SECRETS - 1) * sizeof *hc->secrets);
+        hc->nsecrets--;
+    }
+    char *copy = strdup(secret);
+    if (copy) hc->secrets[hc->nsecrets++] = copy;
+}
+
+/* The password inside a URL text, or NULL (caller frees). */
+static char *url_password(const char *url)
+{
+    rs_url parsed;
+    rs_error err = {0};
+    if (rs_url_parse(url, &parsed, &err) < 0) return NULL;
+    char *password = parsed.password && *parsed.password ? strdup(parsed.password) : NULL;
+    rs_url_free(&parsed);
+    return password;
+}
+
+static int failf(char *msg, size_t msgsize, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, msgsize, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* ---------------------------------------------------------------------
+ * Settings
+ * ------------------------------------------------------------------ */
+
+int host_conf_set(host_conf *hc, const char *section, const char *key, const char *value,
+                  char *msg, size_t msgsize)
+{
+    if (!*section) return failf(msg, msgsize, "key '%s' outside of a section", key);
+    if (!known_section(section))
+        return failf(msg, msgsize, "unknown section [%s] (known: redis, sentinel, tls, durability, log)",
+                     section);
+    const struct setting *s = find_setting(section, key);
+    if (!s) return failf(msg, msgsize, "unknown key '%s' in section [%s]", key, section);
+    if (!s->option) {   /* [log] level */
+        int level = host_log_level_parse(value);
+        if (level < 0)
+            return failf(msg, msgsize, "log level must be error, warn, info or debug, not '%s'", value);
+        hc->log_level = level;
+        return 0;
+    }
+    if (!core_has_option(s->option))
+        return failf(msg, msgsize, "%s.%s is not supported by this version of rigatoni_store",
+                     section, key);
+    rs_error err = {0};
+    if (rs_config_set(hc->cfg, s->option, value, &err) < 0)
+        return failf(msg, msgsize, "%s", err.message);
+    if (strcmp(s->option, "url") == 0) {
+        char *password = url_password(value);
+        remember_secret(hc, password);
+        free(password);
+    } else if (strcmp(s->option, "sentinel_password") == 0) {
+        remember_secret(hc, value);
+    }
+    return 0;
+}
+
+int host_conf_set_arg(host_conf *hc, const char *arg, char *msg, size_t msgsize)
+{
+    const char *dot = strchr(arg, '.');
+    const char *eq = strchr(arg, '=');
+    if (!dot || !eq || dot > eq || dot == arg || eq == dot + 1)
+        return failf(msg, msgsize, "-s wants section.key=value, got '%.64s'", arg);
+    char section[64], key[64];
+    size_t slen = (size_t)(dot - arg), klen = (size_t)(eq - dot - 1);
+    if (slen >= sizeof section || klen >= sizeof key)
+        return failf(msg, msgsize, "-s: section or key too long");
+    memcpy(section, arg, slen);
+    section[slen] = '\0';
+    memcpy(key, dot + 1, klen);
+    key[klen] = '\0';
+    char why[512];
+    if (host_conf_set(hc, section, key, eq + 1, why, sizeof why) < 0)
+        return failf(msg, msgsize, "-s %s.%s: %s", section, key, why);
+    return 0;
+}
+
+int host_conf_finish(host_conf *hc, char *msg, size_t msgsize)
+{
+    char url[16];
+    rs_config_get(hc->cfg, "url", url, sizeof url);
+    if (strcmp(url, "none") == 0)
+        return host_conf_set(hc, "redis", "url", "redis://127.0.0.1:6379", msg, msgsize);
+    return 0;
+}
+
+/* ---------------------------------------------------------------------
+ * ${VAR} expansion
+ * ------------------------------------------------------------------ */
+
+/* Expands `in` into out. With `literal`, every variable counts as unset and
+ * a missing one as "": what is left is the text the file itself holds
+ * (used to tell whether the file contains a password). */
+static int expand(const char *in, char *out, size_t outsize, int literal, char *msg,
+                  size_t msgsize)
+{
+    size_t n = 0;
+#define PUT(c)                                                                  \
+    do {                                                                        \
+        if (n + 1 >= outsize) return failf(msg, msgsize, "value too long");     \
+        out[n++] = (c);                                                         \
+    } while (0)
+    for (const char *p = in; *p;) {
+        if (p[0] == '$' && p[1] == '$' && p[2] == '{') {
+            PUT('$');
+            PUT('{');
+            p += 3;
+            continue;
+        }
+        if (!(p[0] == '$' && p[1] == '{')) {
+            PUT(*p++);
+            continue;
+        }
+        const char *name = p + 2, *close = strchr(name, '}');
+        if (!close) return failf(msg, msgsize, "unterminated ${ in value");
+        const char *colon = strstr(name, ":-");
+        if (colon && colon > close) colon = NULL;
+        size_t name_len = (size_t)((colon ? colon : close) - name);
+        if (name_len == 0 || name_len > 255)
+            return failf(msg, msgsize, "bad variable reference ${%.*s}", (int)(close - name), name);
+        for (size_t i = 0; i < name_len; i++) {
+            char c = name[i];
+            if (!(c == '_' || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+                  (i > 0 && c >= '0' && c <= '9')))
+                return failf(msg, msgsize, "bad variable name '%.*s'", (int)name_len, name);
+        }
+        char var[256];
+        memcpy(var, name, name_len);
+        var[name_len] = '\0';
+        const char *value = literal ? NULL : getenv(var);
+        if (colon) {
+            if (!value || !*value) {
+                value = NULL;
+                for (const char *d = colon + 2; d < close; d++) PUT(*d);
+            }
+        } else if (!value) {
+            if (!literal)
+                return failf(msg, msgsize, "environment variable %s is not set (write ${%s:-default} for a default)",
+                             var, var);
+            value = "";
+        }
+        if (value)
+            for (const char *v = value; *v; v++) PUT(*v);
+        p = close + 1;
+    }
+    out[n] = '\0';
+    return 0;
+#undef PUT
+}
+
+/* ---------------------------------------------------------------------
+ * INI file
+ * ------------------------------------------------------------------ */
+
+typedef struct parse_ctx {
+    host_conf *hc;
+    FILE *f;
+    const char *path;
+    int lineno;          /* line being parsed */
+    int at_line_start;   /* the next chunk read starts a new line */
+    int error_line;      /* first error, 0 = none */
+    char error[600];
+    int literal_secret;  /* the file itself holds a password */
+} parse_ctx;
+
+static void record_error(parse_ctx *ctx, const char *fmt, ...)
+{
+    if (ctx->error_line) return;
+    ctx->error_line = ctx->lineno;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ctx->error, sizeof ctx->error, fmt, ap);
+    va_end(ap);
+}
+
+/* inih calls this fgets-like reader for every line (and again for the rest
+ * of a line longer than its buffer). */
+static char *read_line(char *str, int num, void *stream)
+{
+    parse_ctx *ctx = stream;
+    char *line = fgets(str, num, ctx->f);
+    if (!line) return NULL;
+    size_t len = strlen(line);
+    if (ctx->at_line_start) {
+        ctx->lineno++;
+        /* Section headers: inih does not report them, unknown ones are errors. */
+        const char *p = line;
+        if (ctx->lineno == 1 && (unsigned char)p[0] == 0xEF && (unsigned char)p[1] == 0xBB &&
+            (unsigned char)p[2] == 0xBF)
+            p += 3;
+        while (*p == ' ' || *p == '\t') p++;
+        if (*p == '[') {
+            const char *end = strchr(p, ']');
+            if (end) {
+                char name[64];
+                size_t n = (size_t)(end - p - 1);
+                if (n >= sizeof name) n = sizeof name - 1;
+                memcpy(name, p + 1, n);
+                name[n] = '\0';
+                if (!known_section(name))
+                    record_error(ctx, "unknown section [%s] (known: redis, sentinel, tls, durability, log)",
+                                 name);
+            }
+        }
+    }
+    ctx->at_line_start = len > 0 && line[len - 1] == '\n';
+    return line;
+}
+
+static int literal_holds_secret(const char *option, const char *raw)
+{
+    char text[VALUE_MAX], msg[128];
+    if (expand(raw, text, sizeof text, 1, msg, sizeof msg) < 0) return 0;
+    if (strcmp(option, "sentinel_password") == 0) return text[0] != '\0';
+    if (strcmp(option, "url") == 0) {
+        char *password = url_password(text);
+        free(password);
+        return password != NULL;
+    }
+    return 0;
+}
+
+static int on_key(void *user, const char *section, const char *key, const char *raw)
+{
+    parse_ctx *ctx = user;
+    /* Unknown sections were reported by the reader already. */
+    if (*section && !known_section(section)) return 0;
+    char value[VALUE_MAX], msg[600];
+    if (expand(raw, value, sizeof value, 0, msg, sizeof msg) < 0 ||
+        host_conf_set(ctx->hc, section, key, value, msg, sizeof msg) < 0) {
+        record_error(ctx, "%s", msg);
+        return 0;
+    }
+    const struct setting *s = find_setting(section, key);
+    if (s && s->option && literal_holds_secret(s->option, raw)) ctx->literal_secret = 1;
+    return 1;
+}
+
+int host_conf_load(host_conf *hc, const char *path, char *msg, size_t msgsize)
+{
+    parse_ctx ctx = {.hc = hc, .path = path, .at_line_start = 1};
+    if (!(ctx.f = fopen(path, "r")))
+        return failf(msg, msgsize, "%s: cannot read config file: %s", path, strerror(errno));
+    struct stat st;
+    int have_stat = fstat(fileno(ctx.f), &st) == 0;
+
+    /* Long URLs must not be cut at inih's default 200 bytes, and an
+     * indented key must not silently continue the previous value. */
+    ini_use_stack = false;
+    ini_allow_realloc = true;
+    ini_max_line = VALUE_MAX;
+    ini_allow_multiline = false;
+    int rc = ini_parse_stream(read_line, &ctx, on_key, &ctx);
+    fclose(ctx.f);
+
+    if (rc == -2) return failf(msg, msgsize, "%s: out of memory", path);
+    if (rc < 0) return failf(msg, msgsize, "%s: cannot read config file", path);
+    if (ctx.error_line && (rc == 0 || ctx.error_line <= rc))
+        return failf(msg, msgsize, "%s:%d: %s", path, ctx.error_line, ctx.error);
+    if (rc > 0)
+        return failf(msg, msgsize, "%s:%d: syntax error (expected [section] or key = value)",
+                     path, rc);
+
+    free(hc->file);
+    hc->file = strdup(path);
+    hc->warning[0] = '\0';
+    if (ctx.literal_secret && have_stat && (st.st_mode & (S_IRGRP | S_IROTH)))
+        snprintf(hc->warning, sizeof hc->warning,
+                 "%s holds a password and is readable by %s (mode %04o): chmod 600 it, or give "
+                 "the password as ${VAR}",
+                 path, (st.st_mode & S_IROTH) ? "others" : "its group", (unsigned)(st.st_mode & 07777));
+    return 0;
+}
+
+/* ---------------------------------------------------------------------
+ * Output
+ * ------------------------------------------------------------------ */
+
+void host_conf_print(const host_conf *hc, FILE *out)
+{
+    for (const char *const *section = sections; *section; section++) {
+        fprintf(out, "[%s]\n", *section);
+        if (strcmp(*section, "log") == 0) {
+            fprintf(out, "level = %s\n", host_log_level_name(hc->log_level));
+            continue;
+        }
+        for (const char *const *name = rs_config_option_names(); *name; name++) {
+            const char *sec, *key;
+            option_place(*name, &sec, &key);
+            if (strcmp(sec, *section) != 0) continue;
+            char value[1024];
+            rs_config_get(hc->cfg, *name, value, sizeof value);
+            fprintf(out, "%s = %s\n", key, value);
+        }
+    }
+}
+
+/* Masks the user-info part of every redis:// or rediss:// URL in `text`. */
+static void mask_urls(const char *text, char *buf, size_t bufsize)
+{
+    size_t n = 0;
+    const char *p = text;
+#define PUTS(s, len)                                                  \
+    do {                                                              \
+        size_t l_ = (len);                                            \
+        if (n + l_ >= bufsize) l_ = bufsize - 1 - n;                  \
+        memcpy(buf + n, (s), l_);                                     \
+        n += l_;                                                      \
+    } while (0)
+    while (*p) {
+        const char *hit = strstr(p, "redis");
+        if (!hit) break;
+        const char *scheme_end = NULL;
+        if (strncmp(hit, "redis://", 8) == 0) scheme_end = hit + 8;
+        else if (strncmp(hit, "rediss://", 9) == 0) scheme_end = hit + 9;
+        if (!scheme_end) {
+            PUTS(p, (size_t)(hit - p) + 5);
+            p = hit + 5;
+            continue;
+        }
+        /* The URL runs to the next blank or quote; credentials end at its last '@'. */
+        const char *end = scheme_end;
+        while (*end && !strchr(" \t\r\n'\"<>", *end)) end++;
+        const char *at = NULL;
+        for (const char *q = scheme_end; q < end; q++)
+            if (*q == '@') at = q;
+        PUTS(p, (size_t)(scheme_end - p));
+        if (at) {
+            /* As rs_mask_url: ***:*** , :*** without a user, *** without a password. */
+            int has_colon = memchr(scheme_end, ':', (size_t)(at - scheme_end)) != NULL;
+            if (!has_colon) PUTS("***", 3);
+            else if (*scheme_end == ':') PUTS(":***", 4);
+            else PUTS("***:***", 7);
+            p = at;
+        } else {
+            p = scheme_end;
+        }
+    }
+    PUTS(p, strlen(p));
+    buf[n] = '\0';
+#undef PUTS
+}
+
+void host_conf_mask(const host_conf *hc, const char *text, char *buf, size_t bufsize)
+{
+    if (bufsize == 0) return;
+    size_t size = strlen(text) * 2 + 64;
+    char *a = malloc(size), *b = malloc(size);
+    if (!a || !b) {
+        free(a);
+        free(b);
+        snprintf(buf, bufsize, "(message withheld: out of memory)");
+        return;
+    }
+    mask_urls(text, a, size);
+    for (int i = 0; hc && i < hc->nsecrets; i++) {
+        if (strlen(hc->secrets[i]) < 3) continue;  /* would mask half the text */
+        rs_mask_secret(a, hc->secrets[i], b, size);
+        char *t = a;
+        a = b;
+        b = t;
+    }
+    snprintf(buf, bufsize, "%s", a);
+    free(a);
+    free(b);
+}
+
+void host_conf_merge_secrets(host_conf *dst, const host_conf *src)
+{
+    for (int i = 0; i < src->nsecrets; i++) remember_secret(dst, src->secrets[i]);
+}

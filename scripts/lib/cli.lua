@@ -1,0 +1,405 @@
+-- scripts/lib/cli.lua -- what the bundled scripts share: option parsing,
+-- durations, time and size formatting, JSON (a writer for our output, a
+-- small reader for import), base64, CSV quoting, the progress line and the
+-- summary line. Pure Lua 5.4; the `host` global (set by rigatoni-store)
+-- says whether stderr is a terminal and whether -q was given.
+
+local M = {}
+
+local host = rawget(_G, "host") or {}
+
+-- ---------------------------------------------------------------------
+-- Errors
+-- ---------------------------------------------------------------------
+
+local error_mt = { __tostring = function(e) return e.kind .. ": " .. e.message end }
+
+-- A usage error: the host prints "usage: <message>" and exits with 2.
+function M.usage_error(message)
+  error(setmetatable({ kind = "usage", message = message, retryable = false, attempts = 0 },
+                     error_mt), 0)
+end
+
+-- A runtime failure with a clean message (exit 1, no file:line prefix).
+function M.fail(message)
+  error(setmetatable({ kind = "failed", message = message, retryable = false, attempts = 0 },
+                     error_mt), 0)
+end
+
+-- ---------------------------------------------------------------------
+-- Durations
+-- ---------------------------------------------------------------------
+
+local units = { ms = 0.001, s = 1, m = 60, h = 3600, d = 86400, w = 604800 }
+
+-- "500ms", "30s", "15m", "12h", "7d", "2w" or plain seconds -> seconds, or nil.
+function M.parse_duration(text)
+  if type(text) ~= "string" then return nil end
+  local num, unit = text:match("^%s*(%d+%.?%d*)%s*(%a*)%s*$")
+  if not num then return nil end
+  local factor = units[unit == "" and "s" or unit]
+  if not factor then return nil end
+  return tonumber(num) * factor
+end
+
+-- 93784 -> "1d2h", 125 -> "2m5s", 0.5 -> "0.5s": two largest units.
+function M.format_duration(seconds)
+  if seconds == nil then return "none" end
+  if seconds < 0 then return "-" .. M.format_duration(-seconds) end
+  if seconds < 10 and seconds ~= math.floor(seconds) then
+    return string.format("%.1fs", seconds)
+  end
+  seconds = math.floor(seconds + 0.5)
+  local parts = {}
+  for _, u in ipairs { { "d", 86400 }, { "h", 3600 }, { "m", 60 }, { "s", 1 } } do
+    local n = seconds // u[2]
+    if n > 0 or (#parts == 0 and u[1] == "s") then
+      parts[#parts + 1] = n .. u[1]
+      seconds = seconds - n * u[2]
+    end
+    if #parts == 2 then break end
+  end
+  return table.concat(parts)
+end
+
+-- Seconds since the epoch -> "2024-05-01T12:00:00Z".
+function M.iso_time(seconds)
+  return os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(seconds))
+end
+
+function M.now()
+  return host.time and host.time() or os.time()
+end
+
+local function clock()
+  return host.now and host.now() or os.clock()
+end
+M.clock = clock
+
+-- ---------------------------------------------------------------------
+-- Option parsing
+-- ---------------------------------------------------------------------
+
+-- spec = { name = "list", usage = "text for --help",
+--          options = { match = "string", format = { "table", "json" }, yes = "flag",
+--                      ["older-than"] = "duration", batch = "integer", ... },
+--          defaults = { ... } }
+-- Returns the options table (keys with '-' turned into '_'), or nil after
+-- printing the help for --help. Raises a usage error on anything else.
+function M.parse(argv, spec)
+  local opts = {}
+  for k, v in pairs(spec.defaults or {}) do opts[k] = v end
+  local i = 1
+  local function bad(msg)
+    M.usage_error(spec.name .. ": " .. msg .. " (" .. spec.name .. " --help for usage)")
+  end
+  while i <= #argv do
+    local a = argv[i]
+    if a == "-h" or a == "--help" then
+      io.write(spec.usage)
+      return nil
+    end
+    local name, inline = a:match("^%-%-([%w%-]+)=(.*)$")
+    if not name then name = a:match("^%-%-([%w%-]+)$") end
+    if not name then bad("unexpected argument '" .. a .. "'") end
+    local kind = spec.options[name]
+    if not kind then bad("unknown option --" .. name) end
+    local key = name:gsub("%-", "_")
+    if kind == "flag" then
+      if inline then bad("--" .. name .. " takes no value") end
+      opts[key] = true
+    else
+      local value = inline
+      if not value then
+        i = i + 1
+        value = argv[i]
+        if value == nil then bad("--" .. name .. " needs a value") end
+      end
+      if kind == "duration" then
+        local d = M.parse_duration(value)
+        if not d or d <= 0 then bad("--" .. name .. ": bad duration '" .. value .. "' (e.g. 30s, 15m, 12h, 7d)") end
+        opts[key] = d
+      elseif kind == "integer" then
+        local n = math.tointeger(tonumber(value))
+        if not n or n < 1 then bad("--" .. name .. ": positive integer expected, got '" .. value .. "'") end
+        opts[key] = n
+      elseif type(kind) == "table" then
+        local ok = false
+        for _, c in ipairs(kind) do ok = ok or c == value end
+        if not ok then bad("--" .. name .. " must be one of " .. table.concat(kind, ", ")) end
+        opts[key] = value
+      else
+        opts[key] = value
+      end
+    end
+    i = i + 1
+  end
+  return opts
+end
+
+-- ---------------------------------------------------------------------
+-- JSON
+-- ---------------------------------------------------------------------
+
+local escapes = { ['"'] = '\\"', ["\\"] = "\\\\", ["\b"] = "\\b", ["\f"] = "\\f",
+                  ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
+
+-- A JSON string literal. Bytes that are not valid UTF-8 become U+FFFD
+-- escapes would lose data, so callers only pass text (collection names are
+-- UTF-8 in MongoDB; raw bytes travel as base64).
+function M.json_string(s)
+  return '"' .. s:gsub('[%c"\\]', function(c)
+    return escapes[c] or string.format("\\u%04x", c:byte())
+  end) .. '"'
+end
+
+function M.json_number(n)
+  if n == nil then return "null" end
+  if math.type(n) == "integer" then return tostring(n) end
+  if n ~= n or n == math.huge or n == -math.huge then return "null" end
+  if n == math.floor(n) and math.abs(n) < 2^53 then return string.format("%d", n) end
+  return string.format("%.15g", n)
+end
+
+-- A reader for one JSON value (enough for export lines): returns the
+-- value, or nil and "message at column N". null reads as M.null.
+M.null = setmetatable({}, { __tostring = function() return "null" end })
+
+local function json_decode(text)
+  local pos = 1
+  local function err(msg)
+    error({ json = msg .. " at column " .. pos }, 0)
+  end
+  local function skip()
+    pos = text:find("[^ \t\r\n]", pos) or #text + 1
+  end
+  local value
+  local function str()
+    pos = pos + 1
+    local parts = {}
+    while true do
+      local s, e = text:find('["\\%c]', pos)
+      if not s then err("unterminated string") end
+      parts[#parts + 1] = text:sub(pos, s - 1)
+      local c = text:sub(s, s)
+      if c == '"' then
+        pos = s + 1
+        return table.concat(parts)
+      elseif c == "\\" then
+        local n = text:sub(s + 1, s + 1)
+        local simple = ({ ['"'] = '"', ["\\"] = "\\", ["/"] = "/", b = "\b", f = "\f",
+                          n = "\n", r = "\r", t = "\t" })[n]
+        if simple then
+          parts[#parts + 1] = simple
+          pos = s + 2
+        elseif n == "u" then
+          local hex = text:match("^%x%x%x%x", s + 2)
+          if not hex then pos = s; err("bad \\u escape") end
+          local cp = tonumber(hex, 16)
+          pos = s + 6
+          if cp >= 0xD800 and cp <= 0xDBFF then
+            local low = text:match("^\\u(%x%x%x%x)", pos)
+            if not low then err("lone surrogate") end
+            cp = 0x10000 + (cp - 0xD800) * 0x400 + (tonumber(low, 16) - 0xDC00)
+            pos = pos + 6
+          end
+          parts[#parts + 1] = utf8.char(cp)
+        else
+          pos = s
+          err("bad escape")
+        end
+      else
+        pos = s
+        err("control character in string")
+      end
+    end
+  end
+  function value()
+    skip()
+    local c = text:sub(pos, pos)
+    if c == "{" then
+      pos = pos + 1
+      local obj = {}
+      skip()
+      if text:sub(pos, pos) == "}" then pos = pos + 1; return obj end
+      while true do
+        skip()
+        if text:sub(pos, pos) ~= '"' then err("expected a key") end
+        local k = str()
+        skip()
+        if text:sub(pos, pos) ~= ":" then err("expected ':'") end
+        pos = pos + 1
+        obj[k] = value()
+        skip()
+        local d = text:sub(pos, pos)
+        pos = pos + 1
+        if d == "}" then return obj end
+        if d ~= "," then pos = pos - 1; err("expected ',' or '}'") end
+      end
+    elseif c == "[" then
+      pos = pos + 1
+      local arr = {}
+      skip()
+      if text:sub(pos, pos) == "]" then pos = pos + 1; return arr end
+      while true do
+        arr[#arr + 1] = value()
+        skip()
+        local d = text:sub(pos, pos)
+        pos = pos + 1
+        if d == "]" then return arr end
+        if d ~= "," then pos = pos - 1; err("expected ',' or ']'") end
+      end
+    elseif c == '"' then
+      return str()
+    elseif text:find("^true", pos) then
+      pos = pos + 4; return true
+    elseif text:find("^false", pos) then
+      pos = pos + 5; return false
+    elseif text:find("^null", pos) then
+      pos = pos + 4; return M.null
+    else
+      local num = text:match("^-?%d+%.?%d*[eE]?[-+]?%d*", pos)
+      if not num or num == "" or not tonumber(num) then err("unexpected input") end
+      pos = pos + #num
+      return math.tointeger(tonumber(num)) or tonumber(num)
+    end
+  end
+  local ok, result = pcall(function()
+    local v = value()
+    skip()
+    if pos <= #text then err("trailing characters") end
+    return v
+  end)
+  if ok then return result end
+  if type(result) == "table" and result.json then return nil, result.json end
+  error(result, 0)
+end
+M.json_decode = json_decode
+
+-- ---------------------------------------------------------------------
+-- Base64 (RFC 4648, with padding)
+-- ---------------------------------------------------------------------
+
+local b64chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+local b64enc, b64dec = {}, {}
+for i = 0, 63 do
+  local c = b64chars:sub(i + 1, i + 1)
+  b64enc[i] = c
+  b64dec[c:byte()] = i
+end
+
+function M.base64_encode(s)
+  local out, n = {}, #s
+  for i = 1, n - 2, 3 do
+    local a, b, c = s:byte(i, i + 2)
+    local v = a << 16 | b << 8 | c
+    out[#out + 1] = b64enc[v >> 18] .. b64enc[v >> 12 & 63] .. b64enc[v >> 6 & 63] .. b64enc[v & 63]
+  end
+  local rest = n % 3
+  if rest == 1 then
+    local v = s:byte(n) << 16
+    out[#out + 1] = b64enc[v >> 18] .. b64enc[v >> 12 & 63] .. "=="
+  elseif rest == 2 then
+    local a, b = s:byte(n - 1, n)
+    local v = a << 16 | b << 8
+    out[#out + 1] = b64enc[v >> 18] .. b64enc[v >> 12 & 63] .. b64enc[v >> 6 & 63] .. "="
+  end
+  return table.concat(out)
+end
+
+-- Returns the bytes, or nil and a reason.
+function M.base64_decode(s)
+  if #s % 4 ~= 0 then return nil, "base64 length is not a multiple of 4" end
+  local out = {}
+  for i = 1, #s, 4 do
+    local c1, c2, c3, c4 = s:byte(i, i + 3)
+    local last = i + 3 == #s
+    local v1, v2 = b64dec[c1], b64dec[c2]
+    local v3 = c3 == 61 and last and 0 or b64dec[c3]
+    local v4 = c4 == 61 and last and 0 or b64dec[c4]
+    if not (v1 and v2 and v3 and v4) or (c3 == 61 and c4 ~= 61) then
+      return nil, "invalid base64 at offset " .. i
+    end
+    local v = v1 << 18 | v2 << 12 | v3 << 6 | v4
+    if c3 == 61 then
+      out[#out + 1] = string.char(v >> 16)
+    elseif c4 == 61 then
+      out[#out + 1] = string.char(v >> 16, v >> 8 & 255)
+    else
+      out[#out + 1] = string.char(v >> 16, v >> 8 & 255, v & 255)
+    end
+  end
+  return table.concat(out)
+end
+
+-- ---------------------------------------------------------------------
+-- CSV
+-- ---------------------------------------------------------------------
+
+function M.csv_field(s)
+  s = tostring(s)
+  if s:find('[,"\r\n]') then return '"' .. s:gsub('"', '""') .. '"' end
+  return s
+end
+
+-- ---------------------------------------------------------------------
+-- Tokens
+-- ---------------------------------------------------------------------
+
+-- What the bundled scripts show about one stored value: size, cluster
+-- time, age, relaxed Extended JSON (or the reason it is not a token).
+function M.describe_token(bytes, want_json, now)
+  local info = { size = #bytes }
+  local ok, json = pcall(rs.bson.to_json, bytes)
+  if not ok then
+    info.error = type(json) == "table" and json.message or tostring(json)
+    return info
+  end
+  if want_json then info.json = json end
+  local seconds, increment = rs.token_time(bytes)
+  if seconds then
+    info.time, info.increment = seconds, increment
+    info.age = (now or M.now()) - seconds
+  end
+  return info
+end
+
+-- ---------------------------------------------------------------------
+-- Progress and summary
+-- ---------------------------------------------------------------------
+
+-- A progress line on stderr, only when it is a terminal and -q was not
+-- given, and only once the run has lasted about a second.
+function M.progress(label)
+  local self = { started = clock(), last = 0, shown = false }
+  local enabled = host.stderr_is_tty and not host.quiet
+  function self.update(count, detail)
+    if not enabled then return end
+    local t = clock()
+    if t - self.started < 1 or t - self.last < 0.2 then return end
+    self.last = t
+    self.shown = true
+    local rate = count / (t - self.started)
+    io.stderr:write(string.format("\r\27[K%s: %d (%.0f/s)%s", label, count, rate,
+                                  detail and ("  " .. detail) or ""))
+  end
+  function self.done()
+    if self.shown then io.stderr:write("\r\27[K") end
+  end
+  function self.elapsed()
+    return clock() - self.started
+  end
+  return self
+end
+
+-- The closing line of a run. `to_stderr` for scripts whose stdout carries
+-- data (list, export); -q silences it there.
+function M.summary(text, to_stderr)
+  if to_stderr then
+    if not host.quiet then io.stderr:write(text, "\n") end
+  else
+    io.write(text, "\n")
+  end
+end
+
+return M

@@ -1,0 +1,447 @@
+-- spec/host_spec.lua -- the `rigatoni-store` host binary, run as a user
+-- would (spawned, stdout/stderr/exit status checked) against real servers:
+-- command line, INI config, ${VAR} expansion, --check, -e, exit codes,
+-- masking of passwords.
+
+local servers = require "support.servers"
+local quote = servers.quote
+
+local BIN = "build/rigatoni-store"
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return "" end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function write_file(path, data, mode)
+  local f = assert(io.open(path, "wb"))
+  f:write(data)
+  f:close()
+  if mode then os.execute("chmod " .. mode .. " " .. quote(path)) end
+  return path
+end
+
+-- Runs the binary with `args`; opts.env = {VAR = value}, opts.stdin = text.
+-- Returns exit status, stdout, stderr. The caller's RIGATONI_STORE_CONFIG
+-- and REDIS_URL never leak in.
+local function run(args, opts)
+  opts = opts or {}
+  local out, err = os.tmpname(), os.tmpname()
+  local cmd = { "env -u RIGATONI_STORE_CONFIG -u REDIS_URL" }
+  for k, v in pairs(opts.env or {}) do cmd[#cmd + 1] = quote(k .. "=" .. v) end
+  cmd[#cmd + 1] = quote(BIN)
+  for _, a in ipairs(args) do cmd[#cmd + 1] = quote(a) end
+  local input = "/dev/null"
+  if opts.stdin then input = write_file(os.tmpname(), opts.stdin) end
+  cmd[#cmd + 1] = ">" .. out .. " 2>" .. err .. " <" .. quote(input)
+  local _, _, code = os.execute(table.concat(cmd, " "))
+  local o, e = read_file(out), read_file(err)
+  os.remove(out)
+  os.remove(err)
+  if opts.stdin then os.remove(input) end
+  return code, o, e
+end
+
+local tmpdir
+local function tmp(name) return tmpdir .. "/" .. name end
+
+local function lines(s)
+  local t = {}
+  for l in s:gmatch("[^\n]+") do t[#t + 1] = l end
+  return t
+end
+
+describe("rigatoni-store host", function()
+  local srv
+
+  setup(function()
+    srv = servers.redis {}
+    local p = io.popen("mktemp -d")
+    tmpdir = p:read("l")
+    p:close()
+  end)
+
+  teardown(function()
+    if srv then srv:stop() end
+    os.execute("rm -rf " .. quote(tmpdir))
+  end)
+
+  describe("command line", function()
+    it("--version prints the version and exits 0", function()
+      local code, out = run { "--version" }
+      assert.equal(0, code)
+      assert.matches("^rigatoni%-store %d+%.%d+%.%d+", out)
+    end)
+
+    it("--help prints the usage and exits 0", function()
+      local code, out = run { "--help" }
+      assert.equal(0, code)
+      assert.matches("usage: rigatoni%-store", out)
+      assert.matches("%-%-check", out)
+    end)
+
+    it("without a script is a usage error (exit 2)", function()
+      local code, _, err = run {}
+      assert.equal(2, code)
+      assert.matches("no script given", err)
+    end)
+
+    it("an unknown option is a usage error (exit 2)", function()
+      local code, _, err = run { "--frobnicate" }
+      assert.equal(2, code)
+      assert.matches("unknown option %-%-frobnicate", err)
+    end)
+
+    it("an unknown script is a usage error (exit 2)", function()
+      local code, _, err = run { "-u", srv.url, "nosuchscript" }
+      assert.equal(2, code)
+      assert.matches("unknown script 'nosuchscript'", err)
+    end)
+
+    it("runs a script file by path with its arguments in arg and ...", function()
+      local path = write_file(tmp("args.lua"), "print(arg[0] ~= nil, arg[1], arg[2], select('#', ...))\n")
+      local code, out = run { "-u", srv.url, path, "a", "--b" }
+      assert.equal(0, code)
+      assert.equal("true\ta\t--b\t2\n", out)
+    end)
+
+    it("runs bundled scripts by name", function()
+      local code, out = run { "-u", srv.url, "list", "--help" }
+      assert.equal(0, code)
+      assert.matches("usage: rigatoni%-store .* list", out)
+    end)
+
+    it("a script's integer return value is the exit status", function()
+      local code = run { "-u", srv.url, "-e", "return 3" }
+      assert.equal(3, code)
+    end)
+  end)
+
+  describe("-e and the script environment", function()
+    it("binds store, rs, config and arg", function()
+      local code, out, err = run { "-u", srv.url, "-e",
+        "store:save_resume_token('c1', {_data = '82'}); print(store:get_resume_token('c1')._data, rs.version, config.url, arg[1])",
+        "x" }
+      assert.equal(0, code, err)
+      assert.equal("82\t" .. require("rigatoni_store").version .. "\t" .. srv.url .. "\tx\n", out)
+    end)
+
+    it("require 'rigatoni_store' gives the same module as rs", function()
+      local code, out = run { "-e", "print(require('rigatoni_store') == rs)" }
+      assert.equal(0, code)
+      assert.equal("true\n", out)
+    end)
+
+    it("opens the store only when a script uses it", function()
+      local port = servers.closed_port()
+      local code, out = run { "-u", "redis://127.0.0.1:" .. port, "-e", "print('no redis needed')" }
+      assert.equal(0, code)
+      assert.equal("no redis needed\n", out)
+    end)
+
+    it("defaults to redis://127.0.0.1:6379 without any config", function()
+      local code, out = run { "-e", "print(config.url)" }
+      assert.equal(0, code)
+      assert.equal("redis://127.0.0.1:6379\n", out)
+    end)
+
+    it("shows the config masked", function()
+      local code, out = run { "-u", "redis://app:s3cretpw@127.0.0.1:1", "-e", "print(config.url)" }
+      assert.equal(0, code)
+      assert.equal("redis://***:***@127.0.0.1:1\n", out)
+    end)
+
+    it("host.open_store opens a second store (with its own prefix)", function()
+      local code, out, err = run { "-u", srv.url, "-e", [[
+        local other, cfg = host.open_store{ key_prefix = "other" }
+        other:save_raw("k", rs.bson.encode{a = 1})
+        print(cfg.key_prefix, other:get_resume_token("k").a)]] }
+      assert.equal(0, code, err)
+      assert.equal("other\t1\n", out)
+      assert.is_truthy(srv:cli("EXISTS", "other:k") == "1")
+    end)
+
+    it("host tells scripts whether stderr is a terminal", function()
+      local code, out = run { "-q", "-e", "print(host.stderr_is_tty, host.quiet)" }
+      assert.equal(0, code)
+      assert.equal("false\ttrue\n", out)
+    end)
+  end)
+
+  describe("errors and exit codes", function()
+    it("a runtime error prints one line and exits 1", function()
+      local code, out, err = run { "-u", srv.url, "-e", "error('boom')" }
+      assert.equal(1, code)
+      assert.equal("", out)
+      assert.equal(1, #lines(err))
+      assert.matches("boom", err)
+    end)
+
+    it("-v adds a traceback", function()
+      local code, _, err = run { "-v", "-u", srv.url, "-e", "local function f() error('boom') end f()" }
+      assert.equal(1, code)
+      assert.matches("boom", err)
+      assert.matches("stack traceback", err)
+    end)
+
+    it("error objects print as kind: message", function()
+      local code, _, err = run { "-u", srv.url, "-e", "store:command('NOSUCHCOMMAND')" }
+      assert.equal(1, code)
+      assert.matches("^rigatoni%-store: server: ", err)
+    end)
+
+    it("a config error raised by the script exits 2", function()
+      local code, _, err = run { "-e", "rs.new{url = 'http://nope'}" }
+      assert.equal(2, code)
+      assert.matches("config: ", err)
+    end)
+
+    it("a script that does not compile exits 2", function()
+      local code, _, err = run { "-e", "this is not lua" }
+      assert.equal(2, code)
+      assert.matches("command line", err)
+    end)
+
+    it("a connection failure exits 1 with the password masked", function()
+      local port = servers.closed_port()
+      local code, _, err = run { "-u", "redis://app:hunter2pw@127.0.0.1:" .. port, "-e", "store:ping()" }
+      assert.equal(1, code)
+      assert.matches("connection", err)
+      assert.not_matches("hunter2pw", err)
+      assert.equal(1, #lines(err))
+    end)
+
+    it("a wrong password is reported without the password", function()
+      local secured = servers.redis { password = "rightpass" }
+      local code, _, err = run { "-u", "redis://:wrongpass@127.0.0.1:" .. secured.port, "-e", "store:ping()" }
+      secured:stop()
+      assert.equal(1, code)
+      assert.not_matches("wrongpass", err)
+      assert.matches("auth", err)
+    end)
+
+    it("a script error that quotes the URL is masked too", function()
+      local code, _, err = run { "-u", "redis://app:quotedpw@127.0.0.1:1", "-e",
+                                 "error('failed on redis://app:quotedpw@127.0.0.1:1')" }
+      assert.equal(1, code)
+      assert.not_matches("quotedpw", err)
+      assert.matches("redis://%*%*%*:%*%*%*@127%.0%.0%.1:1", err)
+    end)
+  end)
+
+  describe("INI config", function()
+    it("maps sections and keys to options", function()
+      local path = write_file(tmp("full.ini"), table.concat({
+        "[redis]", "url = " .. srv.url, "pool_size = 7", "ttl = 12h", "max_retries = 2",
+        "connection_timeout = 1500ms", "command_timeout = 3s", "retry_base_delay = 0.2",
+        "retry_max_delay = 1m", "idle_check_after = 15m", "cluster_mode = false",
+        "key_prefix = my:tokens", "lock_prefix = my:locks", "scan_count = 50",
+        "[sentinel]", "master = mm", "username = su", "password = ${SENTINEL_PW}",
+        "[tls]", "ca_file = /tmp/ca.pem", "verify = false",
+        "[durability]", "wait_replicas = 1", "wait_timeout = 2s",
+        "[log]", "level = info", "" }, "\n"), "600")
+      local code, out, err = run({ "-c", path, "-e", [[
+        for _, k in ipairs{"pool_size","ttl","max_retries","connection_timeout","command_timeout",
+          "retry_base_delay","retry_max_delay","idle_check_after","key_prefix","lock_prefix",
+          "scan_count","sentinel_master","sentinel_username","sentinel_password","tls.ca_file",
+          "tls.verify","wait_replicas","wait_timeout","log_level"} do print(k, config[k]) end]] },
+        { env = { SENTINEL_PW = "sentpw" } })
+      assert.equal(0, code, err)
+      local got = {}
+      for k, v in out:gmatch("([%w_.]+)\t([^\n]*)") do got[k] = v end
+      assert.equal("7", got.pool_size)
+      assert.equal("2", got.max_retries)
+      assert.equal("my:tokens", got.key_prefix)
+      assert.equal("my:locks", got.lock_prefix)
+      assert.equal("50", got.scan_count)
+      assert.equal("mm", got.sentinel_master)
+      assert.equal("su", got.sentinel_username)
+      assert.equal("***", got.sentinel_password)
+      assert.equal("/tmp/ca.pem", got["tls.ca_file"])
+      assert.equal("false", got["tls.verify"])
+      assert.equal("1", got.wait_replicas)
+      assert.equal("info", got.log_level)
+      assert.not_equal("none", got.ttl)
+    end)
+
+    it("ttl = none means no expiry", function()
+      local path = write_file(tmp("none.ini"), "[redis]\nurl = " .. srv.url .. "\nttl = none\n")
+      local code, out = run { "-c", path, "-e", "print(config.ttl)" }
+      assert.equal(0, code)
+      assert.equal("none\n", out)
+    end)
+
+    it("expands ${VAR} and ${VAR:-default}", function()
+      local path = write_file(tmp("vars.ini"),
+        "[redis]\nurl = ${MY_URL}\nkey_prefix = ${MY_PREFIX:-fallback:prefix}\n")
+      local code, out = run({ "-c", path, "-e", "print(config.url, config.key_prefix)" },
+                            { env = { MY_URL = srv.url } })
+      assert.equal(0, code)
+      assert.equal(srv.url .. "\tfallback:prefix\n", out)
+      code, out = run({ "-c", path, "-e", "print(config.key_prefix)" },
+                      { env = { MY_URL = srv.url, MY_PREFIX = "set:prefix" } })
+      assert.equal("set:prefix\n", out)
+    end)
+
+    it("a missing variable without default is an error naming file:line", function()
+      local path = write_file(tmp("missing.ini"), "[redis]\n; comment\nurl = ${NOT_SET_ANYWHERE}\n")
+      local code, _, err = run { "-c", path, "-e", "print(1)" }
+      assert.equal(2, code)
+      assert.matches(path:gsub("%p", "%%%0") .. ":3: environment variable NOT_SET_ANYWHERE is not set", err)
+    end)
+
+    it("an unknown section is an error naming file:line", function()
+      local path = write_file(tmp("section.ini"), "[redis]\nurl = " .. srv.url .. "\n\n[bogus]\nx = 1\n")
+      local code, _, err = run { "-c", path, "-e", "print(1)" }
+      assert.equal(2, code)
+      assert.matches(":4: unknown section %[bogus%]", err)
+    end)
+
+    it("an unknown key is an error naming file:line", function()
+      local path = write_file(tmp("key.ini"), "[redis]\nurl = " .. srv.url .. "\npool_sise = 3\n")
+      local code, _, err = run { "-c", path, "-e", "print(1)" }
+      assert.equal(2, code)
+      assert.matches(":3: unknown key 'pool_sise' in section %[redis%]", err)
+    end)
+
+    it("a bad value is an error naming file:line and the option", function()
+      local path = write_file(tmp("value.ini"), "[redis]\nurl = " .. srv.url .. "\n\n\npool_size = lots\n")
+      local code, _, err = run { "-c", path, "-e", "print(1)" }
+      assert.equal(2, code)
+      assert.matches(":5: .*pool_size", err)
+    end)
+
+    it("a bad duration is an error naming file:line", function()
+      local path = write_file(tmp("dur.ini"), "[redis]\nttl = 7 days\n")
+      local code, _, err = run { "-c", path, "-e", "print(1)" }
+      assert.equal(2, code)
+      assert.matches(":2: .*ttl", err)
+    end)
+
+    it("a line that is not key = value is a syntax error naming file:line", function()
+      local path = write_file(tmp("syntax.ini"), "[redis]\nurl = " .. srv.url .. "\njust words\n")
+      local code, _, err = run { "-c", path, "-e", "print(1)" }
+      assert.equal(2, code)
+      assert.matches(":3: syntax error", err)
+    end)
+
+    it("a bad log level is an error naming file:line", function()
+      local path = write_file(tmp("log.ini"), "[log]\nlevel = loud\n")
+      local code, _, err = run { "-c", path, "-e", "print(1)" }
+      assert.equal(2, code)
+      assert.matches(":2: log level must be", err)
+    end)
+
+    it("[durability] wait_policy is checked by the core", function()
+      local path = write_file(tmp("policy.ini"), "[durability]\nwait_policy = sometimes\n")
+      local code, _, err = run { "-c", path, "-e", "print(1)" }
+      assert.equal(2, code)
+      assert.matches(":2: .*wait_policy", err)
+    end)
+
+    it("a missing file is a config error (exit 2)", function()
+      local code, _, err = run { "-c", tmp("nope.ini"), "-e", "print(1)" }
+      assert.equal(2, code)
+      assert.matches("nope%.ini: cannot read config file", err)
+    end)
+
+    it("long values are not cut", function()
+      local prefix = string.rep("p", 300)
+      local path = write_file(tmp("long.ini"), "[redis]\nkey_prefix = " .. prefix .. "\n")
+      local code, out = run { "-c", path, "-e", "print(#config.key_prefix)" }
+      assert.equal(0, code)
+      assert.equal("300\n", out)
+    end)
+
+    it("$RIGATONI_STORE_CONFIG names the default file", function()
+      local path = write_file(tmp("env.ini"), "[redis]\nurl = " .. srv.url .. "\nkey_prefix = from:env\n")
+      local code, out = run({ "-e", "print(config.key_prefix)" }, { env = { RIGATONI_STORE_CONFIG = path } })
+      assert.equal(0, code)
+      assert.equal("from:env\n", out)
+    end)
+
+    it("-u and -s override the file", function()
+      local path = write_file(tmp("over.ini"), "[redis]\nurl = redis://127.0.0.1:1\npool_size = 3\n")
+      local code, out = run { "-c", path, "-u", srv.url, "-s", "redis.pool_size=9", "-s", "tls.verify=false",
+                              "-e", "print(config.url, config.pool_size, config['tls.verify'])" }
+      assert.equal(0, code)
+      assert.equal(srv.url .. "\t9\tfalse\n", out)
+    end)
+
+    it("a bad -s is a usage error (exit 2)", function()
+      local code, _, err = run { "-s", "redis.pool_size=zero", "-e", "print(1)" }
+      assert.equal(2, code)
+      assert.matches("%-s redis%.pool_size: ", err)
+      code, _, err = run { "-s", "nodot", "-e", "print(1)" }
+      assert.equal(2, code)
+      assert.matches("section%.key=value", err)
+    end)
+
+    it("warns when a file readable by others holds a password", function()
+      local path = write_file(tmp("open.ini"), "[redis]\nurl = redis://app:filepw@127.0.0.1:" .. srv.port .. "\n", "644")
+      local code, _, err = run { "-c", path, "-e", "print(1)" }
+      assert.equal(0, code)
+      assert.matches("warning: .*open%.ini holds a password and is readable", err)
+      assert.not_matches("filepw", err)
+    end)
+
+    it("does not warn for mode 600, nor for a password given as ${VAR}", function()
+      local path = write_file(tmp("closed.ini"), "[redis]\nurl = redis://app:filepw@127.0.0.1:1\n", "600")
+      local code, _, err = run { "-c", path, "-e", "print(1)" }
+      assert.equal(0, code)
+      assert.equal("", err)
+      path = write_file(tmp("var.ini"), "[redis]\nurl = ${SOME_URL}\n[sentinel]\npassword = ${SPW}\n", "644")
+      code, _, err = run({ "-c", path, "-e", "print(1)" },
+                         { env = { SOME_URL = "redis://a:b12@127.0.0.1:1", SPW = "x" } })
+      assert.equal(0, code)
+      assert.equal("", err)
+    end)
+  end)
+
+  describe("--check", function()
+    it("connects, PINGs and prints the effective config masked", function()
+      local secured = servers.redis { password = "checkpw" }
+      local path = write_file(tmp("check.ini"), "[redis]\nurl = ${CHECK_URL}\npool_size = 4\n", "600")
+      local code, out, err = run({ "-c", path, "--check" },
+                                 { env = { CHECK_URL = "redis://:checkpw@127.0.0.1:" .. secured.port } })
+      secured:stop()
+      assert.equal(0, code, err)
+      assert.matches("%[redis%]", out)
+      assert.matches("pool_size = 4", out)
+      assert.matches("url = redis://:%*%*%*@127", out)
+      assert.matches("answered PING", out)
+      assert.not_matches("checkpw", out .. err)
+    end)
+
+    it("exits 1 when the server does not answer", function()
+      local port = servers.closed_port()
+      local code, _, err = run { "-u", "redis://127.0.0.1:" .. port, "-s", "redis.max_retries=0", "--check" }
+      assert.equal(1, code)
+      assert.matches("connection", err)
+    end)
+
+    it("exits 2 on a config error", function()
+      local code = run { "-s", "redis.scan_count=0", "--check" }
+      assert.equal(2, code)
+    end)
+
+    for _, name in ipairs { "development", "staging", "production", "multi-region" } do
+      it("passes on conf/" .. name .. ".ini given REDIS_URL", function()
+        local code, out, err = run({ "-c", "conf/" .. name .. ".ini", "--check" }, { env = { REDIS_URL = srv.url } })
+        assert.equal(0, code, err)
+        assert.matches("answered PING", out)
+      end)
+    end
+
+    it("conf files keep secrets out: REDIS_URL is required in staging and production", function()
+      for _, name in ipairs { "staging", "production", "multi-region" } do
+        local code, _, err = run { "-c", "conf/" .. name .. ".ini", "--check" }
+        assert.equal(2, code)
+        assert.matches("REDIS_URL is not set", err)
+      end
+    end)
+  end)
+end)
