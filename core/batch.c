@@ -92,7 +92,7 @@ int rs_save_many(rs_store *store, const rs_save_item *items, size_t n, int flags
     }
     char what[48];
     snprintf(what, sizeof what, "save_many of %zu tokens", n);
-    if (rs_exec_durable(store, what, n, cmds, replies, err) < 0) goto out;
+    if (rs_exec_durable(store, RS_OP_SAVE, what, n, cmds, replies, err) < 0) goto out;
     for (size_t i = 0; i < n; i++) {
         if (written) written[i] = replies[i]->type != REDIS_REPLY_NIL;
         freeReplyObject(replies[i]);
@@ -141,7 +141,7 @@ int rs_get_many(rs_store *store, const char *const *collections, const size_t *l
     cmds[0] = (rs_cmd){(int)(n + 1), argv, argvlen};
     char what[48];
     snprintf(what, sizeof what, "get_many of %zu tokens", n);
-    if (rs_exec(store, what, n + 1, cmds, replies, err) < 0) goto out;
+    if (rs_exec(store, RS_OP_GET, what, n + 1, cmds, replies, err) < 0) goto out;
     if (replies[0]->type != REDIS_REPLY_ARRAY || replies[0]->elements != n) {
         rs_error_set(err, RS_ERR_SERVER, 0, "%s: unexpected reply", what);
     } else {
@@ -202,7 +202,7 @@ long long rs_delete_many(rs_store *store, const char *const *collections, const 
     redisReply *reply;
     char what[48];
     snprintf(what, sizeof what, "delete_many of %zu tokens", n);
-    if (rs_exec(store, what, 1, &cmd, &reply, err) < 0) goto out;
+    if (rs_exec(store, RS_OP_DELETE, what, 1, &cmd, &reply, err) < 0) goto out;
     deleted = reply->type == REDIS_REPLY_INTEGER ? reply->integer : 0;
     freeReplyObject(reply);
 out:
@@ -228,7 +228,7 @@ int rs_expire(rs_store *store, const char *collection, size_t coll_len, double t
     size_t argvlen[4] = {7, key_len, strlen(amount), 2};
     rs_cmd cmd = {4, argv, argvlen};
     redisReply *reply;
-    int rc = rs_exec(store, "expire", 1, &cmd, &reply, err);
+    int rc = rs_exec(store, RS_OP_OTHER, "expire", 1, &cmd, &reply, err);
     free(key);
     if (rc < 0) return -1;
     rc = reply->type == REDIS_REPLY_INTEGER && reply->integer == 1;
@@ -250,7 +250,7 @@ int rs_delete_if_value(rs_store *store, const char *collection, size_t coll_len,
     const char *keys[1] = {key}, *args[1] = {bytes ? bytes : ""};
     size_t key_lens[1] = {key_len}, arg_lens[1] = {len};
     redisReply *reply;
-    int rc = rs_script_run(store, "delete if unchanged", &store->scripts.delete_if_value, 1, keys,
+    int rc = rs_script_run(store, RS_OP_DELETE, "delete if unchanged", &store->scripts.delete_if_value, 1, keys,
                            key_lens, 1, args, arg_lens, &reply, err);
     free(key);
     if (rc < 0) return -1;

@@ -52,7 +52,7 @@ static int run_pipeline(rs_conn *conn, size_t ncmds, const rs_cmd *cmds,
     return -1;
 }
 
-int rs_exec(rs_store *store, const char *what, size_t ncmds, const rs_cmd *cmds,
+int rs_exec(rs_store *store, rs_op op, const char *what, size_t ncmds, const rs_cmd *cmds,
             redisReply **replies, rs_error *err)
 {
     const rs_config *cfg = store->cfg;
@@ -82,11 +82,11 @@ int rs_exec(rs_store *store, const char *what, size_t ncmds, const rs_cmd *cmds,
     return -1;
 }
 
-int rs_exec_durable(rs_store *store, const char *what, size_t ncmds, const rs_cmd *cmds,
-                    redisReply **replies, rs_error *err)
+int rs_exec_durable(rs_store *store, rs_op op, const char *what, size_t ncmds,
+                    const rs_cmd *cmds, redisReply **replies, rs_error *err)
 {
     const rs_config *cfg = store->cfg;
-    if (cfg->wait_replicas <= 0) return rs_exec(store, what, ncmds, cmds, replies, err);
+    if (cfg->wait_replicas <= 0) return rs_exec(store, op, what, ncmds, cmds, replies, err);
 
     /* WAIT must follow the writes on the same connection: one pipeline. */
     rs_cmd *all = calloc(ncmds + 1, sizeof *all);
@@ -104,7 +104,7 @@ int rs_exec_durable(rs_store *store, const char *what, size_t ncmds, const rs_cm
     size_t argvlen[3] = {4, strlen(replicas), strlen(timeout)};
     memcpy(all, cmds, ncmds * sizeof *all);
     all[ncmds] = (rs_cmd){3, argv, argvlen};
-    int rc = rs_exec(store, what, ncmds + 1, all, got, err);
+    int rc = rs_exec(store, op, what, ncmds + 1, all, got, err);
     if (rc == 0) {
         long long acked = got[ncmds]->type == REDIS_REPLY_INTEGER ? got[ncmds]->integer : 0;
         freeReplyObject(got[ncmds]);

@@ -124,6 +124,11 @@ void rs_error_from_reply(rs_error *err, const char *str, size_t len);
 double rs_retry_delay(const rs_config *cfg, int n);
 
 /* ---- exec.c: commands with pool and retries ---- */
+/* What a call is, for metrics: one kind per store operation family. */
+typedef enum rs_op {
+    RS_OP_SAVE, RS_OP_GET, RS_OP_DELETE, RS_OP_LIST, RS_OP_LOCK, RS_OP_OTHER, RS_OP_COUNT
+} rs_op;
+
 typedef struct rs_cmd {
     int argc;
     const char **argv;
@@ -134,7 +139,7 @@ typedef struct rs_cmd {
  * whole batch within the retry policy. On success, replies[i] holds each
  * reply (free with freeReplyObject); an error reply in any of them fails
  * the call (replies freed). `what` names the operation for messages. */
-int rs_exec(rs_store *store, const char *what, size_t ncmds,
+int rs_exec(rs_store *store, rs_op op, const char *what, size_t ncmds,
             const rs_cmd *cmds, redisReply **replies, rs_error *err);
 
 /* ---- script.c: EVALSHA with NOSCRIPT fallback ---- */
@@ -146,11 +151,11 @@ typedef struct rs_script {
 void rs_script_init(rs_script *script, const char *source);
 /* Runs the script with keys and args (binary safe); one reply, which may
  * be of any type. 0 or -1 + err. */
-int rs_script_run(rs_store *store, const char *what, const rs_script *script, int nkeys,
+int rs_script_run(rs_store *store, rs_op op, const char *what, const rs_script *script, int nkeys,
                   const char **keys, const size_t *key_lens, int nargs, const char **args,
                   const size_t *arg_lens, redisReply **reply, rs_error *err);
 /* The same for a script that saves a token: durable like rs_exec_durable. */
-int rs_script_run_durable(rs_store *store, const char *what, const rs_script *script,
+int rs_script_run_durable(rs_store *store, rs_op op, const char *what, const rs_script *script,
                           int nkeys, const char **keys, const size_t *key_lens, int nargs,
                           const char **args, const size_t *arg_lens, redisReply **reply,
                           rs_error *err);
@@ -158,8 +163,8 @@ int rs_script_run_durable(rs_store *store, const char *what, const rs_script *sc
 /* rs_exec for writes that must be durable: with wait_replicas set, a WAIT
  * follows in the same pipeline, and too few acknowledgements fail the call
  * (or log a warning with wait_policy = warn). */
-int rs_exec_durable(rs_store *store, const char *what, size_t ncmds, const rs_cmd *cmds,
-                    redisReply **replies, rs_error *err);
+int rs_exec_durable(rs_store *store, rs_op op, const char *what, size_t ncmds,
+                    const rs_cmd *cmds, redisReply **replies, rs_error *err);
 
 /* ---- store.c ---- */
 struct rs_store {

@@ -58,7 +58,7 @@ static long long owner_script(rs_store *store, const char *what, const rs_script
     const char *keys[1] = {key}, *args[2] = {owner, arg};
     size_t key_lens[1] = {strlen(key)}, arg_lens[2] = {strlen(owner), arg ? strlen(arg) : 0};
     redisReply *reply;
-    if (rs_script_run(store, what, script, 1, keys, key_lens, arg ? 2 : 1, args, arg_lens,
+    if (rs_script_run(store, RS_OP_LOCK, what, script, 1, keys, key_lens, arg ? 2 : 1, args, arg_lens,
                       &reply, err) < 0)
         return -1;
     long long v = reply->type == REDIS_REPLY_INTEGER ? reply->integer : 0;
@@ -99,7 +99,7 @@ int rs_lock_acquire(rs_store *store, const char *key, const char *owner, double 
     size_t argvlen[6] = {3, strlen(key), strlen(owner), 2, 2, strlen(amount)};
     rs_cmd cmd = {6, argv, argvlen};
     redisReply *reply;
-    if (rs_exec(store, "try_acquire_lock", 1, &cmd, &reply, err) < 0) return -1;
+    if (rs_exec(store, RS_OP_LOCK, "try_acquire_lock", 1, &cmd, &reply, err) < 0) return -1;
     int acquired = reply->type == REDIS_REPLY_STATUS;
     freeReplyObject(reply);
     if (acquired) return 1;
@@ -115,7 +115,7 @@ static int key_command(rs_store *store, const char *what, const char *cmdname, c
     const char *argv[2] = {cmdname, key};
     size_t argvlen[2] = {strlen(cmdname), strlen(key)};
     rs_cmd cmd = {2, argv, argvlen};
-    return rs_exec(store, what, 1, &cmd, reply, err);
+    return rs_exec(store, RS_OP_LOCK, what, 1, &cmd, reply, err);
 }
 
 int rs_lock_is_locked(rs_store *store, const char *key, rs_error *err)
@@ -166,7 +166,7 @@ int rs_save_fenced(rs_store *store, const char *collection, size_t coll_len, con
     const char *args[4] = {owner, bytes ? bytes : "", unit, amount};
     size_t arg_lens[4] = {strlen(owner), len, has_ttl ? 2 : 0, strlen(amount)};
     redisReply *reply;
-    int rc = rs_script_run_durable(store, "fenced save", &store->scripts.save_fenced, 2, keys,
+    int rc = rs_script_run_durable(store, RS_OP_SAVE, "fenced save", &store->scripts.save_fenced, 2, keys,
                                    key_lens, has_ttl ? 4 : 2, args, arg_lens, &reply, err);
     free(key);
     if (rc < 0) return -1;

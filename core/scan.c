@@ -94,7 +94,7 @@ static int fetch_batch(rs_scan *scan, rs_error *err)
                          strlen(scan->count)};
     rs_cmd cmd = {6, argv, argvlen};
     redisReply *reply;
-    if (rs_exec(scan->store, "list (SCAN)", 1, &cmd, &reply, err) < 0) return -1;
+    if (rs_exec(scan->store, RS_OP_LIST, "list (SCAN)", 1, &cmd, &reply, err) < 0) return -1;
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
         reply->element[0]->type != REDIS_REPLY_STRING ||
         reply->element[0]->len >= sizeof scan->cursor ||
@@ -137,7 +137,7 @@ static int fetch_batch(rs_scan *scan, rs_error *err)
         tlen[2 * i + 1] = keys->element[i]->len;
         cmds[i + 1] = (rs_cmd){2, targv + 2 * i, tlen + 2 * i};
     }
-    if (rs_exec(scan->store, "list (MGET)", ncmds, cmds, scan->values, err) < 0) goto out;
+    if (rs_exec(scan->store, RS_OP_LIST, "list (MGET)", ncmds, cmds, scan->values, err) < 0) goto out;
     scan->nvalues = ncmds;
     if (scan->values[0]->type != REDIS_REPLY_ARRAY || scan->values[0]->elements != n) {
         rs_error_set(err, RS_ERR_SERVER, 0, "list (MGET): unexpected reply");

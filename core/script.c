@@ -43,11 +43,12 @@ static void fill_argv(const rs_script *script, int use_source, int nkeys, const 
     }
 }
 
-static int script_run(rs_store *store, const char *what, const rs_script *script, int nkeys,
+static int script_run(rs_store *store, rs_op op, const char *what, const rs_script *script, int nkeys,
                       const char **keys, const size_t *key_lens, int nargs, const char **args,
                       const size_t *arg_lens, redisReply **reply, rs_error *err, int durable)
 {
-    int (*exec)(rs_store *, const char *, size_t, const rs_cmd *, redisReply **, rs_error *) =
+    int (*exec)(rs_store *, rs_op, const char *, size_t, const rs_cmd *, redisReply **,
+                rs_error *) =
         durable ? rs_exec_durable : rs_exec;
     enum { MAX_ARGS = 16 };
     const char *argv[MAX_ARGS];
@@ -60,28 +61,28 @@ static int script_run(rs_store *store, const char *what, const rs_script *script
     rs_cmd cmd = {3 + nkeys + nargs, argv, argvlen};
     fill_argv(script, 0, nkeys, keys, key_lens, nargs, args, arg_lens, argv, argvlen, numkeys);
     rs_error first;
-    if (exec(store, what, 1, &cmd, reply, &first) == 0) return 0;
+    if (exec(store, op, what, 1, &cmd, reply, &first) == 0) return 0;
     if (!strstr(first.message, "NOSCRIPT")) {
         if (err) *err = first;
         return -1;
     }
     fill_argv(script, 1, nkeys, keys, key_lens, nargs, args, arg_lens, argv, argvlen, numkeys);
-    return exec(store, what, 1, &cmd, reply, err);
+    return exec(store, op, what, 1, &cmd, reply, err);
 }
 
-int rs_script_run(rs_store *store, const char *what, const rs_script *script, int nkeys,
+int rs_script_run(rs_store *store, rs_op op, const char *what, const rs_script *script, int nkeys,
                   const char **keys, const size_t *key_lens, int nargs, const char **args,
                   const size_t *arg_lens, redisReply **reply, rs_error *err)
 {
-    return script_run(store, what, script, nkeys, keys, key_lens, nargs, args, arg_lens, reply,
-                      err, 0);
+    return script_run(store, op, what, script, nkeys, keys, key_lens, nargs, args, arg_lens,
+                      reply, err, 0);
 }
 
-int rs_script_run_durable(rs_store *store, const char *what, const rs_script *script,
+int rs_script_run_durable(rs_store *store, rs_op op, const char *what, const rs_script *script,
                           int nkeys, const char **keys, const size_t *key_lens, int nargs,
                           const char **args, const size_t *arg_lens, redisReply **reply,
                           rs_error *err)
 {
-    return script_run(store, what, script, nkeys, keys, key_lens, nargs, args, arg_lens, reply,
-                      err, 1);
+    return script_run(store, op, what, script, nkeys, keys, key_lens, nargs, args, arg_lens,
+                      reply, err, 1);
 }

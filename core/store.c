@@ -161,7 +161,7 @@ int rs_save_raw(rs_store *store, const char *collection, size_t coll_len, const 
     redisReply *reply;
     char what[128];
     describe(what, sizeof what, "save", collection, coll_len);
-    int rc = rs_exec_durable(store, what, 1, &cmd, &reply, err);
+    int rc = rs_exec_durable(store, RS_OP_SAVE, what, 1, &cmd, &reply, err);
     free(key);
     if (rc < 0) return -1;
     freeReplyObject(reply);
@@ -183,7 +183,7 @@ int rs_get_raw(rs_store *store, const char *collection, size_t coll_len, char **
     redisReply *reply;
     char what[128];
     describe(what, sizeof what, "get", collection, coll_len);
-    int rc = rs_exec(store, what, 1, &cmd, &reply, err);
+    int rc = rs_exec(store, RS_OP_GET, what, 1, &cmd, &reply, err);
     free(key);
     if (rc < 0) return -1;
     if (reply->type == REDIS_REPLY_NIL) {
@@ -210,9 +210,9 @@ int rs_get_raw(rs_store *store, const char *collection, size_t coll_len, char **
 }
 
 /* Runs one command on the token key whose reply is an integer. */
-static int key_integer_command(rs_store *store, const char *cmdname, const char *op,
-                               const char *collection, size_t coll_len, long long *value,
-                               rs_error *err)
+static int key_integer_command(rs_store *store, rs_op kind, const char *cmdname,
+                               const char *op, const char *collection, size_t coll_len,
+                               long long *value, rs_error *err)
 {
     rs_error_clear(err);
     size_t key_len;
@@ -224,7 +224,7 @@ static int key_integer_command(rs_store *store, const char *cmdname, const char 
     redisReply *reply;
     char what[128];
     describe(what, sizeof what, op, collection, coll_len);
-    int rc = rs_exec(store, what, 1, &cmd, &reply, err);
+    int rc = rs_exec(store, kind, what, 1, &cmd, &reply, err);
     free(key);
     if (rc < 0) return -1;
     int ok = reply->type == REDIS_REPLY_INTEGER;
@@ -240,7 +240,7 @@ static int key_integer_command(rs_store *store, const char *cmdname, const char 
 int rs_delete(rs_store *store, const char *collection, size_t coll_len, rs_error *err)
 {
     long long n;
-    if (key_integer_command(store, "DEL", "delete", collection, coll_len, &n, err) < 0) return -1;
+    if (key_integer_command(store, RS_OP_DELETE, "DEL", "delete", collection, coll_len, &n, err) < 0) return -1;
     return n > 0;
 }
 
@@ -249,7 +249,7 @@ int rs_ttl(rs_store *store, const char *collection, size_t coll_len, double *sec
 {
     long long ms;
     *seconds = 0;
-    if (key_integer_command(store, "PTTL", "ttl", collection, coll_len, &ms, err) < 0) return -1;
+    if (key_integer_command(store, RS_OP_GET, "PTTL", "ttl", collection, coll_len, &ms, err) < 0) return -1;
     if (ms == -2) return 0;
     if (ms == -1) return 2;
     *seconds = (double)ms / 1000.0;
@@ -262,7 +262,7 @@ int rs_ping(rs_store *store, rs_error *err)
     size_t argvlen[1] = {4};
     rs_cmd cmd = {1, argv, argvlen};
     redisReply *reply;
-    if (rs_exec(store, "PING", 1, &cmd, &reply, err) < 0) return -1;
+    if (rs_exec(store, RS_OP_OTHER, "PING", 1, &cmd, &reply, err) < 0) return -1;
     freeReplyObject(reply);
     return 0;
 }
@@ -281,7 +281,7 @@ int rs_command(rs_store *store, int argc, const char **argv, const size_t *argvl
     redisReply *reply;
     char what[64];
     snprintf(what, sizeof what, "command %.*s", argvlen[0] > 32 ? 32 : (int)argvlen[0], argv[0]);
-    if (rs_exec(store, what, 1, &cmd, &reply, err) < 0) return -1;
+    if (rs_exec(store, RS_OP_OTHER, what, 1, &cmd, &reply, err) < 0) return -1;
     int rc = 1;
     char num[32];
     const char *src = NULL;
