@@ -2,7 +2,9 @@
 #
 #   make            library (static + shared), Lua module
 #   make deps       install every package the build and tests need (Debian)
-#   make test       C tests (plain and ThreadSanitizer) + busted specs on real Redis
+#   make test       C tests (plain, ASan+UBSan, TSan) + busted specs on real Redis (plain
+#                   and ASan+UBSan with leak check) + fuzz smoke
+#   make fuzz       libFuzzer targets in spec/fuzz/, FUZZ_SECONDS each (fuzz-smoke: brief)
 #   make bench      benchmarks against redis-benchmark on a throwaway server
 #   make demo       start a throwaway redis-server, save and list demo tokens
 #   make install PREFIX=/usr/local
@@ -34,7 +36,8 @@ HOST_OBJ := $(HOST_SRC:%.c=$(BUILD)/obj/%.o)
 CTEST_SRC := $(wildcard spec/c/test_*.c)
 CTEST_BIN := $(CTEST_SRC:spec/c/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps test test-asan test-tsan bench demo install clean
+.PHONY: all deps test test-asan test-tsan test-lua-asan fuzz fuzz-build fuzz-smoke bench demo \
+        install clean
 all: $(BUILD)/librigatoni_store.a $(BUILD)/librigatoni_store.so $(BUILD)/rigatoni_store.so \
      $(BUILD)/rigatoni-store
 
@@ -69,8 +72,8 @@ $(BUILD)/tests/%: spec/c/%.c spec/c/*.h $(BUILD)/librigatoni_store.a
 deps:
 	sh spec/support/install-deps.sh
 
-test: all $(CTEST_BIN) test-asan test-tsan
-	sh spec/run-tests.sh
+test: all $(CTEST_BIN) test-asan test-tsan test-lua-asan fuzz-build
+	FUZZ_SMOKE_SECONDS=$(FUZZ_SMOKE_SECONDS) sh spec/run-tests.sh
 
 # The C tests again under sanitizers, each in its own build tree:
 # AddressSanitizer + UndefinedBehaviorSanitizer, and ThreadSanitizer for the
@@ -81,7 +84,45 @@ test-asan:
 	    $(CTEST_BIN:$(BUILD)/%=build-asan/%)
 test-tsan:
 	$(MAKE) BUILD=build-tsan SAN="-fsanitize=thread" CFLAGS="-O1 -g" \
-	    build-tsan/tests/test_threads build-tsan/tests/test_pool build-tsan/tests/test_lease
+	    build-tsan/tests/test_threads build-tsan/tests/test_pool build-tsan/tests/test_lease \
+	    build-tsan/tests/test_pool_exhaust build-tsan/tests/test_metrics
+
+# The Lua module under ASan+UBSan, with an ASan-linked interpreter
+# (spec/support/asan_lua.c) that spec/run-tests.sh puts first in PATH as
+# lua5.4: the busted specs then run against build-asan/rigatoni_store.so,
+# leak check included, and redis-server/redis-cli stay uninstrumented.
+test-lua-asan:
+	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fno-omit-frame-pointer" \
+	    SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" \
+	    build-asan/rigatoni_store.so build-asan/bin/lua5.4
+
+$(BUILD)/bin/lua5.4: spec/support/asan_lua.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(LUA_CFLAGS) $< -o $@ $(shell $(PKGCONFIG) --libs lua5.4)
+
+# ---- fuzzing: libFuzzer targets (clang) in build-fuzz/fuzz/ ----------------
+# `make fuzz` runs each target FUZZ_SECONDS, `make fuzz-smoke` (part of
+# `make test`) FUZZ_SMOKE_SECONDS; both replay spec/fuzz/regress/ first.
+FUZZ_CC            ?= clang
+FUZZ_SECONDS       ?= 300
+FUZZ_SMOKE_SECONDS ?= 15
+FUZZ_TARGETS := $(patsubst spec/fuzz/fuzz_%.c,%,$(wildcard spec/fuzz/fuzz_*.c))
+FUZZ_SAN     := -fsanitize=address,undefined,fuzzer-no-link -fno-sanitize-recover=all
+
+$(BUILD)/fuzz/fuzz_%: spec/fuzz/fuzz_%.c $(MOD_OBJ) $(BUILD)/obj/lua/host_conf.o \
+                      $(BUILD)/librigatoni_store.a
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(LUA_CFLAGS) -Ilua -fsanitize=fuzzer $< -o $@ $(MOD_OBJ) \
+	    $(BUILD)/obj/lua/host_conf.o $(BUILD)/librigatoni_store.a \
+	    $(shell $(PKGCONFIG) --libs lua5.4 inih) $(LIBS)
+
+fuzz-build:
+	$(MAKE) BUILD=build-fuzz CC=$(FUZZ_CC) CFLAGS="-O1 -g -fno-omit-frame-pointer" \
+	    SAN="$(FUZZ_SAN)" $(FUZZ_TARGETS:%=build-fuzz/fuzz/fuzz_%)
+fuzz: fuzz-build
+	sh spec/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+fuzz-smoke: fuzz-build
+	sh spec/fuzz/run.sh $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
 
 bench: all
 	sh spec/bench/run.sh

@@ -111,6 +111,17 @@ out:
     return rc;
 }
 
+/* Appends one "<name> key" command per key to cmds (argv space: 2 per key). */
+static void per_key_commands(const char *name, char **keys, const size_t *key_lens, size_t n,
+                             rs_cmd *cmds, const char **argv, size_t *argvlen)
+{
+    for (size_t i = 0; i < n; i++) {
+        argv[2 * i] = name, argvlen[2 * i] = strlen(name);
+        argv[2 * i + 1] = keys[i], argvlen[2 * i + 1] = key_lens[i];
+        cmds[i] = (rs_cmd){2, argv + 2 * i, argvlen + 2 * i};
+    }
+}
+
 int rs_get_many(rs_store *store, const char *const *collections, const size_t *lens, size_t n,
                 rs_value *out, rs_error *err)
 {
@@ -118,11 +129,15 @@ int rs_get_many(rs_store *store, const char *const *collections, const size_t *l
     memset(out, 0, n * sizeof *out);
     for (size_t i = 0; i < n; i++) out[i].ttl = -1;
     if (n == 0) return 0;
+    /* One MGET, or in a cluster (MGET cannot span slots) one GET per key;
+     * then one PTTL per key. */
+    int per_key = store->cluster != NULL;
+    size_t nget = per_key ? n : 1, ncmds = nget + n;
     size_t *key_lens = calloc(n, sizeof *key_lens);
-    const char **argv = calloc(3 * n + 1, sizeof *argv);
-    size_t *argvlen = calloc(3 * n + 1, sizeof *argvlen);
-    rs_cmd *cmds = calloc(n + 1, sizeof *cmds);
-    redisReply **replies = calloc(n + 1, sizeof *replies);
+    const char **argv = calloc(4 * n + 1, sizeof *argv);
+    size_t *argvlen = calloc(4 * n + 1, sizeof *argvlen);
+    rs_cmd *cmds = calloc(ncmds, sizeof *cmds);
+    redisReply **replies = calloc(ncmds, sizeof *replies);
     char **keys = NULL;
     int rc = -1;
     if (!key_lens || !argv || !argvlen || !cmds || !replies) {
@@ -130,24 +145,25 @@ int rs_get_many(rs_store *store, const char *const *collections, const size_t *l
         goto out;
     }
     if (!(keys = make_keys(store, collections, lens, n, key_lens, err))) goto out;
-    /* argv: MGET k1..kn, then PTTL ki pairs. */
-    argv[0] = "MGET", argvlen[0] = 4;
-    for (size_t i = 0; i < n; i++) {
-        argv[1 + i] = keys[i], argvlen[1 + i] = key_lens[i];
-        argv[1 + n + 2 * i] = "PTTL", argvlen[1 + n + 2 * i] = 4;
-        argv[2 + n + 2 * i] = keys[i], argvlen[2 + n + 2 * i] = key_lens[i];
-        cmds[1 + i] = (rs_cmd){2, argv + 1 + n + 2 * i, argvlen + 1 + n + 2 * i};
+    if (per_key) {
+        per_key_commands("GET", keys, key_lens, n, cmds, argv, argvlen);
+    } else {
+        argv[0] = "MGET", argvlen[0] = 4;
+        for (size_t i = 0; i < n; i++) argv[1 + i] = keys[i], argvlen[1 + i] = key_lens[i];
+        cmds[0] = (rs_cmd){(int)(n + 1), argv, argvlen};
     }
-    cmds[0] = (rs_cmd){(int)(n + 1), argv, argvlen};
+    per_key_commands("PTTL", keys, key_lens, n, cmds + nget, argv + 2 * n + 1,
+                     argvlen + 2 * n + 1);
     char what[48];
     snprintf(what, sizeof what, "get_many of %zu tokens", n);
-    if (rs_exec(store, RS_OP_GET, what, n + 1, cmds, replies, err) < 0) goto out;
-    if (replies[0]->type != REDIS_REPLY_ARRAY || replies[0]->elements != n) {
+    if (rs_exec(store, RS_OP_GET, what, ncmds, cmds, replies, err) < 0) goto out;
+    if (!per_key && (replies[0]->type != REDIS_REPLY_ARRAY || replies[0]->elements != n)) {
         rs_error_set(err, RS_ERR_SERVER, 0, "%s: unexpected reply", what);
     } else {
         rc = 0;
         for (size_t i = 0; i < n && rc == 0; i++) {
-            redisReply *v = replies[0]->element[i], *t = replies[1 + i];
+            redisReply *v = per_key ? replies[i] : replies[0]->element[i];
+            redisReply *t = replies[nget + i];
             if (v->type != REDIS_REPLY_STRING) continue;
             if (!(out[i].bytes = malloc(v->len + 1))) {
                 rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
@@ -162,7 +178,7 @@ int rs_get_many(rs_store *store, const char *const *collections, const size_t *l
         }
         if (rc < 0) rs_values_free(out, n);
     }
-    for (size_t i = 0; i <= n; i++) freeReplyObject(replies[i]);
+    for (size_t i = 0; i < ncmds; i++) freeReplyObject(replies[i]);
 out:
     free_keys(keys, n);
     free(key_lens);
@@ -187,28 +203,44 @@ long long rs_delete_many(rs_store *store, const char *const *collections, const 
 {
     rs_error_clear(err);
     if (n == 0) return 0;
-    size_t *key_lens = calloc(n + 1, sizeof *key_lens);
-    const char **argv = calloc(n + 1, sizeof *argv);
+    /* One DEL of all keys, or in a cluster one DEL per key. */
+    int per_key = store->cluster != NULL;
+    size_t ncmds = per_key ? n : 1;
+    size_t *key_lens = calloc(n, sizeof *key_lens), *argvlen = calloc(2 * n + 1, sizeof *argvlen);
+    const char **argv = calloc(2 * n + 1, sizeof *argv);
+    rs_cmd *cmds = calloc(ncmds, sizeof *cmds);
+    redisReply **replies = calloc(ncmds, sizeof *replies);
     char **keys = NULL;
     long long deleted = -1;
-    if (!key_lens || !argv) {
+    if (!key_lens || !argvlen || !argv || !cmds || !replies) {
         rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
         goto out;
     }
-    if (!(keys = make_keys(store, collections, lens, n, key_lens + 1, err))) goto out;
-    argv[0] = "DEL", key_lens[0] = 3;
-    for (size_t i = 0; i < n; i++) argv[1 + i] = keys[i];
-    rs_cmd cmd = {(int)(n + 1), argv, key_lens};
-    redisReply *reply;
+    if (!(keys = make_keys(store, collections, lens, n, key_lens, err))) goto out;
+    if (per_key) {
+        per_key_commands("DEL", keys, key_lens, n, cmds, argv, argvlen);
+    } else {
+        argv[0] = "DEL", argvlen[0] = 3;
+        for (size_t i = 0; i < n; i++) argv[1 + i] = keys[i], argvlen[1 + i] = key_lens[i];
+        cmds[0] = (rs_cmd){(int)(n + 1), argv, argvlen};
+    }
     char what[48];
     snprintf(what, sizeof what, "delete_many of %zu tokens", n);
-    if (rs_exec(store, RS_OP_DELETE, what, 1, &cmd, &reply, err) < 0) goto out;
-    deleted = reply->type == REDIS_REPLY_INTEGER ? reply->integer : 0;
-    freeReplyObject(reply);
+    if (rs_exec(store, RS_OP_DELETE, what, ncmds, cmds, replies, err) < 0) goto out;
+    deleted = 0;
+    for (size_t i = 0; i < ncmds; i++) {
+        /* A negative count (broken server) must not read as our -1. */
+        if (replies[i]->type == REDIS_REPLY_INTEGER && replies[i]->integer > 0)
+            deleted += replies[i]->integer;
+        freeReplyObject(replies[i]);
+    }
 out:
     free_keys(keys, n);
     free(key_lens);
+    free(argvlen);
     free(argv);
+    free(cmds);
+    free(replies);
     return deleted;
 }
 

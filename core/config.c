@@ -352,11 +352,6 @@ int rs_config_validate(const rs_config *cfg, rs_error *err)
         rs_error_set(err, RS_ERR_CONFIG, 0, "retry_max_delay must be at least retry_base_delay");
         return -1;
     }
-    if (cfg->cluster_mode) {
-        rs_error_set(err, RS_ERR_NOT_IMPLEMENTED, 0,
-                     "cluster_mode is not implemented yet");
-        return -1;
-    }
     return 0;
 }
 

@@ -71,6 +71,11 @@ redisContext *rs_connect(const rs_config *cfg, rs_tls *tls, const char *host, in
         if (ctx) redisFree(ctx);
         return NULL;
     }
+    /* hiredis allocates an array reply's element table as soon as it reads
+     * "*<n>", before any element arrives (up to 2^32 - 1 by default): a
+     * broken or hostile server could make us allocate gigabytes with a few
+     * bytes. No reply of ours comes near 2^24 elements (spec/fuzz). */
+    ctx->reader->maxelements = 1LL << 24;
     /* The command timeout is already set, so a plain-text server behind
      * rediss:// fails the handshake in time instead of hanging. */
     if (tls && rs_tls_handshake(tls, ctx, host, port, err) < 0) goto fail;

@@ -20,7 +20,6 @@ static const char *const kind_names[] = {
     [RS_ERR_SERVER] = "server",
     [RS_ERR_POOL] = "pool",
     [RS_ERR_NOT_OWNER] = "not_owner",
-    [RS_ERR_NOT_IMPLEMENTED] = "not_implemented",
     [RS_ERR_NOMEM] = "nomem",
 };
 

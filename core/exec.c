@@ -14,9 +14,10 @@
 #include "internal.h"
 
 /* One attempt. Returns 0 with replies filled, or -1 with err; *broken says
- * whether the connection must be thrown away. */
-static int run_pipeline(rs_conn *conn, size_t ncmds, const rs_cmd *cmds,
-                        redisReply **replies, rs_error *err, int *broken)
+ * whether the connection must be thrown away. With `keep_errors`, error
+ * replies are handed back like any reply (cluster redirections). */
+int rs_run_pipeline(rs_conn *conn, size_t ncmds, const rs_cmd *cmds, redisReply **replies,
+                    int keep_errors, rs_error *err, int *broken)
 {
     redisContext *ctx = conn->ctx;
     *broken = 0;
@@ -38,7 +39,7 @@ static int run_pipeline(rs_conn *conn, size_t ncmds, const rs_cmd *cmds,
         replies[got] = reply;
     }
     int failed = got < ncmds;
-    for (size_t i = 0; i < got && !failed; i++) {
+    for (size_t i = 0; i < got && !failed && !keep_errors; i++) {
         if (replies[i]->type == REDIS_REPLY_ERROR) {
             rs_error_from_reply(err, replies[i]->str, replies[i]->len);
             failed = 1;
@@ -52,8 +53,16 @@ static int run_pipeline(rs_conn *conn, size_t ncmds, const rs_cmd *cmds,
     return -1;
 }
 
-int rs_exec(rs_store *store, rs_op op, const char *what, size_t ncmds, const rs_cmd *cmds,
-            redisReply **replies, rs_error *err)
+void rs_exec_fail(rs_error *err, const char *what, int attempts, const rs_error *last)
+{
+    if (!err) return;
+    rs_error_set(err, last->kind, last->retryable, "%s failed after %d attempt%s: %s", what,
+                 attempts, attempts == 1 ? "" : "s", last->message);
+    err->attempts = attempts;
+}
+
+int rs_exec_on(rs_store *store, rs_pool *pool, const char *what, size_t ncmds,
+               const rs_cmd *cmds, redisReply **replies, rs_error *err)
 {
     const rs_config *cfg = store->cfg;
     int max_attempts = cfg->max_retries + 1;
@@ -63,23 +72,36 @@ int rs_exec(rs_store *store, rs_op op, const char *what, size_t ncmds, const rs_
     rs_error_clear(&last);
     for (attempt = 1;; attempt++) {
         int broken = 0;
-        rs_conn *conn = rs_pool_acquire(store->pool, &last);
+        rs_conn *conn = rs_pool_acquire(pool, &last);
         if (conn) {
-            int rc = run_pipeline(conn, ncmds, cmds, replies, &last, &broken);
-            rs_pool_release(store->pool, conn, broken);
+            int rc = rs_run_pipeline(conn, ncmds, cmds, replies, 0, &last, &broken);
+            rs_pool_release(pool, conn, broken);
             if (rc == 0) return 0;
         }
-        if (last.kind != RS_ERR_POOL) rs_pool_after_failure(store->pool, broken, &last);
+        if (last.kind != RS_ERR_POOL) rs_pool_after_failure(pool, broken, &last);
         /* Waiting for the pool again would only multiply the wait. */
         if (!last.retryable || last.kind == RS_ERR_POOL || attempt >= max_attempts) break;
-        rs_sleep(rs_retry_delay(cfg, attempt));
+        double delay = rs_retry_delay(cfg, attempt);
+        rs_note_retry(what, attempt, max_attempts, &last, delay);
+        rs_sleep(delay);
     }
-    if (err) {
-        rs_error_set(err, last.kind, last.retryable, "%s failed after %d attempt%s: %s", what,
-                     attempt, attempt == 1 ? "" : "s", last.message);
-        err->attempts = attempt;
-    }
+    rs_exec_fail(err, what, attempt, &last);
     return -1;
+}
+
+int rs_exec(rs_store *store, rs_op op, const char *what, size_t ncmds, const rs_cmd *cmds,
+            redisReply **replies, rs_error *err)
+{
+    rs_error local;
+    if (!err) err = &local;
+    /* Metrics: one record per call, under its operation kind (metrics.c). */
+    rs_metrics_call call = rs_metrics_begin();
+    int rc = store->cluster ? rs_cluster_exec(store, what, ncmds, cmds, replies, err)
+                            : rs_exec_on(store, store->pool, what, ncmds, cmds, replies, err);
+    /* NOSCRIPT is answered at once by EVAL (script.c): a call, not a failure. */
+    int failed = rc < 0 && !(err->kind == RS_ERR_SERVER && strstr(err->message, "NOSCRIPT"));
+    rs_metrics_end(store, op, call, failed ? err->kind : RS_OK);
+    return rc;
 }
 
 int rs_exec_durable(rs_store *store, rs_op op, const char *what, size_t ncmds,
@@ -88,9 +110,12 @@ int rs_exec_durable(rs_store *store, rs_op op, const char *what, size_t ncmds,
     const rs_config *cfg = store->cfg;
     if (cfg->wait_replicas <= 0) return rs_exec(store, op, what, ncmds, cmds, replies, err);
 
-    /* WAIT must follow the writes on the same connection: one pipeline. */
-    rs_cmd *all = calloc(ncmds + 1, sizeof *all);
-    redisReply **got = calloc(ncmds + 1, sizeof *got);
+    /* WAIT must follow the writes on the same connection: one pipeline.
+     * In a cluster the writes may go to several nodes, so each write gets
+     * its own WAIT, routed with it. */
+    size_t step = store->cluster ? 2 : 1, total = store->cluster ? 2 * ncmds : ncmds + 1;
+    rs_cmd *all = calloc(total, sizeof *all);
+    redisReply **got = calloc(total, sizeof *got);
     if (!all || !got) {
         free(all);
         free(got);
@@ -102,13 +127,26 @@ int rs_exec_durable(rs_store *store, rs_op op, const char *what, size_t ncmds,
     snprintf(timeout, sizeof timeout, "%.0f", cfg->wait_timeout * 1000);
     const char *argv[3] = {"WAIT", replicas, timeout};
     size_t argvlen[3] = {4, strlen(replicas), strlen(timeout)};
-    memcpy(all, cmds, ncmds * sizeof *all);
-    all[ncmds] = (rs_cmd){3, argv, argvlen};
-    int rc = rs_exec(store, op, what, ncmds + 1, all, got, err);
+    rs_cmd wait = {3, argv, argvlen};
+    for (size_t i = 0; i < ncmds; i++) {
+        all[i * step] = cmds[i];
+        if (step == 2) all[i * 2 + 1] = wait;
+    }
+    if (step == 1) all[ncmds] = wait;
+
+    int rc = rs_exec(store, op, what, total, all, got, err);
     if (rc == 0) {
-        long long acked = got[ncmds]->type == REDIS_REPLY_INTEGER ? got[ncmds]->integer : 0;
-        freeReplyObject(got[ncmds]);
-        memcpy(replies, got, ncmds * sizeof *replies);
+        long long acked = cfg->wait_replicas;
+        for (size_t i = 0; i < total; i++) {
+            int is_wait = step == 2 ? i % 2 == 1 : i == ncmds;
+            if (!is_wait) {
+                replies[step == 2 ? i / 2 : i] = got[i];
+                continue;
+            }
+            long long n = got[i]->type == REDIS_REPLY_INTEGER ? got[i]->integer : 0;
+            if (n < acked) acked = n;
+            freeReplyObject(got[i]);
+        }
         if (acked < cfg->wait_replicas) {
             if (cfg->wait_policy_warn) {
                 rs_log(RS_LOG_WARN, "%s: only %lld of %d replicas acknowledged within %gs",

@@ -10,6 +10,7 @@
 #define RS_INTERNAL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <hiredis/hiredis.h>
 
@@ -96,7 +97,9 @@ int rs_sentinel_confirm_master(rs_conn *conn, const char *host, int port, rs_err
 
 /* ---- pool.c ---- */
 typedef struct rs_pool rs_pool;
-rs_pool *rs_pool_new(const rs_config *cfg, rs_tls *tls);
+/* A pool of connections to host:port, or, with host NULL, to the master
+ * that the URL's sentinels name. */
+rs_pool *rs_pool_new(const rs_config *cfg, rs_tls *tls, const char *host, int port);
 void rs_pool_free(rs_pool *pool);
 /* Lends a connection, creating one when under pool_size, else waiting at
  * most connection_timeout. Idle connections older than idle_check_after
@@ -160,21 +163,99 @@ int rs_script_run_durable(rs_store *store, rs_op op, const char *what, const rs_
                           const char **args, const size_t *arg_lens, redisReply **reply,
                           rs_error *err);
 
+/* rs_exec on one given pool (standalone, sentinel, or one cluster node). */
+int rs_exec_on(rs_store *store, rs_pool *pool, const char *what, size_t ncmds,
+               const rs_cmd *cmds, redisReply **replies, rs_error *err);
+/* One pipelined attempt on a connection (see exec.c). */
+int rs_run_pipeline(rs_conn *conn, size_t ncmds, const rs_cmd *cmds, redisReply **replies,
+                    int keep_errors, rs_error *err, int *broken);
+/* The final error of a call: "<what> failed after N attempts: ...". */
+void rs_exec_fail(rs_error *err, const char *what, int attempts, const rs_error *last);
+
 /* rs_exec for writes that must be durable: with wait_replicas set, a WAIT
  * follows in the same pipeline, and too few acknowledgements fail the call
  * (or log a warning with wait_policy = warn). */
 int rs_exec_durable(rs_store *store, rs_op op, const char *what, size_t ncmds,
                     const rs_cmd *cmds, redisReply **replies, rs_error *err);
 
+/* ---- cluster.c: Redis Cluster routing ---- */
+typedef struct rs_cluster rs_cluster;
+/* Discovers the slot map from the URL's seed nodes. NULL + err. */
+rs_cluster *rs_cluster_new(rs_store *store, rs_error *err);
+void rs_cluster_free(rs_cluster *cluster);
+/* CRC16 slot of a key, with {hash tag} rules. */
+unsigned rs_key_slot(const char *key, size_t len);
+/* rs_exec for cluster mode: commands routed by key slot, grouped per node,
+ * MOVED/ASK followed, the map refreshed after redirections or failures. */
+int rs_cluster_exec(rs_store *store, const char *what, size_t ncmds, const rs_cmd *cmds,
+                    redisReply **replies, rs_error *err);
+/* Pools of the current masters (for SCAN over every master). Returns the
+ * count (at most max). Pools live as long as the store. */
+size_t rs_cluster_masters(rs_store *store, rs_pool **pools, size_t max);
+void rs_cluster_pool_stats(rs_cluster *cluster, rs_pool_stats *out);
+
+/* ---- metrics.c: per-store counters, lock free (see metrics.c) ---- */
+#define RS_METRICS_FINITE_BUCKETS (RS_METRICS_BUCKETS - 1)
+
+typedef struct rs_op_counters {
+    _Atomic uint64_t buckets[RS_METRICS_BUCKETS];
+    _Atomic uint64_t errors[RS_METRICS_ERROR_KINDS];
+    _Atomic uint64_t retries, sum_ns, max_ns;
+} rs_op_counters;
+
+/* Events counted with rs_metrics_count (cluster.c). */
+typedef enum rs_metric_counter {
+    RS_METRIC_MOVED,         /* a MOVED redirection followed */
+    RS_METRIC_ASK,           /* an ASK redirection followed */
+    RS_METRIC_REFRESH,       /* the slot map reloaded */
+    RS_METRIC_COUNTERS
+} rs_metric_counter;
+
+/* Pool counters as they were at the last reset. */
+enum { RS_BASE_CREATED, RS_BASE_CLOSED_BROKEN, RS_BASE_CLOSED_IDLE, RS_BASE_WAITS,
+       RS_BASE_WAIT_TIMEOUTS, RS_BASE_FAILOVERS, RS_BASE_WAIT_NS, RS_BASE_COUNT };
+
+typedef struct rs_metrics {
+    rs_op_counters ops[RS_OP_COUNT];
+    _Atomic uint64_t counters[RS_METRIC_COUNTERS];
+    _Atomic uint64_t base[RS_BASE_COUNT];
+} rs_metrics;
+
+/* A call in progress: rs_metrics_begin() when it starts, rs_metrics_end()
+ * with its final error kind (RS_OK on success) when it ends. */
+typedef struct rs_metrics_call {
+    uint64_t start_ns;
+    unsigned long retries;
+} rs_metrics_call;
+
+#ifdef RS_NO_METRICS
+static inline rs_metrics_call rs_metrics_begin(void) { return (rs_metrics_call){0, 0}; }
+static inline void rs_metrics_end(rs_store *store, rs_op op, rs_metrics_call call,
+                                  rs_error_kind kind) {}
+static inline void rs_metrics_count(rs_store *store, rs_metric_counter which) {}
+#else
+rs_metrics_call rs_metrics_begin(void);
+void rs_metrics_end(rs_store *store, rs_op op, rs_metrics_call call, rs_error_kind kind);
+/* Counts one event (thread safe, lock free). */
+void rs_metrics_count(rs_store *store, rs_metric_counter which);
+#endif
+/* An attempt loop calls this right before sleeping `delay` seconds and
+ * retrying: the retry is counted for the call in progress on this thread
+ * and logged at info. */
+void rs_note_retry(const char *what, int attempt, int max_attempts, const rs_error *last,
+                   double delay);
+
 /* ---- store.c ---- */
 struct rs_store {
     rs_config *cfg;
     rs_tls *tls;                     /* rediss:// only */
-    rs_pool *pool;
+    rs_pool *pool;                   /* NULL in cluster mode */
+    rs_cluster *cluster;             /* cluster_mode only */
     struct {
         rs_script delete_if_value;   /* batch.c */
         rs_script lock_refresh, lock_release, save_fenced;   /* lock.c */
     } scripts;
+    rs_metrics metrics;              /* metrics.c; zeroed by calloc, no set-up */
 };
 
 extern const char rs_delete_if_value_source[], rs_lock_refresh_source[],

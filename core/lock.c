@@ -61,7 +61,9 @@ static long long owner_script(rs_store *store, const char *what, const rs_script
     if (rs_script_run(store, RS_OP_LOCK, what, script, 1, keys, key_lens, arg ? 2 : 1, args, arg_lens,
                       &reply, err) < 0)
         return -1;
-    long long v = reply->type == REDIS_REPLY_INTEGER ? reply->integer : 0;
+    /* Scripts answer 1 or 0; anything else (a negative integer from a
+     * broken server would read as our -1 = error) counts as 0. */
+    long long v = reply->type == REDIS_REPLY_INTEGER && reply->integer > 0 ? reply->integer : 0;
     freeReplyObject(reply);
     return v;
 }
@@ -158,6 +160,15 @@ int rs_save_fenced(rs_store *store, const char *collection, size_t coll_len, con
     size_t key_len;
     char *key = rs_token_key(store, collection, coll_len, &key_len, err);
     if (!key) return -1;
+    /* The owner check and the write must be one script on one node. */
+    if (store->cluster && rs_key_slot(key, key_len) != rs_key_slot(lock_key, strlen(lock_key))) {
+        rs_error_set(err, RS_ERR_CONFIG, 0,
+                     "fenced save in cluster mode needs the lock '%.100s' and the token key in "
+                     "one hash slot: give key_prefix and lock_prefix the same {hash tag}",
+                     lock_key);
+        free(key);
+        return -1;
+    }
     const char *unit;
     char amount[24];
     int has_ttl = rs_ttl_args(store->cfg->ttl, &unit, amount, sizeof amount);

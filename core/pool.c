@@ -37,16 +37,22 @@ struct rs_pool {
     char master_host[256];      /* the current (or last known) master */
     int master_port;
     uint64_t created, closed_broken, closed_idle, waits, wait_timeouts;
+    uint64_t failovers;         /* master address changes seen (sentinel) */
     double wait_seconds;
 };
 
-rs_pool *rs_pool_new(const rs_config *cfg, rs_tls *tls)
+rs_pool *rs_pool_new(const rs_config *cfg, rs_tls *tls, const char *host, int port)
 {
     rs_pool *pool = calloc(1, sizeof *pool);
     if (!pool) return NULL;
     pool->cfg = cfg;
     pool->tls = tls;
-    pool->sentinel = cfg->parsed.nhosts > 1;
+    pool->sentinel = host == NULL;
+    if (host) {
+        snprintf(pool->master_host, sizeof pool->master_host, "%s", host);
+        pool->master_port = port;
+        pool->have_master = 1;
+    }
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
@@ -87,7 +93,7 @@ static struct timespec deadline_after(double seconds)
     return ts;
 }
 
-/* A new data connection: to the URL's host, or to the master the
+/* A new data connection: to the pool's fixed address, or to the master the
  * sentinels name (asking them when the address is not known). */
 static rs_conn *open_connection(rs_pool *pool, rs_error *err)
 {
@@ -96,17 +102,14 @@ static rs_conn *open_connection(rs_pool *pool, rs_error *err)
     int port;
     pthread_mutex_lock(&pool->lock);
     uint64_t generation = pool->generation;
-    int known = !pool->sentinel || pool->have_master;
-    if (pool->sentinel && known) {
+    int known = pool->have_master;
+    if (known) {
         memcpy(host, pool->master_host, sizeof host);
         port = pool->master_port;
     }
     pthread_mutex_unlock(&pool->lock);
 
-    if (!pool->sentinel) {
-        snprintf(host, sizeof host, "%s", cfg->parsed.hosts[0].host);
-        port = cfg->parsed.hosts[0].port;
-    } else if (!known) {
+    if (!known) {
         if (rs_sentinel_discover(cfg, pool->tls, host, sizeof host, &port, err) < 0) return NULL;
         pthread_mutex_lock(&pool->lock);
         int moved = pool->master_port != 0 &&
@@ -114,6 +117,7 @@ static rs_conn *open_connection(rs_pool *pool, rs_error *err)
         char old_host[sizeof pool->master_host];
         int old_port = pool->master_port;
         memcpy(old_host, pool->master_host, sizeof old_host);
+        if (moved) pool->failovers++;
         if (pool->generation == generation) {
             memcpy(pool->master_host, host, sizeof host);
             pool->master_port = port;
@@ -130,7 +134,10 @@ static rs_conn *open_connection(rs_pool *pool, rs_error *err)
         rs_pool_after_failure(pool, 1, err);
         return NULL;
     }
-    if (conn) conn->generation = generation;
+    if (conn) {
+        conn->generation = generation;
+        rs_log(RS_LOG_DEBUG, "connected to %s:%d", host, port);
+    }
     return conn;
 }
 
@@ -152,6 +159,7 @@ rs_conn *rs_pool_acquire(rs_pool *pool, rs_error *err)
             if (rs_now() - conn->last_used <= cfg->idle_check_after) break;
             pthread_mutex_unlock(&pool->lock);
             int alive = ping_ok(conn);
+            if (!alive) rs_log(RS_LOG_DEBUG, "an idle connection failed its PING check; closing it");
             pthread_mutex_lock(&pool->lock);
             if (alive) break;
             rs_conn_close(conn);
@@ -238,7 +246,11 @@ void rs_pool_after_failure(rs_pool *pool, int broken, const rs_error *err)
                                    strstr(err->message, "READONLY") ||
                                    strstr(err->message, "MASTERDOWN")));
     if (!pool->sentinel) {
-        if (broken) rs_pool_drop_idle(pool);
+        if (broken) {
+            rs_log(RS_LOG_INFO, "connection lost (%s); closing the idle ones, the next "
+                   "attempt reconnects", err ? err->message : "I/O error");
+            rs_pool_drop_idle(pool);
+        }
         return;
     }
     if (!moved) return;
@@ -270,5 +282,6 @@ void rs_pool_get_stats(rs_pool *pool, rs_pool_stats *out)
     out->waits = pool->waits;
     out->wait_timeouts = pool->wait_timeouts;
     out->wait_seconds = pool->wait_seconds;
+    out->failovers = pool->failovers;
     pthread_mutex_unlock(&pool->lock);
 }

@@ -44,7 +44,6 @@ typedef enum rs_error_kind {
     RS_ERR_SERVER,        /* an error reply from Redis */
     RS_ERR_POOL,          /* no free connection within connection_timeout */
     RS_ERR_NOT_OWNER,     /* a lock is held by somebody else */
-    RS_ERR_NOT_IMPLEMENTED,
     RS_ERR_NOMEM
 } rs_error_kind;
 
@@ -367,9 +366,62 @@ typedef struct rs_pool_stats {
     uint64_t waits;        /* acquisitions that had to wait */
     uint64_t wait_timeouts;
     double wait_seconds;   /* total time spent waiting */
+    uint64_t failovers;    /* Sentinel: times the master moved to another address */
 } rs_pool_stats;
 
 void rs_store_pool_stats(rs_store *store, rs_pool_stats *out);
+
+/* ------------------------------------------------------------------------
+ * Metrics
+ *
+ * Every store call is recorded under its operation kind: calls, failures
+ * by error kind, retries (attempts beyond the first) and a latency
+ * histogram with fixed log-scale buckets. Recording takes no lock
+ * (relaxed atomics). Built with -DRS_NO_METRICS, nothing is recorded and
+ * snapshots carry only the pool.
+ * --------------------------------------------------------------------- */
+
+/* Operation kinds, the index of rs_metrics_snapshot.ops: */
+enum { RS_METRICS_SAVE, RS_METRICS_GET, RS_METRICS_DELETE, RS_METRICS_LIST, RS_METRICS_LOCK,
+       RS_METRICS_OTHER, RS_METRICS_OPS };
+/* Latency buckets: bucket k counts calls of at most 1 us * 2^k (k = 0..26,
+ * up to about 67 s); the last bucket counts slower ones (+Inf). */
+#define RS_METRICS_BUCKETS 28
+/* errors[] is indexed by rs_error_kind. */
+#define RS_METRICS_ERROR_KINDS ((int)RS_ERR_NOMEM + 1)
+
+typedef struct rs_op_metrics {
+    uint64_t count;                      /* calls finished, successful or not */
+    uint64_t failed;                     /* calls that failed (sum of errors[]) */
+    uint64_t errors[RS_METRICS_ERROR_KINDS];   /* by final error kind; [RS_OK] is 0 */
+    uint64_t retries;                    /* attempts beyond the first */
+    uint64_t buckets[RS_METRICS_BUCKETS];      /* per bucket, not cumulative */
+    double sum_seconds, max_seconds;
+    double p50, p95, p99;                /* seconds, estimated from the buckets */
+} rs_op_metrics;
+
+typedef struct rs_metrics_snapshot {
+    int enabled;                         /* 0 when built with RS_NO_METRICS */
+    rs_op_metrics ops[RS_METRICS_OPS];
+    rs_pool_stats pool;                  /* gauges now; counters since the last reset */
+    uint64_t failovers;                  /* Sentinel master moves seen */
+    uint64_t cluster_moved, cluster_ask; /* redirections followed */
+    uint64_t cluster_refreshes;          /* slot map refreshes */
+} rs_metrics_snapshot;
+
+/* Fills `out` with the counters since open or the last reset. Thread safe. */
+void rs_store_metrics(rs_store *store, rs_metrics_snapshot *out);
+/* Sets every counter to zero (pool gauges are not counters). */
+void rs_store_metrics_reset(rs_store *store);
+/* "save", "get", "delete", "list", "lock", "other". Static string. */
+const char *rs_metrics_op_name(int op);
+/* Upper bound of a latency bucket in seconds (INFINITY for the last). */
+double rs_metrics_bucket_bound(int bucket);
+/* The snapshot in the Prometheus text exposition format (0.0.4): metric
+ * names prefixed rigatoni_store_, # HELP and # TYPE lines, counters
+ * ending in _total, one histogram per operation kind. malloc'd (rs_free);
+ * NULL when out of memory. */
+char *rs_metrics_prometheus(const rs_metrics_snapshot *snapshot);
 
 /* ------------------------------------------------------------------------
  * Logging

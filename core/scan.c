@@ -5,12 +5,16 @@
  * asked), so memory holds one batch at a time, whatever the token count.
  * The key prefix is matched literally (its glob characters escaped); the
  * caller's pattern applies to the collection part only.
+ * In a cluster every master is scanned in turn, and values are read with
+ * one GET per key (pipelined, routed by slot) since MGET cannot span slots.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
+
+#define MAX_SCAN_NODES 1024
 
 struct rs_scan {
     rs_store *store;
@@ -19,11 +23,24 @@ struct rs_scan {
     char cursor[32];
     char count[16];
     int done, with_ttl;
+    rs_pool *nodes[MAX_SCAN_NODES];  /* the standalone pool, or every master */
+    size_t nnodes, node;     /* node = the one being scanned */
+    int per_key;             /* GET per key (cluster) instead of one MGET */
     redisReply *keys;        /* current SCAN reply */
-    redisReply **values;     /* MGET reply, then PTTL replies */
+    redisReply **values;     /* MGET or GETs, then PTTLs */
     size_t nvalues;
     size_t next;             /* next index in keys */
 };
+
+static redisReply *value_at(const rs_scan *scan, size_t i)
+{
+    return scan->per_key ? scan->values[i] : scan->values[0]->element[i];
+}
+
+static redisReply *ttl_at(const rs_scan *scan, size_t i, size_t n)
+{
+    return scan->values[(scan->per_key ? n : 1) + i];
+}
 
 static void free_batch(rs_scan *scan)
 {
@@ -49,6 +66,13 @@ static rs_scan *scan_new(rs_store *store, char *pattern, size_t strip, size_t ba
         return NULL;
     }
     if (batch == 0) batch = (size_t)store->cfg->scan_count;
+    if (store->cluster) {
+        scan->nnodes = rs_cluster_masters(store, scan->nodes, MAX_SCAN_NODES);
+        scan->per_key = 1;
+    } else {
+        scan->nodes[0] = store->pool;
+        scan->nnodes = 1;
+    }
     scan->store = store;
     scan->pattern = pattern;
     scan->prefix_len = strip;
@@ -94,7 +118,11 @@ static int fetch_batch(rs_scan *scan, rs_error *err)
                          strlen(scan->count)};
     rs_cmd cmd = {6, argv, argvlen};
     redisReply *reply;
-    if (rs_exec(scan->store, RS_OP_LIST, "list (SCAN)", 1, &cmd, &reply, err) < 0) return -1;
+    /* rs_exec_on (one node) is not counted by itself: count it as a list. */
+    rs_metrics_call call = rs_metrics_begin();
+    int rc0 = rs_exec_on(scan->store, scan->nodes[scan->node], "list (SCAN)", 1, &cmd, &reply, err);
+    rs_metrics_end(scan->store, RS_OP_LIST, call, rc0 == 0 ? RS_OK : err ? err->kind : RS_ERR_SERVER);
+    if (rc0 < 0) return -1;
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
         reply->element[0]->type != REDIS_REPLY_STRING ||
         reply->element[0]->len >= sizeof scan->cursor ||
@@ -104,52 +132,55 @@ static int fetch_batch(rs_scan *scan, rs_error *err)
         return -1;
     }
     memcpy(scan->cursor, reply->element[0]->str, reply->element[0]->len + 1);
-    if (strcmp(scan->cursor, "0") == 0) scan->done = 1;
+    if (strcmp(scan->cursor, "0") == 0 && ++scan->node == scan->nnodes) scan->done = 1;
     scan->keys = reply;
 
     redisReply *keys = reply->element[1];
     size_t n = keys->elements;
     if (n == 0) return 0;
 
-    size_t ncmds = 1 + (scan->with_ttl ? n : 0);
+    /* Standalone: MGET k1..kn; cluster: GET ki each. Then PTTL ki each. */
+    size_t nget = scan->per_key ? n : 1;
+    size_t ncmds = nget + (scan->with_ttl ? n : 0);
     rs_cmd *cmds = calloc(ncmds, sizeof *cmds);
-    const char **kargv = calloc(n + 1, sizeof *kargv);
-    size_t *klen = calloc(n + 1, sizeof *klen);
-    const char **targv = calloc(2 * n, sizeof *targv);
-    size_t *tlen = calloc(2 * n, sizeof *tlen);
+    const char **argv2 = calloc(4 * n + 1, sizeof *argv2);
+    size_t *len2 = calloc(4 * n + 1, sizeof *len2);
     scan->values = calloc(ncmds, sizeof *scan->values);
     int rc = -1;
-    if (!cmds || !kargv || !klen || !targv || !tlen || !scan->values) {
+    if (!cmds || !argv2 || !len2 || !scan->values) {
         rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
         goto out;
     }
-    kargv[0] = "MGET";
-    klen[0] = 4;
-    for (size_t i = 0; i < n; i++) {
-        kargv[i + 1] = keys->element[i]->str;
-        klen[i + 1] = keys->element[i]->len;
+    const char **a = argv2;
+    size_t *l = len2;
+    if (!scan->per_key) {
+        cmds[0] = (rs_cmd){(int)(n + 1), a, l};
+        *a++ = "MGET", *l++ = 4;
+        for (size_t i = 0; i < n; i++) *a++ = keys->element[i]->str, *l++ = keys->element[i]->len;
     }
-    cmds[0] = (rs_cmd){(int)(n + 1), kargv, klen};
+    for (size_t i = 0; scan->per_key && i < n; i++) {
+        cmds[i] = (rs_cmd){2, a, l};
+        *a++ = "GET", *l++ = 3;
+        *a++ = keys->element[i]->str, *l++ = keys->element[i]->len;
+    }
     for (size_t i = 0; scan->with_ttl && i < n; i++) {
-        targv[2 * i] = "PTTL";
-        tlen[2 * i] = 4;
-        targv[2 * i + 1] = keys->element[i]->str;
-        tlen[2 * i + 1] = keys->element[i]->len;
-        cmds[i + 1] = (rs_cmd){2, targv + 2 * i, tlen + 2 * i};
+        cmds[nget + i] = (rs_cmd){2, a, l};
+        *a++ = "PTTL", *l++ = 4;
+        *a++ = keys->element[i]->str, *l++ = keys->element[i]->len;
     }
-    if (rs_exec(scan->store, RS_OP_LIST, "list (MGET)", ncmds, cmds, scan->values, err) < 0) goto out;
+    if (rs_exec(scan->store, RS_OP_LIST, "list (values)", ncmds, cmds, scan->values, err) < 0)
+        goto out;
     scan->nvalues = ncmds;
-    if (scan->values[0]->type != REDIS_REPLY_ARRAY || scan->values[0]->elements != n) {
+    if (!scan->per_key &&
+        (scan->values[0]->type != REDIS_REPLY_ARRAY || scan->values[0]->elements != n)) {
         rs_error_set(err, RS_ERR_SERVER, 0, "list (MGET): unexpected reply");
         goto out;
     }
     rc = 0;
 out:
     free(cmds);
-    free(kargv);
-    free(klen);
-    free(targv);
-    free(tlen);
+    free(argv2);
+    free(len2);
     if (rc < 0) free_batch(scan);
     return rc;
 }
@@ -162,7 +193,7 @@ int rs_scan_next(rs_scan *scan, rs_scan_entry *entry, rs_error *err)
         while (scan->next < n) {
             size_t i = scan->next++;
             redisReply *key = scan->keys->element[1]->element[i];
-            redisReply *value = scan->values[0]->element[i];
+            redisReply *value = value_at(scan, i);
             if (value->type != REDIS_REPLY_STRING) continue;   /* deleted meanwhile */
             if (key->len < scan->prefix_len) continue;
             entry->collection = key->str + scan->prefix_len;
@@ -171,7 +202,7 @@ int rs_scan_next(rs_scan *scan, rs_scan_entry *entry, rs_error *err)
             entry->value_len = value->len;
             entry->ttl = -1;
             if (scan->with_ttl) {
-                redisReply *ttl = scan->values[i + 1];
+                redisReply *ttl = ttl_at(scan, i, n);
                 if (ttl->type == REDIS_REPLY_INTEGER && ttl->integer == -2) continue;
                 if (ttl->type == REDIS_REPLY_INTEGER && ttl->integer >= 0)
                     entry->ttl = (double)ttl->integer / 1000.0;

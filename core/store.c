@@ -27,6 +27,16 @@ static void describe(char *buf, size_t size, const char *op, const char *coll, s
  * Lifecycle
  * ------------------------------------------------------------------ */
 
+/* "cannot open store at <masked url>: <message>" */
+static void prefix_with_url(rs_error *err, const char *url)
+{
+    if (!err) return;
+    char masked[256], detail[sizeof err->message];
+    rs_mask_url(url, masked, sizeof masked);
+    memcpy(detail, err->message, sizeof detail);
+    rs_error_set(err, err->kind, err->retryable, "cannot open store at %s: %s", masked, detail);
+}
+
 rs_store *rs_store_open(const rs_config *cfg, rs_error *err)
 {
     rs_error_clear(err);
@@ -41,23 +51,26 @@ rs_store *rs_store_open(const rs_config *cfg, rs_error *err)
         rs_store_close(store);
         return NULL;
     }
-    if (!(store->pool = rs_pool_new(store->cfg, store->tls))) {
-        rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
-        rs_store_close(store);
-        return NULL;
-    }
     rs_script_init(&store->scripts.delete_if_value, rs_delete_if_value_source);
     rs_script_init(&store->scripts.lock_refresh, rs_lock_refresh_source);
     rs_script_init(&store->scripts.lock_release, rs_lock_release_source);
     rs_script_init(&store->scripts.save_fenced, rs_save_fenced_source);
-    if (rs_ping(store, err) < 0) {
-        if (err) {
-            char masked[256], detail[sizeof err->message];
-            rs_mask_url(cfg->url, masked, sizeof masked);
-            memcpy(detail, err->message, sizeof detail);
-            rs_error_set(err, err->kind, err->retryable, "cannot open store at %s: %s", masked,
-                         detail);
+    const rs_url *url = &store->cfg->parsed;
+    if (store->cfg->cluster_mode) {
+        if (!(store->cluster = rs_cluster_new(store, err))) {
+            prefix_with_url(err, cfg->url);
+            rs_store_close(store);
+            return NULL;
         }
+    } else if (!(store->pool = rs_pool_new(store->cfg, store->tls,
+                                           url->nhosts > 1 ? NULL : url->hosts[0].host,
+                                           url->hosts[0].port))) {
+        rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
+        rs_store_close(store);
+        return NULL;
+    }
+    if (rs_ping(store, err) < 0) {
+        prefix_with_url(err, cfg->url);
         rs_store_close(store);
         return NULL;
     }
@@ -68,6 +81,7 @@ void rs_store_close(rs_store *store)
 {
     if (!store) return;
     rs_pool_free(store->pool);
+    rs_cluster_free(store->cluster);
     rs_tls_free(store->tls);
     rs_config_free(store->cfg);
     free(store);
@@ -80,7 +94,8 @@ const rs_config *rs_store_config(const rs_store *store)
 
 void rs_store_pool_stats(rs_store *store, rs_pool_stats *out)
 {
-    rs_pool_get_stats(store->pool, out);
+    if (store->cluster) rs_cluster_pool_stats(store->cluster, out);
+    else rs_pool_get_stats(store->pool, out);
 }
 
 char *rs_token_key(const rs_store *store, const char *collection, size_t coll_len,

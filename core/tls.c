@@ -16,6 +16,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <hiredis/hiredis_ssl.h>
+/* hiredict's compatibility shim (Debian 12) maps redisInitiateSSL to
+ * redictInitiateSSL without declaring it; gcc hides that, clang does not. */
+#if defined(redisInitiateSSL) && defined(__has_include)
+#if __has_include(<hiredict/hiredict_ssl.h>)
+#include <hiredis/hiredis.h>
+#include <hiredict/hiredict_ssl.h>
+#endif
+#endif
 
 #include "internal.h"
 

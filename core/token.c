@@ -110,7 +110,11 @@ static int value_utf8_ok(const bson_iter_t *it)
         return 1;
     if (bson_iter_type(it) != BSON_TYPE_REGEX && s[len] != '\0')
         return 0;
-    return bson_utf8_validate(s, len, true);
+    /* libbson appends code, code-with-scope and DBPointer names as C
+     * strings: an embedded NUL would cut them when written again. Only
+     * strings and symbols keep it (found by spec/fuzz/fuzz_bson.c). */
+    return bson_utf8_validate(s, len, bson_iter_type(it) == BSON_TYPE_UTF8 ||
+                                          bson_iter_type(it) == BSON_TYPE_SYMBOL);
 }
 
 /* Iterative depth-first walk over every element (nesting depth, UTF-8 of

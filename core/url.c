@@ -169,7 +169,9 @@ static int parse_userinfo(const char *s, size_t len, rs_url *out, rs_error *err)
         out->username = percent_decode(s, user_len, &bad);
         if (!out->username) goto fail;
     }
-    if (colon) {
+    /* An empty password is no password: "redis://:${REDIS_PASSWORD}@h"
+     * with the variable empty must not send AUTH "". */
+    if (colon && len - user_len - 1 > 0) {
         size_t pass_len = len - user_len - 1;
         out->password = percent_decode(colon + 1, pass_len, &bad);
         if (!out->password) goto fail;

@@ -1,6 +1,7 @@
 /* host.c -- `rigatoni-store`: run maintenance scripts against the store.
  *
- *   rigatoni-store [-c FILE] [-u URL] [-s section.key=value]... [-v|-q] SCRIPT [ARGS...]
+ *   rigatoni-store [-c FILE] [-u URL] [-s section.key=value]... [-v|-q] [--metrics FILE|-]
+ *                  SCRIPT [ARGS...]
  *   rigatoni-store [-c FILE] -e 'LUA CODE' [ARGS...]
  *   rigatoni-store [-c FILE] --check
  *   rigatoni-store --version | --help
@@ -33,7 +34,8 @@
 #define TRACEBACK_KEY "rigatoni_store.host_traceback"
 
 static const char usage_text[] =
-    "usage: " PROG " [-c FILE] [-u URL] [-s section.key=value]... [-v|-q] SCRIPT [ARGS...]\n"
+    "usage: " PROG " [-c FILE] [-u URL] [-s section.key=value]... [-v|-q] [--metrics FILE|-]\n"
+    "                      SCRIPT [ARGS...]\n"
     "       " PROG " [-c FILE] -e 'LUA CODE' [ARGS...]\n"
     "       " PROG " [-c FILE] --check\n"
     "       " PROG " --version | --help\n";
@@ -45,10 +47,12 @@ static const char help_text[] =
     "  -c, --config FILE   INI config (default: $RIGATONI_STORE_CONFIG, else none)\n"
     "  -u, --url URL       Redis URL, overrides [redis] url\n"
     "  -s, --set S.K=V     override one setting, e.g. -s redis.pool_size=20\n"
-    "  -v, --verbose       tracebacks on errors, log level debug\n"
+    "  -v, --verbose       tracebacks on errors, log level at least info (-vv: debug)\n"
     "  -q, --quiet         no progress line, log level error\n"
     "  -e, --eval CODE     run CODE with `store`, `rs`, `config`, `arg` bound\n"
     "      --check         validate the config, connect, PING, print it masked\n"
+    "      --metrics FILE  when the script ends, write the store's metrics to FILE\n"
+    "                      (- for stdout) in the Prometheus text format\n"
     "      --version       print the version\n"
     "  -h, --help          this help\n"
     "\n"
@@ -69,6 +73,7 @@ typedef struct options {
     int nsets;
     int verbose, quiet, check, version, help;
     const char *eval;
+    const char *metrics;      /* --metrics FILE|- */
     const char *script;       /* NULL with -e / --check */
     int nargs;                /* script arguments */
     char **args;
@@ -127,8 +132,13 @@ static int parse_args(int argc, char **argv, options *o)
             o->eval = v;
             i++;
             break;       /* what follows -e CODE are the code's arguments */
+        } else if ((r = take_value(argc, argv, &i, "--metrics", "--metrics", &v))) {
+            if (r < 0) return usage_error("option %s needs a file (or - for stdout)", a);
+            o->metrics = v;
         } else if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0) {
-            o->verbose = 1;
+            o->verbose++;
+        } else if (strcmp(a, "-vv") == 0) {
+            o->verbose += 2;
         } else if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) {
             o->quiet = 1;
         } else if (strcmp(a, "--check") == 0) {
@@ -175,7 +185,10 @@ static int build_conf(const options *o, host_conf *hc)
     }
     if (host_conf_finish(hc, msg, sizeof msg) < 0) goto fail;
     if (o->quiet) hc->log_level = HOST_LOG_ERROR;
-    if (o->verbose) hc->log_level = HOST_LOG_DEBUG;
+    if (o->verbose > 1) hc->log_level = HOST_LOG_DEBUG;
+    else if (o->verbose && hc->log_level < HOST_LOG_INFO) hc->log_level = HOST_LOG_INFO;
+    /* HOST_LOG_* follow rs_log_level's order. */
+    rs_log_set_level((rs_log_level)hc->log_level);
     if (hc->warning[0] && hc->log_level >= HOST_LOG_WARN)
         fprintf(stderr, PROG ": warning: %s\n", hc->warning);
     return 0;
@@ -391,6 +404,8 @@ static int run_lua(const options *o, host_conf *hc, const char *scripts_dir, con
         lua_Integer code = lua_tointeger(L, -1);
         status = code >= 0 && code <= 255 ? (int)code : HOST_EXIT_FAILURE;
     }
+    if (o->metrics && host_metrics_write(L, o->metrics, hc) < 0 && status == HOST_EXIT_OK)
+        status = HOST_EXIT_FAILURE;
     free(path);
     lua_close(L);   /* closes the store, if the script opened one */
     if (fflush(stdout) != 0 && status == HOST_EXIT_OK) {

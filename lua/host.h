@@ -1,10 +1,11 @@
 /* host.h -- what the files of the `rigatoni-store` host share (internal).
  *
- * The host is cut into three concerns: host_conf.c builds the effective
+ * The host is cut into these concerns: host_conf.c builds the effective
  * rs_config from an INI file, -s overrides and -u (errors carry
  * `file:line`); host_env.c gives a Lua state the script environment
- * (`rs`, lazy `store`, `config`, `host`, `arg`); host.c is the command
- * line, running a script and turning errors into exit codes.
+ * (`rs`, lazy `store`, `config`, `host`, `arg`); host_metrics.c writes
+ * --metrics; host.c is the command line, running a script and turning
+ * errors into exit codes.
  */
 #ifndef RS_HOST_H
 #define RS_HOST_H
@@ -71,6 +72,13 @@ void host_conf_mask(const host_conf *hc, const char *text, char *buf, size_t buf
 /* "error", "warn", "info", "debug"; -1 for anything else. */
 int host_log_level_parse(const char *name);
 const char *host_log_level_name(int level);
+
+/* ---- --metrics (host_metrics.c) ---- */
+
+/* Writes the metrics of the script's `store` (if it was opened and is
+ * still open) to `path` ("-": stdout) in the Prometheus text format.
+ * 0, or -1 after printing why on stderr. */
+int host_metrics_write(lua_State *L, const char *path, const host_conf *hc);
 
 /* ---- the script environment (host_env.c) ---- */
 

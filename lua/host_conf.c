@@ -400,7 +400,11 @@ static int on_key(void *user, const char *section, const char *key, const char *
     char value[VALUE_MAX], msg[600];
     if (expand(raw, value, sizeof value, 0, msg, sizeof msg) < 0 ||
         host_conf_set(ctx->hc, section, key, value, msg, sizeof msg) < 0) {
-        record_error(ctx, "%s", msg);
+        /* The message may quote the expanded value, and ${VAR} may hold a
+         * password (found by spec/fuzz/fuzz_ini.c). */
+        char masked[600];
+        host_conf_mask(ctx->hc, msg, masked, sizeof masked);
+        record_error(ctx, "%s", masked);
         return 0;
     }
     const struct setting *s = find_setting(section, key);

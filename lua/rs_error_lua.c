@@ -22,6 +22,7 @@ static int error_tostring(lua_State *L)
 
 int rs_lua_raise(lua_State *L, const rs_error *err)
 {
+    rs_lua_log_drain(L);   /* the lines about this failure come before it */
     lua_createtable(L, 0, 4);
     lua_pushstring(L, rs_error_kind_name(err->kind));
     lua_setfield(L, -2, "kind");

@@ -2,7 +2,8 @@
  *
  * The module is cut into one file per concern: rs_module.c (the library
  * table, rs.new, rs.config builder), rs_store_lua.c (store userdata),
- * rs_error_lua.c (structured error objects), rs_bson_lua.c (BSON <-> Lua).
+ * rs_error_lua.c (structured error objects), rs_bson_lua.c (BSON <-> Lua),
+ * rs_log_lua.c (log lines to a Lua handler).
  */
 #ifndef RS_LUA_H
 #define RS_LUA_H
@@ -50,6 +51,19 @@ rs_store *rs_lua_check_store(lua_State *L, int idx);
  * `coll_idx`; fenced by lock_key/owner when lock_key is not NULL. */
 int rs_lua_save_token(lua_State *L, rs_store *store, int coll_idx, int token_idx,
                       const char *lock_key, const char *owner);
+
+/* The open store at `idx`, or NULL (another value, or a closed store). */
+rs_store *rs_lua_test_store(lua_State *L, int idx);
+
+/* ---- logging (rs_log_lua.c) ---- */
+
+/* Hands the log lines queued for this state's handler to it (a no-op
+ * when none wait or another state set the handler). Call only where
+ * running Lua code is safe. */
+void rs_lua_log_drain(lua_State *L);
+/* Puts set_log_handler, set_log_level, log_level and flush_log into the
+ * library table at the top of the stack. */
+void rs_lua_open_log(lua_State *L);
 
 /* ---- locks (rs_lock_lua.c) ---- */
 

@@ -251,5 +251,6 @@ int luaopen_rigatoni_store(lua_State *L)
     lua_setfield(L, -2, "version");
     rs_lua_open_bson(L);
     rs_lua_open_lock(L);
+    rs_lua_open_log(L);
     return 1;
 }

@@ -30,6 +30,12 @@ rs_store *rs_lua_check_store(lua_State *L, int idx)
     return box->store;
 }
 
+rs_store *rs_lua_test_store(lua_State *L, int idx)
+{
+    store_box *box = luaL_testudata(L, idx, STORE_MT);
+    return box ? box->store : NULL;
+}
+
 static rs_store *check_store(lua_State *L)
 {
     return rs_lua_check_store(L, 1);
@@ -572,34 +578,108 @@ static int store_list_resume_tokens(lua_State *L)
  * Stats
  * ------------------------------------------------------------------ */
 
+static void set_integer(lua_State *L, const char *key, uint64_t value)
+{
+    lua_pushinteger(L, (lua_Integer)value);
+    lua_setfield(L, -2, key);
+}
+
+static void set_number(lua_State *L, const char *key, double value)
+{
+    lua_pushnumber(L, value);
+    lua_setfield(L, -2, key);
+}
+
+static void push_op_metrics(lua_State *L, const rs_op_metrics *o, int with_buckets)
+{
+    lua_createtable(L, 0, 11);
+    set_integer(L, "count", o->count);
+    set_integer(L, "failed", o->failed);
+    lua_newtable(L);
+    for (int e = 1; e < RS_METRICS_ERROR_KINDS; e++)
+        if (o->errors[e]) set_integer(L, rs_error_kind_name((rs_error_kind)e), o->errors[e]);
+    lua_setfield(L, -2, "errors");
+    set_integer(L, "retries", o->retries);
+    set_number(L, "p50", o->p50);
+    set_number(L, "p95", o->p95);
+    set_number(L, "p99", o->p99);
+    set_number(L, "max", o->max_seconds);
+    set_number(L, "sum", o->sum_seconds);
+    if (with_buckets) {
+        lua_createtable(L, RS_METRICS_BUCKETS, 0);
+        for (int k = 0; k < RS_METRICS_BUCKETS; k++) {
+            lua_createtable(L, 0, 2);
+            set_number(L, "le", rs_metrics_bucket_bound(k));
+            set_integer(L, "count", o->buckets[k]);
+            lua_rawseti(L, -2, k + 1);
+        }
+        lua_setfield(L, -2, "buckets");
+    }
+}
+
+/* store:stats([{buckets = true}]) -> { pool = {...}, ops = {save = {...}, ...},
+ * failovers = n, cluster = {moved, ask, refreshes}, metrics = bool }.
+ * Counters run since open or reset_stats(); durations are seconds. */
 static int store_stats(lua_State *L)
 {
     rs_store *store = check_store(L);
-    rs_pool_stats s;
-    rs_store_pool_stats(store, &s);
-    lua_createtable(L, 0, 1);
-    lua_createtable(L, 0, 10);
-    lua_pushinteger(L, s.size);
-    lua_setfield(L, -2, "size");
-    lua_pushinteger(L, s.open);
-    lua_setfield(L, -2, "open");
-    lua_pushinteger(L, s.in_use);
-    lua_setfield(L, -2, "in_use");
-    lua_pushinteger(L, s.idle);
-    lua_setfield(L, -2, "idle");
-    lua_pushinteger(L, (lua_Integer)s.created);
-    lua_setfield(L, -2, "created");
-    lua_pushinteger(L, (lua_Integer)s.closed_broken);
-    lua_setfield(L, -2, "closed_broken");
-    lua_pushinteger(L, (lua_Integer)s.closed_idle);
-    lua_setfield(L, -2, "closed_idle");
-    lua_pushinteger(L, (lua_Integer)s.waits);
-    lua_setfield(L, -2, "waits");
-    lua_pushinteger(L, (lua_Integer)s.wait_timeouts);
-    lua_setfield(L, -2, "wait_timeouts");
-    lua_pushnumber(L, s.wait_seconds);
-    lua_setfield(L, -2, "wait_seconds");
+    int with_buckets = 0;
+    if (!lua_isnoneornil(L, 2)) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        lua_getfield(L, 2, "buckets");
+        with_buckets = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+    }
+    rs_metrics_snapshot m;
+    rs_store_metrics(store, &m);
+    const rs_pool_stats *s = &m.pool;
+    lua_createtable(L, 0, 5);
+    lua_createtable(L, 0, 12);
+    set_integer(L, "size", (uint64_t)s->size);
+    set_integer(L, "open", (uint64_t)s->open);
+    set_integer(L, "in_use", (uint64_t)s->in_use);
+    set_integer(L, "idle", (uint64_t)s->idle);
+    set_integer(L, "created", s->created);
+    set_integer(L, "closed", s->closed_broken + s->closed_idle);
+    set_integer(L, "closed_broken", s->closed_broken);
+    set_integer(L, "closed_idle", s->closed_idle);
+    set_integer(L, "waits", s->waits);
+    set_integer(L, "wait_timeouts", s->wait_timeouts);
+    set_number(L, "wait_seconds", s->wait_seconds);
     lua_setfield(L, -2, "pool");
+    lua_createtable(L, 0, RS_METRICS_OPS);
+    for (int op = 0; op < RS_METRICS_OPS; op++) {
+        push_op_metrics(L, &m.ops[op], with_buckets);
+        lua_setfield(L, -2, rs_metrics_op_name(op));
+    }
+    lua_setfield(L, -2, "ops");
+    set_integer(L, "failovers", m.failovers);
+    lua_createtable(L, 0, 3);
+    set_integer(L, "moved", m.cluster_moved);
+    set_integer(L, "ask", m.cluster_ask);
+    set_integer(L, "refreshes", m.cluster_refreshes);
+    lua_setfield(L, -2, "cluster");
+    lua_pushboolean(L, m.enabled);
+    lua_setfield(L, -2, "metrics");
+    return 1;
+}
+
+/* store:reset_stats() -- every counter back to zero. */
+static int store_reset_stats(lua_State *L)
+{
+    rs_store_metrics_reset(check_store(L));
+    return 0;
+}
+
+/* store:prometheus() -> the metrics in the Prometheus text format. */
+static int store_prometheus(lua_State *L)
+{
+    rs_metrics_snapshot m;
+    rs_store_metrics(check_store(L), &m);
+    char *text = rs_metrics_prometheus(&m);
+    if (!text) return luaL_error(L, "out of memory");
+    lua_pushstring(L, text);
+    rs_free(text);
     return 1;
 }
 
@@ -620,6 +700,8 @@ static const luaL_Reg store_methods[] = {
     {"ping", store_ping},
     {"command", store_command},
     {"stats", store_stats},
+    {"reset_stats", store_reset_stats},
+    {"prometheus", store_prometheus},
     {"close", store_close},
     {NULL, NULL},
 };
@@ -631,12 +713,39 @@ static const luaL_Reg store_meta[] = {
     {NULL, NULL},
 };
 
+/* A method wrapped so that the log lines queued for the Lua log handler
+ * reach it on entry and on return (rs_log_lua.c). Upvalue 1: the method,
+ * a C function without upvalues of its own, called in this frame. */
+static int with_log_drain(lua_State *L)
+{
+    lua_CFunction method = lua_tocfunction(L, lua_upvalueindex(1));
+    rs_lua_log_drain(L);
+    int n = method(L);
+    rs_lua_log_drain(L);
+    return n;
+}
+
+static void wrap_methods(lua_State *L, int table)
+{
+    lua_pushnil(L);
+    while (lua_next(L, table)) {
+        if (lua_iscfunction(L, -1) && !lua_getupvalue(L, -1, 1)) {
+            lua_pushvalue(L, -2);
+            lua_pushvalue(L, -2);
+            lua_pushcclosure(L, with_log_drain, 1);
+            lua_rawset(L, table);      /* replacing an existing field is allowed in lua_next */
+        }
+        lua_pop(L, 1);
+    }
+}
+
 void rs_lua_open_store(lua_State *L)
 {
     luaL_newmetatable(L, STORE_MT);
     luaL_setfuncs(L, store_meta, 0);
     luaL_newlib(L, store_methods);
     rs_lua_add_lock_methods(L);
+    wrap_methods(L, lua_gettop(L));
     lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
 

@@ -18,7 +18,9 @@ usage: rigatoni-store [-c FILE] migrate (--to URL | --to-config FILE) [--to-pref
 
 Copies resume tokens from the configured store to a target.
 
-  --to URL          target Redis (other settings as the source config)
+  --to URL          target Redis (other settings as the source config, but
+                    standalone unless --to-cluster)
+  --to-cluster      the --to URL is a Redis Cluster (its seed nodes)
   --to-config FILE  target from an INI file
   --to-prefix P     target key prefix (default: the target config's)
   --match GLOB      Redis glob on the collection name (default *)
@@ -33,7 +35,7 @@ Exit status 1 when anything failed.
 
 example: rigatoni-store -c conf/production.ini migrate --to-config conf/multi-region.ini
 ]],
-  options = { to = "string", ["to-config"] = "string", ["to-prefix"] = "string", match = "string",
+  options = { to = "string", ["to-cluster"] = "flag", ["to-config"] = "string", ["to-prefix"] = "string", match = "string",
               overwrite = "flag", ["dry-run"] = "flag", ["delete-source"] = "flag", batch = "integer" },
   defaults = { match = "*", batch = 1000 },
 })
@@ -46,8 +48,11 @@ if opts.dry_run and opts.delete_source then
   cli.usage_error("migrate: --dry-run and --delete-source exclude each other")
 end
 
+-- A --to URL names one kind of server: whether the source is a cluster
+-- says nothing about the target.
+local set = opts.to and { "redis.cluster_mode=" .. tostring(opts.to_cluster == true) } or nil
 local target, target_config = host.open_store { url = opts.to, config = opts.to_config,
-                                                key_prefix = opts.to_prefix }
+                                                key_prefix = opts.to_prefix, set = set }
 local source = store
 local sp, tp = config.key_prefix, target_config.key_prefix
 if config.url == target_config.url then

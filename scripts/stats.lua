@@ -1,22 +1,27 @@
 -- stats -- what the token store holds: number of tokens, with and without
 -- TTL, corrupt values, bytes, oldest and newest cluster time; the server
--- (version, keys, memory) and the client pool. One streaming pass.
+-- (version, keys, used_memory, MEMORY USAGE of a random sample of token
+-- keys); and the client's own metrics for this run (calls, errors,
+-- retries, latency percentiles per operation, pool). One streaming pass.
 
 local cli = require "lib.cli"
 
 local opts = cli.parse(arg, {
   name = "stats",
   usage = [[
-usage: rigatoni-store [-c FILE] stats [--match GLOB] [--batch N]
+usage: rigatoni-store [-c FILE] stats [--match GLOB] [--batch N] [--sample N]
 
 Counts tokens (with/without TTL, corrupt), their total size and the range
 of their cluster times, and shows the server version, key count, memory
-use and the PING round trip.
+use, the MEMORY USAGE of a random sample of token keys (--sample, default
+100; reservoir sampling over the scan) and the PING round trip. Then the
+client metrics of this run: calls, errors, retries and latency per
+operation kind, and the connection pool.
 
 example: rigatoni-store -c conf/production.ini stats
 ]],
-  options = { match = "string", batch = "integer" },
-  defaults = { match = "*" },
+  options = { match = "string", batch = "integer", sample = "integer" },
+  defaults = { match = "*", sample = 100 },
 })
 if not opts then return 0 end
 
@@ -26,9 +31,16 @@ local ping_ms = (cli.clock() - t0) * 1000
 
 local n, with_ttl, corrupt, bytes = 0, 0, 0, 0
 local oldest, newest
+local sample = {}   -- reservoir of collection names
 local progress = cli.progress("stats")
-for _, value, ttl in store:resume_tokens { match = opts.match, batch = opts.batch, raw = true } do
+for collection, value, ttl in store:resume_tokens { match = opts.match, batch = opts.batch, raw = true } do
   n = n + 1
+  if #sample < opts.sample then
+    sample[#sample + 1] = collection
+  else
+    local j = math.random(n)
+    if j <= opts.sample then sample[j] = collection end
+  end
   bytes = bytes + #value
   if ttl then with_ttl = with_ttl + 1 end
   local ok = pcall(rs.bson.to_json, value)
@@ -64,10 +76,56 @@ line("oldest_cluster_time", oldest and (cli.iso_time(oldest) .. " (" .. cli.form
 line("newest_cluster_time", newest and (cli.iso_time(newest) .. " (" .. cli.format_duration(now - newest) .. " ago)") or "-")
 line("redis_version", info_field("server", "redis_version") or "?")
 line("dbsize", store:command("DBSIZE") or "?")
-line("used_memory", info_field("memory", "used_memory_human") or "?")
+local used = info_field("memory", "used_memory")
+line("used_memory", used and (used .. " (" .. (info_field("memory", "used_memory_human") or "?") .. ")") or "?")
+
+-- MEMORY USAGE of the sampled keys; the total is an estimate for all n.
+local sampled, usage_sum, usage_max = 0, 0, 0
+for _, collection in ipairs(sample) do
+  local ok, bytes = pcall(store.command, store, "MEMORY", "USAGE", config.key_prefix .. ":" .. collection)
+  bytes = ok and tonumber(bytes)
+  if bytes then   -- nil: deleted since the scan, or MEMORY not allowed
+    sampled = sampled + 1
+    usage_sum = usage_sum + bytes
+    if bytes > usage_max then usage_max = bytes end
+  end
+end
+if sampled > 0 then
+  local avg = usage_sum / sampled
+  line("memory_usage_sample", string.format("%d key%s: avg %.0f B, max %d B, est. total %.0f B for %d tokens",
+                                             sampled, sampled == 1 and "" or "s", avg, usage_max, avg * n, n))
+else
+  line("memory_usage_sample", "-")
+end
 line("ping_ms", string.format("%.2f", ping_ms))
-local pool = store:stats().pool
-line("pool", string.format("size=%d open=%d created=%d waits=%d", pool.size, pool.open, pool.created, pool.waits))
+
+-- The client's metrics for this run.
+local stats = store:stats()
+local pool = stats.pool
+line("pool", string.format("size=%d open=%d in_use=%d idle=%d created=%d closed=%d", pool.size,
+                           pool.open, pool.in_use, pool.idle, pool.created, pool.closed))
+line("pool_waits", string.format("%d (%.3f s waited, %d timed out)", pool.waits, pool.wait_seconds,
+                                 pool.wait_timeouts))
+if stats.failovers > 0 then line("sentinel_failovers", stats.failovers) end
+local c = stats.cluster
+if c.moved + c.ask + c.refreshes > 0 then
+  line("cluster", string.format("moved=%d ask=%d slot_map_refreshes=%d", c.moved, c.ask, c.refreshes))
+end
+if stats.metrics then
+  io.write(string.format("%-22s %7s %7s %7s %9s %9s %9s %9s\n", "client_ops", "calls", "errors",
+                         "retries", "p50_ms", "p95_ms", "p99_ms", "max_ms"))
+  for _, op in ipairs { "save", "get", "delete", "list", "lock", "other" } do
+    local o = stats.ops[op]
+    if o.count > 0 then
+      io.write(string.format("  %-20s %7d %7d %7d %9.3f %9.3f %9.3f %9.3f\n", op, o.count, o.failed,
+                             o.retries, o.p50 * 1000, o.p95 * 1000, o.p99 * 1000, o.max * 1000))
+      local kinds = {}
+      for kind, count in pairs(o.errors) do kinds[#kinds + 1] = kind .. "=" .. count end
+      table.sort(kinds)
+      if #kinds > 0 then io.write(string.format("  %-20s %s\n", "", table.concat(kinds, " "))) end
+    end
+  end
+end
 
 cli.summary(string.format("stats: %d token%s, %d without TTL (never expire), %d corrupt",
                           n, n == 1 and "" or "s", n - with_ttl, corrupt))

@@ -4,6 +4,12 @@
 #   1. every C test binary in build/tests/, build-asan/tests/ (ASan+UBSan,
 #      leak check) and build-tsan/tests/ (one test each: exit 0 = pass)
 #   2. busted over spec/*_spec.lua against the module in build/
+#   3. the same specs against build-asan/rigatoni_store.so (ASan+UBSan),
+#      run by the ASan-linked interpreter build-asan/bin/lua5.4, which
+#      comes first in PATH so child `lua5.4` processes use it too; any
+#      sanitizer report or leak fails the run
+#   4. each libFuzzer target in build-fuzz/fuzz/ for FUZZ_SMOKE_SECONDS
+#      (default 15), after replaying spec/fuzz/regress/ (spec/fuzz/run.sh)
 #
 # Servers are started by the tests themselves, in directories under
 # $RS_TEST_ROOT; whatever they leave running (a pid file under the root)
@@ -84,6 +90,55 @@ else
         fi
     fi
 fi
+
+# ---- busted under ASan+UBSan with leak check (built by make test-lua-asan) --
+if [ -n "$specs" ] && [ -x build-asan/bin/lua5.4 ] && [ -f build-asan/rigatoni_store.so ]; then
+    echo "== busted under ASan+UBSan (build-asan/rigatoni_store.so)$specs"
+    out="$RS_TEST_ROOT/busted-asan.out"
+    # shellcheck disable=SC2086
+    PATH="$PWD/build-asan/bin:$PATH" \
+    ASAN_OPTIONS="detect_leaks=1:exitcode=23 ${ASAN_OPTIONS:-}" \
+    LSAN_OPTIONS="suppressions=$PWD/spec/support/lsan.supp:print_suppressions=0 ${LSAN_OPTIONS:-}" \
+    UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1 ${UBSAN_OPTIONS:-}" \
+    LUA_CPATH="build-asan/?.so;;" LUA_PATH="spec/?.lua;spec/?/init.lua;;" \
+        build-asan/bin/lua5.4 /usr/bin/busted -o plainTerminal $specs >"$out" 2>&1
+    status=$?
+    cat "$out"
+    esc=$(printf '\033')
+    summary=$(sed "s/$esc\[[0-9;]*m//g" "$out" | grep -E '^[0-9]+ success(es)? / [0-9]+ failures? / [0-9]+ errors? / ' | tail -n 1)
+    if [ -z "$summary" ]; then
+        fail "busted (ASan): no summary line (crashed? exit $status)"
+    else
+        ok=$(echo "$summary" | sed -E 's/^([0-9]+) success.*/\1/')
+        bad=$(echo "$summary" | sed -E 's/^.* ([0-9]+) failures? \/.*/\1/')
+        err=$(echo "$summary" | sed -E 's/^.* ([0-9]+) errors? \/.*/\1/')
+        passed=$((passed + ok))
+        failed=$((failed + bad + err))
+        # A sanitizer report anywhere (children included) or a leak at exit.
+        if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$out"; then
+            fail "busted (ASan): sanitizer report (see above)"
+        elif [ "$status" -ne 0 ] && [ $((bad + err)) -eq 0 ]; then
+            fail "busted (ASan): exit status $status without failed tests"
+        fi
+    fi
+else
+    fail "busted (ASan): build-asan/bin/lua5.4 or build-asan/rigatoni_store.so missing (make test-lua-asan)"
+fi
+
+# ---- fuzz smoke (targets built by make fuzz-build) -------------------------
+found_fuzz=0
+for bin in build-fuzz/fuzz/fuzz_*; do
+    [ -x "$bin" ] || continue
+    found_fuzz=1
+    t=${bin##*/fuzz_}
+    echo "== fuzz $t (${FUZZ_SMOKE_SECONDS:-15} s)"
+    if sh spec/fuzz/run.sh "${FUZZ_SMOKE_SECONDS:-15}" "$t"; then
+        pass "fuzz $t"
+    else
+        fail "fuzz $t"
+    fi
+done
+[ "$found_fuzz" -eq 1 ] || fail "no fuzz targets built (make fuzz-build)"
 
 echo "tests: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

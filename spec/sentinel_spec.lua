@@ -85,6 +85,13 @@ describe("Sentinel", function()
     assert.is_true(store:ping())
   end)
 
+  it("passes rigatoni-store --check with conf/sentinel.ini", function()
+    local hosts = url:gsub("^redis://", "")
+    local ok = os.execute(("SENTINELS=%s REDIS_PASSWORD= build/rigatoni-store -c conf/sentinel.ini " ..
+                           "-s durability.wait_replicas=0 --check >/dev/null 2>&1"):format(hosts))
+    assert.is_true(ok == true)
+  end)
+
   it("names an unknown master as a config error", function()
     local err = select(2, pcall(rs.new, { url = url, sentinel_master = "nosuchmaster" }))
     assert.are.equal("config", err.kind)

@@ -9,10 +9,14 @@
 #   2. `list --format jsonl` of LIST_TOKENS (1,000,000) tokens: seconds and
 #      peak RSS (target < 32 MiB), output to /dev/null.
 #   3. start-up of the host for a trivial script (`-e 'return 0'`): hyperfine
-#      when installed, else the mean of STARTUP_RUNS (100) runs (target < 10 ms).
+#      when installed, else the mean of STARTUP_RUNS (100) runs (target < 10 ms);
+#      baseline: the plain interpreter, `lua5.4 -e 'return 0'`, measured alike.
 #
 # Servers: random free loopback ports, no persistence, own temp dir, always
 # stopped on exit. Prints a table and writes build/bench/host_results.txt.
+# When BENCH_ROWS names a file (spec/bench/run.sh sets it), the results are
+# also appended there as rows of run.sh's table (tab separated: metric, ours,
+# baseline, op, target, unit).
 set -eu
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -114,17 +118,27 @@ list_lines=$(wc -l <"$TMP/list.out")
 rm -f "$TMP/list.out"
 
 # ---- 3. start-up -----------------------------------------------------------------
+# mean_ms CMD... -> mean wall time of one run, in ms
+mean_ms() {
+    if command -v hyperfine >/dev/null 2>&1; then
+        hyperfine -N --warmup 10 --export-json "$TMP/hf.json" "$*" >/dev/null
+        lua5.4 -e 'local s=io.open(arg[1]):read("a") print(string.format("%.2f", tonumber(s:match([["mean":%s*([%d.e-]+)]]))*1000))' "$TMP/hf.json"
+    else
+        t0=$(now_ns)
+        i=0
+        while [ "$i" -lt "$STARTUP_RUNS" ]; do "$@"; i=$((i + 1)); done
+        t1=$(now_ns)
+        echo "$t0 $t1 $STARTUP_RUNS" | awk '{printf "%.2f", ($2-$1)/1e6/$3}'
+    fi
+}
 if command -v hyperfine >/dev/null 2>&1; then
-    hyperfine -N --warmup 10 --export-json "$TMP/hf.json" "$BIN -e 'return 0'" >/dev/null
-    startup_ms=$(lua5.4 -e 'local s=io.open(arg[1]):read("a") print(string.format("%.2f", tonumber(s:match([["mean":%s*([%d.e-]+)]]))*1000))' "$TMP/hf.json")
     startup_how="hyperfine"
+    startup_ms=$(mean_ms "$BIN -e 'return 0'")
+    lua_ms=$(mean_ms "lua5.4 -e 'return 0'")
 else
-    t0=$(now_ns)
-    i=0
-    while [ "$i" -lt "$STARTUP_RUNS" ]; do "$BIN" -e 'return 0'; i=$((i + 1)); done
-    t1=$(now_ns)
-    startup_ms=$(echo "$t0 $t1 $STARTUP_RUNS" | awk '{printf "%.2f", ($2-$1)/1e6/$3}')
     startup_how="mean of $STARTUP_RUNS runs"
+    startup_ms=$(mean_ms "$BIN" -e 'return 0')
+    lua_ms=$(mean_ms lua5.4 -e 'return 0')
 fi
 
 mkdir -p "$OUTDIR"
@@ -134,5 +148,18 @@ mkdir -p "$OUTDIR"
     printf '%-52s %s\n' "baseline scan+DUMP/RESTORE loop, $base_n keys" "$base_s s, $base_rate keys/s (restored $base_check; extrapolated to $MIGRATE_TOKENS: $(echo "$MIGRATE_TOKENS $base_rate" | awk '{printf "%.0f", $1/$2}') s)"
     printf '%-52s %s\n' "migrate speed-up over the baseline" "$(echo "$migrate_rate $base_rate" | awk '{printf "%.0fx", $1/$2}')"
     printf '%-52s %s\n' "list --format jsonl, $LIST_TOKENS tokens ($list_lines lines)" "$list_s s, peak RSS $list_rss_kib KiB (target < 32768)"
-    printf '%-52s %s\n' "start-up, -e 'return 0' ($startup_how)" "$startup_ms ms (target < 10)"
+    printf '%-52s %s\n' "start-up, -e 'return 0' ($startup_how)" "$startup_ms ms (target < 10; lua5.4 -e alone: $lua_ms ms)"
 } | tee "$OUTDIR/host_results.txt"
+
+if [ -n "${BENCH_ROWS:-}" ]; then
+    {
+        printf 'host migrate %s tokens/s (vs DUMP/RESTORE loop)\t%s\t%s\tabs>=\t50000\ttokens/s\n' \
+            "$MIGRATE_TOKENS" "$migrate_rate" "$base_rate"
+        printf 'host list --format jsonl %s tokens, s\t%s\t0\tinfo\t0\t\n' "$LIST_TOKENS" "$list_s"
+        if [ "$list_rss_kib" != "?" ]; then
+            printf 'host list peak RSS MiB\t%s\t0\tabs<\t32\tMiB\n' \
+                "$(echo "$list_rss_kib" | awk '{printf "%.2f", $1/1024}')"
+        fi
+        printf 'host start-up ms (vs lua5.4 -e alone)\t%s\t%s\tabs<\t10\tms\n' "$startup_ms" "$lua_ms"
+    } >>"$BENCH_ROWS"
+fi

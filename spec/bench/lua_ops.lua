@@ -4,6 +4,9 @@
 --   lua5.4 spec/bench/lua_ops.lua URL set N       -> save_resume_token ops/s
 --   lua5.4 spec/bench/lua_ops.lua URL get N       -> get_resume_token ops/s
 --
+-- With BENCH_TLS_CA set (a CA file), the store connects with
+-- tls = { ca_file = BENCH_TLS_CA } (for rediss:// URLs).
+--
 -- One store with pool_size 1, one collection, one small token: the same
 -- shape of work as `redis-benchmark -c 1 -t set,get -d <size>`. Wall time
 -- from luasystem's gettime (os.clock would count CPU time only).
@@ -22,7 +25,9 @@ if mode == "size" then
   return
 end
 
-local store <close> = rs.new{ url = url, pool_size = 1 }
+local ca = os.getenv("BENCH_TLS_CA")
+local store <close> = rs.new{ url = url, pool_size = 1,
+                              tls = (ca and ca ~= "") and { ca_file = ca } or nil }
 local coll = "bench_lua_ops"
 local WARMUP = 500
 

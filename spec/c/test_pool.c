@@ -42,7 +42,7 @@ int main(void)
     /* Waiting for a free connection is bounded by connection_timeout. */
     rs_config *cfg = config_for(port, "pool_size", "1");
     rs_config_set(cfg, "connection_timeout", "200ms", NULL);
-    rs_pool *pool = rs_pool_new(cfg, NULL);
+    rs_pool *pool = rs_pool_new(cfg, NULL, "127.0.0.1", port);
     rs_conn *held = rs_pool_acquire(pool, &err);
     CHECK(held != NULL);
     double t0 = rs_now();

@@ -46,6 +46,7 @@ int main(void)
     parses("redis://127.0.0.1:6379", 0, NULL, NULL, "127.0.0.1", 6379, 0, 1);
     parses("redis://localhost", 0, NULL, NULL, "localhost", 6379, 0, 1);
     parses("redis://:secret@h", 0, NULL, "secret", "h", 6379, 0, 1);
+    parses("redis://:@h", 0, NULL, NULL, "h", 6379, 0, 1);
     parses("redis://user:pa%40ss%3A@h:7000/3", 0, "user", "pa@ss:", "h", 7000, 3, 1);
     parses("redis://u:p@ss/w@rd@h:1/", 0, "u", "p@ss/w@rd", "h", 1, 0, 1);
     parses("rediss://h:6380", 1, NULL, NULL, "h", 6380, 0, 1);

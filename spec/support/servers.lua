@@ -23,6 +23,9 @@
 --
 --   TLS: servers.redis{ tls = { cert = , key = , ca = , auth_clients = "no" } }
 --   listens with --tls-port only; srv.url is rediss://, redis-cli speaks TLS.
+--   Cluster: servers.cluster{ masters = 3, replicas = 1 } starts the nodes
+--   with cluster-enabled, creates the cluster and waits for cluster_state:ok;
+--   c.nodes, c.url (all nodes as seeds), c:stop().
 --   Sentinel: servers.sentinel{ master = srv, quorum = 2, down_after_ms = 1000,
 --   failover_timeout_ms = 3000 } runs redis-sentinel with its own config file.
 
@@ -266,6 +269,13 @@ function Server:command_line()
     argv[#argv + 1] = "--enable-debug-command"
     argv[#argv + 1] = "yes"
   end
+  if self.cluster then
+    -- The cluster bus listens on port + 10000 (free below 55535 here).
+    for _, a in ipairs{ "--cluster-enabled", "yes", "--cluster-config-file",
+                        self.dir .. "/nodes.conf", "--cluster-node-timeout", "2000" } do
+      argv[#argv + 1] = a
+    end
+  end
   if self.password then
     argv[#argv + 1] = "--requirepass"
     argv[#argv + 1] = self.password
@@ -370,8 +380,74 @@ function M.redis(opts)
     password = opts.password,
     debug = opts.debug and true or false,
     tls = opts.tls,
+    cluster = opts.cluster,
   }, Server)
   return M.start(self, "redis")
+end
+
+-- A Redis Cluster of `masters` masters with `replicas` replicas each.
+local Cluster = {}
+Cluster.__index = Cluster
+
+function Cluster:stop()
+  for _, n in ipairs(self.nodes) do n:stop() end
+end
+
+-- Waits until every running node reports cluster_state:ok and agrees on
+-- the slots (after create, resharding or failover).
+function Cluster:wait_ok(timeout)
+  local deadline = now() + (timeout or 30)
+  while true do
+    local ok = true
+    for _, n in ipairs(self.nodes) do
+      if n:is_running() and not n:cli("CLUSTER", "INFO"):find("cluster_state:ok", 1, true) then
+        ok = false
+      end
+    end
+    if ok then
+      local check = capture("redis-cli --cluster check 127.0.0.1:" .. self.nodes[1].port .. " 2>&1")
+      if check:find("All 16384 slots covered", 1, true) and not check:find("[ERR]", 1, true)
+         and not check:find("[WARNING]", 1, true) then
+        return true
+      end
+    end
+    if now() > deadline then error("cluster not ok in time", 2) end
+    sleep(0.2)
+  end
+end
+
+-- The node serving `port`, and the masters currently serving slots.
+function Cluster:node(port)
+  for _, n in ipairs(self.nodes) do if n.port == port then return n end end
+end
+
+function Cluster:masters()
+  local out = {}
+  for _, n in ipairs(self.nodes) do
+    if n:is_running() and n:cli("ROLE"):match("^master") then out[#out + 1] = n end
+  end
+  return out
+end
+
+function M.cluster(opts)
+  opts = opts or {}
+  local masters, replicas = opts.masters or 3, opts.replicas or 1
+  local self = setmetatable({ nodes = {} }, Cluster)
+  local addrs = {}
+  for i = 1, masters * (1 + replicas) do
+    self.nodes[i] = M.redis{ cluster = true, password = opts.password }
+    addrs[i] = "127.0.0.1:" .. self.nodes[i].port
+  end
+  local env = opts.password and ("REDISCLI_AUTH=" .. quote(opts.password) .. " ") or ""
+  local out, ok = capture(env .. "redis-cli --cluster create " .. table.concat(addrs, " ") ..
+                          " --cluster-replicas " .. replicas .. " --cluster-yes 2>&1 </dev/null")
+  if not ok then
+    self:stop()
+    error("redis-cli --cluster create failed:\n" .. out, 2)
+  end
+  self:wait_ok()
+  self.url = "redis://" .. table.concat(addrs, ",")
+  return self
 end
 
 -- Picks a free port and spawns `self` there (retrying on a taken port).

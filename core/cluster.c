@@ -1,0 +1,496 @@
+/* cluster.c -- Redis Cluster: slot map, routing, redirections.
+ *
+ * The slot map (16384 slots -> master node) is read with CLUSTER SLOTS from
+ * any reachable node (the URL's hosts are seeds). Each master has its own
+ * connection pool; nodes are only ever added, so a pool pointer stays valid
+ * for the store's life.
+ *
+ * A call's commands are routed by the slot of their key and sent as one
+ * pipeline per node. Replies are kept per command, so only the commands
+ * that were redirected or failed are sent again: a SET NX that succeeded
+ * is never repeated (repeating it would report "exists"). Redirections:
+ *  - MOVED: the slot is re-pointed at once and the whole map is marked
+ *    stale; the next call (not every key) refreshes it once;
+ *  - ASK: the command goes to the target with ASKING, the map is kept;
+ *  - TRYAGAIN, CLUSTERDOWN, lost nodes: the retry policy applies, and a
+ *    lost node makes the map stale so that the retry finds the new master.
+ * Multi-key commands must stay within one slot; the store's batch calls use
+ * single-key commands in cluster mode for that reason.
+ */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "internal.h"
+
+#define NSLOTS 16384
+#define MAX_NODES 1024
+#define MAX_REDIRECTS 16
+
+typedef struct node {
+    char host[256];
+    int port;
+    rs_pool *pool;
+} node;
+
+struct rs_cluster {
+    rs_store *store;
+    pthread_rwlock_t map_lock;      /* slots and the node table */
+    int16_t slots[NSLOTS];          /* node index, -1 when not served */
+    node *nodes[MAX_NODES];
+    int nnodes;
+    pthread_mutex_t refresh_lock;   /* one refresh at a time */
+    atomic_int stale;
+};
+
+/* ---------------------------------------------------------------------
+ * Slots
+ * ------------------------------------------------------------------ */
+
+/* CRC16-CCITT (XMODEM): polynomial 0x1021, initial value 0, as Redis
+ * Cluster specifies for key slots. */
+static uint16_t crc16(const char *buf, size_t len)
+{
+    uint16_t crc = 0;
+    for (size_t i = 0; i < len; i++) {
+        crc ^= (uint16_t)((unsigned char)buf[i] << 8);
+        for (int bit = 0; bit < 8; bit++)
+            crc = (uint16_t)(crc & 0x8000 ? (crc << 1) ^ 0x1021 : crc << 1);
+    }
+    return crc;
+}
+
+unsigned rs_key_slot(const char *key, size_t len)
+{
+    /* Only the part inside the first non-empty {...} counts, if any. */
+    const char *open = memchr(key, '{', len);
+    if (open) {
+        size_t rest = len - (size_t)(open - key) - 1;
+        const char *close = memchr(open + 1, '}', rest);
+        if (close && close > open + 1) {
+            key = open + 1;
+            len = (size_t)(close - open - 1);
+        }
+    }
+    return crc16(key, len) & (NSLOTS - 1);
+}
+
+/* The slot a command is about, or -1 for commands without a key. */
+static int command_slot(const rs_cmd *cmd)
+{
+    const char *name = cmd->argv[0];
+    int index = 1;
+    if (cmd->argc < 2) return -1;
+    if (!strcasecmp(name, "EVAL") || !strcasecmp(name, "EVALSHA")) {
+        if (cmd->argc < 4 || atoi(cmd->argv[2]) < 1) return -1;
+        index = 3;
+    } else if (!strcasecmp(name, "MEMORY")) {
+        if (cmd->argc < 3) return -1;
+        index = 2;
+    } else if (!strcasecmp(name, "WAIT") || !strcasecmp(name, "SCAN") ||
+               !strcasecmp(name, "PING") || !strcasecmp(name, "INFO") ||
+               !strcasecmp(name, "ASKING") || !strcasecmp(name, "CLUSTER") ||
+               !strcasecmp(name, "DBSIZE") || !strcasecmp(name, "SCRIPT")) {
+        return -1;
+    }
+    return (int)rs_key_slot(cmd->argv[index], cmd->argvlen[index]);
+}
+
+/* ---------------------------------------------------------------------
+ * Nodes and the map
+ * ------------------------------------------------------------------ */
+
+/* Index of host:port, adding it when new; -1 when the table is full.
+ * Caller holds map_lock for writing. */
+static int node_index(rs_cluster *cl, const char *host, int port)
+{
+    for (int i = 0; i < cl->nnodes; i++)
+        if (cl->nodes[i]->port == port && strcmp(cl->nodes[i]->host, host) == 0) return i;
+    if (cl->nnodes == MAX_NODES) return -1;
+    node *n = calloc(1, sizeof *n);
+    if (!n) return -1;
+    snprintf(n->host, sizeof n->host, "%s", host);
+    n->port = port;
+    if (!(n->pool = rs_pool_new(cl->store->cfg, cl->store->tls, n->host, port))) {
+        free(n);
+        return -1;
+    }
+    cl->nodes[cl->nnodes] = n;
+    return cl->nnodes++;
+}
+
+/* Reads CLUSTER SLOTS from one address into `slots` (node indexes added
+ * under the write lock). 0 or -1 + err. */
+static int read_slots(rs_cluster *cl, const char *host, int port, rs_error *err)
+{
+    const rs_config *cfg = cl->store->cfg;
+    redisContext *ctx = rs_connect(cfg, cl->store->tls, host, port, cfg->parsed.username,
+                                   cfg->parsed.password, err);
+    if (!ctx) return -1;
+    const char *argv[2] = {"CLUSTER", "SLOTS"};
+    redisReply *reply;
+    int rc = rs_conn_command(ctx, 2, argv, &reply, err);
+    redisFree(ctx);
+    if (rc < 0) return -1;
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0) {
+        freeReplyObject(reply);
+        rs_error_set(err, RS_ERR_SERVER, 1, "%s:%d: CLUSTER SLOTS gave no slots", host, port);
+        return -1;
+    }
+    int16_t *map = malloc(sizeof cl->slots);
+    if (!map) {
+        freeReplyObject(reply);
+        rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
+        return -1;
+    }
+    for (int i = 0; i < NSLOTS; i++) map[i] = -1;
+    pthread_rwlock_wrlock(&cl->map_lock);
+    for (size_t i = 0; i < reply->elements; i++) {
+        redisReply *e = reply->element[i];
+        if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 ||
+            e->element[0]->type != REDIS_REPLY_INTEGER ||
+            e->element[1]->type != REDIS_REPLY_INTEGER ||
+            e->element[2]->type != REDIS_REPLY_ARRAY || e->element[2]->elements < 2)
+            continue;
+        redisReply *addr = e->element[2];
+        /* An empty or "?" address means "the node you asked". */
+        const char *h = addr->element[0]->type == REDIS_REPLY_STRING && addr->element[0]->len &&
+                                strcmp(addr->element[0]->str, "?")
+                            ? addr->element[0]->str
+                            : host;
+        int idx = node_index(cl, h, (int)addr->element[1]->integer);
+        long long from = e->element[0]->integer, to = e->element[1]->integer;
+        for (long long s = from; idx >= 0 && s <= to && s < NSLOTS; s++)
+            if (s >= 0) map[s] = (int16_t)idx;
+    }
+    memcpy(cl->slots, map, sizeof cl->slots);
+    pthread_rwlock_unlock(&cl->map_lock);
+    free(map);
+    freeReplyObject(reply);
+    return 0;
+}
+
+/* Reloads the map from any node that answers: known nodes first, then the
+ * URL's seeds. One refresh at a time; callers that waited reuse it. */
+static int refresh(rs_cluster *cl, rs_error *err)
+{
+    pthread_mutex_lock(&cl->refresh_lock);
+    int rc = 0;
+    if (atomic_load(&cl->stale)) {
+        rs_error last = {0};
+        rc = -1;
+        pthread_rwlock_rdlock(&cl->map_lock);
+        int n = cl->nnodes;
+        pthread_rwlock_unlock(&cl->map_lock);
+        for (int i = 0; i < n && rc < 0; i++) {
+            node *nd = cl->nodes[i];   /* never removed, never moved */
+            rc = read_slots(cl, nd->host, nd->port, &last);
+        }
+        const rs_url *url = &cl->store->cfg->parsed;
+        for (size_t i = 0; i < url->nhosts && rc < 0; i++)
+            rc = read_slots(cl, url->hosts[i].host, url->hosts[i].port, &last);
+        if (rc == 0) {
+            atomic_store(&cl->stale, 0);
+            rs_metrics_count(cl->store, RS_METRIC_REFRESH);
+            rs_log(RS_LOG_INFO, "cluster slot map refreshed (%d nodes known)", cl->nnodes);
+        } else {
+            rs_error_set(err, last.kind ? last.kind : RS_ERR_CONNECTION, 1,
+                         "cannot read the cluster slot map from any node: %s", last.message);
+        }
+    }
+    pthread_mutex_unlock(&cl->refresh_lock);
+    return rc;
+}
+
+rs_cluster *rs_cluster_new(rs_store *store, rs_error *err)
+{
+    rs_cluster *cl = calloc(1, sizeof *cl);
+    if (!cl) {
+        rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
+        return NULL;
+    }
+    cl->store = store;
+    pthread_rwlock_init(&cl->map_lock, NULL);
+    pthread_mutex_init(&cl->refresh_lock, NULL);
+    for (int i = 0; i < NSLOTS; i++) cl->slots[i] = -1;
+    atomic_store(&cl->stale, 1);
+    const rs_config *cfg = store->cfg;
+    int attempt = 1;
+    rs_error last = {0};
+    while (refresh(cl, &last) < 0) {
+        if (!last.retryable || attempt > cfg->max_retries) {
+            rs_exec_fail(err, "cluster discovery", attempt, &last);
+            rs_cluster_free(cl);
+            return NULL;
+        }
+        rs_sleep(rs_retry_delay(cfg, attempt++));
+    }
+    return cl;
+}
+
+void rs_cluster_free(rs_cluster *cl)
+{
+    if (!cl) return;
+    for (int i = 0; i < cl->nnodes; i++) {
+        rs_pool_free(cl->nodes[i]->pool);
+        free(cl->nodes[i]);
+    }
+    pthread_rwlock_destroy(&cl->map_lock);
+    pthread_mutex_destroy(&cl->refresh_lock);
+    free(cl);
+}
+
+size_t rs_cluster_masters(rs_store *store, rs_pool **pools, size_t max)
+{
+    rs_cluster *cl = store->cluster;
+    char serving[MAX_NODES] = {0};
+    size_t n = 0;
+    pthread_rwlock_rdlock(&cl->map_lock);
+    for (int s = 0; s < NSLOTS; s++)
+        if (cl->slots[s] >= 0) serving[cl->slots[s]] = 1;
+    for (int i = 0; i < cl->nnodes && n < max; i++)
+        if (serving[i]) pools[n++] = cl->nodes[i]->pool;
+    pthread_rwlock_unlock(&cl->map_lock);
+    return n;
+}
+
+void rs_cluster_pool_stats(rs_cluster *cl, rs_pool_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    pthread_rwlock_rdlock(&cl->map_lock);
+    for (int i = 0; i < cl->nnodes; i++) {
+        rs_pool_stats s;
+        rs_pool_get_stats(cl->nodes[i]->pool, &s);
+        out->size += s.size;
+        out->open += s.open;
+        out->in_use += s.in_use;
+        out->idle += s.idle;
+        out->created += s.created;
+        out->closed_broken += s.closed_broken;
+        out->closed_idle += s.closed_idle;
+        out->waits += s.waits;
+        out->wait_timeouts += s.wait_timeouts;
+        out->wait_seconds += s.wait_seconds;
+        out->failovers += s.failovers;
+    }
+    pthread_rwlock_unlock(&cl->map_lock);
+}
+
+/* ---------------------------------------------------------------------
+ * Executing
+ * ------------------------------------------------------------------ */
+
+/* "MOVED 3999 127.0.0.1:6381" / "ASK ..." -> slot, host, port. */
+static int parse_redirect(const redisReply *r, const char *word, int *slot, char *host,
+                          size_t host_size, int *port)
+{
+    size_t wlen = strlen(word);
+    if (r->type != REDIS_REPLY_ERROR || r->len <= wlen || strncmp(r->str, word, wlen) != 0 ||
+        r->str[wlen] != ' ')
+        return 0;
+    const char *p = r->str + wlen + 1;
+    *slot = atoi(p);
+    const char *addr = strchr(p, ' '), *colon = addr ? strrchr(addr, ':') : NULL;
+    if (!addr || !colon || (size_t)(colon - addr - 1) >= host_size) return 0;
+    memcpy(host, addr + 1, (size_t)(colon - addr - 1));
+    host[colon - addr - 1] = '\0';
+    *port = atoi(colon + 1);
+    return *slot >= 0 && *slot < NSLOTS && *port > 0;
+}
+
+/* Node for a slot (any serving node for -1), or -1. */
+static int route(rs_cluster *cl, int slot, int previous)
+{
+    pthread_rwlock_rdlock(&cl->map_lock);
+    int idx = -1;
+    if (slot >= 0) {
+        idx = cl->slots[slot];
+    } else if (previous >= 0) {
+        idx = previous;                       /* WAIT goes with its write */
+    } else {
+        for (int s = 0; s < NSLOTS && idx < 0; s++) idx = cl->slots[s];
+    }
+    pthread_rwlock_unlock(&cl->map_lock);
+    return idx;
+}
+
+static rs_pool *node_pool(rs_cluster *cl, int idx)
+{
+    pthread_rwlock_rdlock(&cl->map_lock);
+    rs_pool *pool = cl->nodes[idx]->pool;
+    pthread_rwlock_unlock(&cl->map_lock);
+    return pool;
+}
+
+/* Per-call state: which commands are done, where ASK sends the others. */
+typedef struct call {
+    size_t n;
+    int *node;          /* routed node of each command */
+    int *ask;           /* ASK target node, or -1 */
+    char *done;
+    redisReply **replies;
+} call;
+
+/* Sends the pending commands of one node (ASKING before asked ones) and
+ * sorts the replies. Returns 0, or -1 with err for a failure that is not a
+ * redirection. *redirected is set on MOVED/ASK. */
+static int send_group(rs_cluster *cl, call *c, int target, const rs_cmd *cmds, int *redirected,
+                      rs_error *err)
+{
+    static const char *asking_argv[1] = {"ASKING"};
+    static const size_t asking_len[1] = {6};
+    const rs_cmd asking = {1, asking_argv, asking_len};
+    size_t count = 0;
+    for (size_t i = 0; i < c->n; i++)
+        if (!c->done[i] && (c->ask[i] >= 0 ? c->ask[i] : c->node[i]) == target)
+            count += c->ask[i] >= 0 ? 2 : 1;
+    if (count == 0) return 0;
+
+    rs_cmd *batch = calloc(count, sizeof *batch);
+    size_t *index = calloc(count, sizeof *index);      /* command of each slot, or SIZE_MAX */
+    redisReply **got = calloc(count, sizeof *got);
+    int rc = -1;
+    if (!batch || !index || !got) {
+        rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
+        goto out;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < c->n; i++) {
+        if (c->done[i] || (c->ask[i] >= 0 ? c->ask[i] : c->node[i]) != target) continue;
+        if (c->ask[i] >= 0) {
+            batch[k] = asking;
+            index[k++] = SIZE_MAX;
+        }
+        batch[k] = cmds[i];
+        index[k++] = i;
+    }
+    rs_pool *pool = node_pool(cl, target);
+    rs_conn *conn = rs_pool_acquire(pool, err);
+    if (!conn) {
+        if (err && err->kind != RS_ERR_POOL) atomic_store(&cl->stale, 1);
+        goto out;
+    }
+    int broken;
+    if (rs_run_pipeline(conn, count, batch, got, 1, err, &broken) < 0) {
+        rs_pool_release(pool, conn, broken);
+        rs_pool_after_failure(pool, broken, err);
+        atomic_store(&cl->stale, 1);          /* the node may be gone */
+        goto out;
+    }
+    rs_pool_release(pool, conn, 0);
+    rc = 0;
+    for (size_t j = 0; j < count; j++) {
+        redisReply *r = got[j];
+        got[j] = NULL;
+        size_t i = index[j];
+        if (i == SIZE_MAX) {                   /* the ASKING reply */
+            freeReplyObject(r);
+            continue;
+        }
+        char host[256];
+        int slot, port;
+        if (parse_redirect(r, "MOVED", &slot, host, sizeof host, &port)) {
+            pthread_rwlock_wrlock(&cl->map_lock);
+            int idx = node_index(cl, host, port);
+            if (idx >= 0) cl->slots[slot] = (int16_t)idx;
+            pthread_rwlock_unlock(&cl->map_lock);
+            atomic_store(&cl->stale, 1);
+            rs_metrics_count(cl->store, RS_METRIC_MOVED);
+            c->ask[i] = -1;
+            *redirected = 1;
+            freeReplyObject(r);
+        } else if (parse_redirect(r, "ASK", &slot, host, sizeof host, &port)) {
+            pthread_rwlock_wrlock(&cl->map_lock);
+            c->ask[i] = node_index(cl, host, port);
+            pthread_rwlock_unlock(&cl->map_lock);
+            rs_metrics_count(cl->store, RS_METRIC_ASK);
+            *redirected = 1;
+            freeReplyObject(r);
+        } else if (r->type == REDIS_REPLY_ERROR) {
+            if (rc == 0) rs_error_from_reply(err, r->str, r->len);
+            rc = -1;
+            c->ask[i] = -1;
+            freeReplyObject(r);
+        } else {
+            c->replies[i] = r;
+            c->done[i] = 1;
+        }
+    }
+out:
+    for (size_t j = 0; got && j < count; j++)
+        if (got[j]) freeReplyObject(got[j]);
+    free(batch);
+    free(index);
+    free(got);
+    return rc;
+}
+
+int rs_cluster_exec(rs_store *store, const char *what, size_t ncmds, const rs_cmd *cmds,
+                    redisReply **replies, rs_error *err)
+{
+    rs_cluster *cl = store->cluster;
+    const rs_config *cfg = store->cfg;
+    call c = {ncmds, calloc(ncmds, sizeof(int)), calloc(ncmds, sizeof(int)), calloc(ncmds, 1),
+              replies};
+    rs_error last;
+    int attempt = 1, redirects = 0, rc = -1;
+    rs_error_clear(&last);
+    if (!c.node || !c.ask || !c.done) {
+        rs_error_set(&last, RS_ERR_NOMEM, 0, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < ncmds; i++) {
+        c.ask[i] = -1;
+        replies[i] = NULL;
+    }
+    for (;;) {
+        int failed = 0, redirected = 0;
+        if (atomic_load(&cl->stale) && refresh(cl, &last) < 0) failed = 1;
+        for (size_t i = 0, previous = 0; !failed && i < ncmds; i++) {
+            if (c.done[i]) continue;
+            c.node[i] = route(cl, command_slot(&cmds[i]), i ? c.node[previous] : -1);
+            previous = i;
+            if (c.node[i] < 0) {
+                rs_error_set(&last, RS_ERR_SERVER, 1, "CLUSTERDOWN slot not served by any node");
+                atomic_store(&cl->stale, 1);
+                failed = 1;
+            }
+        }
+        /* One pipeline per node that has pending commands. */
+        for (size_t i = 0; !failed && i < ncmds; i++) {
+            if (c.done[i]) continue;
+            int target = c.ask[i] >= 0 ? c.ask[i] : c.node[i];
+            int seen = 0;
+            for (size_t j = 0; j < i && !seen; j++)
+                seen = !c.done[j] && (c.ask[j] >= 0 ? c.ask[j] : c.node[j]) == target;
+            if (!seen && send_group(cl, &c, target, cmds, &redirected, &last) < 0) failed = 1;
+        }
+        size_t pending = 0;
+        for (size_t i = 0; i < ncmds; i++) pending += !c.done[i];
+        if (!pending) {
+            rc = 0;
+            break;
+        }
+        if (!failed && redirected && ++redirects <= MAX_REDIRECTS) continue;
+        if (!failed) rs_error_set(&last, RS_ERR_SERVER, 1, "too many cluster redirections");
+        if (!last.retryable || last.kind == RS_ERR_POOL || attempt > cfg->max_retries) break;
+        double delay = rs_retry_delay(cfg, attempt);
+        rs_note_retry(what, attempt, cfg->max_retries + 1, &last, delay);
+        rs_sleep(delay);
+        attempt++;
+    }
+out:
+    if (rc < 0) {
+        for (size_t i = 0; i < ncmds; i++) {
+            if (replies[i]) freeReplyObject(replies[i]);
+            replies[i] = NULL;
+        }
+        rs_exec_fail(err, what, attempt, &last);
+    }
+    free(c.node);
+    free(c.ask);
+    free(c.done);
+    return rc;
+}

@@ -1,0 +1,190 @@
+-- Redis Cluster mode against a real cluster on loopback: 3 masters and 3
+-- replicas created with redis-cli --cluster create.
+local rs = require "rigatoni_store"
+local servers = require "support.servers"
+local system = require "system"
+
+local function token(i) return { _data = ("82%08X%08X"):format(i, i % 97) } end
+
+-- Runs the host binary; returns exit status, stdout, stderr.
+local function host(args)
+  local out, err = os.tmpname(), os.tmpname()
+  local ok, _, code = os.execute(("build/rigatoni-store %s >%s 2>%s </dev/null"):format(args, out, err))
+  local function slurp(p) local f = io.open(p) local s = f:read("a") f:close() os.remove(p) return s end
+  return ok and 0 or code, slurp(out), slurp(err)
+end
+
+describe("cluster mode", function()
+  local cluster, store
+
+  setup(function()
+    cluster = servers.cluster{ masters = 3, replicas = 1 }
+    store = rs.new{ url = cluster.url, cluster_mode = true, ttl = 3600, max_retries = 20,
+                    retry_max_delay = 0.25 }
+  end)
+
+  teardown(function()
+    if store then store:close() end
+    if cluster then cluster:stop() end
+  end)
+
+  it("does every store operation on 1,000 collections spread over all masters", function()
+    for i = 1, 1000 do store:save_resume_token("coll" .. i, token(i)) end
+    local per_master = {}
+    for _, m in ipairs(cluster:masters()) do
+      per_master[#per_master + 1] = tonumber(m:cli("DBSIZE"))
+    end
+    assert.are.equal(3, #per_master)
+    for _, n in ipairs(per_master) do assert.is_true(n > 200) end
+
+    for i = 1, 1000, 37 do assert.are.same(token(i), store:get_resume_token("coll" .. i)) end
+    local ttl = store:ttl("coll7")
+    assert.is_true(ttl > 3590 and ttl <= 3600)
+
+    local seen = 0
+    for collection, tok, t in store:resume_tokens{ batch = 100 } do
+      seen = seen + 1
+      assert.are.same(token(tonumber(collection:match("%d+"))), tok)
+      assert.is_true(t > 0)
+    end
+    assert.are.equal(1000, seen)
+    local all = store:list_resume_tokens()
+    local count = 0
+    for _ in pairs(all) do count = count + 1 end
+    assert.are.equal(1000, count)
+
+    store:save_raw("raw", "\0\1\2\r\n", false)
+    assert.are.equal("\0\1\2\r\n", store:get_raw("raw"))
+    assert.is_nil(store:ttl("raw"))
+
+    local written = store:save_many({ { "m1", rs.bson.encode(token(1)) }, { "m2", rs.bson.encode(token(2)), 60 } })
+    assert.are.same({ true, true }, written)
+    local values, ttls = store:get_many{ "m1", "m2", "absent" }
+    assert.are.equal(rs.bson.encode(token(2)), values[2])
+    assert.is_false(values[3])
+    assert.is_false(ttls[1])
+    assert.is_true(ttls[2] > 50)
+    assert.are.equal(2, store:delete_many{ "m1", "m2", "absent" })
+
+    assert.is_true(store:delete_resume_token("coll1"))
+    assert.is_nil(store:get_resume_token("coll1"))
+
+    local key = store:lock_key("db", "coll2")
+    assert.is_true(store:try_acquire_lock(key, "me", 30))
+    assert.is_false(store:try_acquire_lock(key, "other", 30))
+    assert.is_true(store:refresh_lock(key, "me", 30))
+    assert.is_true(store:release_lock(key, "me"))
+  end)
+
+  it("passes rigatoni-store --check with conf/cluster.ini", function()
+    local ok = os.execute(("CLUSTER_SEEDS=%s REDIS_PASSWORD= build/rigatoni-store -c conf/cluster.ini " ..
+                           "--check >/dev/null 2>&1"):format(cluster.url:gsub("^redis://", "")))
+    assert.is_true(ok == true)
+  end)
+
+  it("refuses a fenced save whose lock and token hash to different slots, clearly", function()
+    local key = store:lock_key("db", "coll3")
+    assert.is_true(store:try_acquire_lock(key, "me", 30))
+    local ok, err = pcall(store.save_resume_token, store, "coll3", token(3), { lock = key, owner = "me" })
+    assert.is_false(ok)
+    assert.are.equal("config", err.kind)
+    assert.matches("hash tag", err.message, 1, true)
+    assert.are.same(token(3), store:get_resume_token("coll3"))
+    store:release_lock(key, "me")
+  end)
+
+  it("does fenced saves when prefixes share a hash tag (the documented layout)", function()
+    local tagged <close> = rs.new{ url = cluster.url, cluster_mode = true,
+      key_prefix = "{rigatoni}:resume_token", lock_prefix = "{rigatoni}:lock" }
+    local key = tagged:lock_key("db", "c")
+    assert.is_true(tagged:try_acquire_lock(key, "me", 30))
+    tagged:save_resume_token("c", token(5), { lock = key, owner = "me" })
+    assert.are.same(token(5), tagged:get_resume_token("c"))
+  end)
+
+  -- Saves token i into collection "loop<i % 50>" while `during` runs in the
+  -- background; returns the last token of each collection.
+  local function save_while(background_cmd, min_seconds)
+    local done_file = os.tmpname()
+    os.remove(done_file)
+    os.execute(("(%s; touch %s) >/dev/null 2>&1 &"):format(background_cmd, done_file))
+    local last, i, start = {}, 0, system.gettime()
+    while true do
+      i = i + 1
+      local collection = "loop" .. (i % 50)
+      store:save_resume_token(collection, token(i))       -- raises on any failure
+      assert.are.same(token(i), store:get_resume_token(collection))
+      last[collection] = token(i)
+      local f = io.open(done_file)
+      if f and system.gettime() - start > min_seconds then f:close() break end
+      if f then f:close() end
+      assert(system.gettime() - start < 90, "background step did not finish")
+    end
+    os.remove(done_file)
+    return last, i
+  end
+
+  it("keeps saving without a failed operation while slots move (reshard, MOVED/ASK)", function()
+    local masters = cluster:masters()
+    local from = masters[1]:cli("CLUSTER", "MYID")
+    local to = masters[2]:cli("CLUSTER", "MYID")
+    local last, n = save_while(("redis-cli --cluster reshard 127.0.0.1:%d --cluster-from %s " ..
+      "--cluster-to %s --cluster-slots 1500 --cluster-yes --cluster-pipeline 10")
+      :format(masters[1].port, from, to), 1)
+    cluster:wait_ok()
+    assert.is_true(n > 100)
+    local stats = store:stats()
+    assert.is_true(stats.cluster.moved + stats.cluster.ask > 0, "no redirection was exercised")
+    for collection, tok in pairs(last) do assert.are.same(tok, store:get_resume_token(collection)) end
+  end)
+
+  it("keeps saving through CLUSTER FAILOVER of a master", function()
+    local master = cluster:masters()[1]
+    local master_id = master:cli("CLUSTER", "MYID")
+    local replica
+    for _, n in ipairs(cluster.nodes) do
+      if n:cli("ROLE"):match("^slave") and n:cli("CLUSTER", "NODES"):find("myself,slave " .. master_id, 1, true) then
+        replica = n
+      end
+    end
+    assert.is_truthy(replica, "no replica of the master found")
+    -- The background step ends once the replica reports itself master
+    -- (bounded), then lets the loop run one more second on the new master.
+    local cli = "redis-cli -p " .. replica.port
+    local last = save_while(("%s CLUSTER FAILOVER; i=0; until %s ROLE | head -n 1 | grep -q master " ..
+                             "|| [ $i -ge 300 ]; do sleep 0.1; i=$((i+1)); done; sleep 1"):format(cli, cli), 2)
+    cluster:wait_ok()
+    assert.matches("^master", replica:cli("ROLE"))
+    for collection, tok in pairs(last) do assert.are.same(tok, store:get_resume_token(collection)) end
+  end)
+
+  it("migrates 10,000 tokens from a standalone server into the cluster and back, bytes and TTLs equal", function()
+    local single = servers.redis{}
+    local other = servers.redis{}
+    finally(function() single:stop() other:stop() end)
+    local resp = {}
+    for i = 1, 10000 do
+      local key = "rigatoni:resume_token:mig" .. i
+      resp[#resp + 1] = servers.resp{ "SET", key, rs.bson.encode(token(i)) }
+      if i % 2 == 0 then resp[#resp + 1] = servers.resp{ "EXPIRE", key, "7200" } end
+    end
+    single:pipe(table.concat(resp))
+    local dir = os.getenv("RS_TEST_ROOT") or "/tmp"
+    local ini = dir .. "/cluster-" .. single.port .. ".ini"
+    local f = assert(io.open(ini, "w"))
+    f:write("[redis]\nurl = " .. cluster.url .. "\ncluster_mode = true\n")
+    f:close()
+    local code, out, err = host(("-u %s migrate --to-config %s --match 'mig*'"):format(single.url, ini))
+    assert.are.equal(0, code, err)
+    assert.matches("10000 copied", out .. err, 1, true)
+    code, out, err = host(("-c %s migrate --to %s --match 'mig*'"):format(ini, other.url))
+    assert.are.equal(0, code, err)
+    for i = 1, 10000, 97 do
+      local key = "rigatoni:resume_token:mig" .. i
+      assert.are.equal(single:cli_raw("GET", key), other:cli_raw("GET", key))
+      local a, b = tonumber(single:cli("TTL", key)), tonumber(other:cli("TTL", key))
+      assert.is_true(math.abs(a - b) <= 2, key .. " TTL " .. a .. " vs " .. b)
+    end
+    assert.are.equal(single:cli("DBSIZE"), other:cli("DBSIZE"))
+  end)
+end)

@@ -1,0 +1,192 @@
+/* faultproxy.c -- a loopback TCP proxy that misbehaves on command, for
+ * spec/faults_spec.lua (built by spec/support/proxy.lua into the test dir).
+ *
+ *   faultproxy TARGET_PORT CONTROL_FILE PORT_FILE OWNER_PID
+ *
+ * Listens on 127.0.0.1 (a port the kernel picks, written to PORT_FILE) and
+ * relays every connection to 127.0.0.1:TARGET_PORT. Before relaying a chunk
+ * of the server's reply it reads CONTROL_FILE, one word and a number:
+ *   pass        relay as is
+ *   delay S     wait S seconds, then relay (everything waits: one thread)
+ *   cut N       relay N bytes of the chunk, then close both sides
+ *               (a connection lost in the middle of a reply)
+ *   stall N     relay N bytes, then relay nothing more on this connection
+ *               and keep it open (a reply that stops half-way)
+ * Requests (client to server) always pass. The number of open client
+ * connections is written to PORT_FILE.conns after every change. The proxy
+ * exits when OWNER_PID is gone, or after 300 s, so a crashed spec never
+ * leaves it behind.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_PAIRS 64
+
+typedef struct pair {
+    int client, server;
+    int stalled;
+} pair;
+
+static pair pairs[MAX_PAIRS];
+static int npairs;
+static const char *control_path, *port_path;
+
+static void read_control(char *mode, size_t size, double *arg)
+{
+    snprintf(mode, size, "pass");
+    *arg = 0;
+    FILE *f = fopen(control_path, "r");
+    if (!f) return;
+    char word[32];
+    double v = 0;
+    int n = fscanf(f, "%31s %lf", word, &v);
+    fclose(f);
+    if (n >= 1) snprintf(mode, size, "%s", word);
+    if (n == 2) *arg = v;
+}
+
+static void write_conns(void)
+{
+    char path[512], tmp[520];
+    snprintf(path, sizeof path, "%s.conns", port_path);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) return;
+    fprintf(f, "%d\n", npairs);
+    fclose(f);
+    rename(tmp, path);
+}
+
+static void drop_pair(int i)
+{
+    close(pairs[i].client);
+    close(pairs[i].server);
+    pairs[i] = pairs[--npairs];
+    write_conns();
+}
+
+static int send_all(int fd, const char *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return -1;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int connect_target(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((unsigned short)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0) return fd;
+    if (fd >= 0) close(fd);
+    return -1;
+}
+
+/* One chunk from `from` to `to`. Returns -1 when the pair must go. */
+static int relay(int i, int from_server)
+{
+    char buf[65536];
+    int from = from_server ? pairs[i].server : pairs[i].client;
+    int to = from_server ? pairs[i].client : pairs[i].server;
+    ssize_t n = recv(from, buf, sizeof buf, 0);
+    if (n <= 0) return -1;
+    if (!from_server) return send_all(to, buf, (size_t)n);
+    if (pairs[i].stalled) return 0;             /* swallowed */
+    char mode[32];
+    double arg;
+    read_control(mode, sizeof mode, &arg);
+    if (strcmp(mode, "delay") == 0) {
+        struct timespec ts = {(time_t)arg, (long)((arg - (double)(time_t)arg) * 1e9)};
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
+        }
+        return send_all(to, buf, (size_t)n);
+    }
+    if (strcmp(mode, "cut") == 0 || strcmp(mode, "stall") == 0) {
+        size_t keep = arg < (double)n ? (size_t)arg : (size_t)n;
+        if (send_all(to, buf, keep) < 0) return -1;
+        if (mode[0] == 'c') return -1;
+        pairs[i].stalled = 1;
+        return 0;
+    }
+    return send_all(to, buf, (size_t)n);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 5) {
+        fprintf(stderr, "usage: faultproxy TARGET_PORT CONTROL_FILE PORT_FILE OWNER_PID\n");
+        return 2;
+    }
+    int target = atoi(argv[1]);
+    control_path = argv[2];
+    port_path = argv[3];
+    pid_t owner = (pid_t)atoi(argv[4]);
+    signal(SIGPIPE, SIG_IGN);
+
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof a;
+    if (lfd < 0 || bind(lfd, (struct sockaddr *)&a, sizeof a) < 0 || listen(lfd, 64) < 0 ||
+        getsockname(lfd, (struct sockaddr *)&a, &alen) < 0) {
+        perror("faultproxy: listen");
+        return 1;
+    }
+    write_conns();
+    char tmp[520];
+    snprintf(tmp, sizeof tmp, "%s.tmp", port_path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) return 1;
+    fprintf(f, "%d\n", ntohs(a.sin_port));
+    fclose(f);
+    rename(tmp, port_path);
+
+    time_t started = time(NULL);
+    for (;;) {
+        if (kill(owner, 0) < 0 && errno == ESRCH) return 0;
+        if (time(NULL) - started > 300) return 0;
+        struct pollfd fds[1 + 2 * MAX_PAIRS];
+        int nfds = 0;
+        fds[nfds++] = (struct pollfd){.fd = lfd, .events = POLLIN};
+        for (int i = 0; i < npairs; i++) {
+            fds[nfds++] = (struct pollfd){.fd = pairs[i].client, .events = POLLIN};
+            fds[nfds++] = (struct pollfd){.fd = pairs[i].server, .events = POLLIN};
+        }
+        int ready = poll(fds, (nfds_t)nfds, 200);
+        if (ready <= 0) continue;
+        /* Pairs first, from the last, so that dropping one keeps the
+         * indexes of those not yet visited. */
+        for (int i = npairs - 1; i >= 0; i--) {
+            short cev = fds[1 + 2 * i].revents, sev = fds[2 + 2 * i].revents;
+            int gone = 0;
+            if (!gone && (sev & (POLLIN | POLLHUP | POLLERR))) gone = relay(i, 1) < 0;
+            if (!gone && (cev & (POLLIN | POLLHUP | POLLERR))) gone = relay(i, 0) < 0;
+            if (gone) drop_pair(i);
+        }
+        if (fds[0].revents & POLLIN) {
+            int c = accept(lfd, NULL, NULL);
+            if (c < 0) continue;
+            int s = connect_target(target);
+            if (s < 0 || npairs == MAX_PAIRS) {
+                close(c);
+                if (s >= 0) close(s);
+                continue;
+            }
+            pairs[npairs++] = (pair){c, s, 0};
+            write_conns();
+        }
+    }
+}
