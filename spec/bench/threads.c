@@ -7,6 +7,7 @@
  *
  *   threads PORT THREADS TOTAL_OPS VALSIZE
  *   -> "set <ops/s>\nget <ops/s>\n"; exit 1 on any failed or wrong reply.
+ *   BENCH_URL=redis://n1,n2,... BENCH_CLUSTER=1 target a cluster (PORT unused).
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -107,17 +108,21 @@ int main(int argc, char **argv)
     int port = atoi(argv[1]), n = atoi(argv[2]);
     long total = atol(argv[3]);
     size_t valsize = (size_t)atol(argv[4]);
-    if (port <= 0 || n <= 0 || n > 1024 || total < n || valsize == 0) {
+    if ((port <= 0 && !getenv("BENCH_URL")) || n <= 0 || n > 1024 || total < n || valsize == 0) {
         fprintf(stderr, "threads: bad arguments\n");
         return 2;
     }
 
-    char url[64], pool[16];
-    snprintf(url, sizeof url, "redis://127.0.0.1:%d", port);
+    /* BENCH_URL and BENCH_CLUSTER=1 point it at a cluster instead. */
+    char url[4096], pool[16];
+    const char *env_url = getenv("BENCH_URL"), *cluster = getenv("BENCH_CLUSTER");
+    snprintf(url, sizeof url, "%s", env_url ? env_url : "");
+    if (!env_url) snprintf(url, sizeof url, "redis://127.0.0.1:%d", port);
     snprintf(pool, sizeof pool, "%d", n);
     rs_error err;
     rs_config *cfg = rs_config_new();
     if (!cfg || rs_config_set(cfg, "url", url, &err) < 0 ||
+        rs_config_set(cfg, "cluster_mode", cluster && *cluster == '1' ? "true" : "false", &err) < 0 ||
         rs_config_set(cfg, "pool_size", pool, &err) < 0) {
         fprintf(stderr, "threads: config: %s\n", cfg ? err.message : "out of memory");
         return 1;
