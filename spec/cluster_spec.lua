@@ -187,4 +187,50 @@ describe("cluster mode", function()
     end
     assert.are.equal(single:cli("DBSIZE"), other:cli("DBSIZE"))
   end)
+
+  it("runs list, export, import and cleanup against the cluster", function()
+    for i = 1, 200 do
+      -- cluster times: 100 tokens from 2001, 100 from now
+      local seconds = i <= 100 and 1000000000 or os.time()
+      store:save_resume_token("ops" .. i, { _data = ("82%08X%08X"):format(seconds, i) })
+    end
+    local seeds = cluster.url
+    local code, out, err = host(("-u %s -s redis.cluster_mode=true list --match 'ops*' --format csv"):format(seeds))
+    assert.are.equal(0, code, err)
+    local rows = select(2, out:gsub("\nops", ""))
+    assert.are.equal(200, rows)
+
+    local file = os.tmpname()
+    code, out, err = host(("-u %s -s redis.cluster_mode=true export --match 'ops*' --output %s"):format(seeds, file))
+    assert.are.equal(0, code, err)
+    local single = servers.redis{}
+    finally(function() single:stop() os.remove(file) end)
+    code, out, err = host(("-u %s import --input %s"):format(single.url, file))
+    assert.are.equal(0, code, err)
+    assert.are.equal("200", single:cli("DBSIZE"))
+    assert.are.equal(rs.bson.encode(store:get_resume_token("ops7")),
+                     single:cli_raw("GET", "rigatoni:resume_token:ops7"))
+
+    code, out, err = host(("-u %s -s redis.cluster_mode=true cleanup --match 'ops*' --older-than 30d --yes"):format(seeds))
+    assert.are.equal(0, code, err)
+    assert.is_nil(store:get_resume_token("ops1"))
+    assert.is_truthy(store:get_resume_token("ops150"))
+  end)
+end)
+
+describe("cluster mode with a password on every node", function()
+  it("authenticates each node (AUTH) and works end to end", function()
+    local cluster = servers.cluster{ masters = 3, replicas = 0, password = "cl-s3cret" }
+    finally(function() cluster:stop() end)
+    local url = cluster.url:gsub("^redis://", "redis://:cl-s3cret@")
+    local store <close> = rs.new{ url = url, cluster_mode = true }
+    for i = 1, 100 do store:save_resume_token("p" .. i, token(i)) end
+    local n = 0
+    for _ in store:resume_tokens{} do n = n + 1 end
+    assert.are.equal(100, n)
+    local ok, err = pcall(rs.new, { url = cluster.url:gsub("^redis://", "redis://:wrong@"), cluster_mode = true })
+    assert.is_false(ok)
+    assert.are.equal("auth", err.kind)
+    assert.not_matches("cl-s3cret", tostring(err), 1, true)
+  end)
 end)

@@ -405,7 +405,8 @@ function Cluster:wait_ok(timeout)
       end
     end
     if ok then
-      local check = capture("redis-cli --cluster check 127.0.0.1:" .. self.nodes[1].port .. " 2>&1")
+      local check = capture(self.env .. "redis-cli --cluster check 127.0.0.1:" ..
+                            self.nodes[1].port .. " 2>&1")
       if check:find("All 16384 slots covered", 1, true) and not check:find("[ERR]", 1, true)
          and not check:find("[WARNING]", 1, true) then
         return true
@@ -435,10 +436,12 @@ function M.cluster(opts)
   local self = setmetatable({ nodes = {} }, Cluster)
   local addrs = {}
   for i = 1, masters * (1 + replicas) do
-    self.nodes[i] = M.redis{ cluster = true, password = opts.password }
+    self.nodes[i] = M.redis{ cluster = true, password = opts.password,
+                             args = opts.password and { "--masterauth", opts.password } or nil }
     addrs[i] = "127.0.0.1:" .. self.nodes[i].port
   end
   local env = opts.password and ("REDISCLI_AUTH=" .. quote(opts.password) .. " ") or ""
+  self.env = env
   local out, ok = capture(env .. "redis-cli --cluster create " .. table.concat(addrs, " ") ..
                           " --cluster-replicas " .. replicas .. " --cluster-yes 2>&1 </dev/null")
   if not ok then
