@@ -972,9 +972,12 @@ static int decode_fields(lua_State *L, bson_iter_t *it, int is_array,
     return exact;
 }
 
-/* Pushes the document in bytes already checked by rs_token_validate. */
-static void push_validated(lua_State *L, const uint8_t *data, size_t len)
+/* Pushes the document in bytes already checked by rs_token_validate and
+ * returns 1; returns 0 with nothing pushed when a top-level key repeats (a
+ * table would keep one value, so encoding it again would change bytes). */
+static int push_validated(lua_State *L, const uint8_t *data, size_t len)
 {
+    int exact = 1;
     bson_t doc;
     bson_iter_t it;
     int order;
@@ -985,17 +988,18 @@ static void push_validated(lua_State *L, const uint8_t *data, size_t len)
     if (!bson_init_static(&doc, data, len) || !bson_iter_init(&it, &doc)) {
         lua_newtable(L); /* unreachable after validation */
     } else {
-        decode_fields(L, &it, 0, order);
+        exact = decode_fields(L, &it, 0, order);
     }
     lua_remove(L, order);
+    if (!exact) lua_pop(L, 1);
+    return exact;
 }
 
 int rs_lua_bson_push(lua_State *L, const uint8_t *data, size_t len)
 {
     if (rs_token_validate(data, len, NULL) < 0)
         return 0;
-    push_validated(L, data, len);
-    return 1;
+    return push_validated(L, data, len);
 }
 
 /* ========================================================================
@@ -1037,7 +1041,9 @@ static int l_decode(lua_State *L)
     size_t len;
     const uint8_t *data = (const uint8_t *)luaL_checklstring(L, 1, &len);
     check_bytes(L, data, len);
-    push_validated(L, data, len);
+    if (!push_validated(L, data, len))
+        return rs_lua_raisef(L, RS_ERR_SERIALIZATION,
+                             "a top-level key repeats: a table cannot hold the document exactly");
     return 1;
 }
 

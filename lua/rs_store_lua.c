@@ -75,7 +75,8 @@ static int push_token(lua_State *L, rs_store *store, const char *coll, size_t co
     err->kind = RS_ERR_SERIALIZATION;
     err->retryable = 0;
     snprintf(err->message, sizeof err->message, "value at key '%.300s' is not a valid token: %.150s",
-             lua_tostring(L, -1), why.message[0] ? why.message : "not a BSON document");
+             lua_tostring(L, -1),
+             why.message[0] ? why.message : "a top-level key repeats (read it with get_raw)");
     lua_pop(L, 1);
     lua_pushnil(L);
     return 0;
