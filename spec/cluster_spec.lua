@@ -6,13 +6,8 @@ local system = require "system"
 
 local function token(i) return { _data = ("82%08X%08X"):format(i, i % 97) } end
 
--- Runs the host binary; returns exit status, stdout, stderr.
-local function host(args)
-  local out, err = os.tmpname(), os.tmpname()
-  local ok, _, code = os.execute(("build/rigatoni-store %s >%s 2>%s </dev/null"):format(args, out, err))
-  local function slurp(p) local f = io.open(p) local s = f:read("a") f:close() os.remove(p) return s end
-  return ok and 0 or code, slurp(out), slurp(err)
-end
+-- Runs the host binary (args: shell words); returns status, stdout, stderr.
+local host = require("support.helpers").run_host
 
 describe("cluster mode", function()
   local cluster, store

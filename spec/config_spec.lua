@@ -3,17 +3,8 @@
 local rs = require "rigatoni_store"
 local servers = require "support.servers"
 
--- Calls fn and returns the error it raised (fails when it did not raise).
-local function catch(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert(not ok, "expected an error, the call succeeded")
-  return err
-end
-
-local function assert_kind(kind, err)
-  assert.equal(kind, type(err) ~= "string" and err.kind or nil,
-               "error kind (error was: " .. tostring(err) .. ")")
-end
+local helpers = require "support.helpers"
+local catch, assert_kind = helpers.catch, helpers.assert_kind
 
 -- No server listens on this URL: a config check that is skipped shows as a
 -- connection error instead of a config error.

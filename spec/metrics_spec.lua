@@ -5,35 +5,15 @@
 
 local rs = require "rigatoni_store"
 local servers = require "support.servers"
-local quote = servers.quote
 
 local TOKEN = { _data = "8265A1B2C3000000012B022C0100" }
 local PASSWORD = "sp3c-m3trics-pw"
-local BIN = "build/rigatoni-store"
 local OPS = { "save", "get", "delete", "list", "lock", "other" }
 
 teardown(function() servers.stop_all() end)
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
--- Runs the host binary; returns exit status, stdout, stderr.
-local function run(args)
-  local out, err = os.tmpname(), os.tmpname()
-  local cmd = { "env -u RIGATONI_STORE_CONFIG -u REDIS_URL", quote(BIN) }
-  for _, a in ipairs(args) do cmd[#cmd + 1] = quote(a) end
-  cmd[#cmd + 1] = ">" .. out .. " 2>" .. err .. " </dev/null"
-  local _, _, code = os.execute(table.concat(cmd, " "))
-  local o, e = read_file(out), read_file(err)
-  os.remove(out)
-  os.remove(err)
-  return code, o, e
-end
+local helpers = require "support.helpers"
+local read_file, run = helpers.read_file, helpers.run_host
 
 local function counts(stats)
   local t = {}

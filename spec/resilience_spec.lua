@@ -7,16 +7,8 @@ local system = require "system"
 
 local TOKEN = { _data = "8265A1B2C3000000012B022C0100" }
 
-local function catch(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert(not ok, "expected an error, the call succeeded")
-  return err
-end
-
-local function assert_kind(kind, err)
-  assert.equal(kind, type(err) ~= "string" and err.kind or nil,
-               "error kind (error was: " .. tostring(err) .. ")")
-end
+local helpers = require "support.helpers"
+local catch, assert_kind = helpers.catch, helpers.assert_kind
 
 teardown(function() servers.stop_all() end)
 

@@ -9,42 +9,11 @@ local quote = servers.quote
 package.path = "scripts/?.lua;" .. package.path
 local cli = require "lib.cli"   -- its JSON reader and base64, to check output
 
-local BIN = "build/rigatoni-store"
 local PREFIX = "rigatoni:resume_token:"
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function write_file(path, data)
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-  return path
-end
-
--- Returns exit status, stdout, stderr.
-local function run(args, opts)
-  opts = opts or {}
-  local out, err = os.tmpname(), os.tmpname()
-  local cmd = { "env -u RIGATONI_STORE_CONFIG -u REDIS_URL" }
-  for k, v in pairs(opts.env or {}) do cmd[#cmd + 1] = quote(k .. "=" .. v) end
-  cmd[#cmd + 1] = quote(BIN)
-  for _, a in ipairs(args) do cmd[#cmd + 1] = quote(a) end
-  local input = "/dev/null"
-  if opts.stdin then input = write_file(os.tmpname(), opts.stdin) end
-  cmd[#cmd + 1] = ">" .. out .. " 2>" .. err .. " <" .. quote(input)
-  local _, _, code = os.execute(table.concat(cmd, " "))
-  local o, e = read_file(out), read_file(err)
-  os.remove(out)
-  os.remove(err)
-  if opts.stdin then os.remove(input) end
-  return code, o, e
-end
+local helpers = require "support.helpers"
+local read_file, write_file, run = helpers.read_file, helpers.write_file, helpers.run_host
+local BIN = helpers.BIN
 
 -- Token bytes whose _data carries cluster time `seconds`.
 local function token(seconds, n)

@@ -5,35 +5,16 @@
 local rs = require "rigatoni_store"
 local servers = require "support.servers"
 
-local BIN = "build/rigatoni-store"
 local PASSWORD = "Sup3r-S3cret_pw"
 local quote = servers.quote
 
 teardown(function() servers.stop_all() end)
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local helpers = require "support.helpers"
+local read_file = helpers.read_file
 
--- Runs the host binary; env is a table of VAR = value. Returns status,
--- stdout, stderr.
-local function host(args, env)
-  local out, err = os.tmpname(), os.tmpname()
-  local cmd = { "env -u RIGATONI_STORE_CONFIG -u REDIS_URL" }
-  for k, v in pairs(env or {}) do cmd[#cmd + 1] = quote(k .. "=" .. v) end
-  cmd[#cmd + 1] = quote(BIN)
-  for _, a in ipairs(args) do cmd[#cmd + 1] = quote(a) end
-  cmd[#cmd + 1] = ">" .. out .. " 2>" .. err .. " </dev/null"
-  local _, _, code = os.execute(table.concat(cmd, " "))
-  local o, e = read_file(out), read_file(err)
-  os.remove(out)
-  os.remove(err)
-  return code, o, e
-end
+-- Runs the host binary; env is a table of VAR = value.
+local function host(args, env) return helpers.run_host(args, { env = env }) end
 
 -- An INI file that takes the URL from the environment, as documented.
 local function env_ini()

@@ -1,0 +1,68 @@
+-- spec/support/helpers.lua -- small things many specs need: files, the
+-- host binary run as a user would, and catching structured errors.
+local servers = require "support.servers"
+local quote = servers.quote
+
+local M = {}
+
+M.BIN = "build/rigatoni-store"
+
+-- Whole file as bytes, or nil when it cannot be read.
+function M.read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- Writes data (and chmods to `mode` when given); returns the path.
+function M.write_file(path, data, mode)
+  local f = assert(io.open(path, "wb"))
+  f:write(data)
+  f:close()
+  if mode then os.execute("chmod " .. mode .. " " .. quote(path)) end
+  return path
+end
+
+-- Runs the host binary with `args` (a list, or one string of shell words);
+-- opts.env = {VAR = value}, opts.stdin = text. Returns exit status, stdout,
+-- stderr. The caller's RIGATONI_STORE_CONFIG and REDIS_URL never leak in.
+function M.run_host(args, opts)
+  opts = opts or {}
+  local out, err = os.tmpname(), os.tmpname()
+  local cmd = { "env -u RIGATONI_STORE_CONFIG -u REDIS_URL" }
+  for k, v in pairs(opts.env or {}) do cmd[#cmd + 1] = quote(k .. "=" .. v) end
+  cmd[#cmd + 1] = quote(M.BIN)
+  if type(args) == "string" then
+    cmd[#cmd + 1] = args
+  else
+    for _, a in ipairs(args) do cmd[#cmd + 1] = quote(a) end
+  end
+  local input = "/dev/null"
+  if opts.stdin then input = M.write_file(os.tmpname(), opts.stdin) end
+  cmd[#cmd + 1] = ">" .. out .. " 2>" .. err .. " <" .. quote(input)
+  local _, _, code = os.execute(table.concat(cmd, " "))
+  local o, e = M.read_file(out) or "", M.read_file(err) or ""
+  os.remove(out)
+  os.remove(err)
+  if opts.stdin then os.remove(input) end
+  return code, o, e
+end
+
+-- Calls fn and returns the error it raised (fails when it did not raise).
+function M.catch(fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert(not ok, "expected an error, the call succeeded")
+  return err
+end
+
+-- Fails unless err is an error object of `kind`.
+function M.assert_kind(kind, err)
+  local got = type(err) ~= "string" and err.kind or nil
+  if got ~= kind then
+    error(("expected an error of kind %s, got: %s"):format(kind, tostring(err)), 2)
+  end
+end
+
+return M
