@@ -270,5 +270,9 @@ int rs_ttl_args(double ttl, const char **unit, char *amount, size_t size);
  * (non-empty); NULL + serialization error otherwise. */
 char *rs_token_key(const rs_store *store, const char *collection,
                    size_t coll_len, size_t *key_len, rs_error *err);
+/* The same for a token of `len` bytes about to be saved: also refuses
+ * tokens over RS_MAX_TOKEN_SIZE. */
+char *rs_token_key_to_save(const rs_store *store, const char *collection, size_t coll_len,
+                           size_t len, size_t *key_len, rs_error *err);
 
 #endif /* RS_INTERNAL_H */

@@ -152,13 +152,8 @@ int rs_save_fenced(rs_store *store, const char *collection, size_t coll_len, con
         rs_error_set(err, RS_ERR_CONFIG, 0, "fenced save needs an owner");
         return -1;
     }
-    if (len > RS_MAX_TOKEN_SIZE) {
-        rs_error_set(err, RS_ERR_SERIALIZATION, 0, "token of %zu bytes is over the %u byte limit",
-                     len, RS_MAX_TOKEN_SIZE);
-        return -1;
-    }
     size_t key_len;
-    char *key = rs_token_key(store, collection, coll_len, &key_len, err);
+    char *key = rs_token_key_to_save(store, collection, coll_len, len, &key_len, err);
     if (!key) return -1;
     /* The owner check and the write must be one script on one node. */
     if (store->cluster && rs_key_slot(key, key_len) != rs_key_slot(lock_key, strlen(lock_key))) {

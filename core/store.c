@@ -124,6 +124,17 @@ char *rs_token_key(const rs_store *store, const char *collection, size_t coll_le
     return key;
 }
 
+char *rs_token_key_to_save(const rs_store *store, const char *collection, size_t coll_len,
+                           size_t len, size_t *key_len, rs_error *err)
+{
+    if (len > RS_MAX_TOKEN_SIZE) {
+        rs_error_set(err, RS_ERR_SERIALIZATION, 0, "token of %zu bytes is over the %u byte limit",
+                     len, RS_MAX_TOKEN_SIZE);
+        return NULL;
+    }
+    return rs_token_key(store, collection, coll_len, key_len, err);
+}
+
 /* ---------------------------------------------------------------------
  * Token operations
  * ------------------------------------------------------------------ */
@@ -154,13 +165,8 @@ int rs_save_raw(rs_store *store, const char *collection, size_t coll_len, const 
         rs_error_set(err, RS_ERR_CONFIG, 0, "ttl must be a number of seconds >= 0");
         return -1;
     }
-    if (len > RS_MAX_TOKEN_SIZE) {
-        rs_error_set(err, RS_ERR_SERIALIZATION, 0, "token of %zu bytes is over the %u byte limit",
-                     len, RS_MAX_TOKEN_SIZE);
-        return -1;
-    }
     size_t key_len;
-    char *key = rs_token_key(store, collection, coll_len, &key_len, err);
+    char *key = rs_token_key_to_save(store, collection, coll_len, len, &key_len, err);
     if (!key) return -1;
 
     const char *argv[5] = {"SET", key, bytes ? bytes : "", NULL, NULL};
