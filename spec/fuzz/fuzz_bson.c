@@ -97,7 +97,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     int decoded = lua_toboolean(L, -1);
     lua_settop(L, top);
-    if (decoded != valid) {
+    /* A repeated top-level key is refused by decode on purpose (a table
+     * would change the bytes); nested repeats stay exact typed values. */
+    if (decoded != valid && !(dup && !decoded)) {
         fprintf(stderr, "fuzz_bson: decode %s but rs_token_validate %s\n",
                 decoded ? "succeeded" : "failed", valid ? "accepts" : "rejects");
         abort();
