@@ -17,7 +17,7 @@ int rs_sentinel_discover(const rs_config *cfg, rs_tls *tls, char *host, size_t h
                          int *port, rs_error *err)
 {
     const rs_url *url = &cfg->parsed;
-    rs_error last = {0};
+    rs_error last = {0}, refused = {0};   /* refused: an auth failure, if any */
     int unknown = 0;
     for (size_t i = 0; i < url->nhosts; i++) {
         const rs_host *s = &url->hosts[i];
@@ -25,6 +25,7 @@ int rs_sentinel_discover(const rs_config *cfg, rs_tls *tls, char *host, size_t h
                                        cfg->sentinel_password, &last);
         if (!ctx) {
             rs_log(RS_LOG_INFO, "sentinel %s:%d unreachable: %s", s->host, s->port, last.message);
+            if (last.kind == RS_ERR_AUTH) refused = last;
             continue;
         }
         const char *argv[3] = {"SENTINEL", "get-master-addr-by-name", cfg->sentinel_master};
@@ -46,7 +47,10 @@ int rs_sentinel_discover(const rs_config *cfg, rs_tls *tls, char *host, size_t h
         unknown++;
         freeReplyObject(reply);
     }
-    if (unknown) {
+    /* Wrong sentinel credentials say more than the sentinels that were down. */
+    if (!unknown && refused.kind == RS_ERR_AUTH) {
+        rs_error_set(err, RS_ERR_AUTH, 0, "sentinel refused the credentials: %s", refused.message);
+    } else if (unknown) {
         rs_error_set(err, RS_ERR_CONFIG, 0,
                      "sentinels do not know a master named '%.100s' (sentinel_master)",
                      cfg->sentinel_master);

@@ -99,7 +99,8 @@ describe("cluster mode", function()
 
   -- Saves token i into collection "loop<i % 50>" while `during` runs in the
   -- background; returns the last token of each collection.
-  local function save_while(background_cmd, min_seconds)
+  local function save_while(background_cmd, min_seconds, target)
+    target = target or store
     local done_file = os.tmpname()
     os.remove(done_file)
     os.execute(("(%s; touch %s) >/dev/null 2>&1 &"):format(background_cmd, done_file))
@@ -107,8 +108,8 @@ describe("cluster mode", function()
     while true do
       i = i + 1
       local collection = "loop" .. (i % 50)
-      store:save_resume_token(collection, token(i))       -- raises on any failure
-      assert.are.same(token(i), store:get_resume_token(collection))
+      target:save_resume_token(collection, token(i))      -- raises on any failure
+      assert.are.same(token(i), target:get_resume_token(collection))
       last[collection] = token(i)
       local f = io.open(done_file)
       if f and system.gettime() - start > min_seconds then f:close() break end
@@ -151,6 +152,18 @@ describe("cluster mode", function()
     cluster:wait_ok()
     assert.matches("^master", replica:cli("ROLE"))
     for collection, tok in pairs(last) do assert.are.same(tok, store:get_resume_token(collection)) end
+  end)
+
+  it("keeps saving when a master is killed: the map is refreshed and its replica takes over", function()
+    local patient <close> = rs.new{ url = cluster.url, cluster_mode = true, max_retries = 80,
+                                    retry_max_delay = 0.25 }
+    local victim = cluster:masters()[1]
+    local last = save_while("kill -9 " .. victim.pid .. "; sleep 1", 1, patient)
+    victim.pid = nil                   -- killed outside the fixture
+    assert.is_true(patient:stats().cluster.refreshes >= 2)
+    for collection, tok in pairs(last) do assert.are.same(tok, patient:get_resume_token(collection)) end
+    victim:restart()                   -- rejoins as a replica
+    cluster:wait_ok(60)
   end)
 
   it("migrates 10,000 tokens from a standalone server into the cluster and back, bytes and TTLs equal", function()

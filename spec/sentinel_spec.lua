@@ -92,6 +92,19 @@ describe("Sentinel", function()
     assert.is_true(ok == true)
   end)
 
+  it("authenticates to sentinels that require a password (sentinel_password)", function()
+    local guarded = servers.sentinel{ master = node_on(master_port()), password = "sent-pw-42" }
+    finally(function() guarded:stop() end)
+    local surl = "redis://127.0.0.1:" .. guarded.port .. ",127.0.0.1:" .. servers.closed_port()
+    local store <close> = rs.new{ url = surl, sentinel_password = "sent-pw-42" }
+    assert.is_true(store:ping())
+    local ok, err = pcall(rs.new, { url = surl, sentinel_password = "wrong-pw-77" })
+    assert.is_false(ok)
+    assert.are.equal("auth", err.kind)
+    assert.not_matches("wrong-pw-77", tostring(err), 1, true)
+    assert.not_matches("sent-pw-42", tostring(err), 1, true)
+  end)
+
   it("names an unknown master as a config error", function()
     local err = select(2, pcall(rs.new, { url = url, sentinel_master = "nosuchmaster" }))
     assert.are.equal("config", err.kind)

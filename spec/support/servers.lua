@@ -483,6 +483,7 @@ function Server:write_sentinel_conf()
     "daemonize no",
     "dir " .. self.dir,
     "sentinel resolve-hostnames no",
+    c.password and ("requirepass " .. c.password) or "",
     ("sentinel monitor %s 127.0.0.1 %d %d"):format(c.name, c.master_port, c.quorum),
     ("sentinel down-after-milliseconds %s %d"):format(c.name, c.down_after_ms),
     ("sentinel failover-timeout %s %d"):format(c.name, c.failover_timeout_ms),
@@ -496,7 +497,9 @@ end
 function M.sentinel(opts)
   local self = setmetatable({
     args = {},
+    password = opts.password,        -- requirepass of the sentinel itself
     sentinel_conf = {
+      password = opts.password,
       name = opts.name or "mymaster",
       master_port = opts.master.port,
       quorum = opts.quorum or 2,
