@@ -127,7 +127,7 @@ static int read_slots(rs_cluster *cl, const char *host, int port, rs_error *err)
 {
     const rs_config *cfg = cl->store->cfg;
     redisContext *ctx = rs_connect(cfg, cl->store->tls, host, port, cfg->parsed.username,
-                                   cfg->parsed.password, err);
+                                   rs_config_password(cfg), err);
     if (!ctx) return -1;
     const char *argv[2] = {"CLUSTER", "SLOTS"};
     redisReply *reply;

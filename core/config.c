@@ -18,6 +18,7 @@
 
 typedef enum {
     OPT_URL, OPT_STRING, OPT_SECRET, OPT_INT, OPT_SECONDS, OPT_TTL, OPT_BOOL,
+    OPT_SECRET_FILE,         /* a path; the file's content sets `secret` */
     OPT_POLICY               /* "error" (0) or "warn" (1) */
 } opt_type;
 
@@ -26,35 +27,40 @@ typedef struct option {
     opt_type type;
     size_t offset;
     double min, max;       /* for numbers */
+    size_t secret;         /* OPT_SECRET_FILE: where the content goes */
 } option;
 
 #define F(field) offsetof(struct rs_config, field)
 static const option options[] = {
-    {"url", OPT_URL, F(url), 0, 0},
-    {"pool_size", OPT_INT, F(pool_size), 1, 10000},
-    {"ttl", OPT_TTL, F(ttl), 0, 1e9},
-    {"max_retries", OPT_INT, F(max_retries), 0, 100},
-    {"connection_timeout", OPT_SECONDS, F(connection_timeout), 0.001, 3600},
-    {"command_timeout", OPT_SECONDS, F(command_timeout), 0.001, 3600},
-    {"retry_base_delay", OPT_SECONDS, F(retry_base_delay), 0, 3600},
-    {"retry_max_delay", OPT_SECONDS, F(retry_max_delay), 0, 3600},
-    {"idle_check_after", OPT_SECONDS, F(idle_check_after), 0, 1e9},
-    {"cluster_mode", OPT_BOOL, F(cluster_mode), 0, 1},
-    {"key_prefix", OPT_STRING, F(key_prefix), 0, 0},
-    {"lock_prefix", OPT_STRING, F(lock_prefix), 0, 0},
-    {"scan_count", OPT_INT, F(scan_count), 1, 1000000},
-    {"sentinel_master", OPT_STRING, F(sentinel_master), 0, 0},
-    {"sentinel_username", OPT_STRING, F(sentinel_username), 0, 0},
-    {"sentinel_password", OPT_SECRET, F(sentinel_password), 0, 0},
-    {"wait_replicas", OPT_INT, F(wait_replicas), 0, 1000},
-    {"wait_timeout", OPT_SECONDS, F(wait_timeout), 0, 3600},
-    {"wait_policy", OPT_POLICY, F(wait_policy_warn), 0, 1},
-    {"tls.ca_file", OPT_STRING, F(tls_ca_file), 0, 0},
-    {"tls.ca_path", OPT_STRING, F(tls_ca_path), 0, 0},
-    {"tls.cert_file", OPT_STRING, F(tls_cert_file), 0, 0},
-    {"tls.key_file", OPT_STRING, F(tls_key_file), 0, 0},
-    {"tls.server_name", OPT_STRING, F(tls_server_name), 0, 0},
-    {"tls.verify", OPT_BOOL, F(tls_verify), 0, 1},
+    {"url", OPT_URL, F(url), 0, 0, 0},
+    {"pool_size", OPT_INT, F(pool_size), 1, 10000, 0},
+    {"ttl", OPT_TTL, F(ttl), 0, 1e9, 0},
+    {"max_retries", OPT_INT, F(max_retries), 0, 100, 0},
+    {"connection_timeout", OPT_SECONDS, F(connection_timeout), 0.001, 3600, 0},
+    {"command_timeout", OPT_SECONDS, F(command_timeout), 0.001, 3600, 0},
+    {"retry_base_delay", OPT_SECONDS, F(retry_base_delay), 0, 3600, 0},
+    {"retry_max_delay", OPT_SECONDS, F(retry_max_delay), 0, 3600, 0},
+    {"idle_check_after", OPT_SECONDS, F(idle_check_after), 0, 1e9, 0},
+    {"cluster_mode", OPT_BOOL, F(cluster_mode), 0, 1, 0},
+    {"key_prefix", OPT_STRING, F(key_prefix), 0, 0, 0},
+    {"lock_prefix", OPT_STRING, F(lock_prefix), 0, 0, 0},
+    {"scan_count", OPT_INT, F(scan_count), 1, 1000000, 0},
+    {"sentinel_master", OPT_STRING, F(sentinel_master), 0, 0, 0},
+    {"sentinel_username", OPT_STRING, F(sentinel_username), 0, 0, 0},
+    {"sentinel_password", OPT_SECRET, F(sentinel_password), 0, 0, 0},
+    {"sentinel_password_file", OPT_SECRET_FILE, F(sentinel_password_file), 0, 0,
+     F(sentinel_password)},
+    {"password", OPT_SECRET, F(password), 0, 0, 0},
+    {"password_file", OPT_SECRET_FILE, F(password_file), 0, 0, F(password)},
+    {"wait_replicas", OPT_INT, F(wait_replicas), 0, 1000, 0},
+    {"wait_timeout", OPT_SECONDS, F(wait_timeout), 0, 3600, 0},
+    {"wait_policy", OPT_POLICY, F(wait_policy_warn), 0, 1, 0},
+    {"tls.ca_file", OPT_STRING, F(tls_ca_file), 0, 0, 0},
+    {"tls.ca_path", OPT_STRING, F(tls_ca_path), 0, 0, 0},
+    {"tls.cert_file", OPT_STRING, F(tls_cert_file), 0, 0, 0},
+    {"tls.key_file", OPT_STRING, F(tls_key_file), 0, 0, 0},
+    {"tls.server_name", OPT_STRING, F(tls_server_name), 0, 0, 0},
+    {"tls.verify", OPT_BOOL, F(tls_verify), 0, 1, 0},
 };
 #undef F
 #define NOPTIONS (sizeof options / sizeof options[0])
@@ -117,7 +123,8 @@ void rs_config_free(rs_config *cfg)
     if (!cfg) return;
     for (size_t i = 0; i < NOPTIONS; i++) {
         const option *o = &options[i];
-        if (o->type == OPT_URL || o->type == OPT_STRING || o->type == OPT_SECRET)
+        if (o->type == OPT_URL || o->type == OPT_STRING || o->type == OPT_SECRET ||
+            o->type == OPT_SECRET_FILE)
             free_secret(*FIELD(cfg, o, char *));
     }
     rs_url_free(&cfg->parsed);
@@ -133,7 +140,9 @@ rs_config *rs_config_copy(const rs_config *src)
     int failed = 0;
     for (size_t i = 0; i < NOPTIONS; i++) {
         const option *o = &options[i];
-        if (o->type != OPT_URL && o->type != OPT_STRING && o->type != OPT_SECRET) continue;
+        if (o->type != OPT_URL && o->type != OPT_STRING && o->type != OPT_SECRET &&
+            o->type != OPT_SECRET_FILE)
+            continue;
         char **f = FIELD(cfg, o, char *);
         if (*f && !(*f = strdup(*f))) failed = 1;
     }
@@ -183,6 +192,11 @@ static int parse_bool(const char *text, int *out)
         if (strcasecmp(text, no[i]) == 0) return *out = 0, 0;
     }
     return -1;
+}
+
+const char *rs_config_password(const rs_config *cfg)
+{
+    return cfg->password ? cfg->password : cfg->parsed.password;
 }
 
 static int unknown_option(const char *name, rs_error *err)
@@ -281,6 +295,31 @@ int rs_config_set_bool(rs_config *cfg, const char *name, int value, rs_error *er
     return 0;
 }
 
+/* password_file = PATH: the password is the file's first line (so that it
+ * stays out of config files, URLs and process arguments). */
+static int set_secret_file(rs_config *cfg, const option *o, const char *path, rs_error *err)
+{
+    char buf[4096];
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        rs_error_set(err, RS_ERR_CONFIG, 0, "%s: cannot read '%.200s': %s", o->name, path,
+                     strerror(errno));
+        return -1;
+    }
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    buf[strcspn(buf, "\r\n")] = '\0';
+    int rc = -1;
+    if (!buf[0]) {
+        rs_error_set(err, RS_ERR_CONFIG, 0, "%s: '%.200s' is empty", o->name, path);
+    } else if (set_string((char **)((char *)cfg + o->secret), buf, err) == 0) {
+        rc = set_string(FIELD(cfg, o, char *), path, err);
+    }
+    memset(buf, 0, sizeof buf);
+    return rc;
+}
+
 int rs_config_set(rs_config *cfg, const char *name, const char *value, rs_error *err)
 {
     const option *o = find_option(name);
@@ -321,6 +360,8 @@ int rs_config_set(rs_config *cfg, const char *name, const char *value, rs_error 
             return -1;
         }
         return rs_config_set_seconds(cfg, name, d, err);
+    case OPT_SECRET_FILE:
+        return set_secret_file(cfg, o, value, err);
     case OPT_POLICY:
         if (strcasecmp(value, "error") && strcasecmp(value, "warn")) {
             rs_error_set(err, RS_ERR_CONFIG, 0, "%s must be error or warn", name);
@@ -385,6 +426,10 @@ size_t rs_config_get(const rs_config *cfg, const char *name, char *buf, size_t b
         return (size_t)snprintf(buf, bufsize, "%s", *CFIELD(cfg, o, int) ? "true" : "false");
     case OPT_POLICY:
         return (size_t)snprintf(buf, bufsize, "%s", *CFIELD(cfg, o, int) ? "warn" : "error");
+    case OPT_SECRET_FILE: {
+        const char *path = *CFIELD(cfg, o, char *);
+        return (size_t)snprintf(buf, bufsize, "%s", path ? path : "none");
+    }
     }
     return 0;
 }

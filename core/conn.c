@@ -101,7 +101,8 @@ rs_conn *rs_conn_open(const rs_config *cfg, rs_tls *tls, const char *host, int p
                       rs_error *err)
 {
     const rs_url *url = &cfg->parsed;
-    redisContext *ctx = rs_connect(cfg, tls, host, port, url->username, url->password, err);
+    redisContext *ctx = rs_connect(cfg, tls, host, port, url->username, rs_config_password(cfg),
+                                   err);
     if (!ctx) return NULL;
     if (url->db != 0) {
         char db[16];

@@ -51,6 +51,9 @@ struct rs_config {
     char *sentinel_master;
     char *sentinel_username;
     char *sentinel_password;
+    char *sentinel_password_file;
+    char *password;          /* overrides the URL's password */
+    char *password_file;
     int wait_replicas;
     double wait_timeout;
     int wait_policy_warn;    /* wait_policy = warn (default error) */
@@ -67,6 +70,9 @@ void rs_tls_free(rs_tls *tls);
 /* TLS handshake on a connected context; verifies chain and host name
  * unless tls.verify is off (then warns). Errors are not retryable. */
 int rs_tls_handshake(rs_tls *tls, redisContext *ctx, const char *host, int port, rs_error *err);
+
+/* The data nodes' password: the `password` option, else the URL's. */
+const char *rs_config_password(const rs_config *cfg);
 
 /* ---- conn.c: one connection ---- */
 typedef struct rs_conn {

@@ -48,9 +48,12 @@ static const struct setting {
     {"redis", "key_prefix", "key_prefix"},
     {"redis", "lock_prefix", "lock_prefix"},
     {"redis", "scan_count", "scan_count"},
+    {"redis", "password", "password"},
+    {"redis", "password_file", "password_file"},
     {"sentinel", "master", "sentinel_master"},
     {"sentinel", "username", "sentinel_username"},
     {"sentinel", "password", "sentinel_password"},
+    {"sentinel", "password_file", "sentinel_password_file"},
     {"tls", "ca_file", "tls.ca_file"},
     {"tls", "ca_path", "tls.ca_path"},
     {"tls", "cert_file", "tls.cert_file"},
@@ -221,7 +224,7 @@ int host_conf_set(host_conf *hc, const char *section, const char *key, const cha
         char *password = url_password(value);
         remember_secret(hc, password);
         free(password);
-    } else if (strcmp(s->option, "sentinel_password") == 0) {
+    } else if (strcmp(s->option, "sentinel_password") == 0 || strcmp(s->option, "password") == 0) {
         remember_secret(hc, value);
     }
     return 0;
@@ -383,7 +386,8 @@ static int literal_holds_secret(const char *option, const char *raw)
 {
     char text[VALUE_MAX], msg[128];
     if (expand(raw, text, sizeof text, 1, msg, sizeof msg) < 0) return 0;
-    if (strcmp(option, "sentinel_password") == 0) return text[0] != '\0';
+    if (strcmp(option, "sentinel_password") == 0 || strcmp(option, "password") == 0)
+        return text[0] != '\0';
     if (strcmp(option, "url") == 0) {
         char *password = url_password(text);
         free(password);

@@ -128,6 +128,21 @@ describe("ACL users and databases", function()
     assert.are.equal("0", srv:cli("-n", "0", "EXISTS", "rigatoni:resume_token:acl"))
   end)
 
+  it("takes the password from password_file, never from the URL", function()
+    local path = os.tmpname()
+    local f = assert(io.open(path, "w"))
+    f:write("s3cr3t-pw\n")
+    f:close()
+    local store <close> = rs.new{ url = ("redis://pipeline@127.0.0.1:%d"):format(srv.port),
+                                  password_file = path }
+    store:save_resume_token("pwfile", { _data = "82" })
+    assert.are.equal("1", srv:cli("EXISTS", "rigatoni:resume_token:pwfile"))
+    local shown = rs.config():url("redis://pipeline@h:1"):password_file(path):build():to_table()
+    assert.are.equal("***", shown.password)
+    assert.are.equal(path, shown.password_file)
+    os.remove(path)
+  end)
+
   it("fails wrong credentials at once with an auth error that never shows the password", function()
     local url = ("redis://pipeline:wrong-pw-9876@127.0.0.1:%d"):format(srv.port)
     local err = catch(rs.new, { url = url })

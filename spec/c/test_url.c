@@ -1,4 +1,5 @@
 /* test_url.c -- URL parsing and masking, config options and errors. */
+#include "internal.h"
 #include "test_support.h"
 
 static void parses(const char *url, int tls, const char *user, const char *pass,
@@ -121,6 +122,20 @@ int main(void)
     char line[1024];
     rs_config_describe(cfg, line, sizeof line);
     CHECK(strstr(line, "hunter2") == NULL && strstr(line, "***") != NULL);
+    /* password_file: the first line of the file; shown as its path only. */
+    char path[] = "/tmp/rs-pwfile-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0 && write(fd, "file-secret-1\nignored\n", 22) == 22);
+    close(fd);
+    CHECK(rs_config_set(cfg, "password_file", path, &err) == 0);
+    CHECK_STR(rs_config_password(cfg), "file-secret-1");
+    rs_config_get(cfg, "password", buf, sizeof buf);
+    CHECK_STR(buf, "***");
+    rs_config_get(cfg, "password_file", buf, sizeof buf);
+    CHECK_STR(buf, path);
+    unlink(path);
+    CHECK(rs_config_set(cfg, "password_file", path, &err) == -1 && strstr(err.message, path));
+    CHECK_STR(rs_config_password(cfg), "file-secret-1");          /* unchanged on error */
     rs_config_free(cfg);
 
     double s;
