@@ -1,10 +1,13 @@
 /* internal.h -- what the files of the core share; not installed.
  *
- * The core is cut by concern: error.c (rs_error), url.c (parsing and
- * masking), config.c (options), conn.c (one Redis connection), pool.c
- * (bounded connection pool), retry.c (error classification and backoff),
- * exec.c (run commands with pool + retries), store.c (token operations),
- * scan.c (streaming listing), token.c (BSON token checks).
+ * The core is cut by concern: error.c (rs_error), log.c (log lines),
+ * url.c (parsing and masking), config.c (options), tls.c (TLS contexts),
+ * conn.c (one Redis connection), pool.c (bounded connection pool),
+ * sentinel.c (master discovery), cluster.c (slot routing), retry.c (error
+ * classification and backoff), exec.c (commands with pool + retries),
+ * script.c (EVALSHA), metrics.c (counters), store.c (token operations),
+ * batch.c (many tokens per round trip), scan.c (streaming listing),
+ * lock.c (locks and leases), token.c (BSON token checks).
  */
 #ifndef RS_INTERNAL_H
 #define RS_INTERNAL_H
@@ -62,6 +65,9 @@ struct rs_config {
     int tls_verify;
 };
 
+/* The data nodes' password: the `password` option, else the URL's. */
+const char *rs_config_password(const rs_config *cfg);
+
 /* ---- tls.c ---- */
 typedef struct rs_tls rs_tls;
 /* One TLS context per store, from the tls.* options. NULL + config error. */
@@ -70,9 +76,6 @@ void rs_tls_free(rs_tls *tls);
 /* TLS handshake on a connected context; verifies chain and host name
  * unless tls.verify is off (then warns). Errors are not retryable. */
 int rs_tls_handshake(rs_tls *tls, redisContext *ctx, const char *host, int port, rs_error *err);
-
-/* The data nodes' password: the `password` option, else the URL's. */
-const char *rs_config_password(const rs_config *cfg);
 
 /* ---- conn.c: one connection ---- */
 typedef struct rs_conn {
