@@ -21,7 +21,9 @@ cleanup() {
     for p in $PIDS; do kill "$p" 2>/dev/null || true; done
     rm -rf "$TMP"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 rand_port() { echo $(( 20000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 30000 )); }
 
@@ -35,35 +37,58 @@ while [ $i -lt 6 ]; do
         --daemonize no --cluster-enabled yes --cluster-config-file "$TMP/n$i/nodes.conf" \
         --loglevel warning >"$TMP/n$i/log" 2>&1 &
     pid=$!
-    sleep 0.3
-    if redis-cli -p "$port" PING 2>/dev/null | grep -q PONG; then
+    # ours when the server answering on the port has our pid (a port in use
+    # by somebody else's server must not become a node of this cluster)
+    ok=
+    for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
+        kill -0 "$pid" 2>/dev/null || break
+        if redis-cli -p "$port" INFO server 2>/dev/null | tr -d '\r' | grep -qx "process_id:$pid"; then
+            ok=1; break
+        fi
+        sleep 0.1
+    done
+    if [ -n "$ok" ]; then
         PIDS="$PIDS $pid"
         NODES="$NODES 127.0.0.1:$port"
         i=$((i + 1))
     else
-        kill "$pid" 2>/dev/null || true      # port taken: try another
+        kill "$pid" 2>/dev/null || true      # port taken or too slow: try another
+        wait "$pid" 2>/dev/null || true
     fi
 done
 # shellcheck disable=SC2086
 redis-cli --cluster create $NODES --cluster-replicas 1 --cluster-yes >"$TMP/create.log" 2>&1
-FIRST=$(echo $NODES | cut -d' ' -f1)
+NODES=${NODES# }
+FIRST=${NODES%% *}
 FIRST_PORT=${FIRST#*:}
 n=0
 until redis-cli --cluster check "$FIRST" 2>/dev/null | grep -q "All 16384 slots covered"; do
-    n=$((n + 1)); [ $n -lt 150 ] || { echo "cluster not ok" >&2; exit 1; }; sleep 0.2
+    n=$((n + 1))
+    [ $n -lt 150 ] || { echo "cluster not ok; redis-cli --cluster create said:" >&2; cat "$TMP/create.log" >&2; exit 1; }
+    sleep 0.2
 done
-sleep 1
-URL="redis://$(echo $NODES | tr ' ' ',')"
+# Slots assigned is not enough: every node must also say cluster_state:ok
+# (else the first writes meet CLUSTERDOWN).
+for node in $NODES; do
+    n=0
+    until redis-cli -p "${node#*:}" CLUSTER INFO 2>/dev/null | tr -d '\r' | grep -qx 'cluster_state:ok'; do
+        n=$((n + 1)); [ $n -lt 150 ] || { echo "cluster_state not ok on $node" >&2; exit 1; }; sleep 0.2
+    done
+done
+URL="redis://$(printf '%s' "$NODES" | tr ' ' ',')"
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
 # ---- 1. 16 threads vs redis-benchmark --cluster -c 16 ------------------------
-[ -x "$OUT/threads" ] || cc -O2 -std=c11 -D_GNU_SOURCE -Icore spec/bench/threads.c -o "$OUT/threads" \
+# Built afresh into the temp dir: a build/bench/threads left by an older
+# threads.c may not know BENCH_URL.
+# shellcheck disable=SC2046
+cc -O2 -std=c11 -D_GNU_SOURCE -Icore spec/bench/threads.c -o "$TMP/threads" \
     build/librigatoni_store.a $(pkg-config --libs hiredis hiredis_ssl libbson-1.0) -lssl -lcrypto -lpthread -lm
 C_SET="" C_GET="" B_SET="" B_GET=""
 r=0
 while [ $r -lt "$ROUNDS" ]; do
-    out=$(BENCH_URL="$URL" BENCH_CLUSTER=1 "$OUT/threads" 0 16 "$OPS" "$SIZE")
+    out=$(BENCH_URL="$URL" BENCH_CLUSTER=1 "$TMP/threads" 0 16 "$OPS" "$SIZE")
     C_SET="$C_SET $(echo "$out" | awk '/^set/ {print $2}')"
     C_GET="$C_GET $(echo "$out" | awk '/^get/ {print $2}')"
     rb=$(redis-benchmark --cluster -h 127.0.0.1 -p "$FIRST_PORT" -c 16 -n "$OPS" -d "$SIZE" -t set,get -q 2>/dev/null | tr '\r' '\n')
@@ -111,3 +136,13 @@ lt=$(echo "$LIST_T" | median); lr=$(echo "$LIST_RSS" | median)
     printf '%-58s %12s\n' "list $TOKENS tokens across 3 masters, seconds" "$lt"
     printf '%-58s %12s\n' "list $TOKENS tokens, peak RSS MiB (target < 32)" "$lr"
 } | tee "$OUT/cluster_results.txt"
+
+# Rows for spec/bench/run.sh's table (tab separated; see run.sh).
+if [ -n "${BENCH_ROWS:-}" ]; then
+    {
+        printf 'cluster 16 threads save_raw ops/s (vs rb --cluster)\t%s\t%s\tratio>=\t0.8\t\n' "$cs" "$bs"
+        printf 'cluster 16 threads get_raw ops/s (vs rb --cluster)\t%s\t%s\tratio>=\t0.8\t\n' "$cg" "$bg"
+        printf 'cluster list %s tokens, s\t%s\t0\tinfo\t0\t\n' "$TOKENS" "$lt"
+        printf 'cluster list peak RSS MiB\t%s\t0\tabs<\t32\tMiB\n' "$lr"
+    } >>"$BENCH_ROWS"
+fi

@@ -33,11 +33,13 @@
 #   host      spec/bench/host_bench.sh: the rigatoni-store host (migrate,
 #             list --format jsonl, start-up)
 #   metrics   spec/bench/metrics_bench.sh, when that file exists
+#   cluster   spec/bench/cluster_bench.sh, when that file exists
 #
 # Prints one table and writes it to build/bench/results.txt.
 #
-# Sub-benchmarks (host_bench.sh, metrics_bench.sh) get BENCH_ROWS, a file to
-# which they may append table rows, one per line, tab separated:
+# Sub-benchmarks (host_bench.sh, metrics_bench.sh, cluster_bench.sh) get
+# BENCH_ROUNDS and BENCH_ROWS, a file to which they may append table rows,
+# one per line, tab separated, no empty field but the last:
 #   metric  ours  baseline  op  target  unit
 # op: ratio>= (ours/baseline >= target), abs< (ours < target),
 # abs>= (ours >= target) or info; unit is printed after an absolute target.
@@ -54,7 +56,7 @@ set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
 
-ALL_PARTS="ops list tls locks failover host metrics"
+ALL_PARTS="ops list tls locks failover host metrics cluster"
 PARTS=${BENCH_ONLY:-$ALL_PARTS}
 [ "$PARTS" = all ] && PARTS=$ALL_PARTS
 for p in $PARTS; do
@@ -266,19 +268,23 @@ ROWS="$TMP/rows"
 DETAILS="$TMP/details"
 : >"$ROWS"
 : >"$DETAILS"
-# row METRIC OURS BASELINE TARGET_OP TARGET [UNIT]
-# (TARGET_OP: ratio>= | abs< | abs>= | info)
+# row METRIC OURS BASELINE TARGET_OP TARGET [UNIT [PAIRED_RATIO]]
+# (TARGET_OP: ratio>= | abs< | abs>= | info). With PAIRED_RATIO (the median
+# of the per-round ratios, ours and baseline having run back to back in each
+# round), the ratio column and the verdict use it, marked "*": drift of a
+# busy machine between rounds then does not pair one side's good rounds with
+# the other side's bad ones.
 row() {
-    mark=$(awk -v o="$2" -v b="$3" -v op="$4" -v t="$5" 'BEGIN {
-        ratio = (b > 0) ? o / b : 0
+    mark=$(awk -v o="$2" -v b="$3" -v op="$4" -v t="$5" -v pr="${7:-}" 'BEGIN {
+        ratio = (pr != "") ? pr : (b > 0) ? o / b : 0
         if (o == "nan" || o == "") print "ERROR"
         else if (op == "ratio>=") print (ratio >= t) ? "PASS" : "FAIL"
         else if (op == "abs<") print (o + 0 < t + 0) ? "PASS" : "FAIL"
         else if (op == "abs>=") print (o + 0 >= t + 0) ? "PASS" : "FAIL"
         else print "-" }')
     case $mark in FAIL|ERROR) FAILED=1 ;; esac
-    awk -v m="$1" -v o="$2" -v b="$3" -v op="$4" -v t="$5" -v mark="$mark" -v unit="${6:-}" 'BEGIN {
-        ratio = (b > 0) ? o / b : 0
+    awk -v m="$1" -v o="$2" -v b="$3" -v op="$4" -v t="$5" -v mark="$mark" -v unit="${6:-}" -v pr="${7:-}" 'BEGIN {
+        ratio = (pr != "") ? pr : (b > 0) ? o / b : 0
         if (op == "ratio>=") tgt = sprintf("ratio >= %.2f", t)
         else if (op == "abs<") tgt = sprintf("< %g %s", t, unit)
         else if (op == "abs>=") tgt = sprintf(">= %g %s", t, unit)
@@ -286,7 +292,7 @@ row() {
         os = sprintf((o >= 1000) ? "%12.0f" : "%12.2f", o)
         if (b > 0) {
             bs = sprintf((b >= 1000) ? "%12.0f" : "%12.2f", b)
-            rs = sprintf("%7.2f", ratio)
+            rs = (pr != "") ? sprintf("%6.2f*", ratio) : sprintf("%7.2f", ratio)
         } else {
             bs = sprintf("%12s", "-")
             rs = sprintf("%7s", "-")
@@ -312,10 +318,17 @@ part_failed() {
 # ---- build -----------------------------------------------------------------
 LIBS=$(pkg-config --libs hiredis hiredis_ssl libbson-1.0)
 CFLAGS_DEPS=$(pkg-config --cflags hiredis hiredis_ssl libbson-1.0)
+# Binaries go to the private temp dir, and the Lua module is used from a
+# copy there: a concurrent `make` may rewrite build/ during the run.
+BIN=$TMP/bin
+mkdir -p "$BIN" "$TMP/lib"
+cp build/rigatoni_store.so "$TMP/lib/"
+LUA_CPATH="$TMP/lib/?.so;;"
+export LUA_CPATH
 build_c() {   # NAME
-    echo "bench: building build/bench/$1" >&2
+    echo "bench: building spec/bench/$1.c" >&2
     # shellcheck disable=SC2086
-    cc -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Icore "spec/bench/$1.c" -o "$OUTDIR/$1" \
+    cc -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Icore "spec/bench/$1.c" -o "$BIN/$1" \
         $CFLAGS_DEPS build/librigatoni_store.a $LIBS -lssl -lcrypto -lpthread -lm
 }
 want ops && build_c threads
@@ -352,7 +365,7 @@ if want ops; then
     C_SET=; C_GET=; B16_SET=; B16_GET=
     r=1
     while [ $r -le "$ROUNDS" ]; do
-        out=$("$OUTDIR/threads" "$PORT" "$THREADS" "$THREAD_OPS" "$SIZE" 2>"$TMP/threads.err") ||
+        out=$("$BIN/threads" "$PORT" "$THREADS" "$THREAD_OPS" "$SIZE" 2>"$TMP/threads.err") ||
             { cat "$TMP/threads.err" >&2; exit 1; }
         s=$(echo "$out" | awk '$1 == "set" { print $2 }')
         g=$(echo "$out" | awk '$1 == "get" { print $2 }')
@@ -364,10 +377,10 @@ if want ops; then
     done
     # shellcheck disable=SC2086
     {
-        row "Lua save_resume_token ops/s (vs rb -c1 SET)" "$(median $L_SET)" "$(median $B1_SET)" "ratio>=" 0.9
-        row "Lua get_resume_token ops/s (vs rb -c1 GET)" "$(median $L_GET)" "$(median $B1_GET)" "ratio>=" 0.9
-        row "C $THREADS threads save_raw ops/s (vs rb -c$THREADS SET)" "$(median $C_SET)" "$(median $B16_SET)" "ratio>=" 0.8
-        row "C $THREADS threads get_raw ops/s (vs rb -c$THREADS GET)" "$(median $C_GET)" "$(median $B16_GET)" "ratio>=" 0.8
+        row "Lua save_resume_token ops/s (vs rb -c1 SET)" "$(median $L_SET)" "$(median $B1_SET)" "ratio>=" 0.9 "" "$(paired_median "$L_SET" "$B1_SET")"
+        row "Lua get_resume_token ops/s (vs rb -c1 GET)" "$(median $L_GET)" "$(median $B1_GET)" "ratio>=" 0.9 "" "$(paired_median "$L_GET" "$B1_GET")"
+        row "C $THREADS threads save_raw ops/s (vs rb -c$THREADS SET)" "$(median $C_SET)" "$(median $B16_SET)" "ratio>=" 0.8 "" "$(paired_median "$C_SET" "$B16_SET")"
+        row "C $THREADS threads get_raw ops/s (vs rb -c$THREADS GET)" "$(median $C_GET)" "$(median $B16_GET)" "ratio>=" 0.8 "" "$(paired_median "$C_GET" "$B16_GET")"
     }
     detail "  lua set:$L_SET | rb -c1 set:$B1_SET | per-round ratio median $(paired_median "$L_SET" "$B1_SET")"
     detail "  lua get:$L_GET | rb -c1 get:$B1_GET | per-round ratio median $(paired_median "$L_GET" "$B1_GET")"
@@ -386,14 +399,14 @@ if want locks; then
     [ -n "$FENCE_SRC" ] && FENCE_SHA=$(cli script load "$FENCE_SRC" 2>/dev/null | grep -E '^[0-9a-f]{40}$' || true)
     VALUE=$(awk -v n="$SIZE" 'BEGIN { while (n-- > 0) printf "x" }')
     cli set bench:rb:lock rb-owner >/dev/null
-    LK_PAIRS=; LK_PLAIN=; LK_FENCED=; CK_PAIRS=; CK_PLAIN=; CK_FENCED=; RB_SET=; RB_FENCE=
+    LK_PAIRS=; LK_PLAIN=; LK_FENCED=; CK_PAIRS=; CK_PLAIN=; CK_FENCED=; RB_SET=; RB_FENCE=; HALF_SET=
     r=1
     while [ $r -le "$ROUNDS" ]; do
         out=$("$LUA" spec/bench/lua_locks.lua "$URL" "$LOCK_OPS")
         lp=$(echo "$out" | awk '$1 == "pairs" { print $2 }')
         ls=$(echo "$out" | awk '$1 == "plain" { print $2 }')
         lf=$(echo "$out" | awk '$1 == "fenced" { print $2 }')
-        out=$("$OUTDIR/locks" "$PORT" "$LOCK_OPS" "$SIZE")
+        out=$("$BIN/locks" "$PORT" "$LOCK_OPS" "$SIZE")
         cp=$(echo "$out" | awk '$1 == "pairs" { print $2 }')
         cs=$(echo "$out" | awk '$1 == "plain" { print $2 }')
         cf=$(echo "$out" | awk '$1 == "fenced" { print $2 }')
@@ -406,19 +419,25 @@ if want locks; then
         LK_PAIRS="$LK_PAIRS $lp"; LK_PLAIN="$LK_PLAIN $ls"; LK_FENCED="$LK_FENCED $lf"
         CK_PAIRS="$CK_PAIRS $cp"; CK_PLAIN="$CK_PLAIN $cs"; CK_FENCED="$CK_FENCED $cf"
         RB_SET="$RB_SET $rs"; RB_FENCE="$RB_FENCE $rf"
+        HALF_SET="$HALF_SET $(echo "$rs" | awk '{ printf "%.1f", $1 / 2 }')"
         echo "bench: [locks] round $r: lua pairs $lp plain $ls fenced $lf | C pairs $cp plain $cs fenced $cf | rb -c1 set $rs evalsha-fence $rf" >&2
         r=$((r + 1))
     done
     # shellcheck disable=SC2086
     {
         half_set=$(median $RB_SET | awk '{ printf "%.1f", $1 / 2 }')
-        row "Lua lock acquire+release pairs/s (vs rb -c1 SET / 2)" "$(median $LK_PAIRS)" "$half_set" info 0
-        row "Lua fenced save ops/s (vs Lua plain save)" "$(median $LK_FENCED)" "$(median $LK_PLAIN)" "ratio>=" 0.8
+        row "Lua lock acquire+release pairs/s (vs rb -c1 SET / 2)" "$(median $LK_PAIRS)" "$half_set" info 0 "" \
+            "$(paired_median "$LK_PAIRS" "$HALF_SET")"
+        row "Lua fenced save ops/s (vs Lua plain save)" "$(median $LK_FENCED)" "$(median $LK_PLAIN)" "ratio>=" 0.8 "" \
+            "$(paired_median "$LK_FENCED" "$LK_PLAIN")"
         if [ -n "$FENCE_SHA" ]; then
-            row "Lua fenced save ops/s (vs rb -c1 EVALSHA fence)" "$(median $LK_FENCED)" "$(median $RB_FENCE)" info 0
+            row "Lua fenced save ops/s (vs rb -c1 EVALSHA fence)" "$(median $LK_FENCED)" "$(median $RB_FENCE)" info 0 "" \
+                "$(paired_median "$LK_FENCED" "$RB_FENCE")"
         fi
-        row "C lock acquire+release pairs/s (vs rb -c1 SET / 2)" "$(median $CK_PAIRS)" "$half_set" info 0
-        row "C save_fenced ops/s (vs C plain save_raw)" "$(median $CK_FENCED)" "$(median $CK_PLAIN)" "ratio>=" 0.8
+        row "C lock acquire+release pairs/s (vs rb -c1 SET / 2)" "$(median $CK_PAIRS)" "$half_set" info 0 "" \
+            "$(paired_median "$CK_PAIRS" "$HALF_SET")"
+        row "C save_fenced ops/s (vs C plain save_raw)" "$(median $CK_FENCED)" "$(median $CK_PLAIN)" "ratio>=" 0.8 "" \
+            "$(paired_median "$CK_FENCED" "$CK_PLAIN")"
     }
     detail "  lua lock pairs:$LK_PAIRS | rb -c1 set:$RB_SET"
     detail "  lua plain:$LK_PLAIN | lua fenced:$LK_FENCED | fenced/plain per-round median $(paired_median "$LK_FENCED" "$LK_PLAIN")"
@@ -499,8 +518,10 @@ if want tls; then
     stop_tls_server
     # shellcheck disable=SC2086
     {
-        row "Lua TLS save_resume_token ops/s (vs rb --tls -c1 SET)" "$(median $T_SET)" "$(median $BT_SET)" "ratio>=" 0.9
-        row "Lua TLS get_resume_token ops/s (vs rb --tls -c1 GET)" "$(median $T_GET)" "$(median $BT_GET)" "ratio>=" 0.9
+        row "Lua TLS save_resume_token ops/s (vs rb --tls -c1 SET)" "$(median $T_SET)" "$(median $BT_SET)" "ratio>=" 0.9 "" \
+            "$(paired_median "$T_SET" "$BT_SET")"
+        row "Lua TLS get_resume_token ops/s (vs rb --tls -c1 GET)" "$(median $T_GET)" "$(median $BT_GET)" "ratio>=" 0.9 "" \
+            "$(paired_median "$T_GET" "$BT_GET")"
     }
     detail "  tls lua set:$T_SET | rb --tls -c1 set:$BT_SET | per-round ratio median $(paired_median "$T_SET" "$BT_SET")"
     detail "  tls lua get:$T_GET | rb --tls -c1 get:$BT_GET | per-round ratio median $(paired_median "$T_GET" "$BT_GET")"
@@ -561,12 +582,21 @@ if want metrics; then
     fi
 fi
 
+if want cluster; then
+    if [ -f spec/bench/cluster_bench.sh ]; then
+        run_sub cluster spec/bench/cluster_bench.sh 300
+    else
+        echo "bench: [cluster] spec/bench/cluster_bench.sh not present, skipped" >&2
+        detail "cluster: skipped (spec/bench/cluster_bench.sh not present)"
+    fi
+fi
+
 # ---- report ----------------------------------------------------------------------
 T_END=$(now)
 TABLE="$TMP/table"
 {
     echo "rigatoni_store benchmark  $(date -u +%Y-%m-%dT%H:%M:%SZ)  host $(uname -n), $(nproc 2>/dev/null || echo '?') CPUs, redis $(redis-server --version | sed 's/.* v=\([^ ]*\).*/\1/')"
-    echo "parts: $PARTS; $ROUNDS rounds, medians; token $SIZE bytes of BSON; ratio = ours / baseline; rb = redis-benchmark"
+    echo "parts: $PARTS; $ROUNDS rounds, medians; token $SIZE bytes of BSON; ratio = ours / baseline, * = median of per-round ratios; rb = redis-benchmark"
     echo
     printf '%-54s %12s %12s %7s  %-16s %s\n' metric ours baseline ratio target ok
     printf '%-54s %12s %12s %7s  %-16s %s\n' "------" "----" "--------" "-----" "------" "--"
