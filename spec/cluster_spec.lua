@@ -242,3 +242,31 @@ describe("cluster mode with a password on every node", function()
     assert.not_matches("cl-s3cret", tostring(err), 1, true)
   end)
 end)
+
+describe("cluster mode over TLS with an ACL user", function()
+  it("verifies every node's certificate and authenticates the ACL user on each", function()
+    local certs = require "support.certs"
+    local dir = io.popen("mktemp -d " .. servers.quote((os.getenv("RS_TEST_ROOT") or "/tmp") .. "/pki.XXXXXX")):read("l")
+    local pki = certs.make(dir)
+    local cluster = servers.cluster{ masters = 3, replicas = 0,
+      tls = { cert = pki.server_cert, key = pki.server_key, ca = pki.ca } }
+    finally(function() cluster:stop() end)
+    for _, n in ipairs(cluster.nodes) do
+      n:cli("ACL", "SETUSER", "pipeline", "on", ">acl-pw-5", "~rigatoni:*", "+@all")
+    end
+    local url = cluster.url:gsub("^rediss://", "rediss://pipeline:acl-pw-5@")
+    local store <close> = rs.new{ url = url, cluster_mode = true, tls = { ca_file = pki.ca } }
+    for i = 1, 100 do store:save_resume_token("t" .. i, token(i)) end
+    local n = 0
+    for _ in store:resume_tokens{} do n = n + 1 end
+    assert.are.equal(100, n)
+    assert.is_true(#cluster:masters() == 3)
+    local ok, err = pcall(rs.new, { url = url, cluster_mode = true, tls = { ca_file = pki.other_ca } })
+    assert.is_false(ok)
+    assert.matches("certificate verify failed", err.message, 1, true)
+    ok, err = pcall(rs.new, { url = url:gsub("acl%-pw%-5", "nope"), cluster_mode = true,
+                              tls = { ca_file = pki.ca } })
+    assert.is_false(ok)
+    assert.are.equal("auth", err.kind)
+  end)
+end)

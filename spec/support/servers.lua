@@ -275,6 +275,11 @@ function Server:command_line()
                         self.dir .. "/nodes.conf", "--cluster-node-timeout", "2000" } do
       argv[#argv + 1] = a
     end
+    if self.tls then   -- bus and replication over TLS too
+      for _, a in ipairs{ "--tls-cluster", "yes", "--tls-replication", "yes" } do
+        argv[#argv + 1] = a
+      end
+    end
   end
   if self.password then
     argv[#argv + 1] = "--requirepass"
@@ -405,8 +410,8 @@ function Cluster:wait_ok(timeout)
       end
     end
     if ok then
-      local check = capture(self.env .. "redis-cli --cluster check 127.0.0.1:" ..
-                            self.nodes[1].port .. " 2>&1")
+      local check = capture(self.env .. "redis-cli" .. (self.tls_args or "") ..
+                            " --cluster check 127.0.0.1:" .. self.nodes[1].port .. " 2>&1")
       if check:find("All 16384 slots covered", 1, true) and not check:find("[ERR]", 1, true)
          and not check:find("[WARNING]", 1, true) then
         return true
@@ -436,20 +441,22 @@ function M.cluster(opts)
   local self = setmetatable({ nodes = {} }, Cluster)
   local addrs = {}
   for i = 1, masters * (1 + replicas) do
-    self.nodes[i] = M.redis{ cluster = true, password = opts.password,
+    self.nodes[i] = M.redis{ cluster = true, password = opts.password, tls = opts.tls,
                              args = opts.password and { "--masterauth", opts.password } or nil }
     addrs[i] = "127.0.0.1:" .. self.nodes[i].port
   end
   local env = opts.password and ("REDISCLI_AUTH=" .. quote(opts.password) .. " ") or ""
   self.env = env
-  local out, ok = capture(env .. "redis-cli --cluster create " .. table.concat(addrs, " ") ..
+  local tls = opts.tls and (" --tls --insecure --cacert " .. quote(opts.tls.ca)) or ""
+  self.tls_args = tls
+  local out, ok = capture(env .. "redis-cli" .. tls .. " --cluster create " .. table.concat(addrs, " ") ..
                           " --cluster-replicas " .. replicas .. " --cluster-yes 2>&1 </dev/null")
   if not ok then
     self:stop()
     error("redis-cli --cluster create failed:\n" .. out, 2)
   end
   self:wait_ok()
-  self.url = "redis://" .. table.concat(addrs, ",")
+  self.url = (opts.tls and "rediss://" or "redis://") .. table.concat(addrs, ",")
   return self
 end
 
