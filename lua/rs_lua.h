@@ -27,11 +27,12 @@ void rs_lua_open_error(lua_State *L);
 
 /* ---- BSON (rs_bson_lua.c) ---- */
 
-/* Encodes the Lua table at `idx` as a BSON document into `out` (already
- * initialised by the caller with bson_init). Raises a `serialization`
- * error (strings not UTF-8, unsupported values, cycles, over
- * RS_MAX_TOKEN_SIZE) naming the offending field path. */
-void rs_lua_bson_encode(lua_State *L, int idx, bson_t *out);
+/* Encodes the Lua table at `idx` as a BSON document and returns its bytes
+ * (*len of them), owned by a guard value pushed on the stack: they stay
+ * valid until the caller pops it, and an error raised meanwhile leaks
+ * nothing. Raises a `serialization` error (strings not UTF-8, unsupported
+ * values, cycles, over RS_MAX_TOKEN_SIZE) naming the offending field. */
+const uint8_t *rs_lua_bson_encode(lua_State *L, int idx, size_t *len);
 /* Pushes the document decoded from `data`; returns 1, or pushes nothing
  * and returns 0 when `data` is not a valid BSON document. */
 int rs_lua_bson_push(lua_State *L, const uint8_t *data, size_t len);

@@ -163,15 +163,8 @@ int rs_lua_save_token(lua_State *L, rs_store *store, int coll_idx, int token_idx
     if (!lua_istable(L, token_idx))
         rs_lua_raisef(L, RS_ERR_SERIALIZATION, "token must be a table, got %s",
                       luaL_typename(L, token_idx));
-    bson_t doc;
-    bson_init(&doc);
-    /* Encoding may raise; the bytes then go into a Lua string so that the
-     * bson_t can be freed before the store call can raise. */
-    rs_lua_bson_encode(L, token_idx, &doc);
-    lua_pushlstring(L, (const char *)bson_get_data(&doc), doc.len);
-    bson_destroy(&doc);
     size_t len;
-    const char *bytes = lua_tolstring(L, -1, &len);
+    const char *bytes = (const char *)rs_lua_bson_encode(L, token_idx, &len);  /* guard pushed */
     rs_error err = {0};
     int rc = lock_key ? rs_save_fenced(store, coll, coll_len, bytes, len, lock_key, owner, &err)
                       : rs_save_raw(store, coll, coll_len, bytes, len, RS_TTL_DEFAULT, &err);
