@@ -340,6 +340,10 @@ rs_scan *rs_scan_keys_open(rs_store *store, const char *pattern, size_t batch,
  * Tokens (BSON)
  * --------------------------------------------------------------------- */
 
+/* 1 when [s, s+len) is valid UTF-8 (NUL bytes allowed only with
+ * allow_nul), else 0. Fast for all-ASCII text such as hex tokens. */
+int rs_utf8_valid(const char *s, size_t len, int allow_nul);
+
 /* 0 when `bytes` is one well-formed BSON document of at most
  * RS_MAX_TOKEN_SIZE bytes, else -1 with a serialization error. */
 int rs_token_validate(const void *bytes, size_t len, rs_error *err);

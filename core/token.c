@@ -113,8 +113,8 @@ static int value_utf8_ok(const bson_iter_t *it)
     /* libbson appends code, code-with-scope and DBPointer names as C
      * strings: an embedded NUL would cut them when written again. Only
      * strings and symbols keep it (found by spec/fuzz/fuzz_bson.c). */
-    return bson_utf8_validate(s, len, bson_iter_type(it) == BSON_TYPE_UTF8 ||
-                                          bson_iter_type(it) == BSON_TYPE_SYMBOL);
+    return rs_utf8_valid(s, len, bson_iter_type(it) == BSON_TYPE_UTF8 ||
+                                     bson_iter_type(it) == BSON_TYPE_SYMBOL);
 }
 
 /* Iterative depth-first walk over every element (nesting depth, UTF-8 of
@@ -140,7 +140,7 @@ static int check_structure(const bson_t *doc, rs_error *err)
             continue;
         }
         const char *key = bson_iter_key(it);
-        if (!bson_utf8_validate(key, bson_iter_key_len(it), false))
+        if (!rs_utf8_valid(key, bson_iter_key_len(it), 0))
             return token_fail(err, "a key is not valid UTF-8");
         if (!value_utf8_ok(it))
             return token_fail(err, "a string is not valid UTF-8 or not "
@@ -162,6 +162,20 @@ static int check_structure(const bson_t *doc, rs_error *err)
 /* ------------------------------------------------------------------------
  * Public API
  * --------------------------------------------------------------------- */
+
+int rs_utf8_valid(const char *s, size_t len, int allow_nul)
+{
+    /* Resume tokens are hex text: skip the ASCII prefix cheaply and hand
+     * only the rest (from a character boundary) to libbson. */
+    size_t i = 0;
+    while (i < len && (unsigned char)s[i] < 0x80 && (s[i] != 0 || allow_nul))
+        i++;
+    if (i == len)
+        return 1;
+    if (s[i] == 0)
+        return 0;
+    return bson_utf8_validate(s + i, len - i, allow_nul != 0);
+}
 
 int rs_token_validate(const void *bytes, size_t len, rs_error *err)
 {

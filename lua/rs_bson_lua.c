@@ -44,18 +44,6 @@
 /* Nesting is limited to RS_MAX_TOKEN_DEPTH, as rs_token_validate does, so
  * whatever decodes also encodes. */
 #define VALUE_MT "rigatoni_store.bson_value"
-
-/* bson_utf8_validate with a fast path for the common all-ASCII text (hex
- * resume tokens): only the part from the first non-ASCII byte is handed to
- * libbson. A NUL counts as ASCII only when allowed. */
-static int utf8_ok(const char *s, size_t len, int allow_nul)
-{
-    size_t i = 0;
-    while (i < len && (unsigned char)s[i] < 0x80 && (s[i] != 0 || allow_nul)) i++;
-    if (i == len) return 1;
-    if (s[i] == 0) return 0;
-    return bson_utf8_validate(s + i, len - i, allow_nul);
-}
 #define ARRAY_MT "rigatoni_store.bson_array"
 #define GUARD_MT "rigatoni_store.bson_guard"
 #define ORDER_KEY "rigatoni_store.bson_order"
@@ -597,7 +585,7 @@ static void encode_value(encoder *e, bson_t *doc, const char *key,
         size_t len;
         const char *s = lua_tolstring(L, -1, &len);
         /* NUL is legal inside BSON strings (they carry their length). */
-        if (!utf8_ok(s, len, 1))
+        if (!rs_utf8_valid(s, len, 1))
             encode_fail(e, depth, "is not valid UTF-8");
         count_bytes(e, len + 5);
         ok = bson_append_utf8(doc, key, (int)keylen, s, (int)len);
@@ -688,7 +676,7 @@ static void encode_fields(encoder *e, bson_t *doc, int t, int depth,
         k->rank = LUA_MAXINTEGER;
         if (memchr(k->s, '\0', k->len))
             encode_fail(e, depth, "has a key with an embedded NUL byte");
-        if (!utf8_ok(k->s, k->len, 0))
+        if (!rs_utf8_valid(k->s, k->len, 0))
             encode_fail(e, depth, "has a key that is not valid UTF-8");
         if (lua_istable(L, ranks)) {
             lua_pushvalue(L, -1);
