@@ -331,7 +331,7 @@ build_c() {   # NAME
     cc -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Icore "spec/bench/$1.c" -o "$BIN/$1" \
         $CFLAGS_DEPS build/librigatoni_store.a $LIBS -lssl -lcrypto -lpthread -lm
 }
-want ops && build_c threads
+want ops && build_c threads && build_c raw_hiredis
 want locks && build_c locks
 
 SIZE=$("$LUA" spec/bench/lua_ops.lua "redis://127.0.0.1:1" size)
@@ -346,7 +346,7 @@ fi
 
 # ---- ops: 1. Lua module, sequential ---------------------------------------------
 if want ops; then
-    L_SET=; L_GET=; B1_SET=; B1_GET=
+    L_SET=; L_GET=; B1_SET=; B1_GET=; R_SET=; R_GET=
     r=1
     # ours and the baseline back to back, so that drift of a busy machine
     # hits both sides of a ratio alike
@@ -355,6 +355,9 @@ if want ops; then
         bs=$(rb1 set "$LUA_OPS") || { echo "bench: redis-benchmark failed" >&2; exit 1; }
         g=$("$LUA" spec/bench/lua_ops.lua "$URL" get "$LUA_OPS")
         bg=$(rb1 get "$LUA_OPS") || { echo "bench: redis-benchmark failed" >&2; exit 1; }
+        raw=$("$BIN/raw_hiredis" "$PORT" "$LUA_OPS" "$SIZE") || { echo "bench: raw_hiredis failed" >&2; exit 1; }
+        R_SET="$R_SET $(echo "$raw" | awk '$1 == "set" { print $2 }')"
+        R_GET="$R_GET $(echo "$raw" | awk '$1 == "get" { print $2 }')"
         L_SET="$L_SET $s"; L_GET="$L_GET $g"
         B1_SET="$B1_SET $bs"; B1_GET="$B1_GET $bg"
         echo "bench: [ops] round $r: lua set $s get $g | redis-benchmark -c1 set $bs get $bg" >&2
@@ -379,11 +382,14 @@ if want ops; then
     {
         row "Lua save_resume_token ops/s (vs rb -c1 SET)" "$(median $L_SET)" "$(median $B1_SET)" "ratio>=" 0.9 "" "$(paired_median "$L_SET" "$B1_SET")"
         row "Lua get_resume_token ops/s (vs rb -c1 GET)" "$(median $L_GET)" "$(median $B1_GET)" "ratio>=" 0.9 "" "$(paired_median "$L_GET" "$B1_GET")"
+        row "Lua save_resume_token ops/s (vs raw hiredis SET loop)" "$(median $L_SET)" "$(median $R_SET)" "-" "" "" "$(paired_median "$L_SET" "$R_SET")"
+        row "Lua get_resume_token ops/s (vs raw hiredis GET loop)" "$(median $L_GET)" "$(median $R_GET)" "-" "" "" "$(paired_median "$L_GET" "$R_GET")"
         row "C $THREADS threads save_raw ops/s (vs rb -c$THREADS SET)" "$(median $C_SET)" "$(median $B16_SET)" "ratio>=" 0.8 "" "$(paired_median "$C_SET" "$B16_SET")"
         row "C $THREADS threads get_raw ops/s (vs rb -c$THREADS GET)" "$(median $C_GET)" "$(median $B16_GET)" "ratio>=" 0.8 "" "$(paired_median "$C_GET" "$B16_GET")"
     }
     detail "  lua set:$L_SET | rb -c1 set:$B1_SET | per-round ratio median $(paired_median "$L_SET" "$B1_SET")"
     detail "  lua get:$L_GET | rb -c1 get:$B1_GET | per-round ratio median $(paired_median "$L_GET" "$B1_GET")"
+    detail "  raw hiredis set:$R_SET get:$R_GET (spec/bench/raw_hiredis.c)"
     detail "  C set:$C_SET | rb -c$THREADS set:$B16_SET"
     detail "  C get:$C_GET | rb -c$THREADS get:$B16_GET"
 fi
