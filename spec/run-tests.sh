@@ -46,6 +46,24 @@ failed=0
 pass() { passed=$((passed + 1)); echo "ok: $1"; }
 fail() { failed=$((failed + 1)); echo "FAILED: $1"; }
 
+# count_busted FILE LABEL: adds the counts of busted's summary line in FILE
+# ("X successes / Y failures / Z errors / ..."); sets bad and err; returns 1
+# (after counting a failure) when there is no summary line.
+count_busted() {
+    esc=$(printf '\033')
+    summary=$(sed "s/$esc\[[0-9;]*m//g" "$1" | grep -E '^[0-9]+ success(es)? / [0-9]+ failures? / [0-9]+ errors? / ' | tail -n 1)
+    if [ -z "$summary" ]; then
+        fail "$2: no summary line (crashed?)"
+        return 1
+    fi
+    ok=$(echo "$summary" | sed -E 's/^([0-9]+) success.*/\1/')
+    bad=$(echo "$summary" | sed -E 's/^.* ([0-9]+) failures? \/.*/\1/')
+    err=$(echo "$summary" | sed -E 's/^.* ([0-9]+) errors? \/.*/\1/')
+    passed=$((passed + ok))
+    failed=$((failed + bad + err))
+    [ $((ok + bad + err)) -gt 0 ] || fail "$2: no tests found"
+}
+
 # ---- C tests: plain, ASan+UBSan, TSan (built by `make test`) -------------
 found_c=0
 for t in build/tests/* build-asan/tests/* build-tsan/tests/*; do
@@ -75,20 +93,7 @@ else
     # shellcheck disable=SC2086
     LUA_CPATH="build/?.so;;" LUA_PATH="spec/?.lua;spec/?/init.lua;;" \
         lua5.4 /usr/bin/busted -o plainTerminal $specs 2>&1 | tee "$out"
-    esc=$(printf '\033')
-    summary=$(sed "s/$esc\[[0-9;]*m//g" "$out" | grep -E '^[0-9]+ success(es)? / [0-9]+ failures? / [0-9]+ errors? / ' | tail -n 1)
-    if [ -z "$summary" ]; then
-        fail "busted: no summary line (crashed?)"
-    else
-        ok=$(echo "$summary" | sed -E 's/^([0-9]+) success.*/\1/')
-        bad=$(echo "$summary" | sed -E 's/^.* ([0-9]+) failures? \/.*/\1/')
-        err=$(echo "$summary" | sed -E 's/^.* ([0-9]+) errors? \/.*/\1/')
-        passed=$((passed + ok))
-        failed=$((failed + bad + err))
-        if [ $((ok + bad + err)) -eq 0 ]; then
-            fail "busted: no tests found"
-        fi
-    fi
+    count_busted "$out" busted
 fi
 
 # ---- busted under ASan+UBSan with leak check (built by make test-lua-asan) --
@@ -104,16 +109,7 @@ if [ -n "$specs" ] && [ -x build-asan/bin/lua5.4 ] && [ -f build-asan/rigatoni_s
         build-asan/bin/lua5.4 /usr/bin/busted -o plainTerminal $specs >"$out" 2>&1
     status=$?
     cat "$out"
-    esc=$(printf '\033')
-    summary=$(sed "s/$esc\[[0-9;]*m//g" "$out" | grep -E '^[0-9]+ success(es)? / [0-9]+ failures? / [0-9]+ errors? / ' | tail -n 1)
-    if [ -z "$summary" ]; then
-        fail "busted (ASan): no summary line (crashed? exit $status)"
-    else
-        ok=$(echo "$summary" | sed -E 's/^([0-9]+) success.*/\1/')
-        bad=$(echo "$summary" | sed -E 's/^.* ([0-9]+) failures? \/.*/\1/')
-        err=$(echo "$summary" | sed -E 's/^.* ([0-9]+) errors? \/.*/\1/')
-        passed=$((passed + ok))
-        failed=$((failed + bad + err))
+    if count_busted "$out" "busted (ASan, exit $status)"; then
         # A sanitizer report anywhere (children included) or a leak at exit.
         if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$out"; then
             fail "busted (ASan): sanitizer report (see above)"

@@ -25,13 +25,13 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-rand_port() { echo $(( 20000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 30000 )); }
+. spec/bench/lib.sh
 
 # ---- the cluster ------------------------------------------------------------
 NODES=""
 i=0
 while [ $i -lt 6 ]; do
-    port=$(rand_port)
+    port=$(random_port)
     mkdir -p "$TMP/n$i"
     redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$TMP/n$i" \
         --daemonize no --cluster-enabled yes --cluster-config-file "$TMP/n$i/nodes.conf" \
@@ -77,7 +77,6 @@ for node in $NODES; do
 done
 URL="redis://$(printf '%s' "$NODES" | tr ' ' ',')"
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
 # ---- 1. 16 threads vs redis-benchmark --cluster -c 16 ------------------------
 # Built afresh into the temp dir: a build/bench/threads left by an older
@@ -96,8 +95,8 @@ while [ $r -lt "$ROUNDS" ]; do
     B_GET="$B_GET $(echo "$rb" | awk '/^ *GET: [0-9.]+ requests per second/ {print $2}')"
     r=$((r + 1))
 done
-cs=$(echo "$C_SET" | median); cg=$(echo "$C_GET" | median)
-bs=$(echo "$B_SET" | median); bg=$(echo "$B_GET" | median)
+cs=$(median $C_SET); cg=$(median $C_GET)
+bs=$(median $B_SET); bg=$(median $B_GET)
 
 # ---- 2. listing 100,000 tokens across the cluster -----------------------------
 cat >"$TMP/load.lua" <<'LUA'
@@ -127,7 +126,7 @@ while [ $r -lt "$ROUNDS" ]; do
     LIST_RSS="$LIST_RSS $(awk '{printf "%.1f", $1/1024}' "$TMP/rss")"
     r=$((r + 1))
 done
-lt=$(echo "$LIST_T" | median); lr=$(echo "$LIST_RSS" | median)
+lt=$(median $LIST_T); lr=$(median $LIST_RSS)
 
 {
     printf '%-58s %12s %12s %7s\n' "cluster metric (median of $ROUNDS)" ours baseline ratio

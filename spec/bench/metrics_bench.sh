@@ -39,17 +39,7 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/rigatoni-metrics-bench.XXXXXX")
 SERVER_PID=
 PORT=
 
-stop_server() {
-    [ -n "$SERVER_PID" ] || return 0
-    kill "$SERVER_PID" 2>/dev/null || true
-    i=0
-    while kill -0 "$SERVER_PID" 2>/dev/null && [ $i -lt 50 ]; do
-        sleep 0.1; i=$((i + 1))
-    done
-    kill -9 "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=
-}
+. spec/bench/lib.sh
 # shellcheck disable=SC2317  # called by the EXIT trap
 cleanup() {
     stop_server
@@ -59,41 +49,8 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM HUP
 
-cli() { redis-cli -h 127.0.0.1 -p "$PORT" "$@"; }
 
-start_server() {
-    tries=0
-    while [ $tries -lt 20 ]; do
-        tries=$((tries + 1))
-        r=$(od -An -N2 -tu2 /dev/urandom | tr -d ' ')
-        PORT=$((20000 + r % 30000))
-        if redis-cli -h 127.0.0.1 -p "$PORT" ping >/dev/null 2>&1; then continue; fi
-        redis-server --port "$PORT" --bind 127.0.0.1 --save '' --appendonly no \
-            --dir "$TMP" --daemonize no --logfile "$TMP/redis.log" &
-        SERVER_PID=$!
-        i=0
-        while [ $i -lt 50 ]; do
-            if ! kill -0 "$SERVER_PID" 2>/dev/null; then break; fi
-            if [ "$(cli ping 2>/dev/null)" = PONG ]; then
-                if cli info server 2>/dev/null | tr -d '\r' | grep -qx "process_id:$SERVER_PID"; then
-                    return 0
-                fi
-                break
-            fi
-            sleep 0.1; i=$((i + 1))
-        done
-        stop_server
-    done
-    echo "metrics bench: could not start redis-server" >&2
-    exit 1
-}
 
-median() {
-    printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 }
-        END { if (NR == 0) { print "nan"; exit }
-              if (NR % 2) print a[(NR + 1) / 2]
-              else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
 
 # ---- build: the core without metrics, and the bench binaries -----------------
 DEPS="hiredis hiredis_ssl libbson-1.0"
