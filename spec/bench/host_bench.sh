@@ -48,27 +48,9 @@ trap 'exit 143' TERM
 
 now_ns() { date +%s%N; }
 
-# Starts a redis-server on a free port; prints the port.
-start_server() {
-    name=$1
-    for _ in 1 2 3 4 5 6 7 8 9 10; do
-        port=$(( $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 30000 + 20000 ))
-        redis-cli -p "$port" PING >/dev/null 2>&1 && continue
-        mkdir -p "$TMP/$name"
-        redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
-            --dir "$TMP/$name" --daemonize no >"$TMP/$name/log" 2>&1 &
-        echo $! >"$TMP/$name/pid"
-        for _ in $(seq 50); do
-            if redis-cli -p "$port" PING 2>/dev/null | grep -q PONG; then echo "$port"; return 0; fi
-            sleep 0.05
-        done
-    done
-    echo "host_bench: could not start redis-server" >&2
-    return 1
-}
-
-A=$(start_server a); PIDS="$PIDS $(cat "$TMP/a/pid")"
-B=$(start_server b); PIDS="$PIDS $(cat "$TMP/b/pid")"
+. spec/bench/lib.sh
+A=$(start_redis "$TMP/a"); PIDS="$PIDS $(cat "$TMP/a/pid")"
+B=$(start_redis "$TMP/b"); PIDS="$PIDS $(cat "$TMP/b/pid")"
 
 load() {   # port count
     lua5.4 spec/bench/gen_tokens.lua "$2" | redis-cli -p "$1" --pipe >/dev/null

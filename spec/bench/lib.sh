@@ -22,33 +22,39 @@ stop_server() { stop_pid "$SERVER_PID"; SERVER_PID=; }
 
 cli() { redis-cli -h 127.0.0.1 -p "$PORT" "$@"; }
 
-# Starts redis-server on a random port that nothing answers on, and makes
-# sure the one answering is ours (its INFO process_id is our pid). Sets PORT
-# and SERVER_PID.
-start_server() {
+# start_redis DIR: a redis-server on a random port that nothing answered
+# on, in DIR (its pid in DIR/pid); prints the port once the server that
+# answers there is ours (its INFO process_id is our pid).
+start_redis() {
+    mkdir -p "$1"
     tries=0
     while [ $tries -lt 20 ]; do
         tries=$((tries + 1))
-        PORT=$(random_port)
-        if redis-cli -h 127.0.0.1 -p "$PORT" ping >/dev/null 2>&1; then continue; fi
-        redis-server --port "$PORT" --bind 127.0.0.1 --save '' --appendonly no \
-            --dir "$TMP" --daemonize no --logfile "$TMP/redis.log" &
-        SERVER_PID=$!
+        port=$(random_port)
+        if redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null 2>&1; then continue; fi
+        redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+            --dir "$1" --daemonize no --logfile "$1/redis.log" </dev/null >/dev/null 2>&1 &
+        pid=$!
+        echo "$pid" >"$1/pid"
         i=0
-        while [ $i -lt 50 ]; do
-            if ! kill -0 "$SERVER_PID" 2>/dev/null; then break; fi
-            if [ "$(cli ping 2>/dev/null)" = PONG ]; then
-                if cli info server 2>/dev/null | tr -d '\r' | grep -qx "process_id:$SERVER_PID"; then
-                    return 0
-                fi
-                break
+        while [ $i -lt 50 ] && kill -0 "$pid" 2>/dev/null; do
+            if redis-cli -h 127.0.0.1 -p "$port" info server 2>/dev/null | tr -d '\r' |
+                grep -qx "process_id:$pid"; then
+                echo "$port"
+                return 0
             fi
             sleep 0.1; i=$((i + 1))
         done
-        stop_server
+        stop_pid "$pid"
     done
     echo "bench: could not start redis-server" >&2
-    exit 1
+    return 1
+}
+
+# One server for the whole script: sets PORT and SERVER_PID.
+start_server() {
+    PORT=$(start_redis "$TMP/redis") || exit 1
+    SERVER_PID=$(cat "$TMP/redis/pid")
 }
 
 # median V1 V2 ... (numeric)
