@@ -1,9 +1,24 @@
--- spec/support/helpers.lua -- small things many specs need: files, the
--- host binary run as a user would, and catching structured errors.
-local servers = require "support.servers"
-local quote = servers.quote
-
+-- spec/support/helpers.lua -- small things the specs and fixtures share:
+-- shell quoting, files, the host binary run as a user would, and catching
+-- structured errors. Requires nothing of the project, so every fixture can
+-- use it.
 local M = {}
+
+-- Quotes one argument for /bin/sh: '...' with ' written as '\''.
+function M.quote(s)
+  s = tostring(s)
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+local quote = M.quote
+
+-- Runs a shell command; returns its whole stdout (binary safe) and whether
+-- it exited with status 0.
+function M.capture(cmd)
+  local f = assert(io.popen(cmd, "r"))
+  local out = f:read("a") or ""
+  local ok = f:close()
+  return out, ok == true
+end
 
 M.BIN = "build/rigatoni-store"
 
@@ -19,8 +34,8 @@ end
 -- Writes data (and chmods to `mode` when given); returns the path.
 function M.write_file(path, data, mode)
   local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
+  assert(f:write(data))
+  assert(f:close())
   if mode then os.execute("chmod " .. mode .. " " .. quote(path)) end
   return path
 end

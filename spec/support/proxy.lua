@@ -18,29 +18,10 @@ local M = {}
 local Proxy = {}
 Proxy.__index = Proxy
 
-local quote = servers.quote
+local helpers = require "support.helpers"
+local quote, capture = helpers.quote, helpers.capture
+local read_file, write_file = helpers.read_file, helpers.write_file
 local binary     -- path of the compiled proxy
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function write_file(path, data)
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-end
-
-local function capture(cmd)
-  local f = assert(io.popen(cmd, "r"))
-  local out = f:read("a")
-  local ok = f:close()
-  return out, ok
-end
 
 -- The pid of this Lua process (/proc/self is the process that opens it).
 local function own_pid()

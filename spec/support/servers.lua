@@ -37,31 +37,19 @@ local STOP_TIMEOUT = 5.0     -- seconds after SIGTERM before SIGKILL
 local BIND_ATTEMPTS = 20
 
 local ok_system, system = pcall(require, "system")
+local helpers = require "support.helpers"
+local quote, capture = helpers.quote, helpers.capture
+local read_file, write_file = helpers.read_file, helpers.write_file
+M.quote = quote
 
 -- ---------------------------------------------------------------------
 -- Shell helpers
 -- ---------------------------------------------------------------------
 
--- Quotes one argument for /bin/sh: '...' with ' written as '\''.
-local function quote(s)
-  s = tostring(s)
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
-M.quote = quote
-
 local function quote_all(list)
   local out = {}
   for i = 1, #list do out[i] = quote(list[i]) end
   return table.concat(out, " ")
-end
-
--- Runs a shell command and returns its whole stdout (binary safe) and
--- whether it exited with status 0.
-local function capture(cmd)
-  local f = assert(io.popen(cmd, "r"))
-  local out = f:read("a") or ""
-  local ok = f:close()
-  return out, ok == true
 end
 
 local function run(cmd)
@@ -87,20 +75,6 @@ local function sleep(seconds)
 end
 M.sleep = sleep
 M.now = now
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local data = f:read("a")
-  f:close()
-  return data
-end
-
-local function write_file(path, data)
-  local f = assert(io.open(path, "wb"))
-  assert(f:write(data))
-  assert(f:close())
-end
 
 -- A random port from /dev/urandom: math.random may be seeded identically by
 -- several concurrent busted runs (busted seeds it with os.time()).
