@@ -13,7 +13,8 @@
  *    stale; the next call (not every key) refreshes it once;
  *  - ASK: the command goes to the target with ASKING, the map is kept;
  *  - TRYAGAIN, CLUSTERDOWN, lost nodes: the retry policy applies, and a
- *    lost node makes the map stale so that the retry finds the new master.
+ *    lost node or a CLUSTERDOWN makes the map stale so that the retry
+ *    finds the new master.
  * Multi-key commands must stay within one slot; the store's batch calls use
  * single-key commands in cluster mode for that reason.
  */
@@ -409,6 +410,9 @@ static int send_group(rs_cluster *cl, call *c, int target, const rs_cmd *cmds, i
             *redirected = 1;
             freeReplyObject(r);
         } else if (r->type == REDIS_REPLY_ERROR) {
+            /* A node that says the cluster is down may be the one cut
+             * off: the retry asks the others for the map again. */
+            if (r->len >= 11 && memcmp(r->str, "CLUSTERDOWN", 11) == 0) atomic_store(&cl->stale, 1);
             if (rc == 0) rs_error_from_reply(err, r->str, r->len);
             rc = -1;
             c->ask[i] = -1;

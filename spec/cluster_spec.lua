@@ -7,7 +7,8 @@ local system = require "system"
 local function token(i) return { _data = ("82%08X%08X"):format(i, i % 97) } end
 
 -- Runs the host binary (args: shell words); returns status, stdout, stderr.
-local host = require("support.helpers").run_host
+local helpers = require "support.helpers"
+local host, catch = helpers.run_host, helpers.catch
 
 describe("cluster mode", function()
   local cluster, store
@@ -121,13 +122,13 @@ describe("cluster mode", function()
   end
 
   it("keeps saving without a failed operation while slots move (reshard, MOVED/ASK)", function()
+    finally(function() cluster:wait_ok() end)    -- settled for the next test, even on failure
     local masters = cluster:masters()
     local from = masters[1]:cli("CLUSTER", "MYID")
     local to = masters[2]:cli("CLUSTER", "MYID")
     local last, n = save_while(("redis-cli --cluster reshard 127.0.0.1:%d --cluster-from %s " ..
       "--cluster-to %s --cluster-slots 1500 --cluster-yes --cluster-pipeline 10")
       :format(masters[1].port, from, to), 1)
-    cluster:wait_ok()
     assert.is_true(n > 100)
     local stats = store:stats()
     assert.is_true(stats.cluster.moved + stats.cluster.ask > 0, "no redirection was exercised")
@@ -135,6 +136,7 @@ describe("cluster mode", function()
   end)
 
   it("keeps saving through CLUSTER FAILOVER of a master", function()
+    finally(function() cluster:wait_ok() end)
     local master = cluster:masters()[1]
     local master_id = master:cli("CLUSTER", "MYID")
     local replica
@@ -154,7 +156,6 @@ describe("cluster mode", function()
       "if [ $try -eq 3 ]; then %s CLUSTER FAILOVER FORCE; else %s CLUSTER FAILOVER; fi; " ..
       "i=0; until %s || [ $i -ge 100 ]; do sleep 0.1; i=$((i+1)); done; " ..
       "%s && break; done; sleep 1"):format(cli, cli, is_master, is_master), 2)
-    cluster:wait_ok()
     assert.matches("^master", replica:cli("ROLE"))
     for collection, tok in pairs(last) do assert.are.same(tok, store:get_resume_token(collection)) end
   end)
@@ -163,12 +164,40 @@ describe("cluster mode", function()
     local patient <close> = rs.new{ url = cluster.url, cluster_mode = true, max_retries = 80,
                                     retry_max_delay = 0.25 }
     local victim = cluster:masters()[1]
+    finally(function()                 -- the next tests need the whole cluster back
+      if not victim:is_running() then victim.pid = nil end   -- killed outside the fixture
+      victim:restart()                 -- rejoins as a replica
+      cluster:wait_ok(60)
+    end)
     local last = save_while("kill -9 " .. victim.pid .. "; sleep 1", 1, patient)
-    victim.pid = nil                   -- killed outside the fixture
     assert.is_true(patient:stats().cluster.refreshes >= 2)
     for collection, tok in pairs(last) do assert.are.same(tok, patient:get_resume_token(collection)) end
-    victim:restart()                   -- rejoins as a replica
-    cluster:wait_ok(60)
+  end)
+
+  it("asks for the slot map again when a node answers CLUSTERDOWN, and names the error", function()
+    local key = "rigatoni:resume_token:down1"
+    local owner
+    for _, m in ipairs(cluster:masters()) do
+      if not m:cli("GET", key):match("^MOVED") then owner = m end
+    end
+    -- The owner drops another of its slots: it no longer covers all 16384
+    -- and says CLUSTERDOWN to everything, while the others still route to it.
+    local slot = tonumber(owner:cli("CLUSTER", "KEYSLOT", key))
+    local first = tonumber(owner:cli("CLUSTER", "NODES"):match("myself,master %S+ %S+ %S+ %S+ %S+ (%d+)"))
+    local dropped = first == slot and first + 1 or first
+    assert.are.equal("OK", owner:cli("CLUSTER", "DELSLOTS", dropped))
+    finally(function()
+      owner:cli("CLUSTER", "ADDSLOTS", dropped)
+      cluster:wait_ok()
+    end)
+    local quick <close> = rs.new{ url = cluster.url, cluster_mode = true, max_retries = 2,
+                                  retry_base_delay = 0.01, retry_max_delay = 0.01 }
+    local before = quick:stats().cluster.refreshes
+    local err = catch(function() quick:save_resume_token("down1", token(1)) end)
+    assert.are.equal("server", err.kind)
+    assert.matches("CLUSTERDOWN", err.message, 1, true)
+    assert.matches("down1", err.message, 1, true)
+    assert.are.equal(before + 2, quick:stats().cluster.refreshes)   -- before each of the 2 retries
   end)
 
   it("migrates 10,000 tokens from a standalone server into the cluster and back, bytes and TTLs equal", function()

@@ -14,8 +14,9 @@
 # Servers are started by the tests themselves, in directories under
 # $RS_TEST_ROOT; whatever they leave running (a pid file under the root)
 # is killed on exit, and the root removed. The last line printed is
-# "tests: N passed, M failed"; the exit status is non-zero when anything
-# failed or busted found no test at all. POSIX sh.
+# "tests: N passed, M failed", after a recap of what failed; the exit
+# status is non-zero when anything failed or busted found no test at all.
+# POSIX sh.
 
 set -u
 cd "$(dirname "$0")/.." || exit 2
@@ -44,7 +45,13 @@ trap 'exit 143' TERM
 passed=0
 failed=0
 pass() { passed=$((passed + 1)); echo "ok: $1"; }
-fail() { failed=$((failed + 1)); echo "FAILED: $1"; }
+fail() { failed=$((failed + 1)); echo "FAILED: $1"; echo "FAILED: $1" >>"$RS_TEST_ROOT/recap"; }
+
+# recap_busted FILE LABEL: keeps the head of each failed spec (where, name,
+# first line of the message) for the recap printed before the last line.
+recap_busted() {
+    grep -A 2 -E '^(Failure|Error) ' "$1" | sed "s/^/[$2] /" >>"$RS_TEST_ROOT/recap"
+}
 
 # count_busted FILE LABEL: adds the counts of busted's summary line in FILE
 # ("X successes / Y failures / Z errors / ..."); sets bad and err; returns 1
@@ -94,6 +101,7 @@ else
     LUA_CPATH="build/?.so;;" LUA_PATH="spec/?.lua;spec/?/init.lua;;" \
         lua5.4 /usr/bin/busted -o plainTerminal $specs 2>&1 | tee "$out"
     count_busted "$out" busted
+    recap_busted "$out" busted
 fi
 
 # ---- busted under ASan+UBSan with leak check (built by make test-lua-asan) --
@@ -109,6 +117,7 @@ if [ -n "$specs" ] && [ -x build-asan/bin/lua5.4 ] && [ -f build-asan/rigatoni_s
         build-asan/bin/lua5.4 /usr/bin/busted -o plainTerminal $specs >"$out" 2>&1
     status=$?
     cat "$out"
+    recap_busted "$out" busted-asan
     if count_busted "$out" "busted (ASan, exit $status)"; then
         # A sanitizer report anywhere (children included) or a leak at exit.
         if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$out"; then
@@ -136,5 +145,9 @@ for bin in build-fuzz/fuzz/fuzz_*; do
 done
 [ "$found_fuzz" -eq 1 ] || fail "no fuzz targets built (make fuzz-build)"
 
+if [ -s "$RS_TEST_ROOT/recap" ]; then
+    echo "== what failed (details above)"
+    cat "$RS_TEST_ROOT/recap"
+fi
 echo "tests: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -373,27 +373,52 @@ function Cluster:stop()
 end
 
 -- Waits until every running node reports cluster_state:ok and agrees on
--- the slots (after create, resharding or failover).
+-- the slots (after create, resharding or failover), and every replica has
+-- its link to its master up: a replica that never synced refuses to take
+-- over when its master dies ("Disconnected from master for longer than
+-- allowed"), so a test that kills a master must not start before.
 function Cluster:wait_ok(timeout)
   local deadline = now() + (timeout or 30)
   while true do
-    local ok = true
+    local ok, any = true, nil
     for _, n in ipairs(self.nodes) do
-      if n:is_running() and not n:cli("CLUSTER", "INFO"):find("cluster_state:ok", 1, true) then
-        ok = false
+      if n:is_running() then
+        any = any or n
+        if not n:cli("CLUSTER", "INFO"):find("cluster_state:ok", 1, true) then ok = false end
+        local repl = n:cli("INFO", "replication")
+        if repl:find("role:slave", 1, true) and not repl:find("master_link_status:up", 1, true) then
+          ok = false
+        end
       end
     end
-    if ok then
+    if ok and any then
       local check = capture(self.env .. "redis-cli" .. (self.tls_args or "") ..
-                            " --cluster check 127.0.0.1:" .. self.nodes[1].port .. " 2>&1")
+                            " --cluster check 127.0.0.1:" .. any.port .. " 2>&1")
       if check:find("All 16384 slots covered", 1, true) and not check:find("[ERR]", 1, true)
          and not check:find("[WARNING]", 1, true) then
         return true
       end
     end
-    if now() > deadline then error("cluster not ok in time", 2) end
+    if now() > deadline then error("cluster not ok in time:\n" .. self:describe(), 2) end
     sleep(0.2)
   end
+end
+
+-- Each node's view (state, epoch, its CLUSTER NODES lines), for the
+-- message of a failed wait: it tells which node disagrees and why.
+function Cluster:describe()
+  local lines = {}
+  for _, n in ipairs(self.nodes) do
+    if n:is_running() then
+      local info = n:cli("CLUSTER", "INFO")
+      lines[#lines + 1] = ("-- node %d (pid %d): %s %s"):format(n.port, n.pid,
+        info:match("cluster_state:%a+") or "?", info:match("cluster_current_epoch:%d+") or "?")
+      lines[#lines + 1] = n:cli("CLUSTER", "NODES")
+    else
+      lines[#lines + 1] = ("-- node %d: not running"):format(n.port)
+    end
+  end
+  return table.concat(lines, "\n")
 end
 
 -- The node serving `port`, and the masters currently serving slots.
