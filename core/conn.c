@@ -79,6 +79,7 @@ redisContext *rs_connect(const rs_config *cfg, rs_tls *tls, const char *host, in
     /* The command timeout is already set, so a plain-text server behind
      * rediss:// fails the handshake in time instead of hanging. */
     if (tls && rs_tls_handshake(tls, ctx, host, port, err) < 0) goto fail;
+    rs_nosigpipe(ctx, tls != NULL);
     if (password) {
         const char *argv[3] = {"AUTH", username, password};
         int argc = 3;
@@ -122,6 +123,7 @@ rs_conn *rs_conn_open(const rs_config *cfg, rs_tls *tls, const char *host, int p
     }
     conn->ctx = ctx;
     conn->last_used = rs_now();
+    conn->spin_wait = cfg->spin_wait;
     return conn;
 }
 

@@ -13,6 +13,7 @@
 #define RS_INTERNAL_H
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <hiredis/hiredis.h>
@@ -47,6 +48,7 @@ struct rs_config {
     double retry_base_delay;
     double retry_max_delay;
     double idle_check_after;
+    double spin_wait;        /* seconds; 0 = never spin (exec.c) */
     int cluster_mode;
     char *key_prefix;
     char *lock_prefix;
@@ -68,6 +70,18 @@ struct rs_config {
 /* The data nodes' password: the `password` option, else the URL's. */
 const char *rs_config_password(const rs_config *cfg);
 
+/* ---- nosigpipe.c: no SIGPIPE from writes to a closed connection ---- */
+typedef struct rs_sigpipe_guard {
+    sigset_t old;
+    int was_blocked;
+} rs_sigpipe_guard;
+/* Blocks SIGPIPE for this thread; unblock(failed) consumes one the failed
+ * write raised and restores the mask. */
+void rs_sigpipe_block(rs_sigpipe_guard *g);
+void rs_sigpipe_unblock(rs_sigpipe_guard *g, int failed);
+/* Gives ctx a write function that cannot raise SIGPIPE (after TLS setup). */
+void rs_nosigpipe(redisContext *ctx, int tls);
+
 /* ---- tls.c ---- */
 typedef struct rs_tls rs_tls;
 /* One TLS context per store, from the tls.* options. NULL + config error. */
@@ -83,6 +97,9 @@ typedef struct rs_conn {
     double last_used;        /* rs_now() when last handed back */
     uint64_t generation;     /* pool generation it was opened in */
     struct rs_conn *next;    /* idle list link */
+    double spin_wait;        /* the option, for exec.c */
+    unsigned spin_misses;    /* late replies in a row (exec.c) */
+    unsigned spin_skipped;   /* calls that did not spin since */
 } rs_conn;
 
 /* TCP (+ TLS) connection with AUTH when a password is given. NULL + err. */

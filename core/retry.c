@@ -2,8 +2,10 @@
  *
  * Retryable: I/O errors, timeouts, lost connections, and the server replies
  * that describe a passing state (LOADING, BUSY, TRYAGAIN, MASTERDOWN,
- * READONLY, CLUSTERDOWN). Everything deterministic (bad auth, WRONGTYPE,
- * OOM, syntax) fails at once: repeating it would only delay the error.
+ * READONLY, CLUSTERDOWN, and "max number of clients reached", which a
+ * connection storm causes and its end cures). Everything deterministic (bad
+ * auth, WRONGTYPE, OOM, syntax) fails at once: repeating it would only delay
+ * the error.
  * Delays grow as base * 2^(n-1), capped, with jitter so that many clients
  * restarted together do not hammer a recovering server in lockstep.
  */
@@ -85,13 +87,12 @@ void rs_error_from_reply(rs_error *err, const char *str, size_t len)
         rs_error_set(err, RS_ERR_AUTH, 0, "server refused: %.*s", shown, str);
         return;
     }
-    for (size_t i = 0; i < sizeof transient / sizeof transient[0]; i++) {
-        if (starts_with_word(str, len, transient[i])) {
-            rs_error_set(err, RS_ERR_SERVER, 1, "server busy: %.*s", shown, str);
-            return;
-        }
-    }
-    rs_error_set(err, RS_ERR_SERVER, 0, "server error: %.*s", shown, str);
+    static const char maxclients[] = "ERR max number of clients reached";
+    int busy = len >= sizeof maxclients - 1 && memcmp(str, maxclients, sizeof maxclients - 1) == 0;
+    for (size_t i = 0; !busy && i < sizeof transient / sizeof transient[0]; i++)
+        busy = starts_with_word(str, len, transient[i]);
+    if (busy) rs_error_set(err, RS_ERR_SERVER, 1, "server busy: %.*s", shown, str);
+    else rs_error_set(err, RS_ERR_SERVER, 0, "server error: %.*s", shown, str);
 }
 
 double rs_retry_delay(const rs_config *cfg, int n)

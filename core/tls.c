@@ -127,7 +127,11 @@ int rs_tls_handshake(rs_tls *tls, redisContext *ctx, const char *host, int port,
                "the server is not authenticated", host, port);
     }
     ERR_clear_error();
-    if (redisInitiateSSL(ctx, ssl) == REDIS_OK) return 0;   /* ctx owns ssl now */
+    rs_sigpipe_guard guard;          /* the handshake writes too */
+    rs_sigpipe_block(&guard);
+    int rc = redisInitiateSSL(ctx, ssl);
+    rs_sigpipe_unblock(&guard, rc != REDIS_OK);
+    if (rc == REDIS_OK) return 0;    /* ctx owns ssl now */
 
     long verify = SSL_get_verify_result(ssl);
     if (tls->verify && verify != X509_V_OK) {
