@@ -41,6 +41,7 @@ static const option options[] = {
     {"retry_base_delay", OPT_SECONDS, F(retry_base_delay), 0, 3600, 0},
     {"retry_max_delay", OPT_SECONDS, F(retry_max_delay), 0, 3600, 0},
     {"idle_check_after", OPT_SECONDS, F(idle_check_after), 0, 1e9, 0},
+    {"spin_wait", OPT_SECONDS, F(spin_wait), 0, 0.01, 0},
     {"cluster_mode", OPT_BOOL, F(cluster_mode), 0, 1, 0},
     {"key_prefix", OPT_STRING, F(key_prefix), 0, 0, 0},
     {"lock_prefix", OPT_STRING, F(lock_prefix), 0, 0, 0},
@@ -98,6 +99,7 @@ rs_config *rs_config_new(void)
     cfg->retry_base_delay = 0.1;
     cfg->retry_max_delay = 5;
     cfg->idle_check_after = 30;
+    cfg->spin_wait = 0.0001;
     cfg->scan_count = 1000;
     cfg->wait_timeout = 1;
     cfg->tls_verify = 1;
@@ -173,7 +175,7 @@ int rs_parse_duration(const char *text, double *seconds, int *is_none)
     double v = strtod(text, &end);
     if (end == text || errno || !isfinite(v)) return -1;
     static const struct { const char *suffix; double scale; } units[] = {
-        {"", 1}, {"ms", 0.001}, {"s", 1}, {"m", 60}, {"h", 3600}, {"d", 86400},
+        {"", 1}, {"us", 1e-6}, {"ms", 0.001}, {"s", 1}, {"m", 60}, {"h", 3600}, {"d", 86400},
     };
     for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
         if (strcmp(end, units[i].suffix) == 0) {

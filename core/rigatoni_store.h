@@ -99,7 +99,7 @@ typedef struct rs_config rs_config;
 
 /* A config with the defaults: pool_size 10, ttl none, max_retries 3,
  * connection_timeout 5 s, command_timeout 5 s, retry_base_delay 0.1 s,
- * retry_max_delay 5 s, idle_check_after 30 s, cluster_mode false,
+ * retry_max_delay 5 s, idle_check_after 30 s, spin_wait 100 us, cluster_mode false,
  * key_prefix "rigatoni:resume_token", lock_prefix "rigatoni:lock",
  * scan_count 1000, sentinel_master "mymaster", tls.verify true.
  * Returns NULL when out of memory. */
@@ -109,12 +109,12 @@ void rs_config_free(rs_config *cfg);
 
 /* Sets one option from its text form, as INI files and command lines give
  * it. Names: url, pool_size, ttl, max_retries, connection_timeout,
- * command_timeout, retry_base_delay, retry_max_delay, idle_check_after,
+ * command_timeout, retry_base_delay, retry_max_delay, idle_check_after, spin_wait,
  * cluster_mode, key_prefix, lock_prefix, scan_count, sentinel_master,
  * sentinel_username, sentinel_password, wait_replicas, wait_timeout,
  * tls.ca_file, tls.ca_path, tls.cert_file, tls.key_file, tls.server_name,
  * tls.verify. Durations accept seconds ("2.5") or a unit suffix
- * ("500ms", "30s", "15m", "12h", "7d"); ttl also accepts "none".
+ * ("50us", "500ms", "30s", "15m", "12h", "7d"); ttl also accepts "none".
  * Booleans: true/false/yes/no/on/off/1/0.
  * Returns 0, or -1 with a config error naming the option. Nothing changes
  * on error. */

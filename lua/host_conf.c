@@ -44,6 +44,7 @@ static const struct setting {
     {"redis", "retry_base_delay", "retry_base_delay"},
     {"redis", "retry_max_delay", "retry_max_delay"},
     {"redis", "idle_check_after", "idle_check_after"},
+    {"redis", "spin_wait", "spin_wait"},
     {"redis", "cluster_mode", "cluster_mode"},
     {"redis", "key_prefix", "key_prefix"},
     {"redis", "lock_prefix", "lock_prefix"},

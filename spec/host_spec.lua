@@ -203,7 +203,7 @@ describe("rigatoni-store host", function()
       local path = write_file(tmp("full.ini"), table.concat({
         "[redis]", "url = " .. srv.url, "pool_size = 7", "ttl = 12h", "max_retries = 2",
         "connection_timeout = 1500ms", "command_timeout = 3s", "retry_base_delay = 0.2",
-        "retry_max_delay = 1m", "idle_check_after = 15m", "cluster_mode = false",
+        "retry_max_delay = 1m", "idle_check_after = 15m", "spin_wait = 50us", "cluster_mode = false",
         "key_prefix = my:tokens", "lock_prefix = my:locks", "scan_count = 50",
         "[sentinel]", "master = mm", "username = su", "password = ${SENTINEL_PW}",
         "[tls]", "ca_file = /tmp/ca.pem", "verify = false",
@@ -211,7 +211,7 @@ describe("rigatoni-store host", function()
         "[log]", "level = info", "" }, "\n"), "600")
       local code, out, err = run({ "-c", path, "-e", [[
         for _, k in ipairs{"pool_size","ttl","max_retries","connection_timeout","command_timeout",
-          "retry_base_delay","retry_max_delay","idle_check_after","key_prefix","lock_prefix",
+          "retry_base_delay","retry_max_delay","idle_check_after","spin_wait","key_prefix","lock_prefix",
           "scan_count","sentinel_master","sentinel_username","sentinel_password","tls.ca_file",
           "tls.verify","wait_replicas","wait_timeout","log_level"} do print(k, config[k]) end]] },
         { env = { SENTINEL_PW = "sentpw" } })
@@ -223,6 +223,7 @@ describe("rigatoni-store host", function()
       assert.equal("my:tokens", got.key_prefix)
       assert.equal("my:locks", got.lock_prefix)
       assert.equal("50", got.scan_count)
+      assert.equal("5e-05s", got.spin_wait)
       assert.equal("mm", got.sentinel_master)
       assert.equal("su", got.sentinel_username)
       assert.equal("***", got.sentinel_password)

@@ -5,7 +5,8 @@
 --   lua5.4 spec/bench/lua_ops.lua URL get N       -> get_resume_token ops/s
 --
 -- With BENCH_TLS_CA set (a CA file), the store connects with
--- tls = { ca_file = BENCH_TLS_CA } (for rediss:// URLs).
+-- tls = { ca_file = BENCH_TLS_CA } (for rediss:// URLs). BENCH_SPIN_WAIT
+-- sets the spin_wait option (default: the store's default).
 --
 -- One store with pool_size 1, one collection, one small token: the same
 -- shape of work as `redis-benchmark -c 1 -t set,get -d <size>`. Wall time
@@ -26,7 +27,9 @@ if mode == "size" then
 end
 
 local ca = os.getenv("BENCH_TLS_CA")
+local spin = os.getenv("BENCH_SPIN_WAIT")
 local store <close> = rs.new{ url = url, pool_size = 1,
+                              spin_wait = (spin and spin ~= "") and spin or nil,
                               tls = (ca and ca ~= "") and { ca_file = ca } or nil }
 local coll = "bench_lua_ops"
 local WARMUP = 500

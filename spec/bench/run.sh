@@ -9,7 +9,8 @@
 #
 #   ops       1. Lua module, sequential save_resume_token / get_resume_token
 #                ops/s vs redis-benchmark -c 1 -t set,get -d <token size>
-#                (target >= 0.9)
+#                (target >= 0.9); also with spin_wait = 0 (no spinning
+#                before a reply, info) and a raw hiredis loop (info)
 #             2. C core, 16 threads through one rs_store (pool_size 16),
 #                save_raw / get_raw ops/s vs redis-benchmark -c 16 (>= 0.8)
 #   list      listing BENCH_LIST_TOKENS (100,000) tokens with the streaming
@@ -295,7 +296,7 @@ fi
 
 # ---- ops: 1. Lua module, sequential ---------------------------------------------
 if want ops; then
-    L_SET=; L_GET=; B1_SET=; B1_GET=; R_SET=; R_GET=
+    L_SET=; L_GET=; B1_SET=; B1_GET=; R_SET=; R_GET=; N_SET=; N_GET=
     r=1
     # ours and the baseline back to back, so that drift of a busy machine
     # hits both sides of a ratio alike
@@ -304,12 +305,15 @@ if want ops; then
         bs=$(rb1 set "$LUA_OPS") || { echo "bench: redis-benchmark failed" >&2; exit 1; }
         g=$("$LUA" spec/bench/lua_ops.lua "$URL" get "$LUA_OPS")
         bg=$(rb1 get "$LUA_OPS") || { echo "bench: redis-benchmark failed" >&2; exit 1; }
+        ns=$(BENCH_SPIN_WAIT=0 "$LUA" spec/bench/lua_ops.lua "$URL" set "$LUA_OPS")
+        ng=$(BENCH_SPIN_WAIT=0 "$LUA" spec/bench/lua_ops.lua "$URL" get "$LUA_OPS")
+        N_SET="$N_SET $ns"; N_GET="$N_GET $ng"
         raw=$("$BIN/raw_hiredis" "$PORT" "$LUA_OPS" "$SIZE") || { echo "bench: raw_hiredis failed" >&2; exit 1; }
         R_SET="$R_SET $(echo "$raw" | awk '$1 == "set" { print $2 }')"
         R_GET="$R_GET $(echo "$raw" | awk '$1 == "get" { print $2 }')"
         L_SET="$L_SET $s"; L_GET="$L_GET $g"
         B1_SET="$B1_SET $bs"; B1_GET="$B1_GET $bg"
-        echo "bench: [ops] round $r: lua set $s get $g | redis-benchmark -c1 set $bs get $bg" >&2
+        echo "bench: [ops] round $r: lua set $s get $g (spin_wait=0: $ns $ng) | redis-benchmark -c1 set $bs get $bg" >&2
         r=$((r + 1))
     done
 
@@ -331,6 +335,8 @@ if want ops; then
     {
         row "Lua save_resume_token ops/s (vs rb -c1 SET)" "$(median $L_SET)" "$(median $B1_SET)" "ratio>=" 0.9 "" "$(paired_median "$L_SET" "$B1_SET")"
         row "Lua get_resume_token ops/s (vs rb -c1 GET)" "$(median $L_GET)" "$(median $B1_GET)" "ratio>=" 0.9 "" "$(paired_median "$L_GET" "$B1_GET")"
+        row "Lua save, spin_wait = 0 (vs rb -c1 SET)" "$(median $N_SET)" "$(median $B1_SET)" info 0 "" "$(paired_median "$N_SET" "$B1_SET")"
+        row "Lua get, spin_wait = 0 (vs rb -c1 GET)" "$(median $N_GET)" "$(median $B1_GET)" info 0 "" "$(paired_median "$N_GET" "$B1_GET")"
         row "Lua save_resume_token ops/s (vs raw hiredis SET loop)" "$(median $L_SET)" "$(median $R_SET)" "-" "" "" "$(paired_median "$L_SET" "$R_SET")"
         row "Lua get_resume_token ops/s (vs raw hiredis GET loop)" "$(median $L_GET)" "$(median $R_GET)" "-" "" "" "$(paired_median "$L_GET" "$R_GET")"
         row "C $THREADS threads save_raw ops/s (vs rb -c$THREADS SET)" "$(median $C_SET)" "$(median $B16_SET)" "ratio>=" 0.8 "" "$(paired_median "$C_SET" "$B16_SET")"
@@ -338,6 +344,7 @@ if want ops; then
     }
     detail "  lua set:$L_SET | rb -c1 set:$B1_SET | per-round ratio median $(paired_median "$L_SET" "$B1_SET")"
     detail "  lua get:$L_GET | rb -c1 get:$B1_GET | per-round ratio median $(paired_median "$L_GET" "$B1_GET")"
+    detail "  lua spin_wait=0 set:$N_SET get:$N_GET"
     detail "  raw hiredis set:$R_SET get:$R_GET (spec/bench/raw_hiredis.c)"
     detail "  C set:$C_SET | rb -c$THREADS set:$B16_SET"
     detail "  C get:$C_GET | rb -c$THREADS get:$B16_GET"
