@@ -422,6 +422,16 @@ static int send_group(rs_cluster *cl, call *c, int target, const rs_cmd *cmds, i
             c->done[i] = 1;
         }
     }
+    /* A keyless command rides with the command before it (WAIT after its
+     * write): when that one must go elsewhere, its follower goes along,
+     * or WAIT would vouch for a write it never saw. */
+    for (size_t i = 1; i < c->n; i++) {
+        if (!c->done[i] || c->done[i - 1] || command_slot(&cmds[i]) >= 0) continue;
+        freeReplyObject(c->replies[i]);
+        c->replies[i] = NULL;
+        c->done[i] = 0;
+        c->ask[i] = c->ask[i - 1];
+    }
 out:
     for (size_t j = 0; got && j < count; j++)
         if (got[j]) freeReplyObject(got[j]);

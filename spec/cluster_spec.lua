@@ -200,6 +200,46 @@ describe("cluster mode", function()
     assert.are.equal(before + 2, quick:stats().cluster.refreshes)   -- before each of the 2 retries
   end)
 
+  it("sends WAIT along with a write that was redirected (MOVED), so it vouches for that write", function()
+    local durable <close> = rs.new{ url = cluster.url, cluster_mode = true, wait_replicas = 1,
+                                    wait_timeout = 0.3, max_retries = 0 }
+    local masters = cluster:masters()
+    local a, b = masters[1], masters[2]
+    local a_id, b_id = a:cli("CLUSTER", "MYID"), b:cli("CLUSTER", "MYID")
+    -- An empty slot of A, moved to B behind the store's back.
+    local collection, slot
+    for i = 1, 1000 do
+      local key = "rigatoni:resume_token:moved" .. i
+      slot = a:cli("CLUSTER", "KEYSLOT", key)
+      if not a:cli("GET", key):match("^MOVED") and a:cli("CLUSTER", "COUNTKEYSINSLOT", slot) == "0" then
+        collection = "moved" .. i
+        break
+      end
+    end
+    assert.is_truthy(collection, "no empty slot of the first master found")
+    b:cli("CLUSTER", "SETSLOT", slot, "IMPORTING", a_id)
+    a:cli("CLUSTER", "SETSLOT", slot, "MIGRATING", b_id)
+    b:cli("CLUSTER", "SETSLOT", slot, "NODE", b_id)
+    a:cli("CLUSTER", "SETSLOT", slot, "NODE", b_id)
+    -- B's replica cannot acknowledge anything while stopped; A's could.
+    local replica
+    for _, n in ipairs(cluster.nodes) do
+      if n:is_running() and n:cli("CLUSTER", "NODES"):find("myself,slave " .. b_id, 1, true) then replica = n end
+    end
+    assert.is_truthy(replica, "no replica of the second master found")
+    os.execute("kill -STOP " .. replica.pid)
+    finally(function()
+      os.execute("kill -CONT " .. replica.pid)
+      cluster:wait_ok()
+    end)
+    local moved = durable:stats().cluster.moved
+    local err = catch(function() durable:save_resume_token(collection, token(1)) end)
+    assert.are.equal("server", err.kind)
+    assert.matches("only 0 of 1 replicas acknowledged", err.message, 1, true)
+    assert.are.equal(moved + 1, durable:stats().cluster.moved)
+    assert.are.same(token(1), store:get_resume_token(collection))   -- written on B, not yet durable
+  end)
+
   it("migrates 10,000 tokens from a standalone server into the cluster and back, bytes and TTLs equal", function()
     local single = servers.redis{}
     local other = servers.redis{}
