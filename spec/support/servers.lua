@@ -245,8 +245,11 @@ function Server:command_line()
   end
   if self.cluster then
     -- The cluster bus listens on port + 10000 (free below 55535 here).
+    -- Replicas sync at once (no 5 s wait for more replicas to share a
+    -- diskless transfer): tests wait for every replica's link.
     for _, a in ipairs{ "--cluster-enabled", "yes", "--cluster-config-file",
-                        self.dir .. "/nodes.conf", "--cluster-node-timeout", "2000" } do
+                        self.dir .. "/nodes.conf", "--cluster-node-timeout", "2000",
+                        "--repl-diskless-sync-delay", "0" } do
       argv[#argv + 1] = a
     end
     if self.tls then   -- bus and replication over TLS too
