@@ -27,7 +27,8 @@
 --   with cluster-enabled, creates the cluster and waits for cluster_state:ok;
 --   c.nodes, c.url (all nodes as seeds), c:stop().
 --   Sentinel: servers.sentinel{ master = srv, quorum = 2, down_after_ms = 1000,
---   failover_timeout_ms = 3000 } runs redis-sentinel with its own config file.
+--   failover_timeout_ms = 3000 } runs redis-sentinel with its own config file
+--   (tls = {...} as for redis: TLS-only, and TLS to the servers it watches).
 
 local M = {}
 
@@ -486,8 +487,15 @@ end
 function Server:write_sentinel_conf()
   local c = self.sentinel_conf
   local path = self.dir .. "/sentinel.conf"
+  local t = self.tls
+  -- With tls: TLS-only, and TLS to the monitored servers too.
+  local tls_lines = t and table.concat({
+    "tls-port " .. self.port, "tls-cert-file " .. t.cert, "tls-key-file " .. t.key,
+    "tls-ca-cert-file " .. t.ca, "tls-auth-clients " .. (t.auth_clients or "no"),
+    "tls-replication yes" }, "\n") or ""
   write_file(path, table.concat({
-    "port " .. self.port,
+    "port " .. (t and 0 or self.port),
+    tls_lines,
     "bind 127.0.0.1",
     "daemonize no",
     "dir " .. self.dir,
@@ -503,9 +511,11 @@ function Server:write_sentinel_conf()
 end
 
 -- Starts a redis-sentinel monitoring opts.master (a server from M.redis).
+-- opts.tls (as for M.redis): TLS-only sentinel that reaches the servers by TLS.
 function M.sentinel(opts)
   local self = setmetatable({
     args = {},
+    tls = opts.tls,
     password = opts.password,        -- requirepass of the sentinel itself
     sentinel_conf = {
       password = opts.password,
