@@ -243,19 +243,24 @@ void rs_cluster_free(rs_cluster *cl)
     free(cl);
 }
 
-size_t rs_cluster_masters(rs_store *store, rs_pool **pools, size_t max)
+size_t rs_cluster_masters(rs_store *store, rs_pool **pools, int *slots, size_t max)
 {
     rs_cluster *cl = store->cluster;
-    char serving[MAX_NODES] = {0};
+    int first_slot[MAX_NODES];
     size_t n = 0;
+    for (int i = 0; i < MAX_NODES; i++) first_slot[i] = -1;
     pthread_rwlock_rdlock(&cl->map_lock);
-    for (int s = 0; s < NSLOTS; s++)
-        if (cl->slots[s] >= 0) serving[cl->slots[s]] = 1;
-    for (int i = 0; i < cl->nnodes && n < max; i++)
-        if (serving[i]) pools[n++] = cl->nodes[i]->pool;
+    for (int s = NSLOTS - 1; s >= 0; s--)
+        if (cl->slots[s] >= 0) first_slot[cl->slots[s]] = s;
+    for (int i = 0; i < cl->nnodes && n < max; i++) {
+        if (first_slot[i] < 0) continue;
+        pools[n] = cl->nodes[i]->pool;
+        slots[n++] = first_slot[i];
+    }
     pthread_rwlock_unlock(&cl->map_lock);
     return n;
 }
+
 
 void rs_cluster_pool_stats(rs_cluster *cl, rs_pool_stats *out)
 {
@@ -323,6 +328,16 @@ static rs_pool *node_pool(rs_cluster *cl, int idx)
     rs_pool *pool = cl->nodes[idx]->pool;
     pthread_rwlock_unlock(&cl->map_lock);
     return pool;
+}
+
+rs_pool *rs_cluster_slot_owner(rs_store *store, int slot)
+{
+    rs_cluster *cl = store->cluster;
+    rs_error ignored;
+    atomic_store(&cl->stale, 1);
+    if (refresh(cl, &ignored) < 0) return NULL;
+    int idx = route(cl, slot, -1);
+    return idx < 0 ? NULL : node_pool(cl, idx);
 }
 
 /* Per-call state: which commands are done, where ASK sends the others. */

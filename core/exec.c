@@ -108,6 +108,20 @@ void rs_exec_fail(rs_error *err, const char *what, int attempts, const rs_error 
     err->attempts = attempts;
 }
 
+int rs_exec_attempt(rs_pool *pool, size_t ncmds, const rs_cmd *cmds, redisReply **replies,
+                    rs_error *last)
+{
+    int broken = 0;
+    rs_conn *conn = rs_pool_acquire(pool, last);
+    if (conn) {
+        int rc = rs_run_pipeline(conn, ncmds, cmds, replies, 0, last, &broken);
+        rs_pool_release(pool, conn, broken);
+        if (rc == 0) return 0;
+    }
+    if (last->kind != RS_ERR_POOL) rs_pool_after_failure(pool, broken, last);
+    return -1;
+}
+
 int rs_exec_on(rs_store *store, rs_pool *pool, const char *what, size_t ncmds,
                const rs_cmd *cmds, redisReply **replies, rs_error *err)
 {
@@ -118,14 +132,7 @@ int rs_exec_on(rs_store *store, rs_pool *pool, const char *what, size_t ncmds,
 
     rs_error_clear(&last);
     for (attempt = 1;; attempt++) {
-        int broken = 0;
-        rs_conn *conn = rs_pool_acquire(pool, &last);
-        if (conn) {
-            int rc = rs_run_pipeline(conn, ncmds, cmds, replies, 0, &last, &broken);
-            rs_pool_release(pool, conn, broken);
-            if (rc == 0) return 0;
-        }
-        if (last.kind != RS_ERR_POOL) rs_pool_after_failure(pool, broken, &last);
+        if (rs_exec_attempt(pool, ncmds, cmds, replies, &last) == 0) return 0;
         /* Waiting for the pool again would only multiply the wait. */
         if (!last.retryable || last.kind == RS_ERR_POOL || attempt >= max_attempts) break;
         double delay = rs_retry_delay(cfg, attempt);

@@ -192,6 +192,10 @@ int rs_script_run_durable(rs_store *store, rs_op op, const char *what, const rs_
 /* rs_exec on one given pool (standalone, sentinel, or one cluster node). */
 int rs_exec_on(rs_store *store, rs_pool *pool, const char *what, size_t ncmds,
                const rs_cmd *cmds, redisReply **replies, rs_error *err);
+/* One attempt of rs_exec_on, no retry: 0, or -1 with *last set (the pool
+ * has dropped what the failure made suspect). */
+int rs_exec_attempt(rs_pool *pool, size_t ncmds, const rs_cmd *cmds, redisReply **replies,
+                    rs_error *last);
 /* One pipelined attempt on a connection (see exec.c). */
 int rs_run_pipeline(rs_conn *conn, size_t ncmds, const rs_cmd *cmds, redisReply **replies,
                     int keep_errors, rs_error *err, int *broken);
@@ -215,9 +219,13 @@ unsigned rs_key_slot(const char *key, size_t len);
  * MOVED/ASK followed, the map refreshed after redirections or failures. */
 int rs_cluster_exec(rs_store *store, const char *what, size_t ncmds, const rs_cmd *cmds,
                     redisReply **replies, rs_error *err);
-/* Pools of the current masters (for SCAN over every master). Returns the
- * count (at most max). Pools live as long as the store. */
-size_t rs_cluster_masters(rs_store *store, rs_pool **pools, size_t max);
+/* Pools of the current masters (for SCAN over every master), and one slot
+ * each serves. Returns the count (at most max). Pools live as long as the
+ * store. */
+size_t rs_cluster_masters(rs_store *store, rs_pool **pools, int *slots, size_t max);
+/* Reads the map again and returns the pool now serving `slot` (the
+ * replica that took over from a lost master), or NULL. */
+rs_pool *rs_cluster_slot_owner(rs_store *store, int slot);
 void rs_cluster_pool_stats(rs_cluster *cluster, rs_pool_stats *out);
 
 /* ---- metrics.c: per-store counters, lock free (see metrics.c) ---- */

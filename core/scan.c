@@ -7,6 +7,11 @@
  * caller's pattern applies to the collection part only.
  * In a cluster every master is scanned in turn, and values are read with
  * one GET per key (pipelined, routed by slot) since MGET cannot span slots.
+ * A master that stops answering mid-walk may have been replaced by its
+ * replica: between retries the map is read again, and when another node
+ * now serves that master's slots the walk of those keys starts over there
+ * (SCAN cursors mean nothing to another node), so some collections may be
+ * listed twice, as SCAN itself allows.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +29,7 @@ struct rs_scan {
     char count[16];
     int done, with_ttl;
     rs_pool *nodes[MAX_SCAN_NODES];  /* the standalone pool, or every master */
+    int slots[MAX_SCAN_NODES];       /* cluster: a slot each master serves */
     size_t nnodes, node;     /* node = the one being scanned */
     int per_key;             /* GET per key (cluster) instead of one MGET */
     redisReply *keys;        /* current SCAN reply */
@@ -67,7 +73,7 @@ static rs_scan *scan_new(rs_store *store, char *pattern, size_t strip, size_t ba
     }
     if (batch == 0) batch = (size_t)store->cfg->scan_count;
     if (store->cluster) {
-        scan->nnodes = rs_cluster_masters(store, scan->nodes, MAX_SCAN_NODES);
+        scan->nnodes = rs_cluster_masters(store, scan->nodes, scan->slots, MAX_SCAN_NODES);
         scan->per_key = 1;
     } else {
         scan->nodes[0] = store->pool;
@@ -109,18 +115,50 @@ rs_scan *rs_scan_keys_open(rs_store *store, const char *pattern, size_t batch, i
     return scan_new(store, strdup(pattern && *pattern ? pattern : "*"), 0, batch, with_ttl, err);
 }
 
+/* In a cluster, after the current master failed to answer: moves the walk
+ * to the node now serving its slots, if that is another node. */
+static void follow_takeover(rs_scan *scan)
+{
+    rs_pool *now = rs_cluster_slot_owner(scan->store, scan->slots[scan->node]);
+    if (!now || now == scan->nodes[scan->node]) return;
+    rs_log(RS_LOG_WARN, "list: a master stopped answering; its slots are served by another "
+           "node now, whose keys are walked from the start (some may be listed twice)");
+    scan->nodes[scan->node] = now;
+    strcpy(scan->cursor, "0");
+}
+
+/* One SCAN step on the current node, under the retry policy. */
+static int scan_step(rs_scan *scan, redisReply **reply, rs_error *err)
+{
+    const rs_config *cfg = scan->store->cfg;
+    rs_error last;
+    rs_error_clear(&last);
+    for (int attempt = 1;; attempt++) {
+        const char *argv[6] = {"SCAN", scan->cursor, "MATCH", scan->pattern, "COUNT", scan->count};
+        size_t argvlen[6] = {4, strlen(scan->cursor), 5, strlen(scan->pattern), 5,
+                             strlen(scan->count)};
+        rs_cmd cmd = {6, argv, argvlen};
+        if (rs_exec_attempt(scan->nodes[scan->node], 1, &cmd, reply, &last) == 0) return 0;
+        if (!last.retryable || last.kind == RS_ERR_POOL || attempt > cfg->max_retries) {
+            rs_exec_fail(err, "list (SCAN)", attempt, &last);
+            return -1;
+        }
+        if (scan->store->cluster && (last.kind == RS_ERR_CONNECTION || last.kind == RS_ERR_TIMEOUT))
+            follow_takeover(scan);
+        double delay = rs_retry_delay(cfg, attempt);
+        rs_note_retry("list (SCAN)", attempt, cfg->max_retries + 1, &last, delay);
+        rs_sleep(delay);
+    }
+}
+
 /* Fetches the next SCAN step and its values. 0 ok (maybe empty), -1 error. */
 static int fetch_batch(rs_scan *scan, rs_error *err)
 {
     free_batch(scan);
-    const char *argv[6] = {"SCAN", scan->cursor, "MATCH", scan->pattern, "COUNT", scan->count};
-    size_t argvlen[6] = {4, strlen(scan->cursor), 5, strlen(scan->pattern), 5,
-                         strlen(scan->count)};
-    rs_cmd cmd = {6, argv, argvlen};
     redisReply *reply;
-    /* rs_exec_on (one node) is not counted by itself: count it as a list. */
+    /* A SCAN step (one node) is not counted by itself: count it as a list. */
     rs_metrics_call call = rs_metrics_begin();
-    int rc0 = rs_exec_on(scan->store, scan->nodes[scan->node], "list (SCAN)", 1, &cmd, &reply, err);
+    int rc0 = scan_step(scan, &reply, err);
     rs_metrics_end(scan->store, RS_OP_LIST, call, rc0 == 0 ? RS_OK : err ? err->kind : RS_ERR_SERVER);
     if (rc0 < 0) return -1;
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||

@@ -312,6 +312,27 @@ describe("cluster mode while the cluster changes", function()
     assert.is_true(patient:stats().cluster.refreshes >= 2)
     for collection, tok in pairs(last) do assert.are.same(tok, patient:get_resume_token(collection)) end
   end)
+
+  it("lists every token when the master being walked is killed mid-listing (the walk moves to its replica)", function()
+    local durable <close> = rs.new{ url = cluster.url, cluster_mode = true, wait_replicas = 1,
+                                    wait_timeout = 2 }   -- on a replica before the kill
+    for i = 1, 600 do durable:save_resume_token("walk" .. i, token(i)) end
+    local lister <close> = rs.new{ url = cluster.url, cluster_mode = true, max_retries = 60,
+                                   retry_max_delay = 0.25 }
+    local seen, victim = {}, nil
+    for collection, tok in lister:resume_tokens{ match = "walk*", batch = 20 } do
+      if not victim then          -- the first batch comes from the master being walked
+        local key = "rigatoni:resume_token:" .. collection
+        for _, m in ipairs(cluster:masters()) do
+          if not m:cli("GET", key):match("^MOVED") then victim = m end
+        end
+        victim:kill()
+      end
+      seen[collection] = tok
+    end
+    assert.is_truthy(victim)
+    for i = 1, 600 do assert.are.same(token(i), seen["walk" .. i], "walk" .. i) end
+  end)
 end)
 
 describe("cluster mode with a password on every node", function()
