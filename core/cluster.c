@@ -261,7 +261,6 @@ size_t rs_cluster_masters(rs_store *store, rs_pool **pools, int *slots, size_t m
     return n;
 }
 
-
 void rs_cluster_pool_stats(rs_cluster *cl, rs_pool_stats *out)
 {
     memset(out, 0, sizeof *out);
