@@ -75,10 +75,10 @@ typedef struct rs_sigpipe_guard {
     sigset_t old;
     int was_blocked;
 } rs_sigpipe_guard;
-/* Blocks SIGPIPE for this thread; unblock(failed) consumes one the failed
- * write raised and restores the mask. */
+/* Blocks SIGPIPE for this thread; unblock consumes one raised meanwhile
+ * and restores the mask. */
 void rs_sigpipe_block(rs_sigpipe_guard *g);
-void rs_sigpipe_unblock(rs_sigpipe_guard *g, int failed);
+void rs_sigpipe_unblock(rs_sigpipe_guard *g);
 /* Gives ctx a write function that cannot raise SIGPIPE (after TLS setup). */
 void rs_nosigpipe(redisContext *ctx, int tls);
 

@@ -7,8 +7,9 @@
  * connection gets a write function that cannot raise it:
  *  - plain TCP: send(2) with MSG_NOSIGNAL, at no extra cost;
  *  - TLS, where OpenSSL does the writing: SIGPIPE is blocked for the calling
- *    thread around the write (and the handshake), and one raised meanwhile
- *    is consumed before the old mask comes back.
+ *    thread around the write, the read (TLS 1.3 may answer a key update
+ *    while reading) and the handshake, and one raised meanwhile is consumed
+ *    before the old mask comes back.
  * The process's own SIGPIPE disposition is left as the application set it.
  */
 #include <errno.h>
@@ -31,17 +32,17 @@ void rs_sigpipe_block(rs_sigpipe_guard *g)
     g->was_blocked = sigismember(&g->old, SIGPIPE);
 }
 
-void rs_sigpipe_unblock(rs_sigpipe_guard *g, int failed)
+void rs_sigpipe_unblock(rs_sigpipe_guard *g)
 {
     if (g->was_blocked) return;
-    if (failed) {              /* only a failed write may have raised it */
-        sigset_t pending, pipe;
-        sigemptyset(&pipe);
-        sigaddset(&pipe, SIGPIPE);
-        const struct timespec zero = {0, 0};
-        if (sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE))
-            while (sigtimedwait(&pipe, NULL, &zero) < 0 && errno == EINTR) {}
-    }
+    /* OpenSSL may have written and failed inside a call that succeeded
+     * (a read answering a key update), so look whatever the result. */
+    sigset_t pending, pipe;
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    const struct timespec zero = {0, 0};
+    if (sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE))
+        while (sigtimedwait(&pipe, NULL, &zero) < 0 && errno == EINTR) {}
     pthread_sigmask(SIG_SETMASK, &g->old, NULL);
 }
 
@@ -70,7 +71,16 @@ static ssize_t tls_write(redisContext *c)
     rs_sigpipe_guard g;
     rs_sigpipe_block(&g);
     ssize_t n = tls_original->write(c);
-    rs_sigpipe_unblock(&g, n < 0);
+    rs_sigpipe_unblock(&g);
+    return n;
+}
+
+static ssize_t tls_read(redisContext *c, char *buf, size_t size)
+{
+    rs_sigpipe_guard g;
+    rs_sigpipe_block(&g);
+    ssize_t n = tls_original->read(c, buf, size);
+    rs_sigpipe_unblock(&g);
     return n;
 }
 
@@ -83,6 +93,7 @@ void rs_nosigpipe(redisContext *ctx, int tls)
         *original = ctx->funcs;
         *table = *ctx->funcs;
         table->write = tls ? tls_write : plain_write;
+        if (tls) table->read = tls_read;
     }
     if (ctx->funcs == *original) ctx->funcs = table;
     pthread_mutex_unlock(&tables_lock);

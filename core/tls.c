@@ -130,7 +130,7 @@ int rs_tls_handshake(rs_tls *tls, redisContext *ctx, const char *host, int port,
     rs_sigpipe_guard guard;          /* the handshake writes too */
     rs_sigpipe_block(&guard);
     int rc = redisInitiateSSL(ctx, ssl);
-    rs_sigpipe_unblock(&guard, rc != REDIS_OK);
+    rs_sigpipe_unblock(&guard);
     if (rc == REDIS_OK) return 0;    /* ctx owns ssl now */
 
     long verify = SSL_get_verify_result(ssl);

@@ -10,17 +10,20 @@ local function catch(f, ...)
   return err
 end
 
--- Runs `code` in a child lua5.4 and returns its stderr (log lines).
+-- Runs `code` in a child lua5.4; returns its stderr (log lines), its
+-- stdout, and how it ended (os.execute's three results).
 local function stderr_of(code)
-  local script, errfile = os.tmpname(), os.tmpname()
+  local script, outfile, errfile = os.tmpname(), os.tmpname(), os.tmpname()
   local f = assert(io.open(script, "w"))
   f:write(code)
   f:close()
-  os.execute(("LUA_CPATH='build/?.so;;' lua5.4 %s >/dev/null 2>%s"):format(script, errfile))
-  local out = io.open(errfile):read("a")
+  local ok, how, status = os.execute(("LUA_CPATH='build/?.so;;' lua5.4 %s >%s 2>%s")
+                                     :format(script, outfile, errfile))
+  local err, out = io.open(errfile):read("a"), io.open(outfile):read("a")
   os.remove(script)
+  os.remove(outfile)
   os.remove(errfile)
-  return out
+  return err, out, ok, how, status
 end
 
 describe("TLS", function()
@@ -95,6 +98,25 @@ describe("TLS", function()
     local err = catch(rs.new, { url = srv.url, tls = { ca_file = "/nonexistent/ca.pem" } })
     assert.are.equal("config", err.kind)
     assert.matches("/nonexistent/ca.pem", err.message, 1, true)
+  end)
+
+  it("survives its TLS server being killed mid-use: connection errors, no SIGPIPE", function()
+    local doomed = servers.redis{ tls = { cert = pki.server_cert, key = pki.server_key, ca = pki.ca } }
+    local err, out, ok, how, status = stderr_of(([[
+      local rs = require "rigatoni_store"
+      local s = rs.new{ url = %q, tls = { ca_file = %q }, pool_size = 4, max_retries = 0 }
+      for i = 1, 20 do s:save_resume_token("k" .. i, { _data = "82" }) end
+      os.execute("kill -9 %d; sleep 0.2")
+      local kinds = {}
+      for i = 1, 10 do
+        local ok, e = pcall(s.get_resume_token, s, "k" .. i)
+        kinds[#kinds + 1] = ok and "ok" or e.kind
+      end
+      print(table.concat(kinds, " "))
+    ]]):format(doomed.url, pki.ca, doomed.pid))
+    doomed.pid = nil                       -- killed by the child
+    assert.is_true(ok, ("child ended by %s %s: %s"):format(how, status, err))
+    assert.are.equal(("connection "):rep(10):sub(1, -2) .. "\n", out)
   end)
 
   it("works with verify = false and warns on every connect", function()
