@@ -36,7 +36,9 @@ void rs_sigpipe_unblock(rs_sigpipe_guard *g)
 {
     if (g->was_blocked) return;
     /* OpenSSL may have written and failed inside a call that succeeded
-     * (a read answering a key update), so look whatever the result. */
+     * (a read answering a key update), so look whatever the result. The
+     * call's errno is kept for its caller. */
+    int saved_errno = errno;
     sigset_t pending, pipe;
     sigemptyset(&pipe);
     sigaddset(&pipe, SIGPIPE);
@@ -44,6 +46,7 @@ void rs_sigpipe_unblock(rs_sigpipe_guard *g)
     if (sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE))
         while (sigtimedwait(&pipe, NULL, &zero) < 0 && errno == EINTR) {}
     pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+    errno = saved_errno;
 }
 
 /* hiredis' contract for write: bytes written, 0 to try again, or -1 with
@@ -60,8 +63,9 @@ static ssize_t plain_write(redisContext *c)
     return -1;
 }
 
-/* Every TLS connection shares hiredis' one function table: its copy with
- * our write is made once, from the first connection. */
+/* Every plain (and every TLS) connection shares one hiredis function
+ * table: our copy of it, with the functions above, is made once, from the
+ * first connection of each kind. */
 static pthread_mutex_t tables_lock = PTHREAD_MUTEX_INITIALIZER;
 static const redisContextFuncs *plain_original, *tls_original;
 static redisContextFuncs plain_table, tls_table;
