@@ -10,19 +10,22 @@ local function token(i) return { _data = ("82%08X%08X"):format(i, i % 97) } end
 local helpers = require "support.helpers"
 local host, catch = helpers.run_host, helpers.catch
 
+-- A 3 + 3 cluster and a store on it that retries for about 5 s.
+local function open_cluster()
+  local cluster = servers.cluster{ masters = 3, replicas = 1 }
+  return cluster, rs.new{ url = cluster.url, cluster_mode = true, ttl = 3600, max_retries = 20,
+                          retry_max_delay = 0.25 }
+end
+
+local function close_cluster(cluster, store)
+  if store then store:close() end
+  if cluster then cluster:stop() end
+end
+
 describe("cluster mode", function()
   local cluster, store
-
-  setup(function()
-    cluster = servers.cluster{ masters = 3, replicas = 1 }
-    store = rs.new{ url = cluster.url, cluster_mode = true, ttl = 3600, max_retries = 20,
-                    retry_max_delay = 0.25 }
-  end)
-
-  teardown(function()
-    if store then store:close() end
-    if cluster then cluster:stop() end
-  end)
+  setup(function() cluster, store = open_cluster() end)
+  teardown(function() close_cluster(cluster, store) end)
 
   it("does every store operation on 1,000 collections spread over all masters", function()
     for i = 1, 1000 do store:save_resume_token("coll" .. i, token(i)) end
@@ -230,17 +233,10 @@ end)
 -- must not inherit that.
 describe("cluster mode while the cluster changes", function()
   local cluster, store
-
-  before_each(function()
-    cluster = servers.cluster{ masters = 3, replicas = 1 }
-    store = rs.new{ url = cluster.url, cluster_mode = true, ttl = 3600, max_retries = 20,
-                    retry_max_delay = 0.25 }
-  end)
-
+  before_each(function() cluster, store = open_cluster() end)
   after_each(function()
-    if store then store:close() end
-    if cluster then cluster:stop() end
-    store, cluster = nil, nil
+    close_cluster(cluster, store)
+    cluster, store = nil, nil
   end)
 
   -- Saves token i into collection "loop<i % 50>" while `during` runs in the
