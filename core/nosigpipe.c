@@ -64,8 +64,8 @@ static ssize_t plain_write(redisContext *c)
 }
 
 /* Every plain (and every TLS) connection shares one hiredis function
- * table: our copy of it, with the functions above, is made once, from the
- * first connection of each kind. */
+ * table: our copy of it, with plain_write (or tls_write and tls_read), is
+ * made once, from the first connection of each kind. */
 static pthread_mutex_t tables_lock = PTHREAD_MUTEX_INITIALIZER;
 static const redisContextFuncs *plain_original, *tls_original;
 static redisContextFuncs plain_table, tls_table;
