@@ -342,6 +342,7 @@ rs_pool *rs_cluster_slot_owner(rs_store *store, int slot)
 /* Per-call state: which commands are done, where ASK sends the others. */
 typedef struct call {
     size_t n;
+    int *slot;          /* key slot of each command, -1 without a key */
     int *node;          /* routed node of each command */
     int *ask;           /* ASK target node, or -1 */
     char *done;
@@ -440,7 +441,7 @@ static int send_group(rs_cluster *cl, call *c, int target, const rs_cmd *cmds, i
      * write): when that one must go elsewhere, its follower goes along,
      * or WAIT would vouch for a write it never saw. */
     for (size_t i = 1; i < c->n; i++) {
-        if (!c->done[i] || c->done[i - 1] || command_slot(&cmds[i]) >= 0) continue;
+        if (!c->done[i] || c->done[i - 1] || c->slot[i] >= 0) continue;
         freeReplyObject(c->replies[i]);
         c->replies[i] = NULL;
         c->done[i] = 0;
@@ -460,16 +461,17 @@ int rs_cluster_exec(rs_store *store, const char *what, size_t ncmds, const rs_cm
 {
     rs_cluster *cl = store->cluster;
     const rs_config *cfg = store->cfg;
-    call c = {ncmds, calloc(ncmds, sizeof(int)), calloc(ncmds, sizeof(int)), calloc(ncmds, 1),
-              replies};
+    call c = {ncmds, calloc(ncmds, sizeof(int)), calloc(ncmds, sizeof(int)),
+              calloc(ncmds, sizeof(int)), calloc(ncmds, 1), replies};
     rs_error last;
     int attempt = 1, redirects = 0, rc = -1;
     rs_error_clear(&last);
-    if (!c.node || !c.ask || !c.done) {
+    if (!c.slot || !c.node || !c.ask || !c.done) {
         rs_error_set(&last, RS_ERR_NOMEM, 0, "out of memory");
         goto out;
     }
     for (size_t i = 0; i < ncmds; i++) {
+        c.slot[i] = command_slot(&cmds[i]);     /* once: CRC16 of the key */
         c.ask[i] = -1;
         replies[i] = NULL;
     }
@@ -478,7 +480,7 @@ int rs_cluster_exec(rs_store *store, const char *what, size_t ncmds, const rs_cm
         if (atomic_load(&cl->stale) && refresh(cl, &last) < 0) failed = 1;
         for (size_t i = 0, previous = 0; !failed && i < ncmds; i++) {
             if (c.done[i]) continue;
-            c.node[i] = route(cl, command_slot(&cmds[i]), i ? c.node[previous] : -1);
+            c.node[i] = route(cl, c.slot[i], i ? c.node[previous] : -1);
             previous = i;
             if (c.node[i] < 0) {
                 rs_error_set(&last, RS_ERR_SERVER, 1, "CLUSTERDOWN slot not served by any node");
@@ -486,14 +488,16 @@ int rs_cluster_exec(rs_store *store, const char *what, size_t ncmds, const rs_cm
                 failed = 1;
             }
         }
-        /* One pipeline per node that has pending commands. */
+        /* One pipeline per node that has pending commands; a command
+         * redirected to a node already sent to this round waits for the
+         * next one. */
+        char sent[MAX_NODES] = {0};
         for (size_t i = 0; !failed && i < ncmds; i++) {
             if (c.done[i]) continue;
             int target = c.ask[i] >= 0 ? c.ask[i] : c.node[i];
-            int seen = 0;
-            for (size_t j = 0; j < i && !seen; j++)
-                seen = !c.done[j] && (c.ask[j] >= 0 ? c.ask[j] : c.node[j]) == target;
-            if (!seen && send_group(cl, &c, target, cmds, &redirected, &last) < 0) failed = 1;
+            if (sent[target]) continue;
+            sent[target] = 1;
+            if (send_group(cl, &c, target, cmds, &redirected, &last) < 0) failed = 1;
         }
         size_t pending = 0;
         for (size_t i = 0; i < ncmds; i++) pending += !c.done[i];
@@ -517,6 +521,7 @@ out:
         }
         rs_exec_fail(err, what, attempt, &last);
     }
+    free(c.slot);
     free(c.node);
     free(c.ask);
     free(c.done);
