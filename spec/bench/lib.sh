@@ -22,24 +22,34 @@ stop_server() { stop_pid "$SERVER_PID"; SERVER_PID=; }
 
 cli() { redis-cli -h 127.0.0.1 -p "$PORT" "$@"; }
 
-# start_redis DIR: a redis-server on a random port that nothing answered
-# on, in DIR (its pid in DIR/pid); prints the port once the server that
-# answers there is ours (its INFO process_id is our pid).
+# start_redis DIR [CA CERT KEY]: a redis-server on a random port that
+# nothing answered on, in DIR (its pid in DIR/pid, its log DIR/redis.log);
+# prints the port once the server that answers there is ours (its INFO
+# process_id is our pid). With CA, CERT and KEY it is TLS-only and asked
+# over TLS.
 start_redis() {
-    mkdir -p "$1"
+    dir=$1 ca=${2:-} cert=${3:-} key=${4:-}
+    mkdir -p "$dir"
     tries=0
     while [ $tries -lt 20 ]; do
         tries=$((tries + 1))
         port=$(random_port)
         if redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null 2>&1; then continue; fi
-        redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
-            --dir "$1" --daemonize no --logfile "$1/redis.log" </dev/null >/dev/null 2>&1 &
+        if [ -n "$ca" ]; then
+            if ask_redis ping >/dev/null 2>&1; then continue; fi
+            redis-server --port 0 --tls-port "$port" --tls-cert-file "$cert" --tls-key-file "$key" \
+                --tls-ca-cert-file "$ca" --tls-auth-clients no --bind 127.0.0.1 --save '' \
+                --appendonly no --dir "$dir" --daemonize no --logfile "$dir/redis.log" \
+                </dev/null >/dev/null 2>&1 &
+        else
+            redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+                --dir "$dir" --daemonize no --logfile "$dir/redis.log" </dev/null >/dev/null 2>&1 &
+        fi
         pid=$!
-        echo "$pid" >"$1/pid"
+        echo "$pid" >"$dir/pid"
         i=0
         while [ $i -lt 50 ] && kill -0 "$pid" 2>/dev/null; do
-            if redis-cli -h 127.0.0.1 -p "$port" info server 2>/dev/null | tr -d '\r' |
-                grep -qx "process_id:$pid"; then
+            if ask_redis info server 2>/dev/null | tr -d '\r' | grep -qx "process_id:$pid"; then
                 echo "$port"
                 return 0
             fi
@@ -47,8 +57,13 @@ start_redis() {
         done
         stop_pid "$pid"
     done
-    echo "bench: could not start redis-server" >&2
+    echo "bench: could not start redis-server (log: $(tail -n 3 "$dir/redis.log" 2>/dev/null))" >&2
     return 1
+}
+# redis-cli to start_redis's candidate $port, over TLS when $ca is set.
+ask_redis() {
+    if [ -n "$ca" ]; then redis-cli -h 127.0.0.1 -p "$port" --tls --cacert "$ca" "$@"
+    else redis-cli -h 127.0.0.1 -p "$port" "$@"; fi
 }
 
 # One server for the whole script: sets PORT and SERVER_PID.

@@ -125,38 +125,10 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM HUP
 
-tls_cli() { redis-cli -h 127.0.0.1 -p "$TLS_PORT" --tls --cacert "$CA" "$@"; }
-
-
-# The same for a TLS-only server (no plain-text port) with $TMP/tls certs.
+# A TLS-only server with the $TMP/tls certificates: sets TLS_PORT, TLS_PID.
 start_tls_server() {
-    mkdir -p "$TMP/tlsdir"
-    tries=0
-    while [ $tries -lt 20 ]; do
-        tries=$((tries + 1))
-        TLS_PORT=$(random_port)
-        if redis-cli -h 127.0.0.1 -p "$TLS_PORT" ping >/dev/null 2>&1; then continue; fi
-        if tls_cli ping >/dev/null 2>&1; then continue; fi
-        redis-server --port 0 --tls-port "$TLS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
-            --tls-cert-file "$TMP/tls/server.crt" --tls-key-file "$TMP/tls/server.key" \
-            --tls-ca-cert-file "$CA" --tls-auth-clients no \
-            --dir "$TMP/tlsdir" --daemonize no --logfile "$TMP/redis-tls.log" &
-        TLS_PID=$!
-        i=0
-        while [ $i -lt 50 ]; do
-            if ! kill -0 "$TLS_PID" 2>/dev/null; then break; fi
-            if [ "$(tls_cli ping 2>/dev/null)" = PONG ]; then
-                if tls_cli info server 2>/dev/null | tr -d '\r' | grep -qx "process_id:$TLS_PID"; then
-                    return 0
-                fi
-                break
-            fi
-            sleep 0.1; i=$((i + 1))
-        done
-        stop_tls_server
-    done
-    echo "bench: could not start a TLS redis-server (log: $(tail -n 3 "$TMP/redis-tls.log" 2>/dev/null))" >&2
-    exit 1
+    TLS_PORT=$(start_redis "$TMP/tlsdir" "$CA" "$TMP/tls/server.crt" "$TMP/tls/server.key") || exit 1
+    TLS_PID=$(cat "$TMP/tlsdir/pid")
 }
 
 # A CA and a server certificate for 127.0.0.1/localhost, valid 2 days.
