@@ -29,32 +29,11 @@ trap 'exit 143' TERM
 
 # ---- the cluster ------------------------------------------------------------
 NODES=""
-i=0
-while [ $i -lt 6 ]; do
-    port=$(random_port)
-    mkdir -p "$TMP/n$i"
-    redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$TMP/n$i" \
-        --daemonize no --cluster-enabled yes --cluster-config-file "$TMP/n$i/nodes.conf" \
-        --loglevel warning >"$TMP/n$i/log" 2>&1 &
-    pid=$!
-    # ours when the server answering on the port has our pid (a port in use
-    # by somebody else's server must not become a node of this cluster)
-    ok=
-    for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
-        kill -0 "$pid" 2>/dev/null || break
-        if redis-cli -p "$port" INFO server 2>/dev/null | tr -d '\r' | grep -qx "process_id:$pid"; then
-            ok=1; break
-        fi
-        sleep 0.1
-    done
-    if [ -n "$ok" ]; then
-        PIDS="$PIDS $pid"
-        NODES="$NODES 127.0.0.1:$port"
-        i=$((i + 1))
-    else
-        kill "$pid" 2>/dev/null || true      # port taken or too slow: try another
-        wait "$pid" 2>/dev/null || true
-    fi
+for i in 0 1 2 3 4 5; do
+    port=$(start_redis "$TMP/n$i" --cluster-enabled yes \
+        --cluster-config-file "$TMP/n$i/nodes.conf" --loglevel warning) || exit 1
+    PIDS="$PIDS $(cat "$TMP/n$i/pid")"
+    NODES="$NODES 127.0.0.1:$port"
 done
 # shellcheck disable=SC2086
 redis-cli --cluster create $NODES --cluster-replicas 1 --cluster-yes >"$TMP/create.log" 2>&1

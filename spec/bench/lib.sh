@@ -22,29 +22,30 @@ stop_server() { stop_pid "$SERVER_PID"; SERVER_PID=; }
 
 cli() { redis-cli -h 127.0.0.1 -p "$PORT" "$@"; }
 
-# start_redis DIR [CA CERT KEY]: a redis-server on a random port that
-# nothing answered on, in DIR (its pid in DIR/pid, its log DIR/redis.log);
-# prints the port once the server that answers there is ours (its INFO
-# process_id is our pid). With CA, CERT and KEY it is TLS-only and asked
-# over TLS.
+# start_redis DIR [ARG...]: a redis-server (extra arguments ARG...) on a
+# random port that nothing answered on, in DIR (its pid in DIR/pid, its log
+# DIR/redis.log); prints the port once the server that answers there is
+# ours (its INFO process_id is our pid). With REDIS_CA set (a CA file) the
+# port is a TLS port (--port 0 --tls-port) and is asked over TLS; ARG gives
+# the certificates.
 start_redis() {
-    dir=$1 ca=${2:-} cert=${3:-} key=${4:-}
+    dir=$1
+    shift
     mkdir -p "$dir"
     tries=0
     while [ $tries -lt 20 ]; do
         tries=$((tries + 1))
         port=$(random_port)
         if redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null 2>&1; then continue; fi
-        if [ -n "$ca" ]; then
+        if [ -n "${REDIS_CA:-}" ]; then
             if ask_redis ping >/dev/null 2>&1; then continue; fi
-            redis-server --port 0 --tls-port "$port" --tls-cert-file "$cert" --tls-key-file "$key" \
-                --tls-ca-cert-file "$ca" --tls-auth-clients no --bind 127.0.0.1 --save '' \
-                --appendonly no --dir "$dir" --daemonize no --logfile "$dir/redis.log" \
-                </dev/null >/dev/null 2>&1 &
+            ports="--port 0 --tls-port $port"
         else
-            redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
-                --dir "$dir" --daemonize no --logfile "$dir/redis.log" </dev/null >/dev/null 2>&1 &
+            ports="--port $port"
         fi
+        # shellcheck disable=SC2086  # $ports: two or four words
+        redis-server $ports --bind 127.0.0.1 --save '' --appendonly no --dir "$dir" \
+            --daemonize no --logfile "$dir/redis.log" "$@" </dev/null >/dev/null 2>&1 &
         pid=$!
         echo "$pid" >"$dir/pid"
         i=0
@@ -60,9 +61,9 @@ start_redis() {
     echo "bench: could not start redis-server (log: $(tail -n 3 "$dir/redis.log" 2>/dev/null))" >&2
     return 1
 }
-# redis-cli to start_redis's candidate $port, over TLS when $ca is set.
+# redis-cli to start_redis's candidate $port, over TLS when REDIS_CA is set.
 ask_redis() {
-    if [ -n "$ca" ]; then redis-cli -h 127.0.0.1 -p "$port" --tls --cacert "$ca" "$@"
+    if [ -n "${REDIS_CA:-}" ]; then redis-cli -h 127.0.0.1 -p "$port" --tls --cacert "$REDIS_CA" "$@"
     else redis-cli -h 127.0.0.1 -p "$port" "$@"; fi
 }
 

@@ -127,7 +127,8 @@ trap 'exit 143' TERM HUP
 
 # A TLS-only server with the $TMP/tls certificates: sets TLS_PORT, TLS_PID.
 start_tls_server() {
-    TLS_PORT=$(start_redis "$TMP/tlsdir" "$CA" "$TMP/tls/server.crt" "$TMP/tls/server.key") || exit 1
+    TLS_PORT=$(REDIS_CA=$CA start_redis "$TMP/tlsdir" --tls-cert-file "$TMP/tls/server.crt" \
+        --tls-key-file "$TMP/tls/server.key" --tls-ca-cert-file "$CA" --tls-auth-clients no) || exit 1
     TLS_PID=$(cat "$TMP/tlsdir/pid")
 }
 
