@@ -15,11 +15,8 @@ static void on_lost(const char *key, void *userdata)
 int main(void)
 {
     int port = t_start_server(NULL);
-    char url[64];
-    snprintf(url, sizeof url, "redis://127.0.0.1:%d", port);
-    rs_config *cfg = rs_config_new();
+    rs_config *cfg = t_config(port, NULL);
     rs_error err = {0};
-    rs_config_set(cfg, "url", url, &err);
     rs_store *store = rs_store_open(cfg, &err);
     rs_config_free(cfg);
     CHECK(store != NULL);

@@ -15,11 +15,7 @@
 
 static rs_config *config_for(int port, const char *password)
 {
-    char url[128];
-    if (password) snprintf(url, sizeof url, "redis://:%s@127.0.0.1:%d", password, port);
-    else snprintf(url, sizeof url, "redis://127.0.0.1:%d", port);
-    rs_config *cfg = rs_config_new();
-    rs_config_set(cfg, "url", url, NULL);
+    rs_config *cfg = t_config(port, password);
     rs_config_set(cfg, "retry_base_delay", "5ms", NULL);
     return cfg;
 }
@@ -31,17 +27,6 @@ static uint64_t sum_buckets(const rs_op_metrics *o)
     return n;
 }
 
-static int eval_reply_error(rs_store *store, const char *script)
-{
-    const char *argv[3] = {"EVAL", script, "0"};
-    size_t argvlen[3] = {4, strlen(script), 1};
-    char *out = NULL;
-    size_t len;
-    rs_error err;
-    int rc = rs_command(store, 3, argv, argvlen, &out, &len, &err);
-    rs_free(out);
-    return rc;
-}
 
 /* ---- concurrency ---------------------------------------------------- */
 
@@ -157,9 +142,9 @@ int main(void)
 
     /* ---- errors by kind, retries ------------------------------------- */
     /* A transient reply is retried max_retries (3) times: 3 retries, 1 error. */
-    CHECK(eval_reply_error(store, "return redis.error_reply('LOADING Redis is loading')") == -1);
+    t_eval_error(store, "return redis.error_reply('LOADING Redis is loading')");
     /* A deterministic one is not retried. */
-    CHECK(eval_reply_error(store, "return redis.error_reply('WRONGTYPE wrong kind of value')") == -1);
+    t_eval_error(store, "return redis.error_reply('WRONGTYPE wrong kind of value')");
     rs_store_metrics(store, m);
     CHECK(m->ops[RS_METRICS_OTHER].count == 3);
     CHECK(m->ops[RS_METRICS_OTHER].errors[RS_ERR_SERVER] == 2);

@@ -6,25 +6,9 @@
 
 static rs_config *config_for(int port, const char *extra_name, const char *extra_value)
 {
-    char url[64];
-    snprintf(url, sizeof url, "redis://127.0.0.1:%d", port);
-    rs_config *cfg = rs_config_new();
-    rs_config_set(cfg, "url", url, NULL);
+    rs_config *cfg = t_config(port, NULL);
     if (extra_name) rs_config_set(cfg, extra_name, extra_value, NULL);
     return cfg;
-}
-
-/* Runs EVAL of a script returning an error reply; returns err. */
-static rs_error eval_error(rs_store *store, const char *script)
-{
-    const char *argv[3] = {"EVAL", script, "0"};
-    size_t argvlen[3] = {4, strlen(script), 1};
-    char *out = NULL;
-    size_t len;
-    rs_error err = {0};
-    CHECK(rs_command(store, 3, argv, argvlen, &out, &len, &err) == -1);
-    rs_free(out);
-    return err;
 }
 
 static void kill_clients(int port)
@@ -89,17 +73,17 @@ int main(void)
     rs_free(out);
 
     /* Transient server replies are retried max_retries times... */
-    err = eval_error(store, "return redis.error_reply('LOADING Redis is loading the dataset')");
+    err = t_eval_error(store, "return redis.error_reply('LOADING Redis is loading the dataset')");
     CHECK(err.kind == RS_ERR_SERVER && err.retryable == 1 && err.attempts == 4);
     CHECK(strstr(err.message, "4 attempts") != NULL);
-    err = eval_error(store, "return redis.error_reply('READONLY You can not write')");
+    err = t_eval_error(store, "return redis.error_reply('READONLY You can not write')");
     CHECK(err.attempts == 4);
     /* ...deterministic ones are not. */
-    err = eval_error(store, "return redis.error_reply('WRONGTYPE Operation against a key')");
+    err = t_eval_error(store, "return redis.error_reply('WRONGTYPE Operation against a key')");
     CHECK(err.kind == RS_ERR_SERVER && err.retryable == 0 && err.attempts == 1);
-    err = eval_error(store, "return redis.error_reply('NOAUTH Authentication required')");
+    err = t_eval_error(store, "return redis.error_reply('NOAUTH Authentication required')");
     CHECK(err.kind == RS_ERR_AUTH && err.retryable == 0 && err.attempts == 1);
-    err = eval_error(store, "return redis.error_reply('OOM command not allowed')");
+    err = t_eval_error(store, "return redis.error_reply('OOM command not allowed')");
     CHECK(err.retryable == 0 && err.attempts == 1);
     rs_store_close(store);
     rs_config_free(cfg);

@@ -86,11 +86,9 @@ int main(void)
 {
     const char *extra[] = {"--enable-debug-command", "yes", NULL};
     int port = t_start_server(extra);
-    char url[64];
-    snprintf(url, sizeof url, "redis://127.0.0.1:%d", port);
     rs_error err;
-    rs_config *cfg = rs_config_new();
-    CHECK(rs_config_set(cfg, "url", url, &err) == 0);
+    rs_config *cfg = t_config(port, NULL);
+    CHECK(cfg != NULL);
     CHECK(rs_config_set(cfg, "pool_size", "2", &err) == 0);
     CHECK(rs_config_set(cfg, "connection_timeout", "250ms", &err) == 0);
     CHECK(rs_config_set(cfg, "max_retries", "3", &err) == 0);

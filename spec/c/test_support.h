@@ -124,6 +124,35 @@ static inline int t_start_server(const char *const *extra)
     exit(2);
 }
 
+/* A config for the loopback server on `port`, AUTH `password` when not
+ * NULL; NULL when out of memory. */
+static inline rs_config *t_config(int port, const char *password)
+{
+    char url[160];
+    if (password) snprintf(url, sizeof url, "redis://:%s@127.0.0.1:%d", password, port);
+    else snprintf(url, sizeof url, "redis://127.0.0.1:%d", port);
+    rs_config *cfg = rs_config_new();
+    if (cfg && rs_config_set(cfg, "url", url, NULL) < 0) {
+        rs_config_free(cfg);
+        return NULL;
+    }
+    return cfg;
+}
+
+/* Runs EVAL of a script that returns an error reply, through the store's
+ * whole command path: the error it gives (kind, retryable, attempts). */
+static inline rs_error t_eval_error(rs_store *store, const char *script)
+{
+    const char *argv[3] = {"EVAL", script, "0"};
+    size_t argvlen[3] = {4, strlen(script), 1};
+    char *out = NULL;
+    size_t len;
+    rs_error err = {0};
+    CHECK(rs_command(store, 3, argv, argvlen, &out, &len, &err) == -1);
+    rs_free(out);
+    return err;
+}
+
 static inline int t_report(const char *name)
 {
     printf("%s: %d checks, %d failed\n", name, t_checks, t_failures);

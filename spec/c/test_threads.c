@@ -63,11 +63,9 @@ static void *worker(void *arg)
 int main(void)
 {
     int port = t_start_server(NULL);
-    char url[64];
-    snprintf(url, sizeof url, "redis://127.0.0.1:%d", port);
-    rs_config *cfg = rs_config_new();
+    rs_config *cfg = t_config(port, NULL);
     rs_error err = {0};
-    CHECK(rs_config_set(cfg, "url", url, &err) == 0);
+    CHECK(cfg != NULL);
     CHECK(rs_config_set(cfg, "pool_size", "8", &err) == 0);  /* fewer than threads: waits */
     store = rs_store_open(cfg, &err);
     rs_config_free(cfg);
