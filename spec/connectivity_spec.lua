@@ -4,11 +4,7 @@ local rs = require "rigatoni_store"
 local servers = require "support.servers"
 local certs = require "support.certs"
 
-local function catch(f, ...)
-  local ok, err = pcall(f, ...)
-  assert.is_false(ok, "expected an error")
-  return err
-end
+local catch = require("support.helpers").catch
 
 -- Runs `code` in a child lua5.4; returns its stderr (log lines), its
 -- stdout, and how it ended (os.execute's three results).

@@ -26,12 +26,7 @@ local function token(i, size)
   return { _data = hex .. pad, n = i }
 end
 
-local function catch(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert(not ok, "expected an error, the call succeeded")
-  assert(type(err) ~= "string", "a plain string was raised: " .. tostring(err))
-  return err
-end
+local catch = require("support.helpers").catch_object
 
 -- Runs fn and returns its results and the seconds it took.
 local function timed(fn, ...)

@@ -26,11 +26,7 @@ local function env_ini()
   return path
 end
 
-local function catch(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert(not ok, "expected an error, the call succeeded")
-  return err
-end
+local catch = helpers.catch
 
 local function assert_hidden(text, ...)
   for _, secret in ipairs{ ... } do

@@ -72,6 +72,14 @@ function M.catch(fn, ...)
   return err
 end
 
+-- The same, and the error must be an error object (the store's errors are;
+-- only misuse such as a closed store raises a plain string).
+function M.catch_object(fn, ...)
+  local err = M.catch(fn, ...)
+  assert(type(err) ~= "string", "a plain string was raised: " .. tostring(err))
+  return err
+end
+
 -- Fails unless err is an error object of `kind`.
 function M.assert_kind(kind, err)
   local got = type(err) ~= "string" and err.kind or nil

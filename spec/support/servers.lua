@@ -303,11 +303,12 @@ function Server:spawn()
   end
 end
 
--- Stops with SIGTERM, SIGKILL after STOP_TIMEOUT. Harmless when stopped.
-function Server:stop()
+-- Ends the process with `sig` (SIGKILL after STOP_TIMEOUT) and forgets
+-- it. Harmless when stopped.
+function Server:terminate(sig)
   local pid = self.pid
   if pid then
-    signal(pid, "TERM")
+    signal(pid, sig)
     if not wait_dead(pid, STOP_TIMEOUT) then
       signal(pid, "KILL")
       wait_dead(pid, STOP_TIMEOUT)
@@ -319,18 +320,11 @@ function Server:stop()
   return true
 end
 
+-- Stops with SIGTERM (a clean shutdown).
+function Server:stop() return self:terminate("TERM") end
+
 -- Kills at once with SIGKILL (a crash, no shutdown of the server).
-function Server:kill()
-  local pid = self.pid
-  if pid then
-    signal(pid, "KILL")
-    wait_dead(pid, STOP_TIMEOUT)
-  end
-  self.pid = nil
-  running[self] = nil
-  os.remove(self.pid_path)
-  return true
-end
+function Server:kill() return self:terminate("KILL") end
 
 -- Stops (when running) and starts again on the same port and directory.
 function Server:restart()
