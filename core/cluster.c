@@ -217,16 +217,15 @@ rs_cluster *rs_cluster_new(rs_store *store, rs_error *err)
     pthread_mutex_init(&cl->refresh_lock, NULL);
     for (int i = 0; i < NSLOTS; i++) cl->slots[i] = -1;
     atomic_store(&cl->stale, 1);
-    const rs_config *cfg = store->cfg;
     int attempt = 1;
     rs_error last = {0};
     while (refresh(cl, &last) < 0) {
-        if (!last.retryable || attempt > cfg->max_retries) {
+        if (!rs_retry_wait(store->cfg, "cluster discovery", attempt, &last)) {
             rs_exec_fail(err, "cluster discovery", attempt, &last);
             rs_cluster_free(cl);
             return NULL;
         }
-        rs_sleep(rs_retry_delay(cfg, attempt++));
+        attempt++;
     }
     return cl;
 }
@@ -507,10 +506,7 @@ int rs_cluster_exec(rs_store *store, const char *what, size_t ncmds, const rs_cm
         }
         if (!failed && redirected && ++redirects <= MAX_REDIRECTS) continue;
         if (!failed) rs_error_set(&last, RS_ERR_SERVER, 1, "too many cluster redirections");
-        if (!last.retryable || last.kind == RS_ERR_POOL || attempt > cfg->max_retries) break;
-        double delay = rs_retry_delay(cfg, attempt);
-        rs_note_retry(what, attempt, cfg->max_retries + 1, &last, delay);
-        rs_sleep(delay);
+        if (!rs_retry_wait(cfg, what, attempt, &last)) break;
         attempt++;
     }
 out:

@@ -125,22 +125,17 @@ int rs_exec_attempt(rs_pool *pool, size_t ncmds, const rs_cmd *cmds, redisReply 
 int rs_exec_on(rs_store *store, rs_pool *pool, const char *what, size_t ncmds,
                const rs_cmd *cmds, redisReply **replies, rs_error *err)
 {
-    const rs_config *cfg = store->cfg;
-    int max_attempts = cfg->max_retries + 1;
     rs_error last;
-    int attempt;
-
+    int attempt = 1;
     rs_error_clear(&last);
-    for (attempt = 1;; attempt++) {
-        if (rs_exec_attempt(pool, ncmds, cmds, replies, &last) == 0) return 0;
-        /* Waiting for the pool again would only multiply the wait. */
-        if (!last.retryable || last.kind == RS_ERR_POOL || attempt >= max_attempts) break;
-        double delay = rs_retry_delay(cfg, attempt);
-        rs_note_retry(what, attempt, max_attempts, &last, delay);
-        rs_sleep(delay);
+    while (rs_exec_attempt(pool, ncmds, cmds, replies, &last) < 0) {
+        if (!rs_retry_wait(store->cfg, what, attempt, &last)) {
+            rs_exec_fail(err, what, attempt, &last);
+            return -1;
+        }
+        attempt++;
     }
-    rs_exec_fail(err, what, attempt, &last);
-    return -1;
+    return 0;
 }
 
 int rs_exec(rs_store *store, rs_op op, const char *what, size_t ncmds, const rs_cmd *cmds,

@@ -151,6 +151,10 @@ void rs_error_from_reply(rs_error *err, const char *str, size_t len);
 /* Delay before retry number `n` (1-based): base * 2^(n-1), capped, with
  * jitter in [50%, 100%]. */
 double rs_retry_delay(const rs_config *cfg, int n);
+/* After failed attempt number `attempt` of `what`: when the failure is
+ * retryable and attempts remain, counts and logs the retry, sleeps the
+ * delay and returns 1; else returns 0. */
+int rs_retry_wait(const rs_config *cfg, const char *what, int attempt, const rs_error *last);
 
 /* ---- exec.c: commands with pool and retries ---- */
 /* What a call is, for metrics: one kind per store operation family. */

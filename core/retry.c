@@ -95,6 +95,16 @@ void rs_error_from_reply(rs_error *err, const char *str, size_t len)
     else rs_error_set(err, RS_ERR_SERVER, 0, "server error: %.*s", shown, str);
 }
 
+int rs_retry_wait(const rs_config *cfg, const char *what, int attempt, const rs_error *last)
+{
+    /* A pool timeout is not retried: waiting again would multiply the wait. */
+    if (!last->retryable || last->kind == RS_ERR_POOL || attempt > cfg->max_retries) return 0;
+    double delay = rs_retry_delay(cfg, attempt);
+    rs_note_retry(what, attempt, cfg->max_retries + 1, last, delay);
+    rs_sleep(delay);
+    return 1;
+}
+
 double rs_retry_delay(const rs_config *cfg, int n)
 {
     double d = cfg->retry_base_delay * ldexp(1.0, n > 1 ? n - 1 : 0);

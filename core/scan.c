@@ -130,7 +130,6 @@ static void follow_takeover(rs_scan *scan)
 /* One SCAN step on the current node, under the retry policy. */
 static int scan_step(rs_scan *scan, redisReply **reply, rs_error *err)
 {
-    const rs_config *cfg = scan->store->cfg;
     rs_error last;
     rs_error_clear(&last);
     for (int attempt = 1;; attempt++) {
@@ -139,15 +138,13 @@ static int scan_step(rs_scan *scan, redisReply **reply, rs_error *err)
                              strlen(scan->count)};
         rs_cmd cmd = {6, argv, argvlen};
         if (rs_exec_attempt(scan->nodes[scan->node], 1, &cmd, reply, &last) == 0) return 0;
-        if (!last.retryable || last.kind == RS_ERR_POOL || attempt > cfg->max_retries) {
+        if (!rs_retry_wait(scan->store->cfg, "list (SCAN)", attempt, &last)) {
             rs_exec_fail(err, "list (SCAN)", attempt, &last);
             return -1;
         }
+        /* After the delay: by then a replica has had time to take over. */
         if (scan->store->cluster && (last.kind == RS_ERR_CONNECTION || last.kind == RS_ERR_TIMEOUT))
             follow_takeover(scan);
-        double delay = rs_retry_delay(cfg, attempt);
-        rs_note_retry("list (SCAN)", attempt, cfg->max_retries + 1, &last, delay);
-        rs_sleep(delay);
     }
 }
 
