@@ -21,6 +21,7 @@ static const char *const kind_names[] = {
     [RS_ERR_POOL] = "pool",
     [RS_ERR_NOT_OWNER] = "not_owner",
     [RS_ERR_NOMEM] = "nomem",
+    [RS_ERR_UNKNOWN] = "unknown",
 };
 
 const char *rs_error_kind_name(rs_error_kind kind)

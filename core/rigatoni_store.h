@@ -44,7 +44,8 @@ typedef enum rs_error_kind {
     RS_ERR_SERVER,        /* an error reply from Redis */
     RS_ERR_POOL,          /* no free connection within connection_timeout */
     RS_ERR_NOT_OWNER,     /* a lock is held by somebody else */
-    RS_ERR_NOMEM
+    RS_ERR_NOMEM,
+    RS_ERR_UNKNOWN        /* the command may or may not have run: its reply was lost */
 } rs_error_kind;
 
 typedef struct rs_error {
@@ -392,7 +393,7 @@ enum { RS_METRICS_SAVE, RS_METRICS_GET, RS_METRICS_DELETE, RS_METRICS_LIST, RS_M
  * up to about 67 s); the last bucket counts slower ones (+Inf). */
 #define RS_METRICS_BUCKETS 28
 /* errors[] is indexed by rs_error_kind. */
-#define RS_METRICS_ERROR_KINDS ((int)RS_ERR_NOMEM + 1)
+#define RS_METRICS_ERROR_KINDS ((int)RS_ERR_UNKNOWN + 1)
 
 typedef struct rs_op_metrics {
     uint64_t count;                      /* calls finished, successful or not */
