@@ -1,0 +1,166 @@
+-- spec/bindings_spec.lua -- the Lua bindings read their arguments safely:
+-- tables with __index/__len (proxies whose values are made on demand and
+-- collected right after) give the same results as plain tables, and no
+-- binding keeps a pointer into a value it no longer holds (under ASan a
+-- slip is a heap-use-after-free); numeric arguments are bounded.
+
+local rs = require "rigatoni_store"
+local servers = require "support.servers"
+local helpers = require "support.helpers"
+
+local N = 50
+
+-- Long names (not interned short strings), so that a freed one is
+-- reused by the next allocation of the same size.
+local function name(i)
+  return ("collection-%03d-%s"):format(i, ("x"):rep(48))
+end
+
+-- A proxy array: every read makes a fresh value and collects garbage
+-- first, so the value of the previous read is freed unless anchored.
+local function proxy(n, make)
+  return setmetatable({}, {
+    __len = function() return n end,
+    __index = function(_, i)
+      collectgarbage()
+      if type(i) == "number" and i >= 1 and i <= n then return make(i) end
+    end,
+  })
+end
+
+-- A proxy record: fields made on demand, garbage collected before each.
+local function proxy_record(fields)
+  return setmetatable({}, {
+    __index = function(_, k)
+      collectgarbage()
+      local v = fields[k]
+      if type(v) == "string" then return v:sub(1) .. "" end
+      return v
+    end,
+  })
+end
+
+local function bytes(i) return ("value-%03d-%s"):format(i, ("y"):rep(40)) end
+
+local srv, store
+setup(function()
+  srv = servers.redis{}
+  store = rs.new{ url = srv.url }
+end)
+teardown(function()
+  if store then store:close() end
+  servers.stop_all()
+end)
+before_each(function()
+  assert.equal("OK", srv:cli("FLUSHALL"))
+end)
+
+describe("batch calls with proxy tables", function()
+  local function save_all()
+    for i = 1, N do store:save_raw(name(i), bytes(i)) end
+  end
+
+  it("get_many reads every name of a proxy array", function()
+    save_all()
+    local values = store:get_many(proxy(N, name))
+    assert.equal(N, #values)
+    for i = 1, N do assert.equal(bytes(i), values[i]) end
+  end)
+
+  it("delete_many deletes every name of a proxy array", function()
+    save_all()
+    assert.equal(N, store:delete_many(proxy(N, name)))
+    assert.equal("0", srv:cli("DBSIZE"))
+  end)
+
+  it("save_many saves proxy items of a proxy array", function()
+    local written = store:save_many(proxy(N, function(i)
+      return proxy_record{ name(i), bytes(i), 100 + i }
+    end))
+    assert.equal(N, #written)
+    for i = 1, N do
+      assert.is_true(written[i])
+      assert.equal(bytes(i), store:get_raw(name(i)))
+      local ttl = store:ttl(name(i))
+      assert.is_true(ttl > 90 + i and ttl <= 100 + i)
+    end
+  end)
+
+  it("save_many saves plain item tables made on demand", function()
+    store:save_many(proxy(N, function(i) return { name(i) .. "", bytes(i) .. "" } end))
+    for i = 1, N do assert.equal(bytes(i), store:get_raw(name(i))) end
+  end)
+
+  it("save_many reads its options from a proxy", function()
+    store:save_raw(name(1), "old")
+    local written = store:save_many({ { name(1), "new" }, { name(2), "two" } },
+                                    proxy_record{ nx = true })
+    assert.same({ false, true }, written)
+    assert.equal("old", store:get_raw(name(1)))
+  end)
+
+  it("a huge __len is refused before anything is allocated for it", function()
+    local err = helpers.catch_object(store.get_many, store, proxy(math.maxinteger, name))
+    helpers.assert_kind("serialization", err)
+    err = helpers.catch_object(store.delete_many, store, proxy(-1, name))
+    helpers.assert_kind("serialization", err)
+  end)
+end)
+
+describe("other bindings with proxy tables", function()
+  it("save_resume_token reads lock and owner from a proxy", function()
+    assert.is_true(store:try_acquire_lock("lk-" .. name(1), "owner-" .. name(2), 30))
+    store:save_resume_token("users", { _data = "82aa" },
+                            proxy_record{ lock = "lk-" .. name(1), owner = "owner-" .. name(2) })
+    assert.same({ _data = "82aa" }, store:get_resume_token("users"))
+  end)
+
+  it("delete_resume_token reads if_value from a proxy", function()
+    store:save_raw(name(1), bytes(1))
+    assert.is_false(store:delete_resume_token(name(1), proxy_record{ if_value = bytes(2) }))
+    assert.is_true(store:delete_resume_token(name(1), proxy_record{ if_value = bytes(1) }))
+  end)
+
+  it("list_resume_tokens, resume_tokens and scan_keys read match from a proxy", function()
+    store:save_resume_token(name(1), { _data = "82aa" })
+    store:save_resume_token("other", { _data = "82bb" })
+    local opts = proxy_record{ match = name(1), batch = 10 }
+    local tokens = store:list_resume_tokens(opts)
+    assert.same({ [name(1)] = { _data = "82aa" } }, tokens)
+    local seen = {}
+    for c in store:resume_tokens(opts) do seen[#seen + 1] = c end
+    assert.same({ name(1) }, seen)
+    seen = {}
+    for k in store:scan_keys("rigatoni:resume_token:" .. name(1), proxy_record{ batch = 10 }) do
+      seen[#seen + 1] = k
+    end
+    assert.same({ "rigatoni:resume_token:" .. name(1) }, seen)
+  end)
+
+  it("stats and lease read their options from a proxy", function()
+    assert.is_table(store:stats(proxy_record{ buckets = true }).ops.save.buckets)
+    local lease = store:lease("lk-" .. name(3), "owner", proxy_record{ ttl = 20 })
+    assert.truthy(lease)
+    lease:release()
+  end)
+end)
+
+describe("numeric bounds of the bindings", function()
+  for _, ttl in ipairs{ math.huge, 1e30, 2e9 } do
+    it("save_many refuses a ttl of " .. tostring(ttl) .. " seconds with a config error", function()
+      local err = helpers.catch_object(store.save_many, store, { { "users", "bytes", ttl } })
+      helpers.assert_kind("config", err)
+      assert.matches("ttl", err.message)
+      assert.equal("0", srv:cli("DBSIZE"))
+    end)
+  end
+
+  it("save_many accepts the largest ttl (1e9 seconds)", function()
+    store:save_many{ { "users", "bytes", 1e9 } }
+    assert.is_true(store:ttl("users") > 1e9 - 10)
+  end)
+
+  it("save_raw refuses an infinite ttl with a config error", function()
+    helpers.assert_kind("config", helpers.catch_object(store.save_raw, store, "users", "b", math.huge))
+  end)
+end)
