@@ -164,3 +164,29 @@ describe("numeric bounds of the bindings", function()
     helpers.assert_kind("config", helpers.catch_object(store.save_raw, store, "users", "b", math.huge))
   end)
 end)
+
+describe("numeric bounds of the options", function()
+  -- Casting these to an integer is undefined behaviour in C (UBSan's
+  -- float-cast-overflow check catches it in the ASan build).
+  local bad = { math.huge, -math.huge, 1e30, -1e30, 0 / 0 }
+  for _, option in ipairs{ "pool_size", "max_retries", "scan_count", "wait_replicas" } do
+    it(option .. " outside its range, infinite or NaN is a config error naming it", function()
+      for _, v in ipairs(bad) do
+        local err = helpers.catch_object(rs.new, { url = srv.url, [option] = v })
+        helpers.assert_kind("config", err)
+        assert.matches(option, err.message, 1, true)
+        local builder = rs.config():url(srv.url)
+        err = helpers.catch_object(builder[option], builder, v)
+        helpers.assert_kind("config", err)
+      end
+    end)
+  end
+
+  it("durations outside their range, infinite or NaN are config errors", function()
+    for _, option in ipairs{ "ttl", "connection_timeout", "command_timeout", "wait_timeout" } do
+      for _, v in ipairs(bad) do
+        helpers.assert_kind("config", helpers.catch_object(rs.new, { url = srv.url, [option] = v }))
+      end
+    end
+  end)
+end)
