@@ -209,6 +209,15 @@ const char *rs_config_password(const rs_config *cfg)
     return cfg->password ? cfg->password : cfg->parsed.password;
 }
 
+const char *rs_config_secret(const rs_config *cfg, const char *name)
+{
+    const option *o = find_option(name);
+    if (!o) return NULL;
+    if (o->type == OPT_SECRET) return *CFIELD(cfg, o, char *);
+    if (o->type == OPT_SECRET_FILE) return *(char *const *)((const char *)cfg + o->secret);
+    return NULL;
+}
+
 static int unknown_option(const char *name, rs_error *err)
 {
     rs_error_set(err, RS_ERR_CONFIG, 0, "unknown option '%.64s'", name);

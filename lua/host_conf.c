@@ -225,18 +225,36 @@ int host_conf_set(host_conf *hc, const char *section, const char *key, const cha
         char *password = url_password(value);
         remember_secret(hc, password);
         free(password);
-    } else if (strcmp(s->option, "sentinel_password") == 0 || strcmp(s->option, "password") == 0) {
-        remember_secret(hc, value);
+    } else {
+        /* password, sentinel_password and the content of their _file forms */
+        remember_secret(hc, rs_config_secret(hc->cfg, s->option));
     }
     return 0;
+}
+
+/* The error for a malformed -s: it names the setting the argument starts
+ * with, if any, and shows nothing else of it (it may carry the value,
+ * e.g. "redis.password:secret"). */
+static int bad_set_arg(const char *arg, char *msg, size_t msgsize)
+{
+    for (const struct setting *s = settings; s->section; s++) {
+        size_t slen = strlen(s->section), klen = strlen(s->key);
+        if (strncmp(arg, s->section, slen) == 0 && arg[slen] == '.' &&
+            strncmp(arg + slen + 1, s->key, klen) == 0)
+            return failf(msg, msgsize,
+                         "-s wants section.key=value; the argument starting with %s.%s has no "
+                         "'=' right after the key (the rest is not shown)",
+                         s->section, s->key);
+    }
+    return failf(msg, msgsize,
+                 "-s wants section.key=value (the argument is not shown: it may hold a secret)");
 }
 
 int host_conf_set_arg(host_conf *hc, const char *arg, char *msg, size_t msgsize)
 {
     const char *dot = strchr(arg, '.');
     const char *eq = strchr(arg, '=');
-    if (!dot || !eq || dot > eq || dot == arg || eq == dot + 1)
-        return failf(msg, msgsize, "-s wants section.key=value, got '%.64s'", arg);
+    if (!dot || !eq || dot > eq || dot == arg || eq == dot + 1) return bad_set_arg(arg, msg, msgsize);
     char section[64], key[64];
     size_t slen = (size_t)(dot - arg), klen = (size_t)(eq - dot - 1);
     if (slen >= sizeof section || klen >= sizeof key)
@@ -525,7 +543,7 @@ static void mask_urls(const char *text, char *buf, size_t bufsize)
 void host_conf_mask(const host_conf *hc, const char *text, char *buf, size_t bufsize)
 {
     if (bufsize == 0) return;
-    size_t size = strlen(text) * 2 + 64;
+    size_t size = strlen(text) * 3 + 64;   /* "***" for a one-letter secret */
     char *a = malloc(size), *b = malloc(size);
     if (!a || !b) {
         free(a);
@@ -534,9 +552,18 @@ void host_conf_mask(const host_conf *hc, const char *text, char *buf, size_t buf
         return;
     }
     mask_urls(text, a, size);
-    for (int i = 0; hc && i < hc->nsecrets; i++) {
-        if (strlen(hc->secrets[i]) < 3) continue;  /* would mask half the text */
-        rs_mask_secret(a, hc->secrets[i], b, size);
+    /* Longest first, so that a short secret inside a longer one cannot
+     * leave the rest of the longer one showing. Every length is masked: a
+     * one-letter password costs readable messages, never the password. */
+    const char *order[HOST_MAX_SECRETS];
+    int n = hc ? hc->nsecrets : 0;
+    for (int i = 0; i < n; i++) {
+        int j = i;
+        for (; j > 0 && strlen(order[j - 1]) < strlen(hc->secrets[i]); j--) order[j] = order[j - 1];
+        order[j] = hc->secrets[i];
+    }
+    for (int i = 0; i < n; i++) {
+        rs_mask_secret(a, order[i], b, size);
         char *t = a;
         a = b;
         b = t;
