@@ -13,6 +13,7 @@
  * password, sentinel_password) are remembered so that the host can mask
  * them in whatever it prints.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -282,10 +283,26 @@ int host_conf_finish(host_conf *hc, char *msg, size_t msgsize)
  * ${VAR} expansion
  * ------------------------------------------------------------------ */
 
+/* Whether text put at out[n] lands in the user-info of a URL: after
+ * "scheme://" with no '@' or '/' since, and an '@' still to come in the
+ * rest of the value before any '/'. */
+static int in_userinfo(const char *out, size_t n, const char *rest)
+{
+    const char *authority = NULL;
+    for (size_t i = 0; !authority && i + 3 <= n; i++)
+        if (memcmp(out + i, "://", 3) == 0) authority = out + i + 3;
+    if (!authority) return 0;
+    for (const char *p = authority; p < out + n; p++)
+        if (*p == '@' || *p == '/') return 0;
+    return rest[strcspn(rest, "@/")] == '@';
+}
+
 /* Expands `in` into out. With `literal`, every variable counts as unset and
  * a missing one as "": what is left is the text the file itself holds
- * (used to tell whether the file contains a password). */
-static int expand(const char *in, char *out, size_t outsize, int literal, char *msg,
+ * (used to tell whether the file contains a password). With `url`, an
+ * environment value that lands in the URL's user-info is percent-encoded
+ * (a password "p%41@x" stays exactly that); defaults are taken as written. */
+static int expand(const char *in, char *out, size_t outsize, int literal, int url, char *msg,
                   size_t msgsize)
 {
     size_t n = 0;
@@ -333,8 +350,18 @@ static int expand(const char *in, char *out, size_t outsize, int literal, char *
                              var, var);
             value = "";
         }
-        if (value)
-            for (const char *v = value; *v; v++) PUT(*v);
+        int encode = value && url && in_userinfo(out, n, close + 1);
+        for (const char *v = value; v && *v; v++) {
+            unsigned char c = (unsigned char)*v;
+            if (!encode || (c < 128 && (isalnum(c) || strchr("-._~", c)))) {
+                PUT(*v);
+            } else {
+                static const char hex[] = "0123456789ABCDEF";
+                PUT('%');
+                PUT(hex[c >> 4]);
+                PUT(hex[c & 15]);
+            }
+        }
         p = close + 1;
     }
     out[n] = '\0';
@@ -404,7 +431,7 @@ static char *read_line(char *str, int num, void *stream)
 static int literal_holds_secret(const char *option, const char *raw)
 {
     char text[VALUE_MAX], msg[128];
-    if (expand(raw, text, sizeof text, 1, msg, sizeof msg) < 0) return 0;
+    if (expand(raw, text, sizeof text, 1, 0, msg, sizeof msg) < 0) return 0;
     if (strcmp(option, "sentinel_password") == 0 || strcmp(option, "password") == 0)
         return text[0] != '\0';
     if (strcmp(option, "url") == 0) {
@@ -421,7 +448,8 @@ static int on_key(void *user, const char *section, const char *key, const char *
     /* Unknown sections were reported by the reader already. */
     if (*section && !known_section(section)) return 0;
     char value[VALUE_MAX], msg[600];
-    if (expand(raw, value, sizeof value, 0, msg, sizeof msg) < 0 ||
+    int url = strcmp(section, "redis") == 0 && strcmp(key, "url") == 0;
+    if (expand(raw, value, sizeof value, 0, url, msg, sizeof msg) < 0 ||
         host_conf_set(ctx->hc, section, key, value, msg, sizeof msg) < 0) {
         /* The message may quote the expanded value, and ${VAR} may hold a
          * password (found by spec/fuzz/fuzz_ini.c). */

@@ -111,3 +111,37 @@ describe("secrets are masked", function()
     assert.matches("redis.password", err, 1, true)
   end)
 end)
+
+describe("${VAR} in the url", function()
+  local PW = "p%41ss@w:rd/?#x"    -- %41 would decode to A; @ : / ? # would cut the URL
+  local srv
+  setup(function() srv = servers.redis{ password = PW } end)
+  teardown(function() srv:stop() end)
+
+  local function ping_with(url_line, env)
+    local path = ini("envurl.ini", "[redis]\nurl = " .. url_line .. "\n")
+    return run({ "-c", path, "-e", "assert(store:ping()); print('pong')" }, { env = env })
+  end
+
+  it("a password from the environment in the user-info is percent-encoded: it reaches AUTH as it is", function()
+    local code, out, err = ping_with("redis://default:${PW}@127.0.0.1:" .. srv.port, { PW = PW })
+    assert.equal(0, code, err)
+    assert.equal("pong\n", out)
+    assert_hidden(PW, out, err)
+  end)
+
+  it("so is a user name from the environment", function()
+    local code, out, err = ping_with("redis://${RUSER}:${PW}@127.0.0.1:" .. srv.port,
+                                     { RUSER = "default", PW = PW })
+    assert.equal(0, code, err)
+    assert.equal("pong\n", out)
+  end)
+
+  it("a whole URL from the environment is taken as written (already encoded)", function()
+    local encoded = PW:gsub("[^%w%-._~]", function(c) return ("%%%02X"):format(c:byte()) end)
+    local code, out, err = ping_with("${REDIS_URL}",
+                                     { REDIS_URL = "redis://default:" .. encoded .. "@127.0.0.1:" .. srv.port })
+    assert.equal(0, code, err)
+    assert.equal("pong\n", out)
+  end)
+end)
