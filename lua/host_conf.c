@@ -8,8 +8,14 @@
  * counts lines (and sees section headers, which inih does not report):
  * every error reads `file:line: message`.
  *
+ * A line is at most LINE_MAX_BYTES: a longer one is an error before
+ * anything is applied (inih would cut it in two). A ';' after a blank
+ * starts a comment, except in a password, where it is an error: a
+ * password may contain " ;", and cutting it silently fails AUTH later.
+ *
  * Values may use ${VAR} and ${VAR:-default} (default when VAR is unset or
- * empty); `$${` stands for a literal `${`. Secrets seen on the way (the URL
+ * empty); `$${` stands for a literal `${`. An environment value landing in
+ * the user-info of the url is percent-encoded. Secrets seen on the way (the URL
  * password, sentinel_password) are remembered so that the host can mask
  * them in whatever it prints.
  */
@@ -25,6 +31,7 @@
 #include "host.h"
 
 #define VALUE_MAX 4096
+#define LINE_MAX_BYTES 4096   /* of one INI line, without its line break */
 
 /* ---------------------------------------------------------------------
  * Sections and keys
@@ -428,12 +435,16 @@ static char *read_line(char *str, int num, void *stream)
     return line;
 }
 
+static int is_password_option(const char *option)
+{
+    return strcmp(option, "sentinel_password") == 0 || strcmp(option, "password") == 0;
+}
+
 static int literal_holds_secret(const char *option, const char *raw)
 {
     char text[VALUE_MAX], msg[128];
     if (expand(raw, text, sizeof text, 1, 0, msg, sizeof msg) < 0) return 0;
-    if (strcmp(option, "sentinel_password") == 0 || strcmp(option, "password") == 0)
-        return text[0] != '\0';
+    if (is_password_option(option)) return text[0] != '\0';
     if (strcmp(option, "url") == 0) {
         char *password = url_password(text);
         free(password);
@@ -442,12 +453,39 @@ static int literal_holds_secret(const char *option, const char *raw)
     return 0;
 }
 
+/* Where an inline comment starts in a value: a ';' after a blank (inih's
+ * rule, applied here so that a password is not cut silently), or NULL. */
+static const char *inline_comment(const char *raw)
+{
+    for (const char *p = raw; *p; p++)
+        if (*p == ';' && p > raw && (p[-1] == ' ' || p[-1] == '\t')) return p - 1;
+    return NULL;
+}
+
 static int on_key(void *user, const char *section, const char *key, const char *raw)
 {
     parse_ctx *ctx = user;
     /* Unknown sections were reported by the reader already. */
     if (*section && !known_section(section)) return 0;
-    char value[VALUE_MAX], msg[600];
+    const struct setting *s = find_setting(section, key);
+    char uncommented[VALUE_MAX], value[VALUE_MAX], msg[600];
+    const char *cut = inline_comment(raw);
+    if (cut && s && s->option && is_password_option(s->option)) {
+        /* A password may hold " ;": cutting it would fail AUTH far from here. */
+        record_error(ctx, "[%s] %s: ' ;' would start a comment and cut the password; write no "
+                          "comment after a password (or give it as ${VAR} or in password_file)",
+                     section, key);
+        return 0;
+    }
+    size_t len = cut ? (size_t)(cut - raw) : strlen(raw);
+    while (len && (raw[len - 1] == ' ' || raw[len - 1] == '\t')) len--;
+    if (len >= sizeof uncommented) {   /* lines are checked shorter, but be sure */
+        record_error(ctx, "[%s] %s: value too long", section, key);
+        return 0;
+    }
+    memcpy(uncommented, raw, len);
+    uncommented[len] = '\0';
+    raw = uncommented;
     int url = strcmp(section, "redis") == 0 && strcmp(key, "url") == 0;
     if (expand(raw, value, sizeof value, 0, url, msg, sizeof msg) < 0 ||
         host_conf_set(ctx->hc, section, key, value, msg, sizeof msg) < 0) {
@@ -458,9 +496,30 @@ static int on_key(void *user, const char *section, const char *key, const char *
         record_error(ctx, "%s", masked);
         return 0;
     }
-    const struct setting *s = find_setting(section, key);
     if (s && s->option && literal_holds_secret(s->option, raw)) ctx->literal_secret = 1;
     return 1;
+}
+
+/* The first line longer than LINE_MAX_BYTES, or 0 (-1: read error). inih
+ * would cut it and parse the rest as a line of its own, after applying
+ * the first half; checked before anything is applied. */
+static int find_long_line(FILE *f)
+{
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    int lineno = 0, found = 0;
+    while (!found && (len = getline(&line, &cap, f)) >= 0) {
+        lineno++;
+        if (len && line[len - 1] == '\n') len--;
+        if (len && line[len - 1] == '\r') len--;
+        if (len > LINE_MAX_BYTES) found = lineno;
+    }
+    int failed = ferror(f);
+    free(line);
+    if (failed) return -1;
+    rewind(f);
+    return found;
 }
 
 int host_conf_load(host_conf *hc, const char *path, char *msg, size_t msgsize)
@@ -470,13 +529,23 @@ int host_conf_load(host_conf *hc, const char *path, char *msg, size_t msgsize)
         return failf(msg, msgsize, "%s: cannot read config file: %s", path, strerror(errno));
     struct stat st;
     int have_stat = fstat(fileno(ctx.f), &st) == 0;
+    int long_line = find_long_line(ctx.f);
+    if (long_line) {
+        fclose(ctx.f);
+        if (long_line < 0) return failf(msg, msgsize, "%s: cannot read config file", path);
+        return failf(msg, msgsize, "%s:%d: line longer than %d bytes", path, long_line,
+                     LINE_MAX_BYTES);
+    }
 
-    /* Long URLs must not be cut at inih's default 200 bytes, and an
-     * indented key must not silently continue the previous value. */
+    /* Long URLs must not be cut at inih's default 200 bytes (its buffer
+     * holds the line break and a NUL too); an indented key must not
+     * silently continue the previous value; inline comments are cut by
+     * on_key, which knows which values are passwords. */
     ini_use_stack = false;
     ini_allow_realloc = true;
-    ini_max_line = VALUE_MAX;
+    ini_max_line = LINE_MAX_BYTES + 3;
     ini_allow_multiline = false;
+    ini_allow_inline_comments = false;
     int rc = ini_parse_stream(read_line, &ctx, on_key, &ctx);
     fclose(ctx.f);
 
