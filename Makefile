@@ -95,9 +95,14 @@ test-tsan:
 test-lua-asan:
 	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fno-omit-frame-pointer" \
 	    SAN="-fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all" \
-	    build-asan/rigatoni_store.so build-asan/bin/lua5.4
+	    build-asan/rigatoni_store.so build-asan/bin/lua5.4 build-asan/bin/oom_lua
 
 $(BUILD)/bin/lua5.4: spec/support/asan_lua.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(LUA_CFLAGS) $< -o $@ $(shell $(PKGCONFIG) --libs lua5.4)
+
+# Memory errors injected at each allocation of the bindings (spec/bindings_spec.lua).
+$(BUILD)/bin/oom_lua: spec/support/oom_lua.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(LUA_CFLAGS) $< -o $@ $(shell $(PKGCONFIG) --libs lua5.4)
 

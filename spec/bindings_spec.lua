@@ -190,3 +190,24 @@ describe("numeric bounds of the options", function()
     end
   end)
 end)
+
+describe("out of memory in the bindings", function()
+  -- spec/support/oom_lua.c fails each allocation of the body in turn; built
+  -- with AddressSanitizer, its LeakSanitizer report fails the run when a
+  -- binding loses what the core malloc'd for it.
+  local HARNESS, MODULE = "build-asan/bin/oom_lua", "build-asan/?.so"
+
+  it("leaks nothing whichever allocation of which binding fails", function()
+    assert(io.open(HARNESS), HARNESS .. " is missing: make test-lua-asan builds it")
+    local out = os.tmpname()
+    local cmd = ("ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=%s LUA_CPATH=%s %s %s %s >%s 2>&1")
+      :format(servers.quote(os.getenv("PWD") .. "/spec/support/lsan.supp"), servers.quote(MODULE .. ";;"),
+              HARNESS, "spec/support/oom_bindings.lua", servers.quote(srv.url), out)
+    local _, _, code = os.execute(cmd)
+    local report = helpers.read_file(out) or ""
+    os.remove(out)
+    assert.equal(0, code, report)
+    local runs = tonumber(report:match("oom_lua: (%d+) runs"))
+    assert.is_true(runs and runs > 100, report)
+  end)
+end)
