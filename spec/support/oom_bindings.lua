@@ -10,6 +10,10 @@ store:save_resume_token("users", { _data = "82aa", n = 1 })
 store:save_raw("raw", ("r"):rep(100))
 assert(store:try_acquire_lock("lk", "owner-1", 30))
 local token = rs.bson.encode{ _data = "82bb" }
+-- Log lines queued by the core reach this handler when a method returns.
+rs.set_log_level("debug")
+local delivered = 0
+rs.set_log_handler(function() delivered = delivered + 1 end)
 
 return function()
   store:get_raw("raw")
@@ -28,4 +32,9 @@ return function()
   store:save_resume_token("users", { _data = "82aa", n = 1 })
   rs.bson.to_json(token)
   rs.bson.decode(token)
+  delivered = 0
+  local other <close> = rs.new{ url = url }   -- logs "connected to ..."
+  other:ping()                                 -- hands the line to the handler
+  -- A memory error in an earlier run must not have stopped delivery.
+  assert(delivered > 0 or oom_hit(), "a log line did not reach the handler")
 end

@@ -11,7 +11,8 @@
  * completes without reaching its N-th allocation, so a memory error is
  * raised once at every allocation of every binding the body calls.
  *
- * Each run must end normally or with a memory error, and the bindings
+ * Each run must end normally or with a memory error (the body may ask
+ * oom_hit() whether an allocation failed in it), and the bindings
  * must not leak what the core malloc'd for them meanwhile: `make
  * test-lua-asan` builds this harness with AddressSanitizer, and
  * LeakSanitizer reports (exit 23) whatever is left at exit, after
@@ -48,6 +49,16 @@ static void *alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     return realloc(ptr, nsize);
 }
 
+/* oom_hit() -> whether an allocation failed in this run (for a body that
+ * checks what only a run without failure guarantees). */
+static int oom_hit(lua_State *L)
+{
+    injector *in;
+    lua_getallocf(L, (void **)&in);
+    lua_pushboolean(L, in->hit);
+    return 1;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -64,6 +75,7 @@ int main(int argc, char **argv)
         lua_isstring(L, -1))
         dlopen(lua_tostring(L, -1), RTLD_NOW | RTLD_NODELETE);
     lua_settop(L, 0);
+    lua_register(L, "oom_hit", oom_hit);
     int status = luaL_loadfile(L, argv[1]);
     for (int i = 2; status == LUA_OK && i < argc; i++) lua_pushstring(L, argv[i]);
     if (status == LUA_OK) status = lua_pcall(L, argc - 2, 1, 0);
@@ -83,7 +95,7 @@ int main(int argc, char **argv)
         runs++;
         if (status != LUA_OK && status != LUA_ERRMEM) {
             const char *msg = luaL_tolstring(L, -1, NULL);
-            fprintf(stderr, "oom_lua: run %ld (allocation %ld failed): not a memory error: %s\n",
+            fprintf(stderr, "oom_lua: run %ld (allocations fail from the %ld-th on): not a memory error: %s\n",
                     runs, n, msg);
             bad = 1;
         }
