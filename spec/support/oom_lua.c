@@ -95,7 +95,8 @@ int main(int argc, char **argv)
         runs++;
         if (status != LUA_OK && status != LUA_ERRMEM) {
             const char *msg = luaL_tolstring(L, -1, NULL);
-            fprintf(stderr, "oom_lua: run %ld (allocations fail from the %ld-th on): not a memory error: %s\n",
+            fprintf(stderr,
+                    "oom_lua: run %ld (allocations fail from the %ld-th on): not a memory error: %s\n",
                     runs, n, msg);
             bad = 1;
         }
