@@ -1,6 +1,7 @@
 /* host_conf.c -- the host's configuration: INI file, -s and -u, defaults.
  *
- * One pass of inih over the file; each key is handled in one place
+ * One pass of inih over the file (after a check of its line lengths); each
+ * key is handled in one place
  * (apply_setting), which maps `[section] key` to a core option name and
  * hands the text to rs_config_set, so every value is validated by the core
  * exactly as rs.new would. Debian's libinih is built without line numbers
@@ -16,8 +17,8 @@
  * Values may use ${VAR} and ${VAR:-default} (default when VAR is unset or
  * empty); `$${` stands for a literal `${`. An environment value landing in
  * the user-info of the url is percent-encoded. Secrets seen on the way (the URL
- * password, sentinel_password) are remembered so that the host can mask
- * them in whatever it prints.
+ * password, password and sentinel_password, the contents of their _file
+ * forms) are remembered so that the host can mask them in whatever it prints.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -245,15 +246,19 @@ int host_conf_set(host_conf *hc, const char *section, const char *key, const cha
  * e.g. "redis.password:secret"). */
 static int bad_set_arg(const char *arg, char *msg, size_t msgsize)
 {
+    const struct setting *seen = NULL;   /* the longest that matches */
     for (const struct setting *s = settings; s->section; s++) {
         size_t slen = strlen(s->section), klen = strlen(s->key);
         if (strncmp(arg, s->section, slen) == 0 && arg[slen] == '.' &&
-            strncmp(arg + slen + 1, s->key, klen) == 0)
-            return failf(msg, msgsize,
-                         "-s wants section.key=value; the argument starting with %s.%s has no "
-                         "'=' right after the key (the rest is not shown)",
-                         s->section, s->key);
+            strncmp(arg + slen + 1, s->key, klen) == 0 &&
+            (!seen || strlen(seen->key) < klen))
+            seen = s;
     }
+    if (seen)
+        return failf(msg, msgsize,
+                     "-s wants section.key=value; the argument starting with %s.%s has no "
+                     "'=' right after the key (the rest is not shown)",
+                     seen->section, seen->key);
     return failf(msg, msgsize,
                  "-s wants section.key=value (the argument is not shown: it may hold a secret)");
 }
