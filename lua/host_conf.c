@@ -1,10 +1,9 @@
 /* host_conf.c -- the host's configuration: INI file, -s and -u, defaults.
  *
  * One pass of inih over the file (after a check of its line lengths); each
- * key is handled in one place
- * (apply_setting), which maps `[section] key` to a core option name and
- * hands the text to rs_config_set, so every value is validated by the core
- * exactly as rs.new would. Debian's libinih is built without line numbers
+ * key is handled in one place (host_conf_set), which maps `[section] key`
+ * to a core option name and hands the text to rs_config_set, so every
+ * value is validated by the core exactly as rs.new would. Debian's libinih is built without line numbers
  * for the handler, so the file is fed through our own line reader that
  * counts lines (and sees section headers, which inih does not report):
  * every error reads `file:line: message`.
