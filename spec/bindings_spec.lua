@@ -145,6 +145,25 @@ describe("other bindings with proxy tables", function()
   end)
 end)
 
+describe("the host's bindings with proxy tables", function()
+  it("host.open_store reads url and set from proxies", function()
+    local code, out, err = helpers.run_host({ "-e", [[
+      local function fresh(v) collectgarbage() return v .. "" end
+      local sets = setmetatable({}, { __len = function() return 2 end, __index = function(_, i)
+        return fresh(({ "redis.pool_size=3", "redis.key_prefix=proxied:prefix" })[i])
+      end })
+      local opts = setmetatable({}, { __index = function(_, k)
+        if k == "url" then return fresh(os.getenv("URL")) elseif k == "set" then return sets end
+      end })
+      local s, view = host.open_store(opts)
+      assert(s:ping())
+      print(view.pool_size, view.key_prefix)
+    ]] }, { env = { URL = srv.url } })
+    assert.equal(0, code, err)
+    assert.equal("3\tproxied:prefix\n", out)
+  end)
+end)
+
 describe("numeric bounds of the bindings", function()
   for _, ttl in ipairs{ math.huge, 1e30, 2e9 } do
     it("save_many refuses a ttl of " .. tostring(ttl) .. " seconds with a config error", function()
