@@ -80,12 +80,13 @@ test: all $(CTEST_BIN) test-asan test-tsan test-lua-asan fuzz-build
 # pool and the 16-thread hammer.
 test-asan:
 	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fno-omit-frame-pointer" \
-	    SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" \
+	    SAN="-fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all" \
 	    $(CTEST_BIN:$(BUILD)/%=build-asan/%)
 test-tsan:
 	$(MAKE) BUILD=build-tsan SAN="-fsanitize=thread" CFLAGS="-O1 -g" \
 	    build-tsan/tests/test_threads build-tsan/tests/test_pool build-tsan/tests/test_lease \
-	    build-tsan/tests/test_pool_exhaust build-tsan/tests/test_metrics
+	    build-tsan/tests/test_pool_exhaust build-tsan/tests/test_metrics \
+	    build-tsan/tests/test_config_race
 
 # The Lua module under ASan+UBSan, with an ASan-linked interpreter
 # (spec/support/asan_lua.c) that spec/run-tests.sh puts first in PATH as
@@ -93,10 +94,15 @@ test-tsan:
 # leak check included, and redis-server/redis-cli stay uninstrumented.
 test-lua-asan:
 	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fno-omit-frame-pointer" \
-	    SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" \
-	    build-asan/rigatoni_store.so build-asan/bin/lua5.4
+	    SAN="-fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all" \
+	    build-asan/rigatoni_store.so build-asan/bin/lua5.4 build-asan/bin/oom_lua
 
 $(BUILD)/bin/lua5.4: spec/support/asan_lua.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(LUA_CFLAGS) $< -o $@ $(shell $(PKGCONFIG) --libs lua5.4)
+
+# Memory errors injected at each allocation of the bindings (spec/bindings_spec.lua).
+$(BUILD)/bin/oom_lua: spec/support/oom_lua.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(LUA_CFLAGS) $< -o $@ $(shell $(PKGCONFIG) --libs lua5.4)
 

@@ -137,6 +137,12 @@ int rs_config_validate(const rs_config *cfg, rs_error *err);
 /* The option names in a stable order, NULL-terminated, for listing. */
 const char *const *rs_config_option_names(void);
 
+/* The plain text of a secret: for a password option its value, for a
+ * password_file option the password read from the file; NULL when unset
+ * or when `name` is not a secret. Borrowed (valid until the option is
+ * set again): for callers that mask it in what they print themselves. */
+const char *rs_config_secret(const rs_config *cfg, const char *name);
+
 /* Text form of one option's current value, masked when it is a secret
  * (url, passwords). "none" for absent values. Returns the needed length
  * like snprintf, or 0 with buf "" for an unknown name. */

@@ -213,7 +213,7 @@ static double now_seconds(void)
 
 static void print_error(const host_conf *hc, const char *text)
 {
-    size_t size = strlen(text) * 2 + 64;
+    size_t size = strlen(text) * 3 + 64;   /* "***" for a one-letter secret */
     char *masked = malloc(size);
     if (!masked) return;
     host_conf_mask(hc, text, masked, size);

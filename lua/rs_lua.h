@@ -56,6 +56,11 @@ int rs_lua_save_token(lua_State *L, rs_store *store, int coll_idx, int token_idx
 
 /* The open store at `idx`, or NULL (another value, or a closed store). */
 rs_store *rs_lua_test_store(lua_State *L, int idx);
+/* Pushes an empty box for a malloc'd result of the core (freed by __gc if
+ * an error is raised before it is copied); rs_lua_result_to_string
+ * replaces the box by a Lua string of the first `len` bytes, freeing them. */
+char **rs_lua_push_result(lua_State *L);
+void rs_lua_result_to_string(lua_State *L, char **box, size_t len);
 
 /* ---- logging (rs_log_lua.c) ---- */
 
