@@ -50,10 +50,9 @@ CTEST_SRC := $(wildcard spec/c/test_*.c)
 CTEST_BIN := $(CTEST_SRC:spec/c/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps test test-asan test-tsan test-lua-asan fuzz fuzz-build fuzz-smoke bench demo \
-        install install-lib install-rock uninstall rock FORCE clean
-all: $(BUILD)/librigatoni_store.a $(BUILD)/librigatoni_store.so rock
-# The Lua side, what the rockspec builds: the module, the host, the man page.
-rock: $(BUILD)/rigatoni_store.so $(BUILD)/rigatoni-store $(BUILD)/rigatoni-store.1
+        install clean
+all: $(BUILD)/librigatoni_store.a $(BUILD)/librigatoni_store.so $(BUILD)/rigatoni_store.so \
+     $(BUILD)/rigatoni-store
 
 $(BUILD)/obj/core/%.o: core/%.c core/*.h
 	@mkdir -p $(@D)
@@ -78,6 +77,11 @@ $(BUILD)/rigatoni_store.so: $(MOD_OBJ) $(BUILD)/librigatoni_store.a
 $(BUILD)/rigatoni-store: $(HOST_OBJ) $(MOD_OBJ) $(BUILD)/librigatoni_store.a
 	$(CC) $(SAN) -o $@ $(HOST_OBJ) $(MOD_OBJ) $(BUILD)/librigatoni_store.a \
 	    $(if $(LUA_LIBDIR),-L$(LUA_LIBDIR)) $(shell $(PKGCONFIG) --libs lua5.4 inih) $(LIBS)
+
+# The Lua side, what the rockspec builds: the module, the host, the man page.
+.PHONY: rock install-lib install-rock uninstall FORCE
+rock: $(BUILD)/rigatoni_store.so $(BUILD)/rigatoni-store $(BUILD)/rigatoni-store.1
+all: rock
 
 # SCRIPTSDIR is compiled into host.o; the stamp changes (and host.o is
 # rebuilt) only when SCRIPTSDIR does.
@@ -192,7 +196,7 @@ install-rock: rock
 
 uninstall:
 	rm -f $(addprefix $(DESTDIR),$(LIB_FILES) $(LUA_FILES))
-	rmdir $(DESTDIR)$(SCRIPTSDIR)/lib $(DESTDIR)$(SCRIPTSDIR) $(DESTDIR)$(dir $(SCRIPTSDIR)) \
+	rmdir $(DESTDIR)$(SCRIPTSDIR)/lib $(DESTDIR)$(SCRIPTSDIR) $(DESTDIR)$(DATADIR)/rigatoni_store \
 	    2>/dev/null || true
 
 clean:

@@ -20,6 +20,12 @@ local COMPLETION = "contrib/bash-completion/rigatoni-store"
 local ROOT = (capture("pwd"):gsub("\n$", ""))
 -- make and luarocks run as a user would: no settings of an outer make
 local CLEAN_ENV = "env -u PREFIX -u CFLAGS -u MAKEFLAGS -u MFLAGS -u MAKELEVEL"
+-- LuaRocks builds for the Lua the Makefile compiles against (pkg-config's),
+-- not for the sanitizer interpreter that the ASan run puts first in PATH.
+local function luarocks(args, env)
+  return CLEAN_ENV .. " " .. (env or "") .. " luarocks --lua-version 5.4 " ..
+         '--lua-dir "$(pkg-config --variable=prefix lua5.4)" ' .. args
+end
 
 local function sh(cmd)
   local ok = os.execute(cmd)
@@ -447,8 +453,8 @@ describe("packaging", function()
       assert(sh("mkdir " .. quote(work .. "/src") .. " && for f in * .[!.]*; do case $f in " ..
                 "build|build-*|.git) ;; *) cp -R \"$f\" " .. quote(work .. "/src/") .. ";; esac; done"))
       local ok
-      ok, log = run_logged("cd " .. quote(work .. "/src") .. " && " .. CLEAN_ENV .. " MAKEFLAGS=-j2 " ..
-                           "luarocks --lua-version 5.4 make --tree " .. quote(tree) .. " " .. rockspec,
+      ok, log = run_logged("cd " .. quote(work .. "/src") .. " && " ..
+                           luarocks("make --tree " .. quote(tree) .. " " .. rockspec, "MAKEFLAGS=-j2"),
                            work .. "/luarocks.log")
       built = ok
       -- The tree must stand on its own: nothing may point back into the copy.
@@ -460,7 +466,10 @@ describe("packaging", function()
     end)
 
     it("is named after RS_VERSION and builds with luarocks make into a tree", function()
-      assert(read_file(rockspec), rockspec .. " missing (the version comes from RS_VERSION)")
+      local text = read_file(rockspec)
+      assert(text, rockspec .. " missing (the version comes from RS_VERSION)")
+      assert.equal(rockspec .. "\n", capture("ls *.rockspec"))   -- no rockspec of another version
+      assert.truthy(text:find('\nversion = "' .. version() .. '-1"\n', 1, true))
       assert(built, "luarocks make failed:\n" .. tail(log))
     end)
 
@@ -494,7 +503,7 @@ describe("packaging", function()
 
     it("is removed again by luarocks remove", function()
       assert(built, "luarocks make failed")
-      local ok, out = run_logged("luarocks --lua-version 5.4 remove --tree " .. quote(tree) .. " rigatoni_store",
+      local ok, out = run_logged(luarocks("remove --tree " .. quote(tree) .. " rigatoni_store"),
                                  work .. "/remove.log")
       assert(ok, out)
       assert.is_nil(read_file(tree .. "/bin/rigatoni-store"))
@@ -504,8 +513,9 @@ describe("packaging", function()
     it("names a missing external dependency in LuaRocks' own words", function()
       local src = work .. "/src2"
       assert(sh("mkdir " .. quote(src) .. " && cp " .. quote(rockspec) .. " " .. quote(src)))
-      local ok, out = run_logged("cd " .. quote(src) .. " && luarocks --lua-version 5.4 make --tree " ..
-                                 quote(work .. "/tree2") .. " " .. rockspec .. " LIBBSON_DIR=/nonexistent",
+      local ok, out = run_logged("cd " .. quote(src) .. " && " ..
+                                 luarocks("make --tree " .. quote(work .. "/tree2") .. " " .. rockspec ..
+                                          " LIBBSON_DIR=/nonexistent"),
                                  work .. "/missing.log")
       assert.is_false(ok)
       assert.matches("Could not find header file for LIBBSON", out)
