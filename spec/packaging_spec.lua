@@ -142,26 +142,21 @@ local function mentions(text, word)
   return text:find("%f[%w%-_]" .. escape(word) .. "%f[^%w%-_]") ~= nil
 end
 
--- Rendered man page -> { [HEADING] = text } for the top-level sections
--- (headings start in column 0), and the sub-sections of one of them
--- (headings indented by three spaces).
+-- Rendered man page -> { [heading] = text }: the headings are the lines
+-- matching pattern (top-level ones start in column 0, sub-sections are
+-- indented by three spaces).
 local function split_sections(text, pattern)
-  local parts, order, current = {}, {}, nil
+  local parts, current = {}, nil
   for line in text:gmatch("[^\n]*") do
     local head = line:match(pattern)
     if head then
       current = head
-      order[#order + 1] = head
       parts[head] = ""
     elseif current then
       parts[current] = parts[current] .. line .. "\n"
     end
   end
-  return parts, order
-end
-
-local function missing_report(what, list)
-  return #list == 0 and "" or what .. ": " .. table.concat(list, ", ")
+  return parts
 end
 
 -- ---------------------------------------------------------------------
@@ -171,15 +166,13 @@ end
 -- words: the command line split as bash does (the last one is being
 -- completed; "" for a fresh word). Runs in dir. Returns the set offered.
 local function complete(words, dir)
+  local quoted = {}
+  for i, w in ipairs(words) do quoted[i] = quote(w) end
   local script = {
     "source " .. quote(ROOT .. "/" .. COMPLETION),
     "spec=$(complete -p rigatoni-store) || exit 3",
     'fn=${spec#*-F }; fn=${fn%% *}',
-    "COMP_WORDS=(" .. table.concat((function()
-      local q = {}
-      for i, w in ipairs(words) do q[i] = quote(w) end
-      return q
-    end)(), " ") .. ")",
+    "COMP_WORDS=(" .. table.concat(quoted, " ") .. ")",
     "COMP_CWORD=" .. (#words - 1),
     'COMP_LINE="${COMP_WORDS[*]}"; COMP_POINT=${#COMP_LINE}',
     'COMPREPLY=()',
@@ -248,7 +241,8 @@ describe("packaging", function()
       for _, s in ipairs(scripts) do
         local text = subs[s.name]
         if not text then
-          problems[#problems + 1] = "script '" .. s.name .. "' (scripts/" .. s.name .. ".lua) has no sub-section under SCRIPTS"
+          problems[#problems + 1] = "script '" .. s.name .. "' (scripts/" .. s.name ..
+                                    ".lua) has no sub-section under SCRIPTS"
         else
           local missing = {}
           for _, o in ipairs(s.options) do
@@ -404,7 +398,7 @@ describe("packaging", function()
       if dest then sh("rm -rf " .. quote(dest)) end
     end)
 
-    it("installs the man page, the completion, host, scripts and module; uninstall removes exactly those", function()
+    it("installs page, completion, host, scripts, module; uninstall removes exactly those", function()
       local prefix = dest .. "/usr/local"
       -- a file of someone else's in the same folders survives uninstall
       assert(sh("mkdir -p " .. quote(prefix .. "/share/man/man1") .. " " .. quote(prefix .. "/bin")))
@@ -418,11 +412,14 @@ describe("packaging", function()
                          "share/bash-completion/completions/rigatoni-store",
                          "lib/lua/5.4/rigatoni_store.so", "include/rigatoni_store.h",
                          "lib/pkgconfig/rigatoni_store.pc", "share/rigatoni_store/scripts/lib/cli.lua" }
-      for _, s in ipairs(scripts) do expected[#expected + 1] = "share/rigatoni_store/scripts/" .. s.name .. ".lua" end
+      for _, s in ipairs(scripts) do
+        expected[#expected + 1] = "share/rigatoni_store/scripts/" .. s.name .. ".lua"
+      end
       for _, f in ipairs(expected) do
         assert(read_file(prefix .. "/" .. f), "make install did not install " .. f)
       end
-      assert.equal(read_file(COMPLETION), read_file(prefix .. "/share/bash-completion/completions/rigatoni-store"))
+      assert.equal(read_file(COMPLETION),
+                   read_file(prefix .. "/share/bash-completion/completions/rigatoni-store"))
 
       -- the installed page carries the version, the installed host finds its scripts
       local man = capture("MANWIDTH=200 LC_ALL=C man -l " .. quote(prefix .. "/share/man/man1/rigatoni-store.1"))
