@@ -60,5 +60,7 @@ build = {
     LUA_CDIR = "$(LIBDIR)",
     BINDIR = "$(BINDIR)",
   },
+  -- not LuaRocks' default copy of doc/: that is the page's source, and the
+  -- Makefile installs the built page
   copy_directories = {},
 }
