@@ -8,10 +8,11 @@ rockspec_format = "3.0"
 package = "rigatoni_store"
 version = "0.1.0-1"
 
+-- The project has no public repository yet, so there is nothing to fetch:
+-- `luarocks make` builds the clone it runs in and never reads this URL.
+-- `luarocks install` / `pack` from a server need it set to a real release.
 source = {
-  -- TODO(lead): the project's public repository and its release tag.
-  url = "git+https://github.com/rigatoni-store/rigatoni_store.git",
-  tag = "v0.1.0",
+  url = "file://.",
 }
 
 description = {
