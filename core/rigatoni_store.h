@@ -205,6 +205,27 @@ int rs_command(rs_store *store, int argc, const char **argv,
                rs_error *err);
 
 /* ------------------------------------------------------------------------
+ * Identity: which data set a store reaches, told by the servers themselves
+ * --------------------------------------------------------------------- */
+
+typedef struct rs_master_identity {
+    char run_id[41];         /* INFO server run_id: one per server process */
+    char replid[41];         /* INFO replication master_replid: shared with its replicas */
+} rs_master_identity;
+
+typedef struct rs_identity {
+    int db;                  /* the selected database (always 0 in a cluster) */
+    size_t nmasters;         /* 1, or every master of a cluster's slot map */
+    rs_master_identity *masters;   /* malloc'd; free with rs_identity_free */
+} rs_identity;
+
+/* Asks every master the store reaches (standalone, the Sentinel master, or
+ * each cluster master) for INFO server and INFO replication. 0, or -1 with
+ * err (a server error when INFO is refused, e.g. by an ACL). */
+int rs_store_identity(rs_store *store, rs_identity *out, rs_error *err);
+void rs_identity_free(rs_identity *id);
+
+/* ------------------------------------------------------------------------
  * Batches: one pipelined round trip for many tokens (migration, import)
  * --------------------------------------------------------------------- */
 

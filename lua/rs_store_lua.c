@@ -677,6 +677,31 @@ static int store_prometheus(lua_State *L)
     return 1;
 }
 
+/* store:server_identity() -> {db = n, masters = {{run_id =, replid =}, ...}}:
+ * what the servers say they are (INFO), to tell two stores apart. */
+static int store_server_identity(lua_State *L)
+{
+    rs_store *store = check_store(L);
+    rs_identity id;
+    rs_error err = {0};
+    if (rs_store_identity(store, &id, &err) < 0) return rs_lua_raise(L, &err);
+    lua_createtable(L, 0, 2);
+    lua_pushinteger(L, id.db);
+    lua_setfield(L, -2, "db");
+    lua_createtable(L, (int)id.nmasters, 0);
+    for (size_t i = 0; i < id.nmasters; i++) {
+        lua_createtable(L, 0, 2);
+        lua_pushstring(L, id.masters[i].run_id);
+        lua_setfield(L, -2, "run_id");
+        lua_pushstring(L, id.masters[i].replid);
+        lua_setfield(L, -2, "replid");
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "masters");
+    rs_identity_free(&id);
+    return 1;
+}
+
 static const luaL_Reg store_methods[] = {
     {"save_resume_token", store_save_resume_token},
     {"get_resume_token", store_get_resume_token},
@@ -693,6 +718,7 @@ static const luaL_Reg store_methods[] = {
     {"ttl", store_ttl},
     {"ping", store_ping},
     {"command", store_command},
+    {"server_identity", store_server_identity},
     {"stats", store_stats},
     {"reset_stats", store_reset_stats},
     {"prometheus", store_prometheus},
