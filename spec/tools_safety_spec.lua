@@ -15,8 +15,10 @@ local quote, read_file, write_file, run = helpers.quote, helpers.read_file, help
 local PREFIX = "rigatoni:resume_token:"
 local N = 40
 
+local OLD = os.time() - 86400 * 90   -- cluster time of every token: 90 days ago
+
 local function token(n)
-  return rs.bson.encode { _data = string.format("82%08X%08X2B022C0100296E5A1004", os.time() - 86400 * 90, n) }
+  return rs.bson.encode { _data = string.format("82%08X%08X2B022C0100296E5A1004", OLD, n) }
 end
 
 local function seed(srv, count)
@@ -153,6 +155,24 @@ describe("tools safety", function()
     end)
   end)
 
+  it("migrate --delete-source refuses a writable replica of the source", function()
+    local replica = servers.redis { args = { "--replicaof", "127.0.0.1", tostring(a.port),
+                                             "--replica-read-only", "no" } }
+    local ok, err = pcall(function()
+      local deadline = servers.now() + 10
+      while dbsize(replica) < N do
+        assert(servers.now() < deadline, "the replica did not sync")
+        servers.sleep(0.05)
+      end
+      local code, out, stderr = run { "-u", a.url, "migrate", "--to", replica.url, "--delete-source" }
+      assert.equal(2, code, out .. stderr)
+      assert.matches("same store %(same data set by server identity", stderr)
+      assert.equal(N, dbsize(a))
+    end)
+    replica:stop()
+    assert(ok, err)
+  end)
+
   describe("migrate when INFO is refused", function()
     local function acl(srv, user, keys_pattern)
       srv:cli("ACL", "SETUSER", user, "on", ">pw-" .. user, keys_pattern, "+@all", "-info")
@@ -198,6 +218,49 @@ describe("tools safety", function()
       assert.equal(0, code, err)
       assert.matches(N .. " copied", out)
       assert.matches("cannot tell", err)
+    end)
+  end)
+
+  describe("migrate from a cluster", function()
+    local cluster
+    setup(function() cluster = servers.cluster { masters = 3, replicas = 0 } end)
+    teardown(function() if cluster then cluster:stop() end end)
+    before_each(function()
+      for _, n in ipairs(cluster.nodes) do n:cli("FLUSHALL") end
+      local store <close> = rs.new { url = cluster.url, cluster_mode = true }
+      for i = 1, N do store:save_raw("c" .. i, token(i), false) end
+    end)
+    local function cluster_tokens()
+      local n = 0
+      for _, node in ipairs(cluster.nodes) do n = n + dbsize(node) end
+      return n
+    end
+
+    it("refuses one of its own masters named as a standalone server", function()
+      local node = cluster.nodes[3]
+      local code, out, err = run { "-u", cluster.url, "-s", "redis.cluster_mode=true", "migrate",
+                                   "--to", node.url .. "/", "--delete-source" }
+      assert.equal(2, code, out .. err)
+      assert.matches("same store %(same data set by server identity", err)
+      assert.equal(N, cluster_tokens())
+    end)
+
+    it("refuses itself reached through another seed node", function()
+      local code, out, err = run { "-u", cluster.url, "-s", "redis.cluster_mode=true", "migrate",
+                                   "--to", "redis://localhost:" .. cluster.nodes[2].port, "--to-cluster",
+                                   "--delete-source" }
+      assert.equal(2, code, out .. err)
+      assert.matches("same store", err)
+      assert.equal(N, cluster_tokens())
+    end)
+
+    it("moves everything to a different server", function()
+      local code, out, err = run { "-u", cluster.url, "-s", "redis.cluster_mode=true", "migrate",
+                                   "--to", b.url, "--delete-source" }
+      assert.equal(0, code, err)
+      assert.matches(N .. " copied, 0 skipped .* " .. N .. " deleted from source", out)
+      assert.equal(0, cluster_tokens())
+      assert.equal(N, dbsize(b))
     end)
   end)
 
