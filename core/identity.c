@@ -14,8 +14,6 @@
 
 #include "internal.h"
 
-#define MAX_IDENTITY_MASTERS 1024
-
 /* Copies the value of "<name>:" at the start of a line of an INFO text.
  * 1 when found and it fits, else 0. */
 static int info_field(const char *text, size_t len, const char *name, char *buf, size_t size)
@@ -65,44 +63,35 @@ static int master_identity(rs_store *store, rs_pool *pool, rs_master_identity *o
     return 0;
 }
 
-int rs_store_identity(rs_store *store, rs_identity *out, rs_error *err)
+int rs_store_identity(rs_store *store, rs_master_identity *masters, size_t max, int *db,
+                      rs_error *err)
 {
     rs_error_clear(err);
-    memset(out, 0, sizeof *out);
-    rs_pool **pools = malloc(MAX_IDENTITY_MASTERS * sizeof *pools);
-    int *slots = malloc(MAX_IDENTITY_MASTERS * sizeof *slots);
-    size_t n = 1;
-    if (pools && slots) {
-        if (store->cluster) n = rs_cluster_masters(store, pools, slots, MAX_IDENTITY_MASTERS);
-        else pools[0] = store->pool;
-        out->masters = calloc(n ? n : 1, sizeof *out->masters);
-    }
-    if (!out->masters) {
-        free(pools);
-        free(slots);
-        rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
+    if (max == 0) {
+        rs_error_set(err, RS_ERR_CONFIG, 0, "server_identity: no room for a master");
         return -1;
     }
-    out->db = store->cluster ? 0 : store->cfg->parsed.db;
-    int rc = 0;
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        rc = master_identity(store, pools[i], &out->masters[i], err);
-        out->nmasters = i + 1;
+    rs_pool *single = store->pool, **pools = &single;
+    int *slots = NULL;
+    size_t n = 1;
+    if (store->cluster) {
+        pools = malloc(max * sizeof *pools);
+        slots = malloc(max * sizeof *slots);
+        n = pools && slots ? rs_cluster_masters(store, pools, slots, max) : 0;
     }
-    if (rc == 0 && n == 0) {
+    int rc = 0;
+    if (store->cluster && !(pools && slots)) {
+        rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
+        rc = -1;
+    } else if (n == 0) {
         rs_error_set(err, RS_ERR_CONNECTION, 1, "server_identity: the cluster has no master");
         rc = -1;
     }
-    free(pools);
-    free(slots);
-    if (rc < 0) rs_identity_free(out);
-    return rc;
-}
-
-void rs_identity_free(rs_identity *id)
-{
-    if (!id) return;
-    free(id->masters);
-    id->masters = NULL;
-    id->nmasters = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) rc = master_identity(store, pools[i], &masters[i], err);
+    if (store->cluster) {
+        free(pools);
+        free(slots);
+    }
+    *db = store->cluster ? 0 : store->cfg->parsed.db;
+    return rc < 0 ? -1 : (int)n;
 }

@@ -213,17 +213,14 @@ typedef struct rs_master_identity {
     char replid[41];         /* INFO replication master_replid: shared with its replicas */
 } rs_master_identity;
 
-typedef struct rs_identity {
-    int db;                  /* the selected database (always 0 in a cluster) */
-    size_t nmasters;         /* 1, or every master of a cluster's slot map */
-    rs_master_identity *masters;   /* malloc'd; free with rs_identity_free */
-} rs_identity;
-
 /* Asks every master the store reaches (standalone, the Sentinel master, or
- * each cluster master) for INFO server and INFO replication. 0, or -1 with
- * err (a server error when INFO is refused, e.g. by an ACL). */
-int rs_store_identity(rs_store *store, rs_identity *out, rs_error *err);
-void rs_identity_free(rs_identity *id);
+ * each master of a cluster's slot map, at most `max`) for INFO server and
+ * INFO replication, into masters[0..n); *db is the selected database (0 in
+ * a cluster). Two stores reach the same keys when the db is the same and
+ * they share a run_id or a replid. Returns n, or -1 with err (a server
+ * error when INFO is refused, e.g. by an ACL). */
+int rs_store_identity(rs_store *store, rs_master_identity *masters, size_t max, int *db,
+                      rs_error *err);
 
 /* ------------------------------------------------------------------------
  * Batches: one pipelined round trip for many tokens (migration, import)

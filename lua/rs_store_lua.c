@@ -678,27 +678,31 @@ static int store_prometheus(lua_State *L)
 }
 
 /* store:server_identity() -> {db = n, masters = {{run_id =, replid =}, ...}}:
- * what the servers say they are (INFO), to tell two stores apart. */
+ * what the servers say they are (INFO), to tell two stores apart. The
+ * buffer is a userdata, so a raised error cannot leak it. */
+#define IDENTITY_MAX_MASTERS 1024
 static int store_server_identity(lua_State *L)
 {
     rs_store *store = check_store(L);
-    rs_identity id;
+    rs_master_identity *masters =
+        lua_newuserdatauv(L, IDENTITY_MAX_MASTERS * sizeof *masters, 0);
+    int db;
     rs_error err = {0};
-    if (rs_store_identity(store, &id, &err) < 0) return rs_lua_raise(L, &err);
+    int n = rs_store_identity(store, masters, IDENTITY_MAX_MASTERS, &db, &err);
+    if (n < 0) return rs_lua_raise(L, &err);
     lua_createtable(L, 0, 2);
-    lua_pushinteger(L, id.db);
+    lua_pushinteger(L, db);
     lua_setfield(L, -2, "db");
-    lua_createtable(L, (int)id.nmasters, 0);
-    for (size_t i = 0; i < id.nmasters; i++) {
+    lua_createtable(L, n, 0);
+    for (int i = 0; i < n; i++) {
         lua_createtable(L, 0, 2);
-        lua_pushstring(L, id.masters[i].run_id);
+        lua_pushstring(L, masters[i].run_id);
         lua_setfield(L, -2, "run_id");
-        lua_pushstring(L, id.masters[i].replid);
+        lua_pushstring(L, masters[i].replid);
         lua_setfield(L, -2, "replid");
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
     lua_setfield(L, -2, "masters");
-    rs_identity_free(&id);
     return 1;
 }
 

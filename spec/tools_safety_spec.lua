@@ -96,6 +96,15 @@ describe("tools safety", function()
     seed(a, N)
   end)
 
+  it("store:server_identity gives the master's run_id, replication id and db", function()
+    local store <close> = rs.new { url = "redis://localhost:" .. a.port .. "/3" }
+    local id = store:server_identity()
+    assert.equal(3, id.db)
+    assert.equal(1, #id.masters)
+    assert.equal(a:cli("INFO", "server"):match("run_id:(%x+)"), id.masters[1].run_id)
+    assert.equal(a:cli("INFO", "replication"):match("master_replid:(%x+)"), id.masters[1].replid)
+  end)
+
   describe("migrate --delete-source onto the same data set named another way", function()
     local function aliases()
       return {
@@ -235,6 +244,17 @@ describe("tools safety", function()
       for _, node in ipairs(cluster.nodes) do n = n + dbsize(node) end
       return n
     end
+
+    it("store:server_identity names every master", function()
+      local store <close> = rs.new { url = cluster.url, cluster_mode = true }
+      local id, got, want = store:server_identity(), {}, {}
+      for _, m in ipairs(id.masters) do got[#got + 1] = m.run_id end
+      for _, n in ipairs(cluster:masters()) do want[#want + 1] = n:cli("INFO", "server"):match("run_id:(%x+)") end
+      table.sort(got)
+      table.sort(want)
+      assert.same(want, got)
+      assert.equal(0, id.db)
+    end)
 
     it("refuses one of its own masters named as a standalone server", function()
       local node = cluster.nodes[3]
