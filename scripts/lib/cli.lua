@@ -433,7 +433,7 @@ function M.same_data_set(a, b, prefix, may_write)
   local ok_a, id_a = pcall(a.server_identity, a)
   local ok_b, id_b = pcall(b.server_identity, b)
   if ok_a and ok_b then return shares_master(id_a, id_b), "server identity" end
-  local why = "INFO refused: " .. reason(ok_a and id_b or id_a)
+  local why = "INFO failed: " .. reason(ok_a and id_b or id_a)
   if not may_write then return nil, why end
   local same, perr = probe(a, b, prefix)
   if same == nil then return nil, why .. "; " .. perr end
