@@ -8,7 +8,8 @@
  * script.c (EVALSHA), metrics.c (counters), store.c (token operations),
  * batch.c (many tokens per round trip), scan.c (streaming listing),
  * lock.c (locks and leases), token.c (BSON token checks), stream.c (Rigatoni
- * 0.2 stream key names).
+ * 0.2 stream key names), identity.c (which data set a store reaches:
+ * run_id and replication id per master).
  */
 #ifndef RS_INTERNAL_H
 #define RS_INTERNAL_H

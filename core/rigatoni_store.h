@@ -211,6 +211,24 @@ int rs_command(rs_store *store, int argc, const char **argv,
                rs_error *err);
 
 /* ------------------------------------------------------------------------
+ * Identity: which data set a store reaches, told by the servers themselves
+ * --------------------------------------------------------------------- */
+
+typedef struct rs_master_identity {
+    char run_id[41];         /* INFO server run_id: one per server process */
+    char replid[41];         /* INFO replication master_replid: shared with its replicas */
+} rs_master_identity;
+
+/* Asks every master the store reaches (standalone, the Sentinel master, or
+ * each master of a cluster's slot map, at most `max`) for INFO server and
+ * INFO replication, into masters[0..n); *db is the selected database (0 in
+ * a cluster). Two stores reach the same keys when the db is the same and
+ * they share a run_id or a replid. Returns n, or -1 with err (a server
+ * error when INFO is refused, e.g. by an ACL). */
+int rs_store_identity(rs_store *store, rs_master_identity *masters, size_t max, int *db,
+                      rs_error *err);
+
+/* ------------------------------------------------------------------------
  * Batches: one pipelined round trip for many tokens (migration, import)
  * --------------------------------------------------------------------- */
 

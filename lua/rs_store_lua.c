@@ -759,6 +759,35 @@ static int store_prometheus(lua_State *L)
     return 1;
 }
 
+/* store:server_identity() -> {db = n, masters = {{run_id =, replid =}, ...}}:
+ * what the servers say they are (INFO), to tell two stores apart. The
+ * buffer is a userdata, so a raised error cannot leak it. */
+#define IDENTITY_MAX_MASTERS 1024
+static int store_server_identity(lua_State *L)
+{
+    rs_store *store = check_store(L);
+    rs_master_identity *masters =
+        lua_newuserdatauv(L, IDENTITY_MAX_MASTERS * sizeof *masters, 0);
+    int db;
+    rs_error err = {0};
+    int n = rs_store_identity(store, masters, IDENTITY_MAX_MASTERS, &db, &err);
+    if (n < 0) return rs_lua_raise(L, &err);
+    lua_createtable(L, 0, 2);
+    lua_pushinteger(L, db);
+    lua_setfield(L, -2, "db");
+    lua_createtable(L, n, 0);
+    for (int i = 0; i < n; i++) {
+        lua_createtable(L, 0, 2);
+        lua_pushstring(L, masters[i].run_id);
+        lua_setfield(L, -2, "run_id");
+        lua_pushstring(L, masters[i].replid);
+        lua_setfield(L, -2, "replid");
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "masters");
+    return 1;
+}
+
 static const luaL_Reg store_methods[] = {
     {"save_resume_token", store_save_resume_token},
     {"get_resume_token", store_get_resume_token},
@@ -775,6 +804,7 @@ static const luaL_Reg store_methods[] = {
     {"ttl", store_ttl},
     {"ping", store_ping},
     {"command", store_command},
+    {"server_identity", store_server_identity},
     {"stats", store_stats},
     {"reset_stats", store_reset_stats},
     {"prometheus", store_prometheus},
