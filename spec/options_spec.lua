@@ -195,7 +195,7 @@ describe("host.open_store options", function()
   end
 
   for _, case in ipairs{
-    { "{ urll = os.getenv('NOPE') }", "unknown option 'urll'; known: config, url, key_prefix, set" },
+    { "{ urll = 'redis://127.0.0.1:1' }", "unknown option 'urll'; known: config, url, key_prefix, set" },
     { "{ url = 6379 }", "option 'url' must be a string, got number" },
     { "{ key_prefix = false }", "option 'key_prefix' must be a string, got boolean" },
     { "{ set = 'redis.pool_size=3' }", "option 'set' must be a table, got string" },
