@@ -170,7 +170,8 @@ static int host_open_store(lua_State *L)
     host_conf **holder = push_conf_holder(L);
     int holder_idx = lua_gettop(L);
     char msg[700];
-    const char *file = rs_lua_opt_field(L, 1, "config", RS_LUA_TCSTRING) ? lua_tostring(L, -1) : NULL;
+    const char *file = NULL;
+    if (rs_lua_opt_field(L, 1, "config", RS_LUA_TCSTRING)) file = lua_tostring(L, -1);
     *holder = file ? host_conf_new() : host_conf_copy(env->conf);
     if (!*holder) return luaL_error(L, "out of memory");
     host_conf *hc = *holder;

@@ -78,9 +78,10 @@ int rs_lua_opt_field(lua_State *L, int arg, const char *name, int type)
     int exact = 1;
     if (type == RS_LUA_TINTEGER) lua_tointegerx(L, -1, &exact);   /* floats only when exact */
     if (!exact)
-        return luaL_argerror(L, arg, lua_pushfstring(L, "option '%s' must be an integer, got number %f",
-                                                     name, lua_tonumber(L, -1)));
+        return luaL_argerror(L, arg, lua_pushfstring(L, "option '%s' must be an integer, "
+                                                        "got number %f", name, lua_tonumber(L, -1)));
     if (type == RS_LUA_TCSTRING && strlen(lua_tostring(L, -1)) != lua_rawlen(L, -1))
-        return luaL_argerror(L, arg, lua_pushfstring(L, "option '%s' must not contain NUL bytes", name));
+        return luaL_argerror(L, arg,
+                             lua_pushfstring(L, "option '%s' must not contain NUL bytes", name));
     return 1;
 }

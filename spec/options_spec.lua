@@ -153,6 +153,13 @@ describe("stats options", function()
     refused("bad argument #1 to 'stats' (option 'buckets' must be a boolean, got number)",
             function() store:stats{ buckets = 1 } end)
   end)
+
+  it("quotes an unknown name on one line, cut after 64 bytes", function()
+    refused("bad argument #1 to 'stats' (unknown option '" .. ("x"):rep(64) .. "...'; known: buckets)",
+            function() store:stats{ [("x"):rep(100)] = true } end)
+    refused("bad argument #1 to 'stats' (unknown option 'buckets?'; known: buckets)",
+            function() store:stats{ ["buckets\n"] = true } end)
+  end)
 end)
 
 describe("lease options", function()
