@@ -96,7 +96,7 @@ void rs_lua_push_config_value(lua_State *L, const rs_config *cfg, const char *na
      * size, owned by the stack: a memory error leaks nothing. */
     char *buf = lua_newuserdatauv(L, n + 1, 0);
     rs_config_get(cfg, name, buf, n + 1);
-    lua_pushlstring(L, buf, n);
+    lua_pushstring(L, buf);   /* up to the NUL: a second masking may come out shorter */
     lua_remove(L, -2);
 }
 
@@ -222,7 +222,7 @@ static int rs_mask_url_lua(lua_State *L)
     size_t n = rs_mask_url(url, NULL, 0);
     char *buf = lua_newuserdatauv(L, n + 1, 0);   /* whole, however long */
     rs_mask_url(url, buf, n + 1);
-    lua_pushlstring(L, buf, n);
+    lua_pushstring(L, buf);   /* up to the NUL: a second masking may come out shorter */
     return 1;
 }
 
