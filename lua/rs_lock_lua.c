@@ -151,10 +151,9 @@ static int store_lease(lua_State *L)
     rs_store *store = rs_lua_check_store(L, 1);
     const char *key = check_key(L, 2), *owner = check_owner(L, 3);
     double ttl = 30;
-    if (!lua_isnoneornil(L, 4)) {
-        luaL_checktype(L, 4, LUA_TTABLE);
-        lua_getfield(L, 4, "ttl");
-        if (!lua_isnil(L, -1)) ttl = check_ttl(L, -1);
+    static const char *const known[] = {"ttl", NULL};
+    if (rs_lua_check_options(L, 4, known)) {
+        if (rs_lua_opt_field(L, 4, "ttl", LUA_TNUMBER)) ttl = check_ttl(L, -1);
         lua_pop(L, 1);
     }
     lease_box *lease = lua_newuserdatauv(L, sizeof *lease, 1);

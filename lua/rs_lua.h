@@ -4,7 +4,7 @@
  * table, rs.new, rs.config builder), rs_store_lua.c (store userdata),
  * rs_error_lua.c (structured error objects), rs_bson_lua.c (BSON <-> Lua),
  * rs_log_lua.c (log lines to a Lua handler), rs_stream_lua.c (Rigatoni 0.2
- * stream key names).
+ * stream key names), rs_options_lua.c (options tables of the bindings).
  */
 #ifndef RS_LUA_H
 #define RS_LUA_H
@@ -25,6 +25,25 @@ int rs_lua_raise(lua_State *L, const rs_error *err);
 int rs_lua_raisef(lua_State *L, rs_error_kind kind, const char *fmt, ...);
 /* Registers the error metatable. */
 void rs_lua_open_error(lua_State *L);
+
+/* ---- options tables (rs_options_lua.c) ---- */
+
+/* Checks the options table at argument `arg` (a positive index): 0 when it
+ * is none or nil, 1 when it is a table whose keys (read raw) are all among
+ * `known` (NULL-terminated). Raises an argument error naming an unknown
+ * key and the known ones, or a key that is not a string. */
+int rs_lua_check_options(lua_State *L, int arg, const char *const known[]);
+
+/* Types of rs_lua_opt_field besides LUA_T*: a number with an integer
+ * value, and a string without NUL bytes (passed on as a C string). */
+#define RS_LUA_TINTEGER (LUA_NUMTYPES + 1)
+#define RS_LUA_TCSTRING (LUA_NUMTYPES + 2)
+
+/* Pushes option `name` of the table at argument `arg` (__index honoured)
+ * and returns 1; 0 when it is nil (pushed). Raises an argument error when
+ * it is not of `type`. The value stays on the stack for as long as C
+ * uses a pointer into it. */
+int rs_lua_opt_field(lua_State *L, int arg, const char *name, int type);
 
 /* ---- BSON (rs_bson_lua.c) ---- */
 
@@ -88,8 +107,8 @@ void rs_lua_open_stream(lua_State *L);
 
 /* ---- config (rs_module.c) ---- */
 
-/* Reads the options table at `idx` into a fresh rs_config (raises on bad
- * options; the config is freed then). */
-rs_config *rs_lua_config_from_table(lua_State *L, int idx);
+/* Pushes the text of option `name` of `cfg` (rs_config_get: secrets
+ * masked), whole whatever its length. */
+void rs_lua_push_config_value(lua_State *L, const rs_config *cfg, const char *name);
 
 #endif /* RS_LUA_H */

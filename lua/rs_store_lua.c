@@ -211,13 +211,11 @@ int rs_lua_save_token(lua_State *L, rs_store *store, int coll_idx, int token_idx
 static int store_save_resume_token(lua_State *L)
 {
     rs_store *store = check_store(L);
+    static const char *const known[] = {"lock", "owner", NULL};
     const char *lock_key = NULL, *owner = NULL;
-    if (!lua_isnoneornil(L, 4)) {
-        luaL_checktype(L, 4, LUA_TTABLE);
-        lua_getfield(L, 4, "lock");
-        lua_getfield(L, 4, "owner");
-        lock_key = luaL_optstring(L, -2, NULL);
-        owner = luaL_optstring(L, -1, NULL);
+    if (rs_lua_check_options(L, 4, known)) {
+        if (rs_lua_opt_field(L, 4, "lock", RS_LUA_TCSTRING)) lock_key = lua_tostring(L, -1);
+        if (rs_lua_opt_field(L, 4, "owner", RS_LUA_TCSTRING)) owner = lua_tostring(L, -1);
         if (!lock_key != !owner)
             rs_lua_raisef(L, RS_ERR_CONFIG, "a fenced save needs both lock and owner");
     }
@@ -271,11 +269,9 @@ static int store_delete_resume_token(lua_State *L)
     rs_store *store = check_store(L);
     size_t coll_len, len = 0;
     const char *coll = check_collection(L, 2, &coll_len), *expected = NULL;
-    if (!lua_isnoneornil(L, 3)) {
-        luaL_checktype(L, 3, LUA_TTABLE);
-        lua_getfield(L, 3, "if_value");
-        if (!lua_isnil(L, -1)) expected = luaL_checklstring(L, -1, &len);
-    }
+    static const char *const known[] = {"if_value", NULL};
+    if (rs_lua_check_options(L, 3, known) && rs_lua_opt_field(L, 3, "if_value", LUA_TSTRING))
+        expected = lua_tolstring(L, -1, &len);
     rs_error err = {0};
     int rc = expected ? rs_delete_if_value(store, coll, coll_len, expected, len, &err)
                       : rs_delete(store, coll, coll_len, &err);
@@ -384,10 +380,9 @@ static int store_save_many(lua_State *L)
     rs_store *store = check_store(L);
     luaL_checktype(L, 2, LUA_TTABLE);
     int flags = 0;
-    if (!lua_isnoneornil(L, 3)) {
-        luaL_checktype(L, 3, LUA_TTABLE);
-        lua_getfield(L, 3, "nx");
-        if (lua_toboolean(L, -1)) flags |= RS_SAVE_NX;
+    static const char *const known[] = {"nx", NULL};
+    if (rs_lua_check_options(L, 3, known)) {
+        if (rs_lua_opt_field(L, 3, "nx", LUA_TBOOLEAN) && lua_toboolean(L, -1)) flags |= RS_SAVE_NX;
         lua_pop(L, 1);
     }
     size_t n = batch_length(L, 2, "save_many");
@@ -513,6 +508,9 @@ static int scan_close(lua_State *L)
     return 0;
 }
 
+/* The options of resume_tokens and list_resume_tokens. */
+static const char *const list_options[] = {"match", "batch", "raw", "ttl", NULL};
+
 /* Opens a scan from an options table at `idx` {match=, batch=, raw=, ttl=};
  * pushes the scan userdata. The store must stay at index 1. */
 static scan_box *open_scan(lua_State *L, rs_store *store, int idx, const char *key_pattern)
@@ -520,16 +518,11 @@ static scan_box *open_scan(lua_State *L, rs_store *store, int idx, const char *k
     const char *match = "*";
     lua_Integer batch = 0;
     int raw = 0, with_ttl = 1;
-    if (!lua_isnoneornil(L, idx)) {
-        luaL_checktype(L, idx, LUA_TTABLE);
-        lua_getfield(L, idx, "match");
-        if (!lua_isnil(L, -1)) match = luaL_checkstring(L, -1);
-        lua_getfield(L, idx, "batch");
-        if (!lua_isnil(L, -1)) batch = luaL_checkinteger(L, -1);
-        lua_getfield(L, idx, "raw");
-        raw = lua_toboolean(L, -1);
-        lua_getfield(L, idx, "ttl");
-        with_ttl = lua_isnil(L, -1) || lua_toboolean(L, -1);
+    if (!lua_isnoneornil(L, idx)) {   /* keys checked by the caller */
+        if (rs_lua_opt_field(L, idx, "match", RS_LUA_TCSTRING)) match = lua_tostring(L, -1);
+        if (rs_lua_opt_field(L, idx, "batch", RS_LUA_TINTEGER)) batch = lua_tointeger(L, -1);
+        raw = rs_lua_opt_field(L, idx, "raw", LUA_TBOOLEAN) && lua_toboolean(L, -1);
+        if (rs_lua_opt_field(L, idx, "ttl", LUA_TBOOLEAN)) with_ttl = lua_toboolean(L, -1);
         lua_pop(L, 2);   /* keep match and batch reachable (match is a string) */
         if (batch < 0 || batch > 1000000)
             rs_lua_raisef(L, RS_ERR_CONFIG, "batch must be between 1 and 1000000");
@@ -596,6 +589,7 @@ static int tokens_iter(lua_State *L)
 static int store_resume_tokens(lua_State *L)
 {
     rs_store *store = check_store(L);
+    rs_lua_check_options(L, 2, list_options);
     open_scan(L, store, 2, NULL);
     lua_pushvalue(L, 1);
     lua_pushcclosure(L, tokens_iter, 1);
@@ -612,6 +606,8 @@ static int store_scan_keys(lua_State *L)
     rs_store *store = check_store(L);
     const char *pattern = luaL_checkstring(L, 2);
     lua_settop(L, 3);
+    static const char *const known[] = {"batch", "ttl", NULL};
+    rs_lua_check_options(L, 3, known);
     scan_box *box = open_scan(L, store, 3, pattern);
     box->raw = 1;
     lua_pushvalue(L, 1);
@@ -627,6 +623,7 @@ static int store_list_resume_tokens(lua_State *L)
 {
     rs_store *store = check_store(L);
     lua_settop(L, 2);
+    rs_lua_check_options(L, 2, list_options);
     scan_box *box = open_scan(L, store, 2, NULL);
     lua_newtable(L);
     int tokens = lua_gettop(L);
@@ -701,10 +698,9 @@ static int store_stats(lua_State *L)
 {
     rs_store *store = check_store(L);
     int with_buckets = 0;
-    if (!lua_isnoneornil(L, 2)) {
-        luaL_checktype(L, 2, LUA_TTABLE);
-        lua_getfield(L, 2, "buckets");
-        with_buckets = lua_toboolean(L, -1);
+    static const char *const known[] = {"buckets", NULL};
+    if (rs_lua_check_options(L, 2, known)) {
+        with_buckets = rs_lua_opt_field(L, 2, "buckets", LUA_TBOOLEAN) && lua_toboolean(L, -1);
         lua_pop(L, 1);
     }
     rs_metrics_snapshot m;

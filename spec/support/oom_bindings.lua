@@ -30,6 +30,8 @@ return function()
   for _ in store:resume_tokens{ batch = 10 } do end
   for _ in store:scan_keys("rigatoni:lock:*") do end
   store:save_resume_token("users", { _data = "82aa", n = 1 })
+  store:save_resume_token("users", { _data = "82aa" }, { lock = "lk", owner = "owner-1" })
+  assert(not pcall(store.delete_resume_token, store, "users", { if_valu = "x" }))   -- unknown option
   rs.bson.to_json(token)
   rs.bson.decode(token)
   delivered = 0
