@@ -120,6 +120,24 @@ local function plain_token(collection, bytes, ttl)
   if opts.set_ttl and not stale and ttl == nil then give_ttl(collection) end
 end
 
+-- What the plan says about the mirror m of stale stream key st: what goes
+-- with it (before the age), or why the mirror stays (after it).
+local function mirror_note(st, m, selected)
+  if m.goes then
+    local others = {}
+    for _, n in ipairs(m.users) do if n ~= st.name then others[#others + 1] = n end end
+    if #others == 0 then return fmt(" (+ mirror %s)", m.name), "" end
+    return fmt(" (+ mirror %s, shared with %s)", m.name, table.concat(others, " ")), ""
+  end
+  if not m.bytes then return "", "" end
+  local keeping = {}
+  for _, n in ipairs(m.users) do
+    if not (selected[n] and selected[n].stale) then keeping[#keeping + 1] = n end
+  end
+  return "", fmt("; mirror %s stays (%s still use%s it)", m.name, table.concat(keeping, " "),
+                 #keeping == 1 and "s" or "")
+end
+
 -- The selected stream keys (units) with their mirrors. mirrors: mirror
 -- name -> every stream key naming it, selected or not.
 local function stream_pairs(units, mirrors)
@@ -135,7 +153,7 @@ local function stream_pairs(units, mirrors)
     for _, n in ipairs(m.users) do if not selected[n] then return false end end
     return true
   end
-  local function all_users(m, field)
+  local function all_users(m, field)   -- of an owned mirror
     for _, n in ipairs(m.users) do if not selected[n][field] then return false end end
     return true
   end
@@ -160,20 +178,7 @@ local function stream_pairs(units, mirrors)
     local m = by_name[st.mirror]
     if st.stale then
       to_delete = to_delete + 1
-      local with, after = "", ""
-      if m.goes then
-        local others = {}
-        for _, n in ipairs(m.users) do if n ~= st.name then others[#others + 1] = n end end
-        with = #others == 0 and fmt(" (+ mirror %s)", m.name)
-               or fmt(" (+ mirror %s, shared with %s)", m.name, table.concat(others, " "))
-      elseif m.bytes then
-        local keeping = {}
-        for _, n in ipairs(m.users) do
-          if not (selected[n] and selected[n].stale) then keeping[#keeping + 1] = n end
-        end
-        after = fmt("; mirror %s stays (%s still use%s it)", m.name, table.concat(keeping, " "),
-                    #keeping == 1 and "s" or "")
-      end
+      local with, after = mirror_note(st, m, selected)
       plan(fmt("would delete %s%s %s%s", st.name, with, age_note(st.seconds), after))
       if apply then
         st.deleted = delete_seen(st.name, st.bytes)
