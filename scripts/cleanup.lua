@@ -5,18 +5,30 @@
 -- --yes; without it the plan is printed and nothing changes. Deletion is
 -- compare-and-delete: a token a live pipeline refreshed since the scan is
 -- kept (and then it is not stale anyway).
+--
+-- Rigatoni 0.2 streams (lib/streams.lua): a stream key and its per-batch
+-- mirror are one unit, aged by the stream key (the one a pipeline resumes
+-- from). The stream keys are walked first, to know which names are
+-- mirrors; the pairs are handled after the walk: the mirrors are read,
+-- then each stale stream key is compare-and-deleted, then each mirror
+-- whose stream keys all went, with the bytes read before.
 
 local cli = require "lib.cli"
 
 local opts = cli.parse(arg, {
   name = "cleanup",
   usage = [[
-usage: rigatoni-store [-c FILE] cleanup [--match GLOB] [--older-than DURATION]
-                      [--set-ttl DURATION] [--dry-run] [--yes] [--batch N]
+usage: rigatoni-store [-c FILE] cleanup [--match GLOB | --stream DB[:COLL]|:deployment ...]
+                      [--older-than DURATION] [--set-ttl DURATION]
+                      [--dry-run] [--yes] [--batch N]
 
   --older-than D   delete tokens whose cluster time is older than D (e.g. 30d)
   --set-ttl D      give tokens without a TTL this TTL (EXPIRE ... NX)
   --match GLOB     Redis glob on the collection name (default *)
+  --stream SEL     only these Rigatoni 0.2 streams (repeatable; not with
+                   --match): DB:COLL the collection stream, DB the database
+                   stream and every collection stream of DB, :deployment the
+                   deployment stream; each with its per-batch mirror
   --dry-run        print the plan, change nothing (the default without --yes)
   --yes            really apply it
   --batch N        SCAN COUNT and MGET batch size (default: scan_count)
@@ -25,19 +37,33 @@ Tokens without a readable cluster time (corrupt values, tokens without
 _data) are never deleted by --older-than; they are counted as "unknown age".
 When the listing fails, cleanup prints what it did until then and exits 1.
 
+A Rigatoni 0.2 stream key (resume_token:DB:COLL, resume_token:database:DB,
+resume_token:deployment) and its mirror (COLL, __db:DB, __deployment__) go
+together or not at all, by the stream key's age: the plan says "(+ mirror
+NAME)". A mirror shared by several stream keys (one collection name in
+several databases) goes only with the last of them. --match selects stream
+keys by their own name; a mirror follows its stream keys. A mirror that
+changed after it was read is not deleted (reported).
+
 example: rigatoni-store -c conf/production.ini cleanup --older-than 30d --set-ttl 30d --yes
+example: rigatoni-store cleanup --stream shop:orders --stream :deployment --older-than 30d
 ]],
-  options = { match = "string", ["older-than"] = "duration", ["set-ttl"] = "duration",
+  options = { match = "string", stream = "list", ["older-than"] = "duration", ["set-ttl"] = "duration",
               ["dry-run"] = "flag", yes = "flag", batch = "integer" },
-  defaults = { match = "*" },
 })
 if not opts then return 0 end
+local streams = require "lib.streams"
+if opts.stream and opts.match then
+  cli.usage_error("cleanup: --stream and --match cannot be combined (cleanup --help for usage)")
+end
+local selections = streams.parse_selections("cleanup", opts.stream)
 if not (opts.older_than or opts.set_ttl) then
   cli.usage_error("cleanup: nothing to do: give --older-than DURATION and/or --set-ttl DURATION")
 end
 local apply = opts.yes and not opts.dry_run
 local now = cli.now()
 local shown, SHOW_MAX = 0, 50
+local fmt = string.format
 
 local function plan(text)
   shown = shown + 1
@@ -47,65 +73,194 @@ end
 
 local scanned, unknown = 0, 0
 local deleted, to_delete, refreshed = 0, 0, 0
+local mirrors_deleted, mirrors_to_delete, mirrors_changed = 0, 0, 0
 local ttl_set, to_ttl = 0, 0
 local progress = cli.progress("cleanup")
 local in_doubt   -- the token whose delete was on the wire when the run stopped
 
--- Any error (the walk, a delete) stops the run; what was done until then
--- is still reported, then the failure (exit 1).
-local ran, why = pcall(function()
-  for collection, bytes, ttl in store:resume_tokens { match = opts.match, batch = opts.batch, raw = true } do
-    scanned = scanned + 1
-    local seconds = rs.token_time(bytes)
-    local stale = false
-    if opts.older_than then
-      if not seconds then
-        unknown = unknown + 1
-      elseif now - seconds > opts.older_than then
-        stale = true
-        to_delete = to_delete + 1
-        plan(string.format("would delete %s (cluster time %s, age %s)", collection,
-                           cli.iso_time(seconds), cli.format_duration(now - seconds)))
-        if apply then
-          in_doubt = collection
-          if store:delete_resume_token(collection, { if_value = bytes }) then
-            deleted = deleted + 1
-          else
-            refreshed = refreshed + 1
-          end
-          in_doubt = nil
+-- Whether a token with this cluster time is to go (counts unknown ages).
+local function is_stale(seconds)
+  if not opts.older_than then return false end
+  if not seconds then
+    unknown = unknown + 1
+    return false
+  end
+  return now - seconds > opts.older_than
+end
+
+local function age_note(seconds)
+  return fmt("(cluster time %s, age %s)", cli.iso_time(seconds), cli.format_duration(now - seconds))
+end
+
+-- Compare-and-delete of the bytes the walk saw: true when it went.
+local function delete_seen(name, bytes)
+  in_doubt = name
+  local gone = store:delete_resume_token(name, { if_value = bytes })
+  in_doubt = nil
+  return gone
+end
+
+local function give_ttl(name, what)
+  to_ttl = to_ttl + 1
+  plan(fmt("would set TTL %s on %s%s", cli.format_duration(opts.set_ttl), name, what or ""))
+  if apply and store:expire(name, opts.set_ttl) then ttl_set = ttl_set + 1 end
+end
+
+-- A token that is neither a stream key nor the mirror of one.
+local function plain_token(collection, bytes, ttl)
+  local seconds = rs.token_time(bytes)
+  local stale = is_stale(seconds)
+  if stale then
+    to_delete = to_delete + 1
+    plan(fmt("would delete %s %s", collection, age_note(seconds)))
+    if apply then
+      if delete_seen(collection, bytes) then deleted = deleted + 1 else refreshed = refreshed + 1 end
+    end
+  end
+  if opts.set_ttl and not stale and ttl == nil then give_ttl(collection) end
+end
+
+-- What the plan says about the mirror m of stale stream key st: what goes
+-- with it (before the age), or why the mirror stays (after it).
+local function mirror_note(st, m, selected)
+  if m.goes then
+    local others = {}
+    for _, n in ipairs(m.users) do if n ~= st.name then others[#others + 1] = n end end
+    if #others == 0 then return fmt(" (+ mirror %s)", m.name), "" end
+    return fmt(" (+ mirror %s, shared with %s)", m.name, table.concat(others, " ")), ""
+  end
+  if not m.bytes then return "", "" end
+  local keeping = {}
+  for _, n in ipairs(m.users) do
+    if not (selected[n] and selected[n].stale) then keeping[#keeping + 1] = n end
+  end
+  return "", fmt("; mirror %s stays (%s still use%s it)", m.name, table.concat(keeping, " "),
+                 #keeping == 1 and "s" or "")
+end
+
+-- The selected stream keys (units) with their mirrors. mirrors: mirror
+-- name -> every stream key naming it, selected or not.
+local function stream_pairs(units, mirrors)
+  local selected = {}
+  for _, st in ipairs(units) do
+    selected[st.name] = st
+    st.seconds = rs.token_time(st.bytes)
+    st.stale = is_stale(st.seconds)
+  end
+  -- A mirror is ours to change only when all its stream keys are selected,
+  -- and goes only when they all go.
+  local function owned(m)
+    for _, n in ipairs(m.users) do if not selected[n] then return false end end
+    return true
+  end
+  local function all_users(m, field)   -- of an owned mirror
+    for _, n in ipairs(m.users) do if not selected[n][field] then return false end end
+    return true
+  end
+
+  -- The mirrors, read before anything is deleted.
+  local names, by_name = {}, {}
+  for _, st in ipairs(units) do
+    if not by_name[st.mirror] then
+      names[#names + 1] = st.mirror
+      by_name[st.mirror] = { name = st.mirror, users = mirrors[st.mirror] }
+    end
+  end
+  if #names > 0 then
+    local values, ttls = store:get_many(names)
+    for i, n in ipairs(names) do
+      by_name[n].bytes, by_name[n].ttl = values[i] or nil, ttls[i] or nil
+    end
+  end
+  for _, m in pairs(by_name) do m.goes = m.bytes and owned(m) and all_users(m, "stale") end
+
+  for _, st in ipairs(units) do
+    local m = by_name[st.mirror]
+    if st.stale then
+      to_delete = to_delete + 1
+      local with, after = mirror_note(st, m, selected)
+      plan(fmt("would delete %s%s %s%s", st.name, with, age_note(st.seconds), after))
+      if apply then
+        st.deleted = delete_seen(st.name, st.bytes)
+        if st.deleted then deleted = deleted + 1 else refreshed = refreshed + 1 end
+      end
+    elseif opts.set_ttl and st.ttl == nil then
+      give_ttl(st.name)
+    end
+  end
+
+  for _, n in ipairs(names) do
+    local m = by_name[n]
+    if m.goes then
+      mirrors_to_delete = mirrors_to_delete + 1
+      -- A stream key refreshed meanwhile keeps its mirror.
+      if apply and all_users(m, "deleted") then
+        if delete_seen(n, m.bytes) then
+          mirrors_deleted = mirrors_deleted + 1
+        else
+          mirrors_changed = mirrors_changed + 1
+          io.write(fmt("mirror %s not deleted: it changed after the walk read it\n", n))
         end
       end
+    elseif m.bytes and owned(m) and opts.set_ttl and not m.ttl then
+      give_ttl(n, " (mirror of " .. table.concat(m.users, " ") .. ")")
     end
-    if opts.set_ttl and not stale and ttl == nil then
-      to_ttl = to_ttl + 1
-      plan(string.format("would set TTL %s on %s", cli.format_duration(opts.set_ttl), collection))
-      if apply and store:expire(collection, opts.set_ttl) then ttl_set = ttl_set + 1 end
-    end
-    progress.update(scanned)
   end
+end
+
+-- Any error (a walk, a delete) stops the run; what was done until then
+-- is still reported, then the failure (exit 1).
+local ran, why = pcall(function()
+  local all, mirrors = streams.walk(store, opts.batch)
+  local units = {}
+  if selections then
+    for _, st in ipairs(all) do
+      scanned = scanned + 1
+      if streams.selected(selections, st) then units[#units + 1] = st end
+    end
+  else
+    for collection, bytes, ttl in store:resume_tokens { match = opts.match or "*", batch = opts.batch, raw = true } do
+      scanned = scanned + 1
+      local st = streams.stream(collection, bytes, ttl)
+      if st then
+        units[#units + 1] = st
+        streams.add_mirror(mirrors, st)   -- a stream key that appeared after the first walk
+      elseif not mirrors[collection] then
+        plain_token(collection, bytes, ttl)
+      end
+      progress.update(scanned)
+    end
+  end
+  stream_pairs(units, mirrors)
 end)
 progress.done()
+
+local function plural(n, word) return fmt("%d %s%s", n, word, n == 1 and "" or "s") end
 
 local parts = {}
 if apply then
   if opts.older_than then
-    parts[#parts + 1] = string.format("%d deleted (older than %s)", deleted, cli.format_duration(opts.older_than))
-    if refreshed > 0 then parts[#parts + 1] = string.format("%d kept (refreshed meanwhile)", refreshed) end
+    parts[#parts + 1] = fmt("%d deleted (older than %s)%s", deleted, cli.format_duration(opts.older_than),
+                            mirrors_deleted > 0 and (" + " .. plural(mirrors_deleted, "mirror")) or "")
+    if refreshed > 0 then parts[#parts + 1] = fmt("%d kept (refreshed meanwhile)", refreshed) end
+    if mirrors_changed > 0 then
+      parts[#parts + 1] = plural(mirrors_changed, "mirror") .. " not deleted (changed meanwhile)"
+    end
     parts[#parts + 1] = not ran and cli.in_doubt(why, in_doubt) or nil
   end
-  if opts.set_ttl then parts[#parts + 1] = string.format("TTL set on %d", ttl_set) end
+  if opts.set_ttl then parts[#parts + 1] = fmt("TTL set on %d", ttl_set) end
 else
-  if shown > SHOW_MAX then io.write(string.format("... and %d more\n", shown - SHOW_MAX)) end
+  if shown > SHOW_MAX then io.write(fmt("... and %d more\n", shown - SHOW_MAX)) end
   if opts.older_than then
-    parts[#parts + 1] = string.format("would delete %d (older than %s)", to_delete, cli.format_duration(opts.older_than))
+    parts[#parts + 1] = fmt("would delete %d (older than %s)%s", to_delete, cli.format_duration(opts.older_than),
+                            mirrors_to_delete > 0 and (" + " .. plural(mirrors_to_delete, "mirror")) or "")
   end
-  if opts.set_ttl then parts[#parts + 1] = string.format("would set TTL on %d", to_ttl) end
+  if opts.set_ttl then parts[#parts + 1] = fmt("would set TTL on %d", to_ttl) end
 end
-if unknown > 0 then parts[#parts + 1] = string.format("%d of unknown age kept", unknown) end
-cli.summary(string.format("cleanup%s%s: %s; %d scanned in %.2f s%s", apply and "" or " (plan)",
-                          ran and "" or " (stopped)", table.concat(parts, ", "), scanned,
-                          progress.elapsed(), apply and "" or "; nothing changed (add --yes to apply)"))
+if unknown > 0 then parts[#parts + 1] = fmt("%d of unknown age kept", unknown) end
+cli.summary(fmt("cleanup%s%s: %s; %d scanned in %.2f s%s", apply and "" or " (plan)",
+                ran and "" or " (stopped)", table.concat(parts, ", "), scanned,
+                progress.elapsed(), apply and "" or "; nothing changed (add --yes to apply)"))
 if not ran then
   cli.walk_failed("cleanup", why, apply and "the counts above are what was done before it stopped"
                                        or "the plan above is incomplete")

@@ -7,19 +7,29 @@
 -- when the listing fails, the temporary file is removed and the run exits
 -- 1. On stdout a failed run ends without the summary line and exits 1:
 -- whoever reads the stream must check the exit status.
+--
+-- --stream selections (lib/streams.lua) walk the stream keys only, then
+-- read the mirrors of the selected ones (each written once, after the
+-- first stream key that names it).
 
 local cli = require "lib.cli"
 
 local opts = cli.parse(arg, {
   name = "export",
   usage = [[
-usage: rigatoni-store [-c FILE] export [--match GLOB] [--output FILE|-] [--batch N]
+usage: rigatoni-store [-c FILE] export [--match GLOB | --stream DB[:COLL]|:deployment ...]
+                      [--output FILE|-] [--batch N]
 
 Writes the resume tokens as JSON Lines (stdout by default):
 
   {"collection":"users","bson_base64":"...","token":{...},"ttl_ms":604799000}
 
   --match GLOB    Redis glob on the collection name (default *)
+  --stream SEL    only these Rigatoni 0.2 streams (repeatable; not with
+                  --match): DB:COLL the collection stream, DB the database
+                  stream and every collection stream of DB, :deployment the
+                  deployment stream; each stream key with its per-batch
+                  mirror (a mirror shared with an unselected stream too)
   --output FILE   write to FILE (atomically, via a temporary file next to
                   it); - = stdout
   --batch N       SCAN COUNT and MGET batch size (default: scan_count)
@@ -30,11 +40,17 @@ exits 1 and says so: a --output FILE is then not created (nor replaced),
 and a stdout stream ends without the summary line.
 
 example: rigatoni-store -c conf/production.ini export --output tokens.jsonl
+example: rigatoni-store export --stream shop --output shop.jsonl
 ]],
-  options = { match = "string", output = "string", batch = "integer" },
-  defaults = { match = "*", output = "-" },
+  options = { match = "string", stream = "list", output = "string", batch = "integer" },
+  defaults = { output = "-" },
 })
 if not opts then return 0 end
+local streams = require "lib.streams"
+if opts.stream and opts.match then
+  cli.usage_error("export: --stream and --match cannot be combined (export --help for usage)")
+end
+local selections = streams.parse_selections("export", opts.stream)
 
 local out, tmp = io.stdout, nil
 if opts.output ~= "-" then
@@ -49,20 +65,53 @@ local json_string, b64 = cli.json_string, cli.base64_encode
 local count, skipped = 0, 0
 local progress = cli.progress("export")
 
-local ok, err = pcall(function()   -- the walk: any error ends the export
-  for collection, bytes, ttl in store:resume_tokens { match = opts.match, batch = opts.batch, raw = true } do
-    local good, json = pcall(rs.bson.to_json, bytes)
-    if good then
-      local ttl_ms = ttl and math.max(1, math.floor(ttl * 1000 + 0.5))
-      assert(out:write('{"collection":', json_string(collection), ',"bson_base64":"', b64(bytes),
-                       '","token":', json, ',"ttl_ms":', ttl_ms and tostring(ttl_ms) or "null", "}\n"))
-      count = count + 1
-    else
-      skipped = skipped + 1
-      host.log("warn", "export: skipped " .. collection .. ": " ..
-                       (type(json) == "table" and json.message or tostring(json)))
+local function write_token(collection, bytes, ttl)
+  local good, json = pcall(rs.bson.to_json, bytes)
+  if good then
+    local ttl_ms = ttl and math.max(1, math.floor(ttl * 1000 + 0.5))
+    assert(out:write('{"collection":', json_string(collection), ',"bson_base64":"', b64(bytes),
+                     '","token":', json, ',"ttl_ms":', ttl_ms and tostring(ttl_ms) or "null", "}\n"))
+    count = count + 1
+  else
+    skipped = skipped + 1
+    host.log("warn", "export: skipped " .. collection .. ": " ..
+                     (type(json) == "table" and json.message or tostring(json)))
+  end
+  progress.update(count)
+end
+
+-- The selected stream keys, each followed by its mirror when it exists.
+local function export_streams()
+  local chosen, written = {}, {}
+  for _, st in ipairs((streams.walk(store, opts.batch))) do
+    if streams.selected(selections, st) then chosen[#chosen + 1] = st end
+  end
+  local names, index = {}, {}   -- the mirrors to read, once each
+  for _, st in ipairs(chosen) do
+    if not index[st.mirror] then
+      names[#names + 1] = st.mirror
+      index[st.mirror] = #names
     end
-    progress.update(count)
+  end
+  local values, ttls = {}, {}
+  if #names > 0 then values, ttls = store:get_many(names) end
+  local function write_once(name, bytes, ttl)
+    if bytes and not written[name] then
+      write_token(name, bytes, ttl)
+      written[name] = true
+    end
+  end
+  for _, st in ipairs(chosen) do
+    write_once(st.name, st.bytes, st.ttl)
+    local i = index[st.mirror]
+    write_once(st.mirror, values[i] or nil, ttls[i] or nil)
+  end
+end
+
+local ok, err = pcall(function()   -- the walk: any error ends the export
+  if selections then return export_streams() end
+  for collection, bytes, ttl in store:resume_tokens { match = opts.match or "*", batch = opts.batch, raw = true } do
+    write_token(collection, bytes, ttl)
   end
 end)
 progress.done()

@@ -8,9 +8,10 @@
 -- (rs.parse_stream_key) gets its level, database and collection, and a
 -- per-batch mirror key ({coll}, __db:{db}, __deployment__) is marked as the
 -- mirror of the stream keys that exist. For that, the stream keys are
--- walked first (SCAN MATCH <prefix>:resume_token:*): one more pass over
--- the keyspace, holding only the stream names. --streams shows one row per
--- stream; --format prometheus writes token ages for alerting.
+-- walked first (SCAN MATCH <prefix>:resume_token:*, lib/streams.lua): one
+-- more pass over the keyspace, holding only the stream keys. --streams
+-- shows one row per stream; --format prometheus writes token ages for
+-- alerting.
 
 local cli = require "lib.cli"
 
@@ -54,6 +55,7 @@ example: rigatoni-store -q list --format prometheus > /var/lib/node_exporter/rig
   defaults = { match = "*", format = "table" },
 })
 if not opts then return 0 end
+local streams_lib = require "lib.streams"
 
 local format = opts.format
 local json_wanted = format == "json" or format == "jsonl"
@@ -65,25 +67,6 @@ local now = cli.now()
 -- ---------------------------------------------------------------------
 -- Streams: the stream keys that exist, and which names mirror them
 -- ---------------------------------------------------------------------
-
--- Every stream key: { name, bytes, ttl, level, database, collection, mirror }.
-local function walk_streams()
-  local streams, mirrors = {}, {}
-  for name, bytes, ttl in store:resume_tokens { match = "resume_token:*", batch = opts.batch, raw = true } do
-    local level, database, collection = rs.parse_stream_key(name)
-    if level then
-      local mirror = rs.stream_mirror_key(database, collection)
-      streams[#streams + 1] = { name = name, bytes = bytes, ttl = ttl, level = level,
-                                database = database, collection = collection, mirror = mirror }
-      local list = mirrors[mirror] or {}
-      list[#list + 1] = name
-      mirrors[mirror] = list
-    end
-  end
-  table.sort(streams, function(x, y) return x.name < y.name end)
-  for _, names in pairs(mirrors) do table.sort(names) end
-  return streams, mirrors
-end
 
 -- "collection shop.orders", "database shop" or "deployment".
 local function stream_label(level, database, collection)
@@ -97,7 +80,7 @@ end
 
 if opts.streams then
   if format == "prometheus" then cli.usage_error("list: --streams has no prometheus format (use --format prometheus alone)") end
-  local streams = walk_streams()
+  local streams = streams_lib.walk(store, opts.batch)
   local names = {}
   for i, st in ipairs(streams) do names[i] = st.mirror end
   local mirror_values = #names > 0 and store:get_many(names) or {}
@@ -146,7 +129,7 @@ end
 -- One row per token
 -- ---------------------------------------------------------------------
 
-local _, mirrors = walk_streams()
+local _, mirrors = streams_lib.walk(store, opts.batch)
 
 local function json_row(collection, ttl, info, level, database, stream_coll, mirror_of)
   local parts = { '{"collection":', json_string(collection),

@@ -332,6 +332,31 @@ describe("tools safety", function()
       assert_left(a, deleted, out)
     end)
 
+    -- --stream walks the stream keys only, and acts once that walk is complete.
+    local function seed_streams()
+      a:cli("FLUSHALL")
+      local store <close> = rs.new { url = a.url }
+      for i = 1, N do store:save_raw(rs.stream_key("shop", "c" .. i), token(i), false) end
+    end
+
+    it("export --stream exits 1 and writes nothing when the stream walk fails", function()
+      seed_streams()
+      local code, out, err = run_cut(px, 15, "export", { "--stream", "shop", "--batch", "10" })
+      assert.equal(1, code, err)
+      assert.matches("export: stopped before the listing was complete", err)
+      assert.equal("", out)
+    end)
+
+    it("cleanup --stream exits 1 and deletes nothing when the stream walk fails", function()
+      seed_streams()
+      local code, out, err = run_cut(px, 15, "cleanup", { "--stream", "shop", "--older-than", "30d", "--yes",
+                                                          "--batch", "10" })
+      assert.equal(1, code, out .. err)
+      assert.matches("cleanup: stopped before the listing was complete", err)
+      assert.matches("cleanup %(stopped%): 0 deleted", out)
+      assert.equal(N, dbsize(a))
+    end)
+
     it("stats exits 1 and prints no figures", function()
       local code, out, err = run_cut(px, 15, "stats", { "--batch", "10" })
       assert.equal(1, code, out .. err)

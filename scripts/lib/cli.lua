@@ -107,7 +107,8 @@ M.clock = clock
 
 -- spec = { name = "list", usage = "text for --help",
 --          options = { match = "string", format = { "table", "json" }, yes = "flag",
---                      ["older-than"] = "duration", batch = "integer", ... },
+--                      ["older-than"] = "duration", batch = "integer",
+--                      stream = "list" (repeatable: a list of the strings given), ... },
 --          defaults = { ... } }
 -- Returns the options table (keys with '-' turned into '_'), or nil after
 -- printing the help for --help. Raises a usage error on anything else.
@@ -148,6 +149,9 @@ function M.parse(argv, spec)
         local n = math.tointeger(tonumber(value))
         if not n or n < 1 then bad("--" .. name .. ": positive integer expected, got '" .. value .. "'") end
         opts[key] = n
+      elseif kind == "list" then
+        opts[key] = opts[key] or {}
+        table.insert(opts[key], value)
       elseif type(kind) == "table" then
         local ok = false
         for _, c in ipairs(kind) do ok = ok or c == value end
