@@ -62,6 +62,9 @@ typedef struct hold {        /* one owner's validity on one lock */
 typedef struct client {
     int id;
     unsigned seed;
+    pthread_mutex_t mu;      /* guards lease and claim, for the monitor */
+    rs_lease *lease;         /* the one being held, or NULL */
+    double claim;            /* its owner's validity: the latest end it told */
     op *ops;
     size_t nops, cap;
     hold *holds;
@@ -183,6 +186,16 @@ static void add_hold(client *c, int key, double start, double stop)
     c->holds[c->nholds++] = (hold){key, c->id, start, stop};
 }
 
+/* The owner's validity, as its lease tells it now: noted in c->claim. */
+static double note_claim(client *c)
+{
+    pthread_mutex_lock(&c->mu);
+    double t = now(), left = c->lease ? rs_lease_remaining(c->lease) : 0;
+    if (left > 0) c->claim = fmax(c->claim, t + left);
+    pthread_mutex_unlock(&c->mu);
+    return left > 0 ? t + left : 0;
+}
+
 /* Acquire, keep alive with a lease, save fenced while valid, release. */
 static void do_lock_cycle(client *c, int key, unsigned *seed)
 {
@@ -197,35 +210,50 @@ static void do_lock_cycle(client *c, int key, unsigned *seed)
     c->ops[a].answer = rc == 1;
     if (rc != 1) return;
     /* The owner's own validity: the SET ran after t0. */
-    double start = c->ops[a].t1, claim = c->ops[a].t0 + LEASE_TTL;
+    double start = c->ops[a].t1;
     rs_lease *lease = rs_lease_keepalive(store, lock, owner, LEASE_TTL, NULL, NULL, &err);
-    double hold_until = now() + 0.1 + (rand_r(seed) % 1100) / 1000.0;
-    double valid = 0;
+    pthread_mutex_lock(&c->mu);
+    c->claim = c->ops[a].t0 + LEASE_TTL;
+    c->lease = lease;
+    pthread_mutex_unlock(&c->mu);
+    double hold_until = now() + 0.1 + (rand_r(seed) % 2400) / 1000.0;
     while (lease && now() < hold_until) {
-        double t = now(), left = rs_lease_remaining(lease);
-        if (left <= 0) break;
-        claim = fmax(claim, t + left);
+        double valid = note_claim(c);
+        if (valid == 0) break;
         size_t i = begin(c, OP_FSAVE, key);
         c->ops[i].value = value_id(c, i);
-        c->ops[i].valid_until = t + left;
+        c->ops[i].valid_until = valid;
         int n = snprintf(val, sizeof val, "v%u", c->ops[i].value);
         rc = rs_save_fenced(store, coll, strlen(coll), val, (size_t)n, lock, owner, &err);
         end(c, i, rc, &err);
         sleep_s((20 + rand_r(seed) % 40) / 1000.0);
     }
-    if (lease) {
-        double t = now(), left = rs_lease_remaining(lease);
-        if (left > 0) valid = t + left, claim = fmax(claim, valid);
-        rs_lease_stop(lease, 0);
-    } else if (now() < claim) {
-        valid = claim;
-    }
+    double valid = lease ? note_claim(c) : 0;
+    pthread_mutex_lock(&c->mu);
+    double claim = c->claim;
+    c->lease = NULL;
+    pthread_mutex_unlock(&c->mu);
+    if (lease) rs_lease_stop(lease, 0);
+    else if (now() < claim) valid = claim;
     size_t r = begin(c, OP_RELEASE, key);
     add_hold(c, key, start, fmin(claim, c->ops[r].t0));
     c->ops[r].valid_until = valid;
     rc = rs_lock_release(store, lock, owner, &err);
     end(c, r, rc, &err);
     c->ops[r].answer = rc == 1;
+}
+
+/* Samples every held lease's validity every few milliseconds, so that
+ * what an owner was told is noted even while its thread waits on Redis. */
+static atomic_int monitoring = 1;
+static void *monitor_main(void *arg)
+{
+    (void)arg;
+    while (atomic_load(&monitoring)) {
+        for (int i = 0; i < CLIENTS; i++) note_claim(&clients[i]);
+        usleep(5000);
+    }
+    return NULL;
 }
 
 static void *client_main(void *arg)
@@ -488,7 +516,9 @@ int main(void)
 
     double t_base = now();
     end_time = t_base + seconds;
-    pthread_t threads[CLIENTS];
+    pthread_t threads[CLIENTS], monitor;
+    for (int i = 0; i < CLIENTS; i++) pthread_mutex_init(&clients[i].mu, NULL);
+    pthread_create(&monitor, NULL, monitor_main, NULL);
     for (int i = 0; i < CLIENTS; i++) {
         clients[i].id = i;
         clients[i].seed = seed ^ (0x9e3779b9u * (unsigned)(i + 1));
@@ -496,6 +526,8 @@ int main(void)
     }
     fault_loop(seed, drops);
     for (int i = 0; i < CLIENTS; i++) pthread_join(threads[i], NULL);
+    atomic_store(&monitoring, 0);
+    pthread_join(monitor, NULL);
     set_control("pass");
 
     /* A last restart, then every key read directly: acknowledged writes
