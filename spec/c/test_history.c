@@ -274,7 +274,11 @@ static void *client_main(void *arg)
  * Faults
  * ------------------------------------------------------------------ */
 
-static const char *aof_args[] = {"--appendonly", "yes", "--appendfsync", "always", NULL};
+/* With a pid file under $RS_TEST_ROOT, spec/run-tests.sh kills the server
+ * even when this test crashes (frozen or not). */
+static char pid_path[300];
+static const char *aof_args[] = {"--appendonly", "yes", "--appendfsync", "always",
+                                 "--pidfile", pid_path, NULL};
 static int server_port;
 static char control_path[300];
 static pid_t proxy_pid;
@@ -335,7 +339,7 @@ static void fault_loop(unsigned seed, int drops)
             break;
         case 3:
             set_control("cut 0");
-            sleep_s(0.15);
+            sleep_s(0.3);
             set_control("pass");
             break;
         }
@@ -495,6 +499,9 @@ int main(void)
     unsigned seed = seed_env ? (unsigned)strtoul(seed_env, NULL, 10) : 20261201u;
     int drops = drop_env && strcmp(drop_env, "1") == 0;
 
+    const char *root = getenv("RS_TEST_ROOT");
+    snprintf(pid_path, sizeof pid_path, "%s/history-redis.%d.pid", root ? root : "/tmp",
+             (int)getpid());
     server_port = t_start_server(aof_args);
     int proxy_port = start_proxy();
     if (proxy_port < 0) return 2;
@@ -551,6 +558,8 @@ int main(void)
     }
     rs_store_close(store);
     stop_proxy();
+    t_stop_server();
+    unlink(pid_path);
 
     long count[OP_TYPES][3] = {{0}}, reads = 0, holds = 0;
     for (int c = 0; c <= CLIENTS; c++) {
