@@ -238,7 +238,7 @@ struct rs_lease {
     pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t wake;
-    double valid_until;      /* rs_now() seconds; 0 once lost */
+    double valid_until;      /* rs_now() seconds */
     int stopping, lost;
     int self_stopped;        /* rs_lease_stop called from on_lost: the thread frees */
 };
@@ -246,7 +246,6 @@ struct rs_lease {
 static struct timeval seconds_tv(double s)
 {
     struct timeval tv = {(time_t)s, (suseconds_t)((s - floor(s)) * 1e6)};
-    if (tv.tv_sec == 0 && tv.tv_usec == 0) tv.tv_usec = 1000;
     return tv;
 }
 
@@ -257,6 +256,12 @@ static int refresh_attempt(rs_lease *lease, double deadline, rs_error *err)
     /* A new connection takes up to four timed steps (connect, TLS, AUTH,
      * SELECT): each gets a quarter of the time left. */
     double left = deadline - rs_now();
+    /* Below a few ms the cut timeouts would round to 0, which is no
+     * timeout at all for a socket. */
+    if (left < 0.004) {
+        rs_error_set(err, RS_ERR_TIMEOUT, 1, "no time left in the lease's validity");
+        return -1;
+    }
     lease->cfg.connection_timeout = fmin(base->connection_timeout, left / 4);
     lease->cfg.command_timeout = fmin(base->command_timeout, left / 4);
     rs_conn *conn = rs_pool_acquire(lease->pool, err);
@@ -265,7 +270,7 @@ static int refresh_attempt(rs_lease *lease, double deadline, rs_error *err)
         return -1;
     }
     left = deadline - rs_now();
-    if (left <= 0) {
+    if (left < 0.001) {
         rs_pool_release(lease->pool, conn, 0);
         rs_error_set(err, RS_ERR_TIMEOUT, 1, "no time left in the lease's validity");
         return -1;
@@ -344,7 +349,8 @@ static int lease_refresh(rs_lease *lease, rs_error *last)
             lease->valid_until = start + lease->ttl;
             return 1;
         }
-        if (rc == 0) rs_error_set(last, RS_ERR_NOT_OWNER, 0, "the lock is held by another owner or expired");
+        if (rc == 0)
+            rs_error_set(last, RS_ERR_NOT_OWNER, 0, "the lock is held by another owner or expired");
         if (rc >= 0 || !in_time) return 0;
         /* Any failure is tried again while the validity lasts: the lock may
          * still be ours. */

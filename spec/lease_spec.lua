@@ -48,7 +48,7 @@ describe("lease validity", function()
     assert.is_true(left > 1.9 and left <= 2, "remaining " .. left)
   end)
 
-  it("is lost once the validity passed while the server is frozen: held() false, save refused, no server call", function()
+  it("is lost once the validity passed, server frozen: held() false, save refused, no call", function()
     local lease <close> = store:lease(key, "me", { ttl = 1 })
     assert.is_truthy(lease)
     frozen(function()

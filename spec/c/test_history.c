@@ -10,9 +10,11 @@
  * than a freeze; without it the command timeout (2 s) outlasts a freeze,
  * so only kills and restarts can lose a reply. (Off until the retry rules
  * of issue 12 are merged: today's retries report the opposite of what
- * happened after a lost reply, which this checker finds.) Every operation is logged when invoked and when it
- * ends: ok, failed (an error that promises nothing happened: not_owner) or
- * unknown (any other error). Then, per key and per lock:
+ * happened after a lost reply, which this checker finds.) Every operation
+ * is logged when invoked and when it ends: ok, failed (an error that
+ * promises nothing happened: not_owner) or unknown (any other error).
+ * A monitor thread notes what each owner's lease tells it (its validity)
+ * every few ms. Then, per key and per lock:
  *  - every read returned the last acknowledged write or one that was in
  *    flight or unknown at that time: nothing stale, nothing lost across a
  *    restart, no value whose write reported failure, none never written;
@@ -119,12 +121,16 @@ static void end(client *c, size_t i, int rc, const rs_error *err)
 }
 
 /* Value ids: client * 1e6 + op index + 1, written as "v<id>". */
-static unsigned value_id(const client *c, size_t i) { return (unsigned)c->id * 1000000u + (unsigned)i + 1; }
+static unsigned value_id(const client *c, size_t i)
+{
+    return (unsigned)c->id * 1000000u + (unsigned)i + 1;
+}
 
 static op *writer_of(unsigned v)
 {
     unsigned cl = v / 1000000u, i = v % 1000000u;
-    if (v == VAL_NONE || v == VAL_JUNK || cl >= CLIENTS || i == 0 || i > clients[cl].nops) return NULL;
+    if (v == VAL_NONE || v == VAL_JUNK || cl >= CLIENTS || i == 0 || i > clients[cl].nops)
+        return NULL;
     op *o = &clients[cl].ops[i - 1];
     return o->type == OP_SAVE || o->type == OP_FSAVE ? o : NULL;
 }
@@ -513,7 +519,8 @@ int main(void)
                              {"max_retries", "3"}, {"retry_base_delay", "0.05"},
                              {"retry_max_delay", "0.3"}, {"pool_size", "16"}};
     for (size_t i = 0; cfg && i < sizeof opts / sizeof opts[0]; i++)
-        if (rs_config_set(cfg, opts[i][0], opts[i][1], &err) < 0) fprintf(stderr, "%s\n", err.message);
+        if (rs_config_set(cfg, opts[i][0], opts[i][1], &err) < 0)
+            fprintf(stderr, "%s\n", err.message);
     store = rs_store_open(cfg, &err);
     rs_config_free(cfg);
     if (!store) {
