@@ -5,6 +5,7 @@
 #   make test       C tests (plain, ASan+UBSan, TSan) + busted specs on real Redis (plain
 #                   and ASan+UBSan with leak check) + fuzz smoke
 #   make fuzz       libFuzzer targets in spec/fuzz/, FUZZ_SECONDS each (fuzz-smoke: brief)
+#   make chaos      the history checker under faults for CHAOS_SECONDS (spec/c/test_history.c)
 #   make bench      benchmarks against redis-benchmark on a throwaway server
 #   make demo       start a throwaway redis-server, save and list demo tokens
 #   make install PREFIX=/usr/local   (make uninstall removes exactly that again)
@@ -50,7 +51,7 @@ CTEST_SRC := $(wildcard spec/c/test_*.c)
 CTEST_BIN := $(CTEST_SRC:spec/c/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps test test-asan test-tsan test-lua-asan fuzz fuzz-build fuzz-smoke bench demo \
-        install clean
+        install clean chaos
 all: $(BUILD)/librigatoni_store.a $(BUILD)/librigatoni_store.so $(BUILD)/rigatoni_store.so \
      $(BUILD)/rigatoni-store
 
@@ -97,6 +98,17 @@ $(BUILD)/rigatoni-store.1: doc/rigatoni-store.1 core/rigatoni_store.h $(BUILD)/s
 $(BUILD)/tests/%: spec/c/%.c spec/c/*.h $(BUILD)/librigatoni_store.a
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -Ispec/c $< -o $@ $(BUILD)/librigatoni_store.a $(LIBS)
+
+# The history checker drives the fault proxy of the specs.
+$(BUILD)/tests/test_history: $(BUILD)/bin/faultproxy
+$(BUILD)/bin/faultproxy: spec/support/faultproxy.c
+	@mkdir -p $(@D)
+	$(CC) -O2 -g $(WARN) $< -o $@
+
+# A longer run of the history checker (make test runs it for 12 s).
+CHAOS_SECONDS ?= 120
+chaos: $(BUILD)/tests/test_history
+	CHAOS_SECONDS=$(CHAOS_SECONDS) $(BUILD)/tests/test_history
 
 deps:
 	sh spec/support/install-deps.sh

@@ -213,6 +213,18 @@ int rs_owner_id(char *buf, size_t bufsize)
 
 /* ---------------------------------------------------------------------
  * Lease keepalive thread
+ *
+ * The lease knows its validity from its own monotonic clock: valid until
+ * the start of the last successful refresh + ttl. The key cannot expire on
+ * the server before that (the refresh ran after it started), and it may
+ * expire any time after, so the owner must stop acting then, whatever
+ * Redis is doing: a frozen or unreachable server costs the lease its lock
+ * when the validity passes, reported once through on_lost.
+ * So that no refresh outlives the validity, the lease refreshes on a
+ * private one-connection pool whose timeouts are cut, per attempt, to the
+ * time left (the store's pool keeps the configured timeouts). In cluster
+ * mode the refresh goes through the store (its redirections and retries),
+ * and loss is reported when it returns.
  * ------------------------------------------------------------------ */
 
 struct rs_lease {
@@ -221,38 +233,164 @@ struct rs_lease {
     double ttl;
     rs_lease_lost_fn on_lost;
     void *userdata;
+    rs_config cfg;           /* the store's, timeouts cut per attempt (lease thread only) */
+    rs_pool *pool;           /* private, one connection; NULL in cluster mode */
     pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t wake;
+    double valid_until;      /* rs_now() seconds */
     int stopping, lost;
+    int self_stopped;        /* rs_lease_stop called from on_lost: the thread frees */
 };
+
+static struct timeval seconds_tv(double s)
+{
+    struct timeval tv = {(time_t)s, (suseconds_t)((s - floor(s)) * 1e6)};
+    return tv;
+}
+
+/* One refresh attempt that ends by `deadline`: 1, 0 (not ours) or -1. */
+static int refresh_attempt(rs_lease *lease, double deadline, rs_error *err)
+{
+    const rs_config *base = lease->store->cfg;
+    /* A new connection takes up to four timed steps (connect, TLS, AUTH,
+     * SELECT): each gets a quarter of the time left. */
+    double left = deadline - rs_now();
+    /* Below a few ms the cut timeouts would round to 0, which is no
+     * timeout at all for a socket. */
+    if (left < 0.004) {
+        rs_error_set(err, RS_ERR_TIMEOUT, 1, "no time left in the lease's validity");
+        return -1;
+    }
+    lease->cfg.connection_timeout = fmin(base->connection_timeout, left / 4);
+    lease->cfg.command_timeout = fmin(base->command_timeout, left / 4);
+    rs_conn *conn = rs_pool_acquire(lease->pool, err);
+    if (!conn) {
+        if (err->kind != RS_ERR_POOL) rs_pool_after_failure(lease->pool, 1, err);
+        return -1;
+    }
+    left = deadline - rs_now();
+    if (left < 0.001) {
+        rs_pool_release(lease->pool, conn, 0);
+        rs_error_set(err, RS_ERR_TIMEOUT, 1, "no time left in the lease's validity");
+        return -1;
+    }
+    redisSetTimeout(conn->ctx, seconds_tv(fmin(base->command_timeout, left)));
+    char ms[24];
+    snprintf(ms, sizeof ms, "%.0f", fmax(1, (double)llround(lease->ttl * 1000)));
+    const rs_script *script = &lease->store->scripts.lock_refresh;
+    const char *argv[6] = {"EVALSHA", script->sha, "1", lease->key, lease->owner, ms};
+    size_t argvlen[6] = {7, strlen(script->sha), 1, strlen(lease->key), strlen(lease->owner),
+                         strlen(ms)};
+    rs_cmd cmd = {6, argv, argvlen};
+    redisReply *reply = NULL;
+    int broken, rc = rs_run_pipeline(conn, 1, &cmd, &reply, 1, err, &broken);
+    if (rc == 0 && reply->type == REDIS_REPLY_ERROR && reply->len >= 8 &&
+        memcmp(reply->str, "NOSCRIPT", 8) == 0) {
+        /* Not cached (restart, failover, SCRIPT FLUSH): EVAL caches it again. */
+        freeReplyObject(reply);
+        argv[0] = "EVAL", argvlen[0] = 4;
+        argv[1] = script->source, argvlen[1] = strlen(script->source);
+        rc = rs_run_pipeline(conn, 1, &cmd, &reply, 1, err, &broken);
+    }
+    if (rc == 0) {
+        if (reply->type == REDIS_REPLY_ERROR) {
+            rs_error_from_reply(err, reply->str, reply->len);
+            rc = -1;
+        } else {
+            rc = reply->type == REDIS_REPLY_INTEGER && reply->integer == 1;
+        }
+        freeReplyObject(reply);
+    }
+    rs_pool_release(lease->pool, conn, broken);
+    if (rc < 0) rs_pool_after_failure(lease->pool, broken, err);
+    return rc;
+}
+
+/* Waits until `when` (rs_now seconds) or a stop; called with the lock
+ * held. Returns 1 when stopping. */
+static int lease_sleep_until(rs_lease *lease, double when)
+{
+    double left = when - rs_now();
+    if (left > 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        double whole = floor(left);
+        ts.tv_sec += (time_t)whole;
+        ts.tv_nsec += (long)((left - whole) * 1e9);
+        if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+        while (!lease->stopping &&
+               pthread_cond_timedwait(&lease->wake, &lease->lock, &ts) != ETIMEDOUT) {}
+    }
+    return lease->stopping;
+}
+
+/* Refreshes until it succeeds, finds the lock taken, the validity passes
+ * or the lease is stopped; called with the lock held. Returns 1 refreshed
+ * (validity extended), 0 lost (*last says why), -1 stopped. */
+static int lease_refresh(rs_lease *lease, rs_error *last)
+{
+    for (int attempt = 1;; attempt++) {
+        double start = rs_now(), deadline = lease->valid_until;
+        if (start >= deadline) return 0;
+        pthread_mutex_unlock(&lease->lock);
+        rs_error_clear(last);
+        int rc = lease->pool ? refresh_attempt(lease, deadline, last)
+                             : rs_lock_refresh(lease->store, lease->key, lease->owner,
+                                               lease->ttl, last);
+        /* A refresh that returns after the validity passed is too late:
+         * the owner has already been told, by rs_lease_remaining, to stop. */
+        int in_time = rs_now() < deadline;
+        if (rc < 0 && in_time && rs_log_enabled(RS_LOG_INFO))
+            rs_log(RS_LOG_INFO, "lease '%.200s': refresh attempt %d failed (%s); %.3fs of "
+                   "validity left", lease->key, attempt, last->message, deadline - rs_now());
+        pthread_mutex_lock(&lease->lock);
+        if (rc == 1 && in_time) {
+            lease->valid_until = start + lease->ttl;
+            return 1;
+        }
+        if (rc == 0)
+            rs_error_set(last, RS_ERR_NOT_OWNER, 0, "the lock is held by another owner or expired");
+        if (rc >= 0 || !in_time) return 0;
+        /* Any failure is tried again while the validity lasts: the lock may
+         * still be ours. */
+        double next = fmin(rs_now() + rs_retry_delay(&lease->cfg, attempt), deadline);
+        if (lease_sleep_until(lease, next)) return -1;
+    }
+}
+
+static void lease_free(rs_lease *lease)
+{
+    rs_pool_free(lease->pool);
+    pthread_cond_destroy(&lease->wake);
+    pthread_mutex_destroy(&lease->lock);
+    free(lease->key);
+    free(lease->owner);
+    free(lease);
+}
 
 static void *lease_main(void *arg)
 {
     rs_lease *lease = arg;
     pthread_mutex_lock(&lease->lock);
-    while (!lease->stopping && !lease->lost) {
-        struct timespec deadline;
-        clock_gettime(CLOCK_MONOTONIC, &deadline);
-        double step = lease->ttl / 3, whole = floor(step);
-        deadline.tv_sec += (time_t)whole;
-        deadline.tv_nsec += (long)((step - whole) * 1e9);
-        if (deadline.tv_nsec >= 1000000000L) deadline.tv_sec++, deadline.tv_nsec -= 1000000000L;
-        while (!lease->stopping &&
-               pthread_cond_timedwait(&lease->wake, &lease->lock, &deadline) != ETIMEDOUT) {}
-        if (lease->stopping) break;
+    for (;;) {
+        /* Refresh a third of the ttl after the last good one started. */
+        if (lease_sleep_until(lease, lease->valid_until - lease->ttl * 2 / 3)) break;
+        rs_error last;
+        int rc = lease_refresh(lease, &last);
+        if (rc < 0) break;
+        if (rc == 1) continue;
+        lease->lost = 1;
         pthread_mutex_unlock(&lease->lock);
-        rs_error err;
-        int rc = rs_lock_refresh(lease->store, lease->key, lease->owner, lease->ttl, &err);
+        rs_log(RS_LOG_WARN, "lease '%.200s' lost: not refreshed within its validity of %gs "
+               "(%s)", lease->key, lease->ttl, last.message);
+        if (lease->on_lost) lease->on_lost(lease->key, lease->userdata);
         pthread_mutex_lock(&lease->lock);
-        if (rc == 0) {
-            lease->lost = 1;
-            pthread_mutex_unlock(&lease->lock);
-            if (lease->on_lost) lease->on_lost(lease->key, lease->userdata);
-            pthread_mutex_lock(&lease->lock);
-        }
+        break;
     }
+    int self_stopped = lease->self_stopped;
     pthread_mutex_unlock(&lease->lock);
+    if (self_stopped) lease_free(lease);
     return NULL;
 }
 
@@ -262,47 +400,86 @@ rs_lease *rs_lease_keepalive(rs_store *store, const char *key, const char *owner
     rs_error_clear(err);
     if (check_lock_args(key, owner, ttl, 1, err) < 0) return NULL;
     rs_lease *lease = calloc(1, sizeof *lease);
-    if (!lease || !(lease->key = strdup(key)) || !(lease->owner = strdup(owner))) goto nomem;
+    if (!lease || !(lease->key = strdup(key)) || !(lease->owner = strdup(owner))) {
+        if (lease) {
+            free(lease->key);
+            free(lease);
+        }
+        rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
+        return NULL;
+    }
     lease->store = store;
     lease->ttl = ttl;
     lease->on_lost = on_lost;
     lease->userdata = userdata;
+    lease->cfg = *store->cfg;
+    lease->cfg.pool_size = 1;
+    lease->cfg.spin_wait = 0;
+    lease->cfg.idle_check_after = 1e9;   /* no PING with a timeout we did not cut */
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     pthread_cond_init(&lease->wake, &attr);
     pthread_condattr_destroy(&attr);
     pthread_mutex_init(&lease->lock, NULL);
+    if (!store->cluster) {
+        const rs_url *url = &store->cfg->parsed;
+        lease->pool = rs_pool_new(&lease->cfg, store->tls,
+                                  url->nhosts > 1 ? NULL : url->hosts[0].host,
+                                  url->hosts[0].port);
+        if (!lease->pool) {
+            lease_free(lease);
+            rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
+            return NULL;
+        }
+    }
+    /* The validity starts with a refresh of our own: when the caller
+     * acquired the lock is not known here. */
+    lease->valid_until = rs_now() + ttl;
+    rs_error last;
+    pthread_mutex_lock(&lease->lock);
+    int rc = lease_refresh(lease, &last);
+    pthread_mutex_unlock(&lease->lock);
+    if (rc != 1) {
+        lease_free(lease);
+        rs_error_set(err, last.kind, 0, "lease on '%.200s' not refreshed within its ttl of %gs: %s",
+                     key, ttl, last.message);
+        return NULL;
+    }
     if (pthread_create(&lease->thread, NULL, lease_main, lease) != 0) {
-        pthread_cond_destroy(&lease->wake);
-        pthread_mutex_destroy(&lease->lock);
-        goto nomem;
+        lease_free(lease);
+        rs_error_set(err, RS_ERR_NOMEM, 0, "cannot start the lease thread");
+        return NULL;
     }
     return lease;
-nomem:
-    if (lease) {
-        free(lease->key);
-        free(lease->owner);
-        free(lease);
-    }
-    rs_error_set(err, RS_ERR_NOMEM, 0, "cannot start the lease thread");
-    return NULL;
+}
+
+double rs_lease_remaining(rs_lease *lease)
+{
+    pthread_mutex_lock(&lease->lock);
+    double left = lease->lost ? 0 : fmax(0, lease->valid_until - rs_now());
+    pthread_mutex_unlock(&lease->lock);
+    return left;
 }
 
 int rs_lease_stop(rs_lease *lease, int release)
 {
     if (!lease) return 0;
     pthread_mutex_lock(&lease->lock);
+    if (pthread_equal(pthread_self(), lease->thread)) {
+        /* From on_lost, on the lease thread: it cannot join itself, so it
+         * frees the lease when on_lost returns. The lease is lost. */
+        lease->self_stopped = 1;
+        pthread_mutex_unlock(&lease->lock);
+        pthread_detach(lease->thread);
+        return 0;
+    }
     lease->stopping = 1;
     pthread_cond_signal(&lease->wake);
     pthread_mutex_unlock(&lease->lock);
     pthread_join(lease->thread, NULL);
-    int held = !lease->lost;
+    int held = !lease->lost && rs_now() < lease->valid_until;
     if (release && held) held = rs_lock_release(lease->store, lease->key, lease->owner, NULL) == 1;
-    pthread_cond_destroy(&lease->wake);
-    pthread_mutex_destroy(&lease->lock);
-    free(lease->key);
-    free(lease->owner);
-    free(lease);
+    lease_free(lease);
     return held;
 }

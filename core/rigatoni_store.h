@@ -317,17 +317,34 @@ size_t rs_lock_key(const rs_store *store, const char *db, const char *collection
 /* "{hostname}-{uuid v4}" into buf (at least 64 + 37 bytes). 0 or -1. */
 int rs_owner_id(char *buf, size_t bufsize);
 
-/* A lease kept alive by a background thread that refreshes every ttl/3
- * until stopped. When a refresh finds the lock no longer held by `owner`,
- * `on_lost(key, userdata)` is called once from that thread and refreshing
- * stops. Transient errors are retried at the next tick. The lock must be
- * acquired by the caller first. NULL + err on failure. */
+/* A lease kept alive by a background thread. It knows its validity from
+ * its own monotonic clock: valid until the start of the last successful
+ * refresh + ttl (the key cannot expire on the server before that). The
+ * thread refreshes a third of the ttl after the last good refresh started;
+ * a failed attempt is tried again, with backoff, while validity is left,
+ * and no attempt outlives the validity (standalone and Sentinel: the lease
+ * has its own connection, its timeouts cut to the time left; in cluster
+ * mode a refresh runs under the store's retry policy and one that returns
+ * after the validity passed counts as failed). When the validity passes
+ * without a successful refresh, or a refresh finds the lock held by
+ * another owner, `on_lost(key, userdata)` is called once, from the lease
+ * thread, whatever Redis is doing (down, frozen, slow), and refreshing
+ * stops. The lock must be acquired by the caller first; rs_lease_keepalive
+ * refreshes it once before it returns (for at most ttl), so the validity
+ * starts there. The store must outlive the lease. NULL + err when that
+ * first refresh fails (RS_ERR_NOT_OWNER when the lock is not ours). */
 typedef struct rs_lease rs_lease;
 typedef void (*rs_lease_lost_fn)(const char *key, void *userdata);
 rs_lease *rs_lease_keepalive(rs_store *store, const char *key, const char *owner, double ttl,
                              rs_lease_lost_fn on_lost, void *userdata, rs_error *err);
+/* Seconds of validity left (monotonic clock), 0 once lost or expired: the
+ * owner may act on the lock only while this is positive. Thread safe. */
+double rs_lease_remaining(rs_lease *lease);
 /* Stops the thread; with `release`, releases the lock too. Returns 1 when
- * the lease was still held at the end, 0 when it had been lost. */
+ * the lease was still valid at the end (and, with `release`, the release
+ * succeeded), 0 when it had been lost. May be called from inside on_lost:
+ * the lease is then freed by its own thread when on_lost returns, and 0 is
+ * returned. Call it once per lease. */
 int rs_lease_stop(rs_lease *lease, int release);
 
 /* ------------------------------------------------------------------------

@@ -10,8 +10,19 @@
  * lease releases the lock; a failure to release on close is ignored (the
  * TTL frees the lock anyway) so that unwinding an error is not replaced by
  * a second one. Leases keep their store alive through a user value.
+ *
+ * Like the C lease, a Lua lease knows its validity from its own monotonic
+ * clock: valid until the start of the last successful acquire or refresh
+ * + ttl. Once that has passed the lease is lost for good: held() is false,
+ * refresh() false and save_resume_token raises not_owner, all without
+ * asking the server (the key may have expired and been taken meanwhile).
+ * Refreshing is manual (lease:refresh() within the ttl): a Lua state is not
+ * thread safe, so no background thread may run Lua code or touch the lease
+ * while the script runs, and a C keep-alive thread could only ever refresh
+ * behind the script's back, not tell it that the lock was lost.
  */
 #include <string.h>
+#include <time.h>
 
 #include "rs_lua.h"
 
@@ -120,7 +131,24 @@ static int store_lock_key(lua_State *L)
 typedef struct lease_box {
     char *key, *owner;       /* NULL once closed */
     double ttl;
+    double valid_until;      /* monotonic seconds; 0 once lost */
 } lease_box;
+
+static double monotonic_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Seconds of validity left; 0 once the validity passed (then for good). */
+static double lease_left(lease_box *lease)
+{
+    double left = lease->valid_until - monotonic_now();
+    if (left > 0) return left;
+    lease->valid_until = 0;
+    return 0;
+}
 
 /* The lease at 1 and its store (pushed). */
 static lease_box *check_lease(lua_State *L, rs_store **store)
@@ -165,8 +193,10 @@ static int store_lease(lua_State *L)
     if (!(lease->key = strdup(key)) || !(lease->owner = strdup(owner)))
         return luaL_error(L, "out of memory");
     rs_error err = {0};
+    double start = monotonic_now();
     int rc = rs_lock_acquire(store, key, owner, ttl, &err);
     if (rc < 0) return rs_lua_raise(L, &err);
+    lease->valid_until = start + ttl;
     if (rc == 0) {
         lease_free(lease);
         lua_pushnil(L);
@@ -174,33 +204,65 @@ static int store_lease(lua_State *L)
     return 1;
 }
 
+/* lease:refresh() -> true when refreshed in time; false once lost (the
+ * lock taken or expired, or the validity passed: then without a call). */
 static int lease_refresh(lua_State *L)
 {
     rs_store *store;
     lease_box *lease = check_lease(L, &store);
+    if (lease_left(lease) == 0) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
     rs_error err = {0};
-    return push_result(L, rs_lock_refresh(store, lease->key, lease->owner, lease->ttl, &err),
-                       &err);
+    double start = monotonic_now();
+    int rc = rs_lock_refresh(store, lease->key, lease->owner, lease->ttl, &err);
+    if (rc < 0) return rs_lua_raise(L, &err);
+    /* A refresh that returns after the validity passed is too late. */
+    if (rc == 1 && lease_left(lease) > 0) lease->valid_until = start + lease->ttl;
+    else lease->valid_until = 0;
+    lua_pushboolean(L, lease->valid_until > 0);
+    return 1;
 }
 
-/* lease:held() -> true while the lock still names this owner */
+/* lease:held() -> true while the validity lasts and the lock still names
+ * this owner (asked only while the validity lasts) */
 static int lease_held(lua_State *L)
 {
     rs_store *store;
     lease_box *lease = check_lease(L, &store);
+    if (lease_left(lease) == 0) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
     rs_error err = {0};
     char *owner;
     int rc = rs_lock_owner(store, lease->key, &owner, &err);
     if (rc < 0) return rs_lua_raise(L, &err);
-    lua_pushboolean(L, rc == 1 && strcmp(owner, lease->owner) == 0);
+    int held = rc == 1 && strcmp(owner, lease->owner) == 0;
     rs_free(owner);
+    if (!held) lease->valid_until = 0;
+    lua_pushboolean(L, held && lease_left(lease) > 0);
     return 1;
 }
 
+/* lease:remaining() -> seconds of validity left, 0 once lost */
+static int lease_remaining(lua_State *L)
+{
+    rs_store *store;
+    lua_pushnumber(L, lease_left(check_lease(L, &store)));
+    return 1;
+}
+
+/* Fenced on the server; refused locally once the validity passed. */
 static int lease_save_resume_token(lua_State *L)
 {
     rs_store *store;
     lease_box *lease = check_lease(L, &store);
+    if (lease_left(lease) == 0)
+        return rs_lua_raisef(L, RS_ERR_NOT_OWNER,
+                             "lease on '%s' lost: not refreshed within its ttl of %gs (or "
+                             "taken), nothing saved", lease->key, lease->ttl);
     return rs_lua_save_token(L, store, 2, 3, lease->key, lease->owner);
 }
 
@@ -283,6 +345,7 @@ static const luaL_Reg lease_methods[] = {
     {"refresh", lease_refresh},
     {"release", lease_release},
     {"held", lease_held},
+    {"remaining", lease_remaining},
     {"save_resume_token", lease_save_resume_token},
     {NULL, NULL},
 };

@@ -1,15 +1,44 @@
 /* test_lease.c -- the C lease keepalive thread: keeps a lock past its TTL,
- * reports loss once through the callback, releases on stop. */
+ * reports loss once through the callback (also when the server is frozen:
+ * the lease knows its validity from its own clock), releases on stop, and
+ * may be stopped from inside its on_lost. */
 #include <stdatomic.h>
+#include <time.h>
 
 #include "test_support.h"
 
 static atomic_int lost_calls;
+static _Atomic double lost_at;
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 static void on_lost(const char *key, void *userdata)
 {
     (void)userdata;
-    if (strcmp(key, "rigatoni:lock:db:c") == 0) atomic_fetch_add(&lost_calls, 1);
+    if (strcmp(key, "rigatoni:lock:db:c") == 0) {
+        atomic_store(&lost_at, now());
+        atomic_fetch_add(&lost_calls, 1);
+    }
+}
+
+/* on_lost that stops its own lease (userdata: where the lease pointer is). */
+static atomic_int stop_result = -1;
+static void stop_from_on_lost(const char *key, void *userdata)
+{
+    (void)key;
+    rs_lease *lease;
+    while (!(lease = atomic_load((_Atomic(rs_lease *) *)userdata))) usleep(1000);
+    atomic_store(&stop_result, rs_lease_stop(lease, 1));
+}
+
+static void wait_for(atomic_int *what, int value, double seconds)
+{
+    for (double end = now() + seconds; atomic_load(what) != value && now() < end;) usleep(5000);
 }
 
 int main(void)
@@ -44,6 +73,47 @@ int main(void)
     char *owner = NULL;
     CHECK(rs_lock_owner(store, key, &owner, &err) == 1 && owner && strcmp(owner, "thief") == 0);
     rs_free(owner);
+
+    /* A lock that is not ours gives no lease. */
+    lease = rs_lease_keepalive(store, key, "me", 1, on_lost, NULL, &err);
+    CHECK(lease == NULL && err.kind == RS_ERR_NOT_OWNER);
+
+    /* Frozen server (SIGSTOP): no refresh can succeed, so the lease is lost
+     * when its validity (last good refresh + ttl) passes, not later. The
+     * store's own policy (5 s command timeout, 3 retries) would take 20 s. */
+    atomic_store(&lost_calls, 0);
+    snprintf(cmd, sizeof cmd, "redis-cli -p %d DEL %s >/dev/null", port, key);
+    CHECK(system(cmd) == 0);
+    CHECK(rs_lock_acquire(store, key, "me", 3, &err) == 1);
+    lease = rs_lease_keepalive(store, key, "me", 3, on_lost, NULL, &err);
+    CHECK(lease != NULL);
+    usleep(1500000);                          /* one refresh done (at 1 s) */
+    double valid_until = now() + rs_lease_remaining(lease);
+    CHECK(valid_until - now() > 1.5 && valid_until - now() <= 3);
+    kill(t_server_pid, SIGSTOP);
+    wait_for(&lost_calls, 1, 5);
+    double lost = atomic_load(&lost_at);
+    kill(t_server_pid, SIGCONT);
+    CHECK(atomic_load(&lost_calls) == 1);
+    CHECK(lost >= valid_until - 0.05 && lost <= valid_until + 0.5);
+    if (atomic_load(&lost_calls) == 1)
+        printf("frozen server: loss reported %.3fs after the validity ended\n", lost - valid_until);
+    CHECK(rs_lease_remaining(lease) == 0);
+    usleep(300000);
+    CHECK(atomic_load(&lost_calls) == 1);     /* once */
+    CHECK(rs_lease_stop(lease, 1) == 0);
+
+    /* rs_lease_stop from inside on_lost: no self-join; the thread frees it. */
+    _Atomic(rs_lease *) self = NULL;
+    CHECK(rs_lock_acquire(store, key, "me", 0.3, &err) == 1);
+    rs_lease *l2 = rs_lease_keepalive(store, key, "me", 0.3, stop_from_on_lost, &self, &err);
+    CHECK(l2 != NULL);
+    atomic_store(&self, l2);
+    snprintf(cmd, sizeof cmd, "redis-cli -p %d SET %s thief >/dev/null", port, key);
+    CHECK(system(cmd) == 0);
+    wait_for(&stop_result, 0, 2);
+    CHECK(atomic_load(&stop_result) == 0);
+    usleep(100000);                           /* the thread frees the lease */
 
     /* Key helpers and owner ids. */
     char buf[256];

@@ -75,6 +75,42 @@ static inline int t_free_port(void)
     return ntohs(a.sin_port);
 }
 
+/* Starts redis-server on `port` in t_server_dir with extra args
+ * (NULL-terminated); 1 when it answers PING, 0 when it could not start. */
+static inline int t_spawn_server(int port, const char *const *extra)
+{
+    char portbuf[16];
+    snprintf(portbuf, sizeof portbuf, "%d", port);
+    const char *argv[32] = {"redis-server", "--port", portbuf, "--bind", "127.0.0.1",
+                            "--save", "", "--appendonly", "no", "--dir", t_server_dir,
+                            "--daemonize", "no", "--loglevel", "warning"};
+    int argc = 15;
+    for (int i = 0; extra && extra[i] && argc < 31; i++) argv[argc++] = extra[i];
+    argv[argc] = NULL;
+    pid_t pid = fork();
+    if (pid == 0) {
+        char log[300];
+        snprintf(log, sizeof log, "%s/redis.log", t_server_dir);
+        if (!freopen(log, "a", stdout) || !freopen(log, "a", stderr)) _exit(127);
+        execvp("redis-server", (char *const *)argv);
+        _exit(127);
+    }
+    t_server_pid = pid;
+    /* Ready when a PING answers; gone when the child exited (port taken). */
+    for (int i = 0; i < 100; i++) {
+        usleep(50000);
+        if (waitpid(pid, NULL, WNOHANG) == pid) {
+            t_server_pid = 0;
+            return 0;
+        }
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "redis-cli -p %d PING 2>/dev/null | grep -q PONG", port);
+        if (system(cmd) == 0) return 1;
+    }
+    t_stop_server();
+    return 0;
+}
+
 /* Starts redis-server with extra args (NULL-terminated); returns the port. */
 static inline int t_start_server(const char *const *extra)
 {
@@ -84,41 +120,13 @@ static inline int t_start_server(const char *const *extra)
         perror("mkdtemp");
         exit(2);
     }
+    atexit(t_stop_server);
+    signal(SIGINT, t_on_signal);
+    signal(SIGTERM, t_on_signal);
+    signal(SIGABRT, t_on_signal);
     for (int tries = 0; tries < 5; tries++) {
         int port = t_free_port();
-        char portbuf[16];
-        snprintf(portbuf, sizeof portbuf, "%d", port);
-        const char *argv[32] = {"redis-server", "--port", portbuf, "--bind", "127.0.0.1",
-                                "--save", "", "--appendonly", "no", "--dir", t_server_dir,
-                                "--daemonize", "no", "--loglevel", "warning"};
-        int argc = 15;
-        for (int i = 0; extra && extra[i] && argc < 31; i++) argv[argc++] = extra[i];
-        argv[argc] = NULL;
-        pid_t pid = fork();
-        if (pid == 0) {
-            char log[300];
-            snprintf(log, sizeof log, "%s/redis.log", t_server_dir);
-            if (!freopen(log, "w", stdout) || !freopen(log, "a", stderr)) _exit(127);
-            execvp("redis-server", (char *const *)argv);
-            _exit(127);
-        }
-        t_server_pid = pid;
-        atexit(t_stop_server);
-        signal(SIGINT, t_on_signal);
-        signal(SIGTERM, t_on_signal);
-        signal(SIGABRT, t_on_signal);
-        /* Ready when a PING answers; gone when the child exited (port taken). */
-        for (int i = 0; i < 100; i++) {
-            usleep(50000);
-            if (waitpid(pid, NULL, WNOHANG) == pid) {
-                t_server_pid = 0;
-                break;
-            }
-            char cmd[128];
-            snprintf(cmd, sizeof cmd, "redis-cli -p %d PING 2>/dev/null | grep -q PONG", port);
-            if (system(cmd) == 0) return port;
-        }
-        t_stop_server();
+        if (t_spawn_server(port, extra)) return port;
     }
     fprintf(stderr, "could not start redis-server (log in %s)\n", t_server_dir);
     exit(2);

@@ -1,0 +1,601 @@
+/* test_history.c -- a history checker under faults (`make test`, `make chaos`).
+ *
+ * CLIENTS threads share one store, connected through spec/support/faultproxy.c
+ * to a real redis-server with AOF `appendfsync always`, and save, read,
+ * lock (a C lease), save fenced and release, while a fault loop kills
+ * connections (CLIENT KILL), freezes the server (SIGSTOP, longer than a
+ * lease's ttl, then SIGCONT) and restarts it (SIGKILL, same port and dir).
+ * With CHAOS_LOST_REPLIES=1 it also loses replies of commands that ran:
+ * the proxy drops them, and the command timeout (0.25 s) is made shorter
+ * than a freeze; without it the command timeout (2 s) outlasts a freeze,
+ * so only kills and restarts can lose a reply. (Off until the retry rules
+ * of issue 12 are merged: today's retries report the opposite of what
+ * happened after a lost reply, which this checker finds.) Every operation
+ * is logged when invoked and when it ends: ok, failed (an error that
+ * promises nothing happened: not_owner) or unknown (any other error).
+ * A monitor thread notes what each owner's lease tells it (its validity)
+ * every few ms. Then, per key and per lock:
+ *  - every read returned the last acknowledged write or one that was in
+ *    flight or unknown at that time: nothing stale, nothing lost across a
+ *    restart, no value whose write reported failure, none never written;
+ *  - no two lock owners' validity intervals (each lease's own clock, cut
+ *    at the release) overlapped;
+ *  - nothing reported the opposite of its effect: no release "not held"
+ *    and no fenced save "not_owner" while the owner's validity covered the
+ *    whole call.
+ * The op and fault choices come from a fixed seed (CHAOS_SEED); the run
+ * lasts CHAOS_SECONDS (default 12). CHAOS_LOG=FILE writes the history.
+ * Exit 1 on any violation, printed with the counts that were checked.
+ */
+#include <hiredis/hiredis.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
+
+#include "test_support.h"
+
+enum { CLIENTS = 4, NPLAIN = 3, NLOCKS = 3, NKEYS = NPLAIN + NLOCKS };
+#define LEASE_TTL 1.0
+#define FREEZE_SECONDS 1.3          /* > LEASE_TTL: leases are lost, locks expire */
+#define VAL_NONE 0u                 /* read found nothing */
+#define VAL_JUNK 0xffffffffu        /* read found bytes nobody wrote */
+
+typedef enum { OP_SAVE, OP_GET, OP_FSAVE, OP_ACQUIRE, OP_RELEASE, OP_TYPES } op_type;
+typedef enum { OUT_OK, OUT_FAILED, OUT_UNKNOWN } outcome;
+static const char *op_names[OP_TYPES] = {"save", "get", "fsave", "acquire", "release"};
+static const char *outcome_names[3] = {"ok", "failed", "unknown"};
+
+typedef struct op {
+    op_type type;
+    outcome result;
+    int key;                 /* 0..NKEYS-1; a lock op: the lock's fenced key */
+    unsigned value;          /* written value, or what a read returned */
+    int answer;              /* acquire / release: the boolean returned */
+    double t0, t1;           /* invoked, ended (monotonic) */
+    double valid_until;      /* fsave, release: the owner's validity at t0 */
+} op;
+
+typedef struct hold {        /* one owner's validity on one lock */
+    int lock, client;
+    double start, end;
+} hold;
+
+typedef struct client {
+    int id;
+    unsigned seed;
+    pthread_mutex_t mu;      /* guards lease and claim, for the monitor */
+    rs_lease *lease;         /* the one being held, or NULL */
+    double claim;            /* its owner's validity: the latest end it told */
+    op *ops;
+    size_t nops, cap;
+    hold *holds;
+    size_t nholds, hcap;
+} client;
+
+static rs_store *store;
+static double end_time;
+static client clients[CLIENTS + 1];  /* the last one: the checker's final reads */
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void sleep_s(double s)
+{
+    if (s > 0) usleep((useconds_t)(s * 1e6));
+}
+
+static void *grow(void *p, size_t *cap, size_t n, size_t size)
+{
+    if (n < *cap) return p;
+    *cap = *cap ? *cap * 2 : 1024;
+    p = realloc(p, *cap * size);
+    if (!p) {
+        fprintf(stderr, "out of memory\n");
+        exit(2);
+    }
+    return p;
+}
+
+/* A new op, invoked now; its index makes written values unique. */
+static size_t begin(client *c, op_type type, int key)
+{
+    c->ops = grow(c->ops, &c->cap, c->nops, sizeof *c->ops);
+    op *o = &c->ops[c->nops];
+    memset(o, 0, sizeof *o);
+    o->type = type;
+    o->key = key;
+    o->t0 = now();
+    return c->nops++;
+}
+
+static void end(client *c, size_t i, int rc, const rs_error *err)
+{
+    op *o = &c->ops[i];
+    o->t1 = now();
+    o->result = rc >= 0 ? OUT_OK : err->kind == RS_ERR_NOT_OWNER ? OUT_FAILED : OUT_UNKNOWN;
+}
+
+/* Value ids: client * 1e6 + op index + 1, written as "v<id>". */
+static unsigned value_id(const client *c, size_t i)
+{
+    return (unsigned)c->id * 1000000u + (unsigned)i + 1;
+}
+
+static op *writer_of(unsigned v)
+{
+    unsigned cl = v / 1000000u, i = v % 1000000u;
+    if (v == VAL_NONE || v == VAL_JUNK || cl >= CLIENTS || i == 0 || i > clients[cl].nops)
+        return NULL;
+    op *o = &clients[cl].ops[i - 1];
+    return o->type == OP_SAVE || o->type == OP_FSAVE ? o : NULL;
+}
+
+static unsigned parse_value(const char *s, size_t len)
+{
+    char buf[24];
+    if (len < 2 || len >= sizeof buf || s[0] != 'v') return VAL_JUNK;
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    char *endp;
+    unsigned long v = strtoul(buf + 1, &endp, 10);
+    return *endp || v == 0 || v >= VAL_JUNK ? VAL_JUNK : (unsigned)v;
+}
+
+static void collection(int key, char *buf, size_t size)
+{
+    if (key < NPLAIN) snprintf(buf, size, "hist:k%d", key);
+    else snprintf(buf, size, "hist:f%d", key - NPLAIN);
+}
+
+static void lock_name(int key, char *buf, size_t size)
+{
+    snprintf(buf, size, "rigatoni:lock:hist:%d", key - NPLAIN);
+}
+
+/* ---------------------------------------------------------------------
+ * Clients
+ * ------------------------------------------------------------------ */
+
+static void do_save(client *c, int key)
+{
+    char coll[32], val[24];
+    collection(key, coll, sizeof coll);
+    size_t i = begin(c, OP_SAVE, key);
+    c->ops[i].value = value_id(c, i);
+    int n = snprintf(val, sizeof val, "v%u", c->ops[i].value);
+    rs_error err = {0};
+    int rc = rs_save_raw(store, coll, strlen(coll), val, (size_t)n, RS_TTL_DEFAULT, &err);
+    end(c, i, rc, &err);
+}
+
+static void do_get(client *c, int key)
+{
+    char coll[32], *out = NULL;
+    size_t len = 0;
+    collection(key, coll, sizeof coll);
+    size_t i = begin(c, OP_GET, key);
+    rs_error err = {0};
+    int rc = rs_get_raw(store, coll, strlen(coll), &out, &len, &err);
+    end(c, i, rc, &err);
+    c->ops[i].value = rc == 1 ? parse_value(out, len) : VAL_NONE;
+    rs_free(out);
+}
+
+static void add_hold(client *c, int key, double start, double stop)
+{
+    c->holds = grow(c->holds, &c->hcap, c->nholds, sizeof *c->holds);
+    c->holds[c->nholds++] = (hold){key, c->id, start, stop};
+}
+
+/* The owner's validity, as its lease tells it now: noted in c->claim. */
+static double note_claim(client *c)
+{
+    pthread_mutex_lock(&c->mu);
+    double t = now(), left = c->lease ? rs_lease_remaining(c->lease) : 0;
+    if (left > 0) c->claim = fmax(c->claim, t + left);
+    pthread_mutex_unlock(&c->mu);
+    return left > 0 ? t + left : 0;
+}
+
+/* Acquire, keep alive with a lease, save fenced while valid, release. */
+static void do_lock_cycle(client *c, int key, unsigned *seed)
+{
+    char lock[64], coll[32], owner[32], val[24];
+    lock_name(key, lock, sizeof lock);
+    collection(key, coll, sizeof coll);
+    snprintf(owner, sizeof owner, "c%d-%zu", c->id, c->nops);
+    rs_error err = {0};
+    size_t a = begin(c, OP_ACQUIRE, key);
+    int rc = rs_lock_acquire(store, lock, owner, LEASE_TTL, &err);
+    end(c, a, rc, &err);
+    c->ops[a].answer = rc == 1;
+    if (rc != 1) return;
+    /* The owner's own validity: the SET ran after t0. */
+    double start = c->ops[a].t1;
+    rs_lease *lease = rs_lease_keepalive(store, lock, owner, LEASE_TTL, NULL, NULL, &err);
+    pthread_mutex_lock(&c->mu);
+    c->claim = c->ops[a].t0 + LEASE_TTL;
+    c->lease = lease;
+    pthread_mutex_unlock(&c->mu);
+    double hold_until = now() + 0.1 + (rand_r(seed) % 2400) / 1000.0;
+    while (lease && now() < hold_until) {
+        double valid = note_claim(c);
+        if (valid == 0) break;
+        size_t i = begin(c, OP_FSAVE, key);
+        c->ops[i].value = value_id(c, i);
+        c->ops[i].valid_until = valid;
+        int n = snprintf(val, sizeof val, "v%u", c->ops[i].value);
+        rc = rs_save_fenced(store, coll, strlen(coll), val, (size_t)n, lock, owner, &err);
+        end(c, i, rc, &err);
+        sleep_s((20 + rand_r(seed) % 40) / 1000.0);
+    }
+    double valid = lease ? note_claim(c) : 0;
+    pthread_mutex_lock(&c->mu);
+    double claim = c->claim;
+    c->lease = NULL;
+    pthread_mutex_unlock(&c->mu);
+    if (lease) rs_lease_stop(lease, 0);
+    else if (now() < claim) valid = claim;
+    size_t r = begin(c, OP_RELEASE, key);
+    add_hold(c, key, start, fmin(claim, c->ops[r].t0));
+    c->ops[r].valid_until = valid;
+    rc = rs_lock_release(store, lock, owner, &err);
+    end(c, r, rc, &err);
+    c->ops[r].answer = rc == 1;
+}
+
+/* Samples every held lease's validity every few milliseconds, so that
+ * what an owner was told is noted even while its thread waits on Redis. */
+static atomic_int monitoring = 1;
+static void *monitor_main(void *arg)
+{
+    (void)arg;
+    while (atomic_load(&monitoring)) {
+        for (int i = 0; i < CLIENTS; i++) note_claim(&clients[i]);
+        usleep(5000);
+    }
+    return NULL;
+}
+
+static void *client_main(void *arg)
+{
+    client *c = arg;
+    unsigned seed = c->seed;
+    while (now() < end_time) {
+        int pick = rand_r(&seed) % 100;
+        if (pick < 40) do_save(c, rand_r(&seed) % NPLAIN);
+        else if (pick < 80) do_get(c, rand_r(&seed) % NKEYS);
+        else do_lock_cycle(c, NPLAIN + rand_r(&seed) % NLOCKS, &seed);
+        sleep_s((rand_r(&seed) % 4000) / 1e6);
+    }
+    return NULL;
+}
+
+/* ---------------------------------------------------------------------
+ * Faults
+ * ------------------------------------------------------------------ */
+
+/* With a pid file under $RS_TEST_ROOT, spec/run-tests.sh kills the server
+ * even when this test crashes (frozen or not). */
+static char pid_path[300];
+static const char *aof_args[] = {"--appendonly", "yes", "--appendfsync", "always",
+                                 "--pidfile", pid_path, NULL};
+static int server_port;
+static char control_path[300];
+static pid_t proxy_pid;
+static int faults[4];
+static const char *fault_names[4] = {"client kills", "freezes", "restarts", "reply drops"};
+
+static redisReply *direct(const char *fmt, const char *arg)
+{
+    struct timeval tv = {1, 0};
+    redisContext *ctx = redisConnectWithTimeout("127.0.0.1", server_port, tv);
+    redisReply *reply = NULL;
+    if (ctx && !ctx->err) {
+        redisSetTimeout(ctx, tv);
+        reply = redisCommand(ctx, fmt, arg);
+    }
+    if (ctx) redisFree(ctx);
+    return reply;
+}
+
+static void set_control(const char *mode)
+{
+    FILE *f = fopen(control_path, "w");
+    if (f) {
+        fputs(mode, f);
+        fclose(f);
+    }
+}
+
+static void restart_server(void)
+{
+    t_stop_server();
+    for (int i = 0; i < 20; i++) {
+        if (t_spawn_server(server_port, aof_args)) return;
+        usleep(100000);
+    }
+    fprintf(stderr, "test_history: redis-server did not restart on port %d\n", server_port);
+    exit(2);
+}
+
+static void fault_loop(unsigned seed, int drops)
+{
+    while (now() < end_time - 1) {
+        int pick = rand_r(&seed) % (drops ? 4 : 3);
+        faults[pick]++;
+        switch (pick) {
+        case 0: {
+            redisReply *r = direct("CLIENT KILL TYPE %s SKIPME yes", "normal");
+            if (r) freeReplyObject(r);
+            break;
+        }
+        case 1:
+            kill(t_server_pid, SIGSTOP);
+            sleep_s(FREEZE_SECONDS);
+            kill(t_server_pid, SIGCONT);
+            break;
+        case 2:
+            restart_server();
+            break;
+        case 3:
+            set_control("cut 0");
+            sleep_s(0.3);
+            set_control("pass");
+            break;
+        }
+        sleep_s(0.3 + (rand_r(&seed) % 500) / 1000.0);
+    }
+}
+
+static int start_proxy(void)
+{
+    char exe[512], bin[600], port_path[300], target[16], owner[16];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return -1;
+    exe[n] = '\0';
+    *strrchr(exe, '/') = '\0';
+    snprintf(bin, sizeof bin, "%s/../bin/faultproxy", exe);
+    snprintf(control_path, sizeof control_path, "%s/proxy.control", t_server_dir);
+    snprintf(port_path, sizeof port_path, "%s/proxy.port", t_server_dir);
+    snprintf(target, sizeof target, "%d", server_port);
+    snprintf(owner, sizeof owner, "%d", (int)getpid());
+    set_control("pass");
+    if ((proxy_pid = fork()) == 0) {
+        execl(bin, bin, target, control_path, port_path, owner, (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 100; i++) {
+        usleep(20000);
+        FILE *f = fopen(port_path, "r");
+        int port = 0;
+        if (f && fscanf(f, "%d", &port) == 1 && port > 0) {
+            fclose(f);
+            return port;
+        }
+        if (f) fclose(f);
+    }
+    fprintf(stderr, "test_history: %s did not start (make builds it)\n", bin);
+    return -1;
+}
+
+static void stop_proxy(void)
+{
+    if (proxy_pid > 0) {
+        kill(proxy_pid, SIGKILL);
+        waitpid(proxy_pid, NULL, 0);
+        proxy_pid = 0;
+    }
+}
+
+/* ---------------------------------------------------------------------
+ * The checker
+ * ------------------------------------------------------------------ */
+
+static int violations;
+
+#define VIOLATION(...)                                                   \
+    do {                                                                 \
+        if (++violations <= 12) {                                        \
+            fprintf(stderr, "VIOLATION: ");                              \
+            fprintf(stderr, __VA_ARGS__);                                \
+            fputc('\n', stderr);                                         \
+        }                                                                \
+    } while (0)
+
+/* The latest time a write may still take effect: its end when it was
+ * acknowledged; any time for one that failed or is unknown. */
+static double latest_effect(const op *w) { return w->result == OUT_OK ? w->t1 : INFINITY; }
+
+static void check_read(const op *r, double t_base, long *reads)
+{
+    if (r->type != OP_GET || r->result != OUT_OK) return;
+    (*reads)++;
+    const op *w = writer_of(r->value);
+    if (r->value == VAL_JUNK || (r->value != VAL_NONE && !w)) {
+        VIOLATION("read of key %d at %.3f returned bytes nobody wrote", r->key, r->t0 - t_base);
+        return;
+    }
+    if (w && w->key != r->key) {
+        VIOLATION("read of key %d returned v%u, written to key %d", r->key, r->value, w->key);
+        return;
+    }
+    if (w && w->result == OUT_FAILED)
+        VIOLATION("read of key %d at %.3f returned v%u, whose %s reported failure (not_owner)",
+                  r->key, r->t0 - t_base, r->value, op_names[w->type]);
+    if (w && w->t0 > r->t1)
+        VIOLATION("read of key %d returned v%u, written after the read ended", r->key, r->value);
+    /* Stale or lost: an acknowledged write that began after `w` could no
+     * longer take effect and ended before the read began. */
+    double after = w ? latest_effect(w) : -INFINITY;
+    for (int c = 0; c <= CLIENTS; c++) {
+        for (size_t i = 0; i < clients[c].nops; i++) {
+            const op *w2 = &clients[c].ops[i];
+            if ((w2->type != OP_SAVE && w2->type != OP_FSAVE) || w2->key != r->key ||
+                w2->result != OUT_OK || w2 == w)
+                continue;
+            if (w2->t0 > after && w2->t1 < r->t0) {
+                VIOLATION("read of key %d at %.3f-%.3f returned %s%u, but v%u (%s, acknowledged "
+                          "at %.3f) came later: stale or lost",
+                          r->key, r->t0 - t_base, r->t1 - t_base, w ? "v" : "nothing",
+                          w ? r->value : 0, w2->value, op_names[w2->type], w2->t1 - t_base);
+                return;
+            }
+        }
+    }
+}
+
+static void check_truth(const op *o, double t_base)
+{
+    /* The owner's validity covered the whole call: the lock was ours. */
+    int covered = o->valid_until > 0 && o->t1 < o->valid_until;
+    if (o->type == OP_RELEASE && o->result == OUT_OK && !o->answer && covered)
+        VIOLATION("release of lock %d at %.3f-%.3f reported \"not held\" while the owner's "
+                  "validity lasted until %.3f", o->key - NPLAIN, o->t0 - t_base, o->t1 - t_base,
+                  o->valid_until - t_base);
+    if (o->type == OP_FSAVE && o->result == OUT_FAILED && covered)
+        VIOLATION("fenced save v%u at %.3f-%.3f reported not_owner while the owner's validity "
+                  "lasted until %.3f", o->value, o->t0 - t_base, o->t1 - t_base,
+                  o->valid_until - t_base);
+}
+
+static long check_holds(double t_base)
+{
+    long pairs = 0;
+    for (int a = 0; a < CLIENTS; a++)
+        for (size_t i = 0; i < clients[a].nholds; i++)
+            for (int b = 0; b < CLIENTS; b++)
+                for (size_t j = 0; j < clients[b].nholds; j++) {
+                    const hold *x = &clients[a].holds[i], *y = &clients[b].holds[j];
+                    if (x == y || x->lock != y->lock || x->start > y->start) continue;
+                    pairs++;
+                    if (x->end > y->start)
+                        VIOLATION("lock %d: client %d's validity %.3f-%.3f overlaps client %d's "
+                                  "from %.3f", x->lock - NPLAIN, x->client, x->start - t_base,
+                                  x->end - t_base, y->client, y->start - t_base);
+                }
+    return pairs;
+}
+
+static void write_log(const char *path, double t_base)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) return;
+    for (int c = 0; c <= CLIENTS; c++)
+        for (size_t i = 0; i < clients[c].nops; i++) {
+            const op *o = &clients[c].ops[i];
+            fprintf(f, "%.6f %.6f client=%d %s key=%d value=%u answer=%d valid_until=%.6f %s\n",
+                    o->t0 - t_base, o->t1 - t_base, c, op_names[o->type], o->key, o->value,
+                    o->answer, o->valid_until > 0 ? o->valid_until - t_base : 0,
+                    outcome_names[o->result]);
+        }
+    fclose(f);
+}
+
+int main(void)
+{
+    const char *s = getenv("CHAOS_SECONDS"), *seed_env = getenv("CHAOS_SEED");
+    const char *drop_env = getenv("CHAOS_LOST_REPLIES");
+    double seconds = s && atof(s) > 0 ? atof(s) : 12;
+    unsigned seed = seed_env ? (unsigned)strtoul(seed_env, NULL, 10) : 20261201u;
+    int drops = drop_env && strcmp(drop_env, "1") == 0;
+
+    const char *root = getenv("RS_TEST_ROOT");
+    snprintf(pid_path, sizeof pid_path, "%s/history-redis.%d.pid", root ? root : "/tmp",
+             (int)getpid());
+    server_port = t_start_server(aof_args);
+    int proxy_port = start_proxy();
+    if (proxy_port < 0) return 2;
+    rs_log_set_level(RS_LOG_ERROR);        /* lost leases warn: expected here */
+    rs_config *cfg = t_config(proxy_port, NULL);
+    rs_error err = {0};
+    const char *timeout = drops ? "0.25" : "2";
+    const char *opts[][2] = {{"command_timeout", timeout}, {"connection_timeout", timeout},
+                             {"max_retries", "3"}, {"retry_base_delay", "0.05"},
+                             {"retry_max_delay", "0.3"}, {"pool_size", "16"}};
+    for (size_t i = 0; cfg && i < sizeof opts / sizeof opts[0]; i++)
+        if (rs_config_set(cfg, opts[i][0], opts[i][1], &err) < 0)
+            fprintf(stderr, "%s\n", err.message);
+    store = rs_store_open(cfg, &err);
+    rs_config_free(cfg);
+    if (!store) {
+        fprintf(stderr, "test_history: %s\n", err.message);
+        return 2;
+    }
+
+    double t_base = now();
+    end_time = t_base + seconds;
+    pthread_t threads[CLIENTS], monitor;
+    for (int i = 0; i < CLIENTS; i++) pthread_mutex_init(&clients[i].mu, NULL);
+    pthread_create(&monitor, NULL, monitor_main, NULL);
+    for (int i = 0; i < CLIENTS; i++) {
+        clients[i].id = i;
+        clients[i].seed = seed ^ (0x9e3779b9u * (unsigned)(i + 1));
+        pthread_create(&threads[i], NULL, client_main, &clients[i]);
+    }
+    fault_loop(seed, drops);
+    for (int i = 0; i < CLIENTS; i++) pthread_join(threads[i], NULL);
+    atomic_store(&monitoring, 0);
+    pthread_join(monitor, NULL);
+    set_control("pass");
+
+    /* A last restart, then every key read directly: acknowledged writes
+     * must have survived it. */
+    restart_server();
+    client *final = &clients[CLIENTS];
+    final->id = CLIENTS;
+    for (int k = 0; k < NKEYS; k++) {
+        char coll[32], key[80];
+        collection(k, coll, sizeof coll);
+        snprintf(key, sizeof key, "rigatoni:resume_token:%s", coll);
+        size_t i = begin(final, OP_GET, k);
+        redisReply *r = direct("GET %s", key);
+        op *o = &final->ops[i];
+        o->t1 = now();
+        o->result = r && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_NIL) ? OUT_OK
+                                                                                    : OUT_UNKNOWN;
+        o->value = r && r->type == REDIS_REPLY_STRING ? parse_value(r->str, r->len) : VAL_NONE;
+        if (r) freeReplyObject(r);
+        CHECK(o->result == OUT_OK);
+    }
+    rs_store_close(store);
+    stop_proxy();
+    t_stop_server();
+    unlink(pid_path);
+
+    long count[OP_TYPES][3] = {{0}}, reads = 0, holds = 0;
+    for (int c = 0; c <= CLIENTS; c++) {
+        holds += (long)clients[c].nholds;
+        for (size_t i = 0; i < clients[c].nops; i++) {
+            const op *o = &clients[c].ops[i];
+            count[o->type][o->result]++;
+            check_read(o, t_base, &reads);
+            check_truth(o, t_base);
+        }
+    }
+    long pairs = check_holds(t_base);
+    const char *log = getenv("CHAOS_LOG");
+    if (log) write_log(log, t_base);
+
+    printf("history: %d clients, %.0f s, seed %u, lost replies %s\n", CLIENTS, seconds, seed,
+           drops ? "on" : "off (CHAOS_LOST_REPLIES=1 turns them on)");
+    printf("faults:");
+    for (int i = 0; i < 4; i++) printf(" %d %s", faults[i], fault_names[i]);
+    printf("\nops (ok/failed/unknown):");
+    for (int t = 0; t < OP_TYPES; t++)
+        printf(" %s %ld/%ld/%ld", op_names[t], count[t][0], count[t][1], count[t][2]);
+    printf("\nchecked: %ld reads, %ld lock validity intervals (%ld pairs), %d violations\n",
+           reads, holds, pairs, violations);
+    CHECK(violations == 0);
+    CHECK(reads >= 50 && holds >= 2);         /* the run checked something */
+    for (int c = 0; c <= CLIENTS; c++) {
+        free(clients[c].ops);
+        free(clients[c].holds);
+    }
+    return t_report("test_history");
+}

@@ -1,0 +1,105 @@
+-- A Lua lease knows its validity from its own monotonic clock: valid until
+-- the start of the last successful acquire or refresh + ttl. Once that has
+-- passed it is lost for good, decided locally, whatever Redis is doing.
+-- (The C lease thread: spec/c/test_lease.c.)
+local rs = require "rigatoni_store"
+local servers = require "support.servers"
+local system = require "system"
+local helpers = require "support.helpers"
+
+describe("lease validity", function()
+  local srv, store
+  local key = "rigatoni:lock:db:v"
+
+  setup(function()
+    srv = servers.redis{}
+    -- Short timeouts, no retries: a call that reached the frozen server
+    -- would fail within half a second instead of answering at once.
+    store = rs.new{ url = srv.url, command_timeout = 0.5, max_retries = 0 }
+  end)
+
+  teardown(function()
+    if store then store:close() end
+    if srv then srv:stop() end
+  end)
+
+  before_each(function()
+    srv:cli("FLUSHDB")
+  end)
+
+  -- Runs fn with the server frozen (SIGSTOP); SIGCONT whatever happens.
+  local function frozen(fn)
+    os.execute("kill -STOP " .. srv.pid)
+    local ok, err = pcall(fn)
+    os.execute("kill -CONT " .. srv.pid)
+    if not ok then error(err, 0) end
+  end
+
+  it("counts down from the ttl and is renewed from the start of a refresh", function()
+    local lease <close> = store:lease(key, "me", { ttl = 2 })
+    assert.is_truthy(lease)
+    local left = lease:remaining()
+    assert.is_true(left > 1.9 and left <= 2, "remaining " .. left)
+    system.sleep(0.3)
+    left = lease:remaining()
+    assert.is_true(left > 1.5 and left <= 1.7, "remaining " .. left)
+    assert.is_true(lease:refresh())
+    left = lease:remaining()
+    assert.is_true(left > 1.9 and left <= 2, "remaining " .. left)
+  end)
+
+  it("is lost once the validity passed, server frozen: held() false, save refused, no call", function()
+    local lease <close> = store:lease(key, "me", { ttl = 1 })
+    assert.is_truthy(lease)
+    frozen(function()
+      system.sleep(1.05)
+      local t0 = system.monotime()
+      assert.is_false(lease:held())
+      local err = helpers.catch_object(lease.save_resume_token, lease, "v", { _data = "82aa" })
+      assert.are.equal("not_owner", err.kind)
+      assert.matches("not refreshed within its ttl", err.message)
+      assert.is_false(lease:refresh())
+      assert.are.equal(0, lease:remaining())
+      -- All local: a call to the frozen server would have taken 0.5 s.
+      assert.is_true(system.monotime() - t0 < 0.2, "took " .. (system.monotime() - t0))
+    end)
+    assert.are.equal("0", srv:cli("EXISTS", "rigatoni:resume_token:v"))
+  end)
+
+  it("stays lost after the validity passed even though the server still has our key", function()
+    local lease <close> = store:lease(key, "me", { ttl = 0.3 })
+    srv:cli("PEXPIRE", key, "30000")
+    system.sleep(0.35)
+    assert.is_false(lease:held())
+    assert.is_false(lease:refresh())
+    local err = helpers.catch_object(lease.save_resume_token, lease, "v", { _data = "82aa" })
+    assert.are.equal("not_owner", err.kind)
+    assert.are.equal("0", srv:cli("EXISTS", "rigatoni:resume_token:v"))
+    -- The lock is still ours on the server: release (owner-checked) frees it.
+    assert.are.equal("me", srv:cli("GET", key))
+    assert.is_true(lease:release())
+    assert.are.equal("0", srv:cli("EXISTS", key))
+  end)
+
+  it("is lost when held() finds another owner, before the validity passed", function()
+    local lease <close> = store:lease(key, "me", { ttl = 30 })
+    srv:cli("SET", key, "thief")
+    assert.is_false(lease:held())
+    assert.are.equal(0, lease:remaining())
+    local err = helpers.catch_object(lease.save_resume_token, lease, "v", { _data = "82aa" })
+    assert.are.equal("not_owner", err.kind)
+  end)
+
+  it("keeps the validity when a refresh fails against a frozen server", function()
+    local lease <close> = store:lease(key, "me", { ttl = 2 })
+    frozen(function()
+      local before = lease:remaining()
+      local err = helpers.catch_object(lease.refresh, lease)
+      assert.is_true(err.kind == "timeout" or err.kind == "unknown", tostring(err))
+      local left = lease:remaining()
+      assert.is_true(left > 0 and left < before - 0.4, "remaining " .. left)
+    end)
+    assert.is_true(lease:refresh())
+    assert.is_true(lease:held())
+  end)
+end)
