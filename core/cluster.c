@@ -350,9 +350,10 @@ typedef struct call {
 
 /* Sends the pending commands of one node (ASKING before asked ones) and
  * sorts the replies. Returns 0, or -1 with err for a failure that is not a
- * redirection. *redirected is set on MOVED/ASK. */
+ * redirection. *redirected is set on MOVED/ASK, *maybe_ran when the
+ * pipeline was sent and not every reply read. */
 static int send_group(rs_cluster *cl, call *c, int target, const rs_cmd *cmds, int *redirected,
-                      rs_error *err)
+                      int *maybe_ran, rs_error *err)
 {
     static const char *asking_argv[1] = {"ASKING"};
     static const size_t asking_len[1] = {6};
@@ -387,10 +388,11 @@ static int send_group(rs_cluster *cl, call *c, int target, const rs_cmd *cmds, i
         if (err && err->kind != RS_ERR_POOL) atomic_store(&cl->stale, 1);
         goto out;
     }
-    int broken;
-    if (rs_run_pipeline(conn, count, batch, got, 1, err, &broken) < 0) {
-        rs_pool_release(pool, conn, broken);
-        rs_pool_after_failure(pool, broken, err);
+    rs_attempt at;
+    if (rs_run_pipeline(conn, count, batch, got, 1, err, &at) < 0) {
+        rs_pool_release(pool, conn, at.broken);
+        rs_pool_after_failure(pool, at.broken, err);
+        if (at.sent) *maybe_ran = 1;
         atomic_store(&cl->stale, 1);          /* the node may be gone */
         goto out;
     }
@@ -455,15 +457,15 @@ out:
     return rc;
 }
 
-int rs_cluster_exec(rs_store *store, const char *what, size_t ncmds, const rs_cmd *cmds,
-                    redisReply **replies, rs_error *err)
+int rs_cluster_exec(rs_store *store, const char *what, rs_retry_rule rule, size_t ncmds,
+                    const rs_cmd *cmds, redisReply **replies, rs_error *err)
 {
     rs_cluster *cl = store->cluster;
     const rs_config *cfg = store->cfg;
     call c = {ncmds, calloc(ncmds, sizeof(int)), calloc(ncmds, sizeof(int)),
               calloc(ncmds, sizeof(int)), calloc(ncmds, 1), replies};
     rs_error last;
-    int attempt = 1, redirects = 0, rc = -1;
+    int attempt = 1, redirects = 0, rc = -1, maybe_ran = 0;
     rs_error_clear(&last);
     if (!c.slot || !c.node || !c.ask || !c.done) {
         rs_error_set(&last, RS_ERR_NOMEM, 0, "out of memory");
@@ -496,7 +498,7 @@ int rs_cluster_exec(rs_store *store, const char *what, size_t ncmds, const rs_cm
             int target = c.ask[i] >= 0 ? c.ask[i] : c.node[i];
             if (sent[target]) continue;
             sent[target] = 1;
-            if (send_group(cl, &c, target, cmds, &redirected, &last) < 0) failed = 1;
+            if (send_group(cl, &c, target, cmds, &redirected, &maybe_ran, &last) < 0) failed = 1;
         }
         size_t pending = 0;
         for (size_t i = 0; i < ncmds; i++) pending += !c.done[i];
@@ -506,6 +508,7 @@ int rs_cluster_exec(rs_store *store, const char *what, size_t ncmds, const rs_cm
         }
         if (!failed && redirected && ++redirects <= MAX_REDIRECTS) continue;
         if (!failed) rs_error_set(&last, RS_ERR_SERVER, 1, "too many cluster redirections");
+        if (rule == RS_RETRY_UNSENT && maybe_ran) break;
         if (!rs_retry_wait(cfg, what, attempt, &last)) break;
         attempt++;
     }
@@ -515,7 +518,8 @@ out:
             if (replies[i]) freeReplyObject(replies[i]);
             replies[i] = NULL;
         }
-        rs_exec_fail(err, what, attempt, &last);
+        if (rule == RS_RETRY_UNSENT && maybe_ran) rs_exec_unknown(err, what, attempt, 0, ncmds, &last);
+        else rs_exec_fail(err, what, attempt, &last);
     }
     free(c.slot);
     free(c.node);

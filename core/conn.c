@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 
 #include "internal.h"
@@ -130,6 +131,14 @@ rs_conn *rs_conn_open(const rs_config *cfg, rs_tls *tls, const char *host, int p
 void rs_conn_close(rs_conn *conn)
 {
     if (!conn) return;
+    /* A connection abandoned after an error (a timeout, a lost reply) may
+     * still have a request in the kernel's send queue: a plain close would
+     * deliver it later, after our retry, putting an old token back. Linger
+     * 0 makes close a reset that discards it. */
+    if (conn->ctx && conn->ctx->err && conn->ctx->fd >= 0) {
+        struct linger reset = {1, 0};
+        setsockopt(conn->ctx->fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+    }
     if (conn->ctx) redisFree(conn->ctx);
     free(conn);
 }

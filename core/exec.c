@@ -7,6 +7,7 @@
  * while the failure is retryable and attempts remain; a connection that saw
  * an I/O error is closed, along with the idle ones that are likely dead too.
  */
+#include <math.h>
 #include <poll.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -49,28 +50,50 @@ static void spin_for_reply(rs_conn *conn, int alone)
     if (conn->spin_misses < SPIN_MISSES_MAX) conn->spin_misses++;
 }
 
-/* One attempt. Returns 0 with replies filled, or -1 with err; *broken says
- * whether the connection must be thrown away. With `keep_errors`, error
- * replies are handed back like any reply (cluster redirections). */
+void rs_replies_free(redisReply **replies, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (replies[i]) freeReplyObject(replies[i]);
+        replies[i] = NULL;
+    }
+}
+
+/* An idle pooled connection that is readable before we send has been
+ * closed by the server (restart, idle timeout, kill): failing it here,
+ * before a byte is written, keeps the attempt a certain "not run". */
+static int closed_before_send(redisContext *ctx)
+{
+    struct pollfd p = {ctx->fd, POLLIN, 0};
+    return poll(&p, 1, 0) > 0;
+}
+
 int rs_run_pipeline(rs_conn *conn, size_t ncmds, const rs_cmd *cmds, redisReply **replies,
-                    int keep_errors, rs_error *err, int *broken)
+                    int keep_errors, rs_error *err, rs_attempt *at)
 {
     redisContext *ctx = conn->ctx;
-    *broken = 0;
+    *at = (rs_attempt){0, 0, 0};
+    for (size_t i = 0; i < ncmds; i++) replies[i] = NULL;
+    if (closed_before_send(ctx)) {
+        rs_error_set(err, RS_ERR_CONNECTION, 1, "connection closed by server (nothing sent)");
+        at->broken = 1;
+        return -1;
+    }
     for (size_t i = 0; i < ncmds; i++) {
         if (redisAppendCommandArgv(ctx, cmds[i].argc, cmds[i].argv, cmds[i].argvlen) != REDIS_OK) {
             rs_error_from_context(err, ctx);
-            *broken = 1;
+            at->broken = 1;
             return -1;
         }
     }
+    /* From here on the server may run what it received, whatever we read. */
+    at->sent = 1;
     size_t got = 0;
     int alone = atomic_fetch_add(&waiters, 1) == 0;
     int written = 0;
     do {
         if (redisBufferWrite(ctx, &written) != REDIS_OK) {
             rs_error_from_context(err, ctx);
-            *broken = 1;
+            at->broken = 1;
             break;
         }
     } while (!written);
@@ -79,25 +102,21 @@ int rs_run_pipeline(rs_conn *conn, size_t ncmds, const rs_cmd *cmds, redisReply 
         void *reply = NULL;
         if (redisGetReply(ctx, &reply) != REDIS_OK || !reply) {
             rs_error_from_context(err, ctx);
-            *broken = 1;
+            at->broken = 1;
             break;
         }
         replies[got] = reply;
     }
     atomic_fetch_sub(&waiters, 1);
-    int failed = got < ncmds;
-    for (size_t i = 0; i < got && !failed && !keep_errors; i++) {
+    at->answered = got;
+    if (got < ncmds) return -1;
+    for (size_t i = 0; i < got && !keep_errors; i++) {
         if (replies[i]->type == REDIS_REPLY_ERROR) {
             rs_error_from_reply(err, replies[i]->str, replies[i]->len);
-            failed = 1;
+            return -1;
         }
     }
-    if (!failed) return 0;
-    for (size_t i = 0; i < got; i++) {
-        freeReplyObject(replies[i]);
-        replies[i] = NULL;
-    }
-    return -1;
+    return 0;
 }
 
 void rs_exec_fail(rs_error *err, const char *what, int attempts, const rs_error *last)
@@ -108,56 +127,107 @@ void rs_exec_fail(rs_error *err, const char *what, int attempts, const rs_error 
     err->attempts = attempts;
 }
 
-int rs_exec_attempt(rs_pool *pool, size_t ncmds, const rs_cmd *cmds, redisReply **replies,
-                    rs_error *last)
+void rs_exec_unknown(rs_error *err, const char *what, int attempts, size_t answered,
+                     size_t ncmds, const rs_error *last)
 {
-    int broken = 0;
+    if (!err) return;
+    char part[80] = "";
+    if (ncmds > 1)
+        snprintf(part, sizeof part, " (replies to %zu of %zu commands read, the rest unknown)",
+                 answered, ncmds);
+    rs_error_set(err, RS_ERR_UNKNOWN, 0,
+                 "%s: outcome unknown after %d attempt%s, the command may or may not have "
+                 "run%s: %s",
+                 what, attempts, attempts == 1 ? "" : "s", part, last->message);
+    err->attempts = attempts;
+}
+
+/* One attempt on a pooled connection; replies[0..at->answered) stay set on
+ * failure. */
+static int attempt_once(rs_pool *pool, size_t ncmds, const rs_cmd *cmds, redisReply **replies,
+                        rs_attempt *at, rs_error *last)
+{
+    *at = (rs_attempt){0, 0, 0};
     rs_conn *conn = rs_pool_acquire(pool, last);
     if (conn) {
-        int rc = rs_run_pipeline(conn, ncmds, cmds, replies, 0, last, &broken);
-        rs_pool_release(pool, conn, broken);
+        int rc = rs_run_pipeline(conn, ncmds, cmds, replies, 0, last, at);
+        rs_pool_release(pool, conn, at->broken);
         if (rc == 0) return 0;
     }
-    if (last->kind != RS_ERR_POOL) rs_pool_after_failure(pool, broken, last);
+    if (last->kind != RS_ERR_POOL) rs_pool_after_failure(pool, at->broken, last);
     return -1;
 }
 
-int rs_exec_on(rs_store *store, rs_pool *pool, const char *what, size_t ncmds,
-               const rs_cmd *cmds, redisReply **replies, rs_error *err)
+int rs_exec_attempt(rs_pool *pool, size_t ncmds, const rs_cmd *cmds, redisReply **replies,
+                    rs_error *last)
 {
-    rs_error last;
-    int attempt = 1;
-    rs_error_clear(&last);
-    while (rs_exec_attempt(pool, ncmds, cmds, replies, &last) < 0) {
-        if (!rs_retry_wait(store->cfg, what, attempt, &last)) {
-            rs_exec_fail(err, what, attempt, &last);
-            return -1;
-        }
-        attempt++;
-    }
-    return 0;
+    rs_attempt at;
+    if (attempt_once(pool, ncmds, cmds, replies, &at, last) == 0) return 0;
+    rs_replies_free(replies, at.answered);
+    return -1;
 }
 
-int rs_exec(rs_store *store, rs_op op, const char *what, size_t ncmds, const rs_cmd *cmds,
-            redisReply **replies, rs_error *err)
+int rs_exec_on(rs_store *store, rs_pool *pool, const char *what, rs_retry_rule rule,
+               size_t ncmds, const rs_cmd *cmds, redisReply **replies, size_t *answered,
+               rs_error *err)
+{
+    rs_error last;
+    rs_error_clear(&last);
+    for (int attempt = 1;; attempt++) {
+        rs_attempt at;
+        if (attempt_once(pool, ncmds, cmds, replies, &at, &last) == 0) return 0;
+        /* Sent and not every reply read: those commands may have run. */
+        if (rule == RS_RETRY_UNSENT && at.sent && at.answered < ncmds) {
+            rs_exec_unknown(err, what, attempt, at.answered, ncmds, &last);
+            if (answered) *answered = at.answered;
+            else rs_replies_free(replies, at.answered);
+            return -1;
+        }
+        rs_replies_free(replies, at.answered);
+        /* An error reply to a lone command says it did not run; beside
+         * others, those others did, and repeating them is not allowed. */
+        int may_repeat = rule == RS_RETRY_IDEMPOTENT || !at.sent || ncmds == 1;
+        if (!may_repeat || !rs_retry_wait(store->cfg, what, attempt, &last)) {
+            rs_exec_fail(err, what, attempt, &last);
+            if (answered) *answered = 0;
+            return -1;
+        }
+    }
+}
+
+int rs_exec_rule(rs_store *store, rs_op op, const char *what, rs_retry_rule rule, size_t ncmds,
+                 const rs_cmd *cmds, redisReply **replies, size_t *answered, rs_error *err)
 {
     rs_error local;
     if (!err) err = &local;
+    if (answered) *answered = 0;
     /* Metrics: one record per call, under its operation kind (metrics.c). */
     rs_metrics_call call = rs_metrics_begin();
-    int rc = store->cluster ? rs_cluster_exec(store, what, ncmds, cmds, replies, err)
-                            : rs_exec_on(store, store->pool, what, ncmds, cmds, replies, err);
+    int rc = store->cluster
+                 ? rs_cluster_exec(store, what, rule, ncmds, cmds, replies, err)
+                 : rs_exec_on(store, store->pool, what, rule, ncmds, cmds, replies, answered, err);
     /* NOSCRIPT is answered at once by EVAL (script.c): a call, not a failure. */
     int failed = rc < 0 && !(err->kind == RS_ERR_SERVER && strstr(err->message, "NOSCRIPT"));
     rs_metrics_end(store, op, call, failed ? err->kind : RS_OK);
     return rc;
 }
 
-int rs_exec_durable(rs_store *store, rs_op op, const char *what, size_t ncmds,
-                    const rs_cmd *cmds, redisReply **replies, rs_error *err)
+int rs_exec(rs_store *store, rs_op op, const char *what, size_t ncmds, const rs_cmd *cmds,
+            redisReply **replies, rs_error *err)
+{
+    return rs_exec_rule(store, op, what, RS_RETRY_IDEMPOTENT, ncmds, cmds, replies, NULL, err);
+}
+
+int rs_exec_durable(rs_store *store, rs_op op, const char *what, rs_retry_rule rule,
+                    size_t ncmds, const rs_cmd *cmds, redisReply **replies, size_t *answered,
+                    rs_error *err)
 {
     const rs_config *cfg = store->cfg;
-    if (cfg->wait_replicas <= 0) return rs_exec(store, op, what, ncmds, cmds, replies, err);
+    rs_error local;
+    if (!err) err = &local;
+    if (answered) *answered = 0;
+    if (cfg->wait_replicas <= 0)
+        return rs_exec_rule(store, op, what, rule, ncmds, cmds, replies, answered, err);
 
     /* WAIT must follow the writes on the same connection: one pipeline.
      * In a cluster the writes may go to several nodes, so each write gets
@@ -173,7 +243,7 @@ int rs_exec_durable(rs_store *store, rs_op op, const char *what, size_t ncmds,
     }
     char replicas[16], timeout[24];
     snprintf(replicas, sizeof replicas, "%d", cfg->wait_replicas);
-    snprintf(timeout, sizeof timeout, "%.0f", cfg->wait_timeout * 1000);
+    snprintf(timeout, sizeof timeout, "%.0f", fmax(1, cfg->wait_timeout * 1000));
     const char *argv[3] = {"WAIT", replicas, timeout};
     size_t argvlen[3] = {4, strlen(replicas), strlen(timeout)};
     rs_cmd wait = {3, argv, argvlen};
@@ -183,19 +253,31 @@ int rs_exec_durable(rs_store *store, rs_op op, const char *what, size_t ncmds,
     }
     if (step == 1) all[ncmds] = wait;
 
-    int rc = rs_exec(store, op, what, total, all, got, err);
-    if (rc == 0) {
-        long long acked = cfg->wait_replicas;
+    size_t read = 0;
+    int rc = rs_exec_rule(store, op, what, rule, total, all, got, &read, err);
+    /* Every write answered, only the WAIT lost: the writes' outcome is
+     * known, their durability is not (counted as no acknowledgement). */
+    int wait_lost = rc < 0 && err->kind == RS_ERR_UNKNOWN && step == 1 && read == ncmds;
+    if (rc < 0 && !wait_lost) {
+        size_t keep = step == 1 ? read : 0;
+        for (size_t i = 0; i < keep; i++) replies[i] = got[i];
+        rs_replies_free(got + keep, read - keep);
+        if (answered) *answered = keep;
+    } else {
+        long long acked = wait_lost ? 0 : cfg->wait_replicas;
+        if (wait_lost) rs_error_clear(err);
         for (size_t i = 0; i < total; i++) {
             int is_wait = step == 2 ? i % 2 == 1 : i == ncmds;
             if (!is_wait) {
                 replies[step == 2 ? i / 2 : i] = got[i];
                 continue;
             }
+            if (!got[i]) continue;
             long long n = got[i]->type == REDIS_REPLY_INTEGER ? got[i]->integer : 0;
             if (n < acked) acked = n;
             freeReplyObject(got[i]);
         }
+        rc = 0;
         if (acked < cfg->wait_replicas) {
             if (cfg->wait_policy_warn) {
                 rs_log(RS_LOG_WARN, "%s: only %lld of %d replicas acknowledged within %gs",
@@ -213,4 +295,60 @@ int rs_exec_durable(rs_store *store, rs_op op, const char *what, size_t ncmds,
     free(all);
     free(got);
     return rc;
+}
+
+void rs_exec_unknown_because(rs_error *err, const char *what, int attempts, const char *why)
+{
+    if (!err) return;
+    rs_error_set(err, RS_ERR_UNKNOWN, 0, "%s: outcome unknown after %d attempt%s: %s", what,
+                 attempts, attempts == 1 ? "" : "s", why);
+    err->attempts = attempts;
+}
+
+int rs_exec_key(rs_store *store, rs_op op, const char *what, const char *cmdname,
+                const char *key, size_t key_len, redisReply **reply, rs_error *err)
+{
+    const char *argv[2] = {cmdname, key};
+    size_t argvlen[2] = {strlen(cmdname), key_len};
+    rs_cmd cmd = {2, argv, argvlen};
+    return rs_exec(store, op, what, 1, &cmd, reply, err);
+}
+
+int rs_exec_checked(rs_store *store, const char *what, rs_attempt_fn run, const char *check_cmd,
+                    const char *key, size_t key_len, rs_check_fn check, void *ctx,
+                    redisReply **reply, int *attempts_out, rs_error *err)
+{
+    rs_error local;
+    if (!err) err = &local;
+    int attempts = 0, dummy;
+    if (!attempts_out) attempts_out = &dummy;
+    for (;;) {
+        *attempts_out = attempts + 1;    /* a success reports no count: at least this */
+        if (run(store, ctx, reply, err) == 0) return 0;
+        if (err->kind != RS_ERR_UNKNOWN) return -1;
+        attempts += err->attempts;
+        *attempts_out = attempts;
+        rs_error unknown = *err;
+        redisReply *state;
+        if (rs_exec_key(store, RS_OP_GET, what, check_cmd, key, key_len, &state, err) < 0) {
+            *err = unknown;         /* the check failed: still unknown */
+            err->attempts = attempts;
+            return -1;
+        }
+        const char *why = NULL;
+        rs_outcome found = check(state, ctx, &why);
+        freeReplyObject(state);
+        if (found == RS_OUTCOME_RAN) return 1;
+        if (found == RS_OUTCOME_UNKNOWN || attempts > store->cfg->max_retries) {
+            rs_exec_unknown_because(err, what, attempts, why ? why : "no attempt left");
+            return -1;
+        }
+        /* The state says that attempt did not run: send it again. */
+    }
+}
+
+int rs_run_unsent(rs_store *store, void *ctx, redisReply **reply, rs_error *err)
+{
+    rs_unsent_cmd *u = ctx;
+    return rs_exec_rule(store, u->op, u->what, RS_RETRY_UNSENT, 1, &u->cmd, reply, NULL, err);
 }

@@ -195,14 +195,26 @@ int rs_ttl(rs_store *store, const char *collection, size_t coll_len,
 /* PING through the pool. 0 or -1. */
 int rs_ping(rs_store *store, rs_error *err);
 
-/* Runs one command given as argv (binary safe) on a pooled connection,
- * with the retry policy, and hands back the reply as text: status, string
- * and error replies as their bytes, integers in decimal, nil as NULL
- * (return 0), arrays are refused. For admin helpers (INFO, MEMORY USAGE).
+/* Runs one command given as argv (binary safe) on a pooled connection
+ * and hands back the reply as text: status, string and error replies as
+ * their bytes, integers in decimal, nil as NULL (return 0), arrays are
+ * refused. For admin helpers (INFO, MEMORY USAGE). The command is retried
+ * only while nothing was sent: once it may have reached the server (a
+ * timeout, a connection lost before the reply) the call fails with
+ * RS_ERR_UNKNOWN, so an INCR or LPUSH never runs twice.
  * Returns 1 with malloc'd *out, 0 for nil, -1 on error. */
 int rs_command(rs_store *store, int argc, const char **argv,
                const size_t *argvlen, char **out, size_t *out_len,
                rs_error *err);
+
+/* The caller vouches that running the command twice does no harm (INFO,
+ * GET, SET without NX): it is retried like a read. */
+#define RS_COMMAND_IDEMPOTENT 1
+
+/* rs_command with flags (0 or RS_COMMAND_IDEMPOTENT). */
+int rs_command_flags(rs_store *store, int argc, const char **argv,
+                     const size_t *argvlen, int flags, char **out,
+                     size_t *out_len, rs_error *err);
 
 /* ------------------------------------------------------------------------
  * Batches: one pipelined round trip for many tokens (migration, import)
