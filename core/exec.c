@@ -58,13 +58,25 @@ void rs_replies_free(redisReply **replies, size_t n)
     }
 }
 
-/* An idle pooled connection that is readable before we send has been
- * closed by the server (restart, idle timeout, kill): failing it here,
- * before a byte is written, keeps the attempt a certain "not run". */
-static int closed_before_send(redisContext *ctx)
+/* A plain-TCP connection that is readable before we send has been closed
+ * by the server (restart, idle timeout, kill, or a "max number of clients"
+ * error right after accept): failing it here, before a byte is written,
+ * keeps the attempt a certain "not run". Returns 1 with err set. (Over TLS
+ * a readable socket may only carry session tickets: not checked.) */
+static int closed_before_send(rs_conn *conn, rs_error *err)
 {
+    redisContext *ctx = conn->ctx;
     struct pollfd p = {ctx->fd, POLLIN, 0};
-    return poll(&p, 1, 0) > 0;
+    if (conn->tls || poll(&p, 1, 0) <= 0) return 0;
+    void *reply = NULL;
+    if (redisBufferRead(ctx) == REDIS_OK && redisGetReplyFromReader(ctx, &reply) == REDIS_OK &&
+        reply && ((redisReply *)reply)->type == REDIS_REPLY_ERROR) {
+        rs_error_from_reply(err, ((redisReply *)reply)->str, ((redisReply *)reply)->len);
+    } else {
+        rs_error_set(err, RS_ERR_CONNECTION, 1, "connection closed by server (nothing sent)");
+    }
+    if (reply) freeReplyObject(reply);
+    return 1;
 }
 
 int rs_run_pipeline(rs_conn *conn, size_t ncmds, const rs_cmd *cmds, redisReply **replies,
@@ -73,8 +85,7 @@ int rs_run_pipeline(rs_conn *conn, size_t ncmds, const rs_cmd *cmds, redisReply 
     redisContext *ctx = conn->ctx;
     *at = (rs_attempt){0, 0, 0};
     for (size_t i = 0; i < ncmds; i++) replies[i] = NULL;
-    if (closed_before_send(ctx)) {
-        rs_error_set(err, RS_ERR_CONNECTION, 1, "connection closed by server (nothing sent)");
+    if (closed_before_send(conn, err)) {
         at->broken = 1;
         return -1;
     }

@@ -88,13 +88,16 @@ typedef struct rs_tls rs_tls;
 rs_tls *rs_tls_new(const rs_config *cfg, rs_error *err);
 void rs_tls_free(rs_tls *tls);
 /* TLS handshake on a connected context; verifies chain and host name
- * unless tls.verify is off (then warns). Errors are not retryable. */
+ * unless tls.verify is off (then warns). Certificate, name and protocol
+ * errors are final; a reset, EOF or timeout is a retryable connection
+ * error. */
 int rs_tls_handshake(rs_tls *tls, redisContext *ctx, const char *host, int port, rs_error *err);
 
 /* ---- conn.c: one connection ---- */
 typedef struct rs_conn {
     redisContext *ctx;
     double last_used;        /* rs_now() when last handed back */
+    int tls;                 /* rediss:// */
     uint64_t generation;     /* pool generation it was opened in */
     struct rs_conn *next;    /* idle list link */
     double spin_wait;        /* the option, for exec.c */

@@ -224,3 +224,40 @@ describe("wait_timeout", function()
     assert.is_true(store:ping())
   end)
 end)
+
+describe("a TLS handshake", function()
+  local certs = require "support.certs"
+  local pki, srv, p
+
+  setup(function()
+    local dir = os.getenv("RS_TEST_ROOT") or "/tmp"
+    pki = certs.make(io.popen("mktemp -d " .. servers.quote(dir .. "/pki.XXXXXX")):read("l"))
+    srv = servers.redis{ tls = { cert = pki.server_cert, key = pki.server_key, ca = pki.ca } }
+    p = proxy.start(srv)
+  end)
+  teardown(function()
+    p:stop()
+    srv:stop()
+  end)
+
+  local function url() return "rediss://127.0.0.1:" .. p.port end
+
+  it("cut by a reset is retried as a connection error", function()
+    p:set("reset_once")
+    local store <close> = rs.new{ url = url(), tls = { ca_file = pki.ca }, max_retries = 2,
+                                  retry_base_delay = 0.01 }
+    assert.is_true(store:ping())
+    p:set("reset_once")
+    local err = catch(rs.new, { url = url(), tls = { ca_file = pki.ca }, max_retries = 0 })
+    assert_kind("connection", err)
+    assert.is_true(err.retryable, tostring(err))
+    assert.matches("TLS handshake", err.message, 1, true)
+  end)
+
+  it("refused by the certificate stays final", function()
+    local err = catch(rs.new, { url = url(), tls = { ca_file = pki.other_ca }, max_retries = 2 })
+    assert_kind("connection", err)
+    assert.is_false(err.retryable)
+    assert.equal(1, err.attempts)
+  end)
+end)

@@ -14,6 +14,8 @@
  *               and keep it open (a reply that stops half-way)
  *   stall_once N  stall for this one chunk, then the mode turns to pass
  *               (a request that ran but whose reply was lost, once)
+ *   reset_once  reset the next client connection when its first bytes
+ *               arrive (none relayed: a TLS handshake cut), then pass
  * and one mode that applies to requests (client to server) instead:
  *   hold S      hold each request S seconds before relaying it, as bytes
  *               still queued in the client's kernel would wait; when the
@@ -46,6 +48,7 @@ typedef struct pair {
     size_t held_len;
     double release_at;
     int client_closed;          /* FIN seen: deliver what is held, then go */
+    int reset_on_data;          /* reset_once: reset when the client speaks */
 } pair;
 
 static pair pairs[MAX_PAIRS];
@@ -143,6 +146,11 @@ static int relay(int i, int from_server)
             return 0;
         }
         if (n <= 0) return -1;                  /* a reset drops what is held */
+        if (p->reset_on_data) {
+            struct linger reset = {1, 0};
+            setsockopt(p->client, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+            return -1;
+        }
         read_control(mode, sizeof mode, &arg);
         if (strcmp(mode, "hold") != 0 && p->held_len == 0) return send_all(to, buf, (size_t)n);
         char *more = realloc(p->held, p->held_len + (size_t)n);
@@ -251,13 +259,18 @@ int main(int argc, char **argv)
         if (fds[0].revents & POLLIN) {
             int c = accept(lfd, NULL, NULL);
             if (c < 0) continue;
+            char mode[32];
+            double arg;
+            read_control(mode, sizeof mode, &arg);
+            int reset = strcmp(mode, "reset_once") == 0;
+            if (reset) set_mode("pass");
             int s = connect_target(target);
             if (s < 0 || npairs == MAX_PAIRS) {
                 close(c);
                 if (s >= 0) close(s);
                 continue;
             }
-            pairs[npairs++] = (pair){.client = c, .server = s};
+            pairs[npairs++] = (pair){.client = c, .server = s, .reset_on_data = reset};
             write_conns();
         }
     }

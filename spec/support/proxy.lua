@@ -5,7 +5,7 @@
 --   local proxy = require "support.proxy"
 --   local p = proxy.start(srv)      -- relays 127.0.0.1:p.port -> srv.port
 --   p.url                           -- redis://127.0.0.1:<p.port>
---   p:set("cut", 100)               -- pass | delay S | cut N | stall N | stall_once N
+--   p:set("cut", 100)               -- pass | delay S | cut N | stall N | stall_once N | reset_once
 --                                   -- | hold S (requests)
 --   p:conns()                       -- client connections open through it
 --   p:stop()
