@@ -47,7 +47,9 @@ static void about(rs_error *err, const char *host, int port)
     if (!err) return;
     char detail[sizeof err->message];
     memcpy(detail, err->message, sizeof detail);
+    rs_reply_class reply = err->reply;
     rs_error_set(err, err->kind, err->retryable, "%s:%d: %s", host, port, detail);
+    err->reply = reply;
 }
 
 redisContext *rs_connect(const rs_config *cfg, rs_tls *tls, const char *host, int port,

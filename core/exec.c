@@ -136,6 +136,7 @@ void rs_exec_fail(rs_error *err, const char *what, int attempts, const rs_error 
     rs_error_set(err, last->kind, last->retryable, "%s failed after %d attempt%s: %s", what,
                  attempts, attempts == 1 ? "" : "s", last->message);
     err->attempts = attempts;
+    err->reply = last->reply;
 }
 
 void rs_exec_unknown(rs_error *err, const char *what, int attempts, size_t answered,
@@ -206,27 +207,54 @@ int rs_exec_on(rs_store *store, rs_pool *pool, const char *what, rs_retry_rule r
     }
 }
 
-int rs_exec_rule(rs_store *store, rs_op op, const char *what, rs_retry_rule rule, size_t ncmds,
-                 const rs_cmd *cmds, redisReply **replies, size_t *answered, rs_error *err)
+/* One call, recorded once in the metrics under its operation kind. */
+static int exec_call(rs_store *store, rs_op op, const char *what, rs_retry_rule rule,
+                     size_t ncmds, const rs_cmd *cmds, const rs_cmd *cluster_wait,
+                     long long *acked, redisReply **replies, size_t *answered, rs_error *err)
 {
     rs_error local;
     if (!err) err = &local;
     if (answered) *answered = 0;
-    /* Metrics: one record per call, under its operation kind (metrics.c). */
     rs_metrics_call call = rs_metrics_begin();
-    int rc = store->cluster
-                 ? rs_cluster_exec(store, what, rule, ncmds, cmds, replies, err)
-                 : rs_exec_on(store, store->pool, what, rule, ncmds, cmds, replies, answered, err);
+    int rc = store->cluster ? rs_cluster_exec(store, what, rule, ncmds, cmds, cluster_wait, acked,
+                                              replies, err)
+                            : rs_exec_on(store, store->pool, what, rule, ncmds, cmds, replies,
+                                         answered, err);
     /* NOSCRIPT is answered at once by EVAL (script.c): a call, not a failure. */
-    int failed = rc < 0 && !(err->kind == RS_ERR_SERVER && strstr(err->message, "NOSCRIPT"));
+    int failed = rc < 0 && err->reply != RS_REPLY_NOSCRIPT;
     rs_metrics_end(store, op, call, failed ? err->kind : RS_OK);
     return rc;
+}
+
+int rs_exec_rule(rs_store *store, rs_op op, const char *what, rs_retry_rule rule, size_t ncmds,
+                 const rs_cmd *cmds, redisReply **replies, size_t *answered, rs_error *err)
+{
+    return exec_call(store, op, what, rule, ncmds, cmds, NULL, NULL, replies, answered, err);
 }
 
 int rs_exec(rs_store *store, rs_op op, const char *what, size_t ncmds, const rs_cmd *cmds,
             redisReply **replies, rs_error *err)
 {
     return rs_exec_rule(store, op, what, RS_RETRY_IDEMPOTENT, ncmds, cmds, replies, NULL, err);
+}
+
+/* Fewer acknowledgements than wanted: a warning (wait_policy = warn), or
+ * the call fails with the writes' replies freed. */
+static int check_acked(const rs_config *cfg, const char *what, long long acked, size_t ncmds,
+                       redisReply **replies, rs_error *err)
+{
+    if (acked >= cfg->wait_replicas) return 0;
+    if (cfg->wait_policy_warn) {
+        rs_log(RS_LOG_WARN, "%s: only %lld of %d replicas acknowledged within %gs", what, acked,
+               cfg->wait_replicas, cfg->wait_timeout);
+        return 0;
+    }
+    rs_replies_free(replies, ncmds);
+    rs_error_set(err, RS_ERR_SERVER, 1,
+                 "%s: only %lld of %d replicas acknowledged within %gs (written on the master, "
+                 "not yet durable)",
+                 what, acked, cfg->wait_replicas, cfg->wait_timeout);
+    return -1;
 }
 
 int rs_exec_durable(rs_store *store, rs_op op, const char *what, rs_retry_rule rule,
@@ -240,69 +268,52 @@ int rs_exec_durable(rs_store *store, rs_op op, const char *what, rs_retry_rule r
     if (cfg->wait_replicas <= 0)
         return rs_exec_rule(store, op, what, rule, ncmds, cmds, replies, answered, err);
 
-    /* WAIT must follow the writes on the same connection: one pipeline.
-     * In a cluster the writes may go to several nodes, so each write gets
-     * its own WAIT, routed with it. */
-    size_t step = store->cluster ? 2 : 1, total = store->cluster ? 2 * ncmds : ncmds + 1;
-    rs_cmd *all = calloc(total, sizeof *all);
-    redisReply **got = calloc(total, sizeof *got);
-    if (!all || !got) {
-        free(all);
-        free(got);
-        rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
-        return -1;
-    }
+    /* WAIT must follow the writes on the same connection: it ends the
+     * pipeline (in a cluster, each node's pipeline: cluster.c). */
     char replicas[16], timeout[24];
     snprintf(replicas, sizeof replicas, "%d", cfg->wait_replicas);
     snprintf(timeout, sizeof timeout, "%.0f", fmax(1, cfg->wait_timeout * 1000));
     const char *argv[3] = {"WAIT", replicas, timeout};
     size_t argvlen[3] = {4, strlen(replicas), strlen(timeout)};
     rs_cmd wait = {3, argv, argvlen};
-    for (size_t i = 0; i < ncmds; i++) {
-        all[i * step] = cmds[i];
-        if (step == 2) all[i * 2 + 1] = wait;
+    long long acked = cfg->wait_replicas;
+    if (store->cluster) {
+        if (exec_call(store, op, what, rule, ncmds, cmds, &wait, &acked, replies, NULL, err) < 0)
+            return -1;
+        return check_acked(cfg, what, acked, ncmds, replies, err);
     }
-    if (step == 1) all[ncmds] = wait;
 
+    rs_cmd *all = calloc(ncmds + 1, sizeof *all);
+    redisReply **got = calloc(ncmds + 1, sizeof *got);
+    int rc = -1;
+    if (!all || !got) {
+        rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
+        goto out;
+    }
+    memcpy(all, cmds, ncmds * sizeof *all);
+    all[ncmds] = wait;
     size_t read = 0;
-    int rc = rs_exec_rule(store, op, what, rule, total, all, got, &read, err);
+    rc = rs_exec_rule(store, op, what, rule, ncmds + 1, all, got, &read, err);
     /* Every write answered, only the WAIT lost: the writes' outcome is
      * known, their durability is not (counted as no acknowledgement). */
-    int wait_lost = rc < 0 && err->kind == RS_ERR_UNKNOWN && step == 1 && read == ncmds;
+    int wait_lost = rc < 0 && err->kind == RS_ERR_UNKNOWN && read == ncmds;
+    memcpy(replies, got, (read < ncmds ? read : ncmds) * sizeof *replies);
     if (rc < 0 && !wait_lost) {
-        size_t keep = step == 1 ? read : 0;
-        for (size_t i = 0; i < keep; i++) replies[i] = got[i];
-        rs_replies_free(got + keep, read - keep);
-        if (answered) *answered = keep;
-    } else {
-        long long acked = wait_lost ? 0 : cfg->wait_replicas;
-        if (wait_lost) rs_error_clear(err);
-        for (size_t i = 0; i < total; i++) {
-            int is_wait = step == 2 ? i % 2 == 1 : i == ncmds;
-            if (!is_wait) {
-                replies[step == 2 ? i / 2 : i] = got[i];
-                continue;
-            }
-            if (!got[i]) continue;
-            long long n = got[i]->type == REDIS_REPLY_INTEGER ? got[i]->integer : 0;
-            if (n < acked) acked = n;
-            freeReplyObject(got[i]);
-        }
-        rc = 0;
-        if (acked < cfg->wait_replicas) {
-            if (cfg->wait_policy_warn) {
-                rs_log(RS_LOG_WARN, "%s: only %lld of %d replicas acknowledged within %gs",
-                       what, acked, cfg->wait_replicas, cfg->wait_timeout);
-            } else {
-                for (size_t i = 0; i < ncmds; i++) freeReplyObject(replies[i]);
-                rs_error_set(err, RS_ERR_SERVER, 1,
-                             "%s: only %lld of %d replicas acknowledged within %gs (written on "
-                             "the master, not yet durable)",
-                             what, acked, cfg->wait_replicas, cfg->wait_timeout);
-                rc = -1;
-            }
-        }
+        if (answered) *answered = read;
+        else rs_replies_free(replies, read);
+        goto out;
     }
+    if (wait_lost) {
+        rs_error_clear(err);
+        acked = 0;
+    } else {
+        memcpy(replies, got, ncmds * sizeof *replies);
+        if (got[ncmds]->type == REDIS_REPLY_INTEGER) acked = got[ncmds]->integer;
+        else acked = 0;
+        freeReplyObject(got[ncmds]);
+    }
+    rc = check_acked(cfg, what, acked, ncmds, replies, err);
+out:
     free(all);
     free(got);
     return rc;

@@ -149,7 +149,10 @@ void rs_pool_get_stats(rs_pool *pool, rs_pool_stats *out);
 /* ---- retry.c ---- */
 /* Fills err from a failed context (I/O, EOF, timeout, protocol). */
 void rs_error_from_context(rs_error *err, const redisContext *ctx);
-/* Fills err from an error reply, classifying it (auth, retryable, ...). */
+/* The class of an error reply, by its first word. */
+rs_reply_class rs_reply_classify(const char *str, size_t len);
+/* Fills err from an error reply: err->reply gets its class, which decides
+ * the kind and whether it is retryable (auth, transient, ...). */
 void rs_error_from_reply(rs_error *err, const char *str, size_t len);
 /* Delay before retry number `n` (1-based): base * 2^(n-1), capped, with
  * jitter in [50%, 100%]. */
@@ -293,9 +296,12 @@ void rs_cluster_free(rs_cluster *cluster);
 unsigned rs_key_slot(const char *key, size_t len);
 /* rs_exec_rule for cluster mode (no reply kept on RS_ERR_UNKNOWN):
  * commands routed by key slot, grouped per node, MOVED/ASK followed, the
- * map refreshed after redirections or failures. */
+ * map refreshed after redirections or failures. With `wait`, each node's
+ * pipeline ends with that WAIT, and *acked (set by the caller to the
+ * number wanted) gets the fewest replicas any of them counted. */
 int rs_cluster_exec(rs_store *store, const char *what, rs_retry_rule rule, size_t ncmds,
-                    const rs_cmd *cmds, redisReply **replies, rs_error *err);
+                    const rs_cmd *cmds, const rs_cmd *wait, long long *acked,
+                    redisReply **replies, rs_error *err);
 /* Pools of the current masters (for SCAN over every master), and one slot
  * each serves. Returns the count (at most max). Pools live as long as the
  * store. */

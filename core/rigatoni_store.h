@@ -61,11 +61,32 @@ typedef enum rs_error_kind {
     RS_ERR_UNKNOWN        /* the command may or may not have run: its reply was lost */
 } rs_error_kind;
 
+/* The class of the server error reply behind an error, read once where
+ * the reply arrives (by its first word), so nothing searches messages. */
+typedef enum rs_reply_class {
+    RS_REPLY_NONE = 0,    /* the error is not a server reply */
+    RS_REPLY_MOVED,
+    RS_REPLY_ASK,
+    RS_REPLY_NOSCRIPT,
+    RS_REPLY_READONLY,
+    RS_REPLY_MASTERDOWN,
+    RS_REPLY_LOADING,
+    RS_REPLY_BUSY,
+    RS_REPLY_TRYAGAIN,
+    RS_REPLY_CLUSTERDOWN,
+    RS_REPLY_OOM,
+    RS_REPLY_NOAUTH,      /* NOAUTH, WRONGPASS, and AUTH refused */
+    RS_REPLY_NOPERM,
+    RS_REPLY_MAXCLIENTS,  /* ERR max number of clients reached */
+    RS_REPLY_OTHER
+} rs_reply_class;
+
 typedef struct rs_error {
     rs_error_kind kind;
     int retryable;      /* would trying again later possibly succeed? */
     int attempts;       /* how many attempts were made (0 = none) */
     char message[512];  /* one line, credentials masked */
+    rs_reply_class reply;   /* RS_REPLY_NONE unless a server reply failed it */
 } rs_error;
 
 /* "config", "connection", ... ; "ok" for RS_OK. Static string. */

@@ -66,7 +66,7 @@ static int script_run(rs_store *store, rs_op op, const char *what, rs_retry_rule
                          : rs_exec_rule(store, op, what, rule, 1, &cmd, reply, NULL, e);
         if (rc == 0 || use_source) return rc;
         /* NOSCRIPT is an error reply: the script did not run, EVAL may. */
-        if (!strstr(first.message, "NOSCRIPT")) {
+        if (first.reply != RS_REPLY_NOSCRIPT) {
             if (err) *err = first;
             return -1;
         }

@@ -34,7 +34,9 @@ static void prefix_with_url(rs_error *err, const char *url)
     char masked[256], detail[sizeof err->message];
     rs_mask_url(url, masked, sizeof masked);
     memcpy(detail, err->message, sizeof detail);
+    rs_reply_class reply = err->reply;
     rs_error_set(err, err->kind, err->retryable, "cannot open store at %s: %s", masked, detail);
+    err->reply = reply;
 }
 
 rs_store *rs_store_open(const rs_config *cfg, rs_error *err)
