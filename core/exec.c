@@ -58,16 +58,17 @@ void rs_replies_free(redisReply **replies, size_t n)
     }
 }
 
-/* A plain-TCP connection that is readable before we send has been closed
- * by the server (restart, idle timeout, kill, or a "max number of clients"
- * error right after accept): failing it here, before a byte is written,
- * keeps the attempt a certain "not run". Returns 1 with err set. (Over TLS
- * a readable socket may only carry session tickets: not checked.) */
+/* A pooled plain-TCP connection that is readable before we send has been
+ * closed by the server (restart, idle timeout, kill): failing it here,
+ * before a byte is written, keeps the attempt a certain "not run". Returns
+ * 1 with err set. Not checked: a fresh connection (its first reply, e.g.
+ * "max number of clients", is read as the reply to our command) and TLS
+ * (a readable socket may only carry session tickets). */
 static int closed_before_send(rs_conn *conn, rs_error *err)
 {
     redisContext *ctx = conn->ctx;
     struct pollfd p = {ctx->fd, POLLIN, 0};
-    if (conn->tls || poll(&p, 1, 0) <= 0) return 0;
+    if (conn->tls || !conn->used || poll(&p, 1, 0) <= 0) return 0;
     void *reply = NULL;
     if (redisBufferRead(ctx) == REDIS_OK && redisGetReplyFromReader(ctx, &reply) == REDIS_OK &&
         reply && ((redisReply *)reply)->type == REDIS_REPLY_ERROR) {
@@ -98,6 +99,7 @@ int rs_run_pipeline(rs_conn *conn, size_t ncmds, const rs_cmd *cmds, redisReply 
     }
     /* From here on the server may run what it received, whatever we read. */
     at->sent = 1;
+    conn->used = 1;
     size_t got = 0;
     int alone = atomic_fetch_add(&waiters, 1) == 0;
     int written = 0;

@@ -98,6 +98,7 @@ typedef struct rs_conn {
     redisContext *ctx;
     double last_used;        /* rs_now() when last handed back */
     int tls;                 /* rediss:// */
+    int used;                /* a pipeline was sent on it (exec.c) */
     uint64_t generation;     /* pool generation it was opened in */
     struct rs_conn *next;    /* idle list link */
     double spin_wait;        /* the option, for exec.c */
