@@ -7,7 +7,8 @@
  * classification and backoff), exec.c (commands with pool + retries),
  * script.c (EVALSHA), metrics.c (counters), store.c (token operations),
  * batch.c (many tokens per round trip), scan.c (streaming listing),
- * lock.c (locks and leases), token.c (BSON token checks).
+ * lock.c (locks and leases), token.c (BSON token checks), stream.c (Rigatoni
+ * 0.2 stream key names).
  */
 #ifndef RS_INTERNAL_H
 #define RS_INTERNAL_H

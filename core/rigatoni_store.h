@@ -171,6 +171,12 @@ int rs_config_validate(const rs_config *cfg, rs_error *err);
 /* The option names in a stable order, NULL-terminated, for listing. */
 const char *const *rs_config_option_names(void);
 
+/* The plain text of a secret: for a password option its value, for a
+ * password_file option the password read from the file; NULL when unset
+ * or when `name` is not a secret. Borrowed (valid until the option is
+ * set again): for callers that mask it in what they print themselves. */
+const char *rs_config_secret(const rs_config *cfg, const char *name);
+
 /* Text form of one option's current value, masked when it is a secret
  * (url, passwords). "none" for absent values. Returns the needed length
  * like snprintf, or 0 with buf "" for an unknown name. */
@@ -397,6 +403,42 @@ void rs_scan_close(rs_scan *scan);
  * whole key in `collection`. For tools that inspect other key families. */
 rs_scan *rs_scan_keys_open(rs_store *store, const char *pattern, size_t batch,
                            int with_ttl, rs_error *err);
+
+/* ------------------------------------------------------------------------
+ * Rigatoni 0.2 stream keys (stream.c)
+ *
+ * The collection names a Rust pipeline saves its resume token under:
+ * "resume_token:{db}:{coll}", "resume_token:database:{db}",
+ * "resume_token:deployment"; and the per-batch mirror it also writes (never
+ * reads): "{coll}", "__db:{db}", "__deployment__".
+ * --------------------------------------------------------------------- */
+
+typedef enum rs_stream_level {
+    RS_STREAM_NONE = 0, RS_STREAM_COLLECTION, RS_STREAM_DATABASE, RS_STREAM_DEPLOYMENT
+} rs_stream_level;
+
+typedef struct rs_stream {
+    rs_stream_level level;
+    const char *database;     /* into the parsed name; NULL for deployment */
+    size_t database_len;
+    const char *collection;   /* collection level only */
+    size_t collection_len;
+} rs_stream;
+
+/* Writes the resume key's collection name into buf like snprintf and
+ * returns its full length: database NULL = deployment, collection NULL =
+ * database watch. Empty or non-UTF-8 names, and a database name containing
+ * ':', are config errors (-1 + err). */
+long rs_stream_key(const char *database, size_t db_len, const char *collection,
+                   size_t coll_len, char *buf, size_t bufsize, rs_error *err);
+/* The same for the per-batch mirror's collection name of that stream. */
+long rs_stream_mirror_key(const char *database, size_t db_len, const char *collection,
+                          size_t coll_len, char *buf, size_t bufsize, rs_error *err);
+/* Parses a collection name; RS_STREAM_NONE (and *out zeroed) when it is
+ * not a stream key. Pointers in *out point into `name`. */
+rs_stream_level rs_parse_stream_key(const char *name, size_t len, rs_stream *out);
+/* "collection", "database", "deployment" or "none". Static string. */
+const char *rs_stream_level_name(rs_stream_level level);
 
 /* ------------------------------------------------------------------------
  * Tokens (BSON)

@@ -213,7 +213,7 @@ static double now_seconds(void)
 
 static void print_error(const host_conf *hc, const char *text)
 {
-    size_t size = strlen(text) * 2 + 64;
+    size_t size = strlen(text) * 3 + 64;   /* "***" for a one-letter secret */
     char *masked = malloc(size);
     if (!masked) return;
     host_conf_mask(hc, text, masked, size);
@@ -270,8 +270,15 @@ static int is_file(const char *path)
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
+/* Where `make install` puts the scripts (the Makefile's SCRIPTSDIR). */
+#ifndef HOST_SCRIPTS_DIR
+#error "compile host.c with -DHOST_SCRIPTS_DIR='\"/path/to/scripts\"'"
+#endif
+
 /* The bundled scripts: $RIGATONI_STORE_SCRIPTS, else <exe dir>/../scripts
- * (source tree), else <exe dir>/../share/rigatoni_store/scripts (installed). */
+ * (source tree), else <exe dir>/../share/rigatoni_store/scripts (installed,
+ * maybe moved), else HOST_SCRIPTS_DIR (a LuaRocks tree: the binary is
+ * copied to <tree>/bin, the scripts stay in the rock's own folder). */
 static char *find_scripts_dir(void)
 {
     const char *env = getenv("RIGATONI_STORE_SCRIPTS");
@@ -290,7 +297,7 @@ static char *find_scripts_dir(void)
         char real[PATH_MAX];
         if (is_dir(dir) && realpath(dir, real)) return strdup(real);
     }
-    return NULL;
+    return is_dir(HOST_SCRIPTS_DIR) ? strdup(HOST_SCRIPTS_DIR) : NULL;
 }
 
 static int ends_with(const char *s, const char *suffix)

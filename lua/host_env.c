@@ -90,7 +90,7 @@ static int host_mask(lua_State *L)
 {
     host_env *env = get_env(L);
     const char *text = luaL_checkstring(L, 1);
-    size_t size = strlen(text) * 2 + 64;
+    size_t size = strlen(text) * 3 + 64;
     char *buf = lua_newuserdatauv(L, size, 0);
     host_conf_mask(env->conf, text, buf, size);
     lua_pushstring(L, buf);
@@ -106,7 +106,7 @@ static int host_log(lua_State *L)
     luaL_argcheck(L, level >= 0, 1, "error, warn, info or debug expected");
     const char *msg = luaL_checkstring(L, 2);
     if (level > env->conf->log_level) return 0;
-    size_t size = strlen(msg) * 2 + 64;
+    size_t size = strlen(msg) * 3 + 64;
     char *buf = lua_newuserdatauv(L, size, 0);
     host_conf_mask(env->conf, msg, buf, size);
     fprintf(stderr, "rigatoni-store: %s: %s\n", host_log_level_name(level), buf);

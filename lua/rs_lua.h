@@ -3,7 +3,8 @@
  * The module is cut into one file per concern: rs_module.c (the library
  * table, rs.new, rs.config builder), rs_store_lua.c (store userdata),
  * rs_error_lua.c (structured error objects), rs_bson_lua.c (BSON <-> Lua),
- * rs_log_lua.c (log lines to a Lua handler).
+ * rs_log_lua.c (log lines to a Lua handler), rs_stream_lua.c (Rigatoni 0.2
+ * stream key names).
  */
 #ifndef RS_LUA_H
 #define RS_LUA_H
@@ -55,6 +56,11 @@ int rs_lua_save_token(lua_State *L, rs_store *store, int coll_idx, int token_idx
 
 /* The open store at `idx`, or NULL (another value, or a closed store). */
 rs_store *rs_lua_test_store(lua_State *L, int idx);
+/* Pushes an empty box for a malloc'd result of the core (freed by __gc if
+ * an error is raised before it is copied); rs_lua_result_to_string
+ * replaces the box by a Lua string of the first `len` bytes, freeing them. */
+char **rs_lua_push_result(lua_State *L);
+void rs_lua_result_to_string(lua_State *L, char **box, size_t len);
 
 /* ---- logging (rs_log_lua.c) ---- */
 
@@ -73,6 +79,12 @@ void rs_lua_open_log(lua_State *L);
 void rs_lua_add_lock_methods(lua_State *L);
 /* Puts rs.owner_id into the library table at the top of the stack. */
 void rs_lua_open_lock(lua_State *L);
+
+/* ---- stream keys (rs_stream_lua.c) ---- */
+
+/* Puts stream_key, stream_mirror_key and parse_stream_key into the library
+ * table at the top of the stack. */
+void rs_lua_open_stream(lua_State *L);
 
 /* ---- config (rs_module.c) ---- */
 

@@ -252,5 +252,6 @@ int luaopen_rigatoni_store(lua_State *L)
     rs_lua_open_bson(L);
     rs_lua_open_lock(L);
     rs_lua_open_log(L);
+    rs_lua_open_stream(L);
     return 1;
 }

@@ -41,6 +41,39 @@ static rs_store *check_store(lua_State *L)
     return rs_lua_check_store(L, 1);
 }
 
+/* A malloc'd result of the core, owned by a userdata on the stack until
+ * it is copied into Lua: a memory error raised on the way (the copy
+ * itself allocates) then frees it in __gc instead of leaking it. */
+#define RESULT_MT "rigatoni_store.result"
+
+static int result_gc(lua_State *L)
+{
+    char **box = luaL_checkudata(L, 1, RESULT_MT);
+    rs_free(*box);
+    *box = NULL;
+    return 0;
+}
+
+char **rs_lua_push_result(lua_State *L)
+{
+    char **box = lua_newuserdatauv(L, sizeof *box, 0);
+    *box = NULL;
+    if (luaL_newmetatable(L, RESULT_MT)) {
+        lua_pushcfunction(L, result_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    return box;
+}
+
+void rs_lua_result_to_string(lua_State *L, char **box, size_t len)
+{
+    lua_pushlstring(L, *box, len);
+    rs_free(*box);
+    *box = NULL;
+    lua_remove(L, -2);
+}
+
 /* Collection names: non-empty strings. Raises a serialization error. */
 static const char *check_collection(lua_State *L, int idx, size_t *len)
 {
@@ -194,14 +227,16 @@ static int store_save_resume_token(lua_State *L)
 /* Reads raw bytes into a Lua string; returns 0 when absent. */
 static int fetch_raw(lua_State *L, rs_store *store, const char *coll, size_t coll_len)
 {
-    char *bytes;
+    char **bytes = rs_lua_push_result(L);
     size_t len;
     rs_error err = {0};
-    int rc = rs_get_raw(store, coll, coll_len, &bytes, &len, &err);
+    int rc = rs_get_raw(store, coll, coll_len, bytes, &len, &err);
     if (rc < 0) return rs_lua_raise(L, &err);
-    if (rc == 0) return 0;
-    lua_pushlstring(L, bytes, len);
-    rs_free(bytes);
+    if (rc == 0) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    rs_lua_result_to_string(L, bytes, len);
     return 1;
 }
 
@@ -302,17 +337,16 @@ static int store_command(lua_State *L)
     const char **argv = lua_newuserdatauv(L, (size_t)argc * sizeof *argv, 0);
     size_t *argvlen = lua_newuserdatauv(L, (size_t)argc * sizeof *argvlen, 0);
     for (int i = 0; i < argc; i++) argv[i] = luaL_checklstring(L, i + first, &argvlen[i]);
-    char *out;
+    char **out = rs_lua_push_result(L);
     size_t len;
     rs_error err = {0};
-    int rc = rs_command_flags(store, argc, argv, argvlen, flags, &out, &len, &err);
+    int rc = rs_command_flags(store, argc, argv, argvlen, flags, out, &len, &err);
     if (rc < 0) return rs_lua_raise(L, &err);
     if (rc == 0) {
         lua_pushnil(L);
         return 1;
     }
-    lua_pushlstring(L, out, len);
-    rs_free(out);
+    rs_lua_result_to_string(L, out, len);
     return 1;
 }
 
@@ -320,19 +354,43 @@ static int store_command(lua_State *L)
  * Batches
  * ------------------------------------------------------------------ */
 
-/* Collection names of the array at `idx`, in scratch memory owned by the
- * Lua stack (a userdata pushed here), so an error cannot leak them. */
-static size_t check_collections(lua_State *L, int idx, const char ***names, size_t **lens)
+/* The length of the batch array at `idx` (__len honoured), bounded before
+ * anything is allocated for it. */
+#define BATCH_MAX 1000000
+
+static size_t batch_length(lua_State *L, int idx, const char *what)
 {
     luaL_checktype(L, idx, LUA_TTABLE);
-    size_t n = (size_t)luaL_len(L, idx);
+    lua_Integer n = luaL_len(L, idx);
+    if (n < 0 || n > BATCH_MAX)
+        rs_lua_raisef(L, RS_ERR_SERIALIZATION, "%s: a batch holds 0 to %d items, not %lld", what,
+                      BATCH_MAX, (long long)n);
+    return (size_t)n;
+}
+
+/* Pushes a table that anchors the strings C points into: lua_geti may run
+ * __index, whose fresh values nothing else keeps alive once popped. */
+static int push_anchor(lua_State *L, size_t n)
+{
+    lua_createtable(L, (int)n, 0);
+    return lua_gettop(L);
+}
+
+/* Collection names of the array at `idx`, in scratch memory owned by the
+ * Lua stack (a userdata pushed here), so an error cannot leak them; the
+ * names themselves are anchored in a table pushed before it. */
+static size_t check_collections(lua_State *L, int idx, const char *what, const char ***names,
+                                size_t **lens)
+{
+    size_t n = batch_length(L, idx, what);
+    int anchor = push_anchor(L, n);
     void *mem = lua_newuserdatauv(L, (n ? n : 1) * (sizeof **names + sizeof **lens), 0);
     *names = mem;
     *lens = (size_t *)((char *)mem + (n ? n : 1) * sizeof **names);
     for (size_t i = 0; i < n; i++) {
         lua_geti(L, idx, (lua_Integer)i + 1);
         (*names)[i] = check_collection(L, -1, &(*lens)[i]);
-        lua_pop(L, 1);   /* the string stays alive in the table */
+        lua_rawseti(L, anchor, (lua_Integer)i + 1);
     }
     return n;
 }
@@ -350,7 +408,8 @@ static int store_save_many(lua_State *L)
         if (lua_toboolean(L, -1)) flags |= RS_SAVE_NX;
         lua_pop(L, 1);
     }
-    size_t n = (size_t)luaL_len(L, 2);
+    size_t n = batch_length(L, 2, "save_many");
+    int anchor = push_anchor(L, 2 * n);
     rs_save_item *items = lua_newuserdatauv(L, (n ? n : 1) * sizeof *items, 0);
     int *written = lua_newuserdatauv(L, (n ? n : 1) * sizeof *written, 0);
     for (size_t i = 0; i < n; i++) {
@@ -359,15 +418,17 @@ static int store_save_many(lua_State *L)
                           (int)i + 1);
         lua_geti(L, -1, 1);
         items[i].collection = check_collection(L, -1, &items[i].collection_len);
-        lua_geti(L, -2, 2);
+        lua_rawseti(L, anchor, 2 * (lua_Integer)i + 1);
+        lua_geti(L, -1, 2);
         if (lua_type(L, -1) != LUA_TSTRING)
             rs_lua_raisef(L, RS_ERR_SERIALIZATION, "save_many: item %d: bytes must be a string",
                           (int)i + 1);
         items[i].bytes = lua_tolstring(L, -1, &items[i].len);
-        lua_geti(L, -3, 3);
+        lua_rawseti(L, anchor, 2 * (lua_Integer)i + 2);
+        lua_geti(L, -1, 3);
         double ttl = opt_ttl(L, -1);
         items[i].ttl = ttl == RS_TTL_DEFAULT ? 0 : ttl;
-        lua_pop(L, 4);   /* strings stay alive in the item tables */
+        lua_pop(L, 2);   /* ttl, item */
     }
     rs_error err = {0};
     if (rs_save_many(store, items, n, flags, written, &err) < 0) return rs_lua_raise(L, &err);
@@ -379,16 +440,37 @@ static int store_save_many(lua_State *L)
     return 1;
 }
 
+/* The values of get_many, in a userdata whose __gc frees the bytes the
+ * core malloc'd: a memory error while they are copied leaks nothing. */
+#define VALUES_MT "rigatoni_store.values"
+
+typedef struct values_box {
+    size_t n;
+    rs_value values[];
+} values_box;
+
+static int values_gc(lua_State *L)
+{
+    values_box *box = luaL_checkudata(L, 1, VALUES_MT);
+    rs_values_free(box->values, box->n);
+    box->n = 0;
+    return 0;
+}
+
 /* store:get_many(collections) -> values (bytes or false), ttls (seconds or false) */
 static int store_get_many(lua_State *L)
 {
     rs_store *store = check_store(L);
     const char **names;
     size_t *lens;
-    size_t n = check_collections(L, 2, &names, &lens);
-    rs_value *values = lua_newuserdatauv(L, (n ? n : 1) * sizeof *values, 0);
+    size_t n = check_collections(L, 2, "get_many", &names, &lens);
+    values_box *box = lua_newuserdatauv(L, sizeof *box + (n ? n : 1) * sizeof box->values[0], 0);
+    box->n = 0;
+    luaL_setmetatable(L, VALUES_MT);
     rs_error err = {0};
-    if (rs_get_many(store, names, lens, n, values, &err) < 0) return rs_lua_raise(L, &err);
+    if (rs_get_many(store, names, lens, n, box->values, &err) < 0) return rs_lua_raise(L, &err);
+    box->n = n;
+    const rs_value *values = box->values;
     lua_createtable(L, (int)n, 0);
     lua_createtable(L, (int)n, 0);
     for (size_t i = 0; i < n; i++) {
@@ -399,7 +481,8 @@ static int store_get_many(lua_State *L)
         else lua_pushboolean(L, 0);
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
-    rs_values_free(values, n);
+    rs_values_free(box->values, n);
+    box->n = 0;
     return 2;
 }
 
@@ -409,7 +492,7 @@ static int store_delete_many(lua_State *L)
     rs_store *store = check_store(L);
     const char **names;
     size_t *lens;
-    size_t n = check_collections(L, 2, &names, &lens);
+    size_t n = check_collections(L, 2, "delete_many", &names, &lens);
     rs_error err = {0};
     long long deleted = rs_delete_many(store, names, lens, n, &err);
     if (deleted < 0) return rs_lua_raise(L, &err);
@@ -688,10 +771,9 @@ static int store_prometheus(lua_State *L)
 {
     rs_metrics_snapshot m;
     rs_store_metrics(check_store(L), &m);
-    char *text = rs_metrics_prometheus(&m);
-    if (!text) return luaL_error(L, "out of memory");
-    lua_pushstring(L, text);
-    rs_free(text);
+    char **text = rs_lua_push_result(L);
+    if (!(*text = rs_metrics_prometheus(&m))) return luaL_error(L, "out of memory");
+    rs_lua_result_to_string(L, text, strlen(*text));
     return 1;
 }
 
@@ -759,6 +841,11 @@ void rs_lua_open_store(lua_State *L)
     rs_lua_add_lock_methods(L);
     wrap_methods(L, lua_gettop(L));
     lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+
+    luaL_newmetatable(L, VALUES_MT);
+    lua_pushcfunction(L, values_gc);
+    lua_setfield(L, -2, "__gc");
     lua_pop(L, 1);
 
     luaL_newmetatable(L, SCAN_MT);
