@@ -4,7 +4,8 @@
  * Batches are one pipeline through rs_exec. Plain SETs and reads are
  * idempotent and retried as a whole; SET NX, DEL counts, PEXPIRE NX and
  * compare-and-delete are not, so after an attempt that may have run they
- * either learn their outcome from the server's state or raise `unknown`. Keys are built from the collection names exactly as the
+ * either learn their outcome from the server's state or raise `unknown`.
+ * Keys are built from the collection names exactly as the
  * single-token calls build them.
  */
 #include <math.h>

@@ -537,8 +537,10 @@ out:
             if (replies[i]) freeReplyObject(replies[i]);
             replies[i] = NULL;
         }
-        if (rule == RS_RETRY_UNSENT && maybe_ran) rs_exec_unknown(err, what, attempt, 0, ncmds, &last);
-        else rs_exec_fail(err, what, attempt, &last);
+        if (rule == RS_RETRY_UNSENT && maybe_ran)
+            rs_exec_unknown(err, what, attempt, 0, ncmds, &last);
+        else
+            rs_exec_fail(err, what, attempt, &last);
     }
     if (acked) *acked = c.acked;
     free(c.slot);

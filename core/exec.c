@@ -5,7 +5,14 @@
  * connection, sends the whole pipeline, and reads every reply even after an
  * error reply so the connection stays in step. A failed attempt is retried
  * while the failure is retryable and attempts remain; a connection that saw
- * an I/O error is closed, along with the idle ones that are likely dead too.
+ * an I/O error is closed (with a reset), along with the idle ones that are
+ * likely dead too.
+ *
+ * Each call says whether its commands may run twice (rs_retry_rule). An
+ * attempt knows whether anything was sent: failures before that are always
+ * retried; after it, a call that must not run twice stops with
+ * RS_ERR_UNKNOWN and the replies it did read, and rs_exec_checked lets an
+ * operation read its outcome back from the server instead of guessing.
  */
 #include <math.h>
 #include <poll.h>
@@ -13,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "internal.h"
 
@@ -181,6 +189,17 @@ int rs_exec_attempt(rs_pool *pool, size_t ncmds, const rs_cmd *cmds, redisReply 
     return -1;
 }
 
+/* After an attempt whose replies were all read: did every command that
+ * did not fail with an error reply only wait (WAIT changes nothing)? */
+static int only_waits_ran(const rs_cmd *cmds, redisReply **replies, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int is_wait = cmds[i].argvlen[0] == 4 && strncasecmp(cmds[i].argv[0], "WAIT", 4) == 0;
+        if (replies[i]->type != REDIS_REPLY_ERROR && !is_wait) return 0;
+    }
+    return 1;
+}
+
 int rs_exec_on(rs_store *store, rs_pool *pool, const char *what, rs_retry_rule rule,
                size_t ncmds, const rs_cmd *cmds, redisReply **replies, size_t *answered,
                rs_error *err)
@@ -197,10 +216,11 @@ int rs_exec_on(rs_store *store, rs_pool *pool, const char *what, rs_retry_rule r
             else rs_replies_free(replies, at.answered);
             return -1;
         }
+        /* Every reply read: an error reply says its command did not run,
+         * the others did, and only a WAIT among those may run again. */
+        int may_repeat = rule == RS_RETRY_IDEMPOTENT || !at.sent ||
+                         only_waits_ran(cmds, replies, ncmds);
         rs_replies_free(replies, at.answered);
-        /* An error reply to a lone command says it did not run; beside
-         * others, those others did, and repeating them is not allowed. */
-        int may_repeat = rule == RS_RETRY_IDEMPOTENT || !at.sent || ncmds == 1;
         if (!may_repeat || !rs_retry_wait(store->cfg, what, attempt, &last)) {
             rs_exec_fail(err, what, attempt, &last);
             if (answered) *answered = 0;

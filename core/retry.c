@@ -92,7 +92,8 @@ rs_reply_class rs_reply_classify(const char *str, size_t len)
     if (len >= sizeof maxclients - 1 && memcmp(str, maxclients, sizeof maxclients - 1) == 0)
         return RS_REPLY_MAXCLIENTS;
     if (len > 4 && memcmp(str, "ERR ", 4) == 0 &&
-        (memmem(str, len, "invalid password", 16) || memmem(str, len, "AUTH <password> called", 22)))
+        (memmem(str, len, "invalid password", 16) ||
+         memmem(str, len, "AUTH <password> called", 22)))
         return RS_REPLY_NOAUTH;
     return RS_REPLY_OTHER;
 }

@@ -284,8 +284,8 @@ int rs_delete(rs_store *store, const char *collection, size_t coll_len, rs_error
     describe(what, sizeof what, "delete", collection, coll_len);
     rs_unsent_cmd del = {RS_OP_DELETE, what, {2, argv, argvlen}};
     redisReply *reply;
-    int rc = rs_exec_checked(store, what, rs_run_unsent, "EXISTS", key, key_len, check_deleted, &del,
-                             &reply, NULL, err);
+    int rc = rs_exec_checked(store, what, rs_run_unsent, "EXISTS", key, key_len, check_deleted,
+                             &del, &reply, NULL, err);
     free(key);
     if (rc < 0) return -1;
     rc = reply->type == REDIS_REPLY_INTEGER && reply->integer > 0;

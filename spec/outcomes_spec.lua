@@ -94,7 +94,7 @@ describe("a lost reply after the command ran", function()
     end)
   end)
 
-  it("save_many{nx=true} keeps the replies read before the loss and checks only the rest", function()
+  it("save_many{nx=true} keeps the replies read before the loss, checks only the rest", function()
     with_proxy(function(srv, p, store)
       srv:set_raw(token_key .. "c", bytes2)          -- really skipped: another value
       -- The first reply (":...", "+OK\r\n" is 5 bytes) passes, the rest is lost.
@@ -259,5 +259,29 @@ describe("a TLS handshake", function()
     assert_kind("connection", err)
     assert.is_false(err.retryable)
     assert.equal(1, err.attempts)
+  end)
+end)
+
+describe("an error reply, which says the command did not run", function()
+  local master, replica
+  setup(function()
+    master = servers.redis{}
+    replica = servers.redis{ args = { "--replicaof", "127.0.0.1", tostring(master.port) } }
+  end)
+  teardown(function()
+    replica:stop()
+    master:stop()
+  end)
+
+  it("is retried like any transient error, also for a durable NX save", function()
+    -- READONLY (a failover in progress) on every write: nothing ran, so
+    -- repeating is safe, WAIT or not.
+    local store <close> = rs.new{ url = replica.url, wait_replicas = 1, wait_timeout = 0.1,
+                                  max_retries = 2, retry_base_delay = 0.01 }
+    local err = catch(store.save_many, store, { { "a", bytes1 }, { "b", bytes2 } }, { nx = true })
+    assert_kind("server", err)
+    assert.matches("READONLY", err.message, 1, true)
+    assert.is_true(err.retryable)
+    assert.equal(3, err.attempts)
   end)
 end)
