@@ -181,6 +181,18 @@ describe("a lost reply after the command ran", function()
   end)
 end)
 
+describe("a pooled connection the server closed", function()
+  it("fails before sending, so even store:command is retried after a restart", function()
+    local srv = servers.redis{}
+    local store <close> = rs.new{ url = srv.url, max_retries = 2, retry_base_delay = 0.01 }
+    finally(function() srv:stop() end)
+    assert.equal("PONG", store:command("PING"))
+    srv:restart()                 -- the pooled connection is dead now
+    assert.equal("1", store:command("INCR", "n"))
+    assert.equal("1", srv:cli("GET", "n"))
+  end)
+end)
+
 describe("an abandoned connection", function()
   it("is reset, so a SET still queued on it never lands after a later save", function()
     with_proxy({ max_retries = 0 }, function(srv, p, store)
