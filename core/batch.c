@@ -1,9 +1,11 @@
 /* batch.c -- many tokens per round trip, and the careful single-key edits
  * that maintenance tools need (give a TTL, delete only an unchanged value).
  *
- * Batches are one pipeline through rs_exec: all or nothing as far as the
- * caller can tell, and safe to retry because SET, DEL and reads are
- * idempotent. Keys are built from the collection names exactly as the
+ * Batches are one pipeline through rs_exec. Plain SETs and reads are
+ * idempotent and retried as a whole; SET NX, DEL counts, PEXPIRE NX and
+ * compare-and-delete are not, so after an attempt that may have run they
+ * either learn their outcome from the server's state or raise `unknown`.
+ * Keys are built from the collection names exactly as the
  * single-token calls build them.
  */
 #include <math.h>
@@ -43,6 +45,85 @@ static void ttl_ms(double ttl, char *buf, size_t size)
 {
     double ms = llround(ttl * 1000);
     snprintf(buf, size, "%.0f", ms < 1 ? 1 : ms);
+}
+
+/* Item i of an NX save whose attempt may have run: the stored bytes tell.
+ * Returns 1 when our bytes are there (written), 0 when the key is absent
+ * (not written yet: send it again), -1 with err when nothing can be said. */
+static int nx_outcome(rs_store *store, const char *what, const rs_save_item *item,
+                      const char *key, size_t key_len, int attempts, rs_error *err)
+{
+    redisReply *r;
+    rs_error unknown = *err;
+    if (rs_exec_key(store, RS_OP_GET, what, "GET", key, key_len, &r, err) < 0) {
+        *err = unknown;
+        err->attempts = attempts;
+        return -1;
+    }
+    int rc = r->type == REDIS_REPLY_NIL ? 0
+             : r->type == REDIS_REPLY_STRING && r->len == item->len &&
+                     (item->len == 0 || memcmp(r->str, item->bytes, item->len) == 0)
+                 ? 1
+                 : -1;
+    freeReplyObject(r);
+    if (rc < 0) {
+        char why[256];
+        snprintf(why, sizeof why,
+                 "'%.80s' holds other bytes: written by another client before or after this "
+                 "call's attempt",
+                 key);
+        rs_exec_unknown_because(err, what, attempts, why);
+    }
+    return rc;
+}
+
+/* SET NX of every item: repeating one that ran would read "skipped", so
+ * the items whose reply was lost are checked on the server and only those
+ * still absent are sent again. */
+static int save_nx(rs_store *store, const char *what, const rs_save_item *items, char **keys,
+                   const size_t *key_lens, const rs_cmd *cmds, redisReply **replies, size_t n,
+                   int *written, rs_error *err)
+{
+    size_t *pending = calloc(n, sizeof *pending), npending = n;
+    rs_cmd *round = calloc(n, sizeof *round);
+    int attempts = 0, rc = -1;
+    if (!pending || !round) {
+        rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) pending[i] = i;
+    while (npending > 0) {
+        for (size_t k = 0; k < npending; k++) round[k] = cmds[pending[k]];
+        size_t answered = 0;
+        int got = rs_exec_durable(store, RS_OP_SAVE, what, RS_RETRY_UNSENT, npending, round,
+                                  replies, &answered, err);
+        if (got < 0 && err->kind != RS_ERR_UNKNOWN) goto out;
+        if (got == 0) answered = npending;
+        for (size_t k = 0; k < answered; k++) {
+            if (written) written[pending[k]] = replies[k]->type != REDIS_REPLY_NIL;
+            freeReplyObject(replies[k]);
+        }
+        if (got == 0) break;
+        attempts += err->attempts;
+        size_t left = 0;
+        for (size_t k = answered; k < npending; k++) {
+            size_t i = pending[k];
+            int w = nx_outcome(store, what, &items[i], keys[i], key_lens[i], attempts, err);
+            if (w < 0) goto out;
+            if (w == 1 && written) written[i] = 1;
+            if (w == 0) pending[left++] = i;
+        }
+        if (left > 0 && attempts > store->cfg->max_retries) {
+            rs_exec_unknown_because(err, what, attempts, "no attempt left to send the rest");
+            goto out;
+        }
+        npending = left;
+    }
+    rc = 0;
+out:
+    free(pending);
+    free(round);
+    return rc;
 }
 
 int rs_save_many(rs_store *store, const rs_save_item *items, size_t n, int flags, int *written,
@@ -94,12 +175,19 @@ int rs_save_many(rs_store *store, const rs_save_item *items, size_t n, int flags
     }
     char what[48];
     snprintf(what, sizeof what, "save_many of %zu tokens", n);
-    if (rs_exec_durable(store, RS_OP_SAVE, what, n, cmds, replies, err) < 0) goto out;
-    for (size_t i = 0; i < n; i++) {
-        if (written) written[i] = replies[i]->type != REDIS_REPLY_NIL;
-        freeReplyObject(replies[i]);
+    if (!(flags & RS_SAVE_NX)) {
+        /* Plain SETs are idempotent: the whole pipeline may be repeated. */
+        if (rs_exec_durable(store, RS_OP_SAVE, what, RS_RETRY_IDEMPOTENT, n, cmds, replies, NULL,
+                            err) < 0)
+            goto out;
+        for (size_t i = 0; i < n; i++) {
+            if (written) written[i] = 1;
+            freeReplyObject(replies[i]);
+        }
+        rc = 0;
+        goto out;
     }
-    rc = 0;
+    rc = save_nx(store, what, items, keys, key_lens, cmds, replies, n, written, err);
 out:
     free_keys(keys, n);
     free(colls);
@@ -228,7 +316,11 @@ long long rs_delete_many(rs_store *store, const char *const *collections, const 
     }
     char what[48];
     snprintf(what, sizeof what, "delete_many of %zu tokens", n);
-    if (rs_exec(store, RS_OP_DELETE, what, ncmds, cmds, replies, err) < 0) goto out;
+    /* The count of deleted keys cannot be learnt again after an attempt
+     * that may have run: that is an `unknown` error, never a low count. */
+    if (rs_exec_rule(store, RS_OP_DELETE, what, RS_RETRY_UNSENT, ncmds, cmds, replies, NULL,
+                     err) < 0)
+        goto out;
     deleted = 0;
     for (size_t i = 0; i < ncmds; i++) {
         /* A negative count (broken server) must not read as our -1. */
@@ -246,6 +338,17 @@ out:
     return deleted;
 }
 
+/* PEXPIRE NX answers whether it gave the TTL: after an attempt that may
+ * have run, only a key still without TTL says it did not. */
+static rs_outcome check_expired(const redisReply *pttl, void *ctx, const char **why)
+{
+    (void)ctx;
+    long long ms = pttl->type == REDIS_REPLY_INTEGER ? pttl->integer : -2;
+    if (ms == -1) return RS_OUTCOME_NOT_RUN;
+    *why = ms == -2 ? "the key is gone" : "the key has a TTL: given by this call or before it";
+    return RS_OUTCOME_UNKNOWN;
+}
+
 int rs_expire(rs_store *store, const char *collection, size_t coll_len, double ttl, rs_error *err)
 {
     rs_error_clear(err);
@@ -260,9 +363,10 @@ int rs_expire(rs_store *store, const char *collection, size_t coll_len, double t
     ttl_ms(ttl, amount, sizeof amount);
     const char *argv[4] = {"PEXPIRE", key, amount, "NX"};
     size_t argvlen[4] = {7, key_len, strlen(amount), 2};
-    rs_cmd cmd = {4, argv, argvlen};
+    rs_unsent_cmd expire = {RS_OP_OTHER, "expire", {4, argv, argvlen}};
     redisReply *reply;
-    int rc = rs_exec(store, RS_OP_OTHER, "expire", 1, &cmd, &reply, err);
+    int rc = rs_exec_checked(store, "expire", rs_run_unsent, "PTTL", key, key_len, check_expired,
+                             &expire, &reply, NULL, err);
     free(key);
     if (rc < 0) return -1;
     rc = reply->type == REDIS_REPLY_INTEGER && reply->integer == 1;
@@ -274,6 +378,37 @@ const char rs_delete_if_value_source[] =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end "
     "return 0";
 
+typedef struct delete_if {
+    const char *key;
+    size_t key_len;
+    const void *bytes;
+    size_t len;
+} delete_if;
+
+static int run_delete_if(rs_store *store, void *ctx, redisReply **reply, rs_error *err)
+{
+    delete_if *d = ctx;
+    const char *keys[1] = {d->key}, *args[1] = {d->bytes ? d->bytes : ""};
+    size_t key_lens[1] = {d->key_len}, arg_lens[1] = {d->len};
+    return rs_script_run(store, RS_OP_DELETE, "delete if unchanged", RS_RETRY_UNSENT,
+                         &store->scripts.delete_if_value, 1, keys, key_lens, 1, args, arg_lens,
+                         reply, err);
+}
+
+/* Only our value still there says the delete did not run; gone or
+ * changed could be this call's doing or another client's. */
+static rs_outcome check_deleted_if(const redisReply *value, void *ctx, const char **why)
+{
+    delete_if *d = ctx;
+    if (value->type == REDIS_REPLY_STRING && value->len == d->len &&
+        (d->len == 0 || memcmp(value->str, d->bytes, d->len) == 0))
+        return RS_OUTCOME_NOT_RUN;
+    *why = value->type == REDIS_REPLY_NIL
+               ? "the key is gone: deleted by this call or by another client"
+               : "the key holds other bytes now";
+    return RS_OUTCOME_UNKNOWN;
+}
+
 int rs_delete_if_value(rs_store *store, const char *collection, size_t coll_len,
                        const void *bytes, size_t len, rs_error *err)
 {
@@ -281,11 +416,10 @@ int rs_delete_if_value(rs_store *store, const char *collection, size_t coll_len,
     size_t key_len;
     char *key = rs_token_key(store, collection, coll_len, &key_len, err);
     if (!key) return -1;
-    const char *keys[1] = {key}, *args[1] = {bytes ? bytes : ""};
-    size_t key_lens[1] = {key_len}, arg_lens[1] = {len};
+    delete_if d = {key, key_len, bytes, len};
     redisReply *reply;
-    int rc = rs_script_run(store, RS_OP_DELETE, "delete if unchanged", &store->scripts.delete_if_value, 1, keys,
-                           key_lens, 1, args, arg_lens, &reply, err);
+    int rc = rs_exec_checked(store, "delete if unchanged", run_delete_if, "GET", key, key_len,
+                             check_deleted_if, &d, &reply, NULL, err);
     free(key);
     if (rc < 0) return -1;
     rc = reply->type == REDIS_REPLY_INTEGER && reply->integer == 1;

@@ -323,7 +323,7 @@ static int route(rs_cluster *cl, int slot, int previous)
     if (slot >= 0) {
         idx = cl->slots[slot];
     } else if (previous >= 0) {
-        idx = previous;                       /* WAIT goes with its write */
+        idx = previous;                       /* keyless: with the one before */
     } else {
         for (int s = 0; s < NSLOTS && idx < 0; s++) idx = cl->slots[s];
     }
@@ -357,13 +357,19 @@ typedef struct call {
     int *ask;           /* ASK target node, or -1 */
     char *done;
     redisReply **replies;
+    const rs_cmd *wait;     /* durable writes: one WAIT per node pipeline, or NULL */
+    long long acked;        /* fewest replicas any of those WAITs counted */
 } call;
+
+#define ASKING_REPLY SIZE_MAX
+#define WAIT_REPLY (SIZE_MAX - 1)
 
 /* Sends the pending commands of one node (ASKING before asked ones) and
  * sorts the replies. Returns 0, or -1 with err for a failure that is not a
- * redirection. *redirected is set on MOVED/ASK. */
+ * redirection. *redirected is set on MOVED/ASK, *maybe_ran when the
+ * pipeline was sent and not every reply read. */
 static int send_group(rs_cluster *cl, call *c, int target, const rs_cmd *cmds, int *redirected,
-                      rs_error *err)
+                      int *maybe_ran, rs_error *err)
 {
     static const char *asking_argv[1] = {"ASKING"};
     static const size_t asking_len[1] = {6};
@@ -373,6 +379,7 @@ static int send_group(rs_cluster *cl, call *c, int target, const rs_cmd *cmds, i
         if (!c->done[i] && (c->ask[i] >= 0 ? c->ask[i] : c->node[i]) == target)
             count += c->ask[i] >= 0 ? 2 : 1;
     if (count == 0) return 0;
+    if (c->wait) count++;                     /* the WAIT closes the pipeline */
 
     rs_cmd *batch = calloc(count, sizeof *batch);
     size_t *index = calloc(count, sizeof *index);      /* command of each slot, or SIZE_MAX */
@@ -387,10 +394,14 @@ static int send_group(rs_cluster *cl, call *c, int target, const rs_cmd *cmds, i
         if (c->done[i] || (c->ask[i] >= 0 ? c->ask[i] : c->node[i]) != target) continue;
         if (c->ask[i] >= 0) {
             batch[k] = asking;
-            index[k++] = SIZE_MAX;
+            index[k++] = ASKING_REPLY;
         }
         batch[k] = cmds[i];
         index[k++] = i;
+    }
+    if (c->wait) {
+        batch[k] = *c->wait;
+        index[k++] = WAIT_REPLY;
     }
     rs_pool *pool = node_pool(cl, target);
     rs_conn *conn = rs_pool_acquire(pool, err);
@@ -398,10 +409,11 @@ static int send_group(rs_cluster *cl, call *c, int target, const rs_cmd *cmds, i
         if (err && err->kind != RS_ERR_POOL) atomic_store(&cl->stale, 1);
         goto out;
     }
-    int broken;
-    if (rs_run_pipeline(conn, count, batch, got, 1, err, &broken) < 0) {
-        rs_pool_release(pool, conn, broken);
-        rs_pool_after_failure(pool, broken, err);
+    rs_attempt at;
+    if (rs_run_pipeline(conn, count, batch, got, 1, err, &at) < 0) {
+        rs_pool_release(pool, conn, at.broken);
+        rs_pool_after_failure(pool, at.broken, err);
+        if (at.sent) *maybe_ran = 1;
         atomic_store(&cl->stale, 1);          /* the node may be gone */
         goto out;
     }
@@ -411,7 +423,13 @@ static int send_group(rs_cluster *cl, call *c, int target, const rs_cmd *cmds, i
         redisReply *r = got[j];
         got[j] = NULL;
         size_t i = index[j];
-        if (i == SIZE_MAX) {                   /* the ASKING reply */
+        if (i == ASKING_REPLY || i == WAIT_REPLY) {
+            /* WAIT counts the replicas that have this node's writes so
+             * far: those of this pipeline that were not redirected. */
+            if (i == WAIT_REPLY) {
+                long long n = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+                if (n < c->acked) c->acked = n;
+            }
             freeReplyObject(r);
             continue;
         }
@@ -447,16 +465,6 @@ static int send_group(rs_cluster *cl, call *c, int target, const rs_cmd *cmds, i
             c->done[i] = 1;
         }
     }
-    /* A keyless command rides with the command before it (WAIT after its
-     * write): when that one must go elsewhere, its follower goes along,
-     * or WAIT would vouch for a write it never saw. */
-    for (size_t i = 1; i < c->n; i++) {
-        if (!c->done[i] || c->done[i - 1] || c->slot[i] >= 0) continue;
-        freeReplyObject(c->replies[i]);
-        c->replies[i] = NULL;
-        c->done[i] = 0;
-        c->ask[i] = c->ask[i - 1];
-    }
 out:
     for (size_t j = 0; got && j < count; j++)
         if (got[j]) freeReplyObject(got[j]);
@@ -466,15 +474,17 @@ out:
     return rc;
 }
 
-int rs_cluster_exec(rs_store *store, const char *what, size_t ncmds, const rs_cmd *cmds,
+int rs_cluster_exec(rs_store *store, const char *what, rs_retry_rule rule, size_t ncmds,
+                    const rs_cmd *cmds, const rs_cmd *wait, long long *acked,
                     redisReply **replies, rs_error *err)
 {
     rs_cluster *cl = store->cluster;
     const rs_config *cfg = store->cfg;
     call c = {ncmds, calloc(ncmds, sizeof(int)), calloc(ncmds, sizeof(int)),
-              calloc(ncmds, sizeof(int)), calloc(ncmds, 1), replies};
+              calloc(ncmds, sizeof(int)), calloc(ncmds, 1), replies, wait,
+              acked ? *acked : 0};
     rs_error last;
-    int attempt = 1, redirects = 0, rc = -1;
+    int attempt = 1, redirects = 0, rc = -1, maybe_ran = 0;
     rs_error_clear(&last);
     if (!c.slot || !c.node || !c.ask || !c.done) {
         rs_error_set(&last, RS_ERR_NOMEM, 0, "out of memory");
@@ -507,7 +517,7 @@ int rs_cluster_exec(rs_store *store, const char *what, size_t ncmds, const rs_cm
             int target = c.ask[i] >= 0 ? c.ask[i] : c.node[i];
             if (sent[target]) continue;
             sent[target] = 1;
-            if (send_group(cl, &c, target, cmds, &redirected, &last) < 0) failed = 1;
+            if (send_group(cl, &c, target, cmds, &redirected, &maybe_ran, &last) < 0) failed = 1;
         }
         size_t pending = 0;
         for (size_t i = 0; i < ncmds; i++) pending += !c.done[i];
@@ -517,6 +527,7 @@ int rs_cluster_exec(rs_store *store, const char *what, size_t ncmds, const rs_cm
         }
         if (!failed && redirected && ++redirects <= MAX_REDIRECTS) continue;
         if (!failed) rs_error_set(&last, RS_ERR_SERVER, 1, "too many cluster redirections");
+        if (rule == RS_RETRY_UNSENT && maybe_ran) break;
         if (!rs_retry_wait(cfg, what, attempt, &last)) break;
         attempt++;
     }
@@ -526,8 +537,12 @@ out:
             if (replies[i]) freeReplyObject(replies[i]);
             replies[i] = NULL;
         }
-        rs_exec_fail(err, what, attempt, &last);
+        if (rule == RS_RETRY_UNSENT && maybe_ran)
+            rs_exec_unknown(err, what, attempt, 0, ncmds, &last);
+        else
+            rs_exec_fail(err, what, attempt, &last);
     }
+    if (acked) *acked = c.acked;
     free(c.slot);
     free(c.node);
     free(c.ask);

@@ -414,6 +414,16 @@ int rs_config_validate(const rs_config *cfg, rs_error *err)
         rs_error_set(err, RS_ERR_CONFIG, 0, "retry_max_delay must be at least retry_base_delay");
         return -1;
     }
+    /* WAIT 0 blocks forever, and a WAIT that outlasts command_timeout turns
+     * a slow replica into a lost connection whose write's fate is unknown. */
+    if (cfg->wait_replicas > 0 &&
+        !(cfg->wait_timeout > 0 && cfg->wait_timeout < cfg->command_timeout)) {
+        rs_error_set(err, RS_ERR_CONFIG, 0,
+                     "wait_timeout (%gs) must be greater than 0 and less than command_timeout "
+                     "(%gs) when wait_replicas is set",
+                     cfg->wait_timeout, cfg->command_timeout);
+        return -1;
+    }
     return 0;
 }
 

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 
 #include "internal.h"
@@ -46,7 +47,9 @@ static void about(rs_error *err, const char *host, int port)
     if (!err) return;
     char detail[sizeof err->message];
     memcpy(detail, err->message, sizeof detail);
+    rs_reply_class reply = err->reply;
     rs_error_set(err, err->kind, err->retryable, "%s:%d: %s", host, port, detail);
+    err->reply = reply;
 }
 
 redisContext *rs_connect(const rs_config *cfg, rs_tls *tls, const char *host, int port,
@@ -122,6 +125,7 @@ rs_conn *rs_conn_open(const rs_config *cfg, rs_tls *tls, const char *host, int p
         return NULL;
     }
     conn->ctx = ctx;
+    conn->tls = tls != NULL;
     conn->last_used = rs_now();
     conn->spin_wait = cfg->spin_wait;
     return conn;
@@ -130,6 +134,14 @@ rs_conn *rs_conn_open(const rs_config *cfg, rs_tls *tls, const char *host, int p
 void rs_conn_close(rs_conn *conn)
 {
     if (!conn) return;
+    /* A connection abandoned after an error (a timeout, a lost reply) may
+     * still have a request in the kernel's send queue: a plain close would
+     * deliver it later, after our retry, putting an old token back. Linger
+     * 0 makes close a reset that discards it. */
+    if (conn->ctx && conn->ctx->err && conn->ctx->fd >= 0) {
+        struct linger reset = {1, 0};
+        setsockopt(conn->ctx->fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+    }
     if (conn->ctx) redisFree(conn->ctx);
     free(conn);
 }

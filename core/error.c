@@ -37,6 +37,7 @@ void rs_error_set(rs_error *err, rs_error_kind kind, int retryable,
     if (!err) return;
     err->kind = kind;
     err->retryable = retryable;
+    err->reply = RS_REPLY_NONE;     /* rs_error_from_reply sets it after */
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(err->message, sizeof err->message, fmt, ap);

@@ -90,13 +90,17 @@ typedef struct rs_tls rs_tls;
 rs_tls *rs_tls_new(const rs_config *cfg, rs_error *err);
 void rs_tls_free(rs_tls *tls);
 /* TLS handshake on a connected context; verifies chain and host name
- * unless tls.verify is off (then warns). Errors are not retryable. */
+ * unless tls.verify is off (then warns). Certificate, name and protocol
+ * errors are final; a reset, EOF or timeout is a retryable connection
+ * error. */
 int rs_tls_handshake(rs_tls *tls, redisContext *ctx, const char *host, int port, rs_error *err);
 
 /* ---- conn.c: one connection ---- */
 typedef struct rs_conn {
     redisContext *ctx;
     double last_used;        /* rs_now() when last handed back */
+    int tls;                 /* rediss:// */
+    int used;                /* a pipeline was sent on it (exec.c) */
     uint64_t generation;     /* pool generation it was opened in */
     struct rs_conn *next;    /* idle list link */
     double spin_wait;        /* the option, for exec.c */
@@ -148,7 +152,10 @@ void rs_pool_get_stats(rs_pool *pool, rs_pool_stats *out);
 /* ---- retry.c ---- */
 /* Fills err from a failed context (I/O, EOF, timeout, protocol). */
 void rs_error_from_context(rs_error *err, const redisContext *ctx);
-/* Fills err from an error reply, classifying it (auth, retryable, ...). */
+/* The class of an error reply, by its first word. */
+rs_reply_class rs_reply_classify(const char *str, size_t len);
+/* Fills err from an error reply: err->reply gets its class, which decides
+ * the kind and whether it is retryable (auth, transient, ...). */
 void rs_error_from_reply(rs_error *err, const char *str, size_t len);
 /* Delay before retry number `n` (1-based): base * 2^(n-1), capped, with
  * jitter in [50%, 100%]. */
@@ -170,10 +177,35 @@ typedef struct rs_cmd {
     const size_t *argvlen;
 } rs_cmd;
 
-/* Runs `ncmds` commands pipelined on one pooled connection, retrying the
- * whole batch within the retry policy. On success, replies[i] holds each
+/* When a failed attempt may be repeated (the per-operation rules are in
+ * rigatoni_store.h). A failure before anything was sent (no connection, a
+ * pooled connection found closed) is always retried: the command did not
+ * run. A failure after sending (timeout, connection lost before every
+ * reply was read) leaves the outcome unknown. */
+typedef enum rs_retry_rule {
+    RS_RETRY_IDEMPOTENT,   /* repeating has the same effect: retry it too */
+    RS_RETRY_UNSENT,       /* never repeat what may have run: RS_ERR_UNKNOWN */
+} rs_retry_rule;
+
+/* What one attempt did, beside its replies. */
+typedef struct rs_attempt {
+    int broken;            /* the connection must be thrown away */
+    int sent;              /* some byte of the pipeline may have reached the server */
+    size_t answered;       /* leading replies read (set in replies[] even on failure) */
+} rs_attempt;
+
+void rs_replies_free(redisReply **replies, size_t n);
+
+/* Runs `ncmds` commands pipelined on one pooled connection (the cluster's
+ * routing in cluster mode) under `rule`. On success, replies[i] holds each
  * reply (free with freeReplyObject); an error reply in any of them fails
- * the call (replies freed). `what` names the operation for messages. */
+ * the call. On failure with RS_ERR_UNKNOWN and `answered` not NULL, the
+ * first *answered replies are set and the caller's to free (their commands
+ * ran; the later ones may or may not have); otherwise no reply is left.
+ * `what` names the operation for messages. */
+int rs_exec_rule(rs_store *store, rs_op op, const char *what, rs_retry_rule rule, size_t ncmds,
+                 const rs_cmd *cmds, redisReply **replies, size_t *answered, rs_error *err);
+/* rs_exec_rule for idempotent commands (reads, SET, PING). */
 int rs_exec(rs_store *store, rs_op op, const char *what, size_t ncmds,
             const rs_cmd *cmds, redisReply **replies, rs_error *err);
 
@@ -184,35 +216,79 @@ typedef struct rs_script {
 } rs_script;
 
 void rs_script_init(rs_script *script, const char *source);
-/* Runs the script with keys and args (binary safe); one reply, which may
- * be of any type. 0 or -1 + err. */
-int rs_script_run(rs_store *store, rs_op op, const char *what, const rs_script *script, int nkeys,
-                  const char **keys, const size_t *key_lens, int nargs, const char **args,
+/* Runs the script with keys and args (binary safe) under `rule`; one
+ * reply, which may be of any type. 0 or -1 + err. */
+int rs_script_run(rs_store *store, rs_op op, const char *what, rs_retry_rule rule,
+                  const rs_script *script, int nkeys, const char **keys,
+                  const size_t *key_lens, int nargs, const char **args,
                   const size_t *arg_lens, redisReply **reply, rs_error *err);
 /* The same for a script that saves a token: durable like rs_exec_durable. */
-int rs_script_run_durable(rs_store *store, rs_op op, const char *what, const rs_script *script,
-                          int nkeys, const char **keys, const size_t *key_lens, int nargs,
-                          const char **args, const size_t *arg_lens, redisReply **reply,
-                          rs_error *err);
+int rs_script_run_durable(rs_store *store, rs_op op, const char *what, rs_retry_rule rule,
+                          const rs_script *script, int nkeys, const char **keys,
+                          const size_t *key_lens, int nargs, const char **args,
+                          const size_t *arg_lens, redisReply **reply, rs_error *err);
 
-/* rs_exec on one given pool (standalone, sentinel, or one cluster node). */
-int rs_exec_on(rs_store *store, rs_pool *pool, const char *what, size_t ncmds,
-               const rs_cmd *cmds, redisReply **replies, rs_error *err);
-/* One attempt of rs_exec_on, no retry: 0, or -1 with *last set (the pool
- * has dropped what the failure made suspect). */
+/* rs_exec_rule on one given pool (standalone, sentinel). */
+int rs_exec_on(rs_store *store, rs_pool *pool, const char *what, rs_retry_rule rule,
+               size_t ncmds, const rs_cmd *cmds, redisReply **replies, size_t *answered,
+               rs_error *err);
+/* One idempotent attempt of rs_exec_on, no retry: 0, or -1 with *last set
+ * and no reply left (the pool has dropped what the failure made suspect). */
 int rs_exec_attempt(rs_pool *pool, size_t ncmds, const rs_cmd *cmds, redisReply **replies,
                     rs_error *last);
-/* One pipelined attempt on a connection (see exec.c). */
+/* One pipelined attempt on a connection (see exec.c); replies[0..answered)
+ * are set even when it fails. */
 int rs_run_pipeline(rs_conn *conn, size_t ncmds, const rs_cmd *cmds, redisReply **replies,
-                    int keep_errors, rs_error *err, int *broken);
+                    int keep_errors, rs_error *err, rs_attempt *at);
 /* The final error of a call: "<what> failed after N attempts: ...". */
 void rs_exec_fail(rs_error *err, const char *what, int attempts, const rs_error *last);
+/* The final error of a call whose last attempt may have run: RS_ERR_UNKNOWN,
+ * not retryable, naming how many of `ncmds` replies were read. */
+void rs_exec_unknown(rs_error *err, const char *what, int attempts, size_t answered,
+                     size_t ncmds, const rs_error *last);
 
-/* rs_exec for writes that must be durable: with wait_replicas set, a WAIT
- * follows in the same pipeline, and too few acknowledgements fail the call
- * (or log a warning with wait_policy = warn). */
-int rs_exec_durable(rs_store *store, rs_op op, const char *what, size_t ncmds,
-                    const rs_cmd *cmds, redisReply **replies, rs_error *err);
+/* RS_ERR_UNKNOWN after checking the server's state: `why` says what the
+ * check found (e.g. "the key is gone: deleted by this call or before"). */
+void rs_exec_unknown_because(rs_error *err, const char *what, int attempts, const char *why);
+/* One idempotent command on one key (GET, EXISTS, PTTL): how an operation
+ * whose attempt may have run reads the state that tells its outcome. */
+int rs_exec_key(rs_store *store, rs_op op, const char *what, const char *cmdname,
+                const char *key, size_t key_len, redisReply **reply, rs_error *err);
+
+/* What the server's state says about an attempt that may have run. */
+typedef enum rs_outcome {
+    RS_OUTCOME_RAN,        /* it ran: report its effect */
+    RS_OUTCOME_NOT_RUN,    /* it did not: send it again */
+    RS_OUTCOME_UNKNOWN,    /* nothing can be said: raise RS_ERR_UNKNOWN (*why says why) */
+} rs_outcome;
+typedef int (*rs_attempt_fn)(rs_store *store, void *ctx, redisReply **reply, rs_error *err);
+typedef rs_outcome (*rs_check_fn)(const redisReply *state, void *ctx, const char **why);
+
+/* A non-idempotent operation on one key made truthful: runs `run` (which
+ * uses RS_RETRY_UNSENT); when it fails with RS_ERR_UNKNOWN, reads the key
+ * with `check_cmd` (GET, EXISTS, PTTL) and lets `check` decide. Returns 0
+ * with *reply from `run`, 1 when the check found that it ran (no reply),
+ * -1 + err. At most max_retries + 1 attempts in all; *attempts (may be
+ * NULL) gets how many were made, as far as known. */
+int rs_exec_checked(rs_store *store, const char *what, rs_attempt_fn run, const char *check_cmd,
+                    const char *key, size_t key_len, rs_check_fn check, void *ctx,
+                    redisReply **reply, int *attempts, rs_error *err);
+
+/* One command under RS_RETRY_UNSENT, as an rs_attempt_fn (ctx: the struct). */
+typedef struct rs_unsent_cmd {
+    rs_op op;
+    const char *what;
+    rs_cmd cmd;
+} rs_unsent_cmd;
+int rs_run_unsent(rs_store *store, void *ctx, redisReply **reply, rs_error *err);
+
+/* rs_exec_rule for writes that must be durable: with wait_replicas set, a
+ * WAIT follows in the same pipeline, and too few acknowledgements fail the
+ * call (or log a warning with wait_policy = warn). A WAIT whose reply was
+ * lost after every write was answered counts as no acknowledgement. */
+int rs_exec_durable(rs_store *store, rs_op op, const char *what, rs_retry_rule rule,
+                    size_t ncmds, const rs_cmd *cmds, redisReply **replies, size_t *answered,
+                    rs_error *err);
 
 /* ---- cluster.c: Redis Cluster routing ---- */
 typedef struct rs_cluster rs_cluster;
@@ -221,9 +297,13 @@ rs_cluster *rs_cluster_new(rs_store *store, rs_error *err);
 void rs_cluster_free(rs_cluster *cluster);
 /* CRC16 slot of a key, with {hash tag} rules. */
 unsigned rs_key_slot(const char *key, size_t len);
-/* rs_exec for cluster mode: commands routed by key slot, grouped per node,
- * MOVED/ASK followed, the map refreshed after redirections or failures. */
-int rs_cluster_exec(rs_store *store, const char *what, size_t ncmds, const rs_cmd *cmds,
+/* rs_exec_rule for cluster mode (no reply kept on RS_ERR_UNKNOWN):
+ * commands routed by key slot, grouped per node, MOVED/ASK followed, the
+ * map refreshed after redirections or failures. With `wait`, each node's
+ * pipeline ends with that WAIT, and *acked (set by the caller to the
+ * number wanted) gets the fewest replicas any of them counted. */
+int rs_cluster_exec(rs_store *store, const char *what, rs_retry_rule rule, size_t ncmds,
+                    const rs_cmd *cmds, const rs_cmd *wait, long long *acked,
                     redisReply **replies, rs_error *err);
 /* Pools of the current masters (for SCAN over every master), and one slot
  * each serves. Returns the count (at most max). Pools live as long as the

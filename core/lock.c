@@ -50,22 +50,30 @@ static int check_lock_args(const char *key, const char *owner, double ttl, int n
     return 0;
 }
 
-/* Runs an owner-checked script on one key; returns its integer reply. */
-static long long owner_script(rs_store *store, const char *what, const rs_script *script,
-                              const char *key, const char *owner, const char *arg,
-                              rs_error *err)
+/* An owner-checked script on one key. */
+typedef struct owner_call {
+    const char *what;
+    const rs_script *script;
+    const char *key, *owner, *arg;
+} owner_call;
+
+static int run_owner_script(rs_store *store, owner_call *c, rs_retry_rule rule,
+                            redisReply **reply, rs_error *err)
 {
-    const char *keys[1] = {key}, *args[2] = {owner, arg};
-    size_t key_lens[1] = {strlen(key)}, arg_lens[2] = {strlen(owner), arg ? strlen(arg) : 0};
-    redisReply *reply;
-    if (rs_script_run(store, RS_OP_LOCK, what, script, 1, keys, key_lens, arg ? 2 : 1, args, arg_lens,
-                      &reply, err) < 0)
-        return -1;
-    /* Scripts answer 1 or 0; anything else (a negative integer from a
-     * broken server would read as our -1 = error) counts as 0. */
-    long long v = reply->type == REDIS_REPLY_INTEGER && reply->integer > 0 ? reply->integer : 0;
+    const char *keys[1] = {c->key}, *args[2] = {c->owner, c->arg};
+    size_t key_lens[1] = {strlen(c->key)},
+           arg_lens[2] = {strlen(c->owner), c->arg ? strlen(c->arg) : 0};
+    return rs_script_run(store, RS_OP_LOCK, c->what, rule, c->script, 1, keys, key_lens,
+                         c->arg ? 2 : 1, args, arg_lens, reply, err);
+}
+
+/* Scripts answer 1 or 0; anything else (a negative integer from a broken
+ * server would read as our -1 = error) counts as 0. */
+static int script_said_yes(redisReply *reply)
+{
+    int yes = reply->type == REDIS_REPLY_INTEGER && reply->integer == 1;
     freeReplyObject(reply);
-    return v;
+    return yes;
 }
 
 int rs_lock_refresh(rs_store *store, const char *key, const char *owner, double ttl,
@@ -75,18 +83,44 @@ int rs_lock_refresh(rs_store *store, const char *key, const char *owner, double 
     if (check_lock_args(key, owner, ttl, 1, err) < 0) return -1;
     char ms[24];
     snprintf(ms, sizeof ms, "%.0f", fmax(1, (double)llround(ttl * 1000)));
-    long long v = owner_script(store, "refresh_lock", &store->scripts.lock_refresh, key, owner,
-                               ms, err);
-    return v < 0 ? -1 : v == 1;
+    /* Idempotent: a second PEXPIRE by the owner gives the same TTL. */
+    owner_call c = {"refresh_lock", &store->scripts.lock_refresh, key, owner, ms};
+    redisReply *reply;
+    if (run_owner_script(store, &c, RS_RETRY_IDEMPOTENT, &reply, err) < 0) return -1;
+    return script_said_yes(reply);
+}
+
+static int run_release(rs_store *store, void *ctx, redisReply **reply, rs_error *err)
+{
+    return run_owner_script(store, ctx, RS_RETRY_UNSENT, reply, err);
+}
+
+/* After a release whose reply was lost: still ours = it did not run; gone
+ * = released (by it, or expired: either way not held, as asked); another
+ * owner = it may have run and the lock been taken since, or the lock was
+ * lost before it: that is `unknown`, never "was not ours". */
+static rs_outcome check_released(const redisReply *value, void *ctx, const char **why)
+{
+    const owner_call *c = ctx;
+    if (value->type == REDIS_REPLY_NIL) return RS_OUTCOME_RAN;
+    if (value->type == REDIS_REPLY_STRING && value->len == strlen(c->owner) &&
+        memcmp(value->str, c->owner, value->len) == 0)
+        return RS_OUTCOME_NOT_RUN;
+    *why = "the lock is held by another owner now: released by this call and taken since, or "
+           "lost before it";
+    return RS_OUTCOME_UNKNOWN;
 }
 
 int rs_lock_release(rs_store *store, const char *key, const char *owner, rs_error *err)
 {
     rs_error_clear(err);
     if (check_lock_args(key, owner, 0, 0, err) < 0) return -1;
-    long long v = owner_script(store, "release_lock", &store->scripts.lock_release, key, owner,
-                               NULL, err);
-    return v < 0 ? -1 : v == 1;
+    owner_call c = {"release_lock", &store->scripts.lock_release, key, owner, NULL};
+    redisReply *reply;
+    int rc = rs_exec_checked(store, "release_lock", run_release, "GET", key, strlen(key),
+                             check_released, &c, &reply, NULL, err);
+    if (rc != 0) return rc;
+    return script_said_yes(reply);
 }
 
 int rs_lock_acquire(rs_store *store, const char *key, const char *owner, double ttl,
@@ -143,6 +177,39 @@ int rs_lock_owner(rs_store *store, const char *key, char **owner, rs_error *err)
     return found;
 }
 
+/* The fenced save's script call and what the check of the token saw. */
+typedef struct fenced {
+    const char *keys[2];          /* lock, token */
+    size_t key_lens[2];
+    const char *args[4];          /* owner, bytes, [EX|PX, amount] */
+    size_t arg_lens[4];
+    int nargs;
+    char amount[24];
+    int checked;                  /* an attempt's outcome was looked up */
+} fenced;
+
+static int run_fenced(rs_store *store, void *ctx, redisReply **reply, rs_error *err)
+{
+    fenced *f = ctx;
+    return rs_script_run_durable(store, RS_OP_SAVE, "fenced save", RS_RETRY_UNSENT,
+                                 &store->scripts.save_fenced, 2, f->keys, f->key_lens, f->nargs,
+                                 f->args, f->arg_lens, reply, err);
+}
+
+/* Our bytes stored = written (by that attempt, or already before: the
+ * token is what the caller wanted either way); else run it again, under
+ * the owner check. */
+static rs_outcome check_fenced(const redisReply *value, void *ctx, const char **why)
+{
+    fenced *f = ctx;
+    (void)why;
+    f->checked = 1;
+    if (value->type == REDIS_REPLY_STRING && value->len == f->arg_lens[1] &&
+        (value->len == 0 || memcmp(value->str, f->args[1], value->len) == 0))
+        return RS_OUTCOME_RAN;
+    return RS_OUTCOME_NOT_RUN;
+}
+
 int rs_save_fenced(rs_store *store, const char *collection, size_t coll_len, const void *bytes,
                    size_t len, const char *lock_key, const char *owner, rs_error *err)
 {
@@ -164,26 +231,32 @@ int rs_save_fenced(rs_store *store, const char *collection, size_t coll_len, con
         free(key);
         return -1;
     }
-    const char *unit;
-    char amount[24];
-    int has_ttl = rs_ttl_args(store->cfg->ttl, &unit, amount, sizeof amount);
-    const char *keys[2] = {lock_key, key};
-    size_t key_lens[2] = {strlen(lock_key), key_len};
-    const char *args[4] = {owner, bytes ? bytes : "", unit, amount};
-    size_t arg_lens[4] = {strlen(owner), len, has_ttl ? 2 : 0, strlen(amount)};
+    fenced f = {.keys = {lock_key, key},
+                .key_lens = {strlen(lock_key), key_len},
+                .args = {owner, bytes ? bytes : ""},
+                .arg_lens = {strlen(owner), len}};
+    f.nargs = rs_ttl_args(store->cfg->ttl, &f.args[2], f.amount, sizeof f.amount) ? 4 : 2;
+    f.args[3] = f.amount;
+    f.arg_lens[2] = strlen(f.args[2]);
+    f.arg_lens[3] = strlen(f.amount);
     redisReply *reply;
-    int rc = rs_script_run_durable(store, RS_OP_SAVE, "fenced save", &store->scripts.save_fenced, 2, keys,
-                                   key_lens, has_ttl ? 4 : 2, args, arg_lens, &reply, err);
+    int attempts;
+    int rc = rs_exec_checked(store, "fenced save", run_fenced, "GET", key, key_len, check_fenced,
+                             &f, &reply, &attempts, err);
     free(key);
     if (rc < 0) return -1;
-    int saved = reply->type == REDIS_REPLY_INTEGER && reply->integer == 1;
-    freeReplyObject(reply);
-    if (!saved) {
-        rs_error_set(err, RS_ERR_NOT_OWNER, 0,
-                     "fenced save refused: lock '%.200s' is not held by this owner", lock_key);
+    if (rc == 1 || script_said_yes(reply)) return 0;
+    if (f.checked) {
+        /* Refused now, after an attempt that may have run while the lock
+         * was still ours and whose token has been replaced since. */
+        rs_exec_unknown_because(err, "fenced save", attempts,
+                                "the lock is not held by this owner now and the token holds "
+                                "other bytes");
         return -1;
     }
-    return 0;
+    rs_error_set(err, RS_ERR_NOT_OWNER, 0,
+                 "fenced save refused: lock '%.200s' is not held by this owner", lock_key);
+    return -1;
 }
 
 size_t rs_lock_key(const rs_store *store, const char *db, const char *collection, char *buf,

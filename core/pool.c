@@ -243,8 +243,8 @@ void rs_pool_drop_idle(rs_pool *pool)
 void rs_pool_after_failure(rs_pool *pool, int broken, const rs_error *err)
 {
     int moved = broken || (err && (err->kind == RS_ERR_CONNECTION || err->kind == RS_ERR_TIMEOUT ||
-                                   strstr(err->message, "READONLY") ||
-                                   strstr(err->message, "MASTERDOWN")));
+                                   err->reply == RS_REPLY_READONLY ||
+                                   err->reply == RS_REPLY_MASTERDOWN));
     if (!pool->sentinel) {
         if (broken) {
             rs_log(RS_LOG_INFO, "connection lost (%s); closing the idle ones, the next "

@@ -6,6 +6,8 @@
  * connection storm causes and its end cures). Everything deterministic (bad
  * auth, WRONGTYPE, OOM, syntax) fails at once: repeating it would only delay
  * the error.
+ * An error reply is classified once, by its first word, into rs_reply_class
+ * (err->reply); callers switch on that, never on the message text.
  * Delays grow as base * 2^(n-1), capped, with jitter so that many clients
  * restarted together do not hammer a recovering server in lockstep.
  */
@@ -68,31 +70,56 @@ static int starts_with_word(const char *str, size_t len, const char *word)
     return len >= n && memcmp(str, word, n) == 0 && (len == n || str[n] == ' ');
 }
 
+rs_reply_class rs_reply_classify(const char *str, size_t len)
+{
+    static const struct {
+        const char *word;
+        rs_reply_class cls;
+    } words[] = {
+        {"MOVED", RS_REPLY_MOVED},       {"ASK", RS_REPLY_ASK},
+        {"NOSCRIPT", RS_REPLY_NOSCRIPT}, {"READONLY", RS_REPLY_READONLY},
+        {"MASTERDOWN", RS_REPLY_MASTERDOWN}, {"LOADING", RS_REPLY_LOADING},
+        {"BUSY", RS_REPLY_BUSY},         {"TRYAGAIN", RS_REPLY_TRYAGAIN},
+        {"CLUSTERDOWN", RS_REPLY_CLUSTERDOWN}, {"OOM", RS_REPLY_OOM},
+        {"NOAUTH", RS_REPLY_NOAUTH},     {"WRONGPASS", RS_REPLY_NOAUTH},
+        {"NOPERM", RS_REPLY_NOPERM},
+    };
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+        if (starts_with_word(str, len, words[i].word)) return words[i].cls;
+    /* Plain "ERR" replies that still mean something: AUTH against a server
+     * without a password, and a connection storm's refusal. */
+    static const char maxclients[] = "ERR max number of clients reached";
+    if (len >= sizeof maxclients - 1 && memcmp(str, maxclients, sizeof maxclients - 1) == 0)
+        return RS_REPLY_MAXCLIENTS;
+    if (len > 4 && memcmp(str, "ERR ", 4) == 0 &&
+        (memmem(str, len, "invalid password", 16) ||
+         memmem(str, len, "AUTH <password> called", 22)))
+        return RS_REPLY_NOAUTH;
+    return RS_REPLY_OTHER;
+}
+
 void rs_error_from_reply(rs_error *err, const char *str, size_t len)
 {
-    static const char *transient[] = {"LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN",
-                                      "READONLY", "CLUSTERDOWN"};
-    static const char *auth[] = {"NOAUTH", "WRONGPASS", "NOPERM"};
     int shown = len > 400 ? 400 : (int)len;
-
-    for (size_t i = 0; i < sizeof auth / sizeof auth[0]; i++) {
-        if (starts_with_word(str, len, auth[i])) {
-            rs_error_set(err, RS_ERR_AUTH, 0, "server refused: %.*s", shown, str);
-            return;
-        }
-    }
-    /* AUTH against a server without a password answers "ERR ... AUTH ...". */
-    if (len > 4 && memcmp(str, "ERR ", 4) == 0 &&
-        (memmem(str, len, "invalid password", 16) || memmem(str, len, "AUTH <password> called", 22))) {
+    rs_reply_class cls = rs_reply_classify(str, len);
+    switch (cls) {
+    case RS_REPLY_NOAUTH:
+    case RS_REPLY_NOPERM:
         rs_error_set(err, RS_ERR_AUTH, 0, "server refused: %.*s", shown, str);
-        return;
+        break;
+    case RS_REPLY_LOADING:
+    case RS_REPLY_BUSY:
+    case RS_REPLY_TRYAGAIN:
+    case RS_REPLY_MASTERDOWN:
+    case RS_REPLY_READONLY:
+    case RS_REPLY_CLUSTERDOWN:
+    case RS_REPLY_MAXCLIENTS:
+        rs_error_set(err, RS_ERR_SERVER, 1, "server busy: %.*s", shown, str);
+        break;
+    default:
+        rs_error_set(err, RS_ERR_SERVER, 0, "server error: %.*s", shown, str);
     }
-    static const char maxclients[] = "ERR max number of clients reached";
-    int busy = len >= sizeof maxclients - 1 && memcmp(str, maxclients, sizeof maxclients - 1) == 0;
-    for (size_t i = 0; !busy && i < sizeof transient / sizeof transient[0]; i++)
-        busy = starts_with_word(str, len, transient[i]);
-    if (busy) rs_error_set(err, RS_ERR_SERVER, 1, "server busy: %.*s", shown, str);
-    else rs_error_set(err, RS_ERR_SERVER, 0, "server error: %.*s", shown, str);
+    if (err) err->reply = cls;
 }
 
 int rs_retry_wait(const rs_config *cfg, const char *what, int attempt, const rs_error *last)

@@ -12,6 +12,19 @@
  *  - Memory returned to the caller is freed with rs_free() unless a
  *    dedicated destructor is named.
  *  - A store is thread safe: one rs_store may be shared by many threads.
+ *
+ * Retries (no retry that lies)
+ *  - A failure before the command was sent (no connection, a pooled
+ *    connection found closed, a TLS handshake cut) means it did not run:
+ *    always retried within max_retries.
+ *  - A failure after sending (timeout, connection lost before the reply)
+ *    means it may have run. Reads and plain SETs are retried (idempotent).
+ *    Every other operation either reads the outcome back from the server
+ *    or fails with RS_ERR_UNKNOWN (retryable 0, attempts set); each
+ *    function below says which. Nothing reports the opposite of what
+ *    happened.
+ *  - A connection abandoned after an error is closed with a reset
+ *    (SO_LINGER 0), so nothing still queued on it reaches the server late.
  */
 #ifndef RIGATONI_STORE_H
 #define RIGATONI_STORE_H
@@ -48,11 +61,32 @@ typedef enum rs_error_kind {
     RS_ERR_UNKNOWN        /* the command may or may not have run: its reply was lost */
 } rs_error_kind;
 
+/* The class of the server error reply behind an error, read once where
+ * the reply arrives (by its first word), so nothing searches messages. */
+typedef enum rs_reply_class {
+    RS_REPLY_NONE = 0,    /* the error is not a server reply */
+    RS_REPLY_MOVED,
+    RS_REPLY_ASK,
+    RS_REPLY_NOSCRIPT,
+    RS_REPLY_READONLY,
+    RS_REPLY_MASTERDOWN,
+    RS_REPLY_LOADING,
+    RS_REPLY_BUSY,
+    RS_REPLY_TRYAGAIN,
+    RS_REPLY_CLUSTERDOWN,
+    RS_REPLY_OOM,
+    RS_REPLY_NOAUTH,      /* NOAUTH, WRONGPASS, and AUTH refused */
+    RS_REPLY_NOPERM,
+    RS_REPLY_MAXCLIENTS,  /* ERR max number of clients reached */
+    RS_REPLY_OTHER
+} rs_reply_class;
+
 typedef struct rs_error {
     rs_error_kind kind;
     int retryable;      /* would trying again later possibly succeed? */
     int attempts;       /* how many attempts were made (0 = none) */
     char message[512];  /* one line, credentials masked */
+    rs_reply_class reply;   /* RS_REPLY_NONE unless a server reply failed it */
 } rs_error;
 
 /* "config", "connection", ... ; "ok" for RS_OK. Static string. */
@@ -179,7 +213,8 @@ const rs_config *rs_store_config(const rs_store *store);
 /* Saves exact bytes under <key_prefix>:<collection>: SET, or SET .. EX when
  * a TTL applies (PX when it has a fraction of a second). `ttl` is seconds,
  * RS_TTL_DEFAULT or RS_TTL_NONE. The bytes are not checked here: callers
- * that need BSON validate with rs_token_validate first. */
+ * that need BSON validate with rs_token_validate first. Retried after any
+ * retryable failure (the same SET again is harmless). */
 int rs_save_raw(rs_store *store, const char *collection, size_t coll_len,
                 const void *bytes, size_t len, double ttl, rs_error *err);
 
@@ -188,7 +223,9 @@ int rs_save_raw(rs_store *store, const char *collection, size_t coll_len,
 int rs_get_raw(rs_store *store, const char *collection, size_t coll_len,
                char **out, size_t *out_len, rs_error *err);
 
-/* Deletes. Returns 1 when a token was deleted, 0 when absent, -1 on error. */
+/* Deletes. Returns 1 when a token was deleted, 0 when absent, -1 on error.
+ * After a lost reply the key is checked: still there = sent again; gone =
+ * RS_ERR_UNKNOWN (deleted by this call, or never there). */
 int rs_delete(rs_store *store, const char *collection, size_t coll_len,
               rs_error *err);
 
@@ -201,14 +238,26 @@ int rs_ttl(rs_store *store, const char *collection, size_t coll_len,
 /* PING through the pool. 0 or -1. */
 int rs_ping(rs_store *store, rs_error *err);
 
-/* Runs one command given as argv (binary safe) on a pooled connection,
- * with the retry policy, and hands back the reply as text: status, string
- * and error replies as their bytes, integers in decimal, nil as NULL
- * (return 0), arrays are refused. For admin helpers (INFO, MEMORY USAGE).
+/* Runs one command given as argv (binary safe) on a pooled connection
+ * and hands back the reply as text: status, string and error replies as
+ * their bytes, integers in decimal, nil as NULL (return 0), arrays are
+ * refused. For admin helpers (INFO, MEMORY USAGE). The command is retried
+ * only while nothing was sent: once it may have reached the server (a
+ * timeout, a connection lost before the reply) the call fails with
+ * RS_ERR_UNKNOWN, so an INCR or LPUSH never runs twice.
  * Returns 1 with malloc'd *out, 0 for nil, -1 on error. */
 int rs_command(rs_store *store, int argc, const char **argv,
                const size_t *argvlen, char **out, size_t *out_len,
                rs_error *err);
+
+/* The caller vouches that running the command twice does no harm (INFO,
+ * GET, SET without NX): it is retried like a read. */
+#define RS_COMMAND_IDEMPOTENT 1
+
+/* rs_command with flags (0 or RS_COMMAND_IDEMPOTENT). */
+int rs_command_flags(rs_store *store, int argc, const char **argv,
+                     const size_t *argvlen, int flags, char **out,
+                     size_t *out_len, rs_error *err);
 
 /* ------------------------------------------------------------------------
  * Identity: which data set a store reaches, told by the servers themselves
@@ -244,9 +293,11 @@ typedef struct rs_save_item {
 #define RS_SAVE_NX 1
 
 /* Saves `n` items in one pipeline. written[i] (may be NULL) is set to 1
- * when item i was written, 0 when RS_SAVE_NX skipped it. 0 or -1; on -1
- * nothing can be said about which items were written (retry the batch:
- * saves are idempotent). */
+ * when item i was written, 0 when RS_SAVE_NX skipped it. 0 or -1. Plain
+ * saves are retried as a whole (idempotent); on -1 nothing can be said
+ * about which items were written (retry the batch). With RS_SAVE_NX the
+ * replies read before a loss are kept and every other key is read back:
+ * our bytes = written, absent = sent again, other bytes = RS_ERR_UNKNOWN. */
 int rs_save_many(rs_store *store, const rs_save_item *items, size_t n, int flags,
                  int *written, rs_error *err);
 
@@ -262,18 +313,21 @@ int rs_get_many(rs_store *store, const char *const *collections, const size_t *l
                 size_t n, rs_value *out, rs_error *err);
 void rs_values_free(rs_value *values, size_t n);
 
-/* Deletes `n` tokens with one DEL; returns how many existed, or -1. */
+/* Deletes `n` tokens with one DEL; returns how many existed, or -1.
+ * Not retried once sent: the count cannot be learnt again (RS_ERR_UNKNOWN). */
 long long rs_delete_many(rs_store *store, const char *const *collections,
                          const size_t *lens, size_t n, rs_error *err);
 
 /* Gives a TTL to a token that has none (EXPIRE ... NX): 1 when set, 0 when
- * the token is absent or already expires, -1 on error. */
+ * the token is absent or already expires, -1 on error. After a lost reply:
+ * still no TTL = sent again; a TTL or no key = RS_ERR_UNKNOWN. */
 int rs_expire(rs_store *store, const char *collection, size_t coll_len, double ttl,
               rs_error *err);
 
 /* Deletes the token only if it still holds exactly `bytes` (atomic on the
  * server), so a token refreshed meanwhile by a live pipeline survives.
- * 1 deleted, 0 not (changed or absent), -1 on error. */
+ * 1 deleted, 0 not (changed or absent), -1 on error. After a lost reply:
+ * our bytes still there = sent again; gone or changed = RS_ERR_UNKNOWN. */
 int rs_delete_if_value(rs_store *store, const char *collection, size_t coll_len,
                        const void *bytes, size_t len, rs_error *err);
 
@@ -292,10 +346,14 @@ int rs_delete_if_value(rs_store *store, const char *collection, size_t coll_len,
  * by another owner, -1 on error. `ttl` in seconds (> 0). */
 int rs_lock_acquire(rs_store *store, const char *key, const char *owner, double ttl,
                     rs_error *err);
-/* 1 refreshed, 0 not held by `owner` (expired or taken), -1 on error. */
+/* 1 refreshed, 0 not held by `owner` (expired or taken), -1 on error.
+ * Retried like a read (the owner's PEXPIRE twice is the same TTL). */
 int rs_lock_refresh(rs_store *store, const char *key, const char *owner, double ttl,
                     rs_error *err);
-/* 1 released, 0 not held by `owner`, -1 on error. */
+/* 1 released, 0 not held by `owner`, -1 on error. After a lost reply the
+ * lock is read: absent = 1 (released by us, or expired: not held either
+ * way), still ours = sent again, another owner = RS_ERR_UNKNOWN (ours may
+ * have run and the lock been taken since). */
 int rs_lock_release(rs_store *store, const char *key, const char *owner, rs_error *err);
 /* 1 when the key exists, 0 when not, -1 on error. */
 int rs_lock_is_locked(rs_store *store, const char *key, rs_error *err);
@@ -304,7 +362,10 @@ int rs_lock_owner(rs_store *store, const char *key, char **owner, rs_error *err)
 
 /* Fenced save: writes the token (with the configured TTL, as a plain save)
  * only while `lock_key` is held by `owner`, atomically on the server.
- * 0 saved; -1 with RS_ERR_NOT_OWNER (nothing written) or another error. */
+ * 0 saved; -1 with RS_ERR_NOT_OWNER (nothing written) or another error.
+ * After a lost reply the token is read: our bytes = saved; else the script
+ * runs again, and a refusal then is RS_ERR_UNKNOWN (the lost attempt may
+ * have written while the lock was ours). */
 int rs_save_fenced(rs_store *store, const char *collection, size_t coll_len,
                    const void *bytes, size_t len, const char *lock_key, const char *owner,
                    rs_error *err);

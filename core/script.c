@@ -30,7 +30,7 @@ static void fill_argv(const rs_script *script, int use_source, int nkeys, const 
     argvlen[0] = strlen(argv[0]);
     argv[1] = use_source ? script->source : script->sha;
     argvlen[1] = strlen(argv[1]);
-    snprintf(numkeys, 8, "%d", nkeys);
+    snprintf(numkeys, 12, "%d", nkeys);
     argv[2] = numkeys;
     argvlen[2] = strlen(numkeys);
     for (int i = 0; i < nkeys; i++) {
@@ -43,46 +43,50 @@ static void fill_argv(const rs_script *script, int use_source, int nkeys, const 
     }
 }
 
-static int script_run(rs_store *store, rs_op op, const char *what, const rs_script *script, int nkeys,
-                      const char **keys, const size_t *key_lens, int nargs, const char **args,
+static int script_run(rs_store *store, rs_op op, const char *what, rs_retry_rule rule,
+                      const rs_script *script, int nkeys, const char **keys,
+                      const size_t *key_lens, int nargs, const char **args,
                       const size_t *arg_lens, redisReply **reply, rs_error *err, int durable)
 {
-    int (*exec)(rs_store *, rs_op, const char *, size_t, const rs_cmd *, redisReply **,
-                rs_error *) =
-        durable ? rs_exec_durable : rs_exec;
     enum { MAX_ARGS = 16 };
     const char *argv[MAX_ARGS];
     size_t argvlen[MAX_ARGS];
-    char numkeys[8];
+    char numkeys[12];
     if (3 + nkeys + nargs > MAX_ARGS) {
         rs_error_set(err, RS_ERR_CONFIG, 0, "%s: too many script arguments", what);
         return -1;
     }
     rs_cmd cmd = {3 + nkeys + nargs, argv, argvlen};
-    fill_argv(script, 0, nkeys, keys, key_lens, nargs, args, arg_lens, argv, argvlen, numkeys);
     rs_error first;
-    if (exec(store, op, what, 1, &cmd, reply, &first) == 0) return 0;
-    if (!strstr(first.message, "NOSCRIPT")) {
-        if (err) *err = first;
-        return -1;
+    for (int use_source = 0;; use_source = 1) {
+        fill_argv(script, use_source, nkeys, keys, key_lens, nargs, args, arg_lens, argv,
+                  argvlen, numkeys);
+        rs_error *e = use_source ? err : &first;
+        int rc = durable ? rs_exec_durable(store, op, what, rule, 1, &cmd, reply, NULL, e)
+                         : rs_exec_rule(store, op, what, rule, 1, &cmd, reply, NULL, e);
+        if (rc == 0 || use_source) return rc;
+        /* NOSCRIPT is an error reply: the script did not run, EVAL may. */
+        if (first.reply != RS_REPLY_NOSCRIPT) {
+            if (err) *err = first;
+            return -1;
+        }
     }
-    fill_argv(script, 1, nkeys, keys, key_lens, nargs, args, arg_lens, argv, argvlen, numkeys);
-    return exec(store, op, what, 1, &cmd, reply, err);
 }
 
-int rs_script_run(rs_store *store, rs_op op, const char *what, const rs_script *script, int nkeys,
-                  const char **keys, const size_t *key_lens, int nargs, const char **args,
+int rs_script_run(rs_store *store, rs_op op, const char *what, rs_retry_rule rule,
+                  const rs_script *script, int nkeys, const char **keys,
+                  const size_t *key_lens, int nargs, const char **args,
                   const size_t *arg_lens, redisReply **reply, rs_error *err)
 {
-    return script_run(store, op, what, script, nkeys, keys, key_lens, nargs, args, arg_lens,
-                      reply, err, 0);
+    return script_run(store, op, what, rule, script, nkeys, keys, key_lens, nargs, args,
+                      arg_lens, reply, err, 0);
 }
 
-int rs_script_run_durable(rs_store *store, rs_op op, const char *what, const rs_script *script,
-                          int nkeys, const char **keys, const size_t *key_lens, int nargs,
-                          const char **args, const size_t *arg_lens, redisReply **reply,
-                          rs_error *err)
+int rs_script_run_durable(rs_store *store, rs_op op, const char *what, rs_retry_rule rule,
+                          const rs_script *script, int nkeys, const char **keys,
+                          const size_t *key_lens, int nargs, const char **args,
+                          const size_t *arg_lens, redisReply **reply, rs_error *err)
 {
-    return script_run(store, op, what, script, nkeys, keys, key_lens, nargs, args, arg_lens,
-                      reply, err, 1);
+    return script_run(store, op, what, rule, script, nkeys, keys, key_lens, nargs, args,
+                      arg_lens, reply, err, 1);
 }

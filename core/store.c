@@ -34,7 +34,9 @@ static void prefix_with_url(rs_error *err, const char *url)
     char masked[256], detail[sizeof err->message];
     rs_mask_url(url, masked, sizeof masked);
     memcpy(detail, err->message, sizeof detail);
+    rs_reply_class reply = err->reply;
     rs_error_set(err, err->kind, err->retryable, "cannot open store at %s: %s", masked, detail);
+    err->reply = reply;
 }
 
 rs_store *rs_store_open(const rs_config *cfg, rs_error *err)
@@ -182,7 +184,9 @@ int rs_save_raw(rs_store *store, const char *collection, size_t coll_len, const 
     redisReply *reply;
     char what[128];
     describe(what, sizeof what, "save", collection, coll_len);
-    int rc = rs_exec_durable(store, RS_OP_SAVE, what, 1, &cmd, &reply, err);
+    /* A plain SET of the same bytes is idempotent: retried after any failure. */
+    int rc = rs_exec_durable(store, RS_OP_SAVE, what, RS_RETRY_IDEMPOTENT, 1, &cmd, &reply, NULL,
+                             err);
     free(key);
     if (rc < 0) return -1;
     freeReplyObject(reply);
@@ -258,11 +262,35 @@ static int key_integer_command(rs_store *store, rs_op kind, const char *cmdname,
     return 0;
 }
 
+/* DEL answers whether the key was there: after an attempt that may have
+ * run, a key found gone cannot tell "deleted by us" from "never there". */
+static rs_outcome check_deleted(const redisReply *exists, void *ctx, const char **why)
+{
+    (void)ctx;
+    if (exists->type == REDIS_REPLY_INTEGER && exists->integer > 0) return RS_OUTCOME_NOT_RUN;
+    *why = "the key is gone: deleted by this call, or it was not there";
+    return RS_OUTCOME_UNKNOWN;
+}
+
 int rs_delete(rs_store *store, const char *collection, size_t coll_len, rs_error *err)
 {
-    long long n;
-    if (key_integer_command(store, RS_OP_DELETE, "DEL", "delete", collection, coll_len, &n, err) < 0) return -1;
-    return n > 0;
+    rs_error_clear(err);
+    size_t key_len;
+    char *key = rs_token_key(store, collection, coll_len, &key_len, err);
+    if (!key) return -1;
+    const char *argv[2] = {"DEL", key};
+    size_t argvlen[2] = {3, key_len};
+    char what[128];
+    describe(what, sizeof what, "delete", collection, coll_len);
+    rs_unsent_cmd del = {RS_OP_DELETE, what, {2, argv, argvlen}};
+    redisReply *reply;
+    int rc = rs_exec_checked(store, what, rs_run_unsent, "EXISTS", key, key_len, check_deleted,
+                             &del, &reply, NULL, err);
+    free(key);
+    if (rc < 0) return -1;
+    rc = reply->type == REDIS_REPLY_INTEGER && reply->integer > 0;
+    freeReplyObject(reply);
+    return rc;
 }
 
 int rs_ttl(rs_store *store, const char *collection, size_t coll_len, double *seconds,
@@ -291,6 +319,12 @@ int rs_ping(rs_store *store, rs_error *err)
 int rs_command(rs_store *store, int argc, const char **argv, const size_t *argvlen, char **out,
                size_t *out_len, rs_error *err)
 {
+    return rs_command_flags(store, argc, argv, argvlen, 0, out, out_len, err);
+}
+
+int rs_command_flags(rs_store *store, int argc, const char **argv, const size_t *argvlen,
+                     int flags, char **out, size_t *out_len, rs_error *err)
+{
     rs_error_clear(err);
     *out = NULL;
     *out_len = 0;
@@ -302,7 +336,10 @@ int rs_command(rs_store *store, int argc, const char **argv, const size_t *argvl
     redisReply *reply;
     char what[64];
     snprintf(what, sizeof what, "command %.*s", argvlen[0] > 32 ? 32 : (int)argvlen[0], argv[0]);
-    if (rs_exec(store, RS_OP_OTHER, what, 1, &cmd, &reply, err) < 0) return -1;
+    /* An arbitrary command (INCR, LPUSH) is repeated only when the caller
+     * says repeating it is harmless. */
+    rs_retry_rule rule = flags & RS_COMMAND_IDEMPOTENT ? RS_RETRY_IDEMPOTENT : RS_RETRY_UNSENT;
+    if (rs_exec_rule(store, RS_OP_OTHER, what, rule, 1, &cmd, &reply, NULL, err) < 0) return -1;
     int rc = 1;
     char num[32];
     const char *src = NULL;

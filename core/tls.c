@@ -7,6 +7,8 @@
  * SSL_new from many threads on one context). Handshake failures say why:
  * the verify result names an unknown CA, an expired or mismatched
  * certificate; a plain-text server shows up as a protocol error or timeout.
+ * Certificate, name and protocol failures are final; a handshake cut by
+ * the socket (reset, EOF, timeout: a server restarting) is retryable.
  */
 #include <arpa/inet.h>
 #include <openssl/err.h>
@@ -108,6 +110,18 @@ static int expect_peer_name(SSL *ssl, const char *name)
     return X509_VERIFY_PARAM_set1_host(param, name, 0) && SSL_set_tlsext_host_name(ssl, name);
 }
 
+/* OpenSSL 3 reports a peer closing mid-handshake as an error of its own,
+ * not as a socket error. */
+static int peer_went_away(unsigned long e)
+{
+#ifdef SSL_R_UNEXPECTED_EOF_WHILE_READING
+    return ERR_GET_LIB(e) == ERR_LIB_SSL && ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING;
+#else
+    (void)e;
+    return 0;
+#endif
+}
+
 int rs_tls_handshake(rs_tls *tls, redisContext *ctx, const char *host, int port, rs_error *err)
 {
     const char *name = tls->server_name ? tls->server_name : host;
@@ -134,16 +148,22 @@ int rs_tls_handshake(rs_tls *tls, redisContext *ctx, const char *host, int port,
     if (rc == REDIS_OK) return 0;    /* ctx owns ssl now */
 
     long verify = SSL_get_verify_result(ssl);
+    unsigned long e = ERR_peek_last_error();
     if (tls->verify && verify != X509_V_OK) {
         rs_error_set(err, RS_ERR_CONNECTION, 0,
                      "TLS handshake with %s:%d failed: certificate verify failed: %s", host, port,
                      X509_verify_cert_error_string(verify));
+    } else if (!e || peer_went_away(e)) {
+        /* No TLS verdict, only the socket failing (reset, EOF, timeout):
+         * a server restarting or overloaded, worth another attempt. */
+        rs_error_set(err, RS_ERR_CONNECTION, 1,
+                     "TLS handshake with %s:%d failed: %s (is it a TLS port?)", host, port,
+                     ctx->errstr[0] ? ctx->errstr : "connection lost");
     } else {
-        char detail[256] = "no TLS answer";
-        unsigned long e = ERR_peek_last_error();
-        if (e) ERR_error_string_n(e, detail, sizeof detail);
-        else if (strstr(ctx->errstr, "unavailable") || ctx->err == REDIS_ERR_TIMEOUT)
-            snprintf(detail, sizeof detail, "timed out");
+        /* The peer spoke and TLS refused it (wrong version, alert, no
+         * shared cipher): the same next time. */
+        char detail[256];
+        ERR_error_string_n(e, detail, sizeof detail);
         rs_error_set(err, RS_ERR_CONNECTION, 0,
                      "TLS handshake with %s:%d failed: %s (is it a TLS port?)", host, port, detail);
     }

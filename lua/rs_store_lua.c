@@ -305,20 +305,38 @@ static int store_ping(lua_State *L)
     return 1;
 }
 
-/* store:command(name, ...) -- one admin command (INFO, MEMORY USAGE, ...);
- * the reply as a string (integers too), nil for a nil reply. */
+/* Flags from store:command's leading options table, {idempotent = bool}. */
+static int command_flags(lua_State *L, int idx)
+{
+    int flags = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        if (lua_type(L, -2) != LUA_TSTRING || strcmp(lua_tostring(L, -2), "idempotent") != 0)
+            return luaL_argerror(L, idx, "unknown option (known: idempotent)");
+        luaL_argcheck(L, lua_isboolean(L, -1), idx, "idempotent must be a boolean");
+        if (lua_toboolean(L, -1)) flags |= RS_COMMAND_IDEMPOTENT;
+        lua_pop(L, 1);
+    }
+    return flags;
+}
+
+/* store:command([opts,] name, ...) -- one admin command (INFO, MEMORY
+ * USAGE, ...); the reply as a string (integers too), nil for a nil reply.
+ * Not repeated once it may have run unless opts.idempotent is true. */
 static int store_command(lua_State *L)
 {
     rs_store *store = check_store(L);
-    int argc = lua_gettop(L) - 1;
-    if (argc < 1) return luaL_argerror(L, 2, "command name expected");
+    int first = 2, flags = 0;
+    if (lua_type(L, 2) == LUA_TTABLE) flags = command_flags(L, first++);
+    int argc = lua_gettop(L) - first + 1;
+    if (argc < 1) return luaL_argerror(L, first, "command name expected");
     const char **argv = lua_newuserdatauv(L, (size_t)argc * sizeof *argv, 0);
     size_t *argvlen = lua_newuserdatauv(L, (size_t)argc * sizeof *argvlen, 0);
-    for (int i = 0; i < argc; i++) argv[i] = luaL_checklstring(L, i + 2, &argvlen[i]);
+    for (int i = 0; i < argc; i++) argv[i] = luaL_checklstring(L, i + first, &argvlen[i]);
     char **out = rs_lua_push_result(L);
     size_t len;
     rs_error err = {0};
-    int rc = rs_command(store, argc, argv, argvlen, out, &len, &err);
+    int rc = rs_command_flags(store, argc, argv, argvlen, flags, out, &len, &err);
     if (rc < 0) return rs_lua_raise(L, &err);
     if (rc == 0) {
         lua_pushnil(L);

@@ -167,6 +167,24 @@ describe("cluster mode", function()
     assert.are.same(token(1), store:get_resume_token(collection))   -- written on B, not yet durable
   end)
 
+  it("sends one WAIT per node and pipeline with wait_replicas, not one per write", function()
+    local durable <close> = rs.new{ url = cluster.url, cluster_mode = true, wait_replicas = 1,
+                                    wait_timeout = 2, max_retries = 5 }
+    local masters = cluster:masters()
+    local function waits()
+      local n = 0
+      for _, m in ipairs(masters) do
+        n = n + (tonumber(m:cli("INFO", "commandstats"):match("cmdstat_wait:calls=(%d+)")) or 0)
+      end
+      return n
+    end
+    local items = {}
+    for i = 1, 60 do items[i] = { "waitper" .. i, rs.bson.encode(token(i)) } end
+    local before = waits()
+    assert.are.equal(60, #durable:save_many(items))   -- 60 keys: every master has some
+    assert.are.equal(before + #masters, waits())
+  end)
+
   it("migrates 10,000 tokens from a standalone server into the cluster and back, bytes and TTLs equal", function()
     local single = servers.redis{}
     local other = servers.redis{}

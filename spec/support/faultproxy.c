@@ -12,7 +12,17 @@
  *               (a connection lost in the middle of a reply)
  *   stall N     relay N bytes, then relay nothing more on this connection
  *               and keep it open (a reply that stops half-way)
- * Requests (client to server) always pass. The number of open client
+ *   stall_once N  stall for this one chunk, then the mode turns to pass
+ *               (a request that ran but whose reply was lost, once)
+ *   reset_once  reset the next client connection when its first bytes
+ *               arrive (none relayed: a TLS handshake cut), then pass
+ * and one mode that applies to requests (client to server) instead:
+ *   hold S      hold each request S seconds before relaying it, as bytes
+ *               still queued in the client's kernel would wait; when the
+ *               client resets the connection (SO_LINGER 0) the held bytes
+ *               are dropped, as a reset discards that queue; when it closes
+ *               normally they are still delivered, then the pair closes.
+ * Otherwise requests pass. The number of open client
  * connections is written to PORT_FILE.conns after every change. The proxy
  * exits when OWNER_PID is gone, or after 300 s, so a crashed spec never
  * leaves it behind.
@@ -34,6 +44,11 @@
 typedef struct pair {
     int client, server;
     int stalled;
+    char *held;                 /* requests waiting for release_at (hold) */
+    size_t held_len;
+    double release_at;
+    int client_closed;          /* FIN seen: deliver what is held, then go */
+    int reset_on_data;          /* reset_once: reset when the client speaks */
 } pair;
 
 static pair pairs[MAX_PAIRS];
@@ -66,10 +81,29 @@ static void write_conns(void)
     rename(tmp, path);
 }
 
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void set_mode(const char *mode)
+{
+    char tmp[520];
+    snprintf(tmp, sizeof tmp, "%s.tmp", control_path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) return;
+    fprintf(f, "%s\n", mode);
+    fclose(f);
+    rename(tmp, control_path);
+}
+
 static void drop_pair(int i)
 {
     close(pairs[i].client);
     close(pairs[i].server);
+    free(pairs[i].held);
     pairs[i] = pairs[--npairs];
     write_conns();
 }
@@ -103,11 +137,32 @@ static int relay(int i, int from_server)
     int from = from_server ? pairs[i].server : pairs[i].client;
     int to = from_server ? pairs[i].client : pairs[i].server;
     ssize_t n = recv(from, buf, sizeof buf, 0);
-    if (n <= 0) return -1;
-    if (!from_server) return send_all(to, buf, (size_t)n);
-    if (pairs[i].stalled) return 0;             /* swallowed */
     char mode[32];
     double arg;
+    if (!from_server) {
+        pair *p = &pairs[i];
+        if (n == 0 && p->held_len > 0) {        /* a normal close: still delivered */
+            p->client_closed = 1;
+            return 0;
+        }
+        if (n <= 0) return -1;                  /* a reset drops what is held */
+        if (p->reset_on_data) {
+            struct linger reset = {1, 0};
+            setsockopt(p->client, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+            return -1;
+        }
+        read_control(mode, sizeof mode, &arg);
+        if (strcmp(mode, "hold") != 0 && p->held_len == 0) return send_all(to, buf, (size_t)n);
+        char *more = realloc(p->held, p->held_len + (size_t)n);
+        if (!more) return -1;
+        memcpy(more + p->held_len, buf, (size_t)n);
+        if (p->held_len == 0) p->release_at = now() + arg;
+        p->held = more;
+        p->held_len += (size_t)n;
+        return 0;
+    }
+    if (n <= 0) return -1;
+    if (pairs[i].stalled) return 0;             /* swallowed */
     read_control(mode, sizeof mode, &arg);
     if (strcmp(mode, "delay") == 0) {
         struct timespec ts = {(time_t)arg, (long)((arg - (double)(time_t)arg) * 1e9)};
@@ -115,11 +170,12 @@ static int relay(int i, int from_server)
         }
         return send_all(to, buf, (size_t)n);
     }
-    if (strcmp(mode, "cut") == 0 || strcmp(mode, "stall") == 0) {
+    if (strcmp(mode, "cut") == 0 || strncmp(mode, "stall", 5) == 0) {
         size_t keep = arg < (double)n ? (size_t)arg : (size_t)n;
         if (send_all(to, buf, keep) < 0) return -1;
         if (mode[0] == 'c') return -1;
         pairs[i].stalled = 1;
+        if (strcmp(mode, "stall_once") == 0) set_mode("pass");
         return 0;
     }
     return send_all(to, buf, (size_t)n);
@@ -161,11 +217,35 @@ int main(int argc, char **argv)
         struct pollfd fds[1 + 2 * MAX_PAIRS];
         int nfds = 0;
         fds[nfds++] = (struct pollfd){.fd = lfd, .events = POLLIN};
+        /* Held requests whose time has come go out first. */
+        int wait_ms = 200;
+        double t = now();
+        for (int i = npairs - 1; i >= 0; i--) {
+            pair *p = &pairs[i];
+            if (p->held_len == 0) {
+                if (p->client_closed) drop_pair(i);
+                continue;
+            }
+            if (t >= p->release_at) {
+                int failed = send_all(p->server, p->held, p->held_len) < 0;
+                free(p->held);
+                p->held = NULL;
+                p->held_len = 0;
+                /* Give the server a moment to read it before the close. */
+                if (p->client_closed && !failed) usleep(200000);
+                if (failed || p->client_closed) drop_pair(i);
+            } else if ((p->release_at - t) * 1000 < wait_ms) {
+                wait_ms = (int)((p->release_at - t) * 1000) + 1;
+            }
+        }
+        nfds = 1;
         for (int i = 0; i < npairs; i++) {
-            fds[nfds++] = (struct pollfd){.fd = pairs[i].client, .events = POLLIN};
+            /* A closed client has nothing more to say: poll it no more. */
+            fds[nfds++] = (struct pollfd){.fd = pairs[i].client_closed ? -1 : pairs[i].client,
+                                          .events = POLLIN};
             fds[nfds++] = (struct pollfd){.fd = pairs[i].server, .events = POLLIN};
         }
-        int ready = poll(fds, (nfds_t)nfds, 200);
+        int ready = poll(fds, (nfds_t)nfds, wait_ms);
         if (ready <= 0) continue;
         /* Pairs first, from the last, so that dropping one keeps the
          * indexes of those not yet visited. */
@@ -179,13 +259,18 @@ int main(int argc, char **argv)
         if (fds[0].revents & POLLIN) {
             int c = accept(lfd, NULL, NULL);
             if (c < 0) continue;
+            char mode[32];
+            double arg;
+            read_control(mode, sizeof mode, &arg);
+            int reset = strcmp(mode, "reset_once") == 0;
+            if (reset) set_mode("pass");
             int s = connect_target(target);
             if (s < 0 || npairs == MAX_PAIRS) {
                 close(c);
                 if (s >= 0) close(s);
                 continue;
             }
-            pairs[npairs++] = (pair){c, s, 0};
+            pairs[npairs++] = (pair){.client = c, .server = s, .reset_on_data = reset};
             write_conns();
         }
     }

@@ -5,12 +5,13 @@
 --   local proxy = require "support.proxy"
 --   local p = proxy.start(srv)      -- relays 127.0.0.1:p.port -> srv.port
 --   p.url                           -- redis://127.0.0.1:<p.port>
---   p:set("cut", 100)               -- pass | delay S | cut N | stall N
+--   p:set("cut", 100)               -- pass | delay S | cut N | stall N | stall_once N | reset_once
+--                                   -- | hold S (requests)
 --   p:conns()                       -- client connections open through it
 --   p:stop()
 --
--- The mode applies to every chunk of reply the server sends from then on;
--- see faultproxy.c. The proxy exits by itself when this Lua process ends.
+-- The mode applies to every chunk of reply the server sends from then on
+-- (hold: to every request); see faultproxy.c. The proxy exits by itself when this Lua process ends.
 
 local servers = require "support.servers"
 
