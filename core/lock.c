@@ -357,14 +357,15 @@ static int refresh_attempt(rs_lease *lease, double deadline, rs_error *err)
                          strlen(ms)};
     rs_cmd cmd = {6, argv, argvlen};
     redisReply *reply = NULL;
-    int broken, rc = rs_run_pipeline(conn, 1, &cmd, &reply, 1, err, &broken);
-    if (rc == 0 && reply->type == REDIS_REPLY_ERROR && reply->len >= 8 &&
-        memcmp(reply->str, "NOSCRIPT", 8) == 0) {
+    rs_attempt at;
+    int rc = rs_run_pipeline(conn, 1, &cmd, &reply, 1, err, &at);
+    if (rc == 0 && reply->type == REDIS_REPLY_ERROR &&
+        rs_reply_classify(reply->str, reply->len) == RS_REPLY_NOSCRIPT) {
         /* Not cached (restart, failover, SCRIPT FLUSH): EVAL caches it again. */
         freeReplyObject(reply);
         argv[0] = "EVAL", argvlen[0] = 4;
         argv[1] = script->source, argvlen[1] = strlen(script->source);
-        rc = rs_run_pipeline(conn, 1, &cmd, &reply, 1, err, &broken);
+        rc = rs_run_pipeline(conn, 1, &cmd, &reply, 1, err, &at);
     }
     if (rc == 0) {
         if (reply->type == REDIS_REPLY_ERROR) {
@@ -375,8 +376,8 @@ static int refresh_attempt(rs_lease *lease, double deadline, rs_error *err)
         }
         freeReplyObject(reply);
     }
-    rs_pool_release(lease->pool, conn, broken);
-    if (rc < 0) rs_pool_after_failure(lease->pool, broken, err);
+    rs_pool_release(lease->pool, conn, at.broken);
+    if (rc < 0) rs_pool_after_failure(lease->pool, at.broken, err);
     return rc;
 }
 
