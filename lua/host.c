@@ -243,7 +243,8 @@ static int run_check(host_conf *hc)
     size_t argvlen[] = {4, 6};
     char *info;
     size_t info_len;
-    if (rs_command(store, 2, argv, argvlen, &info, &info_len, &err) == 1) {
+    if (rs_command_flags(store, 2, argv, argvlen, RS_COMMAND_IDEMPOTENT, &info, &info_len,
+                         &err) == 1) {
         const char *v = strstr(info, "redis_version:");
         if (v) sscanf(v + 14, "%63[^\r\n]", version);
         rs_free(info);

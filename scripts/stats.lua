@@ -63,7 +63,7 @@ progress.done()
 if not ran then cli.walk_failed("stats", why, n .. " tokens seen; no figures printed") end
 
 local function info_field(section, field)
-  local text = store:command("INFO", section) or ""
+  local text = store:command({ idempotent = true }, "INFO", section) or ""
   return text:match(field .. ":([^\r\n]*)")
 end
 
@@ -80,7 +80,7 @@ line("bytes", bytes)
 line("oldest_cluster_time", oldest and (cli.iso_time(oldest) .. " (" .. cli.format_duration(now - oldest) .. " ago)") or "-")
 line("newest_cluster_time", newest and (cli.iso_time(newest) .. " (" .. cli.format_duration(now - newest) .. " ago)") or "-")
 line("redis_version", info_field("server", "redis_version") or "?")
-line("dbsize", store:command("DBSIZE") or "?")
+line("dbsize", store:command({ idempotent = true }, "DBSIZE") or "?")
 local used = info_field("memory", "used_memory")
 line("used_memory", used and (used .. " (" .. (info_field("memory", "used_memory_human") or "?") .. ")") or "?")
 
