@@ -5,12 +5,10 @@
  * lock (a C lease), save fenced and release, while a fault loop kills
  * connections (CLIENT KILL), freezes the server (SIGSTOP, longer than a
  * lease's ttl, then SIGCONT) and restarts it (SIGKILL, same port and dir).
- * With CHAOS_LOST_REPLIES=1 it also loses replies of commands that ran:
- * the proxy drops them, and the command timeout (0.25 s) is made shorter
- * than a freeze; without it the command timeout (2 s) outlasts a freeze,
- * so only kills and restarts can lose a reply. (Off until the retry rules
- * of issue 12 are merged: today's retries report the opposite of what
- * happened after a lost reply, which this checker finds.) Every operation
+ * It also loses replies of commands that ran: the proxy drops them, and
+ * the command timeout (0.25 s) is shorter than a freeze. CHAOS_LOST_REPLIES=0
+ * turns that off (command timeout 2 s, longer than a freeze, so only kills
+ * and restarts can lose a reply). Every operation
  * is logged when invoked and when it ends: ok, failed (an error that
  * promises nothing happened: not_owner) or unknown (any other error).
  * A monitor thread notes what each owner's lease tells it (its validity)
@@ -503,7 +501,7 @@ int main(void)
     const char *drop_env = getenv("CHAOS_LOST_REPLIES");
     double seconds = s && atof(s) > 0 ? atof(s) : 12;
     unsigned seed = seed_env ? (unsigned)strtoul(seed_env, NULL, 10) : 20261201u;
-    int drops = drop_env && strcmp(drop_env, "1") == 0;
+    int drops = !(drop_env && strcmp(drop_env, "0") == 0);
 
     const char *root = getenv("RS_TEST_ROOT");
     snprintf(pid_path, sizeof pid_path, "%s/history-redis.%d.pid", root ? root : "/tmp",
@@ -583,7 +581,7 @@ int main(void)
     if (log) write_log(log, t_base);
 
     printf("history: %d clients, %.0f s, seed %u, lost replies %s\n", CLIENTS, seconds, seed,
-           drops ? "on" : "off (CHAOS_LOST_REPLIES=1 turns them on)");
+           drops ? "on" : "off (CHAOS_LOST_REPLIES=0)");
     printf("faults:");
     for (int i = 0; i < 4; i++) printf(" %d %s", faults[i], fault_names[i]);
     printf("\nops (ok/failed/unknown):");
