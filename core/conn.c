@@ -122,7 +122,7 @@ rs_conn *rs_conn_open(const rs_config *cfg, rs_tls *tls, const char *host, int p
         return NULL;
     }
     conn->ctx = ctx;
-    conn->last_used = rs_now();
+    conn->last_used = conn->opened_at = rs_now();
     conn->spin_wait = cfg->spin_wait;
     return conn;
 }
