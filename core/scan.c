@@ -63,6 +63,7 @@ struct rs_scan {
     int restarts;
     rs_pool **owners;        /* cluster: slot owners when this round began */
     int unsettled;           /* cluster: slots were open when this round began */
+    int blind;               /* cluster: CLUSTER NODES refused (warned once) */
     int rounds;
     redisReply *keys;        /* current SCAN reply */
     redisReply **values;     /* MGET or GETs, then PTTLs */
@@ -137,8 +138,9 @@ static int node_open(rs_scan *scan, rs_pool *pool, rs_error *err)
         if (err) *err = why;
         return -1;
     }
-    rs_log(RS_LOG_WARN, "list: cannot see the cluster's open slots (%s); a walk during a "
-           "migration is checked by the slot map only", why.message);
+    if (!scan->blind++)
+        rs_log(RS_LOG_WARN, "list: cannot see the cluster's open slots (%s); a walk during a "
+               "migration is checked by the slot map only", why.message);
     return 0;
 }
 
@@ -224,7 +226,7 @@ static int end_round(rs_scan *scan, rs_error *err)
                      "(%d rounds over the masters); the listing is incomplete", MAX_ROUNDS + 1);
         return -1;
     }
-    rs_log(RS_LOG_WARN, "list: cluster slots moved during the walk; walking %zu master%s again "
+    rs_log(RS_LOG_WARN, "list: cluster slots moved or are migrating; walking %zu master%s again "
            "from the start (some keys may be listed twice)", scan->nnodes,
            scan->nnodes == 1 ? "" : "s");
     /* An open migration may end soon: give it the time of a retry. */

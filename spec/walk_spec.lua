@@ -191,12 +191,20 @@ describe("a walk whose read of values fails after SCAN moved on", function()
 end)
 
 describe("a cluster walk during a slot migration", function()
-  it("lists every token of a slot moved mid-walk from a master not yet walked to one already walked", function()
-    local cluster = servers.cluster{ masters = 3, replicas = 0 }
-    finally(function() cluster:stop() end)
+  local cluster, store
+  after_each(function()
+    if store then store:close() end
+    if cluster then cluster:stop() end
+    cluster, store = nil, nil
+  end)
+
+  -- A fresh 3-master cluster with tokens on every master; returns
+  -- walk_moving(half) and the number of tokens.
+  local function open_cluster()
+    cluster = servers.cluster{ masters = 3, replicas = 0 }
     local masters = cluster:masters()
-    local store <close> = rs.new{ url = cluster.url, cluster_mode = true, max_retries = 20,
-                                  retry_max_delay = 0.25 }
+    store = rs.new{ url = cluster.url, cluster_mode = true, max_retries = 20,
+                    retry_max_delay = 0.25 }
     local function owner(key)
       for _, m in ipairs(masters) do
         if not m:cli("GET", key):match("^MOVED") then return m end
@@ -215,36 +223,68 @@ describe("a cluster walk during a slot migration", function()
     for i = 1, 300 do store:save_resume_token("spread" .. i, token(i)) end
     local total = 300 + 3 * per_tag
 
-    local first, first_size         -- the master walked first, its key count
-    local iter, state, control, closing = store:resume_tokens{ batch = 20 }
-    local seen, rows, moved = {}, 0, false
-    for collection in iter, state, control, closing do
-      seen[collection] = true
-      rows = rows + 1
-      if not first then
-        first = owner("rigatoni:resume_token:" .. collection)
-        first_size = tonumber(first:cli("DBSIZE"))
-      elseif not moved and rows >= first_size * 0.6 then
-        -- Move the slot of another master's tag to the first master, which
-        -- the walk is still on: SETSLOT IMPORTING/MIGRATING, MIGRATE, NODE.
-        moved = true
-        local from
-        for _, m in ipairs(masters) do if m ~= first then from = m end end
-        local slot = first:cli("CLUSTER", "KEYSLOT", "{" .. tags[from] .. "}")
-        local to_id, from_id = first:cli("CLUSTER", "MYID"), from:cli("CLUSTER", "MYID")
-        assert.are.equal("OK", first:cli("CLUSTER", "SETSLOT", slot, "IMPORTING", from_id))
-        assert.are.equal("OK", from:cli("CLUSTER", "SETSLOT", slot, "MIGRATING", to_id))
-        local keys = {}
-        for k in from:cli("CLUSTER", "GETKEYSINSLOT", slot, "1000"):gmatch("[^\n]+") do keys[#keys + 1] = k end
-        assert.are.equal(per_tag, #keys)
-        assert.are.equal("OK", from:cli("MIGRATE", "127.0.0.1", tostring(first.port), "", "0", "5000",
-                                        "KEYS", table.unpack(keys)))
-        for _, m in ipairs{ first, from, table.unpack(masters) } do
-          m:cli("CLUSTER", "SETSLOT", slot, "NODE", to_id)
+    -- Moves the slot of `from`'s tag to `to`: SETSLOT IMPORTING/MIGRATING,
+    -- MIGRATE, then SETSLOT NODE on every master.
+    local function move(from, to, half)
+      local slot = to:cli("CLUSTER", "KEYSLOT", "{" .. tags[from] .. "}")
+      local to_id, from_id = to:cli("CLUSTER", "MYID"), from:cli("CLUSTER", "MYID")
+      assert.are.equal("OK", to:cli("CLUSTER", "SETSLOT", slot, "IMPORTING", from_id))
+      assert.are.equal("OK", from:cli("CLUSTER", "SETSLOT", slot, "MIGRATING", to_id))
+      local keys = {}
+      for k in from:cli("CLUSTER", "GETKEYSINSLOT", slot, "1000"):gmatch("[^\n]+") do keys[#keys + 1] = k end
+      assert.are.equal(per_tag, #keys)
+      assert.are.equal("OK", from:cli("MIGRATE", "127.0.0.1", tostring(to.port), "", "0", "5000",
+                                      "KEYS", table.unpack(keys, 1, half and per_tag // 2 or per_tag)))
+      if half then return end          -- the migration stays open
+      for _, m in ipairs{ to, from, table.unpack(masters) } do m:cli("CLUSTER", "SETSLOT", slot, "NODE", to_id) end
+    end
+
+    -- The first master is walked whole, then the second one begins: the
+    -- third one's slot moves to the first (or half of its keys, `half`).
+    local function walk_moving(half)
+      local first, first_size, seen, rows, moved = nil, nil, {}, 0, false
+      local iter, state, control, closing = store:resume_tokens{ batch = 20 }
+      local scan <close> = closing
+      while true do
+        local ok, collection = pcall(iter, state, control)
+        if not ok then return seen, moved, collection end
+        if collection == nil then return seen, moved end
+        seen[collection] = true
+        rows = rows + 1
+        if not first then
+          first = owner("rigatoni:resume_token:" .. collection)
+          first_size = tonumber(first:cli("DBSIZE"))
+        elseif not moved and rows == first_size + 5 then
+          moved = true
+          local second = owner("rigatoni:resume_token:" .. collection)
+          assert.are_not.equal(first, second)
+          for _, m in ipairs(masters) do
+            if m ~= first and m ~= second then move(m, first, half) end
+          end
         end
       end
     end
+    return walk_moving, total
+  end
+
+  it("lists every token of a slot moved mid-walk from a master not yet walked to one already walked", function()
+    local walk_moving, total = open_cluster()
+    local seen, moved, err = walk_moving(false)
     assert.is_true(moved)
+    assert.is_nil(err)
     assert.are.equal(total, count(seen))
+  end)
+
+  it("raises when a slot is left migrating (half its keys moved) rather than end short", function()
+    local walk_moving, total = open_cluster()
+    local seen, moved, err = walk_moving(true)
+    assert.is_true(moved)
+    if err then
+      helpers.assert_kind("connection", err)
+      assert.matches("listing interrupted", err.message, 1, true)
+    else
+      assert.are.equal(total, count(seen))
+    end
+    assert.is_truthy(err, "a walk during an open migration ended as if complete")
   end)
 end)
