@@ -93,6 +93,30 @@ describe("a walk that meets another server process", function()
     assert.matches("warn: list: .*from the start", log)
   end)
 
+  it("raises a connection error saying the listing was interrupted after the sixth restart", function()
+    local srv = servers.redis{ args = { "--appendonly", "yes", "--appendfsync", "always" } }
+    finally(function() srv:stop() end)
+    load(srv, 1000, "c")
+    local store <close> = rs.new{ url = srv.url, max_retries = 20, retry_max_delay = 0.2 }
+    local iter, state, control, closing = store:resume_tokens{ batch = 100 }
+    local scan <close> = closing
+    local rows, restarts = 0, 0
+    local err = helpers.catch_object(function()
+      while iter(state, control) do
+        rows = rows + 1
+        if rows % 100 == 0 then         -- each restart sends the walk back to the start
+          restarts = restarts + 1
+          srv:kill()
+          srv:restart()
+        end
+      end
+    end)
+    helpers.assert_kind("connection", err)
+    assert.matches("listing interrupted", err.message, 1, true)
+    assert.are.equal(6, restarts)
+    helpers.assert_kind("connection", helpers.catch_object(iter, state, control))   -- and stays failed
+  end)
+
   it("starts over after a restart also for a user that may not run INFO (new connection = new process)", function()
     local srv = servers.redis{ args = { "--appendonly", "yes", "--appendfsync", "always",
                                         "--user", "walker", "on", ">walk-pw", "~*", "+@all", "-info" } }
