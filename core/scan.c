@@ -102,6 +102,21 @@ static void free_batch(rs_scan *scan)
  * Cluster rounds: which masters a round walks
  * ------------------------------------------------------------------ */
 
+/* The distinct masters of a slot map, each with a slot it serves. */
+static size_t masters_of(rs_pool *const *owners, rs_pool **pools, int *slots)
+{
+    size_t n = 0;
+    for (int s = 0; s < RS_CLUSTER_SLOTS; s++) {
+        if (!owners[s] || (s > 0 && owners[s] == owners[s - 1])) continue;
+        size_t i = 0;
+        while (i < n && pools[i] != owners[s]) i++;
+        if (i < n || n == MAX_SCAN_NODES) continue;
+        pools[n] = owners[s];
+        slots[n++] = s;
+    }
+    return n;
+}
+
 /* Adds a master to the round (once), with a slot it serves. */
 static void add_node(rs_scan *scan, rs_pool *pool, int slot)
 {
@@ -168,8 +183,7 @@ static int first_round(rs_scan *scan, rs_error *err)
         return -1;
     }
     int open = 0;
-    for (int s = 0; s < RS_CLUSTER_SLOTS; s++)
-        if (owners[s] && (s == 0 || owners[s] != owners[s - 1])) add_node(scan, owners[s], s);
+    scan->nnodes = masters_of(owners, scan->nodes, scan->slots);
     for (size_t i = 0; i < scan->nnodes && !open; i++) {
         open = node_open(scan, scan->nodes[i], err);
         if (open < 0) {
@@ -200,16 +214,18 @@ static int end_round(rs_scan *scan, rs_error *err)
         free(now);
         return -1;
     }
+    rs_pool *masters[MAX_SCAN_NODES];
+    int slots[MAX_SCAN_NODES];
+    size_t nmasters = masters_of(now, masters, slots);
     scan->nnodes = 0;
     int open = 0;
-    for (int s = 0; s < RS_CLUSTER_SLOTS; s++) {
-        if (!now[s] || (s > 0 && now[s] == now[s - 1])) continue;
-        int o = node_open(scan, now[s], err);
+    for (size_t i = 0; i < nmasters; i++) {
+        int o = node_open(scan, masters[i], err);
         if (o < 0) {
             free(now);
             return -1;
         }
-        if (o) add_node(scan, now[s], s);
+        if (o) add_node(scan, masters[i], slots[i]);
         open |= o;
     }
     for (int s = 0; s < RS_CLUSTER_SLOTS; s++)
