@@ -7,12 +7,24 @@
 #   make fuzz       libFuzzer targets in spec/fuzz/, FUZZ_SECONDS each (fuzz-smoke: brief)
 #   make bench      benchmarks against redis-benchmark on a throwaway server
 #   make demo       start a throwaway redis-server, save and list demo tokens
-#   make install PREFIX=/usr/local
+#   make install PREFIX=/usr/local   (make uninstall removes exactly that again)
+#   luarocks make   builds and installs through rigatoni_store-<version>-1.rockspec
 
 PREFIX    ?= /usr/local
 LIBDIR    ?= $(PREFIX)/lib
 INCDIR    ?= $(PREFIX)/include
 LUA_CDIR  ?= $(LIBDIR)/lua/5.4
+BINDIR    ?= $(PREFIX)/bin
+DATADIR   ?= $(PREFIX)/share
+MANDIR    ?= $(DATADIR)/man
+BASHCOMPDIR ?= $(DATADIR)/bash-completion/completions
+# The host's bundled scripts; compiled into it as its last place to look
+# (a LuaRocks tree keeps them in the rock's folder, not next to bin/).
+SCRIPTSDIR ?= $(DATADIR)/rigatoni_store/scripts
+# LuaRocks passes these (the rockspec); without them, pkg-config and -shared.
+LUA_INCDIR ?=
+LUA_LIBDIR ?=
+LIBFLAG    ?= -shared
 PKGCONFIG ?= pkg-config
 BUILD     ?= build
 
@@ -24,7 +36,7 @@ CFLAGS  ?= -O2 -g
 SAN     ?=
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -fPIC $(WARN) $(CFLAGS) $(SAN) \
              $(shell $(PKGCONFIG) --cflags $(DEPS)) -Icore
-LUA_CFLAGS = $(shell $(PKGCONFIG) --cflags $(LUADEPS))
+LUA_CFLAGS = $(if $(LUA_INCDIR),-I$(LUA_INCDIR),$(shell $(PKGCONFIG) --cflags $(LUADEPS)))
 LIBS    = $(shell $(PKGCONFIG) --libs $(DEPS)) -lssl -lcrypto -lpthread -lm
 
 CORE_SRC := $(wildcard core/*.c)
@@ -33,6 +45,7 @@ MOD_SRC  := $(filter-out lua/host%.c,$(wildcard lua/*.c))
 MOD_OBJ  := $(MOD_SRC:%.c=$(BUILD)/obj/%.o)
 HOST_SRC := $(wildcard lua/host*.c)
 HOST_OBJ := $(HOST_SRC:%.c=$(BUILD)/obj/%.o)
+VERSION  := $(shell sed -n 's/^\#define RS_VERSION "\(.*\)"/\1/p' core/rigatoni_store.h)
 CTEST_SRC := $(wildcard spec/c/test_*.c)
 CTEST_BIN := $(CTEST_SRC:spec/c/%.c=$(BUILD)/tests/%)
 
@@ -58,12 +71,28 @@ $(BUILD)/librigatoni_store.so: $(CORE_OBJ)
 
 # The Lua module carries the core inside, so `require` needs no LD_LIBRARY_PATH.
 $(BUILD)/rigatoni_store.so: $(MOD_OBJ) $(BUILD)/librigatoni_store.a
-	$(CC) -shared $(SAN) -o $@ $(MOD_OBJ) $(BUILD)/librigatoni_store.a $(LIBS)
+	$(CC) $(LIBFLAG) $(SAN) -o $@ $(MOD_OBJ) $(BUILD)/librigatoni_store.a $(LIBS)
 
 # The host binary: the module linked in, so scripts need no .so on disk.
 $(BUILD)/rigatoni-store: $(HOST_OBJ) $(MOD_OBJ) $(BUILD)/librigatoni_store.a
 	$(CC) $(SAN) -o $@ $(HOST_OBJ) $(MOD_OBJ) $(BUILD)/librigatoni_store.a \
-	    $(shell $(PKGCONFIG) --libs lua5.4 inih) $(LIBS)
+	    $(if $(LUA_LIBDIR),-L$(LUA_LIBDIR)) $(shell $(PKGCONFIG) --libs lua5.4 inih) $(LIBS)
+
+# The Lua side, what the rockspec builds: the module, the host, the man page.
+.PHONY: rock install-lib install-rock uninstall FORCE
+rock: $(BUILD)/rigatoni_store.so $(BUILD)/rigatoni-store $(BUILD)/rigatoni-store.1
+all: rock
+
+# SCRIPTSDIR is compiled into host.o; the stamp changes (and host.o is
+# rebuilt) only when SCRIPTSDIR does.
+$(BUILD)/obj/lua/host.o: $(BUILD)/scriptsdir.stamp
+$(BUILD)/obj/lua/host.o: ALL_CFLAGS += -DHOST_SCRIPTS_DIR='"$(SCRIPTSDIR)"'
+$(BUILD)/scriptsdir.stamp: FORCE
+	@mkdir -p $(@D)
+	@echo '$(SCRIPTSDIR)' | cmp -s - $@ || echo '$(SCRIPTSDIR)' >$@
+
+$(BUILD)/rigatoni-store.1: doc/rigatoni-store.1 core/rigatoni_store.h $(BUILD)/scriptsdir.stamp
+	sed -e 's|@VERSION@|$(VERSION)|g' -e 's|@SCRIPTSDIR@|$(SCRIPTSDIR)|g' $< >$@
 
 $(BUILD)/tests/%: spec/c/%.c spec/c/*.h $(BUILD)/librigatoni_store.a
 	@mkdir -p $(@D)
@@ -80,12 +109,13 @@ test: all $(CTEST_BIN) test-asan test-tsan test-lua-asan fuzz-build
 # pool and the 16-thread hammer.
 test-asan:
 	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fno-omit-frame-pointer" \
-	    SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" \
+	    SAN="-fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all" \
 	    $(CTEST_BIN:$(BUILD)/%=build-asan/%)
 test-tsan:
 	$(MAKE) BUILD=build-tsan SAN="-fsanitize=thread" CFLAGS="-O1 -g" \
 	    build-tsan/tests/test_threads build-tsan/tests/test_pool build-tsan/tests/test_lease \
-	    build-tsan/tests/test_pool_exhaust build-tsan/tests/test_metrics
+	    build-tsan/tests/test_pool_exhaust build-tsan/tests/test_metrics \
+	    build-tsan/tests/test_config_race
 
 # The Lua module under ASan+UBSan, with an ASan-linked interpreter
 # (spec/support/asan_lua.c) that spec/run-tests.sh puts first in PATH as
@@ -93,10 +123,15 @@ test-tsan:
 # leak check included, and redis-server/redis-cli stay uninstrumented.
 test-lua-asan:
 	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fno-omit-frame-pointer" \
-	    SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" \
-	    build-asan/rigatoni_store.so build-asan/bin/lua5.4
+	    SAN="-fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all" \
+	    build-asan/rigatoni_store.so build-asan/bin/lua5.4 build-asan/bin/oom_lua
 
 $(BUILD)/bin/lua5.4: spec/support/asan_lua.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(LUA_CFLAGS) $< -o $@ $(shell $(PKGCONFIG) --libs lua5.4)
+
+# Memory errors injected at each allocation of the bindings (spec/bindings_spec.lua).
+$(BUILD)/bin/oom_lua: spec/support/oom_lua.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(LUA_CFLAGS) $< -o $@ $(shell $(PKGCONFIG) --libs lua5.4)
 
@@ -130,20 +165,45 @@ bench: all
 demo: deps all
 	sh spec/support/demo.sh
 
-install: all
-	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(LUA_CDIR) $(DESTDIR)$(LIBDIR)/pkgconfig
+# install = install-lib (C library, header, pkg-config) + install-rock (the
+# module, the host and its scripts, the man page, the bash completion: what
+# the rockspec installs, with LUA_CDIR and BINDIR set to the rock's folders).
+# uninstall removes these same files, and the scripts' folder.
+SCRIPTS     := $(wildcard scripts/*.lua)
+SCRIPTS_LIB := $(wildcard scripts/lib/*.lua)
+LIB_FILES   := $(LIBDIR)/librigatoni_store.a $(LIBDIR)/librigatoni_store.so.0 \
+               $(LIBDIR)/librigatoni_store.so $(INCDIR)/rigatoni_store.h \
+               $(LIBDIR)/pkgconfig/rigatoni_store.pc
+LUA_FILES   := $(LUA_CDIR)/rigatoni_store.so $(BINDIR)/rigatoni-store \
+               $(MANDIR)/man1/rigatoni-store.1 $(BASHCOMPDIR)/rigatoni-store \
+               $(SCRIPTS:scripts/%=$(SCRIPTSDIR)/%) $(SCRIPTS_LIB:scripts/%=$(SCRIPTSDIR)/%)
+
+install: install-lib install-rock
+
+install-lib: $(BUILD)/librigatoni_store.a $(BUILD)/librigatoni_store.so
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(LIBDIR)/pkgconfig
 	install -m 644 $(BUILD)/librigatoni_store.a $(DESTDIR)$(LIBDIR)/
 	install -m 755 $(BUILD)/librigatoni_store.so $(DESTDIR)$(LIBDIR)/librigatoni_store.so.0
 	ln -sf librigatoni_store.so.0 $(DESTDIR)$(LIBDIR)/librigatoni_store.so
 	install -m 644 core/rigatoni_store.h $(DESTDIR)$(INCDIR)/
-	install -m 755 $(BUILD)/rigatoni_store.so $(DESTDIR)$(LUA_CDIR)/rigatoni_store.so
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/rigatoni_store/scripts/lib
-	install -m 755 $(BUILD)/rigatoni-store $(DESTDIR)$(PREFIX)/bin/
-	install -m 644 scripts/*.lua $(DESTDIR)$(PREFIX)/share/rigatoni_store/scripts/
-	install -m 644 scripts/lib/*.lua $(DESTDIR)$(PREFIX)/share/rigatoni_store/scripts/lib/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
-	    -e 's|@VERSION@|$(shell sed -n 's/^#define RS_VERSION "\(.*\)"/\1/p' core/rigatoni_store.h)|' \
+	    -e 's|@VERSION@|$(VERSION)|' \
 	    core/rigatoni_store.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/rigatoni_store.pc
+
+install-rock: rock
+	install -d $(DESTDIR)$(LUA_CDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(SCRIPTSDIR)/lib \
+	    $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(BASHCOMPDIR)
+	install -m 755 $(BUILD)/rigatoni_store.so $(DESTDIR)$(LUA_CDIR)/rigatoni_store.so
+	install -m 755 $(BUILD)/rigatoni-store $(DESTDIR)$(BINDIR)/
+	install -m 644 $(SCRIPTS) $(DESTDIR)$(SCRIPTSDIR)/
+	install -m 644 $(SCRIPTS_LIB) $(DESTDIR)$(SCRIPTSDIR)/lib/
+	install -m 644 $(BUILD)/rigatoni-store.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 644 contrib/bash-completion/rigatoni-store $(DESTDIR)$(BASHCOMPDIR)/
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(LIB_FILES) $(LUA_FILES))
+	rmdir $(DESTDIR)$(SCRIPTSDIR)/lib $(DESTDIR)$(SCRIPTSDIR) $(DESTDIR)$(DATADIR)/rigatoni_store \
+	    2>/dev/null || true
 
 clean:
 	rm -rf build build-*

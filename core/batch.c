@@ -67,10 +67,12 @@ int rs_save_many(rs_store *store, const rs_save_item *items, size_t n, int flags
     for (size_t i = 0; i < n; i++) {
         colls[i] = items[i].collection;
         lens[i] = items[i].collection_len;
-        if (items[i].len > RS_MAX_TOKEN_SIZE || !(items[i].ttl >= 0)) {
-            rs_error_set(err, items[i].ttl >= 0 ? RS_ERR_SERIALIZATION : RS_ERR_CONFIG, 0,
+        /* The TTL bound is rs_save_raw's: its amount fits in amounts[i]. */
+        int bad_ttl = !(items[i].ttl >= 0 && items[i].ttl <= 1e9);
+        if (items[i].len > RS_MAX_TOKEN_SIZE || bad_ttl) {
+            rs_error_set(err, bad_ttl ? RS_ERR_CONFIG : RS_ERR_SERIALIZATION, 0,
                          "save_many: item %zu has %s", i + 1,
-                         items[i].ttl >= 0 ? "a token over the size limit" : "a negative ttl");
+                         bad_ttl ? "a ttl outside 0 to 1e9 seconds" : "a token over the size limit");
             goto out;
         }
     }

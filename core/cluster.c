@@ -134,6 +134,15 @@ static int read_slots(rs_cluster *cl, const char *host, int port, rs_error *err)
     redisReply *reply;
     int rc = rs_conn_command(ctx, 2, argv, &reply, err);
     redisFree(ctx);
+    /* A final (non-transient) server error to CLUSTER SLOTS: a standalone
+     * server. Deterministic, so it is a config error, not retried. */
+    if (rc < 0 && err && err->kind == RS_ERR_SERVER && !err->retryable) {
+        char why[sizeof err->message];
+        snprintf(why, sizeof why, "%s", err->message);
+        rs_error_set(err, RS_ERR_CONFIG, 0,
+                     "%s:%d is not a Redis Cluster node (%s): the server has cluster support "
+                     "disabled; set cluster_mode = false", host, port, why);
+    }
     if (rc < 0) return -1;
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0) {
         freeReplyObject(reply);
@@ -185,17 +194,19 @@ static int refresh(rs_cluster *cl, rs_error *err)
         pthread_rwlock_rdlock(&cl->map_lock);
         int n = cl->nnodes;
         pthread_rwlock_unlock(&cl->map_lock);
-        for (int i = 0; i < n && rc < 0; i++) {
+        for (int i = 0; i < n && rc < 0 && last.kind != RS_ERR_CONFIG; i++) {
             node *nd = cl->nodes[i];   /* never removed, never moved */
             rc = read_slots(cl, nd->host, nd->port, &last);
         }
         const rs_url *url = &cl->store->cfg->parsed;
-        for (size_t i = 0; i < url->nhosts && rc < 0; i++)
+        for (size_t i = 0; i < url->nhosts && rc < 0 && last.kind != RS_ERR_CONFIG; i++)
             rc = read_slots(cl, url->hosts[i].host, url->hosts[i].port, &last);
         if (rc == 0) {
             atomic_store(&cl->stale, 0);
             rs_metrics_count(cl->store, RS_METRIC_REFRESH);
             rs_log(RS_LOG_INFO, "cluster slot map refreshed (%d nodes known)", cl->nnodes);
+        } else if (last.kind == RS_ERR_CONFIG) {
+            if (err) *err = last;
         } else {
             rs_error_set(err, last.kind ? last.kind : RS_ERR_CONNECTION, 1,
                          "cannot read the cluster slot map from any node: %s", last.message);
@@ -240,6 +251,24 @@ void rs_cluster_free(rs_cluster *cl)
     pthread_rwlock_destroy(&cl->map_lock);
     pthread_mutex_destroy(&cl->refresh_lock);
     free(cl);
+}
+
+size_t rs_cluster_masters(rs_store *store, rs_pool **pools, int *slots, size_t max)
+{
+    rs_cluster *cl = store->cluster;
+    int first_slot[MAX_NODES];
+    size_t n = 0;
+    for (int i = 0; i < MAX_NODES; i++) first_slot[i] = -1;
+    pthread_rwlock_rdlock(&cl->map_lock);
+    for (int s = NSLOTS - 1; s >= 0; s--)
+        if (cl->slots[s] >= 0) first_slot[cl->slots[s]] = s;
+    for (int i = 0; i < cl->nnodes && n < max; i++) {
+        if (first_slot[i] < 0) continue;
+        pools[n] = cl->nodes[i]->pool;
+        slots[n++] = first_slot[i];
+    }
+    pthread_rwlock_unlock(&cl->map_lock);
+    return n;
 }
 
 void rs_cluster_pool_stats(rs_cluster *cl, rs_pool_stats *out)

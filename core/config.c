@@ -8,6 +8,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,12 +77,19 @@ static const option *find_option(const char *name)
 #define FIELD(cfg, opt, type) ((type *)((char *)(cfg) + (opt)->offset))
 #define CFIELD(cfg, opt, type) ((const type *)((const char *)(cfg) + (opt)->offset))
 
+/* Built once, even when two threads ask first at the same time. */
+static const char *option_names[NOPTIONS + 1];
+static pthread_once_t option_names_once = PTHREAD_ONCE_INIT;
+
+static void fill_option_names(void)
+{
+    for (size_t i = 0; i < NOPTIONS; i++) option_names[i] = options[i].name;
+}
+
 const char *const *rs_config_option_names(void)
 {
-    static const char *names[NOPTIONS + 1];
-    if (!names[0])
-        for (size_t i = 0; i < NOPTIONS; i++) names[i] = options[i].name;
-    return names;
+    pthread_once(&option_names_once, fill_option_names);
+    return option_names;
 }
 
 /* ---------------------------------------------------------------------
@@ -201,6 +209,15 @@ const char *rs_config_password(const rs_config *cfg)
     return cfg->password ? cfg->password : cfg->parsed.password;
 }
 
+const char *rs_config_secret(const rs_config *cfg, const char *name)
+{
+    const option *o = find_option(name);
+    if (!o) return NULL;
+    if (o->type == OPT_SECRET) return *CFIELD(cfg, o, char *);
+    if (o->type == OPT_SECRET_FILE) return *(char *const *)((const char *)cfg + o->secret);
+    return NULL;
+}
+
 static int unknown_option(const char *name, rs_error *err)
 {
     rs_error_set(err, RS_ERR_CONFIG, 0, "unknown option '%.64s'", name);
@@ -270,6 +287,8 @@ int rs_config_set_seconds(rs_config *cfg, const char *name, double seconds, rs_e
     const option *o = find_option(name);
     if (!o) return unknown_option(name, err);
     if (o->type == OPT_INT) {
+        /* In range first: casting ±inf, NaN or 1e30 to an integer is undefined. */
+        if (check_range(o, seconds, err) < 0) return -1;
         if (seconds != floor(seconds)) {
             rs_error_set(err, RS_ERR_CONFIG, 0, "%s must be an integer", name);
             return -1;

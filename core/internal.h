@@ -7,7 +7,9 @@
  * classification and backoff), exec.c (commands with pool + retries),
  * script.c (EVALSHA), metrics.c (counters), store.c (token operations),
  * batch.c (many tokens per round trip), scan.c (streaming listing),
- * lock.c (locks and leases), token.c (BSON token checks).
+ * lock.c (locks and leases), token.c (BSON token checks), stream.c (Rigatoni
+ * 0.2 stream key names), identity.c (which data set a store reaches:
+ * run_id and replication id per master).
  */
 #ifndef RS_INTERNAL_H
 #define RS_INTERNAL_H
@@ -116,6 +118,11 @@ void rs_conn_close(rs_conn *conn);
  * error reply fails with err classified. 0 or -1. */
 int rs_conn_command(redisContext *ctx, int argc, const char **argv, redisReply **out,
                     rs_error *err);
+
+/* ---- identity.c ---- */
+/* Copies the value of "<name>:" at the start of a line of an INFO text.
+ * 1 when found and it fits, else 0. */
+int rs_info_field(const char *text, size_t len, const char *name, char *buf, size_t size);
 
 /* ---- sentinel.c ---- */
 /* Asks the URL's sentinels in turn for the master's address. 0 or -1. */
@@ -226,6 +233,10 @@ unsigned rs_key_slot(const char *key, size_t len);
  * MOVED/ASK followed, the map refreshed after redirections or failures. */
 int rs_cluster_exec(rs_store *store, const char *what, size_t ncmds, const rs_cmd *cmds,
                     redisReply **replies, rs_error *err);
+/* Pools of the current masters (for SCAN over every master), and one slot
+ * each serves. Returns the count (at most max). Pools live as long as the
+ * store. */
+size_t rs_cluster_masters(rs_store *store, rs_pool **pools, int *slots, size_t max);
 #define RS_CLUSTER_SLOTS 16384
 /* Reads the slot map again, now, and copies it: owners[s] is the pool of
  * the master serving slot s (NULL when none) for each of the

@@ -137,6 +137,12 @@ int rs_config_validate(const rs_config *cfg, rs_error *err);
 /* The option names in a stable order, NULL-terminated, for listing. */
 const char *const *rs_config_option_names(void);
 
+/* The plain text of a secret: for a password option its value, for a
+ * password_file option the password read from the file; NULL when unset
+ * or when `name` is not a secret. Borrowed (valid until the option is
+ * set again): for callers that mask it in what they print themselves. */
+const char *rs_config_secret(const rs_config *cfg, const char *name);
+
 /* Text form of one option's current value, masked when it is a secret
  * (url, passwords). "none" for absent values. Returns the needed length
  * like snprintf, or 0 with buf "" for an unknown name. */
@@ -203,6 +209,24 @@ int rs_ping(rs_store *store, rs_error *err);
 int rs_command(rs_store *store, int argc, const char **argv,
                const size_t *argvlen, char **out, size_t *out_len,
                rs_error *err);
+
+/* ------------------------------------------------------------------------
+ * Identity: which data set a store reaches, told by the servers themselves
+ * --------------------------------------------------------------------- */
+
+typedef struct rs_master_identity {
+    char run_id[41];         /* INFO server run_id: one per server process */
+    char replid[41];         /* INFO replication master_replid: shared with its replicas */
+} rs_master_identity;
+
+/* Asks every master the store reaches (standalone, the Sentinel master, or
+ * each master of a cluster's slot map, at most `max`) for INFO server and
+ * INFO replication, into masters[0..n); *db is the selected database (0 in
+ * a cluster). Two stores reach the same keys when the db is the same and
+ * they share a run_id or a replid. Returns n, or -1 with err (a server
+ * error when INFO is refused, e.g. by an ACL). */
+int rs_store_identity(rs_store *store, rs_master_identity *masters, size_t max, int *db,
+                      rs_error *err);
 
 /* ------------------------------------------------------------------------
  * Batches: one pipelined round trip for many tokens (migration, import)
@@ -336,6 +360,42 @@ void rs_scan_close(rs_scan *scan);
  * whole key in `collection`. For tools that inspect other key families. */
 rs_scan *rs_scan_keys_open(rs_store *store, const char *pattern, size_t batch,
                            int with_ttl, rs_error *err);
+
+/* ------------------------------------------------------------------------
+ * Rigatoni 0.2 stream keys (stream.c)
+ *
+ * The collection names a Rust pipeline saves its resume token under:
+ * "resume_token:{db}:{coll}", "resume_token:database:{db}",
+ * "resume_token:deployment"; and the per-batch mirror it also writes (never
+ * reads): "{coll}", "__db:{db}", "__deployment__".
+ * --------------------------------------------------------------------- */
+
+typedef enum rs_stream_level {
+    RS_STREAM_NONE = 0, RS_STREAM_COLLECTION, RS_STREAM_DATABASE, RS_STREAM_DEPLOYMENT
+} rs_stream_level;
+
+typedef struct rs_stream {
+    rs_stream_level level;
+    const char *database;     /* into the parsed name; NULL for deployment */
+    size_t database_len;
+    const char *collection;   /* collection level only */
+    size_t collection_len;
+} rs_stream;
+
+/* Writes the resume key's collection name into buf like snprintf and
+ * returns its full length: database NULL = deployment, collection NULL =
+ * database watch. Empty or non-UTF-8 names, and a database name containing
+ * ':', are config errors (-1 + err). */
+long rs_stream_key(const char *database, size_t db_len, const char *collection,
+                   size_t coll_len, char *buf, size_t bufsize, rs_error *err);
+/* The same for the per-batch mirror's collection name of that stream. */
+long rs_stream_mirror_key(const char *database, size_t db_len, const char *collection,
+                          size_t coll_len, char *buf, size_t bufsize, rs_error *err);
+/* Parses a collection name; RS_STREAM_NONE (and *out zeroed) when it is
+ * not a stream key. Pointers in *out point into `name`. */
+rs_stream_level rs_parse_stream_key(const char *name, size_t len, rs_stream *out);
+/* "collection", "database", "deployment" or "none". Static string. */
+const char *rs_stream_level_name(rs_stream_level level);
 
 /* ------------------------------------------------------------------------
  * Tokens (BSON)

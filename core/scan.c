@@ -329,31 +329,6 @@ static void follow_takeover(rs_scan *scan)
     strcpy(scan->cursor, "0");
 }
 
-/* The run_id line of an INFO reply; the connection's identity either way. */
-static void learn_run_id(rs_conn *conn, const redisReply *info)
-{
-    static const char key[] = "run_id:";
-    const size_t klen = sizeof key - 1;
-    const char *p = info->str, *end = info->str + info->len;
-    conn->identity = -1;
-    while (p < end) {
-        const char *eol = memchr(p, '\n', (size_t)(end - p));
-        if (!eol) eol = end;
-        size_t n = (size_t)(eol - p);
-        if (n > klen && memcmp(p, key, klen) == 0) {
-            n -= klen;
-            if (p[klen + n - 1] == '\r') n--;
-            if (n > 0 && n < sizeof conn->run_id) {
-                memcpy(conn->run_id, p + klen, n);
-                conn->run_id[n] = '\0';
-                conn->identity = 1;
-            }
-            return;
-        }
-        p = eol + 1;
-    }
-}
-
 /* One SCAN attempt on the current node. On a connection whose process is
  * not known yet, INFO server rides in the same pipeline (no extra round
  * trip, once per connection). *where says which process answered. */
@@ -374,8 +349,10 @@ static int scan_attempt(rs_scan *scan, redisReply **reply, origin *where, rs_err
     int ask = conn->identity == 0, broken = 0;
     int rc = rs_run_pipeline(conn, 1 + (size_t)ask, cmds + !ask, got + !ask, 1, last, &broken);
     if (rc == 0 && ask) {
-        if (got[0]->type == REDIS_REPLY_STRING || got[0]->type == REDIS_REPLY_VERB) {
-            learn_run_id(conn, got[0]);
+        int text = got[0]->type == REDIS_REPLY_STRING || got[0]->type == REDIS_REPLY_VERB;
+        if (text && rs_info_field(got[0]->str, got[0]->len, "run_id", conn->run_id,
+                                  sizeof conn->run_id)) {
+            conn->identity = 1;
         } else if (got[0]->type == REDIS_REPLY_ERROR) {
             rs_error why;
             rs_error_from_reply(&why, got[0]->str, got[0]->len);

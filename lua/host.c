@@ -213,9 +213,12 @@ static double now_seconds(void)
 
 static void print_error(const host_conf *hc, const char *text)
 {
-    size_t size = strlen(text) * 2 + 64;
+    size_t size = strlen(text) * 3 + 64;   /* "***" for a one-letter secret */
     char *masked = malloc(size);
-    if (!masked) return;
+    if (!masked) {
+        fprintf(stderr, PROG ": an error occurred (out of memory to print it)\n");
+        return;
+    }
     host_conf_mask(hc, text, masked, size);
     fprintf(stderr, PROG ": %s\n", masked);
     free(masked);
@@ -270,8 +273,15 @@ static int is_file(const char *path)
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
+/* Where `make install` puts the scripts (the Makefile's SCRIPTSDIR). */
+#ifndef HOST_SCRIPTS_DIR
+#error "compile host.c with -DHOST_SCRIPTS_DIR='\"/path/to/scripts\"'"
+#endif
+
 /* The bundled scripts: $RIGATONI_STORE_SCRIPTS, else <exe dir>/../scripts
- * (source tree), else <exe dir>/../share/rigatoni_store/scripts (installed). */
+ * (source tree), else <exe dir>/../share/rigatoni_store/scripts (installed,
+ * maybe moved), else HOST_SCRIPTS_DIR (a LuaRocks tree: the binary is
+ * copied to <tree>/bin, the scripts stay in the rock's own folder). */
 static char *find_scripts_dir(void)
 {
     const char *env = getenv("RIGATONI_STORE_SCRIPTS");
@@ -290,7 +300,7 @@ static char *find_scripts_dir(void)
         char real[PATH_MAX];
         if (is_dir(dir) && realpath(dir, real)) return strdup(real);
     }
-    return NULL;
+    return is_dir(HOST_SCRIPTS_DIR) ? strdup(HOST_SCRIPTS_DIR) : NULL;
 }
 
 static int ends_with(const char *s, const char *suffix)
@@ -331,33 +341,65 @@ static int message_handler(lua_State *L)
     return 1;
 }
 
+/* What report_error learns of an error object. */
+typedef struct error_report {
+    int status;
+    char *text;      /* malloc'd; NULL when it could not be made */
+} error_report;
+
+/* describe_error(report, err): reads the status and the text of `err`.
+ * Run in a protected call: __index and __tostring of an error object are
+ * Lua code that may raise, and copying its text may run out of memory. */
+static int describe_error(lua_State *L)
+{
+    error_report *r = lua_touserdata(L, 1);
+    if (lua_type(L, 2) == LUA_TTABLE) {
+        lua_getfield(L, 2, "kind");
+        const char *kind = lua_tostring(L, -1);
+        if (kind && (strcmp(kind, "config") == 0 || strcmp(kind, "usage") == 0))
+            r->status = HOST_EXIT_USAGE;
+    }
+    size_t len;
+    const char *text;
+    if (lua_getfield(L, LUA_REGISTRYINDEX, TRACEBACK_KEY) == LUA_TSTRING) {
+        text = lua_tolstring(L, -1, &len);
+    } else {
+        text = luaL_tolstring(L, 2, &len);
+        const char *nl = memchr(text, '\n', len);   /* one line: the first */
+        if (nl) len = (size_t)(nl - text);
+    }
+    if ((r->text = malloc(len + 1))) {
+        memcpy(r->text, text, len);
+        r->text[len] = '\0';
+    }
+    return 0;
+}
+
 /* Prints the error at the top of the stack; returns the exit status. */
 static int report_error(lua_State *L, const host_conf *hc)
 {
-    int status = HOST_EXIT_FAILURE;
-    if (lua_type(L, -1) == LUA_TTABLE) {
-        lua_getfield(L, -1, "kind");
-        const char *kind = lua_tostring(L, -1);
-        if (kind && (strcmp(kind, "config") == 0 || strcmp(kind, "usage") == 0))
-            status = HOST_EXIT_USAGE;
-        lua_pop(L, 1);
+    error_report r = {.status = HOST_EXIT_FAILURE, .text = NULL};
+    int rc = -1;   /* not run: no room on the stack */
+    if (lua_checkstack(L, 3)) {
+        lua_pushcfunction(L, describe_error);   /* a light C function: no allocation */
+        lua_pushlightuserdata(L, &r);
+        lua_pushvalue(L, -3);
+        rc = lua_pcall(L, 2, 0, 0);
     }
-    lua_getfield(L, LUA_REGISTRYINDEX, TRACEBACK_KEY);
-    if (lua_type(L, -1) == LUA_TSTRING) {
-        print_error(hc, lua_tostring(L, -1));
-        lua_pop(L, 1);
-        return status;
+    if (r.text) {
+        print_error(hc, r.text);
+    } else {
+        /* Lua's own second error is a string: "not enough memory", or
+         * what a failing __tostring raised. */
+        const char *why = "out of memory";
+        if (rc > LUA_OK && lua_type(L, -1) == LUA_TSTRING) why = lua_tostring(L, -1);
+        char line[600];
+        snprintf(line, sizeof line, "the error could not be printed: %.500s", why);
+        line[strcspn(line, "\n")] = '\0';
+        print_error(hc, line);
     }
-    lua_pop(L, 1);
-    const char *text = luaL_tolstring(L, -1, NULL);
-    /* One line: a message with newlines keeps only its first. */
-    const char *nl = strchr(text, '\n');
-    if (nl) {
-        lua_pushlstring(L, text, (size_t)(nl - text));
-        text = lua_tostring(L, -1);
-    }
-    print_error(hc, text);
-    return status;
+    free(r.text);
+    return r.status;
 }
 
 static int run_lua(const options *o, host_conf *hc, const char *scripts_dir, const char *exe)

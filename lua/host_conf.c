@@ -1,18 +1,25 @@
 /* host_conf.c -- the host's configuration: INI file, -s and -u, defaults.
  *
- * One pass of inih over the file; each key is handled in one place
- * (apply_setting), which maps `[section] key` to a core option name and
- * hands the text to rs_config_set, so every value is validated by the core
- * exactly as rs.new would. Debian's libinih is built without line numbers
+ * One pass of inih over the file (after a check of its line lengths); each
+ * key is handled in one place (host_conf_set), which maps `[section] key`
+ * to a core option name and hands the text to rs_config_set, so every
+ * value is validated by the core exactly as rs.new would. Debian's libinih is built without line numbers
  * for the handler, so the file is fed through our own line reader that
  * counts lines (and sees section headers, which inih does not report):
  * every error reads `file:line: message`.
  *
+ * A line is at most LINE_MAX_BYTES: a longer one is an error before
+ * anything is applied (inih would cut it in two). A ';' after a blank
+ * starts a comment, except in a password, where it is an error: a
+ * password may contain " ;", and cutting it silently fails AUTH later.
+ *
  * Values may use ${VAR} and ${VAR:-default} (default when VAR is unset or
- * empty); `$${` stands for a literal `${`. Secrets seen on the way (the URL
- * password, sentinel_password) are remembered so that the host can mask
- * them in whatever it prints.
+ * empty); `$${` stands for a literal `${`. An environment value landing in
+ * the user-info of the url is percent-encoded. Secrets seen on the way (the URL
+ * password, password and sentinel_password, the contents of their _file
+ * forms) are remembered so that the host can mask them in whatever it prints.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -24,6 +31,7 @@
 #include "host.h"
 
 #define VALUE_MAX 4096
+#define LINE_MAX_BYTES 4096   /* of one INI line, without its line break */
 
 /* ---------------------------------------------------------------------
  * Sections and keys
@@ -225,18 +233,40 @@ int host_conf_set(host_conf *hc, const char *section, const char *key, const cha
         char *password = url_password(value);
         remember_secret(hc, password);
         free(password);
-    } else if (strcmp(s->option, "sentinel_password") == 0 || strcmp(s->option, "password") == 0) {
-        remember_secret(hc, value);
+    } else {
+        /* password, sentinel_password and the content of their _file forms */
+        remember_secret(hc, rs_config_secret(hc->cfg, s->option));
     }
     return 0;
+}
+
+/* The error for a malformed -s: it names the setting the argument starts
+ * with, if any, and shows nothing else of it (it may carry the value,
+ * e.g. "redis.password:secret"). */
+static int bad_set_arg(const char *arg, char *msg, size_t msgsize)
+{
+    const struct setting *seen = NULL;   /* the longest that matches */
+    for (const struct setting *s = settings; s->section; s++) {
+        size_t slen = strlen(s->section), klen = strlen(s->key);
+        if (strncmp(arg, s->section, slen) == 0 && arg[slen] == '.' &&
+            strncmp(arg + slen + 1, s->key, klen) == 0 &&
+            (!seen || strlen(seen->key) < klen))
+            seen = s;
+    }
+    if (seen)
+        return failf(msg, msgsize,
+                     "-s wants section.key=value; the argument starting with %s.%s has no "
+                     "'=' right after the key (the rest is not shown)",
+                     seen->section, seen->key);
+    return failf(msg, msgsize,
+                 "-s wants section.key=value (the argument is not shown: it may hold a secret)");
 }
 
 int host_conf_set_arg(host_conf *hc, const char *arg, char *msg, size_t msgsize)
 {
     const char *dot = strchr(arg, '.');
     const char *eq = strchr(arg, '=');
-    if (!dot || !eq || dot > eq || dot == arg || eq == dot + 1)
-        return failf(msg, msgsize, "-s wants section.key=value, got '%.64s'", arg);
+    if (!dot || !eq || dot > eq || dot == arg || eq == dot + 1) return bad_set_arg(arg, msg, msgsize);
     char section[64], key[64];
     size_t slen = (size_t)(dot - arg), klen = (size_t)(eq - dot - 1);
     if (slen >= sizeof section || klen >= sizeof key)
@@ -264,10 +294,26 @@ int host_conf_finish(host_conf *hc, char *msg, size_t msgsize)
  * ${VAR} expansion
  * ------------------------------------------------------------------ */
 
+/* Whether text put at out[n] lands in the user-info of a URL: after
+ * "scheme://" with no '@' or '/' since, and an '@' still to come in the
+ * rest of the value before any '/'. */
+static int in_userinfo(const char *out, size_t n, const char *rest)
+{
+    const char *authority = NULL;
+    for (size_t i = 0; !authority && i + 3 <= n; i++)
+        if (memcmp(out + i, "://", 3) == 0) authority = out + i + 3;
+    if (!authority) return 0;
+    for (const char *p = authority; p < out + n; p++)
+        if (*p == '@' || *p == '/') return 0;
+    return rest[strcspn(rest, "@/")] == '@';
+}
+
 /* Expands `in` into out. With `literal`, every variable counts as unset and
  * a missing one as "": what is left is the text the file itself holds
- * (used to tell whether the file contains a password). */
-static int expand(const char *in, char *out, size_t outsize, int literal, char *msg,
+ * (used to tell whether the file contains a password). With `url`, an
+ * environment value that lands in the URL's user-info is percent-encoded
+ * (a password "p%41@x" stays exactly that); defaults are taken as written. */
+static int expand(const char *in, char *out, size_t outsize, int literal, int url, char *msg,
                   size_t msgsize)
 {
     size_t n = 0;
@@ -315,8 +361,18 @@ static int expand(const char *in, char *out, size_t outsize, int literal, char *
                              var, var);
             value = "";
         }
-        if (value)
-            for (const char *v = value; *v; v++) PUT(*v);
+        int encode = value && url && in_userinfo(out, n, close + 1);
+        for (const char *v = value; v && *v; v++) {
+            unsigned char c = (unsigned char)*v;
+            if (!encode || (c < 128 && (isalnum(c) || strchr("-._~", c)))) {
+                PUT(*v);
+            } else {
+                static const char hex[] = "0123456789ABCDEF";
+                PUT('%');
+                PUT(hex[c >> 4]);
+                PUT(hex[c & 15]);
+            }
+        }
         p = close + 1;
     }
     out[n] = '\0';
@@ -383,12 +439,16 @@ static char *read_line(char *str, int num, void *stream)
     return line;
 }
 
+static int is_password_option(const char *option)
+{
+    return strcmp(option, "sentinel_password") == 0 || strcmp(option, "password") == 0;
+}
+
 static int literal_holds_secret(const char *option, const char *raw)
 {
     char text[VALUE_MAX], msg[128];
-    if (expand(raw, text, sizeof text, 1, msg, sizeof msg) < 0) return 0;
-    if (strcmp(option, "sentinel_password") == 0 || strcmp(option, "password") == 0)
-        return text[0] != '\0';
+    if (expand(raw, text, sizeof text, 1, 0, msg, sizeof msg) < 0) return 0;
+    if (is_password_option(option)) return text[0] != '\0';
     if (strcmp(option, "url") == 0) {
         char *password = url_password(text);
         free(password);
@@ -397,13 +457,41 @@ static int literal_holds_secret(const char *option, const char *raw)
     return 0;
 }
 
+/* Where an inline comment starts in a value: a ';' after a blank (inih's
+ * rule, applied here so that a password is not cut silently), or NULL. */
+static const char *inline_comment(const char *raw)
+{
+    for (const char *p = raw; *p; p++)
+        if (*p == ';' && p > raw && (p[-1] == ' ' || p[-1] == '\t')) return p - 1;
+    return NULL;
+}
+
 static int on_key(void *user, const char *section, const char *key, const char *raw)
 {
     parse_ctx *ctx = user;
     /* Unknown sections were reported by the reader already. */
     if (*section && !known_section(section)) return 0;
-    char value[VALUE_MAX], msg[600];
-    if (expand(raw, value, sizeof value, 0, msg, sizeof msg) < 0 ||
+    const struct setting *s = find_setting(section, key);
+    char uncommented[VALUE_MAX], value[VALUE_MAX], msg[600];
+    const char *cut = inline_comment(raw);
+    if (cut && s && s->option && is_password_option(s->option)) {
+        /* A password may hold " ;": cutting it would fail AUTH far from here. */
+        record_error(ctx, "[%s] %s: ' ;' would start a comment and cut the password; write no "
+                          "comment after a password (or give it as ${VAR} or in password_file)",
+                     section, key);
+        return 0;
+    }
+    size_t len = cut ? (size_t)(cut - raw) : strlen(raw);
+    while (len && (raw[len - 1] == ' ' || raw[len - 1] == '\t')) len--;
+    if (len >= sizeof uncommented) {   /* lines are checked shorter, but be sure */
+        record_error(ctx, "[%s] %s: value too long", section, key);
+        return 0;
+    }
+    memcpy(uncommented, raw, len);
+    uncommented[len] = '\0';
+    raw = uncommented;
+    int url = strcmp(section, "redis") == 0 && strcmp(key, "url") == 0;
+    if (expand(raw, value, sizeof value, 0, url, msg, sizeof msg) < 0 ||
         host_conf_set(ctx->hc, section, key, value, msg, sizeof msg) < 0) {
         /* The message may quote the expanded value, and ${VAR} may hold a
          * password (found by spec/fuzz/fuzz_ini.c). */
@@ -412,9 +500,30 @@ static int on_key(void *user, const char *section, const char *key, const char *
         record_error(ctx, "%s", masked);
         return 0;
     }
-    const struct setting *s = find_setting(section, key);
     if (s && s->option && literal_holds_secret(s->option, raw)) ctx->literal_secret = 1;
     return 1;
+}
+
+/* The first line longer than LINE_MAX_BYTES, or 0 (-1: read error). inih
+ * would cut it and parse the rest as a line of its own, after applying
+ * the first half; checked before anything is applied. */
+static int find_long_line(FILE *f)
+{
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    int lineno = 0, found = 0;
+    while (!found && (len = getline(&line, &cap, f)) >= 0) {
+        lineno++;
+        if (len && line[len - 1] == '\n') len--;
+        if (len && line[len - 1] == '\r') len--;
+        if (len > LINE_MAX_BYTES) found = lineno;
+    }
+    int failed = ferror(f);
+    free(line);
+    if (failed) return -1;
+    rewind(f);
+    return found;
 }
 
 int host_conf_load(host_conf *hc, const char *path, char *msg, size_t msgsize)
@@ -424,13 +533,23 @@ int host_conf_load(host_conf *hc, const char *path, char *msg, size_t msgsize)
         return failf(msg, msgsize, "%s: cannot read config file: %s", path, strerror(errno));
     struct stat st;
     int have_stat = fstat(fileno(ctx.f), &st) == 0;
+    int long_line = find_long_line(ctx.f);
+    if (long_line) {
+        fclose(ctx.f);
+        if (long_line < 0) return failf(msg, msgsize, "%s: cannot read config file", path);
+        return failf(msg, msgsize, "%s:%d: line longer than %d bytes", path, long_line,
+                     LINE_MAX_BYTES);
+    }
 
-    /* Long URLs must not be cut at inih's default 200 bytes, and an
-     * indented key must not silently continue the previous value. */
+    /* Long URLs must not be cut at inih's default 200 bytes (its buffer
+     * holds the line break and a NUL too); an indented key must not
+     * silently continue the previous value; inline comments are cut by
+     * on_key, which knows which values are passwords. */
     ini_use_stack = false;
     ini_allow_realloc = true;
-    ini_max_line = VALUE_MAX;
+    ini_max_line = LINE_MAX_BYTES + 3;
     ini_allow_multiline = false;
+    ini_allow_inline_comments = false;
     int rc = ini_parse_stream(read_line, &ctx, on_key, &ctx);
     fclose(ctx.f);
 
@@ -525,7 +644,7 @@ static void mask_urls(const char *text, char *buf, size_t bufsize)
 void host_conf_mask(const host_conf *hc, const char *text, char *buf, size_t bufsize)
 {
     if (bufsize == 0) return;
-    size_t size = strlen(text) * 2 + 64;
+    size_t size = strlen(text) * 3 + 64;   /* "***" for a one-letter secret */
     char *a = malloc(size), *b = malloc(size);
     if (!a || !b) {
         free(a);
@@ -534,9 +653,18 @@ void host_conf_mask(const host_conf *hc, const char *text, char *buf, size_t buf
         return;
     }
     mask_urls(text, a, size);
-    for (int i = 0; hc && i < hc->nsecrets; i++) {
-        if (strlen(hc->secrets[i]) < 3) continue;  /* would mask half the text */
-        rs_mask_secret(a, hc->secrets[i], b, size);
+    /* Longest first, so that a short secret inside a longer one cannot
+     * leave the rest of the longer one showing. Every length is masked: a
+     * one-letter password costs readable messages, never the password. */
+    const char *order[HOST_MAX_SECRETS];
+    int n = hc ? hc->nsecrets : 0;
+    for (int i = 0; i < n; i++) {
+        int j = i;
+        for (; j > 0 && strlen(order[j - 1]) < strlen(hc->secrets[i]); j--) order[j] = order[j - 1];
+        order[j] = hc->secrets[i];
+    }
+    for (int i = 0; i < n; i++) {
+        rs_mask_secret(a, order[i], b, size);
         char *t = a;
         a = b;
         b = t;

@@ -38,9 +38,7 @@ static void push_config_view(lua_State *L, const host_conf *hc)
 {
     lua_newtable(L);
     for (const char *const *name = rs_config_option_names(); *name; name++) {
-        char value[1024];
-        rs_config_get(hc->cfg, *name, value, sizeof value);
-        lua_pushstring(L, value);
+        rs_lua_push_config_value(L, hc->cfg, *name);
         lua_setfield(L, -2, *name);
     }
     lua_pushstring(L, host_log_level_name(hc->log_level));
@@ -90,7 +88,7 @@ static int host_mask(lua_State *L)
 {
     host_env *env = get_env(L);
     const char *text = luaL_checkstring(L, 1);
-    size_t size = strlen(text) * 2 + 64;
+    size_t size = strlen(text) * 3 + 64;
     char *buf = lua_newuserdatauv(L, size, 0);
     host_conf_mask(env->conf, text, buf, size);
     lua_pushstring(L, buf);
@@ -106,7 +104,7 @@ static int host_log(lua_State *L)
     luaL_argcheck(L, level >= 0, 1, "error, warn, info or debug expected");
     const char *msg = luaL_checkstring(L, 2);
     if (level > env->conf->log_level) return 0;
-    size_t size = strlen(msg) * 2 + 64;
+    size_t size = strlen(msg) * 3 + 64;
     char *buf = lua_newuserdatauv(L, size, 0);
     host_conf_mask(env->conf, msg, buf, size);
     fprintf(stderr, "rigatoni-store: %s: %s\n", host_log_level_name(level), buf);
@@ -140,16 +138,13 @@ static host_conf **push_conf_holder(lua_State *L)
  * index 1. 0 or -1 with msg. */
 static int apply_store_options(lua_State *L, host_conf *hc, char *msg, size_t msgsize)
 {
-    lua_getfield(L, 1, "url");
-    if (!lua_isnil(L, -1) &&
-        host_conf_set(hc, "redis", "url", luaL_checkstring(L, -1), msg, msgsize) < 0)
+    if (rs_lua_opt_field(L, 1, "url", RS_LUA_TCSTRING) &&
+        host_conf_set(hc, "redis", "url", lua_tostring(L, -1), msg, msgsize) < 0)
         return -1;
-    lua_getfield(L, 1, "key_prefix");
-    if (!lua_isnil(L, -1) &&
-        host_conf_set(hc, "redis", "key_prefix", luaL_checkstring(L, -1), msg, msgsize) < 0)
+    if (rs_lua_opt_field(L, 1, "key_prefix", RS_LUA_TCSTRING) &&
+        host_conf_set(hc, "redis", "key_prefix", lua_tostring(L, -1), msg, msgsize) < 0)
         return -1;
-    lua_getfield(L, 1, "set");
-    if (lua_istable(L, -1)) {
+    if (rs_lua_opt_field(L, 1, "set", LUA_TTABLE)) {
         lua_Integer n = luaL_len(L, -1);
         for (lua_Integer i = 1; i <= n; i++) {
             lua_geti(L, -1, i);
@@ -168,13 +163,15 @@ static int apply_store_options(lua_State *L, host_conf *hc, char *msg, size_t ms
 static int host_open_store(lua_State *L)
 {
     host_env *env = get_env(L);
+    static const char *const known[] = {"config", "url", "key_prefix", "set", NULL};
     luaL_checktype(L, 1, LUA_TTABLE);
+    rs_lua_check_options(L, 1, known);
     lua_settop(L, 1);
     host_conf **holder = push_conf_holder(L);
     int holder_idx = lua_gettop(L);
     char msg[700];
-    lua_getfield(L, 1, "config");
-    const char *file = luaL_optstring(L, -1, NULL);
+    const char *file = NULL;
+    if (rs_lua_opt_field(L, 1, "config", RS_LUA_TCSTRING)) file = lua_tostring(L, -1);
     *holder = file ? host_conf_new() : host_conf_copy(env->conf);
     if (!*holder) return luaL_error(L, "out of memory");
     host_conf *hc = *holder;

@@ -89,13 +89,13 @@ static int store_is_locked(lua_State *L)
 static int store_lock_owner(lua_State *L)
 {
     rs_store *store = rs_lua_check_store(L, 1);
+    const char *key = check_key(L, 2);
     rs_error err = {0};
-    char *owner;
-    int rc = rs_lock_owner(store, check_key(L, 2), &owner, &err);
+    char **owner = rs_lua_push_result(L);
+    int rc = rs_lock_owner(store, key, owner, &err);
     if (rc < 0) return rs_lua_raise(L, &err);
     if (rc == 0) lua_pushnil(L);
-    else lua_pushstring(L, owner);
-    rs_free(owner);
+    else rs_lua_result_to_string(L, owner, strlen(*owner));
     return 1;
 }
 
@@ -151,10 +151,9 @@ static int store_lease(lua_State *L)
     rs_store *store = rs_lua_check_store(L, 1);
     const char *key = check_key(L, 2), *owner = check_owner(L, 3);
     double ttl = 30;
-    if (!lua_isnoneornil(L, 4)) {
-        luaL_checktype(L, 4, LUA_TTABLE);
-        lua_getfield(L, 4, "ttl");
-        if (!lua_isnil(L, -1)) ttl = check_ttl(L, -1);
+    static const char *const known[] = {"ttl", NULL};
+    if (rs_lua_check_options(L, 4, known)) {
+        if (rs_lua_opt_field(L, 4, "ttl", LUA_TNUMBER)) ttl = check_ttl(L, -1);
         lua_pop(L, 1);
     }
     lease_box *lease = lua_newuserdatauv(L, sizeof *lease, 1);

@@ -85,15 +85,30 @@ static const void *main_thread(lua_State *L)
     return m;
 }
 
+typedef struct delivery {
+    rs_log_level level;
+    const char *text;
+} delivery;
+
+/* Calls the handler with one line; run protected, so that a memory error
+ * while the strings are pushed cannot escape the drain (which still owns
+ * the lines of its batch and must free them). */
+static int call_handler(lua_State *L)
+{
+    const delivery *d = lua_touserdata(L, 1);
+    if (lua_getfield(L, LUA_REGISTRYINDEX, HANDLER_KEY) != LUA_TFUNCTION) return 0;
+    lua_pushstring(L, rs_log_level_name(d->level));
+    lua_pushstring(L, d->text);
+    lua_call(L, 2, 0);
+    return 0;
+}
+
 static void deliver(lua_State *L, rs_log_level level, const char *text)
 {
-    if (lua_getfield(L, LUA_REGISTRYINDEX, HANDLER_KEY) != LUA_TFUNCTION) {
-        lua_pop(L, 1);
-        return;
-    }
-    lua_pushstring(L, rs_log_level_name(level));
-    lua_pushstring(L, text);
-    if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+    delivery d = {level, text};
+    lua_pushcfunction(L, call_handler);
+    lua_pushlightuserdata(L, &d);
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
         const char *why = lua_tostring(L, -1);
         if (!failure_shown++)
             fprintf(stderr, "rigatoni_store: the log handler failed (later failures not shown): %s\n",

@@ -3,7 +3,8 @@
  * The module is cut into one file per concern: rs_module.c (the library
  * table, rs.new, rs.config builder), rs_store_lua.c (store userdata),
  * rs_error_lua.c (structured error objects), rs_bson_lua.c (BSON <-> Lua),
- * rs_log_lua.c (log lines to a Lua handler).
+ * rs_log_lua.c (log lines to a Lua handler), rs_stream_lua.c (Rigatoni 0.2
+ * stream key names), rs_options_lua.c (options tables of the bindings).
  */
 #ifndef RS_LUA_H
 #define RS_LUA_H
@@ -24,6 +25,25 @@ int rs_lua_raise(lua_State *L, const rs_error *err);
 int rs_lua_raisef(lua_State *L, rs_error_kind kind, const char *fmt, ...);
 /* Registers the error metatable. */
 void rs_lua_open_error(lua_State *L);
+
+/* ---- options tables (rs_options_lua.c) ---- */
+
+/* Checks the options table at argument `arg` (a positive index): 0 when it
+ * is none or nil, 1 when it is a table whose keys (read raw) are all among
+ * `known` (NULL-terminated). Raises an argument error naming an unknown
+ * key and the known ones, or a key that is not a string. */
+int rs_lua_check_options(lua_State *L, int arg, const char *const known[]);
+
+/* Types of rs_lua_opt_field besides LUA_T*: a number with an integer
+ * value, and a string without NUL bytes (passed on as a C string). */
+#define RS_LUA_TINTEGER (LUA_NUMTYPES + 1)
+#define RS_LUA_TCSTRING (LUA_NUMTYPES + 2)
+
+/* Pushes option `name` of the table at argument `arg` (__index honoured)
+ * and returns 1; 0 when it is nil (pushed). Raises an argument error when
+ * it is not of `type`. The value stays on the stack for as long as C
+ * uses a pointer into it. */
+int rs_lua_opt_field(lua_State *L, int arg, const char *name, int type);
 
 /* ---- BSON (rs_bson_lua.c) ---- */
 
@@ -55,6 +75,11 @@ int rs_lua_save_token(lua_State *L, rs_store *store, int coll_idx, int token_idx
 
 /* The open store at `idx`, or NULL (another value, or a closed store). */
 rs_store *rs_lua_test_store(lua_State *L, int idx);
+/* Pushes an empty box for a malloc'd result of the core (freed by __gc if
+ * an error is raised before it is copied); rs_lua_result_to_string
+ * replaces the box by a Lua string of the first `len` bytes, freeing them. */
+char **rs_lua_push_result(lua_State *L);
+void rs_lua_result_to_string(lua_State *L, char **box, size_t len);
 
 /* ---- logging (rs_log_lua.c) ---- */
 
@@ -74,10 +99,16 @@ void rs_lua_add_lock_methods(lua_State *L);
 /* Puts rs.owner_id into the library table at the top of the stack. */
 void rs_lua_open_lock(lua_State *L);
 
+/* ---- stream keys (rs_stream_lua.c) ---- */
+
+/* Puts stream_key, stream_mirror_key and parse_stream_key into the library
+ * table at the top of the stack. */
+void rs_lua_open_stream(lua_State *L);
+
 /* ---- config (rs_module.c) ---- */
 
-/* Reads the options table at `idx` into a fresh rs_config (raises on bad
- * options; the config is freed then). */
-rs_config *rs_lua_config_from_table(lua_State *L, int idx);
+/* Pushes the text of option `name` of `cfg` (rs_config_get: secrets
+ * masked), whole whatever its length. */
+void rs_lua_push_config_value(lua_State *L, const rs_config *cfg, const char *name);
 
 #endif /* RS_LUA_H */

@@ -84,15 +84,20 @@ static config_box *new_config_box(lua_State *L)
     return box;
 }
 
-rs_config *rs_lua_config_from_table(lua_State *L, int idx)
+void rs_lua_push_config_value(lua_State *L, const rs_config *cfg, const char *name)
 {
-    /* The box owns the config, so a raised error cannot leak it. */
-    config_box *box = new_config_box(L);
-    apply_table(L, box->cfg, idx, NULL);
-    rs_config *cfg = rs_config_copy(box->cfg);
-    lua_pop(L, 1);
-    if (!cfg) luaL_error(L, "out of memory");
-    return cfg;
+    char small[256];
+    size_t n = rs_config_get(cfg, name, small, sizeof small);
+    if (n < sizeof small) {
+        lua_pushlstring(L, small, n);
+        return;
+    }
+    /* A long value (a URL with many Sentinel hosts) in a buffer of its
+     * size, owned by the stack: a memory error leaks nothing. */
+    char *buf = lua_newuserdatauv(L, n + 1, 0);
+    rs_config_get(cfg, name, buf, n + 1);
+    lua_pushstring(L, buf);   /* up to the NUL: a second masking may come out shorter */
+    lua_remove(L, -2);
 }
 
 /* ---------------------------------------------------------------------
@@ -174,9 +179,7 @@ static int config_to_table(lua_State *L)
     config_box *box = check_config(L, 1);
     lua_newtable(L);
     for (const char *const *name = rs_config_option_names(); *name; name++) {
-        char value[512];
-        rs_config_get(box->cfg, *name, value, sizeof value);
-        lua_pushstring(L, value);
+        rs_lua_push_config_value(L, box->cfg, *name);
         lua_setfield(L, -2, *name);
     }
     return 1;
@@ -216,9 +219,10 @@ static int rs_config_builder(lua_State *L)
 static int rs_mask_url_lua(lua_State *L)
 {
     const char *url = luaL_checkstring(L, 1);
-    char buf[1024];
-    size_t n = rs_mask_url(url, buf, sizeof buf);
-    lua_pushlstring(L, buf, n < sizeof buf ? n : sizeof buf - 1);
+    size_t n = rs_mask_url(url, NULL, 0);
+    char *buf = lua_newuserdatauv(L, n + 1, 0);   /* whole, however long */
+    rs_mask_url(url, buf, n + 1);
+    lua_pushstring(L, buf);   /* up to the NUL: a second masking may come out shorter */
     return 1;
 }
 
@@ -252,5 +256,6 @@ int luaopen_rigatoni_store(lua_State *L)
     rs_lua_open_bson(L);
     rs_lua_open_lock(L);
     rs_lua_open_log(L);
+    rs_lua_open_stream(L);
     return 1;
 }

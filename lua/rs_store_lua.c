@@ -41,6 +41,39 @@ static rs_store *check_store(lua_State *L)
     return rs_lua_check_store(L, 1);
 }
 
+/* A malloc'd result of the core, owned by a userdata on the stack until
+ * it is copied into Lua: a memory error raised on the way (the copy
+ * itself allocates) then frees it in __gc instead of leaking it. */
+#define RESULT_MT "rigatoni_store.result"
+
+static int result_gc(lua_State *L)
+{
+    char **box = luaL_checkudata(L, 1, RESULT_MT);
+    rs_free(*box);
+    *box = NULL;
+    return 0;
+}
+
+char **rs_lua_push_result(lua_State *L)
+{
+    char **box = lua_newuserdatauv(L, sizeof *box, 0);
+    *box = NULL;
+    if (luaL_newmetatable(L, RESULT_MT)) {
+        lua_pushcfunction(L, result_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    return box;
+}
+
+void rs_lua_result_to_string(lua_State *L, char **box, size_t len)
+{
+    lua_pushlstring(L, *box, len);
+    rs_free(*box);
+    *box = NULL;
+    lua_remove(L, -2);
+}
+
 /* Collection names: non-empty strings. Raises a serialization error. */
 static const char *check_collection(lua_State *L, int idx, size_t *len)
 {
@@ -178,13 +211,11 @@ int rs_lua_save_token(lua_State *L, rs_store *store, int coll_idx, int token_idx
 static int store_save_resume_token(lua_State *L)
 {
     rs_store *store = check_store(L);
+    static const char *const known[] = {"lock", "owner", NULL};
     const char *lock_key = NULL, *owner = NULL;
-    if (!lua_isnoneornil(L, 4)) {
-        luaL_checktype(L, 4, LUA_TTABLE);
-        lua_getfield(L, 4, "lock");
-        lua_getfield(L, 4, "owner");
-        lock_key = luaL_optstring(L, -2, NULL);
-        owner = luaL_optstring(L, -1, NULL);
+    if (rs_lua_check_options(L, 4, known)) {
+        if (rs_lua_opt_field(L, 4, "lock", RS_LUA_TCSTRING)) lock_key = lua_tostring(L, -1);
+        if (rs_lua_opt_field(L, 4, "owner", RS_LUA_TCSTRING)) owner = lua_tostring(L, -1);
         if (!lock_key != !owner)
             rs_lua_raisef(L, RS_ERR_CONFIG, "a fenced save needs both lock and owner");
     }
@@ -194,14 +225,16 @@ static int store_save_resume_token(lua_State *L)
 /* Reads raw bytes into a Lua string; returns 0 when absent. */
 static int fetch_raw(lua_State *L, rs_store *store, const char *coll, size_t coll_len)
 {
-    char *bytes;
+    char **bytes = rs_lua_push_result(L);
     size_t len;
     rs_error err = {0};
-    int rc = rs_get_raw(store, coll, coll_len, &bytes, &len, &err);
+    int rc = rs_get_raw(store, coll, coll_len, bytes, &len, &err);
     if (rc < 0) return rs_lua_raise(L, &err);
-    if (rc == 0) return 0;
-    lua_pushlstring(L, bytes, len);
-    rs_free(bytes);
+    if (rc == 0) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    rs_lua_result_to_string(L, bytes, len);
     return 1;
 }
 
@@ -236,11 +269,9 @@ static int store_delete_resume_token(lua_State *L)
     rs_store *store = check_store(L);
     size_t coll_len, len = 0;
     const char *coll = check_collection(L, 2, &coll_len), *expected = NULL;
-    if (!lua_isnoneornil(L, 3)) {
-        luaL_checktype(L, 3, LUA_TTABLE);
-        lua_getfield(L, 3, "if_value");
-        if (!lua_isnil(L, -1)) expected = luaL_checklstring(L, -1, &len);
-    }
+    static const char *const known[] = {"if_value", NULL};
+    if (rs_lua_check_options(L, 3, known) && rs_lua_opt_field(L, 3, "if_value", LUA_TSTRING))
+        expected = lua_tolstring(L, -1, &len);
     rs_error err = {0};
     int rc = expected ? rs_delete_if_value(store, coll, coll_len, expected, len, &err)
                       : rs_delete(store, coll, coll_len, &err);
@@ -284,17 +315,16 @@ static int store_command(lua_State *L)
     const char **argv = lua_newuserdatauv(L, (size_t)argc * sizeof *argv, 0);
     size_t *argvlen = lua_newuserdatauv(L, (size_t)argc * sizeof *argvlen, 0);
     for (int i = 0; i < argc; i++) argv[i] = luaL_checklstring(L, i + 2, &argvlen[i]);
-    char *out;
+    char **out = rs_lua_push_result(L);
     size_t len;
     rs_error err = {0};
-    int rc = rs_command(store, argc, argv, argvlen, &out, &len, &err);
+    int rc = rs_command(store, argc, argv, argvlen, out, &len, &err);
     if (rc < 0) return rs_lua_raise(L, &err);
     if (rc == 0) {
         lua_pushnil(L);
         return 1;
     }
-    lua_pushlstring(L, out, len);
-    rs_free(out);
+    rs_lua_result_to_string(L, out, len);
     return 1;
 }
 
@@ -302,19 +332,43 @@ static int store_command(lua_State *L)
  * Batches
  * ------------------------------------------------------------------ */
 
-/* Collection names of the array at `idx`, in scratch memory owned by the
- * Lua stack (a userdata pushed here), so an error cannot leak them. */
-static size_t check_collections(lua_State *L, int idx, const char ***names, size_t **lens)
+/* The length of the batch array at `idx` (__len honoured), bounded before
+ * anything is allocated for it. */
+#define BATCH_MAX 1000000
+
+static size_t batch_length(lua_State *L, int idx, const char *what)
 {
     luaL_checktype(L, idx, LUA_TTABLE);
-    size_t n = (size_t)luaL_len(L, idx);
+    lua_Integer n = luaL_len(L, idx);
+    if (n < 0 || n > BATCH_MAX)
+        rs_lua_raisef(L, RS_ERR_SERIALIZATION, "%s: a batch holds 0 to %d items, not %lld", what,
+                      BATCH_MAX, (long long)n);
+    return (size_t)n;
+}
+
+/* Pushes a table that anchors the strings C points into: lua_geti may run
+ * __index, whose fresh values nothing else keeps alive once popped. */
+static int push_anchor(lua_State *L, size_t n)
+{
+    lua_createtable(L, (int)n, 0);
+    return lua_gettop(L);
+}
+
+/* Collection names of the array at `idx`, in scratch memory owned by the
+ * Lua stack (a userdata pushed here), so an error cannot leak them; the
+ * names themselves are anchored in a table pushed before it. */
+static size_t check_collections(lua_State *L, int idx, const char *what, const char ***names,
+                                size_t **lens)
+{
+    size_t n = batch_length(L, idx, what);
+    int anchor = push_anchor(L, n);
     void *mem = lua_newuserdatauv(L, (n ? n : 1) * (sizeof **names + sizeof **lens), 0);
     *names = mem;
     *lens = (size_t *)((char *)mem + (n ? n : 1) * sizeof **names);
     for (size_t i = 0; i < n; i++) {
         lua_geti(L, idx, (lua_Integer)i + 1);
         (*names)[i] = check_collection(L, -1, &(*lens)[i]);
-        lua_pop(L, 1);   /* the string stays alive in the table */
+        lua_rawseti(L, anchor, (lua_Integer)i + 1);
     }
     return n;
 }
@@ -326,13 +380,13 @@ static int store_save_many(lua_State *L)
     rs_store *store = check_store(L);
     luaL_checktype(L, 2, LUA_TTABLE);
     int flags = 0;
-    if (!lua_isnoneornil(L, 3)) {
-        luaL_checktype(L, 3, LUA_TTABLE);
-        lua_getfield(L, 3, "nx");
-        if (lua_toboolean(L, -1)) flags |= RS_SAVE_NX;
+    static const char *const known[] = {"nx", NULL};
+    if (rs_lua_check_options(L, 3, known)) {
+        if (rs_lua_opt_field(L, 3, "nx", LUA_TBOOLEAN) && lua_toboolean(L, -1)) flags |= RS_SAVE_NX;
         lua_pop(L, 1);
     }
-    size_t n = (size_t)luaL_len(L, 2);
+    size_t n = batch_length(L, 2, "save_many");
+    int anchor = push_anchor(L, 2 * n);
     rs_save_item *items = lua_newuserdatauv(L, (n ? n : 1) * sizeof *items, 0);
     int *written = lua_newuserdatauv(L, (n ? n : 1) * sizeof *written, 0);
     for (size_t i = 0; i < n; i++) {
@@ -341,15 +395,17 @@ static int store_save_many(lua_State *L)
                           (int)i + 1);
         lua_geti(L, -1, 1);
         items[i].collection = check_collection(L, -1, &items[i].collection_len);
-        lua_geti(L, -2, 2);
+        lua_rawseti(L, anchor, 2 * (lua_Integer)i + 1);
+        lua_geti(L, -1, 2);
         if (lua_type(L, -1) != LUA_TSTRING)
             rs_lua_raisef(L, RS_ERR_SERIALIZATION, "save_many: item %d: bytes must be a string",
                           (int)i + 1);
         items[i].bytes = lua_tolstring(L, -1, &items[i].len);
-        lua_geti(L, -3, 3);
+        lua_rawseti(L, anchor, 2 * (lua_Integer)i + 2);
+        lua_geti(L, -1, 3);
         double ttl = opt_ttl(L, -1);
         items[i].ttl = ttl == RS_TTL_DEFAULT ? 0 : ttl;
-        lua_pop(L, 4);   /* strings stay alive in the item tables */
+        lua_pop(L, 2);   /* ttl, item */
     }
     rs_error err = {0};
     if (rs_save_many(store, items, n, flags, written, &err) < 0) return rs_lua_raise(L, &err);
@@ -361,16 +417,37 @@ static int store_save_many(lua_State *L)
     return 1;
 }
 
+/* The values of get_many, in a userdata whose __gc frees the bytes the
+ * core malloc'd: a memory error while they are copied leaks nothing. */
+#define VALUES_MT "rigatoni_store.values"
+
+typedef struct values_box {
+    size_t n;
+    rs_value values[];
+} values_box;
+
+static int values_gc(lua_State *L)
+{
+    values_box *box = luaL_checkudata(L, 1, VALUES_MT);
+    rs_values_free(box->values, box->n);
+    box->n = 0;
+    return 0;
+}
+
 /* store:get_many(collections) -> values (bytes or false), ttls (seconds or false) */
 static int store_get_many(lua_State *L)
 {
     rs_store *store = check_store(L);
     const char **names;
     size_t *lens;
-    size_t n = check_collections(L, 2, &names, &lens);
-    rs_value *values = lua_newuserdatauv(L, (n ? n : 1) * sizeof *values, 0);
+    size_t n = check_collections(L, 2, "get_many", &names, &lens);
+    values_box *box = lua_newuserdatauv(L, sizeof *box + (n ? n : 1) * sizeof box->values[0], 0);
+    box->n = 0;
+    luaL_setmetatable(L, VALUES_MT);
     rs_error err = {0};
-    if (rs_get_many(store, names, lens, n, values, &err) < 0) return rs_lua_raise(L, &err);
+    if (rs_get_many(store, names, lens, n, box->values, &err) < 0) return rs_lua_raise(L, &err);
+    box->n = n;
+    const rs_value *values = box->values;
     lua_createtable(L, (int)n, 0);
     lua_createtable(L, (int)n, 0);
     for (size_t i = 0; i < n; i++) {
@@ -381,7 +458,8 @@ static int store_get_many(lua_State *L)
         else lua_pushboolean(L, 0);
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
-    rs_values_free(values, n);
+    rs_values_free(box->values, n);
+    box->n = 0;
     return 2;
 }
 
@@ -391,7 +469,7 @@ static int store_delete_many(lua_State *L)
     rs_store *store = check_store(L);
     const char **names;
     size_t *lens;
-    size_t n = check_collections(L, 2, &names, &lens);
+    size_t n = check_collections(L, 2, "delete_many", &names, &lens);
     rs_error err = {0};
     long long deleted = rs_delete_many(store, names, lens, n, &err);
     if (deleted < 0) return rs_lua_raise(L, &err);
@@ -430,6 +508,9 @@ static int scan_close(lua_State *L)
     return 0;
 }
 
+/* The options of resume_tokens and list_resume_tokens. */
+static const char *const list_options[] = {"match", "batch", "raw", "ttl", NULL};
+
 /* Opens a scan from an options table at `idx` {match=, batch=, raw=, ttl=};
  * pushes the scan userdata. The store must stay at index 1. */
 static scan_box *open_scan(lua_State *L, rs_store *store, int idx, const char *key_pattern)
@@ -437,16 +518,11 @@ static scan_box *open_scan(lua_State *L, rs_store *store, int idx, const char *k
     const char *match = "*";
     lua_Integer batch = 0;
     int raw = 0, with_ttl = 1;
-    if (!lua_isnoneornil(L, idx)) {
-        luaL_checktype(L, idx, LUA_TTABLE);
-        lua_getfield(L, idx, "match");
-        if (!lua_isnil(L, -1)) match = luaL_checkstring(L, -1);
-        lua_getfield(L, idx, "batch");
-        if (!lua_isnil(L, -1)) batch = luaL_checkinteger(L, -1);
-        lua_getfield(L, idx, "raw");
-        raw = lua_toboolean(L, -1);
-        lua_getfield(L, idx, "ttl");
-        with_ttl = lua_isnil(L, -1) || lua_toboolean(L, -1);
+    if (!lua_isnoneornil(L, idx)) {   /* keys checked by the caller */
+        if (rs_lua_opt_field(L, idx, "match", RS_LUA_TCSTRING)) match = lua_tostring(L, -1);
+        if (rs_lua_opt_field(L, idx, "batch", RS_LUA_TINTEGER)) batch = lua_tointeger(L, -1);
+        raw = rs_lua_opt_field(L, idx, "raw", LUA_TBOOLEAN) && lua_toboolean(L, -1);
+        if (rs_lua_opt_field(L, idx, "ttl", LUA_TBOOLEAN)) with_ttl = lua_toboolean(L, -1);
         lua_pop(L, 2);   /* keep match and batch reachable (match is a string) */
         if (batch < 0 || batch > 1000000)
             rs_lua_raisef(L, RS_ERR_CONFIG, "batch must be between 1 and 1000000");
@@ -513,6 +589,7 @@ static int tokens_iter(lua_State *L)
 static int store_resume_tokens(lua_State *L)
 {
     rs_store *store = check_store(L);
+    rs_lua_check_options(L, 2, list_options);
     open_scan(L, store, 2, NULL);
     lua_pushvalue(L, 1);
     lua_pushcclosure(L, tokens_iter, 1);
@@ -529,6 +606,8 @@ static int store_scan_keys(lua_State *L)
     rs_store *store = check_store(L);
     const char *pattern = luaL_checkstring(L, 2);
     lua_settop(L, 3);
+    static const char *const known[] = {"batch", "ttl", NULL};
+    rs_lua_check_options(L, 3, known);
     scan_box *box = open_scan(L, store, 3, pattern);
     box->raw = 1;
     lua_pushvalue(L, 1);
@@ -544,6 +623,7 @@ static int store_list_resume_tokens(lua_State *L)
 {
     rs_store *store = check_store(L);
     lua_settop(L, 2);
+    rs_lua_check_options(L, 2, list_options);
     scan_box *box = open_scan(L, store, 2, NULL);
     lua_newtable(L);
     int tokens = lua_gettop(L);
@@ -618,10 +698,9 @@ static int store_stats(lua_State *L)
 {
     rs_store *store = check_store(L);
     int with_buckets = 0;
-    if (!lua_isnoneornil(L, 2)) {
-        luaL_checktype(L, 2, LUA_TTABLE);
-        lua_getfield(L, 2, "buckets");
-        with_buckets = lua_toboolean(L, -1);
+    static const char *const known[] = {"buckets", NULL};
+    if (rs_lua_check_options(L, 2, known)) {
+        with_buckets = rs_lua_opt_field(L, 2, "buckets", LUA_TBOOLEAN) && lua_toboolean(L, -1);
         lua_pop(L, 1);
     }
     rs_metrics_snapshot m;
@@ -670,10 +749,38 @@ static int store_prometheus(lua_State *L)
 {
     rs_metrics_snapshot m;
     rs_store_metrics(check_store(L), &m);
-    char *text = rs_metrics_prometheus(&m);
-    if (!text) return luaL_error(L, "out of memory");
-    lua_pushstring(L, text);
-    rs_free(text);
+    char **text = rs_lua_push_result(L);
+    if (!(*text = rs_metrics_prometheus(&m))) return luaL_error(L, "out of memory");
+    rs_lua_result_to_string(L, text, strlen(*text));
+    return 1;
+}
+
+/* store:server_identity() -> {db = n, masters = {{run_id =, replid =}, ...}}:
+ * what the servers say they are (INFO), to tell two stores apart. The
+ * buffer is a userdata, so a raised error cannot leak it. */
+#define IDENTITY_MAX_MASTERS 1024
+static int store_server_identity(lua_State *L)
+{
+    rs_store *store = check_store(L);
+    rs_master_identity *masters =
+        lua_newuserdatauv(L, IDENTITY_MAX_MASTERS * sizeof *masters, 0);
+    int db;
+    rs_error err = {0};
+    int n = rs_store_identity(store, masters, IDENTITY_MAX_MASTERS, &db, &err);
+    if (n < 0) return rs_lua_raise(L, &err);
+    lua_createtable(L, 0, 2);
+    lua_pushinteger(L, db);
+    lua_setfield(L, -2, "db");
+    lua_createtable(L, n, 0);
+    for (int i = 0; i < n; i++) {
+        lua_createtable(L, 0, 2);
+        lua_pushstring(L, masters[i].run_id);
+        lua_setfield(L, -2, "run_id");
+        lua_pushstring(L, masters[i].replid);
+        lua_setfield(L, -2, "replid");
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "masters");
     return 1;
 }
 
@@ -693,6 +800,7 @@ static const luaL_Reg store_methods[] = {
     {"ttl", store_ttl},
     {"ping", store_ping},
     {"command", store_command},
+    {"server_identity", store_server_identity},
     {"stats", store_stats},
     {"reset_stats", store_reset_stats},
     {"prometheus", store_prometheus},
@@ -741,6 +849,11 @@ void rs_lua_open_store(lua_State *L)
     rs_lua_add_lock_methods(L);
     wrap_methods(L, lua_gettop(L));
     lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+
+    luaL_newmetatable(L, VALUES_MT);
+    lua_pushcfunction(L, values_gc);
+    lua_setfield(L, -2, "__gc");
     lua_pop(L, 1);
 
     luaL_newmetatable(L, SCAN_MT);

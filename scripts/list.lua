@@ -3,29 +3,54 @@
 -- also the token as relaxed Extended JSON. Streams through SCAN, so memory
 -- does not grow with the number of tokens. A value that is not a valid
 -- token is listed as corrupt, not fatal.
+--
+-- Rigatoni 0.2 streams: a name that parses as a stream key
+-- (rs.parse_stream_key) gets its level, database and collection, and a
+-- per-batch mirror key ({coll}, __db:{db}, __deployment__) is marked as the
+-- mirror of the stream keys that exist. For that, the stream keys are
+-- walked first (SCAN MATCH <prefix>:resume_token:*): one more pass over
+-- the keyspace, holding only the stream names. --streams shows one row per
+-- stream; --format prometheus writes token ages for alerting.
 
 local cli = require "lib.cli"
 
 local opts = cli.parse(arg, {
   name = "list",
   usage = [[
-usage: rigatoni-store [-c FILE] list [--match GLOB] [--format table|json|jsonl|csv] [--batch N]
+usage: rigatoni-store [-c FILE] list [--match GLOB] [--streams] [--batch N]
+                      [--format table|json|jsonl|csv|prometheus]
 
 Lists the resume tokens under the configured key prefix.
 
   --match GLOB    Redis glob on the collection name (default *)
   --format F      table (default), json (one array), jsonl (one object per
-                  line) or csv
+                  line), csv, or prometheus (token ages, for alerting)
+  --streams       one row per Rigatoni 0.2 stream: its resume key and, beside
+                  it, the age of the per-batch mirror key
   --batch N       SCAN COUNT and MGET batch size (default: scan_count)
 
 Columns: collection, ttl (none = never expires), size in bytes, cluster
-time (UTC, ISO 8601) and age. JSON rows: collection, ttl_seconds, size,
-cluster_time, cluster_time_seconds, increment, age_seconds, token (relaxed
-Extended JSON), error (for corrupt values). The summary goes to stderr.
+time (UTC, ISO 8601), age, and the stream (level database.collection, or
+"mirror of" the stream keys a per-batch key mirrors). JSON rows:
+collection, ttl_seconds, size, cluster_time, cluster_time_seconds,
+increment, age_seconds, token (relaxed Extended JSON), error (for corrupt
+values), and for stream keys "stream": {level, database, collection}, for
+mirrors "mirror_of": [names]. CSV adds stream_level, stream_database,
+stream_collection and mirror_of (names joined by spaces). The summary goes
+to stderr.
+
+prometheus: rigatoni_resume_token_age_seconds{level,database,collection}
+(labels from the stream; collection alone for other names) = now - the
+token's cluster time, rigatoni_resume_token_ttl_seconds for tokens with a
+TTL, rigatoni_resume_tokens (count) and rigatoni_resume_token_scan_errors
+(values that are not tokens).
 
 example: rigatoni-store -c conf/production.ini list --match 'orders*' --format jsonl
+example: rigatoni-store list --streams
+example: rigatoni-store -q list --format prometheus > /var/lib/node_exporter/rigatoni.prom.$$
 ]],
-  options = { match = "string", format = { "table", "json", "jsonl", "csv" }, batch = "integer" },
+  options = { match = "string", format = { "table", "json", "jsonl", "csv", "prometheus" },
+              streams = "flag", batch = "integer" },
   defaults = { match = "*", format = "table" },
 })
 if not opts then return 0 end
@@ -37,7 +62,93 @@ local fmt = string.format
 local json_string, json_number = cli.json_string, cli.json_number
 local now = cli.now()
 
-local function json_row(collection, ttl, info)
+-- ---------------------------------------------------------------------
+-- Streams: the stream keys that exist, and which names mirror them
+-- ---------------------------------------------------------------------
+
+-- Every stream key: { name, bytes, ttl, level, database, collection, mirror }.
+local function walk_streams()
+  local streams, mirrors = {}, {}
+  for name, bytes, ttl in store:resume_tokens { match = "resume_token:*", batch = opts.batch, raw = true } do
+    local level, database, collection = rs.parse_stream_key(name)
+    if level then
+      local mirror = rs.stream_mirror_key(database, collection)
+      streams[#streams + 1] = { name = name, bytes = bytes, ttl = ttl, level = level,
+                                database = database, collection = collection, mirror = mirror }
+      local list = mirrors[mirror] or {}
+      list[#list + 1] = name
+      mirrors[mirror] = list
+    end
+  end
+  table.sort(streams, function(x, y) return x.name < y.name end)
+  for _, names in pairs(mirrors) do table.sort(names) end
+  return streams, mirrors
+end
+
+-- "collection shop.orders", "database shop" or "deployment".
+local function stream_label(level, database, collection)
+  if level == "collection" then return level .. " " .. database .. "." .. collection end
+  return database and (level .. " " .. database) or level
+end
+
+-- ---------------------------------------------------------------------
+-- --streams: one row per stream
+-- ---------------------------------------------------------------------
+
+if opts.streams then
+  if format == "prometheus" then cli.usage_error("list: --streams has no prometheus format (use --format prometheus alone)") end
+  local streams = walk_streams()
+  local names = {}
+  for i, st in ipairs(streams) do names[i] = st.mirror end
+  local mirror_values = #names > 0 and store:get_many(names) or {}
+  local function age_of(bytes)
+    if not bytes then return nil end
+    return cli.describe_token(bytes, false, now).age
+  end
+  if format == "table" then
+    write(fmt("%-40s %-10s %-20s  %-10s %s\n", "STREAM", "TTL", "CLUSTER TIME", "AGE", "MIRROR AGE"))
+  elseif format == "csv" then
+    write("level,database,collection,key,ttl_seconds,cluster_time,age_seconds,mirror,mirror_age_seconds\n")
+  elseif format == "json" then
+    write("[")
+  end
+  for i, st in ipairs(streams) do
+    local info = cli.describe_token(st.bytes, false, now)
+    local mirror_age = age_of(mirror_values[i] or nil)
+    if format == "table" then
+      write(fmt("%-40s %-10s %-20s  %-10s %s\n", stream_label(st.level, st.database, st.collection),
+                cli.format_duration(st.ttl), info.time and cli.iso_time(info.time) or (info.error and "CORRUPT" or "-"),
+                info.age and cli.format_duration(info.age) or "-",
+                mirror_values[i] and (mirror_age and cli.format_duration(mirror_age) or "?") or "absent"))
+    elseif format == "csv" then
+      write(st.level, ",", cli.csv_field(st.database or ""), ",", cli.csv_field(st.collection or ""), ",",
+            cli.csv_field(st.name), ",", st.ttl and fmt("%.3f", st.ttl) or "", ",",
+            info.time and cli.iso_time(info.time) or "", ",", info.age and tostring(math.floor(info.age)) or "", ",",
+            cli.csv_field(st.mirror), ",", mirror_age and tostring(math.floor(mirror_age)) or "", "\n")
+    else
+      local row = fmt('{"stream":{"level":%s,"database":%s,"collection":%s},"key":%s,"ttl_seconds":%s,'
+                      .. '"cluster_time":%s,"age_seconds":%s,"mirror":%s,"mirror_exists":%s,"mirror_age_seconds":%s}',
+                      json_string(st.level), st.database and json_string(st.database) or "null",
+                      st.collection and json_string(st.collection) or "null", json_string(st.name),
+                      json_number(st.ttl), info.time and json_string(cli.iso_time(info.time)) or "null",
+                      info.age and tostring(math.floor(info.age)) or "null", json_string(st.mirror),
+                      tostring(mirror_values[i] and true or false),
+                      mirror_age and tostring(math.floor(mirror_age)) or "null")
+      if format == "jsonl" then write(row, "\n") else write(i == 1 and "\n" or ",\n", row) end
+    end
+  end
+  if format == "json" then write(#streams > 0 and "\n]\n" or "]\n") end
+  cli.summary(fmt("list: %d stream%s", #streams, #streams == 1 and "" or "s"), true)
+  return 0
+end
+
+-- ---------------------------------------------------------------------
+-- One row per token
+-- ---------------------------------------------------------------------
+
+local _, mirrors = walk_streams()
+
+local function json_row(collection, ttl, info, level, database, stream_coll, mirror_of)
   local parts = { '{"collection":', json_string(collection),
                   ',"ttl_seconds":', json_number(ttl),
                   ',"size":', tostring(info.size) }
@@ -48,48 +159,99 @@ local function json_row(collection, ttl, info)
     parts[#parts + 1] = ',"cluster_time":null'
   end
   if info.error then
-    parts[#parts + 1] = ',"token":null,"error":' .. json_string(info.error) .. "}"
+    parts[#parts + 1] = ',"token":null,"error":' .. json_string(info.error)
   else
-    parts[#parts + 1] = ',"token":' .. info.json .. "}"
+    parts[#parts + 1] = ',"token":' .. info.json
   end
+  if level then
+    parts[#parts + 1] = fmt(',"stream":{"level":%s,"database":%s,"collection":%s}', json_string(level),
+                            database and json_string(database) or "null",
+                            stream_coll and json_string(stream_coll) or "null")
+  elseif mirror_of then
+    local names = {}
+    for i, n in ipairs(mirror_of) do names[i] = json_string(n) end
+    parts[#parts + 1] = ',"mirror_of":[' .. table.concat(names, ",") .. "]"
+  end
+  parts[#parts + 1] = "}"
   return table.concat(parts)
+end
+
+-- Prometheus label values: backslash, double quote and newline escaped.
+local function label(value)
+  return (value:gsub('[\\"\n]', { ["\\"] = "\\\\", ['"'] = '\\"', ["\n"] = "\\n" }))
+end
+
+local function prom_labels(collection, level, database, stream_coll)
+  if not level then return '{collection="' .. label(collection) .. '"}' end
+  local parts = { 'level="' .. level .. '"' }
+  if database then parts[#parts + 1] = 'database="' .. label(database) .. '"' end
+  if stream_coll then parts[#parts + 1] = 'collection="' .. label(stream_coll) .. '"' end
+  return "{" .. table.concat(parts, ",") .. "}"
 end
 
 local count, corrupt, first = 0, 0, true
 local progress = cli.progress("list")
+-- A metric's samples must stand together: TTL samples wait in a temporary file.
+local ttl_lines = format == "prometheus" and assert(io.tmpfile())
 
 if format == "table" then
-  write(fmt("%-32s %-10s %8s  %-20s  %s\n", "COLLECTION", "TTL", "SIZE", "CLUSTER TIME", "AGE"))
+  write(fmt("%-32s %-10s %8s  %-20s  %-10s %s\n", "COLLECTION", "TTL", "SIZE", "CLUSTER TIME", "AGE", "STREAM"))
 elseif format == "csv" then
-  write("collection,ttl_seconds,size,cluster_time,age_seconds,status\n")
+  write("collection,ttl_seconds,size,cluster_time,age_seconds,status,stream_level,stream_database,stream_collection,mirror_of\n")
 elseif format == "json" then
   write("[")
+elseif format == "prometheus" then
+  write("# HELP rigatoni_resume_token_age_seconds Now minus the cluster time inside the resume token.\n",
+        "# TYPE rigatoni_resume_token_age_seconds gauge\n")
 end
 
 for collection, bytes, ttl in store:resume_tokens { match = opts.match, batch = opts.batch, raw = true } do
   count = count + 1
   local info = cli.describe_token(bytes, json_wanted, now)
   if info.error then corrupt = corrupt + 1 end
+  local level, database, stream_coll = rs.parse_stream_key(collection)
+  local mirror_of = not level and mirrors[collection] or nil
   if format == "table" then
     local time, age = "-", "-"
     if info.time then time, age = cli.iso_time(info.time), cli.format_duration(info.age) end
     if info.error then time, age = "CORRUPT", info.error end
-    write(fmt("%-32s %-10s %8d  %-20s  %s\n", collection, cli.format_duration(ttl), info.size, time, age))
+    local stream = level and stream_label(level, database, stream_coll)
+                   or mirror_of and ("mirror of " .. table.concat(mirror_of, " ")) or ""
+    write(fmt("%-32s %-10s %8d  %-20s  %-10s %s\n", collection, cli.format_duration(ttl), info.size, time, age, stream))
   elseif format == "csv" then
     write(cli.csv_field(collection), ",", ttl and fmt("%.3f", ttl) or "", ",", info.size, ",",
           info.time and cli.iso_time(info.time) or "", ",",
           info.age and tostring(math.floor(info.age)) or "", ",",
-          info.error and cli.csv_field("corrupt: " .. info.error) or "ok", "\n")
+          info.error and cli.csv_field("corrupt: " .. info.error) or "ok", ",",
+          level or "", ",", cli.csv_field(database or ""), ",", cli.csv_field(stream_coll or ""), ",",
+          mirror_of and cli.csv_field(table.concat(mirror_of, " ")) or "", "\n")
   elseif format == "jsonl" then
-    write(json_row(collection, ttl, info), "\n")
-  else
-    write(first and "\n" or ",\n", json_row(collection, ttl, info))
+    write(json_row(collection, ttl, info, level, database, stream_coll, mirror_of), "\n")
+  elseif format == "json" then
+    write(first and "\n" or ",\n", json_row(collection, ttl, info, level, database, stream_coll, mirror_of))
     first = false
+  else
+    local labels = prom_labels(collection, level, database, stream_coll)
+    if info.age then write("rigatoni_resume_token_age_seconds", labels, " ", fmt("%.0f", info.age), "\n") end
+    if ttl then ttl_lines:write("rigatoni_resume_token_ttl_seconds", labels, " ", fmt("%.3f", ttl), "\n") end
   end
   progress.update(count)
 end
 progress.done()
 if format == "json" then write(count > 0 and "\n]\n" or "]\n") end
+if format == "prometheus" then
+  write("# HELP rigatoni_resume_token_ttl_seconds Seconds until the resume token expires.\n",
+        "# TYPE rigatoni_resume_token_ttl_seconds gauge\n")
+  ttl_lines:seek("set")
+  for line in ttl_lines:lines("L") do write(line) end
+  ttl_lines:close()
+  write("# HELP rigatoni_resume_tokens Resume tokens listed.\n",
+        "# TYPE rigatoni_resume_tokens gauge\n",
+        fmt("rigatoni_resume_tokens %d\n", count),
+        "# HELP rigatoni_resume_token_scan_errors Values under the key prefix that are not resume tokens.\n",
+        "# TYPE rigatoni_resume_token_scan_errors gauge\n",
+        fmt("rigatoni_resume_token_scan_errors %d\n", corrupt))
+end
 
 cli.summary(fmt("list: %d token%s%s in %.2f s", count, count == 1 and "" or "s",
                 corrupt > 0 and fmt(" (%d corrupt)", corrupt) or "", progress.elapsed()), true)

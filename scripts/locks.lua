@@ -1,45 +1,77 @@
 -- locks -- lists Rigatoni 0.2 distributed locks (<lock_prefix>:*, by
 -- default rigatoni:lock:{db}:{collection}, ...:__database__,
 -- rigatoni:lock:__deployment__) with owner and remaining TTL, and releases
--- a stuck one by force with --release KEY --yes. Works on raw keys, so it
--- does not depend on the locking API of the module.
+-- a stuck one with --release KEY --yes. The release is the owner-checked
+-- compare-and-delete of the lock API (store:release_lock, full keys): it
+-- deletes the lock only while it still names the owner shown (or the one
+-- given with --owner), so a live pipeline that took the lock meanwhile
+-- keeps it. Only --force deletes whoever holds it.
 
 local cli = require "lib.cli"
 
 local opts = cli.parse(arg, {
   name = "locks",
   usage = [[
-usage: rigatoni-store [-c FILE] locks [--match GLOB] [--release KEY --yes]
+usage: rigatoni-store [-c FILE] locks [--match GLOB]
+       rigatoni-store [-c FILE] locks --release KEY [--owner ID | --force] [--yes]
 
   --match GLOB    Redis glob after the lock prefix (default *)
-  --release KEY   delete lock KEY whoever owns it (full key, or the part
-                  after the lock prefix); needs --yes, else only says what
-                  it would do
+  --release KEY   release lock KEY (full key, or the part after the lock
+                  prefix) held by the owner it shows; needs --yes, else
+                  only says what it would do
+  --owner ID      release only while ID holds it (the owner a listing
+                  showed); exit 1 when another owner holds it now
+  --force         delete the lock whoever holds it at that moment
 
-A forced release lets another pipeline take the lock at once: only release
-a lock whose owner is known to be gone.
+The release deletes the lock only if it still names that owner (atomic on
+the server): when the lock expired and another pipeline took it meanwhile,
+nothing is deleted and locks exits 1 naming the new owner. A released lock
+lets another pipeline take it at once: only release a lock whose owner is
+known to be gone.
 
 example: rigatoni-store -c conf/production.ini locks --match 'shop:*'
 ]],
-  options = { match = "string", release = "string", yes = "flag" },
+  options = { match = "string", release = "string", owner = "string", force = "flag", yes = "flag" },
   defaults = { match = "*" },
 })
 if not opts then return 0 end
+if opts.owner and opts.force then cli.usage_error("locks: --owner and --force exclude each other") end
+if (opts.owner or opts.force) and not opts.release then
+  cli.usage_error("locks: --owner and --force go with --release KEY")
+end
 
 local prefix = config.lock_prefix ~= "none" and config.lock_prefix or "rigatoni:lock"
 
 if opts.release then
   local key = opts.release
   if key:sub(1, #prefix + 1) ~= prefix .. ":" then key = prefix .. ":" .. key end
-  local owner = store:command("GET", key)
+  local owner = store:lock_owner(key)
   if not owner then cli.fail("locks: " .. key .. " is not held") end
+  if opts.owner and owner ~= opts.owner then
+    cli.fail(string.format("locks: %s is held by %s now, not by %s; nothing released", key, owner, opts.owner))
+  end
   if not opts.yes then
-    cli.summary(string.format("locks (plan): would release %s held by %s; nothing changed (add --yes)", key, owner))
+    cli.summary(string.format("locks (plan): would %s %s held by %s; nothing changed (add --yes)",
+                              opts.force and "force-delete" or "release", key, owner))
     return 0
   end
-  local n = store:command("DEL", key)
-  cli.summary(string.format("locks: %s %s (owner was %s)", key, n == "1" and "released" or "was already gone", owner))
-  return 0
+  if opts.force then
+    local n = store:command("DEL", key)
+    cli.summary(string.format("locks: %s %s (forced, whoever held it; shown owner was %s)", key,
+                              n == "1" and "deleted" or "was already gone", owner))
+    return 0
+  end
+  if store:release_lock(key, owner) then
+    cli.summary(string.format("locks: %s released (owner was %s)", key, owner))
+    return 0
+  end
+  local now = store:lock_owner(key)
+  if not now then   -- it expired meanwhile: free, as asked
+    cli.summary(string.format("locks: %s was already gone (owner was %s)", key, owner))
+    return 0
+  end
+  cli.fail(string.format("locks: %s changed owner since it was shown (%s, now %s); nothing released",
+                         key, owner, now))
 end
 
 local count = 0

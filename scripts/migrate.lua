@@ -6,6 +6,11 @@
 -- with a compare-and-delete, so a token that a live pipeline refreshed
 -- meanwhile stays. Existing target tokens are kept unless --overwrite:
 -- running it again after an interruption copies what is missing.
+-- Source and target are compared by server identity (store:server_identity:
+-- run_id and replication id of the masters, and the db), or by a probe key
+-- when INFO is refused: the same data set with the same (or an overlapping)
+-- prefix is refused with exit 2, and --delete-source is refused when it
+-- cannot be told at all. A run stopped by an error still prints what it did.
 
 local cli = require "lib.cli"
 
@@ -31,7 +36,15 @@ Copies resume tokens from the configured store to a target.
 
 Bytes are copied exactly and the remaining TTL is kept. Prints counts:
 copied, skipped (already on the target), failed (copy did not verify).
-Exit status 1 when anything failed.
+Exit status 1 when anything failed, or when the listing or a write
+stopped with an error (the counts then say what was done until then).
+
+Source and target are compared by what the servers say (INFO run_id and
+replication id, and the db), not by URL text; when INFO is refused, a
+probe key (<prefix>.probe:<random>, 60 s TTL) is written through the
+source and read through the target. The same data set with the same or an
+overlapping prefix is refused (exit 2), and so is --delete-source when
+neither way can tell.
 
 example: rigatoni-store -c conf/production.ini migrate --to-config conf/multi-region.ini
 ]],
@@ -55,16 +68,33 @@ local target, target_config = host.open_store { url = opts.to, config = opts.to_
                                                 key_prefix = opts.to_prefix, set = set }
 local source = store
 local sp, tp = config.key_prefix, target_config.key_prefix
-if config.url == target_config.url then
-  -- The same server: the prefixes must differ, and neither may contain the
-  -- other's keys (SCAN of "a:*" would also see the copies under "a:b:*").
-  if sp == tp then cli.usage_error("migrate: source and target are the same store (" .. config.url .. " " .. sp .. ")") end
+local both = string.format("source %s %s and target %s %s", config.url, sp, target_config.url, tp)
+-- The same data set is told by what the servers say (run_id, replication
+-- id, db; a probe key when INFO is refused), never by URL text: localhost
+-- and 127.0.0.1, "/0", a Sentinel URL and the master's own all differ as
+-- text. A dry run writes nothing, so it never probes.
+local same, how = cli.same_data_set(source, target, sp, not opts.dry_run)
+if same == nil then
+  if opts.delete_source then
+    cli.usage_error("migrate: cannot tell whether " .. both .. " are the same data set (" .. how ..
+                    "); --delete-source refused, nothing changed")
+  end
+  host.log("warn", "migrate: cannot tell whether " .. both .. " are the same data set (" .. how .. ")")
+elseif same then
+  -- The prefixes must differ, and neither may contain the other's keys
+  -- (SCAN of "a:*" would also see the copies under "a:b:*").
+  if sp == tp then
+    cli.usage_error("migrate: " .. both .. " are the same store (same data set by " .. how ..
+                    ", same prefix); nothing changed")
+  end
   if tp:sub(1, #sp + 1) == sp .. ":" or sp:sub(1, #tp + 1) == tp .. ":" then
-    cli.usage_error("migrate: on the same server, prefix '" .. tp .. "' and '" .. sp .. "' overlap")
+    cli.usage_error("migrate: " .. both .. " are the same data set (by " .. how .. ") and prefix '" ..
+                    tp .. "' and '" .. sp .. "' overlap; nothing changed")
   end
 end
 
 local copied, skipped, failed, deleted, kept = 0, 0, 0, 0, 0
+local in_doubt   -- the token whose delete was on the wire when the run stopped
 local progress = cli.progress("migrate")
 
 local function flush(batch)
@@ -78,53 +108,71 @@ local function flush(batch)
     end
     return
   end
+  -- Count every verified copy first, so that a run stopped by a failed
+  -- delete still reports all the copies it made.
   local written = target:save_many(batch, { nx = not opts.overwrite })
   local values = target:get_many(names)
+  local verified = {}
   for i, item in ipairs(batch) do
-    local same = values[i] == item[2]
+    verified[i] = values[i] == item[2]   -- read back through the target's own connection
     if written[i] then
-      if same then copied = copied + 1 else failed = failed + 1 end
+      if verified[i] then copied = copied + 1 else failed = failed + 1 end
     else
       skipped = skipped + 1
     end
-    -- A skipped token whose target copy is identical is migrated as well.
-    if opts.delete_source and same then
+    if not verified[i] and written[i] then
+      host.log("warn", "migrate: copy of " .. item[1] .. " does not read back the same")
+    end
+  end
+  if not opts.delete_source then return end
+  -- A skipped token whose target copy is identical is migrated as well.
+  for i, item in ipairs(batch) do
+    if verified[i] then
+      in_doubt = item[1]
       if source:delete_resume_token(item[1], { if_value = item[2] }) then
         deleted = deleted + 1
       else
         kept = kept + 1
       end
-    end
-    if not same and written[i] then
-      host.log("warn", "migrate: copy of " .. item[1] .. " does not read back the same")
+      in_doubt = nil
     end
   end
 end
 
-local batch = {}
-for collection, bytes, ttl in source:resume_tokens { match = opts.match, batch = opts.batch, raw = true } do
-  -- ttl nil = none; a TTL about to run out stays a (tiny) TTL, never "none".
-  batch[#batch + 1] = { collection, bytes, ttl and math.max(ttl, 0.001) }
-  if #batch >= opts.batch then
-    flush(batch)
-    batch = {}
-    progress.update(copied + skipped + failed)
+-- Any error (the walk, or a write) stops the run; what was done until
+-- then is still reported, then the failure (exit 1).
+local ran, why = pcall(function()
+  local batch = {}
+  for collection, bytes, ttl in source:resume_tokens { match = opts.match, batch = opts.batch, raw = true } do
+    -- ttl nil = none; a TTL about to run out stays a (tiny) TTL, never "none".
+    batch[#batch + 1] = { collection, bytes, ttl and math.max(ttl, 0.001) }
+    if #batch >= opts.batch then
+      flush(batch)
+      batch = {}
+      progress.update(copied + skipped + failed)
+    end
   end
-end
-flush(batch)
+  flush(batch)
+end)
 progress.done()
 target:close()
 
 local elapsed = progress.elapsed()
 local total = copied + skipped + failed
-local line = string.format("migrate%s: %d %s, %d skipped (already on target), %d failed",
-                           opts.dry_run and " (dry run)" or "", copied,
+local line = string.format("migrate%s%s: %d %s, %d skipped (already on target), %d failed",
+                           opts.dry_run and " (dry run)" or "", ran and "" or " (stopped)", copied,
                            opts.dry_run and "would be copied" or "copied", skipped, failed)
 if opts.delete_source then
   line = line .. string.format(", %d deleted from source", deleted)
   if kept > 0 then line = line .. string.format(" (%d kept: changed meanwhile)", kept) end
+  local doubt = not ran and cli.in_doubt(why, in_doubt)
+  if doubt then line = line .. ", " .. doubt end
 end
 line = line .. string.format("; %s %s -> %s %s in %.2f s (%.0f tokens/s)", config.url, sp,
                              target_config.url, tp, elapsed, total / math.max(elapsed, 1e-6))
 cli.summary(line)
+if not ran then
+  cli.walk_failed("migrate", why, "the counts above are what was done before it stopped; " ..
+                  "run it again to copy the rest")
+end
 return failed > 0 and 1 or 0

@@ -16,7 +16,8 @@ of their cluster times, and shows the server version, key count, memory
 use, the MEMORY USAGE of a random sample of token keys (--sample, default
 100; reservoir sampling over the scan) and the PING round trip. Then the
 client metrics of this run: calls, errors, retries and latency per
-operation kind, and the connection pool.
+operation kind, and the connection pool. When the listing fails, stats
+prints no figures and exits 1.
 
 example: rigatoni-store -c conf/production.ini stats
 ]],
@@ -33,29 +34,33 @@ local n, with_ttl, corrupt, bytes = 0, 0, 0, 0
 local oldest, newest
 local sample = {}   -- reservoir of collection names
 local progress = cli.progress("stats")
-for collection, value, ttl in store:resume_tokens { match = opts.match, batch = opts.batch, raw = true } do
-  n = n + 1
-  if #sample < opts.sample then
-    sample[#sample + 1] = collection
-  else
-    local j = math.random(n)
-    if j <= opts.sample then sample[j] = collection end
-  end
-  bytes = bytes + #value
-  if ttl then with_ttl = with_ttl + 1 end
-  local ok = pcall(rs.bson.to_json, value)
-  if not ok then
-    corrupt = corrupt + 1
-  else
-    local t = rs.token_time(value)
-    if t then
-      if not oldest or t < oldest then oldest = t end
-      if not newest or t > newest then newest = t end
+-- Figures from a walk that stopped would be wrong: none are printed.
+local ran, why = pcall(function()
+  for collection, value, ttl in store:resume_tokens { match = opts.match, batch = opts.batch, raw = true } do
+    n = n + 1
+    if #sample < opts.sample then
+      sample[#sample + 1] = collection
+    else
+      local j = math.random(n)
+      if j <= opts.sample then sample[j] = collection end
     end
+    bytes = bytes + #value
+    if ttl then with_ttl = with_ttl + 1 end
+    local ok = pcall(rs.bson.to_json, value)
+    if not ok then
+      corrupt = corrupt + 1
+    else
+      local t = rs.token_time(value)
+      if t then
+        if not oldest or t < oldest then oldest = t end
+        if not newest or t > newest then newest = t end
+      end
+    end
+    progress.update(n)
   end
-  progress.update(n)
-end
+end)
 progress.done()
+if not ran then cli.walk_failed("stats", why, n .. " tokens seen; no figures printed") end
 
 local function info_field(section, field)
   local text = store:command("INFO", section) or ""

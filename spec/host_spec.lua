@@ -411,4 +411,66 @@ describe("rigatoni-store host", function()
       end
     end)
   end)
+
+  describe("errors that are hard to print", function()
+    -- The host turns the error object into text in a protected call: code
+    -- in its metatable that raises, or running out of memory there, is
+    -- reported as one line instead of a Lua panic (abort, status 134); a
+    -- kind read before that still decides the status.
+    local function bad_object(mt)
+      return "error(setmetatable({ kind = 'config' }, { " .. mt .. " }))"
+    end
+
+    for _, case in ipairs {
+      { "a __tostring that raises", bad_object "__tostring = function() error('boom in tostring') end",
+        "the error could not be printed: %(command line%):1: boom in tostring", 2 },
+      { "a __tostring that returns a table", bad_object "__tostring = function() return {} end",
+        "the error could not be printed: '__tostring' must return a string", 2 },
+      { "an __index that raises", "error(setmetatable({}, { __index = function() error('no kind') end }))",
+        "the error could not be printed: %(command line%):1: no kind", 1 },
+    } do
+      it("reports an error object with " .. case[1] .. " in one line, exit " .. case[4], function()
+        local code, out, err = run { "-u", srv.url, "-e", case[2] }
+        assert.equal(case[4], code, err)
+        assert.equal("", out)
+        assert.equal(1, #lines(err), err)
+        assert.matches("^rigatoni%-store: " .. case[3] .. "\n$", err)
+      end)
+    end
+
+    it("reports running out of memory while printing the error", function()
+      local errfile = tmp("oom.err")
+      local code = "error(setmetatable({}, { __tostring = function() return ('x'):rep(1 << 30) end }))"
+      -- 600 MB of address space: the host runs, a 1 GiB string does not fit.
+      local _, _, status = os.execute(("ulimit -v 600000; exec %s -u %s -e %s 2>%s")
+        :format(quote(BIN), quote(srv.url), quote(code), quote(errfile)))
+      local err = read_file(errfile)
+      assert.equal(1, status, err)
+      assert.equal("rigatoni-store: the error could not be printed: not enough memory\n", err)
+    end)
+  end)
+
+  describe("long config values", function()
+    -- Sixty Sentinel nodes: a URL of some 2,400 characters.
+    local nodes = {}
+    for i = 1, 60 do nodes[i] = ("sentinel-node-%02d.example.internal:26379"):format(i) end
+    local hosts = table.concat(nodes, ",")
+    local url = "redis://app:longurlpw@" .. hosts .. "/0"
+
+    it("reach the script's config table whole, masked", function()
+      local code, out, err = run({ "-u", url, "-e",
+        "print(config.url) print(rs.mask_url(os.getenv('U'))) print(rs.config():url(os.getenv('U')):to_table().url)" },
+        { env = { U = url } })
+      assert.equal(0, code, err)
+      local masked = "redis://***:***@" .. hosts .. "/0"
+      assert.equal(masked .. "\n" .. masked .. "\n" .. masked .. "\n", out)
+    end)
+
+    it("reach it whole when they are not URLs either", function()
+      local prefix = ("p"):rep(3000)
+      local code, out, err = run { "-u", srv.url, "-s", "redis.key_prefix=" .. prefix, "-e", "io.write(config.key_prefix)" }
+      assert.equal(0, code, err)
+      assert.equal(prefix, out)
+    end)
+  end)
 end)

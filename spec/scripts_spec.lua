@@ -117,9 +117,10 @@ describe("bundled scripts", function()
     it("--format csv has a header and quotes fields", function()
       local code, out = run { "-u", a.url, "list", "--format", "csv" }
       assert.equal(0, code)
-      assert.matches("^collection,ttl_seconds,size,cluster_time,age_seconds,status\n", out)
-      assert.matches("\nusers,,%d+,[%dT:Z-]+,%d+,ok\n", out)
-      assert.matches('\nbroken,,8,,,"corrupt: [^"]*"\n', out)
+      assert.matches("^collection,ttl_seconds,size,cluster_time,age_seconds,status,stream_level,"
+                     .. "stream_database,stream_collection,mirror_of\n", out)
+      assert.matches("\nusers,,%d+,[%dT:Z-]+,%d+,ok,,,,\n", out)
+      assert.matches('\nbroken,,8,,,"corrupt: [^"]*",,,,\n', out)
     end)
 
     it("--match filters on the collection name", function()

@@ -26,6 +26,31 @@ function M.fail(message)
                      error_mt), 0)
 end
 
+-- The message of anything raised (error objects, strings): one line.
+local function reason(err)
+  return type(err) == "table" and err.kind and err.message and (err.kind .. ": " .. err.message)
+         or tostring(err)
+end
+M.reason = reason
+
+-- The note for a summary when the run stopped by an error of the delete
+-- of `name`: unless the error says it was never sent, the delete may have
+-- run (a lost reply), so the count cannot include or exclude it.
+-- Returns the note, or nil.
+local never_sent = { config = true, serialization = true, auth = true, pool = true }
+function M.in_doubt(err, name)
+  if not name or (type(err) == "table" and never_sent[err.kind]) then return nil end
+  return string.format("1 in doubt (%s may be deleted: the reply to its delete was lost)", name)
+end
+
+-- A walk (or the work done on it) that raised: exit 1, saying what
+-- happened to the run and why. `what` says what the operator has, e.g.
+-- "the output was removed", or "12 deleted before it stopped".
+function M.walk_failed(script, err, what)
+  M.fail(string.format("%s: stopped before the listing was complete%s: %s", script,
+                       what and (" (" .. what .. ")") or "", reason(err)))
+end
+
 -- ---------------------------------------------------------------------
 -- Durations
 -- ---------------------------------------------------------------------
@@ -362,6 +387,57 @@ function M.describe_token(bytes, want_json, now)
     info.age = (now or M.now()) - seconds
   end
   return info
+end
+
+-- ---------------------------------------------------------------------
+-- Same data set?
+-- ---------------------------------------------------------------------
+
+local function random_hex(bytes)
+  local parts = {}
+  for i = 1, bytes // 4 do parts[i] = string.format("%08x", math.random(0, 0xffffffff)) end
+  return table.concat(parts)
+end
+
+-- Two identities (store:server_identity()) share data when the db is the
+-- same and a master of one is a master of the other (run_id) or of its
+-- replication history (replid: a replica of it).
+local function shares_master(a, b)
+  if a.db ~= b.db then return false end
+  for _, x in ipairs(a.masters) do
+    for _, y in ipairs(b.masters) do
+      if x.run_id == y.run_id or x.replid == y.replid then return true end
+    end
+  end
+  return false
+end
+
+-- A random key written through `a` (PX 60000, so it goes away even if we
+-- die) and read through `b`, then deleted. Seen: the same keys. The key is
+-- "<prefix>.probe:<hex>", outside every "<prefix>:" token walk.
+local function probe(a, b, prefix)
+  local key, value = prefix .. ".probe:" .. random_hex(16), random_hex(16)
+  local ok, err = pcall(a.command, a, "SET", key, value, "PX", "60000")
+  if not ok then return nil, "probe write refused: " .. reason(err) end
+  local read, seen = pcall(b.command, b, "GET", key)
+  pcall(a.command, a, "DEL", key)
+  if not read then return nil, "probe read refused: " .. reason(seen) end
+  return seen == value
+end
+
+-- Whether stores a and b reach the same keys, by what the servers say,
+-- never by URL text. Returns true or false and how it was decided ("server
+-- identity" or "probe key"), or nil and why it cannot be told. The probe
+-- (a write) is used only when INFO is refused and `may_write` is set.
+function M.same_data_set(a, b, prefix, may_write)
+  local ok_a, id_a = pcall(a.server_identity, a)
+  local ok_b, id_b = pcall(b.server_identity, b)
+  if ok_a and ok_b then return shares_master(id_a, id_b), "server identity" end
+  local why = "INFO failed: " .. reason(ok_a and id_b or id_a)
+  if not may_write then return nil, why end
+  local same, perr = probe(a, b, prefix)
+  if same == nil then return nil, why .. "; " .. perr end
+  return same, "probe key"
 end
 
 -- ---------------------------------------------------------------------

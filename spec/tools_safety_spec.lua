@@ -1,0 +1,391 @@
+-- spec/tools_safety_spec.lua -- the maintenance scripts never lose a token:
+-- migrate tells source and target apart by server identity (not URL text),
+-- a walk that fails makes export/migrate/cleanup/stats exit 1 without a
+-- whole-looking result, and locks --release deletes only the owner shown.
+-- Real redis-servers (and a sentinel and the fault proxy), through the
+-- built `rigatoni-store` binary.
+
+local servers = require "support.servers"
+local proxy = require "support.proxy"
+local helpers = require "support.helpers"
+local rs = require "rigatoni_store"
+
+local quote, read_file, write_file, run = helpers.quote, helpers.read_file, helpers.write_file,
+                                          helpers.run_host
+local PREFIX = "rigatoni:resume_token:"
+local N = 40
+
+local OLD = os.time() - 86400 * 90   -- cluster time of every token: 90 days ago
+
+local function token(n)
+  return rs.bson.encode { _data = string.format("82%08X%08X2B022C0100296E5A1004", OLD, n) }
+end
+
+local function seed(srv, count)
+  local store <close> = rs.new { url = srv.url }
+  for i = 1, count do store:save_raw("c" .. i, token(i), false) end
+end
+
+local function dbsize(srv) return tonumber(srv:cli("DBSIZE")) end
+local function keys(srv, pattern) return select(2, srv:cli("--scan", "--pattern", pattern):gsub("[^\n]+", "")) end
+
+-- The source count after `deleted` reported deletes: one more may be gone
+-- when the summary says a delete was in doubt (its reply was lost).
+local function assert_left(srv, deleted, out)
+  local left = dbsize(srv)
+  if out:find("1 in doubt", 1, true) then
+    assert.is_true(left == N - deleted or left == N - deleted - 1, out)
+  else
+    assert.equal(N - deleted, left, out)
+  end
+end
+
+-- Runs SCRIPT with ARGS through `-e`, with `store` wrapped so that after
+-- `after` rows of store:resume_tokens the fault proxy at `control` cuts
+-- every reply: the walk (or whatever talks to that server next) fails.
+local CUT_HOOK = [[
+local script, control, after = arg[1], arg[2], tonumber(arg[3])
+local args = table.move(arg, 4, #arg, 1, {})
+args[0] = script
+arg = args
+local real, rows = store, 0
+store = setmetatable({}, { __index = function(_, name)
+  local f = real[name]
+  if name ~= "resume_tokens" then return function(_, ...) return f(real, ...) end end
+  return function(_, ...)
+    local iter, state, ctl, closing = f(real, ...)
+    return function(s, c)
+      rows = rows + 1
+      if rows == after + 1 then
+        local fh = assert(io.open(control, "w")); fh:write("cut 0\n"); fh:close()
+      end
+      return iter(s, c)
+    end, state, ctl, closing
+  end
+end })
+return dofile(script)
+]]
+
+local function run_cut(px, after, script, args)
+  local argv = { "-u", px.url, "-s", "redis.max_retries=0", "-e", CUT_HOOK, "scripts/" .. script .. ".lua",
+                 px.control, tostring(after) }
+  for _, a in ipairs(args) do argv[#argv + 1] = a end
+  return run(argv)
+end
+
+describe("tools safety", function()
+  local a, b, sentinel, tmpdir
+
+  setup(function()
+    a = servers.redis {}
+    b = servers.redis {}
+    sentinel = servers.sentinel { master = a, quorum = 1 }
+    tmpdir = helpers.capture("mktemp -d"):gsub("%s+$", "")
+  end)
+
+  teardown(function()
+    if sentinel then sentinel:stop() end
+    if a then a:stop() end
+    if b then b:stop() end
+    if tmpdir then os.execute("rm -rf " .. quote(tmpdir)) end
+  end)
+
+  before_each(function()
+    a:cli("FLUSHALL")
+    b:cli("FLUSHALL")
+    seed(a, N)
+  end)
+
+  it("store:server_identity gives the master's run_id, replication id and db", function()
+    local store <close> = rs.new { url = "redis://localhost:" .. a.port .. "/3" }
+    local id = store:server_identity()
+    assert.equal(3, id.db)
+    assert.equal(1, #id.masters)
+    assert.equal(a:cli("INFO", "server"):match("run_id:(%x+)"), id.masters[1].run_id)
+    assert.equal(a:cli("INFO", "replication"):match("master_replid:(%x+)"), id.masters[1].replid)
+  end)
+
+  describe("migrate --delete-source onto the same data set named another way", function()
+    local function aliases()
+      return {
+        { "localhost", "redis://localhost:" .. a.port },
+        { "/0", a.url .. "/0" },
+        { "trailing /", a.url .. "/" },
+        { "a Sentinel URL", "redis://127.0.0.1:" .. sentinel.port .. ",127.0.0.1:" .. servers.closed_port() },
+      }
+    end
+    for i, case in ipairs { "localhost", "/0", "trailing /", "a Sentinel URL" } do
+      it("is refused with exit 2 for " .. case .. " and changes nothing", function()
+        local to = aliases()[i][2]
+        local code, out, err = run { "-u", a.url, "migrate", "--to", to, "--delete-source" }
+        assert.equal(2, code, out .. err)
+        assert.matches("same store", err)
+        assert.matches(a.url, err, 1, true)
+        assert.matches((rs.mask_url(to):gsub("%p", "%%%0")), err)
+        assert.equal(N, dbsize(a))
+      end)
+    end
+
+    it("is refused when --to-config spells the source another way", function()
+      local src = write_file(tmpdir .. "/src.ini", "[redis]\nurl = " .. a.url .. "\n")
+      local dst = write_file(tmpdir .. "/dst.ini", "[redis]\nurl = redis://localhost:" .. a.port .. "/0\n")
+      local code, out, err = run { "-c", src, "migrate", "--to-config", dst, "--delete-source" }
+      assert.equal(2, code, out .. err)
+      assert.matches("same store", err)
+      assert.equal(N, dbsize(a))
+    end)
+
+    it("refuses an overlapping prefix on an alias", function()
+      local code, _, err = run { "-u", a.url, "migrate", "--to", "redis://localhost:" .. a.port,
+                                 "--to-prefix", "rigatoni:resume_token:v2", "--delete-source" }
+      assert.equal(2, code)
+      assert.matches("overlap", err)
+      assert.equal(N, dbsize(a))
+    end)
+
+    it("moves the tokens to another prefix of the same server", function()
+      local code, out, err = run { "-u", a.url, "migrate", "--to", "redis://localhost:" .. a.port,
+                                   "--to-prefix", "v2", "--delete-source" }
+      assert.equal(0, code, err)
+      assert.matches(N .. " copied, 0 skipped .* " .. N .. " deleted from source", out)
+      assert.equal(N, keys(a, "v2:*"))
+      assert.equal(0, keys(a, PREFIX .. "*"))
+      assert.equal(token(7), a:cli_raw("GET", "v2:c7"))
+    end)
+
+    it("still moves everything to a genuinely different server named by an alias", function()
+      local code, out, err = run { "-u", a.url, "migrate", "--to", "redis://localhost:" .. b.port .. "/0",
+                                   "--delete-source" }
+      assert.equal(0, code, err)
+      assert.matches(N .. " copied, 0 skipped .* " .. N .. " deleted from source", out)
+      assert.equal(0, dbsize(a))
+      assert.equal(N, dbsize(b))
+      assert.equal(token(3), b:cli_raw("GET", PREFIX .. "c3"))
+    end)
+  end)
+
+  it("migrate --delete-source refuses a writable replica of the source", function()
+    local replica = servers.redis { args = { "--replicaof", "127.0.0.1", tostring(a.port),
+                                             "--replica-read-only", "no" } }
+    local ok, err = pcall(function()
+      local deadline = servers.now() + 10
+      while dbsize(replica) < N do
+        assert(servers.now() < deadline, "the replica did not sync")
+        servers.sleep(0.05)
+      end
+      local code, out, stderr = run { "-u", a.url, "migrate", "--to", replica.url, "--delete-source" }
+      assert.equal(2, code, out .. stderr)
+      assert.matches("same store %(same data set by server identity", stderr)
+      assert.equal(N, dbsize(a))
+    end)
+    replica:stop()
+    assert(ok, err)
+  end)
+
+  describe("migrate when INFO is refused", function()
+    local function acl(srv, user, keys_pattern)
+      srv:cli("ACL", "SETUSER", user, "on", ">pw-" .. user, keys_pattern, "+@all", "-info")
+    end
+    local function url_as(srv, user, host)
+      return ("redis://%s:pw-%s@%s:%d"):format(user, user, host or "127.0.0.1", srv.port)
+    end
+    after_each(function()
+      for _, srv in ipairs { a, b } do srv:cli("ACL", "DELUSER", "tool", "narrow") end
+    end)
+
+    it("a probe key tells the same server apart: refused, nothing changed", function()
+      acl(a, "tool", "~*")
+      local code, out, err = run { "-u", url_as(a, "tool"), "migrate", "--to", url_as(a, "tool", "localhost"),
+                                   "--delete-source" }
+      assert.equal(2, code, out .. err)
+      assert.matches("same store %(same data set by probe key", err)
+      assert.not_matches("pw%-tool", err)
+      assert.equal(N, dbsize(a))   -- the probe key is gone too
+    end)
+
+    it("a probe key proves another server different: moved", function()
+      acl(a, "tool", "~*")
+      acl(b, "tool", "~*")
+      local code, out, err = run { "-u", url_as(a, "tool"), "migrate", "--to", url_as(b, "tool"), "--delete-source" }
+      assert.equal(0, code, err)
+      assert.matches(N .. " deleted from source", out)
+      assert.equal(0, dbsize(a))
+      assert.equal(N, dbsize(b))
+    end)
+
+    it("--delete-source is refused when not even a probe can tell", function()
+      acl(a, "narrow", "~rigatoni:resume_token:*")
+      acl(b, "narrow", "~rigatoni:resume_token:*")
+      local code, out, err = run { "-u", url_as(a, "narrow"), "migrate", "--to", url_as(b, "narrow"),
+                                   "--delete-source" }
+      assert.equal(2, code, out .. err)
+      assert.matches("cannot tell whether .* are the same data set", err)
+      assert.equal(N, dbsize(a))
+      assert.equal(0, dbsize(b))
+      -- Copying alone stays possible (a warning says what is unknown).
+      code, out, err = run { "-u", url_as(a, "narrow"), "migrate", "--to", url_as(b, "narrow") }
+      assert.equal(0, code, err)
+      assert.matches(N .. " copied", out)
+      assert.matches("cannot tell", err)
+    end)
+  end)
+
+  describe("migrate from a cluster", function()
+    local cluster
+    setup(function() cluster = servers.cluster { masters = 3, replicas = 0 } end)
+    teardown(function() if cluster then cluster:stop() end end)
+    before_each(function()
+      for _, n in ipairs(cluster.nodes) do n:cli("FLUSHALL") end
+      local store <close> = rs.new { url = cluster.url, cluster_mode = true }
+      for i = 1, N do store:save_raw("c" .. i, token(i), false) end
+    end)
+    local function cluster_tokens()
+      local n = 0
+      for _, node in ipairs(cluster.nodes) do n = n + dbsize(node) end
+      return n
+    end
+
+    it("store:server_identity names every master", function()
+      local store <close> = rs.new { url = cluster.url, cluster_mode = true }
+      local id, got, want = store:server_identity(), {}, {}
+      for _, m in ipairs(id.masters) do got[#got + 1] = m.run_id end
+      for _, n in ipairs(cluster:masters()) do want[#want + 1] = n:cli("INFO", "server"):match("run_id:(%x+)") end
+      table.sort(got)
+      table.sort(want)
+      assert.same(want, got)
+      assert.equal(0, id.db)
+    end)
+
+    it("refuses one of its own masters named as a standalone server", function()
+      local node = cluster.nodes[3]
+      local code, out, err = run { "-u", cluster.url, "-s", "redis.cluster_mode=true", "migrate",
+                                   "--to", node.url .. "/", "--delete-source" }
+      assert.equal(2, code, out .. err)
+      assert.matches("same store %(same data set by server identity", err)
+      assert.equal(N, cluster_tokens())
+    end)
+
+    it("refuses itself reached through another seed node", function()
+      local code, out, err = run { "-u", cluster.url, "-s", "redis.cluster_mode=true", "migrate",
+                                   "--to", "redis://localhost:" .. cluster.nodes[2].port, "--to-cluster",
+                                   "--delete-source" }
+      assert.equal(2, code, out .. err)
+      assert.matches("same store", err)
+      assert.equal(N, cluster_tokens())
+    end)
+
+    it("moves everything to a different server", function()
+      local code, out, err = run { "-u", cluster.url, "-s", "redis.cluster_mode=true", "migrate",
+                                   "--to", b.url, "--delete-source" }
+      assert.equal(0, code, err)
+      assert.matches(N .. " copied, 0 skipped .* " .. N .. " deleted from source", out)
+      assert.equal(0, cluster_tokens())
+      assert.equal(N, dbsize(b))
+    end)
+  end)
+
+  describe("a walk that fails", function()
+    local px
+    before_each(function() px = proxy.start(a) end)
+    after_each(function() if px then px:stop() end end)
+
+    it("export to a file exits 1, leaves the old file and no temporary file", function()
+      local path = write_file(tmpdir .. "/backup.jsonl", "old backup\n")
+      local code, _, err = run_cut(px, 15, "export", { "--output", path, "--batch", "10" })
+      assert.equal(1, code, err)
+      assert.matches("export: stopped before the listing was complete .*was not written", err)
+      assert.equal("old backup\n", read_file(path))
+      local left = helpers.capture("ls -A " .. quote(tmpdir))
+      assert.not_matches("backup%.jsonl%.tmp", left)
+    end)
+
+    it("export to stdout exits 1 without its summary line", function()
+      local code, out, err = run_cut(px, 15, "export", { "--batch", "10" })
+      assert.equal(1, code, err)
+      assert.matches("incomplete", err)
+      assert.not_matches("export: %d+ tokens? to stdout", err)
+      assert.is_true(select(2, out:gsub("\n", "")) < N)
+    end)
+
+    it("migrate --delete-source exits 1 and reports what it copied and deleted", function()
+      local code, out, err = run_cut(px, 25, "migrate", { "--to", b.url, "--delete-source", "--batch", "10" })
+      assert.equal(1, code, out .. err)
+      assert.matches("migrate: stopped before the listing was complete", err)
+      local copied, deleted = out:match("migrate %(stopped%): (%d+) copied, 0 skipped .-, (%d+) deleted from source")
+      assert.truthy(copied, out)
+      copied, deleted = tonumber(copied), tonumber(deleted)
+      assert.is_true(copied >= 20 and copied < N, out)
+      assert.equal(copied, dbsize(b))
+      assert_left(a, deleted, out)
+      for i = 1, N do   -- nothing lost: each token is on the source or verified on the target
+        local here = a:cli_raw("GET", PREFIX .. "c" .. i)
+        assert.equal(token(i), here ~= "" and here or b:cli_raw("GET", PREFIX .. "c" .. i))
+      end
+    end)
+
+    it("cleanup exits 1 and reports what it deleted", function()
+      local code, out, err = run_cut(px, 15, "cleanup", { "--older-than", "30d", "--yes", "--batch", "10" })
+      assert.equal(1, code, out .. err)
+      assert.matches("cleanup: stopped before the listing was complete", err)
+      local deleted = tonumber(out:match("cleanup %(stopped%): (%d+) deleted"))
+      assert.truthy(deleted, out)
+      assert_left(a, deleted, out)
+    end)
+
+    it("stats exits 1 and prints no figures", function()
+      local code, out, err = run_cut(px, 15, "stats", { "--batch", "10" })
+      assert.equal(1, code, out .. err)
+      assert.matches("stats: stopped before the listing was complete", err)
+      assert.not_matches("tokens%s+%d", out)
+    end)
+  end)
+
+  describe("locks --release", function()
+    local KEY = "rigatoni:lock:shop:orders"
+    -- locks, with the lock taken over by "new-owner" right after the
+    -- script first reads it (as if it expired and a pipeline took it).
+    local RETAKE_HOOK = [[
+local key = arg[1]
+arg = table.move(arg, 2, #arg, 1, { [0] = "scripts/locks.lua" })
+local real, taken = store, false
+local function retake() if not taken then taken = true; real:command("SET", key, "new-owner", "EX", "60") end end
+store = setmetatable({}, { __index = function(_, name)
+  local f = real[name]
+  return function(_, ...)
+    local r = f(real, ...)
+    if name == "lock_owner" or (name == "command" and (...) == "GET") then retake() end
+    return r
+  end
+end })
+return dofile("scripts/locks.lua")
+]]
+
+    it("keeps a lock another owner took between the display and the release", function()
+      a:cli("SET", KEY, "old-owner", "EX", "60")
+      local code, out, err = run { "-u", a.url, "-e", RETAKE_HOOK, KEY, "--release", "shop:orders", "--yes" }
+      assert.equal(1, code, out .. err)
+      assert.matches("changed owner .*old%-owner.*new%-owner", err)
+      assert.equal("new-owner", a:cli("GET", KEY))
+    end)
+
+    it("--owner releases only while that owner holds it", function()
+      a:cli("SET", KEY, "new-owner", "EX", "60")
+      local code, out, err = run { "-u", a.url, "locks", "--release", "shop:orders", "--owner", "old-owner", "--yes" }
+      assert.equal(1, code, out .. err)
+      assert.matches("held by new%-owner now, not by old%-owner", err)
+      assert.equal("new-owner", a:cli("GET", KEY))
+      code, out, err = run { "-u", a.url, "locks", "--release", "shop:orders", "--owner", "new-owner", "--yes" }
+      assert.equal(0, code, err)
+      assert.matches("released %(owner was new%-owner%)", out)
+      assert.equal("0", a:cli("EXISTS", KEY))
+    end)
+
+    it("--force deletes whoever holds it and says it was forced", function()
+      a:cli("SET", KEY, "old-owner", "EX", "60")
+      local code, out, err = run { "-u", a.url, "-e", RETAKE_HOOK, KEY, "--release", "shop:orders", "--force", "--yes" }
+      assert.equal(0, code, err)
+      assert.matches("deleted %(forced", out)
+      assert.equal("0", a:cli("EXISTS", KEY))
+    end)
+  end)
+end)
