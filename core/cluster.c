@@ -26,7 +26,7 @@
 
 #include "internal.h"
 
-#define NSLOTS 16384
+#define NSLOTS RS_CLUSTER_SLOTS
 #define MAX_NODES 1024
 #define MAX_REDIRECTS 16
 
@@ -347,6 +347,53 @@ rs_pool *rs_cluster_slot_owner(rs_store *store, int slot)
     if (refresh(cl, &ignored) < 0) return NULL;
     int idx = route(cl, slot, -1);
     return idx < 0 ? NULL : node_pool(cl, idx);
+}
+
+/* ---------------------------------------------------------------------
+ * What a walk over every master checks (scan.c)
+ * ------------------------------------------------------------------ */
+
+int rs_cluster_snapshot(rs_store *store, rs_pool **owners, rs_error *err)
+{
+    rs_cluster *cl = store->cluster;
+    atomic_store(&cl->stale, 1);
+    if (refresh(cl, err) < 0) return -1;
+    pthread_rwlock_rdlock(&cl->map_lock);
+    for (int s = 0; s < NSLOTS; s++)
+        owners[s] = cl->slots[s] >= 0 ? cl->nodes[cl->slots[s]]->pool : NULL;
+    pthread_rwlock_unlock(&cl->map_lock);
+    return 0;
+}
+
+/* In CLUSTER NODES, a node shows its own open slots ("[slot->-id]",
+ * "[slot-<-id]") on the line whose flags say "myself". */
+int rs_cluster_open_slots(rs_store *store, rs_pool *pool, rs_error *err)
+{
+    const char *argv[2] = {"CLUSTER", "NODES"};
+    const size_t len[2] = {7, 5};
+    const rs_cmd cmd = {2, argv, len};
+    redisReply *reply;
+    if (rs_exec_on(store, pool, "list (CLUSTER NODES)", RS_RETRY_IDEMPOTENT, 1, &cmd, &reply, NULL,
+                   err) < 0)
+        return -1;
+    int open = -1;
+    if (reply->type == REDIS_REPLY_STRING || reply->type == REDIS_REPLY_VERB) {
+        const char *p = reply->str, *end = reply->str + reply->len;
+        while (p < end && open < 0) {
+            const char *eol = memchr(p, '\n', (size_t)(end - p));
+            if (!eol) eol = end;
+            /* Fields: id, address, flags, ... */
+            const char *flags = memchr(p, ' ', (size_t)(eol - p));
+            flags = flags ? memchr(flags + 1, ' ', (size_t)(eol - flags - 1)) : NULL;
+            const char *flags_end = flags ? memchr(flags + 1, ' ', (size_t)(eol - flags - 1)) : NULL;
+            if (flags_end && memmem(flags + 1, (size_t)(flags_end - flags - 1), "myself", 6))
+                open = memchr(flags_end, '[', (size_t)(eol - flags_end)) != NULL;
+            p = eol + 1;
+        }
+    }
+    freeReplyObject(reply);
+    if (open < 0) rs_error_set(err, RS_ERR_SERVER, 0, "list: CLUSTER NODES has no line for the node itself");
+    return open;
 }
 
 /* Per-call state: which commands are done, where ASK sends the others. */

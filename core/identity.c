@@ -14,9 +14,7 @@
 
 #include "internal.h"
 
-/* Copies the value of "<name>:" at the start of a line of an INFO text.
- * 1 when found and it fits, else 0. */
-static int info_field(const char *text, size_t len, const char *name, char *buf, size_t size)
+int rs_info_field(const char *text, size_t len, const char *name, char *buf, size_t size)
 {
     size_t nlen = strlen(name);
     for (size_t pos = 0; pos < len;) {
@@ -52,7 +50,7 @@ static int master_identity(rs_store *store, rs_pool *pool, rs_master_identity *o
     for (int i = 0; i < 2; i++) {
         int text = replies[i]->type == REDIS_REPLY_STRING || replies[i]->type == REDIS_REPLY_VERB;
         if (!text ||
-            !info_field(replies[i]->str, replies[i]->len, i == 0 ? "run_id" : "master_replid",
+            !rs_info_field(replies[i]->str, replies[i]->len, i == 0 ? "run_id" : "master_replid",
                         i == 0 ? out->run_id : out->replid, sizeof out->run_id))
             ok = 0;
         freeReplyObject(replies[i]);

@@ -106,6 +106,9 @@ typedef struct rs_conn {
     double spin_wait;        /* the option, for exec.c */
     unsigned spin_misses;    /* late replies in a row (exec.c) */
     unsigned spin_skipped;   /* calls that did not spin since */
+    double opened_at;        /* rs_now() when connected */
+    int identity;            /* scan.c: 0 not asked yet, 1 run_id known, -1 refused */
+    char run_id[41];         /* the server process's INFO run_id (scan.c) */
 } rs_conn;
 
 /* TCP (+ TLS) connection with AUTH when a password is given. NULL + err. */
@@ -119,6 +122,11 @@ void rs_conn_close(rs_conn *conn);
  * error reply fails with err classified. 0 or -1. */
 int rs_conn_command(redisContext *ctx, int argc, const char **argv, redisReply **out,
                     rs_error *err);
+
+/* ---- identity.c ---- */
+/* Copies the value of "<name>:" at the start of a line of an INFO text.
+ * 1 when found and it fits, else 0. */
+int rs_info_field(const char *text, size_t len, const char *name, char *buf, size_t size);
 
 /* ---- sentinel.c ---- */
 /* Asks the URL's sentinels in turn for the master's address. 0 or -1. */
@@ -309,6 +317,14 @@ int rs_cluster_exec(rs_store *store, const char *what, rs_retry_rule rule, size_
  * each serves. Returns the count (at most max). Pools live as long as the
  * store. */
 size_t rs_cluster_masters(rs_store *store, rs_pool **pools, int *slots, size_t max);
+#define RS_CLUSTER_SLOTS 16384
+/* Reads the slot map again, now, and copies it: owners[s] is the pool of
+ * the master serving slot s (NULL when none) for each of the
+ * RS_CLUSTER_SLOTS slots. Pools live as long as the store. 0 or -1 + err. */
+int rs_cluster_snapshot(rs_store *store, rs_pool **owners, rs_error *err);
+/* Whether the node behind `pool` has slots migrating or importing (CLUSTER
+ * NODES, its own line): 1 or 0, or -1 + err (retried within the policy). */
+int rs_cluster_open_slots(rs_store *store, rs_pool *pool, rs_error *err);
 /* Reads the map again and returns the pool now serving `slot` (the
  * replica that took over from a lost master), or NULL. */
 rs_pool *rs_cluster_slot_owner(rs_store *store, int slot);

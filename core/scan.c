@@ -7,11 +7,27 @@
  * caller's pattern applies to the collection part only.
  * In a cluster every master is scanned in turn, and values are read with
  * one GET per key (pipelined, routed by slot) since MGET cannot span slots.
- * A master that stops answering mid-walk may have been replaced by its
- * replica: between retries the map is read again, and when another node
- * now serves that master's slots the walk of those keys starts over there
- * (SCAN cursors mean nothing to another node), so some collections may be
- * listed twice, as SCAN itself allows.
+ *
+ * A walk is complete or it fails; it never ends short with success:
+ *  - A SCAN cursor means something only to the process that gave it. Each
+ *    connection learns its server's run_id once (INFO server, pipelined
+ *    with its first SCAN), and each step checks that it ran on the process
+ *    the node's walk began on. When not (a restart, a failover), the walk
+ *    of that node starts over from cursor 0 (rows already listed come
+ *    again, as SCAN itself allows) and says so at warn; after MAX_RESTARTS
+ *    it fails with a connection error instead. A user that may not run INFO
+ *    cannot be told apart that way: then a step on a connection opened
+ *    after the node's walk began counts as a new process.
+ *  - A step is committed (cursor, node, batch) only once its values were
+ *    read. A call that failed after the retry policy leaves the walk
+ *    failed: every further call fails the same way, nothing is skipped.
+ *  - Cluster: the slot map is read when a round over the masters begins
+ *    and when it ends. A master that gained slots meanwhile (a reshard, a
+ *    failover, a node added), or any slot migrating or importing at either
+ *    end, makes another round over the masters concerned; after
+ *    MAX_ROUNDS of that the walk fails. A master that stops answering
+ *    mid-walk may have been replaced by its replica: between retries the
+ *    map is read again and the walk of its slots moves to the new node.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +36,15 @@
 #include "internal.h"
 
 #define MAX_SCAN_NODES 1024
+#define MAX_RESTARTS 5       /* a node's walk started over, at most, per walk */
+#define MAX_ROUNDS 5         /* cluster: rounds after the first, at most */
+
+/* The server process a step ran on, as far as it can be told. */
+typedef struct origin {
+    int known;               /* run_id valid */
+    char run_id[41];
+    double opened_at;        /* when the connection it ran on was opened */
+} origin;
 
 struct rs_scan {
     rs_store *store;
@@ -28,10 +53,18 @@ struct rs_scan {
     char cursor[32];
     char count[16];
     int done, with_ttl;
-    rs_pool *nodes[MAX_SCAN_NODES];  /* the standalone pool, or every master */
+    rs_error failed;         /* kind set once a call failed: the walk is over */
+    rs_pool *nodes[MAX_SCAN_NODES];  /* the standalone pool, or this round's masters */
     int slots[MAX_SCAN_NODES];       /* cluster: a slot each master serves */
-    size_t nnodes, node;     /* node = the one being scanned */
+    size_t nnodes, node;     /* node = the one being scanned (nnodes: round over) */
     int per_key;             /* GET per key (cluster) instead of one MGET */
+    origin began;            /* where the current node's walk began */
+    double began_at;         /* rs_now() right after that first step */
+    int restarts;
+    rs_pool **owners;        /* cluster: slot owners when this round began */
+    int unsettled;           /* cluster: slots were open when this round began */
+    int blind;               /* cluster: CLUSTER NODES refused (warned once) */
+    int rounds;
     redisReply *keys;        /* current SCAN reply */
     redisReply **values;     /* MGET or GETs, then PTTLs */
     size_t nvalues;
@@ -48,17 +81,179 @@ static redisReply *ttl_at(const rs_scan *scan, size_t i, size_t n)
     return scan->values[(scan->per_key ? n : 1) + i];
 }
 
+static void free_replies(redisReply **replies, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (replies[i]) freeReplyObject(replies[i]);
+    free(replies);
+}
+
 static void free_batch(rs_scan *scan)
 {
     if (scan->keys) freeReplyObject(scan->keys);
-    for (size_t i = 0; i < scan->nvalues; i++)
-        if (scan->values[i]) freeReplyObject(scan->values[i]);
-    free(scan->values);
+    free_replies(scan->values, scan->nvalues);
     scan->keys = NULL;
     scan->values = NULL;
     scan->nvalues = 0;
     scan->next = 0;
 }
+
+/* ---------------------------------------------------------------------
+ * Cluster rounds: which masters a round walks
+ * ------------------------------------------------------------------ */
+
+/* The distinct masters of a slot map, each with a slot it serves. */
+static size_t masters_of(rs_pool *const *owners, rs_pool **pools, int *slots)
+{
+    size_t n = 0;
+    for (int s = 0; s < RS_CLUSTER_SLOTS; s++) {
+        if (!owners[s] || (s > 0 && owners[s] == owners[s - 1])) continue;
+        size_t i = 0;
+        while (i < n && pools[i] != owners[s]) i++;
+        if (i < n || n == MAX_SCAN_NODES) continue;
+        pools[n] = owners[s];
+        slots[n++] = s;
+    }
+    return n;
+}
+
+/* Adds a master to the round (once), with a slot it serves. */
+static void add_node(rs_scan *scan, rs_pool *pool, int slot)
+{
+    for (size_t i = 0; i < scan->nnodes; i++)
+        if (scan->nodes[i] == pool) return;
+    if (scan->nnodes == MAX_SCAN_NODES) return;
+    scan->nodes[scan->nnodes] = pool;
+    scan->slots[scan->nnodes++] = slot;
+}
+
+/* The slot map as it is now, under the retry policy. */
+static int read_map(rs_scan *scan, rs_pool **owners, rs_error *err)
+{
+    rs_error last;
+    rs_error_clear(&last);
+    for (int attempt = 1;; attempt++) {
+        if (rs_cluster_snapshot(scan->store, owners, &last) == 0) return 0;
+        if (!rs_retry_wait(scan->store->cfg, "list (slot map)", attempt, &last)) {
+            rs_exec_fail(err, "list (slot map)", attempt, &last);
+            return -1;
+        }
+    }
+}
+
+/* Whether a master has slots migrating or importing. A user that may not
+ * run CLUSTER NODES cannot tell: the walk then relies on the slot map. */
+static int node_open(rs_scan *scan, rs_pool *pool, rs_error *err)
+{
+    rs_error why;
+    rs_error_clear(&why);
+    int open = rs_cluster_open_slots(scan->store, pool, &why);
+    if (open >= 0) return open;
+    if (why.retryable || (why.kind != RS_ERR_AUTH && why.kind != RS_ERR_SERVER)) {
+        if (err) *err = why;
+        return -1;
+    }
+    if (!scan->blind++)
+        rs_log(RS_LOG_WARN, "list: cannot see the cluster's open slots (%s); a walk during a "
+               "migration is checked by the slot map only", why.message);
+    return 0;
+}
+
+/* Starts a round over the masters listed in scan->nodes, whose map is
+ * `owners` (owned by the scan from now on); `open`: slots were open. */
+static void begin_round(rs_scan *scan, rs_pool **owners, int open)
+{
+    free(scan->owners);
+    scan->owners = owners;
+    scan->unsettled = open;
+    scan->node = 0;
+    strcpy(scan->cursor, "0");
+}
+
+/* The first round walks every master. */
+static int first_round(rs_scan *scan, rs_error *err)
+{
+    rs_pool **owners = malloc(RS_CLUSTER_SLOTS * sizeof *owners);
+    if (!owners) {
+        rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
+        return -1;
+    }
+    if (read_map(scan, owners, err) < 0) {
+        free(owners);
+        return -1;
+    }
+    int open = 0;
+    scan->nnodes = masters_of(owners, scan->nodes, scan->slots);
+    for (size_t i = 0; i < scan->nnodes && !open; i++) {
+        open = node_open(scan, scan->nodes[i], err);
+        if (open < 0) {
+            free(owners);
+            return -1;
+        }
+    }
+    begin_round(scan, owners, open);
+    return 0;
+}
+
+/* After the last master of a round: the map is read again. A master that
+ * gained a slot meanwhile, or has open slots now, is walked again in a
+ * next round (every master when slots were open as the round began);
+ * without any, the walk is done. */
+static int end_round(rs_scan *scan, rs_error *err)
+{
+    if (!scan->store->cluster) {
+        scan->done = 1;
+        return 0;
+    }
+    rs_pool **now = malloc(RS_CLUSTER_SLOTS * sizeof *now);
+    if (!now) {
+        rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
+        return -1;
+    }
+    if (read_map(scan, now, err) < 0) {
+        free(now);
+        return -1;
+    }
+    rs_pool *masters[MAX_SCAN_NODES];
+    int slots[MAX_SCAN_NODES];
+    size_t nmasters = masters_of(now, masters, slots);
+    scan->nnodes = 0;
+    int open = 0;
+    for (size_t i = 0; i < nmasters; i++) {
+        int o = node_open(scan, masters[i], err);
+        if (o < 0) {
+            free(now);
+            return -1;
+        }
+        if (o) add_node(scan, masters[i], slots[i]);
+        open |= o;
+    }
+    for (int s = 0; s < RS_CLUSTER_SLOTS; s++)
+        if (now[s] && (scan->unsettled || now[s] != scan->owners[s])) add_node(scan, now[s], s);
+    if (scan->nnodes == 0) {
+        free(now);
+        scan->done = 1;
+        return 0;
+    }
+    if (++scan->rounds > MAX_ROUNDS) {
+        free(now);
+        rs_error_set(err, RS_ERR_CONNECTION, 0,
+                     "listing interrupted: the cluster's slots kept moving during the walk "
+                     "(%d rounds over the masters); the listing is incomplete", MAX_ROUNDS + 1);
+        return -1;
+    }
+    rs_log(RS_LOG_WARN, "list: cluster slots moved or are migrating; walking %zu master%s again "
+           "from the start (some keys may be listed twice)", scan->nnodes,
+           scan->nnodes == 1 ? "" : "s");
+    /* An open migration may end soon: give it the time of a retry. */
+    if (open) rs_sleep(rs_retry_delay(scan->store->cfg, scan->rounds));
+    begin_round(scan, now, open);
+    return 0;
+}
+
+/* ---------------------------------------------------------------------
+ * Opening
+ * ------------------------------------------------------------------ */
 
 /* `pattern` is the full MATCH pattern (owned by the scan from now on);
  * `strip` bytes are cut from the front of each key to give the collection. */
@@ -72,19 +267,22 @@ static rs_scan *scan_new(rs_store *store, char *pattern, size_t strip, size_t ba
         return NULL;
     }
     if (batch == 0) batch = (size_t)store->cfg->scan_count;
-    if (store->cluster) {
-        scan->nnodes = rs_cluster_masters(store, scan->nodes, scan->slots, MAX_SCAN_NODES);
-        scan->per_key = 1;
-    } else {
-        scan->nodes[0] = store->pool;
-        scan->nnodes = 1;
-    }
     scan->store = store;
     scan->pattern = pattern;
     scan->prefix_len = strip;
     scan->with_ttl = with_ttl;
     strcpy(scan->cursor, "0");
     snprintf(scan->count, sizeof scan->count, "%zu", batch);
+    if (store->cluster) {
+        scan->per_key = 1;
+        if (first_round(scan, err) < 0) {
+            rs_scan_close(scan);
+            return NULL;
+        }
+    } else {
+        scan->nodes[0] = store->pool;
+        scan->nnodes = 1;
+    }
     return scan;
 }
 
@@ -115,6 +313,10 @@ rs_scan *rs_scan_keys_open(rs_store *store, const char *pattern, size_t batch, i
     return scan_new(store, strdup(pattern && *pattern ? pattern : "*"), 0, batch, with_ttl, err);
 }
 
+/* ---------------------------------------------------------------------
+ * SCAN steps, each checked against the process the node's walk began on
+ * ------------------------------------------------------------------ */
+
 /* In a cluster, after the current master failed to answer: moves the walk
  * to the node now serving its slots, if that is another node. */
 static void follow_takeover(rs_scan *scan)
@@ -127,17 +329,101 @@ static void follow_takeover(rs_scan *scan)
     strcpy(scan->cursor, "0");
 }
 
+/* One SCAN attempt on the current node. On a connection whose process is
+ * not known yet, INFO server rides in the same pipeline (no extra round
+ * trip, once per connection). *where says which process answered. */
+static int scan_attempt(rs_scan *scan, redisReply **reply, origin *where, rs_error *last)
+{
+    rs_pool *pool = scan->nodes[scan->node];
+    rs_conn *conn = rs_pool_acquire(pool, last);
+    if (!conn) {
+        if (last->kind != RS_ERR_POOL) rs_pool_after_failure(pool, 0, last);
+        return -1;
+    }
+    const char *argv[8] = {"INFO", "server", "SCAN", scan->cursor, "MATCH", scan->pattern,
+                           "COUNT", scan->count};
+    size_t len[8] = {4, 6, 4, strlen(scan->cursor), 5, strlen(scan->pattern), 5,
+                     strlen(scan->count)};
+    rs_cmd cmds[2] = {{2, argv, len}, {6, argv + 2, len + 2}};
+    redisReply *got[2] = {NULL, NULL};
+    int ask = conn->identity == 0;
+    rs_attempt at = {0};
+    int rc = rs_run_pipeline(conn, 1 + (size_t)ask, cmds + !ask, got + !ask, 1, last, &at);
+    if (rc == 0 && ask) {
+        int text = got[0]->type == REDIS_REPLY_STRING || got[0]->type == REDIS_REPLY_VERB;
+        if (text && rs_info_field(got[0]->str, got[0]->len, "run_id", conn->run_id,
+                                  sizeof conn->run_id)) {
+            conn->identity = 1;
+        } else if (got[0]->type == REDIS_REPLY_ERROR) {
+            rs_error why;
+            rs_error_from_reply(&why, got[0]->str, got[0]->len);
+            if (why.retryable) {            /* LOADING and the like: try again */
+                *last = why;
+                rc = -1;
+            } else {                        /* NOPERM: the connection's age must do */
+                conn->identity = -1;
+            }
+        } else {
+            conn->identity = -1;
+        }
+    }
+    if (rc == 0 && got[1]->type == REDIS_REPLY_ERROR) {
+        rs_error_from_reply(last, got[1]->str, got[1]->len);
+        rc = -1;
+    }
+    where->known = conn->identity == 1;
+    memcpy(where->run_id, conn->run_id, sizeof where->run_id);
+    where->opened_at = conn->opened_at;
+    rs_pool_release(pool, conn, at.broken);
+    if (got[0]) freeReplyObject(got[0]);
+    if (rc < 0) {
+        if (got[1]) freeReplyObject(got[1]);
+        rs_pool_after_failure(pool, at.broken, last);
+        return -1;
+    }
+    *reply = got[1];
+    return 0;
+}
+
+/* Did a step run on the process the node's walk began on? By run_id when
+ * both are known; else only a connection older than the walk's first step
+ * is trusted (a TCP connection never outlives its server process). */
+static int same_process(const rs_scan *scan, const origin *where)
+{
+    if (where->known && scan->began.known) return strcmp(where->run_id, scan->began.run_id) == 0;
+    return where->opened_at <= scan->began_at;
+}
+
 /* One SCAN step on the current node, under the retry policy. */
 static int scan_step(rs_scan *scan, redisReply **reply, rs_error *err)
 {
     rs_error last;
     rs_error_clear(&last);
     for (int attempt = 1;; attempt++) {
-        const char *argv[6] = {"SCAN", scan->cursor, "MATCH", scan->pattern, "COUNT", scan->count};
-        size_t argvlen[6] = {4, strlen(scan->cursor), 5, strlen(scan->pattern), 5,
-                             strlen(scan->count)};
-        rs_cmd cmd = {6, argv, argvlen};
-        if (rs_exec_attempt(scan->nodes[scan->node], 1, &cmd, reply, &last) == 0) return 0;
+        origin where;
+        if (scan_attempt(scan, reply, &where, &last) == 0) {
+            if (strcmp(scan->cursor, "0") == 0) {       /* the node's walk begins here */
+                scan->began = where;
+                scan->began_at = rs_now();
+                return 0;
+            }
+            if (same_process(scan, &where)) return 0;
+            freeReplyObject(*reply);
+            if (++scan->restarts > MAX_RESTARTS) {
+                rs_error_set(err, RS_ERR_CONNECTION, 0,
+                             "listing interrupted: the walk met another server process %d "
+                             "times (restarts or failovers); the listing is incomplete",
+                             scan->restarts);
+                return -1;
+            }
+            rs_log(RS_LOG_WARN, "list: the walk went on on another server process (%s); its "
+                   "keys are walked again from the start (some may be listed twice)",
+                   where.known && scan->began.known ? "run_id changed"
+                                                    : "new connection, run_id not readable");
+            strcpy(scan->cursor, "0");
+            attempt = 0;
+            continue;
+        }
         if (!rs_retry_wait(scan->store->cfg, "list (SCAN)", attempt, &last)) {
             rs_exec_fail(err, "list (SCAN)", attempt, &last);
             return -1;
@@ -148,46 +434,29 @@ static int scan_step(rs_scan *scan, redisReply **reply, rs_error *err)
     }
 }
 
-/* Fetches the next SCAN step and its values. 0 ok (maybe empty), -1 error. */
-static int fetch_batch(rs_scan *scan, rs_error *err)
+/* ---------------------------------------------------------------------
+ * Batches
+ * ------------------------------------------------------------------ */
+
+/* The values of one step's keys: standalone MGET k1..kn, cluster GET ki
+ * each; then PTTL ki each. *out gets the replies, *count their number. */
+static int read_values(rs_scan *scan, const redisReply *keys, redisReply ***out, size_t *count,
+                       rs_error *err)
 {
-    free_batch(scan);
-    redisReply *reply;
-    /* A SCAN step (one node) is not counted by itself: count it as a list. */
-    rs_metrics_call call = rs_metrics_begin();
-    int rc0 = scan_step(scan, &reply, err);
-    rs_metrics_end(scan->store, RS_OP_LIST, call, rc0 == 0 ? RS_OK : err ? err->kind : RS_ERR_SERVER);
-    if (rc0 < 0) return -1;
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
-        reply->element[0]->type != REDIS_REPLY_STRING ||
-        reply->element[0]->len >= sizeof scan->cursor ||
-        reply->element[1]->type != REDIS_REPLY_ARRAY) {
-        freeReplyObject(reply);
-        rs_error_set(err, RS_ERR_SERVER, 0, "list (SCAN): unexpected reply");
-        return -1;
-    }
-    memcpy(scan->cursor, reply->element[0]->str, reply->element[0]->len + 1);
-    if (strcmp(scan->cursor, "0") == 0 && ++scan->node == scan->nnodes) scan->done = 1;
-    scan->keys = reply;
-
-    redisReply *keys = reply->element[1];
     size_t n = keys->elements;
-    if (n == 0) return 0;
-
-    /* Standalone: MGET k1..kn; cluster: GET ki each. Then PTTL ki each. */
     size_t nget = scan->per_key ? n : 1;
     size_t ncmds = nget + (scan->with_ttl ? n : 0);
     rs_cmd *cmds = calloc(ncmds, sizeof *cmds);
-    const char **argv2 = calloc(4 * n + 1, sizeof *argv2);
-    size_t *len2 = calloc(4 * n + 1, sizeof *len2);
-    scan->values = calloc(ncmds, sizeof *scan->values);
+    const char **argv = calloc(4 * n + 1, sizeof *argv);
+    size_t *len = calloc(4 * n + 1, sizeof *len);
+    redisReply **values = calloc(ncmds, sizeof *values);
     int rc = -1;
-    if (!cmds || !argv2 || !len2 || !scan->values) {
+    if (!cmds || !argv || !len || !values) {
         rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
         goto out;
     }
-    const char **a = argv2;
-    size_t *l = len2;
+    const char **a = argv;
+    size_t *l = len;
     if (!scan->per_key) {
         cmds[0] = (rs_cmd){(int)(n + 1), a, l};
         *a++ = "MGET", *l++ = 4;
@@ -203,26 +472,73 @@ static int fetch_batch(rs_scan *scan, rs_error *err)
         *a++ = "PTTL", *l++ = 4;
         *a++ = keys->element[i]->str, *l++ = keys->element[i]->len;
     }
-    if (rs_exec(scan->store, RS_OP_LIST, "list (values)", ncmds, cmds, scan->values, err) < 0)
+    if (rs_exec(scan->store, RS_OP_LIST, "list (values)", ncmds, cmds, values, err) < 0) {
+        free(values);                     /* rs_exec freed the replies */
+        values = NULL;
         goto out;
-    scan->nvalues = ncmds;
-    if (!scan->per_key &&
-        (scan->values[0]->type != REDIS_REPLY_ARRAY || scan->values[0]->elements != n)) {
+    }
+    if (!scan->per_key && (values[0]->type != REDIS_REPLY_ARRAY || values[0]->elements != n)) {
         rs_error_set(err, RS_ERR_SERVER, 0, "list (MGET): unexpected reply");
         goto out;
     }
+    *out = values;
+    *count = ncmds;
+    values = NULL;
     rc = 0;
 out:
+    if (values) free_replies(values, ncmds);
     free(cmds);
-    free(argv2);
-    free(len2);
-    if (rc < 0) free_batch(scan);
+    free(argv);
+    free(len);
     return rc;
+}
+
+/* Takes the next SCAN step and reads its values; only then is the step
+ * committed (batch, cursor, node), so a failure leaves the walk where it
+ * was. 0 ok (maybe empty), -1 error. */
+static int fetch_batch(rs_scan *scan, rs_error *err)
+{
+    redisReply *reply;
+    /* A SCAN step (one node) is not counted by itself: count it as a list. */
+    rs_metrics_call call = rs_metrics_begin();
+    int rc = scan_step(scan, &reply, err);
+    rs_metrics_end(scan->store, RS_OP_LIST, call, rc == 0 ? RS_OK : err->kind);
+    if (rc < 0) return -1;
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+        reply->element[0]->type != REDIS_REPLY_STRING ||
+        reply->element[0]->len >= sizeof scan->cursor ||
+        reply->element[1]->type != REDIS_REPLY_ARRAY) {
+        freeReplyObject(reply);
+        rs_error_set(err, RS_ERR_SERVER, 0, "list (SCAN): unexpected reply");
+        return -1;
+    }
+    redisReply **values = NULL;
+    size_t nvalues = 0;
+    if (reply->element[1]->elements > 0 &&
+        read_values(scan, reply->element[1], &values, &nvalues, err) < 0) {
+        freeReplyObject(reply);
+        return -1;
+    }
+    free_batch(scan);
+    scan->keys = reply;
+    scan->values = values;
+    scan->nvalues = nvalues;
+    memcpy(scan->cursor, reply->element[0]->str, reply->element[0]->len + 1);
+    if (strcmp(scan->cursor, "0") == 0) scan->node++;
+    return 0;
 }
 
 int rs_scan_next(rs_scan *scan, rs_scan_entry *entry, rs_error *err)
 {
+    rs_error local;
+    if (!err) err = &local;
     rs_error_clear(err);
+    if (scan->failed.kind != RS_OK) {
+        rs_error_set(err, scan->failed.kind, 0,
+                     "the listing failed earlier and cannot go on (open a new one): %s",
+                     scan->failed.message);
+        return -1;
+    }
     for (;;) {
         size_t n = scan->keys && scan->nvalues ? scan->keys->element[1]->elements : 0;
         while (scan->next < n) {
@@ -248,7 +564,13 @@ int rs_scan_next(rs_scan *scan, rs_scan_entry *entry, rs_error *err)
             free_batch(scan);
             return 0;
         }
-        if (fetch_batch(scan, err) < 0) return -1;
+        int rc = scan->node == scan->nnodes ? end_round(scan, err) : fetch_batch(scan, err);
+        if (rc < 0) {
+            if (err->kind == RS_OK) rs_error_set(err, RS_ERR_SERVER, 0, "list failed");
+            scan->failed = *err;
+            free_batch(scan);
+            return -1;
+        }
     }
 }
 
@@ -256,6 +578,7 @@ void rs_scan_close(rs_scan *scan)
 {
     if (!scan) return;
     free_batch(scan);
+    free(scan->owners);
     free(scan->pattern);
     free(scan);
 }
