@@ -172,7 +172,7 @@ describe("a walk over Sentinel during a failover", function()
 
   it("starts over on the new master: every token saved with WAIT is listed", function()
     local n = 2000
-    local durable <close> = rs.new{ url = url, wait_replicas = 1, wait_timeout = 5 }
+    local durable <close> = rs.new{ url = url, wait_replicas = 1, wait_timeout = 3 }
     for first = 1, n, 500 do                 -- acknowledged by the replica: survives the failover
       local items = {}
       for i = first, first + 499 do items[#items + 1] = { "c" .. i, rs.bson.encode(token(i)) } end
