@@ -1,7 +1,8 @@
 -- import -- reads what `export` wrote and saves the exact bytes back.
 -- The whole input is validated before anything is written: one bad line
--- (bad JSON, bad base64, bytes that are not a BSON document, a repeated
--- collection) is reported by line number and nothing is written. Saves go
+-- (bad JSON, bad base64, bytes that are not a BSON document) is reported
+-- by line number and nothing is written. A collection on two lines (an
+-- export whose listing started over) takes the later line, with a warning. Saves go
 -- out in pipelined batches (store:save_many); existing tokens are kept
 -- unless --overwrite (SET NX), so a re-run after an interruption is safe.
 
@@ -75,8 +76,6 @@ for line in input:lines() do
     elseif rec.ttl_ms ~= nil and rec.ttl_ms ~= cli.null and
            (math.type(rec.ttl_ms) ~= "integer" or rec.ttl_ms < 0) then
       bad("'ttl_ms' must be null or a non-negative integer")
-    elseif seen[rec.collection] then
-      bad(string.format("collection '%s' already on line %d", rec.collection, seen[rec.collection]))
     else
       local bytes, berr = cli.base64_decode(rec.bson_base64)
       local valid, verr = false, berr and "'bson_base64': " .. berr
@@ -87,14 +86,25 @@ for line in input:lines() do
       if not valid then
         bad(verr)
       else
-        seen[rec.collection] = lineno
         local ttl
         if fixed_ttl then
           ttl = fixed_ttl
         elseif opts.ttl == "keep" and math.type(rec.ttl_ms) == "integer" then
           ttl = math.max(rec.ttl_ms, 1) / 1000   -- never 0: that would mean "no TTL"
         end
-        items[#items + 1] = { rec.collection, bytes, ttl }
+        -- A listing that started over (server restart, failover) exports a
+        -- collection twice, the later line read later: it wins.
+        local earlier = seen[rec.collection]
+        if earlier then
+          host.log("warn", string.format("import: %s:%d: collection '%s' again (first on line %d); "
+                                         .. "the later line is used", source, lineno, rec.collection,
+                                         earlier.line))
+          items[earlier.index] = { rec.collection, bytes, ttl }
+          earlier.line = lineno
+        else
+          items[#items + 1] = { rec.collection, bytes, ttl }
+          seen[rec.collection] = { line = lineno, index = #items }
+        end
       end
     end
   end

@@ -190,15 +190,25 @@ describe("bundled scripts", function()
       assert.equal("", out)
     end)
 
-    it("bytes that are not BSON, bad JSON and repeated collections are bad lines", function()
+    it("bytes that are not BSON and bad JSON are bad lines", function()
       local function line(c, bytes) return '{"collection":"' .. c .. '","bson_base64":"' .. cli.base64_encode(bytes) .. '"}\n' end
       local code, _, err = run({ "-u", b.url, "import" },
-                               { stdin = line("x", "junk!") .. "{oops\n" .. line("y", token(1)) .. line("y", token(2)) })
+                               { stdin = line("x", "junk!") .. "{oops\n" .. line("y", token(1)) })
       assert.equal(1, code)
       assert.matches("stdin:1:", err)
       assert.matches("stdin:2: not JSON", err)
-      assert.matches("stdin:4: collection 'y' already on line 3", err)
       assert.equal("0", b:cli("DBSIZE"))
+    end)
+
+    it("a collection exported twice (a listing that started over) takes its later line", function()
+      local function line(c, bytes) return '{"collection":"' .. c .. '","bson_base64":"' .. cli.base64_encode(bytes) .. '"}\n' end
+      local code, out, err = run({ "-u", b.url, "import" },
+                                 { stdin = line("y", token(1)) .. line("z", token(5)) .. line("y", token(2)) })
+      assert.equal(0, code, err)
+      assert.matches("stdin:3: collection 'y' again %(first on line 1%); the later line is used", err)
+      assert.matches("2 written", out)
+      assert.equal(token(2), b:cli_raw("GET", PREFIX .. "y"))
+      assert.equal(token(5), b:cli_raw("GET", PREFIX .. "z"))
     end)
 
     it("keeps existing tokens unless --overwrite; --dry-run writes nothing", function()
