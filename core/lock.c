@@ -20,9 +20,12 @@
 
 #include "internal.h"
 
+/* ARGV: owner, amount, unit ("s": EXPIRE, the command Rust Rigatoni's
+ * refresh uses, so a user limited to its ACL can refresh; else PEXPIRE). */
 const char rs_lock_refresh_source[] =
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then "
-    "return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0";
+    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
+    "if ARGV[3] == 's' then return redis.call('EXPIRE', KEYS[1], ARGV[2]) end "
+    "return redis.call('PEXPIRE', KEYS[1], ARGV[2])";
 const char rs_lock_release_source[] =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then "
     "return redis.call('DEL', KEYS[1]) end return 0";
@@ -50,21 +53,35 @@ static int check_lock_args(const char *key, const char *owner, double ttl, int n
     return 0;
 }
 
-/* An owner-checked script on one key. */
+/* An owner-checked script on one key, with up to two more arguments. */
 typedef struct owner_call {
     const char *what;
     const rs_script *script;
-    const char *key, *owner, *arg;
+    const char *key, *owner, *arg, *arg2;
 } owner_call;
 
 static int run_owner_script(rs_store *store, owner_call *c, rs_retry_rule rule,
                             redisReply **reply, rs_error *err)
 {
-    const char *keys[1] = {c->key}, *args[2] = {c->owner, c->arg};
+    const char *keys[1] = {c->key}, *args[3] = {c->owner, c->arg, c->arg2};
     size_t key_lens[1] = {strlen(c->key)},
-           arg_lens[2] = {strlen(c->owner), c->arg ? strlen(c->arg) : 0};
-    return rs_script_run(store, RS_OP_LOCK, c->what, rule, c->script, 1, keys, key_lens,
-                         c->arg ? 2 : 1, args, arg_lens, reply, err);
+           arg_lens[3] = {strlen(c->owner), c->arg ? strlen(c->arg) : 0,
+                          c->arg2 ? strlen(c->arg2) : 0};
+    int nargs = c->arg2 ? 3 : c->arg ? 2 : 1;
+    return rs_script_run(store, RS_OP_LOCK, c->what, rule, c->script, 1, keys, key_lens, nargs,
+                         args, arg_lens, reply, err);
+}
+
+/* The refresh script's amount and unit: whole seconds when the ttl is one
+ * (EXPIRE), else milliseconds (PEXPIRE). */
+static const char *refresh_amount(double ttl, char *amount, size_t size)
+{
+    if (ttl >= 1 && ttl == floor(ttl)) {
+        snprintf(amount, size, "%.0f", ttl);
+        return "s";
+    }
+    snprintf(amount, size, "%.0f", fmax(1, (double)llround(ttl * 1000)));
+    return "ms";
 }
 
 /* Scripts answer 1 or 0; anything else (a negative integer from a broken
@@ -81,10 +98,10 @@ int rs_lock_refresh(rs_store *store, const char *key, const char *owner, double 
 {
     rs_error_clear(err);
     if (check_lock_args(key, owner, ttl, 1, err) < 0) return -1;
-    char ms[24];
-    snprintf(ms, sizeof ms, "%.0f", fmax(1, (double)llround(ttl * 1000)));
-    /* Idempotent: a second PEXPIRE by the owner gives the same TTL. */
-    owner_call c = {"refresh_lock", &store->scripts.lock_refresh, key, owner, ms};
+    char amount[24];
+    const char *unit = refresh_amount(ttl, amount, sizeof amount);
+    /* Idempotent: a second EXPIRE by the owner gives the same TTL. */
+    owner_call c = {"refresh_lock", &store->scripts.lock_refresh, key, owner, amount, unit};
     redisReply *reply;
     if (run_owner_script(store, &c, RS_RETRY_IDEMPOTENT, &reply, err) < 0) return -1;
     return script_said_yes(reply);
@@ -115,7 +132,7 @@ int rs_lock_release(rs_store *store, const char *key, const char *owner, rs_erro
 {
     rs_error_clear(err);
     if (check_lock_args(key, owner, 0, 0, err) < 0) return -1;
-    owner_call c = {"release_lock", &store->scripts.lock_release, key, owner, NULL};
+    owner_call c = {"release_lock", &store->scripts.lock_release, key, owner, NULL, NULL};
     redisReply *reply;
     int rc = rs_exec_checked(store, "release_lock", run_release, "GET", key, strlen(key),
                              check_released, &c, &reply, NULL, err);
@@ -349,24 +366,32 @@ static int refresh_attempt(rs_lease *lease, double deadline, rs_error *err)
         return -1;
     }
     redisSetTimeout(conn->ctx, seconds_tv(fmin(base->command_timeout, left)));
-    char ms[24];
-    snprintf(ms, sizeof ms, "%.0f", fmax(1, (double)llround(lease->ttl * 1000)));
+    char amount[24];
+    const char *unit = refresh_amount(lease->ttl, amount, sizeof amount);
     const rs_script *script = &lease->store->scripts.lock_refresh;
-    const char *argv[6] = {"EVALSHA", script->sha, "1", lease->key, lease->owner, ms};
-    size_t argvlen[6] = {7, strlen(script->sha), 1, strlen(lease->key), strlen(lease->owner),
-                         strlen(ms)};
-    rs_cmd cmd = {6, argv, argvlen};
-    redisReply *reply = NULL;
+    const char *argv[10] = {"SCRIPT", "LOAD", script->source,
+                            "EVALSHA", script->sha, "1", lease->key, lease->owner, amount, unit};
+    size_t argvlen[10] = {6, 4, strlen(script->source), 7, strlen(script->sha), 1,
+                          strlen(lease->key), strlen(lease->owner), strlen(amount), strlen(unit)};
+    rs_cmd cmds[2] = {{3, argv, argvlen}, {7, argv + 3, argvlen + 3}};
+    redisReply *got[2] = {NULL, NULL}, *reply = NULL;
     rs_attempt at;
-    int rc = rs_run_pipeline(conn, 1, &cmd, &reply, 1, err, &at);
-    if (rc == 0 && reply->type == REDIS_REPLY_ERROR &&
-        rs_reply_classify(reply->str, reply->len) == RS_REPLY_NOSCRIPT) {
-        /* Not cached (restart, failover, SCRIPT FLUSH): EVAL caches it again. */
-        freeReplyObject(reply);
-        argv[0] = "EVAL", argvlen[0] = 4;
-        argv[1] = script->source, argvlen[1] = strlen(script->source);
-        rc = rs_run_pipeline(conn, 1, &cmd, &reply, 1, err, &at);
+    int rc = rs_run_pipeline(conn, 1, cmds + 1, got + 1, 1, err, &at);
+    if (rc == 0 && got[1]->type == REDIS_REPLY_ERROR &&
+        rs_reply_classify(got[1]->str, got[1]->len) == RS_REPLY_NOSCRIPT) {
+        /* Not cached (restart, failover, SCRIPT FLUSH): SCRIPT LOAD, then
+         * EVALSHA again (not EVAL, which Rust Rigatoni's ACL lacks). */
+        freeReplyObject(got[1]);
+        got[1] = NULL;
+        rc = rs_run_pipeline(conn, 2, cmds, got, 1, err, &at);
+        if (rc == 0 && got[0]->type == REDIS_REPLY_ERROR) {
+            rs_error_from_reply(err, got[0]->str, got[0]->len);
+            rc = -1;
+        }
     }
+    if (got[0]) freeReplyObject(got[0]);
+    if (rc < 0 && got[1]) freeReplyObject(got[1]);
+    reply = got[1];
     if (rc == 0) {
         if (reply->type == REDIS_REPLY_ERROR) {
             rs_error_from_reply(err, reply->str, reply->len);

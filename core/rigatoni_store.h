@@ -419,7 +419,8 @@ typedef struct rs_scan_entry {
     size_t collection_len;
     const char *value;        /* raw bytes, valid until the next call */
     size_t value_len;
-    double ttl;               /* seconds; < 0 when the token has no TTL */
+    double ttl;               /* seconds; < 0 when the token has no TTL; NAN when
+                               * unknown (the server refused PTTL) */
 } rs_scan_entry;
 
 /* `match` is a Redis glob applied to the collection name (NULL = "*");

@@ -29,6 +29,7 @@
  *    mid-walk may have been replaced by its replica: between retries the
  *    map is read again and the walk of its slots moves to the new node.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +54,7 @@ struct rs_scan {
     char cursor[32];
     char count[16];
     int done, with_ttl;
+    int ttl_refused;         /* the server refused PTTL: TTLs are unknown (NAN) */
     rs_error failed;         /* kind set once a call failed: the walk is over */
     rs_pool *nodes[MAX_SCAN_NODES];  /* the standalone pool, or this round's masters */
     int slots[MAX_SCAN_NODES];       /* cluster: a slot each master serves */
@@ -475,6 +477,16 @@ static int read_values(rs_scan *scan, const redisReply *keys, redisReply ***out,
     if (rs_exec(scan->store, RS_OP_LIST, "list (values)", ncmds, cmds, values, err) < 0) {
         free(values);                     /* rs_exec freed the replies */
         values = NULL;
+        if (scan->with_ttl && err->reply == RS_REPLY_NOPERM) {
+            /* A user limited to Rust Rigatoni's commands has no PTTL: the
+             * listing goes on with TTLs unknown, never fails for it. */
+            rs_log(RS_LOG_WARN, "list: the server refused PTTL (%s); TTLs are shown as "
+                   "unknown", err->message);
+            scan->with_ttl = 0;
+            scan->ttl_refused = 1;
+            rs_error_clear(err);
+            rc = read_values(scan, keys, out, count, err);
+        }
         goto out;
     }
     if (!scan->per_key && (values[0]->type != REDIS_REPLY_ARRAY || values[0]->elements != n)) {
@@ -551,7 +563,7 @@ int rs_scan_next(rs_scan *scan, rs_scan_entry *entry, rs_error *err)
             entry->collection_len = key->len - scan->prefix_len;
             entry->value = value->str;
             entry->value_len = value->len;
-            entry->ttl = -1;
+            entry->ttl = scan->ttl_refused ? NAN : -1;
             if (scan->with_ttl) {
                 redisReply *ttl = ttl_at(scan, i, n);
                 if (ttl->type == REDIS_REPLY_INTEGER && ttl->integer == -2) continue;

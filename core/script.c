@@ -2,8 +2,13 @@
  *
  * Owner checks and compare-and-delete must be atomic on the server, so they
  * are Lua scripts. Sending only the SHA1 keeps each call small; after a
- * server restart, failover or SCRIPT FLUSH the server answers NOSCRIPT and
- * the call is repeated once with EVAL, which also caches the script again.
+ * server restart, failover or SCRIPT FLUSH the server answers NOSCRIPT (the
+ * script did not run) and the call is repeated once as one pipeline:
+ * EXISTS key, SCRIPT LOAD source, EVALSHA. Never EVAL: Rust Rigatoni sends
+ * only EVALSHA and SCRIPT LOAD, so a user whose ACL allows just those must
+ * be able to run every script of ours. The EXISTS (a command of that ACL
+ * too) names the script's first key, so in a cluster the keyless SCRIPT
+ * LOAD travels with it to the node that runs the EVALSHA.
  */
 #include <openssl/sha.h>
 #include <stdio.h>
@@ -21,15 +26,15 @@ void rs_script_init(rs_script *script, const char *source)
     script->source = source;
 }
 
-/* Builds {EVALSHA|EVAL, sha|source, nkeys, keys..., args...} in argv. */
-static void fill_argv(const rs_script *script, int use_source, int nkeys, const char **keys,
+/* Builds {EVALSHA, sha, nkeys, keys..., args...} in argv. */
+static void fill_argv(const rs_script *script, int nkeys, const char **keys,
                       const size_t *key_lens, int nargs, const char **args,
                       const size_t *arg_lens, const char **argv, size_t *argvlen, char *numkeys)
 {
-    argv[0] = use_source ? "EVAL" : "EVALSHA";
-    argvlen[0] = strlen(argv[0]);
-    argv[1] = use_source ? script->source : script->sha;
-    argvlen[1] = strlen(argv[1]);
+    argv[0] = "EVALSHA";
+    argvlen[0] = 7;
+    argv[1] = script->sha;
+    argvlen[1] = strlen(script->sha);
     snprintf(numkeys, 12, "%d", nkeys);
     argv[2] = numkeys;
     argvlen[2] = strlen(numkeys);
@@ -56,16 +61,31 @@ static int script_run(rs_store *store, rs_op op, const char *what, rs_retry_rule
         rs_error_set(err, RS_ERR_CONFIG, 0, "%s: too many script arguments", what);
         return -1;
     }
-    rs_cmd cmd = {3 + nkeys + nargs, argv, argvlen};
+    if (nkeys < 1) {
+        rs_error_set(err, RS_ERR_CONFIG, 0, "%s: a script needs a key", what);
+        return -1;
+    }
+    fill_argv(script, nkeys, keys, key_lens, nargs, args, arg_lens, argv, argvlen, numkeys);
+    const char *load_argv[5] = {"EXISTS", keys[0], "SCRIPT", "LOAD", script->source};
+    size_t load_len[5] = {6, key_lens[0], 6, 4, strlen(script->source)};
+    rs_cmd cmds[3] = {{2, load_argv, load_len}, {3, load_argv + 2, load_len + 2},
+                      {3 + nkeys + nargs, argv, argvlen}};
     rs_error first;
-    for (int use_source = 0;; use_source = 1) {
-        fill_argv(script, use_source, nkeys, keys, key_lens, nargs, args, arg_lens, argv,
-                  argvlen, numkeys);
-        rs_error *e = use_source ? err : &first;
-        int rc = durable ? rs_exec_durable(store, op, what, rule, 1, &cmd, reply, NULL, e)
-                         : rs_exec_rule(store, op, what, rule, 1, &cmd, reply, NULL, e);
-        if (rc == 0 || use_source) return rc;
-        /* NOSCRIPT is an error reply: the script did not run, EVAL may. */
+    for (int load = 0;; load = 1) {
+        /* First the EVALSHA alone; after NOSCRIPT, the three commands. */
+        size_t n = load ? 3 : 1;
+        const rs_cmd *run = load ? cmds : cmds + 2;
+        redisReply *got[3] = {NULL, NULL, NULL};
+        rs_error *e = load ? err : &first;
+        int rc = durable ? rs_exec_durable(store, op, what, rule, n, run, got, NULL, e)
+                         : rs_exec_rule(store, op, what, rule, n, run, got, NULL, e);
+        if (rc == 0) {
+            for (size_t i = 0; i + 1 < n; i++) freeReplyObject(got[i]);
+            *reply = got[n - 1];
+            return 0;
+        }
+        if (load) return rc;
+        /* NOSCRIPT is an error reply: the script did not run. */
         if (first.reply != RS_REPLY_NOSCRIPT) {
             if (err) *err = first;
             return -1;

@@ -6,6 +6,7 @@
  * closed store". Listing is a generic-for iterator over a scan userdata
  * that is also the loop's closing value: breaking out of the loop frees it.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,9 +128,12 @@ static double opt_ttl(lua_State *L, int idx)
     return ttl == 0 ? RS_TTL_NONE : ttl;
 }
 
+/* A listed TTL: seconds, nil without TTL, false when unknown (NAN: the
+ * server refused PTTL). */
 static void push_ttl(lua_State *L, double ttl)
 {
-    if (ttl < 0) lua_pushnil(L);
+    if (isnan(ttl)) lua_pushboolean(L, 0);
+    else if (ttl < 0) lua_pushnil(L);
     else lua_pushnumber(L, ttl);
 }
 

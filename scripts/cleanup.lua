@@ -220,6 +220,7 @@ local ran, why = pcall(function()
     end
   else
     for collection, bytes, ttl in store:resume_tokens { match = opts.match or "*", batch = opts.batch, raw = true } do
+      ttl = cli.known_ttl(ttl, "cleanup")
       scanned = scanned + 1
       local st = streams.stream(collection, bytes, ttl)
       if st then

@@ -66,6 +66,7 @@ local count, skipped = 0, 0
 local progress = cli.progress("export")
 
 local function write_token(collection, bytes, ttl)
+  ttl = cli.known_ttl(ttl, "export")
   local good, json = pcall(rs.bson.to_json, bytes)
   if good then
     local ttl_ms = ttl and math.max(1, math.floor(ttl * 1000 + 0.5))

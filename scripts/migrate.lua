@@ -145,6 +145,7 @@ local ran, why = pcall(function()
   local batch = {}
   for collection, bytes, ttl in source:resume_tokens { match = opts.match, batch = opts.batch, raw = true } do
     -- ttl nil = none; a TTL about to run out stays a (tiny) TTL, never "none".
+    ttl = cli.known_ttl(ttl, "migrate")
     batch[#batch + 1] = { collection, bytes, ttl and math.max(ttl, 0.001) }
     if #batch >= opts.batch then
       flush(batch)

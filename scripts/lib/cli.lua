@@ -21,6 +21,16 @@ function M.usage_error(message)
 end
 
 -- A runtime failure with a clean message (exit 1, no file:line prefix).
+-- A listed TTL that a tool must know to act on: false = the server refused
+-- PTTL (a user limited to Rust Rigatoni's commands); such a run stops.
+function M.known_ttl(ttl, script)
+  if ttl == false then
+    M.fail(script .. ": the server refused PTTL, so TTLs are unknown; run it as a user "
+           .. "that may run PTTL")
+  end
+  return ttl
+end
+
 function M.fail(message)
   error(setmetatable({ kind = "failed", message = message, retryable = false, attempts = 0 },
                      error_mt), 0)
@@ -70,6 +80,7 @@ end
 -- 93784 -> "1d2h", 125 -> "2m5s", 0.5 -> "0.5s": two largest units.
 function M.format_duration(seconds)
   if seconds == nil then return "none" end
+  if seconds == false then return "?" end   -- unknown: the server refused PTTL
   if seconds < 0 then return "-" .. M.format_duration(-seconds) end
   if seconds < 10 and seconds ~= math.floor(seconds) then
     return string.format("%.1fs", seconds)
@@ -183,7 +194,7 @@ function M.json_string(s)
 end
 
 function M.json_number(n)
-  if n == nil then return "null" end
+  if n == nil or n == false then return "null" end
   if math.type(n) == "integer" then return tostring(n) end
   if n ~= n or n == math.huge or n == -math.huge then return "null" end
   if n == math.floor(n) and math.abs(n) < 2^53 then return string.format("%d", n) end
