@@ -210,3 +210,71 @@ describe("Sentinel over TLS (rediss:// with several hosts)", function()
     assert.matches("sentinel", err.message:lower(), 1, true)
   end)
 end)
+
+describe("Sentinel discovery when the sentinels disagree", function()
+  -- Two sentinels watch the master; a third ("stale") names a server that
+  -- is a replica, as a sentinel that missed a failover names the demoted
+  -- master. Its replica follows a master no other sentinel knows, and its
+  -- down-after is long: it never acts.
+  local master, elsewhere, demoted, good, stale = nil, nil, nil, {}, nil
+  local function addr(sentinel)
+    return sentinel:cli("SENTINEL", "get-master-addr-by-name", "mymaster"):match("(%d+)%s*$")
+  end
+  local function url_of(list)
+    local hosts = {}
+    for i, s in ipairs(list) do hosts[i] = "127.0.0.1:" .. s.port end
+    return "redis://" .. table.concat(hosts, ",")
+  end
+
+  setup(function()
+    master = servers.redis{}
+    elsewhere = servers.redis{}
+    demoted = servers.redis{ args = { "--replicaof", "127.0.0.1", tostring(elsewhere.port) } }
+    for i = 1, 2 do good[i] = servers.sentinel{ master = master, quorum = 2 } end
+    stale = servers.sentinel{ master = demoted, quorum = 1, down_after_ms = 600000 }
+    local deadline = system.gettime() + 30
+    while not (addr(good[1]) == tostring(master.port) and addr(good[2]) == tostring(master.port)
+               and addr(stale) == tostring(demoted.port) and demoted:cli("ROLE"):match("^slave")) do
+      assert(system.gettime() < deadline, "sentinels did not answer as set up")
+      system.sleep(0.1)
+    end
+  end)
+
+  teardown(function()
+    for _, s in ipairs{ stale, good[1], good[2], demoted, elsewhere, master } do s:stop() end
+  end)
+
+  it("takes the master a majority names, even when the stale sentinel is asked first", function()
+    local store <close> = rs.new{ url = url_of{ stale, good[1], good[2] }, max_retries = 0 }
+    store:save_resume_token("majority", { _data = "8201" })
+    assert.are.equal(rs.bson.encode{ _data = "8201" },
+                     master:cli_raw("GET", "rigatoni:resume_token:majority"))
+  end)
+
+  it("starts each discovery at the next sentinel, so the retry of a tie asks the other first", function()
+    local store <close> = rs.new{ url = url_of{ stale, good[1] }, max_retries = 1,
+                                  retry_base_delay = 0.01 }
+    store:save_resume_token("tie", { _data = "8202" })
+    assert.are.equal(rs.bson.encode{ _data = "8202" }, master:cli_raw("GET", "rigatoni:resume_token:tie"))
+  end)
+
+  it("refuses a master port outside 1..65535 as a server error naming it", function()
+    -- A forged hello with a newer config epoch makes a real sentinel name
+    -- port 0 for its master (it checks only 0..65535).
+    local target = servers.redis{}
+    local forged = servers.sentinel{ master = target, quorum = 1, down_after_ms = 600000 }
+    finally(function() forged:stop() target:stop() end)
+    local deadline = system.gettime() + 30
+    repeat
+      target:cli("PUBLISH", "__sentinel__:hello",
+                 "127.0.0.1,1," .. ("a"):rep(40) .. ",9,mymaster,127.0.0.1,0,9")
+      assert(system.gettime() < deadline, "the sentinel did not take the forged address")
+      system.sleep(0.2)
+    until addr(forged) == "0"
+    local url = url_of{ forged } .. ",127.0.0.1:" .. servers.closed_port()   -- two hosts: sentinels
+    local ok, err = pcall(rs.new, { url = url, max_retries = 0 })
+    assert.is_false(ok)
+    assert.are.equal("server", err.kind)
+    assert.matches("port '0'", err.message, 1, true)
+  end)
+end)
