@@ -85,7 +85,8 @@ test-asan:
 test-tsan:
 	$(MAKE) BUILD=build-tsan SAN="-fsanitize=thread" CFLAGS="-O1 -g" \
 	    build-tsan/tests/test_threads build-tsan/tests/test_pool build-tsan/tests/test_lease \
-	    build-tsan/tests/test_pool_exhaust build-tsan/tests/test_metrics
+	    build-tsan/tests/test_pool_exhaust build-tsan/tests/test_metrics \
+	    build-tsan/tests/test_cluster
 
 # The Lua module under ASan+UBSan, with an ASan-linked interpreter
 # (spec/support/asan_lua.c) that spec/run-tests.sh puts first in PATH as
