@@ -167,6 +167,48 @@ describe("cluster mode", function()
     assert.are.same(token(1), store:get_resume_token(collection))   -- written on B, not yet durable
   end)
 
+  it("follows ASK and MOVED with an empty endpoint (\"MOVED 3999 :6381\": the host of the node that answered)", function()
+    -- With unknown-endpoint, nodes name no host: CLUSTER SLOTS says "?",
+    -- ASK and MOVED say ":port". (A MOVED also refreshes the map, which
+    -- hides a wrong host; an ASK does not.)
+    for _, n in ipairs(cluster.nodes) do
+      assert.are.equal("OK", n:cli("CONFIG", "SET", "cluster-preferred-endpoint-type", "unknown-endpoint"))
+    end
+    finally(function()
+      for _, n in ipairs(cluster.nodes) do n:cli("CONFIG", "SET", "cluster-preferred-endpoint-type", "ip") end
+    end)
+    local masters = cluster:masters()
+    local a, b = masters[1], masters[2]
+    local a_id, b_id = a:cli("CLUSTER", "MYID"), b:cli("CLUSTER", "MYID")
+    local blind <close> = rs.new{ url = cluster.url, cluster_mode = true, max_retries = 0 }
+    -- An empty slot of A, migrating to B once the store has read the map.
+    local collection, slot
+    for i = 1, 1000 do
+      local key = "rigatoni:resume_token:empty" .. i
+      slot = a:cli("CLUSTER", "KEYSLOT", key)
+      if not a:cli("GET", key):match("^MOVED") and a:cli("CLUSTER", "COUNTKEYSINSLOT", slot) == "0" then
+        collection = "empty" .. i
+        break
+      end
+    end
+    assert.is_truthy(collection, "no empty slot of the first master found")
+    local key = "rigatoni:resume_token:" .. collection
+    b:cli("CLUSTER", "SETSLOT", slot, "IMPORTING", a_id)
+    a:cli("CLUSTER", "SETSLOT", slot, "MIGRATING", b_id)
+    assert.are.equal("ASK " .. slot .. " :" .. b.port, a:cli("GET", key))
+    local stats = blind:stats().cluster
+    blind:save_resume_token(collection, token(7))
+    assert.are.equal(stats.ask + 1, blind:stats().cluster.ask)
+
+    b:cli("CLUSTER", "SETSLOT", slot, "NODE", b_id)
+    a:cli("CLUSTER", "SETSLOT", slot, "NODE", b_id)
+    assert.are.equal(rs.bson.encode(token(7)), b:cli_raw("GET", key))   -- the ASK went to B
+    assert.are.equal("MOVED " .. slot .. " :" .. b.port, a:cli("GET", key))
+    blind:save_resume_token(collection, token(8))
+    assert.are.equal(stats.moved + 1, blind:stats().cluster.moved)
+    assert.are.equal(rs.bson.encode(token(8)), b:cli_raw("GET", key))
+  end)
+
   it("migrates 10,000 tokens from a standalone server into the cluster and back, bytes and TTLs equal", function()
     local single = servers.redis{}
     local other = servers.redis{}
