@@ -359,6 +359,17 @@ function Server:is_running()
   return alive(self.pid)
 end
 
+-- Waits until the server stops answering PING within 0.2 s: a DEBUG SLEEP
+-- started in the background by another client has begun. The PING
+-- itself is answered once the server wakes up.
+function Server:wait_blocked(timeout)
+  local deadline = now() + (timeout or 30)
+  while run("timeout 0.2 " .. self:cli_prefix() .. " PING >/dev/null 2>&1 </dev/null") do
+    if now() > deadline then error(tostring(self) .. " still answers", 2) end
+    sleep(0.02)
+  end
+end
+
 -- Starts a redis-server. opts: args (extra arguments), password (for
 -- --requirepass and redis-cli), debug (--enable-debug-command yes).
 -- tls = {cert=, key=, ca=, auth_clients=, client_cert=, client_key=} for a
