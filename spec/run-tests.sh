@@ -136,6 +136,14 @@ if [ -n "$specs" ] && [ -x build-asan/bin/lua5.4 ] && [ -f build-asan/rigatoni_s
     cat "$out"
     recap_busted "$out" busted-asan
     nreports=$(find "$reports" -type f | wc -l)
+    # Printed here: the root (and the reports in it) is gone at exit.
+    if [ "$nreports" -gt 0 ] || [ "$status" -ne 0 ]; then
+        echo "== sanitizer reports of the ASan pass: $nreports file(s) in $reports"
+        find "$reports" -type f | sort | while IFS= read -r r; do
+            echo "---- $r"
+            cat "$r"
+        done
+    fi
     if count_busted "$out" "busted (ASan, exit $status)"; then
         # A sanitizer report anywhere (children included) or a leak at exit.
         if [ "$nreports" -gt 0 ] || grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$out"; then
@@ -145,14 +153,6 @@ if [ -n "$specs" ] && [ -x build-asan/bin/lua5.4 ] && [ -f build-asan/rigatoni_s
         fi
     elif [ "$nreports" -gt 0 ]; then
         echo "FAILED: busted (ASan): $nreports sanitizer report file(s), printed in full above" >>"$RS_TEST_ROOT/recap"
-    fi
-    # Printed here: the root (and the reports in it) is gone at exit.
-    if [ "$nreports" -gt 0 ] || [ "$status" -ne 0 ]; then
-        echo "== sanitizer reports of the ASan pass: $nreports file(s) in $reports"
-        find "$reports" -type f | sort | while IFS= read -r r; do
-            echo "---- $r"
-            cat "$r"
-        done
     fi
 else
     fail "busted (ASan): build-asan/bin/lua5.4 or build-asan/rigatoni_store.so missing (make test-lua-asan)"
