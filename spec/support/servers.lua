@@ -400,7 +400,7 @@ end
 -- over when its master dies ("Disconnected from master for longer than
 -- allowed"), so a test that kills a master must not start before.
 function Cluster:wait_ok(timeout)
-  local deadline = now() + (timeout or 30)
+  local deadline = now() + (timeout or 90)
   while true do
     local ok, any = true, nil
     for _, n in ipairs(self.nodes) do
