@@ -9,8 +9,7 @@
 --
 -- The server binary is $RS_TEST_SERVER (default redis-server; valkey-server
 -- runs every spec on Valkey); its cli and sentinel are found beside it by
--- name (valkey-cli, valkey-sentinel), as servers.cli_bin and
--- servers.sentinel_bin. servers.kind is "redis" or "valkey".
+-- name (valkey-cli, valkey-sentinel); servers.cli_bin is the cli.
 --
 -- Only 127.0.0.1 is ever bound or contacted. There is no luaposix here, so
 -- processes are driven through os.execute / io.popen and /bin/sh, with every
@@ -25,6 +24,7 @@
 --   srv:set_raw("k", "\0\1")    -- binary-safe SET
 --   srv:pipe(servers.resp{"SET", "k", "v"} .. ...)  -- redis-cli --pipe
 --   srv:stop()  srv:kill()  srv:restart()
+--   srv:wait_blocked()          -- until PING goes unanswered (a DEBUG SLEEP began)
 --
 --   TLS: servers.redis{ tls = { cert = , key = , ca = , auth_clients = "no" } }
 --   listens with --tls-port only; srv.url is rediss://, redis-cli speaks TLS.
@@ -47,8 +47,7 @@ if not SERVER_BIN or SERVER_BIN == "" then SERVER_BIN = "redis-server" end
 assert(SERVER_BIN:match("%-server$"), "RS_TEST_SERVER must name a *-server binary: " .. SERVER_BIN)
 local CLI_BIN = SERVER_BIN:gsub("%-server$", "-cli")
 local SENTINEL_BIN = SERVER_BIN:gsub("%-server$", "-sentinel")
-M.server_bin, M.cli_bin, M.sentinel_bin = SERVER_BIN, CLI_BIN, SENTINEL_BIN
-M.kind = SERVER_BIN:find("valkey", 1, true) and "valkey" or "redis"
+M.cli_bin = CLI_BIN
 
 local ok_system, system = pcall(require, "system")
 local helpers = require "support.helpers"
@@ -364,7 +363,8 @@ end
 -- itself is answered once the server wakes up.
 function Server:wait_blocked(timeout)
   local deadline = now() + (timeout or 30)
-  while run("timeout 0.2 " .. self:cli_prefix() .. " PING >/dev/null 2>&1 </dev/null") do
+  local ping = "timeout 0.2 sh -c " .. quote(self:cli_prefix() .. " PING") .. " 2>&1 </dev/null"
+  while capture(ping):find("PONG", 1, true) do
     if now() > deadline then error(tostring(self) .. " still answers", 2) end
     sleep(0.02)
   end
