@@ -86,7 +86,7 @@ describe("Sentinel", function()
   setup(function()
     nodes[1] = servers.redis{}
     nodes[2] = servers.redis{ args = { "--replicaof", "127.0.0.1", tostring(nodes[1].port) } }
-    wait_until("replica online", 10, function()
+    wait_until("replica online", 60, function()
       return nodes[1]:cli("INFO", "replication"):find("state=online", 1, true)
     end)
     local hosts = {}
