@@ -3,7 +3,8 @@
 #   make            library (static + shared), Lua module
 #   make deps       install every package the build and tests need (Debian)
 #   make test       C tests (plain, ASan+UBSan, TSan) + busted specs on real Redis (plain
-#                   and ASan+UBSan with leak check) + fuzz smoke
+#                   and ASan+UBSan with leak check) + four specs on Valkey + fuzz smoke;
+#                   RS_TEST_SERVER=valkey-server runs the specs on Valkey
 #   make fuzz       libFuzzer targets in spec/fuzz/, FUZZ_SECONDS each (fuzz-smoke: brief)
 #   make bench      benchmarks against redis-benchmark on a throwaway server
 #   make demo       start a throwaway redis-server, save and list demo tokens
