@@ -3,7 +3,8 @@
 #   make            library (static + shared), Lua module
 #   make deps       install every package the build and tests need (Debian)
 #   make test       C tests (plain, ASan+UBSan, TSan) + busted specs on real Redis (plain
-#                   and ASan+UBSan with leak check) + fuzz smoke
+#                   and ASan+UBSan with leak check) + four specs on Valkey + fuzz smoke;
+#                   RS_TEST_SERVER=valkey-server runs the specs on Valkey
 #   make fuzz       libFuzzer targets in spec/fuzz/, FUZZ_SECONDS each (fuzz-smoke: brief)
 #   make chaos      the history checker under faults for CHAOS_SECONDS (spec/c/test_history.c)
 #   make bench      benchmarks against redis-benchmark on a throwaway server
@@ -127,7 +128,7 @@ test-tsan:
 	$(MAKE) BUILD=build-tsan SAN="-fsanitize=thread" CFLAGS="-O1 -g" \
 	    build-tsan/tests/test_threads build-tsan/tests/test_pool build-tsan/tests/test_lease \
 	    build-tsan/tests/test_pool_exhaust build-tsan/tests/test_metrics \
-	    build-tsan/tests/test_config_race
+	    build-tsan/tests/test_config_race build-tsan/tests/test_cluster
 
 # The Lua module under ASan+UBSan, with an ASan-linked interpreter
 # (spec/support/asan_lua.c) that spec/run-tests.sh puts first in PATH as

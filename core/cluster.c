@@ -10,11 +10,17 @@
  * that were redirected or failed are sent again: a SET NX that succeeded
  * is never repeated (repeating it would report "exists"). Redirections:
  *  - MOVED: the slot is re-pointed at once and the whole map is marked
- *    stale; the next call (not every key) refreshes it once;
+ *    stale; the next call (not every key) refreshes it once. An empty
+ *    host ("MOVED 3999 :6381", Redis 7's unknown endpoint) is the host of
+ *    the node that answered, as "?" is in CLUSTER SLOTS;
  *  - ASK: the command goes to the target with ASKING, the map is kept;
  *  - TRYAGAIN, CLUSTERDOWN, lost nodes: the retry policy applies, and a
  *    lost node or a CLUSTERDOWN makes the map stale so that the retry
  *    finds the new master.
+ * A refresh sweeps the known nodes and the seeds, one sweep at a time;
+ * callers that waited for a sweep take its outcome, success or error,
+ * instead of sweeping again: with dead nodes, each sweep costs their
+ * connect timeouts, and every waiting thread repeating it multiplied that.
  * Multi-key commands must stay within one slot; the store's batch calls use
  * single-key commands in cluster mode for that reason.
  */
@@ -42,8 +48,11 @@ struct rs_cluster {
     int16_t slots[NSLOTS];          /* node index, -1 when not served */
     node *nodes[MAX_NODES];
     int nnodes;
-    pthread_mutex_t refresh_lock;   /* one refresh at a time */
+    pthread_mutex_t refresh_lock;   /* one sweep at a time */
     atomic_int stale;
+    atomic_ulong sweeps;            /* sweeps finished */
+    int sweep_rc;                   /* the last sweep's outcome (refresh_lock) */
+    rs_error sweep_err;
 };
 
 /* ---------------------------------------------------------------------
@@ -183,12 +192,17 @@ static int read_slots(rs_cluster *cl, const char *host, int port, rs_error *err)
 }
 
 /* Reloads the map from any node that answers: known nodes first, then the
- * URL's seeds. One refresh at a time; callers that waited reuse it. */
+ * URL's seeds. One sweep at a time; a caller that waited while a sweep
+ * ran takes that sweep's outcome. */
 static int refresh(rs_cluster *cl, rs_error *err)
 {
+    unsigned long seen = atomic_load(&cl->sweeps);
     pthread_mutex_lock(&cl->refresh_lock);
     int rc = 0;
-    if (atomic_load(&cl->stale)) {
+    if (atomic_load(&cl->sweeps) != seen) {
+        rc = cl->sweep_rc;
+        if (rc < 0 && err) *err = cl->sweep_err;
+    } else if (atomic_load(&cl->stale)) {
         rs_error last = {0};
         rc = -1;
         pthread_rwlock_rdlock(&cl->map_lock);
@@ -208,9 +222,12 @@ static int refresh(rs_cluster *cl, rs_error *err)
         } else if (last.kind == RS_ERR_CONFIG) {
             if (err) *err = last;
         } else {
-            rs_error_set(err, last.kind ? last.kind : RS_ERR_CONNECTION, 1,
+            rs_error_set(&cl->sweep_err, last.kind ? last.kind : RS_ERR_CONNECTION, 1,
                          "cannot read the cluster slot map from any node: %s", last.message);
+            if (err) *err = cl->sweep_err;
         }
+        cl->sweep_rc = rc;
+        atomic_fetch_add(&cl->sweeps, 1);
     }
     pthread_mutex_unlock(&cl->refresh_lock);
     return rc;
@@ -297,9 +314,10 @@ void rs_cluster_pool_stats(rs_cluster *cl, rs_pool_stats *out)
  * Executing
  * ------------------------------------------------------------------ */
 
-/* "MOVED 3999 127.0.0.1:6381" / "ASK ..." -> slot, host, port. */
-static int parse_redirect(const redisReply *r, const char *word, int *slot, char *host,
-                          size_t host_size, int *port)
+/* "MOVED 3999 127.0.0.1:6381" / "ASK ..." -> slot, host, port; an empty
+ * host (":6381") is `asked`, the host of the node that replied. */
+static int parse_redirect(const redisReply *r, const char *word, const char *asked, int *slot,
+                          char *host, size_t host_size, int *port)
 {
     size_t wlen = strlen(word);
     if (r->type != REDIS_REPLY_ERROR || r->len <= wlen || strncmp(r->str, word, wlen) != 0 ||
@@ -311,6 +329,7 @@ static int parse_redirect(const redisReply *r, const char *word, int *slot, char
     if (!addr || !colon || (size_t)(colon - addr - 1) >= host_size) return 0;
     memcpy(host, addr + 1, (size_t)(colon - addr - 1));
     host[colon - addr - 1] = '\0';
+    if (!host[0]) snprintf(host, host_size, "%s", asked);
     *port = atoi(colon + 1);
     return *slot >= 0 && *slot < NSLOTS && *port > 0;
 }
@@ -451,6 +470,7 @@ static int send_group(rs_cluster *cl, call *c, int target, const rs_cmd *cmds, i
         index[k++] = WAIT_REPLY;
     }
     rs_pool *pool = node_pool(cl, target);
+    const char *asked = cl->nodes[target]->host;   /* never moved, never freed */
     rs_conn *conn = rs_pool_acquire(pool, err);
     if (!conn) {
         if (err && err->kind != RS_ERR_POOL) atomic_store(&cl->stale, 1);
@@ -482,7 +502,7 @@ static int send_group(rs_cluster *cl, call *c, int target, const rs_cmd *cmds, i
         }
         char host[256];
         int slot, port;
-        if (parse_redirect(r, "MOVED", &slot, host, sizeof host, &port)) {
+        if (parse_redirect(r, "MOVED", asked, &slot, host, sizeof host, &port)) {
             pthread_rwlock_wrlock(&cl->map_lock);
             int idx = node_index(cl, host, port);
             if (idx >= 0) cl->slots[slot] = (int16_t)idx;
@@ -492,7 +512,7 @@ static int send_group(rs_cluster *cl, call *c, int target, const rs_cmd *cmds, i
             c->ask[i] = -1;
             *redirected = 1;
             freeReplyObject(r);
-        } else if (parse_redirect(r, "ASK", &slot, host, sizeof host, &port)) {
+        } else if (parse_redirect(r, "ASK", asked, &slot, host, sizeof host, &port)) {
             pthread_rwlock_wrlock(&cl->map_lock);
             c->ask[i] = node_index(cl, host, port);
             pthread_rwlock_unlock(&cl->map_lock);

@@ -5,6 +5,9 @@
  * a `pool` error. Idle connections are kept LIFO (the warm ones are reused
  * first) and PINGed before reuse when they sat idle longer than
  * idle_check_after, because servers and proxies close quiet sockets.
+ * Those PINGs share the acquire's connection_timeout (each gets at most
+ * what is left of it), so a frozen server with a full idle list costs one
+ * connection_timeout, not pool_size command_timeouts.
  * A connection that failed is closed on release, and after an I/O error the
  * whole idle list is dropped: a restarted server leaves all of them dead
  * (the failure mode of DBZ-7879), and finding that out one retry at a time
@@ -32,6 +35,7 @@ struct rs_pool {
     rs_conn *idle;              /* LIFO list */
     int nidle, open, in_use;
     uint64_t generation;        /* bumped when the master may have moved */
+    uint64_t discoveries;       /* the next one starts at this sentinel (mod) */
     int sentinel;               /* the URL's hosts are sentinels */
     int have_master;
     char master_host[256];      /* the current (or last known) master */
@@ -71,12 +75,29 @@ void rs_pool_free(rs_pool *pool)
     free(pool);
 }
 
-static int ping_ok(rs_conn *conn)
+static struct timeval timeval_of(double seconds)
 {
+    struct timeval tv;
+    tv.tv_sec = (time_t)seconds;
+    tv.tv_usec = (suseconds_t)((seconds - floor(seconds)) * 1e6);
+    return tv;
+}
+
+/* PING within `timeout` seconds; the command timeout is put back after. */
+static int ping_ok(rs_conn *conn, double timeout, double command_timeout)
+{
+    if (redisSetTimeout(conn->ctx, timeval_of(timeout)) != REDIS_OK) return 0;
     redisReply *reply = redisCommand(conn->ctx, "PING");
     int ok = reply && reply->type == REDIS_REPLY_STATUS;
     if (reply) freeReplyObject(reply);
-    return ok;
+    return ok && redisSetTimeout(conn->ctx, timeval_of(command_timeout)) == REDIS_OK;
+}
+
+static double seconds_left(const struct timespec *deadline)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(deadline->tv_sec - now.tv_sec) + (deadline->tv_nsec - now.tv_nsec) / 1e9;
 }
 
 static struct timespec deadline_after(double seconds)
@@ -102,7 +123,9 @@ static rs_conn *open_connection(rs_pool *pool, rs_error *err)
     int port;
     pthread_mutex_lock(&pool->lock);
     uint64_t generation = pool->generation;
+    uint64_t start = pool->discoveries;
     int known = pool->have_master;
+    if (!known) pool->discoveries++;
     if (known) {
         memcpy(host, pool->master_host, sizeof host);
         port = pool->master_port;
@@ -110,7 +133,8 @@ static rs_conn *open_connection(rs_pool *pool, rs_error *err)
     pthread_mutex_unlock(&pool->lock);
 
     if (!known) {
-        if (rs_sentinel_discover(cfg, pool->tls, host, sizeof host, &port, err) < 0) return NULL;
+        if (rs_sentinel_discover(cfg, pool->tls, start, host, sizeof host, &port, err) < 0)
+            return NULL;
         pthread_mutex_lock(&pool->lock);
         int moved = pool->master_port != 0 &&
                     (pool->master_port != port || strcmp(pool->master_host, host) != 0);
@@ -158,7 +182,9 @@ rs_conn *rs_pool_acquire(rs_pool *pool, rs_error *err)
             pool->in_use++;
             if (rs_now() - conn->last_used <= cfg->idle_check_after) break;
             pthread_mutex_unlock(&pool->lock);
-            int alive = ping_ok(conn);
+            double left = seconds_left(&deadline);
+            int alive = left > 0 && ping_ok(conn, fmin(left, cfg->command_timeout),
+                                            cfg->command_timeout);
             if (!alive) rs_log(RS_LOG_DEBUG, "an idle connection failed its PING check; closing it");
             pthread_mutex_lock(&pool->lock);
             if (alive) break;
@@ -167,6 +193,13 @@ rs_conn *rs_pool_acquire(rs_pool *pool, rs_error *err)
             pool->in_use--;
             pool->open--;
             pool->closed_idle++;
+            pthread_cond_signal(&pool->freed);
+            if (seconds_left(&deadline) <= 0) {
+                rs_error_set(err, RS_ERR_TIMEOUT, 1,
+                             "no idle connection answered its PING check within %gs "
+                             "(connection_timeout)", cfg->connection_timeout);
+                break;
+            }
             continue;
         }
         if (pool->open < cfg->pool_size) {

@@ -188,7 +188,7 @@ describe("durable saves (wait_replicas)", function()
   setup(function()
     master = servers.redis{}
     replica = servers.redis{ args = { "--replicaof", "127.0.0.1", tostring(master.port) } }
-    local deadline = os.time() + 10
+    local deadline = os.time() + 60
     while not master:cli("INFO", "replication"):find("state=online", 1, true) do
       assert(os.time() < deadline, "replica did not attach")
       os.execute("sleep 0.1")

@@ -6,12 +6,17 @@
 #   2. busted over spec/*_spec.lua against the module in build/
 #   3. the same specs against build-asan/rigatoni_store.so (ASan+UBSan),
 #      run by the ASan-linked interpreter build-asan/bin/lua5.4, which
-#      comes first in PATH so child `lua5.4` processes use it too; any
-#      sanitizer report or leak fails the run
-#   4. each libFuzzer target in build-fuzz/fuzz/ for FUZZ_SMOKE_SECONDS
+#      comes first in PATH so child `lua5.4` processes use it too; every
+#      sanitizer report (of busted and of each child) goes to a file under
+#      $RS_TEST_ROOT/asan/, is printed in full and fails the run
+#   4. store, locks, scripts and cluster specs once more on Valkey
+#      (RS_TEST_SERVER=valkey-server, plain build), unless valkey-server is
+#      missing (skipped with a message) or the whole run is already on it
+#   5. each libFuzzer target in build-fuzz/fuzz/ for FUZZ_SMOKE_SECONDS
 #      (default 15), after replaying spec/fuzz/regress/ (spec/fuzz/run.sh)
 #
-# Servers are started by the tests themselves, in directories under
+# RS_TEST_SERVER (default redis-server) names the server every pass but 4
+# runs on (spec/support/servers.lua). Servers are started by the tests themselves, in directories under
 # $RS_TEST_ROOT; whatever they leave running (a pid file under the root)
 # is killed on exit, and the root removed. The last line printed is
 # "tests: N passed, M failed", after a recap of what failed; the exit
@@ -29,7 +34,7 @@ cleanup() {
         pid=$(head -n 1 "$f" 2>/dev/null | tr -cd '0-9')
         [ -n "$pid" ] || continue
         # Only our servers: a pid reused by an unrelated process is spared.
-        if [ -r "/proc/$pid/cmdline" ] && ! tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q redis; then
+        if [ -r "/proc/$pid/cmdline" ] && ! tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qE 'redis|valkey'; then
             continue
         fi
         kill -9 "$pid" 2>/dev/null
@@ -51,6 +56,14 @@ fail() { failed=$((failed + 1)); echo "FAILED: $1"; echo "FAILED: $1" >>"$RS_TES
 # first line of the message) for the recap printed before the last line.
 recap_busted() {
     grep -A 2 -E '^(Failure|Error) ' "$1" | sed "s/^/[$2] /" >>"$RS_TEST_ROOT/recap"
+}
+
+# run_busted OUT SPECS...: busted on the plain build, output shown and kept.
+run_busted() {
+    out_file=$1
+    shift
+    LUA_CPATH="build/?.so;;" LUA_PATH="spec/?.lua;spec/?/init.lua;;" \
+        lua5.4 /usr/bin/busted -o plainTerminal "$@" 2>&1 | tee "$out_file"
 }
 
 # count_busted FILE LABEL: adds the counts of busted's summary line in FILE
@@ -98,8 +111,7 @@ else
     out="$RS_TEST_ROOT/busted.out"
     unset LUA_PATH_5_4 LUA_CPATH_5_4
     # shellcheck disable=SC2086
-    LUA_CPATH="build/?.so;;" LUA_PATH="spec/?.lua;spec/?/init.lua;;" \
-        lua5.4 /usr/bin/busted -o plainTerminal $specs 2>&1 | tee "$out"
+    run_busted "$out" $specs
     count_busted "$out" busted
     recap_busted "$out" busted
 fi
@@ -108,27 +120,62 @@ fi
 if [ -n "$specs" ] && [ -x build-asan/bin/lua5.4 ] && [ -f build-asan/rigatoni_store.so ]; then
     echo "== busted under ASan+UBSan (build-asan/rigatoni_store.so)$specs"
     out="$RS_TEST_ROOT/busted-asan.out"
+    # Each process writes its reports to asan/asan.<pid> (ubsan.<pid>):
+    # a report of busted itself, or of a child whose stderr a spec reads
+    # or throws away, is kept whole whatever the spec does with its output.
+    reports="$RS_TEST_ROOT/asan"
+    mkdir -p "$reports"
     # shellcheck disable=SC2086
     PATH="$PWD/build-asan/bin:$PATH" \
-    ASAN_OPTIONS="detect_leaks=1:exitcode=23 ${ASAN_OPTIONS:-}" \
+    ASAN_OPTIONS="detect_leaks=1:exitcode=23:log_path=$reports/asan ${ASAN_OPTIONS:-}" \
     LSAN_OPTIONS="suppressions=$PWD/spec/support/lsan.supp:print_suppressions=0 ${LSAN_OPTIONS:-}" \
-    UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1 ${UBSAN_OPTIONS:-}" \
+    UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$reports/ubsan ${UBSAN_OPTIONS:-}" \
     LUA_CPATH="build-asan/?.so;;" LUA_PATH="spec/?.lua;spec/?/init.lua;;" \
         build-asan/bin/lua5.4 /usr/bin/busted -o plainTerminal $specs >"$out" 2>&1
     status=$?
     cat "$out"
     recap_busted "$out" busted-asan
+    nreports=$(find "$reports" -type f | wc -l)
+    # Printed here: the root (and the reports in it) is gone at exit.
+    if [ "$nreports" -gt 0 ] || [ "$status" -ne 0 ]; then
+        echo "== sanitizer reports of the ASan pass: $nreports file(s) in $reports"
+        find "$reports" -type f | sort | while IFS= read -r r; do
+            echo "---- $r"
+            cat "$r"
+        done
+    fi
     if count_busted "$out" "busted (ASan, exit $status)"; then
         # A sanitizer report anywhere (children included) or a leak at exit.
-        if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$out"; then
-            fail "busted (ASan): sanitizer report (see above)"
+        if [ "$nreports" -gt 0 ] || grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$out"; then
+            fail "busted (ASan): $nreports sanitizer report file(s), printed in full above"
         elif [ "$status" -ne 0 ] && [ $((bad + err)) -eq 0 ]; then
             fail "busted (ASan): exit status $status without failed tests"
         fi
+    elif [ "$nreports" -gt 0 ]; then
+        echo "FAILED: busted (ASan): $nreports sanitizer report file(s), printed in full above" >>"$RS_TEST_ROOT/recap"
     fi
 else
     fail "busted (ASan): build-asan/bin/lua5.4 or build-asan/rigatoni_store.so missing (make test-lua-asan)"
 fi
+
+# ---- the same specs on Valkey, once, without ASan ------------------------
+VALKEY_SPECS="spec/store_spec.lua spec/locks_spec.lua spec/scripts_spec.lua spec/cluster_spec.lua"
+case "${RS_TEST_SERVER:-redis-server}" in
+*valkey*)
+    echo "== busted (Valkey): skipped, every pass above already ran on ${RS_TEST_SERVER}" ;;
+*)
+    if command -v valkey-server >/dev/null 2>&1 && command -v valkey-cli >/dev/null 2>&1; then
+        echo "== busted (Valkey $(valkey-server --version | sed -E 's/.* v=([^ ]+) .*/\1/')) $VALKEY_SPECS"
+        out="$RS_TEST_ROOT/busted-valkey.out"
+        # shellcheck disable=SC2086
+        RS_TEST_SERVER=valkey-server run_busted "$out" $VALKEY_SPECS
+        count_busted "$out" "busted (Valkey)"
+        recap_busted "$out" busted-valkey
+    else
+        echo "== busted (Valkey): skipped, no valkey-server installed (make deps installs it where the distribution has it)"
+        echo "skipped: busted (Valkey), no valkey-server" >>"$RS_TEST_ROOT/recap"
+    fi ;;
+esac
 
 # ---- fuzz smoke (targets built by make fuzz-build) -------------------------
 found_fuzz=0
@@ -146,7 +193,7 @@ done
 [ "$found_fuzz" -eq 1 ] || fail "no fuzz targets built (make fuzz-build)"
 
 if [ -s "$RS_TEST_ROOT/recap" ]; then
-    echo "== what failed (details above)"
+    echo "== recap: what failed or was skipped (details above)"
     cat "$RS_TEST_ROOT/recap"
 fi
 echo "tests: $passed passed, $failed failed"

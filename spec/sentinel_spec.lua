@@ -25,6 +25,42 @@ describe("Sentinel", function()
     end
   end
 
+  -- Settled: every sentinel names the same master, sees the replica and
+  -- the other two sentinels; that master has its replica online with the
+  -- link up and the same replication offset (nothing left to copy).
+  local function settled()
+    local port
+    for _, s in ipairs(sentinels) do
+      local p = tonumber(s:cli("SENTINEL", "get-master-addr-by-name", "mymaster"):match("(%d+)%s*$"))
+      local info = s:cli("SENTINEL", "master", "mymaster")
+      if not p or (port and p ~= port) or not info:find("num%-slaves%s+1")
+         or not info:find("num%-other%-sentinels%s+2") or not info:find("flags%s+master%s") then
+        return false
+      end
+      port = p
+    end
+    local master, replica = node_on(port), nil
+    for _, n in ipairs(nodes) do if n ~= master then replica = n end end
+    if not master or not replica:is_running() then return false end
+    local m, r = master:cli("INFO", "replication"), replica:cli("INFO", "replication")
+    local offset = m:match("master_repl_offset:(%d+)")
+    return m:find("role:master", 1, true) and m:find("state=online", 1, true)
+      and r:find("master_port:" .. port, 1, true) and r:find("master_link_status:up", 1, true)
+      and offset and r:match("slave_repl_offset:(%d+)") == offset
+  end
+
+  -- Saves once more into each collection of `last` and reads every one back:
+  -- what was acknowledged after the change survives it. (Before, the old
+  -- master may have taken writes that its resync as a replica dropped:
+  -- asynchronous replication, see wait_replicas.)
+  local function saves_after_the_change_read_back(store, last)
+    for collection in pairs(last) do
+      local token = { _data = ("82FFFF%04X"):format(tonumber(collection:match("%d+"))) }
+      store:save_resume_token(collection, token)
+      assert.are.same(token, store:get_resume_token(collection))
+    end
+  end
+
   -- Saves a new token every few ms for `seconds`, calling disrupt() once
   -- after one second; returns the number of saves and the last token of
   -- each collection.
@@ -50,7 +86,7 @@ describe("Sentinel", function()
   setup(function()
     nodes[1] = servers.redis{}
     nodes[2] = servers.redis{ args = { "--replicaof", "127.0.0.1", tostring(nodes[1].port) } }
-    wait_until("replica online", 10, function()
+    wait_until("replica online", 60, function()
       return nodes[1]:cli("INFO", "replication"):find("state=online", 1, true)
     end)
     local hosts = {}
@@ -60,10 +96,7 @@ describe("Sentinel", function()
       hosts[i] = "127.0.0.1:" .. sentinels[i].port
     end
     url = "redis://" .. table.concat(hosts, ",")
-    wait_until("sentinels to see the replica and each other", 15, function()
-      local info = sentinels[1]:cli("SENTINEL", "master", "mymaster")
-      return info:find("num%-slaves%s+1") and info:find("num%-other%-sentinels%s+2")
-    end)
+    wait_until("sentinels to agree, and the replica to catch up", 60, settled)
   end)
 
   teardown(function()
@@ -117,25 +150,20 @@ describe("Sentinel", function()
     local n, last = save_loop(store, 6, function()
       sentinels[1]:cli("SENTINEL", "FAILOVER", "mymaster")
     end)
-    wait_until("failover", 10, function() return master_port() ~= before end)
+    wait_until("failover", 60, function() return master_port() ~= before end)
     assert.is_true(n > 200)
-    for collection, token in pairs(last) do
-      assert.are.same(token, store:get_resume_token(collection))
-    end
+    wait_until("sentinels to agree on the new master, and its replica to catch up", 60, settled)
+    saves_after_the_change_read_back(store, last)
   end)
 
   it("rides through a killed master: no save raises, every token reads back", function()
-    wait_until("replicas to settle", 15, function()
-      return node_on(master_port()):cli("INFO", "replication"):find("state=online", 1, true)
-    end)
+    wait_until("sentinels to agree, and the replica to catch up", 60, settled)
     local store <close> = rs.new{ url = url, max_retries = 60, retry_max_delay = 0.25 }
     local victim = node_on(master_port())
     local n, last = save_loop(store, 8, function() victim:kill() end)
-    assert.are_not.equal(victim.port, master_port())
+    wait_until("failover", 60, function() return master_port() ~= victim.port end)
     assert.is_true(n > 200)
-    for collection, token in pairs(last) do
-      assert.are.same(token, store:get_resume_token(collection))
-    end
+    saves_after_the_change_read_back(store, last)
     victim:restart()        -- rejoins as a replica for whatever runs next
   end)
 end)
@@ -157,7 +185,7 @@ describe("Sentinel over TLS (rediss:// with several hosts)", function()
       hosts[i] = "127.0.0.1:" .. sentinels[i].port
     end
     url = "rediss://" .. table.concat(hosts, ",")
-    local deadline = system.gettime() + 15
+    local deadline = system.gettime() + 60
     repeat
       local info = sentinels[1]:cli("SENTINEL", "master", "mymaster")
       local ready = info:find("num%-slaves%s+1") and info:find("num%-other%-sentinels%s+2")
@@ -178,20 +206,20 @@ describe("Sentinel over TLS (rediss:// with several hosts)", function()
     store:save_resume_token("tls-s", { _data = "8201" })
     assert.are.equal(rs.bson.encode{ _data = "8201" }, nodes[1]:cli_raw("GET", "rigatoni:resume_token:tls-s"))
     sentinels[1]:cli("SENTINEL", "FAILOVER", "mymaster")
-    local last, deadline = nil, system.gettime() + 20
+    local last, deadline = nil, system.gettime() + 60
     local i = 0
     repeat                                  -- saves until the replica has taken over
       i = i + 1
       last = { _data = ("82%08X"):format(i) }
       store:save_resume_token("tls-s", last)   -- raises on any failure
       system.sleep(0.005)
-      assert(system.gettime() < deadline, "no failover within 20 s")
+      assert(system.gettime() < deadline, "no failover within 60 s")
     until nodes[2]:cli("ROLE"):match("^master")
     -- Until the sentinels turn the old master into a replica it still takes
     -- writes, which its resync then drops (asynchronous replication; see
     -- wait_replicas): the check below starts once it is a replica.
     repeat
-      assert(system.gettime() < deadline, "the old master was not reconfigured within 20 s")
+      assert(system.gettime() < deadline, "the old master was not reconfigured within 60 s")
       system.sleep(0.05)
     until nodes[1]:cli("ROLE"):match("^slave")
     for _ = 1, 20 do
@@ -208,5 +236,73 @@ describe("Sentinel over TLS (rediss:// with several hosts)", function()
     assert.is_false(ok)
     assert.matches("certificate verify failed", err.message, 1, true)
     assert.matches("sentinel", err.message:lower(), 1, true)
+  end)
+end)
+
+describe("Sentinel discovery when the sentinels disagree", function()
+  -- Two sentinels watch the master; a third ("stale") names a server that
+  -- is a replica, as a sentinel that missed a failover names the demoted
+  -- master. Its replica follows a master no other sentinel knows, and its
+  -- down-after is long: it never acts.
+  local master, elsewhere, demoted, good, stale = nil, nil, nil, {}, nil
+  local function addr(sentinel)
+    return sentinel:cli("SENTINEL", "get-master-addr-by-name", "mymaster"):match("(%d+)%s*$")
+  end
+  local function url_of(list)
+    local hosts = {}
+    for i, s in ipairs(list) do hosts[i] = "127.0.0.1:" .. s.port end
+    return "redis://" .. table.concat(hosts, ",")
+  end
+
+  setup(function()
+    master = servers.redis{}
+    elsewhere = servers.redis{}
+    demoted = servers.redis{ args = { "--replicaof", "127.0.0.1", tostring(elsewhere.port) } }
+    for i = 1, 2 do good[i] = servers.sentinel{ master = master, quorum = 2 } end
+    stale = servers.sentinel{ master = demoted, quorum = 1, down_after_ms = 600000 }
+    local deadline = system.gettime() + 30
+    while not (addr(good[1]) == tostring(master.port) and addr(good[2]) == tostring(master.port)
+               and addr(stale) == tostring(demoted.port) and demoted:cli("ROLE"):match("^slave")) do
+      assert(system.gettime() < deadline, "sentinels did not answer as set up")
+      system.sleep(0.1)
+    end
+  end)
+
+  teardown(function()
+    for _, s in ipairs{ stale, good[1], good[2], demoted, elsewhere, master } do s:stop() end
+  end)
+
+  it("takes the master a majority names, even when the stale sentinel is asked first", function()
+    local store <close> = rs.new{ url = url_of{ stale, good[1], good[2] }, max_retries = 0 }
+    store:save_resume_token("majority", { _data = "8201" })
+    assert.are.equal(rs.bson.encode{ _data = "8201" },
+                     master:cli_raw("GET", "rigatoni:resume_token:majority"))
+  end)
+
+  it("starts each discovery at the next sentinel, so the retry of a tie asks the other first", function()
+    local store <close> = rs.new{ url = url_of{ stale, good[1] }, max_retries = 1,
+                                  retry_base_delay = 0.01 }
+    store:save_resume_token("tie", { _data = "8202" })
+    assert.are.equal(rs.bson.encode{ _data = "8202" }, master:cli_raw("GET", "rigatoni:resume_token:tie"))
+  end)
+
+  it("refuses a master port outside 1..65535 as a server error naming it", function()
+    -- A forged hello with a newer config epoch makes a real sentinel name
+    -- port 0 for its master (it checks only 0..65535).
+    local target = servers.redis{}
+    local forged = servers.sentinel{ master = target, quorum = 1, down_after_ms = 600000 }
+    finally(function() forged:stop() target:stop() end)
+    local deadline = system.gettime() + 30
+    repeat
+      target:cli("PUBLISH", "__sentinel__:hello",
+                 "127.0.0.1,1," .. ("a"):rep(40) .. ",9,mymaster,127.0.0.1,0,9")
+      assert(system.gettime() < deadline, "the sentinel did not take the forged address")
+      system.sleep(0.2)
+    until addr(forged) == "0"
+    local url = url_of{ forged } .. ",127.0.0.1:" .. servers.closed_port()   -- two hosts: sentinels
+    local ok, err = pcall(rs.new, { url = url, max_retries = 0 })
+    assert.is_false(ok)
+    assert.are.equal("server", err.kind)
+    assert.matches("port '0'", err.message, 1, true)
   end)
 end)

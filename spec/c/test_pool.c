@@ -59,6 +59,34 @@ int main(void)
     rs_pool_free(pool);
     rs_config_free(cfg);
 
+    /* The idle checks of one acquire share its connection_timeout: with the
+     * server frozen, four stale connections cost no more than that, not
+     * four command_timeouts (then a timeout error, retryable). */
+    cfg = config_for(port, "pool_size", "4");
+    rs_config_set(cfg, "connection_timeout", "400ms", NULL);
+    rs_config_set(cfg, "command_timeout", "1s", NULL);
+    pool = rs_pool_new(cfg, NULL, "127.0.0.1", port);
+    rs_conn *lent[4];
+    for (int i = 0; i < 4; i++) CHECK((lent[i] = rs_pool_acquire(pool, &err)) != NULL);
+    for (int i = 0; i < 4; i++) rs_pool_release(pool, lent[i], 0);
+    rs_config_set(cfg, "idle_check_after", "0", NULL);
+    kill(t_server_pid, SIGSTOP);
+    t0 = rs_now();
+    rs_conn *stale = rs_pool_acquire(pool, &err);
+    waited = rs_now() - t0;
+    kill(t_server_pid, SIGCONT);
+    CHECK(stale == NULL);
+    CHECK(waited < 0.4 + 0.3);
+    CHECK(err.kind == RS_ERR_TIMEOUT && err.retryable == 1);
+    CHECK(strstr(err.message, "0.4s") != NULL);
+    rs_pool_get_stats(pool, &st);
+    CHECK(st.in_use == 0);
+    rs_conn *thawed = rs_pool_acquire(pool, &err);    /* the server answers again */
+    CHECK(thawed != NULL);
+    rs_pool_release(pool, thawed, 0);
+    rs_pool_free(pool);
+    rs_config_free(cfg);
+
     /* Through the store: connections killed under it are replaced by the
      * retry, without an error reaching the caller. */
     cfg = config_for(port, "pool_size", "4");

@@ -12,14 +12,19 @@ PKGS="build-essential pkg-config libbson-dev liblua5.4-dev lua5.4 libinih-dev
       valgrind clang libclang-rt-14-dev socat"
 # Packaging (spec/packaging_spec.lua): luarocks make into a tree, man -l.
 PKGS="$PKGS luarocks man-db groff-base"
+# Valkey 8, the second server the specs run on (spec/run-tests.sh); kept
+# apart from PKGS because not every distribution has it (Debian 12: only in
+# bookworm-backports).
+VALKEY_PKGS="valkey-server valkey-sentinel valkey-tools"
 
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"
 done
+valkey_ok() { command -v valkey-server >/dev/null && command -v valkey-sentinel >/dev/null; }
 hiredis_ok() { pkg-config --atleast-version=1.0 hiredis 2>/dev/null && pkg-config --exists hiredis_ssl; }
 
-if [ -z "$missing" ] && hiredis_ok; then
+if [ -z "$missing" ] && hiredis_ok && valkey_ok; then
     echo "deps: all installed"
     exit 0
 fi
@@ -43,4 +48,10 @@ $SUDO apt-get install -y -qq $HIREDIS_TARGET $HIREDIS >/dev/null
 # shellcheck disable=SC2086
 $SUDO apt-get install -y -qq $PKGS >/dev/null
 hiredis_ok || { echo "deps: hiredis >= 1.0 with hiredis_ssl still missing" >&2; exit 1; }
+if apt-cache show valkey-server >/dev/null 2>&1; then
+    # shellcheck disable=SC2086
+    $SUDO apt-get install -y -qq $VALKEY_PKGS >/dev/null
+else
+    echo "deps: no valkey-server package here: the Valkey passes of make test are skipped"
+fi
 echo "deps: installed"

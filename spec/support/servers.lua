@@ -7,6 +7,10 @@
 -- spec left behind. Specs stop their servers in `teardown`/`finally`;
 -- `servers.stop_all()` stops every server this module started.
 --
+-- The server binary is $RS_TEST_SERVER (default redis-server; valkey-server
+-- runs every spec on Valkey); its cli and sentinel are found beside it by
+-- name (valkey-cli, valkey-sentinel); servers.cli_bin is the cli.
+--
 -- Only 127.0.0.1 is ever bound or contacted. There is no luaposix here, so
 -- processes are driven through os.execute / io.popen and /bin/sh, with every
 -- argument shell-quoted.
@@ -20,6 +24,7 @@
 --   srv:set_raw("k", "\0\1")    -- binary-safe SET
 --   srv:pipe(servers.resp{"SET", "k", "v"} .. ...)  -- redis-cli --pipe
 --   srv:stop()  srv:kill()  srv:restart()
+--   srv:wait_blocked()          -- until PING goes unanswered (a DEBUG SLEEP began)
 --
 --   TLS: servers.redis{ tls = { cert = , key = , ca = , auth_clients = "no" } }
 --   listens with --tls-port only; srv.url is rediss://, redis-cli speaks TLS.
@@ -33,9 +38,16 @@
 local M = {}
 
 local PORT_MIN, PORT_MAX = 20000, 50000
-local START_TIMEOUT = 5.0    -- seconds until the server must answer
+local START_TIMEOUT = 20.0   -- seconds until the server must answer (polled; a busy machine is slow)
 local STOP_TIMEOUT = 5.0     -- seconds after SIGTERM before SIGKILL
 local BIND_ATTEMPTS = 20
+
+local SERVER_BIN = os.getenv("RS_TEST_SERVER")
+if not SERVER_BIN or SERVER_BIN == "" then SERVER_BIN = "redis-server" end
+assert(SERVER_BIN:match("%-server$"), "RS_TEST_SERVER must name a *-server binary: " .. SERVER_BIN)
+local CLI_BIN = SERVER_BIN:gsub("%-server$", "-cli")
+local SENTINEL_BIN = SERVER_BIN:gsub("%-server$", "-sentinel")
+M.cli_bin = CLI_BIN
 
 local ok_system, system = pcall(require, "system")
 local helpers = require "support.helpers"
@@ -158,7 +170,7 @@ local Server = {}
 Server.__index = Server
 
 function Server:__tostring()
-  return string.format("redis-server(port %d, pid %s)", self.port, tostring(self.pid))
+  return string.format("%s(port %d, pid %s)", SERVER_BIN, self.port, tostring(self.pid))
 end
 
 -- The prefix of every redis-cli call: host, port and password (through the
@@ -175,7 +187,7 @@ function Server:cli_prefix()
       tls = tls .. " --cert " .. quote(self.tls.client_cert) .. " --key " .. quote(self.tls.client_key)
     end
   end
-  return env .. "redis-cli -h 127.0.0.1 -p " .. self.port .. tls
+  return env .. CLI_BIN .. " -h 127.0.0.1 -p " .. self.port .. tls
 end
 
 function Server:log()
@@ -220,10 +232,10 @@ end
 -- The command line, each element already quoted for the shell.
 function Server:command_line()
   if self.sentinel_conf then
-    return quote_all{ "redis-sentinel", self:write_sentinel_conf() }
+    return quote_all{ SENTINEL_BIN, self:write_sentinel_conf() }
   end
   local argv = {
-    "redis-server",
+    SERVER_BIN,
     "--port", tostring(self.port),
     "--bind", "127.0.0.1",
     "--save", "",
@@ -273,7 +285,7 @@ function Server:spawn()
   local cmd = self:command_line() .. " >>" .. quote(self.log_path) .. " 2>&1 </dev/null & echo $!"
   local out, ok = capture(cmd)
   local pid = tonumber(trim(out))
-  assert(ok and pid, "could not start redis-server: " .. out)
+  assert(ok and pid, "could not start " .. SERVER_BIN .. ": " .. out)
   self.pid = pid
   write_file(self.pid_path, tostring(pid) .. "\n")
   running[self] = true
@@ -289,15 +301,15 @@ function Server:spawn()
       self.pid = nil
       local log = self:log()
       if log:find("Address already in use", 1, true) then return false, "busy" end
-      return false, "redis-server exited:\n" .. log
+      return false, SERVER_BIN .. " exited:\n" .. log
     end
     local info = self:cli("INFO", "server")
     if info:find(want, 1, true) then return true end
     if self.tls and info:find("ERR Protocol error", 1, true) then return false, "busy" end
     if now() > deadline then
       self:kill()
-      return false, string.format("redis-server on port %d did not answer within %gs:\n%s",
-                                  self.port, START_TIMEOUT, self:log())
+      return false, string.format("%s on port %d did not answer within %gs:\n%s",
+                                  SERVER_BIN, self.port, START_TIMEOUT, self:log())
     end
     sleep(0.02)
   end
@@ -346,6 +358,18 @@ function Server:is_running()
   return alive(self.pid)
 end
 
+-- Waits until the server stops answering PING within 0.2 s: a DEBUG SLEEP
+-- started in the background by another client has begun. The PING
+-- itself is answered once the server wakes up.
+function Server:wait_blocked(timeout)
+  local deadline = now() + (timeout or 30)
+  local ping = "timeout 0.2 sh -c " .. quote(self:cli_prefix() .. " PING") .. " 2>&1 </dev/null"
+  while capture(ping):find("PONG", 1, true) do
+    if now() > deadline then error(tostring(self) .. " still answers", 2) end
+    sleep(0.02)
+  end
+end
+
 -- Starts a redis-server. opts: args (extra arguments), password (for
 -- --requirepass and redis-cli), debug (--enable-debug-command yes).
 -- tls = {cert=, key=, ca=, auth_clients=, client_cert=, client_key=} for a
@@ -376,7 +400,7 @@ end
 -- over when its master dies ("Disconnected from master for longer than
 -- allowed"), so a test that kills a master must not start before.
 function Cluster:wait_ok(timeout)
-  local deadline = now() + (timeout or 30)
+  local deadline = now() + (timeout or 90)
   while true do
     local ok, any = true, nil
     for _, n in ipairs(self.nodes) do
@@ -390,7 +414,7 @@ function Cluster:wait_ok(timeout)
       end
     end
     if ok and any then
-      local check = capture(self.env .. "redis-cli" .. (self.tls_args or "") ..
+      local check = capture(self.env .. CLI_BIN .. (self.tls_args or "") ..
                             " --cluster check 127.0.0.1:" .. any.port .. " 2>&1")
       if check:find("All 16384 slots covered", 1, true) and not check:find("[ERR]", 1, true)
          and not check:find("[WARNING]", 1, true) then
@@ -446,7 +470,7 @@ function M.cluster(opts)
   self.env = env
   local tls = opts.tls and (" --tls --insecure --cacert " .. quote(opts.tls.ca)) or ""
   self.tls_args = tls
-  local out, ok = capture(env .. "redis-cli" .. tls .. " --cluster create " .. table.concat(addrs, " ") ..
+  local out, ok = capture(env .. CLI_BIN .. tls .. " --cluster create " .. table.concat(addrs, " ") ..
                           " --cluster-replicas " .. replicas .. " --cluster-yes 2>&1 </dev/null")
   if not ok then
     self:stop()
@@ -528,7 +552,7 @@ end
 function M.closed_port()
   for _ = 1, 50 do
     local port = random_port()
-    local out = capture("redis-cli -h 127.0.0.1 -p " .. port .. " PING 2>&1 </dev/null")
+    local out = capture(CLI_BIN .. " -h 127.0.0.1 -p " .. port .. " PING 2>&1 </dev/null")
     if out:find("refused", 1, true) then return port end
   end
   error("no closed port found")
