@@ -346,6 +346,13 @@ typedef enum rs_metric_counter {
     RS_METRIC_MOVED,         /* a MOVED redirection followed */
     RS_METRIC_ASK,           /* an ASK redirection followed */
     RS_METRIC_REFRESH,       /* the slot map reloaded */
+    /* Locks, under Rigatoni 0.2's own metric names (lock.c): */
+    RS_METRIC_LOCK_ACQUIRED,     /* rigatoni_lock_acquisitions_total */
+    RS_METRIC_LOCK_ALREADY_HELD, /* ..._acquisition_failures_total{reason="already_held"} */
+    RS_METRIC_LOCK_ERROR,        /* ..._acquisition_failures_total{reason="error"} */
+    RS_METRIC_LOCK_LOST,         /* rigatoni_locks_lost_total */
+    RS_METRIC_LOCK_REFRESHED,    /* rigatoni_lock_refreshes_total */
+    RS_METRIC_LOCK_RELEASED,     /* rigatoni_locks_released_total */
     RS_METRIC_COUNTERS
 } rs_metric_counter;
 
@@ -356,6 +363,7 @@ enum { RS_BASE_CREATED, RS_BASE_CLOSED_BROKEN, RS_BASE_CLOSED_IDLE, RS_BASE_WAIT
 typedef struct rs_metrics {
     rs_op_counters ops[RS_OP_COUNT];
     _Atomic uint64_t counters[RS_METRIC_COUNTERS];
+    _Atomic int64_t locks_held;   /* gauge: acquired, not yet released or lost */
     _Atomic uint64_t base[RS_BASE_COUNT];
 } rs_metrics;
 
@@ -371,11 +379,15 @@ static inline rs_metrics_call rs_metrics_begin(void) { return (rs_metrics_call){
 static inline void rs_metrics_end(rs_store *store, rs_op op, rs_metrics_call call,
                                   rs_error_kind kind) {}
 static inline void rs_metrics_count(rs_store *store, rs_metric_counter which) {}
+static inline void rs_metrics_locks_held(rs_store *store, int delta) {}
 #else
 rs_metrics_call rs_metrics_begin(void);
 void rs_metrics_end(rs_store *store, rs_op op, rs_metrics_call call, rs_error_kind kind);
 /* Counts one event (thread safe, lock free). */
 void rs_metrics_count(rs_store *store, rs_metric_counter which);
+/* Moves the locks-held gauge by delta (+1 acquired, -1 released or lost);
+ * it never goes below 0 (a release of a lock another store acquired). */
+void rs_metrics_locks_held(rs_store *store, int delta);
 #endif
 /* An attempt loop calls this right before sleeping `delay` seconds and
  * retrying: the retry is counted for the call in progress on this thread

@@ -93,11 +93,11 @@ static int script_said_yes(redisReply *reply)
     return yes;
 }
 
-int rs_lock_refresh(rs_store *store, const char *key, const char *owner, double ttl,
-                    rs_error *err)
+/* The owner-checked refresh, not counted (acquire and leases count it
+ * their way). 1 refreshed, 0 not ours, -1 error. */
+static int refresh_owned(rs_store *store, const char *key, const char *owner, double ttl,
+                         rs_error *err)
 {
-    rs_error_clear(err);
-    if (check_lock_args(key, owner, ttl, 1, err) < 0) return -1;
     char amount[24];
     const char *unit = refresh_amount(ttl, amount, sizeof amount);
     /* Idempotent: a second EXPIRE by the owner gives the same TTL. */
@@ -105,6 +105,27 @@ int rs_lock_refresh(rs_store *store, const char *key, const char *owner, double 
     redisReply *reply;
     if (run_owner_script(store, &c, RS_RETRY_IDEMPOTENT, &reply, err) < 0) return -1;
     return script_said_yes(reply);
+}
+
+/* A refresh that finds the lock gone is a lost lock, as Rigatoni counts it. */
+static void count_refresh(rs_store *store, int rc)
+{
+    if (rc == 1) {
+        rs_metrics_count(store, RS_METRIC_LOCK_REFRESHED);
+    } else if (rc == 0) {
+        rs_metrics_count(store, RS_METRIC_LOCK_LOST);
+        rs_metrics_locks_held(store, -1);
+    }
+}
+
+int rs_lock_refresh(rs_store *store, const char *key, const char *owner, double ttl,
+                    rs_error *err)
+{
+    rs_error_clear(err);
+    if (check_lock_args(key, owner, ttl, 1, err) < 0) return -1;
+    int rc = refresh_owned(store, key, owner, ttl, err);
+    count_refresh(store, rc);
+    return rc;
 }
 
 static int run_release(rs_store *store, void *ctx, redisReply **reply, rs_error *err)
@@ -136,8 +157,12 @@ int rs_lock_release(rs_store *store, const char *key, const char *owner, rs_erro
     redisReply *reply;
     int rc = rs_exec_checked(store, "release_lock", run_release, "GET", key, strlen(key),
                              check_released, &c, &reply, NULL, err);
-    if (rc != 0) return rc;
-    return script_said_yes(reply);
+    if (rc == 1 || (rc == 0 && script_said_yes(reply))) {
+        rs_metrics_count(store, RS_METRIC_LOCK_RELEASED);
+        rs_metrics_locks_held(store, -1);
+        return 1;
+    }
+    return rc < 0 ? -1 : 0;
 }
 
 int rs_lock_acquire(rs_store *store, const char *key, const char *owner, double ttl,
@@ -152,12 +177,22 @@ int rs_lock_acquire(rs_store *store, const char *key, const char *owner, double 
     size_t argvlen[6] = {3, strlen(key), strlen(owner), 2, 2, strlen(amount)};
     rs_cmd cmd = {6, argv, argvlen};
     redisReply *reply;
-    if (rs_exec(store, RS_OP_LOCK, "try_acquire_lock", 1, &cmd, &reply, err) < 0) return -1;
+    if (rs_exec(store, RS_OP_LOCK, "try_acquire_lock", 1, &cmd, &reply, err) < 0) {
+        rs_metrics_count(store, RS_METRIC_LOCK_ERROR);
+        return -1;
+    }
     int acquired = reply->type == REDIS_REPLY_STATUS;
     freeReplyObject(reply);
-    if (acquired) return 1;
-    /* Taken: by us? Then renew it, owner-checked. */
-    return rs_lock_refresh(store, key, owner, ttl, err);
+    if (acquired) {
+        rs_metrics_count(store, RS_METRIC_LOCK_ACQUIRED);
+        rs_metrics_locks_held(store, +1);
+        return 1;
+    }
+    /* Taken: by us? Then renew it, owner-checked (counted as a refresh). */
+    int rc = refresh_owned(store, key, owner, ttl, err);
+    rs_metrics_count(store, rc == 1 ? RS_METRIC_LOCK_REFRESHED
+                            : rc == 0 ? RS_METRIC_LOCK_ALREADY_HELD : RS_METRIC_LOCK_ERROR);
+    return rc;
 }
 
 static int key_command(rs_store *store, const char *what, const char *cmdname, const char *key,
@@ -435,8 +470,9 @@ static int lease_refresh(rs_lease *lease, rs_error *last)
         pthread_mutex_unlock(&lease->lock);
         rs_error_clear(last);
         int rc = lease->pool ? refresh_attempt(lease, deadline, last)
-                             : rs_lock_refresh(lease->store, lease->key, lease->owner,
-                                               lease->ttl, last);
+                             : refresh_owned(lease->store, lease->key, lease->owner,
+                                             lease->ttl, last);
+        if (rc == 1) rs_metrics_count(lease->store, RS_METRIC_LOCK_REFRESHED);
         /* A refresh that returns after the validity passed is too late:
          * the owner has already been told, by rs_lease_remaining, to stop. */
         int in_time = rs_now() < deadline;
@@ -480,6 +516,8 @@ static void *lease_main(void *arg)
         if (rc < 0) break;
         if (rc == 1) continue;
         lease->lost = 1;
+        rs_metrics_count(lease->store, RS_METRIC_LOCK_LOST);
+        rs_metrics_locks_held(lease->store, -1);
         pthread_mutex_unlock(&lease->lock);
         rs_log(RS_LOG_WARN, "lease '%.200s' lost: not refreshed within its validity of %gs "
                "(%s)", lease->key, lease->ttl, last.message);

@@ -119,6 +119,14 @@ void rs_metrics_count(rs_store *store, rs_metric_counter which)
         atomic_fetch_add_explicit(&store->metrics.counters[which], 1, RELAXED);
 }
 
+void rs_metrics_locks_held(rs_store *store, int delta)
+{
+    _Atomic int64_t *held = &store->metrics.locks_held;
+    int64_t now = atomic_load_explicit(held, RELAXED);
+    while (!atomic_compare_exchange_weak_explicit(held, &now, now + delta > 0 ? now + delta : 0,
+                                                  RELAXED, RELAXED)) {}
+}
+
 #endif /* RS_NO_METRICS */
 
 /* ---------------------------------------------------------------------
@@ -173,6 +181,14 @@ void rs_store_metrics(rs_store *store, rs_metrics_snapshot *out)
     out->cluster_moved = atomic_load_explicit(&m->counters[RS_METRIC_MOVED], RELAXED);
     out->cluster_ask = atomic_load_explicit(&m->counters[RS_METRIC_ASK], RELAXED);
     out->cluster_refreshes = atomic_load_explicit(&m->counters[RS_METRIC_REFRESH], RELAXED);
+    out->locks.held = (uint64_t)atomic_load_explicit(&m->locks_held, RELAXED);
+    out->locks.acquisitions = atomic_load_explicit(&m->counters[RS_METRIC_LOCK_ACQUIRED], RELAXED);
+    out->locks.failures_already_held =
+        atomic_load_explicit(&m->counters[RS_METRIC_LOCK_ALREADY_HELD], RELAXED);
+    out->locks.failures_error = atomic_load_explicit(&m->counters[RS_METRIC_LOCK_ERROR], RELAXED);
+    out->locks.lost = atomic_load_explicit(&m->counters[RS_METRIC_LOCK_LOST], RELAXED);
+    out->locks.refreshes = atomic_load_explicit(&m->counters[RS_METRIC_LOCK_REFRESHED], RELAXED);
+    out->locks.released = atomic_load_explicit(&m->counters[RS_METRIC_LOCK_RELEASED], RELAXED);
 #endif
     /* Pool: gauges as they are, counters since the last reset. */
     rs_store_pool_stats(store, &out->pool);
@@ -346,6 +362,30 @@ char *rs_metrics_prometheus(const rs_metrics_snapshot *s)
     family(&t, "cluster_slot_map_refreshes_total", "counter", "Cluster slot map refreshes.");
     put(&t, P "cluster_slot_map_refreshes_total %llu\n",
         (unsigned long long)s->cluster_refreshes);
+
+    /* Rigatoni 0.2's lock metrics, under its names and types, so its
+     * dashboards and lock-lost alert work unchanged. */
+    const rs_lock_metrics *l = &s->locks;
+    put(&t, "# HELP rigatoni_locks_held_total Locks held by this instance now.\n"
+            "# TYPE rigatoni_locks_held_total gauge\n"
+            "rigatoni_locks_held_total %llu\n", (unsigned long long)l->held);
+    put(&t, "# HELP rigatoni_lock_acquisitions_total Locks acquired.\n"
+            "# TYPE rigatoni_lock_acquisitions_total counter\n"
+            "rigatoni_lock_acquisitions_total %llu\n", (unsigned long long)l->acquisitions);
+    put(&t, "# HELP rigatoni_lock_acquisition_failures_total Lock acquisitions that failed, by "
+            "reason.\n# TYPE rigatoni_lock_acquisition_failures_total counter\n"
+            "rigatoni_lock_acquisition_failures_total{reason=\"already_held\"} %llu\n"
+            "rigatoni_lock_acquisition_failures_total{reason=\"error\"} %llu\n",
+        (unsigned long long)l->failures_already_held, (unsigned long long)l->failures_error);
+    put(&t, "# HELP rigatoni_locks_lost_total Locks found lost (taken or expired) by their "
+            "holder.\n# TYPE rigatoni_locks_lost_total counter\n"
+            "rigatoni_locks_lost_total %llu\n", (unsigned long long)l->lost);
+    put(&t, "# HELP rigatoni_lock_refreshes_total Lock refreshes that succeeded.\n"
+            "# TYPE rigatoni_lock_refreshes_total counter\n"
+            "rigatoni_lock_refreshes_total %llu\n", (unsigned long long)l->refreshes);
+    put(&t, "# HELP rigatoni_locks_released_total Locks released by their holder.\n"
+            "# TYPE rigatoni_locks_released_total counter\n"
+            "rigatoni_locks_released_total %llu\n", (unsigned long long)l->released);
 
     if (t.failed) {
         free(t.buf);

@@ -544,6 +544,17 @@ typedef struct rs_op_metrics {
     double p50, p95, p99;                /* seconds, estimated from the buckets */
 } rs_op_metrics;
 
+/* Locks, as Rigatoni 0.2 counts them (its metric names in comments). */
+typedef struct rs_lock_metrics {
+    uint64_t held;                   /* rigatoni_locks_held_total (a gauge) */
+    uint64_t acquisitions;           /* rigatoni_lock_acquisitions_total */
+    uint64_t failures_already_held;  /* rigatoni_lock_acquisition_failures_total{already_held} */
+    uint64_t failures_error;         /* ...{reason="error"} */
+    uint64_t lost;                   /* rigatoni_locks_lost_total: refresh or lease found it gone */
+    uint64_t refreshes;              /* rigatoni_lock_refreshes_total (re-acquires by the owner too) */
+    uint64_t released;               /* rigatoni_locks_released_total */
+} rs_lock_metrics;
+
 typedef struct rs_metrics_snapshot {
     int enabled;                         /* 0 when built with RS_NO_METRICS */
     rs_op_metrics ops[RS_METRICS_OPS];
@@ -551,6 +562,7 @@ typedef struct rs_metrics_snapshot {
     uint64_t failovers;                  /* Sentinel master moves seen */
     uint64_t cluster_moved, cluster_ask; /* redirections followed */
     uint64_t cluster_refreshes;          /* slot map refreshes */
+    rs_lock_metrics locks;               /* Rigatoni 0.2's lock metrics */
 } rs_metrics_snapshot;
 
 /* Fills `out` with the counters since open or the last reset. Thread safe. */

@@ -61,3 +61,52 @@ describe("locks taken the Rust way and ours exclude each other", function()
     assert.is_true(tonumber(srv:cli("TTL", key)) > 5)
   end)
 end)
+
+describe("lock metrics under Rigatoni 0.2's names", function()
+  local srv, store
+  local key = "rigatoni:lock:shop:orders"
+  setup(function()
+    srv = servers.redis{}
+    store = rs.new{ url = srv.url }
+  end)
+  teardown(function()
+    if store then store:close() end
+    servers.stop_all()
+  end)
+
+  local function sample(text, name)
+    return tonumber(text:match("\n" .. name:gsub("[%%%-%[%]{}\"]", "%%%0") .. " (%d+)\n"))
+  end
+
+  it("counts acquisitions, failures by reason, refreshes, releases and lost locks", function()
+    assert.is_true(store:try_acquire_lock(key, "ours-1", 30))
+    assert.equal("OK", srv:cli("SET", "rigatoni:lock:other", "rust-host-9", "NX", "EX", "30"))
+    assert.is_false(store:try_acquire_lock("rigatoni:lock:other", "ours-1", 30))
+    assert.is_true(store:refresh_lock(key, "ours-1", 30))
+    assert.is_true(store:try_acquire_lock(key, "ours-1", 30))       -- a renewal: a refresh
+    local text = store:prometheus()
+    assert.equal(1, sample(text, "rigatoni_locks_held_total"))
+    assert.equal(1, sample(text, "rigatoni_lock_acquisitions_total"))
+    assert.equal(1, sample(text, 'rigatoni_lock_acquisition_failures_total{reason="already_held"}'))
+    assert.equal(0, sample(text, 'rigatoni_lock_acquisition_failures_total{reason="error"}'))
+    assert.equal(2, sample(text, "rigatoni_lock_refreshes_total"))
+    assert.is_true(store:release_lock(key, "ours-1"))
+    text = store:prometheus()
+    assert.equal(1, sample(text, "rigatoni_locks_released_total"))
+    assert.equal(0, sample(text, "rigatoni_locks_held_total"))
+    -- Acquired again, then expired and taken behind its back: the refresh finds it lost.
+    assert.is_true(store:try_acquire_lock(key, "ours-1", 30))
+    srv:cli("SET", key, "rust-host-9")
+    assert.is_false(store:refresh_lock(key, "ours-1", 30))
+    text = store:prometheus()
+    assert.equal(1, sample(text, "rigatoni_locks_lost_total"))
+    assert.equal(0, sample(text, "rigatoni_locks_held_total"))
+    assert.equal(2, sample(text, "rigatoni_lock_acquisitions_total"))
+    assert.matches("# TYPE rigatoni_locks_held_total gauge\n", text, 1, true)
+    for _, name in ipairs{ "rigatoni_lock_acquisitions_total", "rigatoni_lock_acquisition_failures_total",
+                           "rigatoni_locks_lost_total", "rigatoni_lock_refreshes_total",
+                           "rigatoni_locks_released_total" } do
+      assert.matches("# TYPE " .. name .. " counter\n", text, 1, true)
+    end
+  end)
+end)

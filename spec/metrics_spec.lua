@@ -65,7 +65,9 @@ local function parse_prometheus(text)
       assert(name, "malformed sample line: " .. line)
       local v = value == "+Inf" and math.huge or tonumber(value)
       assert(v and v == v, "bad sample value: " .. line)
-      assert(name:match("^rigatoni_store_"), "name without the prefix: " .. line)
+      -- Ours carry the prefix; the lock metrics keep Rigatoni 0.2's own names.
+      assert(name:match("^rigatoni_store_") or name:match("^rigatoni_locks?_"),
+             "name without the prefix: " .. line)
       local family = name
       for _, suffix in ipairs { "_bucket", "_sum", "_count" } do
         local base = name:sub(1, #name - #suffix)
