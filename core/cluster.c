@@ -314,16 +314,15 @@ void rs_cluster_pool_stats(rs_cluster *cl, rs_pool_stats *out)
  * Executing
  * ------------------------------------------------------------------ */
 
-/* "MOVED 3999 127.0.0.1:6381" / "ASK ..." -> slot, host, port; an empty
- * host (":6381") is `asked`, the host of the node that replied. */
-static int parse_redirect(const redisReply *r, const char *word, const char *asked, int *slot,
-                          char *host, size_t host_size, int *port)
+/* The arguments of a reply classified MOVED or ASK: "MOVED 3999
+ * 127.0.0.1:6381" -> slot, host, port; an empty host (":6381") is
+ * `asked`, the host of the node that replied. 0 when malformed. */
+static int parse_redirect(const redisReply *r, const char *asked, int *slot, char *host,
+                          size_t host_size, int *port)
 {
-    size_t wlen = strlen(word);
-    if (r->type != REDIS_REPLY_ERROR || r->len <= wlen || strncmp(r->str, word, wlen) != 0 ||
-        r->str[wlen] != ' ')
-        return 0;
-    const char *p = r->str + wlen + 1;
+    const char *p = memchr(r->str, ' ', r->len);
+    if (!p) return 0;
+    p++;
     *slot = atoi(p);
     const char *addr = strchr(p, ' '), *colon = addr ? strrchr(addr, ':') : NULL;
     if (!addr || !colon || (size_t)(colon - addr - 1) >= host_size) return 0;
@@ -502,7 +501,9 @@ static int send_group(rs_cluster *cl, call *c, int target, const rs_cmd *cmds, i
         }
         char host[256];
         int slot, port;
-        if (parse_redirect(r, "MOVED", asked, &slot, host, sizeof host, &port)) {
+        rs_reply_class cls =
+            r->type == REDIS_REPLY_ERROR ? rs_reply_classify(r->str, r->len) : RS_REPLY_NONE;
+        if (cls == RS_REPLY_MOVED && parse_redirect(r, asked, &slot, host, sizeof host, &port)) {
             pthread_rwlock_wrlock(&cl->map_lock);
             int idx = node_index(cl, host, port);
             if (idx >= 0) cl->slots[slot] = (int16_t)idx;
@@ -512,7 +513,8 @@ static int send_group(rs_cluster *cl, call *c, int target, const rs_cmd *cmds, i
             c->ask[i] = -1;
             *redirected = 1;
             freeReplyObject(r);
-        } else if (parse_redirect(r, "ASK", asked, &slot, host, sizeof host, &port)) {
+        } else if (cls == RS_REPLY_ASK &&
+                   parse_redirect(r, asked, &slot, host, sizeof host, &port)) {
             pthread_rwlock_wrlock(&cl->map_lock);
             c->ask[i] = node_index(cl, host, port);
             pthread_rwlock_unlock(&cl->map_lock);
@@ -522,7 +524,7 @@ static int send_group(rs_cluster *cl, call *c, int target, const rs_cmd *cmds, i
         } else if (r->type == REDIS_REPLY_ERROR) {
             /* A node that says the cluster is down may be the one cut
              * off: the retry asks the others for the map again. */
-            if (r->len >= 11 && memcmp(r->str, "CLUSTERDOWN", 11) == 0) atomic_store(&cl->stale, 1);
+            if (cls == RS_REPLY_CLUSTERDOWN) atomic_store(&cl->stale, 1);
             if (rc == 0) rs_error_from_reply(err, r->str, r->len);
             rc = -1;
             c->ask[i] = -1;
