@@ -4,7 +4,8 @@
  * url.c (parsing and masking), config.c (options), tls.c (TLS contexts),
  * conn.c (one Redis connection), pool.c (bounded connection pool),
  * sentinel.c (master discovery), cluster.c (slot routing), retry.c (error
- * classification and backoff), exec.c (commands with pool + retries),
+ * classification and backoff), exec.c (pipelines on one pool, with
+ * retries), call.c (a store call: routing, metrics, WAIT, verified outcomes),
  * script.c (EVALSHA), metrics.c (counters), store.c (token operations),
  * batch.c (many tokens per round trip), scan.c (streaming listing),
  * lock.c (locks and leases), token.c (BSON token checks), stream.c (Rigatoni
@@ -175,7 +176,7 @@ double rs_retry_delay(const rs_config *cfg, int n);
  * delay and returns 1; else returns 0. */
 int rs_retry_wait(const rs_config *cfg, const char *what, int attempt, const rs_error *last);
 
-/* ---- exec.c: commands with pool and retries ---- */
+/* ---- exec.c: pipelines on one pool, with retries ---- */
 /* What a call is, for metrics: one kind per store operation family. */
 typedef enum rs_op {
     RS_OP_SAVE, RS_OP_GET, RS_OP_DELETE, RS_OP_LIST, RS_OP_LOCK, RS_OP_OTHER, RS_OP_COUNT
@@ -206,39 +207,8 @@ typedef struct rs_attempt {
 
 void rs_replies_free(redisReply **replies, size_t n);
 
-/* Runs `ncmds` commands pipelined on one pooled connection (the cluster's
- * routing in cluster mode) under `rule`. On success, replies[i] holds each
- * reply (free with freeReplyObject); an error reply in any of them fails
- * the call. On failure with RS_ERR_UNKNOWN and `answered` not NULL, the
- * first *answered replies are set and the caller's to free (their commands
- * ran; the later ones may or may not have); otherwise no reply is left.
- * `what` names the operation for messages. */
-int rs_exec_rule(rs_store *store, rs_op op, const char *what, rs_retry_rule rule, size_t ncmds,
-                 const rs_cmd *cmds, redisReply **replies, size_t *answered, rs_error *err);
-/* rs_exec_rule for idempotent commands (reads, SET, PING). */
-int rs_exec(rs_store *store, rs_op op, const char *what, size_t ncmds,
-            const rs_cmd *cmds, redisReply **replies, rs_error *err);
-
-/* ---- script.c: EVALSHA with NOSCRIPT fallback ---- */
-typedef struct rs_script {
-    const char *source;
-    char sha[41];
-} rs_script;
-
-void rs_script_init(rs_script *script, const char *source);
-/* Runs the script with keys and args (binary safe) under `rule`; one
- * reply, which may be of any type. 0 or -1 + err. */
-int rs_script_run(rs_store *store, rs_op op, const char *what, rs_retry_rule rule,
-                  const rs_script *script, int nkeys, const char **keys,
-                  const size_t *key_lens, int nargs, const char **args,
-                  const size_t *arg_lens, redisReply **reply, rs_error *err);
-/* The same for a script that saves a token: durable like rs_exec_durable. */
-int rs_script_run_durable(rs_store *store, rs_op op, const char *what, rs_retry_rule rule,
-                          const rs_script *script, int nkeys, const char **keys,
-                          const size_t *key_lens, int nargs, const char **args,
-                          const size_t *arg_lens, redisReply **reply, rs_error *err);
-
-/* rs_exec_rule on one given pool (standalone, sentinel). */
+/* A pipeline on one given pool (standalone, Sentinel, one cluster node)
+ * under `rule`, with the retry policy; like rs_exec_rule below. */
 int rs_exec_on(rs_store *store, rs_pool *pool, const char *what, rs_retry_rule rule,
                size_t ncmds, const rs_cmd *cmds, redisReply **replies, size_t *answered,
                rs_error *err);
@@ -256,6 +226,20 @@ void rs_exec_fail(rs_error *err, const char *what, int attempts, const rs_error 
  * not retryable, naming how many of `ncmds` replies were read. */
 void rs_exec_unknown(rs_error *err, const char *what, int attempts, size_t answered,
                      size_t ncmds, const rs_error *last);
+
+/* ---- call.c: a store call, routed to the pool or the cluster ---- */
+/* Runs `ncmds` commands pipelined on one pooled connection (the cluster's
+ * routing in cluster mode) under `rule`. On success, replies[i] holds each
+ * reply (free with freeReplyObject); an error reply in any of them fails
+ * the call. On failure with RS_ERR_UNKNOWN and `answered` not NULL, the
+ * first *answered replies are set and the caller's to free (their commands
+ * ran; the later ones may or may not have); otherwise no reply is left.
+ * `what` names the operation for messages. */
+int rs_exec_rule(rs_store *store, rs_op op, const char *what, rs_retry_rule rule, size_t ncmds,
+                 const rs_cmd *cmds, redisReply **replies, size_t *answered, rs_error *err);
+/* rs_exec_rule for idempotent commands (reads, SET, PING). */
+int rs_exec(rs_store *store, rs_op op, const char *what, size_t ncmds,
+            const rs_cmd *cmds, redisReply **replies, rs_error *err);
 
 /* RS_ERR_UNKNOWN after checking the server's state: `why` says what the
  * check found (e.g. "the key is gone: deleted by this call or before"). */
@@ -299,6 +283,25 @@ int rs_run_unsent(rs_store *store, void *ctx, redisReply **reply, rs_error *err)
 int rs_exec_durable(rs_store *store, rs_op op, const char *what, rs_retry_rule rule,
                     size_t ncmds, const rs_cmd *cmds, redisReply **replies, size_t *answered,
                     rs_error *err);
+
+/* ---- script.c: EVALSHA with NOSCRIPT fallback ---- */
+typedef struct rs_script {
+    const char *source;
+    char sha[41];
+} rs_script;
+
+void rs_script_init(rs_script *script, const char *source);
+/* Runs the script with keys and args (binary safe) under `rule`; one
+ * reply, which may be of any type. 0 or -1 + err. */
+int rs_script_run(rs_store *store, rs_op op, const char *what, rs_retry_rule rule,
+                  const rs_script *script, int nkeys, const char **keys,
+                  const size_t *key_lens, int nargs, const char **args,
+                  const size_t *arg_lens, redisReply **reply, rs_error *err);
+/* The same for a script that saves a token: durable like rs_exec_durable. */
+int rs_script_run_durable(rs_store *store, rs_op op, const char *what, rs_retry_rule rule,
+                          const rs_script *script, int nkeys, const char **keys,
+                          const size_t *key_lens, int nargs, const char **args,
+                          const size_t *arg_lens, redisReply **reply, rs_error *err);
 
 /* ---- cluster.c: Redis Cluster routing ---- */
 typedef struct rs_cluster rs_cluster;
@@ -389,6 +392,11 @@ void rs_metrics_count(rs_store *store, rs_metric_counter which);
  * it never goes below 0 (a release of a lock another store acquired). */
 void rs_metrics_locks_held(rs_store *store, int delta);
 #endif
+/* rs_store_metrics and rs_store_metrics_reset (store.c) with the pool
+ * figures given: the counters of `m` as a snapshot, or set to zero with
+ * the pool's counters as the new base. */
+void rs_metrics_snapshot_of(rs_metrics *m, const rs_pool_stats *pool, rs_metrics_snapshot *out);
+void rs_metrics_reset_to(rs_metrics *m, const rs_pool_stats *pool);
 /* An attempt loop calls this right before sleeping `delay` seconds and
  * retrying: the retry is counted for the call in progress on this thread
  * and logged at info. */

@@ -154,10 +154,9 @@ static inline double quantile(const uint64_t *buckets, uint64_t count, double q,
     return max;
 }
 
-void rs_store_metrics(rs_store *store, rs_metrics_snapshot *out)
+void rs_metrics_snapshot_of(rs_metrics *m, const rs_pool_stats *pool, rs_metrics_snapshot *out)
 {
     memset(out, 0, sizeof *out);
-    rs_metrics *m = &store->metrics;
 #ifndef RS_NO_METRICS
     out->enabled = 1;
     for (int op = 0; op < RS_METRICS_OPS; op++) {
@@ -191,7 +190,7 @@ void rs_store_metrics(rs_store *store, rs_metrics_snapshot *out)
     out->locks.released = atomic_load_explicit(&m->counters[RS_METRIC_LOCK_RELEASED], RELAXED);
 #endif
     /* Pool: gauges as they are, counters since the last reset. */
-    rs_store_pool_stats(store, &out->pool);
+    out->pool = *pool;
     rs_pool_stats *p = &out->pool;
 #define SINCE(field, idx)                                                           \
     do {                                                                            \
@@ -210,9 +209,8 @@ void rs_store_metrics(rs_store *store, rs_metrics_snapshot *out)
     out->failovers = p->failovers;
 }
 
-void rs_store_metrics_reset(rs_store *store)
+void rs_metrics_reset_to(rs_metrics *m, const rs_pool_stats *pool)
 {
-    rs_metrics *m = &store->metrics;
     for (int op = 0; op < RS_METRICS_OPS; op++) {
         rs_op_counters *c = &m->ops[op];
         for (int k = 0; k < RS_METRICS_BUCKETS; k++) atomic_store_explicit(&c->buckets[k], 0, RELAXED);
@@ -222,8 +220,7 @@ void rs_store_metrics_reset(rs_store *store)
         atomic_store_explicit(&c->max_ns, 0, RELAXED);
     }
     for (int i = 0; i < RS_METRIC_COUNTERS; i++) atomic_store_explicit(&m->counters[i], 0, RELAXED);
-    rs_pool_stats p;
-    rs_store_pool_stats(store, &p);
+    const rs_pool_stats p = *pool;
     atomic_store_explicit(&m->base[RS_BASE_CREATED], p.created, RELAXED);
     atomic_store_explicit(&m->base[RS_BASE_CLOSED_BROKEN], p.closed_broken, RELAXED);
     atomic_store_explicit(&m->base[RS_BASE_CLOSED_IDLE], p.closed_idle, RELAXED);

@@ -100,6 +100,22 @@ void rs_store_pool_stats(rs_store *store, rs_pool_stats *out)
     else rs_pool_get_stats(store->pool, out);
 }
 
+/* The store hands metrics.c its pool figures, so metrics.c calls nothing
+ * above it (retry.c and exec.c count through it). */
+void rs_store_metrics(rs_store *store, rs_metrics_snapshot *out)
+{
+    rs_pool_stats pool;
+    rs_store_pool_stats(store, &pool);
+    rs_metrics_snapshot_of(&store->metrics, &pool, out);
+}
+
+void rs_store_metrics_reset(rs_store *store)
+{
+    rs_pool_stats pool;
+    rs_store_pool_stats(store, &pool);
+    rs_metrics_reset_to(&store->metrics, &pool);
+}
+
 char *rs_token_key(const rs_store *store, const char *collection, size_t coll_len,
                    size_t *key_len, rs_error *err)
 {

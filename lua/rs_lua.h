@@ -65,7 +65,10 @@ void rs_lua_open_bson(lua_State *L);
 /* Pushes a new store userdata opened with `cfg` (config is copied).
  * Raises on failure. */
 int rs_lua_store_open(lua_State *L, const rs_config *cfg);
-void rs_lua_open_store(lua_State *L);
+/* Registers the store metatable; `add_methods` adds more methods to its
+ * method table at the top of the stack (the lock methods, from
+ * rs_module.c: so this file does not call rs_lock_lua.c, which uses it). */
+void rs_lua_open_store(lua_State *L, void (*add_methods)(lua_State *L));
 /* The open store at `idx`; raises on a closed one or another type. */
 rs_store *rs_lua_check_store(lua_State *L, int idx);
 /* Encodes the token at `token_idx` and saves it under the collection at

@@ -248,7 +248,7 @@ int luaopen_rigatoni_store(lua_State *L)
     luaL_setfuncs(L, config_meta, 0);
     lua_pop(L, 1);
     rs_lua_open_error(L);
-    rs_lua_open_store(L);
+    rs_lua_open_store(L, rs_lua_add_lock_methods);
 
     luaL_newlib(L, rs_lib);
     lua_pushliteral(L, RS_VERSION);

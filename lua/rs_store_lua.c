@@ -863,12 +863,12 @@ static void wrap_methods(lua_State *L, int table)
     }
 }
 
-void rs_lua_open_store(lua_State *L)
+void rs_lua_open_store(lua_State *L, void (*add_methods)(lua_State *L))
 {
     luaL_newmetatable(L, STORE_MT);
     luaL_setfuncs(L, store_meta, 0);
     luaL_newlib(L, store_methods);
-    rs_lua_add_lock_methods(L);
+    add_methods(L);
     wrap_methods(L, lua_gettop(L));
     lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
