@@ -380,7 +380,7 @@ describe("cluster mode while the cluster changes", function()
 
   it("lists every token when the master being walked is killed mid-listing (the walk moves to its replica)", function()
     local durable <close> = rs.new{ url = cluster.url, cluster_mode = true, wait_replicas = 1,
-                                    wait_timeout = 30 }   -- on a replica before the kill
+                                    wait_timeout = 30, command_timeout = 35 }   -- on a replica before the kill
     for i = 1, 600 do durable:save_resume_token("walk" .. i, token(i)) end
     local lister <close> = rs.new{ url = cluster.url, cluster_mode = true, max_retries = 60,
                                    retry_max_delay = 0.25 }
