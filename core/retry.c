@@ -137,6 +137,8 @@ double rs_retry_delay(const rs_config *cfg, int n)
     double d = cfg->retry_base_delay * ldexp(1.0, n > 1 ? n - 1 : 0);
     if (d > cfg->retry_max_delay) d = cfg->retry_max_delay;
     /* Jitter in [50%, 100%]; rand quality is irrelevant here. */
-    unsigned seed = (unsigned)(rs_now() * 1e6) ^ (unsigned)n;
+    /* Through 64 bits: microseconds of uptime pass UINT_MAX after 72
+     * minutes, and casting such a double to unsigned is undefined. */
+    unsigned seed = (unsigned)(uint64_t)(rs_now() * 1e6) ^ (unsigned)n;
     return d * (0.5 + 0.5 * ((double)rand_r(&seed) / RAND_MAX));
 }
