@@ -11,11 +11,11 @@
  * each release, each fenced save under a private lock that expires
  * (SHORT_TTL) before the retry, each delete and NX save of a key only one
  * client uses. CHAOS_LOST_REPLIES=0 turns that off (command timeout 2 s,
- * longer than a freeze, so only kills and restarts can lose a reply). Every operation
- * is logged when invoked and when it ends: ok, failed (an error that
- * promises nothing happened: not_owner) or unknown (any other error).
- * A monitor thread notes what each owner's lease tells it (its validity)
- * every few ms. Then, per key and per lock:
+ * longer than a freeze, so only kills and restarts can lose a reply).
+ * Every operation is logged when invoked and when it ends: ok, failed (an
+ * error that promises nothing happened: not_owner) or unknown (any other
+ * error). A monitor thread notes what each owner's lease tells it (its
+ * validity) every few ms. Then, per key and per lock:
  *  - every read returned the last acknowledged write or one that was in
  *    flight or unknown at that time: nothing stale, nothing lost across a
  *    restart, no value whose write reported failure, none never written;
@@ -787,10 +787,11 @@ int main(void)
         printf(" %s %ld/%ld/%ld", op_names[t], count[t][0], count[t][1], count[t][2]);
     printf("\naimed lost replies: %d, %d of them hit\n", atomic_load(&aimed),
            atomic_load(&aimed_hit));
-    printf("checked: %ld reads, %ld ops against their own key's state, %ld lock validity intervals (%ld pairs), "
-           "%d violations\n", reads, own, holds, pairs, violations);
+    printf("checked: %ld reads, %ld ops against their own key's state, %ld lock validity "
+           "intervals (%ld pairs), %d violations\n", reads, own, holds, pairs, violations);
     CHECK(violations == 0);
     CHECK(reads >= 50 && holds >= 2);         /* the run checked something */
+    if (lost_replies) CHECK(atomic_load(&aimed_hit) >= 10 && own >= 5);
     for (int c = 0; c <= CLIENTS; c++) {
         free(clients[c].ops);
         free(clients[c].holds);

@@ -28,10 +28,10 @@
  * file is removed, and the server's reply to it (with everything after it
  * on that connection) is swallowed: a command that ran and whose reply was
  * lost, on exactly the operation a test chose. When that reply arrives,
- * the bytes are written to CONTROL_FILE.match<N>.ran: proof that it ran. The number of open client
- * connections is written to PORT_FILE.conns after every change. The proxy
- * exits when OWNER_PID is gone, or after 300 s, so a crashed spec never
- * leaves it behind.
+ * the bytes are written to CONTROL_FILE.match<N>.ran: proof that it ran.
+ * The number of open client connections is written to PORT_FILE.conns
+ * after every change. The proxy exits when OWNER_PID is gone, or after
+ * 300 s, so a crashed spec never leaves it behind.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1          /* memmem */
