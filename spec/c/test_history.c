@@ -65,7 +65,7 @@ typedef struct op {
     int answer;              /* acquire, release, nxsave, delete: the boolean returned */
     double t0, t1;           /* invoked, ended (monotonic) */
     double valid_until;      /* fsave, release: the owner's validity at t0 */
-    double ran_by;           /* its aimed lost reply was seen: it ran by then */
+    double ran_by;           /* its aimed lost reply was seen (no error): it ran by then */
 } op;
 
 typedef struct hold {        /* one owner's validity on one lock */
@@ -384,7 +384,7 @@ static void *client_main(void *arg)
     unsigned seed = c->seed;
     while (now() < end_time) {
         int pick = rand_r(&seed) % 100;
-        if (pick < 35) do_save(c, rand_r(&seed) % NPLAIN);
+        if (pick < 30) do_save(c, rand_r(&seed) % NPLAIN);
         else if (pick < 70) do_get(c, rand_r(&seed) % NNX);
         else if (pick < 84) do_lock_cycle(c, NPLAIN + rand_r(&seed) % NLOCKS, &seed);
         else if (pick < 92) do_short_cycle(c);
@@ -583,6 +583,13 @@ static void check_truth(const op *o, double t_base)
         VIOLATION("release of lock %d at %.3f-%.3f reported \"not held\" while the owner's "
                   "validity lasted until %.3f", o->key - NPLAIN, o->t0 - t_base, o->t1 - t_base,
                   o->valid_until - t_base);
+    /* Its script ran and the reply was lost: the retry then finds the lock
+     * gone (released by it, or expired before it: not held either way,
+     * answered "released") or another owner's (unknown); never its own. */
+    else if (o->type == OP_RELEASE && o->result == OUT_OK && !o->answer && o->ran_by > 0)
+        VIOLATION("release of lock %d at %.3f-%.3f reported \"not held\" after its script "
+                  "ran (its reply lost; seen by %.3f): a retry must answer released or unknown",
+                  o->key - NPLAIN, o->t0 - t_base, o->t1 - t_base, o->ran_by - t_base);
     if (o->type == OP_FSAVE && o->result == OUT_FAILED && covered)
         VIOLATION("fenced save v%u at %.3f-%.3f reported not_owner while the owner's validity "
                   "lasted until %.3f", o->value, o->t0 - t_base, o->t1 - t_base,
@@ -790,7 +797,7 @@ int main(void)
     printf("checked: %ld reads, %ld ops against their own key's state, %ld lock validity "
            "intervals (%ld pairs), %d violations\n", reads, own, holds, pairs, violations);
     CHECK(violations == 0);
-    CHECK(reads >= 50 && holds >= 2);         /* the run checked something */
+    CHECK(reads >= 30 && holds >= 2);         /* the run checked something */
     if (lost_replies) CHECK(atomic_load(&aimed_hit) >= 10 && own >= 5);
     for (int c = 0; c <= CLIENTS; c++) {
         free(clients[c].ops);

@@ -27,8 +27,9 @@
  * exists, the first request chunk that contains its bytes is relayed, the
  * file is removed, and the server's reply to it (with everything after it
  * on that connection) is swallowed: a command that ran and whose reply was
- * lost, on exactly the operation a test chose. When that reply arrives,
- * the bytes are written to CONTROL_FILE.match<N>.ran: proof that it ran.
+ * lost, on exactly the operation a test chose. When that reply arrives
+ * and is not an error, the bytes are written to CONTROL_FILE.match<N>.ran:
+ * proof that it ran.
  * The number of open client connections is written to PORT_FILE.conns
  * after every change. The proxy exits when OWNER_PID is gone, or after
  * 300 s, so a crashed spec never leaves it behind.
@@ -210,7 +211,7 @@ static int relay(int i, int from_server)
     }
     if (n <= 0) return -1;
     if (pairs[i].drop_reply && !pairs[i].stalled) {
-        note_ran(&pairs[i]);
+        if (buf[0] != '-') note_ran(&pairs[i]);     /* an error: it did not run */
         pairs[i].stalled = 1;
     }
     if (pairs[i].stalled) return 0;             /* swallowed */
