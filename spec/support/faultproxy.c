@@ -22,11 +22,21 @@
  *               client resets the connection (SO_LINGER 0) the held bytes
  *               are dropped, as a reset discards that queue; when it closes
  *               normally they are still delivered, then the pair closes.
- * Otherwise requests pass. The number of open client
- * connections is written to PORT_FILE.conns after every change. The proxy
- * exits when OWNER_PID is gone, or after 300 s, so a crashed spec never
- * leaves it behind.
+ * Otherwise requests pass. A lost reply can also be aimed at one request:
+ * while a file CONTROL_FILE.match<N> (N = 0..7, one per test thread)
+ * exists, the first request chunk that contains its bytes is relayed, the
+ * file is removed, and the server's reply to it (with everything after it
+ * on that connection) is swallowed: a command that ran and whose reply was
+ * lost, on exactly the operation a test chose. When that reply arrives
+ * and is not an error, the bytes are written to CONTROL_FILE.match<N>.ran:
+ * proof that it ran.
+ * The number of open client connections is written to PORT_FILE.conns
+ * after every change. The proxy exits when OWNER_PID is gone, or after
+ * 300 s, so a crashed spec never leaves it behind.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1          /* memmem */
+#endif
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -40,6 +50,7 @@
 #include <unistd.h>
 
 #define MAX_PAIRS 64
+#define MAX_MATCH 8
 
 typedef struct pair {
     int client, server;
@@ -49,6 +60,9 @@ typedef struct pair {
     double release_at;
     int client_closed;          /* FIN seen: deliver what is held, then go */
     int reset_on_data;          /* reset_once: reset when the client speaks */
+    int drop_reply;             /* matched CONTROL_FILE.match<drop_reply - 1> */
+    char pattern[512];          /* its bytes, for the .ran file */
+    size_t pattern_len;
 } pair;
 
 static pair pairs[MAX_PAIRS];
@@ -77,6 +91,39 @@ static void write_conns(void)
     FILE *f = fopen(tmp, "w");
     if (!f) return;
     fprintf(f, "%d\n", npairs);
+    fclose(f);
+    rename(tmp, path);
+}
+
+/* Removes the first CONTROL_FILE.match<N> whose bytes occur in this
+ * request chunk, and notes it in the pair. */
+static void match_request(pair *p, const char *buf, size_t n)
+{
+    for (int m = 0; m < MAX_MATCH; m++) {
+        char path[520];
+        snprintf(path, sizeof path, "%s.match%d", control_path, m);
+        FILE *f = fopen(path, "rb");
+        if (!f) continue;
+        size_t len = fread(p->pattern, 1, sizeof p->pattern, f);
+        fclose(f);
+        if (len > 0 && len <= n && memmem(buf, n, p->pattern, len)) {
+            unlink(path);
+            p->drop_reply = m + 1;
+            p->pattern_len = len;
+            return;
+        }
+    }
+}
+
+/* The reply to a matched request arrived (and is swallowed). */
+static void note_ran(const pair *p)
+{
+    char path[520], tmp[530];
+    snprintf(path, sizeof path, "%s.match%d.ran", control_path, p->drop_reply - 1);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return;
+    fwrite(p->pattern, 1, p->pattern_len, f);
     fclose(f);
     rename(tmp, path);
 }
@@ -151,6 +198,7 @@ static int relay(int i, int from_server)
             setsockopt(p->client, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
             return -1;
         }
+        if (!p->drop_reply) match_request(p, buf, (size_t)n);
         read_control(mode, sizeof mode, &arg);
         if (strcmp(mode, "hold") != 0 && p->held_len == 0) return send_all(to, buf, (size_t)n);
         char *more = realloc(p->held, p->held_len + (size_t)n);
@@ -162,6 +210,10 @@ static int relay(int i, int from_server)
         return 0;
     }
     if (n <= 0) return -1;
+    if (pairs[i].drop_reply && !pairs[i].stalled) {
+        if (buf[0] != '-') note_ran(&pairs[i]);     /* an error: it did not run */
+        pairs[i].stalled = 1;
+    }
     if (pairs[i].stalled) return 0;             /* swallowed */
     read_control(mode, sizeof mode, &arg);
     if (strcmp(mode, "delay") == 0) {
