@@ -304,7 +304,10 @@ describe("cluster mode while the cluster changes", function()
   -- of each collection. Only those last ones were acknowledged after the
   -- change was over: a save acknowledged by a master that then died may be
   -- lost with it (asynchronous replication), so only they are checked.
-  local function save_while(background_cmd, min_seconds, target)
+  -- With `lossy` (a master dies), each save is not read back at once
+  -- either: the read may already go to the promoted replica, which never
+  -- got it.
+  local function save_while(background_cmd, min_seconds, target, lossy)
     target = target or store
     local done_file = os.tmpname()
     os.remove(done_file)
@@ -314,7 +317,7 @@ describe("cluster mode while the cluster changes", function()
       i = i + 1
       local collection = "loop" .. (i % 50)
       target:save_resume_token(collection, token(i))      -- raises on any failure
-      assert.are.same(token(i), target:get_resume_token(collection))
+      if not lossy then assert.are.same(token(i), target:get_resume_token(collection)) end
       last[collection] = token(i)
       if not stop_after and system.gettime() - start > min_seconds then
         local f = io.open(done_file)
@@ -372,7 +375,7 @@ describe("cluster mode while the cluster changes", function()
     -- The saves acknowledged by the victim just before it died may be lost
     -- (asynchronous replication): the loop must not fail, and what it saved
     -- after the kill reads back from the promoted replica.
-    local last = save_while("kill -9 " .. victim.pid .. "; sleep 1", 1, patient)
+    local last = save_while("kill -9 " .. victim.pid .. "; sleep 1", 1, patient, true)
     victim.pid = nil                   -- killed outside the fixture
     assert.is_true(patient:stats().cluster.refreshes >= 2)
     for collection, tok in pairs(last) do assert.are.same(tok, patient:get_resume_token(collection)) end
