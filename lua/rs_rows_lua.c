@@ -138,20 +138,64 @@ static void add_base64(rs_rowbuf *b, const uint8_t *data, size_t len)
     b->len += (size_t)n;
 }
 
-/* The relaxed Extended JSON of a token (malloc'd by libbson: bson_free),
- * or NULL with *why set, as rs.bson.to_json would raise. */
-static char *token_json(const uint8_t *v, size_t vlen, size_t *jlen, rs_error *why)
+/* A token's relaxed Extended JSON: either libbson's text (heap, bson_free)
+ * or, for the usual token {_data: "<printable ASCII, no quote or
+ * backslash>"}, the string inside the BSON, which libbson would write as
+ * { "_data" : "<it>" } with nothing escaped (its generic writer costs more
+ * than the rest of a row). */
+typedef struct token_json {
+    char *heap;
+    const char *data;         /* the _data string, when not heap */
+    size_t len;
+} token_json;
+
+/* The usual token: one string element _data whose bytes need no escape. */
+static int plain_data(const uint8_t *v, size_t vlen, token_json *out)
+{
+    static const uint8_t head[] = {0x02, '_', 'd', 'a', 't', 'a', 0};
+    if (vlen < 4 + sizeof head + 4 + 1 + 1 || memcmp(v + 4, head, sizeof head) != 0) return 0;
+    const uint8_t *p = v + 4 + sizeof head;
+    uint32_t slen = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+    /* the string (slen bytes, NUL included), then the document's NUL: nothing else */
+    if (slen < 1 || slen != vlen - (4 + sizeof head + 4 + 1)) return 0;
+    const uint8_t *s = p + 4;
+    for (uint32_t i = 0; i + 1 < slen; i++)
+        if (s[i] < 0x20 || s[i] > 0x7e || s[i] == '"' || s[i] == '\\') return 0;
+    out->heap = NULL;
+    out->data = (const char *)s;
+    out->len = slen - 1;
+    return 1;
+}
+
+/* 0 with *out set, or -1 with *why as rs.bson.to_json would raise. */
+static int token_json_of(const uint8_t *v, size_t vlen, token_json *out, rs_error *why)
 {
     memset(why, 0, sizeof *why);
-    if (rs_token_validate(v, vlen, why) < 0) return NULL;
+    if (rs_token_validate(v, vlen, why) < 0) return -1;
+    if (plain_data(v, vlen, out)) return 0;
     bson_t doc;
-    char *text = bson_init_static(&doc, v, vlen) ? bson_as_relaxed_extended_json(&doc, jlen) : NULL;
-    if (!text) {
+    out->heap = bson_init_static(&doc, v, vlen) ? bson_as_relaxed_extended_json(&doc, &out->len) : NULL;
+    if (!out->heap) {
         why->kind = RS_ERR_SERIALIZATION;
         snprintf(why->message, sizeof why->message,
                  "the document cannot be written as Extended JSON");
+        return -1;
     }
-    return text;
+    return 0;
+}
+
+/* Appends the JSON and releases it. */
+static void add_token_json(rs_rowbuf *b, token_json *j)
+{
+    if (j->heap) {
+        add(b, j->heap, j->len);
+        bson_free(j->heap);
+        j->heap = NULL;
+        return;
+    }
+    ADD_LIT(b, "{ \"_data\" : \"");
+    add(b, j->data, j->len);
+    ADD_LIT(b, "\" }");
 }
 
 /* ---------------------------------------------------------------------
@@ -163,8 +207,8 @@ int rs_rows_list(lua_State *L, rs_rowbuf *b, const rs_scan_entry *e, double now,
 {
     const uint8_t *v = (const uint8_t *)e->value;
     rs_error why;
-    size_t jlen = 0;
-    char *json = token_json(v, e->value_len, &jlen, &why);
+    token_json json;
+    int bad = token_json_of(v, e->value_len, &json, &why) < 0;
     uint32_t seconds, increment;
 
     ADD_LIT(b, "{\"collection\":");
@@ -172,7 +216,7 @@ int rs_rows_list(lua_State *L, rs_rowbuf *b, const rs_scan_entry *e, double now,
     ADD_LIT(b, ",\"ttl_seconds\":");
     add_ttl_seconds(b, e->ttl);
     addf(b, ",\"size\":%zu", e->value_len);
-    if (json && rs_token_cluster_time(v, e->value_len, &seconds, &increment)) {
+    if (!bad && rs_token_cluster_time(v, e->value_len, &seconds, &increment)) {
         ADD_LIT(b, ",\"cluster_time\":\"");
         add_iso_time(b, seconds);
         addf(b, "\",\"cluster_time_seconds\":%lu,\"increment\":%lu,\"age_seconds\":%lld",
@@ -181,10 +225,9 @@ int rs_rows_list(lua_State *L, rs_rowbuf *b, const rs_scan_entry *e, double now,
     } else {
         ADD_LIT(b, ",\"cluster_time\":null");
     }
-    if (json) {
+    if (!bad) {
         ADD_LIT(b, ",\"token\":");
-        add(b, json, jlen);
-        bson_free(json);
+        add_token_json(b, &json);
     } else {
         ADD_LIT(b, ",\"token\":null,\"error\":");
         add_json_string(b, why.message, strlen(why.message));
@@ -216,21 +259,19 @@ int rs_rows_list(lua_State *L, rs_rowbuf *b, const rs_scan_entry *e, double now,
     }
     if (newline) ADD_LIT(b, "}\n");
     else ADD_LIT(b, "}");
-    return json == NULL;
+    return bad;
 }
 
 int rs_rows_export(rs_rowbuf *b, const rs_scan_entry *e, rs_error *why)
 {
-    size_t jlen = 0;
-    char *json = token_json((const uint8_t *)e->value, e->value_len, &jlen, why);
-    if (!json) return 1;
+    token_json json;
+    if (token_json_of((const uint8_t *)e->value, e->value_len, &json, why) < 0) return 1;
     ADD_LIT(b, "{\"collection\":");
     add_json_string(b, e->collection, e->collection_len);
     ADD_LIT(b, ",\"bson_base64\":\"");
     add_base64(b, (const uint8_t *)e->value, e->value_len);
     ADD_LIT(b, "\",\"token\":");
-    add(b, json, jlen);
-    bson_free(json);
+    add_token_json(b, &json);
     ADD_LIT(b, ",\"ttl_ms\":");
     if (e->ttl < 0) {
         ADD_LIT(b, "null");

@@ -72,6 +72,11 @@ local TOKENS = {
   { "no time", rs.bson.encode { _data = "zz" } },
   { "typed", rs.bson.encode { _data = fmt("82%08X%08X", 1700000009, 9), n = 2^40, b = rs.binary("\0\1\2", 4),
                               s = 'x"\n' } },
+  { "data quote", rs.bson.encode { _data = 'a"b\\c' } },
+  { "data utf8", rs.bson.encode { _data = "82é\127\1" } },
+  { "data empty", rs.bson.encode { _data = "" } },
+  { "data and more", rs.bson.encode { _data = "82AB", x = 1 } },
+  { "data int", rs.bson.encode { _data = 5 } },
   { "bad", "not bson at all" },
   { "one byte", "\5" },
 }
