@@ -14,7 +14,7 @@ older = int(older)
 r = py_walk.connect(port)
 now = int(time.time())
 scanned = stale = unknown = 0
-for coll, value, pttl in py_walk.walk(r):
+for coll, value, _ in py_walk.walk(r, with_ttl=False):   # ages only: no PTTL, as ours
     if value is None:
         continue
     scanned += 1

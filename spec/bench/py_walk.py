@@ -1,8 +1,9 @@
 # spec/bench/py_walk.py -- the walk an operator would script with redis-py,
 # shared by the baselines of spec/bench/bulk_bench.sh: SCAN MATCH
 # <prefix>:resume_token:* COUNT n, then per batch one pipeline of MGET and
-# a PTTL per key (one round trip). Run with /usr/bin/python3 (Debian's
-# python3-redis and python3-pymongo, `make bench-deps`).
+# a PTTL per key (one round trip; with_ttl=False: the MGET alone). Run with
+# /usr/bin/python3 (Debian's python3-redis and python3-pymongo, `make
+# bench-deps`).
 import sys
 
 import redis
@@ -12,19 +13,19 @@ def connect(port):
     return redis.Redis(host="127.0.0.1", port=int(port))
 
 
-def walk(r, prefix="rigatoni:resume_token", batch=1000):
-    """Yields (collection, value bytes or None, pttl ms) per key."""
+def walk(r, prefix="rigatoni:resume_token", batch=1000, with_ttl=True):
+    """Yields (collection, value bytes or None, pttl ms or None) per key."""
     head = (prefix + ":").encode()
     cut = len(head)
     for keys in batches(r, head + b"*", batch):
         pipe = r.pipeline(transaction=False)
         pipe.mget(keys)
-        for k in keys:
+        for k in keys if with_ttl else ():
             pipe.pttl(k)
         replies = pipe.execute()
         values = replies[0]
         for i, k in enumerate(keys):
-            yield k[cut:].decode("utf-8", "replace"), values[i], replies[i + 1]
+            yield k[cut:].decode("utf-8", "replace"), values[i], replies[i + 1] if with_ttl else None
 
 
 def batches(r, match, batch):
