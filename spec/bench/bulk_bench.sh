@@ -42,7 +42,7 @@ done
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/rs-bulk-bench.XXXXXX")
 PIDS=""
 cleanup() {
-    for p in $PIDS; do kill "$p" 2>/dev/null || true; done
+    for p in $PIDS; do stop_pid "$p"; done   # waited for: they write into $TMP
     rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -113,7 +113,7 @@ target() { case $1 in migrate) echo 4 ;; *) echo 3 ;; esac; }
 label() {
     case $1 in
         list) echo "list --format jsonl" ;; export) echo "export" ;;
-        cleanup) echo "cleanup --older-than plan" ;; migrate) echo "migrate --to" ;;
+        cleanup) echo "cleanup plan" ;; migrate) echo "migrate --to" ;;
     esac
 }
 
