@@ -74,7 +74,7 @@ run_job() {
         migrate.py)   set -- "$PY" spec/bench/py_migrate.py "$A" "$B" ;;
     esac
     t0=$(date +%s%N)
-    PYTHONPATH=spec/bench /usr/bin/time -f %M -o "$TMP/rss" "$@" >/dev/null 2>"$TMP/err" ||
+    PYTHONDONTWRITEBYTECODE=1 PYTHONPATH=spec/bench /usr/bin/time -f %M -o "$TMP/rss" "$@" >/dev/null 2>"$TMP/err" ||
         { cat "$TMP/err" >&2; echo "bulk_bench: $* failed" >&2; exit 1; }
     t1=$(date +%s%N)
     echo "$t0 $t1 $TOKENS $(tail -n 1 "$TMP/rss")" | awk '{ printf "%.0f %d\n", $3 / (($2 - $1) / 1e9), $4 }'
