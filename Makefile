@@ -51,7 +51,7 @@ VERSION  := $(shell sed -n 's/^\#define RS_VERSION "\(.*\)"/\1/p' core/rigatoni_
 CTEST_SRC := $(wildcard spec/c/test_*.c)
 CTEST_BIN := $(CTEST_SRC:spec/c/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps test test-asan test-tsan test-lua-asan fuzz fuzz-build fuzz-smoke bench demo \
+.PHONY: all deps bench-deps test test-asan test-tsan test-lua-asan fuzz fuzz-build fuzz-smoke bench demo \
         install clean chaos
 all: $(BUILD)/librigatoni_store.a $(BUILD)/librigatoni_store.so $(BUILD)/rigatoni_store.so \
      $(BUILD)/rigatoni-store
@@ -113,6 +113,10 @@ chaos: $(BUILD)/tests/test_history
 
 deps:
 	sh spec/support/install-deps.sh
+
+# The redis-py baselines of `make bench` (spec/bench/bulk_bench.sh).
+bench-deps:
+	sh spec/support/install-bench-deps.sh
 
 test: all $(CTEST_BIN) test-asan test-tsan test-lua-asan fuzz-build
 	FUZZ_SMOKE_SECONDS=$(FUZZ_SMOKE_SECONDS) sh spec/run-tests.sh

@@ -433,6 +433,10 @@ rs_scan *rs_scan_open(rs_store *store, const char *match, size_t batch,
                       int with_ttl, rs_error *err);
 /* 1 with *entry filled, 0 at the end, -1 on error. */
 int rs_scan_next(rs_scan *scan, rs_scan_entry *entry, rs_error *err);
+/* The next entry of the batch already read, without a round trip: 1 with
+ * *entry filled, 0 when that batch is used up (then rs_scan_next fetches).
+ * For callers that handle a whole batch at a time. */
+int rs_scan_next_buffered(rs_scan *scan, rs_scan_entry *entry);
 void rs_scan_close(rs_scan *scan);
 
 /* The same over any key pattern (e.g. "rigatoni:lock:*"): entries carry the

@@ -540,6 +540,33 @@ static int fetch_batch(rs_scan *scan, rs_error *err)
     return 0;
 }
 
+/* The next entry of the batch in hand: 1 with *entry filled, 0 when the
+ * batch is used up (nothing is fetched here). */
+static int take_buffered(rs_scan *scan, rs_scan_entry *entry)
+{
+    size_t n = scan->keys && scan->nvalues ? scan->keys->element[1]->elements : 0;
+    while (scan->next < n) {
+        size_t i = scan->next++;
+        redisReply *key = scan->keys->element[1]->element[i];
+        redisReply *value = value_at(scan, i);
+        if (value->type != REDIS_REPLY_STRING) continue;   /* deleted meanwhile */
+        if (key->len < scan->prefix_len) continue;
+        entry->collection = key->str + scan->prefix_len;
+        entry->collection_len = key->len - scan->prefix_len;
+        entry->value = value->str;
+        entry->value_len = value->len;
+        entry->ttl = scan->ttl_refused ? NAN : -1;
+        if (scan->with_ttl) {
+            redisReply *ttl = ttl_at(scan, i, n);
+            if (ttl->type == REDIS_REPLY_INTEGER && ttl->integer == -2) continue;
+            if (ttl->type == REDIS_REPLY_INTEGER && ttl->integer >= 0)
+                entry->ttl = (double)ttl->integer / 1000.0;
+        }
+        return 1;
+    }
+    return 0;
+}
+
 int rs_scan_next(rs_scan *scan, rs_scan_entry *entry, rs_error *err)
 {
     rs_error local;
@@ -552,26 +579,7 @@ int rs_scan_next(rs_scan *scan, rs_scan_entry *entry, rs_error *err)
         return -1;
     }
     for (;;) {
-        size_t n = scan->keys && scan->nvalues ? scan->keys->element[1]->elements : 0;
-        while (scan->next < n) {
-            size_t i = scan->next++;
-            redisReply *key = scan->keys->element[1]->element[i];
-            redisReply *value = value_at(scan, i);
-            if (value->type != REDIS_REPLY_STRING) continue;   /* deleted meanwhile */
-            if (key->len < scan->prefix_len) continue;
-            entry->collection = key->str + scan->prefix_len;
-            entry->collection_len = key->len - scan->prefix_len;
-            entry->value = value->str;
-            entry->value_len = value->len;
-            entry->ttl = scan->ttl_refused ? NAN : -1;
-            if (scan->with_ttl) {
-                redisReply *ttl = ttl_at(scan, i, n);
-                if (ttl->type == REDIS_REPLY_INTEGER && ttl->integer == -2) continue;
-                if (ttl->type == REDIS_REPLY_INTEGER && ttl->integer >= 0)
-                    entry->ttl = (double)ttl->integer / 1000.0;
-            }
-            return 1;
-        }
+        if (take_buffered(scan, entry)) return 1;
         if (scan->done) {
             free_batch(scan);
             return 0;
@@ -584,6 +592,11 @@ int rs_scan_next(rs_scan *scan, rs_scan_entry *entry, rs_error *err)
             return -1;
         }
     }
+}
+
+int rs_scan_next_buffered(rs_scan *scan, rs_scan_entry *entry)
+{
+    return scan->failed.kind == RS_OK && take_buffered(scan, entry);
 }
 
 void rs_scan_close(rs_scan *scan)

@@ -108,6 +108,24 @@ void rs_lua_open_lock(lua_State *L);
  * table at the top of the stack. */
 void rs_lua_open_stream(lua_State *L);
 
+/* rs_rows_lua.c: the rows of list --format json[l] and of export, in C.
+ * rs_rows_list appends one list row ("\n" ended when `newline`) and returns 1 when the
+ * value is not valid BSON; mirror_of: stack index of the names a mirror
+ * key mirrors, or 0. rs_rows_export appends one export line ("\n" ended),
+ * or returns 1 with *why (the value is skipped). A failed allocation sets
+ * oom (the buffer is then to be dropped). Registers rs.list_row and
+ * rs.export_line on the table at the top. */
+typedef struct rs_rowbuf {
+    char *data;
+    size_t len, cap;
+    int oom;
+} rs_rowbuf;
+int rs_rows_list(lua_State *L, rs_rowbuf *b, const rs_scan_entry *e, double now, int mirror_of,
+                 int newline);
+int rs_rows_export(rs_rowbuf *b, const rs_scan_entry *e, rs_error *why);
+void rs_rowbuf_free(rs_rowbuf *b);
+void rs_lua_open_rows(lua_State *L);
+
 /* ---- config (rs_module.c) ---- */
 
 /* Pushes the text of option `name` of `cfg` (rs_config_get: secrets

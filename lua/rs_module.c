@@ -257,5 +257,6 @@ int luaopen_rigatoni_store(lua_State *L)
     rs_lua_open_lock(L);
     rs_lua_open_log(L);
     rs_lua_open_stream(L);
+    rs_lua_open_rows(L);
     return 1;
 }

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "rs_lua.h"
 
@@ -517,16 +518,22 @@ static int store_expire(lua_State *L)
  * Listing
  * ------------------------------------------------------------------ */
 
+enum { LINES_NONE, LINES_LIST, LINES_EXPORT };
+
 typedef struct scan_box {
     rs_scan *scan;
     int raw;
-} scan_box;
+    int lines;            /* token_lines: LINES_LIST or LINES_EXPORT */
+    double now;           /* token_lines: ages are counted from it */
+    rs_rowbuf buf;        /* token_lines: a batch's text, reused */
+} scan_box;               /* user value 1: token_lines' mirrors table */
 
 static int scan_close(lua_State *L)
 {
     scan_box *box = luaL_checkudata(L, 1, SCAN_MT);
     rs_scan_close(box->scan);
     box->scan = NULL;
+    rs_rowbuf_free(&box->buf);
     return 0;
 }
 
@@ -549,8 +556,8 @@ static scan_box *open_scan(lua_State *L, rs_store *store, int idx, const char *k
         if (batch < 0 || batch > 1000000)
             rs_lua_raisef(L, RS_ERR_CONFIG, "batch must be between 1 and 1000000");
     }
-    scan_box *box = lua_newuserdatauv(L, sizeof *box, 0);
-    box->scan = NULL;
+    scan_box *box = lua_newuserdatauv(L, sizeof *box, 1);
+    memset(box, 0, sizeof *box);
     box->raw = raw;
     luaL_setmetatable(L, SCAN_MT);
     rs_error err = {0};
@@ -617,6 +624,129 @@ static int store_resume_tokens(lua_State *L)
     lua_pushcclosure(L, tokens_iter, 1);
     lua_insert(L, -2);        /* iter, scan */
     lua_pushnil(L);           /* initial control value */
+    lua_pushvalue(L, -2);     /* closing value: the scan */
+    return 4;
+}
+
+/* token_lines: the text of one batch, rows and bad of it, and for export
+ * the skipped values ({collection, message} each) or nil. Stack: 1 = the
+ * scan, 2 = the mirrors table (or nil). */
+static int lines_batch(lua_State *L, scan_box *box, rs_scan_entry *e)
+{
+    int mirrors = 0, skipped = 0;
+    lua_Integer rows = 0, bad = 0;
+    if (lua_istable(L, 2)) {                 /* looked up only when not empty */
+        lua_pushnil(L);
+        if (lua_next(L, 2)) {
+            lua_pop(L, 2);
+            mirrors = 2;
+        }
+    }
+    box->buf.len = 0;
+    do {
+        if (box->lines == LINES_LIST) {
+            int mirror_of = 0;
+            if (mirrors) {
+                lua_pushlstring(L, e->collection, e->collection_len);
+                if (lua_rawget(L, mirrors) == LUA_TTABLE) mirror_of = lua_gettop(L);
+                else lua_pop(L, 1);
+            }
+            bad += rs_rows_list(L, &box->buf, e, box->now, mirror_of, 1);
+            if (mirror_of) lua_pop(L, 1);
+            rows++;
+        } else {
+            rs_error why;
+            if (isnan(e->ttl)) {             /* an export without TTLs would lose them */
+                rs_rowbuf_free(&box->buf);
+                return rs_lua_raisef(L, RS_ERR_AUTH, "export: the server refused PTTL, so TTLs "
+                                     "are unknown; run it as a user that may run PTTL");
+            }
+            if (rs_rows_export(&box->buf, e, &why) == 0) {
+                rows++;
+                continue;
+            }
+            bad++;
+            if (!skipped) {
+                lua_newtable(L);
+                skipped = lua_gettop(L);
+            }
+            lua_createtable(L, 2, 0);
+            lua_pushlstring(L, e->collection, e->collection_len);
+            lua_rawseti(L, -2, 1);
+            lua_pushstring(L, why.message);
+            lua_rawseti(L, -2, 2);
+            lua_rawseti(L, skipped, bad);
+        }
+    } while (rs_scan_next_buffered(box->scan, e));
+    if (box->buf.oom) {
+        rs_rowbuf_free(&box->buf);
+        return rs_lua_raisef(L, RS_ERR_NOMEM, "out of memory");
+    }
+    lua_pushlstring(L, box->buf.data ? box->buf.data : "", box->buf.len);
+    lua_pushinteger(L, rows);
+    lua_pushinteger(L, bad);
+    if (skipped) lua_pushvalue(L, skipped);
+    else lua_pushnil(L);
+    return 4;
+}
+
+/* Iterator function of token_lines: upvalue 1 = store (kept alive). */
+static int lines_iter(lua_State *L)
+{
+    scan_box *box = luaL_checkudata(L, 1, SCAN_MT);
+    lua_settop(L, 1);
+    lua_getiuservalue(L, 1, 1);
+    if (!box->scan) return lua_pushnil(L), 1;
+    rs_scan_entry e;
+    rs_error err = {0};
+    int rc = rs_scan_next(box->scan, &e, &err);
+    if (rc < 0) return rs_lua_raise(L, &err);
+    if (rc == 0) {
+        rs_scan_close(box->scan);
+        box->scan = NULL;
+        rs_rowbuf_free(&box->buf);
+        return lua_pushnil(L), 1;
+    }
+    return lines_batch(L, box, &e);
+}
+
+/* for text, rows, bad, skipped in store:token_lines{format = "list" |
+ * "export", match =, batch =, now =, mirrors =} do -- the walk of
+ * resume_tokens, one batch per step, formatted in C (rs_rows_lua.c):
+ * "list" = the JSON rows of `list --format jsonl`, each ended by "\n"
+ * (bad = corrupt values, listed with their error; now = the time ages
+ * count from, default the clock; mirrors = collection -> names it
+ * mirrors), "export" = export lines (bad = values skipped, not BSON;
+ * skipped = {collection, message} each, else nil). */
+static int store_token_lines(lua_State *L)
+{
+    static const char *const known[] = {"match", "batch", "format", "now", "mirrors", NULL};
+    rs_store *store = check_store(L);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 2);
+    rs_lua_check_options(L, 2, known);
+    int lines = LINES_NONE;
+    if (rs_lua_opt_field(L, 2, "format", RS_LUA_TCSTRING)) {
+        const char *f = lua_tostring(L, -1);
+        lines = strcmp(f, "list") == 0 ? LINES_LIST : strcmp(f, "export") == 0 ? LINES_EXPORT : 0;
+    }
+    if (lines == LINES_NONE)
+        return rs_lua_raisef(L, RS_ERR_CONFIG, "token_lines: format must be \"list\" or \"export\"");
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    double now = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    if (rs_lua_opt_field(L, 2, "now", LUA_TNUMBER)) now = lua_tonumber(L, -1);
+    rs_lua_opt_field(L, 2, "mirrors", LUA_TTABLE);
+    int mirrors = lua_gettop(L);
+    scan_box *box = open_scan(L, store, 2, NULL);
+    box->lines = lines;
+    box->now = now;
+    lua_pushvalue(L, mirrors);
+    lua_setiuservalue(L, -2, 1);
+    lua_pushvalue(L, 1);
+    lua_pushcclosure(L, lines_iter, 1);
+    lua_insert(L, -2);        /* iter, scan */
+    lua_pushnil(L);
     lua_pushvalue(L, -2);     /* closing value: the scan */
     return 4;
 }
@@ -812,6 +942,7 @@ static const luaL_Reg store_methods[] = {
     {"delete_resume_token", store_delete_resume_token},
     {"list_resume_tokens", store_list_resume_tokens},
     {"resume_tokens", store_resume_tokens},
+    {"token_lines", store_token_lines},
     {"scan_keys", store_scan_keys},
     {"save_many", store_save_many},
     {"get_many", store_get_many},

@@ -65,10 +65,12 @@ local now = cli.now()
 local shown, SHOW_MAX = 0, 50
 local fmt = string.format
 
-local function plan(text)
+-- Counts a line of the plan; only a line that is shown is formatted
+-- (text(...)): most runs print 50 of many.
+local function plan(text, ...)
   shown = shown + 1
   if apply or shown > SHOW_MAX then return end
-  io.write(text, "\n")
+  io.write(text(...), "\n")
 end
 
 local scanned, unknown = 0, 0
@@ -92,6 +94,10 @@ local function age_note(seconds)
   return fmt("(cluster time %s, age %s)", cli.iso_time(seconds), cli.format_duration(now - seconds))
 end
 
+local function delete_line(name, seconds, with, after)
+  return fmt("would delete %s%s %s%s", name, with or "", age_note(seconds), after or "")
+end
+
 -- Compare-and-delete of the bytes the walk saw: true when it went.
 local function delete_seen(name, bytes)
   in_doubt = name
@@ -102,7 +108,7 @@ end
 
 local function give_ttl(name, what)
   to_ttl = to_ttl + 1
-  plan(fmt("would set TTL %s on %s%s", cli.format_duration(opts.set_ttl), name, what or ""))
+  plan(fmt, "would set TTL %s on %s%s", cli.format_duration(opts.set_ttl), name, what or "")
   if apply and store:expire(name, opts.set_ttl) then ttl_set = ttl_set + 1 end
 end
 
@@ -112,7 +118,7 @@ local function plain_token(collection, bytes, ttl)
   local stale = is_stale(seconds)
   if stale then
     to_delete = to_delete + 1
-    plan(fmt("would delete %s %s", collection, age_note(seconds)))
+    plan(delete_line, collection, seconds)
     if apply then
       if delete_seen(collection, bytes) then deleted = deleted + 1 else refreshed = refreshed + 1 end
     end
@@ -179,7 +185,7 @@ local function stream_pairs(units, mirrors)
     if st.stale then
       to_delete = to_delete + 1
       local with, after = mirror_note(st, m, selected)
-      plan(fmt("would delete %s%s %s%s", st.name, with, age_note(st.seconds), after))
+      plan(delete_line, st.name, st.seconds, with, after)
       if apply then
         st.deleted = delete_seen(st.name, st.bytes)
         if st.deleted then deleted = deleted + 1 else refreshed = refreshed + 1 end
@@ -219,7 +225,9 @@ local ran, why = pcall(function()
       if streams.selected(selections, st) then units[#units + 1] = st end
     end
   else
-    for collection, bytes, ttl in store:resume_tokens { match = opts.match or "*", batch = opts.batch, raw = true } do
+    -- TTLs (a PTTL per key) only when --set-ttl looks at them.
+    for collection, bytes, ttl in store:resume_tokens { match = opts.match or "*", batch = opts.batch, raw = true,
+                                                        ttl = opts.set_ttl ~= nil } do
       ttl = cli.known_ttl(ttl, "cleanup")
       scanned = scanned + 1
       local st = streams.stream(collection, bytes, ttl)

@@ -61,22 +61,23 @@ if opts.output ~= "-" then
   out = f
 end
 
-local json_string, b64 = cli.json_string, cli.base64_encode
 local count, skipped = 0, 0
 local progress = cli.progress("export")
 
+local function skip(collection, why)
+  skipped = skipped + 1
+  host.log("warn", "export: skipped " .. collection .. ": " .. why)
+end
+
+-- One token (rs.export_line: the line in C, as store:token_lines writes them).
 local function write_token(collection, bytes, ttl)
   ttl = cli.known_ttl(ttl, "export")
-  local good, json = pcall(rs.bson.to_json, bytes)
-  if good then
-    local ttl_ms = ttl and math.max(1, math.floor(ttl * 1000 + 0.5))
-    assert(out:write('{"collection":', json_string(collection), ',"bson_base64":"', b64(bytes),
-                     '","token":', json, ',"ttl_ms":', ttl_ms and tostring(ttl_ms) or "null", "}\n"))
+  local line, why = rs.export_line(collection, bytes, ttl)
+  if line then
+    assert(out:write(line))
     count = count + 1
   else
-    skipped = skipped + 1
-    host.log("warn", "export: skipped " .. collection .. ": " ..
-                     (type(json) == "table" and json.message or tostring(json)))
+    skip(collection, why)
   end
   progress.update(count)
 end
@@ -111,8 +112,12 @@ end
 
 local ok, err = pcall(function()   -- the walk: any error ends the export
   if selections then return export_streams() end
-  for collection, bytes, ttl in store:resume_tokens { match = opts.match or "*", batch = opts.batch, raw = true } do
-    write_token(collection, bytes, ttl)
+  -- A batch at a time, formatted in C.
+  for text, rows, _, bad in store:token_lines { format = "export", match = opts.match or "*", batch = opts.batch } do
+    assert(out:write(text))
+    count = count + rows
+    for _, s in ipairs(bad or {}) do skip(s[1], s[2]) end
+    progress.update(count)
   end
 end)
 progress.done()

@@ -58,7 +58,6 @@ if not opts then return 0 end
 local streams_lib = require "lib.streams"
 
 local format = opts.format
-local json_wanted = format == "json" or format == "jsonl"
 local write = io.write
 local fmt = string.format
 local json_string, json_number = cli.json_string, cli.json_number
@@ -131,34 +130,6 @@ end
 
 local _, mirrors = streams_lib.walk(store, opts.batch)
 
-local function json_row(collection, ttl, info, level, database, stream_coll, mirror_of)
-  local parts = { '{"collection":', json_string(collection),
-                  ',"ttl_seconds":', json_number(ttl),
-                  ',"size":', tostring(info.size) }
-  if info.time then
-    parts[#parts + 1] = fmt(',"cluster_time":"%s","cluster_time_seconds":%d,"increment":%d,"age_seconds":%d',
-                            cli.iso_time(info.time), info.time, info.increment, math.floor(info.age))
-  else
-    parts[#parts + 1] = ',"cluster_time":null'
-  end
-  if info.error then
-    parts[#parts + 1] = ',"token":null,"error":' .. json_string(info.error)
-  else
-    parts[#parts + 1] = ',"token":' .. info.json
-  end
-  if level then
-    parts[#parts + 1] = fmt(',"stream":{"level":%s,"database":%s,"collection":%s}', json_string(level),
-                            database and json_string(database) or "null",
-                            stream_coll and json_string(stream_coll) or "null")
-  elseif mirror_of then
-    local names = {}
-    for i, n in ipairs(mirror_of) do names[i] = json_string(n) end
-    parts[#parts + 1] = ',"mirror_of":[' .. table.concat(names, ",") .. "]"
-  end
-  parts[#parts + 1] = "}"
-  return table.concat(parts)
-end
-
 -- Prometheus label values: backslash, double quote and newline escaped.
 local function label(value)
   return (value:gsub('[\\"\n]', { ["\\"] = "\\\\", ['"'] = '\\"', ["\n"] = "\\n" }))
@@ -188,9 +159,10 @@ elseif format == "prometheus" then
         "# TYPE rigatoni_resume_token_age_seconds gauge\n")
 end
 
-for collection, bytes, ttl in store:resume_tokens { match = opts.match, batch = opts.batch, raw = true } do
+-- One row: the format's line for it.
+local function token_row(collection, bytes, ttl)
   count = count + 1
-  local info = cli.describe_token(bytes, json_wanted, now)
+  local info = cli.describe_token(bytes, false, now)
   if info.error then corrupt = corrupt + 1 end
   local level, database, stream_coll = rs.parse_stream_key(collection)
   local mirror_of = not level and mirrors[collection] or nil
@@ -208,10 +180,8 @@ for collection, bytes, ttl in store:resume_tokens { match = opts.match, batch = 
           info.error and cli.csv_field("corrupt: " .. info.error) or "ok", ",",
           level or "", ",", cli.csv_field(database or ""), ",", cli.csv_field(stream_coll or ""), ",",
           mirror_of and cli.csv_field(table.concat(mirror_of, " ")) or "", "\n")
-  elseif format == "jsonl" then
-    write(json_row(collection, ttl, info, level, database, stream_coll, mirror_of), "\n")
   elseif format == "json" then
-    write(first and "\n" or ",\n", json_row(collection, ttl, info, level, database, stream_coll, mirror_of))
+    write(first and "\n" or ",\n", rs.list_row(collection, bytes, ttl, now, mirror_of))
     first = false
   else
     local labels = prom_labels(collection, level, database, stream_coll)
@@ -219,6 +189,19 @@ for collection, bytes, ttl in store:resume_tokens { match = opts.match, batch = 
     if ttl then ttl_lines:write("rigatoni_resume_token_ttl_seconds", labels, " ", fmt("%.3f", ttl), "\n") end
   end
   progress.update(count)
+end
+
+if format == "jsonl" then   -- a batch at a time, formatted in C (the rows of rs.list_row)
+  for text, rows, bad in store:token_lines { format = "list", match = opts.match, batch = opts.batch,
+                                             now = now, mirrors = mirrors } do
+    write(text)
+    count, corrupt = count + rows, corrupt + bad
+    progress.update(count)
+  end
+else
+  for collection, bytes, ttl in store:resume_tokens { match = opts.match, batch = opts.batch, raw = true } do
+    token_row(collection, bytes, ttl)
+  end
 end
 progress.done()
 if format == "json" then write(count > 0 and "\n]\n" or "]\n") end

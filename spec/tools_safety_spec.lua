@@ -48,18 +48,22 @@ local script, control, after = arg[1], arg[2], tonumber(arg[3])
 local args = table.move(arg, 4, #arg, 1, {})
 args[0] = script
 arg = args
-local real, rows = store, 0
+-- Rows counted as the walk hands them out: one per resume_tokens step, a
+-- batch's (its second value) per token_lines step.
+local real, rows, cut = store, 0, false
 store = setmetatable({}, { __index = function(_, name)
   local f = real[name]
-  if name ~= "resume_tokens" then return function(_, ...) return f(real, ...) end end
+  if name ~= "resume_tokens" and name ~= "token_lines" then return function(_, ...) return f(real, ...) end end
   return function(_, ...)
     local iter, state, ctl, closing = f(real, ...)
     return function(s, c)
-      rows = rows + 1
-      if rows == after + 1 then
+      if rows >= after and not cut then
         local fh = assert(io.open(control, "w")); fh:write("cut 0\n"); fh:close()
+        cut = true
       end
-      return iter(s, c)
+      local r = table.pack(iter(s, c))
+      if r[1] ~= nil then rows = rows + (name == "token_lines" and r[2] or 1) end
+      return table.unpack(r, 1, r.n)
     end, state, ctl, closing
   end
 end })

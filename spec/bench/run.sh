@@ -33,6 +33,9 @@
 #             (5) times, against down-after-milliseconds (spec/bench/failover.lua)
 #   host      spec/bench/host_bench.sh: the rigatoni-store host (migrate,
 #             list --format jsonl, start-up)
+#   bulk      spec/bench/bulk_bench.sh: list --format jsonl, export, cleanup
+#             plan and migrate of BULK_TOKENS (1,000,000) tokens against the
+#             redis-py scripts an operator would write (make bench-deps)
 #   metrics   spec/bench/metrics_bench.sh, when that file exists
 #   cluster   spec/bench/cluster_bench.sh, when that file exists
 #
@@ -41,7 +44,7 @@
 # Sub-benchmarks (host_bench.sh, metrics_bench.sh, cluster_bench.sh) get
 # BENCH_ROUNDS and BENCH_ROWS, a file to which they may append table rows,
 # one per line, tab separated, no empty field but the last:
-#   metric  ours  baseline  op  target  unit
+#   metric  ours  baseline  op  target  unit  [paired ratio]
 # op: ratio>= (ours/baseline >= target), abs< (ours < target),
 # abs>= (ours >= target) or info; unit is printed after an absolute target.
 # Their standard output goes to the end of results.txt.
@@ -57,7 +60,7 @@ set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
 
-ALL_PARTS="ops list tls locks failover host metrics cluster"
+ALL_PARTS="ops list tls locks failover host bulk metrics cluster"
 PARTS=${BENCH_ONLY:-$ALL_PARTS}
 [ "$PARTS" = all ] && PARTS=$ALL_PARTS
 for p in $PARTS; do
@@ -226,9 +229,9 @@ row() {
 rows_from() {
     [ -s "$1" ] || return 0
     tab=$(printf '\t')
-    while IFS="$tab" read -r m o b op t u; do
+    while IFS="$tab" read -r m o b op t u pr; do
         [ -n "$m" ] || continue
-        row "$m" "$o" "${b:-0}" "${op:-info}" "${t:-0}" "${u:-}"
+        row "$m" "$o" "${b:-0}" "${op:-info}" "${t:-0}" "${u:-}" "${pr:-}"
     done <"$1"
 }
 detail() { printf '%s\n' "$*" >>"$DETAILS"; }
@@ -508,6 +511,7 @@ run_sub() {   # NAME SCRIPT LIMIT_S
     fi
 }
 want host && run_sub host spec/bench/host_bench.sh 300
+want bulk && run_sub bulk spec/bench/bulk_bench.sh 3600
 if want metrics; then
     if [ -f spec/bench/metrics_bench.sh ]; then
         run_sub metrics spec/bench/metrics_bench.sh 300
