@@ -277,6 +277,14 @@ static void family(text *t, const char *name, const char *type, const char *help
     put(t, "# HELP " P "%s %s\n# TYPE " P "%s %s\n", name, help, name, type);
 }
 
+/* One sample family under Rigatoni's own name (rigatoni_..., no prefix). */
+static void upstream(text *t, const char *name, const char *type, const char *help,
+                     uint64_t value)
+{
+    put(t, "# HELP rigatoni_%s %s\n# TYPE rigatoni_%s %s\nrigatoni_%s %llu\n", name, help, name,
+        type, name, (unsigned long long)value);
+}
+
 char *rs_metrics_prometheus(const rs_metrics_snapshot *s)
 {
     text t = {malloc(16384), 0, 16384, 0};
@@ -363,26 +371,19 @@ char *rs_metrics_prometheus(const rs_metrics_snapshot *s)
     /* Rigatoni 0.2's lock metrics, under its names and types, so its
      * dashboards and lock-lost alert work unchanged. */
     const rs_lock_metrics *l = &s->locks;
-    put(&t, "# HELP rigatoni_locks_held_total Locks held by this instance now.\n"
-            "# TYPE rigatoni_locks_held_total gauge\n"
-            "rigatoni_locks_held_total %llu\n", (unsigned long long)l->held);
-    put(&t, "# HELP rigatoni_lock_acquisitions_total Locks acquired.\n"
-            "# TYPE rigatoni_lock_acquisitions_total counter\n"
-            "rigatoni_lock_acquisitions_total %llu\n", (unsigned long long)l->acquisitions);
+    upstream(&t, "locks_held_total", "gauge", "Locks held by this instance now.", l->held);
+    upstream(&t, "lock_acquisitions_total", "counter", "Locks acquired.", l->acquisitions);
     put(&t, "# HELP rigatoni_lock_acquisition_failures_total Lock acquisitions that failed, by "
             "reason.\n# TYPE rigatoni_lock_acquisition_failures_total counter\n"
             "rigatoni_lock_acquisition_failures_total{reason=\"already_held\"} %llu\n"
             "rigatoni_lock_acquisition_failures_total{reason=\"error\"} %llu\n",
         (unsigned long long)l->failures_already_held, (unsigned long long)l->failures_error);
-    put(&t, "# HELP rigatoni_locks_lost_total Locks found lost (taken or expired) by their "
-            "holder.\n# TYPE rigatoni_locks_lost_total counter\n"
-            "rigatoni_locks_lost_total %llu\n", (unsigned long long)l->lost);
-    put(&t, "# HELP rigatoni_lock_refreshes_total Lock refreshes that succeeded.\n"
-            "# TYPE rigatoni_lock_refreshes_total counter\n"
-            "rigatoni_lock_refreshes_total %llu\n", (unsigned long long)l->refreshes);
-    put(&t, "# HELP rigatoni_locks_released_total Locks released by their holder.\n"
-            "# TYPE rigatoni_locks_released_total counter\n"
-            "rigatoni_locks_released_total %llu\n", (unsigned long long)l->released);
+    upstream(&t, "locks_lost_total", "counter",
+             "Locks found lost (taken or expired) by their holder.", l->lost);
+    upstream(&t, "lock_refreshes_total", "counter", "Lock refreshes that succeeded.",
+             l->refreshes);
+    upstream(&t, "locks_released_total", "counter", "Locks released by their holder.",
+             l->released);
 
     if (t.failed) {
         free(t.buf);

@@ -567,20 +567,29 @@ static scan_box *open_scan(lua_State *L, rs_store *store, int idx, const char *k
     return box;
 }
 
-/* Pushes collection, token (or raw bytes), ttl[, error]; returns the count,
- * or 0 at the end. */
-static int scan_step(lua_State *L, rs_store *store, scan_box *box)
+/* The next entry of the box's walk: 1, or 0 at the end (the scan and the
+ * row buffer are released then); raises when the walk failed. */
+static int box_next(lua_State *L, scan_box *box, rs_scan_entry *e)
 {
     if (!box->scan) return 0;
-    rs_scan_entry e;
     rs_error err = {0};
-    int rc = rs_scan_next(box->scan, &e, &err);
+    int rc = rs_scan_next(box->scan, e, &err);
     if (rc < 0) return rs_lua_raise(L, &err);
     if (rc == 0) {
         rs_scan_close(box->scan);
         box->scan = NULL;
-        return 0;
+        rs_rowbuf_free(&box->buf);
     }
+    return rc;
+}
+
+/* Pushes collection, token (or raw bytes), ttl[, error]; returns the count,
+ * or 0 at the end. */
+static int scan_step(lua_State *L, rs_store *store, scan_box *box)
+{
+    rs_scan_entry e;
+    rs_error err = {0};
+    if (!box_next(L, box, &e)) return 0;
     lua_pushlstring(L, e.collection, e.collection_len);
     if (box->raw) {
         lua_pushlstring(L, e.value, e.value_len);
@@ -696,17 +705,8 @@ static int lines_iter(lua_State *L)
     scan_box *box = luaL_checkudata(L, 1, SCAN_MT);
     lua_settop(L, 1);
     lua_getiuservalue(L, 1, 1);
-    if (!box->scan) return lua_pushnil(L), 1;
     rs_scan_entry e;
-    rs_error err = {0};
-    int rc = rs_scan_next(box->scan, &e, &err);
-    if (rc < 0) return rs_lua_raise(L, &err);
-    if (rc == 0) {
-        rs_scan_close(box->scan);
-        box->scan = NULL;
-        rs_rowbuf_free(&box->buf);
-        return lua_pushnil(L), 1;
-    }
+    if (!box_next(L, box, &e)) return lua_pushnil(L), 1;
     return lines_batch(L, box, &e);
 }
 
