@@ -212,8 +212,8 @@ static void per_key_commands(const char *name, char **keys, const size_t *key_le
     }
 }
 
-int rs_get_many(rs_store *store, const char *const *collections, const size_t *lens, size_t n,
-                rs_value *out, rs_error *err)
+static int read_many(rs_store *store, const char *const *collections, const size_t *lens,
+                     size_t n, int with_ttl, rs_value *out, rs_error *err)
 {
     rs_error_clear(err);
     memset(out, 0, n * sizeof *out);
@@ -222,7 +222,7 @@ int rs_get_many(rs_store *store, const char *const *collections, const size_t *l
     /* One MGET, or in a cluster (MGET cannot span slots) one GET per key;
      * then one PTTL per key. */
     int per_key = store->cluster != NULL;
-    size_t nget = per_key ? n : 1, ncmds = nget + n;
+    size_t nget = per_key ? n : 1, ncmds = nget + (with_ttl ? n : 0);
     size_t *key_lens = calloc(n, sizeof *key_lens);
     const char **argv = calloc(4 * n + 1, sizeof *argv);
     size_t *argvlen = calloc(4 * n + 1, sizeof *argvlen);
@@ -242,8 +242,9 @@ int rs_get_many(rs_store *store, const char *const *collections, const size_t *l
         for (size_t i = 0; i < n; i++) argv[1 + i] = keys[i], argvlen[1 + i] = key_lens[i];
         cmds[0] = (rs_cmd){(int)(n + 1), argv, argvlen};
     }
-    per_key_commands("PTTL", keys, key_lens, n, cmds + nget, argv + 2 * n + 1,
-                     argvlen + 2 * n + 1);
+    if (with_ttl)
+        per_key_commands("PTTL", keys, key_lens, n, cmds + nget, argv + 2 * n + 1,
+                         argvlen + 2 * n + 1);
     char what[48];
     snprintf(what, sizeof what, "get_many of %zu tokens", n);
     if (rs_exec(store, RS_OP_GET, what, ncmds, cmds, replies, err) < 0) goto out;
@@ -253,7 +254,7 @@ int rs_get_many(rs_store *store, const char *const *collections, const size_t *l
         rc = 0;
         for (size_t i = 0; i < n && rc == 0; i++) {
             redisReply *v = per_key ? replies[i] : replies[0]->element[i];
-            redisReply *t = replies[nget + i];
+            redisReply *t = with_ttl ? replies[nget + i] : NULL;
             if (v->type != REDIS_REPLY_STRING) continue;
             if (!(out[i].bytes = malloc(v->len + 1))) {
                 rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
@@ -263,7 +264,7 @@ int rs_get_many(rs_store *store, const char *const *collections, const size_t *l
             memcpy(out[i].bytes, v->str, v->len);
             out[i].bytes[v->len] = '\0';
             out[i].len = v->len;
-            if (t->type == REDIS_REPLY_INTEGER && t->integer >= 0)
+            if (t && t->type == REDIS_REPLY_INTEGER && t->integer >= 0)
                 out[i].ttl = (double)t->integer / 1000.0;
         }
         if (rc < 0) rs_values_free(out, n);
@@ -277,6 +278,18 @@ out:
     free(cmds);
     free(replies);
     return rc;
+}
+
+int rs_get_many(rs_store *store, const char *const *collections, const size_t *lens, size_t n,
+                rs_value *out, rs_error *err)
+{
+    return read_many(store, collections, lens, n, 1, out, err);
+}
+
+int rs_get_many_values(rs_store *store, const char *const *collections, const size_t *lens,
+                       size_t n, rs_value *out, rs_error *err)
+{
+    return read_many(store, collections, lens, n, 0, out, err);
 }
 
 void rs_values_free(rs_value *values, size_t n)

@@ -101,12 +101,11 @@ int rs_run_pipeline(rs_conn *conn, size_t ncmds, const rs_cmd *cmds, redisReply 
         at->broken = 1;
         return -1;
     }
-    for (size_t i = 0; i < ncmds; i++) {
-        if (redisAppendCommandArgv(ctx, cmds[i].argc, cmds[i].argv, cmds[i].argvlen) != REDIS_OK) {
-            rs_error_from_context(err, ctx);
-            at->broken = 1;
-            return -1;
-        }
+    if (rs_resp_append(ctx, ncmds, cmds) < 0) {
+        if (ctx->err) rs_error_from_context(err, ctx);
+        else rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
+        at->broken = 1;
+        return -1;
     }
     /* From here on the server may run what it received, whatever we read. */
     at->sent = 1;

@@ -218,6 +218,9 @@ int rs_exec_attempt(rs_pool *pool, size_t ncmds, const rs_cmd *cmds, redisReply 
                     rs_error *last);
 /* One pipelined attempt on a connection (see exec.c); replies[0..answered)
  * are set even when it fails. */
+/* resp.c: appends the RESP of every command to ctx's output buffer in one
+ * piece; 0, or -1 when out of memory (ctx->err set by hiredis, or not). */
+int rs_resp_append(redisContext *ctx, size_t ncmds, const rs_cmd *cmds);
 int rs_run_pipeline(rs_conn *conn, size_t ncmds, const rs_cmd *cmds, redisReply **replies,
                     int keep_errors, rs_error *err, rs_attempt *at);
 /* The final error of a call: "<what> failed after N attempts: ...". */

@@ -311,6 +311,10 @@ typedef struct rs_value {
  * out[0..n); free with rs_values_free. 0 or -1. */
 int rs_get_many(rs_store *store, const char *const *collections, const size_t *lens,
                 size_t n, rs_value *out, rs_error *err);
+/* The same without the PTTLs (out[i].ttl stays -1): a read-back that
+ * compares bytes only costs the server one MGET. */
+int rs_get_many_values(rs_store *store, const char *const *collections, const size_t *lens,
+                       size_t n, rs_value *out, rs_error *err);
 void rs_values_free(rs_value *values, size_t n);
 
 /* Deletes `n` tokens with one DEL; returns how many existed, or -1.

@@ -28,8 +28,18 @@
  *    MAX_ROUNDS of that the walk fails. A master that stops answering
  *    mid-walk may have been replaced by its replica: between retries the
  *    map is read again and the walk of its slots moves to the new node.
+ *
+ * Prefetch: once the first entry is asked for, a thread of the walk's own
+ * reads the next batch while the caller handles the one in hand, so the
+ * server's SCAN/MGET and the caller's work overlap (a bulk tool would
+ * otherwise leave one of them idle at every step). The walk's state
+ * (cursor, nodes, restarts) belongs to that thread alone; a finished batch
+ * is handed over under the lock, one at a time, so memory stays bounded
+ * by two batches. Its failure reaches the caller after the batches read
+ * before it, as it would without the thread.
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +57,15 @@ typedef struct origin {
     double opened_at;        /* when the connection it ran on was opened */
 } origin;
 
+/* One step's replies: the SCAN reply, then MGET or GETs, then PTTLs. */
+typedef struct step_batch {
+    redisReply *keys;
+    redisReply **values;
+    size_t nvalues;
+    int with_ttl;            /* PTTLs follow the values */
+    int ttl_refused;         /* the server refused PTTL: TTLs are unknown (NAN) */
+} step_batch;
+
 struct rs_scan {
     rs_store *store;
     char *pattern;
@@ -55,7 +74,6 @@ struct rs_scan {
     char count[16];
     int done, with_ttl;
     int ttl_refused;         /* the server refused PTTL: TTLs are unknown (NAN) */
-    rs_error failed;         /* kind set once a call failed: the walk is over */
     rs_pool *nodes[MAX_SCAN_NODES];  /* the standalone pool, or this round's masters */
     int slots[MAX_SCAN_NODES];       /* cluster: a slot each master serves */
     size_t nnodes, node;     /* node = the one being scanned (nnodes: round over) */
@@ -67,20 +85,31 @@ struct rs_scan {
     int unsettled;           /* cluster: slots were open when this round began */
     int blind;               /* cluster: CLUSTER NODES refused (warned once) */
     int rounds;
-    redisReply *keys;        /* current SCAN reply */
-    redisReply **values;     /* MGET or GETs, then PTTLs */
-    size_t nvalues;
-    size_t next;             /* next index in keys */
+    /* the caller's side */
+    step_batch cur;          /* the batch in hand */
+    size_t next;             /* next index in cur.keys */
+    rs_error failed;         /* kind set once a call failed: the walk is over */
+    int reported;            /* that failure was returned once */
+    /* the prefetch thread's hand-over, under lock */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    pthread_t thread;
+    int started;             /* the thread runs (or ran) */
+    int inline_walk;         /* no thread could be started: the caller walks */
+    step_batch ready;        /* read ahead, not handed over yet */
+    int has_ready;
+    int ended;               /* the walk is over (failed says whether it failed) */
+    int closing;             /* rs_scan_close is waiting for the thread */
 };
 
-static redisReply *value_at(const rs_scan *scan, size_t i)
+static redisReply *value_at(const rs_scan *scan, const step_batch *b, size_t i)
 {
-    return scan->per_key ? scan->values[i] : scan->values[0]->element[i];
+    return scan->per_key ? b->values[i] : b->values[0]->element[i];
 }
 
-static redisReply *ttl_at(const rs_scan *scan, size_t i, size_t n)
+static redisReply *ttl_at(const rs_scan *scan, const step_batch *b, size_t i, size_t n)
 {
-    return scan->values[(scan->per_key ? n : 1) + i];
+    return b->values[(scan->per_key ? n : 1) + i];
 }
 
 static void free_replies(redisReply **replies, size_t n)
@@ -90,14 +119,11 @@ static void free_replies(redisReply **replies, size_t n)
     free(replies);
 }
 
-static void free_batch(rs_scan *scan)
+static void free_batch(step_batch *b)
 {
-    if (scan->keys) freeReplyObject(scan->keys);
-    free_replies(scan->values, scan->nvalues);
-    scan->keys = NULL;
-    scan->values = NULL;
-    scan->nvalues = 0;
-    scan->next = 0;
+    if (b->keys) freeReplyObject(b->keys);
+    free_replies(b->values, b->nvalues);
+    memset(b, 0, sizeof *b);
 }
 
 /* ---------------------------------------------------------------------
@@ -269,6 +295,8 @@ static rs_scan *scan_new(rs_store *store, char *pattern, size_t strip, size_t ba
         return NULL;
     }
     if (batch == 0) batch = (size_t)store->cfg->scan_count;
+    pthread_mutex_init(&scan->lock, NULL);
+    pthread_cond_init(&scan->cond, NULL);
     scan->store = store;
     scan->pattern = pattern;
     scan->prefix_len = strip;
@@ -505,10 +533,10 @@ out:
     return rc;
 }
 
-/* Takes the next SCAN step and reads its values; only then is the step
- * committed (batch, cursor, node), so a failure leaves the walk where it
+/* Takes the next SCAN step and reads its values into *out; only then is
+ * the step committed (cursor, node), so a failure leaves the walk where it
  * was. 0 ok (maybe empty), -1 error. */
-static int fetch_batch(rs_scan *scan, rs_error *err)
+static int fetch_batch(rs_scan *scan, step_batch *out, rs_error *err)
 {
     redisReply *reply;
     /* A SCAN step (one node) is not counted by itself: count it as a list. */
@@ -531,10 +559,7 @@ static int fetch_batch(rs_scan *scan, rs_error *err)
         freeReplyObject(reply);
         return -1;
     }
-    free_batch(scan);
-    scan->keys = reply;
-    scan->values = values;
-    scan->nvalues = nvalues;
+    *out = (step_batch){reply, values, nvalues, scan->with_ttl, scan->ttl_refused};
     memcpy(scan->cursor, reply->element[0]->str, reply->element[0]->len + 1);
     if (strcmp(scan->cursor, "0") == 0) scan->node++;
     return 0;
@@ -544,20 +569,21 @@ static int fetch_batch(rs_scan *scan, rs_error *err)
  * batch is used up (nothing is fetched here). */
 static int take_buffered(rs_scan *scan, rs_scan_entry *entry)
 {
-    size_t n = scan->keys && scan->nvalues ? scan->keys->element[1]->elements : 0;
+    const step_batch *b = &scan->cur;
+    size_t n = b->keys && b->nvalues ? b->keys->element[1]->elements : 0;
     while (scan->next < n) {
         size_t i = scan->next++;
-        redisReply *key = scan->keys->element[1]->element[i];
-        redisReply *value = value_at(scan, i);
+        redisReply *key = b->keys->element[1]->element[i];
+        redisReply *value = value_at(scan, b, i);
         if (value->type != REDIS_REPLY_STRING) continue;   /* deleted meanwhile */
         if (key->len < scan->prefix_len) continue;
         entry->collection = key->str + scan->prefix_len;
         entry->collection_len = key->len - scan->prefix_len;
         entry->value = value->str;
         entry->value_len = value->len;
-        entry->ttl = scan->ttl_refused ? NAN : -1;
-        if (scan->with_ttl) {
-            redisReply *ttl = ttl_at(scan, i, n);
+        entry->ttl = b->ttl_refused ? NAN : -1;
+        if (b->with_ttl) {
+            redisReply *ttl = ttl_at(scan, b, i, n);
             if (ttl->type == REDIS_REPLY_INTEGER && ttl->integer == -2) continue;
             if (ttl->type == REDIS_REPLY_INTEGER && ttl->integer >= 0)
                 entry->ttl = (double)ttl->integer / 1000.0;
@@ -567,28 +593,98 @@ static int take_buffered(rs_scan *scan, rs_scan_entry *entry)
     return 0;
 }
 
+/* The walk's next batch with keys in it: 1 with *out filled, 0 at the
+ * end, -1 with err. Runs on the prefetch thread (or the caller's, when
+ * none could be started). */
+static int produce(rs_scan *scan, step_batch *out, rs_error *err)
+{
+    for (;;) {
+        if (scan->done) return 0;
+        int rc = scan->node == scan->nnodes ? end_round(scan, err) : fetch_batch(scan, out, err);
+        if (rc < 0) {
+            if (err->kind == RS_OK) rs_error_set(err, RS_ERR_SERVER, 0, "list failed");
+            return -1;
+        }
+        if (out->keys && out->nvalues) return 1;
+        free_batch(out);                  /* an empty step: nothing to hand over */
+    }
+}
+
+/* The prefetch thread: reads a batch, waits until the one before it was
+ * taken, hands it over; ends at the walk's end, its failure, or close. */
+static void *prefetch(void *arg)
+{
+    rs_scan *scan = arg;
+    for (;;) {
+        step_batch b = {0};
+        rs_error err;
+        rs_error_clear(&err);
+        int rc = produce(scan, &b, &err);
+        pthread_mutex_lock(&scan->lock);
+        while (rc == 1 && scan->has_ready && !scan->closing) pthread_cond_wait(&scan->cond, &scan->lock);
+        if (rc == 1 && !scan->closing) {
+            scan->ready = b;
+            scan->has_ready = 1;
+        } else {
+            free_batch(&b);
+            if (rc < 0) scan->failed = err;
+            scan->ended = 1;
+        }
+        int over = scan->ended || scan->closing;
+        pthread_cond_broadcast(&scan->cond);
+        pthread_mutex_unlock(&scan->lock);
+        if (over) return NULL;
+    }
+}
+
+/* Replaces the batch in hand by the next one: 1, or 0 at the end, -1 when
+ * the walk failed (scan->failed). */
+static int next_batch(rs_scan *scan)
+{
+    free_batch(&scan->cur);
+    scan->next = 0;
+    if (!scan->started && !scan->inline_walk) {
+        if (pthread_create(&scan->thread, NULL, prefetch, scan) == 0) scan->started = 1;
+        else scan->inline_walk = 1;       /* no thread: the walk goes on here */
+    }
+    if (scan->inline_walk) {
+        rs_error err;
+        rs_error_clear(&err);
+        int rc = scan->failed.kind != RS_OK ? -1 : produce(scan, &scan->cur, &err);
+        if (rc < 0 && scan->failed.kind == RS_OK) scan->failed = err;
+        return rc;
+    }
+    pthread_mutex_lock(&scan->lock);
+    while (!scan->has_ready && !scan->ended) pthread_cond_wait(&scan->cond, &scan->lock);
+    int rc = scan->has_ready ? 1 : scan->failed.kind != RS_OK ? -1 : 0;
+    if (rc == 1) {
+        scan->cur = scan->ready;
+        memset(&scan->ready, 0, sizeof scan->ready);
+        scan->has_ready = 0;
+        pthread_cond_broadcast(&scan->cond);
+    }
+    pthread_mutex_unlock(&scan->lock);
+    return rc;
+}
+
 int rs_scan_next(rs_scan *scan, rs_scan_entry *entry, rs_error *err)
 {
     rs_error local;
     if (!err) err = &local;
     rs_error_clear(err);
-    if (scan->failed.kind != RS_OK) {
-        rs_error_set(err, scan->failed.kind, 0,
-                     "the listing failed earlier and cannot go on (open a new one): %s",
-                     scan->failed.message);
-        return -1;
-    }
     for (;;) {
-        if (take_buffered(scan, entry)) return 1;
-        if (scan->done) {
-            free_batch(scan);
-            return 0;
+        if (scan->reported) {
+            rs_error_set(err, scan->failed.kind, 0,
+                         "the listing failed earlier and cannot go on (open a new one): %s",
+                         scan->failed.message);
+            return -1;
         }
-        int rc = scan->node == scan->nnodes ? end_round(scan, err) : fetch_batch(scan, err);
+        if (take_buffered(scan, entry)) return 1;
+        int rc = next_batch(scan);
+        if (rc == 0) return 0;
         if (rc < 0) {
-            if (err->kind == RS_OK) rs_error_set(err, RS_ERR_SERVER, 0, "list failed");
-            scan->failed = *err;
-            free_batch(scan);
+            *err = scan->failed;          /* the failure itself, the first time */
+            scan->reported = 1;
             return -1;
         }
     }
@@ -596,13 +692,24 @@ int rs_scan_next(rs_scan *scan, rs_scan_entry *entry, rs_error *err)
 
 int rs_scan_next_buffered(rs_scan *scan, rs_scan_entry *entry)
 {
-    return scan->failed.kind == RS_OK && take_buffered(scan, entry);
+    return !scan->reported && take_buffered(scan, entry);
 }
 
 void rs_scan_close(rs_scan *scan)
 {
     if (!scan) return;
-    free_batch(scan);
+    if (scan->started) {
+        /* A step on the wire ends within the retry policy's bounds. */
+        pthread_mutex_lock(&scan->lock);
+        scan->closing = 1;
+        pthread_cond_broadcast(&scan->cond);
+        pthread_mutex_unlock(&scan->lock);
+        pthread_join(scan->thread, NULL);
+    }
+    pthread_mutex_destroy(&scan->lock);
+    pthread_cond_destroy(&scan->cond);
+    free_batch(&scan->cur);
+    free_batch(&scan->ready);
     free(scan->owners);
     free(scan->pattern);
     free(scan);

@@ -457,10 +457,18 @@ static int values_gc(lua_State *L)
     return 0;
 }
 
-/* store:get_many(collections) -> values (bytes or false), ttls (seconds or false) */
+/* store:get_many(collections [, {ttl = false}]) -> values (bytes or
+ * false), ttls (seconds or false; every one false with ttl = false: no
+ * PTTL is sent) */
 static int store_get_many(lua_State *L)
 {
     rs_store *store = check_store(L);
+    static const char *const known[] = {"ttl", NULL};
+    int with_ttl = 1;
+    if (rs_lua_check_options(L, 3, known)) {
+        if (rs_lua_opt_field(L, 3, "ttl", LUA_TBOOLEAN)) with_ttl = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+    }
     const char **names;
     size_t *lens;
     size_t n = check_collections(L, 2, "get_many", &names, &lens);
@@ -468,7 +476,9 @@ static int store_get_many(lua_State *L)
     box->n = 0;
     luaL_setmetatable(L, VALUES_MT);
     rs_error err = {0};
-    if (rs_get_many(store, names, lens, n, box->values, &err) < 0) return rs_lua_raise(L, &err);
+    int rc = with_ttl ? rs_get_many(store, names, lens, n, box->values, &err)
+                      : rs_get_many_values(store, names, lens, n, box->values, &err);
+    if (rc < 0) return rs_lua_raise(L, &err);
     box->n = n;
     const rs_value *values = box->values;
     lua_createtable(L, (int)n, 0);

@@ -102,7 +102,7 @@ local function flush(batch)
   local names = {}
   for i, item in ipairs(batch) do names[i] = item[1] end
   if opts.dry_run then
-    local present = target:get_many(names)
+    local present = target:get_many(names, { ttl = false })
     for i = 1, #batch do
       if present[i] and not opts.overwrite then skipped = skipped + 1 else copied = copied + 1 end
     end
@@ -111,7 +111,7 @@ local function flush(batch)
   -- Count every verified copy first, so that a run stopped by a failed
   -- delete still reports all the copies it made.
   local written = target:save_many(batch, { nx = not opts.overwrite })
-  local values = target:get_many(names)
+  local values = target:get_many(names, { ttl = false })   -- bytes are compared, not TTLs
   local verified = {}
   for i, item in ipairs(batch) do
     verified[i] = values[i] == item[2]   -- read back through the target's own connection

@@ -113,7 +113,11 @@ describe("a walk that meets another server process", function()
     end)
     helpers.assert_kind("connection", err)
     assert.matches("listing interrupted", err.message, 1, true)
-    assert.are.equal(6, restarts)
+    -- The walk reads one batch ahead (prefetch), so a batch in hand may
+    -- come from the process before the last restart, and a restart while
+    -- a step is on the wire is met once with the next: the sixth process
+    -- met may take more than 6 restarts, never fewer.
+    assert.is_true(restarts >= 6, "restarts: " .. restarts)
     helpers.assert_kind("connection", helpers.catch_object(iter, state, control))   -- and stays failed
   end)
 

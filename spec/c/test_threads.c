@@ -96,6 +96,29 @@ int main(void)
     }
     rs_scan_close(scan);
     CHECK(n > 0 && n <= THREADS * 7);
+
+    /* The walk reads ahead on a thread of its own: closed early, while
+     * that thread may be on the wire, and used while the caller writes
+     * and deletes through the same store. */
+    for (int round = 0; round < 20; round++) {
+        rs_scan *early = rs_scan_open(store, "t*", 2, 1, &err);
+        CHECK(early != NULL && rs_scan_next(early, &e, &err) == 1);
+        rs_scan_close(early);
+    }
+    scan = rs_scan_open(store, "t*", 5, 1, &err);
+    CHECK(scan != NULL);
+    int walked = 0;
+    rc = -1;
+    while (scan && (rc = rs_scan_next(scan, &e, &err)) == 1) {
+        walked++;
+        char name[64];
+        snprintf(name, sizeof name, "%.*s", (int)e.collection_len, e.collection);
+        CHECK(rs_delete(store, name, strlen(name), &err) >= 0);
+        CHECK(rs_save_raw(store, "u-side", 6, "x", 1, 0, &err) == 0);
+    }
+    CHECK(rc == 0);
+    rs_scan_close(scan);
+    CHECK(walked >= n);    /* each key present until it was seen was seen (SCAN may repeat one) */
     rs_store_close(store);
     return t_report("test_threads");
 }
