@@ -150,6 +150,9 @@ void rs_pool_free(rs_pool *pool);
 rs_conn *rs_pool_acquire(rs_pool *pool, rs_error *err);
 /* Gives a connection back; `broken` closes it instead of keeping it. */
 void rs_pool_release(rs_pool *pool, rs_conn *conn, int broken);
+/* Opens connections, without waiting, until `want` are open (at most
+ * pool_size): for a caller that is about to use several at once. */
+void rs_pool_warm(rs_pool *pool, int want);
 /* Closes every idle connection: after an I/O error they are suspect
  * (a restarted server leaves all of them dead). */
 void rs_pool_drop_idle(rs_pool *pool);

@@ -435,7 +435,9 @@ typedef struct rs_scan_entry {
  * while Redis rehashes; keys deleted between SCAN and MGET are skipped. */
 rs_scan *rs_scan_open(rs_store *store, const char *match, size_t batch,
                       int with_ttl, rs_error *err);
-/* 1 with *entry filled, 0 at the end, -1 on error. */
+/* 1 with *entry filled, 0 at the end, -1 on error. The first call starts
+ * the walk's two read-ahead threads (they use the store: close every scan
+ * before rs_store_close). Call it from one thread at a time. */
 int rs_scan_next(rs_scan *scan, rs_scan_entry *entry, rs_error *err);
 /* The next entry of the batch already read, without a round trip: 1 with
  * *entry filled, 0 when that batch is used up (then rs_scan_next fetches).

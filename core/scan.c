@@ -18,9 +18,9 @@
  *    it fails with a connection error instead. A user that may not run INFO
  *    cannot be told apart that way: then a step on a connection opened
  *    after the node's walk began counts as a new process.
- *  - A step is committed (cursor, node, batch) only once its values were
- *    read. A call that failed after the retry policy leaves the walk
- *    failed: every further call fails the same way, nothing is skipped.
+ *  - A step (its SCAN, or the read of its values) that failed after the
+ *    retry policy leaves the walk failed: every further call fails the
+ *    same way, nothing is skipped.
  *  - Cluster: the slot map is read when a round over the masters begins
  *    and when it ends. A master that gained slots meanwhile (a reshard, a
  *    failover, a node added), or any slot migrating or importing at either
@@ -29,14 +29,15 @@
  *    mid-walk may have been replaced by its replica: between retries the
  *    map is read again and the walk of its slots moves to the new node.
  *
- * Prefetch: once the first entry is asked for, a thread of the walk's own
- * reads the next batch while the caller handles the one in hand, so the
- * server's SCAN/MGET and the caller's work overlap (a bulk tool would
- * otherwise leave one of them idle at every step). The walk's state
- * (cursor, nodes, restarts) belongs to that thread alone; a finished batch
- * is handed over under the lock, one at a time, so memory stays bounded
- * by two batches. Its failure reaches the caller after the batches read
- * before it, as it would without the thread.
+ * Read-ahead: once the first entry is asked for, two threads of the walk's
+ * own run it, a scanner (the SCAN steps: cursor, nodes, restarts, rounds
+ * are its alone) and a reader (MGET/PTTL of each step's keys; the TTL
+ * state is its alone), while the caller handles the batch in hand. So the
+ * server always has the next step to run and a bulk tool's own work
+ * overlaps it; without them the server idled at every step. Hand-overs go
+ * one at a time under the lock: at most three batches are held. A failure
+ * reaches the caller after the batches read before it, as it would
+ * without the threads; when no thread can be started the caller walks.
  */
 #include <math.h>
 #include <pthread.h>
@@ -49,6 +50,7 @@
 #define MAX_SCAN_NODES 1024
 #define MAX_RESTARTS 5       /* a node's walk started over, at most, per walk */
 #define MAX_ROUNDS 5         /* cluster: rounds after the first, at most */
+#define WALK_CONNECTIONS 3   /* a walk's scanner and reader, and its caller */
 
 /* The server process a step ran on, as far as it can be told. */
 typedef struct origin {
@@ -90,16 +92,18 @@ struct rs_scan {
     size_t next;             /* next index in cur.keys */
     rs_error failed;         /* kind set once a call failed: the walk is over */
     int reported;            /* that failure was returned once */
-    /* the prefetch thread's hand-over, under lock */
+    /* the prefetch threads' hand-overs, under lock */
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    pthread_t thread;
-    int started;             /* the thread runs (or ran) */
+    pthread_t scanner, reader;
+    int started;             /* the threads run (or ran) */
     int inline_walk;         /* no thread could be started: the caller walks */
+    redisReply *keys_ready;  /* a SCAN step for the reader */
+    int keys_ended;          /* the scanner is done (at the end, or failed) */
     step_batch ready;        /* read ahead, not handed over yet */
     int has_ready;
-    int ended;               /* the walk is over (failed says whether it failed) */
-    int closing;             /* rs_scan_close is waiting for the thread */
+    int ended;               /* the reader is done (failed says whether it failed) */
+    int closing;             /* rs_scan_close is waiting for the threads */
 };
 
 static redisReply *value_at(const rs_scan *scan, const step_batch *b, size_t i)
@@ -365,6 +369,10 @@ static void follow_takeover(rs_scan *scan)
 static int scan_attempt(rs_scan *scan, redisReply **reply, origin *where, rs_error *last)
 {
     rs_pool *pool = scan->nodes[scan->node];
+    /* The scanner, the reader and the caller each use a connection at
+     * once: opened before the node's walk begins, none of them reads as
+     * "opened after", i.e. as another process, when run_id is unknown. */
+    if (strcmp(scan->cursor, "0") == 0) rs_pool_warm(pool, WALK_CONNECTIONS);
     rs_conn *conn = rs_pool_acquire(pool, last);
     if (!conn) {
         if (last->kind != RS_ERR_POOL) rs_pool_after_failure(pool, 0, last);
@@ -533,35 +541,51 @@ out:
     return rc;
 }
 
-/* Takes the next SCAN step and reads its values into *out; only then is
- * the step committed (cursor, node), so a failure leaves the walk where it
- * was. 0 ok (maybe empty), -1 error. */
-static int fetch_batch(rs_scan *scan, step_batch *out, rs_error *err)
+/* The scanner's part: the next SCAN step with keys in it, committed
+ * (cursor, node): 1 with *keys (the whole SCAN reply), 0 at the end, -1. */
+static int next_keys(rs_scan *scan, redisReply **keys, rs_error *err)
 {
-    redisReply *reply;
-    /* A SCAN step (one node) is not counted by itself: count it as a list. */
-    rs_metrics_call call = rs_metrics_begin();
-    int rc = scan_step(scan, &reply, err);
-    rs_metrics_end(scan->store, RS_OP_LIST, call, rc == 0 ? RS_OK : err->kind);
-    if (rc < 0) return -1;
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
-        reply->element[0]->type != REDIS_REPLY_STRING ||
-        reply->element[0]->len >= sizeof scan->cursor ||
-        reply->element[1]->type != REDIS_REPLY_ARRAY) {
-        freeReplyObject(reply);
-        rs_error_set(err, RS_ERR_SERVER, 0, "list (SCAN): unexpected reply");
-        return -1;
+    for (;;) {
+        if (scan->done) return 0;
+        if (scan->node == scan->nnodes) {
+            if (end_round(scan, err) < 0) return -1;
+            continue;
+        }
+        redisReply *reply;
+        /* A SCAN step (one node) is not counted by itself: count it as a list. */
+        rs_metrics_call call = rs_metrics_begin();
+        int rc = scan_step(scan, &reply, err);
+        rs_metrics_end(scan->store, RS_OP_LIST, call, rc == 0 ? RS_OK : err->kind);
+        if (rc < 0) return -1;
+        if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+            reply->element[0]->type != REDIS_REPLY_STRING ||
+            reply->element[0]->len >= sizeof scan->cursor ||
+            reply->element[1]->type != REDIS_REPLY_ARRAY) {
+            freeReplyObject(reply);
+            rs_error_set(err, RS_ERR_SERVER, 0, "list (SCAN): unexpected reply");
+            return -1;
+        }
+        memcpy(scan->cursor, reply->element[0]->str, reply->element[0]->len + 1);
+        if (strcmp(scan->cursor, "0") == 0) scan->node++;
+        if (reply->element[1]->elements > 0) {
+            *keys = reply;
+            return 1;
+        }
+        freeReplyObject(reply);               /* an empty step: nothing to read */
     }
+}
+
+/* The reader's part: the values of a SCAN step's keys, into *out (which
+ * takes the keys; they are freed on failure). 0 or -1. */
+static int read_batch(rs_scan *scan, redisReply *keys, step_batch *out, rs_error *err)
+{
     redisReply **values = NULL;
     size_t nvalues = 0;
-    if (reply->element[1]->elements > 0 &&
-        read_values(scan, reply->element[1], &values, &nvalues, err) < 0) {
-        freeReplyObject(reply);
+    if (read_values(scan, keys->element[1], &values, &nvalues, err) < 0) {
+        freeReplyObject(keys);
         return -1;
     }
-    *out = (step_batch){reply, values, nvalues, scan->with_ttl, scan->ttl_refused};
-    memcpy(scan->cursor, reply->element[0]->str, reply->element[0]->len + 1);
-    if (strcmp(scan->cursor, "0") == 0) scan->node++;
+    *out = (step_batch){keys, values, nvalues, scan->with_ttl, scan->ttl_refused};
     return 0;
 }
 
@@ -593,48 +617,111 @@ static int take_buffered(rs_scan *scan, rs_scan_entry *entry)
     return 0;
 }
 
-/* The walk's next batch with keys in it: 1 with *out filled, 0 at the
- * end, -1 with err. Runs on the prefetch thread (or the caller's, when
- * none could be started). */
-static int produce(rs_scan *scan, step_batch *out, rs_error *err)
+/* Records the first failure of either thread (under lock). */
+static void fail_walk(rs_scan *scan, const rs_error *err)
 {
-    for (;;) {
-        if (scan->done) return 0;
-        int rc = scan->node == scan->nnodes ? end_round(scan, err) : fetch_batch(scan, out, err);
-        if (rc < 0) {
-            if (err->kind == RS_OK) rs_error_set(err, RS_ERR_SERVER, 0, "list failed");
-            return -1;
-        }
-        if (out->keys && out->nvalues) return 1;
-        free_batch(out);                  /* an empty step: nothing to hand over */
-    }
+    if (scan->failed.kind != RS_OK) return;
+    scan->failed = *err;
+    if (scan->failed.kind == RS_OK) rs_error_set(&scan->failed, RS_ERR_SERVER, 0, "list failed");
 }
 
-/* The prefetch thread: reads a batch, waits until the one before it was
- * taken, hands it over; ends at the walk's end, its failure, or close. */
-static void *prefetch(void *arg)
+/* The scanner thread: SCAN steps, handed to the reader one at a time; it
+ * ends at the walk's end, at a failure (its own or the reader's), or at
+ * close. */
+static void *scanner_main(void *arg)
 {
     rs_scan *scan = arg;
     for (;;) {
-        step_batch b = {0};
+        redisReply *keys = NULL;
         rs_error err;
         rs_error_clear(&err);
-        int rc = produce(scan, &b, &err);
+        int rc = next_keys(scan, &keys, &err);
         pthread_mutex_lock(&scan->lock);
-        while (rc == 1 && scan->has_ready && !scan->closing) pthread_cond_wait(&scan->cond, &scan->lock);
-        if (rc == 1 && !scan->closing) {
-            scan->ready = b;
-            scan->has_ready = 1;
+        while (rc == 1 && scan->keys_ready && !scan->closing && scan->failed.kind == RS_OK)
+            pthread_cond_wait(&scan->cond, &scan->lock);
+        if (rc == 1 && !scan->closing && scan->failed.kind == RS_OK) {
+            scan->keys_ready = keys;
         } else {
-            free_batch(&b);
-            if (rc < 0) scan->failed = err;
-            scan->ended = 1;
+            if (keys) freeReplyObject(keys);
+            if (rc < 0) fail_walk(scan, &err);
+            scan->keys_ended = 1;
         }
-        int over = scan->ended || scan->closing;
+        int over = scan->keys_ended;
         pthread_cond_broadcast(&scan->cond);
         pthread_mutex_unlock(&scan->lock);
         if (over) return NULL;
     }
+}
+
+/* The reader thread: the values of each SCAN step, handed to the caller
+ * one batch at a time; the scanner's failure reaches the caller after
+ * the batches read before it. */
+static void *reader_main(void *arg)
+{
+    rs_scan *scan = arg;
+    pthread_mutex_lock(&scan->lock);
+    for (;;) {
+        while (!scan->keys_ready && !scan->keys_ended && !scan->closing)
+            pthread_cond_wait(&scan->cond, &scan->lock);
+        if (scan->closing || !scan->keys_ready) break;
+        redisReply *keys = scan->keys_ready;
+        scan->keys_ready = NULL;
+        pthread_cond_broadcast(&scan->cond);
+        pthread_mutex_unlock(&scan->lock);
+        step_batch b = {0};
+        rs_error err;
+        rs_error_clear(&err);
+        int rc = read_batch(scan, keys, &b, &err);
+        pthread_mutex_lock(&scan->lock);
+        if (rc < 0) {
+            fail_walk(scan, &err);
+            break;
+        }
+        while (scan->has_ready && !scan->closing) pthread_cond_wait(&scan->cond, &scan->lock);
+        if (scan->closing) {
+            free_batch(&b);
+            break;
+        }
+        scan->ready = b;
+        scan->has_ready = 1;
+        pthread_cond_broadcast(&scan->cond);
+    }
+    scan->ended = 1;
+    pthread_cond_broadcast(&scan->cond);
+    pthread_mutex_unlock(&scan->lock);
+    return NULL;
+}
+
+/* Starts the two threads; without them the caller walks inline. */
+static void start_threads(rs_scan *scan)
+{
+    if (pthread_create(&scan->reader, NULL, reader_main, scan) != 0) {
+        scan->inline_walk = 1;
+        return;
+    }
+    if (pthread_create(&scan->scanner, NULL, scanner_main, scan) != 0) {
+        pthread_mutex_lock(&scan->lock);   /* the walk is untouched: stop the reader */
+        scan->closing = 1;
+        pthread_cond_broadcast(&scan->cond);
+        pthread_mutex_unlock(&scan->lock);
+        pthread_join(scan->reader, NULL);
+        scan->closing = scan->ended = 0;
+        scan->inline_walk = 1;
+        return;
+    }
+    scan->started = 1;
+}
+
+/* The next batch without threads: 1, 0 at the end, -1 (scan->failed). */
+static int inline_batch(rs_scan *scan)
+{
+    rs_error err;
+    rs_error_clear(&err);
+    redisReply *keys = NULL;
+    int rc = next_keys(scan, &keys, &err);
+    if (rc == 1 && read_batch(scan, keys, &scan->cur, &err) < 0) rc = -1;
+    if (rc < 0) fail_walk(scan, &err);
+    return rc;
 }
 
 /* Replaces the batch in hand by the next one: 1, or 0 at the end, -1 when
@@ -643,17 +730,8 @@ static int next_batch(rs_scan *scan)
 {
     free_batch(&scan->cur);
     scan->next = 0;
-    if (!scan->started && !scan->inline_walk) {
-        if (pthread_create(&scan->thread, NULL, prefetch, scan) == 0) scan->started = 1;
-        else scan->inline_walk = 1;       /* no thread: the walk goes on here */
-    }
-    if (scan->inline_walk) {
-        rs_error err;
-        rs_error_clear(&err);
-        int rc = scan->failed.kind != RS_OK ? -1 : produce(scan, &scan->cur, &err);
-        if (rc < 0 && scan->failed.kind == RS_OK) scan->failed = err;
-        return rc;
-    }
+    if (!scan->started && !scan->inline_walk) start_threads(scan);
+    if (scan->inline_walk) return scan->failed.kind != RS_OK ? -1 : inline_batch(scan);
     pthread_mutex_lock(&scan->lock);
     while (!scan->has_ready && !scan->ended) pthread_cond_wait(&scan->cond, &scan->lock);
     int rc = scan->has_ready ? 1 : scan->failed.kind != RS_OK ? -1 : 0;
@@ -704,7 +782,9 @@ void rs_scan_close(rs_scan *scan)
         scan->closing = 1;
         pthread_cond_broadcast(&scan->cond);
         pthread_mutex_unlock(&scan->lock);
-        pthread_join(scan->thread, NULL);
+        pthread_join(scan->scanner, NULL);
+        pthread_join(scan->reader, NULL);
+        if (scan->keys_ready) freeReplyObject(scan->keys_ready);
     }
     pthread_mutex_destroy(&scan->lock);
     pthread_cond_destroy(&scan->cond);

@@ -144,18 +144,28 @@ static void push_ttl(lua_State *L, double ttl)
 
 int rs_lua_store_open(lua_State *L, const rs_config *cfg)
 {
-    store_box *box = lua_newuserdatauv(L, sizeof *box, 0);
+    store_box *box = lua_newuserdatauv(L, sizeof *box, 1);
     box->store = NULL;
     luaL_setmetatable(L, STORE_MT);
+    /* user value 1: the store's open walks (weak keys), closed with it */
+    lua_createtable(L, 0, 1);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_setiuservalue(L, -2, 1);
     rs_error err = {0};
     box->store = rs_store_open(cfg, &err);
     if (!box->store) return rs_lua_raise(L, &err);
     return 1;
 }
 
+static void close_walks(lua_State *L, int store);
+
 static int store_close(lua_State *L)
 {
     store_box *box = luaL_checkudata(L, 1, STORE_MT);
+    if (box->store) close_walks(L, 1);   /* their read-ahead threads use the store */
     rs_store_close(box->store);
     box->store = NULL;
     return 0;
@@ -532,6 +542,7 @@ enum { LINES_NONE, LINES_LIST, LINES_EXPORT };
 
 typedef struct scan_box {
     rs_scan *scan;
+    int orphaned;         /* its store was closed during the walk */
     int raw;
     int lines;            /* token_lines: LINES_LIST or LINES_EXPORT */
     double now;           /* token_lines: ages are counted from it */
@@ -545,6 +556,28 @@ static int scan_close(lua_State *L)
     box->scan = NULL;
     rs_rowbuf_free(&box->buf);
     return 0;
+}
+
+/* Closes the walks of the store at `store` (its user value 1): a walk
+ * used afterwards raises instead of reading a freed store. */
+static void close_walks(lua_State *L, int store)
+{
+    if (lua_getiuservalue(L, store, 1) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return;
+    }
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        lua_pop(L, 1);
+        scan_box *box = luaL_testudata(L, -1, SCAN_MT);
+        if (box && box->scan) {
+            rs_scan_close(box->scan);
+            box->scan = NULL;
+            box->orphaned = 1;
+            rs_rowbuf_free(&box->buf);
+        }
+    }
+    lua_pop(L, 1);
 }
 
 /* The options of resume_tokens and list_resume_tokens. */
@@ -574,6 +607,12 @@ static scan_box *open_scan(lua_State *L, rs_store *store, int idx, const char *k
     box->scan = key_pattern ? rs_scan_keys_open(store, key_pattern, (size_t)batch, with_ttl, &err)
                             : rs_scan_open(store, match, (size_t)batch, with_ttl, &err);
     if (!box->scan) rs_lua_raise(L, &err);
+    if (lua_getiuservalue(L, 1, 1) == LUA_TTABLE) {   /* the store's open walks */
+        lua_pushvalue(L, -2);
+        lua_pushboolean(L, 1);
+        lua_rawset(L, -3);
+    }
+    lua_pop(L, 1);
     return box;
 }
 
@@ -581,6 +620,7 @@ static scan_box *open_scan(lua_State *L, rs_store *store, int idx, const char *k
  * row buffer are released then); raises when the walk failed. */
 static int box_next(lua_State *L, scan_box *box, rs_scan_entry *e)
 {
+    if (box->orphaned) return luaL_error(L, "attempt to use a walk of a closed store");
     if (!box->scan) return 0;
     rs_error err = {0};
     int rc = rs_scan_next(box->scan, e, &err);
@@ -755,6 +795,58 @@ static int store_token_lines(lua_State *L)
     lua_setiuservalue(L, -2, 1);
     lua_pushvalue(L, 1);
     lua_pushcclosure(L, lines_iter, 1);
+    lua_insert(L, -2);        /* iter, scan */
+    lua_pushnil(L);
+    lua_pushvalue(L, -2);     /* closing value: the scan */
+    return 4;
+}
+
+/* Iterator function of token_batches: upvalue 1 = store (kept alive). */
+static int batches_iter(lua_State *L)
+{
+    scan_box *box = luaL_checkudata(L, 1, SCAN_MT);
+    lua_settop(L, 1);
+    rs_scan_entry e;
+    if (!box_next(L, box, &e)) return lua_pushnil(L), 1;
+    lua_Integer n = 0;
+    for (int t = 0; t < 4; t++) lua_createtable(L, 1000, 0);   /* 2..5 */
+    do {
+        n++;
+        lua_pushlstring(L, e.collection, e.collection_len);
+        lua_rawseti(L, 2, n);
+        lua_pushlstring(L, e.value, e.value_len);
+        lua_rawseti(L, 3, n);
+        if (!(e.ttl < 0)) {                  /* no TTL: nil, a hole in the array */
+            push_ttl(L, e.ttl);
+            lua_rawseti(L, 4, n);
+        }
+        uint32_t seconds, increment;
+        if (rs_token_cluster_time(e.value, e.value_len, &seconds, &increment))
+            lua_pushinteger(L, (lua_Integer)seconds);
+        else
+            lua_pushboolean(L, 0);
+        lua_rawseti(L, 5, n);
+    } while (rs_scan_next_buffered(box->scan, &e));
+    lua_pushinteger(L, n);
+    return 5;
+}
+
+/* for names, values, ttls, times, n in store:token_batches{match =, batch =,
+ * ttl =} do -- the walk of resume_tokens (raw bytes), a batch per step as
+ * arrays 1..n: collection names, values, TTLs (as resume_tokens: nil =
+ * none, false = unknown) and cluster times (rs.token_time's seconds, or
+ * false). For tools that decide about every token: one call per batch,
+ * not per token. */
+static int store_token_batches(lua_State *L)
+{
+    rs_store *store = check_store(L);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 2);
+    static const char *const known[] = {"match", "batch", "ttl", NULL};
+    rs_lua_check_options(L, 2, known);
+    open_scan(L, store, 2, NULL);
+    lua_pushvalue(L, 1);
+    lua_pushcclosure(L, batches_iter, 1);
     lua_insert(L, -2);        /* iter, scan */
     lua_pushnil(L);
     lua_pushvalue(L, -2);     /* closing value: the scan */
@@ -953,6 +1045,7 @@ static const luaL_Reg store_methods[] = {
     {"list_resume_tokens", store_list_resume_tokens},
     {"resume_tokens", store_resume_tokens},
     {"token_lines", store_token_lines},
+    {"token_batches", store_token_batches},
     {"scan_keys", store_scan_keys},
     {"save_many", store_save_many},
     {"get_many", store_get_many},

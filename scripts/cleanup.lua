@@ -112,9 +112,9 @@ local function give_ttl(name, what)
   if apply and store:expire(name, opts.set_ttl) then ttl_set = ttl_set + 1 end
 end
 
--- A token that is neither a stream key nor the mirror of one.
-local function plain_token(collection, bytes, ttl)
-  local seconds = rs.token_time(bytes)
+-- A token that is neither a stream key nor the mirror of one; seconds:
+-- its cluster time (rs.token_time), nil when it has none.
+local function plain_token(collection, bytes, ttl, seconds)
   local stale = is_stale(seconds)
   if stale then
     to_delete = to_delete + 1
@@ -225,18 +225,21 @@ local ran, why = pcall(function()
       if streams.selected(selections, st) then units[#units + 1] = st end
     end
   else
-    -- TTLs (a PTTL per key) only when --set-ttl looks at them.
-    for collection, bytes, ttl in store:resume_tokens { match = opts.match or "*", batch = opts.batch, raw = true,
-                                                        ttl = opts.set_ttl ~= nil } do
-      ttl = cli.known_ttl(ttl, "cleanup")
-      scanned = scanned + 1
-      local st = streams.stream(collection, bytes, ttl)
-      if st then
-        units[#units + 1] = st
-        streams.add_mirror(mirrors, st)   -- a stream key that appeared after the first walk
-      elseif not mirrors[collection] then
-        plain_token(collection, bytes, ttl)
+    -- TTLs (a PTTL per key) only when --set-ttl looks at them; a batch
+    -- per step, with the cluster times read in C.
+    for names, values, ttls, times, n in store:token_batches { match = opts.match or "*", batch = opts.batch,
+                                                               ttl = opts.set_ttl ~= nil } do
+      for i = 1, n do
+        local collection, bytes, ttl = names[i], values[i], cli.known_ttl(ttls[i], "cleanup")
+        local st = streams.stream(collection, bytes, ttl)
+        if st then
+          units[#units + 1] = st
+          streams.add_mirror(mirrors, st)   -- a stream key that appeared after the first walk
+        elseif not mirrors[collection] then
+          plain_token(collection, bytes, ttl, times[i] or nil)
+        end
       end
+      scanned = scanned + n
       progress.update(scanned)
     end
   end

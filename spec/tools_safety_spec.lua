@@ -49,11 +49,14 @@ local args = table.move(arg, 4, #arg, 1, {})
 args[0] = script
 arg = args
 -- Rows counted as the walk hands them out: one per resume_tokens step, a
--- batch's (its second value) per token_lines step.
+-- batch's (its second value) per token_lines step, its fifth per
+-- token_batches step.
 local real, rows, cut = store, 0, false
+local per_step = { resume_tokens = function() return 1 end, token_lines = function(r) return r[2] end,
+                   token_batches = function(r) return r[5] end }
 store = setmetatable({}, { __index = function(_, name)
   local f = real[name]
-  if name ~= "resume_tokens" and name ~= "token_lines" then return function(_, ...) return f(real, ...) end end
+  if not per_step[name] then return function(_, ...) return f(real, ...) end end
   return function(_, ...)
     local iter, state, ctl, closing = f(real, ...)
     return function(s, c)
@@ -62,7 +65,7 @@ store = setmetatable({}, { __index = function(_, name)
         cut = true
       end
       local r = table.pack(iter(s, c))
-      if r[1] ~= nil then rows = rows + (name == "token_lines" and r[2] or 1) end
+      if r[1] ~= nil then rows = rows + per_step[name](r) end
       return table.unpack(r, 1, r.n)
     end, state, ctl, closing
   end
