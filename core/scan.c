@@ -369,10 +369,6 @@ static void follow_takeover(rs_scan *scan)
 static int scan_attempt(rs_scan *scan, redisReply **reply, origin *where, rs_error *last)
 {
     rs_pool *pool = scan->nodes[scan->node];
-    /* The scanner, the reader and the caller each use a connection at
-     * once: opened before the node's walk begins, none of them reads as
-     * "opened after", i.e. as another process, when run_id is unknown. */
-    if (strcmp(scan->cursor, "0") == 0) rs_pool_warm(pool, WALK_CONNECTIONS);
     rs_conn *conn = rs_pool_acquire(pool, last);
     if (!conn) {
         if (last->kind != RS_ERR_POOL) rs_pool_after_failure(pool, 0, last);
@@ -441,6 +437,11 @@ static int scan_step(rs_scan *scan, redisReply **reply, rs_error *err)
         origin where;
         if (scan_attempt(scan, reply, &where, &last) == 0) {
             if (strcmp(scan->cursor, "0") == 0) {       /* the node's walk begins here */
+                /* The scanner, the reader and the caller each use a
+                 * connection at once: opened before the walk begins (the
+                 * server just answered), none of them reads as "opened
+                 * after", i.e. as another process, when run_id is unknown. */
+                rs_pool_warm(scan->nodes[scan->node], WALK_CONNECTIONS);
                 scan->began = where;
                 scan->began_at = rs_now();
                 return 0;
