@@ -30,7 +30,7 @@ THREAD_OPS=${BENCH_THREAD_OPS:-200000}
 LUA=${LUA:-lua5.4}
 WITHIN=0.95
 
-for tool in git redis-server redis-cli redis-benchmark "$LUA" cc pkg-config; do
+for tool in git setsid redis-server redis-cli redis-benchmark "$LUA" cc pkg-config; do
     command -v "$tool" >/dev/null 2>&1 || { echo "compare: $tool not found" >&2; exit 2; }
 done
 if [ ! -f build/rigatoni_store.so ] || [ ! -f build/librigatoni_store.a ]; then
@@ -44,10 +44,15 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/rigatoni-compare.XXXXXX")
 BASE_TREE=$TMP/base
 SERVER_PID=
 PORT=
+BUILD_PID=
 . spec/bench/lib.sh
 # shellcheck disable=SC2317  # called by the EXIT trap
 cleanup() {
     stop_server
+    if [ -n "$BUILD_PID" ]; then   # interrupted while building: the whole make
+        kill -TERM -- "-$BUILD_PID" 2>/dev/null || true
+        wait "$BUILD_PID" 2>/dev/null || true
+    fi
     if [ -d "$BASE_TREE" ] && ! git worktree remove --force "$BASE_TREE" 2>/dev/null; then
         rm -rf "$BASE_TREE"
         git worktree prune   # drops the record of the directory just removed
@@ -61,8 +66,14 @@ trap 'exit 143' TERM HUP
 # ---- builds: new = a copy of build/ (a concurrent make may rewrite it) ------
 echo "compare: building $BASE ($BASE_SHA) in a temporary worktree" >&2
 git worktree add --quiet --detach "$BASE_TREE" "$BASE_SHA"
-(cd "$BASE_TREE" && make -j2 all) >"$TMP/base-build.log" 2>&1 ||
-    { tail -n 30 "$TMP/base-build.log" >&2; echo "compare: building $BASE failed" >&2; exit 1; }
+# in its own process group, waited for, so that a signal stops the script
+# at once and cleanup can stop make and its compilers before removing the tree
+setsid make -C "$BASE_TREE" -j2 all >"$TMP/base-build.log" 2>&1 &
+BUILD_PID=$!
+rc=0
+wait "$BUILD_PID" || rc=$?
+BUILD_PID=
+[ "$rc" = 0 ] || { tail -n 30 "$TMP/base-build.log" >&2; echo "compare: building $BASE failed" >&2; exit 1; }
 mkdir -p "$TMP/new" "$TMP/old"
 cp build/rigatoni_store.so build/librigatoni_store.a "$TMP/new/"
 cp "$BASE_TREE/build/rigatoni_store.so" "$BASE_TREE/build/librigatoni_store.a" "$TMP/old/"
