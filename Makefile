@@ -8,6 +8,7 @@
 #   make fuzz       libFuzzer targets in spec/fuzz/, FUZZ_SECONDS each (fuzz-smoke: brief)
 #   make chaos      the history checker under faults for CHAOS_SECONDS (spec/c/test_history.c)
 #   make bench      benchmarks against redis-benchmark on a throwaway server
+#   make bench-compare BASE=rev   the sequential and 16-thread figures against rev's build
 #   make demo       start a throwaway redis-server, save and list demo tokens
 #   make install PREFIX=/usr/local   (make uninstall removes exactly that again)
 #   luarocks make   builds and installs through rigatoni_store-<version>-1.rockspec
@@ -51,7 +52,7 @@ VERSION  := $(shell sed -n 's/^\#define RS_VERSION "\(.*\)"/\1/p' core/rigatoni_
 CTEST_SRC := $(wildcard spec/c/test_*.c)
 CTEST_BIN := $(CTEST_SRC:spec/c/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps bench-deps test test-asan test-tsan test-lua-asan fuzz fuzz-build fuzz-smoke bench demo \
+.PHONY: all deps bench-deps bench-compare test test-asan test-tsan test-lua-asan fuzz fuzz-build fuzz-smoke bench demo \
         install clean chaos
 all: $(BUILD)/librigatoni_store.a $(BUILD)/librigatoni_store.so $(BUILD)/rigatoni_store.so \
      $(BUILD)/rigatoni-store
@@ -114,7 +115,7 @@ chaos: $(BUILD)/tests/test_history
 deps:
 	sh spec/support/install-deps.sh
 
-# The redis-py baselines of `make bench` (spec/bench/bulk_bench.sh).
+# The redis-py and lua-redis baselines of `make bench`.
 bench-deps:
 	sh spec/support/install-bench-deps.sh
 
@@ -178,6 +179,12 @@ fuzz-smoke: fuzz-build
 
 bench: all
 	sh spec/bench/run.sh
+
+# This tree's sequential Lua and 16-thread figures against BASE's, built in a
+# temporary git worktree (spec/bench/compare_builds.sh).
+BASE ?= 2ad9da6
+bench-compare: all
+	sh spec/bench/compare_builds.sh $(BASE)
 
 demo: deps all
 	sh spec/support/demo.sh

@@ -1,5 +1,7 @@
 # spec/bench/lib.sh -- shell pieces the benchmarks share (sourced, POSIX sh).
-# The caller sets TMP (a private temp dir) and stops the server in its trap.
+# The caller sets TMP (a private temp dir) and stops the server in its trap;
+# the redis-benchmark helpers read PORT, SIZE (value bytes) and, over TLS,
+# TLS_PORT and CA.
 
 # A random port in 20000..49999.
 random_port() {
@@ -79,4 +81,37 @@ median() {
         END { if (NR == 0) { print "nan"; exit }
               if (NR % 2) print a[(NR + 1) / 2]
               else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+
+# rb_parse: redis-benchmark -q output -> "SET_RPS GET_RPS"
+rb_parse() {
+    tr '\r' '\n' | awk '
+        $1 == "SET:" && $3 == "requests" { set = $2 }
+        $1 == "GET:" && $3 == "requests" { get = $2 }
+        END { if (set == "" || get == "") exit 1; print set, get }'
+}
+# redis_bench CLIENTS REQUESTS -> "SET_RPS GET_RPS"
+redis_bench() {
+    redis-benchmark -h 127.0.0.1 -p "$PORT" -c "$1" -n "$2" -t set,get -d "$SIZE" -q 2>/dev/null | rb_parse
+}
+# rb_rate ARGS... -> requests per second of redis-benchmark -q ARGS (one test)
+rb_rate() {
+    redis-benchmark -q "$@" 2>/dev/null | tr '\r' '\n' |
+        awk '{ for (i = 2; i < NF; i++) if ($i == "requests" && $(i + 1) == "per") v = $(i - 1) }
+             END { if (v == "") exit 1; print v }'
+}
+# rb_cmd REQUESTS ARGS... -> requests per second of one custom command, -c 1
+rb_cmd() {
+    n=$1; shift
+    rb_rate -h 127.0.0.1 -p "$PORT" -c 1 -n "$n" "$@"
+}
+# rb1 TEST REQUESTS -> ops/s of redis-benchmark -c 1 -t TEST -d SIZE (plain)
+rb1() { rb_rate -h 127.0.0.1 -p "$PORT" -c 1 -n "$2" -t "$1" -d "$SIZE"; }
+# rb1_tls TEST REQUESTS -> the same over TLS
+rb1_tls() { rb_rate -h 127.0.0.1 -p "$TLS_PORT" --tls --cacert "$CA" -c 1 -n "$2" -t "$1" -d "$SIZE"; }
+# paired_median "A1 A2 .." "B1 B2 .." -> median of the per-round ratios Ai/Bi
+paired_median() {
+    # shellcheck disable=SC2046
+    median $(printf '%s\n%s\n' "$1" "$2" | awk 'NR == 1 { n = split($0, a) }
+        NR == 2 { split($0, b); for (i = 1; i <= n; i++) if (b[i] > 0) printf "%.4f\n", a[i] / b[i] }')
 }

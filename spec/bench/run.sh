@@ -10,7 +10,9 @@
 #   ops       1. Lua module, sequential save_resume_token / get_resume_token
 #                ops/s vs redis-benchmark -c 1 -t set,get -d <token size>
 #                (target >= 0.9); also with spin_wait = 0 (no spinning
-#                before a reply, info) and a raw hiredis loop (info)
+#                before a reply, info), a raw hiredis loop (info) and the
+#                lua-redis client (Debian lua-redis, make bench-deps; info:
+#                spec/bench/luaredis_ops.lua)
 #             2. C core, 16 threads through one rs_store (pool_size 16),
 #                save_raw / get_raw ops/s vs redis-benchmark -c 16 (>= 0.8)
 #   list      listing BENCH_LIST_TOKENS (100,000) tokens with the streaming
@@ -152,39 +154,6 @@ make_certs() {
 }
 
 
-# rb_parse: redis-benchmark -q output -> "SET_RPS GET_RPS"
-rb_parse() {
-    tr '\r' '\n' | awk '
-        $1 == "SET:" && $3 == "requests" { set = $2 }
-        $1 == "GET:" && $3 == "requests" { get = $2 }
-        END { if (set == "" || get == "") exit 1; print set, get }'
-}
-# redis_bench CLIENTS REQUESTS -> "SET_RPS GET_RPS"
-redis_bench() {
-    redis-benchmark -h 127.0.0.1 -p "$PORT" -c "$1" -n "$2" -t set,get -d "$SIZE" -q 2>/dev/null | rb_parse
-}
-# rb_rate ARGS... -> requests per second of redis-benchmark -q ARGS (one test)
-rb_rate() {
-    redis-benchmark -q "$@" 2>/dev/null | tr '\r' '\n' |
-        awk '{ for (i = 2; i < NF; i++) if ($i == "requests" && $(i + 1) == "per") v = $(i - 1) }
-             END { if (v == "") exit 1; print v }'
-}
-# rb_cmd REQUESTS ARGS... -> requests per second of one custom command, -c 1
-rb_cmd() {
-    n=$1; shift
-    rb_rate -h 127.0.0.1 -p "$PORT" -c 1 -n "$n" "$@"
-}
-# rb1 TEST REQUESTS -> ops/s of redis-benchmark -c 1 -t TEST -d SIZE (plain)
-rb1() { rb_rate -h 127.0.0.1 -p "$PORT" -c 1 -n "$2" -t "$1" -d "$SIZE"; }
-# rb1_tls TEST REQUESTS -> the same over TLS
-rb1_tls() { rb_rate -h 127.0.0.1 -p "$TLS_PORT" --tls --cacert "$CA" -c 1 -n "$2" -t "$1" -d "$SIZE"; }
-# paired_median "A1 A2 .." "B1 B2 .." -> median of the per-round ratios Ai/Bi
-paired_median() {
-    # shellcheck disable=SC2046
-    median $(printf '%s\n%s\n' "$1" "$2" | awk 'NR == 1 { n = split($0, a) }
-        NR == 2 { split($0, b); for (i = 1; i <= n; i++) if (b[i] > 0) printf "%.4f\n", a[i] / b[i] }')
-}
-
 now() { date +%s.%N; }
 
 # ---- report helpers --------------------------------------------------------
@@ -272,15 +241,39 @@ fi
 
 # ---- ops: 1. Lua module, sequential ---------------------------------------------
 if want ops; then
-    L_SET=; L_GET=; B1_SET=; B1_GET=; R_SET=; R_GET=; N_SET=; N_GET=
+    L_SET=; L_GET=; B1_SET=; B1_GET=; R_SET=; R_GET=; N_SET=; N_GET=; LR_SET=; LR_GET=
+    if "$LUA" spec/bench/luaredis_ops.lua - check; then
+        LUAREDIS=1
+    else
+        LUAREDIS=
+        echo "bench: [ops] lua-redis not installed (make bench-deps): its rows are left out" >&2
+    fi
+    # one_round MODE: ours, with redis-benchmark -c 1 and lua-redis right
+    # before and after it, the sides swapped every round, so that drift of a
+    # busy machine hits both sides of a ratio alike; sets OURS, RB and LR
+    # (lua-redis, empty without it)
+    one_round() {
+        if [ $((r % 2)) = 1 ]; then
+            lr_ops "$1"; ours_ops "$1"; rb_ops "$1"
+        else
+            rb_ops "$1"; ours_ops "$1"; lr_ops "$1"
+        fi
+    }
+    ours_ops() { OURS=$("$LUA" spec/bench/lua_ops.lua "$URL" "$1" "$LUA_OPS"); }
+    rb_ops() { RB=$(rb1 "$1" "$LUA_OPS") || { echo "bench: redis-benchmark failed" >&2; exit 1; }; }
+    lr_ops() {
+        LR=
+        [ -z "$LUAREDIS" ] ||
+            LR=$("$LUA" spec/bench/luaredis_ops.lua "$URL" "$1" "$LUA_OPS") ||
+            { echo "bench: spec/bench/luaredis_ops.lua failed" >&2; exit 1; }
+    }
     r=1
-    # ours and the baseline back to back, so that drift of a busy machine
-    # hits both sides of a ratio alike
     while [ $r -le "$ROUNDS" ]; do
-        s=$("$LUA" spec/bench/lua_ops.lua "$URL" set "$LUA_OPS")
-        bs=$(rb1 set "$LUA_OPS") || { echo "bench: redis-benchmark failed" >&2; exit 1; }
-        g=$("$LUA" spec/bench/lua_ops.lua "$URL" get "$LUA_OPS")
-        bg=$(rb1 get "$LUA_OPS") || { echo "bench: redis-benchmark failed" >&2; exit 1; }
+        one_round set
+        s=$OURS; bs=$RB; cs=$LR
+        one_round get
+        g=$OURS; bg=$RB; cg=$LR
+        LR_SET="$LR_SET $cs"; LR_GET="$LR_GET $cg"
         ns=$(BENCH_SPIN_WAIT=0 "$LUA" spec/bench/lua_ops.lua "$URL" set "$LUA_OPS")
         ng=$(BENCH_SPIN_WAIT=0 "$LUA" spec/bench/lua_ops.lua "$URL" get "$LUA_OPS")
         N_SET="$N_SET $ns"; N_GET="$N_GET $ng"
@@ -289,7 +282,7 @@ if want ops; then
         R_GET="$R_GET $(echo "$raw" | awk '$1 == "get" { print $2 }')"
         L_SET="$L_SET $s"; L_GET="$L_GET $g"
         B1_SET="$B1_SET $bs"; B1_GET="$B1_GET $bg"
-        echo "bench: [ops] round $r: lua set $s get $g (spin_wait=0: $ns $ng) | redis-benchmark -c1 set $bs get $bg" >&2
+        echo "bench: [ops] round $r: lua set $s get $g (spin_wait=0: $ns $ng) | redis-benchmark -c1 set $bs get $bg${LUAREDIS:+ | lua-redis set $cs get $cg}" >&2
         r=$((r + 1))
     done
 
@@ -313,6 +306,10 @@ if want ops; then
         row "Lua get_resume_token ops/s (vs rb -c1 GET)" "$(median $L_GET)" "$(median $B1_GET)" "ratio>=" 0.9 "" "$(paired_median "$L_GET" "$B1_GET")"
         row "Lua save, spin_wait = 0 (vs rb -c1 SET)" "$(median $N_SET)" "$(median $B1_SET)" info 0 "" "$(paired_median "$N_SET" "$B1_SET")"
         row "Lua get, spin_wait = 0 (vs rb -c1 GET)" "$(median $N_GET)" "$(median $B1_GET)" info 0 "" "$(paired_median "$N_GET" "$B1_GET")"
+        if [ -n "$LUAREDIS" ]; then
+            row "Lua save_resume_token ops/s (vs lua-redis SET)" "$(median $L_SET)" "$(median $LR_SET)" info 0 "" "$(paired_median "$L_SET" "$LR_SET")"
+            row "Lua get_resume_token ops/s (vs lua-redis GET)" "$(median $L_GET)" "$(median $LR_GET)" info 0 "" "$(paired_median "$L_GET" "$LR_GET")"
+        fi
         row "Lua save_resume_token ops/s (vs raw hiredis SET loop)" "$(median $L_SET)" "$(median $R_SET)" "-" "" "" "$(paired_median "$L_SET" "$R_SET")"
         row "Lua get_resume_token ops/s (vs raw hiredis GET loop)" "$(median $L_GET)" "$(median $R_GET)" "-" "" "" "$(paired_median "$L_GET" "$R_GET")"
         row "C $THREADS threads save_raw ops/s (vs rb -c$THREADS SET)" "$(median $C_SET)" "$(median $B16_SET)" "ratio>=" 0.8 "" "$(paired_median "$C_SET" "$B16_SET")"
@@ -321,6 +318,12 @@ if want ops; then
     detail "  lua set:$L_SET | rb -c1 set:$B1_SET | per-round ratio median $(paired_median "$L_SET" "$B1_SET")"
     detail "  lua get:$L_GET | rb -c1 get:$B1_GET | per-round ratio median $(paired_median "$L_GET" "$B1_GET")"
     detail "  lua spin_wait=0 set:$N_SET get:$N_GET"
+    if [ -n "$LUAREDIS" ]; then
+        detail "  lua-redis set:$LR_SET | per-round ratio median $(paired_median "$L_SET" "$LR_SET") (spec/bench/luaredis_ops.lua)"
+        detail "  lua-redis get:$LR_GET | per-round ratio median $(paired_median "$L_GET" "$LR_GET")"
+    else
+        detail "  lua-redis: not installed (make bench-deps), rows left out"
+    fi
     detail "  raw hiredis set:$R_SET get:$R_GET (spec/bench/raw_hiredis.c)"
     detail "  C set:$C_SET | rb -c$THREADS set:$B16_SET"
     detail "  C get:$C_GET | rb -c$THREADS get:$B16_GET"
