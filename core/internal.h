@@ -150,9 +150,6 @@ void rs_pool_free(rs_pool *pool);
 rs_conn *rs_pool_acquire(rs_pool *pool, rs_error *err);
 /* Gives a connection back; `broken` closes it instead of keeping it. */
 void rs_pool_release(rs_pool *pool, rs_conn *conn, int broken);
-/* Opens connections, without waiting, until `want` are open (at most
- * pool_size): for a caller that is about to use several at once. */
-void rs_pool_warm(rs_pool *pool, int want);
 /* Closes every idle connection: after an I/O error they are suspect
  * (a restarted server leaves all of them dead). */
 void rs_pool_drop_idle(rs_pool *pool);
@@ -420,7 +417,16 @@ struct rs_store {
         rs_script lock_refresh, lock_release, save_fenced;   /* lock.c */
     } scripts;
     rs_metrics metrics;              /* metrics.c; zeroed by calloc, no set-up */
+    /* Read-ahead threads of walks still running (scan.c): a walk closed
+     * while one was on the wire leaves it to end by itself, and closing
+     * the store waits for them. */
+    pthread_mutex_t walks_lock;
+    pthread_cond_t walks_done;
+    int walk_threads;
 };
+
+/* A walk's thread starts (+1) or has ended (-1): store.c. */
+void rs_store_walk_threads(rs_store *store, int delta);
 
 extern const char rs_delete_if_value_source[], rs_lock_refresh_source[],
     rs_lock_release_source[], rs_save_fenced_source[];

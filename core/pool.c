@@ -257,30 +257,6 @@ void rs_pool_release(rs_pool *pool, rs_conn *conn, int broken)
     if (broken) rs_conn_close(conn);
 }
 
-void rs_pool_warm(rs_pool *pool, int want)
-{
-    for (;;) {
-        pthread_mutex_lock(&pool->lock);
-        int more = pool->open < want && pool->open < pool->cfg->pool_size;
-        if (more) {
-            pool->open++;
-            pool->in_use++;
-        }
-        pthread_mutex_unlock(&pool->lock);
-        if (!more) return;
-        rs_error err;
-        rs_error_clear(&err);
-        rs_conn *conn = open_connection(pool, &err);
-        pthread_mutex_lock(&pool->lock);
-        if (conn) pool->created++;
-        else pool->open--, pool->in_use--;
-        pthread_cond_signal(&pool->freed);
-        pthread_mutex_unlock(&pool->lock);
-        if (!conn) return;              /* the next acquire meets the failure */
-        rs_pool_release(pool, conn, 0);
-    }
-}
-
 void rs_pool_drop_idle(rs_pool *pool)
 {
     pthread_mutex_lock(&pool->lock);

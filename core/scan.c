@@ -50,7 +50,6 @@
 #define MAX_SCAN_NODES 1024
 #define MAX_RESTARTS 5       /* a node's walk started over, at most, per walk */
 #define MAX_ROUNDS 5         /* cluster: rounds after the first, at most */
-#define WALK_CONNECTIONS 3   /* a walk's scanner and reader, and its caller */
 
 /* The server process a step ran on, as far as it can be told. */
 typedef struct origin {
@@ -97,13 +96,16 @@ struct rs_scan {
     pthread_cond_t cond;
     pthread_t scanner, reader;
     int started;             /* the threads run (or ran) */
-    int inline_walk;         /* no thread could be started: the caller walks */
+    int inline_walk;         /* no threads (none could start, or run_id unknown) */
+    int cur_read_once;       /* the first batch was read by the caller */
     redisReply *keys_ready;  /* a SCAN step for the reader */
     int keys_ended;          /* the scanner is done (at the end, or failed) */
     step_batch ready;        /* read ahead, not handed over yet */
     int has_ready;
     int ended;               /* the reader is done (failed says whether it failed) */
-    int closing;             /* rs_scan_close is waiting for the threads */
+    int closing;             /* rs_scan_close was called */
+    int live;                /* threads not yet ended */
+    int detached;            /* closed while live: the last thread frees the scan */
 };
 
 static redisReply *value_at(const rs_scan *scan, const step_batch *b, size_t i)
@@ -437,11 +439,6 @@ static int scan_step(rs_scan *scan, redisReply **reply, rs_error *err)
         origin where;
         if (scan_attempt(scan, reply, &where, &last) == 0) {
             if (strcmp(scan->cursor, "0") == 0) {       /* the node's walk begins here */
-                /* The scanner, the reader and the caller each use a
-                 * connection at once: opened before the walk begins (the
-                 * server just answered), none of them reads as "opened
-                 * after", i.e. as another process, when run_id is unknown. */
-                rs_pool_warm(scan->nodes[scan->node], WALK_CONNECTIONS);
                 scan->began = where;
                 scan->began_at = rs_now();
                 return 0;
@@ -618,6 +615,21 @@ static int take_buffered(rs_scan *scan, rs_scan_entry *entry)
     return 0;
 }
 
+static void scan_free(rs_scan *scan);
+
+/* The end of a read-ahead thread, called under the lock, which it
+ * releases: the last one out of a closed walk frees it. */
+static void *thread_ends(rs_scan *scan)
+{
+    rs_store *store = scan->store;
+    int last = --scan->live == 0 && scan->detached;
+    pthread_cond_broadcast(&scan->cond);
+    pthread_mutex_unlock(&scan->lock);
+    if (last) scan_free(scan);
+    rs_store_walk_threads(store, -1);
+    return NULL;
+}
+
 /* Records the first failure of either thread (under lock). */
 static void fail_walk(rs_scan *scan, const rs_error *err)
 {
@@ -647,10 +659,9 @@ static void *scanner_main(void *arg)
             if (rc < 0) fail_walk(scan, &err);
             scan->keys_ended = 1;
         }
-        int over = scan->keys_ended;
+        if (scan->keys_ended) return thread_ends(scan);
         pthread_cond_broadcast(&scan->cond);
         pthread_mutex_unlock(&scan->lock);
-        if (over) return NULL;
     }
 }
 
@@ -688,20 +699,24 @@ static void *reader_main(void *arg)
         pthread_cond_broadcast(&scan->cond);
     }
     scan->ended = 1;
-    pthread_cond_broadcast(&scan->cond);
-    pthread_mutex_unlock(&scan->lock);
-    return NULL;
+    return thread_ends(scan);
 }
 
 /* Starts the two threads; without them the caller walks inline. */
 static void start_threads(rs_scan *scan)
 {
+    rs_store_walk_threads(scan->store, 2);
+    scan->live = 2;
     if (pthread_create(&scan->reader, NULL, reader_main, scan) != 0) {
+        rs_store_walk_threads(scan->store, -2);
+        scan->live = 0;
         scan->inline_walk = 1;
         return;
     }
     if (pthread_create(&scan->scanner, NULL, scanner_main, scan) != 0) {
+        rs_store_walk_threads(scan->store, -1);
         pthread_mutex_lock(&scan->lock);   /* the walk is untouched: stop the reader */
+        scan->live--;
         scan->closing = 1;
         pthread_cond_broadcast(&scan->cond);
         pthread_mutex_unlock(&scan->lock);
@@ -731,7 +746,18 @@ static int next_batch(rs_scan *scan)
 {
     free_batch(&scan->cur);
     scan->next = 0;
-    if (!scan->started && !scan->inline_walk) start_threads(scan);
+    /* The first batch is read here. The threads take over once the
+     * server's run_id is known: without it a connection opened after the
+     * walk began reads as another process, and the pool opens more of
+     * them when walks and their caller use it at once. */
+    if (!scan->started && !scan->inline_walk) {
+        if (!scan->cur_read_once) {
+            scan->cur_read_once = 1;
+            return scan->failed.kind != RS_OK ? -1 : inline_batch(scan);
+        }
+        if (scan->began.known && !scan->failed.kind) start_threads(scan);
+        else scan->inline_walk = 1;
+    }
     if (scan->inline_walk) return scan->failed.kind != RS_OK ? -1 : inline_batch(scan);
     pthread_mutex_lock(&scan->lock);
     while (!scan->has_ready && !scan->ended) pthread_cond_wait(&scan->cond, &scan->lock);
@@ -778,15 +804,30 @@ void rs_scan_close(rs_scan *scan)
 {
     if (!scan) return;
     if (scan->started) {
-        /* A step on the wire ends within the retry policy's bounds. */
         pthread_mutex_lock(&scan->lock);
         scan->closing = 1;
         pthread_cond_broadcast(&scan->cond);
+        pthread_t scanner = scan->scanner, reader = scan->reader;
+        if (scan->live > 0) {
+            /* A step on the wire (a frozen server: the whole retry policy)
+             * is not waited for: the last thread frees the scan, and
+             * rs_store_close waits for it. */
+            scan->detached = 1;
+            pthread_mutex_unlock(&scan->lock);
+            pthread_detach(scanner);
+            pthread_detach(reader);
+            return;
+        }
         pthread_mutex_unlock(&scan->lock);
-        pthread_join(scan->scanner, NULL);
-        pthread_join(scan->reader, NULL);
-        if (scan->keys_ready) freeReplyObject(scan->keys_ready);
+        pthread_join(scanner, NULL);
+        pthread_join(reader, NULL);
     }
+    scan_free(scan);
+}
+
+static void scan_free(rs_scan *scan)
+{
+    if (scan->keys_ready) freeReplyObject(scan->keys_ready);
     pthread_mutex_destroy(&scan->lock);
     pthread_cond_destroy(&scan->cond);
     free_batch(&scan->cur);

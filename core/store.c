@@ -44,6 +44,10 @@ rs_store *rs_store_open(const rs_config *cfg, rs_error *err)
     rs_error_clear(err);
     if (rs_config_validate(cfg, err) < 0) return NULL;
     rs_store *store = calloc(1, sizeof *store);
+    if (store) {
+        pthread_mutex_init(&store->walks_lock, NULL);
+        pthread_cond_init(&store->walks_done, NULL);
+    }
     if (!store || !(store->cfg = rs_config_copy(cfg))) {
         rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
         rs_store_close(store);
@@ -79,9 +83,24 @@ rs_store *rs_store_open(const rs_config *cfg, rs_error *err)
     return store;
 }
 
+void rs_store_walk_threads(rs_store *store, int delta)
+{
+    pthread_mutex_lock(&store->walks_lock);
+    store->walk_threads += delta;
+    if (store->walk_threads == 0) pthread_cond_broadcast(&store->walks_done);
+    pthread_mutex_unlock(&store->walks_lock);
+}
+
 void rs_store_close(rs_store *store)
 {
     if (!store) return;
+    /* A walk closed mid-step left its threads to finish that step (within
+     * the retry policy): they still use the pools. */
+    pthread_mutex_lock(&store->walks_lock);
+    while (store->walk_threads > 0) pthread_cond_wait(&store->walks_done, &store->walks_lock);
+    pthread_mutex_unlock(&store->walks_lock);
+    pthread_mutex_destroy(&store->walks_lock);
+    pthread_cond_destroy(&store->walks_done);
     rs_pool_free(store->pool);
     rs_cluster_free(store->cluster);
     rs_tls_free(store->tls);
