@@ -136,8 +136,13 @@ local path = opts.input
 local spool
 if opts.input == "-" then
   path = os.tmpname()
+  local file, err = io.open(path, "wb")
+  if not file then
+    os.remove(path)
+    cli.fail("import: cannot open a temporary file for stdin: " .. err)
+  end
   -- Removed when the script ends, also by an error (a to-be-closed variable).
-  spool = setmetatable({ file = assert(io.open(path, "wb")) }, { __close = function(self)
+  spool = setmetatable({ file = file }, { __close = function(self)
     if io.type(self.file) == "file" then self.file:close() end
     os.remove(path)
   end })
@@ -156,7 +161,10 @@ do
   local input = spool and io.stdin or open_input()
   for line in input:lines() do
     lines = lines + 1
-    if spool then assert(spool.file:write(line, "\n")) end
+    if spool then
+      local ok, err = spool.file:write(line, "\n")
+      if not ok then cli.fail("import: cannot copy stdin to " .. path .. ": " .. err) end
+    end
     local name, err = parse(line)
     if name == nil then
       errors[#errors + 1] = string.format("%s:%d: %s", source, lines, err)
@@ -165,7 +173,12 @@ do
       flagged[name] = true
     end
   end
-  if spool then assert(spool.file:close()) else input:close() end
+  if spool then
+    local ok, err = spool.file:close()
+    if not ok then cli.fail("import: cannot copy stdin to " .. path .. ": " .. err) end
+  else
+    input:close()
+  end
 end
 
 if #errors > 0 then
@@ -175,6 +188,10 @@ if #errors > 0 then
 end
 
 -- ---- pass 2: write --------------------------------------------------
+
+local held_back = 0
+for _ in pairs(flagged) do held_back = held_back + 1 end
+host.log("debug", string.format("import: %d lines checked, %d names held back to the end", lines, held_back))
 
 local written, skipped = 0, 0
 local progress = cli.progress("import")
