@@ -298,6 +298,13 @@ describe("bundled scripts", function()
       assert.equal(0, code, err)
       assert.matches("1 written", out)
       assert.is_true(math.abs(ttl_of(b, "a") - 60) < 2)
+      -- names are bytes: raw non-UTF-8 bytes are kept as they are, \u escapes read as UTF-8
+      code, out, err = try('{"collection":"raw\255\254","bson_base64":"' .. b64 .. '"}\n' ..
+                           '{"collection":"caf\\u00e9 \\ud83d\\ude00","bson_base64":"' .. b64 .. '"}')
+      assert.equal(0, code, err)
+      assert.matches("2 written", out)
+      assert.equal(token(NOW), b:cli_raw("GET", PREFIX .. "raw\255\254"))
+      assert.equal(token(NOW), b:cli_raw("GET", PREFIX .. "caf\195\169 \240\159\152\128"))
     end)
 
     it("keeps existing tokens unless --overwrite; --dry-run writes nothing", function()
