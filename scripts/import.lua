@@ -9,7 +9,7 @@
 -- Memory stays flat at any size: a first pass validates every line and
 -- keeps only a Bloom filter of the collection names (4 MiB) and the names
 -- it flagged as maybe seen before; the second pass reads the input again
--- (stdin was copied to a temporary file by the first, removed at the end
+-- (a pipe was copied to a temporary file by the first, removed at the end
 -- whatever happens) and writes it in batches. A flagged name (a real
 -- duplicate, or one of the few false positives) is held back until the end
 -- of the input, so the last line of each collection is the one written.
@@ -132,38 +132,39 @@ end
 -- ---- pass 1: validate everything ------------------------------------
 
 local source = opts.input == "-" and "stdin" or opts.input
-local path = opts.input
+local input = io.stdin
+if opts.input ~= "-" then
+  local f, err = io.open(opts.input, "rb")
+  if not f then cli.fail("cannot read " .. opts.input .. ": " .. err) end
+  input = f
+end
+-- A regular file is read again from where it started; a pipe or a terminal
+-- cannot be, so the first pass copies it to a temporary file.
+local start = input:seek("cur")
 local spool
-if opts.input == "-" then
-  path = os.tmpname()
+if not start then
+  local path = os.tmpname()
   local file, err = io.open(path, "wb")
   if not file then
     os.remove(path)
-    cli.fail("import: cannot open a temporary file for stdin: " .. err)
+    cli.fail("import: cannot open a temporary file for " .. source .. ": " .. err)
   end
   -- Removed when the script ends, also by an error (a to-be-closed variable).
-  spool = setmetatable({ file = file }, { __close = function(self)
+  spool = setmetatable({ path = path, file = file }, { __close = function(self)
     if io.type(self.file) == "file" then self.file:close() end
-    os.remove(path)
+    os.remove(self.path)
   end })
-  host.log("debug", "import: stdin is copied to " .. path)
+  host.log("debug", "import: " .. source .. " is copied to " .. path)
 end
 local _ <close> = spool
 
-local function open_input()
-  local f, err = io.open(path, "rb")
-  if not f then cli.fail("cannot read " .. opts.input .. ": " .. err) end
-  return f
-end
-
 local flagged, errors, lines = {}, {}, 0
 do
-  local input = spool and io.stdin or open_input()
   for line in input:lines() do
     lines = lines + 1
     if spool then
       local ok, err = spool.file:write(line, "\n")
-      if not ok then cli.fail("import: cannot copy stdin to " .. path .. ": " .. err) end
+      if not ok then cli.fail("import: cannot copy " .. source .. " to " .. spool.path .. ": " .. err) end
     end
     local name, err = parse(line)
     if name == nil then
@@ -175,9 +176,7 @@ do
   end
   if spool then
     local ok, err = spool.file:close()
-    if not ok then cli.fail("import: cannot copy stdin to " .. path .. ": " .. err) end
-  else
-    input:close()
+    if not ok then cli.fail("import: cannot copy " .. source .. " to " .. spool.path .. ": " .. err) end
   end
 end
 
@@ -214,17 +213,25 @@ local function flush(batch)
 end
 
 local function changed(why)
-  cli.fail(string.format("import: %s changed after it was checked (%s); %d written before it stopped",
-                         source, why, written))
+  cli.fail(string.format("import: %s changed after it was checked (%s); %s", source, why,
+                         opts.dry_run and "nothing was written (dry run)"
+                         or string.format("%d written before it stopped", written)))
 end
 
 -- A flagged name's latest line: { name, bytes, ttl, line = N }, in the
 -- order the names first came.
 local held, held_order = {}, {}
 local batch = {}
-local input = open_input()
+local reread = input
+if spool then
+  local err
+  reread, err = io.open(spool.path, "rb")
+  if not reread then cli.fail("import: cannot read back " .. spool.path .. ": " .. err) end
+else
+  input:seek("set", start)
+end
 local lineno = 0
-for line in input:lines() do
+for line in reread:lines() do
   lineno = lineno + 1
   if lineno > lines then changed("more lines") end
   local name, bytes, ttl = parse(line)
@@ -245,7 +252,8 @@ for line in input:lines() do
     if #batch == opts.batch then flush(batch); batch = {} end
   end
 end
-input:close()
+if reread ~= io.stdin then reread:close() end
+if input ~= io.stdin and input ~= reread then input:close() end
 if lineno < lines then changed("fewer lines") end
 for _, name in ipairs(held_order) do
   batch[#batch + 1] = held[name]

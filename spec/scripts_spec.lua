@@ -239,27 +239,57 @@ describe("bundled scripts", function()
       end
     end)
 
-    it("stdin goes through a temporary file that is removed after success and after errors", function()
+    it("a pipe goes through a temporary file that is removed after success and after errors", function()
       local good = '{"collection":"c1","bson_base64":"' .. cli.base64_encode(token(NOW)) .. '"}\n'
+      local src = tmpdir .. "/piped.jsonl"
+      -- stdin as a pipe (run_host gives a regular file, which is read twice instead)
+      local function piped(url, input)
+        write_file(src, input)
+        local out, err = tmpdir .. "/piped.out", tmpdir .. "/piped.err"
+        local _, _, code = os.execute(("cat %s | env -u RIGATONI_STORE_CONFIG %s -vv -u %s import >%s 2>%s")
+                                      :format(quote(src), quote(BIN), quote(url), quote(out), quote(err)))
+        return code, read_file(out), read_file(err)
+      end
       local function spool_of(err)
         local path = err:match("stdin is copied to (%S+)")
         assert.is_not_nil(path, err)
         return path
       end
-      local code, out, err = run({ "-vv", "-u", b.url, "import" }, { stdin = good })
+      local code, out, err = piped(b.url, good)
       assert.equal(0, code, err)
       assert.matches("1 written", out)
       assert.is_nil(io.open(spool_of(err)))
       -- a bad line: pass 1 fails
-      code, _, err = run({ "-vv", "-u", b.url, "import" }, { stdin = good .. "{oops\n" })
+      code, _, err = piped(b.url, good .. "{oops\n")
       assert.equal(1, code)
       assert.matches("stdin:2: not JSON", err)
       assert.is_nil(io.open(spool_of(err)))
       -- no server: pass 2 fails
-      code, _, err = run({ "-vv", "-u", "redis://127.0.0.1:" .. servers.closed_port(), "import" },
-                         { stdin = good })
+      code, _, err = piped("redis://127.0.0.1:" .. servers.closed_port(), good)
       assert.equal(1, code)
       assert.is_nil(io.open(spool_of(err)))
+      -- a regular file on stdin is read twice, not copied
+      b:cli("FLUSHALL")
+      code, out, err = run({ "-vv", "-u", b.url, "import" }, { stdin = good })
+      assert.equal(0, code, err)
+      assert.matches("1 written", out)
+      assert.not_matches("copied to", err)
+    end)
+
+    it("--input a named pipe is copied once and imported", function()
+      local good = '{"collection":"c1","bson_base64":"' .. cli.base64_encode(token(NOW)) .. '"}\n'
+      local src, fifo = tmpdir .. "/fifo-src.jsonl", tmpdir .. "/fifo"
+      write_file(src, good .. good:gsub("c1", "c2"))
+      os.remove(fifo)
+      assert.is_true(os.execute("mkfifo " .. quote(fifo)))
+      -- the writer blocks until import opens the pipe, and writes it once
+      assert.is_true(os.execute(("cat %s > %s &"):format(quote(src), quote(fifo))))
+      local code, out, err = run { "-vv", "-u", b.url, "import", "--input", fifo }
+      os.remove(fifo)
+      assert.equal(0, code, err)
+      assert.matches("2 written", out)
+      assert.matches("is copied to", err)
+      assert.equal(token(NOW), b:cli_raw("GET", PREFIX .. "c2"))
     end)
 
     it("reads lines with lua-cjson as strictly as JSON is written", function()
