@@ -2,9 +2,17 @@
 -- The whole input is validated before anything is written: one bad line
 -- (bad JSON, bad base64, bytes that are not a BSON document) is reported
 -- by line number and nothing is written. A collection on two lines (an
--- export whose listing started over) takes the later line, with a warning. Saves go
--- out in pipelined batches (store:save_many); existing tokens are kept
--- unless --overwrite (SET NX), so a re-run after an interruption is safe.
+-- export whose listing started over) takes the later line, with a warning.
+-- Saves go out in pipelined batches (store:save_many); existing tokens are
+-- kept unless --overwrite (SET NX), so a re-run after an interruption is safe.
+--
+-- Memory stays flat at any size: a first pass validates every line and
+-- keeps only a Bloom filter of the collection names (4 MiB) and the names
+-- it flagged as maybe seen before; the second pass reads the input again
+-- (a pipe was copied to a temporary file by the first, removed at the end
+-- whatever happens) and writes it in batches. A flagged name (a real
+-- duplicate, or one of the few false positives) is held back until the end
+-- of the input, so the last line of each collection is the one written.
 
 local cli = require "lib.cli"
 
@@ -46,71 +54,131 @@ if opts.ttl ~= "keep" and opts.ttl ~= "none" then
   end
 end
 
--- ---- read and validate everything ----------------------------------
+-- ---- one line --------------------------------------------------------
 
+-- A line -> collection, bytes, ttl (seconds or nil); false for a blank
+-- line; nil and the reason for a bad one.
+local function parse(line)
+  if not line:find("%S") then return false end
+  local rec, jerr = cli.json_decode_floats(line)
+  if not rec then return nil, "not JSON: " .. jerr end
+  if type(rec) ~= "table" then return nil, "expected a JSON object" end
+  if type(rec.collection) ~= "string" or rec.collection == "" then
+    return nil, "'collection' must be a non-empty string"
+  end
+  if type(rec.bson_base64) ~= "string" then return nil, "'bson_base64' must be a string" end
+  local ttl_ms = rec.ttl_ms ~= cli.null and rec.ttl_ms or nil
+  if ttl_ms ~= nil then
+    ttl_ms = cli.json_integer(ttl_ms)
+    if not ttl_ms or ttl_ms < 0 then return nil, "'ttl_ms' must be null or a non-negative integer" end
+  end
+  local bytes, berr = cli.base64_decode(rec.bson_base64)
+  if not bytes then return nil, "'bson_base64': " .. berr end
+  local valid, verr = pcall(rs.bson.to_json, bytes)
+  if not valid then
+    return nil, "'bson_base64': " .. (type(verr) == "table" and verr.message or tostring(verr))
+  end
+  local ttl
+  if fixed_ttl then
+    ttl = fixed_ttl
+  elseif opts.ttl == "keep" and ttl_ms then
+    ttl = math.max(ttl_ms, 1) / 1000   -- never 0: that would mean "no TTL"
+  end
+  return rec.collection, bytes, ttl
+end
+
+-- ---- names seen: a Bloom filter ---------------------------------------
+
+-- 2^24 bits in 64-bit integers, 4 probes from one 64-bit hash of the name
+-- (double hashing): about 0.2% false positives at a million names.
+local BITS, PROBES = 1 << 24, 4
+local filter = {}
+for i = 1, BITS // 64 do filter[i] = 0 end
+
+local tail_format = {}
+for k = 1, 7 do tail_format[k] = "<i" .. k end
+
+local function name_hash(s)
+  local n, h = #s, #s * 0x9E3779B97F4A7C15
+  local i = 1
+  while i + 7 <= n do
+    h = (h ~ string.unpack("<i8", s, i)) * 0x100000001B3
+    h = h ~ (h >> 29)
+    i = i + 8
+  end
+  if i <= n then h = (h ~ string.unpack(tail_format[n - i + 1], s, i)) * 0x100000001B3 end
+  h = (h ~ (h >> 33)) * 0xFF51AFD7ED558CCD
+  h = (h ~ (h >> 33)) * 0xC4CEB9FE1A85EC53
+  return h ~ (h >> 33)
+end
+
+-- Adds the name; true when it may have been added before.
+local function maybe_seen(name)
+  local h = name_hash(name)
+  local a, b = h & (BITS - 1), (h >> 24) | 1
+  local all = true
+  for _ = 1, PROBES do
+    local word, bit = (a >> 6) + 1, 1 << (a & 63)
+    local w = filter[word]
+    if w & bit == 0 then
+      all = false
+      filter[word] = w | bit
+    end
+    a = (a + b) & (BITS - 1)
+  end
+  return all
+end
+
+-- ---- pass 1: validate everything ------------------------------------
+
+local source = opts.input == "-" and "stdin" or opts.input
 local input = io.stdin
 if opts.input ~= "-" then
   local f, err = io.open(opts.input, "rb")
   if not f then cli.fail("cannot read " .. opts.input .. ": " .. err) end
   input = f
 end
-local source = opts.input == "-" and "stdin" or opts.input
-
-local items, seen, errors = {}, {}, {}
-local lineno = 0
-for line in input:lines() do
-  lineno = lineno + 1
-  local function bad(msg)
-    errors[#errors + 1] = string.format("%s:%d: %s", source, lineno, msg)
+-- A regular file is read again from where it started; a pipe or a terminal
+-- cannot be, so the first pass copies it to a temporary file.
+local start = input:seek("cur")
+local spool
+if not start then
+  local path = os.tmpname()
+  local file, err = io.open(path, "wb")
+  if not file then
+    os.remove(path)
+    cli.fail("import: cannot open a temporary file for " .. source .. ": " .. err)
   end
-  if line:find("%S") then
-    local rec, jerr = cli.json_decode(line)
-    if not rec then
-      bad("not JSON: " .. jerr)
-    elseif type(rec) ~= "table" then
-      bad("expected a JSON object")
-    elseif type(rec.collection) ~= "string" or rec.collection == "" then
-      bad("'collection' must be a non-empty string")
-    elseif type(rec.bson_base64) ~= "string" then
-      bad("'bson_base64' must be a string")
-    elseif rec.ttl_ms ~= nil and rec.ttl_ms ~= cli.null and
-           (math.type(rec.ttl_ms) ~= "integer" or rec.ttl_ms < 0) then
-      bad("'ttl_ms' must be null or a non-negative integer")
-    else
-      local bytes, berr = cli.base64_decode(rec.bson_base64)
-      local valid, verr = false, berr and "'bson_base64': " .. berr
-      if bytes then
-        valid, verr = pcall(rs.bson.to_json, bytes)
-        if not valid then verr = "'bson_base64': " .. (type(verr) == "table" and verr.message or tostring(verr)) end
-      end
-      if not valid then
-        bad(verr)
-      else
-        local ttl
-        if fixed_ttl then
-          ttl = fixed_ttl
-        elseif opts.ttl == "keep" and math.type(rec.ttl_ms) == "integer" then
-          ttl = math.max(rec.ttl_ms, 1) / 1000   -- never 0: that would mean "no TTL"
-        end
-        -- A listing that started over (server restart, failover) exports a
-        -- collection twice, the later line read later: it wins.
-        local earlier = seen[rec.collection]
-        if earlier then
-          host.log("warn", string.format("import: %s:%d: collection '%s' again (first on line %d); "
-                                         .. "the later line is used", source, lineno, rec.collection,
-                                         earlier.line))
-          items[earlier.index] = { rec.collection, bytes, ttl }
-          earlier.line = lineno
-        else
-          items[#items + 1] = { rec.collection, bytes, ttl }
-          seen[rec.collection] = { line = lineno, index = #items }
-        end
-      end
+  -- Removed when the script ends, also by an error (a to-be-closed variable).
+  spool = setmetatable({ path = path, file = file }, { __close = function(self)
+    if io.type(self.file) == "file" then self.file:close() end
+    os.remove(self.path)
+  end })
+  host.log("debug", "import: " .. source .. " is copied to " .. path)
+end
+local _ <close> = spool
+
+local flagged, errors, lines = {}, {}, 0
+do
+  for line in input:lines() do
+    lines = lines + 1
+    if spool then
+      local ok, err = spool.file:write(line, "\n")
+      if not ok then cli.fail("import: cannot copy " .. source .. " to " .. spool.path .. ": " .. err) end
+    end
+    local name, err = parse(line)
+    if name == nil then
+      errors[#errors + 1] = string.format("%s:%d: %s", source, lines, err)
+      if #errors >= 20 then break end
+    elseif name and maybe_seen(name) then
+      flagged[name] = true
     end
   end
-  if #errors >= 20 then break end
+  if spool then
+    local ok, err = spool.file:close()
+    if not ok then cli.fail("import: cannot copy " .. source .. " to " .. spool.path .. ": " .. err) end
+  end
 end
-if input ~= io.stdin then input:close() end
 
 if #errors > 0 then
   for _, e in ipairs(errors) do io.stderr:write("rigatoni-store: ", e, "\n") end
@@ -118,12 +186,16 @@ if #errors > 0 then
                          #errors == 1 and "" or "s", #errors >= 20 and " (stopped at 20)" or ""))
 end
 
--- ---- write ----------------------------------------------------------
+-- ---- pass 2: write --------------------------------------------------
+
+local held_back = 0
+for _ in pairs(flagged) do held_back = held_back + 1 end
+host.log("debug", string.format("import: %d lines checked, %d names held back to the end", lines, held_back))
 
 local written, skipped = 0, 0
 local progress = cli.progress("import")
-for first = 1, #items, opts.batch do
-  local batch = table.move(items, first, math.min(first + opts.batch - 1, #items), 1, {})
+local function flush(batch)
+  if #batch == 0 then return end
   if opts.dry_run then
     local names = {}
     for i, item in ipairs(batch) do names[i] = item[1] end
@@ -139,6 +211,55 @@ for first = 1, #items, opts.batch do
   end
   progress.update(written + skipped)
 end
+
+local function changed(why)
+  cli.fail(string.format("import: %s changed after it was checked (%s); %s", source, why,
+                         opts.dry_run and "nothing was written (dry run)"
+                         or string.format("%d written before it stopped", written)))
+end
+
+-- A flagged name's latest line: { name, bytes, ttl, line = N }, in the
+-- order the names first came.
+local held, held_order = {}, {}
+local batch = {}
+local reread = input
+if spool then
+  local err
+  reread, err = io.open(spool.path, "rb")
+  if not reread then cli.fail("import: cannot read back " .. spool.path .. ": " .. err) end
+else
+  input:seek("set", start)
+end
+local lineno = 0
+for line in reread:lines() do
+  lineno = lineno + 1
+  if lineno > lines then changed("more lines") end
+  local name, bytes, ttl = parse(line)
+  if name == nil then changed("line " .. lineno .. ": " .. bytes) end
+  if name and flagged[name] then
+    -- A listing that started over (server restart, failover) exports a
+    -- collection twice, the later line read later: it wins.
+    local earlier = held[name]
+    if earlier then
+      host.log("warn", string.format("import: %s:%d: collection '%s' again (first on line %d); "
+                                     .. "the later line is used", source, lineno, name, earlier.line))
+    else
+      held_order[#held_order + 1] = name
+    end
+    held[name] = { name, bytes, ttl, line = lineno }
+  elseif name then
+    batch[#batch + 1] = { name, bytes, ttl }
+    if #batch == opts.batch then flush(batch); batch = {} end
+  end
+end
+if reread ~= io.stdin then reread:close() end
+if input ~= io.stdin and input ~= reread then input:close() end
+if lineno < lines then changed("fewer lines") end
+for _, name in ipairs(held_order) do
+  batch[#batch + 1] = held[name]
+  if #batch == opts.batch then flush(batch); batch = {} end
+end
+flush(batch)
 progress.done()
 
 cli.summary(string.format("import%s: %d %s, %d skipped (already present), from %s in %.2f s",

@@ -211,6 +211,132 @@ describe("bundled scripts", function()
       assert.equal(token(5), b:cli_raw("GET", PREFIX .. "z"))
     end)
 
+    it("the later line wins across batches, from a file and from stdin", function()
+      local function line(c, bytes, ttl)
+        return '{"collection":"' .. c .. '","bson_base64":"' .. cli.base64_encode(bytes) .. '"' ..
+               (ttl and (',"ttl_ms":' .. ttl) or "") .. '}\n'
+      end
+      local input = line("y", token(1)) .. line("a", token(7)) .. line("y", token(2), 60000) ..
+                    line("b", token(8)) .. "\n" .. line("c", token(9)) .. line("y", token(3)) ..
+                    line("d", token(10))
+      local file = tmpdir .. "/dups.jsonl"
+      write_file(file, input)
+      for _, args in ipairs { { "--input", file }, {} } do
+        b:cli("FLUSHALL")
+        local argv = { "-u", b.url, "import", "--batch", "2" }
+        table.move(args, 1, #args, #argv + 1, argv)
+        local code, out, err = run(argv, { stdin = input })
+        assert.equal(0, code, err)
+        local where = args[1] and file or "stdin"
+        assert.matches(where .. ":3: collection 'y' again %(first on line 1%)", err)
+        assert.matches(where .. ":7: collection 'y' again %(first on line 3%)", err)
+        assert.matches("5 written, 0 skipped", out)
+        assert.equal(token(3), b:cli_raw("GET", PREFIX .. "y"))
+        assert.equal("-1", b:cli("PTTL", PREFIX .. "y"))
+        for c, n in pairs { a = 7, b = 8, c = 9, d = 10 } do
+          assert.equal(token(n), b:cli_raw("GET", PREFIX .. c))
+        end
+      end
+    end)
+
+    it("a pipe goes through a temporary file that is removed after success and after errors", function()
+      local good = '{"collection":"c1","bson_base64":"' .. cli.base64_encode(token(NOW)) .. '"}\n'
+      local src = tmpdir .. "/piped.jsonl"
+      -- stdin as a pipe (run_host gives a regular file, which is read twice instead)
+      local function piped(url, input)
+        write_file(src, input)
+        local out, err = tmpdir .. "/piped.out", tmpdir .. "/piped.err"
+        local _, _, code = os.execute(("cat %s | env -u RIGATONI_STORE_CONFIG %s -vv -u %s import >%s 2>%s")
+                                      :format(quote(src), quote(BIN), quote(url), quote(out), quote(err)))
+        return code, read_file(out), read_file(err)
+      end
+      local function spool_of(err)
+        local path = err:match("stdin is copied to (%S+)")
+        assert.is_not_nil(path, err)
+        return path
+      end
+      local code, out, err = piped(b.url, good)
+      assert.equal(0, code, err)
+      assert.matches("1 written", out)
+      assert.is_nil(io.open(spool_of(err)))
+      -- a bad line: pass 1 fails
+      code, _, err = piped(b.url, good .. "{oops\n")
+      assert.equal(1, code)
+      assert.matches("stdin:2: not JSON", err)
+      assert.is_nil(io.open(spool_of(err)))
+      -- no server: pass 2 fails
+      code, _, err = piped("redis://127.0.0.1:" .. servers.closed_port(), good)
+      assert.equal(1, code)
+      assert.is_nil(io.open(spool_of(err)))
+      -- a regular file on stdin is read twice, not copied
+      b:cli("FLUSHALL")
+      code, out, err = run({ "-vv", "-u", b.url, "import" }, { stdin = good })
+      assert.equal(0, code, err)
+      assert.matches("1 written", out)
+      assert.not_matches("copied to", err)
+    end)
+
+    it("--input a named pipe is copied once and imported", function()
+      local good = '{"collection":"c1","bson_base64":"' .. cli.base64_encode(token(NOW)) .. '"}\n'
+      local src, fifo = tmpdir .. "/fifo-src.jsonl", tmpdir .. "/fifo"
+      write_file(src, good .. good:gsub("c1", "c2"))
+      os.remove(fifo)
+      assert.is_true(os.execute("mkfifo " .. quote(fifo)))
+      -- the writer blocks until import opens the pipe, and writes it once
+      assert.is_true(os.execute(("cat %s > %s &"):format(quote(src), quote(fifo))))
+      local code, out, err = run { "-vv", "-u", b.url, "import", "--input", fifo }
+      os.remove(fifo)
+      assert.equal(0, code, err)
+      assert.matches("2 written", out)
+      assert.matches("is copied to", err)
+      assert.equal(token(NOW), b:cli_raw("GET", PREFIX .. "c2"))
+    end)
+
+    it("reads lines with lua-cjson as strictly as JSON is written", function()
+      local b64 = cli.base64_encode(token(NOW))
+      local function try(text)
+        local code, out, err = run({ "-u", b.url, "import" }, { stdin = text .. "\n" })
+        return code, out, err
+      end
+      for text, message in pairs {
+        ['5'] = "stdin:1: expected a JSON object",
+        ['"x"'] = "stdin:1: expected a JSON object",
+        ['{"collection":"a","bson_base64":"' .. b64 .. '"} x'] = "stdin:1: not JSON: expected the end but found invalid token at character %d+",
+        ['{"collection":"a","bson_base64":"' .. b64 .. '","ttl_ms":NaN}'] = "stdin:1: not JSON",
+        ['{"collection":"a","bson_base64":"' .. b64 .. '","ttl_ms":0x10}'] = "stdin:1: not JSON",
+        ['{"collection":"a","bson_base64":"' .. b64 .. '","ttl_ms":1.5}'] = "'ttl_ms' must be null or a non%-negative integer",
+        ['{"collection":"a","bson_base64":"' .. b64 .. '","ttl_ms":-1}'] = "'ttl_ms' must be null or a non%-negative integer",
+        ['{"collection":"a","bson_base64":"' .. b64 .. '","ttl_ms":1e300}'] = "'ttl_ms' must be null or a non%-negative integer",
+        ['{"collection":"a","bson_base64":"' .. b64 .. '","ttl_ms":"5"}'] = "'ttl_ms' must be null or a non%-negative integer",
+        ['{"collection":null,"bson_base64":"' .. b64 .. '"}'] = "'collection' must be a non%-empty string",
+        ['{"collection":"","bson_base64":"' .. b64 .. '"}'] = "'collection' must be a non%-empty string",
+        ['[1,2]'] = "'collection' must be a non%-empty string",
+        ['{"collection":"a","bson_base64":5}'] = "'bson_base64' must be a string",
+        ['{"collection":"a","bson_base64":"' .. b64:sub(2) .. '"}'] = "'bson_base64': base64 length",
+        ['{"collection":"\\ud800","bson_base64":"' .. b64 .. '"}'] = "stdin:1: not JSON",
+      } do
+        local code, out, err = try(text)
+        assert.equal(1, code, text)
+        assert.matches(message, err, 1, false, text)
+        assert.matches("nothing was written", err)
+        assert.equal("", out)
+      end
+      assert.equal("0", b:cli("DBSIZE"))
+      -- an integral number in any JSON spelling is an integer; extra fields are ignored
+      local code, out, err = try('{"collection":"a","bson_base64":"' .. b64 ..
+                                 '","ttl_ms":6e4,"token":{"_data":"x"},"more":[null]}')
+      assert.equal(0, code, err)
+      assert.matches("1 written", out)
+      assert.is_true(math.abs(ttl_of(b, "a") - 60) < 2)
+      -- names are bytes: raw non-UTF-8 bytes are kept as they are, \u escapes read as UTF-8
+      code, out, err = try('{"collection":"raw\255\254","bson_base64":"' .. b64 .. '"}\n' ..
+                           '{"collection":"caf\\u00e9 \\ud83d\\ude00","bson_base64":"' .. b64 .. '"}')
+      assert.equal(0, code, err)
+      assert.matches("2 written", out)
+      assert.equal(token(NOW), b:cli_raw("GET", PREFIX .. "raw\255\254"))
+      assert.equal(token(NOW), b:cli_raw("GET", PREFIX .. "caf\195\169 \240\159\152\128"))
+    end)
+
     it("keeps existing tokens unless --overwrite; --dry-run writes nothing", function()
       seed(a, { { "users", token(NOW) }, { "orders", token(NOW) } })
       seed(b, { { "users", token(1) } })

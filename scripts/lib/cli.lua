@@ -1,7 +1,7 @@
 -- scripts/lib/cli.lua -- what the bundled scripts share: option parsing,
 -- durations, time and size formatting, JSON (a writer for our output, a
--- small reader for import), base64, CSV quoting, the progress line and the
--- summary line. Pure Lua 5.4; the `host` global (set by rigatoni-store)
+-- reader for import: lua-cjson), base64, CSV quoting, the progress line and the
+-- summary line. Lua 5.4 and lua-cjson; the `host` global (set by rigatoni-store)
 -- says whether stderr is a terminal and whether -q was given.
 
 local M = {}
@@ -201,131 +201,59 @@ function M.json_number(n)
   return string.format("%.15g", n)
 end
 
--- A reader for one JSON value (enough for export lines): returns the
--- value, or nil and "message at column N". null reads as M.null.
-M.null = setmetatable({}, { __tostring = function() return "null" end })
+-- A reader for one JSON value (export lines): lua-cjson, a private
+-- instance that refuses NaN, Infinity and hex numbers as JSON does. Returns
+-- the value, or nil and "message at character N". null reads as M.null.
+-- cjson reads every number as a float; integral ones below 2^53 (exact in
+-- a double) come back as integers, so 1, 1.0 and 1e0 all read as 1.
+local cjson = require("cjson.safe").new()
+cjson.decode_invalid_numbers(false)
+M.null = cjson.null
 
-local function json_decode(text)
-  local pos = 1
-  local function err(msg)
-    error({ json = msg .. " at column " .. pos }, 0)
-  end
-  local function skip()
-    pos = text:find("[^ \t\r\n]", pos) or #text + 1
-  end
-  local value
-  local function str()
-    pos = pos + 1
-    local parts = {}
-    while true do
-      local s, e = text:find('["\\%c]', pos)
-      if not s then err("unterminated string") end
-      parts[#parts + 1] = text:sub(pos, s - 1)
-      local c = text:sub(s, s)
-      if c == '"' then
-        pos = s + 1
-        return table.concat(parts)
-      elseif c == "\\" then
-        local n = text:sub(s + 1, s + 1)
-        local simple = ({ ['"'] = '"', ["\\"] = "\\", ["/"] = "/", b = "\b", f = "\f",
-                          n = "\n", r = "\r", t = "\t" })[n]
-        if simple then
-          parts[#parts + 1] = simple
-          pos = s + 2
-        elseif n == "u" then
-          local hex = text:match("^%x%x%x%x", s + 2)
-          if not hex then pos = s; err("bad \\u escape") end
-          local cp = tonumber(hex, 16)
-          pos = s + 6
-          if cp >= 0xD800 and cp <= 0xDBFF then
-            local low = text:match("^\\u(%x%x%x%x)", pos)
-            if not low then err("lone surrogate") end
-            cp = 0x10000 + (cp - 0xD800) * 0x400 + (tonumber(low, 16) - 0xDC00)
-            pos = pos + 6
-          end
-          parts[#parts + 1] = utf8.char(cp)
-        else
-          pos = s
-          err("bad escape")
-        end
-      else
-        pos = s
-        err("control character in string")
-      end
-    end
-  end
-  function value()
-    skip()
-    local c = text:sub(pos, pos)
-    if c == "{" then
-      pos = pos + 1
-      local obj = {}
-      skip()
-      if text:sub(pos, pos) == "}" then pos = pos + 1; return obj end
-      while true do
-        skip()
-        if text:sub(pos, pos) ~= '"' then err("expected a key") end
-        local k = str()
-        skip()
-        if text:sub(pos, pos) ~= ":" then err("expected ':'") end
-        pos = pos + 1
-        obj[k] = value()
-        skip()
-        local d = text:sub(pos, pos)
-        pos = pos + 1
-        if d == "}" then return obj end
-        if d ~= "," then pos = pos - 1; err("expected ',' or '}'") end
-      end
-    elseif c == "[" then
-      pos = pos + 1
-      local arr = {}
-      skip()
-      if text:sub(pos, pos) == "]" then pos = pos + 1; return arr end
-      while true do
-        arr[#arr + 1] = value()
-        skip()
-        local d = text:sub(pos, pos)
-        pos = pos + 1
-        if d == "]" then return arr end
-        if d ~= "," then pos = pos - 1; err("expected ',' or ']'") end
-      end
-    elseif c == '"' then
-      return str()
-    elseif text:find("^true", pos) then
-      pos = pos + 4; return true
-    elseif text:find("^false", pos) then
-      pos = pos + 5; return false
-    elseif text:find("^null", pos) then
-      pos = pos + 4; return M.null
-    else
-      local num = text:match("^-?%d+%.?%d*[eE]?[-+]?%d*", pos)
-      if not num or num == "" or not tonumber(num) then err("unexpected input") end
-      pos = pos + #num
-      return math.tointeger(tonumber(num)) or tonumber(num)
-    end
-  end
-  local ok, result = pcall(function()
-    local v = value()
-    skip()
-    if pos <= #text then err("trailing characters") end
-    return v
-  end)
-  if ok then return result end
-  if type(result) == "table" and result.json then return nil, result.json end
-  error(result, 0)
+-- An integral number below 2^53 as an integer, else nil.
+local function json_integer(v)
+  return type(v) == "number" and v == math.floor(v) and math.abs(v) < 2^53 and math.tointeger(v) or nil
 end
-M.json_decode = json_decode
+M.json_integer = json_integer
+
+local function integers(v)
+  if type(v) == "number" then return json_integer(v) or v end
+  if type(v) == "table" then
+    for k, x in pairs(v) do
+      if type(x) == "number" or type(x) == "table" then v[k] = integers(x) end
+    end
+  end
+  return v
+end
+
+-- As json_decode, numbers left as cjson read them (floats): for a hot
+-- loop that converts the one number it needs with json_integer.
+function M.json_decode_floats(text)
+  local v, err = cjson.decode(text)
+  if v == nil then return nil, (err:gsub("^Expected", "expected")) end
+  return v
+end
+
+function M.json_decode(text)
+  local v, err = M.json_decode_floats(text)
+  if v == nil then return nil, err end
+  return integers(v)
+end
 
 -- ---------------------------------------------------------------------
 -- Base64 (RFC 4648, with padding)
 -- ---------------------------------------------------------------------
 
 local b64chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-local b64enc, b64dec = {}, {}
+-- The decoder's tables: byte -> its 6 bits shifted into place (false for
+-- a byte that is not base64), 0..255 so lookups stay in the array part.
+local b64enc, dec0, dec6, dec12, dec18 = {}, {}, {}, {}, {}
+for b = 0, 255 do dec0[b], dec6[b], dec12[b], dec18[b] = false, false, false, false end
 for i = 0, 63 do
   local c = b64chars:sub(i + 1, i + 1)
   b64enc[i] = c
-  b64dec[c:byte()] = i
+  local b = c:byte()
+  dec0[b], dec6[b], dec12[b], dec18[b] = i, i << 6, i << 12, i << 18
 end
 
 function M.base64_encode(s)
@@ -347,29 +275,31 @@ function M.base64_encode(s)
   return table.concat(out)
 end
 
--- Returns the bytes, or nil and a reason.
+-- Returns the bytes, or nil and a reason. Works on 4096 characters at a
+-- time (string.byte to a table, string.char of the result): no string per
+-- group, which import needs for a million lines, and no slice too long
+-- for the Lua stack.
+local unpack = table.unpack
 function M.base64_decode(s)
-  if #s % 4 ~= 0 then return nil, "base64 length is not a multiple of 4" end
-  local out = {}
-  for i = 1, #s, 4 do
-    local c1, c2, c3, c4 = s:byte(i, i + 3)
-    local last = i + 3 == #s
-    local v1, v2 = b64dec[c1], b64dec[c2]
-    local v3 = c3 == 61 and last and 0 or b64dec[c3]
-    local v4 = c4 == 61 and last and 0 or b64dec[c4]
-    if not (v1 and v2 and v3 and v4) or (c3 == 61 and c4 ~= 61) then
-      return nil, "invalid base64 at offset " .. i
+  local n = #s
+  if n % 4 ~= 0 then return nil, "base64 length is not a multiple of 4" end
+  local pad = n > 0 and (s:byte(n - 1) == 61 and s:byte(n) == 61 and 2 or s:byte(n) == 61 and 1) or 0
+  local parts = {}
+  for from = 1, n, 4096 do
+    local to = math.min(from + 4095, n)
+    local last = to == n and pad or 0
+    local c, out, o = { s:byte(from, to - last) }, {}, 0
+    for k = to - from + 2 - last, to - from + 1 do c[k] = 65 end   -- "A" (zero bits) for "="
+    for i = 1, to - from + 1, 4 do
+      local v1, v2, v3, v4 = dec18[c[i]], dec12[c[i + 1]], dec6[c[i + 2]], dec0[c[i + 3]]
+      if not (v1 and v2 and v3 and v4) then return nil, "invalid base64 at offset " .. (from + i - 1) end
+      local v = v1 | v2 | v3 | v4
+      out[o + 1], out[o + 2], out[o + 3] = v >> 16, v >> 8 & 255, v & 255
+      o = o + 3
     end
-    local v = v1 << 18 | v2 << 12 | v3 << 6 | v4
-    if c3 == 61 then
-      out[#out + 1] = string.char(v >> 16)
-    elseif c4 == 61 then
-      out[#out + 1] = string.char(v >> 16, v >> 8 & 255)
-    else
-      out[#out + 1] = string.char(v >> 16, v >> 8 & 255, v & 255)
-    end
+    parts[#parts + 1] = string.char(unpack(out, 1, o - last))
   end
-  return table.concat(out)
+  return table.concat(parts)
 end
 
 -- ---------------------------------------------------------------------

@@ -9,6 +9,9 @@
 #   cleanup   `cleanup --older-than 30d` plan  vs py_cleanup_plan.py
 #   migrate   `migrate --to` a second server   vs py_migrate.py (pipelined
 #                                                 DUMP+PTTL / RESTORE)
+#   import    `import --input FILE` into the    vs py_import.py (json + base64,
+#             second server (the file written       pipelined SET NX [PX]);
+#             once by our export)                   no target: info
 #
 # BULK_TOKENS (1,000,000) tokens, half of them with a TTL, are loaded once
 # (spec/bench/gen_tokens.lua | redis-cli --pipe); every job runs ours and
@@ -60,9 +63,11 @@ loaded=$(redis-cli -p "$A" DBSIZE)
 
 URL_A="redis://127.0.0.1:$A"
 URL_B="redis://127.0.0.1:$B"
+EXPORT=$TMP/export.jsonl
+"$BIN" -q -u "$URL_A" export >"$EXPORT"
 # run_job JOB SIDE -> "tokens_per_s rss_kib" (SIDE: ours | py)
 run_job() {
-    [ "$1" = migrate ] && redis-cli -p "$B" FLUSHALL >/dev/null
+    case $1 in migrate | import) redis-cli -p "$B" FLUSHALL >/dev/null ;; esac
     case "$1.$2" in
         list.ours)    set -- "$BIN" -q -u "$URL_A" list --format jsonl ;;
         list.py)      set -- "$PY" spec/bench/py_list.py "$A" ;;
@@ -72,6 +77,8 @@ run_job() {
         cleanup.py)   set -- "$PY" spec/bench/py_cleanup_plan.py "$A" 2592000 ;;
         migrate.ours) set -- "$BIN" -q -u "$URL_A" migrate --to "$URL_B" ;;
         migrate.py)   set -- "$PY" spec/bench/py_migrate.py "$A" "$B" ;;
+        import.ours)  set -- "$BIN" -q -u "$URL_B" import --input "$EXPORT" ;;
+        import.py)    set -- "$PY" spec/bench/py_import.py "$B" "$EXPORT" ;;
     esac
     t0=$(date +%s%N)
     PYTHONDONTWRITEBYTECODE=1 PYTHONPATH=spec/bench /usr/bin/time -f %M -o "$TMP/rss" "$@" >/dev/null 2>"$TMP/err" ||
@@ -80,7 +87,7 @@ run_job() {
     echo "$t0 $t1 $TOKENS $(tail -n 1 "$TMP/rss")" | awk '{ printf "%.0f %d\n", $3 / (($2 - $1) / 1e9), $4 }'
 }
 
-JOBS="list export cleanup migrate"
+JOBS="list export cleanup migrate import"
 for job in $JOBS; do
     eval "O_$job=; P_$job=; OR_$job=; PR_$job="
 done
@@ -92,9 +99,9 @@ while [ $r -le "$ROUNDS" ]; do
         else
             p=$(run_job "$job" py); o=$(run_job "$job" ours)
         fi
-        if [ "$job" = migrate ]; then
+        if [ "$job" = migrate ] || [ "$job" = import ]; then
             n=$(redis-cli -p "$B" DBSIZE)
-            [ "$n" -eq "$TOKENS" ] || { echo "bulk_bench: migrate left $n of $TOKENS on the target" >&2; exit 1; }
+            [ "$n" -eq "$TOKENS" ] || { echo "bulk_bench: $job left $n of $TOKENS on the target" >&2; exit 1; }
         fi
         eval "O_$job=\"\$O_$job ${o% *}\"; P_$job=\"\$P_$job ${p% *}\""
         eval "OR_$job=\"\$OR_$job ${o#* }\"; PR_$job=\"\$PR_$job ${p#* }\""
@@ -109,11 +116,15 @@ paired_median() {
     median $(printf '%s\n%s\n' "$1" "$2" | awk 'NR == 1 { n = split($0, a) }
         NR == 2 { split($0, b); for (i = 1; i <= n; i++) if (b[i] > 0) printf "%.4f\n", a[i] / b[i] }')
 }
-target() { case $1 in migrate) echo 4 ;; *) echo 3 ;; esac; }
+target() { case $1 in migrate) echo 4 ;; import) echo 0 ;; *) echo 3 ;; esac; }
+# The ratio's check: import has no target (info).
+ratio_op() { case $1 in import) echo info ;; *) echo "ratio>=" ;; esac; }
+goal() { case $1 in import) echo "info, < 32 MiB" ;; *) echo ">= $(target "$1")x, < 32 MiB" ;; esac; }
 label() {
     case $1 in
         list) echo "list --format jsonl" ;; export) echo "export" ;;
         cleanup) echo "cleanup plan" ;; migrate) echo "migrate --to" ;;
+        import) echo "import --input" ;;
     esac
 }
 
@@ -127,7 +138,7 @@ o=; p=; orss=; prss=   # set per job by eval below
         # shellcheck disable=SC2086
         printf '%-28s %12s %12s %7sx %10s %10s %s\n' "$(label "$job")" "$(median $o)" "$(median $p)" \
             "$(paired_median "$o" "$p")" "$(median $orss | awk '{ printf "%.1f", $1 / 1024 }')" \
-            "$(median $prss | awk '{ printf "%.1f", $1 / 1024 }')" ">= $(target "$job")x, < 32 MiB"
+            "$(median $prss | awk '{ printf "%.1f", $1 / 1024 }')" "$(goal "$job")"
         echo "  per round: ours$o | redis-py$p | ours KiB$orss | py KiB$prss"
     done
 } | tee "$OUTDIR/bulk_results.txt"
@@ -137,8 +148,8 @@ if [ -n "${BENCH_ROWS:-}" ]; then
         eval "o=\$O_$job; p=\$P_$job; orss=\$OR_$job"
         # shellcheck disable=SC2086
         {
-            printf 'bulk %s %s tokens/s (vs redis-py)\t%s\t%s\tratio>=\t%s\ttokens/s\t%s\n' "$(label "$job")" \
-                "$TOKENS" "$(median $o)" "$(median $p)" "$(target "$job")" "$(paired_median "$o" "$p")"
+            printf 'bulk %s %s tokens/s (vs redis-py)\t%s\t%s\t%s\t%s\ttokens/s\t%s\n' "$(label "$job")" \
+                "$TOKENS" "$(median $o)" "$(median $p)" "$(ratio_op "$job")" "$(target "$job")" "$(paired_median "$o" "$p")"
             printf 'bulk %s peak RSS MiB\t%s\t0\tabs<\t32\tMiB\n' "$(label "$job")" \
                 "$(median $orss | awk '{ printf "%.2f", $1 / 1024 }')"
         } >>"$BENCH_ROWS"

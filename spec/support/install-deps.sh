@@ -7,7 +7,7 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive
 
-PKGS="build-essential pkg-config libbson-dev liblua5.4-dev lua5.4 libinih-dev
+PKGS="build-essential pkg-config libbson-dev liblua5.4-dev lua5.4 lua-cjson libinih-dev
       lua-busted redis-server redis-sentinel redis-tools openssl libssl-dev
       valgrind clang libclang-rt-14-dev socat"
 # Packaging (spec/packaging_spec.lua): luarocks make into a tree, man -l.
