@@ -206,9 +206,21 @@ end
 -- the value, or nil and "message at character N". null reads as M.null.
 -- cjson reads every number as a float; integral ones below 2^53 (exact in
 -- a double) come back as integers, so 1, 1.0 and 1e0 all read as 1.
-local cjson = require("cjson.safe").new()
-cjson.decode_invalid_numbers(false)
-M.null = cjson.null
+-- Loaded by the first line read, so the tools that never read JSON run
+-- without lua-cjson; M.null is set then.
+local cjson
+local function json_reader()
+  if cjson then return cjson end
+  local found, module = pcall(require, "cjson.safe")
+  if not found then
+    M.fail("reading JSON needs lua-cjson (Debian package lua-cjson, or `luarocks install lua-cjson`): " ..
+           tostring(module):match("^[^\n]*"))
+  end
+  cjson = module.new()
+  cjson.decode_invalid_numbers(false)
+  M.null = cjson.null
+  return cjson
+end
 
 -- An integral number below 2^53 as an integer, else nil.
 local function json_integer(v)
@@ -229,7 +241,7 @@ end
 -- As json_decode, numbers left as cjson read them (floats): for a hot
 -- loop that converts the one number it needs with json_integer.
 function M.json_decode_floats(text)
-  local v, err = cjson.decode(text)
+  local v, err = (cjson or json_reader()).decode(text)
   if v == nil then return nil, (err:gsub("^Expected", "expected")) end
   return v
 end
