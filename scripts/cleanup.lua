@@ -74,7 +74,7 @@ local function plan(text, ...)
 end
 
 local scanned, unknown = 0, 0
-local deleted, to_delete, refreshed = 0, 0, 0
+local deleted, to_delete, refreshed, gone_before = 0, 0, 0, 0
 local mirrors_deleted, mirrors_to_delete, mirrors_changed = 0, 0, 0
 local ttl_set, to_ttl = 0, 0
 local progress = cli.progress("cleanup")
@@ -98,12 +98,14 @@ local function delete_line(name, seconds, with, after)
   return fmt("would delete %s%s %s%s", name, with or "", age_note(seconds), after or "")
 end
 
--- Compare-and-delete of the bytes the walk saw: true when it went.
+-- Compare-and-delete of the bytes the walk saw: true when this run
+-- deleted it; a token another client deleted first is counted apart.
 local function delete_seen(name, bytes)
   in_doubt = name
-  local gone = store:delete_resume_token(name, { if_value = bytes })
+  local outcome = cli.delete_if_unchanged(store, name, bytes)
   in_doubt = nil
-  return gone
+  if outcome == "gone" then gone_before = gone_before + 1 end
+  return outcome == "deleted", outcome
 end
 
 local function give_ttl(name, what)
@@ -120,7 +122,8 @@ local function plain_token(collection, bytes, ttl, seconds)
     to_delete = to_delete + 1
     plan(delete_line, collection, seconds)
     if apply then
-      if delete_seen(collection, bytes) then deleted = deleted + 1 else refreshed = refreshed + 1 end
+      local went, outcome = delete_seen(collection, bytes)
+      if went then deleted = deleted + 1 elseif outcome == "changed" then refreshed = refreshed + 1 end
     end
   end
   if opts.set_ttl and not stale and ttl == nil then give_ttl(collection) end
@@ -187,8 +190,9 @@ local function stream_pairs(units, mirrors)
       local with, after = mirror_note(st, m, selected)
       plan(delete_line, st.name, st.seconds, with, after)
       if apply then
-        st.deleted = delete_seen(st.name, st.bytes)
-        if st.deleted then deleted = deleted + 1 else refreshed = refreshed + 1 end
+        local outcome
+        st.deleted, outcome = delete_seen(st.name, st.bytes)
+        if st.deleted then deleted = deleted + 1 elseif outcome == "changed" then refreshed = refreshed + 1 end
       end
     elseif opts.set_ttl and st.ttl == nil then
       give_ttl(st.name)
@@ -201,9 +205,10 @@ local function stream_pairs(units, mirrors)
       mirrors_to_delete = mirrors_to_delete + 1
       -- A stream key refreshed meanwhile keeps its mirror.
       if apply and all_users(m, "deleted") then
-        if delete_seen(n, m.bytes) then
+        local went, outcome = delete_seen(n, m.bytes)
+        if went then
           mirrors_deleted = mirrors_deleted + 1
-        else
+        elseif outcome == "changed" then
           mirrors_changed = mirrors_changed + 1
           io.write(fmt("mirror %s not deleted: it changed after the walk read it\n", n))
         end
@@ -255,6 +260,7 @@ if apply then
     parts[#parts + 1] = fmt("%d deleted (older than %s)%s", deleted, cli.format_duration(opts.older_than),
                             mirrors_deleted > 0 and (" + " .. plural(mirrors_deleted, "mirror")) or "")
     if refreshed > 0 then parts[#parts + 1] = fmt("%d kept (refreshed meanwhile)", refreshed) end
+    if gone_before > 0 then parts[#parts + 1] = fmt("%d already gone (deleted by another client)", gone_before) end
     if mirrors_changed > 0 then
       parts[#parts + 1] = plural(mirrors_changed, "mirror") .. " not deleted (changed meanwhile)"
     end

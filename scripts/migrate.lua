@@ -93,7 +93,7 @@ elseif same then
   end
 end
 
-local copied, skipped, failed, deleted, kept = 0, 0, 0, 0, 0
+local copied, skipped, failed, deleted, kept, gone = 0, 0, 0, 0, 0, 0
 local in_doubt   -- the token whose delete was on the wire when the run stopped
 local progress = cli.progress("migrate")
 
@@ -129,12 +129,11 @@ local function flush(batch)
   for i, item in ipairs(batch) do
     if verified[i] then
       in_doubt = item[1]
-      if source:delete_resume_token(item[1], { if_value = item[2] }) then
-        deleted = deleted + 1
-      else
-        kept = kept + 1
-      end
+      local outcome = cli.delete_if_unchanged(source, item[1], item[2])
       in_doubt = nil
+      if outcome == "deleted" then deleted = deleted + 1
+      elseif outcome == "gone" then gone = gone + 1
+      else kept = kept + 1 end
     end
   end
 end
@@ -166,6 +165,7 @@ local line = string.format("migrate%s%s: %d %s, %d skipped (already on target), 
 if opts.delete_source then
   line = line .. string.format(", %d deleted from source", deleted)
   if kept > 0 then line = line .. string.format(" (%d kept: changed meanwhile)", kept) end
+  if gone > 0 then line = line .. string.format(", %d already gone from source", gone) end
   local doubt = not ran and cli.in_doubt(why, in_doubt)
   if doubt then line = line .. ", " .. doubt end
 end

@@ -420,4 +420,49 @@ return dofile("scripts/locks.lua")
       assert.equal("0", a:cli("EXISTS", KEY))
     end)
   end)
+
+  -- Another client acts between the walk and the compare-and-delete: c1 is
+  -- deleted, c2 gets other bytes. Neither may be reported as the other.
+  describe("a delete that finds the token gone or changed", function()
+    local RACE_HOOK = [[
+local script = arg[1]
+local args = table.move(arg, 2, #arg, 1, {})
+args[0] = script
+arg = args
+local real = store
+store = setmetatable({}, { __index = function(_, name)
+  local f = real[name]
+  if name ~= "delete_resume_token" then return function(_, ...) return f(real, ...) end end
+  return function(_, coll, opts)
+    if coll == "c1" then real:delete_resume_token("c1") end
+    if coll == "c2" then real:save_raw("c2", "other bytes", false) end
+    return f(real, coll, opts)
+  end
+end })
+return dofile(script)
+]]
+    local function run_race(script, args)
+      local argv = { "-u", a.url, "-e", RACE_HOOK, "scripts/" .. script .. ".lua" }
+      for _, x in ipairs(args) do argv[#argv + 1] = x end
+      return run(argv)
+    end
+
+    it("migrate --delete-source says already gone for one, kept for the other", function()
+      local code, out, err = run_race("migrate", { "--to", b.url, "--delete-source" })
+      assert.equal(0, code, out .. err)
+      assert.matches(N .. " copied", out, 1, true)
+      assert.matches((N - 2) .. " deleted from source (1 kept: changed meanwhile), 1 already gone from source",
+                     out, 1, true)
+      assert.equal(1, dbsize(a))                    -- c2, with the other client's bytes
+      assert.equal("other bytes", a:cli_raw("GET", PREFIX .. "c2"))
+    end)
+
+    it("cleanup --yes says already gone for one, refreshed for the other", function()
+      local code, out, err = run_race("cleanup", { "--older-than", "30d", "--yes" })
+      assert.equal(0, code, out .. err)
+      assert.matches((N - 2) .. " deleted (older than 30d), 1 kept (refreshed meanwhile), " ..
+                     "1 already gone (deleted by another client)", out, 1, true)
+      assert.equal(1, dbsize(a))
+    end)
+  end)
 end)

@@ -53,6 +53,15 @@ function M.in_doubt(err, name)
   return string.format("1 in doubt (%s may be deleted: the reply to its delete was lost)", name)
 end
 
+-- Compare-and-delete of the bytes a walk saw: "deleted"; "changed" (other
+-- bytes are there now: kept); or "gone" (deleted by someone else first,
+-- or by this run when the walk listed it twice). A delete that did not
+-- run says only "not deleted": the read after it tells which.
+function M.delete_if_unchanged(store, name, bytes)
+  if store:delete_resume_token(name, { if_value = bytes }) then return "deleted" end
+  return store:get_raw(name) == nil and "gone" or "changed"
+end
+
 -- A walk (or the work done on it) that raised: exit 1, saying what
 -- happened to the run and why. `what` says what the operator has, e.g.
 -- "the output was removed", or "12 deleted before it stopped".
