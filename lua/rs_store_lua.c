@@ -673,18 +673,26 @@ static int tokens_iter(lua_State *L)
     return n ? n : (lua_pushnil(L), 1);
 }
 
+/* The generic-for values of a walk whose scan userdata is on top and
+ * whose store is at index 1: iter (the store as its upvalue, kept alive),
+ * the scan as state, nil, and the scan again as the closing value. */
+static int push_walk(lua_State *L, lua_CFunction iter)
+{
+    lua_pushvalue(L, 1);
+    lua_pushcclosure(L, iter, 1);
+    lua_insert(L, -2);        /* iter, scan */
+    lua_pushnil(L);           /* initial control value */
+    lua_pushvalue(L, -2);     /* closing value: the scan */
+    return 4;
+}
+
 /* for collection, token, ttl[, err] in store:resume_tokens{...} do */
 static int store_resume_tokens(lua_State *L)
 {
     rs_store *store = check_store(L);
     rs_lua_check_options(L, 2, list_options);
     open_scan(L, store, 2, NULL);
-    lua_pushvalue(L, 1);
-    lua_pushcclosure(L, tokens_iter, 1);
-    lua_insert(L, -2);        /* iter, scan */
-    lua_pushnil(L);           /* initial control value */
-    lua_pushvalue(L, -2);     /* closing value: the scan */
-    return 4;
+    return push_walk(L, tokens_iter);
 }
 
 /* token_lines: the text of one batch, rows and bad of it, and for export
@@ -793,12 +801,7 @@ static int store_token_lines(lua_State *L)
     box->now = now;
     lua_pushvalue(L, mirrors);
     lua_setiuservalue(L, -2, 1);
-    lua_pushvalue(L, 1);
-    lua_pushcclosure(L, lines_iter, 1);
-    lua_insert(L, -2);        /* iter, scan */
-    lua_pushnil(L);
-    lua_pushvalue(L, -2);     /* closing value: the scan */
-    return 4;
+    return push_walk(L, lines_iter);
 }
 
 /* Iterator function of token_batches: upvalue 1 = store (kept alive). */
@@ -845,12 +848,7 @@ static int store_token_batches(lua_State *L)
     static const char *const known[] = {"match", "batch", "ttl", NULL};
     rs_lua_check_options(L, 2, known);
     open_scan(L, store, 2, NULL);
-    lua_pushvalue(L, 1);
-    lua_pushcclosure(L, batches_iter, 1);
-    lua_insert(L, -2);        /* iter, scan */
-    lua_pushnil(L);
-    lua_pushvalue(L, -2);     /* closing value: the scan */
-    return 4;
+    return push_walk(L, batches_iter);
 }
 
 /* for key, value, ttl in store:scan_keys(pattern [, {batch=}]) do -- any
@@ -864,12 +862,7 @@ static int store_scan_keys(lua_State *L)
     rs_lua_check_options(L, 3, known);
     scan_box *box = open_scan(L, store, 3, pattern);
     box->raw = 1;
-    lua_pushvalue(L, 1);
-    lua_pushcclosure(L, tokens_iter, 1);
-    lua_insert(L, -2);
-    lua_pushnil(L);
-    lua_pushvalue(L, -2);
-    return 4;
+    return push_walk(L, tokens_iter);
 }
 
 /* store:list_resume_tokens{...} -> tokens, errors (both keyed by collection) */

@@ -17,14 +17,7 @@ local function load(srv, n, prefix)
   srv:pipe(table.concat(parts))
 end
 
-local function with_log(fn)
-  local lines = {}
-  rs.set_log_handler(function(level, message) lines[#lines + 1] = level .. ": " .. message end)
-  local ok, err = pcall(fn)
-  rs.set_log_handler(nil)
-  if not ok then error(err, 0) end
-  return table.concat(lines, "\n")
-end
+local with_log = helpers.with_log
 
 local function proc_status(field)
   for line in io.lines("/proc/self/status") do

@@ -55,15 +55,7 @@ local function count(set)
   return n
 end
 
--- Collects the log lines of `fn` (warn and above).
-local function with_log(fn)
-  local lines = {}
-  rs.set_log_handler(function(level, message) lines[#lines + 1] = level .. ": " .. message end)
-  local ok, err = pcall(fn)
-  rs.set_log_handler(nil)
-  if not ok then error(err, 0) end
-  return table.concat(lines, "\n")
-end
+local with_log = helpers.with_log
 
 local function wait_until(what, timeout, cond)
   local deadline = system.gettime() + timeout

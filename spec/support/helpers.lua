@@ -88,4 +88,16 @@ function M.assert_kind(kind, err)
   end
 end
 
+-- Runs fn, collecting the store's log lines ("level: message", one per
+-- line) while it runs; raises fn's error after the handler is reset.
+function M.with_log(fn)
+  local rs = require "rigatoni_store"
+  local lines = {}
+  rs.set_log_handler(function(level, message) lines[#lines + 1] = level .. ": " .. message end)
+  local ok, err = pcall(fn)
+  rs.set_log_handler(nil)
+  if not ok then error(err, 0) end
+  return table.concat(lines, "\n")
+end
+
 return M
