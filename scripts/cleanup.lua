@@ -12,6 +12,12 @@
 -- mirrors; the pairs are handled after the walk: the mirrors are read,
 -- then each stale stream key is compare-and-deleted, then each mirror
 -- whose stream keys all went, with the bytes read before.
+--
+-- A plan of every token (no --match) first tries one walk that takes no
+-- name for a mirror: exact as long as it lists no stream key at all (a
+-- store of Rigatoni 0.1 pipelines). At the first stream key it is
+-- dropped, and the plan is made as above. A run with --yes always walks
+-- the stream keys first: it acts during its walk.
 
 local cli = require "lib.cli"
 
@@ -63,6 +69,7 @@ end
 local apply = opts.yes and not opts.dry_run
 local now = cli.now()
 local shown, SHOW_MAX = 0, 50
+local shown_lines = {}   -- printed once the plan is complete
 local fmt = string.format
 
 -- Counts a line of the plan; only a line that is shown is formatted
@@ -70,7 +77,7 @@ local fmt = string.format
 local function plan(text, ...)
   shown = shown + 1
   if apply or shown > SHOW_MAX then return end
-  io.write(text(...), "\n")
+  shown_lines[shown] = text(...)
 end
 
 local scanned, unknown = 0, 0
@@ -219,34 +226,48 @@ local function stream_pairs(units, mirrors)
   end
 end
 
+-- The walk of every token --match takes; the stream keys go to units
+-- (mirrors learns theirs), the others are handled as they come unless
+-- mirrors names them. Without mirrors (the one-walk plan) it stops at the
+-- first stream key and returns false.
+local function walk_tokens(units, mirrors)
+  -- TTLs (a PTTL per key) only when --set-ttl looks at them; a batch
+  -- per step, with the cluster times read in C.
+  for names, values, ttls, times, n in store:token_batches { match = opts.match or "*", batch = opts.batch,
+                                                             ttl = opts.set_ttl ~= nil } do
+    for i = 1, n do
+      local collection, bytes, ttl = names[i], values[i], cli.known_ttl(ttls[i], "cleanup")
+      local st = streams.stream(collection, bytes, ttl)
+      if st then
+        if not mirrors then return false end
+        units[#units + 1] = st
+        streams.add_mirror(mirrors, st)   -- a stream key that appeared after the first walk
+      elseif not (mirrors and mirrors[collection]) then
+        plain_token(collection, bytes, ttl, times[i] or nil)
+      end
+    end
+    scanned = scanned + n
+    progress.update(scanned)
+  end
+  return true
+end
+
 -- Any error (a walk, a delete) stops the run; what was done until then
 -- is still reported, then the failure (exit 1).
 local ran, why = pcall(function()
-  local all, mirrors = streams.walk(store, opts.batch)
   local units = {}
+  if not (apply or selections) and (opts.match or "*") == "*" and walk_tokens(units, nil) then return end
+  -- A stream key was listed (or this run needs the stream keys first):
+  -- what the one walk planned is dropped.
+  scanned, unknown, to_delete, to_ttl, shown, shown_lines = 0, 0, 0, 0, 0, {}
+  local all, mirrors = streams.walk(store, opts.batch)
   if selections then
     for _, st in ipairs(all) do
       scanned = scanned + 1
       if streams.selected(selections, st) then units[#units + 1] = st end
     end
   else
-    -- TTLs (a PTTL per key) only when --set-ttl looks at them; a batch
-    -- per step, with the cluster times read in C.
-    for names, values, ttls, times, n in store:token_batches { match = opts.match or "*", batch = opts.batch,
-                                                               ttl = opts.set_ttl ~= nil } do
-      for i = 1, n do
-        local collection, bytes, ttl = names[i], values[i], cli.known_ttl(ttls[i], "cleanup")
-        local st = streams.stream(collection, bytes, ttl)
-        if st then
-          units[#units + 1] = st
-          streams.add_mirror(mirrors, st)   -- a stream key that appeared after the first walk
-        elseif not mirrors[collection] then
-          plain_token(collection, bytes, ttl, times[i] or nil)
-        end
-      end
-      scanned = scanned + n
-      progress.update(scanned)
-    end
+    walk_tokens(units, mirrors)
   end
   stream_pairs(units, mirrors)
 end)
@@ -268,6 +289,7 @@ if apply then
   end
   if opts.set_ttl then parts[#parts + 1] = fmt("TTL set on %d", ttl_set) end
 else
+  for _, line in ipairs(shown_lines) do io.write(line, "\n") end
   if shown > SHOW_MAX then io.write(fmt("... and %d more\n", shown - SHOW_MAX)) end
   if opts.older_than then
     parts[#parts + 1] = fmt("would delete %d (older than %s)%s", to_delete, cli.format_duration(opts.older_than),

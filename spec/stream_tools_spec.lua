@@ -186,6 +186,91 @@ describe("cleanup and export on Rigatoni 0.2 streams", function()
     end)
   end)
 
+  -- A plan of every token tries one walk; it must not survive a stream key.
+  describe("the one-walk plan", function()
+    -- `store` wrapped: each walk is counted (on stderr at the end), and
+    -- token_batches hands out every row it read with the stream keys last
+    -- (so each mirror is listed before its stream key).
+    local ORDER_HOOK = [[
+local script = arg[1]
+local args = table.move(arg, 2, #arg, 1, {})
+args[0] = script
+arg = args
+local real, walks = store, { resume_tokens = 0, token_batches = 0 }
+store = setmetatable({}, { __index = function(_, name)
+  local f = real[name]
+  if name == "resume_tokens" then
+    return function(_, ...) walks.resume_tokens = walks.resume_tokens + 1 return f(real, ...) end
+  end
+  if name ~= "token_batches" then return function(_, ...) return f(real, ...) end end
+  return function(_, o)
+    walks.token_batches = walks.token_batches + 1
+    local plain, streams = {}, {}
+    for names, values, ttls, times, n in f(real, o) do
+      for i = 1, n do
+        local row = { names[i], values[i], ttls[i], times[i] }
+        local into = rs.parse_stream_key(names[i]) and streams or plain
+        into[#into + 1] = row
+      end
+    end
+    table.move(streams, 1, #streams, #plain + 1, plain)
+    local at = 0
+    return function()
+      if at >= #plain then return nil end
+      local names, values, ttls, times, n = {}, {}, {}, {}, 0
+      while at < #plain and n < 3 do
+        at, n = at + 1, n + 1
+        names[n], values[n], ttls[n], times[n] = table.unpack(plain[at], 1, 4)
+      end
+      return names, values, ttls, times, n
+    end
+  end
+end })
+local rc = dofile(script)
+io.stderr:write(string.format("walks: resume_tokens %d, token_batches %d\n", walks.resume_tokens,
+                              walks.token_batches))
+return rc
+]]
+    local function plan(...)
+      return run { "-u", srv.url, "-e", ORDER_HOOK, "scripts/cleanup.lua", ... }
+    end
+
+    it("walks a store without stream keys once", function()
+      local keys = {}
+      for i = 1, 20 do keys["c" .. i] = i % 2 == 0 and OLD or FRESH end
+      seed(keys)
+      local code, out, err = plan("--older-than", "30d")
+      assert.equal(0, code, out .. err)
+      assert.matches("walks: resume_tokens 0, token_batches 1", err, 1, true)
+      assert.matches("would delete 10 (older than 30d); 20 scanned", out, 1, true)
+    end)
+
+    it("drops its plan at the first stream key: a mirror listed first is no plain token", function()
+      local keys = { ["resume_token:shop:c3"] = OLD, ["resume_token:crm:c4"] = FRESH }
+      for i = 1, 20 do keys["c" .. i] = OLD end
+      seed(keys)
+      local code, out, err = plan("--older-than", "30d", "--set-ttl", "7d")
+      assert.equal(0, code, out .. err)
+      assert.matches("walks: resume_tokens 1, token_batches 2", err, 1, true)
+      -- c3 goes with its stale stream key, c4 stays with its fresh one
+      assert.matches("would delete 19 (older than 30d) + 1 mirror, would set TTL on 2; 22 scanned", out, 1, true)
+      assert.matches("would delete resume_token:shop:c3 (+ mirror c3) (", out, 1, true)
+      assert.not_matches("would delete c3 ", out)
+      assert.not_matches("would delete c4 ", out)
+      assert.equal("22", srv:cli("DBSIZE"))
+    end)
+
+    it("is not used by --yes, which knows the stream keys before it acts", function()
+      seed { ["resume_token:shop:c1"] = FRESH, c1 = OLD, c2 = OLD }
+      local code, out, err = plan("--older-than", "30d", "--yes")
+      assert.equal(0, code, out .. err)
+      assert.matches("walks: resume_tokens 1, token_batches 1", err, 1, true)
+      assert.matches("cleanup: 1 deleted (older than 30d)", out, 1, true)
+      assert_kept { "resume_token:shop:c1", "c1" }
+      assert_gone { "c2" }
+    end)
+  end)
+
   describe("cleanup --stream", function()
     it("DB:COLL selects one collection stream and its mirror", function()
       seed_all_levels()
