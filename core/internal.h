@@ -417,16 +417,16 @@ struct rs_store {
         rs_script lock_refresh, lock_release, save_fenced;   /* lock.c */
     } scripts;
     rs_metrics metrics;              /* metrics.c; zeroed by calloc, no set-up */
-    /* Read-ahead threads of walks still running (scan.c): a walk closed
-     * while one was on the wire leaves it to end by itself, and closing
-     * the store waits for them. */
-    pthread_mutex_t walks_lock;
-    pthread_cond_t walks_done;
-    int walk_threads;
+    /* Threads still running on this store: a walk's read-ahead (scan.c;
+     * a walk closed while one was on the wire leaves it to end by itself)
+     * and save jobs (save_job.c). Closing the store waits for them. */
+    pthread_mutex_t threads_lock;
+    pthread_cond_t threads_done;
+    int threads;
 };
 
-/* A walk's thread starts (+1) or has ended (-1): store.c. */
-void rs_store_walk_threads(rs_store *store, int delta);
+/* A thread on the store starts (+1) or has ended (-1): store.c. */
+void rs_store_threads(rs_store *store, int delta);
 
 extern const char rs_delete_if_value_source[], rs_lock_refresh_source[],
     rs_lock_release_source[], rs_save_fenced_source[];

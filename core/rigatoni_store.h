@@ -317,6 +317,20 @@ int rs_get_many_values(rs_store *store, const char *const *collections, const si
                        size_t n, rs_value *out, rs_error *err);
 void rs_values_free(rs_value *values, size_t n);
 
+/* A save_many on a thread of its own, then (with read_back) an MGET of the
+ * same names: a caller copying batch after batch prepares the next one
+ * while the server writes this one. The job copies the items: the caller
+ * may free them once it has started. NULL + err when it cannot start. */
+typedef struct rs_save_job rs_save_job;
+rs_save_job *rs_save_many_start(rs_store *store, const rs_save_item *items, size_t n,
+                                int flags, int read_back, rs_error *err);
+/* Waits for the job and frees it. written[n] as rs_save_many's; with
+ * read_back, values[n] as rs_get_many_values's (free with rs_values_free).
+ * 0, or -1 + err (the save's or the read-back's): then nothing is filled
+ * in. Closing the store waits for the job's thread; finish the job
+ * still, to free it. */
+int rs_save_many_finish(rs_save_job *job, int *written, rs_value *values, rs_error *err);
+
 /* Deletes `n` tokens with one DEL; returns how many existed, or -1.
  * Not retried once sent: the count cannot be learnt again (RS_ERR_UNKNOWN). */
 long long rs_delete_many(rs_store *store, const char *const *collections,

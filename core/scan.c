@@ -626,7 +626,7 @@ static void *thread_ends(rs_scan *scan)
     pthread_cond_broadcast(&scan->cond);
     pthread_mutex_unlock(&scan->lock);
     if (last) scan_free(scan);
-    rs_store_walk_threads(store, -1);
+    rs_store_threads(store, -1);
     return NULL;
 }
 
@@ -705,16 +705,16 @@ static void *reader_main(void *arg)
 /* Starts the two threads; without them the caller walks inline. */
 static void start_threads(rs_scan *scan)
 {
-    rs_store_walk_threads(scan->store, 2);
+    rs_store_threads(scan->store, 2);
     scan->live = 2;
     if (pthread_create(&scan->reader, NULL, reader_main, scan) != 0) {
-        rs_store_walk_threads(scan->store, -2);
+        rs_store_threads(scan->store, -2);
         scan->live = 0;
         scan->inline_walk = 1;
         return;
     }
     if (pthread_create(&scan->scanner, NULL, scanner_main, scan) != 0) {
-        rs_store_walk_threads(scan->store, -1);
+        rs_store_threads(scan->store, -1);
         pthread_mutex_lock(&scan->lock);   /* the walk is untouched: stop the reader */
         scan->live--;
         scan->closing = 1;

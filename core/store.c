@@ -45,8 +45,8 @@ rs_store *rs_store_open(const rs_config *cfg, rs_error *err)
     if (rs_config_validate(cfg, err) < 0) return NULL;
     rs_store *store = calloc(1, sizeof *store);
     if (store) {
-        pthread_mutex_init(&store->walks_lock, NULL);
-        pthread_cond_init(&store->walks_done, NULL);
+        pthread_mutex_init(&store->threads_lock, NULL);
+        pthread_cond_init(&store->threads_done, NULL);
     }
     if (!store || !(store->cfg = rs_config_copy(cfg))) {
         rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
@@ -83,12 +83,12 @@ rs_store *rs_store_open(const rs_config *cfg, rs_error *err)
     return store;
 }
 
-void rs_store_walk_threads(rs_store *store, int delta)
+void rs_store_threads(rs_store *store, int delta)
 {
-    pthread_mutex_lock(&store->walks_lock);
-    store->walk_threads += delta;
-    if (store->walk_threads == 0) pthread_cond_broadcast(&store->walks_done);
-    pthread_mutex_unlock(&store->walks_lock);
+    pthread_mutex_lock(&store->threads_lock);
+    store->threads += delta;
+    if (store->threads == 0) pthread_cond_broadcast(&store->threads_done);
+    pthread_mutex_unlock(&store->threads_lock);
 }
 
 void rs_store_close(rs_store *store)
@@ -96,11 +96,11 @@ void rs_store_close(rs_store *store)
     if (!store) return;
     /* A walk closed mid-step left its threads to finish that step (within
      * the retry policy): they still use the pools. */
-    pthread_mutex_lock(&store->walks_lock);
-    while (store->walk_threads > 0) pthread_cond_wait(&store->walks_done, &store->walks_lock);
-    pthread_mutex_unlock(&store->walks_lock);
-    pthread_mutex_destroy(&store->walks_lock);
-    pthread_cond_destroy(&store->walks_done);
+    pthread_mutex_lock(&store->threads_lock);
+    while (store->threads > 0) pthread_cond_wait(&store->threads_done, &store->threads_lock);
+    pthread_mutex_unlock(&store->threads_lock);
+    pthread_mutex_destroy(&store->threads_lock);
+    pthread_cond_destroy(&store->threads_done);
     rs_pool_free(store->pool);
     rs_cluster_free(store->cluster);
     rs_tls_free(store->tls);
@@ -183,12 +183,14 @@ int rs_ttl_args(double ttl, const char **unit, char *amount, size_t size)
         amount[0] = '\0';
         return 0;
     }
+    /* Integers, not "%.0f": a migrate formats a million of them. */
     if (ttl == floor(ttl)) {
         *unit = "EX";
-        snprintf(amount, size, "%.0f", ttl);
+        snprintf(amount, size, "%lld", (long long)ttl);
     } else {
         *unit = "PX";
-        snprintf(amount, size, "%.0f", fmax(1, (double)llround(ttl * 1000)));
+        long long ms = llround(ttl * 1000);
+        snprintf(amount, size, "%lld", ms < 1 ? 1 : ms);
     }
     return 1;
 }

@@ -406,32 +406,35 @@ static size_t check_collections(lua_State *L, int idx, const char *what, const c
     return n;
 }
 
-/* store:save_many({{collection, bytes, ttl_or_nil}, ...} [, {nx = bool}])
- * -> array of booleans (false = skipped by nx). One pipelined round trip. */
-static int store_save_many(lua_State *L)
+/* The items of a save_many batch at index 2, in scratch memory owned by
+ * the Lua stack; their strings are anchored in a table pushed before it.
+ * Options at index 3: nx, and read_back when `read_back` is not NULL. */
+static size_t check_save_items(lua_State *L, const char *what, rs_save_item **out, int *flags,
+                               int *read_back)
 {
-    rs_store *store = check_store(L);
     luaL_checktype(L, 2, LUA_TTABLE);
-    int flags = 0;
-    static const char *const known[] = {"nx", NULL};
-    if (rs_lua_check_options(L, 3, known)) {
-        if (rs_lua_opt_field(L, 3, "nx", LUA_TBOOLEAN) && lua_toboolean(L, -1)) flags |= RS_SAVE_NX;
+    *flags = 0;
+    static const char *const save_options[] = {"nx", NULL}, *const job_options[] = {"nx", "read_back", NULL};
+    if (rs_lua_check_options(L, 3, read_back ? job_options : save_options)) {
+        if (rs_lua_opt_field(L, 3, "nx", LUA_TBOOLEAN) && lua_toboolean(L, -1)) *flags |= RS_SAVE_NX;
         lua_pop(L, 1);
+        if (read_back) {
+            if (rs_lua_opt_field(L, 3, "read_back", LUA_TBOOLEAN)) *read_back = lua_toboolean(L, -1);
+            lua_pop(L, 1);
+        }
     }
-    size_t n = batch_length(L, 2, "save_many");
+    size_t n = batch_length(L, 2, what);
     int anchor = push_anchor(L, 2 * n);
     rs_save_item *items = lua_newuserdatauv(L, (n ? n : 1) * sizeof *items, 0);
-    int *written = lua_newuserdatauv(L, (n ? n : 1) * sizeof *written, 0);
     for (size_t i = 0; i < n; i++) {
         if (lua_geti(L, 2, (lua_Integer)i + 1) != LUA_TTABLE)
-            rs_lua_raisef(L, RS_ERR_SERIALIZATION, "save_many: item %d must be a table",
-                          (int)i + 1);
+            rs_lua_raisef(L, RS_ERR_SERIALIZATION, "%s: item %d must be a table", what, (int)i + 1);
         lua_geti(L, -1, 1);
         items[i].collection = check_collection(L, -1, &items[i].collection_len);
         lua_rawseti(L, anchor, 2 * (lua_Integer)i + 1);
         lua_geti(L, -1, 2);
         if (lua_type(L, -1) != LUA_TSTRING)
-            rs_lua_raisef(L, RS_ERR_SERIALIZATION, "save_many: item %d: bytes must be a string",
+            rs_lua_raisef(L, RS_ERR_SERIALIZATION, "%s: item %d: bytes must be a string", what,
                           (int)i + 1);
         items[i].bytes = lua_tolstring(L, -1, &items[i].len);
         lua_rawseti(L, anchor, 2 * (lua_Integer)i + 2);
@@ -440,13 +443,31 @@ static int store_save_many(lua_State *L)
         items[i].ttl = ttl == RS_TTL_DEFAULT ? 0 : ttl;
         lua_pop(L, 2);   /* ttl, item */
     }
-    rs_error err = {0};
-    if (rs_save_many(store, items, n, flags, written, &err) < 0) return rs_lua_raise(L, &err);
+    *out = items;
+    return n;
+}
+
+static void push_written(lua_State *L, const int *written, size_t n)
+{
     lua_createtable(L, (int)n, 0);
     for (size_t i = 0; i < n; i++) {
         lua_pushboolean(L, written[i]);
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
+}
+
+/* store:save_many({{collection, bytes, ttl_or_nil}, ...} [, {nx = bool}])
+ * -> array of booleans (false = skipped by nx). One pipelined round trip. */
+static int store_save_many(lua_State *L)
+{
+    rs_store *store = check_store(L);
+    rs_save_item *items;
+    int flags;
+    size_t n = check_save_items(L, "save_many", &items, &flags, NULL);
+    int *written = lua_newuserdatauv(L, (n ? n : 1) * sizeof *written, 0);
+    rs_error err = {0};
+    if (rs_save_many(store, items, n, flags, written, &err) < 0) return rs_lua_raise(L, &err);
+    push_written(L, written, n);
     return 1;
 }
 
@@ -503,6 +524,80 @@ static int store_get_many(lua_State *L)
     }
     rs_values_free(box->values, n);
     box->n = 0;
+    return 2;
+}
+
+/* A save job (store:start_save_many): the core's job until job:wait()
+ * finishes it; __gc finishes one never waited for. Uservalue 1: the
+ * store, alive while its job runs. */
+#define SAVE_JOB_MT "rigatoni_store.save_job"
+
+typedef struct job_box {
+    rs_save_job *job;
+    size_t n;
+    int read_back;
+} job_box;
+
+static int job_gc(lua_State *L)
+{
+    job_box *box = luaL_checkudata(L, 1, SAVE_JOB_MT);
+    if (!box->job) return 0;
+    rs_error err = {0};
+    rs_save_many_finish(box->job, NULL, NULL, &err);   /* its outcome is nobody's now */
+    box->job = NULL;
+    return 0;
+}
+
+/* store:start_save_many(items [, {nx = bool, read_back = bool}]) -> job:
+ * save_many's write (and with read_back an MGET of the same names) on a
+ * thread of its own; job:wait() gives what save_many (and get_many's
+ * values, with {ttl = false}) would have. */
+static int store_start_save_many(lua_State *L)
+{
+    rs_store *store = check_store(L);
+    rs_save_item *items;
+    int flags, read_back = 0;
+    size_t n = check_save_items(L, "start_save_many", &items, &flags, &read_back);
+    job_box *box = lua_newuserdatauv(L, sizeof *box, 1);
+    box->job = NULL;
+    box->n = n;
+    box->read_back = read_back;
+    luaL_setmetatable(L, SAVE_JOB_MT);
+    lua_pushvalue(L, 1);
+    lua_setiuservalue(L, -2, 1);
+    rs_error err = {0};
+    if (!(box->job = rs_save_many_start(store, items, n, flags, read_back, &err)))
+        return rs_lua_raise(L, &err);
+    return 1;
+}
+
+/* job:wait() -> written (as save_many's) [, values (as get_many's, with
+ * read_back)]. Raises the job's error; a job is waited for once. */
+static int job_wait(lua_State *L)
+{
+    job_box *box = luaL_checkudata(L, 1, SAVE_JOB_MT);
+    if (!box->job) return luaL_error(L, "this save job was already waited for");
+    size_t n = box->n;
+    int *written = lua_newuserdatauv(L, (n ? n : 1) * sizeof *written, 0);
+    values_box *values = lua_newuserdatauv(L, sizeof *values + (n ? n : 1) * sizeof values->values[0], 0);
+    values->n = 0;
+    luaL_setmetatable(L, VALUES_MT);
+    rs_error err = {0};
+    int rc = rs_save_many_finish(box->job, written, box->read_back ? values->values : NULL, &err);
+    box->job = NULL;
+    rs_lua_log_drain(L);
+    if (rc < 0) return rs_lua_raise(L, &err);
+    if (box->read_back) values->n = n;
+    push_written(L, written, n);
+    if (!box->read_back) return 1;
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+        if (values->values[i].bytes) lua_pushlstring(L, values->values[i].bytes, values->values[i].len);
+        else lua_pushboolean(L, 0);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    rs_values_free(values->values, n);
+    values->n = 0;
     return 2;
 }
 
@@ -1041,6 +1136,7 @@ static const luaL_Reg store_methods[] = {
     {"token_batches", store_token_batches},
     {"scan_keys", store_scan_keys},
     {"save_many", store_save_many},
+    {"start_save_many", store_start_save_many},
     {"get_many", store_get_many},
     {"delete_many", store_delete_many},
     {"expire", store_expire},
@@ -1103,6 +1199,15 @@ void rs_lua_open_store(lua_State *L, void (*add_methods)(lua_State *L))
     luaL_newmetatable(L, VALUES_MT);
     lua_pushcfunction(L, values_gc);
     lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
+
+    luaL_newmetatable(L, SAVE_JOB_MT);
+    lua_pushcfunction(L, job_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, job_wait);
+    lua_setfield(L, -2, "wait");
+    lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
 
     luaL_newmetatable(L, SCAN_MT);

@@ -1,7 +1,8 @@
 -- migrate -- copies tokens (exact bytes, remaining TTL) to another Redis
 -- and/or another key prefix, in pipelined batches: SCAN+MGET+PTTL on the
--- source, SET [NX] on the target (store:save_many), then every copy is
--- read back (store:get_many) and compared byte for byte. Only verified
+-- source, SET [NX] on the target, then every copy is read back (MGET)
+-- and compared byte for byte. The target writes and reads back one batch
+-- on a thread (store:start_save_many) while the next is read. Only verified
 -- copies are deleted from the source with --delete-source, and each one
 -- with a compare-and-delete, so a token that a live pipeline refreshed
 -- meanwhile stays. Existing target tokens are kept unless --overwrite:
@@ -97,24 +98,15 @@ local copied, skipped, failed, deleted, kept, gone = 0, 0, 0, 0, 0, 0
 local in_doubt   -- the token whose delete was on the wire when the run stopped
 local progress = cli.progress("migrate")
 
-local function flush(batch)
-  if #batch == 0 then return end
-  local names = {}
-  for i, item in ipairs(batch) do names[i] = item[1] end
-  if opts.dry_run then
-    local present = target:get_many(names, { ttl = false })
-    for i = 1, #batch do
-      if present[i] and not opts.overwrite then skipped = skipped + 1 else copied = copied + 1 end
-    end
-    return
-  end
+-- Counts a written batch and, with `delete`, deletes its verified sources:
+-- written and values are the target's answers, the values read back
+-- through the target's own connection after the writes.
+local function tally(batch, written, values, delete)
   -- Count every verified copy first, so that a run stopped by a failed
   -- delete still reports all the copies it made.
-  local written = target:save_many(batch, { nx = not opts.overwrite })
-  local values = target:get_many(names, { ttl = false })   -- bytes are compared, not TTLs
   local verified = {}
   for i, item in ipairs(batch) do
-    verified[i] = values[i] == item[2]   -- read back through the target's own connection
+    verified[i] = values[i] == item[2]
     if written[i] then
       if verified[i] then copied = copied + 1 else failed = failed + 1 end
     else
@@ -124,7 +116,7 @@ local function flush(batch)
       host.log("warn", "migrate: copy of " .. item[1] .. " does not read back the same")
     end
   end
-  if not opts.delete_source then return end
+  if not (delete and opts.delete_source) then return end
   -- A skipped token whose target copy is identical is migrated as well.
   for i, item in ipairs(batch) do
     if verified[i] then
@@ -136,6 +128,38 @@ local function flush(batch)
       else kept = kept + 1 end
     end
   end
+end
+
+-- The batch the target is writing (and reading back) on a thread of the
+-- store's while the next one is read: { batch, job }.
+local writing
+
+local function finish(w, delete)
+  local written, values = w.job:wait()
+  tally(w.batch, written, values, delete)
+end
+
+-- Waits for the batch being written, if any, and counts it.
+local function settle(delete)
+  local w = writing
+  writing = nil
+  if w then finish(w, delete) end
+end
+
+local function flush(batch)
+  if #batch == 0 then return end
+  if opts.dry_run then
+    local names = {}
+    for i, item in ipairs(batch) do names[i] = item[1] end
+    local present = target:get_many(names, { ttl = false })
+    for i = 1, #batch do
+      if present[i] and not opts.overwrite then skipped = skipped + 1 else copied = copied + 1 end
+    end
+    return
+  end
+  local previous = writing
+  writing = { batch = batch, job = target:start_save_many(batch, { nx = not opts.overwrite, read_back = true }) }
+  if previous then finish(previous, true) end
 end
 
 -- Any error (the walk, or a write) stops the run; what was done until
@@ -153,7 +177,11 @@ local ran, why = pcall(function()
     end
   end
   flush(batch)
+  settle(true)
 end)
+-- A run stopped while a batch was being written: its copies are on the
+-- target and are counted; its sources stay (the run has stopped).
+if not ran then pcall(settle, false) end
 progress.done()
 target:close()
 

@@ -119,6 +119,43 @@ int main(void)
     CHECK(rc == 0);
     rs_scan_close(scan);
     CHECK(walked >= n);    /* each key present until it was seen was seen (SCAN may repeat one) */
+
+    /* Save jobs run on threads of their own: several at once, their items
+     * freed as soon as they started, and one still running when the store
+     * closes (closing waits for it; finishing it afterwards frees it). */
+    enum { JOBS = 4, PER_JOB = 50 };
+    rs_save_job *jobs[JOBS];
+    for (int j = 0; j < JOBS; j++) {
+        rs_save_item *items = calloc(PER_JOB, sizeof *items);
+        char (*names)[32] = calloc(PER_JOB, sizeof *names);
+        CHECK(items != NULL && names != NULL);
+        for (int i = 0; items && names && i < PER_JOB; i++) {
+            snprintf(names[i], sizeof names[i], "job%d-%d", j, i);
+            items[i] = (rs_save_item){names[i], strlen(names[i]), names[i], strlen(names[i]), 0};
+        }
+        jobs[j] = rs_save_many_start(store, items, PER_JOB, j % 2 ? RS_SAVE_NX : 0, 1, &err);
+        CHECK(jobs[j] != NULL);
+        free(items);
+        free(names);
+    }
+    for (int j = 0; j < JOBS - 1; j++) {
+        int written[PER_JOB];
+        rs_value values[PER_JOB];
+        CHECK(jobs[j] && rs_save_many_finish(jobs[j], written, values, &err) == 0);
+        for (int i = 0; jobs[j] && i < PER_JOB; i++) {
+            char name[32];
+            snprintf(name, sizeof name, "job%d-%d", j, i);
+            CHECK(written[i] == 1);
+            CHECK(values[i].len == strlen(name) && memcmp(values[i].bytes, name, values[i].len) == 0);
+        }
+        if (jobs[j]) rs_values_free(values, PER_JOB);
+    }
     rs_store_close(store);
+    if (jobs[JOBS - 1]) {
+        int written[PER_JOB];
+        rs_value values[PER_JOB];
+        CHECK(rs_save_many_finish(jobs[JOBS - 1], written, values, &err) == 0);
+        rs_values_free(values, PER_JOB);
+    }
     return t_report("test_threads");
 }
