@@ -73,6 +73,15 @@ end })
 return dofile(script)
 ]]
 
+-- After a migrate from a to b stopped: each token is on the source, or
+-- on the target with the same bytes.
+local function assert_nothing_lost(a, b)
+  for i = 1, N do
+    local here = a:cli_raw("GET", PREFIX .. "c" .. i)
+    assert.equal(token(i), here ~= "" and here or b:cli_raw("GET", PREFIX .. "c" .. i))
+  end
+end
+
 local function run_cut(px, after, script, args)
   local argv = { "-u", px.url, "-s", "redis.max_retries=0", "-e", CUT_HOOK, "scripts/" .. script .. ".lua",
                  px.control, tostring(after) }
@@ -324,10 +333,7 @@ describe("tools safety", function()
       assert.is_true(copied >= 20 and copied < N, out)
       assert.equal(copied, dbsize(b))
       assert_left(a, deleted, out)
-      for i = 1, N do   -- nothing lost: each token is on the source or verified on the target
-        local here = a:cli_raw("GET", PREFIX .. "c" .. i)
-        assert.equal(token(i), here ~= "" and here or b:cli_raw("GET", PREFIX .. "c" .. i))
-      end
+      assert_nothing_lost(a, b)
     end)
 
     it("cleanup exits 1 and reports what it deleted", function()
@@ -379,10 +385,7 @@ return dofile(script)
       assert.equal(copied, deleted, out)
       assert.is_true(dbsize(b) >= copied, out)
       assert_left(a, deleted, out)
-      for i = 1, N do   -- nothing lost: each token is on the source or verified on the target
-        local here = a:cli_raw("GET", PREFIX .. "c" .. i)
-        assert.equal(token(i), here ~= "" and here or b:cli_raw("GET", PREFIX .. "c" .. i))
-      end
+      assert_nothing_lost(a, b)
     end)
 
     -- --stream walks the stream keys only, and acts once that walk is complete.
