@@ -339,9 +339,56 @@ static int l_export_line(lua_State *L)
     return push_rowbuf(L, &b);
 }
 
+/* Value of one base64 character, or -1. */
+static int base64_value(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+/* rs.base64_decode(text) -> bytes, or nil and why. Strict, as export
+ * writes it: groups of 4, "=" only as the last one or two characters, no
+ * whitespace. (OpenSSL's decoder skips whitespace and counts the padding
+ * as bytes.) The reasons name the 1-based offset of the bad group. */
+static int l_base64_decode(lua_State *L)
+{
+    size_t n;
+    const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &n);
+    if (n % 4 != 0) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "base64 length is not a multiple of 4");
+        return 2;
+    }
+    size_t pad = n >= 2 && s[n - 2] == '=' && s[n - 1] == '=' ? 2 : n >= 1 && s[n - 1] == '=' ? 1 : 0;
+    luaL_Buffer b;
+    unsigned char *out = (unsigned char *)luaL_buffinitsize(L, &b, n / 4 * 3);
+    for (size_t i = 0; i < n; i += 4) {
+        int v[4];
+        for (int k = 0; k < 4; k++) {
+            /* the padding reads as zero bits */
+            v[k] = i + (size_t)k >= n - pad ? 0 : base64_value(s[i + (size_t)k]);
+            if (v[k] < 0) {
+                lua_pushnil(L);
+                lua_pushfstring(L, "invalid base64 at offset %I", (lua_Integer)i + 1);
+                return 2;
+            }
+        }
+        unsigned long bits = (unsigned long)v[0] << 18 | (unsigned long)v[1] << 12 |
+                             (unsigned long)v[2] << 6 | (unsigned long)v[3];
+        out[i / 4 * 3] = (unsigned char)(bits >> 16);
+        out[i / 4 * 3 + 1] = (unsigned char)(bits >> 8);
+        out[i / 4 * 3 + 2] = (unsigned char)bits;
+    }
+    luaL_pushresultsize(&b, n / 4 * 3 - pad);
+    return 1;
+}
+
 static const luaL_Reg row_funcs[] = {
     {"list_row", l_list_row},
     {"export_line", l_export_line},
+    {"base64_decode", l_base64_decode},
     {NULL, NULL}
 };
 

@@ -178,3 +178,38 @@ describe("C rows of list and export", function()
     assert.matches("raw", tostring(err), 1, true)
   end)
 end)
+
+-- import reads export's bson_base64 with it: every byte value, and each
+-- malformed shape named by the offset of its group.
+describe("rs.base64_decode", function()
+  local rs = require "rigatoni_store"
+  package.path = "scripts/?.lua;" .. package.path
+  local cli = require "lib.cli"
+
+  it("decodes what the encoder wrote, for every length and byte", function()
+    for len = 0, 300 do
+      local bytes = {}
+      for i = 1, len do bytes[i] = string.char((i * 37 + len) % 256) end
+      local s = table.concat(bytes)
+      assert.equal(s, rs.base64_decode(cli.base64_encode(s)), "length " .. len)
+    end
+    assert.equal("\0\1\2\3\4", rs.base64_decode("AAECAwQ="))
+  end)
+
+  it("refuses malformed text with the reason", function()
+    local cases = {
+      { "QQ=", "base64 length is not a multiple of 4" },
+      { "!!!!", "invalid base64 at offset 1" },
+      { "QUJD RA=", "invalid base64 at offset 5" },
+      { "QUJDRA=A", "invalid base64 at offset 5" },   -- "=" inside
+      { "A=B=", "invalid base64 at offset 1" },
+      { "====", "invalid base64 at offset 1" },
+      { "QUJD\nRA=", "invalid base64 at offset 5" },
+    }
+    for _, case in ipairs(cases) do
+      local bytes, why = rs.base64_decode(case[1])
+      assert.is_nil(bytes, case[1])
+      assert.equal(case[2], why, case[1])
+    end
+  end)
+end)

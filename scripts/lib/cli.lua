@@ -7,6 +7,7 @@
 local M = {}
 
 local host = rawget(_G, "host") or {}
+local rs_module = require "rigatoni_store"
 
 -- ---------------------------------------------------------------------
 -- Errors
@@ -266,16 +267,8 @@ end
 -- ---------------------------------------------------------------------
 
 local b64chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
--- The decoder's tables: byte -> its 6 bits shifted into place (false for
--- a byte that is not base64), 0..255 so lookups stay in the array part.
-local b64enc, dec0, dec6, dec12, dec18 = {}, {}, {}, {}, {}
-for b = 0, 255 do dec0[b], dec6[b], dec12[b], dec18[b] = false, false, false, false end
-for i = 0, 63 do
-  local c = b64chars:sub(i + 1, i + 1)
-  b64enc[i] = c
-  local b = c:byte()
-  dec0[b], dec6[b], dec12[b], dec18[b] = i, i << 6, i << 12, i << 18
-end
+local b64enc = {}
+for i = 0, 63 do b64enc[i] = b64chars:sub(i + 1, i + 1) end
 
 function M.base64_encode(s)
   local out, n = {}, #s
@@ -296,32 +289,9 @@ function M.base64_encode(s)
   return table.concat(out)
 end
 
--- Returns the bytes, or nil and a reason. Works on 4096 characters at a
--- time (string.byte to a table, string.char of the result): no string per
--- group, which import needs for a million lines, and no slice too long
--- for the Lua stack.
-local unpack = table.unpack
-function M.base64_decode(s)
-  local n = #s
-  if n % 4 ~= 0 then return nil, "base64 length is not a multiple of 4" end
-  local pad = n > 0 and (s:byte(n - 1) == 61 and s:byte(n) == 61 and 2 or s:byte(n) == 61 and 1) or 0
-  local parts = {}
-  for from = 1, n, 4096 do
-    local to = math.min(from + 4095, n)
-    local last = to == n and pad or 0
-    local c, out, o = { s:byte(from, to - last) }, {}, 0
-    for k = to - from + 2 - last, to - from + 1 do c[k] = 65 end   -- "A" (zero bits) for "="
-    for i = 1, to - from + 1, 4 do
-      local v1, v2, v3, v4 = dec18[c[i]], dec12[c[i + 1]], dec6[c[i + 2]], dec0[c[i + 3]]
-      if not (v1 and v2 and v3 and v4) then return nil, "invalid base64 at offset " .. (from + i - 1) end
-      local v = v1 | v2 | v3 | v4
-      out[o + 1], out[o + 2], out[o + 3] = v >> 16, v >> 8 & 255, v & 255
-      o = o + 3
-    end
-    parts[#parts + 1] = string.char(unpack(out, 1, o - last))
-  end
-  return table.concat(parts)
-end
+-- Returns the bytes, or nil and a reason (strict: groups of 4, "=" only
+-- at the end). In C: import decodes a million of them.
+M.base64_decode = rs_module.base64_decode
 
 -- ---------------------------------------------------------------------
 -- CSV
