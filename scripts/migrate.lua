@@ -157,9 +157,18 @@ local function flush(batch)
     end
     return
   end
-  local previous = writing
-  writing = { batch = batch, job = target:start_save_many(batch, { nx = not opts.overwrite, read_back = true }) }
-  if previous then finish(previous, true) end
+  -- The previous batch is read back before this one is written: SCAN may
+  -- list a name in both, and two batches on the wire at once could land
+  -- in either order (an older copy over the newer). Its sources are
+  -- deleted while this one is written.
+  local previous, written, values = writing, nil, nil
+  writing = nil
+  if previous then written, values = previous.job:wait() end
+  local started, job = pcall(target.start_save_many, target, batch,
+                             { nx = not opts.overwrite, read_back = true })
+  if started then writing = { batch = batch, job = job } end
+  if previous then tally(previous.batch, written, values, true) end
+  if not started then error(job, 0) end
 end
 
 -- Any error (the walk, or a write) stops the run; what was done until
