@@ -425,6 +425,24 @@ return rc
       assert.matches("batches on the target at once: 1\n", err)
     end)
 
+    -- A batch whose write or read-back failed may be on the target, in
+    -- part or whole: the summary must not read as if nothing was written.
+    it("migrate whose read-back is refused says its batch may be on the target", function()
+      b:cli("ACL", "SETUSER", "noread", "reset", "on", ">pw", "~*", "+@all", "-mget", "-get")
+      local ok, why = pcall(function()
+        local code, out, err = run { "-u", a.url, "migrate", "--to", "redis://noread:pw@127.0.0.1:" .. b.port,
+                                     "--delete-source", "--batch", "10" }
+        assert.equal(1, code, out .. err)
+        assert.matches("NOPERM", err)
+        assert.matches("migrate %(stopped%): 0 copied, 0 skipped %(already on target%), 0 failed, " ..
+                       "10 unverified %(may be on the target%), 0 deleted from source", out)
+        assert.equal(10, dbsize(b), out)
+        assert.equal(N, dbsize(a), out)
+      end)
+      b:cli("ACL", "DELUSER", "noread")
+      assert(ok, why)
+    end)
+
     -- --stream walks the stream keys only, and acts once that walk is complete.
     local function seed_streams()
       a:cli("FLUSHALL")
