@@ -94,7 +94,7 @@ elseif same then
   end
 end
 
-local copied, skipped, failed, deleted, kept, gone = 0, 0, 0, 0, 0, 0
+local copied, skipped, failed, deleted, kept, gone, unverified = 0, 0, 0, 0, 0, 0, 0
 local in_doubt   -- the token whose delete was on the wire when the run stopped
 local progress = cli.progress("migrate")
 
@@ -134,8 +134,19 @@ end
 -- store's while the next one is read: { batch, job }.
 local writing
 
+-- The target's answers for batch w. When its write or read-back failed,
+-- any of its tokens may be on the target: they are counted as unverified.
+local function wait(w)
+  local ok, written, values = pcall(w.job.wait, w.job)
+  if not ok then
+    unverified = unverified + #w.batch
+    error(written, 0)
+  end
+  return written, values
+end
+
 local function finish(w, delete)
-  local written, values = w.job:wait()
+  local written, values = wait(w)
   tally(w.batch, written, values, delete)
 end
 
@@ -157,9 +168,18 @@ local function flush(batch)
     end
     return
   end
-  local previous = writing
-  writing = { batch = batch, job = target:start_save_many(batch, { nx = not opts.overwrite, read_back = true }) }
-  if previous then finish(previous, true) end
+  -- The previous batch is read back before this one is written: SCAN may
+  -- list a name in both, and two batches on the wire at once could land
+  -- in either order (an older copy over the newer). Its sources are
+  -- deleted while this one is written.
+  local previous, written, values = writing, nil, nil
+  writing = nil
+  if previous then written, values = wait(previous) end
+  local started, job = pcall(target.start_save_many, target, batch,
+                             { nx = not opts.overwrite, read_back = true })
+  if started then writing = { batch = batch, job = job } end
+  if previous then tally(previous.batch, written, values, true) end
+  if not started then error(job, 0) end
 end
 
 -- Any error (the walk, or a write) stops the run; what was done until
@@ -190,6 +210,7 @@ local total = copied + skipped + failed
 local line = string.format("migrate%s%s: %d %s, %d skipped (already on target), %d failed",
                            opts.dry_run and " (dry run)" or "", ran and "" or " (stopped)", copied,
                            opts.dry_run and "would be copied" or "copied", skipped, failed)
+if unverified > 0 then line = line .. string.format(", %d unverified (may be on the target)", unverified) end
 if opts.delete_source then
   line = line .. string.format(", %d deleted from source", deleted)
   if kept > 0 then line = line .. string.format(" (%d kept: changed meanwhile)", kept) end

@@ -89,6 +89,25 @@ describe("store:start_save_many", function()
     assert.equal("connection", err.kind)
   end)
 
+  it("delivers the lines its thread logged to the Lua handler before wait raises", function()
+    local lines, level = {}, rs.log_level()
+    rs.set_log_handler(function(at, message) lines[#lines + 1] = at .. ": " .. message end)
+    rs.set_log_level("info")   -- retries are logged at info
+    local ok, err = pcall(function()
+      local down = servers.redis {}
+      local store <close> = rs.new { url = down.url, max_retries = 1 }
+      down:stop()
+      local job = store:start_save_many({ { "a", "x" } }, { read_back = true })
+      local waited, why = pcall(job.wait, job)
+      assert.is_false(waited)
+      assert.equal("connection", why.kind)
+      assert.matches("save_many of 1 tokens: attempt 1 of 2 failed", table.concat(lines, "\n"), 1, true)
+    end)
+    rs.set_log_handler(nil)
+    rs.set_log_level(level)
+    assert(ok, err)
+  end)
+
   it("survives store:close() before wait, and a job dropped without a wait", function()
     local store = rs.new { url = srv.url }
     local job = store:start_save_many({ { "a", "x" } }, { read_back = true })
