@@ -131,7 +131,7 @@ local function tally(batch, written, values, delete)
 end
 
 -- The batch the target is writing (and reading back) on a thread of the
--- store's while the next one is read: { batch, job }.
+-- store's while the next one is read: { batch, names (a set), job }.
 local writing
 
 -- The target's answers for batch w. When its write or read-back failed,
@@ -168,17 +168,29 @@ local function flush(batch)
     end
     return
   end
-  -- The previous batch is read back before this one is written: SCAN may
-  -- list a name in both, and two batches on the wire at once could land
-  -- in either order (an older copy over the newer). Its sources are
-  -- deleted while this one is written.
+  -- This batch is written while the previous one may still be: unless
+  -- they share a name. SCAN may list a name in both, and two writes of it
+  -- on the wire at once could land in either order (an older copy over
+  -- the newer). The previous batch's sources are deleted meanwhile.
+  local names = {}
+  for _, item in ipairs(batch) do names[item[1]] = true end
   local previous, written, values = writing, nil, nil
   writing = nil
-  if previous then written, values = wait(previous) end
+  if previous then
+    for _, item in ipairs(batch) do
+      if previous.names[item[1]] then
+        written, values = wait(previous)
+        break
+      end
+    end
+  end
   local started, job = pcall(target.start_save_many, target, batch,
                              { nx = not opts.overwrite, read_back = true })
-  if started then writing = { batch = batch, job = job } end
-  if previous then tally(previous.batch, written, values, true) end
+  if started then writing = { batch = batch, names = names, job = job } end
+  if previous then
+    if not written then written, values = wait(previous) end
+    tally(previous.batch, written, values, true)
+  end
   if not started then error(job, 0) end
 end
 
