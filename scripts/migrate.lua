@@ -145,16 +145,14 @@ local function wait(w)
   return written, values
 end
 
-local function finish(w, delete)
-  local written, values = wait(w)
-  tally(w.batch, written, values, delete)
-end
-
 -- Waits for the batch being written, if any, and counts it.
 local function settle(delete)
   local w = writing
   writing = nil
-  if w then finish(w, delete) end
+  if w then
+    local written, values = wait(w)
+    tally(w.batch, written, values, delete)
+  end
 end
 
 local function flush(batch)
