@@ -158,7 +158,7 @@ $(BUILD)/bin/oom_lua: spec/support/oom_lua.c
 # `make test`) FUZZ_SMOKE_SECONDS; both replay spec/fuzz/regress/ first.
 FUZZ_CC            ?= clang
 FUZZ_SECONDS       ?= 300
-FUZZ_SMOKE_SECONDS ?= 15
+FUZZ_SMOKE_SECONDS ?= 10
 FUZZ_TARGETS := $(patsubst spec/fuzz/fuzz_%.c,%,$(wildcard spec/fuzz/fuzz_*.c))
 FUZZ_SAN     := -fsanitize=address,undefined,fuzzer-no-link -fno-sanitize-recover=all
 

@@ -183,8 +183,8 @@ for bin in build-fuzz/fuzz/fuzz_*; do
     [ -x "$bin" ] || continue
     found_fuzz=1
     t=${bin##*/fuzz_}
-    echo "== fuzz $t (${FUZZ_SMOKE_SECONDS:-15} s)"
-    if sh spec/fuzz/run.sh "${FUZZ_SMOKE_SECONDS:-15}" "$t"; then
+    echo "== fuzz $t (${FUZZ_SMOKE_SECONDS:-10} s)"
+    if sh spec/fuzz/run.sh "${FUZZ_SMOKE_SECONDS:-10}" "$t"; then
         pass "fuzz $t"
     else
         fail "fuzz $t"
