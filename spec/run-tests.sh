@@ -13,7 +13,7 @@
 #      (RS_TEST_SERVER=valkey-server, plain build), unless valkey-server is
 #      missing (skipped with a message) or the whole run is already on it
 #   5. each libFuzzer target in build-fuzz/fuzz/ for FUZZ_SMOKE_SECONDS
-#      (default 15), after replaying spec/fuzz/regress/ (spec/fuzz/run.sh)
+#      (default 10), after replaying spec/fuzz/regress/ (spec/fuzz/run.sh)
 #
 # RS_TEST_SERVER (default redis-server) names the server every pass but 4
 # runs on (spec/support/servers.lua). Servers are started by the tests themselves, in directories under
