@@ -488,6 +488,18 @@ static int values_gc(lua_State *L)
     return 0;
 }
 
+/* The box's values as a Lua array: bytes, or false when absent. The box
+ * still owns them (a memory error while copying frees them in __gc). */
+static void push_values(lua_State *L, const values_box *box)
+{
+    lua_createtable(L, (int)box->n, 0);
+    for (size_t i = 0; i < box->n; i++) {
+        if (box->values[i].bytes) lua_pushlstring(L, box->values[i].bytes, box->values[i].len);
+        else lua_pushboolean(L, 0);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+}
+
 /* store:get_many(collections [, {ttl = false}]) -> values (bytes or
  * false), ttls (seconds or false; every one false with ttl = false: no
  * PTTL is sent) */
@@ -511,14 +523,10 @@ static int store_get_many(lua_State *L)
                       : rs_get_many_values(store, names, lens, n, box->values, &err);
     if (rc < 0) return rs_lua_raise(L, &err);
     box->n = n;
-    const rs_value *values = box->values;
-    lua_createtable(L, (int)n, 0);
+    push_values(L, box);
     lua_createtable(L, (int)n, 0);
     for (size_t i = 0; i < n; i++) {
-        if (values[i].bytes) lua_pushlstring(L, values[i].bytes, values[i].len);
-        else lua_pushboolean(L, 0);
-        lua_rawseti(L, -3, (lua_Integer)i + 1);
-        if (values[i].ttl >= 0) lua_pushnumber(L, values[i].ttl);
+        if (box->values[i].ttl >= 0) lua_pushnumber(L, box->values[i].ttl);
         else lua_pushboolean(L, 0);
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
@@ -590,12 +598,7 @@ static int job_wait(lua_State *L)
     if (box->read_back) values->n = n;
     push_written(L, written, n);
     if (!box->read_back) return 1;
-    lua_createtable(L, (int)n, 0);
-    for (size_t i = 0; i < n; i++) {
-        if (values->values[i].bytes) lua_pushlstring(L, values->values[i].bytes, values->values[i].len);
-        else lua_pushboolean(L, 0);
-        lua_rawseti(L, -2, (lua_Integer)i + 1);
-    }
+    push_values(L, values);
     rs_values_free(values->values, n);
     values->n = 0;
     return 2;
