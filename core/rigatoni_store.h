@@ -414,8 +414,15 @@ int rs_lock_refresh(rs_store *store, const char *key, const char *owner, double 
 int rs_lock_release(rs_store *store, const char *key, const char *owner, rs_error *err);
 /* 1 when the key exists, 0 when not, -1 on error. */
 int rs_lock_is_locked(rs_store *store, const char *key, rs_error *err);
-/* The current owner into a malloc'd *owner (rs_free): 1, 0 when free. */
+/* The current owner into a malloc'd *owner (rs_free): 1, 0 when free.
+ * A stored owner holding a NUL byte is not a C string (no owner of ours
+ * can hold one: owners are C strings): RS_ERR_SERIALIZATION, never the
+ * part before the NUL. rs_lock_owner_bytes reads any owner whole. */
 int rs_lock_owner(rs_store *store, const char *key, char **owner, rs_error *err);
+/* The current owner's bytes (*owner malloc'd, NUL-terminated, rs_free;
+ * *owner_len bytes, NUL bytes included): 1, 0 when free. */
+int rs_lock_owner_bytes(rs_store *store, const char *key, char **owner, size_t *owner_len,
+                        rs_error *err);
 
 /* Fenced save: writes the token (with the configured TTL, as a plain save)
  * only while `lock_key` is held by `owner`, atomically on the server.
