@@ -223,7 +223,12 @@ describe("rigatoni-store host", function()
       assert.equal("my:tokens", got.key_prefix)
       assert.equal("my:locks", got.lock_prefix)
       assert.equal("50", got.scan_count)
-      assert.equal("5e-05s", got.spin_wait)
+      -- printed back in the grammar they were read in
+      assert.equal("50us", got.spin_wait)
+      assert.equal("12h", got.ttl)
+      assert.equal("1500ms", got.connection_timeout)
+      assert.equal("200ms", got.retry_base_delay)
+      assert.equal("1m", got.retry_max_delay)
       assert.equal("mm", got.sentinel_master)
       assert.equal("su", got.sentinel_username)
       assert.equal("***", got.sentinel_password)
@@ -232,6 +237,27 @@ describe("rigatoni-store host", function()
       assert.equal("1", got.wait_replicas)
       assert.equal("info", got.log_level)
       assert.not_equal("none", got.ttl)
+    end)
+
+    it("one duration grammar for INI, -s and script options (rs.parse_duration)", function()
+      local path = write_file(tmp("dur.ini"), "[redis]\nurl = " .. srv.url .. "\nttl = 1h30m\n")
+      local code, out, err = run { "-c", path, "-s", "redis.idle_check_after=2w", "-e",
+                                   "print(config.ttl, config.idle_check_after)" }
+      assert.equal(0, code, err)
+      assert.equal("90m\t14d\n", out)
+      for _, bad in ipairs { "1e3", "-5", "5 s", "1h30" } do
+        code, _, err = run { "-c", path, "-s", "redis.ttl=" .. bad, "-e", "print(1)" }
+        assert.equal(2, code, bad)
+        assert.matches("ttl must be a duration like", err)
+      end
+      -- a script option takes the same words as INI: 500us and 2w, not 1e3
+      code, out, err = run { "-u", srv.url, "cleanup", "--older-than", "500us" }
+      assert.equal(0, code, err)
+      code, out, err = run { "-u", srv.url, "cleanup", "--older-than", "2w" }
+      assert.equal(0, code, err)
+      code, _, err = run { "-u", srv.url, "cleanup", "--older-than", "1e3" }
+      assert.equal(2, code)
+      assert.matches("%-%-older%-than: bad duration '1e3'", err)
     end)
 
     it("ttl = none means no expiry", function()
