@@ -61,6 +61,43 @@ describe("rigatoni-store host", function()
       assert.matches("unknown option %-%-frobnicate", err)
     end)
 
+    it("takes getopt_long's grammar: bundled flags, attached values, --opt=value, --", function()
+      -- -vvv is three -v; -qv bundles -q and -v, which exclude each other
+      local code, out, err = run { "-vvv", "-e", "print(1)" }
+      assert.equal(0, code, err)
+      code, _, err = run { "-qv", "-e", "print(1)" }
+      assert.equal(2, code)
+      assert.matches("%-v and %-q exclude each other", err)
+      -- -uURL and --url=URL, --set=S.K=V, and -qe CODE with the code's own arguments
+      code, out, err = run { "-u" .. srv.url, "--set=redis.pool_size=3", "-qe",
+                             "print(config.url, config.pool_size, ...)", "a", "-v" }
+      assert.equal(0, code, err)
+      assert.equal(srv.url .. "\t3\ta\t-v\n", out)
+      code, out, err = run { "--url=" .. srv.url, "--", "list", "--format", "jsonl" }
+      assert.equal(0, code, err)
+      -- a script's options too: --form=jsonl is --format=jsonl, -- ends them,
+      -- an ambiguous prefix names the options it could be
+      code, out, err = run { "-u", srv.url, "list", "--form=csv", "--" }
+      assert.equal(0, code, err)
+      assert.matches("^collection,", out)
+      code, _, err = run { "-u", srv.url, "cleanup", "--older", "30d", "--s", "1d" }
+      assert.equal(2, code)
+      assert.matches("option %-%-s is ambiguous %(%-%-set%-ttl, %-%-stream%)", err)
+      code, _, err = run { "-u", srv.url, "list", "--", "extra" }
+      assert.equal(2, code)
+      assert.matches("unexpected argument 'extra'", err)
+      -- a missing value is named as it was written
+      code, _, err = run { "--config" }
+      assert.equal(2, code)
+      assert.matches("option %-%-config needs a file", err)
+      code, _, err = run { "-qu" }
+      assert.equal(2, code)
+      assert.matches("option %-u needs a URL", err)
+      code, _, err = run { "-x" }
+      assert.equal(2, code)
+      assert.matches("unknown option %-x", err)
+    end)
+
     it("an unknown script is a usage error (exit 2)", function()
       local code, _, err = run { "-u", srv.url, "nosuchscript" }
       assert.equal(2, code)

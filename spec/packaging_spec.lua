@@ -67,14 +67,18 @@ end
 -- What the code says exists
 -- ---------------------------------------------------------------------
 
--- Every option string parse_args in lua/host.c compares against.
+-- Every option of the host: getopt_long's table and short letters in lua/host.c.
 local function host_options()
   local src = assert(read_file("lua/host.c"))
-  local body = assert(src:match("\nstatic int parse_args%(.-\n}\n"), "lua/host.c: parse_args not found")
+  local longs = assert(src:match("\nstatic const struct option long_options%[%] = {(.-)\n};"),
+                       "lua/host.c: long_options not found")
+  local shorts = assert(src:match('\nstatic const char short_options%[%] = "([^"]*)";'),
+                        "lua/host.c: short_options not found")
   local set = {}
-  for opt in body:gmatch('"(%-%-?%w[%w%-]*)"') do set[opt] = true end
+  for name in longs:gmatch('{"([%w%-]+)",') do set["--" .. name] = true end
+  for letter in shorts:gmatch("%a") do set["-" .. letter] = true end
   local list = sorted(set)
-  assert(#list >= 10, "lua/host.c: too few options found in parse_args: " .. table.concat(list, " "))
+  assert(#list >= 10, "lua/host.c: too few options found: " .. table.concat(list, " "))
   return list
 end
 
