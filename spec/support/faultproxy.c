@@ -14,6 +14,11 @@
  *               and keep it open (a reply that stops half-way)
  *   stall_once N  stall for this one chunk, then the mode turns to pass
  *               (a request that ran but whose reply was lost, once)
+ *   cut_lines_once N [WORD]  relay N more reply lines (CRLF-ended: one
+ *               line per simple reply, such as +OK or -NOPERM), then close
+ *               both sides and turn to pass (a pipeline cut after N
+ *               replies); with WORD, only on the connection whose request
+ *               next contains WORD, counted from that request's replies
  *   reset_once  reset the next client connection when its first bytes
  *               arrive (none relayed: a TLS handshake cut), then pass
  * and one mode that applies to requests (client to server) instead:
@@ -55,6 +60,7 @@
 typedef struct pair {
     int client, server;
     int stalled;
+    int armed;                  /* cut_lines_once WORD: this pair sent WORD */
     char *held;                 /* requests waiting for release_at (hold) */
     size_t held_len;
     double release_at;
@@ -67,20 +73,25 @@ typedef struct pair {
 
 static pair pairs[MAX_PAIRS];
 static int npairs;
+static size_t lines_relayed;    /* reply lines relayed in cut_lines_once mode */
 static const char *control_path, *port_path;
+
+static char arm_word[128];      /* the control file's third word, or "" */
 
 static void read_control(char *mode, size_t size, double *arg)
 {
     snprintf(mode, size, "pass");
     *arg = 0;
+    arm_word[0] = '\0';
     FILE *f = fopen(control_path, "r");
     if (!f) return;
     char word[32];
     double v = 0;
-    int n = fscanf(f, "%31s %lf", word, &v);
+    int n = fscanf(f, "%31s %lf %127s", word, &v, arm_word);
     fclose(f);
     if (n >= 1) snprintf(mode, size, "%s", word);
-    if (n == 2) *arg = v;
+    if (n >= 2) *arg = v;
+    if (n < 3) arm_word[0] = '\0';
 }
 
 static void write_conns(void)
@@ -200,6 +211,11 @@ static int relay(int i, int from_server)
         }
         if (!p->drop_reply) match_request(p, buf, (size_t)n);
         read_control(mode, sizeof mode, &arg);
+        if (strcmp(mode, "cut_lines_once") == 0 && arm_word[0] && !p->armed &&
+            memmem(buf, (size_t)n, arm_word, strlen(arm_word))) {
+            p->armed = 1;
+            lines_relayed = 0;
+        }
         if (strcmp(mode, "hold") != 0 && p->held_len == 0) return send_all(to, buf, (size_t)n);
         char *more = realloc(p->held, p->held_len + (size_t)n);
         if (!more) return -1;
@@ -222,6 +238,20 @@ static int relay(int i, int from_server)
         }
         return send_all(to, buf, (size_t)n);
     }
+    if (strcmp(mode, "cut_lines_once") == 0 && arm_word[0] && !pairs[i].armed)
+        return send_all(to, buf, (size_t)n);    /* not the connection aimed at */
+    if (strcmp(mode, "cut_lines_once") == 0) {
+        size_t want = arg > 0 ? (size_t)arg : 0, keep = want == 0 ? 0 : (size_t)n;
+        int done = want == 0;
+        for (size_t k = 0; !done && k < (size_t)n; k++)
+            if (buf[k] == '\n' && ++lines_relayed >= want) keep = k + 1, done = 1;
+        if (send_all(to, buf, done ? keep : (size_t)n) < 0) return -1;
+        if (!done) return 0;
+        lines_relayed = 0;
+        set_mode("pass");
+        return -1;
+    }
+    lines_relayed = 0;
     if (strcmp(mode, "cut") == 0 || strncmp(mode, "stall", 5) == 0) {
         size_t keep = arg < (double)n ? (size_t)arg : (size_t)n;
         if (send_all(to, buf, keep) < 0) return -1;
