@@ -34,7 +34,10 @@
  * on that connection) is swallowed: a command that ran and whose reply was
  * lost, on exactly the operation a test chose. When that reply arrives
  * and is not an error, the bytes are written to CONTROL_FILE.match<N>.ran:
- * proof that it ran.
+ * proof that it ran. When CONTROL_FILE.match<N>.keep holds a number K
+ * (written before the match file), K reply lines are relayed first and
+ * then both sides are closed instead: a pipeline cut after K replies, on
+ * exactly the request a test chose.
  * The number of open client connections is written to PORT_FILE.conns
  * after every change. The proxy exits when OWNER_PID is gone, or after
  * 300 s, so a crashed spec never leaves it behind.
@@ -67,6 +70,7 @@ typedef struct pair {
     int client_closed;          /* FIN seen: deliver what is held, then go */
     int reset_on_data;          /* reset_once: reset when the client speaks */
     int drop_reply;             /* matched CONTROL_FILE.match<drop_reply - 1> */
+    size_t keep_lines;          /* .keep K: K + 1 (0: swallow the reply) */
     char pattern[512];          /* its bytes, for the .ran file */
     size_t pattern_len;
 } pair;
@@ -121,6 +125,13 @@ static void match_request(pair *p, const char *buf, size_t n)
             unlink(path);
             p->drop_reply = m + 1;
             p->pattern_len = len;
+            strcat(path, ".keep");
+            unsigned long keep = 0;
+            if ((f = fopen(path, "r"))) {
+                if (fscanf(f, "%lu", &keep) == 1) p->keep_lines = keep + 1;
+                fclose(f);
+                unlink(path);
+            }
             return;
         }
     }
@@ -226,6 +237,13 @@ static int relay(int i, int from_server)
         return 0;
     }
     if (n <= 0) return -1;
+    if (pairs[i].drop_reply && pairs[i].keep_lines) {      /* an aimed cut */
+        size_t keep = 0;
+        while (pairs[i].keep_lines > 1 && keep < (size_t)n)
+            if (buf[keep++] == '\n') pairs[i].keep_lines--;
+        if (send_all(to, buf, keep) < 0 || pairs[i].keep_lines == 1) return -1;
+        return 0;
+    }
     if (pairs[i].drop_reply && !pairs[i].stalled) {
         if (buf[0] != '-') note_ran(&pairs[i]);     /* an error: it did not run */
         pairs[i].stalled = 1;
