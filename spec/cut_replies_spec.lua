@@ -117,3 +117,83 @@ describe("an error reply in a pipeline cut before its last reply", function()
     assert.matches("NOPERM", err, 1, true)
   end)
 end)
+
+-- The three suspected cases of issue 21, each with a lost reply.
+describe("a lost reply whose outcome the store then proves", function()
+  local srv, p
+  setup(function()
+    srv = servers.redis{}
+    assert.equal("OK", srv:cli(table.unpack(USER)))
+    p = proxy.start(srv)
+  end)
+  teardown(function()
+    if p then p:stop() end
+    servers.stop_all()
+  end)
+  before_each(function()
+    srv:cli("FLUSHALL")
+    p:set("pass")
+  end)
+
+  local function store_for(opts)
+    local cfg = { url = "redis://part:part-pw@127.0.0.1:" .. p.port, command_timeout = 0.3,
+                  max_retries = 2, retry_base_delay = 0.01, retry_max_delay = 0.02 }
+    for k, v in pairs(opts or {}) do cfg[k] = v end
+    return rs.new(cfg)
+  end
+
+  local function held(store)
+    return tonumber(store:prometheus():match("\nrigatoni_locks_held_total (%d+)"))
+  end
+
+  it("a lock whose SET NX reply was lost, proved ours by the read-back, counts as held", function()
+    local store <close> = store_for{ url = p.url }      -- the default user
+    assert.is_true(store:try_acquire_lock("rigatoni:lock:warm", "me", 30))  -- scripts loaded
+    assert.is_true(store:release_lock("rigatoni:lock:warm", "me"))
+    assert.equal(0, held(store))
+    p:set("stall_once", 0)                       -- the SET ran, its reply is lost
+    assert.is_true(store:try_acquire_lock("rigatoni:lock:a", "me", 30))
+    assert.equal("me", srv:cli("GET", "rigatoni:lock:a"))
+    assert.equal(1, held(store))
+    assert.is_true(store:try_acquire_lock("rigatoni:lock:b", "me", 30))
+    assert.equal(2, held(store))
+    assert.is_true(store:release_lock("rigatoni:lock:a", "me"))
+    assert.equal(1, held(store), "lock b is still held")
+  end)
+
+  it("a durable NX save whose WAIT reply is lost never hands a refused write on as written", function()
+    local store <close> = store_for{ wait_replicas = 1, wait_timeout = 0.1, wait_policy = "warn" }
+    -- Both writes answered (-NOPERM, +OK), the WAIT's reply cut.
+    p:set("cut_lines_once", "2 " .. PREFIX .. "b01")
+    local ok, err = pcall(store.save_many, store, { { "b01", token(1) }, { "a01", token(2) } },
+                          { nx = true })
+    assert.is_false(ok, "save_many succeeded though b01 was refused")
+    assert.equal("auth", err.kind, tostring(err))
+    assert.same({ false, true }, err.written)
+    assert.equal("0", srv:cli("EXISTS", PREFIX .. "b01"))
+    assert.equal("1", srv:cli("EXISTS", PREFIX .. "a01"))
+  end)
+
+  it("a delete proved not run with no attempt left raises its failure, not unknown", function()
+    local store <close> = store_for{ max_retries = 0 }
+    store:save_raw("a01", token(1))
+    p:set("hold_once", 2)                        -- the DEL never reaches the server
+    local err = catch_object(store.delete_resume_token, store, "a01")
+    assert.equal("timeout", err.kind, tostring(err))
+    assert.is_true(err.retryable)
+    assert.equal(1, err.attempts)
+    assert.matches("did not run", err.message, 1, true)
+    assert.equal("1", srv:cli("EXISTS", PREFIX .. "a01"))
+  end)
+
+  it("save_many{nx=true} with the rest proved absent and no attempt left raises its failure, not unknown", function()
+    local store <close> = store_for{ max_retries = 0 }
+    p:set("hold_once", 2)                        -- the batch never reaches the server
+    local err = catch_object(store.save_many, store, { { "a01", token(1) }, { "a02", token(2) } },
+                             { nx = true })
+    assert.equal("timeout", err.kind, tostring(err))
+    assert.is_true(err.retryable)
+    assert.same({ false, false }, err.written)
+    assert.equal("0", srv:cli("DBSIZE"))
+  end)
+end)

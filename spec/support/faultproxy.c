@@ -27,6 +27,8 @@
  *               client resets the connection (SO_LINGER 0) the held bytes
  *               are dropped, as a reset discards that queue; when it closes
  *               normally they are still delivered, then the pair closes.
+ *   hold_once S  hold the next request chunk so, then the mode turns to
+ *               pass (a request that never ran, its connection reset)
  * Otherwise requests pass. A lost reply can also be aimed at one request:
  * while a file CONTROL_FILE.match<N> (N = 0..7, one per test thread)
  * exists, the first request chunk that contains its bytes is relayed, the
@@ -227,7 +229,9 @@ static int relay(int i, int from_server)
             p->armed = 1;
             lines_relayed = 0;
         }
-        if (strcmp(mode, "hold") != 0 && p->held_len == 0) return send_all(to, buf, (size_t)n);
+        int hold = strcmp(mode, "hold") == 0 || strcmp(mode, "hold_once") == 0;
+        if (!hold && p->held_len == 0) return send_all(to, buf, (size_t)n);
+        if (strcmp(mode, "hold_once") == 0) set_mode("pass");
         char *more = realloc(p->held, p->held_len + (size_t)n);
         if (!more) return -1;
         memcpy(more + p->held_len, buf, (size_t)n);
