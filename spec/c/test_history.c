@@ -28,6 +28,12 @@
  *    an acknowledged write once every earlier write can have landed), no
  *    delete "absent" while it held a token, no NX save "skipped" while it
  *    was absent, no read other than the state.
+ * Beside it, error replies in cut pipelines: a side server behind a proxy
+ * of its own takes NX batches from an ACL user refused part of the
+ * keyspace (-NOPERM), while it is made a replica now and then (-READONLY)
+ * or given maxmemory 1 with noeviction (-OOM); most batches are cut after
+ * a random number of replies. No item refused or absent is ever reported
+ * written, none written reported otherwise (check_side).
  * The op and fault choices come from a fixed seed (CHAOS_SEED); the run
  * lasts CHAOS_SECONDS (default 12). CHAOS_LOG=FILE writes the history.
  * Exit 1 on any violation, printed with the counts that were checked.
