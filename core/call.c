@@ -188,12 +188,12 @@ int rs_exec_checked(rs_store *store, const char *what, rs_attempt_fn run, const 
             rs_exec_unknown_because(err, what, attempts, why ? why : "the state does not tell");
             return -1;
         }
-        /* Proved not run, no attempt left: the failure that stopped it. */
+        /* Not taken effect, no attempt left: the failure that stopped it. */
         if (attempts > store->cfg->max_retries) {
             if (!has_cause)
                 rs_error_set(&cause, RS_ERR_CONNECTION, 1, "no reply");
             rs_exec_fail(err, what, attempts, &cause);
-            strncat(err->message, " (its state shows it did not run)",
+            strncat(err->message, " (the state read back shows it has not taken effect)",
                     sizeof err->message - strlen(err->message) - 1);
             return -1;
         }

@@ -152,7 +152,7 @@ void rs_exec_fail(rs_error *err, const char *what, int attempts, const rs_error 
 }
 
 /* The failure behind this thread's latest rs_exec_unknown: a caller whose
- * check later proves the command did not run reports it instead. */
+ * check then finds the command without effect reports it instead. */
 static _Thread_local rs_error unknown_cause;
 static _Thread_local int unknown_cause_set;
 

@@ -182,7 +182,7 @@ describe("a lost reply whose outcome the store then proves", function()
     assert.equal("timeout", err.kind, tostring(err))
     assert.is_true(err.retryable)
     assert.equal(1, err.attempts)
-    assert.matches("did not run", err.message, 1, true)
+    assert.matches("has not taken effect", err.message, 1, true)
     assert.equal("1", srv:cli("EXISTS", PREFIX .. "a01"))
   end)
 

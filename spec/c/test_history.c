@@ -558,6 +558,7 @@ typedef struct side_client {
     side_item *items;
     size_t nitems, cap;
     long batches, failed;
+    long refused, transient, other;   /* failures: NOPERM (auth), READONLY (retryable), OOM... */
 } side_client;
 
 static rs_store *side_store;
@@ -733,6 +734,9 @@ static void side_batch(side_client *c)
     if (aimed_cut) unaim_cut(c);
     c->batches++;
     c->failed += rc < 0;
+    if (rc < 0 && err.kind == RS_ERR_AUTH) c->refused++;
+    else if (rc < 0 && err.kind == RS_ERR_SERVER && err.retryable) c->transient++;
+    else if (rc < 0) c->other++;
     for (int k = 0; k < SIDE_BATCH; k++) {
         c->items[first + k].reported = written[k];
         c->items[first + k].rc = rc;
@@ -1077,10 +1081,13 @@ int main(void)
             check_truth(o, t_base);
         }
     }
-    long side_items = check_side(), side_batches = 0, side_failed = 0;
+    long side_items = check_side(), side_batches = 0, side_failed = 0, side_fail[3] = {0};
     for (int c = 0; c < SIDE_CLIENTS; c++) {
         side_batches += side_clients[c].batches;
         side_failed += side_clients[c].failed;
+        side_fail[0] += side_clients[c].refused;
+        side_fail[1] += side_clients[c].transient;
+        side_fail[2] += side_clients[c].other;
     }
     stop_side();
     long pairs = check_holds(t_base), own = 0;
@@ -1099,10 +1106,12 @@ int main(void)
            atomic_load(&aimed_hit));
     printf("checked: %ld reads, %ld ops against their own key's state, %ld lock validity "
            "intervals (%ld pairs), %d violations\n", reads, own, holds, pairs, violations);
-    printf("side (error replies in cut pipelines): %ld NX batches (%ld failed), %ld items "
-           "checked (%ld wrong in calls that succeeded, %ld in calls that failed), %d cuts "
-           "aimed, %d of them hit, phases: %d plain %d readonly %d oom\n",
-           side_batches, side_failed, side_items, side_wrong[0], side_wrong[1],
+    printf("side (error replies in cut pipelines): %ld NX batches (%ld failed: %ld refused, "
+           "%ld transient, %ld other), %ld items checked (%ld wrong in calls that succeeded, "
+           "%ld in calls that failed), %d cuts aimed, %d of them hit, phases: %d plain "
+           "%d readonly %d oom\n",
+           side_batches, side_failed, side_fail[0], side_fail[1], side_fail[2], side_items,
+           side_wrong[0], side_wrong[1],
            atomic_load(&side_aimed),
            atomic_load(&side_hit), atomic_load(&side_phases[0]), atomic_load(&side_phases[1]),
            atomic_load(&side_phases[2]));
