@@ -341,7 +341,12 @@ typedef struct rs_save_item {
  * saves are retried as a whole (idempotent); on -1 nothing can be said
  * about which items were written (retry the batch). With RS_SAVE_NX the
  * replies read before a loss are kept and every other key is read back:
- * our bytes = written, absent = sent again, other bytes = RS_ERR_UNKNOWN. */
+ * our bytes = written, absent = sent again, other bytes = RS_ERR_UNKNOWN.
+ * An error reply is never "written", whether or not the pipeline was cut
+ * after it: a transient one (READONLY, LOADING, ...) is sent again, any
+ * other (NOPERM, OOM, ...) fails the call with it once the other items'
+ * outcome is known. On -1, written[i] is 1 (written), 0 (not written by
+ * this call) or -1 (unknown) for each item. */
 int rs_save_many(rs_store *store, const rs_save_item *items, size_t n, int flags,
                  int *written, rs_error *err);
 
