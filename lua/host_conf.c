@@ -465,7 +465,7 @@ static void record_error(parse_ctx *ctx, const char *fmt, ...)
  * (inih ignores the rest, so `[redis] url = x` would drop the setting). */
 static int header_tail_ok(const char *tail)
 {
-    while (*tail == ' ' || *tail == '\t') tail++;
+    while (isspace((unsigned char)*tail)) tail++;
     return *tail == '\0' || *tail == '\n' || *tail == ';' || *tail == '#';
 }
 
@@ -485,9 +485,13 @@ static char *read_line(char *str, int num, void *stream)
     char *line = str;
     if (ctx->at_line_start) {
         ctx->lineno++;
-        /* Section headers: inih does not report them, unknown ones are errors. */
+        /* Section headers: inih does not report them, unknown ones are errors.
+         * Skipped as inih skips them: a BOM on line 1 (a second one, when the
+         * file had two) and any isspace(), \f and \v too; else the header
+         * and the setting after it would pass unchecked. */
         const char *p = line;
-        while (*p == ' ' || *p == '\t') p++;
+        if (ctx->lineno == 1 && strncmp(p, "\xEF\xBB\xBF", 3) == 0) p += 3;
+        while (isspace((unsigned char)*p)) p++;
         if (*p == '[') {
             const char *end = strchr(p, ']');
             if (end) {

@@ -98,6 +98,24 @@ describe("rigatoni-store host", function()
       assert.matches("unknown option %-x", err)
     end)
 
+    it("a bad option is named as written, whatever came before it", function()
+      -- an unknown flag inside a bundle, after a long option (or a value)
+      local code, _, err = run { "--verbose", "-xq", "-e", "print(1)" }
+      assert.equal(2, code)
+      assert.matches("unknown option %-x\n", err)
+      code, _, err = run { "-c", "--odd-name", "-qx", "-e", "print(1)" }
+      assert.equal(2, code)
+      assert.matches("unknown option %-x\n", err)
+      assert.not_matches("odd", err, 1, true)
+      -- a known flag given a value, and an ambiguous prefix
+      code, _, err = run { "--help=x" }
+      assert.equal(2, code)
+      assert.matches("option %-%-help takes no value", err)
+      code, _, err = run { "--ver" }
+      assert.equal(2, code)
+      assert.matches("option %-%-ver is ambiguous %(%-%-verbose, %-%-version%)", err)
+    end)
+
     it("an unknown script is a usage error (exit 2)", function()
       local code, _, err = run { "-u", srv.url, "nosuchscript" }
       assert.equal(2, code)

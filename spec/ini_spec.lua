@@ -129,6 +129,20 @@ describe("INI section headers", function()
     end)
   end
 
+  -- inih skips a BOM on line 1 and any isspace() before '[': a second BOM
+  -- (files concatenated) or a form feed must not hide the header's tail.
+  for _, case in ipairs{ { "a second byte order mark", "\xEF\xBB\xBF\xEF\xBB\xBF", 1 },
+                         { "a form feed", "; settings\n\f", 2 },
+                         { "a vertical tab", "; settings\n\v", 2 } } do
+    it(("a header with a setting after %s is an error naming file:line"):format(case[1]), function()
+      local code, out, err, path = show(case[2] .. "[redis] key_prefix = hidden\n", "config.key_prefix")
+      assert.equal(2, code)
+      assert.equal("", out)
+      assert.matches(path .. ":" .. case[3] .. ": ", err, 1, true)
+      assert.matches("after the section header", err, 1, true)
+    end)
+  end
+
   it("a comment after a section header is fine", function()
     local code, out, err = show("[redis] ; the server\nkey_prefix = a\n[log]\t# quiet\nlevel = error\n",
                                 "config.key_prefix, config.log_level")
