@@ -186,9 +186,15 @@ static int copy_text(rs_reply *v, const char *s, size_t len)
     return 0;
 }
 
-/* Copies `r` into `v` (zeroed): 0, or -1 out of memory (v then holds what
- * was copied, for value_clear). hiredis bounds the nesting. */
-static int copy_reply(rs_reply *v, const redisReply *r)
+/* Levels of nesting kept: a real server's deepest reply (an EVAL's nested
+ * tables, cut by its Lua stack) is about 8000. hiredis reads any depth, so
+ * a deeper one (a broken or hostile peer) is refused rather than copied by
+ * recursion until the C stack overflows (here, and in the Lua binding). */
+#define REPLY_DEPTH_MAX 10000
+
+/* Copies `r` into `v` (zeroed) at nesting `depth`: 0, -1 out of memory or
+ * -2 nested too deep (v then holds what was copied, for value_clear). */
+static int copy_reply(rs_reply *v, const redisReply *r, int depth)
 {
     char num[32];
     switch (r->type) {
@@ -212,10 +218,13 @@ static int copy_reply(rs_reply *v, const redisReply *r)
     case REDIS_REPLY_MAP:
         v->type = r->type == REDIS_REPLY_MAP ? RS_TREE_MAP : RS_TREE_ARRAY;
         if (r->elements == 0) return 0;
+        if (depth >= REPLY_DEPTH_MAX) return -2;
         if (!(v->element = calloc(r->elements, sizeof *v->element))) return -1;
         v->elements = r->elements;
-        for (size_t i = 0; i < r->elements; i++)
-            if (copy_reply(&v->element[i], r->element[i]) < 0) return -1;
+        for (size_t i = 0; i < r->elements; i++) {
+            int rc = copy_reply(&v->element[i], r->element[i], depth + 1);
+            if (rc < 0) return rc;
+        }
         return 0;
     default:   /* string, status, verbatim, double and big number as their text */
         v->type = RS_TREE_STRING;
@@ -232,12 +241,16 @@ int rs_command_reply(rs_store *store, int argc, const char **argv, const size_t 
     if (run_command(store, argc, argv, argvlen, flags, &reply, what, sizeof what, err) < 0)
         return -1;
     rs_reply *v = calloc(1, sizeof *v);
-    int rc = v ? copy_reply(v, reply) : -1;
+    int rc = v ? copy_reply(v, reply, 0) : -1;
     freeReplyObject(reply);
     if (rc < 0) {
         rs_reply_free(v);
-        rs_error_set(err, RS_ERR_NOMEM, 0, "%s ran, but its reply could not be kept: out of memory",
-                     what);
+        if (rc == -2)
+            rs_error_set(err, RS_ERR_SERVER, 0, "%s ran, but its reply is nested deeper than %d "
+                         "levels (no server sends that)", what, REPLY_DEPTH_MAX);
+        else
+            rs_error_set(err, RS_ERR_NOMEM, 0, "%s ran, but its reply could not be kept: out of "
+                         "memory", what);
         return -1;
     }
     *out = v;
