@@ -6,7 +6,7 @@
  * next: a MULTI makes later saves answer QUEUED, a SELECT moves them to
  * another db, a SUBSCRIBE or CLIENT REPLY OFF leaves it answering nothing
  * else. Such commands are refused by name (case-insensitive, and by
- * subcommand for CLIENT) before anything is sent; running them on a
+ * subcommand for CLIENT and SCRIPT DEBUG) before anything is sent; running them on a
  * private connection would hide the mistake rather than say it.
  *
  * The reply is handed back as text (rs_command, for the admin helpers) or
@@ -25,7 +25,7 @@
  * ------------------------------------------------------------------ */
 
 static const struct refused {
-    const char *name, *sub;   /* sub: of CLIENT, or NULL for the whole command */
+    const char *name, *sub;   /* sub: a subcommand, or NULL for the whole command */
     const char *why;
 } refused[] = {
     {"MULTI", NULL, "a transaction would queue the store's later commands"},
@@ -58,6 +58,8 @@ static const struct refused {
     {"CLIENT", "NO-TOUCH", "it changes how the server treats the connection"},
     {"CLIENT", "SETNAME", "it renames a connection the store owns"},
     {"CLIENT", "SETINFO", "it changes a connection the store owns"},
+    {"SCRIPT", "DEBUG", "the store's scripts (lock refresh, release) would fail on the connection "
+                        "or start a debugging session"},
     {NULL, NULL, NULL},
 };
 

@@ -256,7 +256,7 @@ int rs_ping(rs_store *store, rs_error *err);
  * on (MULTI, EXEC, DISCARD, WATCH, UNWATCH, SELECT, the (P|S)(UN)SUBSCRIBE
  * family, MONITOR, RESET, HELLO, AUTH, READONLY, READWRITE, ASKING, QUIT,
  * SYNC, PSYNC, REPLCONF, and CLIENT REPLY, TRACKING, CACHING, NO-EVICT,
- * NO-TOUCH, SETNAME, SETINFO) is refused with RS_ERR_CONFIG before
+ * NO-TOUCH, SETNAME, SETINFO, and SCRIPT DEBUG) is refused with RS_ERR_CONFIG before
  * anything is sent: the next user of that connection would find it in a
  * transaction, another db, subscribed or silent.
  * Returns 1 with malloc'd *out, 0 for nil, -1 on error. */

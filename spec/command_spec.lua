@@ -38,6 +38,9 @@ local REFUSED = {
   { "CLIENT", "REPLY", "OFF" }, { "client", "reply", "skip" }, { "CLIENT", "TRACKING", "on" },
   { "Client", "Caching", "yes" }, { "CLIENT", "NO-EVICT", "on" }, { "CLIENT", "NO-TOUCH", "on" },
   { "CLIENT", "SETNAME", "x" }, { "CLIENT", "SETINFO", "LIB-NAME", "x" },
+  -- the connection's next EVALSHA (a lock refresh) fails, its next EVAL
+  -- starts a debugging session
+  { "SCRIPT", "DEBUG", "YES" }, { "script", "debug", "sync" },
 }
 
 describe("store:command refuses what would change a pooled connection", function()
@@ -50,7 +53,7 @@ describe("store:command refuses what would change a pooled connection", function
       local err = catch(function() return store:command(table.unpack(argv)) end)
       assert_kind("config", err)
       local name = argv[1]:upper()
-      if name == "CLIENT" then name = "CLIENT " .. argv[2]:upper() end
+      if name == "CLIENT" or name == "SCRIPT" then name = name .. " " .. argv[2]:upper() end
       assert.matches(name, err.message, 1, true)
       assert.matches("pooled connection", err.message, 1, true)
       -- The server never saw it: no command stats for it, no error either.
@@ -75,7 +78,16 @@ describe("store:command refuses what would change a pooled connection", function
     assert.equal("2", srv:cli("-n", "0", "DBSIZE"))
   end)
 
-  it("ordinary CLIENT subcommands still run", function()
+  it("after SCRIPT DEBUG was refused, a lock's scripts still run", function()
+    assert.is_true(store:try_acquire_lock("cmd:lock", "me", 30))
+    assert_kind("config", catch(function() return store:command("SCRIPT", "DEBUG", "YES") end))
+    assert.is_true(store:refresh_lock("cmd:lock", "me", 30))
+    assert.is_true(store:release_lock("cmd:lock", "me"))
+    assert.equal("0", srv:cli("EXISTS", "cmd:lock"))
+  end)
+
+  it("ordinary CLIENT and SCRIPT subcommands still run", function()
+    assert.same({ "0" }, store:command("SCRIPT", "EXISTS", ("0"):rep(40)))
     assert.matches("^%d+$", store:command("CLIENT", "ID"))
     assert.matches("id=", store:command("client", "info"), 1, true)
   end)
