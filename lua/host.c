@@ -171,7 +171,11 @@ static int parse_args(int argc, char **argv, options *o)
         case 'c': o->config_file = optarg; break;
         case 'u': o->url = optarg; break;
         case 's': o->sets[o->nsets++] = optarg; break;
-        case 'e': o->eval = optarg; break;     /* what follows -e CODE is the code's */
+        case 'e':                              /* what follows -e CODE is the code's */
+            /* Empty (an unset $VAR): running nothing would exit 0. */
+            if (!*optarg) return usage_error("%s", "the Lua code of -e is empty");
+            o->eval = optarg;
+            break;
         case 'M': o->metrics = optarg; break;
         case 'v': o->verbose++; break;
         case 'q': o->quiet = 1; break;

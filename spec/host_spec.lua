@@ -111,6 +111,12 @@ describe("rigatoni-store host", function()
       code, _, err = run { "--help=x" }
       assert.equal(2, code)
       assert.matches("option %-%-help takes no value", err)
+      -- empty code (an unset $VAR in a cron line) would run nothing and exit 0
+      for _, args in ipairs{ { "-e", "" }, { "--eval=" }, { "-qe", "", "x" } } do
+        code, _, err = run(args)
+        assert.equal(2, code, table.concat(args, " "))
+        assert.matches("the Lua code of %-e is empty", err)
+      end
       code, _, err = run { "--ver" }
       assert.equal(2, code)
       assert.matches("option %-%-ver is ambiguous %(%-%-verbose, %-%-version%)", err)
