@@ -606,6 +606,7 @@ static char *read_normalised(FILE *f, const char *path, size_t *out_len, char *m
 {
     size_t cap = 4096, len = 0;
     char *raw = malloc(cap);
+    errno = 0;
     for (;;) {
         if (!raw) return failf(msg, msgsize, "%s: out of memory", path), NULL;
         len += fread(raw + len, 1, cap - len, f);
@@ -620,8 +621,10 @@ static char *read_normalised(FILE *f, const char *path, size_t *out_len, char *m
         raw = grown;
     }
     if (ferror(f)) {
+        int why = errno;   /* a directory opens, then fails to read: say so */
         free(raw);
-        return failf(msg, msgsize, "%s: cannot read config file", path), NULL;
+        return failf(msg, msgsize, "%s: cannot read config file%s%s", path, why ? ": " : "",
+                     why ? strerror(why) : ""), NULL;
     }
     char *text = malloc(len + 1);
     if (!text) {

@@ -151,6 +151,15 @@ describe("INI section headers", function()
   end)
 end)
 
+describe("INI files that are not files", function()
+  it("a directory as config is an error saying why", function()
+    local code, out, err = run { "-c", tmpdir, "-e", "print('ran')" }
+    assert.equal(2, code)
+    assert.equal("", out)
+    assert.matches(tmpdir .. ": cannot read config file: Is a directory", err, 1, true)
+  end)
+end)
+
 describe("INI line endings and byte order mark", function()
   local body = "[redis]%surl = redis://127.0.0.1:17002%skey_prefix = my:prefix%s[durability]%swait_replicas = 1%s"
   for _, eol in ipairs{ { "LF", "\n" }, { "CRLF", "\r\n" }, { "CR", "\r" } } do
