@@ -610,8 +610,8 @@ static char *read_normalised(FILE *f, const char *path, size_t *out_len, char *m
     for (;;) {
         if (!raw) return failf(msg, msgsize, "%s: out of memory", path), NULL;
         len += fread(raw + len, 1, cap - len, f);
-        if (len < cap) break;
-        if (cap > FILE_MAX_BYTES) {
+        if (len < cap && len <= FILE_MAX_BYTES) break;
+        if (len > FILE_MAX_BYTES) {
             free(raw);
             return failf(msg, msgsize, "%s: larger than %d bytes: not a config file", path,
                          FILE_MAX_BYTES), NULL;

@@ -152,6 +152,26 @@ describe("INI section headers", function()
 end)
 
 describe("INI files that are not files", function()
+  it("a file over 1 MiB is refused, one of exactly 1 MiB is read", function()
+    local head = "[redis]\nkey_prefix = big\n"
+    local comments = {}
+    local size = #head
+    while size < 1048576 do
+      local line = "; " .. ("x"):rep(math.min(97, 1048576 - size - 3)) .. "\n"
+      comments[#comments + 1] = line
+      size = size + #line
+    end
+    local body = head .. table.concat(comments)
+    assert.equal(1048576, #body)
+    local code, out, err = run { "-c", ini(body), "-e", "print(config.key_prefix)" }
+    assert.equal(0, code, err)
+    assert.equal("big\n", out)
+    code, out, err = run { "-c", ini(body .. ";"), "-e", "print(config.key_prefix)" }
+    assert.equal(2, code)
+    assert.equal("", out)
+    assert.matches("larger than 1048576 bytes", err, 1, true)
+  end)
+
   it("a directory as config is an error saying why", function()
     local code, out, err = run { "-c", tmpdir, "-e", "print('ran')" }
     assert.equal(2, code)
