@@ -54,7 +54,7 @@ changed after it was read is not deleted (reported).
 example: rigatoni-store -c conf/production.ini cleanup --older-than 30d --set-ttl 30d --yes
 example: rigatoni-store cleanup --stream shop:orders --stream :deployment --older-than 30d
 ]],
-  options = { match = "string", stream = "list", ["older-than"] = "duration", ["set-ttl"] = "duration",
+  options = { match = "string", stream = "list", ["older-than"] = "duration", ["set-ttl"] = "ttl",
               ["dry-run"] = "flag", yes = "flag", batch = "integer" },
 })
 if not opts then return 0 end
@@ -67,6 +67,20 @@ if not (opts.older_than or opts.set_ttl) then
   cli.usage_error("cleanup: nothing to do: give --older-than DURATION and/or --set-ttl DURATION")
 end
 local apply = opts.yes and not opts.dry_run
+
+-- The commands this run will send, all checked before the first delete:
+-- the walks (SCAN, MGET; PTTL only to find tokens without a TTL), then
+-- compare-and-delete for --older-than and PEXPIRE NX for --set-ttl.
+do
+  local check = require "lib.check"
+  local needs = { "scan", "mget" }
+  if opts.set_ttl then needs[#needs + 1] = "pttl" end
+  if apply and opts.older_than then table.move(check.COMPARE_AND_DELETE, 1, #check.COMPARE_AND_DELETE, #needs + 1, needs) end
+  if apply and opts.set_ttl then needs[#needs + 1] = "pexpire" end
+  check.require_commands(store, needs, config.key_prefix, "cleanup",
+                         "cleanup" .. (opts.older_than and " --older-than" or "") ..
+                         (opts.set_ttl and " --set-ttl" or "") .. (apply and " --yes" or ""))
+end
 local now = cli.now()
 local shown, SHOW_MAX = 0, 50
 local shown_lines = {}   -- printed once the plan is complete
@@ -183,7 +197,7 @@ local function stream_pairs(units, mirrors)
     end
   end
   if #names > 0 then
-    local values, ttls = store:get_many(names)
+    local values, ttls = store:get_many(names, { ttl = opts.set_ttl ~= nil })
     for i, n in ipairs(names) do
       by_name[n].bytes, by_name[n].ttl = values[i] or nil, ttls[i] or nil
     end
@@ -260,7 +274,7 @@ local ran, why = pcall(function()
   -- A stream key was listed (or this run needs the stream keys first):
   -- what the one walk planned is dropped.
   scanned, unknown, to_delete, to_ttl, shown, shown_lines = 0, 0, 0, 0, 0, {}
-  local all, mirrors = streams.walk(store, opts.batch)
+  local all, mirrors = streams.walk(store, opts.batch, opts.set_ttl ~= nil)
   if selections then
     for _, st in ipairs(all) do
       scanned = scanned + 1

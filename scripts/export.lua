@@ -51,6 +51,8 @@ if opts.stream and opts.match then
   cli.usage_error("export: --stream and --match cannot be combined (export --help for usage)")
 end
 local selections = streams.parse_selections("export", opts.stream)
+-- The walk sends SCAN, MGET and PTTL (ttl_ms): checked before any file is made.
+require("lib.check").require_commands(store, { "scan", "mget", "pttl" }, config.key_prefix, "export", "export")
 
 local out, tmp = io.stdout, nil
 if opts.output ~= "-" then

@@ -56,6 +56,8 @@ example: rigatoni-store -q list --format prometheus > /var/lib/node_exporter/rig
 })
 if not opts then return 0 end
 local streams_lib = require "lib.streams"
+-- PTTL is not needed: a TTL the server does not tell is shown as unknown.
+require("lib.check").require_commands(store, { "scan", "mget" }, config.key_prefix, "list", "list")
 
 local format = opts.format
 local write = io.write

@@ -40,7 +40,28 @@ if (opts.owner or opts.force) and not opts.release then
   cli.usage_error("locks: --owner and --force go with --release KEY")
 end
 
+if opts.owner == "" then cli.usage_error("locks: --owner needs an owner id, not ''") end
+if opts.release == "" then cli.usage_error("locks: --release needs a lock key, not ''") end
+
 local prefix = config.lock_prefix ~= "none" and config.lock_prefix or "rigatoni:lock"
+
+-- The commands of this run, checked before the release: the listing
+-- (SCAN, MGET; a TTL the server does not tell shows as ?), or the owner
+-- (GET) and, with --yes, the owner-checked release script (EVALSHA, loaded
+-- with EXISTS + SCRIPT LOAD, running GET and DEL) or --force's DEL.
+do
+  local check = require "lib.check"
+  local needs, what = { "scan", "mget" }, "locks"
+  if opts.release then
+    needs, what = { "get" }, "locks --release"
+    if opts.yes and opts.force then
+      needs[#needs + 1], what = "del", "locks --release --force --yes"
+    elseif opts.yes then
+      needs, what = { "evalsha", "script|load", "exists", "get", "del" }, "locks --release --yes"
+    end
+  end
+  check.require_commands(store, needs, prefix, "locks", what)
+end
 
 if opts.release then
   local key = opts.release

@@ -69,6 +69,22 @@ local target, target_config = host.open_store { url = opts.to, config = opts.to_
                                                 key_prefix = opts.to_prefix, set = set }
 local source = store
 local sp, tp = config.key_prefix, target_config.key_prefix
+-- The commands of this run, checked on both servers before anything is
+-- written (the probe key of same_data_set included): the source walk
+-- (SCAN, MGET, PTTL) and, with --delete-source, its compare-and-delete;
+-- on the target SET NX, GET (an NX write's outcome after a lost reply)
+-- and MGET (the read-back), or MGET alone for a dry run.
+do
+  local check = require "lib.check"
+  local on_source = { "scan", "mget", "pttl" }
+  if opts.delete_source then
+    for _, c in ipairs(check.COMPARE_AND_DELETE) do on_source[#on_source + 1] = c end
+  end
+  local flags = (opts.delete_source and " --delete-source" or "") .. (opts.dry_run and " --dry-run" or "")
+  check.require_commands(source, on_source, sp, "migrate", "migrate" .. flags .. " on its source")
+  check.require_commands(target, opts.dry_run and { "mget" } or { "set", "get", "mget" }, tp, "migrate",
+                         "migrate" .. flags .. " on its target")
+end
 local both = string.format("source %s %s and target %s %s", config.url, sp, target_config.url, tp)
 -- The same data set is told by what the servers say (run_id, replication
 -- id, db; a probe key when INFO is refused), never by URL text: localhost

@@ -78,13 +78,21 @@ end
 local units = { ms = 0.001, s = 1, m = 60, h = 3600, d = 86400, w = 604800 }
 
 -- "500ms", "30s", "15m", "12h", "7d", "2w" or plain seconds -> seconds, or nil.
+-- An integer while it is exact; a float past 2^53 (an integer product
+-- would wrap around); nil when it is too long for a number at all.
 function M.parse_duration(text)
   if type(text) ~= "string" then return nil end
   local num, unit = text:match("^%s*(%d+%.?%d*)%s*(%a*)%s*$")
   if not num then return nil end
   local factor = units[unit == "" and "s" or unit]
   if not factor then return nil end
-  return tonumber(num) * factor
+  local n = tonumber(num)
+  local seconds = (n + 0.0) * factor
+  if seconds == math.huge then return nil end
+  if math.type(n) == "integer" and math.type(factor) == "integer" and seconds < 2^53 then
+    return n * factor
+  end
+  return seconds
 end
 
 -- 93784 -> "1d2h", 125 -> "2m5s", 0.5 -> "0.5s": two largest units.
@@ -128,7 +136,8 @@ M.clock = clock
 
 -- spec = { name = "list", usage = "text for --help",
 --          options = { match = "string", format = { "table", "json" }, yes = "flag",
---                      ["older-than"] = "duration", batch = "integer",
+--                      ["older-than"] = "duration", batch = "integer" (1 to 1000000),
+--                      ["set-ttl"] = "ttl" (a duration Redis takes as a TTL: rs.check_ttl),
 --                      stream = "list" (repeatable: a list of the strings given), ... },
 --          defaults = { ... } }
 -- Returns the options table (keys with '-' turned into '_'), or nil after
@@ -162,13 +171,19 @@ function M.parse(argv, spec)
         value = argv[i]
         if value == nil then bad("--" .. name .. " needs a value") end
       end
-      if kind == "duration" then
+      if kind == "duration" or kind == "ttl" then
         local d = M.parse_duration(value)
         if not d or d <= 0 then bad("--" .. name .. ": bad duration '" .. value .. "' (e.g. 30s, 15m, 12h, 7d)") end
+        local ok, why = true, nil
+        if kind == "ttl" then ok, why = rs_module.check_ttl(d) end
+        if not ok then bad("--" .. name .. " " .. value .. ": " .. why) end
         opts[key] = d
       elseif kind == "integer" then
+        -- Batch sizes and samples: the store takes 1 to 1000000 per batch.
         local n = math.tointeger(tonumber(value))
-        if not n or n < 1 then bad("--" .. name .. ": positive integer expected, got '" .. value .. "'") end
+        if not n or n < 1 or n > 1000000 then
+          bad("--" .. name .. ": an integer from 1 to 1000000 expected, got '" .. value .. "'")
+        end
         opts[key] = n
       elseif kind == "list" then
         opts[key] = opts[key] or {}
