@@ -29,7 +29,8 @@ usage: rigatoni-store [-c FILE] cleanup [--match GLOB | --stream DB[:COLL]|:depl
                       [--dry-run] [--yes] [--batch N]
 
   --older-than D   delete tokens whose cluster time is older than D (e.g. 30d)
-  --set-ttl D      give tokens without a TTL this TTL (EXPIRE ... NX)
+  --set-ttl D      give tokens without a TTL this TTL (EXPIRE ... NX); at
+                   most the longest TTL Redis accepts (else exit 2)
   --match GLOB     Redis glob on the collection name (default *)
   --stream SEL     only these Rigatoni 0.2 streams (repeatable; not with
                    --match): DB:COLL the collection stream, DB the database
@@ -42,6 +43,10 @@ usage: rigatoni-store [-c FILE] cleanup [--match GLOB | --stream DB[:COLL]|:depl
 Tokens without a readable cluster time (corrupt values, tokens without
 _data) are never deleted by --older-than; they are counted as "unknown age".
 When the listing fails, cleanup prints what it did until then and exits 1.
+Before anything is deleted it checks its options and that the server lets
+this user run what the run sends (SCAN, MGET; PTTL with --set-ttl; with
+--yes EVALSHA, SCRIPT LOAD, EXISTS, GET, DEL, and PEXPIRE for --set-ttl):
+a refused command is named, exit 2, nothing changed.
 
 A Rigatoni 0.2 stream key (resume_token:DB:COLL, resume_token:database:DB,
 resume_token:deployment) and its mirror (COLL, __db:DB, __deployment__) go
@@ -75,7 +80,9 @@ do
   local check = require "lib.check"
   local needs = { "scan", "mget" }
   if opts.set_ttl then needs[#needs + 1] = "pttl" end
-  if apply and opts.older_than then table.move(check.COMPARE_AND_DELETE, 1, #check.COMPARE_AND_DELETE, #needs + 1, needs) end
+  if apply and opts.older_than then
+    for _, c in ipairs(check.COMPARE_AND_DELETE) do needs[#needs + 1] = c end
+  end
   if apply and opts.set_ttl then needs[#needs + 1] = "pexpire" end
   check.require_commands(store, needs, config.key_prefix, "cleanup",
                          "cleanup" .. (opts.older_than and " --older-than" or "") ..

@@ -35,7 +35,9 @@ Writes the resume tokens as JSON Lines (stdout by default):
   --batch N       SCAN COUNT and MGET batch size (default: scan_count)
 
 Values that are not valid BSON are skipped with a warning (import would
-refuse them). The summary goes to stderr. When the listing fails, export
+refuse them). The summary goes to stderr. SCAN, MGET and PTTL are checked
+first: a command the server refuses this user is named (exit 2) and no
+file is made. When the listing fails, export
 exits 1 and says so: a --output FILE is then not created (nor replaced),
 and a stdout stream ends without the summary line.
 

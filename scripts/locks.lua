@@ -27,7 +27,9 @@ The release deletes the lock only if it still names that owner (atomic on
 the server): when the lock expired and another pipeline took it meanwhile,
 nothing is deleted and locks exits 1 naming the new owner. A released lock
 lets another pipeline take it at once: only release a lock whose owner is
-known to be gone.
+known to be gone. The commands a run sends (listing: SCAN, MGET; release:
+GET, EVALSHA, SCRIPT LOAD, EXISTS, DEL; --force: DEL) are checked first: a
+refused one is named, exit 2, nothing released.
 
 example: rigatoni-store -c conf/production.ini locks --match 'shop:*'
 ]],

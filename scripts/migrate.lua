@@ -39,6 +39,10 @@ Bytes are copied exactly and the remaining TTL is kept. Prints counts:
 copied, skipped (already on the target), failed (copy did not verify).
 Exit status 1 when anything failed, or when the listing or a write
 stopped with an error (the counts then say what was done until then).
+Before the first write it checks that each server lets its user run what
+the run sends (source: SCAN, MGET, PTTL, and with --delete-source EVALSHA,
+SCRIPT LOAD, EXISTS, GET, DEL; target: SET, GET, MGET): a refused command
+is named, exit 2, nothing changed. Any TTL the source holds is copied.
 
 Source and target are compared by what the servers say (INFO run_id and
 replication id, and the db), not by URL text; when INFO is refused, a
