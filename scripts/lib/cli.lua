@@ -75,24 +75,12 @@ end
 -- Durations
 -- ---------------------------------------------------------------------
 
-local units = { ms = 0.001, s = 1, m = 60, h = 3600, d = 86400, w = 604800 }
-
--- "500ms", "30s", "15m", "12h", "7d", "2w" or plain seconds -> seconds, or nil.
--- An integer while it is exact; a float past 2^53 (an integer product
--- would wrap around); nil when it is too long for a number at all.
+-- "500ms", "30s", "1h30m", "7d", "2w" or plain seconds -> seconds, or nil:
+-- the C grammar of INI values and -s (rs.parse_duration), so each reads
+-- what the other does.
 function M.parse_duration(text)
   if type(text) ~= "string" then return nil end
-  local num, unit = text:match("^%s*(%d+%.?%d*)%s*(%a*)%s*$")
-  if not num then return nil end
-  local factor = units[unit == "" and "s" or unit]
-  if not factor then return nil end
-  local n = tonumber(num)
-  local seconds = (n + 0.0) * factor
-  if seconds == math.huge then return nil end
-  if math.type(n) == "integer" and math.type(factor) == "integer" and seconds < 2^53 then
-    return n * factor
-  end
-  return seconds
+  return (rs_module.parse_duration(text))
 end
 
 -- 93784 -> "1d2h", 125 -> "2m5s", 0.5 -> "0.5s": two largest units.
@@ -173,7 +161,7 @@ function M.parse(argv, spec)
       end
       if kind == "duration" or kind == "ttl" then
         local d = M.parse_duration(value)
-        if not d or d <= 0 then bad("--" .. name .. ": bad duration '" .. value .. "' (e.g. 30s, 15m, 12h, 7d)") end
+        if not d or d <= 0 then bad("--" .. name .. ": bad duration '" .. value .. "' (e.g. 500ms, 30s, 1h30m, 7d, 2w)") end
         local ok, why = true, nil
         if kind == "ttl" then ok, why = rs_module.check_ttl(d) end
         if not ok then bad("--" .. name .. " " .. value .. ": " .. why) end
