@@ -42,6 +42,7 @@ if (opts.owner or opts.force) and not opts.release then
   cli.usage_error("locks: --owner and --force go with --release KEY")
 end
 
+if opts.yes and not opts.release then cli.usage_error("locks: --yes goes with --release KEY") end
 if opts.owner == "" then cli.usage_error("locks: --owner needs an owner id, not ''") end
 if opts.release == "" then cli.usage_error("locks: --release needs a lock key, not ''") end
 

@@ -62,6 +62,9 @@ if opts.to and opts.to_config then cli.usage_error("migrate: give --to or --to-c
 if not (opts.to or opts.to_config or opts.to_prefix) then
   cli.usage_error("migrate: a target is needed: --to URL, --to-config FILE or --to-prefix P")
 end
+if opts.to_cluster and not opts.to then
+  cli.usage_error("migrate: --to-cluster goes with --to URL (a --to-config file says cluster_mode itself)")
+end
 if opts.dry_run and opts.delete_source then
   cli.usage_error("migrate: --dry-run and --delete-source exclude each other")
 end

@@ -180,6 +180,23 @@ describe("check before acting", function()
     end)
   end)
 
+  it("options that only make sense with another are refused, naming both", function()
+    for _, case in ipairs {
+      { { "migrate", "--to-config", "/nonexistent.ini", "--to-cluster" }, "--to-cluster goes with --to" },
+      { { "locks", "--yes" }, "--yes goes with --release" },
+      { { "locks", "--release", "shop:orders", "--owner", "" }, "--owner needs an owner id" },
+      { { "cleanup", "--older-than", "30d", "--batch", "1000001", "--yes" }, "--batch: an integer from 1 to 1000000" },
+      { { "import", "--input", tmpdir .. "/absent.jsonl" }, "--input " .. tmpdir .. "/absent.jsonl: cannot read it" },
+    } do
+      local argv = { "-u", a.url }
+      for _, x in ipairs(case[1]) do argv[#argv + 1] = x end
+      local code, out, err = run(argv)
+      assert.equal(2, code, table.concat(case[1], " ") .. ": " .. out .. err)
+      assert.matches(case[2], err, 1, true)
+      assert.equal(10, dbsize(a))
+    end
+  end)
+
   describe("permissions are checked before acting", function()
     it("cleanup --yes as the README's pipeline user (no PTTL) needs none and deletes every stale token", function()
       local url = user(a, "pipeline", PIPELINE)
