@@ -75,6 +75,17 @@ describe("rigatoni-store host", function()
       assert.equal(srv.url .. "\t3\ta\t-v\n", out)
       code, out, err = run { "--url=" .. srv.url, "--", "list", "--format", "jsonl" }
       assert.equal(0, code, err)
+      -- a script's options too: --form=jsonl is --format=jsonl, -- ends them,
+      -- an ambiguous prefix names the options it could be
+      code, out, err = run { "-u", srv.url, "list", "--form=csv", "--" }
+      assert.equal(0, code, err)
+      assert.matches("^collection,", out)
+      code, _, err = run { "-u", srv.url, "cleanup", "--older", "30d", "--s", "1d" }
+      assert.equal(2, code)
+      assert.matches("option %-%-s is ambiguous %(%-%-set%-ttl, %-%-stream%)", err)
+      code, _, err = run { "-u", srv.url, "list", "--", "extra" }
+      assert.equal(2, code)
+      assert.matches("unexpected argument 'extra'", err)
       -- a missing value is named as it was written
       code, _, err = run { "--config" }
       assert.equal(2, code)

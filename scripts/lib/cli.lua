@@ -122,6 +122,20 @@ M.clock = clock
 -- Option parsing
 -- ---------------------------------------------------------------------
 
+-- The option `name` stands for: itself, or the one option it is an
+-- unambiguous prefix of (getopt_long's rule: --older for --older-than).
+function M.option_name(options, name, bad)
+  if options[name] then return name end
+  local found = {}
+  for full in pairs(options) do
+    if full:sub(1, #name) == name then found[#found + 1] = "--" .. full end
+  end
+  table.sort(found)
+  if #found == 1 then return found[1]:sub(3) end
+  if #found > 1 then bad("option --" .. name .. " is ambiguous (" .. table.concat(found, ", ") .. ")") end
+  bad("unknown option --" .. name)
+end
+
 -- spec = { name = "list", usage = "text for --help",
 --          options = { match = "string", format = { "table", "json" }, yes = "flag",
 --                      ["older-than"] = "duration", batch = "integer" (1 to 1000000),
@@ -143,11 +157,15 @@ function M.parse(argv, spec)
       io.write(spec.usage)
       return nil
     end
+    if a == "--" then   -- getopt_long's end of options: the scripts take no operands
+      if argv[i + 1] ~= nil then bad("unexpected argument '" .. argv[i + 1] .. "'") end
+      break
+    end
     local name, inline = a:match("^%-%-([%w%-]+)=(.*)$")
     if not name then name = a:match("^%-%-([%w%-]+)$") end
     if not name then bad("unexpected argument '" .. a .. "'") end
+    name = M.option_name(spec.options, name, bad)
     local kind = spec.options[name]
-    if not kind then bad("unknown option --" .. name) end
     local key = name:gsub("%-", "_")
     if kind == "flag" then
       if inline then bad("--" .. name .. " takes no value") end
