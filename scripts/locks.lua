@@ -75,10 +75,11 @@ if opts.release then
 end
 
 local count = 0
+local text = require("lib.output").text   -- control characters escaped: no forged rows
 io.write(string.format("%-60s %-10s %s\n", "LOCK", "TTL", "OWNER"))
 for key, owner, ttl in store:scan_keys(prefix .. ":" .. opts.match) do
   count = count + 1
-  io.write(string.format("%-60s %-10s %s\n", key, cli.format_duration(ttl), owner))
+  io.write(string.format("%-60s %-10s %s\n", text(key), cli.format_duration(ttl), text(owner)))
 end
 cli.summary(string.format("locks: %d held", count))
 return 0

@@ -286,9 +286,19 @@ describe("output", function()
       assert.is_nil(out:find("[\0-\9\11-\31\127]"))
     end)
 
+    it("locks escapes control characters in lock keys and owners", function()
+      srv:cli("SET", "rigatoni:lock:shop:or\nders", "host-1\rforged")
+      local code, out, err = run { "-u", srv.url, "locks" }
+      assert.equal(0, code, err)
+      assert.equal(3, select(2, out:gsub("\n", "")), out)
+      assert.is_truthy(out:find("rigatoni:lock:shop:or\\nders", 1, true), out)
+      assert.is_truthy(out:find("host-1\\rforged", 1, true), out)
+    end)
+
     it("Prometheus label values are valid UTF-8 with NUL escaped; promtool accepts the exposition", function()
       seed(srv, { "bad\255\254", "nul\0x", "new\nline", 'quo"te', "back\\slash", "caf\195\169",
                   "resume_token:db\255:c\0ol", rs.stream_key("shop", "orders") })
+      srv:cli("PEXPIRE", PREFIX .. "bad\255\254", "600000")
       local code, out, err = run { "-u", srv.url, "list", "--format", "prometheus" }
       assert.equal(0, code, err)
       assert.is_truthy(utf8.len(out), "not valid UTF-8")
@@ -299,6 +309,7 @@ describe("output", function()
       assert.is_truthy(out:find('collection="quo\\"te"', 1, true), out)
       assert.is_truthy(out:find('collection="back\\\\\\\\slash"', 1, true), out)
       assert.is_truthy(out:find('collection="caf\195\169"', 1, true), out)
+      assert.matches('\nrigatoni_resume_token_ttl_seconds{collection="bad\\\\xff\\\\xfe"} 5%d%d%.%d+\n', out)
       -- not UTF-8: not a stream key, one collection label
       assert.is_truthy(out:find('collection="resume_token:db\\\\xff:c\\\\x00ol"', 1, true), out)
       assert.is_truthy(out:find('{level="collection",database="shop",collection="orders"}', 1, true), out)
