@@ -72,7 +72,7 @@ local progress = cli.progress("export", {
 
 local function skip(collection, why)
   skipped = skipped + 1
-  host.log("warn", "export: skipped " .. collection .. ": " .. why)
+  host.log("warn", "export: skipped " .. output.text(collection) .. ": " .. why)
 end
 
 -- One token (rs.export_line: the line in C, as store:token_lines writes them).

@@ -86,7 +86,9 @@ end
 function M.open(path, option)
   local sink = { path = path, file = io.stdout }
   local function bad(why) usage_error(option .. " " .. path .. ": " .. why) end
+  if path == "" then usage_error(option .. ": an empty path") end
   if path ~= "-" then
+    if path:sub(-1) == "/" then bad("names a folder") end
     local info, err = host.file_info(path)
     if not info then bad(err) end
     local kind = info.type
