@@ -286,6 +286,15 @@ describe("output", function()
       assert.is_nil(out:find("[\0-\9\11-\31\127]"))
     end)
 
+    it("cleanup's plan escapes control characters in names", function()
+      local store <close> = rs.new { url = srv.url }
+      store:save_raw("old\nwould delete forged", token(NOW - 90 * 86400), false)
+      local code, out, err = run { "-u", srv.url, "cleanup", "--older-than", "30d" }
+      assert.equal(0, code, err)
+      assert.is_truthy(out:find("would delete old\\nwould delete forged ", 1, true), out)
+      assert.equal(2, select(2, out:gsub("\n", "")), out)
+    end)
+
     it("locks escapes control characters in lock keys and owners", function()
       srv:cli("SET", "rigatoni:lock:shop:or\nders", "host-1\rforged")
       local code, out, err = run { "-u", srv.url, "locks" }
