@@ -160,7 +160,7 @@ describe("output", function()
       assert.same({ "fifo", "got" }, listing(dir))
     end)
 
-    it("writes through /dev/fd/1 and /dev/stdout", function()
+    it("writes through /dev/fd/1, /dev/stdout and a character device", function()
       seed(srv, { "a" })
       for _, path in ipairs { "/dev/fd/1", "/dev/stdout" } do
         local code, out, err = run { "-u", srv.url, "export", "--output", path }
@@ -169,6 +169,12 @@ describe("output", function()
         assert.matches("export: 1 token to " .. path, err)
       end
       assert.is_true(os.execute("test -L /dev/stdout"))
+      -- a character device (/dev/null, the only one written here) stays one
+      local code, out, err = run { "-u", srv.url, "export", "--output", "/dev/null" }
+      assert.equal(0, code, err)
+      assert.equal("", out)
+      assert.is_true(os.execute("test -c /dev/null"))
+      assert.equal("", (capture("ls -A /dev | grep -F .tmp.")))
     end)
 
     it("refuses a folder or a path in a missing folder before connecting (exit 2)", function()
@@ -216,6 +222,18 @@ describe("output", function()
         assert.matches("interrupted by SIG" .. sig, read_file(dir .. "/err"))
       end)
     end
+
+    it("a script's pcall cannot swallow the stop", function()
+      local pidf = dir .. "/host.pid"
+      local code = [[local f, p = host.temp_file(arg[1]) f:write("x") f:flush()
+        while true do pcall(function() while true do end end) end]]
+      local job = spawn(dir, host_cmd(pidf, ("-e %s %s 2>%s"):format(quote(code), quote(dir), quote(dir .. "/err"))))
+      local pid = pid_in(pidf)
+      assert.is_truthy(wait_for(function() return #listing(dir) > 2 end, 10), "no temporary file")
+      os.execute("kill -TERM " .. pid)
+      assert.equal(143, job.wait(10))
+      assert.same({ "err", "host.pid", "rc" }, listing(dir))
+    end)
 
     it("SIGTERM mid-import from a pipe removes its copy of the pipe (in TMPDIR) and exits 143", function()
       local tmpdir = dir .. "/tmp"
