@@ -10,9 +10,10 @@
 -- keeps only a Bloom filter of the collection names (4 MiB) and the names
 -- it flagged as maybe seen before; the second pass reads the input again
 -- (a pipe was copied to a temporary file in $TMPDIR by the first, removed
--- at the end whatever happens, SIGINT and SIGTERM included) and writes it in batches. A flagged name (a real
--- duplicate, or one of the few false positives) is held back until the end
--- of the input, so the last line of each collection is the one written.
+-- at the end whatever happens, SIGINT and SIGTERM included) and writes it
+-- in batches. A flagged name (a real duplicate, or one of the few false
+-- positives) is held back until the end of the input, so the last line of
+-- each collection is the one written.
 
 local cli = require "lib.cli"
 
