@@ -98,7 +98,8 @@ local fmt = string.format
 local function plan(text, ...)
   shown = shown + 1
   if apply or shown > SHOW_MAX then return end
-  shown_lines[shown] = text(...)
+  -- Names escaped (lib/output.lua): a name cannot forge a plan line.
+  shown_lines[shown] = require("lib.output").text(text(...))
 end
 
 local scanned, unknown = 0, 0
@@ -238,7 +239,7 @@ local function stream_pairs(units, mirrors)
           mirrors_deleted = mirrors_deleted + 1
         elseif outcome == "changed" then
           mirrors_changed = mirrors_changed + 1
-          io.write(fmt("mirror %s not deleted: it changed after the walk read it\n", n))
+          io.write(fmt("mirror %s not deleted: it changed after the walk read it\n", require("lib.output").text(n)))
         end
       end
     elseif m.bytes and owned(m) and opts.set_ttl and not m.ttl then

@@ -11,10 +11,11 @@
 -- Memory stays flat at any size: a first pass validates every line and
 -- keeps only a Bloom filter of the collection names (4 MiB) and the names
 -- it flagged as maybe seen before; the second pass reads the input again
--- (a pipe was copied to a temporary file by the first, removed at the end
--- whatever happens) and writes it in batches. A flagged name (a real
--- duplicate, or one of the few false positives) is held back until the end
--- of the input, so the last line of each collection is the one written.
+-- (a pipe was copied to a temporary file in $TMPDIR by the first, removed
+-- at the end whatever happens, SIGINT and SIGTERM included) and writes it
+-- in batches. A flagged name (a real duplicate, or one of the few false
+-- positives) is held back until the end of the input, so the last line of
+-- each collection is the one written.
 
 local cli = require "lib.cli"
 
@@ -155,16 +156,14 @@ end
 local start = input:seek("cur")
 local spool
 if not start then
-  local path = os.tmpname()
-  local file, err = io.open(path, "wb")
-  if not file then
-    os.remove(path)
-    cli.fail("import: cannot open a temporary file for " .. source .. ": " .. err)
-  end
-  -- Removed when the script ends, also by an error (a to-be-closed variable).
+  -- In $TMPDIR (mkstemp, mode 0600), removed when the script ends: by this
+  -- to-be-closed variable, and by the host whatever ends the run (an
+  -- error, SIGINT, SIGTERM).
+  local output = require "lib.output"
+  local file, path = output.temp_file("import: cannot copy " .. source)
   spool = setmetatable({ path = path, file = file }, { __close = function(self)
     if io.type(self.file) == "file" then self.file:close() end
-    os.remove(self.path)
+    output.remove_temp(self.path)
   end })
   host.log("debug", "import: " .. source .. " is copied to " .. path)
 end

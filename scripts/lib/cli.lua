@@ -1,13 +1,15 @@
 -- scripts/lib/cli.lua -- what the bundled scripts share: option parsing,
 -- durations, time and size formatting, JSON (a writer for our output, a
--- reader for import: lua-cjson), base64, CSV quoting, the progress line and the
--- summary line. Lua 5.4 and lua-cjson; the `host` global (set by rigatoni-store)
--- says whether stderr is a terminal and whether -q was given.
+-- reader for import: lua-cjson), base64 and the summary line; CSV quoting
+-- and the progress line come from lib/output.lua. Lua 5.4 and lua-cjson;
+-- the `host` global (set by rigatoni-store) says whether stderr is a
+-- terminal and whether -q was given.
 
 local M = {}
 
 local host = rawget(_G, "host") or {}
 local rs_module = require "rigatoni_store"
+local output = require "lib.output"
 
 -- ---------------------------------------------------------------------
 -- Errors
@@ -318,11 +320,8 @@ M.base64_decode = rs_module.base64_decode
 -- CSV
 -- ---------------------------------------------------------------------
 
-function M.csv_field(s)
-  s = tostring(s)
-  if s:find('[,"\r\n]') then return '"' .. s:gsub('"', '""') .. '"' end
-  return s
-end
+-- Quoted as RFC 4180 asks, formula starts neutralised (lib/output.lua).
+M.csv_field = output.csv_field
 
 -- ---------------------------------------------------------------------
 -- Tokens
@@ -401,29 +400,8 @@ end
 -- Progress and summary
 -- ---------------------------------------------------------------------
 
--- A progress line on stderr, only when it is a terminal and -q was not
--- given, and only once the run has lasted about a second.
-function M.progress(label)
-  local self = { started = clock(), last = 0, shown = false }
-  local enabled = host.stderr_is_tty and not host.quiet
-  function self.update(count, detail)
-    if not enabled then return end
-    local t = clock()
-    if t - self.started < 1 or t - self.last < 0.2 then return end
-    self.last = t
-    self.shown = true
-    local rate = count / (t - self.started)
-    io.stderr:write(string.format("\r\27[K%s: %d (%.0f/s)%s", label, count, rate,
-                                  detail and ("  " .. detail) or ""))
-  end
-  function self.done()
-    if self.shown then io.stderr:write("\r\27[K") end
-  end
-  function self.elapsed()
-    return clock() - self.started
-  end
-  return self
-end
+-- The progress line (lib/output.lua): stderr only, never among data rows.
+M.progress = output.progress
 
 -- The closing line of a run. `to_stderr` for scripts whose stdout carries
 -- data (list, export); -q silences it there.
