@@ -83,6 +83,13 @@ describe("rigatoni-store host", function()
       code, _, err = run { "-u", srv.url, "cleanup", "--older", "30d", "--s", "1d" }
       assert.equal(2, code)
       assert.matches("option %-%-s is ambiguous %(%-%-set%-ttl, %-%-stream%)", err)
+      -- --help is an option like the others: a prefix of it is help too
+      code, out, err = run { "-u", srv.url, "list", "--hel" }
+      assert.equal(0, code, err)
+      assert.matches("usage: rigatoni%-store .* list", out)
+      code, _, err = run { "-u", srv.url, "list", "--help=x" }
+      assert.equal(2, code)
+      assert.matches("%-%-help takes no value", err)
       code, _, err = run { "-u", srv.url, "list", "--", "extra" }
       assert.equal(2, code)
       assert.matches("unexpected argument 'extra'", err)
