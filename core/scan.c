@@ -559,19 +559,27 @@ out:
  * listed before. 0, or -1 when memory ran out (the keys stay whole). */
 static int drop_listed(rs_scan *scan, redisReply *keys, rs_error *err)
 {
-    size_t kept = 0, i = 0;
-    for (; i < keys->elements; i++) {
-        redisReply *key = keys->element[i];
-        int fresh = rs_seen_add(scan->listed, key->str, key->len);
-        if (fresh < 0) break;
-        if (fresh) keys->element[kept++] = key;
-        else freeReplyObject(key);
-    }
-    if (i < keys->elements) {
-        rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory (the names the walk listed)");
-        while (i < keys->elements) keys->element[kept++] = keys->element[i++];
-        keys->elements = kept;
-        return -1;
+    enum { CHUNK = 64 };                  /* names checked in one call */
+    const void *names[CHUNK];
+    size_t lens[CHUNK], kept = 0, i = 0;
+    unsigned char fresh[CHUNK];
+    while (i < keys->elements) {
+        size_t m = keys->elements - i < CHUNK ? keys->elements - i : CHUNK;
+        for (size_t j = 0; j < m; j++) {
+            names[j] = keys->element[i + j]->str;
+            lens[j] = keys->element[i + j]->len;
+        }
+        if (rs_seen_add_many(scan->listed, m, names, lens, fresh) < 0) {
+            /* Nothing dropped from here on: the walk fails anyway. */
+            rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory (the names the walk listed)");
+            while (i < keys->elements) keys->element[kept++] = keys->element[i++];
+            keys->elements = kept;
+            return -1;
+        }
+        for (size_t j = 0; j < m; j++, i++) {
+            if (fresh[j]) keys->element[kept++] = keys->element[i];
+            else freeReplyObject(keys->element[i]);
+        }
     }
     keys->elements = kept;
     return 0;

@@ -14,6 +14,13 @@ rs_seen_set *rs_seen_new(void);
 /* 1 when `name` was not in the set (it is now), 0 when it was, -1 when
  * memory ran out (the set is unchanged). */
 int rs_seen_add(rs_seen_set *set, const void *name, size_t len);
+/* The same for n names at once (faster: their memory is fetched ahead):
+ * fresh[i] says what rs_seen_add would have returned for names[i], in
+ * order (a name twice among them is fresh once). 0, or -1 when memory ran
+ * out: the names before the one that failed were added (their fresh[] is
+ * set), the others not. */
+int rs_seen_add_many(rs_seen_set *set, size_t n, const void *const *names, const size_t *lens,
+                     unsigned char *fresh);
 size_t rs_seen_count(const rs_seen_set *set);
 /* The bytes the set holds (its tables). */
 size_t rs_seen_bytes(const rs_seen_set *set);

@@ -99,8 +99,48 @@ static void check_binary_names(void)
     rs_seen_free(NULL);
 }
 
+/* rs_seen_add_many answers as rs_seen_add would, name by name, also for
+ * a name twice in one call and across calls. */
+static void check_many_at_once(void)
+{
+    rs_seen_set *one = rs_seen_new(), *many = rs_seen_new();
+    CHECK(one && many);
+    if (!one || !many) return;
+    enum { N = 5000 };
+    static char text[N][32];
+    const void *names[N];
+    size_t lens[N];
+    unsigned char fresh[N];
+    for (int i = 0; i < N; i++) {
+        /* names repeat: i and i + 1000 are one name when i % 3 == 0 */
+        int id = i >= 1000 && i % 3 == 0 ? i - 1000 : i;
+        lens[i] = (size_t)snprintf(text[i], sizeof text[i], "n%d", id);
+        names[i] = text[i];
+    }
+    int differ = 0, fresh_count = 0;
+    for (int at = 0; at < N; at += 777) {
+        size_t m = N - at < 777 ? (size_t)(N - at) : 777;
+        CHECK(rs_seen_add_many(many, m, names + at, lens + at, fresh + at) == 0);
+    }
+    for (int i = 0; i < N; i++) {
+        differ += fresh[i] != rs_seen_add(one, names[i], lens[i]);
+        fresh_count += fresh[i];
+    }
+    CHECK(differ == 0);
+    CHECK((size_t)fresh_count == rs_seen_count(many));
+    CHECK(rs_seen_count(one) == rs_seen_count(many));
+    /* All again, in one call: none is fresh. */
+    CHECK(rs_seen_add_many(many, N, names, lens, fresh) == 0);
+    int again = 0;
+    for (int i = 0; i < N; i++) again += fresh[i];
+    CHECK(again == 0);
+    rs_seen_free(one);
+    rs_seen_free(many);
+}
+
 int main(void)
 {
+    check_many_at_once();
     check_against_openssl();
     check_binary_names();
     check_many();
