@@ -40,10 +40,10 @@
  *
  * Read-ahead: once the first entry is asked for, two threads of the walk's
  * own run it, a scanner (the SCAN steps: cursor, nodes, restarts, rounds
- * and the names met are its alone) and a reader (MGET/PTTL of each step's keys; the TTL
- * state is its alone), while the caller handles the batch in hand. So the
- * server always has the next step to run and a bulk tool's own work
- * overlaps it; without them the server idled at every step. Hand-overs go
+ * and the names met are its alone) and a reader (MGET/PTTL of each step's
+ * keys; the TTL state is its alone), while the caller handles the batch in
+ * hand. So the server always has the next step to run and a bulk tool's
+ * own work overlaps it; without them the server idled at every step. Hand-overs go
  * one at a time under the lock: at most three batches are held. A failure
  * reaches the caller after the batches read before it, as it would
  * without the threads; when no thread can be started the caller walks.
@@ -310,7 +310,7 @@ static rs_scan *scan_new(rs_store *store, char *pattern, size_t strip, size_t ba
     if (!listed) {
         free(scan);
         free(pattern);
-        rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
+        rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory (or no random bytes for the walk)");
         return NULL;
     }
     if (batch == 0) batch = (size_t)store->cfg->scan_count;
@@ -556,7 +556,7 @@ out:
 }
 
 /* Drops from a SCAN step's keys (an array reply) every name the walk
- * listed before. 0, or -1 when memory ran out (the keys stay whole). */
+ * listed before. 0, or -1 when memory ran out (the walk fails). */
 static int drop_listed(rs_scan *scan, redisReply *keys, rs_error *err)
 {
     enum { CHUNK = 64 };                  /* names checked in one call */
