@@ -11,7 +11,9 @@
 -- the spec has disrupted the server. So the disruption always lands mid-walk
 -- (the read-ahead holds at most three batches), whatever the machine's load.
 -- WALKDUP_KEYS sets the number of stream keys (default 1000; each has a
--- mirror, so twice as many tokens).
+-- mirror, so twice as many tokens), WALKDUP_WAIT the seconds a tool may
+-- take (default 120; cleanup --yes deletes one key per round trip, each
+-- fsynced by the AOF).
 local rs = require "rigatoni_store"
 local servers = require "support.servers"
 local helpers = require "support.helpers"
@@ -20,6 +22,7 @@ local system = require "system"
 local quote, read_file, write_file = helpers.quote, helpers.read_file, helpers.write_file
 local P = "rigatoni:resume_token:"
 local N = tonumber(os.getenv("WALKDUP_KEYS")) or 1000
+local WAIT = tonumber(os.getenv("WALKDUP_WAIT")) or 120
 local OLD = os.time() - 86400 * 90
 
 local function token_bytes(seconds, n)
@@ -100,7 +103,7 @@ local function run_disrupted(url, walk_no, after, disrupt, script, args)
   os.execute("( " .. table.concat(cmd, " ") .. " >" .. quote(dir .. "/out") .. " 2>" .. quote(dir .. "/err")
              .. " </dev/null; echo $? >" .. quote(dir .. "/rc.tmp") .. "; mv " .. quote(dir .. "/rc.tmp") .. " "
              .. quote(dir .. "/rc") .. " ) &")
-  local ok, why = pcall(wait_for, dir .. "/ready", 120, script .. " reached row " .. after,
+  local ok, why = pcall(wait_for, dir .. "/ready", WAIT, script .. " reached row " .. after,
                         dir .. "/rc")
   if ok then
     disrupt()
@@ -108,7 +111,7 @@ local function run_disrupted(url, walk_no, after, disrupt, script, args)
   else
     write_file(dir .. "/go", "")
   end
-  wait_for(dir .. "/rc", 120, script .. " to end")
+  wait_for(dir .. "/rc", WAIT, script .. " to end")
   local code = tonumber(read_file(dir .. "/rc"))
   local out, err = read_file(dir .. "/out") or "", read_file(dir .. "/err") or ""
   os.execute("rm -rf " .. quote(dir))
