@@ -104,7 +104,13 @@ static int save_nx(rs_store *store, const char *what, const rs_save_item *items,
     }
     for (size_t i = 0; i < n; i++) pending[i] = i;
     while (npending > 0) {
-        for (size_t k = 0; k < npending; k++) round[k] = cmds[pending[k]];
+        /* Sent again: unknown until this round tells (a round that fails
+         * before its replies, e.g. short of WAIT acknowledgements, may
+         * have written them). */
+        for (size_t k = 0; k < npending; k++) {
+            round[k] = cmds[pending[k]];
+            set_written(written, pending[k], -1);
+        }
         size_t answered = 0;
         int got = rs_exec_durable(store, RS_OP_SAVE, what, RS_RETRY_UNSENT, npending, round,
                                   replies, &answered, err);

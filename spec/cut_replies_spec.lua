@@ -197,3 +197,49 @@ describe("a lost reply whose outcome the store then proves", function()
     assert.equal("0", srv:cli("DBSIZE"))
   end)
 end)
+
+-- Review attacks on the above: a later round of an NX batch, error replies
+-- that repeat on every attempt, an ACL refusal of WAIT.
+describe("an NX batch whose later round fails", function()
+  local srv, p
+  setup(function()
+    srv = servers.redis{}
+    assert.equal("OK", srv:cli(table.unpack(USER)))
+    p = proxy.start(srv)
+  end)
+  teardown(function()
+    if p then p:stop() end
+    servers.stop_all()
+  end)
+  before_each(function()
+    srv:cli("FLUSHALL")
+    p:set("pass")
+  end)
+
+  local function store_for(opts)
+    local cfg = { url = p.url, command_timeout = 0.3, max_retries = 1, retry_base_delay = 0.01,
+                  retry_max_delay = 0.02 }
+    for k, v in pairs(opts or {}) do cfg[k] = v end
+    return rs.new(cfg)
+  end
+
+  -- err.written, where given, is each key's state on the server.
+  local function assert_written_true(err, names)
+    if err.written == nil then return end
+    for i, name in ipairs(names) do
+      assert.equal(tonumber(srv:cli("EXISTS", PREFIX .. name)) == 1, err.written[i],
+                   name .. ": err.written says the opposite of the server")
+    end
+  end
+
+  it("resent after a lost attempt, then short of acknowledgements, never calls its writes unwritten", function()
+    local store <close> = store_for{ wait_replicas = 1, wait_timeout = 0.05 }
+    p:set("hold_once", 2)            -- round 1 never reaches the server: both read back absent
+    local err = catch_object(store.save_many, store, { { "a01", token(1) }, { "a02", token(2) } },
+                             { nx = true })
+    assert.equal("server", err.kind, tostring(err))
+    assert.matches("acknowledged", err.message, 1, true)
+    assert.equal("2", srv:cli("DBSIZE"))          -- round 2 wrote both on the master
+    assert_written_true(err, { "a01", "a02" })
+  end)
+end)
