@@ -242,4 +242,25 @@ describe("an NX batch whose later round fails", function()
     assert.equal("2", srv:cli("DBSIZE"))          -- round 2 wrote both on the master
     assert_written_true(err, { "a01", "a02" })
   end)
+
+  local function held(store)
+    return tonumber(store:prometheus():match("\nrigatoni_locks_held_total (%d+)"))
+  end
+
+  it("a lock whose SET NX ran, reply lost, and whose resend is refused (OOM) is reported held, not failed", function()
+    local store <close> = store_for{ command_timeout = 0.6 }
+    assert.is_true(store:try_acquire_lock("rigatoni:lock:warm", "me", 30))   -- scripts loaded
+    assert.is_true(store:release_lock("rigatoni:lock:warm", "me"))
+    p:set("stall_once", 0)                       -- the SET NX runs, its reply is lost
+    -- While the store waits for that reply, memory runs out: the resend is refused.
+    os.execute("(sleep 0.2; " .. srv:cli_prefix() .. " CONFIG SET maxmemory 1) >/dev/null 2>&1 &")
+    local ok, res = pcall(store.try_acquire_lock, store, "rigatoni:lock:a", "me", 30)
+    srv:cli("CONFIG", "SET", "maxmemory", "0")
+    assert.equal("me", srv:cli("GET", "rigatoni:lock:a"))
+    assert.is_true(ok, "the lock is ours on the server, the call said: " .. tostring(res))
+    assert.is_true(res)
+    assert.equal(1, held(store))
+    assert.is_true(store:release_lock("rigatoni:lock:a", "me"))
+    assert.equal(0, held(store))
+  end)
 end)
