@@ -263,4 +263,25 @@ describe("an NX batch whose later round fails", function()
     assert.is_true(store:release_lock("rigatoni:lock:a", "me"))
     assert.equal(0, held(store))
   end)
+
+  it("a durable save whose WAIT alone is refused says its write is on the master", function()
+    assert.equal("OK", srv:cli("ACL", "SETUSER", "nowait", "reset", "on", ">nw-pw", "~*",
+                               "+@all", "-wait"))
+    local store <close> = store_for{ url = "redis://nowait:nw-pw@127.0.0.1:" .. p.port,
+                                     wait_replicas = 1, wait_timeout = 0.05 }
+    local err = catch_object(store.save_raw, store, "a01", token(1))
+    assert.equal("auth", err.kind, tostring(err))
+    assert.matches("NOPERM", err.message, 1, true)
+    assert.equal("1", srv:cli("EXISTS", PREFIX .. "a01"))
+    assert.matches("written on the master", err.message, 1, true)
+    -- A write refused too: nothing claims it was written.
+    err = catch_object(store.save_many, store, { { "a02", token(2) } })
+    assert.matches("written on the master", err.message, 1, true)
+    srv:cli("CONFIG", "SET", "maxmemory", "1")
+    err = catch_object(store.save_many, store, { { "a03", token(3) } })
+    srv:cli("CONFIG", "SET", "maxmemory", "0")
+    assert.matches("OOM", err.message, 1, true)
+    assert.not_matches("written on the master", err.message, 1, true)
+    assert.equal("0", srv:cli("EXISTS", PREFIX .. "a03"))
+  end)
 end)
