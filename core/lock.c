@@ -168,26 +168,23 @@ int rs_lock_release(rs_store *store, const char *key, const char *owner, rs_erro
     return rc < 0 ? -1 : 0;
 }
 
-/* After an acquire whose reply was lost and whose resend failed (err):
- * 1 when the key holds our owner (the lost attempt took it); else -1 with
- * err kept (the lock is not ours: the resend's failure is the answer), or
- * RS_ERR_UNKNOWN when the owner cannot be read. */
-static int lost_attempt_took(rs_store *store, const char *key, const char *owner, rs_error *err)
+/* After an acquire whose reply was lost and whose resend failed (err:
+ * OOM, NOPERM, ... say nothing of the lost attempt, which may have taken
+ * the lock): the owner-checked refresh tells, as after a resend that
+ * finds the key taken, and renews the TTL whoever set it (a lock held
+ * since before this call must not be reported acquired with its old TTL).
+ * 1 ours; -1 with the resend's failure when not ours; RS_ERR_UNKNOWN when
+ * the refresh fails too. */
+static int lost_attempt_took(rs_store *store, const char *key, const char *owner, double ttl,
+                             rs_error *err)
 {
     rs_error resend = *err;
-    char *found;
-    size_t found_len;
-    int rc = rs_lock_owner_bytes(store, key, &found, &found_len, err);
-    int ours = rc == 1 && found_len == strlen(owner) && memcmp(found, owner, found_len) == 0;
-    free(found);
-    if (ours) {
-        rs_error_clear(err);
-        return 1;
-    }
+    int rc = refresh_owned(store, key, owner, ttl, err);
+    if (rc == 1) return 1;
     if (rc < 0) {
         char why[600];
         snprintf(why, sizeof why, "a reply was lost, sending it again failed (%.250s) and the "
-                 "owner could not be read (%.250s)", resend.message, err->message);
+                 "owner-checked refresh failed (%.250s)", resend.message, err->message);
         rs_exec_unknown_because(err, "try_acquire_lock", resend.attempts + 1, why);
         return -1;
     }
@@ -216,9 +213,7 @@ int rs_lock_acquire(rs_store *store, const char *key, const char *owner, double 
         return -1;
     }
     if (lost && rs_exec(store, RS_OP_LOCK, "try_acquire_lock", 1, &cmd, &reply, err) < 0) {
-        /* The resend's failure (OOM, NOPERM, ...) says nothing of the
-         * lost attempt, which may have taken the lock: the owner tells. */
-        int rc = lost_attempt_took(store, key, owner, err);
+        int rc = lost_attempt_took(store, key, owner, ttl, err);
         rs_metrics_count(store, rc == 1 ? RS_METRIC_LOCK_ACQUIRED : RS_METRIC_LOCK_ERROR);
         if (rc == 1) rs_metrics_locks_held(store, +1);
         return rc == 1 ? 1 : -1;
