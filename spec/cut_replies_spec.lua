@@ -264,6 +264,25 @@ describe("an NX batch whose later round fails", function()
     assert.equal(0, held(store))
   end)
 
+  it("an NX batch refused (READONLY) in every round reports every attempt it made", function()
+    local replica = servers.redis{}
+    replica:cli("REPLICAOF", "127.0.0.1", tostring(servers.closed_port()))
+    local rp = proxy.start(replica)
+    local store <close> = store_for{ url = rp.url, max_retries = 2 }
+    local items = {}
+    for i = 1, 6 do items[i] = { string.format("a%02d", i), token(i) } end
+    rp:set("cut_lines_once", "2 " .. PREFIX .. "a01")     -- round 1: 1 attempt, cut
+    local err = catch_object(store.save_many, store, items, { nx = true })
+    rp:stop()
+    assert.equal("server", err.kind, tostring(err))
+    assert.is_true(err.retryable)
+    assert.matches("READONLY", err.message, 1, true)
+    assert.same({ false, false, false, false, false, false }, err.written)
+    -- Round 2 is sent 3 times (max_retries = 2), all READONLY: 4 in all.
+    assert.equal(4, err.attempts)
+    assert.matches("after 4 attempts", err.message, 1, true)
+  end)
+
   it("a durable save whose WAIT alone is refused says it ran on the master", function()
     assert.equal("OK", srv:cli("ACL", "SETUSER", "nowait", "reset", "on", ">nw-pw", "~*",
                                "+@all", "-wait"))
