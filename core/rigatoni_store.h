@@ -421,7 +421,10 @@ int rs_delete_if_value(rs_store *store, const char *collection, size_t coll_len,
 
 /* 1 acquired (or already held by this owner: the TTL is then renewed, so a
  * retried acquire whose first reply was lost still reports success), 0 held
- * by another owner, -1 on error. `ttl` in seconds (> 0). */
+ * by another owner, -1 on error. `ttl` in seconds (> 0). When the resend
+ * after a lost reply fails (OOM, NOPERM, ...), the owner-checked refresh
+ * runs: ours = 1 (TTL renewed), not ours = that failure, the refresh
+ * failing too = RS_ERR_UNKNOWN. */
 int rs_lock_acquire(rs_store *store, const char *key, const char *owner, double ttl,
                     rs_error *err);
 /* 1 refreshed, 0 not held by `owner` (expired or taken), -1 on error.
