@@ -7,6 +7,7 @@
 -- signed 64-bit integer), so any TTL a server holds can be copied.
 -- Real redis-servers and ACL users, through the built `rigatoni-store`.
 
+package.path = "scripts/?.lua;" .. package.path
 local rs = require "rigatoni_store"
 local servers = require "support.servers"
 local helpers = require "support.helpers"
