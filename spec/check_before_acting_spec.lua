@@ -106,6 +106,10 @@ describe("check before acting", function()
       local _, why = rs.check_ttl(max + 1000)
       assert.matches("2^63-1 ms", why, 1, true)
       assert.matches(tostring(max // 1000000), why, 1, true)   -- the limit in seconds, from now
+      -- the refused TTL is shown in full, not rounded to 6 digits (a TTL
+      -- near the limit then read as equal to it)
+      _, why = rs.check_ttl(max + 2000)
+      assert.matches("ttl " .. string.format("%d", max + 2000) .. " s is over", why, 1, true)
     end)
 
     it("the store saves a TTL over 1e9 seconds (save_raw, save_many, expire)", function()
