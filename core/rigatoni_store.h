@@ -446,7 +446,8 @@ typedef struct rs_scan_entry {
  * hint and the MGET batch size (0 = scan_count of the config). With
  * `with_ttl`, each batch also reads PTTL (pipelined). Memory is bounded by
  * one batch, whatever the number of tokens. SCAN may return a key twice
- * while Redis rehashes; keys deleted between SCAN and MGET are skipped. */
+ * while Redis rehashes; keys deleted between SCAN and MGET are skipped, and
+ * so are keys whose value is not a string (counted: rs_scan_not_strings). */
 rs_scan *rs_scan_open(rs_store *store, const char *match, size_t batch,
                       int with_ttl, rs_error *err);
 /* 1 with *entry filled, 0 at the end, -1 on error. The first call starts
@@ -457,6 +458,10 @@ int rs_scan_next(rs_scan *scan, rs_scan_entry *entry, rs_error *err);
  * *entry filled, 0 when that batch is used up (then rs_scan_next fetches).
  * For callers that handle a whole batch at a time. */
 int rs_scan_next_buffered(rs_scan *scan, rs_scan_entry *entry);
+/* Keys the walk has met so far whose value is not a string (a hash, a
+ * list...: not a token), skipped and counted, never an error. A key that
+ * a cluster walk lists twice (slots moving) is counted twice. */
+size_t rs_scan_not_strings(const rs_scan *scan);
 void rs_scan_close(rs_scan *scan);
 
 /* The same over any key pattern (e.g. "rigatoni:lock:*"): entries carry the

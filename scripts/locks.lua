@@ -74,11 +74,11 @@ if opts.release then
                          key, owner, now))
 end
 
-local count = 0
+local count, counts = 0, {}
 io.write(string.format("%-60s %-10s %s\n", "LOCK", "TTL", "OWNER"))
-for key, owner, ttl in store:scan_keys(prefix .. ":" .. opts.match) do
+for key, owner, ttl in store:scan_keys(prefix .. ":" .. opts.match, { counts = counts }) do
   count = count + 1
   io.write(string.format("%-60s %-10s %s\n", key, cli.format_duration(ttl), owner))
 end
-cli.summary(string.format("locks: %d held", count))
+cli.summary(string.format("locks: %d held%s", count, cli.not_tokens(counts, "lock")))
 return 0

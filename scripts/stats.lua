@@ -33,10 +33,11 @@ local ping_ms = (cli.clock() - t0) * 1000
 local n, with_ttl, corrupt, bytes = 0, 0, 0, 0
 local oldest, newest
 local sample = {}   -- reservoir of collection names
+local counts = {}   -- the walk's: not_strings
 local progress = cli.progress("stats")
 -- Figures from a walk that stopped would be wrong: none are printed.
 local ran, why = pcall(function()
-  for collection, value, ttl in store:resume_tokens { match = opts.match, batch = opts.batch, raw = true } do
+  for collection, value, ttl in store:resume_tokens { match = opts.match, batch = opts.batch, raw = true, counts = counts } do
     n = n + 1
     if #sample < opts.sample then
       sample[#sample + 1] = collection
@@ -76,6 +77,7 @@ line("tokens", n)
 line("with_ttl", with_ttl)
 line("without_ttl", n - with_ttl)
 line("corrupt", corrupt)
+line("not_tokens", counts.not_strings)
 line("bytes", bytes)
 line("oldest_cluster_time", oldest and (cli.iso_time(oldest) .. " (" .. cli.format_duration(now - oldest) .. " ago)") or "-")
 line("newest_cluster_time", newest and (cli.iso_time(newest) .. " (" .. cli.format_duration(now - newest) .. " ago)") or "-")
@@ -132,6 +134,6 @@ if stats.metrics then
   end
 end
 
-cli.summary(string.format("stats: %d token%s, %d without TTL (never expire), %d corrupt",
-                          n, n == 1 and "" or "s", n - with_ttl, corrupt))
+cli.summary(string.format("stats: %d token%s, %d without TTL (never expire), %d corrupt%s",
+                          n, n == 1 and "" or "s", n - with_ttl, corrupt, cli.not_tokens(counts)))
 return 0
