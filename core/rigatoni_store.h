@@ -277,6 +277,23 @@ typedef struct rs_master_identity {
 int rs_store_identity(rs_store *store, rs_master_identity *masters, size_t max, int *db,
                       rs_error *err);
 
+/* What each master says about itself, for `stats`: DBSIZE and INFO. A
+ * figure the server refused (an ACL without DBSIZE or INFO) is unknown:
+ * -1, or "" for text. */
+typedef struct rs_node_figures {
+    char node[272];            /* "host:port" in a cluster; "" otherwise */
+    long long dbsize;
+    long long used_memory;     /* INFO memory used_memory, bytes */
+    char used_memory_human[32];
+    char redis_version[32];    /* INFO server */
+} rs_node_figures;
+
+/* Asks every master the store reaches (standalone, the Sentinel master, or
+ * each master of a cluster's current slot map, at most `max`) for its
+ * figures, into out[0..n). Returns n, or -1 with err when a master cannot
+ * be reached (a refused command is not an error: its figure is unknown). */
+int rs_store_node_figures(rs_store *store, rs_node_figures *out, size_t max, rs_error *err);
+
 /* ------------------------------------------------------------------------
  * Batches: one pipelined round trip for many tokens (migration, import)
  * --------------------------------------------------------------------- */

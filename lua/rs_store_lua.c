@@ -1157,6 +1157,34 @@ static int store_server_identity(lua_State *L)
     return 1;
 }
 
+/* store:server_figures() -> {{node =, dbsize =, used_memory =,
+ * used_memory_human =, redis_version =}, ...}: one per master (a cluster's
+ * every master, node = "host:port"; else one, node = nil); a figure the
+ * server refused is nil. The buffer is a userdata, so a raised error
+ * cannot leak it. */
+static int store_server_figures(lua_State *L)
+{
+    rs_store *store = check_store(L);
+    rs_node_figures *nodes = lua_newuserdatauv(L, IDENTITY_MAX_MASTERS * sizeof *nodes, 0);
+    rs_error err = {0};
+    int n = rs_store_node_figures(store, nodes, IDENTITY_MAX_MASTERS, &err);
+    if (n < 0) return rs_lua_raise(L, &err);
+    lua_createtable(L, n, 0);
+    for (int i = 0; i < n; i++) {
+        const rs_node_figures *f = &nodes[i];
+        lua_createtable(L, 0, 5);
+        if (f->node[0]) lua_pushstring(L, f->node), lua_setfield(L, -2, "node");
+        if (f->dbsize >= 0) lua_pushinteger(L, f->dbsize), lua_setfield(L, -2, "dbsize");
+        if (f->used_memory >= 0) lua_pushinteger(L, f->used_memory), lua_setfield(L, -2, "used_memory");
+        if (f->used_memory_human[0])
+            lua_pushstring(L, f->used_memory_human), lua_setfield(L, -2, "used_memory_human");
+        if (f->redis_version[0])
+            lua_pushstring(L, f->redis_version), lua_setfield(L, -2, "redis_version");
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    return 1;
+}
+
 static const luaL_Reg store_methods[] = {
     {"save_resume_token", store_save_resume_token},
     {"get_resume_token", store_get_resume_token},
@@ -1177,6 +1205,7 @@ static const luaL_Reg store_methods[] = {
     {"ping", store_ping},
     {"command", store_command},
     {"server_identity", store_server_identity},
+    {"server_figures", store_server_figures},
     {"stats", store_stats},
     {"reset_stats", store_reset_stats},
     {"prometheus", store_prometheus},

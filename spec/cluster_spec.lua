@@ -291,7 +291,7 @@ end)
 -- --cluster reshard does it: the keys already MIGRATEd answer ASK on the
 -- old owner, and the importing node has not cached our scripts. Then
 -- stats per master. One cluster for the describe.
-describe("cluster mode with a slot being migrated", function()
+describe("cluster mode with a slot being migrated, and stats per master", function()
   local cluster, store
   setup(function() cluster, store = open_cluster() end)
   teardown(function() close_cluster(cluster, store) end)
@@ -346,6 +346,35 @@ describe("cluster mode with a slot being migrated", function()
     assert.are.equal(0, code, out .. err)
     assert.matches("released (owner was tool)", out, 1, true)
     assert.is_nil(tagged:lock_owner(lock2))
+  end)
+
+  it("stats sums dbsize and used_memory over every master and shows each master's figures", function()
+    for i = 1, 500 do store:save_resume_token("st" .. i, token(i)) end
+    local masters = cluster:masters()
+    local total = 0
+    for _, m in ipairs(masters) do total = total + tonumber(m:cli("DBSIZE")) end
+    local code, out, err = host(("-u %s -s redis.cluster_mode=true stats --match 'st*'"):format(cluster.url))
+    assert.are.equal(0, code, err)
+    assert.matches("\ntokens +500\n", out)
+    assert.matches("\ndbsize +" .. total .. " %(sum over 3 masters%)\n", out)
+    local used = tonumber(out:match("\nused_memory +(%d+) %([^)]*; sum over 3 masters%)\n"))
+    assert.is_truthy(used, out)
+    local sum = 0
+    for _, m in ipairs(masters) do
+      local keys, bytes = out:match("\nnode 127%.0%.0%.1:" .. m.port .. " +dbsize=(%d+) used_memory=(%d+)")
+      assert.is_truthy(keys, out)
+      assert.are.equal(m:cli("DBSIZE"), keys)
+      sum = sum + tonumber(bytes)
+    end
+    assert.are.equal(used, sum)
+
+    local figures = store:server_figures()
+    assert.are.equal(3, #figures)
+    for _, f in ipairs(figures) do
+      assert.matches("^127%.0%.0%.1:%d+$", f.node)
+      assert.is_true(f.dbsize > 100 and f.used_memory > 0)
+      assert.matches("^%d", f.redis_version)
+    end
   end)
 end)
 
