@@ -17,9 +17,9 @@ not strings are counted as not_tokens), their total size and the range of
 their cluster times, and shows the server version, key count and memory
 use (in a cluster: summed over every master, then each master's own
 line), the MEMORY USAGE of a random sample of token keys (--sample,
-default 100; reservoir sampling over the scan) and the PING round trip. Then the
-client metrics of this run: calls, errors, retries and latency per
-operation kind, and the connection pool. When the listing fails, stats
+default 100; reservoir sampling over the scan) and the PING round trip.
+Then the client metrics of this run: calls, errors, retries and latency
+per operation kind, and the connection pool. When the listing fails, stats
 prints no figures and exits 1.
 
 example: rigatoni-store -c conf/production.ini stats
