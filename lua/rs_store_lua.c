@@ -706,7 +706,8 @@ static scan_box *open_scan(lua_State *L, rs_store *store, int idx, const char *k
     const char *match = "*";
     lua_Integer batch = 0;
     int raw = 0, with_ttl = 1;
-    if (!lua_isnoneornil(L, idx)) {   /* keys checked by the caller */
+    int opts = !lua_isnoneornil(L, idx);   /* before pushing: idx may be past the top */
+    if (opts) {   /* keys checked by the caller */
         if (rs_lua_opt_field(L, idx, "match", RS_LUA_TCSTRING)) match = lua_tostring(L, -1);
         if (rs_lua_opt_field(L, idx, "batch", RS_LUA_TINTEGER)) batch = lua_tointeger(L, -1);
         raw = rs_lua_opt_field(L, idx, "raw", LUA_TBOOLEAN) && lua_toboolean(L, -1);
@@ -720,7 +721,7 @@ static scan_box *open_scan(lua_State *L, rs_store *store, int idx, const char *k
     box->raw = raw;
     box->counts = LUA_NOREF;
     luaL_setmetatable(L, SCAN_MT);
-    if (!lua_isnoneornil(L, idx)) {
+    if (opts) {
         if (rs_lua_opt_field(L, idx, "counts", LUA_TTABLE)) {
             box->counts = luaL_ref(L, LUA_REGISTRYINDEX);
             write_counts(L, box, 1);          /* 0 from the start */
