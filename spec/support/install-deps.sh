@@ -12,6 +12,8 @@ PKGS="build-essential pkg-config libbson-dev liblua5.4-dev lua5.4 lua-cjson libi
       valgrind clang libclang-rt-14-dev socat"
 # Packaging (spec/packaging_spec.lua): luarocks make into a tree, man -l.
 PKGS="$PKGS luarocks man-db groff-base"
+# Debian packages (make deb, spec/packaging_spec.lua): build, lintian, hardening-check.
+PKGS="$PKGS dpkg-dev debhelper lintian devscripts"
 # Valkey 8, the second server the specs run on (spec/run-tests.sh); kept
 # apart from PKGS because not every distribution has it (Debian 12: only in
 # bookworm-backports).
