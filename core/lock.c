@@ -73,14 +73,17 @@ static int run_owner_script(rs_store *store, owner_call *c, rs_retry_rule rule,
 }
 
 /* The refresh script's amount and unit: whole seconds when the ttl is one
- * (EXPIRE), else milliseconds (PEXPIRE). */
+ * (EXPIRE), else milliseconds (PEXPIRE), rounded up: a lease is valid
+ * until its start + ttl, so the key must live at least that long (a ttl
+ * rounded down would let the local validity outlive the key). The 1 ns
+ * slack keeps a ttl like 1.1, whose double is a hair above, at 1100 ms. */
 static const char *refresh_amount(double ttl, char *amount, size_t size)
 {
     if (ttl >= 1 && ttl == floor(ttl)) {
         snprintf(amount, size, "%.0f", ttl);
         return "s";
     }
-    snprintf(amount, size, "%.0f", fmax(1, (double)llround(ttl * 1000)));
+    snprintf(amount, size, "%.0f", fmax(1, ceil(ttl * 1000 - 1e-6)));
     return "ms";
 }
 
@@ -170,9 +173,9 @@ int rs_lock_acquire(rs_store *store, const char *key, const char *owner, double 
 {
     rs_error_clear(err);
     if (check_lock_args(key, owner, ttl, 1, err) < 0) return -1;
-    const char *unit;
     char amount[24];
-    rs_ttl_args(ttl, &unit, amount, sizeof amount);
+    /* The same rounding as a refresh: the key lives at least ttl. */
+    const char *unit = strcmp(refresh_amount(ttl, amount, sizeof amount), "s") == 0 ? "EX" : "PX";
     const char *argv[6] = {"SET", key, owner, "NX", unit, amount};
     size_t argvlen[6] = {3, strlen(key), strlen(owner), 2, 2, strlen(amount)};
     rs_cmd cmd = {6, argv, argvlen};
@@ -215,18 +218,40 @@ int rs_lock_is_locked(rs_store *store, const char *key, rs_error *err)
     return locked;
 }
 
-int rs_lock_owner(rs_store *store, const char *key, char **owner, rs_error *err)
+int rs_lock_owner_bytes(rs_store *store, const char *key, char **owner, size_t *owner_len,
+                        rs_error *err)
 {
     redisReply *reply;
     *owner = NULL;
+    *owner_len = 0;
     if (key_command(store, "lock_owner", "GET", key, &reply, err) < 0) return -1;
     int found = reply->type == REDIS_REPLY_STRING;
-    if (found && !(*owner = strndup(reply->str, reply->len))) {
+    /* Whole, NUL bytes included: strndup would cut "hostA\0-evil" to "hostA". */
+    if (found && !(*owner = malloc(reply->len + 1))) {
         rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
         found = -1;
+    } else if (found) {
+        memcpy(*owner, reply->str, reply->len);
+        (*owner)[reply->len] = '\0';
+        *owner_len = reply->len;
     }
     freeReplyObject(reply);
     return found;
+}
+
+int rs_lock_owner(rs_store *store, const char *key, char **owner, rs_error *err)
+{
+    size_t len;
+    int rc = rs_lock_owner_bytes(store, key, owner, &len, err);
+    if (rc == 1 && strlen(*owner) != len) {
+        free(*owner);
+        *owner = NULL;
+        rs_error_set(err, RS_ERR_SERIALIZATION, 0,
+                     "lock '%.200s' is held by an owner with a NUL byte (not one of ours; "
+                     "rs_lock_owner_bytes reads it)", key);
+        return -1;
+    }
+    return rc;
 }
 
 /* The fenced save's script call and what the check of the token saw. */
