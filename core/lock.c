@@ -46,8 +46,9 @@ static int check_lock_args(const char *key, const char *owner, double ttl, int n
         rs_error_set(err, RS_ERR_CONFIG, 0, "lock owner must not be empty");
         return -1;
     }
-    if (need_ttl && (!(ttl > 0) || ttl > 1e9)) {
-        rs_error_set(err, RS_ERR_CONFIG, 0, "lock ttl must be a positive number of seconds");
+    rs_error why;
+    if (need_ttl && rs_ttl_check(ttl, &why) < 0) {
+        rs_error_set(err, RS_ERR_CONFIG, 0, "lock %s", why.message);
         return -1;
     }
     return 0;
@@ -180,19 +181,27 @@ int rs_lock_acquire(rs_store *store, const char *key, const char *owner, double 
     size_t argvlen[6] = {3, strlen(key), strlen(owner), 2, 2, strlen(amount)};
     rs_cmd cmd = {6, argv, argvlen};
     redisReply *reply;
-    if (rs_exec(store, RS_OP_LOCK, "try_acquire_lock", 1, &cmd, &reply, err) < 0) {
+    /* An attempt whose reply is lost may have taken the lock: the SET is
+     * sent again (it finds our own id when it had) and remembered. */
+    int lost = rs_exec_rule(store, RS_OP_LOCK, "try_acquire_lock", RS_RETRY_UNSENT, 1, &cmd,
+                            &reply, NULL, err) < 0;
+    if ((lost && err->kind != RS_ERR_UNKNOWN) ||
+        (lost && rs_exec(store, RS_OP_LOCK, "try_acquire_lock", 1, &cmd, &reply, err) < 0)) {
         rs_metrics_count(store, RS_METRIC_LOCK_ERROR);
         return -1;
     }
     int acquired = reply->type == REDIS_REPLY_STATUS;
     freeReplyObject(reply);
-    if (acquired) {
+    /* Taken: by us? Then renew it, owner-checked (counted as a refresh),
+     * unless a lost attempt of this call took it: an acquisition, held
+     * (a re-acquire whose reply is lost counts as one too: nothing tells
+     * the two apart). */
+    int rc = acquired ? 1 : refresh_owned(store, key, owner, ttl, err);
+    if (acquired || (rc == 1 && lost)) {
         rs_metrics_count(store, RS_METRIC_LOCK_ACQUIRED);
         rs_metrics_locks_held(store, +1);
         return 1;
     }
-    /* Taken: by us? Then renew it, owner-checked (counted as a refresh). */
-    int rc = refresh_owned(store, key, owner, ttl, err);
     rs_metrics_count(store, rc == 1 ? RS_METRIC_LOCK_REFRESHED
                             : rc == 0 ? RS_METRIC_LOCK_ALREADY_HELD : RS_METRIC_LOCK_ERROR);
     return rc;

@@ -211,6 +211,17 @@ void rs_store_close(rs_store *store);
 /* The config the store runs with (read only, owned by the store). */
 const rs_config *rs_store_config(const rs_store *store);
 
+/* The TTL range is Redis's own: EXPIRE, PEXPIRE and SET EX/PX take a TTL
+ * whose expiry, in Unix milliseconds, is at most 2^63-1 (about 292 million
+ * years from now), so any TTL a server holds can be written again.
+ * rs_ttl_check returns 0 when `seconds` (> 0; 0 = "no TTL" is the caller's
+ * business) is in that range by this machine's clock, as the amount we
+ * send (whole seconds, or rounded milliseconds); else -1 and a config
+ * error naming the limit. Every TTL the library sends is checked with it.
+ * rs_ttl_max is the longest TTL in whole seconds, now. */
+int rs_ttl_check(double seconds, rs_error *err);
+double rs_ttl_max(void);
+
 /* TTL argument of rs_save_raw: use the configured ttl, or none at all. */
 #define RS_TTL_DEFAULT (-1.0)
 #define RS_TTL_NONE (0.0)
@@ -358,7 +369,12 @@ typedef struct rs_save_item {
  * saves are retried as a whole (idempotent); on -1 nothing can be said
  * about which items were written (retry the batch). With RS_SAVE_NX the
  * replies read before a loss are kept and every other key is read back:
- * our bytes = written, absent = sent again, other bytes = RS_ERR_UNKNOWN. */
+ * our bytes = written, absent = sent again, other bytes = RS_ERR_UNKNOWN.
+ * An error reply is never "written", whether or not the pipeline was cut
+ * after it: a transient one (READONLY, LOADING, ...) is sent again, any
+ * other (NOPERM, OOM, ...) fails the call with it once the other items'
+ * outcome is known. On -1, written[i] is 1 (written), 0 (not written by
+ * this call) or -1 (unknown) for each item. */
 int rs_save_many(rs_store *store, const rs_save_item *items, size_t n, int flags,
                  int *written, rs_error *err);
 

@@ -518,7 +518,9 @@ static void push_written(lua_State *L, const int *written, size_t n)
 }
 
 /* store:save_many({{collection, bytes, ttl_or_nil}, ...} [, {nx = bool}])
- * -> array of booleans (false = skipped by nx). One pipelined round trip. */
+ * -> array of booleans (false = skipped by nx). One pipelined round trip.
+ * A failure whose every item's outcome is known (an nx batch refused in
+ * part) carries them as err.written, booleans as save_many's answer. */
 static int store_save_many(lua_State *L)
 {
     rs_store *store = check_store(L);
@@ -527,7 +529,16 @@ static int store_save_many(lua_State *L)
     size_t n = check_save_items(L, "save_many", &items, &flags, NULL);
     int *written = lua_newuserdatauv(L, (n ? n : 1) * sizeof *written, 0);
     rs_error err = {0};
-    if (rs_save_many(store, items, n, flags, written, &err) < 0) return rs_lua_raise(L, &err);
+    if (rs_save_many(store, items, n, flags, written, &err) < 0) {
+        size_t known = 0;
+        while (known < n && written[known] >= 0) known++;
+        rs_lua_push_error(L, &err);
+        if (n > 0 && known == n) {
+            push_written(L, written, n);
+            lua_setfield(L, -2, "written");
+        }
+        return lua_error(L);
+    }
     push_written(L, written, n);
     return 1;
 }
