@@ -83,6 +83,7 @@ struct rs_scan {
     char count[16];
     int done, with_ttl;
     int ttl_refused;         /* the server refused PTTL: TTLs are unknown (NAN) */
+    int exists_refused;      /* the server refused EXISTS: non-strings are not counted */
     rs_pool *nodes[MAX_SCAN_NODES];  /* the standalone pool, or this round's masters */
     int slots[MAX_SCAN_NODES];       /* cluster: a slot each master serves */
     size_t nnodes, node;     /* node = the one being scanned (nnodes: round over) */
@@ -596,7 +597,7 @@ static int find_not_strings(rs_scan *scan, step_batch *b, rs_error *err)
         rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
         return -1;
     }
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n && !scan->exists_refused; i++) {
         if (value_at(scan, b, i)->type == REDIS_REPLY_STRING) continue;
         const redisReply *ttl = b->with_ttl ? ttl_at(scan, b, i, n) : NULL;
         if (ttl && ttl->type == REDIS_REPLY_INTEGER && ttl->integer == -2) continue;
@@ -624,6 +625,14 @@ static int find_not_strings(rs_scan *scan, step_batch *b, rs_error *err)
                     b->not_string[which[k]] =
                         got[k]->type == REDIS_REPLY_INTEGER && got[k]->integer == 1;
                 rs_replies_free(got, nil);
+                rc = 0;
+            } else if (err->reply == RS_REPLY_NOPERM) {
+                /* A user without EXISTS: such keys are still skipped,
+                 * never fatal, only not counted. */
+                rs_log(RS_LOG_WARN, "list: the server refused EXISTS (%s); keys that are not "
+                       "strings are skipped without being counted", err->message);
+                scan->exists_refused = 1;
+                rs_error_clear(err);
                 rc = 0;
             }
         }

@@ -139,6 +139,15 @@ describe("keys under the prefix that are not strings, standalone", function()
     fill(store, ctx().cli)
   end)
   shared_specs(ctx)
+
+  it("a user that may not run EXISTS: they are still skipped, never fatal, only not counted", function()
+    assert.are.equal("OK", srv:cli("ACL", "SETUSER", "noexists", "reset", "on", ">ne-pw", "~rigatoni:*",
+                                   "resetchannels", "+@all", "-exists"))
+    local narrow <close> = rs.new{ url = srv.url:gsub("^redis://", "redis://noexists:ne-pw@") }
+    local counts, n = {}, 0
+    for _ in narrow:resume_tokens{ counts = counts } do n = n + 1 end
+    assert.are.same({ 5, 0 }, { n, counts.not_strings })
+  end)
 end)
 
 describe("keys under the prefix that are not strings, cluster", function()
