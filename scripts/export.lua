@@ -61,10 +61,12 @@ if opts.stream and opts.match then
   cli.usage_error("export: --stream and --match cannot be combined (export --help for usage)")
 end
 local selections = streams.parse_selections("export", opts.stream)
--- The walk sends SCAN, MGET and PTTL (ttl_ms): checked before any file is made.
+-- The output path is checked before connecting; the walk's SCAN, MGET and
+-- PTTL (ttl_ms) before any file is made.
+local output = require "lib.output"
+output.check(opts.output, "export: --output")
 require("lib.check").require_commands(store, { "scan", "mget", "pttl" }, config.key_prefix, "export", "export")
 
-local output = require "lib.output"
 local sink <close> = output.open(opts.output, "export: --output")
 local out = sink.file
 

@@ -58,7 +58,7 @@ end
 
 -- Compare-and-delete of the bytes a walk saw: "deleted"; "changed" (other
 -- bytes are there now: kept); or "gone" (deleted by someone else first,
--- or by this run when the walk listed it twice). A delete that did not
+-- a walk lists each name once, so never by this run). A delete that did not
 -- run says only "not deleted": the read after it tells which.
 function M.delete_if_unchanged(store, name, bytes)
   if store:delete_resume_token(name, { if_value = bytes }) then return "deleted" end

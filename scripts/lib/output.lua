@@ -83,38 +83,49 @@ end
 --   sink:commit()        close (and rename into place); true, or nil and why
 --   sink:abort()         close and remove the temporary file, if any
 -- and the sink is a to-be-closed value that aborts unless committed.
-function M.open(path, option)
-  local sink = { path = path, file = io.stdout }
+-- How PATH will be written, decided from what it is now, without creating
+-- anything (so a tool checks it before it connects or changes anything):
+-- "stdout"/"stderr", "through" (a FIFO, a device, a socket, an open file's
+-- name: appended to, never truncated or renamed over) or "replace" (a
+-- regular file or a new name: a temp file in its folder, then a rename).
+-- Raises a usage error naming option and PATH when it cannot be written.
+function M.check(path, option)
   local function bad(why) usage_error(option .. " " .. path .. ": " .. why) end
   if path == "" then usage_error(option .. ": an empty path") end
-  if path ~= "-" then
-    if path:sub(-1) == "/" then bad("names a folder") end
-    local info, err = host.file_info(path)
-    if not info then bad(err) end
-    local kind = info.type
-    if info.stdio == "stdout" then
-      sink.file = io.stdout
-    elseif info.stdio == "stderr" then
-      sink.file = io.stderr
-    elseif write_through[kind] or ((kind == "regular" or kind == "missing") and not info.target) then
-      -- A FIFO, a device, a socket, or a name for an open file
-      -- (/proc/self/fd/N): written through, never truncated or renamed over.
-      local f, oerr = io.open(path, "ab")
-      if not f then bad(oerr) end
-      sink.file, sink.through = f, true
-    elseif kind == "regular" or kind == "missing" then
-      local folder = dirname(info.target)
-      local dinfo = host.file_info(folder)
-      if not dinfo or dinfo.type ~= "directory" then bad("no such folder " .. folder) end
-      local name = "." .. info.target:match("[^/]*$") .. ".tmp"
-      local f, tmp = host.temp_file(folder, info.mode, name)
-      if not f then bad(tmp) end
-      sink.file, sink.tmp, sink.target = f, tmp, info.target
-    elseif kind == "directory" then
-      bad("is a directory")
-    else
-      bad("is a " .. kind .. " device or special file; only a regular file, a FIFO or a character device is written")
-    end
+  if path == "-" then return { how = "stdout" } end
+  if path:sub(-1) == "/" then bad("names a folder") end
+  local info, err = host.file_info(path)
+  if not info then bad(err) end
+  local kind = info.type
+  if info.stdio then return { how = info.stdio } end
+  if write_through[kind] or ((kind == "regular" or kind == "missing") and not info.target) then
+    return { how = "through", bad = bad }
+  elseif kind == "regular" or kind == "missing" then
+    local folder = dirname(info.target)
+    local dinfo = host.file_info(folder)
+    if not dinfo or dinfo.type ~= "directory" then bad("no such folder " .. folder) end
+    return { how = "replace", info = info, folder = folder, bad = bad }
+  elseif kind == "directory" then
+    bad("is a directory")
+  end
+  bad("is a " .. kind .. " device or special file; only a regular file, a FIFO or a character device is written")
+end
+
+function M.open(path, option)
+  local sink = { path = path, file = io.stdout }
+  local plan = M.check(path, option)
+  if plan.how == "stderr" then
+    sink.file = io.stderr
+  elseif plan.how == "through" then
+    local f, oerr = io.open(path, "ab")
+    if not f then plan.bad(oerr) end
+    sink.file, sink.through = f, true
+  elseif plan.how == "replace" then
+    local info = plan.info
+    local name = "." .. info.target:match("[^/]*$") .. ".tmp"
+    local f, tmp = host.temp_file(plan.folder, info.mode, name)
+    if not f then plan.bad(tmp) end
+    sink.file, sink.tmp, sink.target = f, tmp, info.target
   end
 
   function sink.commit()
