@@ -267,7 +267,7 @@ int rs_ping(rs_store *store, rs_error *err);
  * on (MULTI, EXEC, DISCARD, WATCH, UNWATCH, SELECT, the (P|S)(UN)SUBSCRIBE
  * family, MONITOR, RESET, HELLO, AUTH, READONLY, READWRITE, ASKING, QUIT,
  * SYNC, PSYNC, REPLCONF, and CLIENT REPLY, TRACKING, CACHING, NO-EVICT,
- * NO-TOUCH, SETNAME, SETINFO) is refused with RS_ERR_CONFIG before
+ * NO-TOUCH, SETNAME, SETINFO, and SCRIPT DEBUG) is refused with RS_ERR_CONFIG before
  * anything is sent: the next user of that connection would find it in a
  * transaction, another db, subscribed or silent.
  * Returns 1 with malloc'd *out, 0 for nil, -1 on error. */
@@ -307,7 +307,9 @@ typedef struct rs_reply {
  * back as a tree (*out, free with rs_reply_free), so a command that ran
  * never fails for the shape of its reply. An error reply at the top is a
  * failure as for rs_command; one inside an array is an RS_TREE_ERROR
- * element. The same commands are refused before sending.
+ * element. A reply nested deeper than 10000 levels (no server sends one)
+ * is RS_ERR_SERVER after the command ran. The same commands are refused
+ * before sending.
  * Returns 0 with *out set, or -1. */
 int rs_command_reply(rs_store *store, int argc, const char **argv,
                      const size_t *argvlen, int flags, rs_reply **out,
