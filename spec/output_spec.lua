@@ -66,7 +66,7 @@ local function mode_of(path) return (capture("stat -c %a " .. quote(path)):gsub(
 -- written to `pidfile`, SIGINT and SIGTERM at their defaults (a background
 -- job of sh starts with SIGINT ignored).
 local function host_cmd(pidfile, args)
-  return ("sh -c 'echo $$ >%s; exec env --default-signal=INT,TERM \"$@\"' sh %s %s"):format(
+  return ("sh -c 'echo $$ >%s; exec env --default-signal=INT,TERM,HUP,PIPE \"$@\"' sh %s %s"):format(
     quote(pidfile), quote(BIN), args)
 end
 
@@ -200,7 +200,7 @@ describe("output", function()
 
     after_each(function() if slow then slow:stop() end end)
 
-    for sig, status in pairs { INT = 130, TERM = 143 } do
+    for sig, status in pairs { INT = 130, TERM = 143, HUP = 129 } do
       it("SIG" .. sig .. " mid-export removes the temporary file and exits " .. status, function()
         local out = dir .. "/out"
         os.execute("mkdir " .. quote(out))
@@ -222,6 +222,34 @@ describe("output", function()
         assert.matches("interrupted by SIG" .. sig, read_file(dir .. "/err"))
       end)
     end
+
+    it("SIGPIPE (stderr a pipe whose reader is gone) mid-export removes the temporary file; exit 141", function()
+      for i = 1, 40 do srv:cli("SET", PREFIX .. "notbson" .. i, "x") end   -- a warning each, mid-walk
+      local out = dir .. "/out"
+      os.execute("mkdir " .. quote(out))
+      local pidf = dir .. "/host.pid"
+      -- `true` has exited long before the first warning: every write to stderr raises SIGPIPE
+      local job = spawn(dir, ("(%s 2>&1; echo $? >%s) | true"):format(
+        host_cmd(pidf, ("-u %s export --batch 5 --output %s"):format(slow.url, quote(out .. "/tokens.jsonl"))),
+        quote(dir .. "/pipe_rc")))
+      job.wait(30)
+      assert.equal("141", (read_file(dir .. "/pipe_rc") or ""):match("%d+"))
+      assert.same({}, listing(out))
+    end)
+
+    it("a script whose work runs in a coroutine stops at the first signal", function()
+      local pidf = dir .. "/host.pid"
+      local code = [[local f, p = host.temp_file(arg[1]) f:write("x") f:flush()
+        coroutine.wrap(function() while true do pcall(function() while true do end end) end end)()]]
+      local job = spawn(dir, host_cmd(pidf, ("-e %s %s 2>%s"):format(quote(code), quote(dir), quote(dir .. "/err"))))
+      local pid = pid_in(pidf)
+      assert.is_truthy(wait_for(function() return #listing(dir) > 2 end, 10), "no temporary file")
+      os.execute("kill -TERM " .. pid)
+      local rc = job.wait(5)
+      if not rc then os.execute("kill -KILL " .. pid) end
+      assert.equal(143, rc)
+      assert.same({ "err", "host.pid", "rc" }, listing(dir))
+    end)
 
     it("a script's pcall cannot swallow the stop", function()
       local pidf = dir .. "/host.pid"
@@ -286,6 +314,17 @@ describe("output", function()
       assert.is_truthy(out:find("\nplain,", 1, true), out)
       local _, help = run { "list", "--help" }
       assert.matches("formula", help)
+    end)
+
+    it("CSV neutralises a formula after leading blanks and quotes a cell holding ; (a separator elsewhere)", function()
+      seed(srv, { " =cmd", "  \t+1", "\n@x", "a;=cmd", "b;c" })
+      local code, out, err = run { "-u", srv.url, "list", "--format", "csv" }
+      assert.equal(0, code, err)
+      assert.is_truthy(out:find('\n"\' =cmd",', 1, true), out)
+      assert.is_truthy(out:find('\n"\'  \t+1",', 1, true), out)
+      assert.is_truthy(out:find('\n"\'\n@x",', 1, true), out)
+      assert.is_truthy(out:find('\n"a;=cmd",', 1, true), out)
+      assert.is_truthy(out:find('\n"b;c",', 1, true), out)
     end)
 
     it("the table format escapes control characters: a name cannot forge a row", function()
