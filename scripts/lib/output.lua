@@ -159,15 +159,18 @@ end
 -- ---------------------------------------------------------------------
 
 -- CSV (RFC 4180) with the OWASP advice against formula injection: a cell
--- that starts with = + - @, a tab or a carriage return gets a leading
--- single quote, and every such cell is quoted, so a spreadsheet shows it
--- as text instead of running it. Numbers the scripts compute are written
--- as they are; this is for text.
+-- that starts with = + - @, a tab or a carriage return -- after any
+-- blanks, which an import may trim -- gets a leading single quote, and
+-- every such cell is quoted, so a spreadsheet shows it as text instead of
+-- running it. A cell holding ; is quoted too: where ; is the separator
+-- (many locales) "a;=cmd" would otherwise be two cells, the second a
+-- formula. Numbers the scripts compute are written as they are; this is
+-- for text.
 function M.csv_field(s)
   s = tostring(s)
-  local formula = s:find("^[=+%-@\t\r]") ~= nil
+  local formula = s:find("^[ \t\r\n]*[=+%-@\t\r]") ~= nil
   if formula then s = "'" .. s end
-  if formula or s:find('[,"\r\n]') then return '"' .. s:gsub('"', '""') .. '"' end
+  if formula or s:find('[,;"\r\n]') then return '"' .. s:gsub('"', '""') .. '"' end
   return s
 end
 
