@@ -116,6 +116,18 @@ describe("output", function()
       assert.same({ "tokens.jsonl" }, listing(dir))
     end)
 
+    it("run as root, keeps the owner and group of the file it replaces (as sed -i does)", function()
+      if capture("id -u"):match("%d+") ~= "0" then return pending("needs root") end
+      seed(srv, { "a" })
+      local file = dir .. "/theirs.jsonl"
+      write_file(file, "old\n", "640")
+      os.execute("chown 65534:65534 " .. quote(file))
+      local code, _, err = run { "-u", srv.url, "export", "--output", file }
+      assert.equal(0, code, err)
+      assert.matches('"collection":"a"', read_file(file))
+      assert.equal("65534:65534 640", (capture("stat -c '%u:%g %a' " .. quote(file)):gsub("%s+$", "")))
+    end)
+
     it("creates a missing file with the mode the umask allows", function()
       seed(srv, { "a" })
       local file = dir .. "/new.jsonl"
