@@ -9,7 +9,10 @@
 -- place, so readers never see half a file; a symlink is followed and its
 -- target replaced (the link stays); a FIFO, a character device, a socket
 -- or the host's own stdout/stderr (/dev/stdout, /dev/fd/1) is written
--- through -- renaming over those would replace the node itself. Temporary
+-- through -- renaming over those would replace the node itself. A file
+-- replaced keeps its mode, and its owner and group where the host may set
+-- them (run as root), as sed -i does; hard links to it and ACLs are not
+-- carried over. Temporary
 -- files are host.temp_file's: the host removes them whatever ends the run
 -- (an error, SIGINT, SIGTERM).
 --
@@ -123,7 +126,7 @@ function M.open(path, option)
   elseif plan.how == "replace" then
     local info = plan.info
     local name = "." .. info.target:match("[^/]*$") .. ".tmp"
-    local f, tmp = host.temp_file(plan.folder, info.mode, name)
+    local f, tmp = host.temp_file(plan.folder, info.mode, name, info.uid, info.gid)
     if not f then plan.bad(tmp) end
     sink.file, sink.tmp, sink.target = f, tmp, info.target
   end
