@@ -439,5 +439,22 @@ describe("output", function()
       assert.equal(801, select(2, data:gsub("\n", "")))
       assert.is_nil(data:find("[\r\27]"))
     end)
+
+    it("is cleared before a warning: export's skip warnings start their own line", function()
+      for i = 1, 20 do srv:cli("SET", PREFIX .. "zz_notbson" .. i, "x") end
+      local shown = on_pty(("%s -u %s export --batch 10 --output %s"):format(quote(BIN), slow.url,
+                                                                        quote(dir .. "/out.jsonl")))
+      assert.matches("export: %d+ of 820", shown)
+      local warnings = 0
+      for line in shown:gmatch("[^\n]+") do
+        if line:find("warn: export: skipped", 1, true) then
+          warnings = warnings + 1
+          -- what precedes the warning on its terminal line was erased (\r ESC[K)
+          local before = line:match("^(.-)rigatoni%-store: warn")
+          assert.is_truthy(before == "" or before:find("\r\27%[K$"), line)
+        end
+      end
+      assert.equal(20, warnings)
+    end)
   end)
 end)

@@ -267,15 +267,15 @@ end
 -- opts.total: a function giving the expected count (called once, only
 --   when the line is shown); with it the line shows "N of TOTAL" and an
 --   ETA.
--- While the line is shown, io.write clears it first, so that a line a
--- script writes to the same terminal never follows it.
+-- While the line is shown, io.write and host.log clear it first, so that
+-- a data row or a warning never follows it on the same terminal line.
 function M.progress(label, opts)
   opts = opts or {}
   local self = { started = clock(), last = 0, shown = false }
   local enabled = host.stderr_is_tty and not host.quiet
   if enabled and host.same_terminal and host.same_terminal() and opts.data_on_stdout then enabled = false end
   local total, asked = nil, false
-  local real_write = io.write
+  local real_write, real_log = io.write, host.log
 
   local function clear()
     if self.shown then
@@ -307,6 +307,12 @@ function M.progress(label, opts)
         clear()
         return real_write(...)
       end
+      if real_log then
+        host.log = function(...)
+          clear()
+          return real_log(...)
+        end
+      end
     end
     io.stdout:flush()
     io.stderr:write("\r\27[K", text, detail and ("  " .. detail) or "")
@@ -315,7 +321,7 @@ function M.progress(label, opts)
 
   function self.done()
     clear()
-    io.write = real_write
+    io.write, host.log = real_write, real_log
   end
 
   function self.elapsed()
