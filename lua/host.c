@@ -491,6 +491,8 @@ static int run_lua(const options *o, host_conf *hc, const char *scripts_dir, con
     int sig = host_signal_caught();
     if (rc != LUA_OK && sig) {
         /* Whatever the script raised on its way out, the signal stopped it. */
+        lua_pop(L, 1);
+        host_signal_run_on_stop(L);
         fprintf(stderr, PROG ": interrupted by %s; temporary files removed\n", host_signal_name(sig));
         status = 128 + sig;
     } else if (rc != LUA_OK) {

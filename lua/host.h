@@ -121,6 +121,9 @@ void host_signal_register(lua_State *L);
 
 /* The signal caught (SIGINT, SIGTERM), or 0; and its name. */
 int host_signal_caught(void);
+/* After a stop unwound the run (detached): calls the script's
+ * host.on_stop function, if it registered one, so it reports its work. */
+void host_signal_run_on_stop(lua_State *L);
 const char *host_signal_name(int sig);
 
 #endif /* RS_HOST_H */

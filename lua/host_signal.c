@@ -19,6 +19,10 @@
  * pending removes the temporary files and exits at once. A signal that was
  * ignored when the host started (nohup, a background job) stays ignored.
  *
+ * A script that changes data registers host.on_stop(fn): once the stop
+ * has unwound the run (the hook gone), the host calls fn(signal name), so
+ * the script can still say what it did before it was stopped.
+ *
  * SIGPIPE (stdout or stderr a pipe whose reader is gone, `list | head`)
  * keeps its default meaning, death with status 141, but the temporary
  * files are removed first. The store's sockets never raise it
@@ -27,6 +31,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -143,10 +148,37 @@ static int host_interrupted(lua_State *L)
     return 1;
 }
 
+#define ON_STOP_KEY "rigatoni_store.on_stop"
+
+/* host.on_stop(fn): fn(signal name) runs after a stop has unwound the run. */
+static int host_on_stop(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_settop(L, 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, ON_STOP_KEY);
+    return 0;
+}
+
+void host_signal_run_on_stop(lua_State *L)
+{
+    if (lua_getfield(L, LUA_REGISTRYINDEX, ON_STOP_KEY) != LUA_TFUNCTION || !caught) {
+        lua_pop(L, 1);
+        return;
+    }
+    lua_pushstring(L, signal_name(caught));
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+        const char *msg = luaL_tolstring(L, -1, NULL);
+        fprintf(stderr, "rigatoni-store: reporting the stopped run failed: %s\n", msg);
+        lua_pop(L, 2);
+    }
+}
+
 void host_signal_register(lua_State *L)
 {
     lua_getglobal(L, "host");
     lua_pushcfunction(L, host_interrupted);
     lua_setfield(L, -2, "interrupted");
+    lua_pushcfunction(L, host_on_stop);
+    lua_setfield(L, -2, "on_stop");
     lua_pop(L, 1);
 }

@@ -263,6 +263,23 @@ describe("output", function()
       assert.same({ "err", "host.pid", "rc" }, listing(dir))
     end)
 
+    it("SIGINT mid-cleanup --yes still reports what was deleted, then exits 130", function()
+      local pidf = dir .. "/host.pid"
+      local job = spawn(dir, host_cmd(pidf, ("-u %s cleanup --older-than 30m --yes --batch 5 >%s 2>%s"):format(
+        slow.url, quote(dir .. "/out"), quote(dir .. "/err"))))
+      local pid = pid_in(pidf)
+      assert.is_truthy(wait_for(function() return tonumber(srv:cli("DBSIZE")) < 590 end, 15), "nothing deleted")
+      os.execute("kill -INT " .. pid)
+      assert.equal(130, job.wait(15))
+      local said = read_file(dir .. "/out") or ""
+      local deleted = tonumber(said:match("cleanup %(stopped%): (%d+) deleted"))
+      assert.is_truthy(deleted, said .. (read_file(dir .. "/err") or ""))
+      -- the delete the signal cut short is in doubt (it ran; its reply was dropped)
+      local doubt = said:find("1 in doubt", 1, true) and 1 or 0
+      assert.equal(600 - tonumber(srv:cli("DBSIZE")), deleted + doubt, said)
+      assert.matches("interrupted by SIGINT", read_file(dir .. "/err"))
+    end)
+
     it("a script's pcall cannot swallow the stop", function()
       local pidf = dir .. "/host.pid"
       local code = [[local f, p = host.temp_file(arg[1]) f:write("x") f:flush()
