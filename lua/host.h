@@ -117,7 +117,7 @@ void host_files_cleanup(void);
 void host_signal_install(lua_State *L);
 void host_signal_detach(lua_State *L);
 
-/* Adds host.interrupted() to the global `host` table. */
+/* Adds host.interrupted() and host.on_stop(fn) to the global `host` table. */
 void host_signal_register(lua_State *L);
 
 /* The signal caught (SIGINT, SIGTERM, SIGHUP), or 0; and its name. */
