@@ -275,29 +275,13 @@ local function walk_tokens(units, mirrors)
   return true
 end
 
--- Any error (a walk, a delete) stops the run; what was done until then
--- is still reported, then the failure (exit 1).
-local ran, why = pcall(function()
-  local units = {}
-  if not (apply or selections) and (opts.match or "*") == "*" and walk_tokens(units, nil) then return end
-  -- A stream key was listed (or this run needs the stream keys first):
-  -- what the one walk planned is dropped.
-  scanned, unknown, to_delete, to_ttl, shown, shown_lines = 0, 0, 0, 0, 0, {}
-  local all, mirrors = streams.walk(store, opts.batch, opts.set_ttl ~= nil)
-  if selections then
-    for _, st in ipairs(all) do
-      scanned = scanned + 1
-      if streams.selected(selections, st) then units[#units + 1] = st end
-    end
-  else
-    walk_tokens(units, mirrors)
-  end
-  stream_pairs(units, mirrors)
-end)
-progress.done()
-
 local function plural(n, word) return fmt("%d %s%s", n, word, n == 1 and "" or "s") end
 
+-- The counts of what was done (or planned): after the run, and after a
+-- SIGINT/SIGTERM has stopped it (host.on_stop), so a stop mid-delete still
+-- says what was deleted. (Body not indented: a small diff.)
+local function report(ran, why)
+progress.done()
 local parts = {}
 if apply then
   if opts.older_than then
@@ -325,6 +309,29 @@ cli.summary(fmt("cleanup%s%s: %s; %d scanned in %.2f s%s", apply and "" or " (pl
                 ran and "" or " (stopped)", table.concat(parts, ", "), scanned,
                 progress.elapsed(), apply and "" or "; nothing changed (add --yes to apply)") ..
             cli.not_tokens(counts))
+end
+host.on_stop(function() report(false, nil) end)
+
+-- Any error (a walk, a delete) stops the run; what was done until then
+-- is still reported, then the failure (exit 1).
+local ran, why = pcall(function()
+  local units = {}
+  if not (apply or selections) and (opts.match or "*") == "*" and walk_tokens(units, nil) then return end
+  -- A stream key was listed (or this run needs the stream keys first):
+  -- what the one walk planned is dropped.
+  scanned, unknown, to_delete, to_ttl, shown, shown_lines = 0, 0, 0, 0, 0, {}
+  local all, mirrors = streams.walk(store, opts.batch, opts.set_ttl ~= nil)
+  if selections then
+    for _, st in ipairs(all) do
+      scanned = scanned + 1
+      if streams.selected(selections, st) then units[#units + 1] = st end
+    end
+  else
+    walk_tokens(units, mirrors)
+  end
+  stream_pairs(units, mirrors)
+end)
+report(ran, why)
 if not ran then
   cli.walk_failed("cleanup", why, apply and "the counts above are what was done before it stopped"
                                        or "the plan above is incomplete")

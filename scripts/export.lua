@@ -35,7 +35,8 @@ Writes the resume tokens as JSON Lines (stdout by default):
                   mirror (a mirror shared with an unselected stream too)
   --output FILE   write to FILE; - = stdout. A regular file (or a new one)
                   is written atomically: a temporary file in its folder,
-                  renamed over it when complete (its mode is kept). A
+                  renamed over it when complete (its mode is kept, and
+                  its owner and group when run as root). A
                   symlink's target is replaced (the link stays); a FIFO, a
                   character device or /dev/stdout is written through
   --batch N       SCAN COUNT and MGET batch size (default: scan_count)

@@ -45,9 +45,10 @@ that same terminal.
 Names are anyone's data, so each format escapes them. table: control
 characters, backslash and bytes that are not UTF-8 as \n \t \\ \xNN (a
 name cannot forge a row or drive the terminal). csv: a cell starting with
-= + - @, a tab or a carriage return gets a leading ' and is quoted (the
-OWASP advice against spreadsheet formula injection); strip the ' to get
-the name back. prometheus: label values are valid UTF-8; other bytes and
+= + - @, a tab or a carriage return (after any blanks) gets a leading '
+and is quoted (the OWASP advice against spreadsheet formula injection);
+strip the ' to get the name back. A cell holding ; is quoted too (the
+separator in some locales). prometheus: label values are valid UTF-8; other bytes and
 control characters (NUL too) read \xNN and a backslash \\ in the value,
 so two names never share a series.
 
