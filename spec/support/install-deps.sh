@@ -12,6 +12,11 @@ PKGS="build-essential pkg-config libbson-dev liblua5.4-dev lua5.4 lua-cjson libi
       valgrind clang libclang-rt-14-dev socat"
 # Packaging (spec/packaging_spec.lua): luarocks make into a tree, man -l.
 PKGS="$PKGS luarocks man-db groff-base"
+# `serve` (lua/host_http.c) links libmicrohttpd; spec/serve_spec.lua scrapes
+# it with curl and checks it with promtool and a real Prometheus server
+# (Debian's prometheus, about 100 MB installed: it is in `make deps`, not
+# `make bench-deps`, because `make test` runs those specs).
+PKGS="$PKGS libmicrohttpd-dev prometheus curl"
 # Valkey 8, the second server the specs run on (spec/run-tests.sh); kept
 # apart from PKGS because not every distribution has it (Debian 12: only in
 # bookworm-backports).
