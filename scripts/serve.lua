@@ -173,7 +173,8 @@ local function read_info()
   local ok, text = pcall(store.command, store, { idempotent = true }, "INFO")
   srv:busy()
   if not ok then
-    if type(text) == "table" and text.kind == "server" then
+    -- NOPERM comes as kind auth (an ACL without +info), other refusals as server
+    if type(text) == "table" and (text.kind == "auth" or text.kind == "server") then
       if not info_refused_logged then
         host.log("warn", "serve: INFO refused (" .. cli.reason(text) .. "): no rigatoni_redis_* figures")
         info_refused_logged = true

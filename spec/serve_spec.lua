@@ -227,9 +227,9 @@ describe("rigatoni-store serve", function()
     end)
 
     it("keeps the per-stream series to --max-series, oldest first", function()
-      for i = 1, 20 do
-        srv:set_raw(P .. rs_name(i), token_bytes(NOW - 100000 - i))
-      end
+      local cmds = {}
+      for i = 1, 20 do cmds[i] = servers.resp { "SET", P .. rs_name(i), token_bytes(NOW - 100000 - i) } end
+      srv:pipe(table.concat(cmds))
       local e = serve({ "-u", srv.url }, { "--interval", "0.5", "--max-series", "5" })
       local body = e:wait_up(1)
       local n = 0
@@ -305,6 +305,31 @@ describe("rigatoni-store serve", function()
         local code, log = run_and_signal({ "-u", srv.url }, { "--interval", "0.5" }, sig, 1.5)
         assert.equal(0, code, log)
       end
+    end)
+  end)
+
+  describe("as the README's exporter ACL user", function()
+    it("serves everything with SCAN MGET PTTL PING INFO, and all but the Redis figures without INFO", function()
+      srv:cli("ACL", "SETUSER", "exporter", "on", ">exporterpw", "~rigatoni:*", "resetchannels", "-@all",
+              "+scan", "+mget", "+pttl", "+ping", "+auth", "+select", "+info")
+      srv:cli("ACL", "SETUSER", "noinfo", "on", ">noinfopw", "~rigatoni:*", "resetchannels", "-@all",
+              "+scan", "+mget", "+pttl", "+ping", "+auth", "+select")
+      local url = srv.url:gsub("^redis://", "redis://exporter:exporterpw@")
+      local e = serve({ "-u", url }, { "--interval", "0.5" })
+      local body = e:wait_up(1)
+      assert.equal(NOW - 3000, sample(body,
+        'rigatoni_stream_cluster_time_seconds{level="collection",database="shop",collection="orders"}'))
+      assert.truthy(sample(body, "rigatoni_redis_used_memory_bytes"))
+      assert.equal(1, sample(body, "rigatoni_locks"))
+      e:stop()
+      url = srv.url:gsub("^redis://", "redis://noinfo:noinfopw@")
+      e = serve({ "-u", url }, { "--interval", "0.5" })
+      body = e:wait_up(1)
+      assert.equal(6, sample(body, "rigatoni_resume_tokens"))
+      assert.is_nil(sample(body, "rigatoni_redis_used_memory_bytes"))
+      assert.matches("INFO refused", e:log_text())
+      e:stop()
+      srv:cli("ACL", "DELUSER", "exporter", "noinfo")
     end)
   end)
 
