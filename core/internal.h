@@ -325,6 +325,10 @@ int rs_cluster_exec(rs_store *store, const char *what, rs_retry_rule rule, size_
  * each serves. Returns the count (at most max). Pools live as long as the
  * store. */
 size_t rs_cluster_masters(rs_store *store, rs_pool **pools, int *slots, size_t max);
+/* The same masters with their "host:port" as the slot map names them
+ * (node_info.c labels each node's INFO with it). */
+size_t rs_cluster_master_addresses(rs_store *store, rs_pool **pools, char (*addresses)[300],
+                                   size_t max);
 #define RS_CLUSTER_SLOTS 16384
 /* Reads the slot map again, now, and copies it: owners[s] is the pool of
  * the master serving slot s (NULL when none) for each of the

@@ -166,36 +166,77 @@ end
 
 local info_refused_logged = false
 
--- INFO as a table of fields, or nil when the server refuses it (an ACL
--- without +info); other errors raise (the walk fails).
+-- INFO of every master (store:node_info: one for standalone and Sentinel,
+-- each master with its "host:port" in a cluster) as a list of
+-- { node = address or nil, fields = { name = text } }, or nil when the
+-- server refuses INFO (an ACL without +info); other errors raise (the
+-- walk fails).
 local function read_info()
   srv:busy()
-  local ok, text = pcall(store.command, store, { idempotent = true }, "INFO")
+  local ok, nodes = pcall(store.node_info, store)
   srv:busy()
   if not ok then
     -- NOPERM comes as kind auth (an ACL without +info), other refusals as server
-    if type(text) == "table" and (text.kind == "auth" or text.kind == "server") then
+    if type(nodes) == "table" and (nodes.kind == "auth" or nodes.kind == "server") then
       if not info_refused_logged then
-        host.log("warn", "serve: INFO refused (" .. cli.reason(text) .. "): no rigatoni_redis_* figures")
+        host.log("warn", "serve: INFO refused (" .. cli.reason(nodes) .. "): no rigatoni_redis_* figures")
         info_refused_logged = true
       end
       return nil
     end
-    error(text, 0)
+    error(nodes, 0)
   end
-  local fields = {}
-  for k, v in tostring(text):gmatch("([%w_]+):([^\r\n]*)") do fields[k] = v end
-  return fields
+  local list = {}
+  for i, n in ipairs(nodes) do
+    local fields = {}
+    for k, v in n.info:gmatch("([%w_]+):([^\r\n]*)") do fields[k] = v end
+    list[i] = { node = n.node, fields = fields }
+  end
+  table.sort(list, function(a, b) return (a.node or "") < (b.node or "") end)
+  return list
 end
 
-local last_run_id, run_id_changes = nil, 0
+-- run_id changes per node ("" for standalone), counted from the first walk.
+local last_run_ids, run_id_changes = {}, {}
 
-local function redis_figures(out, info)
-  if not info then return end
-  local function num(field) return tonumber(info[field]) end
+-- Notes each node's run_id; returns them as one text ("" when unknown), so
+-- that a walk can tell whether it met another server process.
+local function note_run_ids(nodes)
+  if not nodes then return "" end
+  local ids = {}
+  for _, n in ipairs(nodes) do
+    local key, id = n.node or "", n.fields.run_id
+    if id then
+      if last_run_ids[key] and last_run_ids[key] ~= id then
+        run_id_changes[key] = (run_id_changes[key] or 0) + 1
+      end
+      run_id_changes[key] = run_id_changes[key] or 0
+      last_run_ids[key] = id
+      ids[#ids + 1] = key .. "=" .. id
+    end
+  end
+  return table.concat(ids, ",")
+end
+
+local function redis_figures(out, nodes)
+  if not nodes then return end
+  -- {node="h:p"} in a cluster, nothing for a single server; `extra` adds labels.
+  local function labels(n, extra)
+    local parts = {}
+    if n.node then parts[1] = 'node="' .. label(n.node) .. '"' end
+    if extra then parts[#parts + 1] = extra end
+    return #parts > 0 and ("{" .. table.concat(parts, ",") .. "}") or ""
+  end
   local function put(name, kind_, help, field)
-    local v = num(field)
-    if v then gauge(out, name, help, math.tointeger(v) or v, kind_) end
+    local lines = {}
+    for _, n in ipairs(nodes) do
+      local v = tonumber(n.fields[field])
+      if v then lines[#lines + 1] = name .. labels(n) .. " " .. value_text(math.tointeger(v) or v) .. "\n" end
+    end
+    if #lines > 0 then
+      family(out, name, kind_, help)
+      out[#out + 1] = table.concat(lines)
+    end
   end
   put("rigatoni_redis_used_memory_bytes", "gauge", "Redis used_memory.", "used_memory")
   put("rigatoni_redis_maxmemory_bytes", "gauge", "Redis maxmemory (0: no limit).", "maxmemory")
@@ -206,21 +247,15 @@ local function redis_figures(out, info)
   put("rigatoni_redis_keyspace_misses_total", "counter", "Redis keyspace misses.", "keyspace_misses")
   put("rigatoni_redis_connected_clients", "gauge", "Clients connected to Redis.", "connected_clients")
   put("rigatoni_redis_uptime_seconds", "gauge", "Seconds since the Redis process started.", "uptime_in_seconds")
-  if info.role then
-    family(out, "rigatoni_redis_role", "gauge", "The Redis server's role (value 1).")
-    out[#out + 1] = 'rigatoni_redis_role{role="' .. label(info.role) .. '"} 1\n'
+  family(out, "rigatoni_redis_role", "gauge", "The Redis server's role (value 1).")
+  for _, n in ipairs(nodes) do
+    if n.fields.role then out[#out + 1] = "rigatoni_redis_role" .. labels(n, 'role="' .. label(n.fields.role) .. '"') .. " 1\n" end
   end
-  gauge(out, "rigatoni_redis_run_id_changes_total",
-        "Times the Redis run_id changed since the exporter started (restarts, failovers).",
-        run_id_changes, "counter")
-end
-
-local function note_run_id(info)
-  local id = info and info.run_id
-  if not id then return nil end
-  if last_run_id and id ~= last_run_id then run_id_changes = run_id_changes + 1 end
-  last_run_id = id
-  return id
+  family(out, "rigatoni_redis_run_id_changes_total", "counter",
+         "Times the Redis run_id changed since the exporter started (restarts, failovers).")
+  for _, n in ipairs(nodes) do
+    out[#out + 1] = "rigatoni_redis_run_id_changes_total" .. labels(n) .. " " .. (run_id_changes[n.node or ""] or 0) .. "\n"
+  end
 end
 
 -- ---------------------------------------------------------------------
@@ -240,7 +275,7 @@ local function walk()
   local started = cli.clock()
   local now = cli.now()
   local info = read_info()
-  local run_id = note_run_id(info)
+  local run_ids = note_run_ids(info)
 
   local count, corrupt, no_time, no_ttl, ttl_unknown, streams = 0, 0, 0, 0, 0, 0
   local buckets, inf, age_sum = {}, 0, 0.0
@@ -298,8 +333,8 @@ local function walk()
 
   local info_after = read_info()
   srv:idle()
-  local run_id_after = note_run_id(info_after)
-  if run_id and run_id_after and run_id ~= run_id_after then return nil end
+  local run_ids_after = note_run_ids(info_after)
+  if run_ids ~= "" and run_ids_after ~= "" and run_ids ~= run_ids_after then return nil end
 
   local out = {}
   family(out, "rigatoni_stream_cluster_time_seconds", "gauge",

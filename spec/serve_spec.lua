@@ -460,6 +460,38 @@ tests:
     end)
   end)
 
+  describe("against a cluster", function()
+    it("walks every master and labels each node's Redis figures with node", function()
+      local cluster = servers.cluster { masters = 3, replicas = 0 }
+      local ok, err = pcall(function()
+        local names = { "resume_token:shop:orders", "resume_token:shop:users", "resume_token:a:b",
+                        "resume_token:c:d", "resume_token:database:e" }
+        for i, name in ipairs(names) do
+          -- redis-cli -c follows MOVED to the node that owns the slot
+          local key = P .. name
+          local path = write_file(tmp("v" .. i), token_bytes(NOW - 100 * i))
+          capture(servers.cli_bin .. " -c -p " .. cluster.nodes[1].port .. " -x SET " .. quote(key)
+                  .. " < " .. quote(path))
+        end
+        local e = serve({ "-u", cluster.url, "-s", "redis.cluster_mode=true" }, { "--interval", "0.5" })
+        local body = e:wait_up(1)
+        assert.equal(5, sample(body, "rigatoni_resume_tokens"))
+        assert.equal(NOW - 100, sample(body,
+          'rigatoni_stream_cluster_time_seconds{level="collection",database="shop",collection="orders"}'))
+        for _, n in ipairs(cluster.nodes) do
+          local series = 'rigatoni_redis_used_memory_bytes{node="127.0.0.1:' .. n.port .. '"}'
+          assert.truthy(sample(body, series), series .. " missing:\n" .. body)
+          assert.equal(1, sample(body, 'rigatoni_redis_role{node="127.0.0.1:' .. n.port .. '",role="master"}'))
+        end
+        local out = promtool_check(body)
+        assert.matches("rc=0", out, out)
+        e:stop()
+      end)
+      cluster:stop()
+      if not ok then error(err, 0) end
+    end)
+  end)
+
   describe("faults", function()
     -- Stall bound 1 s at --interval 2 (max(1, interval / 2)); PINGs every 0.5 s.
     it("Redis frozen: rigatoni_up falls to 0 within one interval, scrapes stay fast, then recovers", function()
