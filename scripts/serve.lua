@@ -266,6 +266,7 @@ end
 local BOUNDS = { 60, 300, 600, 1800, 3600, 7200, 21600, 43200, 86400, 259200, 604800, 1209600, 2592000 }
 local NB = #BOUNDS
 
+local STOPPED = setmetatable({}, { __tostring = function() return "stopped" end })
 local lock_prefix = config.lock_prefix ~= "none" and config.lock_prefix or "rigatoni:lock"
 local parse_stream_key, to_json = rs.parse_stream_key, rs.bson.to_json
 
@@ -284,6 +285,7 @@ local function walk()
   local top = keeper(max_series)
   for names, values, ttls, times, n in store:token_batches { batch = opts.batch } do
     srv:busy()
+    if srv:stopping() then error(STOPPED, 0) end   -- SIGTERM: no need to finish a long walk
     for i = 1, n do
       count = count + 1
       local ttl = ttls[i]
@@ -412,10 +414,13 @@ while not srv:stopping() do
   for _ = 1, 3 do   -- a walk that met a restart is walked again at once
     ok, body, seconds, count = pcall(walk)
     srv:idle()
+    if body == STOPPED then break end
     if not ok or body then break end
     host.log("info", "serve: the server process changed during the walk; walking again")
   end
-  if ok and body then
+  if body == STOPPED then
+    break
+  elseif ok and body then
     srv:publish(body, seconds)
     srv:ping_result(true)
     if failing then host.log("warn", "serve: walks succeed again") end
