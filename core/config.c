@@ -168,32 +168,6 @@ rs_config *rs_config_copy(const rs_config *src)
  * Values
  * ------------------------------------------------------------------ */
 
-int rs_parse_duration(const char *text, double *seconds, int *is_none)
-{
-    if (is_none) *is_none = 0;
-    while (isspace((unsigned char)*text)) text++;
-    if (strcasecmp(text, "none") == 0) {
-        if (!is_none) return -1;
-        *is_none = 1;
-        *seconds = 0;
-        return 0;
-    }
-    char *end;
-    errno = 0;
-    double v = strtod(text, &end);
-    if (end == text || errno || !isfinite(v)) return -1;
-    static const struct { const char *suffix; double scale; } units[] = {
-        {"", 1}, {"us", 1e-6}, {"ms", 0.001}, {"s", 1}, {"m", 60}, {"h", 3600}, {"d", 86400},
-    };
-    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
-        if (strcmp(end, units[i].suffix) == 0) {
-            *seconds = v * units[i].scale;
-            return 0;
-        }
-    }
-    return -1;
-}
-
 static int parse_bool(const char *text, int *out)
 {
     static const char *yes[] = {"true", "yes", "on", "1"}, *no[] = {"false", "no", "off", "0"};
@@ -376,7 +350,7 @@ int rs_config_set(rs_config *cfg, const char *name, const char *value, rs_error 
     case OPT_TTL:
         if (rs_parse_duration(value, &d, o->type == OPT_TTL ? &is_none : NULL) < 0) {
             rs_error_set(err, RS_ERR_CONFIG, 0,
-                         "%s must be a duration like 30, 1.5, 500ms, 30s, 15m, 12h or 7d%s",
+                         "%s must be a duration like 30, 1.5, 500ms, 30s, 1h30m, 7d or 2w%s",
                          name, o->type == OPT_TTL ? ", or none" : "");
             return -1;
         }
@@ -452,7 +426,7 @@ size_t rs_config_get(const rs_config *cfg, const char *name, char *buf, size_t b
         if (*CFIELD(cfg, o, double) == 0) return (size_t)snprintf(buf, bufsize, "none");
         /* fall through */
     case OPT_SECONDS:
-        return (size_t)snprintf(buf, bufsize, "%gs", *CFIELD(cfg, o, double));
+        return rs_format_duration(*CFIELD(cfg, o, double), buf, bufsize);
     case OPT_BOOL:
         return (size_t)snprintf(buf, bufsize, "%s", *CFIELD(cfg, o, int) ? "true" : "false");
     case OPT_POLICY:

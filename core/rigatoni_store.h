@@ -186,9 +186,14 @@ size_t rs_config_get(const rs_config *cfg, const char *name, char *buf,
 /* One line describing the whole config, credentials masked. */
 size_t rs_config_describe(const rs_config *cfg, char *buf, size_t bufsize);
 
-/* Parses a duration text ("7d", "1.5", "500ms"); "none" gives 0 and
- * *is_none = 1 when is_none is not NULL. Returns 0 or -1. */
+/* Parses a duration: a number of seconds ("1.5") or number-unit terms
+ * ("500ms", "30s", "1h30m", "7d", "2w"; units us ms s m h d w); "none"
+ * gives 0 and *is_none = 1 when is_none is not NULL. Returns 0 or -1. */
 int rs_parse_duration(const char *text, double *seconds, int *is_none);
+
+/* Writes seconds in the grammar rs_parse_duration reads ("50us", "1500ms",
+ * "7d"), as snprintf does: returns the length it needed. */
+size_t rs_format_duration(double seconds, char *buf, size_t bufsize);
 
 /* ------------------------------------------------------------------------
  * Store

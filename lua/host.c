@@ -6,7 +6,8 @@
  *   rigatoni-store [-c FILE] --check
  *   rigatoni-store --version | --help
  *
- * Options stop at SCRIPT: what follows belongs to the script. The config
+ * Options follow getopt_long (bundled flags, -uURL, --url=URL, --) and
+ * stop at SCRIPT: what follows belongs to the script. The config
  * is the file (-c, else $RIGATONI_STORE_CONFIG, else none), then every -s
  * in order, then -u; with no url at all, redis://127.0.0.1:6379.
  *
@@ -17,6 +18,7 @@
  * Errors print as one masked line on stderr; -v adds the traceback.
  */
 #include <errno.h>
+#include <getopt.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,70 +89,77 @@ static int usage_error(const char *fmt, const char *what)
     return HOST_EXIT_USAGE;
 }
 
-/* Matches "-x VALUE", "--long VALUE" and "--long=VALUE". Returns 1 and
- * sets *value (advancing *i) on a match, 0 otherwise, -1 when the value is
- * missing. */
-static int take_value(int argc, char **argv, int *i, const char *s, const char *l,
-                      const char **value)
+/* getopt_long's grammar, as every GNU tool: bundled flags (-qv, -vvv),
+ * attached values (-uURL), --long=value, unambiguous long prefixes, and
+ * "--". The leading '+' stops at the first non-option (SCRIPT), ':' lets
+ * us word a missing value ourselves. */
+static const char short_options[] = "+:c:u:s:e:vqh";
+static const struct option long_options[] = {
+    {"config", required_argument, NULL, 'c'},
+    {"url", required_argument, NULL, 'u'},
+    {"set", required_argument, NULL, 's'},
+    {"eval", required_argument, NULL, 'e'},
+    {"metrics", required_argument, NULL, 'M'},
+    {"verbose", no_argument, NULL, 'v'},
+    {"quiet", no_argument, NULL, 'q'},
+    {"check", no_argument, NULL, 'C'},
+    {"version", no_argument, NULL, 'V'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+/* What a missing value of each option should have been. */
+static const char *value_of(int opt)
 {
-    const char *a = argv[*i];
-    size_t llen = strlen(l);
-    if (strncmp(a, l, llen) == 0 && a[llen] == '=') {
-        *value = a + llen + 1;
-        return 1;
+    switch (opt) {
+    case 'c': return "a file";
+    case 'u': return "a URL";
+    case 's': return "section.key=value";
+    case 'e': return "Lua code";
+    case 'M': return "a file (or - for stdout)";
+    default: return "a value";
     }
-    if (strcmp(a, s) != 0 && strcmp(a, l) != 0) return 0;
-    if (*i + 1 >= argc) return -1;
-    *value = argv[++*i];
-    return 1;
 }
 
 static int parse_args(int argc, char **argv, options *o)
 {
     o->sets = calloc((size_t)argc, sizeof *o->sets);
     if (!o->sets) return HOST_EXIT_FAILURE;
-    int i;
-    for (i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = NULL;
-        int r;
-        if (strcmp(a, "--") == 0) {
-            i++;
-            break;
+    opterr = 0;           /* our own messages, with the usage */
+    optind = 1;
+    int opt;
+    char what[200];
+    while (!o->eval && (opt = getopt_long(argc, argv, short_options, long_options, NULL)) != -1) {
+        switch (opt) {
+        case 'c': o->config_file = optarg; break;
+        case 'u': o->url = optarg; break;
+        case 's': o->sets[o->nsets++] = optarg; break;
+        case 'e': o->eval = optarg; break;     /* what follows -e CODE is the code's */
+        case 'M': o->metrics = optarg; break;
+        case 'v': o->verbose++; break;
+        case 'q': o->quiet = 1; break;
+        case 'C': o->check = 1; break;
+        case 'V': o->version = 1; break;
+        case 'h': o->help = 1; break;
+        case ':':
+        default: {
+            /* named as the user wrote it: -c, or --config (glibc sets optopt
+             * for a long option too, so the word itself tells) */
+            const char *word = argv[optind - 1];
+            int is_long = strncmp(word, "--", 2) == 0;
+            int len = is_long ? (int)strcspn(word, "=") : 2;
+            char shown[110];
+            if (is_long || !optopt) snprintf(shown, sizeof shown, "%.*s", len > 100 ? 100 : len, word);
+            else snprintf(shown, sizeof shown, "-%c", optopt);
+            if (opt == ':')
+                snprintf(what, sizeof what, "option %s needs %s", shown, value_of(optopt));
+            else
+                snprintf(what, sizeof what, "unknown option %s", shown);
+            return usage_error("%s", what);
         }
-        if (a[0] != '-' || a[1] == '\0') break;
-        if ((r = take_value(argc, argv, &i, "-c", "--config", &v))) {
-            if (r < 0) return usage_error("option %s needs a file", a);
-            o->config_file = v;
-        } else if ((r = take_value(argc, argv, &i, "-u", "--url", &v))) {
-            if (r < 0) return usage_error("option %s needs a URL", a);
-            o->url = v;
-        } else if ((r = take_value(argc, argv, &i, "-s", "--set", &v))) {
-            if (r < 0) return usage_error("option %s needs section.key=value", a);
-            o->sets[o->nsets++] = v;
-        } else if ((r = take_value(argc, argv, &i, "-e", "--eval", &v))) {
-            if (r < 0) return usage_error("option %s needs Lua code", a);
-            o->eval = v;
-            i++;
-            break;       /* what follows -e CODE are the code's arguments */
-        } else if ((r = take_value(argc, argv, &i, "--metrics", "--metrics", &v))) {
-            if (r < 0) return usage_error("option %s needs a file (or - for stdout)", a);
-            o->metrics = v;
-        } else if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0) {
-            o->verbose++;
-        } else if (strcmp(a, "-vv") == 0) {
-            o->verbose += 2;
-        } else if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) {
-            o->quiet = 1;
-        } else if (strcmp(a, "--check") == 0) {
-            o->check = 1;
-        } else if (strcmp(a, "--version") == 0) {
-            o->version = 1;
-        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            o->help = 1;
-        } else {
-            return usage_error("unknown option %s", a);
         }
     }
+    int i = optind;
     if (o->verbose && o->quiet) return usage_error("%s", "-v and -q exclude each other");
     if (!o->eval && !o->check && i < argc) o->script = argv[i++];
     o->nargs = argc - i;

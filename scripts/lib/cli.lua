@@ -75,16 +75,12 @@ end
 -- Durations
 -- ---------------------------------------------------------------------
 
-local units = { ms = 0.001, s = 1, m = 60, h = 3600, d = 86400, w = 604800 }
-
--- "500ms", "30s", "15m", "12h", "7d", "2w" or plain seconds -> seconds, or nil.
+-- "500ms", "30s", "1h30m", "7d", "2w" or plain seconds -> seconds, or nil:
+-- the C grammar of INI values and -s (rs.parse_duration), so each reads
+-- what the other does.
 function M.parse_duration(text)
   if type(text) ~= "string" then return nil end
-  local num, unit = text:match("^%s*(%d+%.?%d*)%s*(%a*)%s*$")
-  if not num then return nil end
-  local factor = units[unit == "" and "s" or unit]
-  if not factor then return nil end
-  return tonumber(num) * factor
+  return (rs_module.parse_duration(text))
 end
 
 -- 93784 -> "1d2h", 125 -> "2m5s", 0.5 -> "0.5s": two largest units.
@@ -126,6 +122,20 @@ M.clock = clock
 -- Option parsing
 -- ---------------------------------------------------------------------
 
+-- The option `name` stands for: itself, or the one option it is an
+-- unambiguous prefix of (getopt_long's rule: --older for --older-than).
+function M.option_name(options, name, bad)
+  if options[name] then return name end
+  local found = {}
+  for full in pairs(options) do
+    if full:sub(1, #name) == name then found[#found + 1] = "--" .. full end
+  end
+  table.sort(found)
+  if #found == 1 then return found[1]:sub(3) end
+  if #found > 1 then bad("option --" .. name .. " is ambiguous (" .. table.concat(found, ", ") .. ")") end
+  bad("unknown option --" .. name)
+end
+
 -- spec = { name = "list", usage = "text for --help",
 --          options = { match = "string", format = { "table", "json" }, yes = "flag",
 --                      ["older-than"] = "duration", batch = "integer",
@@ -146,11 +156,15 @@ function M.parse(argv, spec)
       io.write(spec.usage)
       return nil
     end
+    if a == "--" then   -- getopt_long's end of options: the scripts take no operands
+      if argv[i + 1] ~= nil then bad("unexpected argument '" .. argv[i + 1] .. "'") end
+      break
+    end
     local name, inline = a:match("^%-%-([%w%-]+)=(.*)$")
     if not name then name = a:match("^%-%-([%w%-]+)$") end
     if not name then bad("unexpected argument '" .. a .. "'") end
+    name = M.option_name(spec.options, name, bad)
     local kind = spec.options[name]
-    if not kind then bad("unknown option --" .. name) end
     local key = name:gsub("%-", "_")
     if kind == "flag" then
       if inline then bad("--" .. name .. " takes no value") end
@@ -164,7 +178,7 @@ function M.parse(argv, spec)
       end
       if kind == "duration" then
         local d = M.parse_duration(value)
-        if not d or d <= 0 then bad("--" .. name .. ": bad duration '" .. value .. "' (e.g. 30s, 15m, 12h, 7d)") end
+        if not d or d <= 0 then bad("--" .. name .. ": bad duration '" .. value .. "' (e.g. 500ms, 30s, 1h30m, 7d, 2w)") end
         opts[key] = d
       elseif kind == "integer" then
         local n = math.tointeger(tonumber(value))

@@ -12,6 +12,8 @@ PKGS="build-essential pkg-config libbson-dev liblua5.4-dev lua5.4 lua-cjson libi
       valgrind clang libclang-rt-14-dev socat"
 # Packaging (spec/packaging_spec.lua): luarocks make into a tree, man -l.
 PKGS="$PKGS luarocks man-db groff-base"
+# Debian packages (make deb, spec/packaging_spec.lua): build, lintian, hardening-check.
+PKGS="$PKGS dpkg-dev debhelper lintian devscripts"
 # `serve` (lua/host_http.c) links libmicrohttpd; spec/serve_spec.lua scrapes
 # it with curl and checks it with promtool and a real Prometheus server
 # (Debian's prometheus, about 100 MB installed: it is in `make deps`, not
