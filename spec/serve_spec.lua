@@ -492,6 +492,26 @@ tests:
     end)
   end)
 
+  describe("over TLS", function()
+    it("walks a TLS-only server through a rediss:// URL", function()
+      local certs = require "support.certs"
+      local pki = certs.make(tmpdir)
+      local tls = servers.redis { tls = { cert = pki.server_cert, key = pki.server_key, ca = pki.ca } }
+      local ok, err = pcall(function()
+        local path = write_file(tmp("tls_v"), token_bytes(NOW - 42))
+        capture(tls:cli_prefix() .. " -x SET " .. quote(P .. "resume_token:shop:tls") .. " < " .. quote(path))
+        local e = serve({ "-u", tls.url, "-s", "tls.ca_file=" .. pki.ca }, { "--interval", "0.5" })
+        local body = e:wait_up(1)
+        assert.equal(NOW - 42, sample(body,
+          'rigatoni_stream_cluster_time_seconds{level="collection",database="shop",collection="tls"}'))
+        assert.truthy(sample(body, "rigatoni_redis_used_memory_bytes"))
+        e:stop()
+      end)
+      tls:stop()
+      if not ok then error(err, 0) end
+    end)
+  end)
+
   describe("faults", function()
     -- Stall bound 1 s at --interval 2 (max(1, interval / 2)); PINGs every 0.5 s.
     it("Redis frozen: rigatoni_up falls to 0 within one interval, scrapes stay fast, then recovers", function()

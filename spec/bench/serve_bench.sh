@@ -4,6 +4,7 @@
 # the exposition with the default --max-series, the exporter's RSS.
 #
 #   sh spec/bench/serve_bench.sh            (after `make`; needs curl)
+#   SERVE_TOKENS=N SERVE_SCRAPES=N SERVE_MAX_SERIES=N sh spec/bench/serve_bench.sh
 #
 # The tokens are Rigatoni 0.2 stream keys
 # rigatoni:resume_token:resume_token:db_<d>:coll_<i> (100 databases), each
@@ -19,6 +20,7 @@ cd "$(dirname "$0")/../.."
 . spec/bench/lib.sh
 
 N=${SERVE_TOKENS:-1000000}
+MAX_SERIES=${SERVE_MAX_SERIES:-1000}
 SCRAPES=${SERVE_SCRAPES:-100}
 BIN=build/rigatoni-store
 [ -x "$BIN" ] || { echo "serve_bench: build first (make)" >&2; exit 2; }
@@ -52,7 +54,7 @@ echo "serve_bench: dbsize $(cli dbsize)"
 
 for _ in 1 2 3 4 5 6 7 8 9 10; do
     LPORT=$(random_port)
-    "$BIN" -u "redis://127.0.0.1:$PORT" serve --listen "127.0.0.1:$LPORT" --interval 1s \
+    "$BIN" -u "redis://127.0.0.1:$PORT" serve --listen "127.0.0.1:$LPORT" --interval 1s --max-series "$MAX_SERIES" \
         >"$TMP/serve.log" 2>&1 </dev/null &
     SERVE_PID=$!
     sleep 0.5
