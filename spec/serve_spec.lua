@@ -492,6 +492,24 @@ tests:
     end)
   end)
 
+  describe("through Sentinel", function()
+    it("walks the master the sentinel names", function()
+      local sentinel = servers.sentinel { master = srv }
+      local ok, err = pcall(function()
+        -- several hosts mean Sentinel nodes; the second one is down
+        local url = "redis://127.0.0.1:" .. sentinel.port .. ",127.0.0.1:" .. servers.closed_port()
+        local e = serve({ "-u", url, "-s", "sentinel.master=mymaster" }, { "--interval", "0.5" })
+        local body = e:wait_up(1)
+        assert.equal(NOW - 3000, sample(body,
+          'rigatoni_stream_cluster_time_seconds{level="collection",database="shop",collection="orders"}'))
+        assert.equal(1, sample(body, 'rigatoni_redis_role{role="master"}'))
+        e:stop()
+      end)
+      sentinel:stop()
+      if not ok then error(err, 0) end
+    end)
+  end)
+
   describe("over TLS", function()
     it("walks a TLS-only server through a rediss:// URL", function()
       local certs = require "support.certs"
