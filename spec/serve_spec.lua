@@ -563,11 +563,10 @@ tests:
 
     it("SIGTERM while a Redis call is stuck: a second SIGTERM ends it at once (exit 143)", function()
       local victim = servers.redis {}
-      local port = servers.closed_port()
-      local log = tmp("stuck." .. port .. ".log")
+      local log = tmp("stuck." .. victim.port .. ".log")
       -- up after 1.5 s, Redis frozen, a PING blocks; TERM, then TERM again
       local script = "env -u RIGATONI_STORE_CONFIG -u REDIS_URL " .. quote(BIN) .. " -u " .. quote(victim.url)
-                     .. " serve --interval 0.5 --listen 127.0.0.1:" .. port .. " >" .. quote(log)
+                     .. " serve --interval 0.5 --listen 127.0.0.1:0 >" .. quote(log)   -- port 0: any free one
                      .. " 2>&1 </dev/null & p=$!; sleep 1.5; kill -STOP " .. victim.pid
                      .. "; sleep 1; kill -TERM $p; sleep 0.5; alive=0; kill -0 $p 2>/dev/null && alive=1;"
                      .. " t0=$(date +%s.%N); kill -TERM $p; wait $p; rc=$?; t1=$(date +%s.%N);"
@@ -576,7 +575,7 @@ tests:
       os.execute("kill -CONT " .. victim.pid)
       victim:stop()
       local alive, rc, secs = out:match("(%d) (%d+) ([%d.]+)")
-      assert.equal("1", alive, "the first SIGTERM ended it while PING was stuck: " .. out)
+      assert.equal("1", alive, "the first SIGTERM ended it while PING was stuck: " .. out .. (read_file(log) or ""))
       assert.equal("143", rc, out .. (read_file(log) or ""))
       assert.truthy(tonumber(secs) < 1, out)
     end)
