@@ -77,16 +77,27 @@ static int nx_outcome(rs_store *store, const char *what, const rs_save_item *ite
     return rc;
 }
 
+static void set_written(int *written, size_t i, int value)
+{
+    if (written) written[i] = value;
+}
+
 /* SET NX of every item: repeating one that ran would read "skipped", so
  * the items whose reply was lost are checked on the server and only those
- * still absent are sent again. */
+ * still absent are sent again. An error reply says that its command did
+ * not run, whatever happened to the rest of the pipeline: a transient one
+ * (READONLY, LOADING, ...) is sent again like an absent key; any other
+ * (NOPERM, OOM, ...) refuses the item for good, and the call fails with it
+ * once every other item's outcome is known. written[i]: 1 written, 0 not
+ * (skipped, refused, or still absent when the call failed), -1 unknown. */
 static int save_nx(rs_store *store, const char *what, const rs_save_item *items, char **keys,
                    const size_t *key_lens, const rs_cmd *cmds, redisReply **replies, size_t n,
                    int *written, rs_error *err)
 {
     size_t *pending = calloc(n, sizeof *pending), npending = n;
     rs_cmd *round = calloc(n, sizeof *round);
-    int attempts = 0, rc = -1;
+    int attempts = 0, rc = -1, refused_set = 0, transient_set = 0;
+    rs_error refused, transient, cause;   /* first refusal; latest transient reply */
     if (!pending || !round) {
         rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
         goto out;
@@ -97,24 +108,42 @@ static int save_nx(rs_store *store, const char *what, const rs_save_item *items,
         size_t answered = 0;
         int got = rs_exec_durable(store, RS_OP_SAVE, what, RS_RETRY_UNSENT, npending, round,
                                   replies, &answered, err);
-        if (got < 0 && err->kind != RS_ERR_UNKNOWN) goto out;
+        /* Failed before every reply was read, and not for want of one. */
+        if (got < 0 && err->kind != RS_ERR_UNKNOWN && answered < npending) goto out;
+        int has_cause = got < 0 && err->kind == RS_ERR_UNKNOWN && rs_exec_unknown_cause(&cause);
         if (got == 0) answered = npending;
+        else attempts += err->attempts;
+        size_t left = 0;         /* pending[] is compacted in place: left <= k */
         for (size_t k = 0; k < answered; k++) {
-            if (written) written[pending[k]] = replies[k]->type != REDIS_REPLY_NIL;
+            size_t i = pending[k];
+            if (replies[k]->type != REDIS_REPLY_ERROR) {
+                set_written(written, i, replies[k]->type != REDIS_REPLY_NIL);
+            } else {
+                rs_error e;
+                rs_error_from_reply(&e, replies[k]->str, replies[k]->len);
+                set_written(written, i, 0);
+                if (e.retryable) transient = e, transient_set = 1, pending[left++] = i;
+                else if (!refused_set) refused = e, refused_set = 1;
+            }
             freeReplyObject(replies[k]);
         }
         if (got == 0) break;
-        attempts += err->attempts;
-        size_t left = 0;
+        /* Every reply read, an error among them: err is the call's. */
+        if (err->kind != RS_ERR_UNKNOWN) goto out;
         for (size_t k = answered; k < npending; k++) {
             size_t i = pending[k];
             int w = nx_outcome(store, what, &items[i], keys[i], key_lens[i], attempts, err);
             if (w < 0) goto out;
-            if (w == 1 && written) written[i] = 1;
+            set_written(written, i, w);
             if (w == 0) pending[left++] = i;
         }
-        if (left > 0 && attempts > store->cfg->max_retries) {
-            rs_exec_unknown_because(err, what, attempts, "no attempt left to send the rest");
+        /* A refusal, or no attempt left: every item left is known not to
+         * be written, so the failure is what stopped it, not `unknown`. */
+        if (refused_set || (left > 0 && attempts > store->cfg->max_retries)) {
+            if (!refused_set && !transient_set && !has_cause)
+                rs_error_set(&cause, RS_ERR_CONNECTION, 1, "no reply");
+            rs_exec_fail(err, what, attempts,
+                         refused_set ? &refused : transient_set ? &transient : &cause);
             goto out;
         }
         npending = left;
@@ -131,6 +160,7 @@ int rs_save_many(rs_store *store, const rs_save_item *items, size_t n, int flags
 {
     rs_error_clear(err);
     if (n == 0) return 0;
+    for (size_t i = 0; written && i < n; i++) written[i] = -1;
     enum { MAXARGS = 6 };
     const char **colls = calloc(n, sizeof *colls);
     size_t *lens = calloc(n, sizeof *lens), *key_lens = calloc(n, sizeof *key_lens);

@@ -14,6 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -290,26 +293,58 @@ int rs_config_set_bool(rs_config *cfg, const char *name, int value, rs_error *er
     return 0;
 }
 
+#define SECRET_FILE_MAX 4096   /* bytes of a password_file, its line break included */
+
 /* password_file = PATH: the password is the file's first line (so that it
- * stays out of config files, URLs and process arguments). */
+ * stays out of config files, URLs and process arguments). The file must
+ * be a regular file: opened without blocking and checked before reading,
+ * so a FIFO or a device cannot hang the caller. A longer file is an error,
+ * never cut: a cut password would fail AUTH far from here. */
 static int set_secret_file(rs_config *cfg, const option *o, const char *path, rs_error *err)
 {
-    char buf[4096];
-    FILE *f = fopen(path, "r");
-    if (!f) {
+    char buf[SECRET_FILE_MAX + 1];
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
         rs_error_set(err, RS_ERR_CONFIG, 0, "%s: cannot read '%.200s': %s", o->name, path,
                      strerror(errno));
         return -1;
     }
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    buf[strcspn(buf, "\r\n")] = '\0';
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        rs_error_set(err, RS_ERR_CONFIG, 0, "%s: '%.200s' is not a regular file", o->name, path);
+        return -1;
+    }
+    size_t n = 0;
+    ssize_t got = 0;
+    /* One byte more than allowed, to tell a file of the limit from a longer one. */
+    while (n < sizeof buf && (got = read(fd, buf + n, sizeof buf - n)) != 0) {
+        if (got < 0) {
+            if (errno == EINTR) continue;
+            break;
+        }
+        n += (size_t)got;
+    }
+    int read_errno = got < 0 ? errno : 0;
+    close(fd);
     int rc = -1;
-    if (!buf[0]) {
-        rs_error_set(err, RS_ERR_CONFIG, 0, "%s: '%.200s' is empty", o->name, path);
-    } else if (set_string((char **)((char *)cfg + o->secret), buf, err) == 0) {
-        rc = set_string(FIELD(cfg, o, char *), path, err);
+    if (read_errno) {
+        rs_error_set(err, RS_ERR_CONFIG, 0, "%s: cannot read '%.200s': %s", o->name, path,
+                     strerror(read_errno));
+    } else if (n > SECRET_FILE_MAX) {
+        rs_error_set(err, RS_ERR_CONFIG, 0, "%s: '%.200s' is longer than %d bytes: not a password "
+                     "file", o->name, path, SECRET_FILE_MAX);
+    } else {
+        size_t line = 0;
+        while (line < n && buf[line] != '\r' && buf[line] != '\n') line++;
+        buf[line] = '\0';
+        if (memchr(buf, '\0', line))
+            rs_error_set(err, RS_ERR_CONFIG, 0, "%s: '%.200s' holds a NUL byte in its first line",
+                         o->name, path);
+        else if (!buf[0])
+            rs_error_set(err, RS_ERR_CONFIG, 0, "%s: '%.200s' is empty", o->name, path);
+        else if (set_string((char **)((char *)cfg + o->secret), buf, err) == 0)
+            rc = set_string(FIELD(cfg, o, char *), path, err);
     }
     memset(buf, 0, sizeof buf);
     return rc;

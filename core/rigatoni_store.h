@@ -245,11 +245,20 @@ int rs_ping(rs_store *store, rs_error *err);
 
 /* Runs one command given as argv (binary safe) on a pooled connection
  * and hands back the reply as text: status, string and error replies as
- * their bytes, integers in decimal, nil as NULL (return 0), arrays are
- * refused. For admin helpers (INFO, MEMORY USAGE). The command is retried
+ * their bytes, integers in decimal, nil as NULL (return 0); an array reply
+ * is an error (RS_ERR_SERVER) after the command ran: use rs_command_reply
+ * for commands that may answer with one. For admin helpers (INFO, MEMORY
+ * USAGE). The command is retried
  * only while nothing was sent: once it may have reached the server (a
  * timeout, a connection lost before the reply) the call fails with
  * RS_ERR_UNKNOWN, so an INCR or LPUSH never runs twice.
+ * A command that would change the state of the pooled connection it runs
+ * on (MULTI, EXEC, DISCARD, WATCH, UNWATCH, SELECT, the (P|S)(UN)SUBSCRIBE
+ * family, MONITOR, RESET, HELLO, AUTH, READONLY, READWRITE, ASKING, QUIT,
+ * SYNC, PSYNC, REPLCONF, and CLIENT REPLY, TRACKING, CACHING, NO-EVICT,
+ * NO-TOUCH, SETNAME, SETINFO) is refused with RS_ERR_CONFIG before
+ * anything is sent: the next user of that connection would find it in a
+ * transaction, another db, subscribed or silent.
  * Returns 1 with malloc'd *out, 0 for nil, -1 on error. */
 int rs_command(rs_store *store, int argc, const char **argv,
                const size_t *argvlen, char **out, size_t *out_len,
@@ -263,6 +272,36 @@ int rs_command(rs_store *store, int argc, const char **argv,
 int rs_command_flags(rs_store *store, int argc, const char **argv,
                      const size_t *argvlen, int flags, char **out,
                      size_t *out_len, rs_error *err);
+
+/* A reply of any shape, as a tree. */
+typedef enum rs_reply_type {
+    RS_TREE_STRING,    /* bulk, status or verbatim string: str, len */
+    RS_TREE_INTEGER,   /* integer: also its decimal text in str, len */
+    RS_TREE_NIL,
+    RS_TREE_ARRAY,     /* array, set or push: elements */
+    RS_TREE_MAP,       /* map: elements hold key, value, key, value, ... */
+    RS_TREE_ERROR,     /* an error inside an array: its message in str, len */
+} rs_reply_type;
+
+typedef struct rs_reply {
+    rs_reply_type type;
+    char *str;                  /* NUL-terminated copy (binary safe with len) */
+    size_t len;
+    long long integer;
+    size_t elements;
+    struct rs_reply *element;   /* `elements` values */
+} rs_reply;
+
+/* rs_command_flags for commands of any reply shape: arrays and maps come
+ * back as a tree (*out, free with rs_reply_free), so a command that ran
+ * never fails for the shape of its reply. An error reply at the top is a
+ * failure as for rs_command; one inside an array is an RS_TREE_ERROR
+ * element. The same commands are refused before sending.
+ * Returns 0 with *out set, or -1. */
+int rs_command_reply(rs_store *store, int argc, const char **argv,
+                     const size_t *argvlen, int flags, rs_reply **out,
+                     rs_error *err);
+void rs_reply_free(rs_reply *value);
 
 /* ------------------------------------------------------------------------
  * Identity: which data set a store reaches, told by the servers themselves
@@ -316,7 +355,12 @@ typedef struct rs_save_item {
  * saves are retried as a whole (idempotent); on -1 nothing can be said
  * about which items were written (retry the batch). With RS_SAVE_NX the
  * replies read before a loss are kept and every other key is read back:
- * our bytes = written, absent = sent again, other bytes = RS_ERR_UNKNOWN. */
+ * our bytes = written, absent = sent again, other bytes = RS_ERR_UNKNOWN.
+ * An error reply is never "written", whether or not the pipeline was cut
+ * after it: a transient one (READONLY, LOADING, ...) is sent again, any
+ * other (NOPERM, OOM, ...) fails the call with it once the other items'
+ * outcome is known. On -1, written[i] is 1 (written), 0 (not written by
+ * this call) or -1 (unknown) for each item. */
 int rs_save_many(rs_store *store, const rs_save_item *items, size_t n, int flags,
                  int *written, rs_error *err);
 
@@ -394,8 +438,15 @@ int rs_lock_refresh(rs_store *store, const char *key, const char *owner, double 
 int rs_lock_release(rs_store *store, const char *key, const char *owner, rs_error *err);
 /* 1 when the key exists, 0 when not, -1 on error. */
 int rs_lock_is_locked(rs_store *store, const char *key, rs_error *err);
-/* The current owner into a malloc'd *owner (rs_free): 1, 0 when free. */
+/* The current owner into a malloc'd *owner (rs_free): 1, 0 when free.
+ * A stored owner holding a NUL byte is not a C string (no owner of ours
+ * can hold one: owners are C strings): RS_ERR_SERIALIZATION, never the
+ * part before the NUL. rs_lock_owner_bytes reads any owner whole. */
 int rs_lock_owner(rs_store *store, const char *key, char **owner, rs_error *err);
+/* The current owner's bytes (*owner malloc'd, NUL-terminated, rs_free;
+ * *owner_len bytes, NUL bytes included): 1, 0 when free. */
+int rs_lock_owner_bytes(rs_store *store, const char *key, char **owner, size_t *owner_len,
+                        rs_error *err);
 
 /* Fenced save: writes the token (with the configured TTL, as a plain save)
  * only while `lock_key` is held by `owner`, atomically on the server.

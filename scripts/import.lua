@@ -204,7 +204,17 @@ local function flush(batch)
       if values[i] and not opts.overwrite then skipped = skipped + 1 else written = written + 1 end
     end
   else
-    local done = store:save_many(batch, { nx = not opts.overwrite })
+    local ok, done = pcall(store.save_many, store, batch, { nx = not opts.overwrite })
+    if not ok then
+      -- A batch refused in part (NOPERM, OOM) says what it wrote: err.written.
+      local known = type(done) == "table" and done.written
+      for i = 1, #batch do
+        if known and known[i] then written = written + 1 end
+      end
+      cli.fail(string.format("import: %s (%d written before it stopped%s)", cli.reason(done),
+                             written, known and "" or string.format(
+                               "; the last batch of %d may be written in part", #batch)))
+    end
     for i = 1, #batch do
       if done[i] then written = written + 1 else skipped = skipped + 1 end
     end

@@ -15,7 +15,8 @@ local opts = cli.parse(arg, {
 usage: rigatoni-store [-c FILE] locks [--match GLOB]
        rigatoni-store [-c FILE] locks --release KEY [--owner ID | --force] [--yes]
 
-  --match GLOB    Redis glob after the lock prefix (default *)
+  --match GLOB    Redis glob after the lock prefix (default *); the prefix
+                  itself is matched literally, glob characters and all
   --release KEY   release lock KEY (full key, or the part after the lock
                   prefix) held by the owner it shows; needs --yes, else
                   only says what it would do
@@ -76,7 +77,10 @@ end
 
 local count = 0
 io.write(string.format("%-60s %-10s %s\n", "LOCK", "TTL", "OWNER"))
-for key, owner, ttl in store:scan_keys(prefix .. ":" .. opts.match) do
+-- The prefix is literal text, --match a glob: escape the prefix's glob
+-- characters, or `lk[1]` would list `lk1:*` and miss its own keys.
+local literal_prefix = prefix:gsub("[%*%?%[%]\\]", "\\%0")
+for key, owner, ttl in store:scan_keys(literal_prefix .. ":" .. opts.match) do
   count = count + 1
   io.write(string.format("%-60s %-10s %s\n", key, cli.format_duration(ttl), owner))
 end

@@ -287,7 +287,7 @@ describe("packaging", function()
         if not mentions(part, sk[2]) then missing[#missing + 1] = sk[1] .. "." .. sk[2] end
       end
       assert(#missing == 0, MAN_SOURCE .. ": CONFIGURATION does not document " .. table.concat(missing, ", "))
-      for _, w in ipairs { "${VAR}", "${VAR:-default}", "500ms", "30s", "15m", "12h", "7d" } do
+      for _, w in ipairs { "${VAR}", "${VAR:-default}", "500ms", "30s", "1h30m", "7d", "2w" } do
         assert(text:find(w, 1, true), "CONFIGURATION lacks " .. w)
       end
     end)

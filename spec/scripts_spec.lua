@@ -536,6 +536,22 @@ describe("bundled scripts", function()
       assert.equal(1, code)
       assert.matches("not held", err)
     end)
+
+    it("lists only the keys of a lock_prefix holding glob characters", function()
+      for _, prefix in ipairs{ "lk[1]", "lk*", "lk?", "lk\\x" } do
+        a:cli("FLUSHALL")
+        a:cli("SET", prefix .. ":mine", "me")
+        -- What the prefix would match as a glob, but is not under it.
+        for _, other in ipairs{ "lk1:other", "lkz:other", "lkxy:other", "lkx:other", "lk[1]x:other" } do
+          if other:sub(1, #prefix + 1) ~= prefix .. ":" then a:cli("SET", other, "them") end
+        end
+        local code, out, err = run { "-u", a.url, "-s", "redis.lock_prefix=" .. prefix, "locks" }
+        assert.equal(0, code, err)
+        assert.is_truthy(out:find(prefix .. ":mine", 1, true), out)
+        assert.not_matches("other", out)
+        assert.matches("locks: 1 held", out)
+      end
+    end)
   end)
 
   describe("stats", function()
