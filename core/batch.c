@@ -178,12 +178,15 @@ int rs_save_many(rs_store *store, const rs_save_item *items, size_t n, int flags
     for (size_t i = 0; i < n; i++) {
         colls[i] = items[i].collection;
         lens[i] = items[i].collection_len;
-        /* The TTL bound is rs_save_raw's: its amount fits in amounts[i]. */
-        int bad_ttl = !(items[i].ttl >= 0 && items[i].ttl <= 1e9);
-        if (items[i].len > RS_MAX_TOKEN_SIZE || bad_ttl) {
-            rs_error_set(err, bad_ttl ? RS_ERR_CONFIG : RS_ERR_SERIALIZATION, 0,
-                         "save_many: item %zu has %s", i + 1,
-                         bad_ttl ? "a ttl outside 0 to 1e9 seconds" : "a token over the size limit");
+        /* The TTL range is Redis's own (rs_ttl_check): its amount fits in amounts[i]. */
+        rs_error why;
+        if (items[i].ttl != 0 && rs_ttl_check(items[i].ttl, &why) < 0) {
+            rs_error_set(err, RS_ERR_CONFIG, 0, "save_many: item %zu: %s", i + 1, why.message);
+            goto out;
+        }
+        if (items[i].len > RS_MAX_TOKEN_SIZE) {
+            rs_error_set(err, RS_ERR_SERIALIZATION, 0,
+                         "save_many: item %zu has a token over the size limit", i + 1);
             goto out;
         }
     }
@@ -395,8 +398,9 @@ static rs_outcome check_expired(const redisReply *pttl, void *ctx, const char **
 int rs_expire(rs_store *store, const char *collection, size_t coll_len, double ttl, rs_error *err)
 {
     rs_error_clear(err);
-    if (!(ttl > 0) || ttl > 1e9) {
-        rs_error_set(err, RS_ERR_CONFIG, 0, "expire: ttl must be a positive number of seconds");
+    rs_error why;
+    if (rs_ttl_check(ttl, &why) < 0) {
+        rs_error_set(err, RS_ERR_CONFIG, 0, "expire: %s", why.message);
         return -1;
     }
     size_t key_len;

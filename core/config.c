@@ -38,7 +38,7 @@ typedef struct option {
 static const option options[] = {
     {"url", OPT_URL, F(url), 0, 0, 0},
     {"pool_size", OPT_INT, F(pool_size), 1, 10000, 0},
-    {"ttl", OPT_TTL, F(ttl), 0, 1e9, 0},
+    {"ttl", OPT_TTL, F(ttl), 0, 0, 0},   /* range: rs_ttl_check */
     {"max_retries", OPT_INT, F(max_retries), 0, 100, 0},
     {"connection_timeout", OPT_SECONDS, F(connection_timeout), 0.001, 3600, 0},
     {"command_timeout", OPT_SECONDS, F(command_timeout), 0.001, 3600, 0},
@@ -228,6 +228,8 @@ int rs_config_set_url(rs_config *cfg, const char *url, rs_error *err)
 
 static int check_range(const option *o, double v, rs_error *err)
 {
+    /* A ttl's range is Redis's own (rs_ttl_check); 0 = no expiry. */
+    if (o->type == OPT_TTL && v > 0) return rs_ttl_check(v, err);
     if (isnan(v) || v < o->min || v > o->max) {
         if (o->type == OPT_TTL && v < 0)
             rs_error_set(err, RS_ERR_CONFIG, 0, "ttl must not be negative (use none for no expiry)");

@@ -46,8 +46,9 @@ static int check_lock_args(const char *key, const char *owner, double ttl, int n
         rs_error_set(err, RS_ERR_CONFIG, 0, "lock owner must not be empty");
         return -1;
     }
-    if (need_ttl && (!(ttl > 0) || ttl > 1e9)) {
-        rs_error_set(err, RS_ERR_CONFIG, 0, "lock ttl must be a positive number of seconds");
+    rs_error why;
+    if (need_ttl && rs_ttl_check(ttl, &why) < 0) {
+        rs_error_set(err, RS_ERR_CONFIG, 0, "lock %s", why.message);
         return -1;
     }
     return 0;

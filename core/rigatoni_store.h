@@ -211,6 +211,17 @@ void rs_store_close(rs_store *store);
 /* The config the store runs with (read only, owned by the store). */
 const rs_config *rs_store_config(const rs_store *store);
 
+/* The TTL range is Redis's own: EXPIRE, PEXPIRE and SET EX/PX take a TTL
+ * whose expiry, in Unix milliseconds, is at most 2^63-1 (about 292 million
+ * years from now), so any TTL a server holds can be written again.
+ * rs_ttl_check returns 0 when `seconds` (> 0; 0 = "no TTL" is the caller's
+ * business) is in that range by this machine's clock, as the amount we
+ * send (whole seconds, or rounded milliseconds); else -1 and a config
+ * error naming the limit. Every TTL the library sends is checked with it.
+ * rs_ttl_max is the longest TTL in whole seconds, now. */
+int rs_ttl_check(double seconds, rs_error *err);
+double rs_ttl_max(void);
+
 /* TTL argument of rs_save_raw: use the configured ttl, or none at all. */
 #define RS_TTL_DEFAULT (-1.0)
 #define RS_TTL_NONE (0.0)

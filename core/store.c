@@ -200,10 +200,11 @@ int rs_save_raw(rs_store *store, const char *collection, size_t coll_len, const 
 {
     rs_error_clear(err);
     if (ttl == RS_TTL_DEFAULT) ttl = store->cfg->ttl;
-    if (!(ttl >= 0) || ttl > 1e9) {
+    if (!(ttl >= 0)) {
         rs_error_set(err, RS_ERR_CONFIG, 0, "ttl must be a number of seconds >= 0");
         return -1;
     }
+    if (ttl > 0 && rs_ttl_check(ttl, err) < 0) return -1;
     size_t key_len;
     char *key = rs_token_key_to_save(store, collection, coll_len, len, &key_len, err);
     if (!key) return -1;

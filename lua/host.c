@@ -16,6 +16,8 @@
  * compile, or an error object of kind "config" or "usage" raised by the
  * script). A script may also return an integer: that is the status.
  * Errors print as one masked line on stderr; -v adds the traceback.
+ * SIGINT and SIGTERM stop the script (host_signal.c): its temporary files
+ * are removed and the status is 130 or 143.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -62,7 +64,8 @@ static const char help_text[] =
     "  list, export, import, migrate, cleanup, locks, stats, serve  (SCRIPT --help for each)\n"
     "\n"
     "Without a config, url is redis://127.0.0.1:6379. Exit status: 0 ok,\n"
-    "1 runtime failure, 2 usage or config error.\n";
+    "1 runtime failure, 2 usage or config error, 130/143 stopped by SIGINT/SIGTERM\n"
+    "(temporary files removed). Temporary files go to $TMPDIR (else /tmp).\n";
 
 /* ---------------------------------------------------------------------
  * Command line
@@ -422,6 +425,8 @@ static int run_lua(const options *o, host_conf *hc, const char *scripts_dir, con
     host_env env = {.conf = hc, .verbose = o->verbose, .quiet = o->quiet,
                     .scripts_dir = scripts_dir, .exe = exe};
     host_env_open(L, &env);
+    host_files_register(L);
+    host_signal_register(L);
     lua_pushboolean(L, o->verbose);
     lua_setfield(L, LUA_REGISTRYINDEX, VERBOSE_KEY);
 
@@ -450,16 +455,29 @@ static int run_lua(const options *o, host_conf *hc, const char *scripts_dir, con
         return HOST_EXIT_USAGE;
     }
     int nargs = host_env_push_args(L, path ? path : "-e", o->nargs, o->args);
-    if (lua_pcall(L, nargs, 1, base) != LUA_OK) {
+    host_signal_install(L);
+    rc = lua_pcall(L, nargs, 1, base);
+    host_signal_detach(L);
+    int sig = host_signal_caught();
+    if (rc != LUA_OK && sig) {
+        /* Whatever the script raised on its way out, the signal stopped it. */
+        fprintf(stderr, PROG ": interrupted by %s; temporary files removed\n", host_signal_name(sig));
+        status = 128 + sig;
+    } else if (rc != LUA_OK) {
         status = report_error(L, hc);
     } else if (lua_isinteger(L, -1)) {
         lua_Integer code = lua_tointeger(L, -1);
         status = code >= 0 && code <= 255 ? (int)code : HOST_EXIT_FAILURE;
     }
-    if (o->metrics && host_metrics_write(L, o->metrics, hc) < 0 && status == HOST_EXIT_OK)
+    if (rc == LUA_OK && sig)
+        fprintf(stderr, PROG ": %s arrived as the script ended; it had completed\n",
+                host_signal_name(sig));
+    if (o->metrics && !(rc != LUA_OK && sig) && host_metrics_write(L, o->metrics, hc) < 0 &&
+        status == HOST_EXIT_OK)
         status = HOST_EXIT_FAILURE;
     free(path);
     lua_close(L);   /* closes the store, if the script opened one */
+    host_files_cleanup();   /* what the script neither committed nor removed */
     if (fflush(stdout) != 0 && status == HOST_EXIT_OK) {
         fprintf(stderr, PROG ": writing output: %s\n", strerror(errno));
         status = HOST_EXIT_FAILURE;

@@ -5,7 +5,7 @@
  *   srv:walk_failed()                 -- keep the last body, rigatoni_up 0
  *   srv:ping_result(ok)
  *   srv:busy() ... srv:idle()         -- around each Redis call of the loop
- *   srv:wait(seconds) --> false once SIGTERM/SIGINT came;  srv:stopping()
+ *   srv:wait(seconds) --> false when SIGTERM/SIGINT came
  *   srv:address() --> "127.0.0.1:9393";  srv:close()
  *
  * Design. libmicrohttpd answers on its own thread; the Lua thread walks
@@ -23,14 +23,16 @@
  * 404 for any other path. The socket is bound here, not by libmicrohttpd,
  * so "address in use" is reported as such.
  *
- * Signals: SIGTERM and SIGINT set a flag and wake srv:wait (a self-pipe);
- * the loop then ends and the script returns 0. A second signal while the
- * loop is still stuck in a Redis call ends the process at once with the
- * signal's default action. The handlers are restored by close.
+ * Signals are the host's (host_signal.c): SIGTERM or SIGINT stops the
+ * script at its next Lua instruction and the host exits 143 or 130 (a
+ * Redis call in flight ends first; a second signal exits at once).
+ * srv:wait sleeps in a poll that the signal interrupts. libmicrohttpd's
+ * threads start with both signals blocked, so they always reach a thread
+ * of the walk (the host sends them on to the one running Lua). The server
+ * itself is closed by close, __close or __gc when the Lua state closes.
  */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -69,32 +71,7 @@ typedef struct http_server {
     int fd;                  /* the listening socket, owned until the daemon takes it */
     http_state *state;
     char address[80];
-    int signals_set;
-    struct sigaction old_term, old_int;
 } http_server;
-
-/* ---------------------------------------------------------------------
- * Signals: one server per process
- * ------------------------------------------------------------------ */
-
-static volatile sig_atomic_t stop_requested;
-static int wake_pipe[2] = {-1, -1};
-
-static void on_stop_signal(int sig)
-{
-    int saved = errno;
-    if (stop_requested) {
-        /* Second signal: the loop is stuck; end now, as the signal would. */
-        signal(sig, SIG_DFL);
-        raise(sig);
-    }
-    stop_requested = 1;
-    if (wake_pipe[1] >= 0) {
-        ssize_t n = write(wake_pipe[1], "x", 1);
-        (void)n;
-    }
-    errno = saved;
-}
 
 /* ---------------------------------------------------------------------
  * Clocks
@@ -307,11 +284,6 @@ static void server_close(http_server *s)
         close(s->fd);
         s->fd = -1;
     }
-    if (s->signals_set) {
-        sigaction(SIGTERM, &s->old_term, NULL);
-        sigaction(SIGINT, &s->old_int, NULL);
-        s->signals_set = 0;
-    }
     if (s->state) {
         pthread_mutex_destroy(&s->state->lock);
         free(s->state->body);
@@ -398,31 +370,20 @@ static int l_idle(lua_State *L)
     return 0;
 }
 
-/* srv:wait(seconds) --> true after the time, false when a stop signal came. */
+/* srv:wait(seconds) --> true after the time, false when a stop signal
+ * came (the host's hook then raises at the script's next instruction). */
 static int l_wait(lua_State *L)
 {
     check_server(L);
     double seconds = luaL_checknumber(L, 2);
     double deadline = clock_seconds(CLOCK_MONOTONIC) + seconds;
-    while (!stop_requested) {
+    while (!host_signal_caught()) {
         double left = deadline - clock_seconds(CLOCK_MONOTONIC);
         if (left <= 0) break;
-        struct pollfd p = {.fd = wake_pipe[0], .events = POLLIN};
         int ms = left * 1000 > 60000 ? 60000 : (int)(left * 1000) + 1;
-        if (poll(&p, 1, ms) > 0) {
-            char buf[16];
-            ssize_t n = read(wake_pipe[0], buf, sizeof buf);
-            (void)n;
-        }
+        poll(NULL, 0, ms);   /* EINTR on a signal */
     }
-    lua_pushboolean(L, !stop_requested);
-    return 1;
-}
-
-static int l_stopping(lua_State *L)
-{
-    check_server(L);
-    lua_pushboolean(L, stop_requested);
+    lua_pushboolean(L, !host_signal_caught());
     return 1;
 }
 
@@ -473,18 +434,6 @@ static int l_http_server(lua_State *L)
     }
     describe_bound(s->fd, s->address, sizeof s->address);
 
-    if (wake_pipe[0] < 0 && pipe2(wake_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
-        return luaL_error(L, "pipe: %s", strerror(errno));
-    stop_requested = 0;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_stop_signal;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART;
-    sigaction(SIGTERM, &sa, &s->old_term);
-    sigaction(SIGINT, &sa, &s->old_int);
-    s->signals_set = 1;
-
     /* libmicrohttpd's threads never take the stop signals. */
     sigset_t block, old;
     sigemptyset(&block);
@@ -515,7 +464,6 @@ static const luaL_Reg server_methods[] = {
     {"busy", l_busy},
     {"idle", l_idle},
     {"wait", l_wait},
-    {"stopping", l_stopping},
     {"address", l_address},
     {"close", l_close},
     {NULL, NULL},

@@ -226,6 +226,26 @@ static int rs_mask_url_lua(lua_State *L)
     return 1;
 }
 
+/* rs.check_ttl(seconds) -> true, or nil and why: whether Redis takes this
+ * TTL (rs_ttl_check, the range every TTL the library sends is held to).
+ * The scripts check every TTL option and input line with it up front. */
+static int rs_check_ttl_lua(lua_State *L)
+{
+    if (lua_type(L, 1) != LUA_TNUMBER) {
+        luaL_pushfail(L);
+        lua_pushfstring(L, "ttl must be a number of seconds, not %s", luaL_typename(L, 1));
+        return 2;
+    }
+    rs_error err = {0};
+    if (rs_ttl_check((double)lua_tonumber(L, 1), &err) < 0) {
+        luaL_pushfail(L);
+        lua_pushstring(L, err.message);
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 /* rs.parse_duration(text [, allow_none]) -> seconds (none: 0, true) | nil, why.
  * The grammar of INI values, -s and every script option (core/duration.c). */
 static int rs_parse_duration_lua(lua_State *L)
@@ -269,6 +289,7 @@ static const luaL_Reg rs_lib[] = {
     {"new", rs_new},
     {"config", rs_config_builder},
     {"mask_url", rs_mask_url_lua},
+    {"check_ttl", rs_check_ttl_lua},
     {"parse_duration", rs_parse_duration_lua},
     {"format_duration", rs_format_duration_lua},
     {NULL, NULL},

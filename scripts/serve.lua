@@ -35,7 +35,7 @@ usage: rigatoni-store [-c FILE] serve [--listen ADDR:PORT] [--interval D]
 A long-running Prometheus exporter: walks the tokens and locks every
 --interval and serves the last complete result over HTTP (GET or HEAD):
 /metrics in the text exposition format, /healthz ("ok"). A scrape never
-waits on Redis. SIGTERM or SIGINT stop it (exit 0).
+waits on Redis. SIGTERM or SIGINT stop it (exit 143 or 130).
 
   --listen ADDR:PORT  where to listen (default 127.0.0.1:9393; [::1]:9393
                       for IPv6, 0.0.0.0:9393 for every interface)
@@ -266,7 +266,6 @@ end
 local BOUNDS = { 60, 300, 600, 1800, 3600, 7200, 21600, 43200, 86400, 259200, 604800, 1209600, 2592000 }
 local NB = #BOUNDS
 
-local STOPPED = setmetatable({}, { __tostring = function() return "stopped" end })
 local lock_prefix = config.lock_prefix ~= "none" and config.lock_prefix or "rigatoni:lock"
 local parse_stream_key, to_json = rs.parse_stream_key, rs.bson.to_json
 
@@ -285,7 +284,6 @@ local function walk()
   local top = keeper(max_series)
   for names, values, ttls, times, n in store:token_batches { batch = opts.batch } do
     srv:busy()
-    if srv:stopping() then error(STOPPED, 0) end   -- SIGTERM: no need to finish a long walk
     for i = 1, n do
       count = count + 1
       local ttl = ttls[i]
@@ -408,19 +406,19 @@ local function ping()
   return ok, err
 end
 
-while not srv:stopping() do
+-- SIGTERM or SIGINT ends the loop wherever it is (the host's hook raises
+-- at the next instruction, even inside a pcall) and the host exits 143 or
+-- 130; the server closes with the Lua state.
+while true do
   local next_walk = cli.clock() + interval
   local ok, body, seconds, count
   for _ = 1, 3 do   -- a walk that met a restart is walked again at once
     ok, body, seconds, count = pcall(walk)
     srv:idle()
-    if body == STOPPED then break end
     if not ok or body then break end
     host.log("info", "serve: the server process changed during the walk; walking again")
   end
-  if body == STOPPED then
-    break
-  elseif ok and body then
+  if ok and body then
     srv:publish(body, seconds)
     srv:ping_result(true)
     if failing then host.log("warn", "serve: walks succeed again") end
@@ -435,7 +433,7 @@ while not srv:stopping() do
     failing = true
   end
   -- PING until the next walk is due.
-  while not srv:stopping() do
+  while true do
     local left = next_walk - cli.clock()
     if left <= 0 then break end
     if not srv:wait(math.min(left, ping_every)) then break end
@@ -443,6 +441,3 @@ while not srv:stopping() do
   end
 end
 
-srv:close()
-if not host.quiet then io.stderr:write("serve: stopped\n") end
-return 0

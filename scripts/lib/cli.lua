@@ -1,13 +1,15 @@
 -- scripts/lib/cli.lua -- what the bundled scripts share: option parsing,
 -- durations, time and size formatting, JSON (a writer for our output, a
--- reader for import: lua-cjson), base64, CSV quoting, the progress line and the
--- summary line. Lua 5.4 and lua-cjson; the `host` global (set by rigatoni-store)
--- says whether stderr is a terminal and whether -q was given.
+-- reader for import: lua-cjson), base64 and the summary line; CSV quoting
+-- and the progress line come from lib/output.lua. Lua 5.4 and lua-cjson;
+-- the `host` global (set by rigatoni-store) says whether stderr is a
+-- terminal and whether -q was given.
 
 local M = {}
 
 local host = rawget(_G, "host") or {}
 local rs_module = require "rigatoni_store"
+local output = require "lib.output"
 
 -- ---------------------------------------------------------------------
 -- Errors
@@ -138,7 +140,8 @@ end
 
 -- spec = { name = "list", usage = "text for --help",
 --          options = { match = "string", format = { "table", "json" }, yes = "flag",
---                      ["older-than"] = "duration", batch = "integer",
+--                      ["older-than"] = "duration", batch = "integer" (1 to 1000000),
+--                      ["set-ttl"] = "ttl" (a duration Redis takes as a TTL: rs.check_ttl),
 --                      stream = "list" (repeatable: a list of the strings given), ... },
 --          defaults = { ... } }
 -- Returns the options table (keys with '-' turned into '_'), or nil after
@@ -176,13 +179,19 @@ function M.parse(argv, spec)
         value = argv[i]
         if value == nil then bad("--" .. name .. " needs a value") end
       end
-      if kind == "duration" then
+      if kind == "duration" or kind == "ttl" then
         local d = M.parse_duration(value)
         if not d or d <= 0 then bad("--" .. name .. ": bad duration '" .. value .. "' (e.g. 500ms, 30s, 1h30m, 7d, 2w)") end
+        local ok, why = true, nil
+        if kind == "ttl" then ok, why = rs_module.check_ttl(d) end
+        if not ok then bad("--" .. name .. " " .. value .. ": " .. why) end
         opts[key] = d
       elseif kind == "integer" then
+        -- Batch sizes and samples: the store takes 1 to 1000000 per batch.
         local n = math.tointeger(tonumber(value))
-        if not n or n < 1 then bad("--" .. name .. ": positive integer expected, got '" .. value .. "'") end
+        if not n or n < 1 or n > 1000000 then
+          bad("--" .. name .. ": an integer from 1 to 1000000 expected, got '" .. value .. "'")
+        end
         opts[key] = n
       elseif kind == "list" then
         opts[key] = opts[key] or {}
@@ -311,11 +320,8 @@ M.base64_decode = rs_module.base64_decode
 -- CSV
 -- ---------------------------------------------------------------------
 
-function M.csv_field(s)
-  s = tostring(s)
-  if s:find('[,"\r\n]') then return '"' .. s:gsub('"', '""') .. '"' end
-  return s
-end
+-- Quoted as RFC 4180 asks, formula starts neutralised (lib/output.lua).
+M.csv_field = output.csv_field
 
 -- ---------------------------------------------------------------------
 -- Tokens
@@ -394,29 +400,8 @@ end
 -- Progress and summary
 -- ---------------------------------------------------------------------
 
--- A progress line on stderr, only when it is a terminal and -q was not
--- given, and only once the run has lasted about a second.
-function M.progress(label)
-  local self = { started = clock(), last = 0, shown = false }
-  local enabled = host.stderr_is_tty and not host.quiet
-  function self.update(count, detail)
-    if not enabled then return end
-    local t = clock()
-    if t - self.started < 1 or t - self.last < 0.2 then return end
-    self.last = t
-    self.shown = true
-    local rate = count / (t - self.started)
-    io.stderr:write(string.format("\r\27[K%s: %d (%.0f/s)%s", label, count, rate,
-                                  detail and ("  " .. detail) or ""))
-  end
-  function self.done()
-    if self.shown then io.stderr:write("\r\27[K") end
-  end
-  function self.elapsed()
-    return clock() - self.started
-  end
-  return self
-end
+-- The progress line (lib/output.lua): stderr only, never among data rows.
+M.progress = output.progress
 
 -- The closing line of a run. `to_stderr` for scripts whose stdout carries
 -- data (list, export); -q silences it there.
