@@ -82,6 +82,21 @@ static void set_written(int *written, size_t i, int value)
     if (written) written[i] = value;
 }
 
+/* A round's failure (rs_exec_fail's "<what> failed after K attempts: ...")
+ * counts the attempts of the earlier rounds too. */
+static void add_prior_attempts(rs_error *err, const char *what, int prior)
+{
+    char prefix[96];
+    int n = snprintf(prefix, sizeof prefix, "%s failed after %d attempt%s: ", what,
+                     err->attempts, err->attempts == 1 ? "" : "s");
+    if (prior <= 0 || n <= 0 || (size_t)n >= sizeof prefix ||
+        strncmp(err->message, prefix, (size_t)n) != 0)
+        return;
+    rs_error last = *err;
+    memmove(last.message, last.message + n, strlen(last.message + n) + 1);
+    rs_exec_fail(err, what, prior + err->attempts, &last);
+}
+
 /* SET NX of every item: repeating one that ran would read "skipped", so
  * the items whose reply was lost are checked on the server and only those
  * still absent are sent again. An error reply says that its command did
@@ -104,15 +119,24 @@ static int save_nx(rs_store *store, const char *what, const rs_save_item *items,
     }
     for (size_t i = 0; i < n; i++) pending[i] = i;
     while (npending > 0) {
-        for (size_t k = 0; k < npending; k++) round[k] = cmds[pending[k]];
+        /* Sent again: unknown until this round tells (a round that fails
+         * before its replies, e.g. short of WAIT acknowledgements, may
+         * have written them). */
+        for (size_t k = 0; k < npending; k++) {
+            round[k] = cmds[pending[k]];
+            set_written(written, pending[k], -1);
+        }
         size_t answered = 0;
+        int prior = attempts;
         int got = rs_exec_durable(store, RS_OP_SAVE, what, RS_RETRY_UNSENT, npending, round,
                                   replies, &answered, err);
+        int sent = got < 0 ? err->attempts : 0;        /* this round's */
+        if (got < 0 && err->kind != RS_ERR_UNKNOWN) add_prior_attempts(err, what, prior);
         /* Failed before every reply was read, and not for want of one. */
         if (got < 0 && err->kind != RS_ERR_UNKNOWN && answered < npending) goto out;
         int has_cause = got < 0 && err->kind == RS_ERR_UNKNOWN && rs_exec_unknown_cause(&cause);
         if (got == 0) answered = npending;
-        else attempts += err->attempts;
+        else attempts = prior + sent;
         size_t left = 0;         /* pending[] is compacted in place: left <= k */
         for (size_t k = 0; k < answered; k++) {
             size_t i = pending[k];

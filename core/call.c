@@ -106,6 +106,14 @@ int rs_exec_durable(rs_store *store, rs_op op, const char *what, rs_retry_rule r
      * known, their durability is not (counted as no acknowledgement). */
     int wait_lost = rc < 0 && err->kind == RS_ERR_UNKNOWN && read == ncmds;
     if (read > ncmds) {          /* every reply read, an error among them */
+        /* Only the WAIT's: the commands ran (an NX SET or a script may
+         * still have written nothing), which the failure must say. */
+        int writes_ran = 1;
+        for (size_t i = 0; i < ncmds; i++)
+            if (got[i]->type == REDIS_REPLY_ERROR) writes_ran = 0;
+        if (writes_ran)
+            strncat(err->message, " (ran on the master, not known durable: WAIT refused)",
+                    sizeof err->message - strlen(err->message) - 1);
         freeReplyObject(got[ncmds]);
         read = ncmds;
     }

@@ -6,7 +6,7 @@
  * next: a MULTI makes later saves answer QUEUED, a SELECT moves them to
  * another db, a SUBSCRIBE or CLIENT REPLY OFF leaves it answering nothing
  * else. Such commands are refused by name (case-insensitive, and by
- * subcommand for CLIENT) before anything is sent; running them on a
+ * subcommand for CLIENT and SCRIPT DEBUG) before anything is sent; running them on a
  * private connection would hide the mistake rather than say it.
  *
  * The reply is handed back as text (rs_command, for the admin helpers) or
@@ -25,7 +25,7 @@
  * ------------------------------------------------------------------ */
 
 static const struct refused {
-    const char *name, *sub;   /* sub: of CLIENT, or NULL for the whole command */
+    const char *name, *sub;   /* sub: a subcommand, or NULL for the whole command */
     const char *why;
 } refused[] = {
     {"MULTI", NULL, "a transaction would queue the store's later commands"},
@@ -58,6 +58,8 @@ static const struct refused {
     {"CLIENT", "NO-TOUCH", "it changes how the server treats the connection"},
     {"CLIENT", "SETNAME", "it renames a connection the store owns"},
     {"CLIENT", "SETINFO", "it changes a connection the store owns"},
+    {"SCRIPT", "DEBUG", "the store's scripts (lock refresh, release) would fail on the connection "
+                        "or start a debugging session"},
     {NULL, NULL, NULL},
 };
 
@@ -186,9 +188,15 @@ static int copy_text(rs_reply *v, const char *s, size_t len)
     return 0;
 }
 
-/* Copies `r` into `v` (zeroed): 0, or -1 out of memory (v then holds what
- * was copied, for value_clear). hiredis bounds the nesting. */
-static int copy_reply(rs_reply *v, const redisReply *r)
+/* Levels of nesting kept: a real server's deepest reply (an EVAL's nested
+ * tables, cut by its Lua stack) is about 8000. hiredis reads any depth, so
+ * a deeper one (a broken or hostile peer) is refused rather than copied by
+ * recursion until the C stack overflows (here, and in the Lua binding). */
+#define REPLY_DEPTH_MAX 10000
+
+/* Copies `r` into `v` (zeroed) at nesting `depth`: 0, -1 out of memory or
+ * -2 nested too deep (v then holds what was copied, for value_clear). */
+static int copy_reply(rs_reply *v, const redisReply *r, int depth)
 {
     char num[32];
     switch (r->type) {
@@ -212,10 +220,13 @@ static int copy_reply(rs_reply *v, const redisReply *r)
     case REDIS_REPLY_MAP:
         v->type = r->type == REDIS_REPLY_MAP ? RS_TREE_MAP : RS_TREE_ARRAY;
         if (r->elements == 0) return 0;
+        if (depth >= REPLY_DEPTH_MAX) return -2;
         if (!(v->element = calloc(r->elements, sizeof *v->element))) return -1;
         v->elements = r->elements;
-        for (size_t i = 0; i < r->elements; i++)
-            if (copy_reply(&v->element[i], r->element[i]) < 0) return -1;
+        for (size_t i = 0; i < r->elements; i++) {
+            int rc = copy_reply(&v->element[i], r->element[i], depth + 1);
+            if (rc < 0) return rc;
+        }
         return 0;
     default:   /* string, status, verbatim, double and big number as their text */
         v->type = RS_TREE_STRING;
@@ -232,12 +243,16 @@ int rs_command_reply(rs_store *store, int argc, const char **argv, const size_t 
     if (run_command(store, argc, argv, argvlen, flags, &reply, what, sizeof what, err) < 0)
         return -1;
     rs_reply *v = calloc(1, sizeof *v);
-    int rc = v ? copy_reply(v, reply) : -1;
+    int rc = v ? copy_reply(v, reply, 0) : -1;
     freeReplyObject(reply);
     if (rc < 0) {
         rs_reply_free(v);
-        rs_error_set(err, RS_ERR_NOMEM, 0, "%s ran, but its reply could not be kept: out of memory",
-                     what);
+        if (rc == -2)
+            rs_error_set(err, RS_ERR_SERVER, 0, "%s ran, but its reply is nested deeper than %d "
+                         "levels (no server sends that)", what, REPLY_DEPTH_MAX);
+        else
+            rs_error_set(err, RS_ERR_NOMEM, 0, "%s ran, but its reply could not be kept: out of "
+                         "memory", what);
         return -1;
     }
     *out = v;

@@ -169,6 +169,30 @@ int rs_lock_release(rs_store *store, const char *key, const char *owner, rs_erro
     return rc < 0 ? -1 : 0;
 }
 
+/* After an acquire whose reply was lost and whose resend failed (err:
+ * OOM, NOPERM, ... say nothing of the lost attempt, which may have taken
+ * the lock): the owner-checked refresh tells, as after a resend that
+ * finds the key taken, and renews the TTL whoever set it (a lock held
+ * since before this call must not be reported acquired with its old TTL).
+ * 1 ours; -1 with the resend's failure when not ours; RS_ERR_UNKNOWN when
+ * the refresh fails too. */
+static int lost_attempt_took(rs_store *store, const char *key, const char *owner, double ttl,
+                             rs_error *err)
+{
+    rs_error resend = *err;
+    int rc = refresh_owned(store, key, owner, ttl, err);
+    if (rc == 1) return 1;
+    if (rc < 0) {
+        char why[600];
+        snprintf(why, sizeof why, "a reply was lost, sending it again failed (%.250s) and the "
+                 "owner-checked refresh failed (%.250s)", resend.message, err->message);
+        rs_exec_unknown_because(err, "try_acquire_lock", resend.attempts + 1, why);
+        return -1;
+    }
+    *err = resend;
+    return -1;
+}
+
 int rs_lock_acquire(rs_store *store, const char *key, const char *owner, double ttl,
                     rs_error *err)
 {
@@ -185,10 +209,15 @@ int rs_lock_acquire(rs_store *store, const char *key, const char *owner, double 
      * sent again (it finds our own id when it had) and remembered. */
     int lost = rs_exec_rule(store, RS_OP_LOCK, "try_acquire_lock", RS_RETRY_UNSENT, 1, &cmd,
                             &reply, NULL, err) < 0;
-    if ((lost && err->kind != RS_ERR_UNKNOWN) ||
-        (lost && rs_exec(store, RS_OP_LOCK, "try_acquire_lock", 1, &cmd, &reply, err) < 0)) {
+    if (lost && err->kind != RS_ERR_UNKNOWN) {
         rs_metrics_count(store, RS_METRIC_LOCK_ERROR);
         return -1;
+    }
+    if (lost && rs_exec(store, RS_OP_LOCK, "try_acquire_lock", 1, &cmd, &reply, err) < 0) {
+        int rc = lost_attempt_took(store, key, owner, ttl, err);
+        rs_metrics_count(store, rc == 1 ? RS_METRIC_LOCK_ACQUIRED : RS_METRIC_LOCK_ERROR);
+        if (rc == 1) rs_metrics_locks_held(store, +1);
+        return rc == 1 ? 1 : -1;
     }
     int acquired = reply->type == REDIS_REPLY_STATUS;
     freeReplyObject(reply);

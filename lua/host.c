@@ -124,20 +124,61 @@ static const char *value_of(int opt)
     }
 }
 
+/* Words getopt_long's error for `word` (the argument it was reading) as
+ * the user wrote it: -c, or --config (glibc sets optopt for a long option
+ * too, so the word itself tells). A long option's optopt is its value when
+ * it was known but given a value it does not take, 0 when unknown or an
+ * ambiguous prefix. */
+static void bad_option(int opt, const char *word, char *what, size_t size)
+{
+    int is_long = strncmp(word, "--", 2) == 0;
+    int len = is_long ? (int)strcspn(word, "=") : 2;
+    char shown[110];
+    if (is_long || !optopt) snprintf(shown, sizeof shown, "%.*s", len > 100 ? 100 : len, word);
+    else snprintf(shown, sizeof shown, "-%c", optopt);
+    if (opt == ':') {
+        snprintf(what, size, "option %s needs %s", shown, value_of(optopt));
+        return;
+    }
+    if (is_long && optopt) {
+        snprintf(what, size, "option %s takes no value", shown);
+        return;
+    }
+    char could[200] = "";
+    int matches = 0;
+    for (const struct option *l = long_options; is_long && l->name; l++) {
+        if (len - 2 > 0 && strncmp(l->name, word + 2, (size_t)(len - 2)) == 0) {
+            size_t used = strlen(could);
+            snprintf(could + used, sizeof could - used, "%s--%s", matches++ ? ", " : "", l->name);
+        }
+    }
+    if (matches > 1) snprintf(what, size, "option %s is ambiguous (%s)", shown, could);
+    else snprintf(what, size, "unknown option %s", shown);
+}
+
 static int parse_args(int argc, char **argv, options *o)
 {
     o->sets = calloc((size_t)argc, sizeof *o->sets);
     if (!o->sets) return HOST_EXIT_FAILURE;
     opterr = 0;           /* our own messages, with the usage */
     optind = 1;
-    int opt;
-    char what[200];
-    while (!o->eval && (opt = getopt_long(argc, argv, short_options, long_options, NULL)) != -1) {
+    char what[300];
+    while (!o->eval) {
+        /* The word getopt reads now: optind stays on a bundle (-qx) until
+         * its last letter, so argv[optind - 1] after the call may be the
+         * word before it (a long option, or a value). */
+        int at = optind;
+        int opt = getopt_long(argc, argv, short_options, long_options, NULL);
+        if (opt == -1) break;
         switch (opt) {
         case 'c': o->config_file = optarg; break;
         case 'u': o->url = optarg; break;
         case 's': o->sets[o->nsets++] = optarg; break;
-        case 'e': o->eval = optarg; break;     /* what follows -e CODE is the code's */
+        case 'e':                              /* what follows -e CODE is the code's */
+            /* Empty (an unset $VAR): running nothing would exit 0. */
+            if (!*optarg) return usage_error("%s", "the Lua code of -e is empty");
+            o->eval = optarg;
+            break;
         case 'M': o->metrics = optarg; break;
         case 'v': o->verbose++; break;
         case 'q': o->quiet = 1; break;
@@ -145,21 +186,9 @@ static int parse_args(int argc, char **argv, options *o)
         case 'V': o->version = 1; break;
         case 'h': o->help = 1; break;
         case ':':
-        default: {
-            /* named as the user wrote it: -c, or --config (glibc sets optopt
-             * for a long option too, so the word itself tells) */
-            const char *word = argv[optind - 1];
-            int is_long = strncmp(word, "--", 2) == 0;
-            int len = is_long ? (int)strcspn(word, "=") : 2;
-            char shown[110];
-            if (is_long || !optopt) snprintf(shown, sizeof shown, "%.*s", len > 100 ? 100 : len, word);
-            else snprintf(shown, sizeof shown, "-%c", optopt);
-            if (opt == ':')
-                snprintf(what, sizeof what, "option %s needs %s", shown, value_of(optopt));
-            else
-                snprintf(what, sizeof what, "unknown option %s", shown);
+        default:
+            bad_option(opt, argv[at], what, sizeof what);
             return usage_error("%s", what);
-        }
         }
     }
     int i = optind;

@@ -465,7 +465,7 @@ static void record_error(parse_ctx *ctx, const char *fmt, ...)
  * (inih ignores the rest, so `[redis] url = x` would drop the setting). */
 static int header_tail_ok(const char *tail)
 {
-    while (*tail == ' ' || *tail == '\t') tail++;
+    while (isspace((unsigned char)*tail)) tail++;
     return *tail == '\0' || *tail == '\n' || *tail == ';' || *tail == '#';
 }
 
@@ -485,9 +485,13 @@ static char *read_line(char *str, int num, void *stream)
     char *line = str;
     if (ctx->at_line_start) {
         ctx->lineno++;
-        /* Section headers: inih does not report them, unknown ones are errors. */
+        /* Section headers: inih does not report them, unknown ones are errors.
+         * Skipped as inih skips them: a BOM on line 1 (a second one, when the
+         * file had two) and any isspace(), \f and \v too; else the header
+         * and the setting after it would pass unchecked. */
         const char *p = line;
-        while (*p == ' ' || *p == '\t') p++;
+        if (ctx->lineno == 1 && strncmp(p, "\xEF\xBB\xBF", 3) == 0) p += 3;
+        while (isspace((unsigned char)*p)) p++;
         if (*p == '[') {
             const char *end = strchr(p, ']');
             if (end) {
@@ -602,11 +606,12 @@ static char *read_normalised(FILE *f, const char *path, size_t *out_len, char *m
 {
     size_t cap = 4096, len = 0;
     char *raw = malloc(cap);
+    errno = 0;
     for (;;) {
         if (!raw) return failf(msg, msgsize, "%s: out of memory", path), NULL;
         len += fread(raw + len, 1, cap - len, f);
-        if (len < cap) break;
-        if (cap > FILE_MAX_BYTES) {
+        if (len < cap && len <= FILE_MAX_BYTES) break;
+        if (len > FILE_MAX_BYTES) {
             free(raw);
             return failf(msg, msgsize, "%s: larger than %d bytes: not a config file", path,
                          FILE_MAX_BYTES), NULL;
@@ -616,8 +621,10 @@ static char *read_normalised(FILE *f, const char *path, size_t *out_len, char *m
         raw = grown;
     }
     if (ferror(f)) {
+        int why = errno;   /* a directory opens, then fails to read: say so */
         free(raw);
-        return failf(msg, msgsize, "%s: cannot read config file", path), NULL;
+        return failf(msg, msgsize, "%s: cannot read config file%s%s", path, why ? ": " : "",
+                     why ? strerror(why) : ""), NULL;
     }
     char *text = malloc(len + 1);
     if (!text) {

@@ -3,8 +3,9 @@
 -- (bad JSON, bad base64, bytes that are not a BSON document, a ttl_ms
 -- Redis would refuse) is reported as file:line, nothing is written and
 -- the exit status is 2; so are a bad option and a command the server
--- refuses this user (checked after the lines, before the first write). A collection on two lines (an
--- export whose listing started over) takes the later line, with a warning.
+-- refuses this user (checked after the lines, before the first write). A
+-- collection on two lines (exports joined by hand) takes the later line,
+-- with a warning.
 -- Saves go out in pipelined batches (store:save_many); existing tokens are
 -- kept unless --overwrite (SET NX), so a re-run after an interruption is safe.
 --
@@ -263,8 +264,8 @@ for line in reread:lines() do
   local name, bytes, ttl = parse(line)
   if name == nil then changed("line " .. lineno .. ": " .. bytes) end
   if name and flagged[name] then
-    -- A listing that started over (server restart, failover) exports a
-    -- collection twice, the later line read later: it wins.
+    -- A collection twice in the input (exports joined by hand; one export
+    -- has each once): the later line read later wins.
     local earlier = held[name]
     if earlier then
       host.log("warn", string.format("import: %s:%d: collection '%s' again (first on line %d); "

@@ -8,6 +8,7 @@
 local rs = require "rigatoni_store"
 local servers = require "support.servers"
 local helpers = require "support.helpers"
+local proxy = require "support.proxy"
 
 local catch, assert_kind = helpers.catch_object, helpers.assert_kind
 
@@ -37,6 +38,9 @@ local REFUSED = {
   { "CLIENT", "REPLY", "OFF" }, { "client", "reply", "skip" }, { "CLIENT", "TRACKING", "on" },
   { "Client", "Caching", "yes" }, { "CLIENT", "NO-EVICT", "on" }, { "CLIENT", "NO-TOUCH", "on" },
   { "CLIENT", "SETNAME", "x" }, { "CLIENT", "SETINFO", "LIB-NAME", "x" },
+  -- the connection's next EVALSHA (a lock refresh) fails, its next EVAL
+  -- starts a debugging session
+  { "SCRIPT", "DEBUG", "YES" }, { "script", "debug", "sync" },
 }
 
 describe("store:command refuses what would change a pooled connection", function()
@@ -49,7 +53,7 @@ describe("store:command refuses what would change a pooled connection", function
       local err = catch(function() return store:command(table.unpack(argv)) end)
       assert_kind("config", err)
       local name = argv[1]:upper()
-      if name == "CLIENT" then name = "CLIENT " .. argv[2]:upper() end
+      if name == "CLIENT" or name == "SCRIPT" then name = name .. " " .. argv[2]:upper() end
       assert.matches(name, err.message, 1, true)
       assert.matches("pooled connection", err.message, 1, true)
       -- The server never saw it: no command stats for it, no error either.
@@ -74,7 +78,16 @@ describe("store:command refuses what would change a pooled connection", function
     assert.equal("2", srv:cli("-n", "0", "DBSIZE"))
   end)
 
-  it("ordinary CLIENT subcommands still run", function()
+  it("after SCRIPT DEBUG was refused, a lock's scripts still run", function()
+    assert.is_true(store:try_acquire_lock("cmd:lock", "me", 30))
+    assert_kind("config", catch(function() return store:command("SCRIPT", "DEBUG", "YES") end))
+    assert.is_true(store:refresh_lock("cmd:lock", "me", 30))
+    assert.is_true(store:release_lock("cmd:lock", "me"))
+    assert.equal("0", srv:cli("EXISTS", "cmd:lock"))
+  end)
+
+  it("ordinary CLIENT and SCRIPT subcommands still run", function()
+    assert.same({ "0" }, store:command("SCRIPT", "EXISTS", ("0"):rep(40)))
     assert.matches("^%d+$", store:command("CLIENT", "ID"))
     assert.matches("id=", store:command("client", "info"), 1, true)
   end)
@@ -121,6 +134,31 @@ describe("store:command returns every reply shape", function()
   it("error and status elements inside an array do not raise", function()
     local got = store:command("EVAL", "return {1, redis.error_reply('MY failure'), redis.status_reply('FINE'), {false}}", "0")
     assert.same({ "1", { err = "MY failure" }, "FINE", { false } }, got)
+  end)
+
+  it("the deepest reply a real server sends (an EVAL's nested tables) comes back whole", function()
+    local got = store:command("EVAL", "local t = {} for i = 1, 100000 do t = {t} end return t", "0")
+    local depth = 0
+    while type(got) == "table" and got[1] do depth, got = depth + 1, got[1] end
+    assert.is_true(depth > 5000, "depth " .. depth)
+  end)
+
+  it("a reply nested deeper than any server sends raises, and does not crash the process", function()
+    -- Through a proxy that wraps one reply in 200000 arrays: hiredis reads
+    -- and frees it, our copy must not recurse that deep. In a process of
+    -- its own, so that a crash fails this test only.
+    local p = proxy.start(srv)
+    local code, out, err = helpers.run_host {
+      "-u", p.url, "-e", ([[
+        store:command("PING")
+        local f = assert(io.open(%q, "w")) f:write("nest_once 200000\n") f:close()
+        local ok, e = pcall(store.command, store, "INCR", "nested")
+        print(ok, e.kind, e.message)
+        print(store:command("GET", "nested"))]]):format(p.control) }
+    p:stop()
+    assert.equal(0, code, err)
+    assert.matches("^false\tserver\tcommand INCR ran, but its reply is nested deeper than %d+ levels", out)
+    assert.matches("\n1\n$", out)
   end)
 
   it("an error reply at the top still raises", function()

@@ -177,8 +177,10 @@ describe("a lost reply whose outcome the store then proves", function()
     assert.equal("1", srv:cli("EXISTS", PREFIX .. "a01"))
   end)
 
+  -- command_timeout 1 s: the read-back that proves "not run" must itself
+  -- answer in time on a busy machine, or the outcome is rightly unknown.
   it("a delete proved not run with no attempt left raises its failure, not unknown", function()
-    local store <close> = store_for{ max_retries = 0 }
+    local store <close> = store_for{ max_retries = 0, command_timeout = 1 }
     store:save_raw("a01", token(1))
     p:set("hold_once", 2)                        -- the DEL never reaches the server
     local err = catch_object(store.delete_resume_token, store, "a01")
@@ -190,7 +192,7 @@ describe("a lost reply whose outcome the store then proves", function()
   end)
 
   it("save_many{nx=true} with the rest proved absent and no attempt left raises its failure, not unknown", function()
-    local store <close> = store_for{ max_retries = 0 }
+    local store <close> = store_for{ max_retries = 0, command_timeout = 1 }
     p:set("hold_once", 2)                        -- the batch never reaches the server
     local err = catch_object(store.save_many, store, { { "a01", token(1) }, { "a02", token(2) } },
                              { nx = true })
@@ -198,5 +200,112 @@ describe("a lost reply whose outcome the store then proves", function()
     assert.is_true(err.retryable)
     assert.same({ false, false }, err.written)
     assert.equal("0", srv:cli("DBSIZE"))
+  end)
+end)
+
+-- Review attacks on the above: a later round of an NX batch, error replies
+-- that repeat on every attempt, an ACL refusal of WAIT.
+describe("an NX batch whose later round fails", function()
+  local srv, p
+  setup(function()
+    srv = servers.redis{}
+    assert.equal("OK", srv:cli(table.unpack(USER)))
+    p = proxy.start(srv)
+  end)
+  teardown(function()
+    if p then p:stop() end
+    servers.stop_all()
+  end)
+  before_each(function()
+    srv:cli("FLUSHALL")
+    p:set("pass")
+  end)
+
+  local function store_for(opts)
+    local cfg = { url = p.url, command_timeout = 0.3, max_retries = 1, retry_base_delay = 0.01,
+                  retry_max_delay = 0.02 }
+    for k, v in pairs(opts or {}) do cfg[k] = v end
+    return rs.new(cfg)
+  end
+
+  -- err.written, where given, is each key's state on the server.
+  local function assert_written_true(err, names)
+    if err.written == nil then return end
+    for i, name in ipairs(names) do
+      assert.equal(tonumber(srv:cli("EXISTS", PREFIX .. name)) == 1, err.written[i],
+                   name .. ": err.written says the opposite of the server")
+    end
+  end
+
+  it("resent after a lost attempt, then short of acknowledgements, never calls its writes unwritten", function()
+    local store <close> = store_for{ wait_replicas = 1, wait_timeout = 0.05 }
+    p:set("hold_once", 2)            -- round 1 never reaches the server: both read back absent
+    local err = catch_object(store.save_many, store, { { "a01", token(1) }, { "a02", token(2) } },
+                             { nx = true })
+    assert.equal("server", err.kind, tostring(err))
+    assert.matches("acknowledged", err.message, 1, true)
+    assert.equal("2", srv:cli("DBSIZE"))          -- round 2 wrote both on the master
+    assert_written_true(err, { "a01", "a02" })
+  end)
+
+  local function held(store)
+    return tonumber(store:prometheus():match("\nrigatoni_locks_held_total (%d+)"))
+  end
+
+  it("a lock whose SET NX ran, reply lost, and whose resend is refused (OOM) is reported held, not failed", function()
+    local store <close> = store_for{ command_timeout = 0.6 }
+    assert.is_true(store:try_acquire_lock("rigatoni:lock:warm", "me", 30))   -- scripts loaded
+    assert.is_true(store:release_lock("rigatoni:lock:warm", "me"))
+    p:set("stall_once", 0)                       -- the SET NX runs, its reply is lost
+    -- While the store waits for that reply, memory runs out: the resend is refused.
+    os.execute("(sleep 0.2; " .. srv:cli_prefix() .. " CONFIG SET maxmemory 1) >/dev/null 2>&1 &")
+    local ok, res = pcall(store.try_acquire_lock, store, "rigatoni:lock:a", "me", 30)
+    srv:cli("CONFIG", "SET", "maxmemory", "0")
+    assert.equal("me", srv:cli("GET", "rigatoni:lock:a"))
+    assert.is_true(ok, "the lock is ours on the server, the call said: " .. tostring(res))
+    assert.is_true(res)
+    assert.equal(1, held(store))
+    assert.is_true(store:release_lock("rigatoni:lock:a", "me"))
+    assert.equal(0, held(store))
+  end)
+
+  it("an NX batch refused (READONLY) in every round reports every attempt it made", function()
+    local replica = servers.redis{}
+    replica:cli("REPLICAOF", "127.0.0.1", tostring(servers.closed_port()))
+    local rp = proxy.start(replica)
+    local store <close> = store_for{ url = rp.url, max_retries = 2 }
+    local items = {}
+    for i = 1, 6 do items[i] = { string.format("a%02d", i), token(i) } end
+    rp:set("cut_lines_once", "2 " .. PREFIX .. "a01")     -- round 1: 1 attempt, cut
+    local err = catch_object(store.save_many, store, items, { nx = true })
+    rp:stop()
+    assert.equal("server", err.kind, tostring(err))
+    assert.is_true(err.retryable)
+    assert.matches("READONLY", err.message, 1, true)
+    assert.same({ false, false, false, false, false, false }, err.written)
+    -- Round 2 is sent 3 times (max_retries = 2), all READONLY: 4 in all.
+    assert.equal(4, err.attempts)
+    assert.matches("after 4 attempts", err.message, 1, true)
+  end)
+
+  it("a durable save whose WAIT alone is refused says it ran on the master", function()
+    assert.equal("OK", srv:cli("ACL", "SETUSER", "nowait", "reset", "on", ">nw-pw", "~*",
+                               "+@all", "-wait"))
+    local store <close> = store_for{ url = "redis://nowait:nw-pw@127.0.0.1:" .. p.port,
+                                     wait_replicas = 1, wait_timeout = 0.05 }
+    local err = catch_object(store.save_raw, store, "a01", token(1))
+    assert.equal("auth", err.kind, tostring(err))
+    assert.matches("NOPERM", err.message, 1, true)
+    assert.equal("1", srv:cli("EXISTS", PREFIX .. "a01"))
+    assert.matches("ran on the master", err.message, 1, true)
+    -- A write refused too: nothing claims it was written.
+    err = catch_object(store.save_many, store, { { "a02", token(2) } })
+    assert.matches("ran on the master", err.message, 1, true)
+    srv:cli("CONFIG", "SET", "maxmemory", "1")
+    err = catch_object(store.save_many, store, { { "a03", token(3) } })
+    srv:cli("CONFIG", "SET", "maxmemory", "0")
+    assert.matches("OOM", err.message, 1, true)
+    assert.not_matches("ran on the master", err.message, 1, true)
+    assert.equal("0", srv:cli("EXISTS", PREFIX .. "a03"))
   end)
 end)

@@ -83,6 +83,13 @@ describe("rigatoni-store host", function()
       code, _, err = run { "-u", srv.url, "cleanup", "--older", "30d", "--s", "1d" }
       assert.equal(2, code)
       assert.matches("option %-%-s is ambiguous %(%-%-set%-ttl, %-%-stream%)", err)
+      -- --help is an option like the others: a prefix of it is help too
+      code, out, err = run { "-u", srv.url, "list", "--hel" }
+      assert.equal(0, code, err)
+      assert.matches("usage: rigatoni%-store .* list", out)
+      code, _, err = run { "-u", srv.url, "list", "--help=x" }
+      assert.equal(2, code)
+      assert.matches("%-%-help takes no value", err)
       code, _, err = run { "-u", srv.url, "list", "--", "extra" }
       assert.equal(2, code)
       assert.matches("unexpected argument 'extra'", err)
@@ -96,6 +103,30 @@ describe("rigatoni-store host", function()
       code, _, err = run { "-x" }
       assert.equal(2, code)
       assert.matches("unknown option %-x", err)
+    end)
+
+    it("a bad option is named as written, whatever came before it", function()
+      -- an unknown flag inside a bundle, after a long option (or a value)
+      local code, _, err = run { "--verbose", "-xq", "-e", "print(1)" }
+      assert.equal(2, code)
+      assert.matches("unknown option %-x\n", err)
+      code, _, err = run { "-c", "--odd-name", "-qx", "-e", "print(1)" }
+      assert.equal(2, code)
+      assert.matches("unknown option %-x\n", err)
+      assert.not_matches("odd", err, 1, true)
+      -- a known flag given a value, and an ambiguous prefix
+      code, _, err = run { "--help=x" }
+      assert.equal(2, code)
+      assert.matches("option %-%-help takes no value", err)
+      -- empty code (an unset $VAR in a cron line) would run nothing and exit 0
+      for _, args in ipairs{ { "-e", "" }, { "--eval=" }, { "-qe", "", "x" } } do
+        code, _, err = run(args)
+        assert.equal(2, code, table.concat(args, " "))
+        assert.matches("the Lua code of %-e is empty", err)
+      end
+      code, _, err = run { "--ver" }
+      assert.equal(2, code)
+      assert.matches("option %-%-ver is ambiguous %(%-%-verbose, %-%-version%)", err)
     end)
 
     it("an unknown script is a usage error (exit 2)", function()

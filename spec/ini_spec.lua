@@ -129,11 +129,54 @@ describe("INI section headers", function()
     end)
   end
 
+  -- inih skips a BOM on line 1 and any isspace() before '[': a second BOM
+  -- (files concatenated) or a form feed must not hide the header's tail.
+  for _, case in ipairs{ { "a second byte order mark", "\xEF\xBB\xBF\xEF\xBB\xBF", 1 },
+                         { "a form feed", "; settings\n\f", 2 },
+                         { "a vertical tab", "; settings\n\v", 2 } } do
+    it(("a header with a setting after %s is an error naming file:line"):format(case[1]), function()
+      local code, out, err, path = show(case[2] .. "[redis] key_prefix = hidden\n", "config.key_prefix")
+      assert.equal(2, code)
+      assert.equal("", out)
+      assert.matches(path .. ":" .. case[3] .. ": ", err, 1, true)
+      assert.matches("after the section header", err, 1, true)
+    end)
+  end
+
   it("a comment after a section header is fine", function()
     local code, out, err = show("[redis] ; the server\nkey_prefix = a\n[log]\t# quiet\nlevel = error\n",
                                 "config.key_prefix, config.log_level")
     assert.equal(0, code, err)
     assert.equal("a\terror\n", out)
+  end)
+end)
+
+describe("INI files that are not files", function()
+  it("a file over 1 MiB is refused, one of exactly 1 MiB is read", function()
+    local head = "[redis]\nkey_prefix = big\n"
+    local comments = {}
+    local size = #head
+    while size < 1048576 do
+      local line = "; " .. ("x"):rep(math.min(97, 1048576 - size - 3)) .. "\n"
+      comments[#comments + 1] = line
+      size = size + #line
+    end
+    local body = head .. table.concat(comments)
+    assert.equal(1048576, #body)
+    local code, out, err = run { "-c", ini(body), "-e", "print(config.key_prefix)" }
+    assert.equal(0, code, err)
+    assert.equal("big\n", out)
+    code, out, err = run { "-c", ini(body .. ";"), "-e", "print(config.key_prefix)" }
+    assert.equal(2, code)
+    assert.equal("", out)
+    assert.matches("larger than 1048576 bytes", err, 1, true)
+  end)
+
+  it("a directory as config is an error saying why", function()
+    local code, out, err = run { "-c", tmpdir, "-e", "print('ran')" }
+    assert.equal(2, code)
+    assert.equal("", out)
+    assert.matches(tmpdir .. ": cannot read config file: Is a directory", err, 1, true)
   end)
 end)
 

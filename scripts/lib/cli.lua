@@ -58,7 +58,7 @@ end
 
 -- Compare-and-delete of the bytes a walk saw: "deleted"; "changed" (other
 -- bytes are there now: kept); or "gone" (deleted by someone else first,
--- or by this run when the walk listed it twice). A delete that did not
+-- a walk lists each name once, so never by this run). A delete that did not
 -- run says only "not deleted": the read after it tells which.
 function M.delete_if_unchanged(store, name, bytes)
   if store:delete_resume_token(name, { if_value = bytes }) then return "deleted" end
@@ -153,6 +153,9 @@ function M.parse(argv, spec)
   local function bad(msg)
     M.usage_error(spec.name .. ": " .. msg .. " (" .. spec.name .. " --help for usage)")
   end
+  -- --help takes part in prefix matching, as in getopt_long: --hel is help.
+  local names = { help = "flag" }
+  for k, v in pairs(spec.options) do names[k] = v end
   while i <= #argv do
     local a = argv[i]
     if a == "-h" or a == "--help" then
@@ -166,7 +169,12 @@ function M.parse(argv, spec)
     local name, inline = a:match("^%-%-([%w%-]+)=(.*)$")
     if not name then name = a:match("^%-%-([%w%-]+)$") end
     if not name then bad("unexpected argument '" .. a .. "'") end
-    name = M.option_name(spec.options, name, bad)
+    name = M.option_name(names, name, bad)
+    if name == "help" then
+      if inline then bad("--help takes no value") end
+      io.write(spec.usage)
+      return nil
+    end
     local kind = spec.options[name]
     local key = name:gsub("%-", "_")
     if kind == "flag" then

@@ -19,6 +19,9 @@
  *               both sides and turn to pass (a pipeline cut after N
  *               replies); with WORD, only on the connection whose request
  *               next contains WORD, counted from that request's replies
+ *   nest_once N  wrap the next reply chunk in N one-element arrays
+ *               ("*1\r\n" N times before it), then pass (a reply nested
+ *               deeper than any real server sends)
  *   reset_once  reset the next client connection when its first bytes
  *               arrive (none relayed: a TLS handshake cut), then pass
  * and one mode that applies to requests (client to server) instead:
@@ -274,6 +277,16 @@ static int relay(int i, int from_server)
         return -1;
     }
     lines_relayed = 0;
+    if (strcmp(mode, "nest_once") == 0) {
+        set_mode("pass");
+        size_t levels = arg > 0 ? (size_t)arg : 0;
+        char *nest = malloc(levels * 4 + 1);
+        if (!nest) return -1;
+        for (size_t k = 0; k < levels; k++) memcpy(nest + k * 4, "*1\r\n", 4);
+        int rc = send_all(to, nest, levels * 4);
+        free(nest);
+        return rc < 0 ? -1 : send_all(to, buf, (size_t)n);
+    }
     if (strcmp(mode, "cut") == 0 || strncmp(mode, "stall", 5) == 0) {
         size_t keep = arg < (double)n ? (size_t)arg : (size_t)n;
         if (send_all(to, buf, keep) < 0) return -1;
