@@ -252,11 +252,12 @@ end
 -- (mirrors learns theirs), the others are handled as they come unless
 -- mirrors names them. Without mirrors (the one-walk plan) it stops at the
 -- first stream key and returns false.
+local counts = {}   -- the token walk's: not_strings
 local function walk_tokens(units, mirrors)
   -- TTLs (a PTTL per key) only when --set-ttl looks at them; a batch
   -- per step, with the cluster times read in C.
   for names, values, ttls, times, n in store:token_batches { match = opts.match or "*", batch = opts.batch,
-                                                             ttl = opts.set_ttl ~= nil } do
+                                                             ttl = opts.set_ttl ~= nil, counts = counts } do
     for i = 1, n do
       local collection, bytes, ttl = names[i], values[i], cli.known_ttl(ttls[i], "cleanup")
       local st = streams.stream(collection, bytes, ttl)
@@ -322,7 +323,8 @@ end
 if unknown > 0 then parts[#parts + 1] = fmt("%d of unknown age kept", unknown) end
 cli.summary(fmt("cleanup%s%s: %s; %d scanned in %.2f s%s", apply and "" or " (plan)",
                 ran and "" or " (stopped)", table.concat(parts, ", "), scanned,
-                progress.elapsed(), apply and "" or "; nothing changed (add --yes to apply)"))
+                progress.elapsed(), apply and "" or "; nothing changed (add --yes to apply)") ..
+            cli.not_tokens(counts))
 if not ran then
   cli.walk_failed("cleanup", why, apply and "the counts above are what was done before it stopped"
                                        or "the plan above is incomplete")
