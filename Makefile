@@ -90,10 +90,12 @@ $(BUILD)/librigatoni_store.so: $(BUILD)/$(SOREAL)
 $(BUILD)/rigatoni_store.so: $(MOD_OBJ) $(BUILD)/librigatoni_store.a
 	$(CC) $(LIBFLAG) $(SAN) $(CFLAGS) $(LDFLAGS) -o $@ $(MOD_OBJ) $(BUILD)/librigatoni_store.a $(LIBS)
 
-# The host binary: the module linked in, so scripts need no .so on disk.
+# The host binary: the module linked in, so scripts need no .so on disk;
+# libmicrohttpd serves `serve`'s /metrics (lua/host_http.c).
+$(BUILD)/obj/lua/host_http.o: ALL_CFLAGS += $(shell $(PKGCONFIG) --cflags libmicrohttpd)
 $(BUILD)/rigatoni-store: $(HOST_OBJ) $(MOD_OBJ) $(BUILD)/librigatoni_store.a
 	$(CC) $(SAN) $(CFLAGS) $(LDFLAGS) -o $@ $(HOST_OBJ) $(MOD_OBJ) $(BUILD)/librigatoni_store.a \
-	    $(if $(LUA_LIBDIR),-L$(LUA_LIBDIR)) $(shell $(PKGCONFIG) --libs lua5.4 inih) $(LIBS)
+	    $(if $(LUA_LIBDIR),-L$(LUA_LIBDIR)) $(shell $(PKGCONFIG) --libs lua5.4 inih libmicrohttpd) $(LIBS)
 
 # The Lua side, what the rockspec builds: the module, the host, the man page.
 .PHONY: rock install-lib install-rock uninstall FORCE

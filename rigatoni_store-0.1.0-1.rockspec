@@ -24,7 +24,7 @@ store: resume tokens as raw BSON under rigatoni:resume_token:<collection>,
 and Rigatoni 0.2 distributed locks. Standalone Redis, Sentinel or Cluster,
 TLS, ACL users, retries, WAIT-durable saves, metrics. Comes with the
 rigatoni-store host and its maintenance scripts (list, export, import,
-migrate, cleanup, locks, stats), documented in rigatoni-store(1).
+migrate, cleanup, locks, stats, serve), documented in rigatoni-store(1).
 ]],
   labels = { "redis", "mongodb", "cdc", "rigatoni" },
   license = "MIT",
@@ -43,6 +43,7 @@ external_dependencies = {
   LIBBSON = { header = "libbson-1.0/bson/bson.h", library = "bson-1.0" },
   OPENSSL = { header = "openssl/ssl.h", library = "ssl" },
   INIH = { header = "ini.h", library = "inih" },
+  MICROHTTPD = { header = "microhttpd.h", library = "microhttpd" },   -- serve's HTTP side
 }
 
 build = {

@@ -304,6 +304,24 @@ int rs_cluster_node_address(rs_store *store, const rs_pool *pool, char *buf, siz
     return found;
 }
 
+size_t rs_cluster_master_addresses(rs_store *store, rs_pool **pools, char (*addresses)[300],
+                                   size_t max)
+{
+    rs_cluster *cl = store->cluster;
+    int serves[MAX_NODES] = {0};
+    size_t n = 0;
+    pthread_rwlock_rdlock(&cl->map_lock);
+    for (int s = 0; s < NSLOTS; s++)
+        if (cl->slots[s] >= 0) serves[cl->slots[s]] = 1;
+    for (int i = 0; i < cl->nnodes && n < max; i++) {
+        if (!serves[i]) continue;
+        pools[n] = cl->nodes[i]->pool;
+        snprintf(addresses[n++], 300, "%s:%d", cl->nodes[i]->host, cl->nodes[i]->port);
+    }
+    pthread_rwlock_unlock(&cl->map_lock);
+    return n;
+}
+
 void rs_cluster_pool_stats(rs_cluster *cl, rs_pool_stats *out)
 {
     memset(out, 0, sizeof *out);

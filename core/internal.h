@@ -336,6 +336,10 @@ size_t rs_cluster_masters(rs_store *store, rs_pool **pools, int *slots, size_t m
 /* "host:port" of the cluster node behind `pool` into buf; 0 when the pool
  * is not one of the map's. */
 int rs_cluster_node_address(rs_store *store, const rs_pool *pool, char *buf, size_t size);
+/* The masters of the slot map with their "host:port" (node_info.c labels
+ * each node's INFO with it). */
+size_t rs_cluster_master_addresses(rs_store *store, rs_pool **pools, char (*addresses)[300],
+                                   size_t max);
 #define RS_CLUSTER_SLOTS 16384
 /* Reads the slot map again, now, and copies it: owners[s] is the pool of
  * the master serving slot s (NULL when none) for each of the

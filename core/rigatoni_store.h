@@ -334,6 +334,20 @@ typedef struct rs_master_identity {
 int rs_store_identity(rs_store *store, rs_master_identity *masters, size_t max, int *db,
                       rs_error *err);
 
+/* INFO of every master the store reaches, for monitoring (`serve`): one
+ * for standalone and Sentinel (address "", the store's own server), each
+ * master of the slot map for a cluster (address "host:port"). */
+typedef struct rs_node_info {
+    char address[300];
+    char *info;              /* the INFO text (default sections), rs_free it */
+    size_t info_len;
+} rs_node_info;
+
+/* Fills nodes[0..n) and returns n (at most max), or -1 with err (nothing
+ * to free then): a server (or auth) error when INFO is refused. The
+ * caller rs_free()s each nodes[i].info. */
+int rs_store_node_info(rs_store *store, rs_node_info *nodes, size_t max, rs_error *err);
+
 /* What each master says about itself, for `stats`: DBSIZE and INFO. A
  * figure the server refused (an ACL without DBSIZE or INFO) is unknown:
  * -1, or "" for text. */

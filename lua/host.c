@@ -61,7 +61,7 @@ static const char help_text[] =
     "  -h, --help          this help\n"
     "\n"
     "SCRIPT is a file (a path, or a name ending in .lua) or a bundled script:\n"
-    "  list, export, import, migrate, cleanup, locks, stats  (SCRIPT --help for each)\n"
+    "  list, export, import, migrate, cleanup, locks, stats, serve  (SCRIPT --help for each)\n"
     "\n"
     "Without a config, url is redis://127.0.0.1:6379. Exit status: 0 ok,\n"
     "1 runtime failure, 2 usage or config error, 130/143/129 stopped by\n"
@@ -471,7 +471,7 @@ static int run_lua(const options *o, host_conf *hc, const char *scripts_dir, con
         if (!path) {
             fprintf(stderr,
                     PROG ": unknown script '%s': neither a file nor a bundled script "
-                         "(list, export, import, migrate, cleanup, locks, stats%s)\n",
+                         "(list, export, import, migrate, cleanup, locks, stats, serve%s)\n",
                     o->script, scripts_dir ? "" : "; no scripts directory was found");
             lua_close(L);
             return HOST_EXIT_USAGE;

@@ -5,7 +5,8 @@
  * `file:line`); host_env.c gives a Lua state the script environment
  * (`rs`, lazy `store`, `config`, `host`, `arg`); host_metrics.c writes
  * --metrics; host_files.c the temporary files and output paths of the
- * scripts; host_signal.c turns SIGINT/SIGTERM into a clean stop; host.c is
+ * scripts; host_signal.c turns SIGINT/SIGTERM into a clean stop;
+ * host_http.c is the HTTP server of `serve`; host.c is
  * the command line, running a script and turning errors into exit codes.
  */
 #ifndef RS_HOST_H
@@ -80,6 +81,11 @@ const char *host_log_level_name(int level);
  * still open) to `path` ("-": stdout) in the Prometheus text format.
  * 0, or -1 after printing why on stderr. */
 int host_metrics_write(lua_State *L, const char *path, const host_conf *hc);
+
+/* ---- serve's HTTP server (host_http.c) ---- */
+
+/* Registers the server's metatable and pushes host.http_server. */
+void host_http_open(lua_State *L);
 
 /* ---- the script environment (host_env.c) ---- */
 

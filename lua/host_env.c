@@ -7,7 +7,8 @@
  * print help or parse options never touch Redis; the host closes it when
  * the Lua state closes. `config` is a masked text view of the effective
  * options, `host` what the process knows (tty, -q, -v, log level) plus
- * host.open_store for scripts that need a second store (migrate).
+ * host.open_store for scripts that need a second store (migrate), and
+ * host.http_server for `serve` (host_http.c).
  * The bundled scripts directory is put first on package.path, so scripts
  * share helpers with `require "lib.cli"`.
  */
@@ -222,6 +223,8 @@ static void push_host_table(lua_State *L, host_env *env)
     }
     lua_pushliteral(L, RS_VERSION);
     lua_setfield(L, -2, "version");
+    host_http_open(L);
+    lua_setfield(L, -2, "http_server");
 }
 
 /* ---------------------------------------------------------------------

@@ -1258,6 +1258,52 @@ static int store_server_figures(lua_State *L)
     return 1;
 }
 
+/* store:node_info() -> {{node = "host:port" (a cluster only), info = text}, ...}:
+ * INFO of every master (rs_store_node_info), for `serve`. The texts wait
+ * in a userdata whose __gc frees them, so a raised error leaks none. */
+#define NODE_INFO_MAX 1024
+#define NODE_INFO_MT "rigatoni_store.node_info_buffer"
+typedef struct node_info_buffer {
+    size_t n;
+    rs_node_info nodes[NODE_INFO_MAX];
+} node_info_buffer;
+
+static int node_info_buffer_gc(lua_State *L)
+{
+    node_info_buffer *buf = lua_touserdata(L, 1);
+    for (size_t i = 0; i < buf->n; i++) rs_free(buf->nodes[i].info);
+    buf->n = 0;
+    return 0;
+}
+
+static int store_node_info(lua_State *L)
+{
+    rs_store *store = check_store(L);
+    node_info_buffer *buf = lua_newuserdatauv(L, sizeof *buf, 0);
+    buf->n = 0;
+    if (luaL_newmetatable(L, NODE_INFO_MT)) {
+        lua_pushcfunction(L, node_info_buffer_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    rs_error err = {0};
+    int n = rs_store_node_info(store, buf->nodes, NODE_INFO_MAX, &err);
+    if (n < 0) return rs_lua_raise(L, &err);
+    buf->n = (size_t)n;
+    lua_createtable(L, n, 0);
+    for (int i = 0; i < n; i++) {
+        lua_createtable(L, 0, 2);
+        if (buf->nodes[i].address[0]) {
+            lua_pushstring(L, buf->nodes[i].address);
+            lua_setfield(L, -2, "node");
+        }
+        lua_pushlstring(L, buf->nodes[i].info, buf->nodes[i].info_len);
+        lua_setfield(L, -2, "info");
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    return 1;
+}
+
 static const luaL_Reg store_methods[] = {
     {"save_resume_token", store_save_resume_token},
     {"get_resume_token", store_get_resume_token},
@@ -1278,6 +1324,7 @@ static const luaL_Reg store_methods[] = {
     {"ping", store_ping},
     {"command", store_command},
     {"server_identity", store_server_identity},
+    {"node_info", store_node_info},
     {"server_figures", store_server_figures},
     {"stats", store_stats},
     {"reset_stats", store_reset_stats},

@@ -17,6 +17,11 @@ PKGS="$PKGS prometheus bsdutils"
 PKGS="$PKGS luarocks man-db groff-base"
 # Debian packages (make deb, spec/packaging_spec.lua): build, lintian, hardening-check.
 PKGS="$PKGS dpkg-dev debhelper lintian devscripts"
+# `serve` (lua/host_http.c) links libmicrohttpd; spec/serve_spec.lua scrapes
+# it with curl and checks it with promtool and a real Prometheus server
+# (Debian's prometheus, about 100 MB installed: it is in `make deps`, not
+# `make bench-deps`, because `make test` runs those specs).
+PKGS="$PKGS libmicrohttpd-dev prometheus curl"
 # Valkey 8, the second server the specs run on (spec/run-tests.sh); kept
 # apart from PKGS because not every distribution has it (Debian 12: only in
 # bookworm-backports).
