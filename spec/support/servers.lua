@@ -37,7 +37,10 @@
 
 local M = {}
 
-local PORT_MIN, PORT_MAX = 20000, 50000
+-- Below Linux's ephemeral range (32768-60999), where another process's
+-- client socket may hold a port we found free; the cluster bus (port +
+-- 10000) stays below it too.
+local PORT_MIN, PORT_MAX = 10000, 22000
 local START_TIMEOUT = 20.0   -- seconds until the server must answer (polled; a busy machine is slow)
 local STOP_TIMEOUT = 5.0     -- seconds after SIGTERM before SIGKILL
 local BIND_ATTEMPTS = 20
@@ -257,7 +260,7 @@ function Server:command_line()
     argv[#argv + 1] = "yes"
   end
   if self.cluster then
-    -- The cluster bus listens on port + 10000 (free below 55535 here).
+    -- The cluster bus listens on port + 10000 (below 32768 here).
     -- Replicas sync at once (no 5 s wait for more replicas to share a
     -- diskless transfer): tests wait for every replica's link.
     for _, a in ipairs{ "--cluster-enabled", "yes", "--cluster-config-file",
