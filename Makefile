@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # rigatoni_store -- build, install, deps, test, bench, demo.
 #
 #   make            library (static + shared), Lua module

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- LuaRocks build of rigatoni_store: `luarocks --lua-version 5.4 make --tree DIR`
 -- in a clone. The Makefile does the work (targets `rock` and `install-rock`):
 -- the module goes to the tree's lib/lua/5.4/, the rigatoni-store host to its

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* batch.c -- many tokens per round trip, and the careful single-key edits
  * that maintenance tools need (give a TTL, delete only an unchanged value).
  *

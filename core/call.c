@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* call.c -- a store call: routed, recorded, made durable or verified.
  *
  * The routing seam: a call goes to the cluster (cluster.c, which routes

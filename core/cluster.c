@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* cluster.c -- Redis Cluster: slot map, routing, redirections.
  *
  * The slot map (16384 slots -> master node) is read with CLUSTER SLOTS from

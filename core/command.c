@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* command.c -- store:command: one caller-given command on a pooled
  * connection.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* config.c -- the options of a store, their defaults and validation.
  *
  * One table describes every option: name, type, where it lives in

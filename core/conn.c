@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* conn.c -- opening one ready-to-use Redis connection.
  *
  * Ready means: TCP connected within connection_timeout, command timeout set,

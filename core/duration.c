@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* duration.c -- the one duration grammar of the project.
  *
  * INI values, `-s section.key=value`, every script option and the Lua

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* error.c -- rs_error: what went wrong, in one masked line.
  *
  * Messages are built from our own text plus hosts, ports and server replies;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* exec.c -- running a pipeline on one pool under the retry policy.
  *
  * Every store operation is a short pipeline of argv commands (binary safe:

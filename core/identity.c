@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* identity.c -- which data set a store works on, told by the servers.
  *
  * Two URLs that differ as text (localhost vs 127.0.0.1, "/0", a Sentinel

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* internal.h -- what the files of the core share; not installed.
  *
  * The core is cut by concern: error.c (rs_error), log.c (log lines),

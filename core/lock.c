@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* lock.c -- distributed locks compatible with Rigatoni 0.2, fenced saves,
  * and a C lease kept alive by a background thread.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* log.c -- process-wide, leveled, masked log lines.
  *
  * The level is an atomic so that the hot path ("is debug on?") takes no

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* metrics.c -- what a store has done: calls, errors, retries, latencies.
  *
  * Every call through rs_exec is recorded once, under its operation kind

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* node_figures.c -- what each master says about itself, for `stats`.
  *
  * In a cluster the keys and the memory are spread over the masters, so a

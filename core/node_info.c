@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* node_info.c -- INFO of every master a store reaches, for monitoring.
  *
  * The exporter (`rigatoni-store serve`) reports Redis-side figures per

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* nosigpipe.c -- writes that never end the process with SIGPIPE.
  *
  * Writing to a connection the server has closed (a kill, a maxclients

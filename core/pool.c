@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* pool.c -- a bounded, thread-safe pool of Redis connections.
  *
  * Connections are created lazily, up to pool_size. A caller that finds none

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* resp.c -- a whole pipeline in RESP, appended to a connection at once.
  *
  * hiredis formats each command into its own buffer (a printf-style pass

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* retry.c -- which failures are worth another attempt, and when.
  *
  * Retryable: I/O errors, timeouts, lost connections, and the server replies

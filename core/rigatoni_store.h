@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* rigatoni_store.h -- the public C API of librigatoni_store.
  *
  * A Redis state store for Rigatoni CDC pipelines: resume tokens are kept

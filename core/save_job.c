@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* save_job.c -- rs_save_many (and its read-back) on a thread of its own.
  *
  * migrate waits on the target for most of its run: each batch is written

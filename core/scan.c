@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* scan.c -- streaming listing of tokens: SCAN + MGET (+ PTTL), batch by batch.
  *
  * Never KEYS: SCAN walks the keyspace in steps without blocking the server.

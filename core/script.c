@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* script.c -- server-side scripts run by EVALSHA, loaded again on NOSCRIPT.
  *
  * Owner checks and compare-and-delete must be atomic on the server, so they

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* seen_set.c -- the names a walk has listed, so that it lists each once.
  *
  * A walk may meet a name twice (it starts over from SCAN cursor 0 after a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* seen_set.h -- a set of byte strings kept as keyed 128-bit fingerprints
  * (seen_set.c). One owner at a time: not thread safe by itself. */
 #ifndef RS_SEEN_SET_H

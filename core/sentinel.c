@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* sentinel.c -- finding the master through Redis Sentinel.
  *
  * Several hosts in the URL are Sentinel nodes. Discovery asks them

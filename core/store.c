@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* store.c -- the resume-token operations, byte compatible with Rigatoni.
  *
  * Key:   <key_prefix>:<collection>

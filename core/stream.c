@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* stream.c -- the names Rigatoni 0.2 pipelines give their resume tokens.
  *
  * A Rust pipeline does not save under "<prefix>:<collection>": it hands the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tls.c -- TLS for rediss:// connections, on OpenSSL through hiredis_ssl.
  *
  * We build the SSL_CTX ourselves (rather than hiredis' redisSSLContext) to

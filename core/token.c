@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* token.c -- checks on resume-token bytes (BSON), and their cluster time.
  *
  * A token travels as the raw BSON bytes Rigatoni writes (bson::to_vec), so

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* ttl.c -- the TTL range: Redis's own, checked in one place.
  *
  * Redis (and Valkey) take any TTL whose expiry instant, in Unix

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* url.c -- parsing and masking of redis:// and rediss:// URLs.
  *
  * Accepted: scheme://[user[:password]@]host[:port][,host[:port]...][/db]

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* host.c -- `rigatoni-store`: run maintenance scripts against the store.
  *
  *   rigatoni-store [-c FILE] [-u URL] [-s section.key=value]... [-v|-q] [--metrics FILE|-]

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* host.h -- what the files of the `rigatoni-store` host share (internal).
  *
  * The host is cut into these concerns: host_conf.c builds the effective

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* host_conf.c -- the host's configuration: INI file, -s and -u, defaults.
  *
  * One pass of inih over the file (after a check of its line lengths); each

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* host_env.c -- the environment a script runs in.
  *
  * The module is linked into the host and registered as

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* host_files.c -- the files a script writes: temporary files that never
  * outlive the run, and what an output path really is.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* host_http.c -- the HTTP side of `rigatoni-store serve` (scripts/serve.lua).
  *
  *   local srv = host.http_server{ listen = "127.0.0.1:9393", stall = 1 }

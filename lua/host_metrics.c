@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* host_metrics.c -- `--metrics FILE|-`: the store's metrics when the script ends.
  *
  * Written after the script returned or failed (a failed run's retries and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* host_signal.c -- SIGINT, SIGTERM and SIGHUP stop a script cleanly.
  *
  * The handler only records the signal and sets a Lua hook on the script's

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* rs_bson_lua.c -- BSON <-> Lua for the rigatoni_store module.
  *
  * Resume tokens are BSON documents and must survive a trip through Lua

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* rs_error_lua.c -- failures as structured Lua error objects.
  *
  * Every failure of the module raises a table {kind, message, retryable,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* rs_lock_lua.c -- Rigatoni 0.2 locks and leases for Lua.
  *
  * Store methods mirror the Rust API (try_acquire_lock, refresh_lock,

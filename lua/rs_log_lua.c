@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* rs_log_lua.c -- the core's log lines, delivered to a Lua function.
  *
  *   rs.set_log_handler(function(level, message) ... end)   -- nil: back to stderr

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* rs_lua.h -- what the files of the Lua module share (internal).
  *
  * The module is cut into one file per concern: rs_module.c (the library

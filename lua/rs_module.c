@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* rs_module.c -- the `rigatoni_store` Lua library: rs.new, rs.config, and
  * the small functions of the library table.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* rs_options_lua.c -- the options tables of the bindings, checked.
  *
  * A binding that takes an options table ({lock =, owner =}, {match =, ...})

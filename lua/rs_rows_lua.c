@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* rs_rows_lua.c -- the JSON rows of `list` and the lines of `export`, in C.
  *
  * Formatted per token in Lua, these rows cost more than the whole Redis

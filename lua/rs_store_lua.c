@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* rs_store_lua.c -- the store userdata: resume-token operations for Lua.
  *
  * The userdata is created closed (store == NULL) before the core store is

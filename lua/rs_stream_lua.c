@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* rs_stream_lua.c -- rs.stream_key, rs.stream_mirror_key, rs.parse_stream_key:
  * the collection names a Rigatoni 0.2 pipeline resumes from (core/stream.c).
  *

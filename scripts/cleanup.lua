@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- cleanup -- removes stale resume tokens, or gives a TTL to tokens that
 -- have none (the "memory growth" fix from the Rigatoni guide: tokens of
 -- dropped collections otherwise stay forever). Age is the cluster time

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- export -- every token as one JSON line: collection, the exact BSON bytes
 -- (base64), the readable token (relaxed Extended JSON) and the remaining
 -- TTL in milliseconds (null = never expires). `import` reads it back.

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- import -- reads what `export` wrote and saves the exact bytes back.
 -- The whole input is validated before anything is written: one bad line
 -- (bad JSON, bad base64, bytes that are not a BSON document, a ttl_ms

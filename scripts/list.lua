@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- list -- one row per resume token: collection, TTL, size, cluster time
 -- (decoded from the token's _data, UTC) and its age; in the JSON formats
 -- also the token as relaxed Extended JSON. Streams through SCAN, so memory

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- locks -- lists Rigatoni 0.2 distributed locks (<lock_prefix>:*, by
 -- default rigatoni:lock:{db}:{collection}, ...:__database__,
 -- rigatoni:lock:__deployment__) with owner and remaining TTL, and releases

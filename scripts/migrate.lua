@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- migrate -- copies tokens (exact bytes, remaining TTL) to another Redis
 -- and/or another key prefix, in pipelined batches: SCAN+MGET+PTTL on the
 -- source, SET [NX] on the target, then every copy is read back (MGET)

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- serve -- a Prometheus exporter for pipeline lag: HTTP /metrics served by
 -- the host (lua/host_http.c, libmicrohttpd) from the last complete walk.
 --

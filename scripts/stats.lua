@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- stats -- what the token store holds: number of tokens, with and without
 -- TTL, corrupt values, bytes, oldest and newest cluster time; the server
 -- (version, keys, used_memory -- summed over a cluster's masters and shown

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- spec/acl_spec.lua -- a Redis user set up for Rust Rigatoni 0.2 runs every
 -- pipeline operation of ours; a maintenance user (README "ACL") runs the
 -- scripts. Rust sends only GET, SET, SETEX, DEL, EXISTS, SCAN, MGET,

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- spec/bindings_spec.lua -- the Lua bindings read their arguments safely:
 -- tables with __index/__len (proxies whose values are made on demand and
 -- collected right after) give the same results as plain tables, and no

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- bson_spec.lua -- the BSON codec of the Lua module (no Redis needed).
 --
 -- Run: LUA_CPATH='build/?.so;;' lua5.4 /usr/bin/busted spec/bson_spec.lua

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- spec/check_before_acting_spec.lua -- every tool checks its inputs, its
 -- options and the permissions it will need before its first write or
 -- delete (issue 21, items 2 to 4): a bad one is a usage error (exit 2)

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- Redis Cluster mode against a real cluster on loopback: 3 masters and 3
 -- replicas created with redis-cli --cluster create.
 local rs = require "rigatoni_store"

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- spec/command_spec.lua -- store:command cannot poison the pool (issue 26):
 -- a command that would change the state of the pooled connection it runs
 -- on (a transaction, another db, pub/sub, CLIENT REPLY, RESP3, another

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- spec/compat_spec.lua -- living beside Rust Rigatoni 0.2: a cluster_mode
 -- setting against a standalone server, and locks taken the Rust way
 -- (SET NX EX from another client) against ours.

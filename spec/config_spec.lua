@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- spec/config_spec.lua -- configuration, URL parsing and credential masking.
 
 local rs = require "rigatoni_store"

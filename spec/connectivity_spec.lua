@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- Production connectivity: TLS (rediss://), ACL users, databases, and
 -- durable saves with WAIT, against real servers.
 local rs = require "rigatoni_store"

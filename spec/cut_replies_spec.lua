@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- spec/cut_replies_spec.lua -- error replies inside a pipeline whose
 -- connection is cut before its last reply (issue 21, item 1).
 --

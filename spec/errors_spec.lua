@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- spec/errors_spec.lua -- bad input gives a clear error and writes nothing;
 -- the shape of error objects; the life cycle of a store handle.
 

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- spec/faults_spec.lua -- the fault matrix (issue 8): what the store promises
 -- when the server or the network misbehaves, on real redis-server processes.
 --

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- spec/host_spec.lua -- the `rigatoni-store` host binary, run as a user
 -- would (spawned, stdout/stderr/exit status checked) against real servers:
 -- command line, INI config, ${VAR} expansion, --check, -e, exit codes,

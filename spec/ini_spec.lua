@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- spec/ini_spec.lua -- the edges of the host's INI reader: lines too long
 -- for its buffer, inline comments, and what a ` ;` does to a password.
 -- Every error names file:line of the line at fault.

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- A Lua lease knows its validity from its own monotonic clock: valid until
 -- the start of the last successful acquire or refresh + ttl. Once that has
 -- passed it is lost for good, decided locally, whatever Redis is doing.

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- spec/list_streams_spec.lua -- `list` on what a Rigatoni 0.2 pipeline
 -- really keeps: stream keys and their per-batch mirrors, written with
 -- redis-cli exactly as the Rust store writes them (not by our save), shown

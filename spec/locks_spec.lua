@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- Distributed locks compatible with Rigatoni 0.2, fenced saves and leases,
 -- against a real redis-server.
 local rs = require "rigatoni_store"

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- spec/metrics_spec.lua -- observability: store:stats() counters and
 -- latencies, reset_stats, the Prometheus text (store:prometheus() and the
 -- host's --metrics), and log lines (levels, the Lua handler, masking), on

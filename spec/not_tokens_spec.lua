@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- spec/not_tokens_spec.lua -- keys under the key prefix (or the lock
 -- prefix) whose value is not a string (a hash, a list: written by something
 -- else) are never fatal: every walk skips them and counts them

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- spec/options_spec.lua -- options tables are checked before anything is
 -- sent: an unknown key (a typo, or an option the function does not have)
 -- or a value of the wrong type is an argument error naming the function,

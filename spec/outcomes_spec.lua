@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- spec/outcomes_spec.lua -- no retry that lies (issue 12): an attempt whose
 -- reply is lost may have run on the server, so the store either learns the
 -- outcome from the server's state or raises `unknown`; it never reports

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- spec/output_spec.lua -- what the tools write and where: export --output
 -- replaces only what it may (a regular file or a new one; a symlink's
 -- target; a FIFO or /dev/stdout written through), SIGINT/SIGTERM stop a

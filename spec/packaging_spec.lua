@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- spec/packaging_spec.lua -- what a Lua developer and an operator install:
 -- the rockspec (`luarocks make` of a copy of the source into a temporary
 -- tree, the module loaded from it by a fresh lua5.4, the tree's host
@@ -516,6 +517,22 @@ describe("packaging", function()
       assert.truthy(text:find('\nversion = "' .. version() .. '-1"\n', 1, true))
       assert(built, "luarocks make failed:\n" .. tail(log))
       assert.is_nil(log:find("Warning", 1, true), "luarocks make warned:\n" .. tail(log))
+    end)
+
+    it("every source file carries the MIT SPDX line", function()
+      local files = capture("git ls-files 2>/dev/null || find . -type f -not -path './build*'")
+      local missing = {}
+      for f in files:gmatch("[^\n]+") do
+        local skip = f:match("^debian/") or f:match("%.md$") or f == "LICENSE" or
+                     f:match("^spec/fuzz/corpus/") or f:match("^spec/fuzz/regress/")
+        if not skip then
+          local text = read_file(f) or ""
+          if not text:sub(1, 400):find("SPDX-License-Identifier: MIT", 1, true) then
+            missing[#missing + 1] = f
+          end
+        end
+      end
+      assert(#missing == 0, "no SPDX line: " .. table.concat(missing, ", "))
     end)
 
     it("passes luarocks lint, with the MIT license and lua-cjson declared", function()

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- Adversarial checks of the walk's read-ahead threads (core/scan.c): a
 -- walk stays complete for users without INFO when the caller uses the
 -- store concurrently, closing early stops the threads without leaks, and

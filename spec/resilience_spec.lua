@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- spec/resilience_spec.lua -- restarts, killed connections, authentication,
 -- refused connections and command timeouts, on real redis-server processes.
 

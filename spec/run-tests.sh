@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # spec/run-tests.sh -- what `make test` runs once the build is done.
 #
 #   1. every C test binary in build/tests/, build-asan/tests/ (ASan+UBSan,

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- spec/save_job_spec.lua -- store:start_save_many: save_many (and an MGET
 -- read-back) on a thread, as migrate writes one batch while it reads the
 -- next. The answers are save_many's and get_many's; bad items raise before

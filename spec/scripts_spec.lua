@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- spec/scripts_spec.lua -- the bundled maintenance scripts, run through the
 -- built `rigatoni-store` binary against real redis-servers: list, export,
 -- import, migrate (two servers), cleanup, locks, stats.

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- spec/secrets_spec.lua -- the host masks a secret whatever it came from
 -- (INI password, password_file, [sentinel] password and password_file,
 -- the URL in INI, -s, -u, ${VAR}, host.open_store) and whatever its length,

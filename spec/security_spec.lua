@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- spec/security_spec.lua -- the security review items of issue 8: secrets
 -- never shown, TLS verified by default, binary-safe commands, glob
 -- characters taken literally where they must be, no KEYS / FLUSHDB.

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- Sentinel discovery and failover: one master, one replica and three
 -- redis-sentinel processes on loopback; a save loop must ride through a
 -- forced failover and a killed master without a single error.

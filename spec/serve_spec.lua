@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- spec/serve_spec.lua -- `rigatoni-store serve`, the Prometheus exporter,
 -- run as a user would: a background process against a real redis-server,
 -- scraped over HTTP with curl, its text checked by `promtool check

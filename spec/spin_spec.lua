@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- spec/spin_spec.lua -- spin_wait: polling the socket for a fast reply
 -- before blocking (core/exec.c), on a real redis-server.
 local rs = require "rigatoni_store"

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- spec/store_spec.lua -- resume token operations against a real redis-server:
 -- wire format (exact keys and BSON bytes), TTLs, raw access, listing.
 

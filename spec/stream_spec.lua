@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- spec/stream_spec.lua -- Rigatoni 0.2 stream keys: the collection names a
 -- Rust pipeline resumes from (WatchLevel::resume_token_key) and the
 -- per-batch mirror it also writes, built and parsed by rs.stream_key,

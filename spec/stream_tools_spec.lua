@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- spec/stream_tools_spec.lua -- `cleanup` and `export` on what a Rigatoni
 -- 0.2 pipeline really keeps: a stream key and its per-batch mirror are one
 -- unit for cleanup --older-than (aged by the stream key, both go or

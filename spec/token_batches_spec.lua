@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- spec/token_batches_spec.lua -- store:token_batches (the walk of
 -- resume_tokens, a batch per step as arrays, cluster times read in C),
 -- store:get_many{ttl = false}, and the walk's read-ahead threads: the

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- spec/token_lines_spec.lua -- the rows of `list --format json/jsonl` and
 -- the lines of `export`, formatted in C (rs.list_row, rs.export_line and
 -- store:token_lines, a batch at a time), are byte for byte the rows the

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- spec/tools_safety_spec.lua -- the maintenance scripts never lose a token:
 -- migrate tells source and target apart by server identity (not URL text),
 -- a walk that fails makes export/migrate/cleanup/stats exit 1 without a

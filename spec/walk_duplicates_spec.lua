@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- spec/walk_duplicates_spec.lua -- a walk that lists names twice changes
 -- no outcome. A walk that meets another server process (kill -9 and an AOF
 -- restart on the same port; for a user that may not run INFO, a connection

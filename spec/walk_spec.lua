@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- A walk over the tokens (resume_tokens, and every script built on it) is
 -- complete or it fails: a walk that meets another server process (a
 -- restart, a Sentinel failover), a read of values that fails after SCAN

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- scripts/lib/check.lua -- what a tool checks before its first write or
 -- delete, beyond its options (lib/cli.lua parses those): the Redis
 -- commands it will send. Every tool declares them; a refused one stops

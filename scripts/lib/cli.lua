@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- scripts/lib/cli.lua -- what the bundled scripts share: option parsing,
 -- durations, time and size formatting, JSON (a writer for our output, a
 -- reader for import: lua-cjson), base64 and the summary line; CSV quoting

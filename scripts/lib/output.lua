@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- scripts/lib/output.lua -- how the bundled scripts put data where it
 -- belongs: output files, temporary files, names rendered safely for each
 -- format, and the progress line. Needs only the `host` global of

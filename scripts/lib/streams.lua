@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- scripts/lib/streams.lua -- Rigatoni 0.2 streams for the bundled scripts:
 -- the walk over the stream keys (and which names mirror them), and the
 -- --stream selections of cleanup and export.

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # spec/bench/bulk_bench.sh -- the bulk tools against the redis-py scripts
 # an operator would write instead (spec/bench/py_*.py, /usr/bin/python3 with
 # Debian's python3-redis and python3-pymongo: `make bench-deps`):

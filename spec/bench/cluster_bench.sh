@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # cluster_bench.sh -- Redis Cluster figures of issue 6, on a throwaway
 # 3-master/3-replica cluster on loopback (stopped by the trap):
 #   1. C core, 16 threads, set/get ops/s vs `redis-benchmark --cluster -c 16`

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # spec/bench/compare_builds.sh [BASE_REV] -- `make bench-compare BASE=rev`:
 # is this tree's build as fast as BASE_REV's (default 2ad9da6) on the
 # sequential Lua rows and the 16-thread rows of `make bench`?

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- spec/bench/failover.lua -- time from a killed master to the first save
 -- that succeeds through the store, with Sentinel.
 --

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- spec/bench/gen_tokens.lua -- RESP for `redis-cli --pipe`: COUNT tokens.
 --
 --   lua5.4 spec/bench/gen_tokens.lua COUNT [PREFIX] | redis-cli -p P --pipe

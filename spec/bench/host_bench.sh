@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # spec/bench/host_bench.sh -- the `rigatoni-store` host and its scripts.
 #
 #   1. migrate of MIGRATE_TOKENS (100,000) tokens between two local

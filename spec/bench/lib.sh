@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # spec/bench/lib.sh -- shell pieces the benchmarks share (sourced, POSIX sh).
 # The caller sets TMP (a private temp dir) and stops the server in its trap;
 # the redis-benchmark helpers read PORT, SIZE (value bytes) and, over TLS,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* locks.c -- Rigatoni locks through the C core, one thread, pool_size 1.
  *
  *   locks PORT N VALSIZE

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- spec/bench/lua_list.lua -- streaming listing through the Lua iterator.
 --
 --   lua5.4 spec/bench/lua_list.lua URL list EXPECTED [BATCH]

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- spec/bench/lua_locks.lua -- Rigatoni locks through the Lua module.
 --
 --   lua5.4 spec/bench/lua_locks.lua URL N

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- spec/bench/lua_ops.lua -- sequential Lua module throughput.
 --
 --   lua5.4 spec/bench/lua_ops.lua URL size        -> BSON size of the token

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- spec/bench/luaredis_ops.lua -- the lua-redis client (Debian `lua-redis`,
 -- redis-lua 2.0.5 by nrk, over LuaSocket) doing the work of
 -- spec/bench/lua_ops.lua: a baseline for its sequential rows.

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # spec/bench/metrics_bench.sh -- what metrics cost: ops/s with metrics on
 # vs compiled out (-DRS_NO_METRICS), same server, same run.
 #

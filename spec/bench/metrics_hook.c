@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* metrics_hook.c -- what recording one call costs, without any I/O: the
  * rs_metrics_begin/rs_metrics_end pair that rs_exec runs around every
  * call, timed over many iterations from THREADS threads at once (all on

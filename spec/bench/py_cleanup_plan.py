@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # spec/bench/py_cleanup_plan.py PORT SECONDS -- the redis-py baseline of
 # `cleanup --older-than` without --yes: the walk of py_walk.py, each value
 # decoded with pymongo's bson, tokens whose cluster time is older than

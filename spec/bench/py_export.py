@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # spec/bench/py_export.py PORT -- the redis-py baseline of `export`: the
 # walk of py_walk.py, one JSON line per token with the exact BSON bytes
 # (base64), the token as relaxed Extended JSON and the TTL in ms.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # spec/bench/py_import.py PORT FILE -- the redis-py baseline of `import`:
 # reads an `export` file (json + base64 per line), pipelines SET NX with
 # PX when the line has a TTL, 1000 lines per pipeline. No validation pass

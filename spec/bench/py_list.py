@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # spec/bench/py_list.py PORT -- the redis-py baseline of `list --format
 # jsonl`: the walk of py_walk.py, each value decoded with pymongo's bson,
 # one JSON object per line on stdout (the fields of ours).

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # spec/bench/py_migrate.py FROM_PORT TO_PORT -- the redis-py baseline of
 # `migrate --to`: SCAN on the source, per batch one pipeline of DUMP+PTTL
 # per key, then one pipeline of RESTORE on the target (existing keys are

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # spec/bench/py_walk.py -- the walk an operator would script with redis-py,
 # shared by the baselines of spec/bench/bulk_bench.sh: SCAN MATCH
 # <prefix>:resume_token:* COUNT n, then per batch one pipeline of MGET and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* raw_hiredis.c -- the floor a blocking hiredis client reaches: SET then
  * GET of one key in a plain redisCommandArgv loop, no store, no pool, no
  * BSON. It tells how much of the gap between the store's sequential ops

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # spec/bench/run.sh -- `make bench`: rigatoni_store against redis-benchmark.
 #
 # Every server runs on a random free loopback port (127.0.0.1 only), without

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # spec/bench/serve_bench.sh -- `rigatoni-store serve` at SERVE_TOKENS
 # (default 1,000,000) tokens: scrape latency while walks run, the size of
 # the exposition with the default --max-series, the exporter's RSS.

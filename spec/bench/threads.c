@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* threads.c -- the C core from many threads: one rs_store, pool_size =
  * threads, every thread doing rs_save_raw (then, in a second phase,
  * rs_get_raw) on its own collection with a value of VALSIZE bytes. The

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- spec/bench/token.lua -- the resume token the benchmarks save and read.
 --
 -- A change-stream token as MongoDB 4.2+ writes it: {_data = "82<hex>"},

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_cluster.c -- the slot map refresh seen from many threads, on a
  * one-node cluster (one redis-server serving all 16384 slots).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_config_race.c -- rs_config_option_names from several threads at
  * once, as two stores opened in parallel ask for it: the list is built
  * once and every caller sees it whole. Meant for ThreadSanitizer (a lazy

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_history.c -- a history checker under faults (`make test`, `make chaos`).
  *
  * CLIENTS threads share one store, connected through spec/support/faultproxy.c

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_lease.c -- the C lease keepalive thread: keeps a lock past its TTL,
  * reports loss once through the callback (also when the server is frozen:
  * the lease knows its validity from its own clock), releases on stop, and

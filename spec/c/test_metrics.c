@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_metrics.c -- operation metrics against a real redis-server: exact
  * counts, errors by kind, retries, latency buckets and percentiles, pool
  * waits under contention (threads, pool_size 1), reset, cluster counters,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_pool.c -- pool bounds and waits, broken connections, and the retry
  * policy, against a real redis-server. Uses the core's internal API where
  * the public one cannot hold a connection on purpose. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_pool_exhaust.c -- fault matrix (issue 8): the pool exhausted by slow
  * callers. Lua is single threaded, so this one is in C.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_seen_set.c -- the set of names a walk met (core/seen_set.c): its
  * SipHash-2-4-128 equals OpenSSL's SIPHASH MAC, every distinct name of a
  * large set is new once and seen after, binary names (NUL, any length)

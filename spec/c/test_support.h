@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_support.h -- a tiny harness for the C tests: checks that count,
  * and a real redis-server started on a free loopback port.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_threads.c -- one store hammered from 16 threads.
  *
  * Each thread saves, reads back and deletes its own collections (checking

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_url.c -- URL parsing and masking, config options and errors. */
 #include "internal.h"
 #include "test_support.h"

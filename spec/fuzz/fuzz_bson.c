@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fuzz_bson.c -- libFuzzer target: BSON bytes, as read from Redis, decoded
  * into Lua values by the module.
  *

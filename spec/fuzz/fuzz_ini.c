@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fuzz_ini.c -- libFuzzer target: the host's INI loading (lua/host_conf.c).
  *
  * The input is written to a memfd and read by host_conf_load through

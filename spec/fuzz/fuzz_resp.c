@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fuzz_resp.c -- libFuzzer target: arbitrary RESP from a server.
  *
  * Two consumers of the same bytes:

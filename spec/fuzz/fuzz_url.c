@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fuzz_url.c -- libFuzzer target: URL parsing and masking.
  *
  * Arbitrary bytes (cut at the first NUL) go to rs_url_parse and

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # spec/fuzz/run.sh SECONDS TARGET... -- runs the libFuzzer targets built by
 # `make fuzz-build` (build-fuzz/fuzz/fuzz_TARGET).
 #

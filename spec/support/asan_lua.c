@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* asan_lua.c -- a minimal Lua 5.4 interpreter for the sanitizer runs.
  *
  * `make test` builds it with AddressSanitizer + UndefinedBehaviorSanitizer

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- spec/support/certs.lua -- a throwaway PKI made with openssl at test time:
 -- a CA, a server certificate for 127.0.0.1/localhost, a client certificate
 -- (mutual TLS), an expired server certificate, and an unrelated CA.

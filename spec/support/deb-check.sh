@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # spec/support/deb-check.sh -- `make deb`: builds the Debian packages from a
 # clean copy of the tree (dpkg-buildpackage -us -uc -b, hardening=+all from
 # debian/rules), then checks them as a packager would:

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- demo.lua -- what `make demo` shows: save, read, list and delete resume
 -- tokens through the Lua module, on the throwaway server demo.sh started.
 local rs = require "rigatoni_store"

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # make demo: a throwaway redis-server on a free loopback port, the demo
 # script against it, and the server stopped whatever happens.
 set -eu

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* faultproxy.c -- a loopback TCP proxy that misbehaves on command, for
  * spec/faults_spec.lua (built by spec/support/proxy.lua into the test dir).
  *

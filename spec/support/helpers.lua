@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- spec/support/helpers.lua -- small things the specs and fixtures share:
 -- shell quoting, files, the host binary run as a user would, and catching
 -- structured errors. Requires nothing of the project, so every fixture can

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Installs the baselines of `make bench` (Debian/Ubuntu), idempotently:
 # redis-py and pymongo's bson for the redis-py scripts of spec/bench/py_*.py,
 # run with the system interpreter /usr/bin/python3; the lua-redis client

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Installs what the build and the tests need, idempotently (Debian/Ubuntu).
 # Debian 12 ships hiredis 0.14 (no TLS); the hiredis >= 1.0 API with TLS
 # comes from libhiredict-shims-dev in bookworm-backports.

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- lock_contender.lua -- one competitor of the lock contention spec.
 -- usage: lua5.4 lock_contender.lua URL ID NKEYS SECONDS OUTFILE
 -- Repeatedly takes a random key among NKEYS, holds it a moment, releases

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- spec/support/oom_bindings.lua -- the body spec/support/oom_lua.c runs
 -- with a memory error injected at each of its allocations in turn: every
 -- binding that copies a result the core malloc'd (and the others, for

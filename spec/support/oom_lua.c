@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* oom_lua.c -- out-of-memory injection for the Lua bindings.
  *
  *   oom_lua SCRIPT [ARGS...]

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- spec/support/proxy.lua -- a misbehaving TCP proxy between the store and a
 -- real redis-server (spec/support/faultproxy.c, compiled on first use into
 -- the test directory).

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- spec/support/servers.lua -- real redis-server processes for the specs.
 --
 -- Each server runs in the foreground (`--daemonize no`) as a background job
