@@ -150,7 +150,7 @@ local source = opts.input == "-" and "stdin" or opts.input
 local input = io.stdin
 if opts.input ~= "-" then
   local f, err = io.open(opts.input, "rb")
-  if not f then cli.usage_error("import: --input " .. opts.input .. ": cannot read it: " .. err) end
+  if not f then cli.usage_error("import: --input " .. opts.input .. ": cannot read it: " .. cli.io_reason(err, opts.input)) end
   input = f
 end
 -- A regular file is read again from where it started; a pipe or a terminal
@@ -254,7 +254,7 @@ local reread = input
 if spool then
   local err
   reread, err = io.open(spool.path, "rb")
-  if not reread then cli.fail("import: cannot read back " .. spool.path .. ": " .. err) end
+  if not reread then cli.fail("import: cannot read back " .. spool.path .. ": " .. cli.io_reason(err, spool.path)) end
 else
   input:seek("set", start)
 end

@@ -130,6 +130,15 @@ describe("rigatoni-store host", function()
       assert.matches("option %-%-ver is ambiguous %(%-%-verbose, %-%-version%)", err)
     end)
 
+    it("names a path once in its message", function()
+      local path = tmp("absent.jsonl")
+      local code, _, err = run { "-u", srv.url, "import", "--input", path }
+      assert.equal(2, code)
+      local _, times = err:gsub(path:gsub("%p", "%%%0"), "")
+      assert.equal(1, times, err)
+      assert.matches("No such file or directory", err)
+    end)
+
     it("an unknown script is a usage error (exit 2)", function()
       local code, _, err = run { "-u", srv.url, "nosuchscript" }
       assert.equal(2, code)

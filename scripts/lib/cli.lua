@@ -74,6 +74,8 @@ function M.walk_failed(script, err, what)
                        what and (" (" .. what .. ")") or "", reason(err)))
 end
 
+M.io_reason = require("lib.output").io_reason
+
 -- ---------------------------------------------------------------------
 -- Durations
 -- ---------------------------------------------------------------------

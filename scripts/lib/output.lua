@@ -87,6 +87,14 @@ end
 --   sink:commit()        close (and rename into place); true, or nil and why
 --   sink:abort()         close and remove the temporary file, if any
 -- and the sink is a to-be-closed value that aborts unless committed.
+-- io.open's reason without the path it starts with ("F: No such file" ->
+-- "No such file"), for a message that names the path once itself.
+function M.io_reason(err, path)
+  err = tostring(err)
+  if path and err:sub(1, #path + 2) == path .. ": " then return err:sub(#path + 3) end
+  return err
+end
+
 -- How PATH will be written, decided from what it is now, without creating
 -- anything (so a tool checks it before it connects or changes anything):
 -- "stdout"/"stderr", "through" (a FIFO, a device, a socket, an open file's
@@ -122,7 +130,7 @@ function M.open(path, option)
     sink.file = io.stderr
   elseif plan.how == "through" then
     local f, oerr = io.open(path, "ab")
-    if not f then plan.bad(oerr) end
+    if not f then plan.bad(M.io_reason(oerr, path)) end
     sink.file, sink.through = f, true
   elseif plan.how == "replace" then
     local info = plan.info
