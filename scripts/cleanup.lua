@@ -43,6 +43,13 @@ Tokens without a readable cluster time (corrupt values, tokens without
 _data) are never deleted by --older-than; they are counted as "unknown age".
 When the listing fails, cleanup prints what it did until then and exits 1.
 
+Through a failover: when the master has replicas, the deletes of each walk
+step count only once a replica confirms them (PUBLISH + WAIT, one round
+trip per step) with the master unchanged; else the run stops (exit 1) and
+says how many were not confirmed. When the master changed during the run,
+the deleted tokens are read again on the current master and those that
+came back are not counted (exit 1).
+
 A Rigatoni 0.2 stream key (resume_token:DB:COLL, resume_token:database:DB,
 resume_token:deployment) and its mirror (COLL, __db:DB, __deployment__) go
 together or not at all, by the stream key's age: the plan says "(+ mirror
@@ -320,7 +327,7 @@ local function uncount(name)
   if deleted_mirror[name] then mirrors_deleted = mirrors_deleted - 1 else deleted = deleted - 1 end
 end
 local changed = start_mark and #deleted_names > 0 and
-                not cli.same_master(start_mark, cli.master_mark(store))
+                cli.master_changed(start_mark, cli.master_mark(store))
 if changed then
   local ok, values = pcall(cli.read_on_current_master, store, deleted_names)
   if not ok then

@@ -47,6 +47,15 @@ source and read through the target. The same data set with the same or an
 overlapping prefix is refused (exit 2), and so is --delete-source when
 neither way can tell.
 
+With --delete-source a copy's proof survives a failover of the target:
+when the target's master has replicas (seen in INFO replication at the
+start), every batch waits for one of them (WAIT: durability.wait_replicas
+= 1 is set automatically, costing about one replication round trip per
+batch), and the copies are read back from a master that did not change
+since the write (Sentinel master changes, server identity). A batch whose
+master changed is read again on the new master before any delete; when a
+copy is not there, its source is kept and the run stops (exit 1).
+
 example: rigatoni-store -c conf/production.ini migrate --to-config conf/multi-region.ini
 ]],
   options = { to = "string", ["to-cluster"] = "flag", ["to-config"] = "string", ["to-prefix"] = "string", match = "string",
@@ -146,9 +155,17 @@ end
 -- written and values are the target's answers, the values read back
 -- through the target's own connection after the writes. `mark`: the
 -- target's master before the write (--delete-source).
-local function tally(batch, written, values, delete, mark)
+local function tally(batch, written, values, delete, mark, rechecked)
   local moved = mark and delete and not same_master(mark, target_mark())
-  if moved then values = read_again(batch) end
+  if moved then
+    -- Unproved until read again: counted as unverified if that fails.
+    local ok, again = pcall(read_again, batch)
+    if not ok then
+      unverified = unverified + #batch
+      error(again, 0)
+    end
+    values = again
+  end
   -- Count every verified copy first, so that a run stopped by a failed
   -- delete still reports all the copies it made.
   local verified = {}
@@ -159,7 +176,7 @@ local function tally(batch, written, values, delete, mark)
     else
       skipped = skipped + 1
     end
-    if not verified[i] and written[i] then
+    if not verified[i] and written[i] and not (moved or rechecked) then
       host.log("warn", "migrate: copy of " .. item[1] .. " does not read back the same")
     end
   end
@@ -186,12 +203,13 @@ local writing
 -- any of its tokens may be on the target: they are counted as unverified.
 local function wait(w)
   local ok, written, values = pcall(w.job.wait, w.job)
-  if not ok and w.mark and not same_master(w.mark, target_mark()) then
+  if not ok and w.mark and cli.master_changed(w.mark, target_mark()) then
     -- Failed in a failover (a lost connection, a WAIT no replica
     -- answered): what the new master has is checked by tally.
     values = read_again(w.batch)
     local all = {}
     for i = 1, #w.batch do all[i] = true end
+    w.rechecked = true
     return all, values
   end
   if not ok then
@@ -207,7 +225,7 @@ local function settle(delete)
   writing = nil
   if w then
     local written, values = wait(w)
-    tally(w.batch, written, values, delete, w.mark)
+    tally(w.batch, written, values, delete, w.mark, w.rechecked)
   end
 end
 
@@ -244,7 +262,7 @@ local function flush(batch)
   if started then writing = { batch = batch, names = names, job = job, mark = mark } end
   if previous then
     if not written then written, values = wait(previous) end
-    tally(previous.batch, written, values, true, previous.mark)
+    tally(previous.batch, written, values, true, previous.mark, previous.rechecked)
   end
   if not started then error(job, 0) end
 end

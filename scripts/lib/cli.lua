@@ -396,6 +396,13 @@ function M.same_master(a, b)
   return true
 end
 
+-- Whether the marks show a change of master (a switch the store saw, or
+-- another identity); a mark without identity (INFO failed) shows none.
+function M.master_changed(a, b)
+  if a.changes ~= b.changes then return true end
+  return a.id ~= nil and b.id ~= nil and not M.same_master(a, b)
+end
+
 -- The values of `names` read between two equal marks: what the current
 -- master holds (raises when it keeps changing). Names go 1000 per call.
 function M.read_on_current_master(store, names)
