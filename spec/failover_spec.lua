@@ -64,7 +64,7 @@ describe("Sentinel failover", function()
     return old
   end
   local function wait_switched(old)
-    wait_until("every sentinel to name the new master", 30, function()
+    wait_until("every sentinel to name the new master", 60, function()
       local p = agreed()
       return p and p ~= old
     end)
@@ -77,7 +77,7 @@ describe("Sentinel failover", function()
     local list = {}
     for i = 1, 3 do
       sentinels[i] = servers.sentinel{ master = nodes[1], down_after_ms = 1000,
-                                       failover_timeout_ms = 3000 }
+                                       failover_timeout_ms = 10000 }
       list[i] = "127.0.0.1:" .. sentinels[i].port
     end
     hosts = table.concat(list, ",")
