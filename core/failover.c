@@ -30,7 +30,8 @@
 #include "internal.h"
 
 #define PING_AFTER 5.0        /* seconds of silence before a PING */
-#define RETRY_DELAY 0.5       /* between subscription attempts */
+#define RETRY_DELAY 0.5       /* between subscription attempts, doubled after */
+#define RETRY_DELAY_MAX 5.0   /* each round of sentinels that all failed */
 
 struct rs_failover {
     const rs_config *cfg;
@@ -117,6 +118,7 @@ static void *failover_main(void *arg)
     const rs_config *cfg = f->cfg;
     const rs_url *url = &cfg->parsed;
     int subscribed_before = 0;
+    unsigned failed = 0;      /* attempts in a row that did not subscribe */
     for (;;) {
         const rs_host *s = &url->hosts[f->next++ % url->nhosts];
         rs_error err;
@@ -135,6 +137,7 @@ static void *failover_main(void *arg)
                     rs_sentinel_discover(cfg, f->tls, f->next, host, sizeof host, &port, &err) == 0)
                     rs_pool_master_switched(f->pool, host, port);
                 subscribed_before = 1;
+                failed = 0;
                 int stop = listen_on(f, ctx);
                 redisFree(ctx);
                 if (stop) break;
@@ -144,7 +147,10 @@ static void *failover_main(void *arg)
         }
         rs_log(RS_LOG_INFO, "failover: cannot listen to sentinel %s:%d: %s", s->host, s->port,
                err.message);
-        if (wait_for_stop(f, RETRY_DELAY)) break;
+        double delay = RETRY_DELAY;
+        for (unsigned round = ++failed / url->nhosts; round > 0 && delay < RETRY_DELAY_MAX; round--)
+            delay *= 2;
+        if (wait_for_stop(f, delay < RETRY_DELAY_MAX ? delay : RETRY_DELAY_MAX)) break;
     }
     return NULL;
 }

@@ -322,6 +322,8 @@ progress.done()
 
 -- The master changed during the run: only what the current master lacks
 -- counts as deleted; the rest came back with the failover.
+-- A run stopped by something else: its last deletes may still be confirmed.
+if not ran and protect and pending > 0 then pcall(checkpoint) end
 local undone, unconfirmed = 0, nil
 local function uncount(name)
   if deleted_mirror[name] then mirrors_deleted = mirrors_deleted - 1 else deleted = deleted - 1 end

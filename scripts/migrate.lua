@@ -206,11 +206,13 @@ local function wait(w)
   if not ok and w.mark and cli.master_changed(w.mark, target_mark()) then
     -- Failed in a failover (a lost connection, a WAIT no replica
     -- answered): what the new master has is checked by tally.
-    values = read_again(w.batch)
-    local all = {}
-    for i = 1, #w.batch do all[i] = true end
-    w.rechecked = true
-    return all, values
+    local again_ok, again = pcall(read_again, w.batch)
+    if again_ok then
+      local all = {}
+      for i = 1, #w.batch do all[i] = true end
+      w.rechecked = true
+      return all, again
+    end
   end
   if not ok then
     unverified = unverified + #w.batch
