@@ -35,10 +35,17 @@ BUILD     ?= build
 CC      ?= cc
 DEPS    := hiredis hiredis_ssl libbson-1.0
 LUADEPS := lua5.4
-WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
+WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
+# Warnings are errors in the builds `make test` makes (ours), not in a
+# packager's build, where a newer compiler may warn about more.
+ifneq ($(filter test test-% fuzz-build,$(MAKECMDGOALS)),)
+WERROR  ?= -Werror
+endif
+WERROR  ?=
 CFLAGS  ?= -O2 -g
 SAN     ?=
-ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -fPIC $(WARN) $(CFLAGS) $(SAN) \
+# CPPFLAGS, CFLAGS and LDFLAGS are the user's (dpkg-buildflags exports all three).
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -fPIC $(WARN) $(WERROR) $(CPPFLAGS) $(CFLAGS) $(SAN) \
              $(shell $(PKGCONFIG) --cflags $(DEPS)) -Icore
 LUA_CFLAGS = $(if $(LUA_INCDIR),-I$(LUA_INCDIR),$(shell $(PKGCONFIG) --cflags $(LUADEPS)))
 LIBS    = $(shell $(PKGCONFIG) --libs $(DEPS)) -lssl -lcrypto -lpthread -lm
@@ -53,7 +60,7 @@ VERSION  := $(shell sed -n 's/^\#define RS_VERSION "\(.*\)"/\1/p' core/rigatoni_
 CTEST_SRC := $(wildcard spec/c/test_*.c)
 CTEST_BIN := $(CTEST_SRC:spec/c/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps bench-deps bench-compare test test-asan test-tsan test-lua-asan fuzz fuzz-build fuzz-smoke bench demo \
+.PHONY: deb all deps bench-deps bench-compare test test-asan test-tsan test-lua-asan fuzz fuzz-build fuzz-smoke bench demo \
         install clean chaos chaos-failover
 all: $(BUILD)/librigatoni_store.a $(BUILD)/librigatoni_store.so $(BUILD)/rigatoni_store.so \
      $(BUILD)/rigatoni-store
@@ -70,16 +77,23 @@ $(BUILD)/librigatoni_store.a: $(CORE_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/librigatoni_store.so: $(CORE_OBJ)
-	$(CC) -shared $(SAN) -o $@ $^ $(LIBS) -Wl,-soname,librigatoni_store.so.0
+# The shared library: the real file carries the full version, SONAME the ABI
+# number; the two links are what the loader and the linker look for.
+SONAME  := librigatoni_store.so.0
+SOREAL  := librigatoni_store.so.$(VERSION)
+$(BUILD)/$(SOREAL): $(CORE_OBJ)
+	$(CC) -shared $(SAN) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LIBS) -Wl,-soname,$(SONAME)
+$(BUILD)/librigatoni_store.so: $(BUILD)/$(SOREAL)
+	ln -sf $(SOREAL) $(BUILD)/$(SONAME)
+	ln -sf $(SOREAL) $@
 
 # The Lua module carries the core inside, so `require` needs no LD_LIBRARY_PATH.
 $(BUILD)/rigatoni_store.so: $(MOD_OBJ) $(BUILD)/librigatoni_store.a
-	$(CC) $(LIBFLAG) $(SAN) -o $@ $(MOD_OBJ) $(BUILD)/librigatoni_store.a $(LIBS)
+	$(CC) $(LIBFLAG) $(SAN) $(CFLAGS) $(LDFLAGS) -o $@ $(MOD_OBJ) $(BUILD)/librigatoni_store.a $(LIBS)
 
 # The host binary: the module linked in, so scripts need no .so on disk.
 $(BUILD)/rigatoni-store: $(HOST_OBJ) $(MOD_OBJ) $(BUILD)/librigatoni_store.a
-	$(CC) $(SAN) -o $@ $(HOST_OBJ) $(MOD_OBJ) $(BUILD)/librigatoni_store.a \
+	$(CC) $(SAN) $(CFLAGS) $(LDFLAGS) -o $@ $(HOST_OBJ) $(MOD_OBJ) $(BUILD)/librigatoni_store.a \
 	    $(if $(LUA_LIBDIR),-L$(LUA_LIBDIR)) $(shell $(PKGCONFIG) --libs lua5.4 inih) $(LIBS)
 
 # The Lua side, what the rockspec builds: the module, the host, the man page.
@@ -96,7 +110,7 @@ $(BUILD)/scriptsdir.stamp: FORCE
 	@echo '$(SCRIPTSDIR)' | cmp -s - $@ || echo '$(SCRIPTSDIR)' >$@
 
 $(BUILD)/rigatoni-store.1: doc/rigatoni-store.1 core/rigatoni_store.h $(BUILD)/scriptsdir.stamp
-	sed -e 's|@VERSION@|$(VERSION)|g' -e 's|@SCRIPTSDIR@|$(SCRIPTSDIR)|g' $< >$@
+	sed -e 's|^\.I /usr/local/share/rigatoni_store/scripts/$$|.I $(SCRIPTSDIR)/|' $< >$@
 
 $(BUILD)/tests/%: spec/c/%.c spec/c/*.h $(BUILD)/librigatoni_store.a
 	@mkdir -p $(@D)
@@ -106,7 +120,7 @@ $(BUILD)/tests/%: spec/c/%.c spec/c/*.h $(BUILD)/librigatoni_store.a
 $(BUILD)/tests/test_history: $(BUILD)/bin/faultproxy
 $(BUILD)/bin/faultproxy: spec/support/faultproxy.c
 	@mkdir -p $(@D)
-	$(CC) -O2 -g $(WARN) $< -o $@
+	$(CC) -O2 -g $(WARN) $(WERROR) $< -o $@
 
 # A longer run of the history checker (make test runs it for 12 s).
 CHAOS_SECONDS ?= 120
@@ -131,11 +145,11 @@ test: all $(CTEST_BIN) test-asan test-tsan test-lua-asan fuzz-build
 # AddressSanitizer + UndefinedBehaviorSanitizer, and ThreadSanitizer for the
 # pool and the 16-thread hammer.
 test-asan:
-	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fno-omit-frame-pointer" \
+	$(MAKE) WERROR="$(WERROR)" BUILD=build-asan CFLAGS="-O1 -g -fno-omit-frame-pointer" \
 	    SAN="-fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all" \
 	    $(CTEST_BIN:$(BUILD)/%=build-asan/%)
 test-tsan:
-	$(MAKE) BUILD=build-tsan SAN="-fsanitize=thread" CFLAGS="-O1 -g" \
+	$(MAKE) WERROR="$(WERROR)" BUILD=build-tsan SAN="-fsanitize=thread" CFLAGS="-O1 -g" \
 	    build-tsan/tests/test_threads build-tsan/tests/test_pool build-tsan/tests/test_lease \
 	    build-tsan/tests/test_pool_exhaust build-tsan/tests/test_metrics \
 	    build-tsan/tests/test_config_race build-tsan/tests/test_cluster
@@ -145,7 +159,7 @@ test-tsan:
 # lua5.4: the busted specs then run against build-asan/rigatoni_store.so,
 # leak check included, and redis-server/redis-cli stay uninstrumented.
 test-lua-asan:
-	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fno-omit-frame-pointer" \
+	$(MAKE) WERROR="$(WERROR)" BUILD=build-asan CFLAGS="-O1 -g -fno-omit-frame-pointer" \
 	    SAN="-fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all" \
 	    build-asan/rigatoni_store.so build-asan/bin/lua5.4 build-asan/bin/oom_lua
 
@@ -175,7 +189,7 @@ $(BUILD)/fuzz/fuzz_%: spec/fuzz/fuzz_%.c $(MOD_OBJ) $(BUILD)/obj/lua/host_conf.o
 	    $(shell $(PKGCONFIG) --libs lua5.4 inih) $(LIBS)
 
 fuzz-build:
-	$(MAKE) BUILD=build-fuzz CC=$(FUZZ_CC) CFLAGS="-O1 -g -fno-omit-frame-pointer" \
+	$(MAKE) WERROR="$(WERROR)" BUILD=build-fuzz CC=$(FUZZ_CC) CFLAGS="-O1 -g -fno-omit-frame-pointer" \
 	    SAN="$(FUZZ_SAN)" $(FUZZ_TARGETS:%=build-fuzz/fuzz/fuzz_%)
 fuzz: fuzz-build
 	sh spec/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
@@ -191,6 +205,11 @@ BASE ?= 2ad9da6
 bench-compare: all
 	sh spec/bench/compare_builds.sh $(BASE)
 
+# The Debian packages (debian/), built from a clean copy and checked with
+# lintian, hardening-check and a scratch root (spec/support/deb-check.sh).
+deb:
+	sh spec/support/deb-check.sh
+
 demo: deps all
 	sh spec/support/demo.sh
 
@@ -200,7 +219,7 @@ demo: deps all
 # uninstall removes these same files, and the scripts' folder.
 SCRIPTS     := $(wildcard scripts/*.lua)
 SCRIPTS_LIB := $(wildcard scripts/lib/*.lua)
-LIB_FILES   := $(LIBDIR)/librigatoni_store.a $(LIBDIR)/librigatoni_store.so.0 \
+LIB_FILES   := $(LIBDIR)/librigatoni_store.a $(LIBDIR)/$(SOREAL) $(LIBDIR)/$(SONAME) \
                $(LIBDIR)/librigatoni_store.so $(INCDIR)/rigatoni_store.h \
                $(LIBDIR)/pkgconfig/rigatoni_store.pc
 LUA_FILES   := $(LUA_CDIR)/rigatoni_store.so $(BINDIR)/rigatoni-store \
@@ -212,8 +231,9 @@ install: install-lib install-rock
 install-lib: $(BUILD)/librigatoni_store.a $(BUILD)/librigatoni_store.so
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(LIBDIR)/pkgconfig
 	install -m 644 $(BUILD)/librigatoni_store.a $(DESTDIR)$(LIBDIR)/
-	install -m 755 $(BUILD)/librigatoni_store.so $(DESTDIR)$(LIBDIR)/librigatoni_store.so.0
-	ln -sf librigatoni_store.so.0 $(DESTDIR)$(LIBDIR)/librigatoni_store.so
+	install -m 644 $(BUILD)/$(SOREAL) $(DESTDIR)$(LIBDIR)/
+	ln -sf $(SOREAL) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/librigatoni_store.so
 	install -m 644 core/rigatoni_store.h $(DESTDIR)$(INCDIR)/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
 	    -e 's|@VERSION@|$(VERSION)|' \

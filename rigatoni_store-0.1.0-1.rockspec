@@ -8,11 +8,12 @@ rockspec_format = "3.0"
 package = "rigatoni_store"
 version = "0.1.0-1"
 
--- The project has no public repository yet, so there is nothing to fetch:
--- `luarocks make` builds the clone it runs in and never reads this URL.
--- `luarocks install` / `pack` from a server need it set to a real release.
+-- The project has no public repository yet: `luarocks make` builds the
+-- clone it runs in and never fetches this. A release sets it to the
+-- release tarball's address.
 source = {
-  url = "file://.",
+  url = "git+file:///rigatoni_store",
+  tag = "v0.1.0",
 }
 
 description = {
@@ -26,10 +27,12 @@ rigatoni-store host and its maintenance scripts (list, export, import,
 migrate, cleanup, locks, stats), documented in rigatoni-store(1).
 ]],
   labels = { "redis", "mongodb", "cdc", "rigatoni" },
+  license = "MIT",
 }
 
 dependencies = {
   "lua >= 5.4, < 5.5",
+  "lua-cjson >= 2.1",   -- import reads its JSON lines with it
 }
 
 -- Checked by LuaRocks before the build, so a missing one is named with the
@@ -50,7 +53,6 @@ build = {
     CFLAGS = "$(CFLAGS)",
     LIBFLAG = "$(LIBFLAG)",
     LUA_INCDIR = "$(LUA_INCDIR)",
-    LUA_LIBDIR = "$(LUA_LIBDIR)",
     LUA_BINDIR = "$(LUA_BINDIR)",
     PREFIX = "$(PREFIX)",
     LIBDIR = "$(LIBDIR)",

@@ -77,44 +77,97 @@ static int nx_outcome(rs_store *store, const char *what, const rs_save_item *ite
     return rc;
 }
 
+static void set_written(int *written, size_t i, int value)
+{
+    if (written) written[i] = value;
+}
+
+/* A round's failure (rs_exec_fail's "<what> failed after K attempts: ...")
+ * counts the attempts of the earlier rounds too. */
+static void add_prior_attempts(rs_error *err, const char *what, int prior)
+{
+    char prefix[96];
+    int n = snprintf(prefix, sizeof prefix, "%s failed after %d attempt%s: ", what,
+                     err->attempts, err->attempts == 1 ? "" : "s");
+    if (prior <= 0 || n <= 0 || (size_t)n >= sizeof prefix ||
+        strncmp(err->message, prefix, (size_t)n) != 0)
+        return;
+    rs_error last = *err;
+    memmove(last.message, last.message + n, strlen(last.message + n) + 1);
+    rs_exec_fail(err, what, prior + err->attempts, &last);
+}
+
 /* SET NX of every item: repeating one that ran would read "skipped", so
  * the items whose reply was lost are checked on the server and only those
- * still absent are sent again. */
+ * still absent are sent again. An error reply says that its command did
+ * not run, whatever happened to the rest of the pipeline: a transient one
+ * (READONLY, LOADING, ...) is sent again like an absent key; any other
+ * (NOPERM, OOM, ...) refuses the item for good, and the call fails with it
+ * once every other item's outcome is known. written[i]: 1 written, 0 not
+ * (skipped, refused, or still absent when the call failed), -1 unknown. */
 static int save_nx(rs_store *store, const char *what, const rs_save_item *items, char **keys,
                    const size_t *key_lens, const rs_cmd *cmds, redisReply **replies, size_t n,
                    int *written, rs_error *err)
 {
     size_t *pending = calloc(n, sizeof *pending), npending = n;
     rs_cmd *round = calloc(n, sizeof *round);
-    int attempts = 0, rc = -1;
+    int attempts = 0, rc = -1, refused_set = 0, transient_set = 0;
+    rs_error refused, transient, cause;   /* first refusal; latest transient reply */
     if (!pending || !round) {
         rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
         goto out;
     }
     for (size_t i = 0; i < n; i++) pending[i] = i;
     while (npending > 0) {
-        for (size_t k = 0; k < npending; k++) round[k] = cmds[pending[k]];
+        /* Sent again: unknown until this round tells (a round that fails
+         * before its replies, e.g. short of WAIT acknowledgements, may
+         * have written them). */
+        for (size_t k = 0; k < npending; k++) {
+            round[k] = cmds[pending[k]];
+            set_written(written, pending[k], -1);
+        }
         size_t answered = 0;
+        int prior = attempts;
         int got = rs_exec_durable(store, RS_OP_SAVE, what, RS_RETRY_UNSENT, npending, round,
                                   replies, &answered, err);
-        if (got < 0 && err->kind != RS_ERR_UNKNOWN) goto out;
+        int sent = got < 0 ? err->attempts : 0;        /* this round's */
+        if (got < 0 && err->kind != RS_ERR_UNKNOWN) add_prior_attempts(err, what, prior);
+        /* Failed before every reply was read, and not for want of one. */
+        if (got < 0 && err->kind != RS_ERR_UNKNOWN && answered < npending) goto out;
+        int has_cause = got < 0 && err->kind == RS_ERR_UNKNOWN && rs_exec_unknown_cause(&cause);
         if (got == 0) answered = npending;
+        else attempts = prior + sent;
+        size_t left = 0;         /* pending[] is compacted in place: left <= k */
         for (size_t k = 0; k < answered; k++) {
-            if (written) written[pending[k]] = replies[k]->type != REDIS_REPLY_NIL;
+            size_t i = pending[k];
+            if (replies[k]->type != REDIS_REPLY_ERROR) {
+                set_written(written, i, replies[k]->type != REDIS_REPLY_NIL);
+            } else {
+                rs_error e;
+                rs_error_from_reply(&e, replies[k]->str, replies[k]->len);
+                set_written(written, i, 0);
+                if (e.retryable) transient = e, transient_set = 1, pending[left++] = i;
+                else if (!refused_set) refused = e, refused_set = 1;
+            }
             freeReplyObject(replies[k]);
         }
         if (got == 0) break;
-        attempts += err->attempts;
-        size_t left = 0;
+        /* Every reply read, an error among them: err is the call's. */
+        if (err->kind != RS_ERR_UNKNOWN) goto out;
         for (size_t k = answered; k < npending; k++) {
             size_t i = pending[k];
             int w = nx_outcome(store, what, &items[i], keys[i], key_lens[i], attempts, err);
             if (w < 0) goto out;
-            if (w == 1 && written) written[i] = 1;
+            set_written(written, i, w);
             if (w == 0) pending[left++] = i;
         }
-        if (left > 0 && attempts > store->cfg->max_retries) {
-            rs_exec_unknown_because(err, what, attempts, "no attempt left to send the rest");
+        /* A refusal, or no attempt left: every item left is known not to
+         * be written, so the failure is what stopped it, not `unknown`. */
+        if (refused_set || (left > 0 && attempts > store->cfg->max_retries)) {
+            if (!refused_set && !transient_set && !has_cause)
+                rs_error_set(&cause, RS_ERR_CONNECTION, 1, "no reply");
+            rs_exec_fail(err, what, attempts,
+                         refused_set ? &refused : transient_set ? &transient : &cause);
             goto out;
         }
         npending = left;
@@ -131,6 +184,7 @@ int rs_save_many(rs_store *store, const rs_save_item *items, size_t n, int flags
 {
     rs_error_clear(err);
     if (n == 0) return 0;
+    for (size_t i = 0; written && i < n; i++) written[i] = -1;
     enum { MAXARGS = 6 };
     const char **colls = calloc(n, sizeof *colls);
     size_t *lens = calloc(n, sizeof *lens), *key_lens = calloc(n, sizeof *key_lens);
@@ -148,12 +202,15 @@ int rs_save_many(rs_store *store, const rs_save_item *items, size_t n, int flags
     for (size_t i = 0; i < n; i++) {
         colls[i] = items[i].collection;
         lens[i] = items[i].collection_len;
-        /* The TTL bound is rs_save_raw's: its amount fits in amounts[i]. */
-        int bad_ttl = !(items[i].ttl >= 0 && items[i].ttl <= 1e9);
-        if (items[i].len > RS_MAX_TOKEN_SIZE || bad_ttl) {
-            rs_error_set(err, bad_ttl ? RS_ERR_CONFIG : RS_ERR_SERIALIZATION, 0,
-                         "save_many: item %zu has %s", i + 1,
-                         bad_ttl ? "a ttl outside 0 to 1e9 seconds" : "a token over the size limit");
+        /* The TTL range is Redis's own (rs_ttl_check): its amount fits in amounts[i]. */
+        rs_error why;
+        if (items[i].ttl != 0 && rs_ttl_check(items[i].ttl, &why) < 0) {
+            rs_error_set(err, RS_ERR_CONFIG, 0, "save_many: item %zu: %s", i + 1, why.message);
+            goto out;
+        }
+        if (items[i].len > RS_MAX_TOKEN_SIZE) {
+            rs_error_set(err, RS_ERR_SERIALIZATION, 0,
+                         "save_many: item %zu has a token over the size limit", i + 1);
             goto out;
         }
     }
@@ -365,8 +422,9 @@ static rs_outcome check_expired(const redisReply *pttl, void *ctx, const char **
 int rs_expire(rs_store *store, const char *collection, size_t coll_len, double ttl, rs_error *err)
 {
     rs_error_clear(err);
-    if (!(ttl > 0) || ttl > 1e9) {
-        rs_error_set(err, RS_ERR_CONFIG, 0, "expire: ttl must be a positive number of seconds");
+    rs_error why;
+    if (rs_ttl_check(ttl, &why) < 0) {
+        rs_error_set(err, RS_ERR_CONFIG, 0, "expire: %s", why.message);
         return -1;
     }
     size_t key_len;

@@ -105,7 +105,28 @@ int rs_exec_durable(rs_store *store, rs_op op, const char *what, rs_retry_rule r
     /* Every write answered, only the WAIT lost: the writes' outcome is
      * known, their durability is not (counted as no acknowledgement). */
     int wait_lost = rc < 0 && err->kind == RS_ERR_UNKNOWN && read == ncmds;
-    memcpy(replies, got, (read < ncmds ? read : ncmds) * sizeof *replies);
+    if (read > ncmds) {          /* every reply read, an error among them */
+        /* Only the WAIT's: the commands ran (an NX SET or a script may
+         * still have written nothing), which the failure must say. */
+        int writes_ran = 1;
+        for (size_t i = 0; i < ncmds; i++)
+            if (got[i]->type == REDIS_REPLY_ERROR) writes_ran = 0;
+        if (writes_ran)
+            strncat(err->message, " (ran on the master, not known durable: WAIT refused)",
+                    sizeof err->message - strlen(err->message) - 1);
+        freeReplyObject(got[ncmds]);
+        read = ncmds;
+    }
+    memcpy(replies, got, read * sizeof *replies);
+    /* ... unless a write was refused: its error reply fails the call, as
+     * when the WAIT's reply arrives too. */
+    for (size_t i = 0; wait_lost && i < ncmds; i++) {
+        if (replies[i]->type != REDIS_REPLY_ERROR) continue;
+        rs_error refused;
+        rs_error_from_reply(&refused, replies[i]->str, replies[i]->len);
+        rs_exec_fail(err, what, err->attempts, &refused);
+        wait_lost = 0;
+    }
     if (rc < 0 && !wait_lost) {
         if (answered) *answered = read;
         else rs_replies_free(replies, read);
@@ -129,6 +150,7 @@ out:
 
 void rs_exec_unknown_because(rs_error *err, const char *what, int attempts, const char *why)
 {
+    rs_exec_unknown_cause_clear();
     if (!err) return;
     rs_error_set(err, RS_ERR_UNKNOWN, 0, "%s: outcome unknown after %d attempt%s: %s", what,
                  attempts, attempts == 1 ? "" : "s", why);
@@ -158,7 +180,8 @@ int rs_exec_checked(rs_store *store, const char *what, rs_attempt_fn run, const 
         if (err->kind != RS_ERR_UNKNOWN) return -1;
         attempts += err->attempts;
         *attempts_out = attempts;
-        rs_error unknown = *err;
+        rs_error unknown = *err, cause;
+        int has_cause = rs_exec_unknown_cause(&cause);
         redisReply *state;
         if (rs_exec_key(store, RS_OP_GET, what, check_cmd, key, key_len, &state, err) < 0) {
             *err = unknown;         /* the check failed: still unknown */
@@ -169,8 +192,17 @@ int rs_exec_checked(rs_store *store, const char *what, rs_attempt_fn run, const 
         rs_outcome found = check(state, ctx, &why);
         freeReplyObject(state);
         if (found == RS_OUTCOME_RAN) return 1;
-        if (found == RS_OUTCOME_UNKNOWN || attempts > store->cfg->max_retries) {
-            rs_exec_unknown_because(err, what, attempts, why ? why : "no attempt left");
+        if (found == RS_OUTCOME_UNKNOWN) {
+            rs_exec_unknown_because(err, what, attempts, why ? why : "the state does not tell");
+            return -1;
+        }
+        /* Not taken effect, no attempt left: the failure that stopped it. */
+        if (attempts > store->cfg->max_retries) {
+            if (!has_cause)
+                rs_error_set(&cause, RS_ERR_CONNECTION, 1, "no reply");
+            rs_exec_fail(err, what, attempts, &cause);
+            strncat(err->message, " (the state read back shows it has not taken effect)",
+                    sizeof err->message - strlen(err->message) - 1);
             return -1;
         }
         /* The state says that attempt did not run: send it again. */

@@ -14,6 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -35,7 +38,7 @@ typedef struct option {
 static const option options[] = {
     {"url", OPT_URL, F(url), 0, 0, 0},
     {"pool_size", OPT_INT, F(pool_size), 1, 10000, 0},
-    {"ttl", OPT_TTL, F(ttl), 0, 1e9, 0},
+    {"ttl", OPT_TTL, F(ttl), 0, 0, 0},   /* range: rs_ttl_check */
     {"max_retries", OPT_INT, F(max_retries), 0, 100, 0},
     {"connection_timeout", OPT_SECONDS, F(connection_timeout), 0.001, 3600, 0},
     {"command_timeout", OPT_SECONDS, F(command_timeout), 0.001, 3600, 0},
@@ -168,32 +171,6 @@ rs_config *rs_config_copy(const rs_config *src)
  * Values
  * ------------------------------------------------------------------ */
 
-int rs_parse_duration(const char *text, double *seconds, int *is_none)
-{
-    if (is_none) *is_none = 0;
-    while (isspace((unsigned char)*text)) text++;
-    if (strcasecmp(text, "none") == 0) {
-        if (!is_none) return -1;
-        *is_none = 1;
-        *seconds = 0;
-        return 0;
-    }
-    char *end;
-    errno = 0;
-    double v = strtod(text, &end);
-    if (end == text || errno || !isfinite(v)) return -1;
-    static const struct { const char *suffix; double scale; } units[] = {
-        {"", 1}, {"us", 1e-6}, {"ms", 0.001}, {"s", 1}, {"m", 60}, {"h", 3600}, {"d", 86400},
-    };
-    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
-        if (strcmp(end, units[i].suffix) == 0) {
-            *seconds = v * units[i].scale;
-            return 0;
-        }
-    }
-    return -1;
-}
-
 static int parse_bool(const char *text, int *out)
 {
     static const char *yes[] = {"true", "yes", "on", "1"}, *no[] = {"false", "no", "off", "0"};
@@ -251,6 +228,8 @@ int rs_config_set_url(rs_config *cfg, const char *url, rs_error *err)
 
 static int check_range(const option *o, double v, rs_error *err)
 {
+    /* A ttl's range is Redis's own (rs_ttl_check); 0 = no expiry. */
+    if (o->type == OPT_TTL && v > 0) return rs_ttl_check(v, err);
     if (isnan(v) || v < o->min || v > o->max) {
         if (o->type == OPT_TTL && v < 0)
             rs_error_set(err, RS_ERR_CONFIG, 0, "ttl must not be negative (use none for no expiry)");
@@ -316,26 +295,58 @@ int rs_config_set_bool(rs_config *cfg, const char *name, int value, rs_error *er
     return 0;
 }
 
+#define SECRET_FILE_MAX 4096   /* bytes of a password_file, its line break included */
+
 /* password_file = PATH: the password is the file's first line (so that it
- * stays out of config files, URLs and process arguments). */
+ * stays out of config files, URLs and process arguments). The file must
+ * be a regular file: opened without blocking and checked before reading,
+ * so a FIFO or a device cannot hang the caller. A longer file is an error,
+ * never cut: a cut password would fail AUTH far from here. */
 static int set_secret_file(rs_config *cfg, const option *o, const char *path, rs_error *err)
 {
-    char buf[4096];
-    FILE *f = fopen(path, "r");
-    if (!f) {
+    char buf[SECRET_FILE_MAX + 1];
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
         rs_error_set(err, RS_ERR_CONFIG, 0, "%s: cannot read '%.200s': %s", o->name, path,
                      strerror(errno));
         return -1;
     }
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    buf[strcspn(buf, "\r\n")] = '\0';
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        rs_error_set(err, RS_ERR_CONFIG, 0, "%s: '%.200s' is not a regular file", o->name, path);
+        return -1;
+    }
+    size_t n = 0;
+    ssize_t got = 0;
+    /* One byte more than allowed, to tell a file of the limit from a longer one. */
+    while (n < sizeof buf && (got = read(fd, buf + n, sizeof buf - n)) != 0) {
+        if (got < 0) {
+            if (errno == EINTR) continue;
+            break;
+        }
+        n += (size_t)got;
+    }
+    int read_errno = got < 0 ? errno : 0;
+    close(fd);
     int rc = -1;
-    if (!buf[0]) {
-        rs_error_set(err, RS_ERR_CONFIG, 0, "%s: '%.200s' is empty", o->name, path);
-    } else if (set_string((char **)((char *)cfg + o->secret), buf, err) == 0) {
-        rc = set_string(FIELD(cfg, o, char *), path, err);
+    if (read_errno) {
+        rs_error_set(err, RS_ERR_CONFIG, 0, "%s: cannot read '%.200s': %s", o->name, path,
+                     strerror(read_errno));
+    } else if (n > SECRET_FILE_MAX) {
+        rs_error_set(err, RS_ERR_CONFIG, 0, "%s: '%.200s' is longer than %d bytes: not a password "
+                     "file", o->name, path, SECRET_FILE_MAX);
+    } else {
+        size_t line = 0;
+        while (line < n && buf[line] != '\r' && buf[line] != '\n') line++;
+        buf[line] = '\0';
+        if (memchr(buf, '\0', line))
+            rs_error_set(err, RS_ERR_CONFIG, 0, "%s: '%.200s' holds a NUL byte in its first line",
+                         o->name, path);
+        else if (!buf[0])
+            rs_error_set(err, RS_ERR_CONFIG, 0, "%s: '%.200s' is empty", o->name, path);
+        else if (set_string((char **)((char *)cfg + o->secret), buf, err) == 0)
+            rc = set_string(FIELD(cfg, o, char *), path, err);
     }
     memset(buf, 0, sizeof buf);
     return rc;
@@ -376,7 +387,7 @@ int rs_config_set(rs_config *cfg, const char *name, const char *value, rs_error 
     case OPT_TTL:
         if (rs_parse_duration(value, &d, o->type == OPT_TTL ? &is_none : NULL) < 0) {
             rs_error_set(err, RS_ERR_CONFIG, 0,
-                         "%s must be a duration like 30, 1.5, 500ms, 30s, 15m, 12h or 7d%s",
+                         "%s must be a duration like 30, 1.5, 500ms, 30s, 1h30m, 7d or 2w%s",
                          name, o->type == OPT_TTL ? ", or none" : "");
             return -1;
         }
@@ -452,7 +463,7 @@ size_t rs_config_get(const rs_config *cfg, const char *name, char *buf, size_t b
         if (*CFIELD(cfg, o, double) == 0) return (size_t)snprintf(buf, bufsize, "none");
         /* fall through */
     case OPT_SECONDS:
-        return (size_t)snprintf(buf, bufsize, "%gs", *CFIELD(cfg, o, double));
+        return rs_format_duration(*CFIELD(cfg, o, double), buf, bufsize);
     case OPT_BOOL:
         return (size_t)snprintf(buf, bufsize, "%s", *CFIELD(cfg, o, int) ? "true" : "false");
     case OPT_POLICY:

@@ -151,9 +151,27 @@ void rs_exec_fail(rs_error *err, const char *what, int attempts, const rs_error 
     err->reply = last->reply;
 }
 
+/* The failure behind this thread's latest rs_exec_unknown: a caller whose
+ * check then finds the command without effect reports it instead. */
+static _Thread_local rs_error unknown_cause;
+static _Thread_local int unknown_cause_set;
+
+int rs_exec_unknown_cause(rs_error *cause)
+{
+    if (unknown_cause_set) *cause = unknown_cause;
+    return unknown_cause_set;
+}
+
+void rs_exec_unknown_cause_clear(void)
+{
+    unknown_cause_set = 0;
+}
+
 void rs_exec_unknown(rs_error *err, const char *what, int attempts, size_t answered,
                      size_t ncmds, const rs_error *last)
 {
+    unknown_cause = *last;
+    unknown_cause_set = 1;
     if (!err) return;
     char part[80] = "";
     if (ncmds > 1)
@@ -222,11 +240,15 @@ int rs_exec_on(rs_store *store, rs_pool *pool, const char *what, rs_retry_rule r
          * the others did, and only a WAIT among those may run again. */
         int may_repeat = rule == RS_RETRY_IDEMPOTENT || !at.sent ||
                          only_waits_ran(cmds, replies, ncmds);
-        rs_replies_free(replies, at.answered);
         if (!may_repeat || !rs_retry_wait(store->cfg, what, attempt, &last)) {
             rs_exec_fail(err, what, attempt, &last);
-            if (answered) *answered = 0;
+            /* Every reply read, some an error: a caller that asks keeps
+             * them, to tell the commands that ran from those refused. */
+            int keep = answered && at.answered == ncmds;
+            if (!keep) rs_replies_free(replies, at.answered);
+            if (answered) *answered = keep ? ncmds : 0;
             return -1;
         }
+        rs_replies_free(replies, at.answered);
     }
 }

@@ -247,6 +247,11 @@ void rs_exec_fail(rs_error *err, const char *what, int attempts, const rs_error 
  * not retryable, naming how many of `ncmds` replies were read. */
 void rs_exec_unknown(rs_error *err, const char *what, int attempts, size_t answered,
                      size_t ncmds, const rs_error *last);
+/* The failure (timeout, lost connection) behind this thread's latest
+ * RS_ERR_UNKNOWN from rs_exec_unknown: 1 with *cause set, 0 when the latest
+ * unknown had no such cause (rs_exec_unknown_because clears it). */
+int rs_exec_unknown_cause(rs_error *cause);
+void rs_exec_unknown_cause_clear(void);
 
 /* ---- call.c: a store call, routed to the pool or the cluster ---- */
 /* Runs `ncmds` commands pipelined on one pooled connection (the cluster's
@@ -254,7 +259,10 @@ void rs_exec_unknown(rs_error *err, const char *what, int attempts, size_t answe
  * reply (free with freeReplyObject); an error reply in any of them fails
  * the call. On failure with RS_ERR_UNKNOWN and `answered` not NULL, the
  * first *answered replies are set and the caller's to free (their commands
- * ran; the later ones may or may not have); otherwise no reply is left.
+ * ran, or did not where the reply is an error; the later ones may or may
+ * not have). On another failure after every reply was read (an error
+ * reply among them), `answered` not NULL gets ncmds and the replies are
+ * the caller's too; otherwise no reply is left.
  * `what` names the operation for messages. */
 int rs_exec_rule(rs_store *store, rs_op op, const char *what, rs_retry_rule rule, size_t ncmds,
                  const rs_cmd *cmds, redisReply **replies, size_t *answered, rs_error *err);

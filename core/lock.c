@@ -46,8 +46,9 @@ static int check_lock_args(const char *key, const char *owner, double ttl, int n
         rs_error_set(err, RS_ERR_CONFIG, 0, "lock owner must not be empty");
         return -1;
     }
-    if (need_ttl && (!(ttl > 0) || ttl > 1e9)) {
-        rs_error_set(err, RS_ERR_CONFIG, 0, "lock ttl must be a positive number of seconds");
+    rs_error why;
+    if (need_ttl && rs_ttl_check(ttl, &why) < 0) {
+        rs_error_set(err, RS_ERR_CONFIG, 0, "lock %s", why.message);
         return -1;
     }
     return 0;
@@ -73,14 +74,17 @@ static int run_owner_script(rs_store *store, owner_call *c, rs_retry_rule rule,
 }
 
 /* The refresh script's amount and unit: whole seconds when the ttl is one
- * (EXPIRE), else milliseconds (PEXPIRE). */
+ * (EXPIRE), else milliseconds (PEXPIRE), rounded up: a lease is valid
+ * until its start + ttl, so the key must live at least that long (a ttl
+ * rounded down would let the local validity outlive the key). The 1 ns
+ * slack keeps a ttl like 1.1, whose double is a hair above, at 1100 ms. */
 static const char *refresh_amount(double ttl, char *amount, size_t size)
 {
     if (ttl >= 1 && ttl == floor(ttl)) {
         snprintf(amount, size, "%.0f", ttl);
         return "s";
     }
-    snprintf(amount, size, "%.0f", fmax(1, (double)llround(ttl * 1000)));
+    snprintf(amount, size, "%.0f", fmax(1, ceil(ttl * 1000 - 1e-6)));
     return "ms";
 }
 
@@ -165,31 +169,68 @@ int rs_lock_release(rs_store *store, const char *key, const char *owner, rs_erro
     return rc < 0 ? -1 : 0;
 }
 
+/* After an acquire whose reply was lost and whose resend failed (err:
+ * OOM, NOPERM, ... say nothing of the lost attempt, which may have taken
+ * the lock): the owner-checked refresh tells, as after a resend that
+ * finds the key taken, and renews the TTL whoever set it (a lock held
+ * since before this call must not be reported acquired with its old TTL).
+ * 1 ours; -1 with the resend's failure when not ours; RS_ERR_UNKNOWN when
+ * the refresh fails too. */
+static int lost_attempt_took(rs_store *store, const char *key, const char *owner, double ttl,
+                             rs_error *err)
+{
+    rs_error resend = *err;
+    int rc = refresh_owned(store, key, owner, ttl, err);
+    if (rc == 1) return 1;
+    if (rc < 0) {
+        char why[600];
+        snprintf(why, sizeof why, "a reply was lost, sending it again failed (%.250s) and the "
+                 "owner-checked refresh failed (%.250s)", resend.message, err->message);
+        rs_exec_unknown_because(err, "try_acquire_lock", resend.attempts + 1, why);
+        return -1;
+    }
+    *err = resend;
+    return -1;
+}
+
 int rs_lock_acquire(rs_store *store, const char *key, const char *owner, double ttl,
                     rs_error *err)
 {
     rs_error_clear(err);
     if (check_lock_args(key, owner, ttl, 1, err) < 0) return -1;
-    const char *unit;
     char amount[24];
-    rs_ttl_args(ttl, &unit, amount, sizeof amount);
+    /* The same rounding as a refresh: the key lives at least ttl. */
+    const char *unit = strcmp(refresh_amount(ttl, amount, sizeof amount), "s") == 0 ? "EX" : "PX";
     const char *argv[6] = {"SET", key, owner, "NX", unit, amount};
     size_t argvlen[6] = {3, strlen(key), strlen(owner), 2, 2, strlen(amount)};
     rs_cmd cmd = {6, argv, argvlen};
     redisReply *reply;
-    if (rs_exec(store, RS_OP_LOCK, "try_acquire_lock", 1, &cmd, &reply, err) < 0) {
+    /* An attempt whose reply is lost may have taken the lock: the SET is
+     * sent again (it finds our own id when it had) and remembered. */
+    int lost = rs_exec_rule(store, RS_OP_LOCK, "try_acquire_lock", RS_RETRY_UNSENT, 1, &cmd,
+                            &reply, NULL, err) < 0;
+    if (lost && err->kind != RS_ERR_UNKNOWN) {
         rs_metrics_count(store, RS_METRIC_LOCK_ERROR);
         return -1;
     }
+    if (lost && rs_exec(store, RS_OP_LOCK, "try_acquire_lock", 1, &cmd, &reply, err) < 0) {
+        int rc = lost_attempt_took(store, key, owner, ttl, err);
+        rs_metrics_count(store, rc == 1 ? RS_METRIC_LOCK_ACQUIRED : RS_METRIC_LOCK_ERROR);
+        if (rc == 1) rs_metrics_locks_held(store, +1);
+        return rc == 1 ? 1 : -1;
+    }
     int acquired = reply->type == REDIS_REPLY_STATUS;
     freeReplyObject(reply);
-    if (acquired) {
+    /* Taken: by us? Then renew it, owner-checked (counted as a refresh),
+     * unless a lost attempt of this call took it: an acquisition, held
+     * (a re-acquire whose reply is lost counts as one too: nothing tells
+     * the two apart). */
+    int rc = acquired ? 1 : refresh_owned(store, key, owner, ttl, err);
+    if (acquired || (rc == 1 && lost)) {
         rs_metrics_count(store, RS_METRIC_LOCK_ACQUIRED);
         rs_metrics_locks_held(store, +1);
         return 1;
     }
-    /* Taken: by us? Then renew it, owner-checked (counted as a refresh). */
-    int rc = refresh_owned(store, key, owner, ttl, err);
     rs_metrics_count(store, rc == 1 ? RS_METRIC_LOCK_REFRESHED
                             : rc == 0 ? RS_METRIC_LOCK_ALREADY_HELD : RS_METRIC_LOCK_ERROR);
     return rc;
@@ -215,18 +256,40 @@ int rs_lock_is_locked(rs_store *store, const char *key, rs_error *err)
     return locked;
 }
 
-int rs_lock_owner(rs_store *store, const char *key, char **owner, rs_error *err)
+int rs_lock_owner_bytes(rs_store *store, const char *key, char **owner, size_t *owner_len,
+                        rs_error *err)
 {
     redisReply *reply;
     *owner = NULL;
+    *owner_len = 0;
     if (key_command(store, "lock_owner", "GET", key, &reply, err) < 0) return -1;
     int found = reply->type == REDIS_REPLY_STRING;
-    if (found && !(*owner = strndup(reply->str, reply->len))) {
+    /* Whole, NUL bytes included: strndup would cut "hostA\0-evil" to "hostA". */
+    if (found && !(*owner = malloc(reply->len + 1))) {
         rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
         found = -1;
+    } else if (found) {
+        memcpy(*owner, reply->str, reply->len);
+        (*owner)[reply->len] = '\0';
+        *owner_len = reply->len;
     }
     freeReplyObject(reply);
     return found;
+}
+
+int rs_lock_owner(rs_store *store, const char *key, char **owner, rs_error *err)
+{
+    size_t len;
+    int rc = rs_lock_owner_bytes(store, key, owner, &len, err);
+    if (rc == 1 && strlen(*owner) != len) {
+        free(*owner);
+        *owner = NULL;
+        rs_error_set(err, RS_ERR_SERIALIZATION, 0,
+                     "lock '%.200s' is held by an owner with a NUL byte (not one of ours; "
+                     "rs_lock_owner_bytes reads it)", key);
+        return -1;
+    }
+    return rc;
 }
 
 /* The fenced save's script call and what the check of the token saw. */

@@ -39,16 +39,30 @@ void rs_error_from_context(rs_error *err, const redisContext *ctx)
         rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory creating a connection");
         return;
     }
-    switch (ctx->err) {
-    case REDIS_ERR_TIMEOUT:
-        rs_error_set(err, RS_ERR_TIMEOUT, 1, "timed out: %s", ctx->errstr);
-        return;
-    case REDIS_ERR_IO:
-        /* hiredis reports a command timeout as EAGAIN on the socket. */
-        if (strstr(ctx->errstr, "temporarily unavailable") || strstr(ctx->errstr, "timed out"))
-            rs_error_set(err, RS_ERR_TIMEOUT, 1, "timed out: %s", ctx->errstr);
+    /* A blocking read past SO_RCVTIMEO fails with EAGAIN, which hiredis
+     * reports as an I/O error carrying strerror(errno): a timeout. */
+    int timed_out = ctx->err == REDIS_ERR_TIMEOUT ||
+                    (ctx->err == REDIS_ERR_IO && strcmp(ctx->errstr, strerror(EAGAIN)) == 0);
+    if (timed_out) {
+        /* Which wait ran out: connecting, or a reply on a connection. */
+        int connected = (ctx->flags & REDIS_CONNECTED) != 0;
+        const struct timeval *tv = connected ? ctx->command_timeout : ctx->connect_timeout;
+        char where[300] = "";
+        if (ctx->tcp.host)         /* NULL on a Unix socket */
+            snprintf(where, sizeof where, " %s %s:%d", connected ? "from" : "to", ctx->tcp.host,
+                     ctx->tcp.port);
+        if (tv)
+            rs_error_set(err, RS_ERR_TIMEOUT, 1, "timed out after %gs %s%s", (double)tv->tv_sec +
+                         (double)tv->tv_usec / 1e6, connected ? "waiting for a reply" : "connecting",
+                         where);
         else
-            rs_error_set(err, RS_ERR_CONNECTION, 1, "I/O error: %s", ctx->errstr);
+            rs_error_set(err, RS_ERR_TIMEOUT, 1, "timed out %s%s",
+                         connected ? "waiting for a reply" : "connecting", where);
+        return;
+    }
+    switch (ctx->err) {
+    case REDIS_ERR_IO:
+        rs_error_set(err, RS_ERR_CONNECTION, 1, "I/O error: %s", ctx->errstr);
         return;
     case REDIS_ERR_EOF:
         rs_error_set(err, RS_ERR_CONNECTION, 1, "connection closed by server");

@@ -186,9 +186,14 @@ size_t rs_config_get(const rs_config *cfg, const char *name, char *buf,
 /* One line describing the whole config, credentials masked. */
 size_t rs_config_describe(const rs_config *cfg, char *buf, size_t bufsize);
 
-/* Parses a duration text ("7d", "1.5", "500ms"); "none" gives 0 and
- * *is_none = 1 when is_none is not NULL. Returns 0 or -1. */
+/* Parses a duration: a number of seconds ("1.5") or number-unit terms
+ * ("500ms", "30s", "1h30m", "7d", "2w"; units us ms s m h d w); "none"
+ * gives 0 and *is_none = 1 when is_none is not NULL. Returns 0 or -1. */
 int rs_parse_duration(const char *text, double *seconds, int *is_none);
+
+/* Writes seconds in the grammar rs_parse_duration reads ("50us", "1500ms",
+ * "7d"), as snprintf does: returns the length it needed. */
+size_t rs_format_duration(double seconds, char *buf, size_t bufsize);
 
 /* ------------------------------------------------------------------------
  * Store
@@ -205,6 +210,17 @@ void rs_store_close(rs_store *store);
 
 /* The config the store runs with (read only, owned by the store). */
 const rs_config *rs_store_config(const rs_store *store);
+
+/* The TTL range is Redis's own: EXPIRE, PEXPIRE and SET EX/PX take a TTL
+ * whose expiry, in Unix milliseconds, is at most 2^63-1 (about 292 million
+ * years from now), so any TTL a server holds can be written again.
+ * rs_ttl_check returns 0 when `seconds` (> 0; 0 = "no TTL" is the caller's
+ * business) is in that range by this machine's clock, as the amount we
+ * send (whole seconds, or rounded milliseconds); else -1 and a config
+ * error naming the limit. Every TTL the library sends is checked with it.
+ * rs_ttl_max is the longest TTL in whole seconds, now. */
+int rs_ttl_check(double seconds, rs_error *err);
+double rs_ttl_max(void);
 
 /* TTL argument of rs_save_raw: use the configured ttl, or none at all. */
 #define RS_TTL_DEFAULT (-1.0)
@@ -240,11 +256,20 @@ int rs_ping(rs_store *store, rs_error *err);
 
 /* Runs one command given as argv (binary safe) on a pooled connection
  * and hands back the reply as text: status, string and error replies as
- * their bytes, integers in decimal, nil as NULL (return 0), arrays are
- * refused. For admin helpers (INFO, MEMORY USAGE). The command is retried
+ * their bytes, integers in decimal, nil as NULL (return 0); an array reply
+ * is an error (RS_ERR_SERVER) after the command ran: use rs_command_reply
+ * for commands that may answer with one. For admin helpers (INFO, MEMORY
+ * USAGE). The command is retried
  * only while nothing was sent: once it may have reached the server (a
  * timeout, a connection lost before the reply) the call fails with
  * RS_ERR_UNKNOWN, so an INCR or LPUSH never runs twice.
+ * A command that would change the state of the pooled connection it runs
+ * on (MULTI, EXEC, DISCARD, WATCH, UNWATCH, SELECT, the (P|S)(UN)SUBSCRIBE
+ * family, MONITOR, RESET, HELLO, AUTH, READONLY, READWRITE, ASKING, QUIT,
+ * SYNC, PSYNC, REPLCONF, and CLIENT REPLY, TRACKING, CACHING, NO-EVICT,
+ * NO-TOUCH, SETNAME, SETINFO, and SCRIPT DEBUG) is refused with RS_ERR_CONFIG before
+ * anything is sent: the next user of that connection would find it in a
+ * transaction, another db, subscribed or silent.
  * Returns 1 with malloc'd *out, 0 for nil, -1 on error. */
 int rs_command(rs_store *store, int argc, const char **argv,
                const size_t *argvlen, char **out, size_t *out_len,
@@ -258,6 +283,38 @@ int rs_command(rs_store *store, int argc, const char **argv,
 int rs_command_flags(rs_store *store, int argc, const char **argv,
                      const size_t *argvlen, int flags, char **out,
                      size_t *out_len, rs_error *err);
+
+/* A reply of any shape, as a tree. */
+typedef enum rs_reply_type {
+    RS_TREE_STRING,    /* bulk, status or verbatim string: str, len */
+    RS_TREE_INTEGER,   /* integer: also its decimal text in str, len */
+    RS_TREE_NIL,
+    RS_TREE_ARRAY,     /* array, set or push: elements */
+    RS_TREE_MAP,       /* map: elements hold key, value, key, value, ... */
+    RS_TREE_ERROR,     /* an error inside an array: its message in str, len */
+} rs_reply_type;
+
+typedef struct rs_reply {
+    rs_reply_type type;
+    char *str;                  /* NUL-terminated copy (binary safe with len) */
+    size_t len;
+    long long integer;
+    size_t elements;
+    struct rs_reply *element;   /* `elements` values */
+} rs_reply;
+
+/* rs_command_flags for commands of any reply shape: arrays and maps come
+ * back as a tree (*out, free with rs_reply_free), so a command that ran
+ * never fails for the shape of its reply. An error reply at the top is a
+ * failure as for rs_command; one inside an array is an RS_TREE_ERROR
+ * element. A reply nested deeper than 10000 levels (no server sends one)
+ * is RS_ERR_SERVER after the command ran. The same commands are refused
+ * before sending.
+ * Returns 0 with *out set, or -1. */
+int rs_command_reply(rs_store *store, int argc, const char **argv,
+                     const size_t *argvlen, int flags, rs_reply **out,
+                     rs_error *err);
+void rs_reply_free(rs_reply *value);
 
 /* ------------------------------------------------------------------------
  * Identity: which data set a store reaches, told by the servers themselves
@@ -298,7 +355,12 @@ typedef struct rs_save_item {
  * saves are retried as a whole (idempotent); on -1 nothing can be said
  * about which items were written (retry the batch). With RS_SAVE_NX the
  * replies read before a loss are kept and every other key is read back:
- * our bytes = written, absent = sent again, other bytes = RS_ERR_UNKNOWN. */
+ * our bytes = written, absent = sent again, other bytes = RS_ERR_UNKNOWN.
+ * An error reply is never "written", whether or not the pipeline was cut
+ * after it: a transient one (READONLY, LOADING, ...) is sent again, any
+ * other (NOPERM, OOM, ...) fails the call with it once the other items'
+ * outcome is known. On -1, written[i] is 1 (written), 0 (not written by
+ * this call) or -1 (unknown) for each item. */
 int rs_save_many(rs_store *store, const rs_save_item *items, size_t n, int flags,
                  int *written, rs_error *err);
 
@@ -362,7 +424,10 @@ int rs_delete_if_value(rs_store *store, const char *collection, size_t coll_len,
 
 /* 1 acquired (or already held by this owner: the TTL is then renewed, so a
  * retried acquire whose first reply was lost still reports success), 0 held
- * by another owner, -1 on error. `ttl` in seconds (> 0). */
+ * by another owner, -1 on error. `ttl` in seconds (> 0). When the resend
+ * after a lost reply fails (OOM, NOPERM, ...), the owner-checked refresh
+ * runs: ours = 1 (TTL renewed), not ours = that failure, the refresh
+ * failing too = RS_ERR_UNKNOWN. */
 int rs_lock_acquire(rs_store *store, const char *key, const char *owner, double ttl,
                     rs_error *err);
 /* 1 refreshed, 0 not held by `owner` (expired or taken), -1 on error.
@@ -376,8 +441,15 @@ int rs_lock_refresh(rs_store *store, const char *key, const char *owner, double 
 int rs_lock_release(rs_store *store, const char *key, const char *owner, rs_error *err);
 /* 1 when the key exists, 0 when not, -1 on error. */
 int rs_lock_is_locked(rs_store *store, const char *key, rs_error *err);
-/* The current owner into a malloc'd *owner (rs_free): 1, 0 when free. */
+/* The current owner into a malloc'd *owner (rs_free): 1, 0 when free.
+ * A stored owner holding a NUL byte is not a C string (no owner of ours
+ * can hold one: owners are C strings): RS_ERR_SERIALIZATION, never the
+ * part before the NUL. rs_lock_owner_bytes reads any owner whole. */
 int rs_lock_owner(rs_store *store, const char *key, char **owner, rs_error *err);
+/* The current owner's bytes (*owner malloc'd, NUL-terminated, rs_free;
+ * *owner_len bytes, NUL bytes included): 1, 0 when free. */
+int rs_lock_owner_bytes(rs_store *store, const char *key, char **owner, size_t *owner_len,
+                        rs_error *err);
 
 /* Fenced save: writes the token (with the configured TTL, as a plain save)
  * only while `lock_key` is held by `owner`, atomically on the server.
@@ -446,8 +518,11 @@ typedef struct rs_scan_entry {
  * the key prefix itself is matched literally. `batch` is the SCAN COUNT
  * hint and the MGET batch size (0 = scan_count of the config). With
  * `with_ttl`, each batch also reads PTTL (pipelined). Memory is bounded by
- * one batch, whatever the number of tokens. SCAN may return a key twice
- * while Redis rehashes; keys deleted between SCAN and MGET are skipped. */
+ * one batch, whatever the number of tokens, plus the names the walk met:
+ * each name is yielded once per walk, even when SCAN lists it again (a
+ * rehash, a walk started over after a restart, failover or reshard); the
+ * walk keeps 16 bytes per name (in tables 3/8 to 3/4 full: 32 MiB for
+ * 1,000,000 names). Keys deleted between SCAN and MGET are skipped. */
 rs_scan *rs_scan_open(rs_store *store, const char *match, size_t batch,
                       int with_ttl, rs_error *err);
 /* 1 with *entry filled, 0 at the end, -1 on error. The first call starts

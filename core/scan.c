@@ -13,8 +13,8 @@
  *    connection learns its server's run_id once (INFO server, pipelined
  *    with its first SCAN), and each step checks that it ran on the process
  *    the node's walk began on. When not (a restart, a failover), the walk
- *    of that node starts over from cursor 0 (rows already listed come
- *    again, as SCAN itself allows) and says so at warn; after MAX_RESTARTS
+ *    of that node starts over from cursor 0 (the names met again are
+ *    dropped, below) and says so at warn; after MAX_RESTARTS
  *    it fails with a connection error instead. A user that may not run INFO
  *    cannot be told apart that way: then a step on a connection opened
  *    after the node's walk began counts as a new process.
@@ -29,12 +29,21 @@
  *    mid-walk may have been replaced by its replica: between retries the
  *    map is read again and the walk of its slots moves to the new node.
  *
+ * A walk lists each name once. Starting over (above), and SCAN itself
+ * while Redis rehashes, would list names again; a tool acting on every
+ * name it is given would then act twice (a second delete finding the key
+ * gone, a metric written twice, a count too high). So each SCAN step's
+ * names are checked against every name the walk listed before, and only
+ * new ones go on (to the read of values and to the caller). The set of
+ * names met (seen_set.c) keeps 16-byte fingerprints: 21 to 43 bytes a
+ * name, 32 MiB at 1,000,000 names, freed with the walk.
+ *
  * Read-ahead: once the first entry is asked for, two threads of the walk's
  * own run it, a scanner (the SCAN steps: cursor, nodes, restarts, rounds
- * are its alone) and a reader (MGET/PTTL of each step's keys; the TTL
- * state is its alone), while the caller handles the batch in hand. So the
- * server always has the next step to run and a bulk tool's own work
- * overlaps it; without them the server idled at every step. Hand-overs go
+ * and the names met are its alone) and a reader (MGET/PTTL of each step's
+ * keys; the TTL state is its alone), while the caller handles the batch in
+ * hand. So the server always has the next step to run and a bulk tool's
+ * own work overlaps it; without them the server idled at every step. Hand-overs go
  * one at a time under the lock: at most three batches are held. A failure
  * reaches the caller after the batches read before it, as it would
  * without the threads; when no thread can be started the caller walks.
@@ -46,6 +55,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "seen_set.h"
 
 #define MAX_SCAN_NODES 1024
 #define MAX_RESTARTS 5       /* a node's walk started over, at most, per walk */
@@ -86,6 +96,7 @@ struct rs_scan {
     int unsettled;           /* cluster: slots were open when this round began */
     int blind;               /* cluster: CLUSTER NODES refused (warned once) */
     int rounds;
+    rs_seen_set *listed;     /* every name the walk listed (the scanner's) */
     /* the caller's side */
     step_batch cur;          /* the batch in hand */
     size_t next;             /* next index in cur.keys */
@@ -277,7 +288,7 @@ static int end_round(rs_scan *scan, rs_error *err)
         return -1;
     }
     rs_log(RS_LOG_WARN, "list: cluster slots moved or are migrating; walking %zu master%s again "
-           "from the start (some keys may be listed twice)", scan->nnodes,
+           "from the start (names listed before are not listed again)", scan->nnodes,
            scan->nnodes == 1 ? "" : "s");
     /* An open migration may end soon: give it the time of a retry. */
     if (open) rs_sleep(rs_retry_delay(scan->store->cfg, scan->rounds));
@@ -295,15 +306,18 @@ static rs_scan *scan_new(rs_store *store, char *pattern, size_t strip, size_t ba
                          int with_ttl, rs_error *err)
 {
     rs_scan *scan = pattern ? calloc(1, sizeof *scan) : NULL;
-    if (!scan) {
+    rs_seen_set *listed = scan ? rs_seen_new() : NULL;
+    if (!listed) {
+        free(scan);
         free(pattern);
-        rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
+        rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory (or no random bytes for the walk)");
         return NULL;
     }
     if (batch == 0) batch = (size_t)store->cfg->scan_count;
     pthread_mutex_init(&scan->lock, NULL);
     pthread_cond_init(&scan->cond, NULL);
     scan->store = store;
+    scan->listed = listed;
     scan->pattern = pattern;
     scan->prefix_len = strip;
     scan->with_ttl = with_ttl;
@@ -360,7 +374,8 @@ static void follow_takeover(rs_scan *scan)
     rs_pool *now = rs_cluster_slot_owner(scan->store, scan->slots[scan->node]);
     if (!now || now == scan->nodes[scan->node]) return;
     rs_log(RS_LOG_WARN, "list: a master stopped answering; its slots are served by another "
-           "node now, whose keys are walked from the start (some may be listed twice)");
+           "node now, whose keys are walked from the start (names listed before are not "
+           "listed again)");
     scan->nodes[scan->node] = now;
     strcpy(scan->cursor, "0");
 }
@@ -453,7 +468,8 @@ static int scan_step(rs_scan *scan, redisReply **reply, rs_error *err)
                 return -1;
             }
             rs_log(RS_LOG_WARN, "list: the walk went on on another server process (%s); its "
-                   "keys are walked again from the start (some may be listed twice)",
+                   "keys are walked again from the start (names listed before are not "
+                   "listed again)",
                    where.known && scan->began.known ? "run_id changed"
                                                     : "new connection, run_id not readable");
             strcpy(scan->cursor, "0");
@@ -539,6 +555,36 @@ out:
     return rc;
 }
 
+/* Drops from a SCAN step's keys (an array reply) every name the walk
+ * listed before. 0, or -1 when memory ran out (the walk fails). */
+static int drop_listed(rs_scan *scan, redisReply *keys, rs_error *err)
+{
+    enum { CHUNK = 64 };                  /* names checked in one call */
+    const void *names[CHUNK];
+    size_t lens[CHUNK], kept = 0, i = 0;
+    unsigned char fresh[CHUNK];
+    while (i < keys->elements) {
+        size_t m = keys->elements - i < CHUNK ? keys->elements - i : CHUNK;
+        for (size_t j = 0; j < m; j++) {
+            names[j] = keys->element[i + j]->str;
+            lens[j] = keys->element[i + j]->len;
+        }
+        if (rs_seen_add_many(scan->listed, m, names, lens, fresh) < 0) {
+            /* Nothing dropped from here on: the walk fails anyway. */
+            rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory (the names the walk listed)");
+            while (i < keys->elements) keys->element[kept++] = keys->element[i++];
+            keys->elements = kept;
+            return -1;
+        }
+        for (size_t j = 0; j < m; j++, i++) {
+            if (fresh[j]) keys->element[kept++] = keys->element[i];
+            else freeReplyObject(keys->element[i]);
+        }
+    }
+    keys->elements = kept;
+    return 0;
+}
+
 /* The scanner's part: the next SCAN step with keys in it, committed
  * (cursor, node): 1 with *keys (the whole SCAN reply), 0 at the end, -1. */
 static int next_keys(rs_scan *scan, redisReply **keys, rs_error *err)
@@ -565,6 +611,10 @@ static int next_keys(rs_scan *scan, redisReply **keys, rs_error *err)
         }
         memcpy(scan->cursor, reply->element[0]->str, reply->element[0]->len + 1);
         if (strcmp(scan->cursor, "0") == 0) scan->node++;
+        if (drop_listed(scan, reply->element[1], err) < 0) {
+            freeReplyObject(reply);
+            return -1;
+        }
         if (reply->element[1]->elements > 0) {
             *keys = reply;
             return 1;
@@ -834,5 +884,6 @@ static void scan_free(rs_scan *scan)
     free_batch(&scan->ready);
     free(scan->owners);
     free(scan->pattern);
+    rs_seen_free(scan->listed);
     free(scan);
 }

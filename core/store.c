@@ -212,10 +212,11 @@ int rs_save_raw(rs_store *store, const char *collection, size_t coll_len, const 
 {
     rs_error_clear(err);
     if (ttl == RS_TTL_DEFAULT) ttl = store->cfg->ttl;
-    if (!(ttl >= 0) || ttl > 1e9) {
+    if (!(ttl >= 0)) {
         rs_error_set(err, RS_ERR_CONFIG, 0, "ttl must be a number of seconds >= 0");
         return -1;
     }
+    if (ttl > 0 && rs_ttl_check(ttl, err) < 0) return -1;
     size_t key_len;
     char *key = rs_token_key_to_save(store, collection, coll_len, len, &key_len, err);
     if (!key) return -1;
@@ -363,66 +364,4 @@ int rs_ping(rs_store *store, rs_error *err)
     if (rs_exec(store, RS_OP_OTHER, "PING", 1, &cmd, &reply, err) < 0) return -1;
     freeReplyObject(reply);
     return 0;
-}
-
-int rs_command(rs_store *store, int argc, const char **argv, const size_t *argvlen, char **out,
-               size_t *out_len, rs_error *err)
-{
-    return rs_command_flags(store, argc, argv, argvlen, 0, out, out_len, err);
-}
-
-int rs_command_flags(rs_store *store, int argc, const char **argv, const size_t *argvlen,
-                     int flags, char **out, size_t *out_len, rs_error *err)
-{
-    rs_error_clear(err);
-    *out = NULL;
-    *out_len = 0;
-    if (argc < 1) {
-        rs_error_set(err, RS_ERR_CONFIG, 0, "command: no command given");
-        return -1;
-    }
-    rs_cmd cmd = {argc, argv, argvlen};
-    redisReply *reply;
-    char what[64];
-    snprintf(what, sizeof what, "command %.*s", argvlen[0] > 32 ? 32 : (int)argvlen[0], argv[0]);
-    /* An arbitrary command (INCR, LPUSH) is repeated only when the caller
-     * says repeating it is harmless. */
-    rs_retry_rule rule = flags & RS_COMMAND_IDEMPOTENT ? RS_RETRY_IDEMPOTENT : RS_RETRY_UNSENT;
-    if (rs_exec_rule(store, RS_OP_OTHER, what, rule, 1, &cmd, &reply, NULL, err) < 0) return -1;
-    int rc = 1;
-    char num[32];
-    const char *src = NULL;
-    size_t len = 0;
-    switch (reply->type) {
-    case REDIS_REPLY_STRING:
-    case REDIS_REPLY_STATUS:
-    case REDIS_REPLY_VERB:
-        src = reply->str;
-        len = reply->len;
-        break;
-    case REDIS_REPLY_INTEGER:
-        len = (size_t)snprintf(num, sizeof num, "%lld", reply->integer);
-        src = num;
-        break;
-    case REDIS_REPLY_NIL:
-        rc = 0;
-        break;
-    default:
-        rs_error_set(err, RS_ERR_SERVER, 0, "%s: reply type not supported here", what);
-        rc = -1;
-    }
-    if (rc == 1) {
-        char *copy = malloc(len + 1);
-        if (!copy) {
-            rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
-            rc = -1;
-        } else {
-            memcpy(copy, src, len);
-            copy[len] = '\0';
-            *out = copy;
-            *out_len = len;
-        }
-    }
-    freeReplyObject(reply);
-    return rc;
 }

@@ -6,7 +6,8 @@
  *   rigatoni-store [-c FILE] --check
  *   rigatoni-store --version | --help
  *
- * Options stop at SCRIPT: what follows belongs to the script. The config
+ * Options follow getopt_long (bundled flags, -uURL, --url=URL, --) and
+ * stop at SCRIPT: what follows belongs to the script. The config
  * is the file (-c, else $RIGATONI_STORE_CONFIG, else none), then every -s
  * in order, then -u; with no url at all, redis://127.0.0.1:6379.
  *
@@ -15,8 +16,11 @@
  * compile, or an error object of kind "config" or "usage" raised by the
  * script). A script may also return an integer: that is the status.
  * Errors print as one masked line on stderr; -v adds the traceback.
+ * SIGINT and SIGTERM stop the script (host_signal.c): its temporary files
+ * are removed and the status is 130 or 143.
  */
 #include <errno.h>
+#include <getopt.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,7 +64,8 @@ static const char help_text[] =
     "  list, export, import, migrate, cleanup, locks, stats  (SCRIPT --help for each)\n"
     "\n"
     "Without a config, url is redis://127.0.0.1:6379. Exit status: 0 ok,\n"
-    "1 runtime failure, 2 usage or config error.\n";
+    "1 runtime failure, 2 usage or config error, 130/143 stopped by SIGINT/SIGTERM\n"
+    "(temporary files removed). Temporary files go to $TMPDIR (else /tmp).\n";
 
 /* ---------------------------------------------------------------------
  * Command line
@@ -87,70 +92,106 @@ static int usage_error(const char *fmt, const char *what)
     return HOST_EXIT_USAGE;
 }
 
-/* Matches "-x VALUE", "--long VALUE" and "--long=VALUE". Returns 1 and
- * sets *value (advancing *i) on a match, 0 otherwise, -1 when the value is
- * missing. */
-static int take_value(int argc, char **argv, int *i, const char *s, const char *l,
-                      const char **value)
+/* getopt_long's grammar, as every GNU tool: bundled flags (-qv, -vvv),
+ * attached values (-uURL), --long=value, unambiguous long prefixes, and
+ * "--". The leading '+' stops at the first non-option (SCRIPT), ':' lets
+ * us word a missing value ourselves. */
+static const char short_options[] = "+:c:u:s:e:vqh";
+static const struct option long_options[] = {
+    {"config", required_argument, NULL, 'c'},
+    {"url", required_argument, NULL, 'u'},
+    {"set", required_argument, NULL, 's'},
+    {"eval", required_argument, NULL, 'e'},
+    {"metrics", required_argument, NULL, 'M'},
+    {"verbose", no_argument, NULL, 'v'},
+    {"quiet", no_argument, NULL, 'q'},
+    {"check", no_argument, NULL, 'C'},
+    {"version", no_argument, NULL, 'V'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+/* What a missing value of each option should have been. */
+static const char *value_of(int opt)
 {
-    const char *a = argv[*i];
-    size_t llen = strlen(l);
-    if (strncmp(a, l, llen) == 0 && a[llen] == '=') {
-        *value = a + llen + 1;
-        return 1;
+    switch (opt) {
+    case 'c': return "a file";
+    case 'u': return "a URL";
+    case 's': return "section.key=value";
+    case 'e': return "Lua code";
+    case 'M': return "a file (or - for stdout)";
+    default: return "a value";
     }
-    if (strcmp(a, s) != 0 && strcmp(a, l) != 0) return 0;
-    if (*i + 1 >= argc) return -1;
-    *value = argv[++*i];
-    return 1;
+}
+
+/* Words getopt_long's error for `word` (the argument it was reading) as
+ * the user wrote it: -c, or --config (glibc sets optopt for a long option
+ * too, so the word itself tells). A long option's optopt is its value when
+ * it was known but given a value it does not take, 0 when unknown or an
+ * ambiguous prefix. */
+static void bad_option(int opt, const char *word, char *what, size_t size)
+{
+    int is_long = strncmp(word, "--", 2) == 0;
+    int len = is_long ? (int)strcspn(word, "=") : 2;
+    char shown[110];
+    if (is_long || !optopt) snprintf(shown, sizeof shown, "%.*s", len > 100 ? 100 : len, word);
+    else snprintf(shown, sizeof shown, "-%c", optopt);
+    if (opt == ':') {
+        snprintf(what, size, "option %s needs %s", shown, value_of(optopt));
+        return;
+    }
+    if (is_long && optopt) {
+        snprintf(what, size, "option %s takes no value", shown);
+        return;
+    }
+    char could[200] = "";
+    int matches = 0;
+    for (const struct option *l = long_options; is_long && l->name; l++) {
+        if (len - 2 > 0 && strncmp(l->name, word + 2, (size_t)(len - 2)) == 0) {
+            size_t used = strlen(could);
+            snprintf(could + used, sizeof could - used, "%s--%s", matches++ ? ", " : "", l->name);
+        }
+    }
+    if (matches > 1) snprintf(what, size, "option %s is ambiguous (%s)", shown, could);
+    else snprintf(what, size, "unknown option %s", shown);
 }
 
 static int parse_args(int argc, char **argv, options *o)
 {
     o->sets = calloc((size_t)argc, sizeof *o->sets);
     if (!o->sets) return HOST_EXIT_FAILURE;
-    int i;
-    for (i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = NULL;
-        int r;
-        if (strcmp(a, "--") == 0) {
-            i++;
+    opterr = 0;           /* our own messages, with the usage */
+    optind = 1;
+    char what[300];
+    while (!o->eval) {
+        /* The word getopt reads now: optind stays on a bundle (-qx) until
+         * its last letter, so argv[optind - 1] after the call may be the
+         * word before it (a long option, or a value). */
+        int at = optind;
+        int opt = getopt_long(argc, argv, short_options, long_options, NULL);
+        if (opt == -1) break;
+        switch (opt) {
+        case 'c': o->config_file = optarg; break;
+        case 'u': o->url = optarg; break;
+        case 's': o->sets[o->nsets++] = optarg; break;
+        case 'e':                              /* what follows -e CODE is the code's */
+            /* Empty (an unset $VAR): running nothing would exit 0. */
+            if (!*optarg) return usage_error("%s", "the Lua code of -e is empty");
+            o->eval = optarg;
             break;
-        }
-        if (a[0] != '-' || a[1] == '\0') break;
-        if ((r = take_value(argc, argv, &i, "-c", "--config", &v))) {
-            if (r < 0) return usage_error("option %s needs a file", a);
-            o->config_file = v;
-        } else if ((r = take_value(argc, argv, &i, "-u", "--url", &v))) {
-            if (r < 0) return usage_error("option %s needs a URL", a);
-            o->url = v;
-        } else if ((r = take_value(argc, argv, &i, "-s", "--set", &v))) {
-            if (r < 0) return usage_error("option %s needs section.key=value", a);
-            o->sets[o->nsets++] = v;
-        } else if ((r = take_value(argc, argv, &i, "-e", "--eval", &v))) {
-            if (r < 0) return usage_error("option %s needs Lua code", a);
-            o->eval = v;
-            i++;
-            break;       /* what follows -e CODE are the code's arguments */
-        } else if ((r = take_value(argc, argv, &i, "--metrics", "--metrics", &v))) {
-            if (r < 0) return usage_error("option %s needs a file (or - for stdout)", a);
-            o->metrics = v;
-        } else if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0) {
-            o->verbose++;
-        } else if (strcmp(a, "-vv") == 0) {
-            o->verbose += 2;
-        } else if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) {
-            o->quiet = 1;
-        } else if (strcmp(a, "--check") == 0) {
-            o->check = 1;
-        } else if (strcmp(a, "--version") == 0) {
-            o->version = 1;
-        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            o->help = 1;
-        } else {
-            return usage_error("unknown option %s", a);
+        case 'M': o->metrics = optarg; break;
+        case 'v': o->verbose++; break;
+        case 'q': o->quiet = 1; break;
+        case 'C': o->check = 1; break;
+        case 'V': o->version = 1; break;
+        case 'h': o->help = 1; break;
+        case ':':
+        default:
+            bad_option(opt, argv[at], what, sizeof what);
+            return usage_error("%s", what);
         }
     }
+    int i = optind;
     if (o->verbose && o->quiet) return usage_error("%s", "-v and -q exclude each other");
     if (!o->eval && !o->check && i < argc) o->script = argv[i++];
     o->nargs = argc - i;
@@ -413,6 +454,8 @@ static int run_lua(const options *o, host_conf *hc, const char *scripts_dir, con
     host_env env = {.conf = hc, .verbose = o->verbose, .quiet = o->quiet,
                     .scripts_dir = scripts_dir, .exe = exe};
     host_env_open(L, &env);
+    host_files_register(L);
+    host_signal_register(L);
     lua_pushboolean(L, o->verbose);
     lua_setfield(L, LUA_REGISTRYINDEX, VERBOSE_KEY);
 
@@ -441,16 +484,29 @@ static int run_lua(const options *o, host_conf *hc, const char *scripts_dir, con
         return HOST_EXIT_USAGE;
     }
     int nargs = host_env_push_args(L, path ? path : "-e", o->nargs, o->args);
-    if (lua_pcall(L, nargs, 1, base) != LUA_OK) {
+    host_signal_install(L);
+    rc = lua_pcall(L, nargs, 1, base);
+    host_signal_detach(L);
+    int sig = host_signal_caught();
+    if (rc != LUA_OK && sig) {
+        /* Whatever the script raised on its way out, the signal stopped it. */
+        fprintf(stderr, PROG ": interrupted by %s; temporary files removed\n", host_signal_name(sig));
+        status = 128 + sig;
+    } else if (rc != LUA_OK) {
         status = report_error(L, hc);
     } else if (lua_isinteger(L, -1)) {
         lua_Integer code = lua_tointeger(L, -1);
         status = code >= 0 && code <= 255 ? (int)code : HOST_EXIT_FAILURE;
     }
-    if (o->metrics && host_metrics_write(L, o->metrics, hc) < 0 && status == HOST_EXIT_OK)
+    if (rc == LUA_OK && sig)
+        fprintf(stderr, PROG ": %s arrived as the script ended; it had completed\n",
+                host_signal_name(sig));
+    if (o->metrics && !(rc != LUA_OK && sig) && host_metrics_write(L, o->metrics, hc) < 0 &&
+        status == HOST_EXIT_OK)
         status = HOST_EXIT_FAILURE;
     free(path);
     lua_close(L);   /* closes the store, if the script opened one */
+    host_files_cleanup();   /* what the script neither committed nor removed */
     if (fflush(stdout) != 0 && status == HOST_EXIT_OK) {
         fprintf(stderr, PROG ": writing output: %s\n", strerror(errno));
         status = HOST_EXIT_FAILURE;

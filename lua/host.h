@@ -4,8 +4,9 @@
  * rs_config from an INI file, -s overrides and -u (errors carry
  * `file:line`); host_env.c gives a Lua state the script environment
  * (`rs`, lazy `store`, `config`, `host`, `arg`); host_metrics.c writes
- * --metrics; host.c is the command line, running a script and turning
- * errors into exit codes.
+ * --metrics; host_files.c the temporary files and output paths of the
+ * scripts; host_signal.c turns SIGINT/SIGTERM into a clean stop; host.c is
+ * the command line, running a script and turning errors into exit codes.
  */
 #ifndef RS_HOST_H
 #define RS_HOST_H
@@ -97,5 +98,29 @@ void host_env_open(lua_State *L, host_env *env);
 /* Sets `arg` (arg[0] = script, arg[1..] = args) and returns how many
  * arguments it pushed for the chunk's `...`. */
 int host_env_push_args(lua_State *L, const char *script, int argc, char **argv);
+
+/* ---- files the scripts write (host_files.c) ---- */
+
+/* Adds temp_file, commit_temp, remove_temp, file_info and same_terminal to
+ * the global `host` table. */
+void host_files_register(lua_State *L);
+
+/* Removes every temporary file still registered. Async-signal-safe. */
+void host_files_cleanup(void);
+
+/* ---- SIGINT and SIGTERM (host_signal.c) ---- */
+
+/* Catches SIGINT and SIGTERM (unless ignored at start): the script running
+ * in L stops at its next Lua instruction with an error of kind
+ * "interrupted". Call host_signal_detach before L is closed. */
+void host_signal_install(lua_State *L);
+void host_signal_detach(lua_State *L);
+
+/* Adds host.interrupted() to the global `host` table. */
+void host_signal_register(lua_State *L);
+
+/* The signal caught (SIGINT, SIGTERM), or 0; and its name. */
+int host_signal_caught(void);
+const char *host_signal_name(int sig);
 
 #endif /* RS_HOST_H */

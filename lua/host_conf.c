@@ -13,8 +13,14 @@
  * starts a comment, except in a password, where it is an error: a
  * password may contain " ;", and cutting it silently fails AUTH later.
  *
+ * The file is read whole first: a UTF-8 BOM is dropped and CRLF, CR and LF
+ * all end a line. A section header followed on its line by anything but a
+ * comment is an error (inih would drop the rest, e.g. `[redis] url = x`).
+ *
  * Values may use ${VAR} and ${VAR:-default} (default when VAR is unset or
- * empty); `$${` stands for a literal `${`. An environment value landing in
+ * empty; the default is itself expanded, so ${A:-${B}} is B); `$${` stands
+ * for a literal `${`, and any other `${` that is not a complete reference
+ * is an error. An environment value landing in
  * the user-info of the url is percent-encoded. Secrets seen on the way (the URL
  * password, password and sentinel_password, the contents of their _file
  * forms) are remembered so that the host can mask them in whatever it prints.
@@ -308,60 +314,95 @@ static int in_userinfo(const char *out, size_t n, const char *rest)
     return rest[strcspn(rest, "@/")] == '@';
 }
 
-/* Expands `in` into out. With `literal`, every variable counts as unset and
- * a missing one as "": what is left is the text the file itself holds
- * (used to tell whether the file contains a password). With `url`, an
- * environment value that lands in the URL's user-info is percent-encoded
- * (a password "p%41@x" stays exactly that); defaults are taken as written. */
-static int expand(const char *in, char *out, size_t outsize, int literal, int url, char *msg,
-                  size_t msgsize)
+/* The '}' that closes the reference whose name starts at `p`, skipping
+ * nested references and `$${` in a default; NULL when there is none. */
+static const char *matching_close(const char *p)
 {
-    size_t n = 0;
-#define PUT(c)                                                                  \
-    do {                                                                        \
-        if (n + 1 >= outsize) return failf(msg, msgsize, "value too long");     \
-        out[n++] = (c);                                                         \
-    } while (0)
-    for (const char *p = in; *p;) {
+    int depth = 0;
+    for (; *p; p++) {
         if (p[0] == '$' && p[1] == '$' && p[2] == '{') {
+            p += 2;
+        } else if (p[0] == '$' && p[1] == '{') {
+            depth++;
+            p++;
+        } else if (*p == '}') {
+            if (depth == 0) return p;
+            depth--;
+        }
+    }
+    return NULL;
+}
+
+typedef struct expansion {
+    char *out;
+    size_t outsize, n;
+    int literal, url;
+    char *msg;
+    size_t msgsize;
+    int depth;            /* of defaults being expanded, bounded */
+} expansion;
+
+#define NESTING_MAX 8
+
+/* Expands [p, end) into x->out at x->n. `rest` is the text after the
+ * outermost reference being expanded (for the user-info test). A default
+ * is itself expanded, as a shell does: ${A:-${B}} is B when A is unset. */
+static int expand_range(expansion *x, const char *p, const char *end, const char *rest)
+{
+#define PUT(c)                                                                          \
+    do {                                                                                \
+        if (x->n + 1 >= x->outsize) return failf(x->msg, x->msgsize, "value too long"); \
+        x->out[x->n++] = (c);                                                           \
+    } while (0)
+    while (p < end) {
+        if (end - p >= 3 && p[0] == '$' && p[1] == '$' && p[2] == '{') {
             PUT('$');
             PUT('{');
             p += 3;
             continue;
         }
-        if (!(p[0] == '$' && p[1] == '{')) {
+        if (!(end - p >= 2 && p[0] == '$' && p[1] == '{')) {
             PUT(*p++);
             continue;
         }
-        const char *name = p + 2, *close = strchr(name, '}');
-        if (!close) return failf(msg, msgsize, "unterminated ${ in value");
-        const char *colon = strstr(name, ":-");
-        if (colon && colon > close) colon = NULL;
-        size_t name_len = (size_t)((colon ? colon : close) - name);
-        if (name_len == 0 || name_len > 255)
-            return failf(msg, msgsize, "bad variable reference ${%.*s}", (int)(close - name), name);
-        for (size_t i = 0; i < name_len; i++) {
-            char c = name[i];
-            if (!(c == '_' || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-                  (i > 0 && c >= '0' && c <= '9')))
-                return failf(msg, msgsize, "bad variable name '%.*s'", (int)name_len, name);
-        }
+        const char *name = p + 2, *close = matching_close(name);
+        if (!close || close >= end)
+            return failf(x->msg, x->msgsize,
+                         "unterminated ${ in value (write ${VAR} or ${VAR:-default}; $${ for a "
+                         "literal ${)");
+        size_t name_len = 0;
+        while (name + name_len < close &&
+               (name[name_len] == '_' || isalpha((unsigned char)name[name_len]) ||
+                (name_len > 0 && isdigit((unsigned char)name[name_len]))))
+            name_len++;
+        const char *after = name + name_len;
+        int has_default = after + 1 < close && after[0] == ':' && after[1] == '-';
+        if (name_len == 0 || name_len > 255 || (after != close && !has_default))
+            return failf(x->msg, x->msgsize,
+                         "bad variable reference ${%.*s} (write ${VAR} or ${VAR:-default}; $${ "
+                         "for a literal ${)",
+                         (int)(close - name > 100 ? 100 : close - name), name);
         char var[256];
         memcpy(var, name, name_len);
         var[name_len] = '\0';
-        const char *value = literal ? NULL : getenv(var);
-        if (colon) {
+        const char *outer_rest = rest ? rest : close + 1;
+        const char *value = x->literal ? NULL : getenv(var);
+        if (has_default) {
             if (!value || !*value) {
                 value = NULL;
-                for (const char *d = colon + 2; d < close; d++) PUT(*d);
+                if (++x->depth > NESTING_MAX)
+                    return failf(x->msg, x->msgsize, "${...} nested deeper than %d", NESTING_MAX);
+                if (expand_range(x, after + 2, close, outer_rest) < 0) return -1;
+                x->depth--;
             }
         } else if (!value) {
-            if (!literal)
-                return failf(msg, msgsize, "environment variable %s is not set (write ${%s:-default} for a default)",
+            if (!x->literal)
+                return failf(x->msg, x->msgsize,
+                             "environment variable %s is not set (write ${%s:-default} for a default)",
                              var, var);
             value = "";
         }
-        int encode = value && url && in_userinfo(out, n, close + 1);
+        int encode = value && x->url && in_userinfo(x->out, x->n, outer_rest);
         for (const char *v = value; v && *v; v++) {
             unsigned char c = (unsigned char)*v;
             if (!encode || (c < 128 && (isalnum(c) || strchr("-._~", c)))) {
@@ -375,9 +416,23 @@ static int expand(const char *in, char *out, size_t outsize, int literal, int ur
         }
         p = close + 1;
     }
-    out[n] = '\0';
     return 0;
 #undef PUT
+}
+
+/* Expands `in` into out. With `literal`, every variable counts as unset and
+ * a missing one as "": what is left is the text the file itself holds
+ * (used to tell whether the file contains a password). With `url`, an
+ * environment value that lands in the URL's user-info is percent-encoded
+ * (a password "p%41@x" stays exactly that); defaults are taken as written.
+ * A `${` that does not start a complete reference is an error. */
+static int expand(const char *in, char *out, size_t outsize, int literal, int url, char *msg,
+                  size_t msgsize)
+{
+    expansion x = {out, outsize, 0, literal, url, msg, msgsize, 0};
+    if (expand_range(&x, in, in + strlen(in), NULL) < 0) return -1;
+    out[x.n] = '\0';
+    return 0;
 }
 
 /* ---------------------------------------------------------------------
@@ -386,7 +441,8 @@ static int expand(const char *in, char *out, size_t outsize, int literal, int ur
 
 typedef struct parse_ctx {
     host_conf *hc;
-    FILE *f;
+    char *text;          /* the whole file, line breaks made "\n", no BOM */
+    size_t len, pos;     /* its length, and where the reader is */
     const char *path;
     int lineno;          /* line being parsed */
     int at_line_start;   /* the next chunk read starts a new line */
@@ -405,22 +461,37 @@ static void record_error(parse_ctx *ctx, const char *fmt, ...)
     va_end(ap);
 }
 
+/* What a section header line holds after its ']': nothing, or a comment
+ * (inih ignores the rest, so `[redis] url = x` would drop the setting). */
+static int header_tail_ok(const char *tail)
+{
+    while (isspace((unsigned char)*tail)) tail++;
+    return *tail == '\0' || *tail == '\n' || *tail == ';' || *tail == '#';
+}
+
 /* inih calls this fgets-like reader for every line (and again for the rest
  * of a line longer than its buffer). */
 static char *read_line(char *str, int num, void *stream)
 {
     parse_ctx *ctx = stream;
-    char *line = fgets(str, num, ctx->f);
-    if (!line) return NULL;
-    size_t len = strlen(line);
+    if (ctx->pos >= ctx->len || num < 2) return NULL;
+    size_t len = 0;
+    while (len + 1 < (size_t)num && ctx->pos < ctx->len) {
+        char c = ctx->text[ctx->pos++];
+        str[len++] = c;
+        if (c == '\n') break;
+    }
+    str[len] = '\0';
+    char *line = str;
     if (ctx->at_line_start) {
         ctx->lineno++;
-        /* Section headers: inih does not report them, unknown ones are errors. */
+        /* Section headers: inih does not report them, unknown ones are errors.
+         * Skipped as inih skips them: a BOM on line 1 (a second one, when the
+         * file had two) and any isspace(), \f and \v too; else the header
+         * and the setting after it would pass unchecked. */
         const char *p = line;
-        if (ctx->lineno == 1 && (unsigned char)p[0] == 0xEF && (unsigned char)p[1] == 0xBB &&
-            (unsigned char)p[2] == 0xBF)
-            p += 3;
-        while (*p == ' ' || *p == '\t') p++;
+        if (ctx->lineno == 1 && strncmp(p, "\xEF\xBB\xBF", 3) == 0) p += 3;
+        while (isspace((unsigned char)*p)) p++;
         if (*p == '[') {
             const char *end = strchr(p, ']');
             if (end) {
@@ -432,6 +503,9 @@ static char *read_line(char *str, int num, void *stream)
                 if (!known_section(name))
                     record_error(ctx, "unknown section [%s] (known: redis, sentinel, tls, durability, log)",
                                  name);
+                else if (!header_tail_ok(end + 1))
+                    record_error(ctx, "text after the section header [%s]: write each setting on "
+                                      "a line of its own", name);
             }
         }
     }
@@ -504,39 +578,95 @@ static int on_key(void *user, const char *section, const char *key, const char *
     return 1;
 }
 
-/* The first line longer than LINE_MAX_BYTES, or 0 (-1: read error). inih
- * would cut it and parse the rest as a line of its own, after applying
- * the first half; checked before anything is applied. */
-static int find_long_line(FILE *f)
+/* The first line longer than LINE_MAX_BYTES in the normalised text, or 0.
+ * inih would cut it and parse the rest as a line of its own, after
+ * applying the first half; checked before anything is applied. */
+static int find_long_line(const char *text, size_t len)
 {
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t len;
-    int lineno = 0, found = 0;
-    while (!found && (len = getline(&line, &cap, f)) >= 0) {
+    int lineno = 1;
+    size_t start = 0;
+    for (size_t i = 0; i <= len; i++) {
+        if (i < len && text[i] != '\n') continue;
+        if (i - start > LINE_MAX_BYTES) return lineno;
         lineno++;
-        if (len && line[len - 1] == '\n') len--;
-        if (len && line[len - 1] == '\r') len--;
-        if (len > LINE_MAX_BYTES) found = lineno;
+        start = i + 1;
     }
-    int failed = ferror(f);
-    free(line);
-    if (failed) return -1;
-    rewind(f);
-    return found;
+    return 0;
+}
+
+#define FILE_MAX_BYTES (1024 * 1024)
+
+/* Reads the file at `f` whole and normalises it: a UTF-8 byte order mark
+ * at the start is dropped, and CRLF, CR and LF each end a line (written
+ * "\n"), so files from any editor parse as they look. A NUL byte is an
+ * error naming its line: inih would end the line there. Returns the
+ * text (caller frees) or NULL with msg. */
+static char *read_normalised(FILE *f, const char *path, size_t *out_len, char *msg,
+                             size_t msgsize)
+{
+    size_t cap = 4096, len = 0;
+    char *raw = malloc(cap);
+    errno = 0;
+    for (;;) {
+        if (!raw) return failf(msg, msgsize, "%s: out of memory", path), NULL;
+        len += fread(raw + len, 1, cap - len, f);
+        if (len < cap && len <= FILE_MAX_BYTES) break;
+        if (len > FILE_MAX_BYTES) {
+            free(raw);
+            return failf(msg, msgsize, "%s: larger than %d bytes: not a config file", path,
+                         FILE_MAX_BYTES), NULL;
+        }
+        char *grown = realloc(raw, cap *= 2);
+        if (!grown) free(raw);
+        raw = grown;
+    }
+    if (ferror(f)) {
+        int why = errno;   /* a directory opens, then fails to read: say so */
+        free(raw);
+        return failf(msg, msgsize, "%s: cannot read config file%s%s", path, why ? ": " : "",
+                     why ? strerror(why) : ""), NULL;
+    }
+    char *text = malloc(len + 1);
+    if (!text) {
+        free(raw);
+        return failf(msg, msgsize, "%s: out of memory", path), NULL;
+    }
+    size_t i = 0, n = 0;
+    int lineno = 1;
+    if (len >= 3 && memcmp(raw, "\xEF\xBB\xBF", 3) == 0) i = 3;
+    for (; i < len; i++) {
+        char c = raw[i];
+        if (c == '\0') {
+            free(raw);
+            free(text);
+            return failf(msg, msgsize, "%s:%d: a NUL byte: not a text file", path, lineno), NULL;
+        }
+        if (c == '\r') {
+            if (i + 1 < len && raw[i + 1] == '\n') i++;
+            c = '\n';
+        }
+        if (c == '\n') lineno++;
+        text[n++] = c;
+    }
+    text[n] = '\0';
+    free(raw);
+    *out_len = n;
+    return text;
 }
 
 int host_conf_load(host_conf *hc, const char *path, char *msg, size_t msgsize)
 {
     parse_ctx ctx = {.hc = hc, .path = path, .at_line_start = 1};
-    if (!(ctx.f = fopen(path, "r")))
-        return failf(msg, msgsize, "%s: cannot read config file: %s", path, strerror(errno));
+    FILE *f = fopen(path, "r");
+    if (!f) return failf(msg, msgsize, "%s: cannot read config file: %s", path, strerror(errno));
     struct stat st;
-    int have_stat = fstat(fileno(ctx.f), &st) == 0;
-    int long_line = find_long_line(ctx.f);
+    int have_stat = fstat(fileno(f), &st) == 0;
+    ctx.text = read_normalised(f, path, &ctx.len, msg, msgsize);
+    fclose(f);
+    if (!ctx.text) return -1;
+    int long_line = find_long_line(ctx.text, ctx.len);
     if (long_line) {
-        fclose(ctx.f);
-        if (long_line < 0) return failf(msg, msgsize, "%s: cannot read config file", path);
+        free(ctx.text);
         return failf(msg, msgsize, "%s:%d: line longer than %d bytes", path, long_line,
                      LINE_MAX_BYTES);
     }
@@ -551,7 +681,7 @@ int host_conf_load(host_conf *hc, const char *path, char *msg, size_t msgsize)
     ini_allow_multiline = false;
     ini_allow_inline_comments = false;
     int rc = ini_parse_stream(read_line, &ctx, on_key, &ctx);
-    fclose(ctx.f);
+    free(ctx.text);
 
     if (rc == -2) return failf(msg, msgsize, "%s: out of memory", path);
     if (rc < 0) return failf(msg, msgsize, "%s: cannot read config file", path);

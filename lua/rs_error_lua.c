@@ -22,6 +22,12 @@ static int error_tostring(lua_State *L)
 
 int rs_lua_raise(lua_State *L, const rs_error *err)
 {
+    rs_lua_push_error(L, err);
+    return lua_error(L);
+}
+
+void rs_lua_push_error(lua_State *L, const rs_error *err)
+{
     rs_lua_log_drain(L);   /* the lines about this failure come before it */
     lua_createtable(L, 0, 4);
     lua_pushstring(L, rs_error_kind_name(err->kind));
@@ -33,7 +39,6 @@ int rs_lua_raise(lua_State *L, const rs_error *err)
     lua_pushinteger(L, err->attempts);
     lua_setfield(L, -2, "attempts");
     luaL_setmetatable(L, ERROR_MT);
-    return lua_error(L);
 }
 
 int rs_lua_raisef(lua_State *L, rs_error_kind kind, const char *fmt, ...)

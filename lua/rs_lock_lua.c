@@ -99,17 +99,18 @@ static int store_is_locked(lua_State *L)
     return push_result(L, rs_lock_is_locked(store, check_key(L, 2), &err), &err);
 }
 
-/* store:lock_owner(key) -> owner id, or nil when free */
+/* store:lock_owner(key) -> owner id (its bytes whole), or nil when free */
 static int store_lock_owner(lua_State *L)
 {
     rs_store *store = rs_lua_check_store(L, 1);
     const char *key = check_key(L, 2);
     rs_error err = {0};
     char **owner = rs_lua_push_result(L);
-    int rc = rs_lock_owner(store, key, owner, &err);
+    size_t len;
+    int rc = rs_lock_owner_bytes(store, key, owner, &len, &err);
     if (rc < 0) return rs_lua_raise(L, &err);
     if (rc == 0) lua_pushnil(L);
-    else rs_lua_result_to_string(L, owner, strlen(*owner));
+    else rs_lua_result_to_string(L, owner, len);
     return 1;
 }
 
@@ -244,9 +245,11 @@ static int lease_held(lua_State *L)
     }
     rs_error err = {0};
     char *owner;
-    int rc = rs_lock_owner(store, lease->key, &owner, &err);
+    size_t len;
+    int rc = rs_lock_owner_bytes(store, lease->key, &owner, &len, &err);
     if (rc < 0) return rs_lua_raise(L, &err);
-    int held = rc == 1 && strcmp(owner, lease->owner) == 0;
+    /* Whole bytes: "hostA\0-evil" is not "hostA". */
+    int held = rc == 1 && len == strlen(lease->owner) && memcmp(owner, lease->owner, len) == 0;
     rs_free(owner);
     if (!held) lease->valid_until = 0;
     lua_pushboolean(L, held && lease_left(lease) > 0);
@@ -262,9 +265,10 @@ static void check_after_failover(lua_State *L, rs_store *store, lease_box *lease
     if (changes == lease->master_changes || lease_left(lease) == 0) return;
     rs_error err = {0};
     char *owner;
-    int rc = rs_lock_owner(store, lease->key, &owner, &err);
+    size_t len;
+    int rc = rs_lock_owner_bytes(store, lease->key, &owner, &len, &err);
     if (rc < 0) rs_lua_raise(L, &err);
-    int ours = rc == 1 && strcmp(owner, lease->owner) == 0;
+    int ours = rc == 1 && len == strlen(lease->owner) && memcmp(owner, lease->owner, len) == 0;
     rs_free(owner);
     if (!ours) lease->valid_until = 0;
     lease->master_changes = changes;

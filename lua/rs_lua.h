@@ -20,6 +20,8 @@
 /* Raises an error object {kind=, message=, retryable=, attempts=} built
  * from `err`. Never returns. */
 int rs_lua_raise(lua_State *L, const rs_error *err);
+/* The same error object, pushed instead of raised (to add fields to it). */
+void rs_lua_push_error(lua_State *L, const rs_error *err);
 /* Raises an error object of `kind` with a formatted message (the format
  * must not carry secrets). Never returns. */
 int rs_lua_raisef(lua_State *L, rs_error_kind kind, const char *fmt, ...);

@@ -226,6 +226,57 @@ static int rs_mask_url_lua(lua_State *L)
     return 1;
 }
 
+/* rs.check_ttl(seconds) -> true, or nil and why: whether Redis takes this
+ * TTL (rs_ttl_check, the range every TTL the library sends is held to).
+ * The scripts check every TTL option and input line with it up front. */
+static int rs_check_ttl_lua(lua_State *L)
+{
+    if (lua_type(L, 1) != LUA_TNUMBER) {
+        luaL_pushfail(L);
+        lua_pushfstring(L, "ttl must be a number of seconds, not %s", luaL_typename(L, 1));
+        return 2;
+    }
+    rs_error err = {0};
+    if (rs_ttl_check((double)lua_tonumber(L, 1), &err) < 0) {
+        luaL_pushfail(L);
+        lua_pushstring(L, err.message);
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* rs.parse_duration(text [, allow_none]) -> seconds (none: 0, true) | nil, why.
+ * The grammar of INI values, -s and every script option (core/duration.c). */
+static int rs_parse_duration_lua(lua_State *L)
+{
+    size_t len;
+    const char *text = luaL_checklstring(L, 1, &len);
+    int allow_none = lua_toboolean(L, 2), is_none = 0;
+    double seconds;
+    if (strlen(text) != len || rs_parse_duration(text, &seconds, allow_none ? &is_none : NULL) < 0) {
+        luaL_pushfail(L);
+        lua_pushfstring(L, "bad duration '%s' (like 30, 1.5, 500ms, 30s, 1h30m, 7d or 2w%s)", text,
+                        allow_none ? ", or none" : "");
+        return 2;
+    }
+    lua_pushnumber(L, seconds);
+    if (is_none) {
+        lua_pushboolean(L, 1);
+        return 2;
+    }
+    return 1;
+}
+
+/* rs.format_duration(seconds) -> text that rs.parse_duration reads back. */
+static int rs_format_duration_lua(lua_State *L)
+{
+    char buf[64];
+    rs_format_duration(luaL_checknumber(L, 1), buf, sizeof buf);
+    lua_pushstring(L, buf);
+    return 1;
+}
+
 static const luaL_Reg config_meta[] = {
     {"__index", config_index},
     {"__gc", config_gc},
@@ -238,6 +289,9 @@ static const luaL_Reg rs_lib[] = {
     {"new", rs_new},
     {"config", rs_config_builder},
     {"mask_url", rs_mask_url_lua},
+    {"check_ttl", rs_check_ttl_lua},
+    {"parse_duration", rs_parse_duration_lua},
+    {"format_duration", rs_format_duration_lua},
     {NULL, NULL},
 };
 

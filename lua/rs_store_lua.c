@@ -320,6 +320,66 @@ static int store_ping(lua_State *L)
     return 1;
 }
 
+/* A reply tree of the core, owned by a userdata on the stack while it is
+ * copied into Lua (freed by __gc if a memory error is raised on the way). */
+#define REPLY_MT "rigatoni_store.reply"
+
+static int reply_gc(lua_State *L)
+{
+    rs_reply **box = luaL_checkudata(L, 1, REPLY_MT);
+    rs_reply_free(*box);
+    *box = NULL;
+    return 0;
+}
+
+static rs_reply **push_reply_box(lua_State *L)
+{
+    rs_reply **box = lua_newuserdatauv(L, sizeof *box, 0);
+    *box = NULL;
+    if (luaL_newmetatable(L, REPLY_MT)) {
+        lua_pushcfunction(L, reply_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    return box;
+}
+
+/* Pushes a reply as Lua sees it: strings (integers as their decimal text,
+ * as at the top), arrays as sequences, maps as tables, a nil element as
+ * false (a sequence cannot hold nil; Redis' own Lua does the same) and an
+ * error element as {err = message} (Redis' own Lua convention). */
+static void push_reply(lua_State *L, const rs_reply *v)
+{
+    luaL_checkstack(L, 4, "reply nested too deep");
+    switch (v->type) {
+    case RS_TREE_NIL:
+        lua_pushboolean(L, 0);
+        break;
+    case RS_TREE_ERROR:
+        lua_createtable(L, 0, 1);
+        lua_pushlstring(L, v->str, v->len);
+        lua_setfield(L, -2, "err");
+        break;
+    case RS_TREE_ARRAY:
+        lua_createtable(L, (int)(v->elements < 1000000 ? v->elements : 0), 0);
+        for (size_t i = 0; i < v->elements; i++) {
+            push_reply(L, &v->element[i]);
+            lua_rawseti(L, -2, (lua_Integer)i + 1);
+        }
+        break;
+    case RS_TREE_MAP:
+        lua_createtable(L, 0, (int)(v->elements / 2 < 1000000 ? v->elements / 2 : 0));
+        for (size_t i = 0; i + 1 < v->elements; i += 2) {
+            push_reply(L, &v->element[i]);
+            push_reply(L, &v->element[i + 1]);
+            lua_rawset(L, -3);
+        }
+        break;
+    default:   /* string, integer */
+        lua_pushlstring(L, v->str, v->len);
+    }
+}
+
 /* Flags from store:command's leading options table, {idempotent = bool}. */
 static int command_flags(lua_State *L, int idx)
 {
@@ -335,9 +395,12 @@ static int command_flags(lua_State *L, int idx)
     return flags;
 }
 
-/* store:command([opts,] name, ...) -- one admin command (INFO, MEMORY
- * USAGE, ...); the reply as a string (integers too), nil for a nil reply.
- * Not repeated once it may have run unless opts.idempotent is true. */
+/* store:command([opts,] name, ...) -- one command on a pooled connection;
+ * the reply as a string (integers too), nil for a nil reply, a table for
+ * an array or map reply (see push_reply). Commands that would change the
+ * pooled connection's state (MULTI, SELECT, SUBSCRIBE, ...) raise `config`
+ * before anything is sent. Not repeated once it may have run unless
+ * opts.idempotent is true. */
 static int store_command(lua_State *L)
 {
     rs_store *store = check_store(L);
@@ -348,16 +411,14 @@ static int store_command(lua_State *L)
     const char **argv = lua_newuserdatauv(L, (size_t)argc * sizeof *argv, 0);
     size_t *argvlen = lua_newuserdatauv(L, (size_t)argc * sizeof *argvlen, 0);
     for (int i = 0; i < argc; i++) argv[i] = luaL_checklstring(L, i + first, &argvlen[i]);
-    char **out = rs_lua_push_result(L);
-    size_t len;
+    rs_reply **box = push_reply_box(L);
     rs_error err = {0};
-    int rc = rs_command_flags(store, argc, argv, argvlen, flags, out, &len, &err);
-    if (rc < 0) return rs_lua_raise(L, &err);
-    if (rc == 0) {
-        lua_pushnil(L);
-        return 1;
-    }
-    rs_lua_result_to_string(L, out, len);
+    if (rs_command_reply(store, argc, argv, argvlen, flags, box, &err) < 0)
+        return rs_lua_raise(L, &err);
+    if ((*box)->type == RS_TREE_NIL) lua_pushnil(L);
+    else push_reply(L, *box);
+    rs_reply_free(*box);
+    *box = NULL;
     return 1;
 }
 
@@ -457,7 +518,9 @@ static void push_written(lua_State *L, const int *written, size_t n)
 }
 
 /* store:save_many({{collection, bytes, ttl_or_nil}, ...} [, {nx = bool}])
- * -> array of booleans (false = skipped by nx). One pipelined round trip. */
+ * -> array of booleans (false = skipped by nx). One pipelined round trip.
+ * A failure whose every item's outcome is known (an nx batch refused in
+ * part) carries them as err.written, booleans as save_many's answer. */
 static int store_save_many(lua_State *L)
 {
     rs_store *store = check_store(L);
@@ -466,7 +529,16 @@ static int store_save_many(lua_State *L)
     size_t n = check_save_items(L, "save_many", &items, &flags, NULL);
     int *written = lua_newuserdatauv(L, (n ? n : 1) * sizeof *written, 0);
     rs_error err = {0};
-    if (rs_save_many(store, items, n, flags, written, &err) < 0) return rs_lua_raise(L, &err);
+    if (rs_save_many(store, items, n, flags, written, &err) < 0) {
+        size_t known = 0;
+        while (known < n && written[known] >= 0) known++;
+        rs_lua_push_error(L, &err);
+        if (n > 0 && known == n) {
+            push_written(L, written, n);
+            lua_setfield(L, -2, "written");
+        }
+        return lua_error(L);
+    }
     push_written(L, written, n);
     return 1;
 }

@@ -29,7 +29,8 @@ usage: rigatoni-store [-c FILE] cleanup [--match GLOB | --stream DB[:COLL]|:depl
                       [--dry-run] [--yes] [--batch N]
 
   --older-than D   delete tokens whose cluster time is older than D (e.g. 30d)
-  --set-ttl D      give tokens without a TTL this TTL (EXPIRE ... NX)
+  --set-ttl D      give tokens without a TTL this TTL (EXPIRE ... NX); at
+                   most the longest TTL Redis accepts (else exit 2)
   --match GLOB     Redis glob on the collection name (default *)
   --stream SEL     only these Rigatoni 0.2 streams (repeatable; not with
                    --match): DB:COLL the collection stream, DB the database
@@ -42,6 +43,10 @@ usage: rigatoni-store [-c FILE] cleanup [--match GLOB | --stream DB[:COLL]|:depl
 Tokens without a readable cluster time (corrupt values, tokens without
 _data) are never deleted by --older-than; they are counted as "unknown age".
 When the listing fails, cleanup prints what it did until then and exits 1.
+Before anything is deleted it checks its options and that the server lets
+this user run what the run sends (SCAN, MGET; PTTL with --set-ttl; with
+--yes EVALSHA, SCRIPT LOAD, EXISTS, GET, DEL, and PEXPIRE for --set-ttl):
+a refused command is named, exit 2, nothing changed.
 
 Through a failover: when the master has replicas, the deletes of each walk
 step count only once a replica confirms them (PUBLISH + WAIT, one round
@@ -61,7 +66,7 @@ changed after it was read is not deleted (reported).
 example: rigatoni-store -c conf/production.ini cleanup --older-than 30d --set-ttl 30d --yes
 example: rigatoni-store cleanup --stream shop:orders --stream :deployment --older-than 30d
 ]],
-  options = { match = "string", stream = "list", ["older-than"] = "duration", ["set-ttl"] = "duration",
+  options = { match = "string", stream = "list", ["older-than"] = "duration", ["set-ttl"] = "ttl",
               ["dry-run"] = "flag", yes = "flag", batch = "integer" },
 })
 if not opts then return 0 end
@@ -74,6 +79,22 @@ if not (opts.older_than or opts.set_ttl) then
   cli.usage_error("cleanup: nothing to do: give --older-than DURATION and/or --set-ttl DURATION")
 end
 local apply = opts.yes and not opts.dry_run
+
+-- The commands this run will send, all checked before the first delete:
+-- the walks (SCAN, MGET; PTTL only to find tokens without a TTL), then
+-- compare-and-delete for --older-than and PEXPIRE NX for --set-ttl.
+do
+  local check = require "lib.check"
+  local needs = { "scan", "mget" }
+  if opts.set_ttl then needs[#needs + 1] = "pttl" end
+  if apply and opts.older_than then
+    for _, c in ipairs(check.COMPARE_AND_DELETE) do needs[#needs + 1] = c end
+  end
+  if apply and opts.set_ttl then needs[#needs + 1] = "pexpire" end
+  check.require_commands(store, needs, config.key_prefix, "cleanup",
+                         "cleanup" .. (opts.older_than and " --older-than" or "") ..
+                         (opts.set_ttl and " --set-ttl" or "") .. (apply and " --yes" or ""))
+end
 local now = cli.now()
 local shown, SHOW_MAX = 0, 50
 local shown_lines = {}   -- printed once the plan is complete
@@ -84,7 +105,8 @@ local fmt = string.format
 local function plan(text, ...)
   shown = shown + 1
   if apply or shown > SHOW_MAX then return end
-  shown_lines[shown] = text(...)
+  -- Names escaped (lib/output.lua): a name cannot forge a plan line.
+  shown_lines[shown] = require("lib.output").text(text(...))
 end
 
 local scanned, unknown = 0, 0
@@ -227,7 +249,7 @@ local function stream_pairs(units, mirrors)
     end
   end
   if #names > 0 then
-    local values, ttls = store:get_many(names)
+    local values, ttls = store:get_many(names, { ttl = opts.set_ttl ~= nil })
     for i, n in ipairs(names) do
       by_name[n].bytes, by_name[n].ttl = values[i] or nil, ttls[i] or nil
     end
@@ -262,7 +284,7 @@ local function stream_pairs(units, mirrors)
           mirrors_deleted = mirrors_deleted + 1
         elseif outcome == "changed" then
           mirrors_changed = mirrors_changed + 1
-          io.write(fmt("mirror %s not deleted: it changed after the walk read it\n", n))
+          io.write(fmt("mirror %s not deleted: it changed after the walk read it\n", require("lib.output").text(n)))
         end
       end
     elseif m.bytes and owned(m) and opts.set_ttl and not m.ttl then
@@ -306,7 +328,7 @@ local ran, why = pcall(function()
   -- A stream key was listed (or this run needs the stream keys first):
   -- what the one walk planned is dropped.
   scanned, unknown, to_delete, to_ttl, shown, shown_lines = 0, 0, 0, 0, 0, {}
-  local all, mirrors = streams.walk(store, opts.batch)
+  local all, mirrors = streams.walk(store, opts.batch, opts.set_ttl ~= nil)
   if selections then
     for _, st in ipairs(all) do
       scanned = scanned + 1

@@ -1,12 +1,15 @@
 -- export -- every token as one JSON line: collection, the exact BSON bytes
 -- (base64), the readable token (relaxed Extended JSON) and the remaining
 -- TTL in milliseconds (null = never expires). `import` reads it back.
--- Writing to a file goes through a temporary file next to it
--- (FILE.tmp.<random>, so two runs never share one) and a rename, so an
--- interrupted export never leaves a truncated file under the final name;
--- when the listing fails, the temporary file is removed and the run exits
--- 1. On stdout a failed run ends without the summary line and exits 1:
--- whoever reads the stream must check the exit status.
+-- Writing to a regular file (or a new one) goes through a temporary file
+-- in its folder (mkstemp: .FILE.tmp.XXXXXX, so two runs never share one)
+-- and a rename, so an interrupted export never leaves a truncated file
+-- under the final name; a symlink's target is replaced, the link stays; a
+-- FIFO, a character device or /dev/stdout is written through
+-- (lib/output.lua). When the listing fails or SIGINT/SIGTERM stops it, the
+-- temporary file is removed and the run exits 1 (130/143). On stdout a
+-- failed run ends without the summary line and exits 1: whoever reads the
+-- stream must check the exit status.
 --
 -- --stream selections (lib/streams.lua) walk the stream keys only, then
 -- read the mirrors of the selected ones (each written once, after the
@@ -30,14 +33,21 @@ Writes the resume tokens as JSON Lines (stdout by default):
                   stream and every collection stream of DB, :deployment the
                   deployment stream; each stream key with its per-batch
                   mirror (a mirror shared with an unselected stream too)
-  --output FILE   write to FILE (atomically, via a temporary file next to
-                  it); - = stdout
+  --output FILE   write to FILE; - = stdout. A regular file (or a new one)
+                  is written atomically: a temporary file in its folder,
+                  renamed over it when complete (its mode is kept). A
+                  symlink's target is replaced (the link stays); a FIFO, a
+                  character device or /dev/stdout is written through
   --batch N       SCAN COUNT and MGET batch size (default: scan_count)
 
 Values that are not valid BSON are skipped with a warning (import would
-refuse them). The summary goes to stderr. When the listing fails, export
+refuse them). The summary goes to stderr. SCAN, MGET and PTTL are checked
+first: a command the server refuses this user is named (exit 2) and no
+file is made. When the listing fails, export
 exits 1 and says so: a --output FILE is then not created (nor replaced),
-and a stdout stream ends without the summary line.
+and a stdout stream ends without the summary line. SIGINT or SIGTERM
+stop it the same way, with exit status 130 or 143. A folder, a block
+device or a path in a missing folder is refused before anything is read.
 
 example: rigatoni-store -c conf/production.ini export --output tokens.jsonl
 example: rigatoni-store export --stream shop --output shop.jsonl
@@ -51,22 +61,24 @@ if opts.stream and opts.match then
   cli.usage_error("export: --stream and --match cannot be combined (export --help for usage)")
 end
 local selections = streams.parse_selections("export", opts.stream)
+-- The output path is checked before connecting; the walk's SCAN, MGET and
+-- PTTL (ttl_ms) before any file is made.
+local output = require "lib.output"
+output.check(opts.output, "export: --output")
+require("lib.check").require_commands(store, { "scan", "mget", "pttl" }, config.key_prefix, "export", "export")
 
-local out, tmp = io.stdout, nil
-if opts.output ~= "-" then
-  tmp = string.format("%s.tmp.%08x%08x", opts.output, math.random(0, 0xffffffff),
-                      math.random(0, 0xffffffff))
-  local f, err = io.open(tmp, "wb")
-  if not f then cli.fail("cannot write " .. tmp .. ": " .. err) end
-  out = f
-end
+local sink <close> = output.open(opts.output, "export: --output")
+local out = sink.file
 
 local count, skipped = 0, 0
-local progress = cli.progress("export")
+local progress = cli.progress("export", {
+  data_on_stdout = out == io.stdout,
+  total = not selections and (opts.match or "*") == "*" and function() return output.keyspace_total(store) end,
+})
 
 local function skip(collection, why)
   skipped = skipped + 1
-  host.log("warn", "export: skipped " .. collection .. ": " .. why)
+  host.log("warn", "export: skipped " .. output.text(collection) .. ": " .. why)
 end
 
 -- One token (rs.export_line: the line in C, as store:token_lines writes them).
@@ -121,21 +133,21 @@ local ok, err = pcall(function()   -- the walk: any error ends the export
   end
 end)
 progress.done()
-if tmp then
-  local closed, cerr = out:close()
-  if ok and not closed then ok, err = false, "writing " .. tmp .. ": " .. tostring(cerr) end
+if sink.tmp then
   if not ok then
-    os.remove(tmp)
+    sink.abort()
     cli.walk_failed("export", err, count .. " written before it stopped; " .. opts.output ..
                     " was not written, the temporary file was removed")
   end
-  local renamed, rerr = os.rename(tmp, opts.output)
-  if not renamed then
-    os.remove(tmp)
-    cli.fail("export: " .. tostring(rerr))
-  end
+  local committed, cerr = sink.commit()
+  if not committed then cli.fail("export: " .. tostring(cerr)) end
 elseif not ok then
-  cli.walk_failed("export", err, count .. " lines on stdout before it stopped: incomplete")
+  sink.abort()
+  cli.walk_failed("export", err, count .. " lines " .. (out == io.stdout and "on stdout" or "to " .. opts.output)
+                  .. " before it stopped: incomplete")
+else
+  local committed, cerr = sink.commit()
+  if not committed then cli.fail("export: writing " .. opts.output .. ": " .. tostring(cerr)) end
 end
 
 cli.summary(string.format("export: %d token%s to %s%s in %.2f s", count, count == 1 and "" or "s",

@@ -1,18 +1,22 @@
 -- import -- reads what `export` wrote and saves the exact bytes back.
 -- The whole input is validated before anything is written: one bad line
--- (bad JSON, bad base64, bytes that are not a BSON document) is reported
--- by line number and nothing is written. A collection on two lines (an
--- export whose listing started over) takes the later line, with a warning.
+-- (bad JSON, bad base64, bytes that are not a BSON document, a ttl_ms
+-- Redis would refuse) is reported as file:line, nothing is written and
+-- the exit status is 2; so are a bad option and a command the server
+-- refuses this user (checked after the lines, before the first write). A
+-- collection on two lines (exports joined by hand) takes the later line,
+-- with a warning.
 -- Saves go out in pipelined batches (store:save_many); existing tokens are
 -- kept unless --overwrite (SET NX), so a re-run after an interruption is safe.
 --
 -- Memory stays flat at any size: a first pass validates every line and
 -- keeps only a Bloom filter of the collection names (4 MiB) and the names
 -- it flagged as maybe seen before; the second pass reads the input again
--- (a pipe was copied to a temporary file by the first, removed at the end
--- whatever happens) and writes it in batches. A flagged name (a real
--- duplicate, or one of the few false positives) is held back until the end
--- of the input, so the last line of each collection is the one written.
+-- (a pipe was copied to a temporary file in $TMPDIR by the first, removed
+-- at the end whatever happens, SIGINT and SIGTERM included) and writes it
+-- in batches. A flagged name (a real duplicate, or one of the few false
+-- positives) is held back until the end of the input, so the last line of
+-- each collection is the one written.
 
 local cli = require "lib.cli"
 
@@ -33,8 +37,11 @@ Saves tokens from an `export` file (JSON Lines; stdin by default).
   --dry-run         validate and count, write nothing
   --batch N         tokens per pipelined batch (default 1000)
 
-Every line is checked before anything is written; a bad line is reported
-with its number and the import writes nothing.
+Every line is checked before anything is written (JSON, base64, BSON,
+ttl_ms: an integer from 0 up to the longest TTL Redis accepts, an expiry
+at most 2^63-1 ms after 1970), and so are the commands this user may run
+(SET and GET; MGET for --dry-run); a bad line is reported as FILE:LINE,
+the import writes nothing and exits 2.
 
 example: rigatoni-store -u redis://new-redis:6379 import --input tokens.jsonl
 ]],
@@ -52,6 +59,8 @@ if opts.ttl ~= "keep" and opts.ttl ~= "none" then
   if not fixed_ttl or fixed_ttl <= 0 then
     cli.usage_error("import: --ttl must be keep, none or a duration (30s 15m 12h 7d), not '" .. opts.ttl .. "'")
   end
+  local ok, why = rs.check_ttl(fixed_ttl)
+  if not ok then cli.usage_error("import: --ttl " .. opts.ttl .. ": " .. why) end
 end
 
 -- ---- one line --------------------------------------------------------
@@ -69,8 +78,13 @@ local function parse(line)
   if type(rec.bson_base64) ~= "string" then return nil, "'bson_base64' must be a string" end
   local ttl_ms = rec.ttl_ms ~= cli.null and rec.ttl_ms or nil
   if ttl_ms ~= nil then
-    ttl_ms = cli.json_integer(ttl_ms)
-    if not ttl_ms or ttl_ms < 0 then return nil, "'ttl_ms' must be null or a non-negative integer" end
+    -- Any whole number of ms Redis takes (past 2^53 as cjson read it).
+    if type(ttl_ms) ~= "number" or ttl_ms ~= math.floor(ttl_ms) or ttl_ms < 0 then
+      return nil, "'ttl_ms' must be null or a non-negative integer"
+    end
+    local ok, why = rs.check_ttl(math.max(ttl_ms, 1) / 1000)
+    if not ok then return nil, "'ttl_ms' " .. string.format("%.0f", ttl_ms) .. ": " .. why end
+    ttl_ms = cli.json_integer(ttl_ms) or ttl_ms
   end
   local bytes, berr = cli.base64_decode(rec.bson_base64)
   if not bytes then return nil, "'bson_base64': " .. berr end
@@ -135,7 +149,7 @@ local source = opts.input == "-" and "stdin" or opts.input
 local input = io.stdin
 if opts.input ~= "-" then
   local f, err = io.open(opts.input, "rb")
-  if not f then cli.fail("cannot read " .. opts.input .. ": " .. err) end
+  if not f then cli.usage_error("import: --input " .. opts.input .. ": cannot read it: " .. err) end
   input = f
 end
 -- A regular file is read again from where it started; a pipe or a terminal
@@ -143,16 +157,14 @@ end
 local start = input:seek("cur")
 local spool
 if not start then
-  local path = os.tmpname()
-  local file, err = io.open(path, "wb")
-  if not file then
-    os.remove(path)
-    cli.fail("import: cannot open a temporary file for " .. source .. ": " .. err)
-  end
-  -- Removed when the script ends, also by an error (a to-be-closed variable).
+  -- In $TMPDIR (mkstemp, mode 0600), removed when the script ends: by this
+  -- to-be-closed variable, and by the host whatever ends the run (an
+  -- error, SIGINT, SIGTERM).
+  local output = require "lib.output"
+  local file, path = output.temp_file("import: cannot copy " .. source)
   spool = setmetatable({ path = path, file = file }, { __close = function(self)
     if io.type(self.file) == "file" then self.file:close() end
-    os.remove(self.path)
+    output.remove_temp(self.path)
   end })
   host.log("debug", "import: " .. source .. " is copied to " .. path)
 end
@@ -182,9 +194,14 @@ end
 
 if #errors > 0 then
   for _, e in ipairs(errors) do io.stderr:write("rigatoni-store: ", e, "\n") end
-  cli.fail(string.format("import: %d bad line%s%s; nothing was written", #errors,
-                         #errors == 1 and "" or "s", #errors >= 20 and " (stopped at 20)" or ""))
+  cli.usage_error(string.format("import: %d bad line%s%s; nothing was written", #errors,
+                                #errors == 1 and "" or "s", #errors >= 20 and " (stopped at 20)" or ""))
 end
+
+-- The commands pass 2 sends: SET NX (or SET), and GET to learn an NX
+-- write's outcome after a lost reply; a dry run reads with MGET only.
+require("lib.check").require_commands(store, opts.dry_run and { "mget" } or { "set", "get" }, config.key_prefix,
+                                      "import", opts.dry_run and "import --dry-run" or "import")
 
 -- ---- pass 2: write --------------------------------------------------
 
@@ -199,12 +216,22 @@ local function flush(batch)
   if opts.dry_run then
     local names = {}
     for i, item in ipairs(batch) do names[i] = item[1] end
-    local values = store:get_many(names)
+    local values = store:get_many(names, { ttl = false })
     for i = 1, #batch do
       if values[i] and not opts.overwrite then skipped = skipped + 1 else written = written + 1 end
     end
   else
-    local done = store:save_many(batch, { nx = not opts.overwrite })
+    local ok, done = pcall(store.save_many, store, batch, { nx = not opts.overwrite })
+    if not ok then
+      -- A batch refused in part (NOPERM, OOM) says what it wrote: err.written.
+      local known = type(done) == "table" and done.written
+      for i = 1, #batch do
+        if known and known[i] then written = written + 1 end
+      end
+      cli.fail(string.format("import: %s (%d written before it stopped%s)", cli.reason(done),
+                             written, known and "" or string.format(
+                               "; the last batch of %d may be written in part", #batch)))
+    end
     for i = 1, #batch do
       if done[i] then written = written + 1 else skipped = skipped + 1 end
     end
@@ -237,8 +264,8 @@ for line in reread:lines() do
   local name, bytes, ttl = parse(line)
   if name == nil then changed("line " .. lineno .. ": " .. bytes) end
   if name and flagged[name] then
-    -- A listing that started over (server restart, failover) exports a
-    -- collection twice, the later line read later: it wins.
+    -- A collection twice in the input (exports joined by hand; one export
+    -- has each once): the later line read later wins.
     local earlier = held[name]
     if earlier then
       host.log("warn", string.format("import: %s:%d: collection '%s' again (first on line %d); "

@@ -38,7 +38,18 @@ increment, age_seconds, token (relaxed Extended JSON), error (for corrupt
 values), and for stream keys "stream": {level, database, collection}, for
 mirrors "mirror_of": [names]. CSV adds stream_level, stream_database,
 stream_collection and mirror_of (names joined by spaces). The summary goes
-to stderr.
+to stderr; on a terminal, a progress line too (with the total and an ETA
+for --match '*': DBSIZE, every key of the database), never when stdout is
+that same terminal.
+
+Names are anyone's data, so each format escapes them. table: control
+characters, backslash and bytes that are not UTF-8 as \n \t \\ \xNN (a
+name cannot forge a row or drive the terminal). csv: a cell starting with
+= + - @, a tab or a carriage return gets a leading ' and is quoted (the
+OWASP advice against spreadsheet formula injection); strip the ' to get
+the name back. prometheus: label values are valid UTF-8; other bytes and
+control characters (NUL too) read \xNN and a backslash \\ in the value,
+so two names never share a series.
 
 prometheus: rigatoni_resume_token_age_seconds{level,database,collection}
 (labels from the stream; collection alone for other names) = now - the
@@ -56,6 +67,10 @@ example: rigatoni-store -q list --format prometheus > /var/lib/node_exporter/rig
 })
 if not opts then return 0 end
 local streams_lib = require "lib.streams"
+-- PTTL is not needed: a TTL the server does not tell is shown as unknown.
+require("lib.check").require_commands(store, { "scan", "mget" }, config.key_prefix, "list", "list")
+local output = require "lib.output"
+local text = output.text   -- a name in the table format: control characters escaped
 
 local format = opts.format
 local write = io.write
@@ -69,8 +84,8 @@ local now = cli.now()
 
 -- "collection shop.orders", "database shop" or "deployment".
 local function stream_label(level, database, collection)
-  if level == "collection" then return level .. " " .. database .. "." .. collection end
-  return database and (level .. " " .. database) or level
+  if level == "collection" then return level .. " " .. text(database) .. "." .. text(collection) end
+  return database and (level .. " " .. text(database)) or level
 end
 
 -- ---------------------------------------------------------------------
@@ -130,10 +145,8 @@ end
 
 local _, mirrors = streams_lib.walk(store, opts.batch)
 
--- Prometheus label values: backslash, double quote and newline escaped.
-local function label(value)
-  return (value:gsub('[\\"\n]', { ["\\"] = "\\\\", ['"'] = '\\"', ["\n"] = "\\n" }))
-end
+-- Prometheus label values: valid UTF-8, other bytes and controls as \xNN.
+local label = output.prom_label
 
 local function prom_labels(collection, level, database, stream_coll)
   if not level then return '{collection="' .. label(collection) .. '"}' end
@@ -144,9 +157,13 @@ local function prom_labels(collection, level, database, stream_coll)
 end
 
 local count, corrupt, first = 0, 0, true
-local progress = cli.progress("list")
--- A metric's samples must stand together: TTL samples wait in a temporary file.
-local ttl_lines = format == "prometheus" and assert(io.tmpfile())
+local progress = cli.progress("list", {
+  data_on_stdout = true,
+  total = opts.match == "*" and function() return output.keyspace_total(store) end,
+})
+-- A metric's samples must stand together: TTL samples wait in a temporary
+-- file (in $TMPDIR, without a name).
+local ttl_lines = format == "prometheus" and output.scratch_file("list: TTL samples")
 
 if format == "table" then
   write(fmt("%-32s %-10s %8s  %-20s  %-10s %s\n", "COLLECTION", "TTL", "SIZE", "CLUSTER TIME", "AGE", "STREAM"))
@@ -171,8 +188,9 @@ local function token_row(collection, bytes, ttl)
     if info.time then time, age = cli.iso_time(info.time), cli.format_duration(info.age) end
     if info.error then time, age = "CORRUPT", info.error end
     local stream = level and stream_label(level, database, stream_coll)
-                   or mirror_of and ("mirror of " .. table.concat(mirror_of, " ")) or ""
-    write(fmt("%-32s %-10s %8d  %-20s  %-10s %s\n", collection, cli.format_duration(ttl), info.size, time, age, stream))
+                   or mirror_of and ("mirror of " .. text(table.concat(mirror_of, " "))) or ""
+    write(fmt("%-32s %-10s %8d  %-20s  %-10s %s\n", text(collection), cli.format_duration(ttl), info.size, time,
+              text(age), stream))
   elseif format == "csv" then
     write(cli.csv_field(collection), ",", ttl and fmt("%.3f", ttl) or "", ",", info.size, ",",
           info.time and cli.iso_time(info.time) or "", ",",

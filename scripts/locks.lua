@@ -15,7 +15,8 @@ local opts = cli.parse(arg, {
 usage: rigatoni-store [-c FILE] locks [--match GLOB]
        rigatoni-store [-c FILE] locks --release KEY [--owner ID | --force] [--yes]
 
-  --match GLOB    Redis glob after the lock prefix (default *)
+  --match GLOB    Redis glob after the lock prefix (default *); the prefix
+                  itself is matched literally, glob characters and all
   --release KEY   release lock KEY (full key, or the part after the lock
                   prefix) held by the owner it shows; needs --yes, else
                   only says what it would do
@@ -27,7 +28,9 @@ The release deletes the lock only if it still names that owner (atomic on
 the server): when the lock expired and another pipeline took it meanwhile,
 nothing is deleted and locks exits 1 naming the new owner. A released lock
 lets another pipeline take it at once: only release a lock whose owner is
-known to be gone.
+known to be gone. The commands a run sends (listing: SCAN, MGET; release:
+GET, EVALSHA, SCRIPT LOAD, EXISTS, DEL; --force: DEL) are checked first: a
+refused one is named, exit 2, nothing released.
 
 example: rigatoni-store -c conf/production.ini locks --match 'shop:*'
 ]],
@@ -40,7 +43,29 @@ if (opts.owner or opts.force) and not opts.release then
   cli.usage_error("locks: --owner and --force go with --release KEY")
 end
 
+if opts.yes and not opts.release then cli.usage_error("locks: --yes goes with --release KEY") end
+if opts.owner == "" then cli.usage_error("locks: --owner needs an owner id, not ''") end
+if opts.release == "" then cli.usage_error("locks: --release needs a lock key, not ''") end
+
 local prefix = config.lock_prefix ~= "none" and config.lock_prefix or "rigatoni:lock"
+
+-- The commands of this run, checked before the release: the listing
+-- (SCAN, MGET; a TTL the server does not tell shows as ?), or the owner
+-- (GET) and, with --yes, the owner-checked release script (EVALSHA, loaded
+-- with EXISTS + SCRIPT LOAD, running GET and DEL) or --force's DEL.
+do
+  local check = require "lib.check"
+  local needs, what = { "scan", "mget" }, "locks"
+  if opts.release then
+    needs, what = { "get" }, "locks --release"
+    if opts.yes and opts.force then
+      needs[#needs + 1], what = "del", "locks --release --force --yes"
+    elseif opts.yes then
+      needs, what = { "evalsha", "script|load", "exists", "get", "del" }, "locks --release --yes"
+    end
+  end
+  check.require_commands(store, needs, prefix, "locks", what)
+end
 
 if opts.release then
   local key = opts.release
@@ -75,10 +100,14 @@ if opts.release then
 end
 
 local count = 0
+local text = require("lib.output").text   -- control characters escaped: no forged rows
 io.write(string.format("%-60s %-10s %s\n", "LOCK", "TTL", "OWNER"))
-for key, owner, ttl in store:scan_keys(prefix .. ":" .. opts.match) do
+-- The prefix is literal text, --match a glob: escape the prefix's glob
+-- characters, or `lk[1]` would list `lk1:*` and miss its own keys.
+local literal_prefix = prefix:gsub("[%*%?%[%]\\]", "\\%0")
+for key, owner, ttl in store:scan_keys(literal_prefix .. ":" .. opts.match) do
   count = count + 1
-  io.write(string.format("%-60s %-10s %s\n", key, cli.format_duration(ttl), owner))
+  io.write(string.format("%-60s %-10s %s\n", text(key), cli.format_duration(ttl), text(owner)))
 end
 cli.summary(string.format("locks: %d held", count))
 return 0

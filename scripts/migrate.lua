@@ -39,6 +39,10 @@ Bytes are copied exactly and the remaining TTL is kept. Prints counts:
 copied, skipped (already on the target), failed (copy did not verify).
 Exit status 1 when anything failed, or when the listing or a write
 stopped with an error (the counts then say what was done until then).
+Before the first write it checks that each server lets its user run what
+the run sends (source: SCAN, MGET, PTTL, and with --delete-source EVALSHA,
+SCRIPT LOAD, EXISTS, GET, DEL; target: SET, GET, MGET): a refused command
+is named, exit 2, nothing changed. Any TTL the source holds is copied.
 
 Source and target are compared by what the servers say (INFO run_id and
 replication id, and the db), not by URL text; when INFO is refused, a
@@ -67,6 +71,9 @@ if opts.to and opts.to_config then cli.usage_error("migrate: give --to or --to-c
 if not (opts.to or opts.to_config or opts.to_prefix) then
   cli.usage_error("migrate: a target is needed: --to URL, --to-config FILE or --to-prefix P")
 end
+if opts.to_cluster and not opts.to then
+  cli.usage_error("migrate: --to-cluster goes with --to URL (a --to-config file says cluster_mode itself)")
+end
 if opts.dry_run and opts.delete_source then
   cli.usage_error("migrate: --dry-run and --delete-source exclude each other")
 end
@@ -78,6 +85,22 @@ local target, target_config = host.open_store { url = opts.to, config = opts.to_
                                                 key_prefix = opts.to_prefix, set = set }
 local source = store
 local sp, tp = config.key_prefix, target_config.key_prefix
+-- The commands of this run, checked on both servers before anything is
+-- written (the probe key of same_data_set included): the source walk
+-- (SCAN, MGET, PTTL) and, with --delete-source, its compare-and-delete;
+-- on the target SET NX, GET (an NX write's outcome after a lost reply)
+-- and MGET (the read-back), or MGET alone for a dry run.
+do
+  local check = require "lib.check"
+  local on_source = { "scan", "mget", "pttl" }
+  if opts.delete_source then
+    for _, c in ipairs(check.COMPARE_AND_DELETE) do on_source[#on_source + 1] = c end
+  end
+  local flags = (opts.delete_source and " --delete-source" or "") .. (opts.dry_run and " --dry-run" or "")
+  check.require_commands(source, on_source, sp, "migrate", "migrate" .. flags .. " on its source")
+  check.require_commands(target, opts.dry_run and { "mget" } or { "set", "get", "mget" }, tp, "migrate",
+                         "migrate" .. flags .. " on its target")
+end
 local both = string.format("source %s %s and target %s %s", config.url, sp, target_config.url, tp)
 -- The same data set is told by what the servers say (run_id, replication
 -- id, db; a probe key when INFO is refused), never by URL text: localhost

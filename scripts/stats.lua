@@ -25,6 +25,9 @@ example: rigatoni-store -c conf/production.ini stats
   defaults = { match = "*", sample = 100 },
 })
 if not opts then return 0 end
+-- Its figures need the TTLs (PTTL), INFO and DBSIZE besides the walk.
+require("lib.check").require_commands(store, { "scan", "mget", "pttl", "info", "dbsize" }, config.key_prefix,
+                                      "stats", "stats")
 
 local t0 = cli.clock()
 store:ping()

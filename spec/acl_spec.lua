@@ -96,15 +96,15 @@ describe("a Redis user limited to Rust Rigatoni's commands", function()
     assert.same(token(6), store:get_resume_token("orders"))
   end)
 
-  it("tools run as the pipeline user: list shows TTLs unknown, export stops and says why", function()
+  it("tools run as the pipeline user: list shows TTLs unknown, export is refused up front naming PTTL", function()
     store:save_resume_token("users", token(1))
     local url = "redis://rust:rust-pw@127.0.0.1:" .. srv.port
     local code, out, err = run{ "-u", url, "list", "--format", "jsonl" }
     assert.equal(0, code, err)
     assert.matches('"ttl_seconds":null', out, 1, true)
     code, out, err = run{ "-u", url, "export" }
-    assert.equal(1, code)
-    assert.matches("refused PTTL", err)
+    assert.equal(2, code)
+    assert.matches("refuses PTTL", err)
     assert.equal("", out)
   end)
 

@@ -61,6 +61,74 @@ describe("rigatoni-store host", function()
       assert.matches("unknown option %-%-frobnicate", err)
     end)
 
+    it("takes getopt_long's grammar: bundled flags, attached values, --opt=value, --", function()
+      -- -vvv is three -v; -qv bundles -q and -v, which exclude each other
+      local code, out, err = run { "-vvv", "-e", "print(1)" }
+      assert.equal(0, code, err)
+      code, _, err = run { "-qv", "-e", "print(1)" }
+      assert.equal(2, code)
+      assert.matches("%-v and %-q exclude each other", err)
+      -- -uURL and --url=URL, --set=S.K=V, and -qe CODE with the code's own arguments
+      code, out, err = run { "-u" .. srv.url, "--set=redis.pool_size=3", "-qe",
+                             "print(config.url, config.pool_size, ...)", "a", "-v" }
+      assert.equal(0, code, err)
+      assert.equal(srv.url .. "\t3\ta\t-v\n", out)
+      code, out, err = run { "--url=" .. srv.url, "--", "list", "--format", "jsonl" }
+      assert.equal(0, code, err)
+      -- a script's options too: --form=jsonl is --format=jsonl, -- ends them,
+      -- an ambiguous prefix names the options it could be
+      code, out, err = run { "-u", srv.url, "list", "--form=csv", "--" }
+      assert.equal(0, code, err)
+      assert.matches("^collection,", out)
+      code, _, err = run { "-u", srv.url, "cleanup", "--older", "30d", "--s", "1d" }
+      assert.equal(2, code)
+      assert.matches("option %-%-s is ambiguous %(%-%-set%-ttl, %-%-stream%)", err)
+      -- --help is an option like the others: a prefix of it is help too
+      code, out, err = run { "-u", srv.url, "list", "--hel" }
+      assert.equal(0, code, err)
+      assert.matches("usage: rigatoni%-store .* list", out)
+      code, _, err = run { "-u", srv.url, "list", "--help=x" }
+      assert.equal(2, code)
+      assert.matches("%-%-help takes no value", err)
+      code, _, err = run { "-u", srv.url, "list", "--", "extra" }
+      assert.equal(2, code)
+      assert.matches("unexpected argument 'extra'", err)
+      -- a missing value is named as it was written
+      code, _, err = run { "--config" }
+      assert.equal(2, code)
+      assert.matches("option %-%-config needs a file", err)
+      code, _, err = run { "-qu" }
+      assert.equal(2, code)
+      assert.matches("option %-u needs a URL", err)
+      code, _, err = run { "-x" }
+      assert.equal(2, code)
+      assert.matches("unknown option %-x", err)
+    end)
+
+    it("a bad option is named as written, whatever came before it", function()
+      -- an unknown flag inside a bundle, after a long option (or a value)
+      local code, _, err = run { "--verbose", "-xq", "-e", "print(1)" }
+      assert.equal(2, code)
+      assert.matches("unknown option %-x\n", err)
+      code, _, err = run { "-c", "--odd-name", "-qx", "-e", "print(1)" }
+      assert.equal(2, code)
+      assert.matches("unknown option %-x\n", err)
+      assert.not_matches("odd", err, 1, true)
+      -- a known flag given a value, and an ambiguous prefix
+      code, _, err = run { "--help=x" }
+      assert.equal(2, code)
+      assert.matches("option %-%-help takes no value", err)
+      -- empty code (an unset $VAR in a cron line) would run nothing and exit 0
+      for _, args in ipairs{ { "-e", "" }, { "--eval=" }, { "-qe", "", "x" } } do
+        code, _, err = run(args)
+        assert.equal(2, code, table.concat(args, " "))
+        assert.matches("the Lua code of %-e is empty", err)
+      end
+      code, _, err = run { "--ver" }
+      assert.equal(2, code)
+      assert.matches("option %-%-ver is ambiguous %(%-%-verbose, %-%-version%)", err)
+    end)
+
     it("an unknown script is a usage error (exit 2)", function()
       local code, _, err = run { "-u", srv.url, "nosuchscript" }
       assert.equal(2, code)
@@ -223,7 +291,12 @@ describe("rigatoni-store host", function()
       assert.equal("my:tokens", got.key_prefix)
       assert.equal("my:locks", got.lock_prefix)
       assert.equal("50", got.scan_count)
-      assert.equal("5e-05s", got.spin_wait)
+      -- printed back in the grammar they were read in
+      assert.equal("50us", got.spin_wait)
+      assert.equal("12h", got.ttl)
+      assert.equal("1500ms", got.connection_timeout)
+      assert.equal("200ms", got.retry_base_delay)
+      assert.equal("1m", got.retry_max_delay)
       assert.equal("mm", got.sentinel_master)
       assert.equal("su", got.sentinel_username)
       assert.equal("***", got.sentinel_password)
@@ -232,6 +305,27 @@ describe("rigatoni-store host", function()
       assert.equal("1", got.wait_replicas)
       assert.equal("info", got.log_level)
       assert.not_equal("none", got.ttl)
+    end)
+
+    it("one duration grammar for INI, -s and script options (rs.parse_duration)", function()
+      local path = write_file(tmp("dur.ini"), "[redis]\nurl = " .. srv.url .. "\nttl = 1h30m\n")
+      local code, out, err = run { "-c", path, "-s", "redis.idle_check_after=2w", "-e",
+                                   "print(config.ttl, config.idle_check_after)" }
+      assert.equal(0, code, err)
+      assert.equal("90m\t14d\n", out)
+      for _, bad in ipairs { "1e3", "-5", "5 s", "1h30" } do
+        code, _, err = run { "-c", path, "-s", "redis.ttl=" .. bad, "-e", "print(1)" }
+        assert.equal(2, code, bad)
+        assert.matches("ttl must be a duration like", err)
+      end
+      -- a script option takes the same words as INI: 500us and 2w, not 1e3
+      code, out, err = run { "-u", srv.url, "cleanup", "--older-than", "500us" }
+      assert.equal(0, code, err)
+      code, out, err = run { "-u", srv.url, "cleanup", "--older-than", "2w" }
+      assert.equal(0, code, err)
+      code, _, err = run { "-u", srv.url, "cleanup", "--older-than", "1e3" }
+      assert.equal(2, code)
+      assert.matches("%-%-older%-than: bad duration '1e3'", err)
     end)
 
     it("ttl = none means no expiry", function()

@@ -107,3 +107,145 @@ describe("INI inline comments", function()
     assert.equal("***\n", out)
   end)
 end)
+
+-- Runs the host on an INI body and prints what `expr` gives.
+local function show(body, expr, env)
+  local path = ini(body)
+  local code, out, err = run({ "-c", path, "-e", "print(" .. expr .. ")" }, { env = env })
+  return code, out, err, path
+end
+
+describe("INI section headers", function()
+  for _, case in ipairs{ { "[redis] url = redis://127.0.0.1:17002", "url" },
+                         { "[durability] wait_replicas = 1", "wait_replicas" },
+                         { "[redis]  key_prefix=x", "key_prefix" },
+                         { "[redis] garbage", "garbage" } } do
+    it(("'%s' on one line is an error naming file:line"):format(case[1]), function()
+      local code, out, err, path = show("; settings\n" .. case[1] .. "\n", "config.url")
+      assert.equal(2, code)
+      assert.equal("", out)
+      assert.matches(path .. ":2: ", err, 1, true)
+      assert.matches("after the section header", err, 1, true)
+    end)
+  end
+
+  -- inih skips a BOM on line 1 and any isspace() before '[': a second BOM
+  -- (files concatenated) or a form feed must not hide the header's tail.
+  for _, case in ipairs{ { "a second byte order mark", "\xEF\xBB\xBF\xEF\xBB\xBF", 1 },
+                         { "a form feed", "; settings\n\f", 2 },
+                         { "a vertical tab", "; settings\n\v", 2 } } do
+    it(("a header with a setting after %s is an error naming file:line"):format(case[1]), function()
+      local code, out, err, path = show(case[2] .. "[redis] key_prefix = hidden\n", "config.key_prefix")
+      assert.equal(2, code)
+      assert.equal("", out)
+      assert.matches(path .. ":" .. case[3] .. ": ", err, 1, true)
+      assert.matches("after the section header", err, 1, true)
+    end)
+  end
+
+  it("a comment after a section header is fine", function()
+    local code, out, err = show("[redis] ; the server\nkey_prefix = a\n[log]\t# quiet\nlevel = error\n",
+                                "config.key_prefix, config.log_level")
+    assert.equal(0, code, err)
+    assert.equal("a\terror\n", out)
+  end)
+end)
+
+describe("INI files that are not files", function()
+  it("a file over 1 MiB is refused, one of exactly 1 MiB is read", function()
+    local head = "[redis]\nkey_prefix = big\n"
+    local comments = {}
+    local size = #head
+    while size < 1048576 do
+      local line = "; " .. ("x"):rep(math.min(97, 1048576 - size - 3)) .. "\n"
+      comments[#comments + 1] = line
+      size = size + #line
+    end
+    local body = head .. table.concat(comments)
+    assert.equal(1048576, #body)
+    local code, out, err = run { "-c", ini(body), "-e", "print(config.key_prefix)" }
+    assert.equal(0, code, err)
+    assert.equal("big\n", out)
+    code, out, err = run { "-c", ini(body .. ";"), "-e", "print(config.key_prefix)" }
+    assert.equal(2, code)
+    assert.equal("", out)
+    assert.matches("larger than 1048576 bytes", err, 1, true)
+  end)
+
+  it("a directory as config is an error saying why", function()
+    local code, out, err = run { "-c", tmpdir, "-e", "print('ran')" }
+    assert.equal(2, code)
+    assert.equal("", out)
+    assert.matches(tmpdir .. ": cannot read config file: Is a directory", err, 1, true)
+  end)
+end)
+
+describe("INI line endings and byte order mark", function()
+  local body = "[redis]%surl = redis://127.0.0.1:17002%skey_prefix = my:prefix%s[durability]%swait_replicas = 1%s"
+  for _, eol in ipairs{ { "LF", "\n" }, { "CRLF", "\r\n" }, { "CR", "\r" } } do
+    for _, bom in ipairs{ "", "\239\187\191" } do
+      it(("%s line endings%s parse as written"):format(eol[1], bom ~= "" and " with a BOM" or ""), function()
+        local e = eol[2]
+        local code, out, err = show(bom .. body:format(e, e, e, e, e),
+                                    "config.url, config.key_prefix, config.wait_replicas")
+        assert.equal(0, code, err)
+        assert.equal("redis://127.0.0.1:17002\tmy:prefix\t1\n", out)
+      end)
+
+      it(("errors in a file with %s line endings%s name the right line"):format(eol[1], bom ~= "" and " and a BOM" or ""), function()
+        local e = eol[2]
+        local code, _, err, path = show(bom .. "[redis]" .. e .. "; c" .. e .. e .. "bogus = 1" .. e, "1")
+        assert.equal(2, code)
+        assert.matches(path .. ":4: unknown key 'bogus'", err, 1, true)
+      end)
+    end
+  end
+
+  it("mixed line endings each end a line", function()
+    local code, out, err = show("[redis]\r\nkey_prefix = a\rlock_prefix = b\n", "config.key_prefix, config.lock_prefix")
+    assert.equal(0, code, err)
+    assert.equal("a\tb\n", out)
+  end)
+end)
+
+describe("INI ${VAR} references", function()
+  for _, bad in ipairs{ "a${B", "${A:-x", "${A-x}", "${A:x}", "${}", "${A:-${B}", "${1A}", "x${ A}" } do
+    it(("'%s' is an error naming file:line"):format(bad), function()
+      local code, out, err, path = show("[redis]\n\nkey_prefix = " .. bad .. "\n", "config.key_prefix",
+                                        { B = "bee" })
+      assert.equal(2, code, out)
+      assert.equal("", out)
+      assert.matches(path .. ":3: ", err, 1, true)
+    end)
+  end
+
+  it("${A:-${B}} takes B when A is unset, as a shell does", function()
+    local code, out, err = show("[redis]\nkey_prefix = ${A:-${B}}\n", "config.key_prefix", { B = "from-b" })
+    assert.equal(0, code, err)
+    assert.equal("from-b\n", out)
+  end)
+
+  it("${A:-${B}} takes A when it is set", function()
+    local code, out, err = show("[redis]\nkey_prefix = ${A:-${B}}\n", "config.key_prefix", { A = "from-a" })
+    assert.equal(0, code, err)
+    assert.equal("from-a\n", out)
+  end)
+
+  it("${A:-x${B:-y}z} nests defaults", function()
+    local code, out, err = show("[redis]\nkey_prefix = p${A:-x${B:-y}z}q\n", "config.key_prefix")
+    assert.equal(0, code, err)
+    assert.equal("pxyzq\n", out)
+  end)
+
+  it("${A:-${B}} with neither set is an error naming B and file:line", function()
+    local code, _, err, path = show("[redis]\nkey_prefix = ${A:-${B}}\n", "config.key_prefix")
+    assert.equal(2, code)
+    assert.matches(path .. ":2: environment variable B is not set", err, 1, true)
+  end)
+
+  it("$${ stays a literal ${, also inside a default", function()
+    local code, out, err = show("[redis]\nkey_prefix = $${A}:${A:-$${B}}\n", "config.key_prefix")
+    assert.equal(0, code, err)
+    assert.equal("${A}:${B}\n", out)
+  end)
+end)

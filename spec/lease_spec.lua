@@ -103,3 +103,118 @@ describe("lease validity", function()
     assert.is_true(lease:held())
   end)
 end)
+
+describe("lease ttl and the key's life agree", function()
+  local srv, store
+  local key = "rigatoni:lock:db:px"
+
+  setup(function()
+    srv = servers.redis{}
+    store = rs.new{ url = srv.url }
+    -- Every command lands in the slow log, arguments and all.
+    srv:cli("CONFIG", "SET", "slowlog-log-slower-than", "0")
+    srv:cli("CONFIG", "SET", "slowlog-max-len", "128")
+  end)
+
+  teardown(function()
+    if store then store:close() end
+    if srv then srv:stop() end
+  end)
+
+  -- The arguments of the last command named `name` the server ran.
+  local function last_sent(name)
+    for _, entry in ipairs(store:command("SLOWLOG", "GET", "128")) do
+      local args = entry[4]
+      if args[1]:upper() == name then return args end
+    end
+  end
+
+  -- Milliseconds of life the acquire's SET gave the key.
+  local function set_life_ms()
+    local args = last_sent("SET")
+    for i = 1, #args - 1 do
+      local unit = args[i]:upper()
+      if unit == "PX" then return tonumber(args[i + 1]) end
+      if unit == "EX" then return tonumber(args[i + 1]) * 1000 end
+    end
+    error("no EX/PX in " .. table.concat(args, " "))
+  end
+
+  -- Milliseconds of life the refresh script gave the key.
+  local function refresh_life_ms()
+    local args = last_sent("EVALSHA")   -- sha, 1, key, owner, amount, unit
+    local amount, unit = tonumber(args[6]), args[7]
+    return unit == "s" and amount * 1000 or amount
+  end
+
+  for _, ttl in ipairs{ 1.0009, 1.0004, 0.0505, 0.0504, 2.5004, 0.3, 0.0001, 7 } do
+    it(("a ttl of %gs gives the key at least that long, on acquire and refresh"):format(ttl), function()
+      srv:cli("DEL", key)
+      srv:cli("SLOWLOG", "RESET")
+      local lease <close> = store:lease(key, "me", { ttl = ttl })
+      assert.is_truthy(lease)
+      local life = set_life_ms()
+      assert.is_true(life >= ttl * 1000, ("PX %s for a ttl of %gs"):format(life, ttl))
+      assert.is_true(life <= ttl * 1000 + 1, ("PX %s for a ttl of %gs"):format(life, ttl))
+      do
+        -- The refresh script, on a lock taken for long enough to be there.
+        assert.is_true(store:try_acquire_lock(key .. ":refresh", "me", 30))
+        srv:cli("SLOWLOG", "RESET")
+        assert.is_true(store:refresh_lock(key .. ":refresh", "me", ttl))
+        life = refresh_life_ms()
+        assert.is_true(life >= ttl * 1000, ("refresh gave %s ms for a ttl of %gs"):format(life, ttl))
+        assert.is_true(life <= ttl * 1000 + 1, ("refresh gave %s ms for a ttl of %gs"):format(life, ttl))
+      end
+      srv:cli("SLOWLOG", "RESET")
+      assert.is_true(store:try_acquire_lock(key .. ":plain", "me", ttl))
+      life = set_life_ms()
+      assert.is_true(life >= ttl * 1000, ("try_acquire_lock PX %s for a ttl of %gs"):format(life, ttl))
+    end)
+  end
+end)
+
+describe("lock owners are compared whole", function()
+  local srv, store
+  local key = "rigatoni:lock:db:nul"
+
+  setup(function()
+    srv = servers.redis{}
+    store = rs.new{ url = srv.url }
+  end)
+
+  teardown(function()
+    if store then store:close() end
+    if srv then srv:stop() end
+  end)
+
+  it("held() is false for hostA when the key holds hostA\\0-evil", function()
+    srv:cli("DEL", key)
+    local lease <close> = store:lease(key, "hostA", { ttl = 30 })
+    assert.is_truthy(lease)
+    assert.is_true(lease:held())
+    srv:set_raw(key, "hostA\0-evil")
+    assert.is_false(lease:held())
+    assert.is_false(lease:refresh())
+  end)
+
+  it("lock_owner returns an owner with a NUL byte whole", function()
+    srv:set_raw(key, "hostA\0-evil")
+    assert.equal("hostA\0-evil", store:lock_owner(key))
+    srv:cli("DEL", key)
+  end)
+
+  it("an owner with a NUL byte is refused before anything is sent", function()
+    srv:cli("DEL", key)
+    for _, call in ipairs{
+      function() return store:try_acquire_lock(key, "hostA\0-evil", 30) end,
+      function() return store:refresh_lock(key, "hostA\0-evil", 30) end,
+      function() return store:release_lock(key, "hostA\0-evil") end,
+      function() return store:lease(key, "hostA\0-evil", { ttl = 30 }) end,
+    } do
+      local err = helpers.catch_object(call)
+      helpers.assert_kind("config", err)
+      assert.matches("NUL", err.message, 1, true)
+    end
+    assert.equal("0", srv:cli("EXISTS", key))
+  end)
+end)

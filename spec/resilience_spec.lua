@@ -202,6 +202,9 @@ describe("command timeout", function()
     assert.is_true(err.retryable)
     assert.equal(1, err.attempts)
     assert.is_true(elapsed >= 0.2 and elapsed < 1.2, "took " .. elapsed .. " s")
+    -- the message says which server and how long, not errno's words
+    assert.matches("timed out after 0%.3s waiting for a reply from 127%.0%.0%.1:" .. srv.port, err.message)
+    assert.is_nil(err.message:find("temporarily unavailable", 1, true))
 
     -- Once the server is back, no late reply is mistaken for a new one.
     assert.equal("PONG", srv:cli("PING"))      -- answered when the sleep is over

@@ -159,7 +159,7 @@ else
 fi
 
 # ---- the same specs on Valkey, once, without ASan ------------------------
-VALKEY_SPECS="spec/store_spec.lua spec/locks_spec.lua spec/scripts_spec.lua spec/cluster_spec.lua"
+VALKEY_SPECS="spec/store_spec.lua spec/locks_spec.lua spec/scripts_spec.lua spec/cluster_spec.lua spec/check_before_acting_spec.lua"
 case "${RS_TEST_SERVER:-redis-server}" in
 *valkey*)
     echo "== busted (Valkey): skipped, every pass above already ran on ${RS_TEST_SERVER}" ;;

@@ -145,3 +145,76 @@ describe("${VAR} in the url", function()
     assert.equal("pong\n", out)
   end)
 end)
+
+describe("password_file", function()
+  -- Runs the host with a time limit, so that a blocking open fails the test
+  -- instead of hanging the suite.
+  local function run_limited(args)
+    local out, err = os.tmpname(), os.tmpname()
+    local cmd = { "timeout", "10", helpers.BIN }
+    for _, a in ipairs(args) do cmd[#cmd + 1] = servers.quote(a) end
+    for i = 1, 3 do cmd[i] = servers.quote(cmd[i]) end
+    local _, _, code = os.execute(table.concat(cmd, " ") .. " >" .. out .. " 2>" .. err .. " </dev/null")
+    local o, e = helpers.read_file(out) or "", helpers.read_file(err) or ""
+    os.remove(out)
+    os.remove(err)
+    return code, o, e
+  end
+
+  for _, place in ipairs{ { "redis", "password_file" }, { "sentinel", "password_file" } } do
+    local section, key = place[1], place[2]
+
+    it(("[%s] %s that is a FIFO is refused at once, without blocking"):format(section, key), function()
+      local fifo = tmp("pw.fifo")
+      os.remove(fifo)
+      assert.is_true(os.execute("mkfifo " .. servers.quote(fifo)))
+      local path = ini("fifo.ini", ("[%s]\n%s = %s\n"):format(section, key, fifo))
+      local code, out, err = run_limited { "-c", path, "-e", "print('ran')" }
+      os.remove(fifo)
+      assert.equal(2, code, err)   -- timeout(1) exits 124
+      assert.equal("", out)
+      assert.matches(path .. ":2: ", err, 1, true)
+      assert.matches("not a regular file", err, 1, true)
+    end)
+
+    it(("[%s] %s that is a directory is refused"):format(section, key), function()
+      local path = ini("dir.ini", ("[%s]\n%s = %s\n"):format(section, key, tmpdir))
+      local code, _, err = run { "-c", path, "-e", "print('ran')" }
+      assert.equal(2, code)
+      assert.matches(path .. ":2: ", err, 1, true)
+      assert.matches("not a regular file", err, 1, true)
+    end)
+
+    it(("[%s] %s longer than 4096 bytes is an error, not cut"):format(section, key), function()
+      local secret = ("s"):rep(5000)
+      local file = ini("long.txt", secret .. "\n")
+      local path = ini("long.ini", ("[%s]\n%s = %s\n"):format(section, key, file))
+      local code, out, err = run { "-c", path, "-e", "print('ran')" }
+      assert.equal(2, code)
+      assert.equal("", out)
+      assert.matches(path .. ":2: ", err, 1, true)
+      assert.matches("longer than 4096 bytes", err, 1, true)
+      assert.not_matches("ssss", err, 1, true)
+    end)
+
+    it(("[%s] %s of exactly 4096 bytes (with its line break) is read whole"):format(section, key), function()
+      local secret = ("s"):rep(4095)
+      local file = ini("max.txt", secret .. "\n")
+      local path = ini("max.ini", ("[%s]\n%s = %s\n"):format(section, key, file))
+      local code, out, err = run({ "-c", path, "-e", "print(host.mask(os.getenv('SECRET')))" },
+                                 { env = { SECRET = secret } })
+      assert.equal(0, code, err)
+      assert.equal("***\n", out)
+    end)
+  end
+
+  it("-s redis.password_file=FIFO is refused without blocking", function()
+    local fifo = tmp("pw2.fifo")
+    os.remove(fifo)
+    assert.is_true(os.execute("mkfifo " .. servers.quote(fifo)))
+    local code, _, err = run_limited { "-s", "redis.password_file=" .. fifo, "-e", "print('ran')" }
+    os.remove(fifo)
+    assert.equal(2, code, err)
+    assert.matches("not a regular file", err, 1, true)
+  end)
+end)

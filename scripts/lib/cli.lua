@@ -1,13 +1,15 @@
 -- scripts/lib/cli.lua -- what the bundled scripts share: option parsing,
 -- durations, time and size formatting, JSON (a writer for our output, a
--- reader for import: lua-cjson), base64, CSV quoting, the progress line and the
--- summary line. Lua 5.4 and lua-cjson; the `host` global (set by rigatoni-store)
--- says whether stderr is a terminal and whether -q was given.
+-- reader for import: lua-cjson), base64 and the summary line; CSV quoting
+-- and the progress line come from lib/output.lua. Lua 5.4 and lua-cjson;
+-- the `host` global (set by rigatoni-store) says whether stderr is a
+-- terminal and whether -q was given.
 
 local M = {}
 
 local host = rawget(_G, "host") or {}
 local rs_module = require "rigatoni_store"
+local output = require "lib.output"
 
 -- ---------------------------------------------------------------------
 -- Errors
@@ -56,7 +58,7 @@ end
 
 -- Compare-and-delete of the bytes a walk saw: "deleted"; "changed" (other
 -- bytes are there now: kept); or "gone" (deleted by someone else first,
--- or by this run when the walk listed it twice). A delete that did not
+-- a walk lists each name once, so never by this run). A delete that did not
 -- run says only "not deleted": the read after it tells which.
 function M.delete_if_unchanged(store, name, bytes)
   if store:delete_resume_token(name, { if_value = bytes }) then return "deleted" end
@@ -75,16 +77,12 @@ end
 -- Durations
 -- ---------------------------------------------------------------------
 
-local units = { ms = 0.001, s = 1, m = 60, h = 3600, d = 86400, w = 604800 }
-
--- "500ms", "30s", "15m", "12h", "7d", "2w" or plain seconds -> seconds, or nil.
+-- "500ms", "30s", "1h30m", "7d", "2w" or plain seconds -> seconds, or nil:
+-- the C grammar of INI values and -s (rs.parse_duration), so each reads
+-- what the other does.
 function M.parse_duration(text)
   if type(text) ~= "string" then return nil end
-  local num, unit = text:match("^%s*(%d+%.?%d*)%s*(%a*)%s*$")
-  if not num then return nil end
-  local factor = units[unit == "" and "s" or unit]
-  if not factor then return nil end
-  return tonumber(num) * factor
+  return (rs_module.parse_duration(text))
 end
 
 -- 93784 -> "1d2h", 125 -> "2m5s", 0.5 -> "0.5s": two largest units.
@@ -126,9 +124,24 @@ M.clock = clock
 -- Option parsing
 -- ---------------------------------------------------------------------
 
+-- The option `name` stands for: itself, or the one option it is an
+-- unambiguous prefix of (getopt_long's rule: --older for --older-than).
+function M.option_name(options, name, bad)
+  if options[name] then return name end
+  local found = {}
+  for full in pairs(options) do
+    if full:sub(1, #name) == name then found[#found + 1] = "--" .. full end
+  end
+  table.sort(found)
+  if #found == 1 then return found[1]:sub(3) end
+  if #found > 1 then bad("option --" .. name .. " is ambiguous (" .. table.concat(found, ", ") .. ")") end
+  bad("unknown option --" .. name)
+end
+
 -- spec = { name = "list", usage = "text for --help",
 --          options = { match = "string", format = { "table", "json" }, yes = "flag",
---                      ["older-than"] = "duration", batch = "integer",
+--                      ["older-than"] = "duration", batch = "integer" (1 to 1000000),
+--                      ["set-ttl"] = "ttl" (a duration Redis takes as a TTL: rs.check_ttl),
 --                      stream = "list" (repeatable: a list of the strings given), ... },
 --          defaults = { ... } }
 -- Returns the options table (keys with '-' turned into '_'), or nil after
@@ -140,17 +153,29 @@ function M.parse(argv, spec)
   local function bad(msg)
     M.usage_error(spec.name .. ": " .. msg .. " (" .. spec.name .. " --help for usage)")
   end
+  -- --help takes part in prefix matching, as in getopt_long: --hel is help.
+  local names = { help = "flag" }
+  for k, v in pairs(spec.options) do names[k] = v end
   while i <= #argv do
     local a = argv[i]
     if a == "-h" or a == "--help" then
       io.write(spec.usage)
       return nil
     end
+    if a == "--" then   -- getopt_long's end of options: the scripts take no operands
+      if argv[i + 1] ~= nil then bad("unexpected argument '" .. argv[i + 1] .. "'") end
+      break
+    end
     local name, inline = a:match("^%-%-([%w%-]+)=(.*)$")
     if not name then name = a:match("^%-%-([%w%-]+)$") end
     if not name then bad("unexpected argument '" .. a .. "'") end
+    name = M.option_name(names, name, bad)
+    if name == "help" then
+      if inline then bad("--help takes no value") end
+      io.write(spec.usage)
+      return nil
+    end
     local kind = spec.options[name]
-    if not kind then bad("unknown option --" .. name) end
     local key = name:gsub("%-", "_")
     if kind == "flag" then
       if inline then bad("--" .. name .. " takes no value") end
@@ -162,13 +187,19 @@ function M.parse(argv, spec)
         value = argv[i]
         if value == nil then bad("--" .. name .. " needs a value") end
       end
-      if kind == "duration" then
+      if kind == "duration" or kind == "ttl" then
         local d = M.parse_duration(value)
-        if not d or d <= 0 then bad("--" .. name .. ": bad duration '" .. value .. "' (e.g. 30s, 15m, 12h, 7d)") end
+        if not d or d <= 0 then bad("--" .. name .. ": bad duration '" .. value .. "' (e.g. 500ms, 30s, 1h30m, 7d, 2w)") end
+        local ok, why = true, nil
+        if kind == "ttl" then ok, why = rs_module.check_ttl(d) end
+        if not ok then bad("--" .. name .. " " .. value .. ": " .. why) end
         opts[key] = d
       elseif kind == "integer" then
+        -- Batch sizes and samples: the store takes 1 to 1000000 per batch.
         local n = math.tointeger(tonumber(value))
-        if not n or n < 1 then bad("--" .. name .. ": positive integer expected, got '" .. value .. "'") end
+        if not n or n < 1 or n > 1000000 then
+          bad("--" .. name .. ": an integer from 1 to 1000000 expected, got '" .. value .. "'")
+        end
         opts[key] = n
       elseif kind == "list" then
         opts[key] = opts[key] or {}
@@ -297,11 +328,8 @@ M.base64_decode = rs_module.base64_decode
 -- CSV
 -- ---------------------------------------------------------------------
 
-function M.csv_field(s)
-  s = tostring(s)
-  if s:find('[,"\r\n]') then return '"' .. s:gsub('"', '""') .. '"' end
-  return s
-end
+-- Quoted as RFC 4180 asks, formula starts neutralised (lib/output.lua).
+M.csv_field = output.csv_field
 
 -- ---------------------------------------------------------------------
 -- Tokens
@@ -426,29 +454,8 @@ end
 -- Progress and summary
 -- ---------------------------------------------------------------------
 
--- A progress line on stderr, only when it is a terminal and -q was not
--- given, and only once the run has lasted about a second.
-function M.progress(label)
-  local self = { started = clock(), last = 0, shown = false }
-  local enabled = host.stderr_is_tty and not host.quiet
-  function self.update(count, detail)
-    if not enabled then return end
-    local t = clock()
-    if t - self.started < 1 or t - self.last < 0.2 then return end
-    self.last = t
-    self.shown = true
-    local rate = count / (t - self.started)
-    io.stderr:write(string.format("\r\27[K%s: %d (%.0f/s)%s", label, count, rate,
-                                  detail and ("  " .. detail) or ""))
-  end
-  function self.done()
-    if self.shown then io.stderr:write("\r\27[K") end
-  end
-  function self.elapsed()
-    return clock() - self.started
-  end
-  return self
-end
+-- The progress line (lib/output.lua): stderr only, never among data rows.
+M.progress = output.progress
 
 -- The closing line of a run. `to_stderr` for scripts whose stdout carries
 -- data (list, export); -q silences it there.

@@ -31,10 +31,12 @@ end
 -- Every stream key (SCAN MATCH <prefix>:resume_token:*, one pass holding
 -- only the stream keys): the streams sorted by name, and mirrors: mirror
 -- name -> the sorted names of the stream keys it mirrors. Raises when the
--- walk fails.
-function M.walk(store, batch)
+-- walk fails. with_ttl = false: no PTTL is sent (st.ttl is then unknown:
+-- for a tool that needs no TTL, run by a user who may not send PTTL).
+function M.walk(store, batch, with_ttl)
   local streams, mirrors = {}, {}
-  for name, bytes, ttl in store:resume_tokens { match = "resume_token:*", batch = batch, raw = true } do
+  for name, bytes, ttl in store:resume_tokens { match = "resume_token:*", batch = batch, raw = true,
+                                                ttl = with_ttl ~= false } do
     local st = M.stream(name, bytes, ttl)
     if st then
       streams[#streams + 1] = st

@@ -28,6 +28,12 @@
  *    an acknowledged write once every earlier write can have landed), no
  *    delete "absent" while it held a token, no NX save "skipped" while it
  *    was absent, no read other than the state.
+ * Beside it, error replies in cut pipelines: a side server behind a proxy
+ * of its own takes NX batches from an ACL user refused part of the
+ * keyspace (-NOPERM), while it is made a replica now and then (-READONLY)
+ * or given maxmemory 1 with noeviction (-OOM); most batches are cut after
+ * a random number of replies. No item refused or absent is ever reported
+ * written, none written reported otherwise (check_side).
  * The op and fault choices come from a fixed seed (CHAOS_SEED); the run
  * lasts CHAOS_SECONDS (default 12). CHAOS_LOG=FILE writes the history.
  * CHAOS_FAILOVER=1 (`make chaos-failover`) runs the same clients against a
@@ -650,7 +656,10 @@ static int near_failover(double t0, double t1)
     return 0;
 }
 
-static int start_proxy(void)
+/* A fault proxy in front of 127.0.0.1:target, controlled by
+ * t_server_dir/<name>.control (written to `control`). Its port, or -1. */
+static int start_proxy(const char *name, int target_port, char *control, size_t size,
+                       pid_t *pid)
 {
     char exe[512], bin[600], port_path[300], target[16], owner[16];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
@@ -658,13 +667,17 @@ static int start_proxy(void)
     exe[n] = '\0';
     *strrchr(exe, '/') = '\0';
     snprintf(bin, sizeof bin, "%s/../bin/faultproxy", exe);
-    snprintf(control_path, sizeof control_path, "%s/proxy.control", t_server_dir);
-    snprintf(port_path, sizeof port_path, "%s/proxy.port", t_server_dir);
-    snprintf(target, sizeof target, "%d", server_port);
+    snprintf(control, size, "%s/%s.control", t_server_dir, name);
+    snprintf(port_path, sizeof port_path, "%s/%s.port", t_server_dir, name);
+    snprintf(target, sizeof target, "%d", target_port);
     snprintf(owner, sizeof owner, "%d", (int)getpid());
-    set_control("pass");
-    if ((proxy_pid = fork()) == 0) {
-        execl(bin, bin, target, control_path, port_path, owner, (char *)NULL);
+    FILE *c = fopen(control, "w");
+    if (c) {
+        fputs("pass", c);
+        fclose(c);
+    }
+    if ((*pid = fork()) == 0) {
+        execl(bin, bin, target, control, port_path, owner, (char *)NULL);
         _exit(127);
     }
     for (int i = 0; i < 100; i++) {
@@ -681,13 +694,235 @@ static int start_proxy(void)
     return -1;
 }
 
-static void stop_proxy(void)
+static void stop_proxy(pid_t *pid)
 {
-    if (proxy_pid > 0) {
-        kill(proxy_pid, SIGKILL);
-        waitpid(proxy_pid, NULL, 0);
-        proxy_pid = 0;
+    if (*pid > 0) {
+        kill(*pid, SIGKILL);
+        waitpid(*pid, NULL, 0);
+        *pid = 0;
     }
+}
+
+/* ---------------------------------------------------------------------
+ * Error replies in cut pipelines
+ *
+ * A side server (never killed, frozen or restarted: the fate of its keys
+ * is known) behind a fault proxy of its own. SIDE_CLIENTS threads save NX
+ * batches as an ACL user that may write only hist:a* names: most batches
+ * mix names it is refused (-NOPERM) with fresh allowed ones, and most
+ * have their pipeline cut after a random number of replies (an aimed
+ * cut). A phase thread makes the server a replica now and then (-READONLY)
+ * or gives it maxmemory 1 with noeviction (-OOM). At the end each item is
+ * held against the server (check_side).
+ * ------------------------------------------------------------------ */
+enum { SIDE_CLIENTS = 2, SIDE_BATCH = 6 };
+
+typedef struct side_item {
+    int refused;             /* a name the ACL user may not write */
+    int reported;            /* written[i] after the call: 1, 0, or -1 (nothing said) */
+    int rc;                  /* the call's */
+    char name[40], value[32];
+} side_item;
+
+typedef struct side_client {
+    int id;
+    unsigned seed;
+    side_item *items;
+    size_t nitems, cap;
+    long batches, failed;
+    long refused, transient, other;   /* failures: NOPERM (auth), READONLY (retryable), OOM... */
+} side_client;
+
+static rs_store *side_store;
+static int side_port;
+static pid_t side_pid, side_proxy_pid;
+static char side_control[300], side_pid_path[300];
+static side_client side_clients[SIDE_CLIENTS];
+static atomic_int side_aimed, side_hit, side_phases[3];  /* phases: plain, readonly, oom */
+static int side_master_fd = -1;      /* a "master" that never answers: the replica waits */
+
+static redisReply *side_cmd(int argc, const char **argv)
+{
+    struct timeval tv = {1, 0};
+    redisContext *ctx = redisConnectWithTimeout("127.0.0.1", side_port, tv);
+    redisReply *reply = NULL;
+    if (ctx && !ctx->err) {
+        redisSetTimeout(ctx, tv);
+        reply = redisCommandArgv(ctx, argc, argv, NULL);
+    }
+    if (ctx) redisFree(ctx);
+    return reply;
+}
+
+static void side_do(int argc, const char **argv)
+{
+    redisReply *r = side_cmd(argc, argv);
+    if (r) freeReplyObject(r);
+}
+
+static void stop_side(void)
+{
+    if (side_pid > 0) {
+        kill(side_pid, SIGKILL);
+        waitpid(side_pid, NULL, 0);
+        side_pid = 0;
+        unlink(side_pid_path);
+    }
+}
+
+/* The side server, its ACL user, its proxy and store; 0 or -1. */
+static int start_side(void)
+{
+    const char *root = getenv("RS_TEST_ROOT");
+    snprintf(side_pid_path, sizeof side_pid_path, "%s/history-side.%d.pid", root ? root : "/tmp",
+             (int)getpid());
+    const char *args[] = {"--pidfile", side_pid_path, "--maxmemory-policy", "noeviction", NULL};
+    pid_t main_pid = t_server_pid;
+    for (int tries = 0; tries < 5 && !side_pid; tries++) {
+        int port = t_free_port();
+        if (t_spawn_server(port, args)) side_port = port, side_pid = t_server_pid;
+        t_server_pid = main_pid;
+    }
+    if (!side_pid) return -1;
+    atexit(stop_side);
+    const char *user[] = {"ACL", "SETUSER", "hpart", "reset", "on", ">hpart-pw", "+@all",
+                          "%R~*", "%RW~rigatoni:resume_token:hist:a*"};
+    side_do(9, user);
+    /* A listener nobody accepts on: the replica's master, silent forever. */
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof a;
+    side_master_fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (side_master_fd < 0 || bind(side_master_fd, (struct sockaddr *)&a, sizeof a) < 0 ||
+        listen(side_master_fd, 1) < 0 ||
+        getsockname(side_master_fd, (struct sockaddr *)&a, &alen) < 0)
+        return -1;
+    int proxy_port = start_proxy("side", side_port, side_control, sizeof side_control,
+                                 &side_proxy_pid);
+    if (proxy_port < 0) return -1;
+    char url[128];
+    snprintf(url, sizeof url, "redis://hpart:hpart-pw@127.0.0.1:%d", proxy_port);
+    rs_config *cfg = rs_config_new();
+    rs_error err = {0};
+    const char *opts[][2] = {{"url", url}, {"command_timeout", "1"}, {"connection_timeout", "1"},
+                             {"max_retries", "2"}, {"retry_base_delay", "0.02"},
+                             {"retry_max_delay", "0.05"}, {"pool_size", "4"}};
+    for (size_t i = 0; cfg && i < sizeof opts / sizeof opts[0]; i++)
+        if (rs_config_set(cfg, opts[i][0], opts[i][1], &err) < 0)
+            fprintf(stderr, "%s\n", err.message);
+    side_store = cfg ? rs_store_open(cfg, &err) : NULL;
+    rs_config_free(cfg);
+    if (!side_store) fprintf(stderr, "test_history: side store: %s\n", err.message);
+    return side_store ? 0 : -1;
+}
+
+/* The phase of the side server: 0 plain, 1 a replica, 2 out of memory. */
+static void side_phase(int phase)
+{
+    char port[16];
+    struct sockaddr_in a;
+    socklen_t alen = sizeof a;
+    getsockname(side_master_fd, (struct sockaddr *)&a, &alen);
+    snprintf(port, sizeof port, "%d", ntohs(a.sin_port));
+    const char *replica[] = {"REPLICAOF", "127.0.0.1", port}, *master[] = {"REPLICAOF", "NO", "ONE"};
+    const char *oom[] = {"CONFIG", "SET", "maxmemory", "1"},
+               *room[] = {"CONFIG", "SET", "maxmemory", "0"};
+    side_do(3, phase == 1 ? replica : master);
+    side_do(4, phase == 2 ? oom : room);
+    atomic_fetch_add(&side_phases[phase], 1);
+}
+
+static void *side_phase_main(void *arg)
+{
+    unsigned seed = *(unsigned *)arg;
+    while (now() < end_time) {
+        int pick = rand_r(&seed) % 4;
+        side_phase(pick < 2 ? 0 : pick - 1);
+        sleep_s(0.2 + (rand_r(&seed) % 400) / 1000.0);
+    }
+    side_phase(0);
+    return NULL;
+}
+
+/* The reply lines of this request after `keep` will be cut: the side
+ * proxy relays `keep` lines of its replies, then closes the connection. */
+static void aim_cut(const side_client *c, const char *bytes, size_t keep, char *pattern,
+                    size_t size)
+{
+    char path[320], tmp[330];
+    snprintf(path, sizeof path, "%s.match%d.keep", side_control, c->id);
+    FILE *f = fopen(path, "w");
+    if (!f) return;
+    fprintf(f, "%zu\n", keep);
+    fclose(f);
+    snprintf(path, sizeof path, "%s.match%d", side_control, c->id);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    if (!(f = fopen(tmp, "wb"))) return;
+    snprintf(pattern, size, "$%zu\r\n%s\r\n", strlen(bytes), bytes);
+    fputs(pattern, f);
+    fclose(f);
+    rename(tmp, path);
+    atomic_fetch_add(&side_aimed, 1);
+}
+
+static void unaim_cut(const side_client *c)
+{
+    char path[320];
+    snprintf(path, sizeof path, "%s.match%d", side_control, c->id);
+    if (unlink(path) < 0) atomic_fetch_add(&side_hit, 1);
+    strcat(path, ".keep");
+    unlink(path);
+}
+
+/* One NX batch: refused names (the same few per client, never written)
+ * and fresh allowed ones, in a random order. */
+static void side_batch(side_client *c)
+{
+    rs_save_item items[SIDE_BATCH];
+    int written[SIDE_BATCH];
+    size_t first = c->nitems;
+    int with_refused = rand_r(&c->seed) % 4 != 0;
+    for (int k = 0; k < SIDE_BATCH; k++) {
+        c->items = grow(c->items, &c->cap, c->nitems, sizeof *c->items);
+        side_item *it = &c->items[c->nitems++];
+        memset(it, 0, sizeof *it);
+        it->refused = with_refused && rand_r(&c->seed) % 2;
+        if (it->refused) snprintf(it->name, sizeof it->name, "hist:r%d_%d", c->id, k);
+        else snprintf(it->name, sizeof it->name, "hist:a%d_%ld_%d", c->id, c->batches, k);
+        snprintf(it->value, sizeof it->value, "s%d_%ld_%d", c->id, c->batches, k);
+        written[k] = -1;
+    }
+    for (int k = 0; k < SIDE_BATCH; k++) {     /* after the last grow: no pointer moves */
+        const side_item *it = &c->items[first + k];
+        items[k] = (rs_save_item){it->name, strlen(it->name), it->value, strlen(it->value), 0};
+    }
+    char key[64], pattern[96];
+    int aimed_cut = rand_r(&c->seed) % 4 != 0;
+    if (aimed_cut) {
+        snprintf(key, sizeof key, "rigatoni:resume_token:%s", items[0].collection);
+        aim_cut(c, key, (size_t)(rand_r(&c->seed) % SIDE_BATCH), pattern, sizeof pattern);
+    }
+    rs_error err = {0};
+    int rc = rs_save_many(side_store, items, SIDE_BATCH, RS_SAVE_NX, written, &err);
+    if (aimed_cut) unaim_cut(c);
+    c->batches++;
+    c->failed += rc < 0;
+    if (rc < 0 && err.kind == RS_ERR_AUTH) c->refused++;
+    else if (rc < 0 && err.kind == RS_ERR_SERVER && err.retryable) c->transient++;
+    else if (rc < 0) c->other++;
+    for (int k = 0; k < SIDE_BATCH; k++) {
+        c->items[first + k].reported = written[k];
+        c->items[first + k].rc = rc;
+    }
+}
+
+static void *side_client_main(void *arg)
+{
+    side_client *c = arg;
+    while (now() < end_time) {
+        side_batch(c);
+        sleep_s((10000 + rand_r(&c->seed) % 40000) / 1e6);
+    }
+    return NULL;
 }
 
 /* ---------------------------------------------------------------------
@@ -866,6 +1101,55 @@ static long check_holds(double t_base)
     return pairs;
 }
 
+/* Each side item against the server, which nothing else touched: a
+ * refused name never reported written nor there; an item reported written
+ * holds its bytes; a fresh name never "skipped" (nothing else could have
+ * written it) and, reported not written, is absent. */
+static long side_wrong[2];           /* side items wrong: of calls that succeeded, failed */
+
+static long check_side(void)
+{
+    long checked = 0;
+    struct timeval tv = {1, 0};
+    redisContext *ctx = redisConnectWithTimeout("127.0.0.1", side_port, tv);
+    CHECK(ctx && !ctx->err);
+    if (!ctx || ctx->err) return 0;
+    redisSetTimeout(ctx, tv);
+    for (int c = 0; c < SIDE_CLIENTS; c++) {
+        const side_client *sc = &side_clients[c];
+        for (size_t i = 0; i < sc->nitems; i++) {
+            const side_item *it = &sc->items[i];
+            char key[80];
+            snprintf(key, sizeof key, "rigatoni:resume_token:%s", it->name);
+            const char *get[] = {"GET", key};
+            redisReply *r = redisCommandArgv(ctx, 2, get, NULL);
+            CHECK(r && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_NIL));
+            if (!r) continue;
+            int there = r->type == REDIS_REPLY_STRING;
+            int ours = there && r->len == strlen(it->value) && memcmp(r->str, it->value, r->len) == 0;
+            freeReplyObject(r);
+            checked++;
+            int before = violations;
+            if (it->refused && it->reported == 1)
+                VIOLATION("side: %s, refused to this user, reported written (call rc %d)",
+                          it->name, it->rc);
+            else if (it->refused && there)
+                VIOLATION("side: %s, refused to this user, is on the server", it->name);
+            else if (!it->refused && it->reported == 1 && !ours)
+                VIOLATION("side: %s reported written (call rc %d), %s", it->name, it->rc,
+                          there ? "holds other bytes" : "absent");
+            else if (!it->refused && it->reported == 0 && it->rc == 0)
+                VIOLATION("side: fresh name %s reported skipped (already there)", it->name);
+            else if (!it->refused && it->reported == 0 && there)
+                VIOLATION("side: %s reported not written (call rc %d), but it is there",
+                          it->name, it->rc);
+            if (violations > before) side_wrong[it->rc < 0]++;
+        }
+    }
+    redisFree(ctx);
+    return checked;
+}
+
 static void write_log(const char *path, double t_base)
 {
     FILE *f = fopen(path, "w");
@@ -911,7 +1195,8 @@ int main(void)
             cfg = NULL;
         }
     } else {
-        int proxy_port = start_proxy();
+        int proxy_port = start_proxy("proxy", server_port, control_path, sizeof control_path,
+                                     &proxy_pid);
         if (proxy_port < 0) return 2;
         cfg = t_config(proxy_port, NULL);
     }
@@ -934,9 +1219,21 @@ int main(void)
         return 2;
     }
 
+    if (start_side() < 0) {
+        fprintf(stderr, "test_history: the side server did not start\n");
+        return 2;
+    }
+
     double t_base = now();
     end_time = t_base + seconds;
-    pthread_t threads[CLIENTS], monitor;
+    pthread_t threads[CLIENTS], monitor, side_threads[SIDE_CLIENTS], phases;
+    unsigned phase_seed = seed ^ 0x5bd1e995u;
+    pthread_create(&phases, NULL, side_phase_main, &phase_seed);
+    for (int i = 0; i < SIDE_CLIENTS; i++) {
+        side_clients[i].id = i;
+        side_clients[i].seed = seed ^ (0x85ebca6bu * (unsigned)(i + 1));
+        pthread_create(&side_threads[i], NULL, side_client_main, &side_clients[i]);
+    }
     for (int i = 0; i < CLIENTS; i++) pthread_mutex_init(&clients[i].mu, NULL);
     pthread_create(&monitor, NULL, monitor_main, NULL);
     for (int i = 0; i < CLIENTS; i++) {
@@ -947,6 +1244,8 @@ int main(void)
     if (failover_mode) failover_loop();
     else fault_loop(seed);
     for (int i = 0; i < CLIENTS; i++) pthread_join(threads[i], NULL);
+    for (int i = 0; i < SIDE_CLIENTS; i++) pthread_join(side_threads[i], NULL);
+    pthread_join(phases, NULL);
     atomic_store(&monitoring, 0);
     pthread_join(monitor, NULL);
     set_control("pass");
@@ -972,7 +1271,9 @@ int main(void)
         CHECK(o->result == OUT_OK);
     }
     rs_store_close(store);
-    stop_proxy();
+    rs_store_close(side_store);
+    stop_proxy(&proxy_pid);
+    stop_proxy(&side_proxy_pid);
     stop_extra();
     t_stop_server();
     unlink(pid_path);
@@ -987,6 +1288,15 @@ int main(void)
             check_truth(o, t_base);
         }
     }
+    long side_items = check_side(), side_batches = 0, side_failed = 0, side_fail[3] = {0};
+    for (int c = 0; c < SIDE_CLIENTS; c++) {
+        side_batches += side_clients[c].batches;
+        side_failed += side_clients[c].failed;
+        side_fail[0] += side_clients[c].refused;
+        side_fail[1] += side_clients[c].transient;
+        side_fail[2] += side_clients[c].other;
+    }
+    stop_side();
     long pairs = check_holds(t_base), own = 0;
     for (int c = 0; c < CLIENTS; c++) own += check_own_key(&clients[c], t_base);
     const char *log = getenv("CHAOS_LOG");
@@ -1003,7 +1313,17 @@ int main(void)
            atomic_load(&aimed_hit));
     printf("checked: %ld reads, %ld ops against their own key's state, %ld lock validity "
            "intervals (%ld pairs), %d violations\n", reads, own, holds, pairs, violations);
+    printf("side (error replies in cut pipelines): %ld NX batches (%ld failed: %ld refused, "
+           "%ld transient, %ld other), %ld items checked (%ld wrong in calls that succeeded, "
+           "%ld in calls that failed), %d cuts aimed, %d of them hit, phases: %d plain "
+           "%d readonly %d oom\n",
+           side_batches, side_failed, side_fail[0], side_fail[1], side_fail[2], side_items,
+           side_wrong[0], side_wrong[1],
+           atomic_load(&side_aimed),
+           atomic_load(&side_hit), atomic_load(&side_phases[0]), atomic_load(&side_phases[1]),
+           atomic_load(&side_phases[2]));
     CHECK(violations == 0);
+    CHECK(side_batches >= 20 && atomic_load(&side_hit) >= 10);
     CHECK(reads >= 30 && holds >= 2);         /* the run checked something */
     if (lost_replies) CHECK(atomic_load(&aimed_hit) >= 10 && own >= 5);
     if (failover_mode) CHECK(nfailovers >= 1);

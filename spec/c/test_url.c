@@ -2,6 +2,8 @@
 #include "internal.h"
 #include "test_support.h"
 
+#include <math.h>
+
 static void parses(const char *url, int tls, const char *user, const char *pass,
                    const char *host, int port, int db, size_t nhosts)
 {
@@ -98,13 +100,13 @@ int main(void)
     CHECK_STR(buf, "false");
     CHECK(rs_config_set(cfg, "ttl", "7d", &err) == 0);
     rs_config_get(cfg, "ttl", buf, sizeof buf);
-    CHECK_STR(buf, "604800s");
+    CHECK_STR(buf, "7d");
     CHECK(rs_config_set(cfg, "ttl", "none", &err) == 0);
     rs_config_get(cfg, "ttl", buf, sizeof buf);
     CHECK_STR(buf, "none");
     CHECK(rs_config_set(cfg, "connection_timeout", "500ms", &err) == 0);
     rs_config_get(cfg, "connection_timeout", buf, sizeof buf);
-    CHECK_STR(buf, "0.5s");
+    CHECK_STR(buf, "500ms");
     CHECK(rs_config_set(cfg, "pool_size", "0", &err) == -1 && err.kind == RS_ERR_CONFIG);
     CHECK(strstr(err.message, "pool_size") != NULL);
     CHECK(rs_config_set(cfg, "ttl", "-5", &err) == -1 && strstr(err.message, "ttl"));
@@ -146,5 +148,23 @@ int main(void)
     CHECK(rs_parse_duration("none", &s, NULL) == -1);
     CHECK(rs_parse_duration("none", &s, &none) == 0 && none == 1);
     CHECK(rs_parse_duration("", &s, NULL) == -1);
+    /* one grammar: compound terms, weeks and microseconds; nothing of strtod's */
+    CHECK(rs_parse_duration("1h30m", &s, NULL) == 0 && s == 5400);
+    CHECK(rs_parse_duration("2w", &s, NULL) == 0 && s == 1209600);
+    CHECK(rs_parse_duration(" 500us ", &s, NULL) == 0 && fabs(s - 5e-4) < 1e-12);
+    CHECK(rs_parse_duration("1d2h3m4s5ms", &s, NULL) == 0 && fabs(s - 93784.005) < 1e-9);
+    CHECK(rs_parse_duration(".5s", &s, NULL) == 0 && s == 0.5);
+    const char *bad[] = {"1e3", "-5", "0x10", "inf", "nan", "5 s", "s", "5x", "1h30", "1.", ".", "5mss"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) CHECK(rs_parse_duration(bad[i], &s, NULL) == -1);
+    /* printed back in the same grammar, and read back to the same value */
+    const double back[] = {0, 5e-5, 0.001, 0.5, 1.5, 30, 90, 5400, 86400, 1209600, 0.1, 3.25};
+    const char *text[] = {"0s", "50us", "1ms", "500ms", "1500ms", "30s", "90s", "90m", "1d", "14d",
+                          "100ms", "3250ms"};
+    for (size_t i = 0; i < sizeof back / sizeof back[0]; i++) {
+        char b[64];
+        rs_format_duration(back[i], b, sizeof b);
+        CHECK_STR(b, text[i]);
+        CHECK(rs_parse_duration(b, &s, NULL) == 0 && fabs(s - back[i]) < 1e-9);
+    }
     return t_report("test_url");
 }

@@ -14,6 +14,14 @@
  *               and keep it open (a reply that stops half-way)
  *   stall_once N  stall for this one chunk, then the mode turns to pass
  *               (a request that ran but whose reply was lost, once)
+ *   cut_lines_once N [WORD]  relay N more reply lines (CRLF-ended: one
+ *               line per simple reply, such as +OK or -NOPERM), then close
+ *               both sides and turn to pass (a pipeline cut after N
+ *               replies); with WORD, only on the connection whose request
+ *               next contains WORD, counted from that request's replies
+ *   nest_once N  wrap the next reply chunk in N one-element arrays
+ *               ("*1\r\n" N times before it), then pass (a reply nested
+ *               deeper than any real server sends)
  *   reset_once  reset the next client connection when its first bytes
  *               arrive (none relayed: a TLS handshake cut), then pass
  * and one mode that applies to requests (client to server) instead:
@@ -22,6 +30,8 @@
  *               client resets the connection (SO_LINGER 0) the held bytes
  *               are dropped, as a reset discards that queue; when it closes
  *               normally they are still delivered, then the pair closes.
+ *   hold_once S  hold the next request chunk so, then the mode turns to
+ *               pass (a request that never ran, its connection reset)
  * Otherwise requests pass. A lost reply can also be aimed at one request:
  * while a file CONTROL_FILE.match<N> (N = 0..7, one per test thread)
  * exists, the first request chunk that contains its bytes is relayed, the
@@ -29,7 +39,10 @@
  * on that connection) is swallowed: a command that ran and whose reply was
  * lost, on exactly the operation a test chose. When that reply arrives
  * and is not an error, the bytes are written to CONTROL_FILE.match<N>.ran:
- * proof that it ran.
+ * proof that it ran. When CONTROL_FILE.match<N>.keep holds a number K
+ * (written before the match file), K reply lines are relayed first and
+ * then both sides are closed instead: a pipeline cut after K replies, on
+ * exactly the request a test chose.
  * The number of open client connections is written to PORT_FILE.conns
  * after every change. The proxy exits when OWNER_PID is gone, or after
  * 300 s, so a crashed spec never leaves it behind.
@@ -55,32 +68,39 @@
 typedef struct pair {
     int client, server;
     int stalled;
+    int armed;                  /* cut_lines_once WORD: this pair sent WORD */
     char *held;                 /* requests waiting for release_at (hold) */
     size_t held_len;
     double release_at;
     int client_closed;          /* FIN seen: deliver what is held, then go */
     int reset_on_data;          /* reset_once: reset when the client speaks */
     int drop_reply;             /* matched CONTROL_FILE.match<drop_reply - 1> */
+    size_t keep_lines;          /* .keep K: K + 1 (0: swallow the reply) */
     char pattern[512];          /* its bytes, for the .ran file */
     size_t pattern_len;
 } pair;
 
 static pair pairs[MAX_PAIRS];
 static int npairs;
+static size_t lines_relayed;    /* reply lines relayed in cut_lines_once mode */
 static const char *control_path, *port_path;
+
+static char arm_word[128];      /* the control file's third word, or "" */
 
 static void read_control(char *mode, size_t size, double *arg)
 {
     snprintf(mode, size, "pass");
     *arg = 0;
+    arm_word[0] = '\0';
     FILE *f = fopen(control_path, "r");
     if (!f) return;
     char word[32];
     double v = 0;
-    int n = fscanf(f, "%31s %lf", word, &v);
+    int n = fscanf(f, "%31s %lf %127s", word, &v, arm_word);
     fclose(f);
     if (n >= 1) snprintf(mode, size, "%s", word);
-    if (n == 2) *arg = v;
+    if (n >= 2) *arg = v;
+    if (n < 3) arm_word[0] = '\0';
 }
 
 static void write_conns(void)
@@ -110,6 +130,13 @@ static void match_request(pair *p, const char *buf, size_t n)
             unlink(path);
             p->drop_reply = m + 1;
             p->pattern_len = len;
+            strcat(path, ".keep");
+            unsigned long keep = 0;
+            if ((f = fopen(path, "r"))) {
+                if (fscanf(f, "%lu", &keep) == 1) p->keep_lines = keep + 1;
+                fclose(f);
+                unlink(path);
+            }
             return;
         }
     }
@@ -200,7 +227,14 @@ static int relay(int i, int from_server)
         }
         if (!p->drop_reply) match_request(p, buf, (size_t)n);
         read_control(mode, sizeof mode, &arg);
-        if (strcmp(mode, "hold") != 0 && p->held_len == 0) return send_all(to, buf, (size_t)n);
+        if (strcmp(mode, "cut_lines_once") == 0 && arm_word[0] && !p->armed &&
+            memmem(buf, (size_t)n, arm_word, strlen(arm_word))) {
+            p->armed = 1;
+            lines_relayed = 0;
+        }
+        int hold = strcmp(mode, "hold") == 0 || strcmp(mode, "hold_once") == 0;
+        if (!hold && p->held_len == 0) return send_all(to, buf, (size_t)n);
+        if (strcmp(mode, "hold_once") == 0) set_mode("pass");
         char *more = realloc(p->held, p->held_len + (size_t)n);
         if (!more) return -1;
         memcpy(more + p->held_len, buf, (size_t)n);
@@ -210,6 +244,13 @@ static int relay(int i, int from_server)
         return 0;
     }
     if (n <= 0) return -1;
+    if (pairs[i].drop_reply && pairs[i].keep_lines) {      /* an aimed cut */
+        size_t keep = 0;
+        while (pairs[i].keep_lines > 1 && keep < (size_t)n)
+            if (buf[keep++] == '\n') pairs[i].keep_lines--;
+        if (send_all(to, buf, keep) < 0 || pairs[i].keep_lines == 1) return -1;
+        return 0;
+    }
     if (pairs[i].drop_reply && !pairs[i].stalled) {
         if (buf[0] != '-') note_ran(&pairs[i]);     /* an error: it did not run */
         pairs[i].stalled = 1;
@@ -221,6 +262,30 @@ static int relay(int i, int from_server)
         while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
         }
         return send_all(to, buf, (size_t)n);
+    }
+    if (strcmp(mode, "cut_lines_once") == 0 && arm_word[0] && !pairs[i].armed)
+        return send_all(to, buf, (size_t)n);    /* not the connection aimed at */
+    if (strcmp(mode, "cut_lines_once") == 0) {
+        size_t want = arg > 0 ? (size_t)arg : 0, keep = want == 0 ? 0 : (size_t)n;
+        int done = want == 0;
+        for (size_t k = 0; !done && k < (size_t)n; k++)
+            if (buf[k] == '\n' && ++lines_relayed >= want) keep = k + 1, done = 1;
+        if (send_all(to, buf, done ? keep : (size_t)n) < 0) return -1;
+        if (!done) return 0;
+        lines_relayed = 0;
+        set_mode("pass");
+        return -1;
+    }
+    lines_relayed = 0;
+    if (strcmp(mode, "nest_once") == 0) {
+        set_mode("pass");
+        size_t levels = arg > 0 ? (size_t)arg : 0;
+        char *nest = malloc(levels * 4 + 1);
+        if (!nest) return -1;
+        for (size_t k = 0; k < levels; k++) memcpy(nest + k * 4, "*1\r\n", 4);
+        int rc = send_all(to, nest, levels * 4);
+        free(nest);
+        return rc < 0 ? -1 : send_all(to, buf, (size_t)n);
     }
     if (strcmp(mode, "cut") == 0 || strncmp(mode, "stall", 5) == 0) {
         size_t keep = arg < (double)n ? (size_t)arg : (size_t)n;

@@ -20,6 +20,8 @@ return function()
   store:get_resume_token("users")
   store:command("GET", "rigatoni:resume_token:raw")
   store:command("INFO", "server")
+  store:command("MGET", "rigatoni:resume_token:raw", "missing")   -- a reply tree
+  store:command("EVAL", "return {1, {'a', false}, redis.error_reply('E x')}", "0")
   store:get_many{ "users", "raw", "missing" }
   store:prometheus()
   store:lock_owner("lk")

@@ -6,7 +6,8 @@
 --   local p = proxy.start(srv)      -- relays 127.0.0.1:p.port -> srv.port
 --   p.url                           -- redis://127.0.0.1:<p.port>
 --   p:set("cut", 100)               -- pass | delay S | cut N | stall N | stall_once N | reset_once
---                                   -- | hold S (requests)
+--                                   -- | cut_lines_once N (N reply lines, then close)
+--                                   -- | hold S | hold_once S (requests) | nest_once N
 --   p:conns()                       -- client connections open through it
 --   p:stop()
 --
