@@ -14,6 +14,8 @@
  *    host ("MOVED 3999 :6381", Redis 7's unknown endpoint) is the host of
  *    the node that answered, as "?" is in CLUSTER SLOTS;
  *  - ASK: the command goes to the target with ASKING, the map is kept;
+ *  - a keyless command (SCRIPT LOAD) goes with the keyed one before it,
+ *    redirections included: it runs again where that one is sent;
  *  - TRYAGAIN, CLUSTERDOWN, lost nodes: the retry policy applies, and a
  *    lost node or a CLUSTERDOWN makes the map stale so that the retry
  *    finds the new master.
@@ -288,6 +290,20 @@ size_t rs_cluster_masters(rs_store *store, rs_pool **pools, int *slots, size_t m
     return n;
 }
 
+int rs_cluster_node_address(rs_store *store, const rs_pool *pool, char *buf, size_t size)
+{
+    rs_cluster *cl = store->cluster;
+    int found = 0;
+    pthread_rwlock_rdlock(&cl->map_lock);
+    for (int i = 0; i < cl->nnodes && !found; i++) {
+        if (cl->nodes[i]->pool != pool) continue;
+        snprintf(buf, size, "%s:%d", cl->nodes[i]->host, cl->nodes[i]->port);
+        found = 1;
+    }
+    pthread_rwlock_unlock(&cl->map_lock);
+    return found;
+}
+
 void rs_cluster_pool_stats(rs_cluster *cl, rs_pool_stats *out)
 {
     memset(out, 0, sizeof *out);
@@ -532,6 +548,21 @@ static int send_group(rs_cluster *cl, call *c, int target, const rs_cmd *cmds, i
         } else {
             c->replies[i] = r;
             c->done[i] = 1;
+        }
+    }
+    /* A keyless command travels with the keyed one before it (SCRIPT LOAD
+     * after EXISTS key, for the EVALSHA that follows): when that one was
+     * redirected, so is the keyless one, run again where it goes. */
+    for (size_t j = 0, anchor = SIZE_MAX; j < count; j++) {
+        size_t i = index[j];
+        if (i == ASKING_REPLY || i == WAIT_REPLY) continue;
+        if (c->slot[i] >= 0) {
+            anchor = c->done[i] ? SIZE_MAX : i;
+        } else if (anchor != SIZE_MAX) {
+            if (c->replies[i]) freeReplyObject(c->replies[i]);
+            c->replies[i] = NULL;
+            c->done[i] = 0;
+            c->ask[i] = c->ask[anchor];
         }
     }
 out:

@@ -351,6 +351,9 @@ int rs_cluster_exec(rs_store *store, const char *what, rs_retry_rule rule, size_
  * each serves. Returns the count (at most max). Pools live as long as the
  * store. */
 size_t rs_cluster_masters(rs_store *store, rs_pool **pools, int *slots, size_t max);
+/* "host:port" of the cluster node behind `pool` into buf; 0 when the pool
+ * is not one of the map's. */
+int rs_cluster_node_address(rs_store *store, const rs_pool *pool, char *buf, size_t size);
 #define RS_CLUSTER_SLOTS 16384
 /* Reads the slot map again, now, and copies it: owners[s] is the pool of
  * the master serving slot s (NULL when none) for each of the

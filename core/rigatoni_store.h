@@ -335,6 +335,23 @@ typedef struct rs_master_identity {
 int rs_store_identity(rs_store *store, rs_master_identity *masters, size_t max, int *db,
                       rs_error *err);
 
+/* What each master says about itself, for `stats`: DBSIZE and INFO. A
+ * figure the server refused (an ACL without DBSIZE or INFO) is unknown:
+ * -1, or "" for text. */
+typedef struct rs_node_figures {
+    char node[272];            /* "host:port" in a cluster; "" otherwise */
+    long long dbsize;
+    long long used_memory;     /* INFO memory used_memory, bytes */
+    char used_memory_human[32];
+    char redis_version[32];    /* INFO server */
+} rs_node_figures;
+
+/* Asks every master the store reaches (standalone, the Sentinel master, or
+ * each master of a cluster's current slot map, at most `max`) for its
+ * figures, into out[0..n). Returns n, or -1 with err when a master cannot
+ * be reached (a refused command is not an error: its figure is unknown). */
+int rs_store_node_figures(rs_store *store, rs_node_figures *out, size_t max, rs_error *err);
+
 /* ------------------------------------------------------------------------
  * Batches: one pipelined round trip for many tokens (migration, import)
  * --------------------------------------------------------------------- */
@@ -522,7 +539,8 @@ typedef struct rs_scan_entry {
  * each name is yielded once per walk, even when SCAN lists it again (a
  * rehash, a walk started over after a restart, failover or reshard); the
  * walk keeps 16 bytes per name (in tables 3/8 to 3/4 full: 32 MiB for
- * 1,000,000 names). Keys deleted between SCAN and MGET are skipped. */
+ * 1,000,000 names). Keys deleted between SCAN and MGET are skipped, and
+ * so are keys whose value is not a string (counted: rs_scan_not_strings). */
 rs_scan *rs_scan_open(rs_store *store, const char *match, size_t batch,
                       int with_ttl, rs_error *err);
 /* 1 with *entry filled, 0 at the end, -1 on error. The first call starts
@@ -533,6 +551,10 @@ int rs_scan_next(rs_scan *scan, rs_scan_entry *entry, rs_error *err);
  * *entry filled, 0 when that batch is used up (then rs_scan_next fetches).
  * For callers that handle a whole batch at a time. */
 int rs_scan_next_buffered(rs_scan *scan, rs_scan_entry *entry);
+/* Keys the walk has met so far whose value is not a string (a hash, a
+ * list...: not a token), skipped and counted (once per name, as names are
+ * listed once), never an error. */
+size_t rs_scan_not_strings(const rs_scan *scan);
 void rs_scan_close(rs_scan *scan);
 
 /* The same over any key pattern (e.g. "rigatoni:lock:*"): entries carry the

@@ -6,7 +6,14 @@
  * The key prefix is matched literally (its glob characters escaped); the
  * caller's pattern applies to the collection part only.
  * In a cluster every master is scanned in turn, and values are read with
- * one GET per key (pipelined, routed by slot) since MGET cannot span slots.
+ * one MGET per key (pipelined, routed by slot) since MGET cannot span slots.
+ *
+ * A key whose value is not a string (a hash, a list... written by
+ * something else) is not a token: MGET reads it as nil, never as an error
+ * (GET would fail the walk with WRONGTYPE), so a nil value is either such
+ * a key or one deleted since the SCAN. EXISTS on those few tells them
+ * apart (TYPE is not in Rust Rigatoni's ACL); the walk skips both and
+ * counts the first (rs_scan_not_strings).
  *
  * A walk is complete or it fails; it never ends short with success:
  *  - A SCAN cursor means something only to the process that gave it. Each
@@ -75,6 +82,7 @@ typedef struct step_batch {
     size_t nvalues;
     int with_ttl;            /* PTTLs follow the values */
     int ttl_refused;         /* the server refused PTTL: TTLs are unknown (NAN) */
+    unsigned char *not_string;   /* per key: there, and not a string (NULL: none) */
 } step_batch;
 
 struct rs_scan {
@@ -85,6 +93,7 @@ struct rs_scan {
     char count[16];
     int done, with_ttl;
     int ttl_refused;         /* the server refused PTTL: TTLs are unknown (NAN) */
+    int exists_refused;      /* the server refused EXISTS: non-strings are not counted */
     rs_pool *nodes[MAX_SCAN_NODES];  /* the standalone pool, or this round's masters */
     int slots[MAX_SCAN_NODES];       /* cluster: a slot each master serves */
     size_t nnodes, node;     /* node = the one being scanned (nnodes: round over) */
@@ -98,6 +107,7 @@ struct rs_scan {
     int rounds;
     rs_seen_set *listed;     /* every name the walk listed (the scanner's) */
     /* the caller's side */
+    size_t not_strings;      /* keys taken that were not strings */
     step_batch cur;          /* the batch in hand */
     size_t next;             /* next index in cur.keys */
     rs_error failed;         /* kind set once a call failed: the walk is over */
@@ -121,7 +131,7 @@ struct rs_scan {
 
 static redisReply *value_at(const rs_scan *scan, const step_batch *b, size_t i)
 {
-    return scan->per_key ? b->values[i] : b->values[0]->element[i];
+    return scan->per_key ? b->values[i]->element[0] : b->values[0]->element[i];
 }
 
 static redisReply *ttl_at(const rs_scan *scan, const step_batch *b, size_t i, size_t n)
@@ -140,6 +150,7 @@ static void free_batch(step_batch *b)
 {
     if (b->keys) freeReplyObject(b->keys);
     free_replies(b->values, b->nvalues);
+    free(b->not_string);
     memset(b, 0, sizeof *b);
 }
 
@@ -490,7 +501,7 @@ static int scan_step(rs_scan *scan, redisReply **reply, rs_error *err)
  * Batches
  * ------------------------------------------------------------------ */
 
-/* The values of one step's keys: standalone MGET k1..kn, cluster GET ki
+/* The values of one step's keys: standalone MGET k1..kn, cluster MGET ki
  * each; then PTTL ki each. *out gets the replies, *count their number. */
 static int read_values(rs_scan *scan, const redisReply *keys, redisReply ***out, size_t *count,
                        rs_error *err)
@@ -516,7 +527,7 @@ static int read_values(rs_scan *scan, const redisReply *keys, redisReply ***out,
     }
     for (size_t i = 0; scan->per_key && i < n; i++) {
         cmds[i] = (rs_cmd){2, a, l};
-        *a++ = "GET", *l++ = 3;
+        *a++ = "MGET", *l++ = 4;
         *a++ = keys->element[i]->str, *l++ = keys->element[i]->len;
     }
     for (size_t i = 0; scan->with_ttl && i < n; i++) {
@@ -539,9 +550,12 @@ static int read_values(rs_scan *scan, const redisReply *keys, redisReply ***out,
         }
         goto out;
     }
-    if (!scan->per_key && (values[0]->type != REDIS_REPLY_ARRAY || values[0]->elements != n)) {
-        rs_error_set(err, RS_ERR_SERVER, 0, "list (MGET): unexpected reply");
-        goto out;
+    for (size_t i = 0; i < nget; i++) {
+        size_t want = scan->per_key ? 1 : n;
+        if (values[i]->type != REDIS_REPLY_ARRAY || values[i]->elements != want) {
+            rs_error_set(err, RS_ERR_SERVER, 0, "list (MGET): unexpected reply");
+            goto out;
+        }
     }
     *out = values;
     *count = ncmds;
@@ -623,6 +637,64 @@ static int next_keys(rs_scan *scan, redisReply **keys, rs_error *err)
     }
 }
 
+/* The keys of a batch whose value read as nil and that EXISTS finds:
+ * not strings (b->not_string). Those PTTL saw gone are not asked. */
+static int find_not_strings(rs_scan *scan, step_batch *b, rs_error *err)
+{
+    size_t n = b->keys->element[1]->elements, nil = 0;
+    size_t *which = calloc(n, sizeof *which);
+    if (!which) {
+        rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < n && !scan->exists_refused; i++) {
+        if (value_at(scan, b, i)->type == REDIS_REPLY_STRING) continue;
+        const redisReply *ttl = b->with_ttl ? ttl_at(scan, b, i, n) : NULL;
+        if (ttl && ttl->type == REDIS_REPLY_INTEGER && ttl->integer == -2) continue;
+        which[nil++] = i;
+    }
+    int rc = 0;
+    if (nil) {
+        rs_cmd *cmds = calloc(nil, sizeof *cmds);
+        const char **argv = calloc(2 * nil, sizeof *argv);
+        size_t *len = calloc(2 * nil, sizeof *len);
+        redisReply **got = calloc(nil, sizeof *got);
+        b->not_string = calloc(n, 1);
+        rc = -1;
+        if (!cmds || !argv || !len || !got || !b->not_string) {
+            rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
+        } else {
+            for (size_t k = 0; k < nil; k++) {
+                const redisReply *key = b->keys->element[1]->element[which[k]];
+                argv[2 * k] = "EXISTS", len[2 * k] = 6;
+                argv[2 * k + 1] = key->str, len[2 * k + 1] = key->len;
+                cmds[k] = (rs_cmd){2, argv + 2 * k, len + 2 * k};
+            }
+            if (rs_exec(scan->store, RS_OP_LIST, "list (EXISTS)", nil, cmds, got, err) == 0) {
+                for (size_t k = 0; k < nil; k++)
+                    b->not_string[which[k]] =
+                        got[k]->type == REDIS_REPLY_INTEGER && got[k]->integer == 1;
+                rs_replies_free(got, nil);
+                rc = 0;
+            } else if (err->reply == RS_REPLY_NOPERM) {
+                /* A user without EXISTS: such keys are still skipped,
+                 * never fatal, only not counted. */
+                rs_log(RS_LOG_WARN, "list: the server refused EXISTS (%s); keys that are not "
+                       "strings are skipped without being counted", err->message);
+                scan->exists_refused = 1;
+                rs_error_clear(err);
+                rc = 0;
+            }
+        }
+        free(cmds);
+        free(argv);
+        free(len);
+        free(got);
+    }
+    free(which);
+    return rc;
+}
+
 /* The reader's part: the values of a SCAN step's keys, into *out (which
  * takes the keys; they are freed on failure). 0 or -1. */
 static int read_batch(rs_scan *scan, redisReply *keys, step_batch *out, rs_error *err)
@@ -633,7 +705,11 @@ static int read_batch(rs_scan *scan, redisReply *keys, step_batch *out, rs_error
         freeReplyObject(keys);
         return -1;
     }
-    *out = (step_batch){keys, values, nvalues, scan->with_ttl, scan->ttl_refused};
+    *out = (step_batch){keys, values, nvalues, scan->with_ttl, scan->ttl_refused, NULL};
+    if (find_not_strings(scan, out, err) < 0) {
+        free_batch(out);
+        return -1;
+    }
     return 0;
 }
 
@@ -647,7 +723,10 @@ static int take_buffered(rs_scan *scan, rs_scan_entry *entry)
         size_t i = scan->next++;
         redisReply *key = b->keys->element[1]->element[i];
         redisReply *value = value_at(scan, b, i);
-        if (value->type != REDIS_REPLY_STRING) continue;   /* deleted meanwhile */
+        if (value->type != REDIS_REPLY_STRING) {   /* deleted meanwhile, or not a string */
+            if (b->not_string && b->not_string[i]) scan->not_strings++;
+            continue;
+        }
         if (key->len < scan->prefix_len) continue;
         entry->collection = key->str + scan->prefix_len;
         entry->collection_len = key->len - scan->prefix_len;
@@ -843,6 +922,11 @@ int rs_scan_next(rs_scan *scan, rs_scan_entry *entry, rs_error *err)
             return -1;
         }
     }
+}
+
+size_t rs_scan_not_strings(const rs_scan *scan)
+{
+    return scan->not_strings;
 }
 
 int rs_scan_next_buffered(rs_scan *scan, rs_scan_entry *entry)

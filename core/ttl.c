@@ -44,8 +44,9 @@ int rs_ttl_check(double seconds, rs_error *err)
     if (fits && seconds == floor(seconds)) fits = (long long)seconds <= room / 1000;
     if (fits) fits = llround(seconds * 1000.0) <= room;
     if (!fits) {
+        /* 16 digits: every whole second up to the limit, shown exactly. */
         rs_error_set(err, RS_ERR_CONFIG, 0,
-                     "ttl %g s is over the longest TTL Redis accepts (an expiry at most "
+                     "ttl %.16g s is over the longest TTL Redis accepts (an expiry at most "
                      "2^63-1 ms after 1970: %lld s from now)", seconds, room / 1000);
         return -1;
     }

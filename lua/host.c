@@ -16,8 +16,8 @@
  * compile, or an error object of kind "config" or "usage" raised by the
  * script). A script may also return an integer: that is the status.
  * Errors print as one masked line on stderr; -v adds the traceback.
- * SIGINT and SIGTERM stop the script (host_signal.c): its temporary files
- * are removed and the status is 130 or 143.
+ * SIGINT, SIGTERM and SIGHUP stop the script (host_signal.c): its temporary
+ * files are removed and the status is 130, 143 or 129.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -64,8 +64,9 @@ static const char help_text[] =
     "  list, export, import, migrate, cleanup, locks, stats  (SCRIPT --help for each)\n"
     "\n"
     "Without a config, url is redis://127.0.0.1:6379. Exit status: 0 ok,\n"
-    "1 runtime failure, 2 usage or config error, 130/143 stopped by SIGINT/SIGTERM\n"
-    "(temporary files removed). Temporary files go to $TMPDIR (else /tmp).\n";
+    "1 runtime failure, 2 usage or config error, 130/143/129 stopped by\n"
+    "SIGINT/SIGTERM/SIGHUP (temporary files removed; SIGPIPE removes them too and\n"
+    "exits 141). Temporary files go to $TMPDIR (else /tmp).\n";
 
 /* ---------------------------------------------------------------------
  * Command line
@@ -490,6 +491,8 @@ static int run_lua(const options *o, host_conf *hc, const char *scripts_dir, con
     int sig = host_signal_caught();
     if (rc != LUA_OK && sig) {
         /* Whatever the script raised on its way out, the signal stopped it. */
+        lua_pop(L, 1);
+        host_signal_run_on_stop(L);
         fprintf(stderr, PROG ": interrupted by %s; temporary files removed\n", host_signal_name(sig));
         status = 128 + sig;
     } else if (rc != LUA_OK) {

@@ -110,17 +110,21 @@ void host_files_cleanup(void);
 
 /* ---- SIGINT and SIGTERM (host_signal.c) ---- */
 
-/* Catches SIGINT and SIGTERM (unless ignored at start): the script running
- * in L stops at its next Lua instruction with an error of kind
- * "interrupted". Call host_signal_detach before L is closed. */
+/* Catches SIGINT, SIGTERM and SIGHUP (unless ignored at start): the script
+ * running in L stops at its next Lua instruction with an error of kind
+ * "interrupted"; SIGPIPE removes the temporary files, then ends the host as
+ * its default would. Call host_signal_detach before L is closed. */
 void host_signal_install(lua_State *L);
 void host_signal_detach(lua_State *L);
 
-/* Adds host.interrupted() to the global `host` table. */
+/* Adds host.interrupted() and host.on_stop(fn) to the global `host` table. */
 void host_signal_register(lua_State *L);
 
-/* The signal caught (SIGINT, SIGTERM), or 0; and its name. */
+/* The signal caught (SIGINT, SIGTERM, SIGHUP), or 0; and its name. */
 int host_signal_caught(void);
+/* After a stop unwound the run (detached): calls the script's
+ * host.on_stop function, if it registered one, so it reports its work. */
+void host_signal_run_on_stop(lua_State *L);
 const char *host_signal_name(int sig);
 
 #endif /* RS_HOST_H */

@@ -5,12 +5,16 @@
  * ignores $TMPDIR and the name is chosen before the file is opened), nor
  * tell a FIFO from a regular file. So the host gives the scripts:
  *
- *   host.temp_file(dir [, mode [, name]]) -> file, path   mkstemp(3): dir/name.XXXXXX
- *                                      (name: rigatoni-store), chmod mode (default
- *                                      0666 & ~umask); nil, msg when it cannot
+ *   host.temp_file(dir [, mode [, name [, uid, gid]]]) -> file, path
+ *                                      mkstemp(3): dir/name.XXXXXX (name:
+ *                                      rigatoni-store), chmod mode (default
+ *                                      0666 & ~umask), chown uid:gid when
+ *                                      allowed (as sed -i: the file it will
+ *                                      replace keeps its owner when root
+ *                                      writes it); nil, msg when it cannot
  *   host.commit_temp(tmp, path) -> true | nil, msg   rename(2) into place
  *   host.remove_temp(tmp)                        unlink it now
- *   host.file_info(path) -> {type=, mode=, target=, stdio=} | nil, msg
+ *   host.file_info(path) -> {type=, mode=, uid=, gid=, target=, stdio=} | nil, msg
  *   host.same_terminal() -> bool                 stdout and stderr: one tty
  *
  * Every temporary file is registered in a fixed table until it is
@@ -83,6 +87,9 @@ static int host_temp_file(lua_State *L)
     const char *dir = luaL_checklstring(L, 1, &dlen);
     const char *name = luaL_optstring(L, 3, "rigatoni-store");
     mode_t mode = lua_isnoneornil(L, 2) ? default_mode() : (mode_t)(luaL_checkinteger(L, 2) & 07777);
+    int chown_to = !lua_isnoneornil(L, 4);
+    uid_t uid = chown_to ? (uid_t)luaL_checkinteger(L, 4) : 0;
+    gid_t gid = chown_to ? (gid_t)luaL_checkinteger(L, 5) : 0;
     struct temp_slot *slot = NULL;
     for (int i = 0; i < MAX_TEMPS && !slot; i++)
         if (!temps[i].live) slot = &temps[i];
@@ -103,6 +110,9 @@ static int host_temp_file(lua_State *L)
         return 2;
     }
     slot->live = 1;
+    /* Not allowed (not root): the file becomes ours, as with sed -i. The
+     * mode comes after: a chown clears the set-id bits. */
+    if (chown_to && (uid != geteuid() || gid != getegid())) (void)!fchown(fd, uid, gid);
     if (fchmod(fd, mode) < 0 || !(p->f = fdopen(fd, "w+b"))) {
         int e = errno;
         close(fd);
@@ -138,8 +148,8 @@ static int host_remove_temp(lua_State *L)
 {
     struct temp_slot *slot = find_temp(luaL_checkstring(L, 1));
     if (slot) {
+        unlink(slot->path);     /* first: a signal in between still finds it live */
         slot->live = 0;
-        unlink(slot->path);
     }
     return 0;
 }
@@ -212,12 +222,16 @@ static int host_file_info(lua_State *L)
         lua_pushfstring(L, "%s: %s", path, strerror(e));
         return 2;
     }
-    lua_createtable(L, 0, 4);
+    lua_createtable(L, 0, 6);
     lua_pushstring(L, exists ? type_name(st.st_mode) : "missing");
     lua_setfield(L, -2, "type");
     if (exists) {
         lua_pushinteger(L, st.st_mode & 07777);
         lua_setfield(L, -2, "mode");
+        lua_pushinteger(L, (lua_Integer)st.st_uid);
+        lua_setfield(L, -2, "uid");
+        lua_pushinteger(L, (lua_Integer)st.st_gid);
+        lua_setfield(L, -2, "gid");
         if (same_file(&st, 1)) lua_pushliteral(L, "stdout");
         else if (same_file(&st, 2)) lua_pushliteral(L, "stderr");
         else lua_pushnil(L);

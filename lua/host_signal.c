@@ -1,4 +1,4 @@
-/* host_signal.c -- SIGINT and SIGTERM stop a script cleanly.
+/* host_signal.c -- SIGINT, SIGTERM and SIGHUP stop a script cleanly.
  *
  * The handler only records the signal and sets a Lua hook on the script's
  * state (lua_sethook may be called from a signal handler; lua.c does the
@@ -6,7 +6,11 @@
  * kind "interrupted" -- and again at every instruction after that, so a
  * script's pcall cannot swallow it and carry on: the run unwinds to the
  * host, which removes every temporary file (host_files.c) and exits
- * 128 + the signal (130, 143). A script blocked in C (a slow server, a
+ * 128 + the signal (130, 143, 129: SIGHUP is a closed terminal or a
+ * dropped ssh session). Coroutines do not share their creator's hook once
+ * made, so a light hook (every HOOK_EVERY instructions) is set before the
+ * script runs: every coroutine inherits it, and it turns into the
+ * every-instruction hook of its own coroutine once a signal came. A script blocked in C (a slow server, a
  * read from a pipe) sees it when the call returns; reads and waits are not
  * restarted (no SA_RESTART), so a blocked read ends at once.
  *
@@ -14,10 +18,20 @@
  * main thread, the one that runs Lua. A second signal while the first is
  * pending removes the temporary files and exits at once. A signal that was
  * ignored when the host started (nohup, a background job) stays ignored.
+ *
+ * A script that changes data registers host.on_stop(fn): once the stop
+ * has unwound the run (the hook gone), the host calls fn(signal name), so
+ * the script can still say what it did before it was stopped.
+ *
+ * SIGPIPE (stdout or stderr a pipe whose reader is gone, `list | head`)
+ * keeps its default meaning, death with status 141, but the temporary
+ * files are removed first. The store's sockets never raise it
+ * (core/nosigpipe.c).
  */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -29,9 +43,12 @@ static volatile sig_atomic_t caught;       /* the signal, 0 = none yet */
 static lua_State *volatile hooked;          /* the script's state, or NULL */
 static pthread_t main_thread;
 
+#define HOOK_EVERY 1000
+#define STOP_MASK (LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT)
+
 static const char *signal_name(int sig)
 {
-    return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "a signal";
+    return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP" : "a signal";
 }
 
 static int interrupted_tostring(lua_State *L)
@@ -44,6 +61,8 @@ static int interrupted_tostring(lua_State *L)
 static void stop_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
+    if (!caught) return;            /* the light hook, before any signal */
+    lua_sethook(L, stop_hook, STOP_MASK, 1);
     lua_createtable(L, 0, 5);
     lua_pushliteral(L, "interrupted");
     lua_setfield(L, -2, "kind");
@@ -66,7 +85,12 @@ static void stop_hook(lua_State *L, lua_Debug *ar)
 static void on_signal(int sig)
 {
     int saved = errno;
-    if (!pthread_equal(pthread_self(), main_thread)) {
+    if (sig == SIGPIPE) {
+        /* Blocked while this runs: raised again, it ends the process on return. */
+        host_files_cleanup();
+        signal(SIGPIPE, SIG_DFL);
+        raise(SIGPIPE);
+    } else if (!pthread_equal(pthread_self(), main_thread)) {
         pthread_kill(main_thread, sig);
     } else if (caught) {
         host_files_cleanup();
@@ -74,7 +98,7 @@ static void on_signal(int sig)
     } else {
         caught = sig;
         lua_State *L = hooked;
-        if (L) lua_sethook(L, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+        if (L) lua_sethook(L, stop_hook, STOP_MASK, 1);
     }
     errno = saved;
 }
@@ -83,7 +107,8 @@ void host_signal_install(lua_State *L)
 {
     main_thread = pthread_self();
     hooked = L;
-    static const int sigs[] = {SIGINT, SIGTERM};
+    lua_sethook(L, stop_hook, LUA_MASKCOUNT, HOOK_EVERY);   /* before any coroutine exists */
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE};
     for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) {
         struct sigaction old, sa;
         if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler == SIG_IGN) continue;
@@ -92,6 +117,8 @@ void host_signal_install(lua_State *L)
         sigemptyset(&sa.sa_mask);
         sigaddset(&sa.sa_mask, SIGINT);
         sigaddset(&sa.sa_mask, SIGTERM);
+        sigaddset(&sa.sa_mask, SIGHUP);
+        sigaddset(&sa.sa_mask, SIGPIPE);
         sigaction(sigs[i], &sa, NULL);
     }
 }
@@ -121,10 +148,37 @@ static int host_interrupted(lua_State *L)
     return 1;
 }
 
+#define ON_STOP_KEY "rigatoni_store.on_stop"
+
+/* host.on_stop(fn): fn(signal name) runs after a stop has unwound the run. */
+static int host_on_stop(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_settop(L, 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, ON_STOP_KEY);
+    return 0;
+}
+
+void host_signal_run_on_stop(lua_State *L)
+{
+    if (lua_getfield(L, LUA_REGISTRYINDEX, ON_STOP_KEY) != LUA_TFUNCTION || !caught) {
+        lua_pop(L, 1);
+        return;
+    }
+    lua_pushstring(L, signal_name(caught));
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+        const char *msg = luaL_tolstring(L, -1, NULL);
+        fprintf(stderr, "rigatoni-store: reporting the stopped run failed: %s\n", msg);
+        lua_pop(L, 2);
+    }
+}
+
 void host_signal_register(lua_State *L)
 {
     lua_getglobal(L, "host");
     lua_pushcfunction(L, host_interrupted);
     lua_setfield(L, -2, "interrupted");
+    lua_pushcfunction(L, host_on_stop);
+    lua_setfield(L, -2, "on_stop");
     lua_pop(L, 1);
 }

@@ -3,7 +3,10 @@
  * Every failure of the module raises a table {kind, message, retryable,
  * attempts} with a metatable whose __tostring reads "<kind>: <message>",
  * so `pcall` users can branch on err.kind and plain `error` output still
- * reads well. Messages come from the core already masked.
+ * reads well. Messages come from the core already masked. A failure that
+ * is a server's error reply also has `reply`, its class ("noperm",
+ * "noscript", ..., "other" for a plain ERR), so a caller tells replies
+ * apart by their type, never by their text.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -26,10 +29,21 @@ int rs_lua_raise(lua_State *L, const rs_error *err)
     return lua_error(L);
 }
 
+/* err.reply: the class of the error reply (rs_reply_classify). */
+static const char *const reply_names[] = {
+    [RS_REPLY_MOVED] = "moved",       [RS_REPLY_ASK] = "ask",
+    [RS_REPLY_NOSCRIPT] = "noscript", [RS_REPLY_READONLY] = "readonly",
+    [RS_REPLY_MASTERDOWN] = "masterdown", [RS_REPLY_LOADING] = "loading",
+    [RS_REPLY_BUSY] = "busy",         [RS_REPLY_TRYAGAIN] = "tryagain",
+    [RS_REPLY_CLUSTERDOWN] = "clusterdown", [RS_REPLY_OOM] = "oom",
+    [RS_REPLY_NOAUTH] = "noauth",     [RS_REPLY_NOPERM] = "noperm",
+    [RS_REPLY_MAXCLIENTS] = "maxclients", [RS_REPLY_OTHER] = "other",
+};
+
 void rs_lua_push_error(lua_State *L, const rs_error *err)
 {
     rs_lua_log_drain(L);   /* the lines about this failure come before it */
-    lua_createtable(L, 0, 4);
+    lua_createtable(L, 0, 5);
     lua_pushstring(L, rs_error_kind_name(err->kind));
     lua_setfield(L, -2, "kind");
     lua_pushstring(L, err->message);
@@ -38,6 +52,10 @@ void rs_lua_push_error(lua_State *L, const rs_error *err)
     lua_setfield(L, -2, "retryable");
     lua_pushinteger(L, err->attempts);
     lua_setfield(L, -2, "attempts");
+    if ((size_t)err->reply < sizeof reply_names / sizeof reply_names[0] && reply_names[err->reply]) {
+        lua_pushstring(L, reply_names[err->reply]);
+        lua_setfield(L, -2, "reply");
+    }
     luaL_setmetatable(L, ERROR_MT);
 }
 

@@ -717,6 +717,8 @@ typedef struct scan_box {
     int lines;            /* token_lines: LINES_LIST or LINES_EXPORT */
     double now;           /* token_lines: ages are counted from it */
     rs_rowbuf buf;        /* token_lines: a batch's text, reused */
+    int counts;           /* registry ref of the counts table, or LUA_NOREF */
+    size_t not_strings;   /* the count last written there */
 } scan_box;               /* user value 1: token_lines' mirrors table */
 
 static int scan_close(lua_State *L)
@@ -725,7 +727,23 @@ static int scan_close(lua_State *L)
     rs_scan_close(box->scan);
     box->scan = NULL;
     rs_rowbuf_free(&box->buf);
+    luaL_unref(L, LUA_REGISTRYINDEX, box->counts);
+    box->counts = LUA_NOREF;
     return 0;
+}
+
+/* The walk's counts table, when it has one, gets `not_strings`: keys met
+ * whose value is not a string (not tokens), skipped. Written when the
+ * count changed, and at the walk's end or failure. */
+static void write_counts(lua_State *L, scan_box *box, int force)
+{
+    size_t n = box->scan ? rs_scan_not_strings(box->scan) : box->not_strings;
+    if (box->counts == LUA_NOREF || (n == box->not_strings && !force)) return;
+    box->not_strings = n;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, box->counts);
+    lua_pushinteger(L, (lua_Integer)n);
+    lua_setfield(L, -2, "not_strings");
+    lua_pop(L, 1);
 }
 
 /* Closes the walks of the store at `store` (its user value 1): a walk
@@ -751,16 +769,17 @@ static void close_walks(lua_State *L, int store)
 }
 
 /* The options of resume_tokens and list_resume_tokens. */
-static const char *const list_options[] = {"match", "batch", "raw", "ttl", NULL};
+static const char *const list_options[] = {"match", "batch", "raw", "ttl", "counts", NULL};
 
-/* Opens a scan from an options table at `idx` {match=, batch=, raw=, ttl=};
- * pushes the scan userdata. The store must stay at index 1. */
+/* Opens a scan from an options table at `idx` {match=, batch=, raw=, ttl=,
+ * counts=}; pushes the scan userdata. The store must stay at index 1. */
 static scan_box *open_scan(lua_State *L, rs_store *store, int idx, const char *key_pattern)
 {
     const char *match = "*";
     lua_Integer batch = 0;
     int raw = 0, with_ttl = 1;
-    if (!lua_isnoneornil(L, idx)) {   /* keys checked by the caller */
+    int opts = !lua_isnoneornil(L, idx);   /* before pushing: idx may be past the top */
+    if (opts) {   /* keys checked by the caller */
         if (rs_lua_opt_field(L, idx, "match", RS_LUA_TCSTRING)) match = lua_tostring(L, -1);
         if (rs_lua_opt_field(L, idx, "batch", RS_LUA_TINTEGER)) batch = lua_tointeger(L, -1);
         raw = rs_lua_opt_field(L, idx, "raw", LUA_TBOOLEAN) && lua_toboolean(L, -1);
@@ -772,7 +791,16 @@ static scan_box *open_scan(lua_State *L, rs_store *store, int idx, const char *k
     scan_box *box = lua_newuserdatauv(L, sizeof *box, 1);
     memset(box, 0, sizeof *box);
     box->raw = raw;
+    box->counts = LUA_NOREF;
     luaL_setmetatable(L, SCAN_MT);
+    if (opts) {
+        if (rs_lua_opt_field(L, idx, "counts", LUA_TTABLE)) {
+            box->counts = luaL_ref(L, LUA_REGISTRYINDEX);
+            write_counts(L, box, 1);          /* 0 from the start */
+        } else {
+            lua_pop(L, 1);
+        }
+    }
     rs_error err = {0};
     box->scan = key_pattern ? rs_scan_keys_open(store, key_pattern, (size_t)batch, with_ttl, &err)
                             : rs_scan_open(store, match, (size_t)batch, with_ttl, &err);
@@ -794,6 +822,7 @@ static int box_next(lua_State *L, scan_box *box, rs_scan_entry *e)
     if (!box->scan) return 0;
     rs_error err = {0};
     int rc = rs_scan_next(box->scan, e, &err);
+    write_counts(L, box, 0);
     if (rc < 0) return rs_lua_raise(L, &err);
     if (rc == 0) {
         rs_scan_close(box->scan);
@@ -948,7 +977,7 @@ static int lines_iter(lua_State *L)
  * skipped = {collection, message} each, else nil). */
 static int store_token_lines(lua_State *L)
 {
-    static const char *const known[] = {"match", "batch", "format", "now", "mirrors", NULL};
+    static const char *const known[] = {"match", "batch", "format", "now", "mirrors", "counts", NULL};
     rs_store *store = check_store(L);
     luaL_checktype(L, 2, LUA_TTABLE);
     lua_settop(L, 2);
@@ -1015,7 +1044,7 @@ static int store_token_batches(lua_State *L)
     rs_store *store = check_store(L);
     luaL_checktype(L, 2, LUA_TTABLE);
     lua_settop(L, 2);
-    static const char *const known[] = {"match", "batch", "ttl", NULL};
+    static const char *const known[] = {"match", "batch", "ttl", "counts", NULL};
     rs_lua_check_options(L, 2, known);
     open_scan(L, store, 2, NULL);
     return push_walk(L, batches_iter);
@@ -1028,7 +1057,7 @@ static int store_scan_keys(lua_State *L)
     rs_store *store = check_store(L);
     const char *pattern = luaL_checkstring(L, 2);
     lua_settop(L, 3);
-    static const char *const known[] = {"batch", "ttl", NULL};
+    static const char *const known[] = {"batch", "ttl", "counts", NULL};
     rs_lua_check_options(L, 3, known);
     scan_box *box = open_scan(L, store, 3, pattern);
     box->raw = 1;
@@ -1227,6 +1256,34 @@ static int store_confirm_writes(lua_State *L)
     return 1;
 }
 
+/* store:server_figures() -> {{node =, dbsize =, used_memory =,
+ * used_memory_human =, redis_version =}, ...}: one per master (a cluster's
+ * every master, node = "host:port"; else one, node = nil); a figure the
+ * server refused is nil. The buffer is a userdata, so a raised error
+ * cannot leak it. */
+static int store_server_figures(lua_State *L)
+{
+    rs_store *store = check_store(L);
+    rs_node_figures *nodes = lua_newuserdatauv(L, IDENTITY_MAX_MASTERS * sizeof *nodes, 0);
+    rs_error err = {0};
+    int n = rs_store_node_figures(store, nodes, IDENTITY_MAX_MASTERS, &err);
+    if (n < 0) return rs_lua_raise(L, &err);
+    lua_createtable(L, n, 0);
+    for (int i = 0; i < n; i++) {
+        const rs_node_figures *f = &nodes[i];
+        lua_createtable(L, 0, 5);
+        if (f->node[0]) lua_pushstring(L, f->node), lua_setfield(L, -2, "node");
+        if (f->dbsize >= 0) lua_pushinteger(L, f->dbsize), lua_setfield(L, -2, "dbsize");
+        if (f->used_memory >= 0) lua_pushinteger(L, f->used_memory), lua_setfield(L, -2, "used_memory");
+        if (f->used_memory_human[0])
+            lua_pushstring(L, f->used_memory_human), lua_setfield(L, -2, "used_memory_human");
+        if (f->redis_version[0])
+            lua_pushstring(L, f->redis_version), lua_setfield(L, -2, "redis_version");
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    return 1;
+}
+
 static const luaL_Reg store_methods[] = {
     {"save_resume_token", store_save_resume_token},
     {"get_resume_token", store_get_resume_token},
@@ -1249,6 +1306,7 @@ static const luaL_Reg store_methods[] = {
     {"server_identity", store_server_identity},
     {"master_changes", store_master_changes},
     {"confirm_writes", store_confirm_writes},
+    {"server_figures", store_server_figures},
     {"stats", store_stats},
     {"reset_stats", store_reset_stats},
     {"prometheus", store_prometheus},

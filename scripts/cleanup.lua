@@ -297,11 +297,12 @@ end
 -- (mirrors learns theirs), the others are handled as they come unless
 -- mirrors names them. Without mirrors (the one-walk plan) it stops at the
 -- first stream key and returns false.
+local counts = {}   -- the token walk's: not_strings
 local function walk_tokens(units, mirrors)
   -- TTLs (a PTTL per key) only when --set-ttl looks at them; a batch
   -- per step, with the cluster times read in C.
   for names, values, ttls, times, n in store:token_batches { match = opts.match or "*", batch = opts.batch,
-                                                             ttl = opts.set_ttl ~= nil } do
+                                                             ttl = opts.set_ttl ~= nil, counts = counts } do
     for i = 1, n do
       local collection, bytes, ttl = names[i], values[i], cli.known_ttl(ttls[i], "cleanup")
       local st = streams.stream(collection, bytes, ttl)
@@ -320,60 +321,46 @@ local function walk_tokens(units, mirrors)
   return true
 end
 
--- Any error (a walk, a delete) stops the run; what was done until then
--- is still reported, then the failure (exit 1).
-local ran, why = pcall(function()
-  local units = {}
-  if not (apply or selections) and (opts.match or "*") == "*" and walk_tokens(units, nil) then return end
-  -- A stream key was listed (or this run needs the stream keys first):
-  -- what the one walk planned is dropped.
-  scanned, unknown, to_delete, to_ttl, shown, shown_lines = 0, 0, 0, 0, 0, {}
-  local all, mirrors = streams.walk(store, opts.batch, opts.set_ttl ~= nil)
-  if selections then
-    for _, st in ipairs(all) do
-      scanned = scanned + 1
-      if streams.selected(selections, st) then units[#units + 1] = st end
-    end
-  else
-    walk_tokens(units, mirrors)
-  end
-  stream_pairs(units, mirrors)
-  checkpoint()
-end)
-progress.done()
-
--- The master changed during the run: only what the current master lacks
--- counts as deleted; the rest came back with the failover.
--- A run stopped by something else: its last deletes may still be confirmed.
-if not ran and protect and pending > 0 then pcall(checkpoint) end
+-- After the run: a run stopped by something else may still confirm its
+-- last deletes; when the master changed, only what the current master
+-- lacks counts as deleted (the rest came back with the failover).
 local undone, unconfirmed = 0, nil
 local function uncount(name)
   if deleted_mirror[name] then mirrors_deleted = mirrors_deleted - 1 else deleted = deleted - 1 end
 end
-local changed = start_mark and #deleted_names > 0 and
-                cli.master_changed(start_mark, cli.master_mark(store))
-if changed then
-  local ok, values = pcall(cli.read_on_current_master, store, deleted_names)
-  if not ok then
-    unconfirmed = #deleted_names
-    deleted, mirrors_deleted = 0, 0
-    if ran then ran, why = false, values end
-  else
-    for i, name in ipairs(deleted_names) do
-      if values[i] then
-        undone = undone + 1
-        uncount(name)
+local function settle_deletes(ran, why)
+  if not ran and protect and pending > 0 then pcall(checkpoint) end
+  local changed = start_mark and #deleted_names > 0 and
+                  cli.master_changed(start_mark, cli.master_mark(store))
+  if changed then
+    local ok, values = pcall(cli.read_on_current_master, store, deleted_names)
+    if not ok then
+      unconfirmed = #deleted_names
+      deleted, mirrors_deleted = 0, 0
+      if ran then ran, why = false, values end
+    else
+      for i, name in ipairs(deleted_names) do
+        if values[i] then
+          undone = undone + 1
+          uncount(name)
+        end
       end
     end
+  elseif protect and pending > 0 then
+    -- Stopped at a checkpoint: the deletes since the last one are unproved.
+    unconfirmed = pending
+    for i = #deleted_names - pending + 1, #deleted_names do uncount(deleted_names[i]) end
   end
-elseif protect and pending > 0 then
-  -- Stopped at a checkpoint: the deletes since the last one are unproved.
-  unconfirmed = pending
-  for i = #deleted_names - pending + 1, #deleted_names do uncount(deleted_names[i]) end
+  return ran, why
 end
 
 local function plural(n, word) return fmt("%d %s%s", n, word, n == 1 and "" or "s") end
 
+-- The counts of what was done (or planned): after the run, and after a
+-- SIGINT/SIGTERM has stopped it (host.on_stop), so a stop mid-delete still
+-- says what was deleted. (Body not indented: a small diff.)
+local function report(ran, why)
+progress.done()
 local parts = {}
 if apply then
   if opts.older_than then
@@ -407,7 +394,33 @@ end
 if unknown > 0 then parts[#parts + 1] = fmt("%d of unknown age kept", unknown) end
 cli.summary(fmt("cleanup%s%s: %s; %d scanned in %.2f s%s", apply and "" or " (plan)",
                 ran and "" or " (stopped)", table.concat(parts, ", "), scanned,
-                progress.elapsed(), apply and "" or "; nothing changed (add --yes to apply)"))
+                progress.elapsed(), apply and "" or "; nothing changed (add --yes to apply)") ..
+            cli.not_tokens(counts))
+end
+host.on_stop(function() report(false, nil) end)
+
+-- Any error (a walk, a delete) stops the run; what was done until then
+-- is still reported, then the failure (exit 1).
+local ran, why = pcall(function()
+  local units = {}
+  if not (apply or selections) and (opts.match or "*") == "*" and walk_tokens(units, nil) then return end
+  -- A stream key was listed (or this run needs the stream keys first):
+  -- what the one walk planned is dropped.
+  scanned, unknown, to_delete, to_ttl, shown, shown_lines = 0, 0, 0, 0, 0, {}
+  local all, mirrors = streams.walk(store, opts.batch, opts.set_ttl ~= nil)
+  if selections then
+    for _, st in ipairs(all) do
+      scanned = scanned + 1
+      if streams.selected(selections, st) then units[#units + 1] = st end
+    end
+  else
+    walk_tokens(units, mirrors)
+  end
+  stream_pairs(units, mirrors)
+  checkpoint()
+end)
+ran, why = settle_deletes(ran, why)
+report(ran, why)
 if not ran then
   cli.walk_failed("cleanup", why, apply and "the counts above are what was done before it stopped"
                                        or "the plan above is incomplete")

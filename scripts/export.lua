@@ -35,7 +35,8 @@ Writes the resume tokens as JSON Lines (stdout by default):
                   mirror (a mirror shared with an unselected stream too)
   --output FILE   write to FILE; - = stdout. A regular file (or a new one)
                   is written atomically: a temporary file in its folder,
-                  renamed over it when complete (its mode is kept). A
+                  renamed over it when complete (its mode is kept, and
+                  its owner and group when run as root). A
                   symlink's target is replaced (the link stays); a FIFO, a
                   character device or /dev/stdout is written through
   --batch N       SCAN COUNT and MGET batch size (default: scan_count)
@@ -122,10 +123,12 @@ local function export_streams()
   end
 end
 
+local counts = {}   -- the walk's: not_strings
 local ok, err = pcall(function()   -- the walk: any error ends the export
   if selections then return export_streams() end
   -- A batch at a time, formatted in C.
-  for text, rows, _, bad in store:token_lines { format = "export", match = opts.match or "*", batch = opts.batch } do
+  for text, rows, _, bad in store:token_lines { format = "export", match = opts.match or "*", batch = opts.batch,
+                                                   counts = counts } do
     assert(out:write(text))
     count = count + rows
     for _, s in ipairs(bad or {}) do skip(s[1], s[2]) end
@@ -153,5 +156,5 @@ end
 cli.summary(string.format("export: %d token%s to %s%s in %.2f s", count, count == 1 and "" or "s",
                           opts.output == "-" and "stdout" or opts.output,
                           skipped > 0 and string.format(" (%d corrupt skipped)", skipped) or "",
-                          progress.elapsed()), true)
+                          progress.elapsed()) .. cli.not_tokens(counts), true)
 return 0

@@ -45,9 +45,10 @@ that same terminal.
 Names are anyone's data, so each format escapes them. table: control
 characters, backslash and bytes that are not UTF-8 as \n \t \\ \xNN (a
 name cannot forge a row or drive the terminal). csv: a cell starting with
-= + - @, a tab or a carriage return gets a leading ' and is quoted (the
-OWASP advice against spreadsheet formula injection); strip the ' to get
-the name back. prometheus: label values are valid UTF-8; other bytes and
+= + - @, a tab or a carriage return (after any blanks) gets a leading '
+and is quoted (the OWASP advice against spreadsheet formula injection);
+strip the ' to get the name back. A cell holding ; is quoted too (the
+separator in some locales). prometheus: label values are valid UTF-8; other bytes and
 control characters (NUL too) read \xNN and a backslash \\ in the value,
 so two names never share a series.
 
@@ -157,6 +158,7 @@ local function prom_labels(collection, level, database, stream_coll)
 end
 
 local count, corrupt, first = 0, 0, true
+local counts = {}   -- the walk's: not_strings
 local progress = cli.progress("list", {
   data_on_stdout = true,
   total = opts.match == "*" and function() return output.keyspace_total(store) end,
@@ -211,13 +213,14 @@ end
 
 if format == "jsonl" then   -- a batch at a time, formatted in C (the rows of rs.list_row)
   for text, rows, bad in store:token_lines { format = "list", match = opts.match, batch = opts.batch,
-                                             now = now, mirrors = mirrors } do
+                                             now = now, mirrors = mirrors, counts = counts } do
     write(text)
     count, corrupt = count + rows, corrupt + bad
     progress.update(count)
   end
 else
-  for collection, bytes, ttl in store:resume_tokens { match = opts.match, batch = opts.batch, raw = true } do
+  for collection, bytes, ttl in store:resume_tokens { match = opts.match, batch = opts.batch, raw = true,
+                                                      counts = counts } do
     token_row(collection, bytes, ttl)
   end
 end
@@ -238,5 +241,6 @@ if format == "prometheus" then
 end
 
 cli.summary(fmt("list: %d token%s%s in %.2f s", count, count == 1 and "" or "s",
-                corrupt > 0 and fmt(" (%d corrupt)", corrupt) or "", progress.elapsed()), true)
+                corrupt > 0 and fmt(" (%d corrupt)", corrupt) or "", progress.elapsed()) ..
+            cli.not_tokens(counts), true)
 return 0

@@ -99,15 +99,15 @@ if opts.release then
                          key, owner, now))
 end
 
-local count = 0
+local count, counts = 0, {}
 local text = require("lib.output").text   -- control characters escaped: no forged rows
 io.write(string.format("%-60s %-10s %s\n", "LOCK", "TTL", "OWNER"))
 -- The prefix is literal text, --match a glob: escape the prefix's glob
 -- characters, or `lk[1]` would list `lk1:*` and miss its own keys.
 local literal_prefix = prefix:gsub("[%*%?%[%]\\]", "\\%0")
-for key, owner, ttl in store:scan_keys(literal_prefix .. ":" .. opts.match) do
+for key, owner, ttl in store:scan_keys(literal_prefix .. ":" .. opts.match, { counts = counts }) do
   count = count + 1
   io.write(string.format("%-60s %-10s %s\n", text(key), cli.format_duration(ttl), text(owner)))
 end
-cli.summary(string.format("locks: %d held", count))
+cli.summary(string.format("locks: %d held%s", count, cli.not_tokens(counts, "lock")))
 return 0

@@ -294,9 +294,11 @@ end
 
 -- Any error (the walk, or a write) stops the run; what was done until
 -- then is still reported, then the failure (exit 1).
+local counts = {}   -- the walk's: not_strings (not copied)
 local ran, why = pcall(function()
   local batch = {}
-  for collection, bytes, ttl in source:resume_tokens { match = opts.match, batch = opts.batch, raw = true } do
+  for collection, bytes, ttl in source:resume_tokens { match = opts.match, batch = opts.batch, raw = true,
+                                                       counts = counts } do
     -- ttl nil = none; a TTL about to run out stays a (tiny) TTL, never "none".
     ttl = cli.known_ttl(ttl, "migrate")
     batch[#batch + 1] = { collection, bytes, ttl and math.max(ttl, 0.001) }
@@ -330,7 +332,7 @@ if opts.delete_source then
 end
 line = line .. string.format("; %s %s -> %s %s in %.2f s (%.0f tokens/s)", config.url, sp,
                              target_config.url, tp, elapsed, total / math.max(elapsed, 1e-6))
-cli.summary(line)
+cli.summary(line .. cli.not_tokens(counts))
 if not ran then
   cli.walk_failed("migrate", why, "the counts above are what was done before it stopped; " ..
                   "run it again to copy the rest")

@@ -1,8 +1,9 @@
 -- stats -- what the token store holds: number of tokens, with and without
 -- TTL, corrupt values, bytes, oldest and newest cluster time; the server
--- (version, keys, used_memory, MEMORY USAGE of a random sample of token
--- keys); and the client's own metrics for this run (calls, errors,
--- retries, latency percentiles per operation, pool). One streaming pass.
+-- (version, keys, used_memory -- summed over a cluster's masters and shown
+-- per master --, MEMORY USAGE of a random sample of token keys); and the
+-- client's own metrics for this run (calls, errors, retries, latency
+-- percentiles per operation, pool). One streaming pass.
 
 local cli = require "lib.cli"
 
@@ -11,12 +12,14 @@ local opts = cli.parse(arg, {
   usage = [[
 usage: rigatoni-store [-c FILE] stats [--match GLOB] [--batch N] [--sample N]
 
-Counts tokens (with/without TTL, corrupt), their total size and the range
-of their cluster times, and shows the server version, key count, memory
-use, the MEMORY USAGE of a random sample of token keys (--sample, default
-100; reservoir sampling over the scan) and the PING round trip. Then the
-client metrics of this run: calls, errors, retries and latency per
-operation kind, and the connection pool. When the listing fails, stats
+Counts tokens (with/without TTL, corrupt; keys under the prefix that are
+not strings are counted as not_tokens), their total size and the range of
+their cluster times, and shows the server version, key count and memory
+use (in a cluster: summed over every master, then each master's own
+line), the MEMORY USAGE of a random sample of token keys (--sample,
+default 100; reservoir sampling over the scan) and the PING round trip.
+Then the client metrics of this run: calls, errors, retries and latency
+per operation kind, and the connection pool. When the listing fails, stats
 prints no figures and exits 1.
 
 example: rigatoni-store -c conf/production.ini stats
@@ -36,10 +39,11 @@ local ping_ms = (cli.clock() - t0) * 1000
 local n, with_ttl, corrupt, bytes = 0, 0, 0, 0
 local oldest, newest
 local sample = {}   -- reservoir of collection names
+local counts = {}   -- the walk's: not_strings
 local progress = cli.progress("stats")
 -- Figures from a walk that stopped would be wrong: none are printed.
 local ran, why = pcall(function()
-  for collection, value, ttl in store:resume_tokens { match = opts.match, batch = opts.batch, raw = true } do
+  for collection, value, ttl in store:resume_tokens { match = opts.match, batch = opts.batch, raw = true, counts = counts } do
     n = n + 1
     if #sample < opts.sample then
       sample[#sample + 1] = collection
@@ -65,10 +69,18 @@ end)
 progress.done()
 if not ran then cli.walk_failed("stats", why, n .. " tokens seen; no figures printed") end
 
-local function info_field(section, field)
-  local text = store:command({ idempotent = true }, "INFO", section) or ""
-  return text:match(field .. ":([^\r\n]*)")
+-- Every master's own figures: in a cluster the keys and the memory are
+-- spread over the masters, so they are summed, and shown per master too.
+local nodes = store:server_figures()
+local function sum(field)   -- nil when a master did not say (refused)
+  local total = 0
+  for _, f in ipairs(nodes) do
+    if not f[field] then return nil end
+    total = total + f[field]
+  end
+  return total
 end
+local over = #nodes > 1 and string.format("sum over %d masters", #nodes) or nil
 
 local now = cli.now()
 local function line(k, v) io.write(string.format("%-22s %s\n", k, v)) end
@@ -79,13 +91,21 @@ line("tokens", n)
 line("with_ttl", with_ttl)
 line("without_ttl", n - with_ttl)
 line("corrupt", corrupt)
+line("not_tokens", counts.not_strings)
 line("bytes", bytes)
 line("oldest_cluster_time", oldest and (cli.iso_time(oldest) .. " (" .. cli.format_duration(now - oldest) .. " ago)") or "-")
 line("newest_cluster_time", newest and (cli.iso_time(newest) .. " (" .. cli.format_duration(now - newest) .. " ago)") or "-")
-line("redis_version", info_field("server", "redis_version") or "?")
-line("dbsize", store:command({ idempotent = true }, "DBSIZE") or "?")
-local used = info_field("memory", "used_memory")
-line("used_memory", used and (used .. " (" .. (info_field("memory", "used_memory_human") or "?") .. ")") or "?")
+line("redis_version", nodes[1].redis_version or "?")
+local keys, used = sum("dbsize"), sum("used_memory")
+line("dbsize", keys and (over and string.format("%d (%s)", keys, over) or keys) or "?")
+line("used_memory", used and (over and string.format("%d (%.2fM; %s)", used, used / 1048576, over)
+                              or string.format("%d (%s)", used, nodes[1].used_memory_human or "?")) or "?")
+for _, f in ipairs(nodes) do
+  if f.node then
+    line("node " .. f.node, string.format("dbsize=%s used_memory=%s (%s) redis_version=%s", f.dbsize or "?",
+                                          f.used_memory or "?", f.used_memory_human or "?", f.redis_version or "?"))
+  end
+end
 
 -- MEMORY USAGE of the sampled keys; the total is an estimate for all n.
 local sampled, usage_sum, usage_max = 0, 0, 0
@@ -135,6 +155,6 @@ if stats.metrics then
   end
 end
 
-cli.summary(string.format("stats: %d token%s, %d without TTL (never expire), %d corrupt",
-                          n, n == 1 and "" or "s", n - with_ttl, corrupt))
+cli.summary(string.format("stats: %d token%s, %d without TTL (never expire), %d corrupt%s",
+                          n, n == 1 and "" or "s", n - with_ttl, corrupt, cli.not_tokens(counts)))
 return 0

@@ -7,6 +7,7 @@
 -- signed 64-bit integer), so any TTL a server holds can be copied.
 -- Real redis-servers and ACL users, through the built `rigatoni-store`.
 
+package.path = "scripts/?.lua;" .. package.path
 local rs = require "rigatoni_store"
 local servers = require "support.servers"
 local helpers = require "support.helpers"
@@ -105,6 +106,12 @@ describe("check before acting", function()
       local _, why = rs.check_ttl(max + 1000)
       assert.matches("2^63-1 ms", why, 1, true)
       assert.matches(tostring(max // 1000000), why, 1, true)   -- the limit in seconds, from now
+      -- the refused TTL is shown in full, not rounded to 6 digits (a TTL
+      -- near the limit then read as equal to it)
+      -- (even: a double holds whole seconds this large only in steps of 2)
+      local over = (max + 2000) // 2 * 2
+      _, why = rs.check_ttl(over)
+      assert.matches("ttl " .. string.format("%d", over) .. " s is over", why, 1, true)
     end)
 
     it("the store saves a TTL over 1e9 seconds (save_raw, save_many, expire)", function()
@@ -283,5 +290,42 @@ describe("check before acting", function()
       assert.matches("EVALSHA", err, 1, true)
       assert.equal("host-1", a:cli("GET", "rigatoni:lock:shop:orders"))
     end)
+  end)
+end)
+
+-- A command the server does not have (renamed away, or an option it lacks)
+-- is refused up front like a forbidden one: ACL DRYRUN answers "not found"
+-- with an error, and the probe's "unknown command" reply means the tool's
+-- own command would fail the same way, after its deletes.
+describe("check before acting on a server without PEXPIRE and SCRIPT", function()
+  local srv
+  setup(function()
+    srv = servers.redis { args = { "--rename-command", "PEXPIRE", "", "--rename-command", "SCRIPT", "" } }
+  end)
+  teardown(function() if srv then srv:stop() end end)
+  before_each(function()
+    srv:cli("FLUSHALL")
+    local store <close> = rs.new { url = srv.url }
+    for i = 1, 20 do store:save_raw("c" .. i, token(OLD, i), false) end
+    for i = 1, 3 do store:save_raw("f" .. i, token(NOW, i), false) end
+  end)
+
+  it("cleanup --set-ttl --yes is refused naming PEXPIRE before any delete", function()
+    local code, out, err = run { "-u", srv.url, "cleanup", "--older-than", "30d", "--set-ttl", "40d",
+                                 "--yes", "--batch", "2" }
+    assert.equal(2, code, out .. err)
+    assert.matches("unknown command 'PEXPIRE'", err, 1, true)
+    assert.matches("nothing changed", err, 1, true)
+    assert.equal(23, dbsize(srv))
+  end)
+
+  it("cleanup --yes is refused naming SCRIPT LOAD; the plan without --yes needs neither", function()
+    local code, out, err = run { "-u", srv.url, "cleanup", "--older-than", "30d", "--yes" }
+    assert.equal(2, code, out .. err)
+    assert.matches("SCRIPT LOAD", err, 1, true)
+    assert.equal(23, dbsize(srv))
+    code, out, err = run { "-u", srv.url, "cleanup", "--older-than", "30d", "--set-ttl", "40d" }
+    assert.equal(0, code, out .. err)
+    assert.equal(23, dbsize(srv))
   end)
 end)

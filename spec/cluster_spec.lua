@@ -287,6 +287,97 @@ describe("cluster mode", function()
   end)
 end)
 
+-- A slot half-way through a migration, set up by hand as redis-cli
+-- --cluster reshard does it: the keys already MIGRATEd answer ASK on the
+-- old owner, and the importing node has not cached our scripts. Then
+-- stats per master. One cluster for the describe.
+describe("cluster mode with a slot being migrated, and stats per master", function()
+  local cluster, store
+  setup(function() cluster, store = open_cluster() end)
+  teardown(function() close_cluster(cluster, store) end)
+
+  -- The master serving `key` and another master, with their ids.
+  local function owner_and_other(key)
+    local owner, other
+    for _, m in ipairs(cluster:masters()) do
+      if m:cli("GET", key):match("^MOVED") then other = other or m else owner = m end
+    end
+    return owner, other, owner:cli("CLUSTER", "MYID"), other:cli("CLUSTER", "MYID")
+  end
+
+  it("runs refresh_lock, fenced saves, compare-and-delete, release_lock and locks --release on keys moved to the importing node (SCRIPT LOAD follows ASK)", function()
+    local tagged <close> = rs.new{ url = cluster.url, cluster_mode = true, max_retries = 3,
+      retry_base_delay = 0.05, retry_max_delay = 0.05, key_prefix = "{mig}:resume_token", lock_prefix = "{mig}:lock" }
+    local lock, lock2 = tagged:lock_key("db", "c"), tagged:lock_key("db", "d")
+    assert.is_true(tagged:try_acquire_lock(lock, "me", 60))
+    assert.is_true(tagged:try_acquire_lock(lock2, "tool", 60))
+    tagged:save_resume_token("c", token(1))
+    tagged:save_resume_token("gone", token(2))
+    local a, b, a_id, b_id = owner_and_other(lock)
+    local slot = a:cli("CLUSTER", "KEYSLOT", lock)
+    assert.are.equal("OK", b:cli("CLUSTER", "SETSLOT", slot, "IMPORTING", a_id))
+    assert.are.equal("OK", a:cli("CLUSTER", "SETSLOT", slot, "MIGRATING", b_id))
+    finally(function()   -- the migration ends: the slot is B's
+      for _, m in ipairs(cluster:masters()) do m:cli("CLUSTER", "SETSLOT", slot, "NODE", b_id) end
+      cluster:wait_ok()
+    end)
+    assert.are.equal("OK", a:cli("MIGRATE", "127.0.0.1", b.port, "", "0", "5000", "KEYS", lock, lock2,
+                                 "{mig}:resume_token:c", "{mig}:resume_token:gone"))
+    assert.matches("^ASK", a:cli("GET", lock))
+    local asks = tagged:stats().cluster.ask
+
+    b:cli("SCRIPT", "FLUSH")
+    assert.is_true(tagged:refresh_lock(lock, "me", 120))
+    assert.is_true(tonumber(tagged:command("TTL", lock)) > 60)   -- on B: A says ASK
+    b:cli("SCRIPT", "FLUSH")
+    tagged:save_resume_token("c", token(3), { lock = lock, owner = "me" })
+    assert.are.equal(rs.bson.encode(token(3)), tagged:get_raw("c"))
+    b:cli("SCRIPT", "FLUSH")
+    assert.is_true(tagged:delete_resume_token("gone", { if_value = rs.bson.encode(token(2)) }))
+    assert.is_nil(tagged:get_raw("gone"))
+    b:cli("SCRIPT", "FLUSH")
+    assert.is_true(tagged:release_lock(lock, "me"))
+    assert.is_nil(tagged:lock_owner(lock))
+    assert.is_true(tagged:stats().cluster.ask > asks)
+
+    b:cli("SCRIPT", "FLUSH")
+    local code, out, err = host(("-u %s -s redis.cluster_mode=true -s redis.lock_prefix='{mig}:lock' " ..
+                                 "locks --release %s --yes"):format(cluster.url, lock2))
+    assert.are.equal(0, code, out .. err)
+    assert.matches("released (owner was tool)", out, 1, true)
+    assert.is_nil(tagged:lock_owner(lock2))
+  end)
+
+  it("stats sums dbsize and used_memory over every master and shows each master's figures", function()
+    for i = 1, 500 do store:save_resume_token("st" .. i, token(i)) end
+    local masters = cluster:masters()
+    local total = 0
+    for _, m in ipairs(masters) do total = total + tonumber(m:cli("DBSIZE")) end
+    local code, out, err = host(("-u %s -s redis.cluster_mode=true stats --match 'st*'"):format(cluster.url))
+    assert.are.equal(0, code, err)
+    assert.matches("\ntokens +500\n", out)
+    assert.matches("\ndbsize +" .. total .. " %(sum over 3 masters%)\n", out)
+    local used = tonumber(out:match("\nused_memory +(%d+) %([^)]*; sum over 3 masters%)\n"))
+    assert.is_truthy(used, out)
+    local sum = 0
+    for _, m in ipairs(masters) do
+      local keys, bytes = out:match("\nnode 127%.0%.0%.1:" .. m.port .. " +dbsize=(%d+) used_memory=(%d+)")
+      assert.is_truthy(keys, out)
+      assert.are.equal(m:cli("DBSIZE"), keys)
+      sum = sum + tonumber(bytes)
+    end
+    assert.are.equal(used, sum)
+
+    local figures = store:server_figures()
+    assert.are.equal(3, #figures)
+    for _, f in ipairs(figures) do
+      assert.matches("^127%.0%.0%.1:%d+$", f.node)
+      assert.is_true(f.dbsize > 100 and f.used_memory > 0)
+      assert.matches("^%d", f.redis_version)
+    end
+  end)
+end)
+
 -- Slots moving, failovers and a killed master, each on a cluster of its
 -- own: Redis can take a while to settle after such a change (a promoted
 -- replica may not claim a slot it had not heard of), and the next test

@@ -66,7 +66,7 @@ local function mode_of(path) return (capture("stat -c %a " .. quote(path)):gsub(
 -- written to `pidfile`, SIGINT and SIGTERM at their defaults (a background
 -- job of sh starts with SIGINT ignored).
 local function host_cmd(pidfile, args)
-  return ("sh -c 'echo $$ >%s; exec env --default-signal=INT,TERM \"$@\"' sh %s %s"):format(
+  return ("sh -c 'echo $$ >%s; exec env --default-signal=INT,TERM,HUP,PIPE \"$@\"' sh %s %s"):format(
     quote(pidfile), quote(BIN), args)
 end
 
@@ -114,6 +114,18 @@ describe("output", function()
       assert.equal(2, select(2, read_file(file):gsub("\n", "")))
       assert.equal("640", mode_of(file))
       assert.same({ "tokens.jsonl" }, listing(dir))
+    end)
+
+    it("run as root, keeps the owner and group of the file it replaces (as sed -i does)", function()
+      if capture("id -u"):match("%d+") ~= "0" then return pending("needs root") end
+      seed(srv, { "a" })
+      local file = dir .. "/theirs.jsonl"
+      write_file(file, "old\n", "640")
+      os.execute("chown 65534:65534 " .. quote(file))
+      local code, _, err = run { "-u", srv.url, "export", "--output", file }
+      assert.equal(0, code, err)
+      assert.matches('"collection":"a"', read_file(file))
+      assert.equal("65534:65534 640", (capture("stat -c '%u:%g %a' " .. quote(file)):gsub("%s+$", "")))
     end)
 
     it("creates a missing file with the mode the umask allows", function()
@@ -200,7 +212,7 @@ describe("output", function()
 
     after_each(function() if slow then slow:stop() end end)
 
-    for sig, status in pairs { INT = 130, TERM = 143 } do
+    for sig, status in pairs { INT = 130, TERM = 143, HUP = 129 } do
       it("SIG" .. sig .. " mid-export removes the temporary file and exits " .. status, function()
         local out = dir .. "/out"
         os.execute("mkdir " .. quote(out))
@@ -222,6 +234,51 @@ describe("output", function()
         assert.matches("interrupted by SIG" .. sig, read_file(dir .. "/err"))
       end)
     end
+
+    it("SIGPIPE (stderr a pipe whose reader is gone) mid-export removes the temporary file; exit 141", function()
+      for i = 1, 40 do srv:cli("SET", PREFIX .. "notbson" .. i, "x") end   -- a warning each, mid-walk
+      local out = dir .. "/out"
+      os.execute("mkdir " .. quote(out))
+      local pidf = dir .. "/host.pid"
+      -- `true` has exited long before the first warning: every write to stderr raises SIGPIPE
+      local job = spawn(dir, ("(%s 2>&1; echo $? >%s) | true"):format(
+        host_cmd(pidf, ("-u %s export --batch 5 --output %s"):format(slow.url, quote(out .. "/tokens.jsonl"))),
+        quote(dir .. "/pipe_rc")))
+      job.wait(30)
+      assert.equal("141", (read_file(dir .. "/pipe_rc") or ""):match("%d+"))
+      assert.same({}, listing(out))
+    end)
+
+    it("a script whose work runs in a coroutine stops at the first signal", function()
+      local pidf = dir .. "/host.pid"
+      local code = [[local f, p = host.temp_file(arg[1]) f:write("x") f:flush()
+        coroutine.wrap(function() while true do pcall(function() while true do end end) end end)()]]
+      local job = spawn(dir, host_cmd(pidf, ("-e %s %s 2>%s"):format(quote(code), quote(dir), quote(dir .. "/err"))))
+      local pid = pid_in(pidf)
+      assert.is_truthy(wait_for(function() return #listing(dir) > 2 end, 10), "no temporary file")
+      os.execute("kill -TERM " .. pid)
+      local rc = job.wait(5)
+      if not rc then os.execute("kill -KILL " .. pid) end
+      assert.equal(143, rc)
+      assert.same({ "err", "host.pid", "rc" }, listing(dir))
+    end)
+
+    it("SIGINT mid-cleanup --yes still reports what was deleted, then exits 130", function()
+      local pidf = dir .. "/host.pid"
+      local job = spawn(dir, host_cmd(pidf, ("-u %s cleanup --older-than 30m --yes --batch 5 >%s 2>%s"):format(
+        slow.url, quote(dir .. "/out"), quote(dir .. "/err"))))
+      local pid = pid_in(pidf)
+      assert.is_truthy(wait_for(function() return tonumber(srv:cli("DBSIZE")) < 590 end, 15), "nothing deleted")
+      os.execute("kill -INT " .. pid)
+      assert.equal(130, job.wait(15))
+      local said = read_file(dir .. "/out") or ""
+      local deleted = tonumber(said:match("cleanup %(stopped%): (%d+) deleted"))
+      assert.is_truthy(deleted, said .. (read_file(dir .. "/err") or ""))
+      -- the delete the signal cut short is in doubt (it ran; its reply was dropped)
+      local doubt = said:find("1 in doubt", 1, true) and 1 or 0
+      assert.equal(600 - tonumber(srv:cli("DBSIZE")), deleted + doubt, said)
+      assert.matches("interrupted by SIGINT", read_file(dir .. "/err"))
+    end)
 
     it("a script's pcall cannot swallow the stop", function()
       local pidf = dir .. "/host.pid"
@@ -286,6 +343,17 @@ describe("output", function()
       assert.is_truthy(out:find("\nplain,", 1, true), out)
       local _, help = run { "list", "--help" }
       assert.matches("formula", help)
+    end)
+
+    it("CSV neutralises a formula after leading blanks and quotes a cell holding ; (a separator elsewhere)", function()
+      seed(srv, { " =cmd", "  \t+1", "\n@x", "a;=cmd", "b;c" })
+      local code, out, err = run { "-u", srv.url, "list", "--format", "csv" }
+      assert.equal(0, code, err)
+      assert.is_truthy(out:find('\n"\' =cmd",', 1, true), out)
+      assert.is_truthy(out:find('\n"\'  \t+1",', 1, true), out)
+      assert.is_truthy(out:find('\n"\'\n@x",', 1, true), out)
+      assert.is_truthy(out:find('\n"a;=cmd",', 1, true), out)
+      assert.is_truthy(out:find('\n"b;c",', 1, true), out)
     end)
 
     it("the table format escapes control characters: a name cannot forge a row", function()
@@ -387,6 +455,23 @@ describe("output", function()
       local data = read_file(file)
       assert.equal(801, select(2, data:gsub("\n", "")))
       assert.is_nil(data:find("[\r\27]"))
+    end)
+
+    it("is cleared before a warning: export's skip warnings start their own line", function()
+      for i = 1, 20 do srv:cli("SET", PREFIX .. "zz_notbson" .. i, "x") end
+      local shown = on_pty(("%s -u %s export --batch 10 --output %s"):format(quote(BIN), slow.url,
+                                                                        quote(dir .. "/out.jsonl")))
+      assert.matches("export: %d+ of 820", shown)
+      local warnings = 0
+      for line in shown:gmatch("[^\n]+") do
+        if line:find("warn: export: skipped", 1, true) then
+          warnings = warnings + 1
+          -- what precedes the warning on its terminal line was erased (\r ESC[K)
+          local before = line:match("^(.-)rigatoni%-store: warn")
+          assert.is_truthy(before == "" or before:find("\r\27%[K$"), line)
+        end
+      end
+      assert.equal(20, warnings)
     end)
   end)
 end)

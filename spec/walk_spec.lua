@@ -89,7 +89,9 @@ describe("a walk that meets another server process", function()
   it("raises a connection error saying the listing was interrupted after the sixth restart", function()
     local srv = servers.redis{ args = { "--appendonly", "yes", "--appendfsync", "always" } }
     finally(function() srv:stop() end)
-    load(srv, 1000, "c")
+    -- Names are yielded once per walk, so each restart needs 100 new ones:
+    -- 3000 leave room for six restarts however late the read-ahead meets them.
+    load(srv, 3000, "c")
     local store <close> = rs.new{ url = srv.url, max_retries = 20, retry_max_delay = 0.2 }
     local iter, state, control, closing = store:resume_tokens{ batch = 100 }
     local scan <close> = closing

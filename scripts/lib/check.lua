@@ -12,8 +12,12 @@
 -- random name under the prefix that does not exist, with arguments that
 -- change nothing there (SET ... XX writes only an existing key; DEL and
 -- PEXPIRE of an absent key do nothing; EVALSHA of an unknown script runs
--- nothing). A NOPERM reply (error kind "auth") is a refusal; any other
--- error reply (NOSCRIPT, ...) means the command may run. Cost: 1 + one
+-- nothing). A NOPERM reply (error kind "auth") is a refusal; so is a plain
+-- ERR reply (err.reply "other": an unknown or renamed command, an option
+-- the server lacks), since the tool's own command would fail the same way
+-- after its first writes. NOSCRIPT (the probe's unknown script) means the
+-- command may run; any other error (a busy or loading server, OOM, a lost
+-- connection) is raised as it is: nothing was changed. Cost: 1 + one
 -- round trip per command, once per run.
 
 local cli = require "lib.cli"
@@ -70,13 +74,14 @@ local function dryrun(store, who, args)
 end
 
 -- Sends args once: true, or false and why when the server refused it
--- (NOPERM). Another error reply says the command itself may run; a
--- failure that is no reply (connection, timeout) is raised.
+-- (NOPERM) or does not run it as sent (a plain ERR reply). NOSCRIPT says
+-- the command itself may run; any other failure is raised.
 local function attempt(store, args)
   local ok, err = idempotent(store, table.unpack(args))
   if ok then return true end
   if type(err) == "table" and err.kind == "auth" then return false, cli.reason(err) end
-  if type(err) == "table" and err.kind == "server" then return true end
+  if type(err) == "table" and err.reply == "noscript" then return true end
+  if type(err) == "table" and err.reply == "other" then return false, cli.reason(err) end
   error(err, 0)
 end
 
@@ -107,7 +112,7 @@ function M.require_commands(store, commands, prefix, script, what)
   local names, whys, all = {}, {}, {}
   for i, r in ipairs(refused) do names[i], whys[i] = r[1], r[2] end
   for i, name in ipairs(commands) do all[i] = PROBES[name][1] end
-  cli.usage_error(string.format("%s: the server refuses %s to this user (%s); %s needs %s; nothing changed",
+  cli.usage_error(string.format("%s: the server refuses %s (%s); %s needs %s; nothing changed",
                                 script, table.concat(names, ", "), table.concat(whys, "; "), what,
                                 table.concat(all, ", ")))
 end

@@ -457,6 +457,18 @@ end
 -- The progress line (lib/output.lua): stderr only, never among data rows.
 M.progress = output.progress
 
+-- The part of a summary line about the keys a walk skipped because their
+-- value is not a string (a hash, a list...: written by something else),
+-- from its counts table (store:resume_tokens{counts = t}); "" when none.
+-- `what` names the thing they are not: "token" or "lock".
+function M.not_tokens(counts, what)
+  local n = counts.not_strings or 0
+  if n == 0 then return "" end
+  what = what or "token"
+  if n == 1 then return "; 1 key under the prefix is not a " .. what .. " (not a string), left alone" end
+  return string.format("; %d keys under the prefix are not %ss (not strings), left alone", n, what)
+end
+
 -- The closing line of a run. `to_stderr` for scripts whose stdout carries
 -- data (list, export); -q silences it there.
 function M.summary(text, to_stderr)

@@ -9,7 +9,10 @@
 -- place, so readers never see half a file; a symlink is followed and its
 -- target replaced (the link stays); a FIFO, a character device, a socket
 -- or the host's own stdout/stderr (/dev/stdout, /dev/fd/1) is written
--- through -- renaming over those would replace the node itself. Temporary
+-- through -- renaming over those would replace the node itself. A file
+-- replaced keeps its mode, and its owner and group where the host may set
+-- them (run as root), as sed -i does; hard links to it and ACLs are not
+-- carried over. Temporary
 -- files are host.temp_file's: the host removes them whatever ends the run
 -- (an error, SIGINT, SIGTERM).
 --
@@ -123,7 +126,7 @@ function M.open(path, option)
   elseif plan.how == "replace" then
     local info = plan.info
     local name = "." .. info.target:match("[^/]*$") .. ".tmp"
-    local f, tmp = host.temp_file(plan.folder, info.mode, name)
+    local f, tmp = host.temp_file(plan.folder, info.mode, name, info.uid, info.gid)
     if not f then plan.bad(tmp) end
     sink.file, sink.tmp, sink.target = f, tmp, info.target
   end
@@ -159,15 +162,18 @@ end
 -- ---------------------------------------------------------------------
 
 -- CSV (RFC 4180) with the OWASP advice against formula injection: a cell
--- that starts with = + - @, a tab or a carriage return gets a leading
--- single quote, and every such cell is quoted, so a spreadsheet shows it
--- as text instead of running it. Numbers the scripts compute are written
--- as they are; this is for text.
+-- that starts with = + - @, a tab or a carriage return -- after any
+-- blanks, which an import may trim -- gets a leading single quote, and
+-- every such cell is quoted, so a spreadsheet shows it as text instead of
+-- running it. A cell holding ; is quoted too: where ; is the separator
+-- (many locales) "a;=cmd" would otherwise be two cells, the second a
+-- formula. Numbers the scripts compute are written as they are; this is
+-- for text.
 function M.csv_field(s)
   s = tostring(s)
-  local formula = s:find("^[=+%-@\t\r]") ~= nil
+  local formula = s:find("^[ \t\r\n]*[=+%-@\t\r]") ~= nil
   if formula then s = "'" .. s end
-  if formula or s:find('[,"\r\n]') then return '"' .. s:gsub('"', '""') .. '"' end
+  if formula or s:find('[,;"\r\n]') then return '"' .. s:gsub('"', '""') .. '"' end
   return s
 end
 
@@ -261,15 +267,15 @@ end
 -- opts.total: a function giving the expected count (called once, only
 --   when the line is shown); with it the line shows "N of TOTAL" and an
 --   ETA.
--- While the line is shown, io.write clears it first, so that a line a
--- script writes to the same terminal never follows it.
+-- While the line is shown, io.write and host.log clear it first, so that
+-- a data row or a warning never follows it on the same terminal line.
 function M.progress(label, opts)
   opts = opts or {}
   local self = { started = clock(), last = 0, shown = false }
   local enabled = host.stderr_is_tty and not host.quiet
   if enabled and host.same_terminal and host.same_terminal() and opts.data_on_stdout then enabled = false end
   local total, asked = nil, false
-  local real_write = io.write
+  local real_write, real_log = io.write, host.log
 
   local function clear()
     if self.shown then
@@ -301,6 +307,12 @@ function M.progress(label, opts)
         clear()
         return real_write(...)
       end
+      if real_log then
+        host.log = function(...)
+          clear()
+          return real_log(...)
+        end
+      end
     end
     io.stdout:flush()
     io.stderr:write("\r\27[K", text, detail and ("  " .. detail) or "")
@@ -309,7 +321,7 @@ function M.progress(label, opts)
 
   function self.done()
     clear()
-    io.write = real_write
+    io.write, host.log = real_write, real_log
   end
 
   function self.elapsed()
