@@ -8,6 +8,7 @@
 #                   RS_TEST_SERVER=valkey-server runs the specs on Valkey
 #   make fuzz       libFuzzer targets in spec/fuzz/, FUZZ_SECONDS each (fuzz-smoke: brief)
 #   make chaos      the history checker under faults for CHAOS_SECONDS (spec/c/test_history.c)
+#   make chaos-failover   the same through three sentinels, forcing Sentinel failovers
 #   make bench      benchmarks against redis-benchmark on a throwaway server
 #   make bench-compare BASE=rev   the sequential and 16-thread figures against rev's build
 #   make demo       start a throwaway redis-server, save and list demo tokens
@@ -61,7 +62,7 @@ CTEST_SRC := $(wildcard spec/c/test_*.c)
 CTEST_BIN := $(CTEST_SRC:spec/c/%.c=$(BUILD)/tests/%)
 
 .PHONY: deb all deps bench-deps bench-compare test test-asan test-tsan test-lua-asan fuzz fuzz-build fuzz-smoke bench demo \
-        install clean chaos
+        install clean chaos chaos-failover
 all: $(BUILD)/librigatoni_store.a $(BUILD)/librigatoni_store.so $(BUILD)/rigatoni_store.so \
      $(BUILD)/rigatoni-store
 
@@ -128,6 +129,10 @@ $(BUILD)/bin/faultproxy: spec/support/faultproxy.c
 CHAOS_SECONDS ?= 120
 chaos: $(BUILD)/tests/test_history
 	CHAOS_SECONDS=$(CHAOS_SECONDS) $(BUILD)/tests/test_history
+
+# The same checker through three sentinels, forcing Sentinel failovers.
+chaos-failover: $(BUILD)/tests/test_history
+	CHAOS_FAILOVER=1 CHAOS_SECONDS=$(CHAOS_SECONDS) $(BUILD)/tests/test_history
 
 deps:
 	sh spec/support/install-deps.sh

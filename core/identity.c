@@ -8,7 +8,9 @@
  * and `master_replid` (INFO replication: shared by a master and its
  * replicas, so a replica named as target is seen as the same data set),
  * plus the selected db. A standalone or Sentinel store has one master; a
- * cluster store asks each master of its current slot map.
+ * cluster store asks each master of its current slot map. The replicas a
+ * master counts (connected_slaves) come with it: tools that delete make
+ * their copies wait for one (WAIT) when there is one.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +56,11 @@ static int master_identity(rs_store *store, rs_pool *pool, rs_master_identity *o
             !rs_info_field(replies[i]->str, replies[i]->len, i == 0 ? "run_id" : "master_replid",
                         i == 0 ? out->run_id : out->replid, sizeof out->run_id))
             ok = 0;
+        char count[16];
+        out->replicas = 0;
+        if (ok && i == 1 &&
+            rs_info_field(replies[i]->str, replies[i]->len, "connected_slaves", count, sizeof count))
+            out->replicas = atoi(count);
         freeReplyObject(replies[i]);
     }
     if (!ok) {

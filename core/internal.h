@@ -11,7 +11,7 @@
  * batch.c (many tokens per round trip), scan.c (streaming listing),
  * lock.c (locks and leases), token.c (BSON token checks), stream.c (Rigatoni
  * 0.2 stream key names), identity.c (which data set a store reaches:
- * run_id and replication id per master).
+ * run_id and replication id per master), failover.c (+switch-master).
  */
 #ifndef RS_INTERNAL_H
 #define RS_INTERNAL_H
@@ -160,6 +160,24 @@ void rs_pool_drop_idle(rs_pool *pool);
  * lost connection drops the idle ones. */
 void rs_pool_after_failure(rs_pool *pool, int broken, const rs_error *err);
 void rs_pool_get_stats(rs_pool *pool, rs_pool_stats *out);
+/* The sentinels announced that the master is now host:port: unless the
+ * pool already moved there, every connection is retired (idle ones closed,
+ * lent ones on release) and the next one asks the sentinels. */
+void rs_pool_master_switched(rs_pool *pool, const char *host, int port);
+/* Retires every connection (idle ones now, lent ones on release). */
+void rs_pool_retire(rs_pool *pool);
+/* How many times the pool saw its master change (a discovery naming
+ * another address, or a switch announced); never goes back. */
+uint64_t rs_pool_master_changes(rs_pool *pool);
+
+/* ---- failover.c: hearing Sentinel's +switch-master ---- */
+typedef struct rs_failover rs_failover;
+/* A thread subscribed to +switch-master on one of the URL's sentinels (the
+ * next one when it fails), telling `pool` at once. NULL + err when the
+ * thread cannot start. */
+rs_failover *rs_failover_start(const rs_config *cfg, rs_tls *tls, rs_pool *pool, rs_error *err);
+/* Stops and joins the thread; NULL is fine. */
+void rs_failover_stop(rs_failover *f);
 
 /* ---- retry.c ---- */
 /* Fills err from a failed context (I/O, EOF, timeout, protocol). */
@@ -428,6 +446,7 @@ struct rs_store {
     rs_tls *tls;                     /* rediss:// only */
     rs_pool *pool;                   /* NULL in cluster mode */
     rs_cluster *cluster;             /* cluster_mode only */
+    rs_failover *failover;           /* Sentinel only: the +switch-master subscriber */
     struct {
         rs_script delete_if_value;   /* batch.c */
         rs_script lock_refresh, lock_release, save_fenced;   /* lock.c */

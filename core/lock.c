@@ -413,7 +413,10 @@ int rs_owner_id(char *buf, size_t bufsize)
  * private one-connection pool whose timeouts are cut, per attempt, to the
  * time left (the store's pool keeps the configured timeouts). In cluster
  * mode the refresh goes through the store (its redirections and retries),
- * and loss is reported when it returns.
+ * and loss is reported when it returns. With Sentinel, a change of master
+ * seen by the store (failover.c, pool.c) makes the lease refresh at once
+ * on the new master: a key it lacks (asynchronous replication) or that
+ * names another owner is a loss, reported then, not at the next refresh.
  * ------------------------------------------------------------------ */
 
 struct rs_lease {
@@ -428,6 +431,8 @@ struct rs_lease {
     pthread_mutex_t lock;
     pthread_cond_t wake;
     double valid_until;      /* rs_now() seconds */
+    int watch_master;        /* Sentinel: check the key at once when the master changes */
+    uint64_t master_changes; /* rs_store_master_changes at the last check */
     int stopping, lost;
     int self_stopped;        /* rs_lease_stop called from on_lost: the thread frees */
 };
@@ -505,12 +510,25 @@ static int refresh_attempt(rs_lease *lease, double deadline, rs_error *err)
     return rc;
 }
 
-/* Waits until `when` (rs_now seconds) or a stop; called with the lock
- * held. Returns 1 when stopping. */
+/* Whether the store saw its Sentinel master change since the last check. */
+static int master_changed(rs_lease *lease)
+{
+    return lease->watch_master &&
+           rs_store_master_changes(lease->store) != lease->master_changes;
+}
+
+/* How often a Sentinel lease looks at the store's count of master changes
+ * while it waits: a failover is checked within this. */
+#define MASTER_WATCH_STEP 0.05
+
+/* Waits until `when` (rs_now seconds), a stop, or (Sentinel) a change of
+ * master; called with the lock held. Returns 1 when stopping. */
 static int lease_sleep_until(rs_lease *lease, double when)
 {
-    double left = when - rs_now();
-    if (left > 0) {
+    for (;;) {
+        double left = when - rs_now();
+        if (lease->stopping || left <= 0 || master_changed(lease)) break;
+        if (lease->watch_master) left = fmin(left, MASTER_WATCH_STEP);
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         double whole = floor(left);
@@ -573,8 +591,16 @@ static void *lease_main(void *arg)
     rs_lease *lease = arg;
     pthread_mutex_lock(&lease->lock);
     for (;;) {
-        /* Refresh a third of the ttl after the last good one started. */
+        /* Refresh a third of the ttl after the last good one started, or
+         * at once when the master changed: the new one may lack the key
+         * (asynchronous replication) or name another owner. */
         if (lease_sleep_until(lease, lease->valid_until - lease->ttl * 2 / 3)) break;
+        if (master_changed(lease)) {
+            lease->master_changes = rs_store_master_changes(lease->store);
+            rs_pool_retire(lease->pool);
+            rs_log(RS_LOG_INFO, "lease '%.200s': the master changed; checking the key on the "
+                   "new one", lease->key);
+        }
         rs_error last;
         int rc = lease_refresh(lease, &last);
         if (rc < 0) break;
@@ -625,6 +651,8 @@ rs_lease *rs_lease_keepalive(rs_store *store, const char *key, const char *owner
     pthread_mutex_init(&lease->lock, NULL);
     if (!store->cluster) {
         const rs_url *url = &store->cfg->parsed;
+        lease->watch_master = url->nhosts > 1;
+        lease->master_changes = rs_store_master_changes(store);
         lease->pool = rs_pool_new(&lease->cfg, store->tls,
                                   url->nhosts > 1 ? NULL : url->hosts[0].host,
                                   url->hosts[0].port);

@@ -13,10 +13,13 @@
  * whole idle list is dropped: a restarted server leaves all of them dead
  * (the failure mode of DBZ-7879), and finding that out one retry at a time
  * would burn the caller's retries.
- * With Sentinel, the pool also remembers the master's address. When a
- * failure suggests a failover, the generation counter moves on: idle
- * connections are closed, lent ones are closed when they come back, and
- * the next connection asks the sentinels again.
+ * With Sentinel, the pool also remembers the master's address, but every
+ * new connection asks the sentinels again (a demoted master answers ROLE
+ * as master for seconds: only the sentinels' word tells). When a failure
+ * suggests a failover, a discovery names another address, or the store's
+ * subscriber (failover.c) hears +switch-master, the generation counter
+ * moves on: idle connections are closed, lent ones are closed when they
+ * come back, and none of an older generation is lent again.
  * Connecting, discovering and PINGing happen outside the lock.
  */
 #include <errno.h>
@@ -43,6 +46,7 @@ struct rs_pool {
     int master_port;
     uint64_t created, closed_broken, closed_idle, waits, wait_timeouts;
     uint64_t failovers;         /* master address changes seen (sentinel) */
+    uint64_t master_changes;    /* failovers plus switches announced (rs_pool_master_switched) */
     double wait_seconds;
 };
 
@@ -115,8 +119,34 @@ static struct timespec deadline_after(double seconds)
     return ts;
 }
 
+/* Takes the address the sentinels just named (under the lock): a new one
+ * retires every connection to the old (returns 1). -1 when the pool was
+ * retired since `generation` (a switch message came meanwhile: this answer
+ * may predate it). */
+static int take_address(rs_pool *pool, uint64_t *generation, const char *host, int port,
+                        char *old_host, int *old_port)
+{
+    if (pool->generation != *generation) return -1;
+    int moved = pool->master_port != 0 &&
+                (pool->master_port != port || strcmp(pool->master_host, host) != 0);
+    memcpy(old_host, pool->master_host, sizeof pool->master_host);
+    *old_port = pool->master_port;
+    if (moved) {
+        pool->failovers++;
+        pool->master_changes++;
+        pool->generation++;
+    }
+    snprintf(pool->master_host, sizeof pool->master_host, "%s", host);
+    pool->master_port = port;
+    pool->have_master = 1;
+    *generation = pool->generation;
+    return moved;
+}
+
 /* A new data connection: to the pool's fixed address, or to the master the
- * sentinels name (asking them when the address is not known). */
+ * sentinels name now. With Sentinel they are asked for every new
+ * connection, not only after a failure: a demoted master still answers
+ * ROLE as master for seconds, so only the sentinels' word tells. */
 static rs_conn *open_connection(rs_pool *pool, rs_error *err)
 {
     const rs_config *cfg = pool->cfg;
@@ -125,39 +155,47 @@ static rs_conn *open_connection(rs_pool *pool, rs_error *err)
     pthread_mutex_lock(&pool->lock);
     uint64_t generation = pool->generation;
     uint64_t start = pool->discoveries;
-    int known = pool->have_master;
-    if (!known) pool->discoveries++;
-    if (known) {
-        memcpy(host, pool->master_host, sizeof host);
-        port = pool->master_port;
-    }
+    if (pool->sentinel) pool->discoveries++;
+    memcpy(host, pool->master_host, sizeof host);
+    port = pool->master_port;
     pthread_mutex_unlock(&pool->lock);
 
-    if (!known) {
+    if (pool->sentinel) {
         if (rs_sentinel_discover(cfg, pool->tls, start, host, sizeof host, &port, err) < 0)
             return NULL;
-        pthread_mutex_lock(&pool->lock);
-        int moved = pool->master_port != 0 &&
-                    (pool->master_port != port || strcmp(pool->master_host, host) != 0);
         char old_host[sizeof pool->master_host];
-        int old_port = pool->master_port;
-        memcpy(old_host, pool->master_host, sizeof old_host);
-        if (moved) pool->failovers++;
-        if (pool->generation == generation) {
-            memcpy(pool->master_host, host, sizeof host);
-            pool->master_port = port;
-            pool->have_master = 1;
-        }
+        int old_port;
+        pthread_mutex_lock(&pool->lock);
+        int moved = take_address(pool, &generation, host, port, old_host, &old_port);
         pthread_mutex_unlock(&pool->lock);
-        if (moved)
+        if (moved < 0) {
+            rs_error_set(err, RS_ERR_CONNECTION, 1, "the master of '%s' changed while connecting",
+                         cfg->sentinel_master);
+            return NULL;
+        }
+        if (moved) {
+            rs_pool_drop_idle(pool);
             rs_log(RS_LOG_WARN, "failover: master '%s' moved from %s:%d to %s:%d",
                    cfg->sentinel_master, old_host, old_port, host, port);
+        }
     }
     rs_conn *conn = rs_conn_open(cfg, pool->tls, host, port, err);
     if (conn && pool->sentinel && rs_sentinel_confirm_master(conn, host, port, err) < 0) {
         rs_conn_close(conn);
         rs_pool_after_failure(pool, 1, err);
         return NULL;
+    }
+    if (conn && pool->sentinel) {
+        /* A switch heard while connecting: this one may be the old master. */
+        pthread_mutex_lock(&pool->lock);
+        int retired = pool->generation != generation;
+        pthread_mutex_unlock(&pool->lock);
+        if (retired) {
+            rs_conn_close(conn);
+            rs_error_set(err, RS_ERR_CONNECTION, 1, "the master of '%s' changed while connecting",
+                         cfg->sentinel_master);
+            return NULL;
+        }
     }
     if (conn) {
         conn->generation = generation;
@@ -181,6 +219,18 @@ rs_conn *rs_pool_acquire(rs_pool *pool, rs_error *err)
             conn->next = NULL;
             pool->nidle--;
             pool->in_use++;
+            if (conn->generation != pool->generation) {
+                /* Opened before a switch: possibly to the old master. */
+                pthread_mutex_unlock(&pool->lock);
+                rs_conn_close(conn);
+                pthread_mutex_lock(&pool->lock);
+                conn = NULL;
+                pool->in_use--;
+                pool->open--;
+                pool->closed_broken++;
+                pthread_cond_signal(&pool->freed);
+                continue;
+            }
             if (rs_now() - conn->last_used <= cfg->idle_check_after) break;
             pthread_mutex_unlock(&pool->lock);
             double left = seconds_left(&deadline);
@@ -301,6 +351,41 @@ void rs_pool_after_failure(rs_pool *pool, int broken, const rs_error *err)
     if (had_master)
         rs_log(RS_LOG_INFO, "master %s:%d failed (%s); asking the sentinels again", host, port,
                err ? err->message : "connection lost");
+}
+
+void rs_pool_master_switched(rs_pool *pool, const char *host, int port)
+{
+    if (!pool->sentinel) return;
+    pthread_mutex_lock(&pool->lock);
+    /* Known: a discovery already moved the pool there (and retired the
+     * connections to the old master). */
+    int known = pool->master_port == port && strcmp(pool->master_host, host) == 0;
+    if (!known) {
+        pool->generation++;
+        pool->master_changes++;
+        pool->have_master = 0;
+    }
+    pthread_mutex_unlock(&pool->lock);
+    if (known) return;
+    rs_pool_drop_idle(pool);
+    rs_log(RS_LOG_WARN, "failover: the sentinels switched master '%s' to %s:%d; every "
+           "connection is retired", pool->cfg->sentinel_master, host, port);
+}
+
+void rs_pool_retire(rs_pool *pool)
+{
+    pthread_mutex_lock(&pool->lock);
+    pool->generation++;
+    pthread_mutex_unlock(&pool->lock);
+    rs_pool_drop_idle(pool);
+}
+
+uint64_t rs_pool_master_changes(rs_pool *pool)
+{
+    pthread_mutex_lock(&pool->lock);
+    uint64_t n = pool->master_changes;
+    pthread_mutex_unlock(&pool->lock);
+    return n;
 }
 
 void rs_pool_get_stats(rs_pool *pool, rs_pool_stats *out)

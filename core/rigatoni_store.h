@@ -324,6 +324,7 @@ void rs_reply_free(rs_reply *value);
 typedef struct rs_master_identity {
     char run_id[41];         /* INFO server run_id: one per server process */
     char replid[41];         /* INFO replication master_replid: shared with its replicas */
+    int replicas;            /* INFO replication connected_slaves (0 when not given) */
 } rs_master_identity;
 
 /* Asks every master the store reaches (standalone, the Sentinel master, or
@@ -650,6 +651,21 @@ typedef struct rs_pool_stats {
 } rs_pool_stats;
 
 void rs_store_pool_stats(rs_store *store, rs_pool_stats *out);
+
+/* Sentinel: how many times the store saw its master change (the sentinels
+ * named another address, or announced +switch-master); 0 otherwise. It
+ * never goes back: a lease or tool that noted it can tell that what it
+ * wrote on the old master must be checked on the new one. Thread safe. */
+uint64_t rs_store_master_changes(rs_store *store);
+
+/* How many replicas (up to `replicas`) have every write the master
+ * acknowledged before this call, waiting at most `timeout` seconds (less
+ * than command_timeout; 0: wait_timeout): PUBLISH then WAIT on one
+ * connection. Standalone
+ * and Sentinel only. Returns the count (0 when none), or -1 with err (e.g.
+ * PUBLISH refused by an ACL). Whether the master changed since the writes
+ * is the caller's to check (rs_store_master_changes, rs_store_identity). */
+int rs_store_confirm_writes(rs_store *store, int replicas, double timeout, rs_error *err);
 
 /* ------------------------------------------------------------------------
  * Metrics

@@ -8,7 +8,9 @@
  * often wins (a tie goes to the one heard first). Right after a failover a
  * lagging sentinel may still name the old master: asked first every time,
  * it would send every retry to the demoted server; outvoted or asked later,
- * it cannot. A sentinel that is down costs its connect timeout.
+ * it cannot. A sentinel that is down costs its connect timeout; a TLS
+ * failure that is final (certificate, name, protocol) ends the discovery
+ * at once, unretried.
  * A new data connection then confirms with ROLE that it reached a master:
  * writing to a demoted master would fail with READONLY anyway.
  */
@@ -71,6 +73,15 @@ int rs_sentinel_discover(const rs_config *cfg, rs_tls *tls, uint64_t start, char
         if (!ctx) {
             rs_log(RS_LOG_INFO, "sentinel %s:%d unreachable: %s", s->host, s->port, last.message);
             if (last.kind == RS_ERR_AUTH) refused = last;
+            /* A final connection error (a TLS certificate, name or protocol
+             * refused) is the same at every sentinel and on every retry:
+             * said at once, not as "no sentinel answered". */
+            if (last.kind == RS_ERR_CONNECTION && !last.retryable) {
+                free(answers);
+                rs_error_set(err, RS_ERR_CONNECTION, 0, "sentinel %s:%d: %s", s->host, s->port,
+                             last.message);
+                return -1;
+            }
             continue;
         }
         const char *argv[3] = {"SENTINEL", "get-master-addr-by-name", cfg->sentinel_master};

@@ -81,6 +81,12 @@ rs_store *rs_store_open(const rs_config *cfg, rs_error *err)
         rs_store_close(store);
         return NULL;
     }
+    /* Sentinel: hear +switch-master as it happens (failover.c). */
+    if (!store->cluster && url->nhosts > 1 &&
+        !(store->failover = rs_failover_start(store->cfg, store->tls, store->pool, err))) {
+        rs_store_close(store);
+        return NULL;
+    }
     return store;
 }
 
@@ -102,6 +108,7 @@ void rs_store_close(rs_store *store)
     pthread_mutex_unlock(&store->threads_lock);
     pthread_mutex_destroy(&store->threads_lock);
     pthread_cond_destroy(&store->threads_done);
+    rs_failover_stop(store->failover);
     rs_pool_free(store->pool);
     rs_cluster_free(store->cluster);
     rs_tls_free(store->tls);
@@ -112,6 +119,11 @@ void rs_store_close(rs_store *store)
 const rs_config *rs_store_config(const rs_store *store)
 {
     return store->cfg;
+}
+
+uint64_t rs_store_master_changes(rs_store *store)
+{
+    return store->pool ? rs_pool_master_changes(store->pool) : 0;
 }
 
 void rs_store_pool_stats(rs_store *store, rs_pool_stats *out)

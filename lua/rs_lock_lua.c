@@ -17,6 +17,9 @@
  * + ttl. Once that has passed the lease is lost for good: held() is false,
  * refresh() false and save_resume_token raises not_owner, all without
  * asking the server (the key may have expired and been taken meanwhile).
+ * One exception: once the store saw its Sentinel master change, the next
+ * remaining() or save asks the new master whether the lock is still ours
+ * (replication is asynchronous: the new master may lack it).
  * Refreshing is manual (lease:refresh() within the ttl): a Lua state is not
  * thread safe, so no background thread may run Lua code or touch the lease
  * while the script runs, and a C keep-alive thread could only ever refresh
@@ -134,6 +137,7 @@ typedef struct lease_box {
     char *key, *owner;       /* NULL once closed */
     double ttl;
     double valid_until;      /* monotonic seconds; 0 once lost */
+    uint64_t master_changes; /* rs_store_master_changes when the lock was last known ours */
 } lease_box;
 
 static double monotonic_now(void)
@@ -196,6 +200,7 @@ static int store_lease(lua_State *L)
         return luaL_error(L, "out of memory");
     rs_error err = {0};
     double start = monotonic_now();
+    lease->master_changes = rs_store_master_changes(store);
     int rc = rs_lock_acquire(store, key, owner, ttl, &err);
     if (rc < 0) return rs_lua_raise(L, &err);
     lease->valid_until = start + ttl;
@@ -218,7 +223,9 @@ static int lease_refresh(lua_State *L)
     }
     rs_error err = {0};
     double start = monotonic_now();
+    uint64_t changes = rs_store_master_changes(store);
     int rc = rs_lock_refresh(store, lease->key, lease->owner, lease->ttl, &err);
+    if (rc == 1) lease->master_changes = changes;
     if (rc < 0) return rs_lua_raise(L, &err);
     /* A refresh that returns after the validity passed is too late. */
     if (rc == 1 && lease_left(lease) > 0) lease->valid_until = start + lease->ttl;
@@ -250,11 +257,32 @@ static int lease_held(lua_State *L)
     return 1;
 }
 
-/* lease:remaining() -> seconds of validity left, 0 once lost */
+/* After a failover the new master may lack the lock (replication is
+ * asynchronous) or name another owner: the first look at the lease after
+ * the store saw its master change asks the new master, once. */
+static void check_after_failover(lua_State *L, rs_store *store, lease_box *lease)
+{
+    uint64_t changes = rs_store_master_changes(store);
+    if (changes == lease->master_changes || lease_left(lease) == 0) return;
+    rs_error err = {0};
+    char *owner;
+    size_t len;
+    int rc = rs_lock_owner_bytes(store, lease->key, &owner, &len, &err);
+    if (rc < 0) rs_lua_raise(L, &err);
+    int ours = rc == 1 && len == strlen(lease->owner) && memcmp(owner, lease->owner, len) == 0;
+    rs_free(owner);
+    if (!ours) lease->valid_until = 0;
+    lease->master_changes = changes;
+}
+
+/* lease:remaining() -> seconds of validity left, 0 once lost (asks the
+ * server only once after a failover) */
 static int lease_remaining(lua_State *L)
 {
     rs_store *store;
-    lua_pushnumber(L, lease_left(check_lease(L, &store)));
+    lease_box *lease = check_lease(L, &store);
+    check_after_failover(L, store, lease);
+    lua_pushnumber(L, lease_left(lease));
     return 1;
 }
 
@@ -263,6 +291,7 @@ static int lease_save_resume_token(lua_State *L)
 {
     rs_store *store;
     lease_box *lease = check_lease(L, &store);
+    check_after_failover(L, store, lease);
     if (lease_left(lease) == 0)
         return rs_lua_raisef(L, RS_ERR_NOT_OWNER,
                              "lease on '%s' lost: not refreshed within its ttl of %gs (or "

@@ -1225,9 +1225,35 @@ static int store_server_identity(lua_State *L)
         lua_setfield(L, -2, "run_id");
         lua_pushstring(L, masters[i].replid);
         lua_setfield(L, -2, "replid");
+        lua_pushinteger(L, masters[i].replicas);
+        lua_setfield(L, -2, "replicas");
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
     lua_setfield(L, -2, "masters");
+    return 1;
+}
+
+/* store:master_changes() -> how many times the store saw its Sentinel
+ * master change (0 otherwise); it never goes back */
+static int store_master_changes(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)rs_store_master_changes(check_store(L)));
+    return 1;
+}
+
+/* store:confirm_writes([replicas [, timeout]]) -> how many replicas have
+ * every write the master acknowledged so far (at most `replicas`, default
+ * 1; waits at most timeout, default wait_timeout) */
+static int store_confirm_writes(lua_State *L)
+{
+    rs_store *store = check_store(L);
+    lua_Integer replicas = luaL_optinteger(L, 2, 1);
+    luaL_argcheck(L, replicas >= 1 && replicas <= 1000, 2, "replicas must be 1..1000");
+    double timeout = luaL_optnumber(L, 3, 0);   /* 0: the store's wait_timeout */
+    rs_error err = {0};
+    int n = rs_store_confirm_writes(store, (int)replicas, timeout, &err);
+    if (n < 0) return rs_lua_raise(L, &err);
+    lua_pushinteger(L, n);
     return 1;
 }
 
@@ -1326,6 +1352,8 @@ static const luaL_Reg store_methods[] = {
     {"command", store_command},
     {"server_identity", store_server_identity},
     {"node_info", store_node_info},
+    {"master_changes", store_master_changes},
+    {"confirm_writes", store_confirm_writes},
     {"server_figures", store_server_figures},
     {"stats", store_stats},
     {"reset_stats", store_reset_stats},

@@ -49,6 +49,13 @@ this user run what the run sends (SCAN, MGET; PTTL with --set-ttl; with
 --yes EVALSHA, SCRIPT LOAD, EXISTS, GET, DEL, and PEXPIRE for --set-ttl):
 a refused command is named, exit 2, nothing changed.
 
+Through a failover: when the master has replicas, the deletes of each walk
+step count only once a replica confirms them (PUBLISH + WAIT, one round
+trip per step) with the master unchanged; else the run stops (exit 1) and
+says how many were not confirmed. When the master changed during the run,
+the deleted tokens are read again on the current master and those that
+came back are not counted (exit 1).
+
 A Rigatoni 0.2 stream key (resume_token:DB:COLL, resume_token:database:DB,
 resume_token:deployment) and its mirror (COLL, __db:DB, __deployment__) go
 together or not at all, by the stream key's age: the plan says "(+ mirror
@@ -109,6 +116,39 @@ local mirrors_deleted, mirrors_to_delete, mirrors_changed = 0, 0, 0
 local ttl_set, to_ttl = 0, 0
 local progress = cli.progress("cleanup")
 local in_doubt   -- the token whose delete was on the wire when the run stopped
+-- A delete acknowledged by a master that a failover then replaced may be
+-- undone (asynchronous replication): when the master changed during the
+-- run, what this run deleted is read again on the current master, and
+-- only what it lacks is counted (cli.master_mark).
+local start_mark = apply and opts.older_than and cli.master_mark(store) or nil
+local deleted_names, deleted_mirror = {}, {}
+-- With replicas, deletes are confirmed at checkpoints (each walk step and
+-- the end): a replica has them (store:confirm_writes: PUBLISH + WAIT) and
+-- the master did not change since the last checkpoint. A checkpoint that
+-- fails stops the run, and the deletes since the last one are not counted.
+local protect, pending, checkpoint_mark = false, 0, start_mark
+if start_mark and start_mark.id then
+  local replicas
+  for _, m in ipairs(start_mark.id.masters) do replicas = math.min(replicas or m.replicas, m.replicas) end
+  if (replicas or 0) > 0 then
+    local ok, err = pcall(store.confirm_writes, store, 1)
+    protect = ok
+    if not ok then
+      host.log("warn", "cleanup: deletes cannot be confirmed by a replica (" .. cli.reason(err) ..
+                       "): a failover during the run may undo some that are counted")
+    end
+  end
+end
+local function checkpoint()
+  if not protect or pending == 0 then return end
+  local acked = store:confirm_writes(1)
+  local now = cli.master_mark(store)
+  if acked < 1 or not cli.same_master(checkpoint_mark, now) then
+    error(fmt("cleanup: the last %d deletes were not confirmed by a replica (the master changed " ..
+              "or no replica answered: a failover?)", pending), 0)
+  end
+  pending, checkpoint_mark = 0, now
+end
 
 -- Whether a token with this cluster time is to go (counts unknown ages).
 local function is_stale(seconds)
@@ -135,6 +175,10 @@ local function delete_seen(name, bytes)
   local outcome = cli.delete_if_unchanged(store, name, bytes)
   in_doubt = nil
   if outcome == "gone" then gone_before = gone_before + 1 end
+  if outcome == "deleted" then
+    deleted_names[#deleted_names + 1] = name
+    pending = pending + 1
+  end
   return outcome == "deleted", outcome
 end
 
@@ -237,6 +281,7 @@ local function stream_pairs(units, mirrors)
       if apply and all_users(m, "deleted") then
         local went, outcome = delete_seen(n, m.bytes)
         if went then
+          deleted_mirror[n] = true
           mirrors_deleted = mirrors_deleted + 1
         elseif outcome == "changed" then
           mirrors_changed = mirrors_changed + 1
@@ -272,8 +317,42 @@ local function walk_tokens(units, mirrors)
     end
     scanned = scanned + n
     progress.update(scanned)
+    checkpoint()
   end
   return true
+end
+
+-- After the run: a run stopped by something else may still confirm its
+-- last deletes; when the master changed, only what the current master
+-- lacks counts as deleted (the rest came back with the failover).
+local undone, unconfirmed = 0, nil
+local function uncount(name)
+  if deleted_mirror[name] then mirrors_deleted = mirrors_deleted - 1 else deleted = deleted - 1 end
+end
+local function settle_deletes(ran, why)
+  if not ran and protect and pending > 0 then pcall(checkpoint) end
+  local changed = start_mark and #deleted_names > 0 and
+                  cli.master_changed(start_mark, cli.master_mark(store))
+  if changed then
+    local ok, values = pcall(cli.read_on_current_master, store, deleted_names)
+    if not ok then
+      unconfirmed = #deleted_names
+      deleted, mirrors_deleted = 0, 0
+      if ran then ran, why = false, values end
+    else
+      for i, name in ipairs(deleted_names) do
+        if values[i] then
+          undone = undone + 1
+          uncount(name)
+        end
+      end
+    end
+  elseif protect and pending > 0 then
+    -- Stopped at a checkpoint: the deletes since the last one are unproved.
+    unconfirmed = pending
+    for i = #deleted_names - pending + 1, #deleted_names do uncount(deleted_names[i]) end
+  end
+  return ran, why
 end
 
 local function plural(n, word) return fmt("%d %s%s", n, word, n == 1 and "" or "s") end
@@ -292,6 +371,14 @@ if apply then
     if gone_before > 0 then parts[#parts + 1] = fmt("%d already gone (deleted by another client)", gone_before) end
     if mirrors_changed > 0 then
       parts[#parts + 1] = plural(mirrors_changed, "mirror") .. " not deleted (changed meanwhile)"
+    end
+    if undone > 0 then
+      parts[#parts + 1] = fmt("%d not deleted after all (back on the new master after a failover: " ..
+                              "run it again)", undone)
+    end
+    if unconfirmed then
+      parts[#parts + 1] = fmt("%d deletes not confirmed by a replica (not counted: a failover may " ..
+                              "undo them)", unconfirmed)
     end
     parts[#parts + 1] = not ran and cli.in_doubt(why, in_doubt) or nil
   end
@@ -331,10 +418,12 @@ local ran, why = pcall(function()
     walk_tokens(units, mirrors)
   end
   stream_pairs(units, mirrors)
+  checkpoint()
 end)
+ran, why = settle_deletes(ran, why)
 report(ran, why)
 if not ran then
   cli.walk_failed("cleanup", why, apply and "the counts above are what was done before it stopped"
                                        or "the plan above is incomplete")
 end
-return 0
+return undone > 0 and 1 or 0

@@ -52,6 +52,15 @@ source and read through the target. The same data set with the same or an
 overlapping prefix is refused (exit 2), and so is --delete-source when
 neither way can tell.
 
+With --delete-source a copy's proof survives a failover of the target:
+when the target's master has replicas (seen in INFO replication at the
+start), every batch waits for one of them (WAIT: durability.wait_replicas
+= 1 is set automatically, costing about one replication round trip per
+batch), and the copies are read back from a master that did not change
+since the write (Sentinel master changes, server identity). A batch whose
+master changed is read again on the new master before any delete; when a
+copy is not there, its source is kept and the run stops (exit 1).
+
 example: rigatoni-store -c conf/production.ini migrate --to-config conf/multi-region.ini
 ]],
   options = { to = "string", ["to-cluster"] = "flag", ["to-config"] = "string", ["to-prefix"] = "string", match = "string",
@@ -118,14 +127,69 @@ elseif same then
   end
 end
 
+-- Failover safety of --delete-source: a copy is proved when a replica
+-- acknowledged it (WAIT) where the target has one, and it was read back
+-- from a master that did not change between the write and the read: the
+-- target store's count of master changes (Sentinel) and, when INFO is
+-- allowed, the server identity (a restart or a promotion changes it). A
+-- batch whose master changed is read again on the new master before any
+-- of its sources is deleted; a copy not there keeps its source and stops
+-- the run (exit 1).
+local function target_mark() return cli.master_mark(target) end
+local same_master = cli.same_master
+if opts.delete_source then
+  -- Replicas on every master of the target: each batch waits for one.
+  local ok, id = pcall(target.server_identity, target)
+  local replicas
+  for _, m in ipairs(ok and id.masters or {}) do replicas = math.min(replicas or m.replicas, m.replicas) end
+  if (replicas or 0) > 0 and (tonumber(target_config.wait_replicas) or 0) < 1 then
+    target:close()
+    local with_wait = { "durability.wait_replicas=1" }
+    for _, kv in ipairs(set or {}) do with_wait[#with_wait + 1] = kv end
+    target, target_config = host.open_store { url = opts.to, config = opts.to_config,
+                                              key_prefix = opts.to_prefix, set = with_wait }
+    host.log("info", "migrate: the target has replicas: each batch waits for one (WAIT) before its sources are deleted")
+  end
+end
+
 local copied, skipped, failed, deleted, kept, gone, unverified = 0, 0, 0, 0, 0, 0, 0
 local in_doubt   -- the token whose delete was on the wire when the run stopped
 local progress = cli.progress("migrate")
 
+-- The batch's names read again on the target, between two marks of the
+-- same master; returns the values (raises when the master keeps moving).
+local function read_again(batch)
+  local names = {}
+  for i, item in ipairs(batch) do names[i] = item[1] end
+  return cli.read_on_current_master(target, names)
+end
+
+-- Copies of a batch that are not on the target's new master: the run stops.
+local function stop_unproved(batch, values)
+  local missing = 0
+  for i, item in ipairs(batch) do if values[i] ~= item[2] then missing = missing + 1 end end
+  if missing > 0 then
+    error(string.format("migrate: the target's master changed (failover) and %d of a batch's " ..
+                        "%d copies are not on the new master; their sources are kept, nothing " ..
+                        "unproved was deleted; run it again", missing, #batch), 0)
+  end
+end
+
 -- Counts a written batch and, with `delete`, deletes its verified sources:
 -- written and values are the target's answers, the values read back
--- through the target's own connection after the writes.
-local function tally(batch, written, values, delete)
+-- through the target's own connection after the writes. `mark`: the
+-- target's master before the write (--delete-source).
+local function tally(batch, written, values, delete, mark, rechecked)
+  local moved = mark and delete and not same_master(mark, target_mark())
+  if moved then
+    -- Unproved until read again: counted as unverified if that fails.
+    local ok, again = pcall(read_again, batch)
+    if not ok then
+      unverified = unverified + #batch
+      error(again, 0)
+    end
+    values = again
+  end
   -- Count every verified copy first, so that a run stopped by a failed
   -- delete still reports all the copies it made.
   local verified = {}
@@ -136,11 +200,12 @@ local function tally(batch, written, values, delete)
     else
       skipped = skipped + 1
     end
-    if not verified[i] and written[i] then
+    if not verified[i] and written[i] and not (moved or rechecked) then
       host.log("warn", "migrate: copy of " .. item[1] .. " does not read back the same")
     end
   end
   if not (delete and opts.delete_source) then return end
+  if moved then stop_unproved(batch, values) end
   -- A skipped token whose target copy is identical is migrated as well.
   for i, item in ipairs(batch) do
     if verified[i] then
@@ -162,6 +227,17 @@ local writing
 -- any of its tokens may be on the target: they are counted as unverified.
 local function wait(w)
   local ok, written, values = pcall(w.job.wait, w.job)
+  if not ok and w.mark and cli.master_changed(w.mark, target_mark()) then
+    -- Failed in a failover (a lost connection, a WAIT no replica
+    -- answered): what the new master has is checked by tally.
+    local again_ok, again = pcall(read_again, w.batch)
+    if again_ok then
+      local all = {}
+      for i = 1, #w.batch do all[i] = true end
+      w.rechecked = true
+      return all, again
+    end
+  end
   if not ok then
     unverified = unverified + #w.batch
     error(written, 0)
@@ -175,7 +251,7 @@ local function settle(delete)
   writing = nil
   if w then
     local written, values = wait(w)
-    tally(w.batch, written, values, delete)
+    tally(w.batch, written, values, delete, w.mark, w.rechecked)
   end
 end
 
@@ -206,12 +282,13 @@ local function flush(batch)
       end
     end
   end
+  local mark = opts.delete_source and target_mark() or nil
   local started, job = pcall(target.start_save_many, target, batch,
                              { nx = not opts.overwrite, read_back = true })
-  if started then writing = { batch = batch, names = names, job = job } end
+  if started then writing = { batch = batch, names = names, job = job, mark = mark } end
   if previous then
     if not written then written, values = wait(previous) end
-    tally(previous.batch, written, values, true)
+    tally(previous.batch, written, values, true, previous.mark, previous.rechecked)
   end
   if not started then error(job, 0) end
 end

@@ -238,6 +238,17 @@ describe("Sentinel over TLS (rediss:// with several hosts)", function()
     assert.matches("certificate verify failed", err.message, 1, true)
     assert.matches("sentinel", err.message:lower(), 1, true)
   end)
+
+  it("fails at once with the TLS error, not after retries as 'no sentinel answered'", function()
+    local start = system.gettime()
+    local ok, err = pcall(rs.new, { url = url, tls = { ca_file = pki.other_ca }, max_retries = 4,
+                                    retry_base_delay = 1, retry_max_delay = 1 })
+    assert.is_false(ok)
+    assert.matches("certificate verify failed", err.message, 1, true)
+    assert.not_matches("no sentinel answered", err.message, 1, true)
+    assert.is_false(err.retryable)
+    assert.is_true(system.gettime() - start < 1, "took " .. system.gettime() - start .. " s")
+  end)
 end)
 
 describe("Sentinel discovery when the sentinels disagree", function()

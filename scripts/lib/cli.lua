@@ -407,6 +407,52 @@ function M.same_data_set(a, b, prefix, may_write)
   return same, "probe key"
 end
 
+-- Which master a store's calls reach now, for proofs that must survive a
+-- failover: the store's count of master changes (Sentinel) and, when INFO
+-- is allowed, the server identity (a restart or a promotion changes it).
+function M.master_mark(store)
+  local ok, id = pcall(store.server_identity, store)
+  return { changes = store:master_changes(), id = ok and id or nil }
+end
+
+-- Whether two marks name the same master, unchanged in between.
+function M.same_master(a, b)
+  if a.changes ~= b.changes or (a.id == nil) ~= (b.id == nil) then return false end
+  if not a.id then return true end
+  if #a.id.masters ~= #b.id.masters then return false end
+  for i, m in ipairs(a.id.masters) do
+    local n = b.id.masters[i]
+    if m.run_id ~= n.run_id or m.replid ~= n.replid then return false end
+  end
+  return true
+end
+
+-- Whether the marks show a change of master (a switch the store saw, or
+-- another identity); a mark without identity (INFO failed) shows none.
+function M.master_changed(a, b)
+  if a.changes ~= b.changes then return true end
+  return a.id ~= nil and b.id ~= nil and not M.same_master(a, b)
+end
+
+-- The values of `names` read between two equal marks: what the current
+-- master holds (raises when it keeps changing). Names go 1000 per call.
+function M.read_on_current_master(store, names)
+  local values = {}
+  for first = 1, #names, 1000 do
+    local chunk = table.move(names, first, math.min(first + 999, #names), 1, {})
+    local got
+    for _ = 1, 5 do
+      local before = M.master_mark(store)
+      got = store:get_many(chunk, { ttl = false })
+      if M.same_master(before, M.master_mark(store)) then break end
+      got = nil
+    end
+    if not got then error("the master kept changing while the tokens were read again", 0) end
+    for i = 1, #chunk do values[first + i - 1] = got[i] end
+  end
+  return values
+end
+
 -- ---------------------------------------------------------------------
 -- Progress and summary
 -- ---------------------------------------------------------------------

@@ -37,6 +37,14 @@
  * written, none written reported otherwise (check_side).
  * The op and fault choices come from a fixed seed (CHAOS_SEED); the run
  * lasts CHAOS_SECONDS (default 12). CHAOS_LOG=FILE writes the history.
+ * CHAOS_FAILOVER=1 (`make chaos-failover`) runs the same clients against a
+ * master and its replica behind three sentinels, and the only fault is a
+ * Sentinel failover (SENTINEL FAILOVER, then the set-up settles), over and
+ * over. Saves wait for the replica (wait_replicas = 1): what a failover can
+ * take away is what Redis does not promise, so around each failover (a
+ * second either side) lock validity, "not held"/not_owner answers and the
+ * own keys' state (deletes and NX saves do not wait) are not held against
+ * the store; every acknowledged save must still be read afterwards.
  * Exit 1 on any violation, printed with the counts that were checked.
  */
 #include <hiredis/hiredis.h>
@@ -412,13 +420,14 @@ static const char *aof_args[] = {"--appendonly", "yes", "--appendfsync", "always
                                  "--pidfile", pid_path, NULL};
 static int server_port;
 static pid_t proxy_pid;
-static int faults[4];
+static int faults[5];
 typedef struct span {
     double start, end;
 } span;
 static span *freezes;                /* SIGSTOP .. SIGCONT */
 static size_t nfreezes, freezes_cap;
-static const char *fault_names[4] = {"client kills", "freezes", "restarts", "reply drops"};
+static const char *fault_names[5] = {"client kills", "freezes", "restarts", "reply drops",
+                                      "failovers"};
 
 static redisReply *direct(const char *fmt, const char *arg)
 {
@@ -483,6 +492,169 @@ static void fault_loop(unsigned seed)
         }
         sleep_s(0.3 + (rand_r(&seed) % 500) / 1000.0);
     }
+}
+
+/* ---------------------------------------------------------------------
+ * Sentinel failover fault (CHAOS_FAILOVER=1)
+ * ------------------------------------------------------------------ */
+
+static int failover_mode;
+static int sentinel_port[3];
+static pid_t extra_pid[4];           /* the replica, then the sentinels */
+static span *failovers;              /* SENTINEL FAILOVER .. settled */
+static size_t nfailovers, failovers_cap;
+
+static void stop_extra(void)
+{
+    for (int i = 0; i < 4; i++)
+        if (extra_pid[i] > 0) {
+            kill(extra_pid[i], SIGKILL);
+            waitpid(extra_pid[i], NULL, 0);
+            extra_pid[i] = 0;
+        }
+}
+
+/* Starts argv (NULL-terminated) with its output in the server's log. */
+static pid_t spawn(const char *const *argv)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        char log[300];
+        snprintf(log, sizeof log, "%s/extra.log", t_server_dir);
+        if (!freopen(log, "a", stdout) || !freopen(log, "a", stderr)) _exit(127);
+        execvp(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* redis-cli -p port ARGS (words without quotes): its output. */
+static void cli(int port, const char *args, char *out, size_t size)
+{
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "redis-cli -p %d %s 2>/dev/null", port, args);
+    out[0] = '\0';
+    FILE *f = popen(cmd, "r");
+    if (!f) return;
+    size_t n = fread(out, 1, size - 1, f);
+    out[n] = '\0';
+    pclose(f);
+}
+
+/* The master port every sentinel names, or 0 while they differ. */
+static int agreed_master(void)
+{
+    int port = 0;
+    for (int i = 0; i < 3; i++) {
+        char out[256], host[64];
+        int p = 0;
+        cli(sentinel_port[i], "SENTINEL get-master-addr-by-name mymaster", out, sizeof out);
+        if (sscanf(out, "%63s %d", host, &p) != 2 || p <= 0 || (port && p != port)) return 0;
+        port = p;
+    }
+    return port;
+}
+
+/* The sentinels agree and see everyone; the master's replica is linked. */
+static int settled(void)
+{
+    int port = agreed_master();
+    if (!port) return 0;
+    char out[4096], want[64];
+    for (int i = 0; i < 3; i++) {
+        cli(sentinel_port[i], "SENTINEL master mymaster", out, sizeof out);
+        if (!strstr(out, "num-slaves\n1\n") || !strstr(out, "num-other-sentinels\n2\n") ||
+            !strstr(out, "flags\nmaster\n"))
+            return 0;
+    }
+    cli(port, "INFO replication", out, sizeof out);
+    snprintf(want, sizeof want, "role:master");
+    return strstr(out, want) && strstr(out, "state=online");
+}
+
+static int wait_for(int (*cond)(void), double timeout)
+{
+    double deadline = now() + timeout;
+    while (!cond()) {
+        if (now() > deadline) return 0;
+        sleep_s(0.05);
+    }
+    return 1;
+}
+
+/* A replica of the master on server_port and three sentinels. */
+static void start_sentinels(void)
+{
+    char rport[16], mport[16];
+    int replica = t_free_port();
+    snprintf(rport, sizeof rport, "%d", replica);
+    snprintf(mport, sizeof mport, "%d", server_port);
+    const char *rargv[] = {"redis-server", "--port", rport, "--bind", "127.0.0.1", "--save", "",
+                           "--appendonly", "no", "--dir", t_server_dir, "--dbfilename",
+                           "replica.rdb", "--replicaof", "127.0.0.1", mport, "--daemonize", "no",
+                           NULL};
+    extra_pid[0] = spawn(rargv);
+    for (int i = 0; i < 3; i++) {
+        char conf[300], port[16];
+        sentinel_port[i] = t_free_port();
+        snprintf(port, sizeof port, "%d", sentinel_port[i]);
+        snprintf(conf, sizeof conf, "%s/sentinel%d.conf", t_server_dir, i);
+        FILE *f = fopen(conf, "w");
+        if (!f) {
+            perror(conf);
+            exit(2);
+        }
+        fprintf(f, "port %d\nbind 127.0.0.1\ndaemonize no\ndir %s\n"
+                   "sentinel resolve-hostnames no\n"
+                   "sentinel monitor mymaster 127.0.0.1 %d 2\n"
+                   "sentinel down-after-milliseconds mymaster 1000\n"
+                   "sentinel failover-timeout mymaster 10000\n"
+                   "sentinel parallel-syncs mymaster 1\n",
+                sentinel_port[i], t_server_dir, server_port);
+        fclose(f);
+        const char *sargv[] = {"redis-sentinel", conf, NULL};
+        extra_pid[1 + i] = spawn(sargv);
+    }
+    atexit(stop_extra);
+    if (!wait_for(settled, 60)) {
+        fprintf(stderr, "test_history: the sentinels did not settle (logs in %s)\n", t_server_dir);
+        exit(2);
+    }
+}
+
+static int failover_old;
+static int switched(void)
+{
+    int p = agreed_master();
+    return p && p != failover_old;
+}
+
+/* SENTINEL FAILOVER, until the sentinels name the other node and the
+ * set-up has settled again; the span is noted for the checker. */
+static void failover_loop(void)
+{
+    while (now() < end_time - 1) {
+        failover_old = agreed_master();
+        failovers = grow(failovers, &failovers_cap, nfailovers, sizeof *failovers);
+        failovers[nfailovers].start = now();
+        char out[256];
+        cli(sentinel_port[0], "SENTINEL FAILOVER mymaster", out, sizeof out);
+        faults[4]++;
+        if (!wait_for(switched, 60) || !wait_for(settled, 60)) {
+            fprintf(stderr, "test_history: a failover did not settle within 60 s\n");
+            exit(2);
+        }
+        failovers[nfailovers++].end = now();
+        sleep_s(3);         /* a quiet spell, where every check holds */
+    }
+}
+
+/* Within a second of a failover: what Redis does not promise there. */
+static int near_failover(double t0, double t1)
+{
+    for (size_t f = 0; f < nfailovers; f++)
+        if (t0 < failovers[f].end + 1 && t1 > failovers[f].start - 1) return 1;
+    return 0;
 }
 
 /* A fault proxy in front of 127.0.0.1:target, controlled by
@@ -813,6 +985,7 @@ static void check_read(const op *r, double t_base, long *reads)
 
 static void check_truth(const op *o, double t_base)
 {
+    if (failover_mode && near_failover(o->t0, o->t1)) return;
     /* The owner's validity covered the whole call: the lock was ours. */
     int covered = o->valid_until > 0 && o->t1 < o->valid_until;
     if (o->type == OP_RELEASE && o->result == OUT_OK && !o->answer && covered)
@@ -861,6 +1034,12 @@ static long check_own_key(const client *c, double t_base)
         if (o->key != NNX + c->id || (o->type == OP_GET && o->result != OUT_OK)) continue;
         double at = o->t0 - t_base, land = landed_by(o);
         int alone = o->t0 > settled;   /* nothing earlier can land after it */
+        if (failover_mode && near_failover(o->t0, land)) {
+            /* A delete or NX save (not waited for) may be undone. */
+            if (o->type != OP_GET) settled = fmax(settled, land);
+            known = 0;
+            continue;
+        }
         if (o->type != OP_GET) settled = fmax(settled, land);
         if (o->result != OUT_OK) {
             known = 0;
@@ -911,6 +1090,9 @@ static long check_holds(double t_base)
                 for (size_t j = 0; j < clients[b].nholds; j++) {
                     const hold *x = &clients[a].holds[i], *y = &clients[b].holds[j];
                     if (x == y || x->lock != y->lock || x->start > y->start) continue;
+                    /* A lock acquired around a failover may not have
+                     * reached the new master: Redis does not promise it. */
+                    if (failover_mode && near_failover(x->start, x->end)) continue;
                     pairs++;
                     if (x->end > y->start)
                         VIOLATION("lock %d: client %d's validity %.3f-%.3f overlaps client %d's "
@@ -991,21 +1173,43 @@ int main(void)
     double seconds = s && atof(s) > 0 ? atof(s) : 12;
     unsigned seed = seed_env ? (unsigned)strtoul(seed_env, NULL, 10) : 20261201u;
     lost_replies = !(drop_env && strcmp(drop_env, "0") == 0);
+    const char *failover_env = getenv("CHAOS_FAILOVER");
+    failover_mode = failover_env && strcmp(failover_env, "1") == 0;
+    if (failover_mode) lost_replies = 0;     /* no proxy: failovers are the fault */
 
     const char *root = getenv("RS_TEST_ROOT");
     snprintf(pid_path, sizeof pid_path, "%s/history-redis.%d.pid", root ? root : "/tmp",
              (int)getpid());
-    server_port = t_start_server(aof_args);
-    int proxy_port = start_proxy("proxy", server_port, control_path, sizeof control_path,
-                                 &proxy_pid);
-    if (proxy_port < 0) return 2;
+    static const char *failover_args[] = {"--dbfilename", "master.rdb", "--pidfile", pid_path,
+                                          NULL};
+    server_port = t_start_server(failover_mode ? failover_args : aof_args);
     rs_log_set_level(RS_LOG_ERROR);        /* lost leases warn: expected here */
-    rs_config *cfg = t_config(proxy_port, NULL);
+    rs_config *cfg;
+    if (failover_mode) {
+        start_sentinels();
+        char url[160];
+        snprintf(url, sizeof url, "redis://127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d",
+                 sentinel_port[0], sentinel_port[1], sentinel_port[2]);
+        cfg = rs_config_new();
+        if (cfg && rs_config_set(cfg, "url", url, NULL) < 0) {
+            rs_config_free(cfg);
+            cfg = NULL;
+        }
+    } else {
+        int proxy_port = start_proxy("proxy", server_port, control_path, sizeof control_path,
+                                     &proxy_pid);
+        if (proxy_port < 0) return 2;
+        cfg = t_config(proxy_port, NULL);
+    }
     rs_error err = {0};
     const char *timeout = lost_replies ? "0.25" : "2";
     const char *opts[][2] = {{"command_timeout", timeout}, {"connection_timeout", timeout},
-                             {"max_retries", "3"}, {"retry_base_delay", "0.05"},
-                             {"retry_max_delay", "0.3"}, {"pool_size", "16"}};
+                             {"max_retries", failover_mode ? "10" : "3"},
+                             {"retry_base_delay", "0.05"}, {"retry_max_delay", "0.3"},
+                             {"pool_size", "16"},
+                             /* Saves survive a failover once a replica has them. */
+                             {"wait_replicas", failover_mode ? "1" : "0"},
+                             {"wait_timeout", "0.5"}};
     for (size_t i = 0; cfg && i < sizeof opts / sizeof opts[0]; i++)
         if (rs_config_set(cfg, opts[i][0], opts[i][1], &err) < 0)
             fprintf(stderr, "%s\n", err.message);
@@ -1038,7 +1242,8 @@ int main(void)
         clients[i].seed = seed ^ (0x9e3779b9u * (unsigned)(i + 1));
         pthread_create(&threads[i], NULL, client_main, &clients[i]);
     }
-    fault_loop(seed);
+    if (failover_mode) failover_loop();
+    else fault_loop(seed);
     for (int i = 0; i < CLIENTS; i++) pthread_join(threads[i], NULL);
     for (int i = 0; i < SIDE_CLIENTS; i++) pthread_join(side_threads[i], NULL);
     pthread_join(phases, NULL);
@@ -1046,9 +1251,10 @@ int main(void)
     pthread_join(monitor, NULL);
     set_control("pass");
 
-    /* A last restart, then every key read directly: acknowledged writes
-     * must have survived it. */
-    restart_server();
+    /* A last restart (with failovers: the master the sentinels name), then
+     * every key read directly: acknowledged writes must have survived it. */
+    if (failover_mode) server_port = agreed_master();
+    else restart_server();
     client *final = &clients[CLIENTS];
     final->id = CLIENTS;
     for (int k = 0; k < NNX; k++) {
@@ -1069,6 +1275,7 @@ int main(void)
     rs_store_close(side_store);
     stop_proxy(&proxy_pid);
     stop_proxy(&side_proxy_pid);
+    stop_extra();
     t_stop_server();
     unlink(pid_path);
 
@@ -1099,7 +1306,7 @@ int main(void)
     printf("history: %d clients, %.0f s, seed %u, lost replies %s\n", CLIENTS, seconds, seed,
            lost_replies ? "on" : "off (CHAOS_LOST_REPLIES=0)");
     printf("faults:");
-    for (int i = 0; i < 4; i++) printf(" %d %s", faults[i], fault_names[i]);
+    for (int i = 0; i < 5; i++) printf(" %d %s", faults[i], fault_names[i]);
     printf("\nops (ok/failed/unknown):");
     for (int t = 0; t < OP_TYPES; t++)
         printf(" %s %ld/%ld/%ld", op_names[t], count[t][0], count[t][1], count[t][2]);
@@ -1120,6 +1327,7 @@ int main(void)
     CHECK(side_batches >= 20 && atomic_load(&side_hit) >= 10);
     CHECK(reads >= 30 && holds >= 2);         /* the run checked something */
     if (lost_replies) CHECK(atomic_load(&aimed_hit) >= 10 && own >= 5);
+    if (failover_mode) CHECK(nfailovers >= 1);
     for (int c = 0; c <= CLIENTS; c++) {
         free(clients[c].ops);
         free(clients[c].holds);
