@@ -272,9 +272,11 @@ static int rs_parse_duration_lua(lua_State *L)
 /* rs.format_duration(seconds) -> text that rs.parse_duration reads back. */
 static int rs_format_duration_lua(lua_State *L)
 {
-    char buf[64];
-    rs_format_duration(luaL_checknumber(L, 1), buf, sizeof buf);
-    lua_pushstring(L, buf);
+    double seconds = luaL_checknumber(L, 1);
+    size_t n = rs_format_duration(seconds, NULL, 0);
+    char *buf = lua_newuserdatauv(L, n + 1, 0);     /* whole, however long (1e300 s) */
+    rs_format_duration(seconds, buf, n + 1);
+    lua_pushlstring(L, buf, n);
     return 1;
 }
 

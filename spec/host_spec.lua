@@ -323,6 +323,9 @@ describe("rigatoni-store host", function()
                                    "print(config.ttl, config.idle_check_after)" }
       assert.equal(0, code, err)
       assert.equal("90m\t14d\n", out)
+      -- printed whole however long (a 64-byte buffer used to cut it)
+      code, out = run { "-e", "local t = rs.format_duration(1e300); print(#t > 300, t:sub(-1))" }
+      assert.equal("true\ts\n", out)
       for _, bad in ipairs { "1e3", "-5", "5 s", "1h30" } do
         code, _, err = run { "-c", path, "-s", "redis.ttl=" .. bad, "-e", "print(1)" }
         assert.equal(2, code, bad)

@@ -120,7 +120,7 @@ describe("listing options", function()
     local function bad(what) return "bad argument #1 to '" .. name .. "' (" .. what .. ")" end
 
     it(name .. " refuses a misspelt match instead of listing everything", function()
-      refused(bad("unknown option 'mach'; known: match, batch, raw, ttl"),
+      refused(bad("unknown option 'mach'; known: match, batch, raw, ttl, counts"),
               function() list{ mach = "x*" } end)
     end)
 
@@ -135,9 +135,9 @@ describe("listing options", function()
   end
 
   it("scan_keys refuses the options it does not have", function()
-    refused("bad argument #2 to 'scan_keys' (unknown option 'match'; known: batch, ttl)",
+    refused("bad argument #2 to 'scan_keys' (unknown option 'match'; known: batch, ttl, counts)",
             function() for _ in store:scan_keys("rigatoni:*", { match = "x*" }) do end end)
-    refused("bad argument #2 to 'scan_keys' (unknown option 'raw'; known: batch, ttl)",
+    refused("bad argument #2 to 'scan_keys' (unknown option 'raw'; known: batch, ttl, counts)",
             function() for _ in store:scan_keys("rigatoni:*", { raw = false }) do end end)
   end)
 
