@@ -11,9 +11,9 @@ export DEBIAN_FRONTEND=noninteractive
 PKGS="build-essential pkg-config libbson-dev liblua5.4-dev lua5.4 lua-cjson libinih-dev
       lua-busted redis-server redis-sentinel redis-tools openssl libssl-dev
       valgrind clang libclang-rt-14-dev socat"
-# spec/output_spec.lua: promtool checks list --format prometheus; script(1)
-# (bsdutils) gives a pty.
-PKGS="$PKGS prometheus bsdutils"
+# spec/output_spec.lua: script(1) (bsdutils) gives a pty; promtool (prometheus,
+# below) checks list --format prometheus.
+PKGS="$PKGS bsdutils"
 # Packaging (spec/packaging_spec.lua): luarocks make into a tree, man -l.
 PKGS="$PKGS luarocks man-db groff-base"
 # Debian packages (make deb, spec/packaging_spec.lua): build, lintian, hardening-check.
