@@ -55,8 +55,9 @@ neither way can tell.
 With --delete-source a copy's proof survives a failover of the target:
 when the target's master has replicas (seen in INFO replication at the
 start), every batch waits for one of them (WAIT: durability.wait_replicas
-= 1 is set automatically, costing about one replication round trip per
-batch), and the copies are read back from a master that did not change
+= 1 and wait_policy = error are set automatically, costing about one
+replication round trip per batch; without INFO this cannot be told and a
+warning says so), and the copies are read back from a master that did not change
 since the write (Sentinel master changes, server identity). A batch whose
 master changed is read again on the new master before any delete; when a
 copy is not there, its source is kept and the run stops (exit 1).
@@ -142,10 +143,21 @@ if opts.delete_source then
   local ok, id = pcall(target.server_identity, target)
   local replicas
   for _, m in ipairs(ok and id.masters or {}) do replicas = math.min(replicas or m.replicas, m.replicas) end
-  if (replicas or 0) > 0 and (tonumber(target_config.wait_replicas) or 0) < 1 then
+  if not ok then
+    host.log("warn", "migrate: cannot tell whether the target has replicas (" .. cli.reason(id) ..
+                     "): copies are not waited for (WAIT), so a failover of the target may lose " ..
+                     "copies whose sources are then deleted")
+  end
+  -- A missing acknowledgement must fail the save: wait_policy = warn would
+  -- let a copy no replica has count as proved.
+  if (replicas or 0) > 0 and ((tonumber(target_config.wait_replicas) or 0) < 1 or
+                              target_config.wait_policy ~= "error") then
     target:close()
-    local with_wait = { "durability.wait_replicas=1" }
+    local with_wait = {}
     for _, kv in ipairs(set or {}) do with_wait[#with_wait + 1] = kv end
+    -- last, so they win over the same settings given for the target
+    with_wait[#with_wait + 1] = "durability.wait_replicas=" .. math.max(1, tonumber(target_config.wait_replicas) or 0)
+    with_wait[#with_wait + 1] = "durability.wait_policy=error"
     target, target_config = host.open_store { url = opts.to, config = opts.to_config,
                                               key_prefix = opts.to_prefix, set = with_wait }
     host.log("info", "migrate: the target has replicas: each batch waits for one (WAIT) before its sources are deleted")

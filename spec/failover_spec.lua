@@ -209,3 +209,37 @@ describe("Sentinel failover", function()
                    ("reported %d deleted, but %d of %d remain: %s"):format(deleted, remaining, n, out))
   end)
 end)
+
+-- A target whose config says wait_policy = warn: migrate --delete-source
+-- still needs a replica's acknowledgement before it deletes a source.
+describe("migrate --delete-source to a target with a replica that does not answer", function()
+  it("deletes no source whose copy no replica acknowledged, whatever wait_policy says", function()
+    local source = servers.redis{}
+    local master = servers.redis{}
+    local replica = servers.redis{ args = { "--replicaof", "127.0.0.1", tostring(master.port) } }
+    finally(function()
+      os.execute("kill -CONT " .. replica.pid)
+      replica:stop(); master:stop(); source:stop()
+    end)
+    local deadline = system.gettime() + 30
+    while not (master:cli("INFO", "replication") or ""):find("connected_slaves:1", 1, true) do
+      assert(system.gettime() < deadline, "timed out waiting for the replica's link")
+      system.sleep(0.05)
+    end
+    local resp = {}
+    for i = 1, 30 do
+      resp[#resp + 1] = servers.resp{ "SET", ("rigatoni:resume_token:w%02d"):format(i),
+                                      rs.bson.encode{ _data = ("82%08X"):format(i) } }
+    end
+    source:pipe(table.concat(resp))
+    os.execute("kill -STOP " .. replica.pid)          -- linked, but acknowledges nothing
+    local ini = os.tmpname()
+    helpers.write_file(ini, ("[redis]\nurl = redis://127.0.0.1:%d\n[durability]\nwait_timeout = 0.2\n" ..
+                             "wait_policy = warn\n"):format(master.port))
+    local code, out, err = helpers.run_host { "-u", "redis://127.0.0.1:" .. source.port, "migrate",
+                                              "--to-config", ini, "--delete-source", "--batch", "10" }
+    os.remove(ini)
+    assert.equal(1, code, out .. err)
+    assert.equal("30", source:cli("DBSIZE"), out .. err)   -- every source kept
+  end)
+end)
