@@ -66,13 +66,19 @@ CTEST_BIN := $(CTEST_SRC:spec/c/%.c=$(BUILD)/tests/%)
 all: $(BUILD)/librigatoni_store.a $(BUILD)/librigatoni_store.so $(BUILD)/rigatoni_store.so \
      $(BUILD)/rigatoni-store
 
-$(BUILD)/obj/core/%.o: core/%.c core/*.h
-	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) -c $< -o $@
+# Each object depends on the headers it includes, as the compiler lists
+# them (-MMD -MP: build/obj/**/*.d, read below), not on every header.
+DEPFLAGS = -MMD -MP
 
-$(BUILD)/obj/lua/%.o: lua/%.c lua/*.h core/rigatoni_store.h
+$(BUILD)/obj/core/%.o: core/%.c
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) $(LUA_CFLAGS) -c $< -o $@
+	$(CC) $(ALL_CFLAGS) $(DEPFLAGS) -c $< -o $@
+
+$(BUILD)/obj/lua/%.o: lua/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(DEPFLAGS) $(LUA_CFLAGS) -c $< -o $@
+
+-include $(wildcard $(BUILD)/obj/core/*.d $(BUILD)/obj/lua/*.d $(BUILD)/tests/*.d)
 
 $(BUILD)/librigatoni_store.a: $(CORE_OBJ)
 	@rm -f $@
@@ -115,9 +121,9 @@ $(BUILD)/scriptsdir.stamp: FORCE
 $(BUILD)/rigatoni-store.1: doc/rigatoni-store.1 core/rigatoni_store.h $(BUILD)/scriptsdir.stamp
 	sed -e 's|^\.I /usr/local/share/rigatoni_store/scripts/$$|.I $(SCRIPTSDIR)/|' $< >$@
 
-$(BUILD)/tests/%: spec/c/%.c spec/c/*.h $(BUILD)/librigatoni_store.a
+$(BUILD)/tests/%: spec/c/%.c $(BUILD)/librigatoni_store.a
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) -Ispec/c $< -o $@ $(BUILD)/librigatoni_store.a $(LIBS)
+	$(CC) $(ALL_CFLAGS) $(DEPFLAGS) -Ispec/c $< -o $@ $(BUILD)/librigatoni_store.a $(LIBS)
 
 # The history checker drives the fault proxy of the specs.
 $(BUILD)/tests/test_history: $(BUILD)/bin/faultproxy
