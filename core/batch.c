@@ -2,7 +2,7 @@
 /* batch.c -- many tokens per round trip, and the careful single-key edits
  * that maintenance tools need (give a TTL, delete only an unchanged value).
  *
- * Batches are one pipeline through rs_exec. Plain SETs and reads are
+ * Batches are one pipeline through rs_call_run. Plain SETs and reads are
  * idempotent and retried as a whole; SET NX, DEL counts, PEXPIRE NX and
  * compare-and-delete are not, so after an attempt that may have run they
  * either learn their outcome from the server's state or raise `unknown`.
@@ -56,7 +56,8 @@ static int nx_outcome(rs_store *store, const char *what, const rs_save_item *ite
 {
     redisReply *r;
     rs_error unknown = *err;
-    if (rs_exec_key(store, RS_OP_GET, what, "GET", key, key_len, &r, err) < 0) {
+    rs_call like = RS_CALL(RS_OP_GET, what, 0, NULL, &r, err);
+    if (rs_exec_key(store, &like, "GET", key, key_len) < 0) {
         *err = unknown;
         err->attempts = attempts;
         return -1;
@@ -127,10 +128,12 @@ static int save_nx(rs_store *store, const char *what, const rs_save_item *items,
             round[k] = cmds[pending[k]];
             set_written(written, pending[k], -1);
         }
-        size_t answered = 0;
         int prior = attempts;
-        int got = rs_exec_durable(store, RS_OP_SAVE, what, RS_RETRY_UNSENT, npending, round,
-                                  replies, &answered, err);
+        rs_call call = RS_CALL(RS_OP_SAVE, what, npending, round, replies, err);
+        call.rule = RS_RETRY_UNSENT;
+        call.flags = RS_CALL_KEEP;
+        int got = rs_call_durable(store, &call);
+        size_t answered = call.answered;
         int sent = got < 0 ? err->attempts : 0;        /* this round's */
         if (got < 0 && err->kind != RS_ERR_UNKNOWN) add_prior_attempts(err, what, prior);
         /* Failed before every reply was read, and not for want of one. */
@@ -235,9 +238,8 @@ int rs_save_many(rs_store *store, const rs_save_item *items, size_t n, int flags
     snprintf(what, sizeof what, "save_many of %zu tokens", n);
     if (!(flags & RS_SAVE_NX)) {
         /* Plain SETs are idempotent: the whole pipeline may be repeated. */
-        if (rs_exec_durable(store, RS_OP_SAVE, what, RS_RETRY_IDEMPOTENT, n, cmds, replies, NULL,
-                            err) < 0)
-            goto out;
+        rs_call call = RS_CALL(RS_OP_SAVE, what, n, cmds, replies, err);
+        if (rs_call_durable(store, &call) < 0) goto out;
         for (size_t i = 0; i < n; i++) {
             if (written) written[i] = 1;
             freeReplyObject(replies[i]);
@@ -305,7 +307,8 @@ static int read_many(rs_store *store, const char *const *collections, const size
                          argvlen + 2 * n + 1);
     char what[48];
     snprintf(what, sizeof what, "get_many of %zu tokens", n);
-    if (rs_exec(store, RS_OP_GET, what, ncmds, cmds, replies, err) < 0) goto out;
+    rs_call call = RS_CALL(RS_OP_GET, what, ncmds, cmds, replies, err);
+    if (rs_call_run(store, &call) < 0) goto out;
     if (!per_key && (replies[0]->type != REDIS_REPLY_ARRAY || replies[0]->elements != n)) {
         rs_error_set(err, RS_ERR_SERVER, 0, "%s: unexpected reply", what);
     } else {
@@ -389,9 +392,9 @@ long long rs_delete_many(rs_store *store, const char *const *collections, const 
     snprintf(what, sizeof what, "delete_many of %zu tokens", n);
     /* The count of deleted keys cannot be learnt again after an attempt
      * that may have run: that is an `unknown` error, never a low count. */
-    if (rs_exec_rule(store, RS_OP_DELETE, what, RS_RETRY_UNSENT, ncmds, cmds, replies, NULL,
-                     err) < 0)
-        goto out;
+    rs_call call = RS_CALL(RS_OP_DELETE, what, ncmds, cmds, replies, err);
+    call.rule = RS_RETRY_UNSENT;
+    if (rs_call_run(store, &call) < 0) goto out;
     deleted = 0;
     for (size_t i = 0; i < ncmds; i++) {
         /* A negative count (broken server) must not read as our -1. */
@@ -437,8 +440,8 @@ int rs_expire(rs_store *store, const char *collection, size_t coll_len, double t
     size_t argvlen[4] = {7, key_len, strlen(amount), 2};
     rs_unsent_cmd expire = {RS_OP_OTHER, "expire", {4, argv, argvlen}};
     redisReply *reply;
-    int rc = rs_exec_checked(store, "expire", rs_run_unsent, "PTTL", key, key_len, check_expired,
-                             &expire, &reply, NULL, err);
+    rs_checked op = {"expire", rs_run_unsent, "PTTL", key, key_len, check_expired, &expire, 0};
+    int rc = rs_exec_checked(store, &op, &reply, err);
     free(key);
     if (rc < 0) return -1;
     rc = reply->type == REDIS_REPLY_INTEGER && reply->integer == 1;
@@ -462,9 +465,10 @@ static int run_delete_if(rs_store *store, void *ctx, redisReply **reply, rs_erro
     delete_if *d = ctx;
     const char *keys[1] = {d->key}, *args[1] = {d->bytes ? d->bytes : ""};
     size_t key_lens[1] = {d->key_len}, arg_lens[1] = {d->len};
-    return rs_script_run(store, RS_OP_DELETE, "delete if unchanged", RS_RETRY_UNSENT,
-                         &store->scripts.delete_if_value, 1, keys, key_lens, 1, args, arg_lens,
-                         reply, err);
+    rs_script_args a = {1, keys, key_lens, 1, args, arg_lens};
+    rs_call call = RS_CALL(RS_OP_DELETE, "delete if unchanged", 0, NULL, NULL, err);
+    call.rule = RS_RETRY_UNSENT;
+    return rs_script_run(store, &call, &store->scripts.delete_if_value, &a, reply);
 }
 
 /* Only our value still there says the delete did not run; gone or
@@ -490,8 +494,9 @@ int rs_delete_if_value(rs_store *store, const char *collection, size_t coll_len,
     if (!key) return -1;
     delete_if d = {key, key_len, bytes, len};
     redisReply *reply;
-    int rc = rs_exec_checked(store, "delete if unchanged", run_delete_if, "GET", key, key_len,
-                             check_deleted_if, &d, &reply, NULL, err);
+    rs_checked op = {"delete if unchanged", run_delete_if, "GET", key, key_len, check_deleted_if,
+                     &d, 0};
+    int rc = rs_exec_checked(store, &op, &reply, err);
     free(key);
     if (rc < 0) return -1;
     rc = reply->type == REDIS_REPLY_INTEGER && reply->integer == 1;

@@ -1,12 +1,17 @@
 /* SPDX-License-Identifier: MIT */
-/* call.c -- a store call: routed, recorded, made durable or verified.
+/* call.c -- the attempt loop: a call routed, retried, recorded, made
+ * durable or verified.
  *
- * The routing seam: a call goes to the cluster (cluster.c, which routes
- * each command by slot) or to the store's pool, standalone or Sentinel
- * (exec.c); both run on exec.c's attempts. Above the routing, each call is
- * recorded once in the metrics, gets its WAIT when writes must be durable,
- * and a non-idempotent operation whose reply was lost reads its outcome
- * back from the server (rs_exec_checked) instead of guessing.
+ * rs_call_run is the one loop every request to the servers goes through:
+ * each attempt is routed (the seam below: the cluster, cluster.c, which
+ * routes each command by slot; else the call's own pool or the store's,
+ * standalone or Sentinel, exec.c), and what the attempt did decides the
+ * rest, once, here: done; outcome lost under RS_RETRY_UNSENT (unknown);
+ * repeated while the failure is retryable and attempts remain; else
+ * failed. Around the loop, each call is recorded once in the metrics, gets
+ * its WAIT when writes must be durable, and a non-idempotent operation
+ * whose reply was lost reads its outcome back from the server
+ * (rs_exec_checked) instead of guessing.
  * Dependencies point one way: call.c -> cluster.c -> exec.c.
  */
 #include <math.h>
@@ -16,35 +21,67 @@
 
 #include "internal.h"
 
-/* One call, recorded once in the metrics under its operation kind. */
-static int exec_call(rs_store *store, rs_op op, const char *what, rs_retry_rule rule,
-                     size_t ncmds, const rs_cmd *cmds, const rs_cmd *cluster_wait,
-                     long long *acked, redisReply **replies, size_t *answered, rs_error *err)
+/* The routing seam: one attempt of the call wherever it goes. */
+static int route_attempt(rs_store *store, rs_call *call, rs_attempt *at, rs_error *last)
 {
-    rs_error local;
-    if (!err) err = &local;
-    if (answered) *answered = 0;
-    rs_metrics_call call = rs_metrics_begin();
-    int rc = store->cluster ? rs_cluster_exec(store, what, rule, ncmds, cmds, cluster_wait, acked,
-                                              replies, err)
-                            : rs_exec_on(store, store->pool, what, rule, ncmds, cmds, replies,
-                                         answered, err);
-    /* NOSCRIPT is answered at once by EVAL (script.c): a call, not a failure. */
+    if (!call->pool && store->cluster) return rs_cluster_attempt(store, call, at, last);
+    return rs_call_attempt(call->pool ? call->pool : store->pool, call, at, last);
+}
+
+/* The end of a failed call: its replies freed, or left to the caller. */
+static void give_replies(rs_call *call, size_t answered, int keep)
+{
+    if (keep && (call->flags & RS_CALL_KEEP)) {
+        call->answered = answered;
+        return;
+    }
+    rs_replies_free(call->replies, answered);
+}
+
+static int attempt_loop(rs_store *store, rs_call *call, rs_error *err)
+{
+    rs_error last;
+    rs_error_clear(&last);
+    for (int attempt = 1;; attempt++) {
+        rs_attempt at;
+        call->attempts = attempt;
+        if (route_attempt(store, call, &at, &last) == 0) return 0;
+        if (call->flags & RS_CALL_ONCE) {
+            *err = last;
+            give_replies(call, at.answered, 0);
+            return -1;
+        }
+        if (call->rule == RS_RETRY_UNSENT && at.lost) {
+            rs_exec_unknown(err, call->what, attempt, at.answered, call->ncmds, &last);
+            give_replies(call, at.answered, 1);
+            return -1;
+        }
+        int may_repeat = call->rule == RS_RETRY_IDEMPOTENT || at.repeatable;
+        if (!may_repeat || !rs_retry_wait(store->cfg, call->what, attempt, &last)) {
+            rs_exec_fail(err, call->what, attempt, &last);
+            /* Every reply read, some an error: a caller that asks keeps
+             * them, to tell the commands that ran from those refused. */
+            int all = at.answered == call->ncmds;
+            give_replies(call, at.answered, all);
+            return -1;
+        }
+        rs_replies_free(call->replies, at.answered);
+        if (call->hooks && call->hooks->before_retry) call->hooks->before_retry(call, &last);
+    }
+}
+
+int rs_call_run(rs_store *store, rs_call *call)
+{
+    rs_error local, *err = call->err ? call->err : &local;
+    call->answered = 0;
+    int counted = !(call->flags & RS_CALL_UNCOUNTED);
+    rs_metrics_call m = counted ? rs_metrics_begin() : (rs_metrics_call){0, 0};
+    int rc = attempt_loop(store, call, err);
+    if (call->route) rs_cluster_call_end(call, rc < 0);
+    /* NOSCRIPT is answered at once by EVALSHA (script.c): a call, not a failure. */
     int failed = rc < 0 && err->reply != RS_REPLY_NOSCRIPT;
-    rs_metrics_end(store, op, call, failed ? err->kind : RS_OK);
+    if (counted) rs_metrics_end(store, call->op, m, failed ? err->kind : RS_OK);
     return rc;
-}
-
-int rs_exec_rule(rs_store *store, rs_op op, const char *what, rs_retry_rule rule, size_t ncmds,
-                 const rs_cmd *cmds, redisReply **replies, size_t *answered, rs_error *err)
-{
-    return exec_call(store, op, what, rule, ncmds, cmds, NULL, NULL, replies, answered, err);
-}
-
-int rs_exec(rs_store *store, rs_op op, const char *what, size_t ncmds, const rs_cmd *cmds,
-            redisReply **replies, rs_error *err)
-{
-    return rs_exec_rule(store, op, what, RS_RETRY_IDEMPOTENT, ncmds, cmds, replies, NULL, err);
 }
 
 /* Fewer acknowledgements than wanted: a warning (wait_policy = warn), or
@@ -66,16 +103,21 @@ static int check_acked(const rs_config *cfg, const char *what, long long acked, 
     return -1;
 }
 
-int rs_exec_durable(rs_store *store, rs_op op, const char *what, rs_retry_rule rule,
-                    size_t ncmds, const rs_cmd *cmds, redisReply **replies, size_t *answered,
-                    rs_error *err)
+int rs_call_durable(rs_store *store, rs_call *call)
 {
     const rs_config *cfg = store->cfg;
+    const char *what = call->what;
+    size_t ncmds = call->ncmds;
+    redisReply **replies = call->replies;
     rs_error local;
-    if (!err) err = &local;
-    if (answered) *answered = 0;
-    if (cfg->wait_replicas <= 0)
-        return rs_exec_rule(store, op, what, rule, ncmds, cmds, replies, answered, err);
+    if (!call->err) call->err = &local;
+    rs_error *err = call->err;
+    call->answered = 0;
+    int rc = -1;
+    if (cfg->wait_replicas <= 0 || call->pool) {
+        rc = rs_call_run(store, call);
+        goto done;
+    }
 
     /* WAIT must follow the writes on the same connection: it ends the
      * pipeline (in a cluster, each node's pipeline: cluster.c). */
@@ -87,26 +129,36 @@ int rs_exec_durable(rs_store *store, rs_op op, const char *what, rs_retry_rule r
     rs_cmd wait = {3, argv, argvlen};
     long long acked = cfg->wait_replicas;
     if (store->cluster) {
-        if (exec_call(store, op, what, rule, ncmds, cmds, &wait, &acked, replies, NULL, err) < 0)
-            return -1;
-        return check_acked(cfg, what, acked, ncmds, replies, err);
+        rs_call c = *call;
+        c.wait = &wait;
+        c.acked = acked;
+        c.flags &= ~(unsigned)RS_CALL_KEEP;      /* the cluster keeps no reply on failure */
+        rc = rs_call_run(store, &c);
+        call->attempts = c.attempts;
+        if (rc == 0) rc = check_acked(cfg, what, c.acked, ncmds, replies, err);
+        goto done;
     }
 
     rs_cmd *all = calloc(ncmds + 1, sizeof *all);
     redisReply **got = calloc(ncmds + 1, sizeof *got);
-    int rc = -1;
     if (!all || !got) {
         rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
         goto out;
     }
-    memcpy(all, cmds, ncmds * sizeof *all);
+    memcpy(all, call->cmds, ncmds * sizeof *all);
     all[ncmds] = wait;
-    size_t read = 0;
-    rc = rs_exec_rule(store, op, what, rule, ncmds + 1, all, got, &read, err);
+    rs_call c = *call;
+    c.ncmds = ncmds + 1;
+    c.cmds = all;
+    c.replies = got;
+    c.flags |= RS_CALL_KEEP;
+    rc = rs_call_run(store, &c);
+    call->attempts = c.attempts;
+    size_t read = rc == 0 ? ncmds + 1 : c.answered;
     /* Every write answered, only the WAIT lost: the writes' outcome is
      * known, their durability is not (counted as no acknowledgement). */
     int wait_lost = rc < 0 && err->kind == RS_ERR_UNKNOWN && read == ncmds;
-    if (read > ncmds) {          /* every reply read, an error among them */
+    if (rc < 0 && read > ncmds) {       /* every reply read, an error among them */
         /* Only the WAIT's: the commands ran (an NX SET or a script may
          * still have written nothing), which the failure must say. */
         int writes_ran = 1;
@@ -118,7 +170,7 @@ int rs_exec_durable(rs_store *store, rs_op op, const char *what, rs_retry_rule r
         freeReplyObject(got[ncmds]);
         read = ncmds;
     }
-    memcpy(replies, got, read * sizeof *replies);
+    if (rc < 0) memcpy(replies, got, read * sizeof *replies);
     /* ... unless a write was refused: its error reply fails the call, as
      * when the WAIT's reply arrives too. */
     for (size_t i = 0; wait_lost && i < ncmds; i++) {
@@ -129,7 +181,7 @@ int rs_exec_durable(rs_store *store, rs_op op, const char *what, rs_retry_rule r
         wait_lost = 0;
     }
     if (rc < 0 && !wait_lost) {
-        if (answered) *answered = read;
+        if (call->flags & RS_CALL_KEEP) call->answered = read;
         else rs_replies_free(replies, read);
         goto out;
     }
@@ -146,6 +198,8 @@ int rs_exec_durable(rs_store *store, rs_op op, const char *what, rs_retry_rule r
 out:
     free(all);
     free(got);
+done:
+    if (call->err == &local) call->err = NULL;
     return rc;
 }
 
@@ -158,39 +212,39 @@ void rs_exec_unknown_because(rs_error *err, const char *what, int attempts, cons
     err->attempts = attempts;
 }
 
-int rs_exec_key(rs_store *store, rs_op op, const char *what, const char *cmdname,
-                const char *key, size_t key_len, redisReply **reply, rs_error *err)
+int rs_exec_key(rs_store *store, const rs_call *like, const char *cmdname, const char *key,
+                size_t key_len)
 {
     const char *argv[2] = {cmdname, key};
     size_t argvlen[2] = {strlen(cmdname), key_len};
     rs_cmd cmd = {2, argv, argvlen};
-    return rs_exec(store, op, what, 1, &cmd, reply, err);
+    rs_call call = RS_CALL(like->op, like->what, 1, &cmd, like->replies, like->err);
+    return rs_call_run(store, &call);
 }
 
-int rs_exec_checked(rs_store *store, const char *what, rs_attempt_fn run, const char *check_cmd,
-                    const char *key, size_t key_len, rs_check_fn check, void *ctx,
-                    redisReply **reply, int *attempts_out, rs_error *err)
+int rs_exec_checked(rs_store *store, rs_checked *op, redisReply **reply, rs_error *err)
 {
     rs_error local;
     if (!err) err = &local;
-    int attempts = 0, dummy;
-    if (!attempts_out) attempts_out = &dummy;
+    const char *what = op->what;
+    int attempts = 0;
     for (;;) {
-        *attempts_out = attempts + 1;    /* a success reports no count: at least this */
-        if (run(store, ctx, reply, err) == 0) return 0;
+        op->attempts = attempts + 1;      /* a success reports no count: at least this */
+        if (op->run(store, op->ctx, reply, err) == 0) return 0;
         if (err->kind != RS_ERR_UNKNOWN) return -1;
         attempts += err->attempts;
-        *attempts_out = attempts;
+        op->attempts = attempts;
         rs_error unknown = *err, cause;
         int has_cause = rs_exec_unknown_cause(&cause);
         redisReply *state;
-        if (rs_exec_key(store, RS_OP_GET, what, check_cmd, key, key_len, &state, err) < 0) {
+        rs_call like = RS_CALL(RS_OP_GET, what, 0, NULL, &state, err);
+        if (rs_exec_key(store, &like, op->check_cmd, op->key, op->key_len) < 0) {
             *err = unknown;         /* the check failed: still unknown */
             err->attempts = attempts;
             return -1;
         }
         const char *why = NULL;
-        rs_outcome found = check(state, ctx, &why);
+        rs_outcome found = op->check(state, op->ctx, &why);
         freeReplyObject(state);
         if (found == RS_OUTCOME_RAN) return 1;
         if (found == RS_OUTCOME_UNKNOWN) {
@@ -213,5 +267,7 @@ int rs_exec_checked(rs_store *store, const char *what, rs_attempt_fn run, const 
 int rs_run_unsent(rs_store *store, void *ctx, redisReply **reply, rs_error *err)
 {
     rs_unsent_cmd *u = ctx;
-    return rs_exec_rule(store, u->op, u->what, RS_RETRY_UNSENT, 1, &u->cmd, reply, NULL, err);
+    rs_call call = RS_CALL(u->op, u->what, 1, &u->cmd, reply, err);
+    call.rule = RS_RETRY_UNSENT;
+    return rs_call_run(store, &call);
 }

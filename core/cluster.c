@@ -6,8 +6,10 @@
  * connection pool; nodes are only ever added, so a pool pointer stays valid
  * for the store's life.
  *
- * A call's commands are routed by the slot of their key and sent as one
- * pipeline per node. Replies are kept per command, so only the commands
+ * This is the cluster side of call.c's routing seam: one attempt of a call
+ * (call.c decides on retries, exec.c runs each node's pipeline). A call's
+ * commands are routed by the slot of their key and sent as one pipeline
+ * per node. Replies are kept per command, so only the commands
  * that were redirected or failed are sent again: a SET NX that succeeded
  * is never repeated (repeating it would report "exists"). Redirections:
  *  - MOVED: the slot is re-pointed at once and the whole map is marked
@@ -236,6 +238,11 @@ static int refresh(rs_cluster *cl, rs_error *err)
     return rc;
 }
 
+static int refresh_step(void *cl, rs_error *last)
+{
+    return refresh(cl, last);
+}
+
 rs_cluster *rs_cluster_new(rs_store *store, rs_error *err)
 {
     rs_cluster *cl = calloc(1, sizeof *cl);
@@ -248,15 +255,9 @@ rs_cluster *rs_cluster_new(rs_store *store, rs_error *err)
     pthread_mutex_init(&cl->refresh_lock, NULL);
     for (int i = 0; i < NSLOTS; i++) cl->slots[i] = -1;
     atomic_store(&cl->stale, 1);
-    int attempt = 1;
-    rs_error last = {0};
-    while (refresh(cl, &last) < 0) {
-        if (!rs_retry_wait(store->cfg, "cluster discovery", attempt, &last)) {
-            rs_exec_fail(err, "cluster discovery", attempt, &last);
-            rs_cluster_free(cl);
-            return NULL;
-        }
-        attempt++;
+    if (rs_retry_step(store->cfg, "cluster discovery", refresh_step, cl, err) < 0) {
+        rs_cluster_free(cl);
+        return NULL;
     }
     return cl;
 }
@@ -426,9 +427,10 @@ int rs_cluster_open_slots(rs_store *store, rs_pool *pool, rs_error *err)
     const size_t len[2] = {7, 5};
     const rs_cmd cmd = {2, argv, len};
     redisReply *reply;
-    if (rs_exec_on(store, pool, "list (CLUSTER NODES)", RS_RETRY_IDEMPOTENT, 1, &cmd, &reply, NULL,
-                   err) < 0)
-        return -1;
+    rs_call call = RS_CALL(RS_OP_LIST, "list (CLUSTER NODES)", 1, &cmd, &reply, err);
+    call.pool = pool;
+    call.flags = RS_CALL_UNCOUNTED;
+    if (rs_call_run(store, &call) < 0) return -1;
     int open = -1;
     if (reply->type == REDIS_REPLY_STRING || reply->type == REDIS_REPLY_VERB) {
         const char *p = reply->str, *end = reply->str + reply->len;
@@ -449,28 +451,29 @@ int rs_cluster_open_slots(rs_store *store, rs_pool *pool, rs_error *err)
     return open;
 }
 
-/* Per-call state: which commands are done, where ASK sends the others. */
-typedef struct call {
+/* A call's state across its attempts: which commands are done (their
+ * replies in the call's), where ASK sends the others. */
+struct rs_cluster_call {
     size_t n;
     int *slot;          /* key slot of each command, -1 without a key */
     int *node;          /* routed node of each command */
     int *ask;           /* ASK target node, or -1 */
     char *done;
-    redisReply **replies;
-    const rs_cmd *wait;     /* durable writes: one WAIT per node pipeline, or NULL */
-    long long acked;        /* fewest replicas any of those WAITs counted */
-} call;
+    int redirects;      /* redirections followed, all attempts together */
+    int maybe_ran;      /* a pipeline was sent and not every reply read */
+};
 
 #define ASKING_REPLY SIZE_MAX
 #define WAIT_REPLY (SIZE_MAX - 1)
 
 /* Sends the pending commands of one node (ASKING before asked ones) and
  * sorts the replies. Returns 0, or -1 with err for a failure that is not a
- * redirection. *redirected is set on MOVED/ASK, *maybe_ran when the
+ * redirection. *redirected is set on MOVED/ASK, the call's maybe_ran when the
  * pipeline was sent and not every reply read. */
-static int send_group(rs_cluster *cl, call *c, int target, const rs_cmd *cmds, int *redirected,
-                      int *maybe_ran, rs_error *err)
+static int send_group(rs_cluster *cl, rs_call *call, int target, int *redirected, rs_error *err)
 {
+    struct rs_cluster_call *c = call->route;
+    const rs_cmd *cmds = call->cmds;
     static const char *asking_argv[1] = {"ASKING"};
     static const size_t asking_len[1] = {6};
     const rs_cmd asking = {1, asking_argv, asking_len};
@@ -479,7 +482,7 @@ static int send_group(rs_cluster *cl, call *c, int target, const rs_cmd *cmds, i
         if (!c->done[i] && (c->ask[i] >= 0 ? c->ask[i] : c->node[i]) == target)
             count += c->ask[i] >= 0 ? 2 : 1;
     if (count == 0) return 0;
-    if (c->wait) count++;                     /* the WAIT closes the pipeline */
+    if (call->wait) count++;                  /* the WAIT closes the pipeline */
 
     rs_cmd *batch = calloc(count, sizeof *batch);
     size_t *index = calloc(count, sizeof *index);      /* command of each slot, or SIZE_MAX */
@@ -499,26 +502,20 @@ static int send_group(rs_cluster *cl, call *c, int target, const rs_cmd *cmds, i
         batch[k] = cmds[i];
         index[k++] = i;
     }
-    if (c->wait) {
-        batch[k] = *c->wait;
+    if (call->wait) {
+        batch[k] = *call->wait;
         index[k++] = WAIT_REPLY;
     }
-    rs_pool *pool = node_pool(cl, target);
     const char *asked = cl->nodes[target]->host;   /* never moved, never freed */
-    rs_conn *conn = rs_pool_acquire(pool, err);
-    if (!conn) {
-        if (err && err->kind != RS_ERR_POOL) atomic_store(&cl->stale, 1);
-        goto out;
-    }
+    rs_call group = {.op = call->op, .what = call->what, .ncmds = count, .cmds = batch,
+                     .flags = RS_CALL_ERROR_REPLIES, .replies = got};
     rs_attempt at;
-    if (rs_run_pipeline(conn, count, batch, got, 1, err, &at) < 0) {
-        rs_pool_release(pool, conn, at.broken);
-        rs_pool_after_failure(pool, at.broken, err);
-        if (at.sent) *maybe_ran = 1;
-        atomic_store(&cl->stale, 1);          /* the node may be gone */
+    if (rs_call_attempt(node_pool(cl, target), &group, &at, err) < 0) {
+        if (at.sent) c->maybe_ran = 1;
+        /* The node may be gone (not for a pool timeout: it is busy). */
+        if (at.sent || err->kind != RS_ERR_POOL) atomic_store(&cl->stale, 1);
         goto out;
     }
-    rs_pool_release(pool, conn, 0);
     rc = 0;
     for (size_t j = 0; j < count; j++) {
         redisReply *r = got[j];
@@ -529,7 +526,7 @@ static int send_group(rs_cluster *cl, call *c, int target, const rs_cmd *cmds, i
              * far: those of this pipeline that were not redirected. */
             if (i == WAIT_REPLY) {
                 long long n = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
-                if (n < c->acked) c->acked = n;
+                if (n < call->acked) call->acked = n;
             }
             freeReplyObject(r);
             continue;
@@ -565,7 +562,7 @@ static int send_group(rs_cluster *cl, call *c, int target, const rs_cmd *cmds, i
             c->ask[i] = -1;
             freeReplyObject(r);
         } else {
-            c->replies[i] = r;
+            call->replies[i] = r;
             c->done[i] = 1;
         }
     }
@@ -578,8 +575,8 @@ static int send_group(rs_cluster *cl, call *c, int target, const rs_cmd *cmds, i
         if (c->slot[i] >= 0) {
             anchor = c->done[i] ? SIZE_MAX : i;
         } else if (anchor != SIZE_MAX) {
-            if (c->replies[i]) freeReplyObject(c->replies[i]);
-            c->replies[i] = NULL;
+            if (call->replies[i]) freeReplyObject(call->replies[i]);
+            call->replies[i] = NULL;
             c->done[i] = 0;
             c->ask[i] = c->ask[anchor];
         }
@@ -593,36 +590,57 @@ out:
     return rc;
 }
 
-int rs_cluster_exec(rs_store *store, const char *what, rs_retry_rule rule, size_t ncmds,
-                    const rs_cmd *cmds, const rs_cmd *wait, long long *acked,
-                    redisReply **replies, rs_error *err)
+void rs_cluster_call_end(rs_call *call, int failed)
+{
+    struct rs_cluster_call *c = call->route;
+    if (failed) rs_replies_free(call->replies, call->ncmds);
+    free(c->slot);
+    free(c->node);
+    free(c->ask);
+    free(c->done);
+    free(c);
+    call->route = NULL;
+}
+
+/* The call's state, made at its first attempt. */
+static struct rs_cluster_call *call_state(rs_call *call, rs_error *last)
+{
+    size_t n = call->ncmds;
+    struct rs_cluster_call *c = calloc(1, sizeof *c);
+    if (c) *c = (struct rs_cluster_call){n, calloc(n, sizeof(int)), calloc(n, sizeof(int)),
+                                         calloc(n, sizeof(int)), calloc(n, 1), 0, 0};
+    if (!c || !c->slot || !c->node || !c->ask || !c->done) {
+        if (c) {
+            call->route = c;
+            rs_cluster_call_end(call, 0);
+        }
+        rs_error_set(last, RS_ERR_NOMEM, 0, "out of memory");
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        c->slot[i] = command_slot(&call->cmds[i]);     /* once: CRC16 of the key */
+        c->ask[i] = -1;
+        call->replies[i] = NULL;
+    }
+    return call->route = c;
+}
+
+int rs_cluster_attempt(rs_store *store, rs_call *call, rs_attempt *at, rs_error *last)
 {
     rs_cluster *cl = store->cluster;
-    const rs_config *cfg = store->cfg;
-    call c = {ncmds, calloc(ncmds, sizeof(int)), calloc(ncmds, sizeof(int)),
-              calloc(ncmds, sizeof(int)), calloc(ncmds, 1), replies, wait,
-              acked ? *acked : 0};
-    rs_error last;
-    int attempt = 1, redirects = 0, rc = -1, maybe_ran = 0;
-    rs_error_clear(&last);
-    if (!c.slot || !c.node || !c.ask || !c.done) {
-        rs_error_set(&last, RS_ERR_NOMEM, 0, "out of memory");
-        goto out;
-    }
-    for (size_t i = 0; i < ncmds; i++) {
-        c.slot[i] = command_slot(&cmds[i]);     /* once: CRC16 of the key */
-        c.ask[i] = -1;
-        replies[i] = NULL;
-    }
+    size_t ncmds = call->ncmds;
+    *at = (rs_attempt){0, 0, 0, 0, 1};
+    struct rs_cluster_call *c = call->route ? call->route : call_state(call, last);
+    if (!c) return -1;
     for (;;) {
         int failed = 0, redirected = 0;
-        if (atomic_load(&cl->stale) && refresh(cl, &last) < 0) failed = 1;
+        if (atomic_load(&cl->stale) && refresh(cl, last) < 0) failed = 1;
         for (size_t i = 0, previous = 0; !failed && i < ncmds; i++) {
-            if (c.done[i]) continue;
-            c.node[i] = route(cl, c.slot[i], i ? c.node[previous] : -1);
+            if (c->done[i]) continue;
+            c->node[i] = route(cl, c->slot[i], i ? c->node[previous] : -1);
             previous = i;
-            if (c.node[i] < 0) {
-                rs_error_set(&last, RS_ERR_SERVER, 1, "CLUSTERDOWN slot not served by any node");
+            if (c->node[i] < 0) {
+                rs_error_set(last, RS_ERR_SERVER, 1, "CLUSTERDOWN slot not served by any node");
                 atomic_store(&cl->stale, 1);
                 failed = 1;
             }
@@ -632,39 +650,21 @@ int rs_cluster_exec(rs_store *store, const char *what, rs_retry_rule rule, size_
          * next one. */
         char sent[MAX_NODES] = {0};
         for (size_t i = 0; !failed && i < ncmds; i++) {
-            if (c.done[i]) continue;
-            int target = c.ask[i] >= 0 ? c.ask[i] : c.node[i];
+            if (c->done[i]) continue;
+            int target = c->ask[i] >= 0 ? c->ask[i] : c->node[i];
             if (sent[target]) continue;
             sent[target] = 1;
-            if (send_group(cl, &c, target, cmds, &redirected, &maybe_ran, &last) < 0) failed = 1;
+            if (send_group(cl, call, target, &redirected, last) < 0) failed = 1;
         }
         size_t pending = 0;
-        for (size_t i = 0; i < ncmds; i++) pending += !c.done[i];
-        if (!pending) {
-            rc = 0;
-            break;
-        }
-        if (!failed && redirected && ++redirects <= MAX_REDIRECTS) continue;
-        if (!failed) rs_error_set(&last, RS_ERR_SERVER, 1, "too many cluster redirections");
-        if (rule == RS_RETRY_UNSENT && maybe_ran) break;
-        if (!rs_retry_wait(cfg, what, attempt, &last)) break;
-        attempt++;
+        for (size_t i = 0; i < ncmds; i++) pending += !c->done[i];
+        if (!pending) return 0;
+        if (!failed && redirected && ++c->redirects <= MAX_REDIRECTS) continue;
+        if (!failed) rs_error_set(last, RS_ERR_SERVER, 1, "too many cluster redirections");
+        /* Only the commands not done are sent again: repeating is safe
+         * unless one of them may have run. Their replies stay here. */
+        at->sent = at->lost = c->maybe_ran;
+        at->repeatable = !c->maybe_ran;
+        return -1;
     }
-out:
-    if (rc < 0) {
-        for (size_t i = 0; i < ncmds; i++) {
-            if (replies[i]) freeReplyObject(replies[i]);
-            replies[i] = NULL;
-        }
-        if (rule == RS_RETRY_UNSENT && maybe_ran)
-            rs_exec_unknown(err, what, attempt, 0, ncmds, &last);
-        else
-            rs_exec_fail(err, what, attempt, &last);
-    }
-    if (acked) *acked = c.acked;
-    free(c.slot);
-    free(c.node);
-    free(c.ask);
-    free(c.done);
-    return rc;
 }

@@ -101,7 +101,9 @@ static int run_command(rs_store *store, int argc, const char **argv, const size_
     /* An arbitrary command (INCR, LPUSH) is repeated only when the caller
      * says repeating it is harmless. */
     rs_retry_rule rule = flags & RS_COMMAND_IDEMPOTENT ? RS_RETRY_IDEMPOTENT : RS_RETRY_UNSENT;
-    return rs_exec_rule(store, RS_OP_OTHER, what, rule, 1, &cmd, reply, NULL, err);
+    rs_call call = RS_CALL(RS_OP_OTHER, what, 1, &cmd, reply, err);
+    call.rule = rule;
+    return rs_call_run(store, &call);
 }
 
 /* ---------------------------------------------------------------------

@@ -41,9 +41,10 @@ int rs_store_confirm_writes(rs_store *store, int replicas, double timeout, rs_er
     size_t lens[6] = {7, 24, 1, 4, strlen(n), strlen(ms)};
     rs_cmd cmds[2] = {{3, argv, lens}, {3, argv + 3, lens + 3}};
     redisReply *replies[2];
-    if (rs_exec_on(store, store->pool, "confirm_writes", RS_RETRY_IDEMPOTENT, 2, cmds, replies,
-                   NULL, err) < 0)
-        return -1;
+    rs_call call = RS_CALL(RS_OP_OTHER, "confirm_writes", 2, cmds, replies, err);
+    call.pool = store->pool;
+    call.flags = RS_CALL_UNCOUNTED;
+    if (rs_call_run(store, &call) < 0) return -1;
     int acked = replies[1]->type == REDIS_REPLY_INTEGER && replies[1]->integer > 0
                     ? (int)replies[1]->integer : 0;
     rs_replies_free(replies, 2);

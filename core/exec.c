@@ -1,23 +1,19 @@
 /* SPDX-License-Identifier: MIT */
-/* exec.c -- running a pipeline on one pool under the retry policy.
+/* exec.c -- one attempt of a call on one pool: the engine's lowest layer.
  *
  * Every store operation is a short pipeline of argv commands (binary safe:
  * user data is never formatted into a command string). One attempt lends a
- * connection, sends the whole pipeline, and reads every reply even after an
- * error reply so the connection stays in step. A failed attempt is retried
- * while the failure is retryable and attempts remain; a connection that saw
- * an I/O error is closed (with a reset), along with the idle ones that are
- * likely dead too.
+ * connection, lets the call's hooks see it, sends the whole pipeline, and
+ * reads every reply even after an error reply so the connection stays in
+ * step. A connection that saw an I/O error is closed (with a reset), along
+ * with the idle ones that are likely dead too.
  *
- * Each call says whether its commands may run twice (rs_retry_rule). An
- * attempt knows whether anything was sent: failures before that are always
- * retried; after it, a call that must not run twice stops with
- * RS_ERR_UNKNOWN and the replies it did read.
- *
- * This file knows pools and connections only: which pool a store call
- * goes to (the standalone or Sentinel pool, or the cluster's nodes) is
- * decided above it, in call.c, so cluster.c can use these pieces without
- * the two calling each other.
+ * An attempt says what it did: whether anything was sent, how many replies
+ * were read, whether a command's outcome is lost and whether sending it
+ * again could run a command twice. Deciding on a retry from that is
+ * call.c's (the attempt loop); which pool an attempt goes to is decided
+ * there too (the routing seam), so cluster.c uses this attempt for each
+ * node without the two calling each other.
  */
 #include <poll.h>
 #include <stdatomic.h>
@@ -92,12 +88,16 @@ static int closed_before_send(rs_conn *conn, rs_error *err)
     return 1;
 }
 
-int rs_run_pipeline(rs_conn *conn, size_t ncmds, const rs_cmd *cmds, redisReply **replies,
-                    int keep_errors, rs_error *err, rs_attempt *at)
+/* The call's commands from call->skip on, pipelined on a connection; their
+ * replies[0..at->answered) are set even when it fails. Error replies fail
+ * it unless RS_CALL_ERROR_REPLIES. */
+static int run_pipeline(rs_conn *conn, const rs_call *call, rs_error *err, rs_attempt *at)
 {
     redisContext *ctx = conn->ctx;
-    *at = (rs_attempt){0, 0, 0};
-    for (size_t i = 0; i < ncmds; i++) replies[i] = NULL;
+    const rs_cmd *cmds = call->cmds + call->skip;
+    size_t ncmds = call->ncmds - call->skip;
+    redisReply **replies = call->replies + call->skip;
+    int keep_errors = (call->flags & RS_CALL_ERROR_REPLIES) != 0;
     if (closed_before_send(conn, err)) {
         at->broken = 1;
         return -1;
@@ -185,71 +185,58 @@ void rs_exec_unknown(rs_error *err, const char *what, int attempts, size_t answe
     err->attempts = attempts;
 }
 
-/* One attempt on a pooled connection; replies[0..at->answered) stay set on
- * failure. */
-static int attempt_once(rs_pool *pool, size_t ncmds, const rs_cmd *cmds, redisReply **replies,
-                        rs_attempt *at, rs_error *last)
-{
-    *at = (rs_attempt){0, 0, 0};
-    rs_conn *conn = rs_pool_acquire(pool, last);
-    if (conn) {
-        int rc = rs_run_pipeline(conn, ncmds, cmds, replies, 0, last, at);
-        rs_pool_release(pool, conn, at->broken);
-        if (rc == 0) return 0;
-    }
-    if (last->kind != RS_ERR_POOL) rs_pool_after_failure(pool, at->broken, last);
-    return -1;
-}
-
-int rs_exec_attempt(rs_pool *pool, size_t ncmds, const rs_cmd *cmds, redisReply **replies,
-                    rs_error *last)
-{
-    rs_attempt at;
-    if (attempt_once(pool, ncmds, cmds, replies, &at, last) == 0) return 0;
-    rs_replies_free(replies, at.answered);
-    return -1;
-}
-
 /* After an attempt whose replies were all read: did every command that
  * did not fail with an error reply only wait (WAIT changes nothing)? */
 static int only_waits_ran(const rs_cmd *cmds, redisReply **replies, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         int is_wait = cmds[i].argvlen[0] == 4 && strncasecmp(cmds[i].argv[0], "WAIT", 4) == 0;
-        if (replies[i]->type != REDIS_REPLY_ERROR && !is_wait) return 0;
+        if (replies[i] && replies[i]->type != REDIS_REPLY_ERROR && !is_wait) return 0;
     }
     return 1;
 }
 
-int rs_exec_on(rs_store *store, rs_pool *pool, const char *what, rs_retry_rule rule,
-               size_t ncmds, const rs_cmd *cmds, redisReply **replies, size_t *answered,
-               rs_error *err)
+int rs_call_attempt(rs_pool *pool, rs_call *call, rs_attempt *at, rs_error *last)
+{
+    const rs_call_hooks *hooks = call->hooks;
+    *at = (rs_attempt){0, 0, 0, 0, 1};
+    for (size_t i = 0; i < call->ncmds; i++) call->replies[i] = NULL;
+    call->skip = 0;
+    rs_conn *conn = rs_pool_acquire(pool, last);
+    if (!conn) {
+        if (last->kind != RS_ERR_POOL) rs_pool_after_failure(pool, 0, last);
+        return -1;
+    }
+    if (hooks && hooks->before_send && hooks->before_send(call, conn, last) < 0) {
+        rs_pool_release(pool, conn, 0);
+        return -1;
+    }
+    if (call->skip >= call->ncmds) call->skip = 0;
+    int rc = run_pipeline(conn, call, last, at);
+    at->answered += call->skip;           /* the skipped ones: NULL */
+    if (rc == 0 && hooks && hooks->after_replies) rc = hooks->after_replies(call, conn, last);
+    rs_pool_release(pool, conn, at->broken);
+    if (rc == 0) return 0;
+    rs_pool_after_failure(pool, at->broken, last);
+    /* Sent and not every reply read: those commands may have run. Every
+     * reply read: an error reply says its command did not run, the others
+     * did, and only a WAIT among those may run again. */
+    at->lost = at->sent && at->answered < call->ncmds;
+    at->repeatable = !at->sent ||
+                     (!at->lost && only_waits_ran(call->cmds, call->replies, call->ncmds));
+    return -1;
+}
+
+int rs_retry_step(const rs_config *cfg, const char *what, int (*step)(void *, rs_error *),
+                  void *ctx, rs_error *err)
 {
     rs_error last;
     rs_error_clear(&last);
     for (int attempt = 1;; attempt++) {
-        rs_attempt at;
-        if (attempt_once(pool, ncmds, cmds, replies, &at, &last) == 0) return 0;
-        /* Sent and not every reply read: those commands may have run. */
-        if (rule == RS_RETRY_UNSENT && at.sent && at.answered < ncmds) {
-            rs_exec_unknown(err, what, attempt, at.answered, ncmds, &last);
-            if (answered) *answered = at.answered;
-            else rs_replies_free(replies, at.answered);
-            return -1;
-        }
-        /* Every reply read: an error reply says its command did not run,
-         * the others did, and only a WAIT among those may run again. */
-        int may_repeat = rule == RS_RETRY_IDEMPOTENT || !at.sent ||
-                         only_waits_ran(cmds, replies, ncmds);
-        if (!may_repeat || !rs_retry_wait(store->cfg, what, attempt, &last)) {
+        if (step(ctx, &last) == 0) return 0;
+        if (!rs_retry_wait(cfg, what, attempt, &last)) {
             rs_exec_fail(err, what, attempt, &last);
-            /* Every reply read, some an error: a caller that asks keeps
-             * them, to tell the commands that ran from those refused. */
-            int keep = answered && at.answered == ncmds;
-            if (!keep) rs_replies_free(replies, at.answered);
-            if (answered) *answered = keep ? ncmds : 0;
             return -1;
         }
-        rs_replies_free(replies, at.answered);
     }
 }

@@ -46,9 +46,10 @@ static int master_identity(rs_store *store, rs_pool *pool, rs_master_identity *o
     static const size_t server_len[2] = {4, 6}, repl_len[2] = {4, 11};
     rs_cmd cmds[2] = {{2, server_argv, server_len}, {2, repl_argv, repl_len}};
     redisReply *replies[2];
-    if (rs_exec_on(store, pool, "server_identity", RS_RETRY_IDEMPOTENT, 2, cmds, replies, NULL,
-                   err) < 0)
-        return -1;
+    rs_call call = RS_CALL(RS_OP_OTHER, "server_identity", 2, cmds, replies, err);
+    call.pool = pool;
+    call.flags = RS_CALL_UNCOUNTED;
+    if (rs_call_run(store, &call) < 0) return -1;
     int ok = 1;
     for (int i = 0; i < 2; i++) {
         int text = replies[i]->type == REDIS_REPLY_STRING || replies[i]->type == REDIS_REPLY_VERB;

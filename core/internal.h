@@ -195,7 +195,16 @@ double rs_retry_delay(const rs_config *cfg, int n);
  * delay and returns 1; else returns 0. */
 int rs_retry_wait(const rs_config *cfg, const char *what, int attempt, const rs_error *last);
 
-/* ---- exec.c: pipelines on one pool, with retries ---- */
+/* ---- the execution engine: exec.c (one attempt), call.c (the loop) ----
+ *
+ * Every request to the servers is an rs_call: what to run (operation,
+ * commands, retry rule), where (the store's routing, or one given pool),
+ * what the caller must see of the connection (hooks) and where the outcome
+ * goes (replies, counts, error). rs_call_run takes it through
+ * route -> pool -> connection -> pipeline -> classification -> retry; no
+ * other file acquires connections or decides retries. A call holds all its
+ * state, so it can be queued and run on another thread. */
+
 /* What a call is, for metrics: one kind per store operation family. */
 typedef enum rs_op {
     RS_OP_SAVE, RS_OP_GET, RS_OP_DELETE, RS_OP_LIST, RS_OP_LOCK, RS_OP_OTHER, RS_OP_COUNT
@@ -222,26 +231,76 @@ typedef struct rs_attempt {
     int broken;            /* the connection must be thrown away */
     int sent;              /* some byte of the pipeline may have reached the server */
     size_t answered;       /* leading replies read (set in replies[] even on failure) */
+    int lost;              /* sent, and some command's outcome is not known */
+    int repeatable;        /* sending it again cannot run a command twice */
 } rs_attempt;
+
+typedef struct rs_call rs_call;
+
+/* Where a caller sees an attempt's connection; each may be NULL. */
+typedef struct rs_call_hooks {
+    /* Lent, nothing sent yet: 0, or -1 + err (the attempt fails unsent,
+     * the connection is kept). May set call->skip. */
+    int (*before_send)(rs_call *call, rs_conn *conn, rs_error *err);
+    /* Every reply read, the connection still lent: 0, or -1 + err. */
+    int (*after_replies)(rs_call *call, rs_conn *conn, rs_error *err);
+    /* A failed attempt is about to be repeated (after the delay). */
+    void (*before_retry)(rs_call *call, const rs_error *last);
+} rs_call_hooks;
+
+enum rs_call_flags {
+    RS_CALL_KEEP = 1,          /* on failure, the replies read stay the caller's (answered) */
+    RS_CALL_ERROR_REPLIES = 2, /* error replies do not fail the attempt: the caller reads them */
+    RS_CALL_UNCOUNTED = 4,     /* not recorded in the metrics (a part of a larger call) */
+    RS_CALL_ONCE = 8,          /* one attempt; err gets its own failure (the caller retries) */
+    RS_CALL_DURABLE = 16,      /* rs_script_run: through rs_call_durable */
+};
+
+struct rs_cluster_call;
+
+struct rs_call {
+    /* what */
+    rs_op op;
+    const char *what;          /* names the operation in messages */
+    rs_retry_rule rule;
+    size_t ncmds;
+    const rs_cmd *cmds;
+    unsigned flags;            /* rs_call_flags */
+    /* where: this pool (a node, a lease's own), else the store's routing */
+    rs_pool *pool;
+    const rs_cmd *wait;        /* cluster: each node's pipeline ends with this WAIT */
+    const rs_call_hooks *hooks;
+    void *ctx;                 /* the hooks' */
+    size_t skip;               /* leading commands not sent this attempt (before_send) */
+    struct rs_cluster_call *route;   /* cluster.c's state across attempts */
+    /* the outcome */
+    redisReply **replies;      /* ncmds slots */
+    size_t answered;           /* failure with RS_CALL_KEEP: leading replies left set */
+    long long acked;           /* cluster WAIT: in, replicas wanted; out, fewest counted */
+    int attempts;
+    rs_error *err;             /* may be NULL */
+};
+
+/* A call with the defaults: idempotent, counted, routed by the store. */
+#define RS_CALL(op_, what_, ncmds_, cmds_, replies_, err_)                                 \
+    ((rs_call){.op = (op_), .what = (what_), .rule = RS_RETRY_IDEMPOTENT, .ncmds = (ncmds_), \
+               .cmds = (cmds_), .replies = (replies_), .err = (err_)})
 
 void rs_replies_free(redisReply **replies, size_t n);
 
-/* A pipeline on one given pool (standalone, Sentinel, one cluster node)
- * under `rule`, with the retry policy; like rs_exec_rule below. */
-int rs_exec_on(rs_store *store, rs_pool *pool, const char *what, rs_retry_rule rule,
-               size_t ncmds, const rs_cmd *cmds, redisReply **replies, size_t *answered,
-               rs_error *err);
-/* One idempotent attempt of rs_exec_on, no retry: 0, or -1 with *last set
- * and no reply left (the pool has dropped what the failure made suspect). */
-int rs_exec_attempt(rs_pool *pool, size_t ncmds, const rs_cmd *cmds, redisReply **replies,
-                    rs_error *last);
-/* One pipelined attempt on a connection (see exec.c); replies[0..answered)
- * are set even when it fails. */
 /* resp.c: appends the RESP of every command to ctx's output buffer in one
  * piece; 0, or -1 when out of memory (ctx->err set by hiredis, or not). */
 int rs_resp_append(redisContext *ctx, size_t ncmds, const rs_cmd *cmds);
-int rs_run_pipeline(rs_conn *conn, size_t ncmds, const rs_cmd *cmds, redisReply **replies,
-                    int keep_errors, rs_error *err, rs_attempt *at);
+
+/* exec.c: one attempt of `call` (its commands from call->skip on) on a
+ * connection of `pool`: acquire, hooks, pipeline, release; the pool drops
+ * what the failure made suspect. replies[0..at->answered) stay set on
+ * failure. 0 or -1 + *last. */
+int rs_call_attempt(rs_pool *pool, rs_call *call, rs_attempt *at, rs_error *last);
+/* The retry policy for a step that is not a pipeline (reading the slot
+ * map): runs step(ctx, last) until it returns 0 or the failure is final. */
+int rs_retry_step(const rs_config *cfg, const char *what, int (*step)(void *, rs_error *),
+                  void *ctx, rs_error *err);
 /* The final error of a call: "<what> failed after N attempts: ...". */
 void rs_exec_fail(rs_error *err, const char *what, int attempts, const rs_error *last);
 /* The final error of a call whose last attempt may have run: RS_ERR_UNKNOWN,
@@ -254,30 +313,29 @@ void rs_exec_unknown(rs_error *err, const char *what, int attempts, size_t answe
 int rs_exec_unknown_cause(rs_error *cause);
 void rs_exec_unknown_cause_clear(void);
 
-/* ---- call.c: a store call, routed to the pool or the cluster ---- */
-/* Runs `ncmds` commands pipelined on one pooled connection (the cluster's
- * routing in cluster mode) under `rule`. On success, replies[i] holds each
- * reply (free with freeReplyObject); an error reply in any of them fails
- * the call. On failure with RS_ERR_UNKNOWN and `answered` not NULL, the
- * first *answered replies are set and the caller's to free (their commands
- * ran, or did not where the reply is an error; the later ones may or may
- * not have). On another failure after every reply was read (an error
- * reply among them), `answered` not NULL gets ncmds and the replies are
- * the caller's too; otherwise no reply is left.
- * `what` names the operation for messages. */
-int rs_exec_rule(rs_store *store, rs_op op, const char *what, rs_retry_rule rule, size_t ncmds,
-                 const rs_cmd *cmds, redisReply **replies, size_t *answered, rs_error *err);
-/* rs_exec_rule for idempotent commands (reads, SET, PING). */
-int rs_exec(rs_store *store, rs_op op, const char *what, size_t ncmds,
-            const rs_cmd *cmds, redisReply **replies, rs_error *err);
+/* ---- call.c: the attempt loop, the routing seam, WAIT, checked outcomes ---- */
+/* Runs `call` under its retry rule. On success, replies[i] holds each
+ * reply (free with freeReplyObject); an error reply fails the call unless
+ * RS_CALL_ERROR_REPLIES. On failure with RS_ERR_UNKNOWN and RS_CALL_KEEP,
+ * the first call->answered replies are set and the caller's (their
+ * commands ran, or did not where the reply is an error; the later ones may
+ * or may not have). On another failure after every reply was read (an
+ * error reply among them), RS_CALL_KEEP gives answered = ncmds and the
+ * replies to the caller too; otherwise no reply is left. 0 or -1. */
+int rs_call_run(rs_store *store, rs_call *call);
+/* rs_call_run for writes that must be durable: with wait_replicas set, a
+ * WAIT follows in the same pipeline, and too few acknowledgements fail the
+ * call (or log a warning with wait_policy = warn). A WAIT whose reply was
+ * lost after every write was answered counts as no acknowledgement. */
+int rs_call_durable(rs_store *store, rs_call *call);
 
 /* RS_ERR_UNKNOWN after checking the server's state: `why` says what the
  * check found (e.g. "the key is gone: deleted by this call or before"). */
 void rs_exec_unknown_because(rs_error *err, const char *what, int attempts, const char *why);
 /* One idempotent command on one key (GET, EXISTS, PTTL): how an operation
  * whose attempt may have run reads the state that tells its outcome. */
-int rs_exec_key(rs_store *store, rs_op op, const char *what, const char *cmdname,
-                const char *key, size_t key_len, redisReply **reply, rs_error *err);
+int rs_exec_key(rs_store *store, const rs_call *like, const char *cmdname, const char *key,
+                size_t key_len);
 
 /* What the server's state says about an attempt that may have run. */
 typedef enum rs_outcome {
@@ -288,15 +346,23 @@ typedef enum rs_outcome {
 typedef int (*rs_attempt_fn)(rs_store *store, void *ctx, redisReply **reply, rs_error *err);
 typedef rs_outcome (*rs_check_fn)(const redisReply *state, void *ctx, const char **why);
 
-/* A non-idempotent operation on one key made truthful: runs `run` (which
- * uses RS_RETRY_UNSENT); when it fails with RS_ERR_UNKNOWN, reads the key
- * with `check_cmd` (GET, EXISTS, PTTL) and lets `check` decide. Returns 0
- * with *reply from `run`, 1 when the check found that it ran (no reply),
- * -1 + err. At most max_retries + 1 attempts in all; *attempts (may be
- * NULL) gets how many were made, as far as known. */
-int rs_exec_checked(rs_store *store, const char *what, rs_attempt_fn run, const char *check_cmd,
-                    const char *key, size_t key_len, rs_check_fn check, void *ctx,
-                    redisReply **reply, int *attempts, rs_error *err);
+/* A non-idempotent operation on one key made truthful: rs_exec_checked
+ * runs `run` (which uses RS_RETRY_UNSENT); when it fails with
+ * RS_ERR_UNKNOWN, reads the key with `check_cmd` (GET, EXISTS, PTTL) and
+ * lets `check` decide. */
+typedef struct rs_checked {
+    const char *what;
+    rs_attempt_fn run;
+    const char *check_cmd;
+    const char *key;
+    size_t key_len;
+    rs_check_fn check;
+    void *ctx;             /* run's and check's */
+    int attempts;          /* out: how many were made, as far as known */
+} rs_checked;
+/* 0 with *reply from `run`, 1 when the check found that it ran (no
+ * reply), -1 + err. At most max_retries + 1 attempts in all. */
+int rs_exec_checked(rs_store *store, rs_checked *op, redisReply **reply, rs_error *err);
 
 /* One command under RS_RETRY_UNSENT, as an rs_attempt_fn (ctx: the struct). */
 typedef struct rs_unsent_cmd {
@@ -306,32 +372,28 @@ typedef struct rs_unsent_cmd {
 } rs_unsent_cmd;
 int rs_run_unsent(rs_store *store, void *ctx, redisReply **reply, rs_error *err);
 
-/* rs_exec_rule for writes that must be durable: with wait_replicas set, a
- * WAIT follows in the same pipeline, and too few acknowledgements fail the
- * call (or log a warning with wait_policy = warn). A WAIT whose reply was
- * lost after every write was answered counts as no acknowledgement. */
-int rs_exec_durable(rs_store *store, rs_op op, const char *what, rs_retry_rule rule,
-                    size_t ncmds, const rs_cmd *cmds, redisReply **replies, size_t *answered,
-                    rs_error *err);
-
 /* ---- script.c: EVALSHA with NOSCRIPT fallback ---- */
 typedef struct rs_script {
     const char *source;
     char sha[41];
 } rs_script;
 
+/* A script's keys and arguments (binary safe). */
+typedef struct rs_script_args {
+    int nkeys;
+    const char **keys;
+    const size_t *key_lens;
+    int nargs;
+    const char **args;
+    const size_t *arg_lens;
+} rs_script_args;
+
 void rs_script_init(rs_script *script, const char *source);
-/* Runs the script with keys and args (binary safe) under `rule`; one
- * reply, which may be of any type. 0 or -1 + err. */
-int rs_script_run(rs_store *store, rs_op op, const char *what, rs_retry_rule rule,
-                  const rs_script *script, int nkeys, const char **keys,
-                  const size_t *key_lens, int nargs, const char **args,
-                  const size_t *arg_lens, redisReply **reply, rs_error *err);
-/* The same for a script that saves a token: durable like rs_exec_durable. */
-int rs_script_run_durable(rs_store *store, rs_op op, const char *what, rs_retry_rule rule,
-                          const rs_script *script, int nkeys, const char **keys,
-                          const size_t *key_lens, int nargs, const char **args,
-                          const size_t *arg_lens, redisReply **reply, rs_error *err);
+/* Runs the script as `call` says (op, what, rule, flags, pool, hooks;
+ * RS_CALL_DURABLE: through rs_call_durable); its commands and replies are
+ * the script's. One reply into *reply, of any type. 0 or -1 + call->err. */
+int rs_script_run(rs_store *store, const rs_call *call, const rs_script *script,
+                  const rs_script_args *args, redisReply **reply);
 
 /* ---- cluster.c: Redis Cluster routing ---- */
 typedef struct rs_cluster rs_cluster;
@@ -340,14 +402,15 @@ rs_cluster *rs_cluster_new(rs_store *store, rs_error *err);
 void rs_cluster_free(rs_cluster *cluster);
 /* CRC16 slot of a key, with {hash tag} rules. */
 unsigned rs_key_slot(const char *key, size_t len);
-/* rs_exec_rule for cluster mode (no reply kept on RS_ERR_UNKNOWN):
- * commands routed by key slot, grouped per node, MOVED/ASK followed, the
- * map refreshed after redirections or failures. With `wait`, each node's
- * pipeline ends with that WAIT, and *acked (set by the caller to the
- * number wanted) gets the fewest replicas any of them counted. */
-int rs_cluster_exec(rs_store *store, const char *what, rs_retry_rule rule, size_t ncmds,
-                    const rs_cmd *cmds, const rs_cmd *wait, long long *acked,
-                    redisReply **replies, rs_error *err);
+/* One attempt of `call` in cluster mode, the cluster side of call.c's
+ * routing seam: commands routed by key slot, grouped per node, MOVED/ASK
+ * followed, the map refreshed after redirections or failures. Replies of
+ * commands done stay in call->replies across attempts; only the others
+ * are sent again. With call->wait, each node's pipeline ends with that
+ * WAIT, and call->acked gets the fewest replicas any of them counted.
+ * rs_cluster_call_end frees the state, and on failure the replies. */
+int rs_cluster_attempt(rs_store *store, rs_call *call, rs_attempt *at, rs_error *last);
+void rs_cluster_call_end(rs_call *call, int failed);
 /* Pools of the current masters (for SCAN over every master), and one slot
  * each serves. Returns the count (at most max). Pools live as long as the
  * store. */

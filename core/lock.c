@@ -69,9 +69,10 @@ static int run_owner_script(rs_store *store, owner_call *c, rs_retry_rule rule,
     size_t key_lens[1] = {strlen(c->key)},
            arg_lens[3] = {strlen(c->owner), c->arg ? strlen(c->arg) : 0,
                           c->arg2 ? strlen(c->arg2) : 0};
-    int nargs = c->arg2 ? 3 : c->arg ? 2 : 1;
-    return rs_script_run(store, RS_OP_LOCK, c->what, rule, c->script, 1, keys, key_lens, nargs,
-                         args, arg_lens, reply, err);
+    rs_script_args a = {1, keys, key_lens, c->arg2 ? 3 : c->arg ? 2 : 1, args, arg_lens};
+    rs_call call = RS_CALL(RS_OP_LOCK, c->what, 0, NULL, NULL, err);
+    call.rule = rule;
+    return rs_script_run(store, &call, c->script, &a, reply);
 }
 
 /* The refresh script's amount and unit: whole seconds when the ttl is one
@@ -160,8 +161,8 @@ int rs_lock_release(rs_store *store, const char *key, const char *owner, rs_erro
     if (check_lock_args(key, owner, 0, 0, err) < 0) return -1;
     owner_call c = {"release_lock", &store->scripts.lock_release, key, owner, NULL, NULL};
     redisReply *reply;
-    int rc = rs_exec_checked(store, "release_lock", run_release, "GET", key, strlen(key),
-                             check_released, &c, &reply, NULL, err);
+    rs_checked op = {"release_lock", run_release, "GET", key, strlen(key), check_released, &c, 0};
+    int rc = rs_exec_checked(store, &op, &reply, err);
     if (rc == 1 || (rc == 0 && script_said_yes(reply))) {
         rs_metrics_count(store, RS_METRIC_LOCK_RELEASED);
         rs_metrics_locks_held(store, -1);
@@ -208,13 +209,15 @@ int rs_lock_acquire(rs_store *store, const char *key, const char *owner, double 
     redisReply *reply;
     /* An attempt whose reply is lost may have taken the lock: the SET is
      * sent again (it finds our own id when it had) and remembered. */
-    int lost = rs_exec_rule(store, RS_OP_LOCK, "try_acquire_lock", RS_RETRY_UNSENT, 1, &cmd,
-                            &reply, NULL, err) < 0;
+    rs_call call = RS_CALL(RS_OP_LOCK, "try_acquire_lock", 1, &cmd, &reply, err);
+    call.rule = RS_RETRY_UNSENT;
+    int lost = rs_call_run(store, &call) < 0;
     if (lost && err->kind != RS_ERR_UNKNOWN) {
         rs_metrics_count(store, RS_METRIC_LOCK_ERROR);
         return -1;
     }
-    if (lost && rs_exec(store, RS_OP_LOCK, "try_acquire_lock", 1, &cmd, &reply, err) < 0) {
+    call.rule = RS_RETRY_IDEMPOTENT;
+    if (lost && rs_call_run(store, &call) < 0) {
         int rc = lost_attempt_took(store, key, owner, ttl, err);
         rs_metrics_count(store, rc == 1 ? RS_METRIC_LOCK_ACQUIRED : RS_METRIC_LOCK_ERROR);
         if (rc == 1) rs_metrics_locks_held(store, +1);
@@ -245,7 +248,8 @@ static int key_command(rs_store *store, const char *what, const char *cmdname, c
     const char *argv[2] = {cmdname, key};
     size_t argvlen[2] = {strlen(cmdname), strlen(key)};
     rs_cmd cmd = {2, argv, argvlen};
-    return rs_exec(store, RS_OP_LOCK, what, 1, &cmd, reply, err);
+    rs_call call = RS_CALL(RS_OP_LOCK, what, 1, &cmd, reply, err);
+    return rs_call_run(store, &call);
 }
 
 int rs_lock_is_locked(rs_store *store, const char *key, rs_error *err)
@@ -307,9 +311,11 @@ typedef struct fenced {
 static int run_fenced(rs_store *store, void *ctx, redisReply **reply, rs_error *err)
 {
     fenced *f = ctx;
-    return rs_script_run_durable(store, RS_OP_SAVE, "fenced save", RS_RETRY_UNSENT,
-                                 &store->scripts.save_fenced, 2, f->keys, f->key_lens, f->nargs,
-                                 f->args, f->arg_lens, reply, err);
+    rs_script_args a = {2, f->keys, f->key_lens, f->nargs, f->args, f->arg_lens};
+    rs_call call = RS_CALL(RS_OP_SAVE, "fenced save", 0, NULL, NULL, err);
+    call.rule = RS_RETRY_UNSENT;
+    call.flags = RS_CALL_DURABLE;
+    return rs_script_run(store, &call, &store->scripts.save_fenced, &a, reply);
 }
 
 /* Our bytes stored = written (by that attempt, or already before: the
@@ -356,9 +362,9 @@ int rs_save_fenced(rs_store *store, const char *collection, size_t coll_len, con
     f.arg_lens[2] = strlen(f.args[2]);
     f.arg_lens[3] = strlen(f.amount);
     redisReply *reply;
-    int attempts;
-    int rc = rs_exec_checked(store, "fenced save", run_fenced, "GET", key, key_len, check_fenced,
-                             &f, &reply, &attempts, err);
+    rs_checked op = {"fenced save", run_fenced, "GET", key, key_len, check_fenced, &f, 0};
+    int rc = rs_exec_checked(store, &op, &reply, err);
+    int attempts = op.attempts;
     free(key);
     if (rc < 0) return -1;
     if (rc == 1 || script_said_yes(reply)) return 0;
@@ -431,6 +437,7 @@ struct rs_lease {
     pthread_mutex_t lock;
     pthread_cond_t wake;
     double valid_until;      /* rs_now() seconds */
+    double deadline;         /* the refresh attempt's end (lease thread only) */
     int watch_master;        /* Sentinel: check the key at once when the master changes */
     uint64_t master_changes; /* rs_store_master_changes at the last check */
     int stopping, lost;
@@ -441,6 +448,20 @@ static struct timeval seconds_tv(double s)
 {
     struct timeval tv = {(time_t)s, (suseconds_t)((s - floor(s)) * 1e6)};
     return tv;
+}
+
+/* The engine's hook on the lease's refresh: the lent connection's
+ * timeout cut to the validity left. */
+static int cut_timeout(rs_call *call, rs_conn *conn, rs_error *err)
+{
+    const rs_lease *lease = call->ctx;
+    double left = lease->deadline - rs_now();
+    if (left < 0.001) {
+        rs_error_set(err, RS_ERR_TIMEOUT, 1, "no time left in the lease's validity");
+        return -1;
+    }
+    redisSetTimeout(conn->ctx, seconds_tv(fmin(lease->store->cfg->command_timeout, left)));
+    return 0;
 }
 
 /* One refresh attempt that ends by `deadline`: 1, 0 (not ours) or -1. */
@@ -458,56 +479,25 @@ static int refresh_attempt(rs_lease *lease, double deadline, rs_error *err)
     }
     lease->cfg.connection_timeout = fmin(base->connection_timeout, left / 4);
     lease->cfg.command_timeout = fmin(base->command_timeout, left / 4);
-    rs_conn *conn = rs_pool_acquire(lease->pool, err);
-    if (!conn) {
-        if (err->kind != RS_ERR_POOL) rs_pool_after_failure(lease->pool, 1, err);
-        return -1;
-    }
-    left = deadline - rs_now();
-    if (left < 0.001) {
-        rs_pool_release(lease->pool, conn, 0);
-        rs_error_set(err, RS_ERR_TIMEOUT, 1, "no time left in the lease's validity");
-        return -1;
-    }
-    redisSetTimeout(conn->ctx, seconds_tv(fmin(base->command_timeout, left)));
+    lease->deadline = deadline;
     char amount[24];
     const char *unit = refresh_amount(lease->ttl, amount, sizeof amount);
-    const rs_script *script = &lease->store->scripts.lock_refresh;
-    const char *argv[10] = {"SCRIPT", "LOAD", script->source,
-                            "EVALSHA", script->sha, "1", lease->key, lease->owner, amount, unit};
-    size_t argvlen[10] = {6, 4, strlen(script->source), 7, strlen(script->sha), 1,
-                          strlen(lease->key), strlen(lease->owner), strlen(amount), strlen(unit)};
-    rs_cmd cmds[2] = {{3, argv, argvlen}, {7, argv + 3, argvlen + 3}};
-    redisReply *got[2] = {NULL, NULL}, *reply = NULL;
-    rs_attempt at;
-    int rc = rs_run_pipeline(conn, 1, cmds + 1, got + 1, 1, err, &at);
-    if (rc == 0 && got[1]->type == REDIS_REPLY_ERROR &&
-        rs_reply_classify(got[1]->str, got[1]->len) == RS_REPLY_NOSCRIPT) {
-        /* Not cached (restart, failover, SCRIPT FLUSH): SCRIPT LOAD, then
-         * EVALSHA again (not EVAL, which Rust Rigatoni's ACL lacks). */
-        freeReplyObject(got[1]);
-        got[1] = NULL;
-        rc = rs_run_pipeline(conn, 2, cmds, got, 1, err, &at);
-        if (rc == 0 && got[0]->type == REDIS_REPLY_ERROR) {
-            rs_error_from_reply(err, got[0]->str, got[0]->len);
-            rc = -1;
-        }
-    }
-    if (got[0]) freeReplyObject(got[0]);
-    if (rc < 0 && got[1]) freeReplyObject(got[1]);
-    reply = got[1];
-    if (rc == 0) {
-        if (reply->type == REDIS_REPLY_ERROR) {
-            rs_error_from_reply(err, reply->str, reply->len);
-            rc = -1;
-        } else {
-            rc = reply->type == REDIS_REPLY_INTEGER && reply->integer == 1;
-        }
-        freeReplyObject(reply);
-    }
-    rs_pool_release(lease->pool, conn, at.broken);
-    if (rc < 0) rs_pool_after_failure(lease->pool, at.broken, err);
-    return rc;
+    const char *keys[1] = {lease->key}, *args[3] = {lease->owner, amount, unit};
+    size_t key_lens[1] = {strlen(lease->key)},
+           arg_lens[3] = {strlen(lease->owner), strlen(amount), strlen(unit)};
+    rs_script_args a = {1, keys, key_lens, 3, args, arg_lens};
+    /* One attempt on the private pool: lease_refresh retries while the
+     * validity lasts. Not counted as a call: the lease counts refreshes. */
+    static const rs_call_hooks hooks = {cut_timeout, NULL, NULL};
+    rs_call call = RS_CALL(RS_OP_LOCK, "refresh_lock", 0, NULL, NULL, err);
+    call.pool = lease->pool;
+    call.flags = RS_CALL_ONCE | RS_CALL_UNCOUNTED;
+    call.hooks = &hooks;
+    call.ctx = lease;
+    redisReply *reply;
+    if (rs_script_run(lease->store, &call, &lease->store->scripts.lock_refresh, &a, &reply) < 0)
+        return -1;
+    return script_said_yes(reply);
 }
 
 /* Whether the store saw its Sentinel master change since the last check. */

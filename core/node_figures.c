@@ -22,9 +22,10 @@ static int ask(rs_store *store, rs_pool *pool, int argc, const char **argv, cons
     rs_error why;
     rs_error_clear(&why);
     *reply = NULL;
-    if (rs_exec_on(store, pool, "stats (server figures)", RS_RETRY_IDEMPOTENT, 1, &cmd, reply,
-                   NULL, &why) == 0)
-        return 0;
+    rs_call call = RS_CALL(RS_OP_OTHER, "stats (server figures)", 1, &cmd, reply, &why);
+    call.pool = pool;
+    call.flags = RS_CALL_UNCOUNTED;
+    if (rs_call_run(store, &call) == 0) return 0;
     if (why.reply != RS_REPLY_NONE && !why.retryable) return 0;   /* refused: unknown */
     if (err) *err = why;
     return -1;

@@ -21,8 +21,10 @@ static int node_info(rs_store *store, rs_pool *pool, rs_node_info *out, rs_error
     static const size_t argvlen[1] = {4};
     rs_cmd cmd = {1, argv, argvlen};
     redisReply *reply;
-    if (rs_exec_on(store, pool, "node_info", RS_RETRY_IDEMPOTENT, 1, &cmd, &reply, NULL, err) < 0)
-        return -1;
+    rs_call call = RS_CALL(RS_OP_OTHER, "node_info", 1, &cmd, &reply, err);
+    call.pool = pool;
+    call.flags = RS_CALL_UNCOUNTED;
+    if (rs_call_run(store, &call) < 0) return -1;
     int text = reply->type == REDIS_REPLY_STRING || reply->type == REDIS_REPLY_VERB;
     if (!text) {
         freeReplyObject(reply);

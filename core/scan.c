@@ -184,18 +184,22 @@ static void add_node(rs_scan *scan, rs_pool *pool, int slot)
     scan->slots[scan->nnodes++] = slot;
 }
 
+typedef struct map_read {
+    rs_store *store;
+    rs_pool **owners;
+} map_read;
+
+static int map_step(void *ctx, rs_error *last)
+{
+    map_read *m = ctx;
+    return rs_cluster_snapshot(m->store, m->owners, last);
+}
+
 /* The slot map as it is now, under the retry policy. */
 static int read_map(rs_scan *scan, rs_pool **owners, rs_error *err)
 {
-    rs_error last;
-    rs_error_clear(&last);
-    for (int attempt = 1;; attempt++) {
-        if (rs_cluster_snapshot(scan->store, owners, &last) == 0) return 0;
-        if (!rs_retry_wait(scan->store->cfg, "list (slot map)", attempt, &last)) {
-            rs_exec_fail(err, "list (slot map)", attempt, &last);
-            return -1;
-        }
-    }
+    map_read m = {scan->store, owners};
+    return rs_retry_step(scan->store->cfg, "list (slot map)", map_step, &m, err);
 }
 
 /* Whether a master has slots migrating or importing. A user that may not
@@ -379,71 +383,94 @@ rs_scan *rs_scan_keys_open(rs_store *store, const char *pattern, size_t batch, i
  * SCAN steps, each checked against the process the node's walk began on
  * ------------------------------------------------------------------ */
 
-/* In a cluster, after the current master failed to answer: moves the walk
- * to the node now serving its slots, if that is another node. */
-static void follow_takeover(rs_scan *scan)
+/* One SCAN step as a call: its commands, and what the hooks learn. */
+typedef struct step_call {
+    rs_scan *scan;
+    size_t len[8];
+    origin where;            /* which process answered */
+} step_call;
+
+/* Before sending: INFO server rides in the same pipeline on a connection
+ * whose process is not known yet (no extra round trip, once per
+ * connection); else only the SCAN is sent. */
+static int ask_identity(rs_call *call, rs_conn *conn, rs_error *err)
 {
+    call->skip = conn->identity == 0 ? 0 : 1;
+    return 0;
+}
+
+/* Every reply read: the connection learns its process from INFO, and the
+ * step records which process answered. */
+static int note_identity(rs_call *call, rs_conn *conn, rs_error *err)
+{
+    step_call *st = call->ctx;
+    redisReply *info = call->replies[0], *scan = call->replies[1];
+    if (info) {
+        int text = info->type == REDIS_REPLY_STRING || info->type == REDIS_REPLY_VERB;
+        if (text && rs_info_field(info->str, info->len, "run_id", conn->run_id,
+                                  sizeof conn->run_id)) {
+            conn->identity = 1;
+        } else if (info->type == REDIS_REPLY_ERROR) {
+            rs_error why;
+            rs_error_from_reply(&why, info->str, info->len);
+            if (why.retryable) {            /* LOADING and the like: try again */
+                *err = why;
+                return -1;
+            }
+            conn->identity = -1;            /* NOPERM: the connection's age must do */
+        } else {
+            conn->identity = -1;
+        }
+    }
+    st->where.known = conn->identity == 1;
+    memcpy(st->where.run_id, conn->run_id, sizeof st->where.run_id);
+    st->where.opened_at = conn->opened_at;
+    if (scan->type == REDIS_REPLY_ERROR) {
+        rs_error_from_reply(err, scan->str, scan->len);
+        return -1;
+    }
+    return 0;
+}
+
+/* Between retries, in a cluster, after the current master failed to
+ * answer: by then a replica has had time to take over, so the walk moves
+ * to the node now serving its slots, if that is another node. */
+static void follow_takeover(rs_call *call, const rs_error *last)
+{
+    step_call *st = call->ctx;
+    rs_scan *scan = st->scan;
+    if (!scan->store->cluster || (last->kind != RS_ERR_CONNECTION && last->kind != RS_ERR_TIMEOUT))
+        return;
     rs_pool *now = rs_cluster_slot_owner(scan->store, scan->slots[scan->node]);
     if (!now || now == scan->nodes[scan->node]) return;
     rs_log(RS_LOG_WARN, "list: a master stopped answering; its slots are served by another "
            "node now, whose keys are walked from the start (names listed before are not "
            "listed again)");
     scan->nodes[scan->node] = now;
+    call->pool = now;
     strcpy(scan->cursor, "0");
+    st->len[3] = 1;
 }
 
-/* One SCAN attempt on the current node. On a connection whose process is
- * not known yet, INFO server rides in the same pipeline (no extra round
- * trip, once per connection). *where says which process answered. */
-static int scan_attempt(rs_scan *scan, redisReply **reply, origin *where, rs_error *last)
+/* One SCAN on the current node, through the engine (its retry policy):
+ * 0 with *reply and st->where, or -1 + err. */
+static int scan_call(rs_scan *scan, step_call *st, redisReply **reply, rs_error *err)
 {
-    rs_pool *pool = scan->nodes[scan->node];
-    rs_conn *conn = rs_pool_acquire(pool, last);
-    if (!conn) {
-        if (last->kind != RS_ERR_POOL) rs_pool_after_failure(pool, 0, last);
-        return -1;
-    }
+    static const rs_call_hooks hooks = {ask_identity, note_identity, follow_takeover};
     const char *argv[8] = {"INFO", "server", "SCAN", scan->cursor, "MATCH", scan->pattern,
                            "COUNT", scan->count};
     size_t len[8] = {4, 6, 4, strlen(scan->cursor), 5, strlen(scan->pattern), 5,
                      strlen(scan->count)};
-    rs_cmd cmds[2] = {{2, argv, len}, {6, argv + 2, len + 2}};
+    memcpy(st->len, len, sizeof len);
+    rs_cmd cmds[2] = {{2, argv, st->len}, {6, argv + 2, st->len + 2}};
     redisReply *got[2] = {NULL, NULL};
-    int ask = conn->identity == 0;
-    rs_attempt at = {0};
-    int rc = rs_run_pipeline(conn, 1 + (size_t)ask, cmds + !ask, got + !ask, 1, last, &at);
-    if (rc == 0 && ask) {
-        int text = got[0]->type == REDIS_REPLY_STRING || got[0]->type == REDIS_REPLY_VERB;
-        if (text && rs_info_field(got[0]->str, got[0]->len, "run_id", conn->run_id,
-                                  sizeof conn->run_id)) {
-            conn->identity = 1;
-        } else if (got[0]->type == REDIS_REPLY_ERROR) {
-            rs_error why;
-            rs_error_from_reply(&why, got[0]->str, got[0]->len);
-            if (why.retryable) {            /* LOADING and the like: try again */
-                *last = why;
-                rc = -1;
-            } else {                        /* NOPERM: the connection's age must do */
-                conn->identity = -1;
-            }
-        } else {
-            conn->identity = -1;
-        }
-    }
-    if (rc == 0 && got[1]->type == REDIS_REPLY_ERROR) {
-        rs_error_from_reply(last, got[1]->str, got[1]->len);
-        rc = -1;
-    }
-    where->known = conn->identity == 1;
-    memcpy(where->run_id, conn->run_id, sizeof where->run_id);
-    where->opened_at = conn->opened_at;
-    rs_pool_release(pool, conn, at.broken);
+    rs_call call = RS_CALL(RS_OP_LIST, "list (SCAN)", 2, cmds, got, err);
+    call.pool = scan->nodes[scan->node];
+    call.flags = RS_CALL_ERROR_REPLIES | RS_CALL_UNCOUNTED;
+    call.hooks = &hooks;
+    call.ctx = st;
+    if (rs_call_run(scan->store, &call) < 0) return -1;
     if (got[0]) freeReplyObject(got[0]);
-    if (rc < 0) {
-        if (got[1]) freeReplyObject(got[1]);
-        rs_pool_after_failure(pool, at.broken, last);
-        return -1;
-    }
     *reply = got[1];
     return 0;
 }
@@ -457,44 +484,33 @@ static int same_process(const rs_scan *scan, const origin *where)
     return where->opened_at <= scan->began_at;
 }
 
-/* One SCAN step on the current node, under the retry policy. */
+/* One SCAN step on the current node, under the retry policy; a step
+ * that met another process starts the node's walk over. */
 static int scan_step(rs_scan *scan, redisReply **reply, rs_error *err)
 {
-    rs_error last;
-    rs_error_clear(&last);
-    for (int attempt = 1;; attempt++) {
-        origin where;
-        if (scan_attempt(scan, reply, &where, &last) == 0) {
-            if (strcmp(scan->cursor, "0") == 0) {       /* the node's walk begins here */
-                scan->began = where;
-                scan->began_at = rs_now();
-                return 0;
-            }
-            if (same_process(scan, &where)) return 0;
-            freeReplyObject(*reply);
-            if (++scan->restarts > MAX_RESTARTS) {
-                rs_error_set(err, RS_ERR_CONNECTION, 0,
-                             "listing interrupted: the walk met another server process %d "
-                             "times (restarts or failovers); the listing is incomplete",
-                             scan->restarts);
-                return -1;
-            }
-            rs_log(RS_LOG_WARN, "list: the walk went on on another server process (%s); its "
-                   "keys are walked again from the start (names listed before are not "
-                   "listed again)",
-                   where.known && scan->began.known ? "run_id changed"
-                                                    : "new connection, run_id not readable");
-            strcpy(scan->cursor, "0");
-            attempt = 0;
-            continue;
+    for (;;) {
+        step_call st = {scan, {0}, {0}};
+        if (scan_call(scan, &st, reply, err) < 0) return -1;
+        if (strcmp(scan->cursor, "0") == 0) {       /* the node's walk begins here */
+            scan->began = st.where;
+            scan->began_at = rs_now();
+            return 0;
         }
-        if (!rs_retry_wait(scan->store->cfg, "list (SCAN)", attempt, &last)) {
-            rs_exec_fail(err, "list (SCAN)", attempt, &last);
+        if (same_process(scan, &st.where)) return 0;
+        freeReplyObject(*reply);
+        if (++scan->restarts > MAX_RESTARTS) {
+            rs_error_set(err, RS_ERR_CONNECTION, 0,
+                         "listing interrupted: the walk met another server process %d "
+                         "times (restarts or failovers); the listing is incomplete",
+                         scan->restarts);
             return -1;
         }
-        /* After the delay: by then a replica has had time to take over. */
-        if (scan->store->cluster && (last.kind == RS_ERR_CONNECTION || last.kind == RS_ERR_TIMEOUT))
-            follow_takeover(scan);
+        rs_log(RS_LOG_WARN, "list: the walk went on on another server process (%s); its "
+               "keys are walked again from the start (names listed before are not "
+               "listed again)",
+               st.where.known && scan->began.known ? "run_id changed"
+                                                   : "new connection, run_id not readable");
+        strcpy(scan->cursor, "0");
     }
 }
 
@@ -536,8 +552,9 @@ static int read_values(rs_scan *scan, const redisReply *keys, redisReply ***out,
         *a++ = "PTTL", *l++ = 4;
         *a++ = keys->element[i]->str, *l++ = keys->element[i]->len;
     }
-    if (rs_exec(scan->store, RS_OP_LIST, "list (values)", ncmds, cmds, values, err) < 0) {
-        free(values);                     /* rs_exec freed the replies */
+    rs_call call = RS_CALL(RS_OP_LIST, "list (values)", ncmds, cmds, values, err);
+    if (rs_call_run(scan->store, &call) < 0) {
+        free(values);                     /* the engine freed the replies */
         values = NULL;
         if (scan->with_ttl && err->reply == RS_REPLY_NOPERM) {
             /* A user limited to Rust Rigatoni's commands has no PTTL: the
@@ -671,7 +688,8 @@ static int find_not_strings(rs_scan *scan, step_batch *b, rs_error *err)
                 argv[2 * k + 1] = key->str, len[2 * k + 1] = key->len;
                 cmds[k] = (rs_cmd){2, argv + 2 * k, len + 2 * k};
             }
-            if (rs_exec(scan->store, RS_OP_LIST, "list (EXISTS)", nil, cmds, got, err) == 0) {
+            rs_call call = RS_CALL(RS_OP_LIST, "list (EXISTS)", nil, cmds, got, err);
+            if (rs_call_run(scan->store, &call) == 0) {
                 for (size_t k = 0; k < nil; k++)
                     b->not_string[which[k]] =
                         got[k]->type == REDIS_REPLY_INTEGER && got[k]->integer == 1;

@@ -28,61 +28,62 @@ void rs_script_init(rs_script *script, const char *source)
 }
 
 /* Builds {EVALSHA, sha, nkeys, keys..., args...} in argv. */
-static void fill_argv(const rs_script *script, int nkeys, const char **keys,
-                      const size_t *key_lens, int nargs, const char **args,
-                      const size_t *arg_lens, const char **argv, size_t *argvlen, char *numkeys)
+static void fill_argv(const rs_script *script, const rs_script_args *a, const char **argv,
+                      size_t *argvlen, char *numkeys)
 {
     argv[0] = "EVALSHA";
     argvlen[0] = 7;
     argv[1] = script->sha;
     argvlen[1] = strlen(script->sha);
-    snprintf(numkeys, 12, "%d", nkeys);
+    snprintf(numkeys, 12, "%d", a->nkeys);
     argv[2] = numkeys;
     argvlen[2] = strlen(numkeys);
-    for (int i = 0; i < nkeys; i++) {
-        argv[3 + i] = keys[i];
-        argvlen[3 + i] = key_lens[i];
+    for (int i = 0; i < a->nkeys; i++) {
+        argv[3 + i] = a->keys[i];
+        argvlen[3 + i] = a->key_lens[i];
     }
-    for (int i = 0; i < nargs; i++) {
-        argv[3 + nkeys + i] = args[i];
-        argvlen[3 + nkeys + i] = arg_lens[i];
+    for (int i = 0; i < a->nargs; i++) {
+        argv[3 + a->nkeys + i] = a->args[i];
+        argvlen[3 + a->nkeys + i] = a->arg_lens[i];
     }
 }
 
-static int script_run(rs_store *store, rs_op op, const char *what, rs_retry_rule rule,
-                      const rs_script *script, int nkeys, const char **keys,
-                      const size_t *key_lens, int nargs, const char **args,
-                      const size_t *arg_lens, redisReply **reply, rs_error *err, int durable)
+int rs_script_run(rs_store *store, const rs_call *like, const rs_script *script,
+                  const rs_script_args *a, redisReply **reply)
 {
     enum { MAX_ARGS = 16 };
     const char *argv[MAX_ARGS];
     size_t argvlen[MAX_ARGS];
     char numkeys[12];
-    if (3 + nkeys + nargs > MAX_ARGS) {
-        rs_error_set(err, RS_ERR_CONFIG, 0, "%s: too many script arguments", what);
+    rs_error *err = like->err;
+    if (3 + a->nkeys + a->nargs > MAX_ARGS) {
+        rs_error_set(err, RS_ERR_CONFIG, 0, "%s: too many script arguments", like->what);
         return -1;
     }
-    if (nkeys < 1) {
-        rs_error_set(err, RS_ERR_CONFIG, 0, "%s: a script needs a key", what);
+    if (a->nkeys < 1) {
+        rs_error_set(err, RS_ERR_CONFIG, 0, "%s: a script needs a key", like->what);
         return -1;
     }
-    fill_argv(script, nkeys, keys, key_lens, nargs, args, arg_lens, argv, argvlen, numkeys);
-    const char *load_argv[5] = {"EXISTS", keys[0], "SCRIPT", "LOAD", script->source};
-    size_t load_len[5] = {6, key_lens[0], 6, 4, strlen(script->source)};
+    fill_argv(script, a, argv, argvlen, numkeys);
+    const char *load_argv[5] = {"EXISTS", a->keys[0], "SCRIPT", "LOAD", script->source};
+    size_t load_len[5] = {6, a->key_lens[0], 6, 4, strlen(script->source)};
     rs_cmd cmds[3] = {{2, load_argv, load_len}, {3, load_argv + 2, load_len + 2},
-                      {3 + nkeys + nargs, argv, argvlen}};
+                      {3 + a->nkeys + a->nargs, argv, argvlen}};
     rs_error first;
     for (int load = 0;; load = 1) {
         /* First the EVALSHA alone; after NOSCRIPT, the three commands. */
-        size_t n = load ? 3 : 1;
-        const rs_cmd *run = load ? cmds : cmds + 2;
         redisReply *got[3] = {NULL, NULL, NULL};
-        rs_error *e = load ? err : &first;
-        int rc = durable ? rs_exec_durable(store, op, what, rule, n, run, got, NULL, e)
-                         : rs_exec_rule(store, op, what, rule, n, run, got, NULL, e);
+        rs_call call = *like;
+        call.ncmds = load ? 3 : 1;
+        call.cmds = load ? cmds : cmds + 2;
+        call.replies = got;
+        call.flags &= ~(unsigned)(RS_CALL_KEEP | RS_CALL_ERROR_REPLIES);
+        call.err = load ? err : &first;
+        int rc = call.flags & RS_CALL_DURABLE ? rs_call_durable(store, &call)
+                                              : rs_call_run(store, &call);
         if (rc == 0) {
-            for (size_t i = 0; i + 1 < n; i++) freeReplyObject(got[i]);
-            *reply = got[n - 1];
+            for (size_t i = 0; i + 1 < call.ncmds; i++) freeReplyObject(got[i]);
+            *reply = got[call.ncmds - 1];
             return 0;
         }
         if (load) return rc;
@@ -92,22 +93,4 @@ static int script_run(rs_store *store, rs_op op, const char *what, rs_retry_rule
             return -1;
         }
     }
-}
-
-int rs_script_run(rs_store *store, rs_op op, const char *what, rs_retry_rule rule,
-                  const rs_script *script, int nkeys, const char **keys,
-                  const size_t *key_lens, int nargs, const char **args,
-                  const size_t *arg_lens, redisReply **reply, rs_error *err)
-{
-    return script_run(store, op, what, rule, script, nkeys, keys, key_lens, nargs, args,
-                      arg_lens, reply, err, 0);
-}
-
-int rs_script_run_durable(rs_store *store, rs_op op, const char *what, rs_retry_rule rule,
-                          const rs_script *script, int nkeys, const char **keys,
-                          const size_t *key_lens, int nargs, const char **args,
-                          const size_t *arg_lens, redisReply **reply, rs_error *err)
-{
-    return script_run(store, op, what, rule, script, nkeys, keys, key_lens, nargs, args,
-                      arg_lens, reply, err, 1);
 }

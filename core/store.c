@@ -236,8 +236,8 @@ int rs_save_raw(rs_store *store, const char *collection, size_t coll_len, const 
     char what[128];
     describe(what, sizeof what, "save", collection, coll_len);
     /* A plain SET of the same bytes is idempotent: retried after any failure. */
-    int rc = rs_exec_durable(store, RS_OP_SAVE, what, RS_RETRY_IDEMPOTENT, 1, &cmd, &reply, NULL,
-                             err);
+    rs_call call = RS_CALL(RS_OP_SAVE, what, 1, &cmd, &reply, err);
+    int rc = rs_call_durable(store, &call);
     free(key);
     if (rc < 0) return -1;
     freeReplyObject(reply);
@@ -259,7 +259,8 @@ int rs_get_raw(rs_store *store, const char *collection, size_t coll_len, char **
     redisReply *reply;
     char what[128];
     describe(what, sizeof what, "get", collection, coll_len);
-    int rc = rs_exec(store, RS_OP_GET, what, 1, &cmd, &reply, err);
+    rs_call call = RS_CALL(RS_OP_GET, what, 1, &cmd, &reply, err);
+    int rc = rs_call_run(store, &call);
     free(key);
     if (rc < 0) return -1;
     if (reply->type == REDIS_REPLY_NIL) {
@@ -300,7 +301,8 @@ static int key_integer_command(rs_store *store, rs_op kind, const char *cmdname,
     redisReply *reply;
     char what[128];
     describe(what, sizeof what, op, collection, coll_len);
-    int rc = rs_exec(store, kind, what, 1, &cmd, &reply, err);
+    rs_call call = RS_CALL(kind, what, 1, &cmd, &reply, err);
+    int rc = rs_call_run(store, &call);
     free(key);
     if (rc < 0) return -1;
     int ok = reply->type == REDIS_REPLY_INTEGER;
@@ -335,8 +337,8 @@ int rs_delete(rs_store *store, const char *collection, size_t coll_len, rs_error
     describe(what, sizeof what, "delete", collection, coll_len);
     rs_unsent_cmd del = {RS_OP_DELETE, what, {2, argv, argvlen}};
     redisReply *reply;
-    int rc = rs_exec_checked(store, what, rs_run_unsent, "EXISTS", key, key_len, check_deleted,
-                             &del, &reply, NULL, err);
+    rs_checked op = {what, rs_run_unsent, "EXISTS", key, key_len, check_deleted, &del, 0};
+    int rc = rs_exec_checked(store, &op, &reply, err);
     free(key);
     if (rc < 0) return -1;
     rc = reply->type == REDIS_REPLY_INTEGER && reply->integer > 0;
@@ -362,7 +364,8 @@ int rs_ping(rs_store *store, rs_error *err)
     size_t argvlen[1] = {4};
     rs_cmd cmd = {1, argv, argvlen};
     redisReply *reply;
-    if (rs_exec(store, RS_OP_OTHER, "PING", 1, &cmd, &reply, err) < 0) return -1;
+    rs_call call = RS_CALL(RS_OP_OTHER, "PING", 1, &cmd, &reply, err);
+    if (rs_call_run(store, &call) < 0) return -1;
     freeReplyObject(reply);
     return 0;
 }
