@@ -46,23 +46,28 @@
  * names met (seen_set.c) keeps 16-byte fingerprints: 21 to 43 bytes a
  * name, 32 MiB at 1,000,000 names, freed with the walk.
  *
- * Read-ahead: once the first entry is asked for, two threads of the walk's
- * own run it, a scanner (the SCAN steps: cursor, nodes, restarts, rounds
- * and the names met are its alone) and a reader (MGET/PTTL of each step's
- * keys; the TTL state is its alone), while the caller handles the batch in
- * hand. So the server always has the next step to run and a bulk tool's
- * own work overlaps it; without them the server idled at every step. Hand-overs go
- * one at a time under the lock: at most three batches are held. A failure
- * reaches the caller after the batches read before it, as it would
- * without the threads; when no thread can be started the caller walks.
+ * Read-ahead: once the first entry is asked for, the walk runs on the two
+ * threads of a read-ahead stage (readahead.c, which knows nothing of
+ * Redis): its producer takes the SCAN steps (cursor, nodes, restarts,
+ * rounds and the names met are that thread's alone), its completer reads
+ * each step's values (MGET/PTTL/EXISTS; the TTL and EXISTS state is that
+ * thread's alone), while the caller handles the batch in hand. So the
+ * server always has the next step to run and a bulk tool's own work
+ * overlaps it; without them the server idled at every step. At most three
+ * batches are held. A failure reaches the caller after the batches read
+ * before it, as it would without the threads; when no thread can be
+ * started the caller walks.
+ *
+ * The fields of struct rs_scan say whose they are: the producer's (the
+ * walk), the completer's (values), the caller's.
  */
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
+#include "readahead.h"
 #include "seen_set.h"
 
 #define MAX_SCAN_NODES 1024
@@ -87,18 +92,17 @@ typedef struct step_batch {
 } step_batch;
 
 struct rs_scan {
-    rs_store *store;
-    char *pattern;
+    rs_store *store;         /* set at open, then read only */
     size_t prefix_len;       /* "<key_prefix>:" */
+    int per_key;             /* GET per key (cluster) instead of one MGET */
+    /* the walk: the producer's (the caller's before the threads start) */
+    char *pattern;
     char cursor[32];
     char count[16];
-    int done, with_ttl;
-    int ttl_refused;         /* the server refused PTTL: TTLs are unknown (NAN) */
-    int exists_refused;      /* the server refused EXISTS: non-strings are not counted */
+    int done;
     rs_pool *nodes[MAX_SCAN_NODES];  /* the standalone pool, or this round's masters */
     int slots[MAX_SCAN_NODES];       /* cluster: a slot each master serves */
     size_t nnodes, node;     /* node = the one being scanned (nnodes: round over) */
-    int per_key;             /* GET per key (cluster) instead of one MGET */
     origin began;            /* where the current node's walk began */
     double began_at;         /* rs_now() right after that first step */
     int restarts;
@@ -106,28 +110,20 @@ struct rs_scan {
     int unsettled;           /* cluster: slots were open when this round began */
     int blind;               /* cluster: CLUSTER NODES refused (warned once) */
     int rounds;
-    rs_seen_set *listed;     /* every name the walk listed (the scanner's) */
-    /* the caller's side */
+    rs_seen_set *listed;     /* every name the walk listed */
+    /* the values: the completer's */
+    int with_ttl;
+    int ttl_refused;         /* the server refused PTTL: TTLs are unknown (NAN) */
+    int exists_refused;      /* the server refused EXISTS: non-strings are not counted */
+    /* the caller's */
     size_t not_strings;      /* keys taken that were not strings */
     step_batch cur;          /* the batch in hand */
     size_t next;             /* next index in cur.keys */
     rs_error failed;         /* kind set once a call failed: the walk is over */
     int reported;            /* that failure was returned once */
-    /* the prefetch threads' hand-overs, under lock */
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    pthread_t scanner, reader;
-    int started;             /* the threads run (or ran) */
+    rs_readahead *ahead;     /* the threads, once started */
     int inline_walk;         /* no threads (none could start, or run_id unknown) */
     int cur_read_once;       /* the first batch was read by the caller */
-    redisReply *keys_ready;  /* a SCAN step for the reader */
-    int keys_ended;          /* the scanner is done (at the end, or failed) */
-    step_batch ready;        /* read ahead, not handed over yet */
-    int has_ready;
-    int ended;               /* the reader is done (failed says whether it failed) */
-    int closing;             /* rs_scan_close was called */
-    int live;                /* threads not yet ended */
-    int detached;            /* closed while live: the last thread frees the scan */
 };
 
 static redisReply *value_at(const rs_scan *scan, const step_batch *b, size_t i)
@@ -330,8 +326,6 @@ static rs_scan *scan_new(rs_store *store, char *pattern, size_t strip, size_t ba
         return NULL;
     }
     if (batch == 0) batch = (size_t)store->cfg->scan_count;
-    pthread_mutex_init(&scan->lock, NULL);
-    pthread_cond_init(&scan->cond, NULL);
     scan->store = store;
     scan->listed = listed;
     scan->pattern = pattern;
@@ -765,20 +759,7 @@ static int take_buffered(rs_scan *scan, rs_scan_entry *entry)
 
 static void scan_free(rs_scan *scan);
 
-/* The end of a read-ahead thread, called under the lock, which it
- * releases: the last one out of a closed walk frees it. */
-static void *thread_ends(rs_scan *scan)
-{
-    rs_store *store = scan->store;
-    int last = --scan->live == 0 && scan->detached;
-    pthread_cond_broadcast(&scan->cond);
-    pthread_mutex_unlock(&scan->lock);
-    if (last) scan_free(scan);
-    rs_store_threads(store, -1);
-    return NULL;
-}
-
-/* Records the first failure of either thread (under lock). */
+/* Records the walk's first failure (the caller's side). */
 static void fail_walk(rs_scan *scan, const rs_error *err)
 {
     if (scan->failed.kind != RS_OK) return;
@@ -786,94 +767,70 @@ static void fail_walk(rs_scan *scan, const rs_error *err)
     if (scan->failed.kind == RS_OK) rs_error_set(&scan->failed, RS_ERR_SERVER, 0, "list failed");
 }
 
-/* The scanner thread: SCAN steps, handed to the reader one at a time; it
- * ends at the walk's end, at a failure (its own or the reader's), or at
- * close. */
-static void *scanner_main(void *arg)
+/* The read-ahead stage's side of the walk. */
+static int produce_keys(void *ctx, void **item, rs_error *err)
 {
-    rs_scan *scan = arg;
-    for (;;) {
-        redisReply *keys = NULL;
-        rs_error err;
-        rs_error_clear(&err);
-        int rc = next_keys(scan, &keys, &err);
-        pthread_mutex_lock(&scan->lock);
-        while (rc == 1 && scan->keys_ready && !scan->closing && scan->failed.kind == RS_OK)
-            pthread_cond_wait(&scan->cond, &scan->lock);
-        if (rc == 1 && !scan->closing && scan->failed.kind == RS_OK) {
-            scan->keys_ready = keys;
-        } else {
-            if (keys) freeReplyObject(keys);
-            if (rc < 0) fail_walk(scan, &err);
-            scan->keys_ended = 1;
-        }
-        if (scan->keys_ended) return thread_ends(scan);
-        pthread_cond_broadcast(&scan->cond);
-        pthread_mutex_unlock(&scan->lock);
-    }
+    redisReply *keys = NULL;
+    int rc = next_keys(ctx, &keys, err);
+    *item = keys;
+    return rc;
 }
 
-/* The reader thread: the values of each SCAN step, handed to the caller
- * one batch at a time; the scanner's failure reaches the caller after
- * the batches read before it. */
-static void *reader_main(void *arg)
+static int complete_batch(void *ctx, void *item, void **out, rs_error *err)
 {
-    rs_scan *scan = arg;
-    pthread_mutex_lock(&scan->lock);
-    for (;;) {
-        while (!scan->keys_ready && !scan->keys_ended && !scan->closing)
-            pthread_cond_wait(&scan->cond, &scan->lock);
-        if (scan->closing || !scan->keys_ready) break;
-        redisReply *keys = scan->keys_ready;
-        scan->keys_ready = NULL;
-        pthread_cond_broadcast(&scan->cond);
-        pthread_mutex_unlock(&scan->lock);
-        step_batch b = {0};
-        rs_error err;
-        rs_error_clear(&err);
-        int rc = read_batch(scan, keys, &b, &err);
-        pthread_mutex_lock(&scan->lock);
-        if (rc < 0) {
-            fail_walk(scan, &err);
-            break;
-        }
-        while (scan->has_ready && !scan->closing) pthread_cond_wait(&scan->cond, &scan->lock);
-        if (scan->closing) {
-            free_batch(&b);
-            break;
-        }
-        scan->ready = b;
-        scan->has_ready = 1;
-        pthread_cond_broadcast(&scan->cond);
+    step_batch *b = calloc(1, sizeof *b);
+    if (!b) {
+        freeReplyObject(item);
+        rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
+        return -1;
     }
-    scan->ended = 1;
-    return thread_ends(scan);
+    if (read_batch(ctx, item, b, err) < 0) {
+        free(b);
+        return -1;
+    }
+    *out = b;
+    return 0;
 }
 
-/* Starts the two threads; without them the caller walks inline. */
+static void free_keys(void *item)
+{
+    freeReplyObject(item);
+}
+
+static void free_result(void *out)
+{
+    free_batch(out);
+    free(out);
+}
+
+/* The last thread of a walk closed while they ran frees it; the store
+ * waits for every thread to be counted out. */
+static void thread_ended(void *ctx, int last)
+{
+    rs_scan *scan = ctx;
+    rs_store *store = scan->store;
+    if (last) scan_free(scan);
+    rs_store_threads(store, -1);
+}
+
+static const rs_readahead_ops read_ahead = {produce_keys, complete_batch, free_keys, free_result,
+                                            thread_ended};
+
+/* Starts the read-ahead; without it the caller walks inline. */
 static void start_threads(rs_scan *scan)
 {
-    rs_store_threads(scan->store, 2);
-    scan->live = 2;
-    if (pthread_create(&scan->reader, NULL, reader_main, scan) != 0) {
-        rs_store_threads(scan->store, -2);
-        scan->live = 0;
+    rs_readahead *ra = rs_readahead_new(&read_ahead, scan);
+    if (!ra) {
         scan->inline_walk = 1;
         return;
     }
-    if (pthread_create(&scan->scanner, NULL, scanner_main, scan) != 0) {
-        rs_store_threads(scan->store, -1);
-        pthread_mutex_lock(&scan->lock);   /* the walk is untouched: stop the reader */
-        scan->live--;
-        scan->closing = 1;
-        pthread_cond_broadcast(&scan->cond);
-        pthread_mutex_unlock(&scan->lock);
-        pthread_join(scan->reader, NULL);
-        scan->closing = scan->ended = 0;
+    rs_store_threads(scan->store, 2);     /* each ends through thread_ended */
+    if (rs_readahead_start(ra) < 0) {
+        rs_readahead_free(ra);
         scan->inline_walk = 1;
         return;
     }
-    scan->started = 1;
+    scan->ahead = ra;
 }
 
 /* The next batch without threads: 1, 0 at the end, -1 (scan->failed). */
@@ -898,7 +855,7 @@ static int next_batch(rs_scan *scan)
      * server's run_id is known: without it a connection opened after the
      * walk began reads as another process, and the pool opens more of
      * them when walks and their caller use it at once. */
-    if (!scan->started && !scan->inline_walk) {
+    if (!scan->ahead && !scan->inline_walk) {
         if (!scan->cur_read_once) {
             scan->cur_read_once = 1;
             return scan->failed.kind != RS_OK ? -1 : inline_batch(scan);
@@ -907,16 +864,15 @@ static int next_batch(rs_scan *scan)
         else scan->inline_walk = 1;
     }
     if (scan->inline_walk) return scan->failed.kind != RS_OK ? -1 : inline_batch(scan);
-    pthread_mutex_lock(&scan->lock);
-    while (!scan->has_ready && !scan->ended) pthread_cond_wait(&scan->cond, &scan->lock);
-    int rc = scan->has_ready ? 1 : scan->failed.kind != RS_OK ? -1 : 0;
+    void *out;
+    rs_error err;
+    int rc = rs_readahead_next(scan->ahead, &out, &err);
     if (rc == 1) {
-        scan->cur = scan->ready;
-        memset(&scan->ready, 0, sizeof scan->ready);
-        scan->has_ready = 0;
-        pthread_cond_broadcast(&scan->cond);
+        scan->cur = *(step_batch *)out;
+        free(out);
+    } else if (rc < 0) {
+        fail_walk(scan, &err);
     }
-    pthread_mutex_unlock(&scan->lock);
     return rc;
 }
 
@@ -956,35 +912,17 @@ int rs_scan_next_buffered(rs_scan *scan, rs_scan_entry *entry)
 void rs_scan_close(rs_scan *scan)
 {
     if (!scan) return;
-    if (scan->started) {
-        pthread_mutex_lock(&scan->lock);
-        scan->closing = 1;
-        pthread_cond_broadcast(&scan->cond);
-        pthread_t scanner = scan->scanner, reader = scan->reader;
-        if (scan->live > 0) {
-            /* A step on the wire (a frozen server: the whole retry policy)
-             * is not waited for: the last thread frees the scan, and
-             * rs_store_close waits for it. */
-            scan->detached = 1;
-            pthread_mutex_unlock(&scan->lock);
-            pthread_detach(scanner);
-            pthread_detach(reader);
-            return;
-        }
-        pthread_mutex_unlock(&scan->lock);
-        pthread_join(scanner, NULL);
-        pthread_join(reader, NULL);
-    }
+    /* A step on the wire (a frozen server: the whole retry policy) is not
+     * waited for: the last thread frees the scan, and rs_store_close
+     * waits for it. */
+    if (scan->ahead && rs_readahead_close(scan->ahead)) return;
     scan_free(scan);
 }
 
 static void scan_free(rs_scan *scan)
 {
-    if (scan->keys_ready) freeReplyObject(scan->keys_ready);
-    pthread_mutex_destroy(&scan->lock);
-    pthread_cond_destroy(&scan->cond);
+    rs_readahead_free(scan->ahead);
     free_batch(&scan->cur);
-    free_batch(&scan->ready);
     free(scan->owners);
     free(scan->pattern);
     rs_seen_free(scan->listed);
