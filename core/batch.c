@@ -48,12 +48,27 @@ static void ttl_ms(double ttl, char *buf, size_t size)
     snprintf(buf, size, "%.0f", ms < 1 ? 1 : ms);
 }
 
+/* An NX save_many's items, keys, commands and outcomes. */
+typedef struct save_batch {
+    const char *what;
+    const rs_save_item *items;
+    char **keys;
+    const size_t *key_lens;
+    const rs_cmd *cmds;
+    redisReply **replies;
+    size_t n;
+    int *written;
+} save_batch;
+
 /* Item i of an NX save whose attempt may have run: the stored bytes tell.
  * Returns 1 when our bytes are there (written), 0 when the key is absent
  * (not written yet: send it again), -1 with err when nothing can be said. */
-static int nx_outcome(rs_store *store, const char *what, const rs_save_item *item,
-                      const char *key, size_t key_len, int attempts, rs_error *err)
+
+static int nx_outcome(rs_store *store, const save_batch *b, size_t i, int attempts, rs_error *err)
 {
+    const char *what = b->what, *key = b->keys[i];
+    const rs_save_item *item = &b->items[i];
+    size_t key_len = b->key_lens[i];
     redisReply *r;
     rs_error unknown = *err;
     rs_call like = RS_CALL(RS_OP_GET, what, 0, NULL, &r, err);
@@ -107,10 +122,13 @@ static void add_prior_attempts(rs_error *err, const char *what, int prior)
  * (NOPERM, OOM, ...) refuses the item for good, and the call fails with it
  * once every other item's outcome is known. written[i]: 1 written, 0 not
  * (skipped, refused, or still absent when the call failed), -1 unknown. */
-static int save_nx(rs_store *store, const char *what, const rs_save_item *items, char **keys,
-                   const size_t *key_lens, const rs_cmd *cmds, redisReply **replies, size_t n,
-                   int *written, rs_error *err)
+static int save_nx(rs_store *store, const save_batch *b, rs_error *err)
 {
+    const char *what = b->what;
+    const rs_cmd *cmds = b->cmds;
+    redisReply **replies = b->replies;
+    size_t n = b->n;
+    int *written = b->written;
     size_t *pending = calloc(n, sizeof *pending), npending = n;
     rs_cmd *round = calloc(n, sizeof *round);
     int attempts = 0, rc = -1, refused_set = 0, transient_set = 0;
@@ -160,7 +178,7 @@ static int save_nx(rs_store *store, const char *what, const rs_save_item *items,
         if (err->kind != RS_ERR_UNKNOWN) goto out;
         for (size_t k = answered; k < npending; k++) {
             size_t i = pending[k];
-            int w = nx_outcome(store, what, &items[i], keys[i], key_lens[i], attempts, err);
+            int w = nx_outcome(store, b, i, attempts, err);
             if (w < 0) goto out;
             set_written(written, i, w);
             if (w == 0) pending[left++] = i;
@@ -247,7 +265,8 @@ int rs_save_many(rs_store *store, const rs_save_item *items, size_t n, int flags
         rc = 0;
         goto out;
     }
-    rc = save_nx(store, what, items, keys, key_lens, cmds, replies, n, written, err);
+    save_batch b = {what, items, keys, key_lens, cmds, replies, n, written};
+    rc = save_nx(store, &b, err);
 out:
     free_keys(keys, n);
     free(colls);
@@ -261,20 +280,39 @@ out:
     return rc;
 }
 
+/* Keys and their lengths. */
+typedef struct key_set {
+    char **keys;
+    const size_t *key_lens;
+    size_t n;
+} key_set;
+
 /* Appends one "<name> key" command per key to cmds (argv space: 2 per key). */
-static void per_key_commands(const char *name, char **keys, const size_t *key_lens, size_t n,
-                             rs_cmd *cmds, const char **argv, size_t *argvlen)
+static void per_key_commands(const char *name, const key_set *ks, rs_cmd *cmds,
+                             const char **argv, size_t *argvlen)
 {
-    for (size_t i = 0; i < n; i++) {
+    char **keys = ks->keys;
+    const size_t *key_lens = ks->key_lens;
+    for (size_t i = 0; i < ks->n; i++) {
         argv[2 * i] = name, argvlen[2 * i] = strlen(name);
         argv[2 * i + 1] = keys[i], argvlen[2 * i + 1] = key_lens[i];
         cmds[i] = (rs_cmd){2, argv + 2 * i, argvlen + 2 * i};
     }
 }
 
-static int read_many(rs_store *store, const char *const *collections, const size_t *lens,
-                     size_t n, int with_ttl, rs_value *out, rs_error *err)
+/* The collections a call names. */
+typedef struct names {
+    const char *const *collections;
+    const size_t *lens;
+    size_t n;
+} names;
+
+static int read_many(rs_store *store, const names *which, int with_ttl, rs_value *out,
+                     rs_error *err)
 {
+    const char *const *collections = which->collections;
+    const size_t *lens = which->lens;
+    size_t n = which->n;
     rs_error_clear(err);
     memset(out, 0, n * sizeof *out);
     for (size_t i = 0; i < n; i++) out[i].ttl = -1;
@@ -296,14 +334,14 @@ static int read_many(rs_store *store, const char *const *collections, const size
     }
     if (!(keys = make_keys(store, collections, lens, n, key_lens, err))) goto out;
     if (per_key) {
-        per_key_commands("GET", keys, key_lens, n, cmds, argv, argvlen);
+        per_key_commands("GET", &(key_set){keys, key_lens, n}, cmds, argv, argvlen);
     } else {
         argv[0] = "MGET", argvlen[0] = 4;
         for (size_t i = 0; i < n; i++) argv[1 + i] = keys[i], argvlen[1 + i] = key_lens[i];
         cmds[0] = (rs_cmd){(int)(n + 1), argv, argvlen};
     }
     if (with_ttl)
-        per_key_commands("PTTL", keys, key_lens, n, cmds + nget, argv + 2 * n + 1,
+        per_key_commands("PTTL", &(key_set){keys, key_lens, n}, cmds + nget, argv + 2 * n + 1,
                          argvlen + 2 * n + 1);
     char what[48];
     snprintf(what, sizeof what, "get_many of %zu tokens", n);
@@ -344,13 +382,13 @@ out:
 int rs_get_many(rs_store *store, const char *const *collections, const size_t *lens, size_t n,
                 rs_value *out, rs_error *err)
 {
-    return read_many(store, collections, lens, n, 1, out, err);
+    return read_many(store, &(names){collections, lens, n}, 1, out, err);
 }
 
 int rs_get_many_values(rs_store *store, const char *const *collections, const size_t *lens,
                        size_t n, rs_value *out, rs_error *err)
 {
-    return read_many(store, collections, lens, n, 0, out, err);
+    return read_many(store, &(names){collections, lens, n}, 0, out, err);
 }
 
 void rs_values_free(rs_value *values, size_t n)
@@ -382,7 +420,7 @@ long long rs_delete_many(rs_store *store, const char *const *collections, const 
     }
     if (!(keys = make_keys(store, collections, lens, n, key_lens, err))) goto out;
     if (per_key) {
-        per_key_commands("DEL", keys, key_lens, n, cmds, argv, argvlen);
+        per_key_commands("DEL", &(key_set){keys, key_lens, n}, cmds, argv, argvlen);
     } else {
         argv[0] = "DEL", argvlen[0] = 3;
         for (size_t i = 0; i < n; i++) argv[1 + i] = keys[i], argvlen[1 + i] = key_lens[i];

@@ -85,11 +85,16 @@ static int check_connection_state(int argc, const char **argv, const size_t *arg
     return 0;
 }
 
-/* Runs the command: 0 with *reply (not an error reply), or -1. */
-static int run_command(rs_store *store, int argc, const char **argv, const size_t *argvlen,
-                       int flags, redisReply **reply, char *what, size_t what_size,
-                       rs_error *err)
+#define WHAT_SIZE 64
+
+/* Runs the command: 0 with *reply (not an error reply), or -1; `what`
+ * (WHAT_SIZE bytes) gets its name for messages. */
+static int run_command(rs_store *store, const rs_cmd *given, int flags, redisReply **reply,
+                       char *what, rs_error *err)
 {
+    int argc = given->argc;
+    const char **argv = given->argv;
+    const size_t *argvlen = given->argvlen;
     rs_error_clear(err);
     if (argc < 1) {
         rs_error_set(err, RS_ERR_CONFIG, 0, "command: no command given");
@@ -97,7 +102,7 @@ static int run_command(rs_store *store, int argc, const char **argv, const size_
     }
     if (check_connection_state(argc, argv, argvlen, err) < 0) return -1;
     rs_cmd cmd = {argc, argv, argvlen};
-    snprintf(what, what_size, "command %.*s", argvlen[0] > 32 ? 32 : (int)argvlen[0], argv[0]);
+    snprintf(what, WHAT_SIZE, "command %.*s", argvlen[0] > 32 ? 32 : (int)argvlen[0], argv[0]);
     /* An arbitrary command (INCR, LPUSH) is repeated only when the caller
      * says repeating it is harmless. */
     rs_retry_rule rule = flags & RS_COMMAND_IDEMPOTENT ? RS_RETRY_IDEMPOTENT : RS_RETRY_UNSENT;
@@ -122,8 +127,8 @@ int rs_command_flags(rs_store *store, int argc, const char **argv, const size_t 
     *out = NULL;
     *out_len = 0;
     redisReply *reply;
-    char what[64];
-    if (run_command(store, argc, argv, argvlen, flags, &reply, what, sizeof what, err) < 0)
+    char what[WHAT_SIZE];
+    if (run_command(store, &(rs_cmd){argc, argv, argvlen}, flags, &reply, what, err) < 0)
         return -1;
     int rc = 1;
     char num[32];
@@ -242,8 +247,8 @@ int rs_command_reply(rs_store *store, int argc, const char **argv, const size_t 
 {
     *out = NULL;
     redisReply *reply;
-    char what[64];
-    if (run_command(store, argc, argv, argvlen, flags, &reply, what, sizeof what, err) < 0)
+    char what[WHAT_SIZE];
+    if (run_command(store, &(rs_cmd){argc, argv, argvlen}, flags, &reply, what, err) < 0)
         return -1;
     rs_reply *v = calloc(1, sizeof *v);
     int rc = v ? copy_reply(v, reply, 0) : -1;

@@ -15,10 +15,9 @@
 
 /* One keyless command on a master: its reply, NULL when the server
  * refused it (an error reply), or -1 with err when it failed otherwise. */
-static int ask(rs_store *store, rs_pool *pool, int argc, const char **argv, const size_t *len,
-               redisReply **reply, rs_error *err)
+static int ask(rs_store *store, rs_pool *pool, const rs_cmd cmd, redisReply **reply,
+               rs_error *err)
 {
-    const rs_cmd cmd = {argc, argv, len};
     rs_error why;
     rs_error_clear(&why);
     *reply = NULL;
@@ -43,10 +42,10 @@ static int one_node(rs_store *store, rs_pool *pool, rs_node_figures *out, rs_err
     static const size_t dbsize_len[1] = {6}, memory_len[2] = {4, 6}, server_len[2] = {4, 6};
     redisReply *r;
     out->dbsize = out->used_memory = -1;
-    if (ask(store, pool, 1, dbsize, dbsize_len, &r, err) < 0) return -1;
+    if (ask(store, pool, (rs_cmd){1, dbsize, dbsize_len}, &r, err) < 0) return -1;
     if (r && r->type == REDIS_REPLY_INTEGER) out->dbsize = r->integer;
     if (r) freeReplyObject(r);
-    if (ask(store, pool, 2, memory, memory_len, &r, err) < 0) return -1;
+    if (ask(store, pool, (rs_cmd){2, memory, memory_len}, &r, err) < 0) return -1;
     char bytes[32];
     if (is_text(r) && rs_info_field(r->str, r->len, "used_memory", bytes, sizeof bytes)) {
         char *end;
@@ -57,7 +56,7 @@ static int one_node(rs_store *store, rs_pool *pool, rs_node_figures *out, rs_err
         rs_info_field(r->str, r->len, "used_memory_human", out->used_memory_human,
                       sizeof out->used_memory_human);
     if (r) freeReplyObject(r);
-    if (ask(store, pool, 2, server, server_len, &r, err) < 0) return -1;
+    if (ask(store, pool, (rs_cmd){2, server, server_len}, &r, err) < 0) return -1;
     if (is_text(r))
         rs_info_field(r->str, r->len, "redis_version", out->redis_version,
                       sizeof out->redis_version);

@@ -286,35 +286,6 @@ int rs_get_raw(rs_store *store, const char *collection, size_t coll_len, char **
     return 1;
 }
 
-/* Runs one command on the token key whose reply is an integer. */
-static int key_integer_command(rs_store *store, rs_op kind, const char *cmdname,
-                               const char *op, const char *collection, size_t coll_len,
-                               long long *value, rs_error *err)
-{
-    rs_error_clear(err);
-    size_t key_len;
-    char *key = rs_token_key(store, collection, coll_len, &key_len, err);
-    if (!key) return -1;
-    const char *argv[2] = {cmdname, key};
-    size_t argvlen[2] = {strlen(cmdname), key_len};
-    rs_cmd cmd = {2, argv, argvlen};
-    redisReply *reply;
-    char what[128];
-    describe(what, sizeof what, op, collection, coll_len);
-    rs_call call = RS_CALL(kind, what, 1, &cmd, &reply, err);
-    int rc = rs_call_run(store, &call);
-    free(key);
-    if (rc < 0) return -1;
-    int ok = reply->type == REDIS_REPLY_INTEGER;
-    *value = ok ? reply->integer : 0;
-    freeReplyObject(reply);
-    if (!ok) {
-        rs_error_set(err, RS_ERR_SERVER, 0, "%s: unexpected reply type", what);
-        return -1;
-    }
-    return 0;
-}
-
 /* DEL answers whether the key was there: after an attempt that may have
  * run, a key found gone cannot tell "deleted by us" from "never there". */
 static rs_outcome check_deleted(const redisReply *exists, void *ctx, const char **why)
@@ -349,9 +320,28 @@ int rs_delete(rs_store *store, const char *collection, size_t coll_len, rs_error
 int rs_ttl(rs_store *store, const char *collection, size_t coll_len, double *seconds,
            rs_error *err)
 {
-    long long ms;
     *seconds = 0;
-    if (key_integer_command(store, RS_OP_GET, "PTTL", "ttl", collection, coll_len, &ms, err) < 0) return -1;
+    rs_error_clear(err);
+    size_t key_len;
+    char *key = rs_token_key(store, collection, coll_len, &key_len, err);
+    if (!key) return -1;
+    const char *argv[2] = {"PTTL", key};
+    size_t argvlen[2] = {4, key_len};
+    rs_cmd cmd = {2, argv, argvlen};
+    redisReply *reply;
+    char what[128];
+    describe(what, sizeof what, "ttl", collection, coll_len);
+    rs_call call = RS_CALL(RS_OP_GET, what, 1, &cmd, &reply, err);
+    int rc = rs_call_run(store, &call);
+    free(key);
+    if (rc < 0) return -1;
+    int ok = reply->type == REDIS_REPLY_INTEGER;
+    long long ms = ok ? reply->integer : 0;
+    freeReplyObject(reply);
+    if (!ok) {
+        rs_error_set(err, RS_ERR_SERVER, 0, "%s: unexpected reply type", what);
+        return -1;
+    }
     if (ms == -2) return 0;
     if (ms == -1) return 2;
     *seconds = (double)ms / 1000.0;
