@@ -5,10 +5,12 @@
  * url.c (parsing and masking), config.c (options), tls.c (TLS contexts),
  * conn.c (one Redis connection), pool.c (bounded connection pool),
  * sentinel.c (master discovery), cluster.c (slot routing), retry.c (error
- * classification and backoff), exec.c (pipelines on one pool, with
- * retries), call.c (a store call: routing, metrics, WAIT, verified outcomes),
- * script.c (EVALSHA), metrics.c (counters), store.c (token operations),
- * batch.c (many tokens per round trip), scan.c (streaming listing),
+ * classification and backoff), exec.c (one attempt of a call on one pool),
+ * call.c (the attempt loop: routing, retries, metrics, WAIT, verified
+ * outcomes), script.c (EVALSHA), metrics.c (counters), store.c (token
+ * operations), batch.c (many tokens per round trip), scan.c (the walk of a
+ * streaming listing), readahead.c (two threads running a producer ahead of
+ * its consumer),
  * lock.c (locks and leases), token.c (BSON token checks), stream.c (Rigatoni
  * 0.2 stream key names), identity.c (which data set a store reaches:
  * run_id and replication id per master), failover.c (+switch-master).
