@@ -204,8 +204,12 @@ int rs_retry_wait(const rs_config *cfg, const char *what, int attempt, const rs_
  * what the caller must see of the connection (hooks) and where the outcome
  * goes (replies, counts, error). rs_call_run takes it through
  * route -> pool -> connection -> pipeline -> classification -> retry; no
- * other file acquires connections or decides retries. A call holds all its
- * state, so it can be queued and run on another thread. */
+ * other file acquires connections or decides retries (the lease's refresh
+ * loop, bounded by its validity rather than by max_retries, is the one
+ * loop of its own: lock.c). A call holds all its state, so it can be
+ * queued and run on another thread: the one who queues it keeps cmds,
+ * replies and err alive until it completes. Not yet thread-free: the cause
+ * behind an RS_ERR_UNKNOWN (rs_exec_unknown_cause) is kept per thread. */
 
 /* What a call is, for metrics: one kind per store operation family. */
 typedef enum rs_op {

@@ -206,6 +206,25 @@ describe("packaging", function()
   local scripts = bundled_scripts()
   local options = host_options()
 
+  describe("the Makefile", function()
+    -- Nothing of the module under test: the plain pass runs it once.
+    local asan_pass = package.cpath:find("build%-asan") ~= nil
+    ;(asan_pass and pending or it)("rebuilds an object when a header it includes changes, and only then (-MMD -MP)", function()
+      local dir = mktemp_dir()
+      local objs = dir .. "/obj/core/scan.o " .. dir .. "/obj/core/url.o"
+      local built, ok = capture(CLEAN_ENV .. " make BUILD=" .. quote(dir) .. " " .. objs .. " 2>&1")
+      assert(ok, "building two objects failed:\n" .. built)
+      -- scan.c includes seen_set.h, url.c does not
+      local plan = capture(CLEAN_ENV .. " make -n -W core/seen_set.h BUILD=" .. quote(dir) ..
+                           " " .. objs .. " 2>&1")
+      assert.truthy(plan:find("-c core/scan.c", 1, true), plan)
+      assert.is_nil(plan:find("-c core/url.c", 1, true), plan)
+      -- a header that no object includes is no prerequisite of any
+      assert.matches("%-MP", plan)
+      sh("rm -rf " .. quote(dir))
+    end)
+  end)
+
   describe("the man page rigatoni-store(1)", function()
     local page, sections
 
