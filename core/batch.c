@@ -156,7 +156,8 @@ static int save_nx(rs_store *store, const save_batch *b, rs_error *err)
         if (got < 0 && err->kind != RS_ERR_UNKNOWN) add_prior_attempts(err, what, prior);
         /* Failed before every reply was read, and not for want of one. */
         if (got < 0 && err->kind != RS_ERR_UNKNOWN && answered < npending) goto out;
-        int has_cause = got < 0 && err->kind == RS_ERR_UNKNOWN && rs_exec_unknown_cause(&cause);
+        int has_cause = got < 0 && err->kind == RS_ERR_UNKNOWN && call.cause.kind != RS_OK;
+        if (has_cause) cause = call.cause;
         if (got == 0) answered = npending;
         else attempts = prior + sent;
         size_t left = 0;         /* pending[] is compacted in place: left <= k */
@@ -498,7 +499,8 @@ typedef struct delete_if {
     size_t len;
 } delete_if;
 
-static int run_delete_if(rs_store *store, void *ctx, redisReply **reply, rs_error *err)
+static int run_delete_if(rs_store *store, void *ctx, redisReply **reply, rs_error *err,
+                         rs_error *cause)
 {
     delete_if *d = ctx;
     const char *keys[1] = {d->key}, *args[1] = {d->bytes ? d->bytes : ""};
@@ -506,7 +508,9 @@ static int run_delete_if(rs_store *store, void *ctx, redisReply **reply, rs_erro
     rs_script_args a = {1, keys, key_lens, 1, args, arg_lens};
     rs_call call = RS_CALL(RS_OP_DELETE, "delete if unchanged", 0, NULL, NULL, err);
     call.rule = RS_RETRY_UNSENT;
-    return rs_script_run(store, &call, &store->scripts.delete_if_value, &a, reply);
+    int rc = rs_script_run(store, &call, &store->scripts.delete_if_value, &a, reply);
+    *cause = call.cause;
+    return rc;
 }
 
 /* Only our value still there says the delete did not run; gone or

@@ -53,6 +53,7 @@ static int attempt_loop(rs_store *store, rs_call *call, rs_error *err)
         }
         if (call->rule == RS_RETRY_UNSENT && at.lost) {
             rs_exec_unknown(err, call->what, attempt, at.answered, call->ncmds, &last);
+            call->cause = last;
             give_replies(call, at.answered, 1);
             return -1;
         }
@@ -74,6 +75,7 @@ int rs_call_run(rs_store *store, rs_call *call)
 {
     rs_error local, *err = call->err ? call->err : &local;
     call->answered = 0;
+    rs_error_clear(&call->cause);
     int counted = !(call->flags & RS_CALL_UNCOUNTED);
     rs_metrics_call m = counted ? rs_metrics_begin() : (rs_metrics_call){0, 0};
     int rc = attempt_loop(store, call, err);
@@ -135,6 +137,7 @@ int rs_call_durable(rs_store *store, rs_call *call)
         c.flags &= ~(unsigned)RS_CALL_KEEP;      /* the cluster keeps no reply on failure */
         rc = rs_call_run(store, &c);
         call->attempts = c.attempts;
+        call->cause = c.cause;
         if (rc == 0) rc = check_acked(cfg, what, c.acked, ncmds, replies, err);
         goto done;
     }
@@ -154,6 +157,7 @@ int rs_call_durable(rs_store *store, rs_call *call)
     c.flags |= RS_CALL_KEEP;
     rc = rs_call_run(store, &c);
     call->attempts = c.attempts;
+    call->cause = c.cause;
     size_t read = rc == 0 ? ncmds + 1 : c.answered;
     /* Every write answered, only the WAIT lost: the writes' outcome is
      * known, their durability is not (counted as no acknowledgement). */
@@ -205,7 +209,6 @@ done:
 
 void rs_exec_unknown_because(rs_error *err, const char *what, int attempts, const char *why)
 {
-    rs_exec_unknown_cause_clear();
     if (!err) return;
     rs_error_set(err, RS_ERR_UNKNOWN, 0, "%s: outcome unknown after %d attempt%s: %s", what,
                  attempts, attempts == 1 ? "" : "s", why);
@@ -230,12 +233,14 @@ int rs_exec_checked(rs_store *store, rs_checked *op, redisReply **reply, rs_erro
     int attempts = 0;
     for (;;) {
         op->attempts = attempts + 1;      /* a success reports no count: at least this */
-        if (op->run(store, op->ctx, reply, err) == 0) return 0;
+        rs_error cause;
+        rs_error_clear(&cause);
+        if (op->run(store, op->ctx, reply, err, &cause) == 0) return 0;
         if (err->kind != RS_ERR_UNKNOWN) return -1;
         attempts += err->attempts;
         op->attempts = attempts;
-        rs_error unknown = *err, cause;
-        int has_cause = rs_exec_unknown_cause(&cause);
+        rs_error unknown = *err;
+        int has_cause = cause.kind != RS_OK;
         redisReply *state;
         rs_call like = RS_CALL(RS_OP_GET, what, 0, NULL, &state, err);
         if (rs_exec_key(store, &like, op->check_cmd, op->key, op->key_len) < 0) {
@@ -264,10 +269,13 @@ int rs_exec_checked(rs_store *store, rs_checked *op, redisReply **reply, rs_erro
     }
 }
 
-int rs_run_unsent(rs_store *store, void *ctx, redisReply **reply, rs_error *err)
+int rs_run_unsent(rs_store *store, void *ctx, redisReply **reply, rs_error *err,
+                  rs_error *cause)
 {
     rs_unsent_cmd *u = ctx;
     rs_call call = RS_CALL(u->op, u->what, 1, &u->cmd, reply, err);
     call.rule = RS_RETRY_UNSENT;
-    return rs_call_run(store, &call);
+    int rc = rs_call_run(store, &call);
+    *cause = call.cause;
+    return rc;
 }

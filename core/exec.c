@@ -152,27 +152,9 @@ void rs_exec_fail(rs_error *err, const char *what, int attempts, const rs_error 
     err->reply = last->reply;
 }
 
-/* The failure behind this thread's latest rs_exec_unknown: a caller whose
- * check then finds the command without effect reports it instead. */
-static _Thread_local rs_error unknown_cause;
-static _Thread_local int unknown_cause_set;
-
-int rs_exec_unknown_cause(rs_error *cause)
-{
-    if (unknown_cause_set) *cause = unknown_cause;
-    return unknown_cause_set;
-}
-
-void rs_exec_unknown_cause_clear(void)
-{
-    unknown_cause_set = 0;
-}
-
 void rs_exec_unknown(rs_error *err, const char *what, int attempts, size_t answered,
                      size_t ncmds, const rs_error *last)
 {
-    unknown_cause = *last;
-    unknown_cause_set = 1;
     if (!err) return;
     char part[80] = "";
     if (ncmds > 1)

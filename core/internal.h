@@ -208,8 +208,7 @@ int rs_retry_wait(const rs_config *cfg, const char *what, int attempt, const rs_
  * loop, bounded by its validity rather than by max_retries, is the one
  * loop of its own: lock.c). A call holds all its state, so it can be
  * queued and run on another thread: the one who queues it keeps cmds,
- * replies and err alive until it completes. Not yet thread-free: the cause
- * behind an RS_ERR_UNKNOWN (rs_exec_unknown_cause) is kept per thread. */
+ * replies and err alive until it completes. */
 
 /* What a call is, for metrics: one kind per store operation family. */
 typedef enum rs_op {
@@ -285,6 +284,8 @@ struct rs_call {
     long long acked;           /* cluster WAIT: in, replicas wanted; out, fewest counted */
     int attempts;
     rs_error *err;             /* may be NULL */
+    rs_error cause;            /* an RS_ERR_UNKNOWN's: the failure behind it (timeout,
+                                * lost connection); kind RS_OK when none */
 };
 
 /* A call with the defaults: idempotent, counted, routed by the store. */
@@ -313,11 +314,6 @@ void rs_exec_fail(rs_error *err, const char *what, int attempts, const rs_error 
  * not retryable, naming how many of `ncmds` replies were read. */
 void rs_exec_unknown(rs_error *err, const char *what, int attempts, size_t answered,
                      size_t ncmds, const rs_error *last);
-/* The failure (timeout, lost connection) behind this thread's latest
- * RS_ERR_UNKNOWN from rs_exec_unknown: 1 with *cause set, 0 when the latest
- * unknown had no such cause (rs_exec_unknown_because clears it). */
-int rs_exec_unknown_cause(rs_error *cause);
-void rs_exec_unknown_cause_clear(void);
 
 /* ---- call.c: the attempt loop, the routing seam, WAIT, checked outcomes ---- */
 /* Runs `call` under its retry rule. On success, replies[i] holds each
@@ -349,7 +345,10 @@ typedef enum rs_outcome {
     RS_OUTCOME_NOT_RUN,    /* it did not: send it again */
     RS_OUTCOME_UNKNOWN,    /* nothing can be said: raise RS_ERR_UNKNOWN (*why says why) */
 } rs_outcome;
-typedef int (*rs_attempt_fn)(rs_store *store, void *ctx, redisReply **reply, rs_error *err);
+/* Runs the operation: 0 with *reply, or -1 + err; on RS_ERR_UNKNOWN,
+ * *cause gets the call's cause (kind RS_OK when it had none). */
+typedef int (*rs_attempt_fn)(rs_store *store, void *ctx, redisReply **reply, rs_error *err,
+                             rs_error *cause);
 typedef rs_outcome (*rs_check_fn)(const redisReply *state, void *ctx, const char **why);
 
 /* A non-idempotent operation on one key made truthful: rs_exec_checked
@@ -376,7 +375,8 @@ typedef struct rs_unsent_cmd {
     const char *what;
     rs_cmd cmd;
 } rs_unsent_cmd;
-int rs_run_unsent(rs_store *store, void *ctx, redisReply **reply, rs_error *err);
+int rs_run_unsent(rs_store *store, void *ctx, redisReply **reply, rs_error *err,
+                  rs_error *cause);
 
 /* ---- script.c: EVALSHA with NOSCRIPT fallback ---- */
 typedef struct rs_script {
@@ -397,8 +397,9 @@ typedef struct rs_script_args {
 void rs_script_init(rs_script *script, const char *source);
 /* Runs the script as `call` says (op, what, rule, flags, pool, hooks;
  * RS_CALL_DURABLE: through rs_call_durable); its commands and replies are
- * the script's. One reply into *reply, of any type. 0 or -1 + call->err. */
-int rs_script_run(rs_store *store, const rs_call *call, const rs_script *script,
+ * the script's. One reply into *reply, of any type. 0 or -1 + call->err
+ * (call->attempts and call->cause set as by rs_call_run). */
+int rs_script_run(rs_store *store, rs_call *call, const rs_script *script,
                   const rs_script_args *args, redisReply **reply);
 
 /* ---- cluster.c: Redis Cluster routing ---- */

@@ -62,8 +62,9 @@ typedef struct owner_call {
     const char *key, *owner, *arg, *arg2;
 } owner_call;
 
+/* `cause` (may be NULL) gets an RS_ERR_UNKNOWN's cause. */
 static int run_owner_script(rs_store *store, owner_call *c, rs_retry_rule rule,
-                            redisReply **reply, rs_error *err)
+                            redisReply **reply, rs_error *err, rs_error *cause)
 {
     const char *keys[1] = {c->key}, *args[3] = {c->owner, c->arg, c->arg2};
     size_t key_lens[1] = {strlen(c->key)},
@@ -72,7 +73,9 @@ static int run_owner_script(rs_store *store, owner_call *c, rs_retry_rule rule,
     rs_script_args a = {1, keys, key_lens, c->arg2 ? 3 : c->arg ? 2 : 1, args, arg_lens};
     rs_call call = RS_CALL(RS_OP_LOCK, c->what, 0, NULL, NULL, err);
     call.rule = rule;
-    return rs_script_run(store, &call, c->script, &a, reply);
+    int rc = rs_script_run(store, &call, c->script, &a, reply);
+    if (cause) *cause = call.cause;
+    return rc;
 }
 
 /* The refresh script's amount and unit: whole seconds when the ttl is one
@@ -109,7 +112,7 @@ static int refresh_owned(rs_store *store, const char *key, const char *owner, do
     /* Idempotent: a second EXPIRE by the owner gives the same TTL. */
     owner_call c = {"refresh_lock", &store->scripts.lock_refresh, key, owner, amount, unit};
     redisReply *reply;
-    if (run_owner_script(store, &c, RS_RETRY_IDEMPOTENT, &reply, err) < 0) return -1;
+    if (run_owner_script(store, &c, RS_RETRY_IDEMPOTENT, &reply, err, NULL) < 0) return -1;
     return script_said_yes(reply);
 }
 
@@ -134,9 +137,10 @@ int rs_lock_refresh(rs_store *store, const char *key, const char *owner, double 
     return rc;
 }
 
-static int run_release(rs_store *store, void *ctx, redisReply **reply, rs_error *err)
+static int run_release(rs_store *store, void *ctx, redisReply **reply, rs_error *err,
+                       rs_error *cause)
 {
-    return run_owner_script(store, ctx, RS_RETRY_UNSENT, reply, err);
+    return run_owner_script(store, ctx, RS_RETRY_UNSENT, reply, err, cause);
 }
 
 /* After a release whose reply was lost: still ours = it did not run; gone
@@ -308,14 +312,17 @@ typedef struct fenced {
     int checked;                  /* an attempt's outcome was looked up */
 } fenced;
 
-static int run_fenced(rs_store *store, void *ctx, redisReply **reply, rs_error *err)
+static int run_fenced(rs_store *store, void *ctx, redisReply **reply, rs_error *err,
+                      rs_error *cause)
 {
     fenced *f = ctx;
     rs_script_args a = {2, f->keys, f->key_lens, f->nargs, f->args, f->arg_lens};
     rs_call call = RS_CALL(RS_OP_SAVE, "fenced save", 0, NULL, NULL, err);
     call.rule = RS_RETRY_UNSENT;
     call.flags = RS_CALL_DURABLE;
-    return rs_script_run(store, &call, &store->scripts.save_fenced, &a, reply);
+    int rc = rs_script_run(store, &call, &store->scripts.save_fenced, &a, reply);
+    *cause = call.cause;
+    return rc;
 }
 
 /* Our bytes stored = written (by that attempt, or already before: the

@@ -48,7 +48,7 @@ static void fill_argv(const rs_script *script, const rs_script_args *a, const ch
     }
 }
 
-int rs_script_run(rs_store *store, const rs_call *like, const rs_script *script,
+int rs_script_run(rs_store *store, rs_call *like, const rs_script *script,
                   const rs_script_args *a, redisReply **reply)
 {
     enum { MAX_ARGS = 16 };
@@ -81,6 +81,8 @@ int rs_script_run(rs_store *store, const rs_call *like, const rs_script *script,
         call.err = load ? err : &first;
         int rc = call.flags & RS_CALL_DURABLE ? rs_call_durable(store, &call)
                                               : rs_call_run(store, &call);
+        like->attempts = call.attempts;
+        like->cause = call.cause;
         if (rc == 0) {
             for (size_t i = 0; i + 1 < call.ncmds; i++) freeReplyObject(got[i]);
             *reply = got[call.ncmds - 1];
