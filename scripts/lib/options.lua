@@ -267,11 +267,15 @@ function M.option_help(o)
   return text
 end
 
--- "[--match GLOB]" for each option, in order, then the operands.
+-- "[--match GLOB]" for each option, in order (a choice with its
+-- choices), then the operands.
 function M.synopsis_words(decl)
   local words = {}
   for _, o in ipairs(decl.options or {}) do
-    words[#words + 1] = "[" .. M.option_label(o) .. "]" .. (o[2] == "list" and "..." or "")
+    local label = "--" .. o[1]
+    if o[2] == "choice" then label = label .. " " .. table.concat(o.choices, "|")
+    elseif o[2] ~= "flag" then label = label .. " " .. M.metavar(o) end
+    words[#words + 1] = "[" .. label .. "]" .. (o[2] == "list" and "..." or "")
   end
   for _, d in ipairs(decl.args or {}) do
     local w = d[1]:upper() .. (d.many and "..." or "")
@@ -283,7 +287,11 @@ end
 function M.help(decl)
   if decl.usage then return decl.usage end   -- cli.parse's scripts: their own text
   local lead = "usage: " .. PROG .. " [-c FILE] " .. decl.name
-  local out = { M.wrap(table.concat(M.synopsis_words(decl), " "), 78, (" "):rep(22), lead .. " "), "" }
+  -- a word of the synopsis is never cut: its blanks are NULs while wrapping
+  local words = M.synopsis_words(decl)
+  for i, w in ipairs(words) do words[i] = w:gsub(" ", "\0") end
+  local synopsis = M.wrap(table.concat(words, " "), 78, (" "):rep(22), lead .. " "):gsub("%z", " ")
+  local out = { synopsis, "" }
   if decl.summary then out[#out + 1] = M.wrap(decl.summary, 76, ""); out[#out + 1] = "" end
   local rows = {}
   for _, o in ipairs(decl.options or {}) do rows[#rows + 1] = { M.option_label(o), M.option_help(o) } end
