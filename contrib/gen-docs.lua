@@ -141,7 +141,7 @@ local function man_options(d)
     end
     out[#out + 1] = ".TP"
     out[#out + 1] = head
-    out[#out + 1] = roff(help)
+    out[#out + 1] = roff(options.wrap(help, 78, ""))
   end
   return table.concat(out, "\n")
 end

@@ -23,7 +23,7 @@ local script = {
     { "match", "string", arg = "GLOB", default = "*", help = "Redis glob on the collection name" },
     { "format", "choice", choices = { "table", "json", "jsonl", "csv", "prometheus" }, arg = "F",
       default = "table",
-      help = "table, json (one array), jsonl (one object per line), csv, or prometheus (token ages, for alerting)" },
+      help = "the output: table, json (one array), jsonl (one object per line), csv, or prometheus (token ages, for alerting)" },
     { "streams", "flag",
       help = "one row per Rigatoni 0.2 stream: its resume key and, beside it, the age of the per-batch mirror key" },
     { "batch", "integer", help = "SCAN COUNT and MGET batch size (default: scan_count)" },
