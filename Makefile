@@ -132,7 +132,7 @@ $(BUILD)/rigatoni-store.bash: contrib/bash-completion/rigatoni-store.in $(SCRIPT
 
 # The page in the source tree carries the generated lists too, so that it
 # reads whole without a build: this refreshes them after a declaration changed
-# (spec/cli_docs_spec.lua fails until it is run).
+# (spec/declarations_spec.lua fails until it is run).
 .PHONY: doc-options
 doc-options: $(BUILD)/rigatoni-store
 	$(GEN_DOCS) man doc/rigatoni-store.1 $(SCRIPTS) >$(BUILD)/rigatoni-store.1.src
