@@ -169,6 +169,32 @@ describe("option declarations", function()
     assert.same({ [":deployment"] = true }, complete(COMPLETION, { "rigatoni-store", "export", "--stream", ":" }))
   end)
 
+  it("a script's run is called without the host: its globals come from the env given", function()
+    local servers = require "support.servers"
+    local rs = require "rigatoni_store"
+    local srv = servers.redis {}
+    local store <close> = rs.new { url = srv.url }
+    local ok, err = pcall(function()
+      assert.is_true(store:try_acquire_lock("lk:db:c", "spec-owner", 60))
+      local written = {}
+      local env = setmetatable({
+        store = store,
+        config = { lock_prefix = "lk", key_prefix = "rigatoni:resume_token" },
+        io = setmetatable({ write = function(...) for _, v in ipairs { ... } do written[#written + 1] = v end end },
+                          { __index = io }),
+      }, { __index = _G })
+      local decl = declaration("scripts/locks.lua")
+      assert.equal(0, decl.run(options.parse({ "--mat=db:*" }, decl), env))
+      local text = table.concat(written)
+      assert.matches("^LOCK ", text)
+      assert.matches("\nlk:db:c +[%dms]+ +spec%-owner\n", text)
+      assert.is_nil(rawget(_G, "store"))
+    end)
+    store:close()
+    srv:stop()
+    assert(ok, err)
+  end)
+
   describe("an option added to a declaration", function()
     local dir, script
     setup(function()
