@@ -68,7 +68,8 @@ changed after it was read is not deleted (reported).]],
   },
 }
 
--- The run: globals (store, config, host, rs) come from env.
+-- The run (the host calls it with the options read by the declaration):
+-- its globals (store, config, host, rs) are those of env. Not indented.
 function script.run(opts, _ENV)
 local streams = require "lib.streams"
 if opts.stream and opts.match then

@@ -44,7 +44,8 @@ the import writes nothing and exits 2.]],
   examples = { "rigatoni-store -u redis://new-redis:6379 import --input tokens.jsonl" },
 }
 
--- The run: globals (store, config, host, rs) come from env.
+-- The run (the host calls it with the options read by the declaration):
+-- its globals (store, config, host, rs) are those of env. Not indented.
 function script.run(opts, _ENV)
 if opts.skip_existing and opts.overwrite then
   cli.usage_error("import: --skip-existing and --overwrite exclude each other")

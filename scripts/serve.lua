@@ -57,7 +57,8 @@ clients, role, run_id changes); the store's own rigatoni_store_* metrics.]],
   examples = { "rigatoni-store -c /etc/rigatoni/production.ini serve --listen 127.0.0.1:9393" },
 }
 
--- The run: globals (store, config, host, rs) come from env.
+-- The run (the host calls it with the options read by the declaration):
+-- its globals (store, config, host, rs) are those of env. Not indented.
 function script.run(opts, _ENV)
 
 local fmt = string.format

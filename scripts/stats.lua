@@ -29,7 +29,8 @@ prints no figures and exits 1.]],
   examples = { "rigatoni-store -c conf/production.ini stats" },
 }
 
--- The run: globals (store, config, host, rs) come from env.
+-- The run (the host calls it with the options read by the declaration):
+-- its globals (store, config, host, rs) are those of env. Not indented.
 function script.run(opts, _ENV)
 -- Its figures need the TTLs (PTTL), INFO and DBSIZE besides the walk.
 require("lib.check").require_commands(store, { "scan", "mget", "pttl", "info", "dbsize" }, config.key_prefix,
