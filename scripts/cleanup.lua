@@ -69,7 +69,7 @@ changed after it was read is not deleted (reported).]],
 }
 
 -- The run (the host calls it with the options read by the declaration):
--- its globals (store, config, host, rs) are those of env. Not indented.
+-- its globals (store, config, host, rs) are env's. The body is left unindented.
 function script.run(opts, _ENV)
 local streams = require "lib.streams"
 if opts.stream and opts.match then

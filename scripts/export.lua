@@ -51,7 +51,7 @@ device or a path in a missing folder is refused before anything is read.]],
 }
 
 -- The run (the host calls it with the options read by the declaration):
--- its globals (store, config, host, rs) are those of env. Not indented.
+-- its globals (store, config, host, rs) are env's. The body is left unindented.
 function script.run(opts, _ENV)
 local streams = require "lib.streams"
 if opts.stream and opts.match then

@@ -45,7 +45,7 @@ the import writes nothing and exits 2.]],
 }
 
 -- The run (the host calls it with the options read by the declaration):
--- its globals (store, config, host, rs) are those of env. Not indented.
+-- its globals (store, config, host, rs) are env's. The body is left unindented.
 function script.run(opts, _ENV)
 if opts.skip_existing and opts.overwrite then
   cli.usage_error("import: --skip-existing and --overwrite exclude each other")

@@ -64,7 +64,7 @@ TTL, rigatoni_resume_tokens (count) and rigatoni_resume_token_scan_errors
 }
 
 -- The run (the host calls it with the options read by the declaration):
--- its globals (store, config, host, rs) are those of env. Not indented.
+-- its globals (store, config, host, rs) are env's. The body is left unindented.
 function script.run(opts, _ENV)
 local streams_lib = require "lib.streams"
 -- PTTL is not needed: a TTL the server does not tell is shown as unknown.

@@ -39,7 +39,7 @@ refused one is named, exit 2, nothing released.]],
 }
 
 -- The run (the host calls it with the options read by the declaration):
--- its globals (store, config, host, rs) are those of env. Not indented.
+-- its globals (store, config, host, rs) are env's. The body is left unindented.
 function script.run(opts, _ENV)
 if opts.owner and opts.force then cli.usage_error("locks: --owner and --force exclude each other") end
 if (opts.owner or opts.force) and not opts.release then

@@ -62,7 +62,7 @@ copy is not there, its source is kept and the run stops (exit 1).]],
 }
 
 -- The run (the host calls it with the options read by the declaration):
--- its globals (store, config, host, rs) are those of env. Not indented.
+-- its globals (store, config, host, rs) are env's. The body is left unindented.
 function script.run(opts, _ENV)
 if opts.to and opts.to_config then cli.usage_error("migrate: give --to or --to-config, not both") end
 if not (opts.to or opts.to_config or opts.to_prefix) then

@@ -58,7 +58,7 @@ clients, role, run_id changes); the store's own rigatoni_store_* metrics.]],
 }
 
 -- The run (the host calls it with the options read by the declaration):
--- its globals (store, config, host, rs) are those of env. Not indented.
+-- its globals (store, config, host, rs) are env's. The body is left unindented.
 function script.run(opts, _ENV)
 
 local fmt = string.format

@@ -30,7 +30,7 @@ prints no figures and exits 1.]],
 }
 
 -- The run (the host calls it with the options read by the declaration):
--- its globals (store, config, host, rs) are those of env. Not indented.
+-- its globals (store, config, host, rs) are env's. The body is left unindented.
 function script.run(opts, _ENV)
 -- Its figures need the TTLs (PTTL), INFO and DBSIZE besides the walk.
 require("lib.check").require_commands(store, { "scan", "mget", "pttl", "info", "dbsize" }, config.key_prefix,
