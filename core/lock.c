@@ -126,6 +126,7 @@ static void count_refresh(rs_store *store, int rc)
 int rs_lock_refresh(rs_store *store, const char *key, const char *owner, double ttl,
                     rs_error *err)
 {
+    RS_ERR_ACCEPT_NULL(err);
     rs_error_clear(err);
     if (check_lock_args(key, owner, ttl, 1, err) < 0) return -1;
     int rc = refresh_owned(store, key, owner, ttl, err);
@@ -156,6 +157,7 @@ static rs_outcome check_released(const redisReply *value, void *ctx, const char 
 
 int rs_lock_release(rs_store *store, const char *key, const char *owner, rs_error *err)
 {
+    RS_ERR_ACCEPT_NULL(err);
     rs_error_clear(err);
     if (check_lock_args(key, owner, 0, 0, err) < 0) return -1;
     owner_call c = {"release_lock", &store->scripts.lock_release, key, owner, NULL, NULL};
@@ -197,6 +199,7 @@ static int lost_attempt_took(rs_store *store, const char *key, const char *owner
 int rs_lock_acquire(rs_store *store, const char *key, const char *owner, double ttl,
                     rs_error *err)
 {
+    RS_ERR_ACCEPT_NULL(err);
     rs_error_clear(err);
     if (check_lock_args(key, owner, ttl, 1, err) < 0) return -1;
     char amount[24];
@@ -250,6 +253,7 @@ static int key_command(rs_store *store, const char *what, const char *cmdname, c
 
 int rs_lock_is_locked(rs_store *store, const char *key, rs_error *err)
 {
+    RS_ERR_ACCEPT_NULL(err);
     redisReply *reply;
     if (key_command(store, "is_locked", "EXISTS", key, &reply, err) < 0) return -1;
     int locked = reply->type == REDIS_REPLY_INTEGER && reply->integer > 0;
@@ -260,6 +264,7 @@ int rs_lock_is_locked(rs_store *store, const char *key, rs_error *err)
 int rs_lock_owner_bytes(rs_store *store, const char *key, char **owner, size_t *owner_len,
                         rs_error *err)
 {
+    RS_ERR_ACCEPT_NULL(err);
     redisReply *reply;
     *owner = NULL;
     *owner_len = 0;
@@ -280,6 +285,7 @@ int rs_lock_owner_bytes(rs_store *store, const char *key, char **owner, size_t *
 
 int rs_lock_owner(rs_store *store, const char *key, char **owner, rs_error *err)
 {
+    RS_ERR_ACCEPT_NULL(err);
     size_t len;
     int rc = rs_lock_owner_bytes(store, key, owner, &len, err);
     if (rc == 1 && strlen(*owner) != len) {
@@ -329,6 +335,7 @@ static rs_outcome check_fenced(const redisReply *value, void *ctx, const char **
 int rs_save_fenced(rs_store *store, const char *collection, size_t coll_len, const void *bytes,
                    size_t len, const char *lock_key, const char *owner, rs_error *err)
 {
+    RS_ERR_ACCEPT_NULL(err);
     rs_error_clear(err);
     if (check_lock_args(lock_key, owner, 0, 0, err) < 0) return -1;
     if (!owner) {
@@ -624,6 +631,7 @@ static void *lease_main(void *arg)
 rs_lease *rs_lease_keepalive(rs_store *store, const char *key, const char *owner, double ttl,
                              rs_lease_lost_fn on_lost, void *userdata, rs_error *err)
 {
+    RS_ERR_ACCEPT_NULL(err);
     rs_error_clear(err);
     if (check_lock_args(key, owner, ttl, 1, err) < 0) return NULL;
     rs_lease *lease = calloc(1, sizeof *lease);

@@ -351,6 +351,7 @@ static rs_scan *scan_new(rs_store *store, char *pattern, size_t strip, size_t ba
 rs_scan *rs_scan_open(rs_store *store, const char *match, size_t batch, int with_ttl,
                       rs_error *err)
 {
+    RS_ERR_ACCEPT_NULL(err);
     rs_error_clear(err);
     const char *prefix = store->cfg->key_prefix;
     if (!match || !*match) match = "*";
@@ -371,6 +372,7 @@ rs_scan *rs_scan_open(rs_store *store, const char *match, size_t batch, int with
 rs_scan *rs_scan_keys_open(rs_store *store, const char *pattern, size_t batch, int with_ttl,
                            rs_error *err)
 {
+    RS_ERR_ACCEPT_NULL(err);
     rs_error_clear(err);
     return scan_new(store, strdup(pattern && *pattern ? pattern : "*"), 0, batch, with_ttl, err);
 }
@@ -904,8 +906,7 @@ static int next_batch(rs_scan *scan)
 
 int rs_scan_next(rs_scan *scan, rs_scan_entry *entry, rs_error *err)
 {
-    rs_error local;
-    if (!err) err = &local;
+    RS_ERR_ACCEPT_NULL(err);
     rs_error_clear(err);
     for (;;) {
         if (scan->reported) {
