@@ -421,6 +421,12 @@ int rs_config_set(rs_config *cfg, const char *name, const char *value, rs_error 
  * Validation and description
  * ------------------------------------------------------------------ */
 
+void rs_config_set_log_handler(rs_config *cfg, rs_log_fn fn, void *userdata)
+{
+    cfg->log_fn = fn;
+    cfg->log_data = userdata;
+}
+
 int rs_config_validate(const rs_config *cfg, rs_error *err)
 {
     RS_ERR_ACCEPT_NULL(err);

@@ -566,7 +566,7 @@ static int lease_refresh(rs_lease *lease, rs_error *last)
          * the owner has already been told, by rs_lease_remaining, to stop. */
         int in_time = rs_now() < deadline;
         if (rc < 0 && in_time && rs_log_enabled(RS_LOG_INFO))
-            rs_log(RS_LOG_INFO, "lease '%.200s': refresh attempt %d failed (%s); %.3fs of "
+            rs_log(lease->store->cfg, RS_LOG_INFO, "lease '%.200s': refresh attempt %d failed (%s); %.3fs of "
                    "validity left", lease->key, attempt, last->message, deadline - rs_now());
         pthread_mutex_lock(&lease->lock);
         if (rc == 1 && in_time) {
@@ -605,7 +605,7 @@ static void *lease_main(void *arg)
         if (master_changed(lease)) {
             lease->master_changes = rs_store_master_changes(lease->store);
             rs_pool_retire(lease->pool);
-            rs_log(RS_LOG_INFO, "lease '%.200s': the master changed; checking the key on the "
+            rs_log(lease->store->cfg, RS_LOG_INFO, "lease '%.200s': the master changed; checking the key on the "
                    "new one", lease->key);
         }
         rs_error last;
@@ -616,7 +616,7 @@ static void *lease_main(void *arg)
         rs_metrics_count(lease->store, RS_METRIC_LOCK_LOST);
         rs_metrics_locks_held(lease->store, -1);
         pthread_mutex_unlock(&lease->lock);
-        rs_log(RS_LOG_WARN, "lease '%.200s' lost: not refreshed within its validity of %gs "
+        rs_log(lease->store->cfg, RS_LOG_WARN, "lease '%.200s' lost: not refreshed within its validity of %gs "
                "(%s)", lease->key, lease->ttl, last.message);
         if (lease->on_lost) lease->on_lost(lease->key, lease->userdata);
         pthread_mutex_lock(&lease->lock);

@@ -142,6 +142,12 @@ size_t rs_lua_check_save_items(lua_State *L, const char *what, rs_save_item **ou
  * when none wait or another state set the handler). Call only where
  * running Lua code is safe. */
 void rs_lua_log_drain(lua_State *L);
+/* The log handler of every store the module opens (rs_lua_store_open). */
+void rs_lua_log_hook(rs_log_level level, const char *message, void *userdata);
+/* The handler the lines go to while no Lua handler is set (and where a
+ * failing Lua handler is reported): the host's formatter; none = dropped.
+ * Set before any Lua state runs. */
+void rs_lua_set_log_default(rs_log_fn fn, void *userdata);
 /* Puts set_log_handler, set_log_level, log_level and flush_log into the
  * library table at the top of the stack. */
 void rs_lua_open_log(lua_State *L);

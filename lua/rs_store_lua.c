@@ -141,8 +141,13 @@ int rs_lua_store_open(lua_State *L, const rs_config *cfg)
     lua_setfield(L, -2, "__mode");
     lua_setmetatable(L, -2);
     lua_setiuservalue(L, -2, 1);
+    /* Its log lines go to the Lua handler or the host's (rs_log_lua.c). */
+    rs_config *logged = rs_config_copy(cfg);
+    if (!logged) return luaL_error(L, "out of memory");
+    rs_config_set_log_handler(logged, rs_lua_log_hook, NULL);
     rs_error err = {0};
-    box->store = rs_store_open(cfg, &err);
+    box->store = rs_store_open(logged, &err);
+    rs_config_free(logged);
     if (!box->store) return rs_lua_raise(L, &err);
     return 1;
 }

@@ -10,6 +10,9 @@
  * rs_store_open meets a bare listener that never accepts nor answers. The
  * calls that need a live server first (a save job, a scan, a lease) are
  * made while it runs and finished once it stalls.
+ *
+ * The same run checks that the library never prints: at debug level, with
+ * no log handler in the config, its stderr stays empty.
  */
 #include "test_support.h"
 
@@ -54,6 +57,17 @@ static const char TOKEN[] = "\x13\x00\x00\x00\x02_data\x00\x03\x00\x00\x00" "82\
 
 int main(void)
 {
+    /* stderr into a file: the library must leave it empty. */
+    char quiet_path[] = "/tmp/test_null_err.XXXXXX";
+    int quiet = mkstemp(quiet_path);
+    int saved_stderr = dup(2);
+    if (quiet < 0 || saved_stderr < 0 || dup2(quiet, 2) < 0) {
+        perror("test_null_err: stderr");
+        return 2;
+    }
+    unlink(quiet_path);
+    rs_log_set_level(RS_LOG_DEBUG);
+
     /* Functions that need no server. */
     rs_url url;
     CHECK(rs_url_parse("nope://", &url, NULL) < 0);
@@ -175,6 +189,16 @@ int main(void)
     rs_store_close(store);
     rs_config_free(cfg);
     t_stop_server();
+
+    fflush(stderr);
+    off_t printed = lseek(quiet, 0, SEEK_END);
+    dup2(saved_stderr, 2);
+    CHECK(printed == 0);   /* retries, lost connections, ...: nothing printed */
+    if (printed > 0) {     /* show what was */
+        char buf[512];
+        ssize_t n = pread(quiet, buf, sizeof buf - 1, 0);
+        if (n > 0) buf[n] = '\0', fprintf(stderr, "printed by the library:\n%s\n", buf);
+    }
     printf("test_null_err: %d checks, %d failures\n", t_checks, t_failures);
     return t_failures ? 1 : 0;
 }
