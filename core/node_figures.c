@@ -66,6 +66,7 @@ static int one_node(rs_store *store, rs_pool *pool, rs_node_figures *out, rs_err
 
 int rs_store_node_figures(rs_store *store, rs_node_figures *out, size_t max, rs_error *err)
 {
+    RS_ERR_ACCEPT_NULL(err);
     rs_error_clear(err);
     if (max == 0) {
         rs_error_set(err, RS_ERR_CONFIG, 0, "server figures: no room for a master");

@@ -46,6 +46,7 @@ static int node_info(rs_store *store, rs_pool *pool, rs_node_info *out, rs_error
 
 int rs_store_node_info(rs_store *store, rs_node_info *nodes, size_t max, rs_error *err)
 {
+    RS_ERR_ACCEPT_NULL(err);
     rs_error_clear(err);
     if (max == 0) {
         rs_error_set(err, RS_ERR_CONFIG, 0, "node_info: no room for a node");
