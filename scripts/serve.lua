@@ -79,21 +79,9 @@ end
 -- Exposition text
 -- ---------------------------------------------------------------------
 
--- A label value: valid UTF-8 (each invalid byte becomes U+FFFD, as the
--- format requires UTF-8), then backslash, double quote and newline escaped.
-local function label(value)
-  if not utf8.len(value) then
-    local out, i = {}, 1
-    while i <= #value do
-      local _, bad = utf8.len(value, i)
-      if not bad then out[#out + 1] = value:sub(i); break end
-      out[#out + 1] = value:sub(i, bad - 1) .. "\239\191\189"
-      i = bad + 1
-    end
-    value = table.concat(out)
-  end
-  return (value:gsub('[\\"\n]', { ["\\"] = "\\\\", ['"'] = '\\"', ["\n"] = "\\n" }))
-end
+-- Label values: lib.output's escaper, the one of every exposition (the
+-- format's escapes; \xNN for bytes that are not UTF-8 and control characters).
+local label = require("lib.output").prom_label
 
 local function family(out, name, kind_, help)
   out[#out + 1] = "# HELP " .. name .. " " .. help .. "\n# TYPE " .. name .. " " .. kind_ .. "\n"
