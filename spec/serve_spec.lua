@@ -247,6 +247,44 @@ describe("rigatoni-store serve", function()
       assert.equal(23, sample(body, "rigatoni_streams"))
     end)
 
+    it("stays under --max-size (default 200 KiB) with 1,200 streams: the youngest are left out, and counted", function()
+      -- the bench's names (spec/bench/serve_bench.sh) and TTL: 1,000 of
+      -- them would take about 205 KiB
+      local want, cmds = {}, {}
+      for i = 1, 1200 do
+        local db, coll = ("db_%02d"):format(i % 100), ("coll_%07d"):format(i)
+        local t = NOW - 60 - (i * 7919) % 864000
+        cmds[i] = servers.resp { "SET", P .. "resume_token:" .. db .. ":" .. coll, token_bytes(t), "EX", "604800" }
+        want[i] = { t = t, series = ('{level="collection",database="%s",collection="%s"}'):format(db, coll) }
+      end
+      srv:pipe(table.concat(cmds))
+      want[#want + 1] = { t = NOW - 3000, series = '{level="collection",database="shop",collection="orders"}' }
+      want[#want + 1] = { t = NOW - 30, series = '{level="collection",database="shop",collection="users"}' }
+      want[#want + 1] = { t = NOW - 7200, series = '{level="database",database="billing"}' }
+      table.sort(want, function(a, b) return a.t < b.t end)
+      for _, args in ipairs { { "--interval", "0.5" }, { "--interval", "0.5", "--max-size", "16" } } do
+        local e = serve({ "-u", srv.url }, args)
+        local body = e:wait_up(1)
+        local bound = (args[4] and tonumber(args[4]) or 200) * 1024
+        assert.truthy(#body <= bound, ("%d bytes, over %d"):format(#body, bound))
+        local n = select(2, body:gsub("\nrigatoni_stream_cluster_time_seconds{", ""))
+        -- what the bound allows, within two streams' samples (the scrape's own gauges vary)
+        assert.truthy(#body > bound - 2 * 2048 and n > 0 and n < 1000, ("%d streams, %d bytes"):format(n, #body))
+        for i, w in ipairs(want) do   -- the oldest n streams, and no other
+          local v = sample(body, "rigatoni_stream_cluster_time_seconds" .. w.series)
+          assert.equal(i <= n and w.t or nil, v, w.series)
+        end
+        assert.equal(#want - n, sample(body, 'rigatoni_exporter_series_omitted{kind="stream"}'))
+        assert.equal(0, sample(body, 'rigatoni_exporter_series_omitted{kind="lock"}'))
+        -- the store's own metrics: only the operations an exporter runs
+        assert.is_nil(body:find('rigatoni_store_operations_total{op="save"}', 1, true))
+        assert.truthy(sample(body, 'rigatoni_store_operations_total{op="list"}') > 0)
+        local out = promtool_check(body)
+        assert.matches("rc=0", out, out)
+        e:stop()
+      end
+    end)
+
     it("escapes label values and keeps them valid UTF-8", function()
       srv:set_raw(P .. 'resume_token:we"ird:co\\ll\nx\u{e9}', token_bytes(NOW - 999999))
       srv:cli("SET", "rigatoni:lock:odd", "owner\255\"x", "EX", "60")
