@@ -379,18 +379,20 @@ describe("rigatoni-store serve", function()
   end)
 
   describe("with a real Prometheus", function()
-    it("ingests the series and fires the lag alert for a stale token", function()
+    -- The README's own rules, their durations cut from minutes to seconds
+    -- (for: 2m -> 0s, offset 5m -> 3s) so that they fire within the spec.
+    local function readme_rules_fast()
+      local readme = assert(read_file("README.md"))
+      local rules = assert(readme:match("```yaml\n(groups:\n.-)```"), "README has no rules block")
+      local fast = rules:gsub("for: %d+m", "for: 0s"):gsub("offset 5m", "offset 3s")
+      assert.truthy(fast:find("offset 3s", 1, true) and not fast:find("%dm\n"), fast)
+      return fast
+    end
+
+    it("ingests the series and fires the README's lag and not-moving alerts for a stale token", function()
       local e = serve({ "-u", srv.url }, { "--interval", "0.5" })
       e:wait_up(1)
-      local rules = write_file(tmp("rules.yml"), [[
-groups:
-  - name: rigatoni
-    rules:
-      - alert: RigatoniPipelineLag
-        expr: time() - rigatoni_stream_cluster_time_seconds > 600
-        labels:
-          severity: page
-]])
+      local rules = write_file(tmp("rules.yml"), readme_rules_fast())
       local conf = write_file(tmp("prometheus.yml"), ([[
 global:
   scrape_interval: 1s
@@ -421,20 +423,43 @@ scrape_configs:
         local function api(q)
           return capture("curl -s --max-time 5 " .. quote("http://127.0.0.1:" .. pport .. q))
         end
-        local deadline = now() + 30
-        local series, alerts
+        -- The firing alerts as "alertname database.collection" (or database).
+        local function firing()
+          local set = {}
+          for alert in api("/api/v1/alerts"):gmatch("{[^{}]*{[^{}]*}[^{}]*{[^{}]*}[^{}]*}") do
+            if alert:find('"state":"firing"', 1, true) then
+              local name = alert:match('"alertname":"([^"]+)"')
+              local db, coll = alert:match('"database":"([^"]+)"'), alert:match('"collection":"([^"]+)"')
+              set[name .. " " .. tostring(db) .. (coll and ("." .. coll) or "")] = true
+            end
+          end
+          return set
+        end
+        -- shop.users keeps moving: its pipeline saves a new cluster time
+        -- every half second; shop.orders and billing stay where they are.
+        local deadline, t, got = now() + 40, NOW, {}
         repeat
+          t = t + 1
+          srv:set_raw(P .. "resume_token:shop:users", token_bytes(t))
           sleep(0.5)
-          series = api("/api/v1/query?query=rigatoni_stream_cluster_time_seconds")
-          alerts = api("/api/v1/alerts")
-        until (series:find('"collection":"orders"', 1, true) and alerts:find('"state":"firing"', 1, true))
-              or now() > deadline
+          got = firing()
+        until (got["RigatoniPipelineLag shop.orders"] and got["RigatoniResumeTokenNotMoving shop.orders"]
+               and got["RigatoniResumeTokenNotMoving billing"]) or now() > deadline
+        local list = {}
+        for k in pairs(got) do list[#list + 1] = k end
+        table.sort(list)
+        local seen = table.concat(list, ", ")
+        assert.truthy(got["RigatoniPipelineLag shop.orders"], seen)
+        assert.truthy(got["RigatoniPipelineLag billing"], seen)
+        assert.truthy(got["RigatoniResumeTokenNotMoving shop.orders"], seen)
+        assert.truthy(got["RigatoniResumeTokenNotMoving billing"], seen)
+        -- the moving, current stream fires neither; the exporter is up
+        assert.is_nil(got["RigatoniResumeTokenNotMoving shop.users"], seen)
+        assert.is_nil(got["RigatoniPipelineLag shop.users"], seen)
+        assert.is_nil(seen:find("RigatoniExporterDown", 1, true), seen)
+        local series = api("/api/v1/query?query=rigatoni_stream_cluster_time_seconds")
         assert.matches('"database":"shop"', series)
         assert.matches('"collection":"orders"', series)
-        assert.matches('"alertname":"RigatoniPipelineLag"', alerts)
-        assert.matches('"state":"firing"', alerts)
-        -- only the old streams fire: users is 30 s old
-        assert.not_matches('"collection":"users"[^}]*}[^}]*"state":"firing"', alerts)
         local up = api("/api/v1/query?query=rigatoni_up")
         assert.matches('"value":%[[%d.]+,"1"%]', up)
       end)
