@@ -15,7 +15,10 @@
 -- Bounded cardinality: per-stream series only for Rigatoni 0.2 stream keys
 -- (rs.parse_stream_key), at most --max-series of them, the oldest cluster
 -- times first (a bounded heap, so memory does not grow with the number of
--- tokens); every token goes into the counts and the age histogram. Per
+-- tokens); every token goes into the counts and the age histogram. Bounded
+-- size: a stream's samples cost what its names cost, so --max-size (KiB)
+-- caps the text; locks, then the oldest streams, get series while it
+-- lasts, and rigatoni_exporter_series_omitted says how many did not. Per
 -- stream the cluster time is exported as a timestamp, not as an age: the
 -- Prometheus instrumentation guidelines ask for the time something
 -- happened, so `time() - x` stays right while a walk is late.
