@@ -14,8 +14,8 @@
  * reference to the last published text under a mutex and sends it in
  * place, behind its own few gauges: it never waits on Redis or on Lua (a
  * walk that hangs on a frozen server cannot slow a scrape), and it neither
- * allocates nor frees a text's size (that maps and unmaps memory, which
- * waits on the walk's own mapping changes: 200 ms at p99 during walks). What a stale text
+ * allocates nor frees a text's size (a 200 KB malloc is an mmap, whose
+ * page faults and munmap share the process's memory map with the walk). What a stale text
  * cannot say, the scrape computes from the state at that moment:
  * rigatoni_up is 1 only when the last walk and the last PING succeeded AND
  * no Redis call of the loop has been in flight longer than `stall` seconds
