@@ -221,7 +221,7 @@ static int refresh(rs_cluster *cl, rs_error *err)
         if (rc == 0) {
             atomic_store(&cl->stale, 0);
             rs_metrics_count(cl->store, RS_METRIC_REFRESH);
-            rs_log(RS_LOG_INFO, "cluster slot map refreshed (%d nodes known)", cl->nnodes);
+            rs_log(cl->store->cfg, RS_LOG_INFO, "cluster slot map refreshed (%d nodes known)", cl->nnodes);
         } else if (last.kind == RS_ERR_CONFIG) {
             if (err) *err = last;
         } else {

@@ -101,6 +101,7 @@ static int node_info(rs_store *store, rs_pool *pool, rs_node_info *out, rs_error
 
 int rs_store_node_info(rs_store *store, rs_node_info *nodes, size_t max, rs_error *err)
 {
+    RS_ERR_ACCEPT_NULL(err);
     rs_error_clear(err);
     if (max == 0) {
         rs_error_set(err, RS_ERR_CONFIG, 0, "node_info: no room for a node");
@@ -163,12 +164,13 @@ static int node_figures(rs_store *store, rs_pool *pool, rs_node_figures *out, rs
     if (r) freeReplyObject(r);
     return 0;
 failed:
-    if (err) *err = why;
+    *err = why;
     return -1;
 }
 
 int rs_store_node_figures(rs_store *store, rs_node_figures *out, size_t max, rs_error *err)
 {
+    RS_ERR_ACCEPT_NULL(err);
     rs_error_clear(err);
     if (max == 0) {
         rs_error_set(err, RS_ERR_CONFIG, 0, "server figures: no room for a master");
