@@ -292,20 +292,6 @@ size_t rs_cluster_masters(rs_store *store, rs_pool **pools, int *slots, size_t m
     return n;
 }
 
-int rs_cluster_node_address(rs_store *store, const rs_pool *pool, char *buf, size_t size)
-{
-    rs_cluster *cl = store->cluster;
-    int found = 0;
-    pthread_rwlock_rdlock(&cl->map_lock);
-    for (int i = 0; i < cl->nnodes && !found; i++) {
-        if (cl->nodes[i]->pool != pool) continue;
-        snprintf(buf, size, "%s:%d", cl->nodes[i]->host, cl->nodes[i]->port);
-        found = 1;
-    }
-    pthread_rwlock_unlock(&cl->map_lock);
-    return found;
-}
-
 size_t rs_cluster_master_addresses(rs_store *store, rs_pool **pools, char (*addresses)[300],
                                    size_t max)
 {

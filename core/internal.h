@@ -446,11 +446,8 @@ void rs_cluster_call_end(rs_call *call, int failed);
  * each serves. Returns the count (at most max). Pools live as long as the
  * store. */
 size_t rs_cluster_masters(rs_store *store, rs_pool **pools, int *slots, size_t max);
-/* "host:port" of the cluster node behind `pool` into buf; 0 when the pool
- * is not one of the map's. */
-int rs_cluster_node_address(rs_store *store, const rs_pool *pool, char *buf, size_t size);
 /* The masters of the slot map with their "host:port" (node_info.c labels
- * each node's INFO with it). */
+ * each node's figures with it). */
 size_t rs_cluster_master_addresses(rs_store *store, rs_pool **pools, char (*addresses)[300],
                                    size_t max);
 #define RS_CLUSTER_SLOTS 16384
