@@ -46,15 +46,22 @@ _data) are never deleted by --older-than; they are counted as "unknown age".
 When the listing fails, cleanup prints what it did until then and exits 1.
 Before anything is deleted it checks its options and that the server lets
 this user run what the run sends (SCAN, MGET; PTTL with --set-ttl; with
---yes EVALSHA, SCRIPT LOAD, EXISTS, GET, DEL, and PEXPIRE for --set-ttl):
-a refused command is named, exit 2, nothing changed.
+--yes EVALSHA, SCRIPT LOAD, EXISTS, GET, DEL, PEXPIRE for --set-ttl, and
+PUBLISH and WAIT when the master has replicas): a refused command is
+named, exit 2, nothing changed.
 
-Through a failover: when the master has replicas, the deletes of each walk
-step count only once a replica confirms them (PUBLISH + WAIT, one round
-trip per step) with the master unchanged; else the run stops (exit 1) and
-says how many were not confirmed. When the master changed during the run,
-the deleted tokens are read again on the current master and those that
-came back are not counted (exit 1).
+Through a failover: when the master has replicas, a replica's
+acknowledgement is automatic (nothing to set): one must answer before the
+first delete (else nothing is deleted: exit 2 when it never can, such as
+WAIT refused, exit 1 when none answered within durability.wait_timeout),
+and the deletes of each walk step count only once a replica confirms them
+(PUBLISH + WAIT, one round trip per step) with the master unchanged. The
+first step it cannot confirm stops the run: nothing more is deleted, its
+deletes are reported as not confirmed (not counted) and it exits 1; so
+does SIGINT/SIGTERM for the deletes since the last confirmed step. When
+the master changed during the run, the deleted tokens are read again on
+the current master: those that came back are not counted (exit 1). In a
+cluster WAIT cannot confirm deletes (a warning says so).
 
 A Rigatoni 0.2 stream key (resume_token:DB:COLL, resume_token:database:DB,
 resume_token:deployment) and its mirror (COLL, __db:DB, __deployment__) go

@@ -42,8 +42,10 @@ Exit status 1 when anything failed, or when the listing or a write
 stopped with an error (the counts then say what was done until then).
 Before the first write it checks that each server lets its user run what
 the run sends (source: SCAN, MGET, PTTL, and with --delete-source EVALSHA,
-SCRIPT LOAD, EXISTS, GET, DEL; target: SET, GET, MGET): a refused command
-is named, exit 2, nothing changed. Any TTL the source holds is copied.
+SCRIPT LOAD, EXISTS, GET, DEL; target: SET, GET, MGET; with
+--delete-source PUBLISH and WAIT on each side whose master has replicas):
+a refused command is named, exit 2, nothing changed. Any TTL the source
+holds is copied.
 
 Source and target are compared by what the servers say (INFO run_id and
 replication id, and the db), not by URL text; when INFO is refused, a
@@ -53,14 +55,22 @@ overlapping prefix is refused (exit 2), and so is --delete-source when
 neither way can tell.
 
 With --delete-source a copy's proof survives a failover of the target:
-when the target's master has replicas (seen in INFO replication at the
-start), every batch waits for one of them (WAIT: durability.wait_replicas
-= 1 and wait_policy = error are set automatically, costing about one
-replication round trip per batch; without INFO this cannot be told and a
-warning says so), and the copies are read back from a master that did not change
-since the write (Sentinel master changes, server identity). A batch whose
-master changed is read again on the new master before any delete; when a
-copy is not there, its source is kept and the run stops (exit 1).
+the replica acknowledgement is automatic. When the target's master has
+replicas (INFO replication, read at the start and again with every batch),
+every batch waits for one of them (WAIT: durability.wait_replicas = 1 and
+wait_policy = error are set automatically, costing about one replication
+round trip per batch; without INFO this cannot be told and a warning says
+so), and the copies are read back from a master that did not change since
+the write (Sentinel master changes, server identity). A batch whose master
+changed is read again on the new master and must be acknowledged by a
+replica of it (PUBLISH + WAIT) before any delete; when a copy is not there
+or not acknowledged, its source is kept and the run stops (exit 1).
+The source's deletes count the same way as cleanup's: when the source's
+master has replicas, one must confirm each batch's deletes (PUBLISH +
+WAIT, one more round trip per batch) with that master unchanged, else the
+run stops and they are reported as not confirmed; when the source fails
+over (a Sentinel URL), the deleted tokens are read again on its current
+master and those that came back are not counted (exit 1).
 
 example: rigatoni-store -c conf/production.ini migrate --to-config conf/multi-region.ini
 ]],

@@ -104,7 +104,8 @@ return dofile(script)
 -- Runs the host with `prelude` (Lua text defining ON) and PRELUDE on
 -- `script` with `args`; SIGINT at its default. Returns status, stdout, stderr.
 local function run_with(url, prelude, script, args, extra)
-  local argv = { "-u", url }
+  -- A WAIT no replica answers gives up after 0.2 s: a short test.
+  local argv = { "-u", url, "-s", "durability.wait_timeout=0.2" }
   for _, a in ipairs(extra or {}) do argv[#argv + 1] = a end
   for _, a in ipairs { "-e", prelude .. "\n" .. PRELUDE, "scripts/" .. script .. ".lua" } do argv[#argv + 1] = a end
   for _, a in ipairs(args) do argv[#argv + 1] = a end
@@ -221,7 +222,9 @@ local function sentinel_setup(through_proxy)
   s.nodes[2] = servers.redis { args = { "--replicaof", "127.0.0.1", tostring(up.port) } }
   local list, ports = {}, {}
   for i = 1, 3 do
-    s.sentinels[i] = servers.sentinel { master = s.nodes[1], down_after_ms = 1000, failover_timeout_ms = 5000 }
+    -- failover_timeout: also how long a sentinel leaves a replica that
+    -- names another master address (the proxy) before "fixing" it.
+    s.sentinels[i] = servers.sentinel { master = s.nodes[1], down_after_ms = 1000, failover_timeout_ms = 60000 }
     list[i] = "127.0.0.1:" .. s.sentinels[i].port
     ports[i] = tostring(s.sentinels[i].port)
   end
