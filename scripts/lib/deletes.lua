@@ -46,6 +46,21 @@ end
 local Ledger = {}
 Ledger.__index = Ledger
 
+-- store:confirm_writes(1), up to 3 tries (a replica's ACK can be late on
+-- a loaded machine): true, or false and why. A refusal is not retried.
+local function confirm(store)
+  local why
+  for _ = 1, 3 do
+    local ok, acked = pcall(store.confirm_writes, store, 1)
+    if ok and acked >= 1 then return true end
+    why = ok and "no replica acknowledged within wait_timeout" or cli.reason(acked)
+    if not ok and type(acked) == "table" and (acked.kind == "auth" or acked.kind == "config") then
+      return false, why, acked
+    end
+  end
+  return false, why
+end
+
 -- A ledger for the deletes `script` is about to make on `store` (config
 -- view `cfg`). Before any delete: when the master has replicas, one of
 -- them must acknowledge now, else the run is refused (exit 2 when it can
@@ -65,15 +80,11 @@ function M.new(store, cfg, script)
                      "not confirmed by a replica, and a failover during the run may undo some that are counted")
   elseif replicas > 0 then
     self.protect = true
-    local ok, acked = pcall(store.confirm_writes, store, 1)
-    local why = not ok and cli.reason(acked) or acked < 1 and
-                "no replica acknowledged within durability.wait_timeout (" .. tostring(cfg.wait_timeout) .. ")"
-    if why then
-      local message = fmt("%s: the master has replicas, but they cannot confirm deletes (%s); nothing changed",
-                          script, why)
-      if not ok and type(acked) == "table" and (acked.kind == "auth" or acked.kind == "config") then
-        cli.usage_error(message)
-      end
+    local ok, why, refused = confirm(store)
+    if not ok then
+      local message = fmt("%s: the master has replicas, but they cannot confirm deletes (%s, durability." ..
+                          "wait_timeout %s); nothing changed", script, why, tostring(cfg.wait_timeout))
+      if refused then cli.usage_error(message) end
       cli.fail(message)
     end
   end
@@ -100,9 +111,8 @@ function Ledger:checkpoint()
   -- A replica that appeared since the start must confirm as well.
   if not self.cluster and (M.replicas(before.id) or 0) > 0 then self.protect = true end
   if self.protect then
-    local ok, acked = pcall(self.store.confirm_writes, self.store, 1)
-    if not ok then unproved(cli.reason(acked)) end
-    if acked < 1 then unproved("no replica acknowledged within wait_timeout") end
+    local ok, why = confirm(self.store)
+    if not ok then unproved(why) end
     if not cli.same_master(before, cli.master_mark(self.store)) then unproved("the master changed: a failover") end
   end
   self.confirmed, self.mark = #self.names, before
@@ -125,8 +135,7 @@ function Ledger:settle(uncount)
     -- count once one of its replicas confirms.
     local tail_ok = ok and (self:pending() == 0 or not self.protect)
     if ok and not tail_ok then
-      local confirmed, acked = pcall(self.store.confirm_writes, self.store, 1)
-      tail_ok = confirmed and acked >= 1 and cli.same_master(now, cli.master_mark(self.store))
+      tail_ok = confirm(self.store) and cli.same_master(now, cli.master_mark(self.store))
     end
     for i, name in ipairs(names) do
       if ok and values[i] then
