@@ -71,9 +71,9 @@ local function wrap(real, label)
     end
   end })
 end
-local function sh(cmd) assert(os.execute(cmd), cmd) end
-local function sleep(s) os.execute("sleep " .. s) end
-local function capture(cmd)
+function sh(cmd) assert(os.execute(cmd), cmd) end
+function sleep(s) os.execute("sleep " .. s) end
+function capture(cmd)
   local p = assert(io.popen(cmd)); local out = p:read("a"); p:close(); return out
 end
 -- SENTINEL FAILOVER; returns once every sentinel names port `to` and the
@@ -144,16 +144,33 @@ describe("cleanup --yes on a master with a replica", function()
 
   it("is refused before anything is deleted when the user may not send PUBLISH or WAIT (exit 2)", function()
     master:cli("ACL", "SETUSER", "tool", "on", ">pw", "~*", "&*", "+@all", "-wait")
-    local code, out, err = helpers.run_host { "-u", "redis://tool:pw@127.0.0.1:" .. master.port, "cleanup",
+    local code, out, err = helpers.run_host { "-u", "redis://tool:pw@127.0.0.1:" .. master.port, "scripts/cleanup.lua",
                                               "--older-than", "1d", "--yes" }
     assert.equal(2, code, out .. err)
     assert.matches("WAIT", err)
     assert.equal(N, dbsize(master), out .. err)
     master:cli("ACL", "SETUSER", "tool", "+wait", "-publish")
-    code, out, err = helpers.run_host { "-u", "redis://tool:pw@127.0.0.1:" .. master.port, "cleanup",
+    code, out, err = helpers.run_host { "-u", "redis://tool:pw@127.0.0.1:" .. master.port, "scripts/cleanup.lua",
                                         "--older-than", "1d", "--yes" }
     assert.equal(2, code, out .. err)
     assert.matches("PUBLISH", err)
+    assert.equal(N, dbsize(master), out .. err)
+  end)
+
+  it("deletes nothing when its first confirmation fails: exit 2 when it never can, exit 1 when no replica answers", function()
+    -- A WAIT that cannot be shorter than command_timeout can never confirm.
+    local code, out, err = helpers.run_host { "-u", master.url, "-s", "redis.command_timeout=0.5", "scripts/cleanup.lua",
+                                              "--older-than", "1d", "--yes" }
+    assert.equal(2, code, out .. err)
+    assert.matches("cannot confirm deletes", err)
+    assert.equal(N, dbsize(master), out .. err)
+    -- A replica that does not answer.
+    os.execute("kill -STOP " .. replica.pid)
+    code, out, err = helpers.run_host { "-u", master.url, "-s", "durability.wait_timeout=0.2", "scripts/cleanup.lua",
+                                        "--older-than", "1d", "--yes" }
+    os.execute("kill -CONT " .. replica.pid)
+    assert.equal(1, code, out .. err)
+    assert.matches("no replica acknowledged", err)
     assert.equal(N, dbsize(master), out .. err)
   end)
 
@@ -208,6 +225,43 @@ end]]):format(45, replica.pid)
     assert.equal(N - dbsize(master), deleted + unconfirmed + doubt, out .. err)
     local scanned = tonumber(out:match("(%d+) scanned"))
     assert.is_true(scanned >= deleted + unconfirmed + doubt, out)
+  end)
+end)
+
+describe("migrate --delete-source to a target that gains a replica during the run", function()
+  local source, target, spare
+  local N, BATCH = 100, 20
+  setup(function()
+    source, target, spare = servers.redis {}, servers.redis { args = { "--repl-diskless-sync-delay", "0" } }, servers.redis {}
+  end)
+  teardown(function()
+    if spare then os.execute("kill -CONT " .. spare.pid); spare:stop() end
+    if target then target:stop() end
+    if source then source:stop() end
+  end)
+
+  it("deletes no source whose copy the new replica did not acknowledge", function()
+    seed(source, N)
+    -- Before the 3rd batch is written, `spare` becomes the target's replica
+    -- (fully synced), then stops answering.
+    local prelude = ([[
+function ON(label, name, n, phase, real)
+  if label ~= "target" or name ~= "start_save_many" or n ~= 3 or phase ~= "before" then return end
+  sh(%q .. " -p %d REPLICAOF 127.0.0.1 %d >/dev/null")
+  for _ = 1, 200 do
+    if capture(%q .. " -p %d INFO replication"):find("state=online", 1, true) then break end
+    sleep(0.05)
+  end
+  sh("kill -STOP %d")
+end]]):format(servers.cli_bin, spare.port, target.port, servers.cli_bin, target.port, spare.pid)
+    local code, out, err = run_with(source.url, prelude, "migrate",
+                                    { "--to", target.url, "--delete-source", "--batch", tostring(BATCH) })
+    os.execute("kill -CONT " .. spare.pid)
+    assert.equal(1, code, out .. err)
+    -- batch 1 was tallied before the replica came; batch 2 after, unacknowledged
+    local deleted = tonumber(out:match("(%d+) deleted from source"))
+    assert.equal(BATCH, deleted, out .. err)
+    assert.equal(N - BATCH, dbsize(source), out .. err)
   end)
 end)
 
