@@ -27,24 +27,22 @@
 
 local cli = require "lib.cli"
 
-local opts = cli.parse(arg, {
+local script = {
   name = "serve",
-  usage = [[
-usage: rigatoni-store [-c FILE] serve [--listen ADDR:PORT] [--interval D]
-                      [--max-series N] [--batch N]
-
-A long-running Prometheus exporter: walks the tokens and locks every
+  summary = [[A long-running Prometheus exporter: walks the tokens and locks every
 --interval and serves the last complete result over HTTP (GET or HEAD):
 /metrics in the text exposition format, /healthz ("ok"). A scrape never
-waits on Redis. SIGTERM or SIGINT stop it (exit 143 or 130).
-
-  --listen ADDR:PORT  where to listen (default 127.0.0.1:9393; [::1]:9393
-                      for IPv6, 0.0.0.0:9393 for every interface)
-  --interval D        time between walks (default 30s; 500ms, 1m ...)
-  --max-series N      per-stream and per-lock series at most (default 1000),
-                      the oldest streams and the locks nearest expiry first
-  --batch N           SCAN COUNT and MGET batch size (default: scan_count)
-
+waits on Redis. SIGTERM or SIGINT stop it (exit 143 or 130).]],
+  options = {
+    { "listen", "string", arg = "ADDR:PORT", default = "127.0.0.1:9393",
+      complete = { words = { "127.0.0.1:9393" } },
+      help = "where to listen ([::1]:9393 for IPv6, 0.0.0.0:9393 for every interface)" },
+    { "interval", "duration", arg = "D", default = "30s", help = "time between walks (500ms, 1m ...)" },
+    { "max-series", "integer", default = 1000,
+      help = "per-stream and per-lock series at most, the oldest streams and the locks nearest expiry first" },
+    { "batch", "integer", help = "SCAN COUNT and MGET batch size (default: scan_count)" },
+  },
+  description = [[
 Metrics: rigatoni_up (1 when the last walk and PING succeeded and no Redis
 call has been waiting longer than max(1s, min(interval/2, 5s))),
 rigatoni_exporter_last_success_timestamp_seconds,
@@ -55,14 +53,13 @@ _without_ttl), the rigatoni_resume_tokens_age_seconds histogram (1 min to
 30 d), rigatoni_resume_tokens_oldest_cluster_time_seconds,
 rigatoni_streams; rigatoni_locks and rigatoni_lock_ttl_seconds{lock,
 owner}; rigatoni_redis_* from INFO (memory, evicted keys, hits, misses,
-clients, role, run_id changes); the store's own rigatoni_store_* metrics.
+clients, role, run_id changes); the store's own rigatoni_store_* metrics.]],
+  examples = { "rigatoni-store -c /etc/rigatoni/production.ini serve --listen 127.0.0.1:9393" },
+}
 
-example: rigatoni-store -c /etc/rigatoni/production.ini serve --listen 127.0.0.1:9393
-]],
-  options = { listen = "string", interval = "duration", ["max-series"] = "integer", batch = "integer" },
-  defaults = { listen = "127.0.0.1:9393", interval = 30, max_series = 1000 },
-})
-if not opts then return 0 end
+-- The run (the host calls it with the options read by the declaration):
+-- its globals (store, config, host, rs) are env's. The body is left unindented.
+function script.run(opts, _ENV)
 
 local fmt = string.format
 local interval, max_series = opts.interval, opts.max_series
@@ -441,4 +438,6 @@ while true do
     if next_walk - cli.clock() > 0 then ping() end
   end
 end
+end
 
+return script

@@ -98,7 +98,7 @@ host.open_store = function(...)
   local s, c = open(...)
   return wrap(s, "target"), c
 end
-return dofile(script)
+return require("lib.options").main(dofile(script), arg)   -- the script returns its declaration
 ]]
 
 -- Runs the host with `prelude` (Lua text defining ON) and PRELUDE on
