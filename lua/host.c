@@ -232,8 +232,9 @@ static int build_conf(const options *o, host_conf *hc)
     else if (o->verbose && hc->log_level < HOST_LOG_INFO) hc->log_level = HOST_LOG_INFO;
     /* HOST_LOG_* follow rs_log_level's order. */
     rs_log_set_level((rs_log_level)hc->log_level);
+    rs_config_set_log_handler(hc->cfg, host_log_write, NULL);   /* --check's store */
     if (hc->warning[0] && hc->log_level >= HOST_LOG_WARN)
-        fprintf(stderr, PROG ": warning: %s\n", hc->warning);
+        host_log_write(RS_LOG_WARN, hc->warning, NULL);
     return 0;
 fail: {
     char masked[1600];

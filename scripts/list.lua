@@ -47,9 +47,10 @@ name cannot forge a row or drive the terminal). csv: a cell starting with
 = + - @, a tab or a carriage return (after any blanks) gets a leading '
 and is quoted (the OWASP advice against spreadsheet formula injection);
 strip the ' to get the name back. A cell holding ; is quoted too (the
-separator in some locales). prometheus: label values are valid UTF-8; other bytes and
-control characters (NUL too) read \xNN and a backslash \\ in the value,
-so two names never share a series.
+separator in some locales). prometheus: label values are the name when it
+is UTF-8 text (\\ \" \n escaped as the format says); other bytes and
+control characters (NUL too) read \xNN in the value, and a name's \x
+reads \x5cx, so two names never share a series.
 
 prometheus: rigatoni_resume_token_age_seconds{level,database,collection}
 (labels from the stream; collection alone for other names) = now - the
