@@ -22,10 +22,11 @@
  * closed, lent ones are closed when they come back, and none of an older
  * generation is lent again. A switch heard is kept: its address becomes
  * the pool's, and until a discovery names a config epoch newer than the
- * one the pool knew before it, the sentinels' answers are stale (those
- * that have not yet learnt the switch still name the demoted master) and
- * new connections go to the announced address. A failure there gives the
- * word back to the sentinels. Each change of address counts once, whoever
+ * one the pool knew before it, answers naming another address are stale
+ * (sentinels that have not yet learnt the switch still name the demoted
+ * master) and new connections go to the announced address; so is an
+ * answer older than the epoch the pool's address was named at. A failure
+ * of the pool's master gives the word back to the sentinels. Each change of address counts once, whoever
  * saw it first (subscriber or discovery).
  * Connecting, discovering and PINGing happen outside the lock.
  */
@@ -129,8 +130,10 @@ static struct timespec deadline_after(double seconds)
 
 /* Takes the address the sentinels just named at config epoch `epoch`
  * (under the lock): a new one retires every connection to the old
- * (returns 1; old_host/old_port say what it was). 2 when the answer is
- * older than a switch heard: host/port become the announced address. -1
+ * (returns 1; old_host/old_port say what it was). 2 when the answer names
+ * another address at an epoch older than the pool's (a switch heard
+ * counts as newer; a sentinel that has not learnt it answered): host/port
+ * become the pool's address. -1
  * when the pool was retired since `generation` (a switch message came
  * meanwhile: this answer may predate it). */
 static int take_address(rs_pool *pool, uint64_t *generation, char *host, size_t host_size,
@@ -140,7 +143,8 @@ static int take_address(rs_pool *pool, uint64_t *generation, char *host, size_t 
     memcpy(old_host, pool->master_host, sizeof pool->master_host);
     *old_port = pool->master_port;
     int same = pool->master_port == *port && strcmp(pool->master_host, host) == 0;
-    if (!same && pool->stale_below && epoch < pool->stale_below) {
+    uint64_t known_epoch = pool->stale_below > pool->epoch ? pool->stale_below : pool->epoch;
+    if (!same && pool->master_port != 0 && epoch < known_epoch) {
         snprintf(host, host_size, "%s", pool->master_host);
         *port = pool->master_port;
         return 2;
@@ -367,7 +371,10 @@ void rs_pool_after_failure(rs_pool *pool, int broken, const rs_error *err)
     memcpy(host, pool->master_host, sizeof host);
     pool->generation++;
     pool->have_master = 0;
-    pool->stale_below = 0;      /* the announced master failed: the sentinels tell again */
+    /* The known master failed: the sentinels' word counts again, whatever
+     * its epoch (sentinels replaced by new ones start again at 0). */
+    pool->stale_below = 0;
+    pool->epoch = 0;
     pthread_mutex_unlock(&pool->lock);
     rs_pool_drop_idle(pool);
     /* Info, not warn: during a failover this repeats until the sentinels
