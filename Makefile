@@ -101,7 +101,8 @@ $(BUILD)/rigatoni-store: $(HOST_OBJ) $(MOD_OBJ) $(BUILD)/librigatoni_store.a
 
 # The Lua side, what the rockspec builds: the module, the host, the man page.
 .PHONY: rock install-lib install-rock uninstall FORCE
-rock: $(BUILD)/rigatoni_store.so $(BUILD)/rigatoni-store $(BUILD)/rigatoni-store.1
+rock: $(BUILD)/rigatoni_store.so $(BUILD)/rigatoni-store $(BUILD)/rigatoni-store.1 \
+      $(BUILD)/rigatoni-store.bash
 all: rock
 
 # SCRIPTSDIR is compiled into host.o; the stamp changes (and host.o is
@@ -112,8 +113,30 @@ $(BUILD)/scriptsdir.stamp: FORCE
 	@mkdir -p $(@D)
 	@echo '$(SCRIPTSDIR)' | cmp -s - $@ || echo '$(SCRIPTSDIR)' >$@
 
-$(BUILD)/rigatoni-store.1: doc/rigatoni-store.1 core/rigatoni_store.h $(BUILD)/scriptsdir.stamp
-	sed -e 's|^\.I /usr/local/share/rigatoni_store/scripts/$$|.I $(SCRIPTSDIR)/|' $< >$@
+# The bash completion and the man page's option lists are made from the
+# declarations the scripts return (scripts/lib/options.lua), by the host
+# just built running contrib/gen-docs.lua on this tree's scripts.
+SCRIPTS     := $(wildcard scripts/*.lua)
+SCRIPTS_LIB := $(wildcard scripts/lib/*.lua)
+GEN_DOCS = RIGATONI_STORE_CONFIG= RIGATONI_STORE_SCRIPTS="$(CURDIR)/scripts" \
+           $(BUILD)/rigatoni-store -q contrib/gen-docs.lua
+$(BUILD)/rigatoni-store.1: doc/rigatoni-store.1 core/rigatoni_store.h $(BUILD)/scriptsdir.stamp \
+                           $(SCRIPTS) $(SCRIPTS_LIB) contrib/gen-docs.lua $(BUILD)/rigatoni-store
+	$(GEN_DOCS) man $< $(SCRIPTS) >$@.tmp
+	sed -e 's|^\.I /usr/local/share/rigatoni_store/scripts/$$|.I $(SCRIPTSDIR)/|' $@.tmp >$@
+	rm -f $@.tmp
+$(BUILD)/rigatoni-store.bash: contrib/bash-completion/rigatoni-store.in $(SCRIPTS) $(SCRIPTS_LIB) \
+                              contrib/gen-docs.lua $(BUILD)/rigatoni-store
+	$(GEN_DOCS) completion $< $(SCRIPTS) >$@.tmp
+	mv $@.tmp $@
+
+# The page in the source tree carries the generated lists too, so that it
+# reads whole without a build: this refreshes them after a declaration changed
+# (spec/declarations_spec.lua fails until it is run).
+.PHONY: doc-options
+doc-options: $(BUILD)/rigatoni-store
+	$(GEN_DOCS) man doc/rigatoni-store.1 $(SCRIPTS) >$(BUILD)/rigatoni-store.1.src
+	mv $(BUILD)/rigatoni-store.1.src doc/rigatoni-store.1
 
 $(BUILD)/tests/%: spec/c/%.c spec/c/*.h $(BUILD)/librigatoni_store.a
 	@mkdir -p $(@D)
@@ -155,7 +178,8 @@ test-tsan:
 	$(MAKE) WERROR="$(WERROR)" BUILD=build-tsan SAN="-fsanitize=thread" CFLAGS="-O1 -g" \
 	    build-tsan/tests/test_threads build-tsan/tests/test_pool build-tsan/tests/test_lease \
 	    build-tsan/tests/test_pool_exhaust build-tsan/tests/test_metrics \
-	    build-tsan/tests/test_config_race build-tsan/tests/test_cluster
+	    build-tsan/tests/test_config_race build-tsan/tests/test_cluster \
+	    build-tsan/tests/test_null_err
 
 # The Lua module under ASan+UBSan, with an ASan-linked interpreter
 # (spec/support/asan_lua.c) that spec/run-tests.sh puts first in PATH as
@@ -220,8 +244,6 @@ demo: deps all
 # module, the host and its scripts, the man page, the bash completion: what
 # the rockspec installs, with LUA_CDIR and BINDIR set to the rock's folders).
 # uninstall removes these same files, and the scripts' folder.
-SCRIPTS     := $(wildcard scripts/*.lua)
-SCRIPTS_LIB := $(wildcard scripts/lib/*.lua)
 LIB_FILES   := $(LIBDIR)/librigatoni_store.a $(LIBDIR)/$(SOREAL) $(LIBDIR)/$(SONAME) \
                $(LIBDIR)/librigatoni_store.so $(INCDIR)/rigatoni_store.h \
                $(LIBDIR)/pkgconfig/rigatoni_store.pc
@@ -250,7 +272,7 @@ install-rock: rock
 	install -m 644 $(SCRIPTS) $(DESTDIR)$(SCRIPTSDIR)/
 	install -m 644 $(SCRIPTS_LIB) $(DESTDIR)$(SCRIPTSDIR)/lib/
 	install -m 644 $(BUILD)/rigatoni-store.1 $(DESTDIR)$(MANDIR)/man1/
-	install -m 644 contrib/bash-completion/rigatoni-store $(DESTDIR)$(BASHCOMPDIR)/
+	install -m 644 $(BUILD)/rigatoni-store.bash $(DESTDIR)$(BASHCOMPDIR)/rigatoni-store
 
 uninstall:
 	rm -f $(addprefix $(DESTDIR),$(LIB_FILES) $(LUA_FILES))

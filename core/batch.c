@@ -183,6 +183,7 @@ out:
 int rs_save_many(rs_store *store, const rs_save_item *items, size_t n, int flags, int *written,
                  rs_error *err)
 {
+    RS_ERR_ACCEPT_NULL(err);
     rs_error_clear(err);
     if (n == 0) return 0;
     for (size_t i = 0; written && i < n; i++) written[i] = -1;
@@ -341,12 +342,14 @@ out:
 int rs_get_many(rs_store *store, const char *const *collections, const size_t *lens, size_t n,
                 rs_value *out, rs_error *err)
 {
+    RS_ERR_ACCEPT_NULL(err);
     return read_many(store, collections, lens, n, 1, out, err);
 }
 
 int rs_get_many_values(rs_store *store, const char *const *collections, const size_t *lens,
                        size_t n, rs_value *out, rs_error *err)
 {
+    RS_ERR_ACCEPT_NULL(err);
     return read_many(store, collections, lens, n, 0, out, err);
 }
 
@@ -362,6 +365,7 @@ void rs_values_free(rs_value *values, size_t n)
 long long rs_delete_many(rs_store *store, const char *const *collections, const size_t *lens,
                          size_t n, rs_error *err)
 {
+    RS_ERR_ACCEPT_NULL(err);
     rs_error_clear(err);
     if (n == 0) return 0;
     /* One DEL of all keys, or in a cluster one DEL per key. */
@@ -422,6 +426,7 @@ static rs_outcome check_expired(const redisReply *pttl, void *ctx, const char **
 
 int rs_expire(rs_store *store, const char *collection, size_t coll_len, double ttl, rs_error *err)
 {
+    RS_ERR_ACCEPT_NULL(err);
     rs_error_clear(err);
     rs_error why;
     if (rs_ttl_check(ttl, &why) < 0) {
@@ -484,6 +489,7 @@ static rs_outcome check_deleted_if(const redisReply *value, void *ctx, const cha
 int rs_delete_if_value(rs_store *store, const char *collection, size_t coll_len,
                        const void *bytes, size_t len, rs_error *err)
 {
+    RS_ERR_ACCEPT_NULL(err);
     rs_error_clear(err);
     size_t key_len;
     char *key = rs_token_key(store, collection, coll_len, &key_len, err);

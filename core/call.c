@@ -54,7 +54,7 @@ static int check_acked(const rs_config *cfg, const char *what, long long acked, 
 {
     if (acked >= cfg->wait_replicas) return 0;
     if (cfg->wait_policy_warn) {
-        rs_log(RS_LOG_WARN, "%s: only %lld of %d replicas acknowledged within %gs", what, acked,
+        rs_log(cfg, RS_LOG_WARN, "%s: only %lld of %d replicas acknowledged within %gs", what, acked,
                cfg->wait_replicas, cfg->wait_timeout);
         return 0;
     }

@@ -221,7 +221,7 @@ static int refresh(rs_cluster *cl, rs_error *err)
         if (rc == 0) {
             atomic_store(&cl->stale, 0);
             rs_metrics_count(cl->store, RS_METRIC_REFRESH);
-            rs_log(RS_LOG_INFO, "cluster slot map refreshed (%d nodes known)", cl->nnodes);
+            rs_log(cl->store->cfg, RS_LOG_INFO, "cluster slot map refreshed (%d nodes known)", cl->nnodes);
         } else if (last.kind == RS_ERR_CONFIG) {
             if (err) *err = last;
         } else {
@@ -289,20 +289,6 @@ size_t rs_cluster_masters(rs_store *store, rs_pool **pools, int *slots, size_t m
     }
     pthread_rwlock_unlock(&cl->map_lock);
     return n;
-}
-
-int rs_cluster_node_address(rs_store *store, const rs_pool *pool, char *buf, size_t size)
-{
-    rs_cluster *cl = store->cluster;
-    int found = 0;
-    pthread_rwlock_rdlock(&cl->map_lock);
-    for (int i = 0; i < cl->nnodes && !found; i++) {
-        if (cl->nodes[i]->pool != pool) continue;
-        snprintf(buf, size, "%s:%d", cl->nodes[i]->host, cl->nodes[i]->port);
-        found = 1;
-    }
-    pthread_rwlock_unlock(&cl->map_lock);
-    return found;
 }
 
 size_t rs_cluster_master_addresses(rs_store *store, rs_pool **pools, char (*addresses)[300],

@@ -111,12 +111,14 @@ static int run_command(rs_store *store, int argc, const char **argv, const size_
 int rs_command(rs_store *store, int argc, const char **argv, const size_t *argvlen, char **out,
                size_t *out_len, rs_error *err)
 {
+    RS_ERR_ACCEPT_NULL(err);
     return rs_command_flags(store, argc, argv, argvlen, 0, out, out_len, err);
 }
 
 int rs_command_flags(rs_store *store, int argc, const char **argv, const size_t *argvlen,
                      int flags, char **out, size_t *out_len, rs_error *err)
 {
+    RS_ERR_ACCEPT_NULL(err);
     *out = NULL;
     *out_len = 0;
     redisReply *reply;
@@ -238,6 +240,7 @@ static int copy_reply(rs_reply *v, const redisReply *r, int depth)
 int rs_command_reply(rs_store *store, int argc, const char **argv, const size_t *argvlen,
                      int flags, rs_reply **out, rs_error *err)
 {
+    RS_ERR_ACCEPT_NULL(err);
     *out = NULL;
     redisReply *reply;
     char what[64];

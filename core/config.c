@@ -216,6 +216,7 @@ static int set_string(char **field, const char *value, rs_error *err)
 
 int rs_config_set_url(rs_config *cfg, const char *url, rs_error *err)
 {
+    RS_ERR_ACCEPT_NULL(err);
     rs_url parsed;
     if (rs_url_parse(url, &parsed, err) < 0) return -1;
     if (set_string(&cfg->url, url, err) < 0) {
@@ -244,6 +245,7 @@ static int check_range(const option *o, double v, rs_error *err)
 
 int rs_config_set_int(rs_config *cfg, const char *name, long long value, rs_error *err)
 {
+    RS_ERR_ACCEPT_NULL(err);
     const option *o = find_option(name);
     if (!o) return unknown_option(name, err);
     switch (o->type) {
@@ -264,6 +266,7 @@ int rs_config_set_int(rs_config *cfg, const char *name, long long value, rs_erro
 
 int rs_config_set_seconds(rs_config *cfg, const char *name, double seconds, rs_error *err)
 {
+    RS_ERR_ACCEPT_NULL(err);
     const option *o = find_option(name);
     if (!o) return unknown_option(name, err);
     if (o->type == OPT_INT) {
@@ -286,6 +289,7 @@ int rs_config_set_seconds(rs_config *cfg, const char *name, double seconds, rs_e
 
 int rs_config_set_bool(rs_config *cfg, const char *name, int value, rs_error *err)
 {
+    RS_ERR_ACCEPT_NULL(err);
     const option *o = find_option(name);
     if (!o) return unknown_option(name, err);
     if (o->type != OPT_BOOL) {
@@ -355,6 +359,7 @@ static int set_secret_file(rs_config *cfg, const option *o, const char *path, rs
 
 int rs_config_set(rs_config *cfg, const char *name, const char *value, rs_error *err)
 {
+    RS_ERR_ACCEPT_NULL(err);
     const option *o = find_option(name);
     if (!o) return unknown_option(name, err);
     if (!value) value = "";
@@ -416,8 +421,15 @@ int rs_config_set(rs_config *cfg, const char *name, const char *value, rs_error 
  * Validation and description
  * ------------------------------------------------------------------ */
 
+void rs_config_set_log_handler(rs_config *cfg, rs_log_fn fn, void *userdata)
+{
+    cfg->log_fn = fn;
+    cfg->log_data = userdata;
+}
+
 int rs_config_validate(const rs_config *cfg, rs_error *err)
 {
+    RS_ERR_ACCEPT_NULL(err);
     if (!cfg->url) {
         rs_error_set(err, RS_ERR_CONFIG, 0, "url is required");
         return -1;

@@ -21,6 +21,7 @@
 
 int rs_store_confirm_writes(rs_store *store, int replicas, double timeout, rs_error *err)
 {
+    RS_ERR_ACCEPT_NULL(err);
     rs_error_clear(err);
     if (store->cluster) {
         rs_error_set(err, RS_ERR_CONFIG, 0, "confirm_writes: not available in cluster mode");

@@ -45,7 +45,6 @@ int rs_conn_command(redisContext *ctx, int argc, const char **argv, redisReply *
 /* Prefixes err's message with the address it is about. */
 static void about(rs_error *err, const char *host, int port)
 {
-    if (!err) return;
     char detail[sizeof err->message];
     memcpy(detail, err->message, sizeof detail);
     rs_reply_class reply = err->reply;

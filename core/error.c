@@ -35,7 +35,6 @@ const char *rs_error_kind_name(rs_error_kind kind)
 void rs_error_set(rs_error *err, rs_error_kind kind, int retryable,
                   const char *fmt, ...)
 {
-    if (!err) return;
     err->kind = kind;
     err->retryable = retryable;
     err->reply = RS_REPLY_NONE;     /* rs_error_from_reply sets it after */
@@ -50,7 +49,6 @@ void rs_error_set(rs_error *err, rs_error_kind kind, int retryable,
 
 void rs_error_clear(rs_error *err)
 {
-    if (!err) return;
     memset(err, 0, sizeof *err);
 }
 

@@ -121,7 +121,7 @@ static int listen_on(rs_failover *f, redisContext *ctx)
         }
         double quiet = rs_now() - heard;
         if (pinged && quiet > 2 * PING_AFTER) {
-            rs_log(RS_LOG_INFO, "failover: the sentinel did not answer a PING; moving on");
+            rs_log(f->cfg, RS_LOG_INFO, "failover: the sentinel did not answer a PING; moving on");
             return 0;
         }
         if (!pinged && quiet > PING_AFTER) {
@@ -157,7 +157,8 @@ static void *failover_main(void *arg)
             int subscribed = rs_conn_command(ctx, 2, argv, &reply, &err) == 0;
             if (subscribed) {
                 freeReplyObject(reply);
-                rs_log(RS_LOG_DEBUG, "failover: listening to sentinel %s:%d", s->host, s->port);
+                rs_log(f->cfg, RS_LOG_DEBUG, "failover: listening to sentinel %s:%d", s->host,
+                       s->port);
                 /* A switch may have been announced while no one listened:
                  * the next connection asks the sentinels. */
                 if (subscribed_before) rs_pool_retire(f->pool);
@@ -170,7 +171,7 @@ static void *failover_main(void *arg)
             if (stop || !going_on) break;
             if (subscribed) continue;
         }
-        rs_log(RS_LOG_INFO, "failover: cannot listen to sentinel %s:%d: %s", s->host, s->port,
+        rs_log(f->cfg, RS_LOG_INFO, "failover: cannot listen to sentinel %s:%d: %s", s->host, s->port,
                err.message);
         double delay = RETRY_DELAY;
         for (unsigned round = ++failed / url->nhosts; round > 0 && delay < RETRY_DELAY_MAX; round--)

@@ -74,6 +74,7 @@ static int master_identity(rs_store *store, rs_pool *pool, rs_master_identity *o
 int rs_store_identity(rs_store *store, rs_master_identity *masters, size_t max, int *db,
                       rs_error *err)
 {
+    RS_ERR_ACCEPT_NULL(err);
     rs_error_clear(err);
     if (max == 0) {
         rs_error_set(err, RS_ERR_CONFIG, 0, "server_identity: no room for a master");

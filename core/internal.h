@@ -27,14 +27,36 @@
 #define RS_FMT(a, b) __attribute__((format(printf, a, b)))
 
 /* ---- error.c ---- */
+
+/* The one way a public entry point accepts err == NULL ("may be NULL" in
+ * rigatoni_store.h): its first statement is RS_ERR_ACCEPT_NULL(err);,
+ * which points `err` at a cleared local rs_error when the caller gave
+ * none. Below the public entry points `err` is never NULL, so nothing
+ * else tests it. */
+static inline rs_error *rs_error_or_local(rs_error *err, rs_error *local)
+{
+    if (err) return err;
+    local->kind = RS_OK;
+    local->retryable = 0;
+    local->attempts = 0;
+    local->reply = RS_REPLY_NONE;
+    local->message[0] = '\0';
+    return local;
+}
+#define RS_ERR_ACCEPT_NULL(err)      \
+    rs_error err##_if_null_;         \
+    (err) = rs_error_or_local((err), &err##_if_null_)
+
 void rs_error_set(rs_error *err, rs_error_kind kind, int retryable,
                   const char *fmt, ...) RS_FMT(4, 5);
 void rs_error_clear(rs_error *err);
 
 /* ---- log.c ---- */
 int rs_log_enabled(rs_log_level level);
+/* Hands a line to the handler of `cfg` (rs_config_set_log_handler); none
+ * (NULL, the default) = silent: the library never prints. */
 /* Callers pass masked text only. */
-void rs_log(rs_log_level level, const char *fmt, ...) RS_FMT(2, 3);
+void rs_log(const rs_config *cfg, rs_log_level level, const char *fmt, ...) RS_FMT(3, 4);
 
 /* ---- time helpers (retry.c) ---- */
 double rs_now(void);                 /* monotonic seconds */
@@ -69,6 +91,8 @@ struct rs_config {
     char *tls_ca_file, *tls_ca_path, *tls_cert_file, *tls_key_file;
     char *tls_server_name;
     int tls_verify;
+    rs_log_fn log_fn;        /* rs_config_set_log_handler; NULL = silent */
+    void *log_data;
 };
 
 /* The data nodes' password: the `password` option, else the URL's. */
@@ -353,11 +377,8 @@ int rs_cluster_exec(rs_store *store, const char *what, rs_retry_rule rule, size_
  * each serves. Returns the count (at most max). Pools live as long as the
  * store. */
 size_t rs_cluster_masters(rs_store *store, rs_pool **pools, int *slots, size_t max);
-/* "host:port" of the cluster node behind `pool` into buf; 0 when the pool
- * is not one of the map's. */
-int rs_cluster_node_address(rs_store *store, const rs_pool *pool, char *buf, size_t size);
 /* The masters of the slot map with their "host:port" (node_info.c labels
- * each node's INFO with it). */
+ * each node's figures with it). */
 size_t rs_cluster_master_addresses(rs_store *store, rs_pool **pools, char (*addresses)[300],
                                    size_t max);
 #define RS_CLUSTER_SLOTS 16384
@@ -438,7 +459,7 @@ void rs_metrics_reset_to(rs_metrics *m, const rs_pool_stats *pool);
 /* An attempt loop calls this right before sleeping `delay` seconds and
  * retrying: the retry is counted for the call in progress on this thread
  * and logged at info. */
-void rs_note_retry(const char *what, int attempt, int max_attempts, const rs_error *last,
+void rs_note_retry(const rs_config *cfg, const char *what, int attempt, int max_attempts, const rs_error *last,
                    double delay);
 
 /* ---- store.c ---- */

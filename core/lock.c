@@ -126,6 +126,7 @@ static void count_refresh(rs_store *store, int rc)
 int rs_lock_refresh(rs_store *store, const char *key, const char *owner, double ttl,
                     rs_error *err)
 {
+    RS_ERR_ACCEPT_NULL(err);
     rs_error_clear(err);
     if (check_lock_args(key, owner, ttl, 1, err) < 0) return -1;
     int rc = refresh_owned(store, key, owner, ttl, err);
@@ -156,6 +157,7 @@ static rs_outcome check_released(const redisReply *value, void *ctx, const char 
 
 int rs_lock_release(rs_store *store, const char *key, const char *owner, rs_error *err)
 {
+    RS_ERR_ACCEPT_NULL(err);
     rs_error_clear(err);
     if (check_lock_args(key, owner, 0, 0, err) < 0) return -1;
     owner_call c = {"release_lock", &store->scripts.lock_release, key, owner, NULL, NULL};
@@ -197,6 +199,7 @@ static int lost_attempt_took(rs_store *store, const char *key, const char *owner
 int rs_lock_acquire(rs_store *store, const char *key, const char *owner, double ttl,
                     rs_error *err)
 {
+    RS_ERR_ACCEPT_NULL(err);
     rs_error_clear(err);
     if (check_lock_args(key, owner, ttl, 1, err) < 0) return -1;
     char amount[24];
@@ -250,6 +253,7 @@ static int key_command(rs_store *store, const char *what, const char *cmdname, c
 
 int rs_lock_is_locked(rs_store *store, const char *key, rs_error *err)
 {
+    RS_ERR_ACCEPT_NULL(err);
     redisReply *reply;
     if (key_command(store, "is_locked", "EXISTS", key, &reply, err) < 0) return -1;
     int locked = reply->type == REDIS_REPLY_INTEGER && reply->integer > 0;
@@ -260,6 +264,7 @@ int rs_lock_is_locked(rs_store *store, const char *key, rs_error *err)
 int rs_lock_owner_bytes(rs_store *store, const char *key, char **owner, size_t *owner_len,
                         rs_error *err)
 {
+    RS_ERR_ACCEPT_NULL(err);
     redisReply *reply;
     *owner = NULL;
     *owner_len = 0;
@@ -280,6 +285,7 @@ int rs_lock_owner_bytes(rs_store *store, const char *key, char **owner, size_t *
 
 int rs_lock_owner(rs_store *store, const char *key, char **owner, rs_error *err)
 {
+    RS_ERR_ACCEPT_NULL(err);
     size_t len;
     int rc = rs_lock_owner_bytes(store, key, owner, &len, err);
     if (rc == 1 && strlen(*owner) != len) {
@@ -329,6 +335,7 @@ static rs_outcome check_fenced(const redisReply *value, void *ctx, const char **
 int rs_save_fenced(rs_store *store, const char *collection, size_t coll_len, const void *bytes,
                    size_t len, const char *lock_key, const char *owner, rs_error *err)
 {
+    RS_ERR_ACCEPT_NULL(err);
     rs_error_clear(err);
     if (check_lock_args(lock_key, owner, 0, 0, err) < 0) return -1;
     if (!owner) {
@@ -530,8 +537,8 @@ static int note_master_change(rs_lease *lease)
     if (!master_changed(lease)) return 0;
     lease->master_changes = rs_store_master_changes(lease->store);
     rs_pool_retire(lease->pool);
-    rs_log(RS_LOG_INFO, "lease '%.200s': the master changed; checking the key on the new one",
-           lease->key);
+    rs_log(lease->store->cfg, RS_LOG_INFO, "lease '%.200s': the master changed; checking the "
+           "key on the new one", lease->key);
     return 1;
 }
 
@@ -573,7 +580,7 @@ static int lease_refresh(rs_lease *lease, rs_error *last)
          * the owner has already been told, by rs_lease_remaining, to stop. */
         int in_time = rs_now() < deadline;
         if (rc < 0 && in_time && rs_log_enabled(RS_LOG_INFO))
-            rs_log(RS_LOG_INFO, "lease '%.200s': refresh attempt %d failed (%s); %.3fs of "
+            rs_log(lease->store->cfg, RS_LOG_INFO, "lease '%.200s': refresh attempt %d failed (%s); %.3fs of "
                    "validity left", lease->key, attempt, last->message, deadline - rs_now());
         pthread_mutex_lock(&lease->lock);
         if (rc == 1 && in_time) {
@@ -619,7 +626,7 @@ static void *lease_main(void *arg)
         rs_metrics_count(lease->store, RS_METRIC_LOCK_LOST);
         rs_metrics_locks_held(lease->store, -1);
         pthread_mutex_unlock(&lease->lock);
-        rs_log(RS_LOG_WARN, "lease '%.200s' lost: not refreshed within its validity of %gs "
+        rs_log(lease->store->cfg, RS_LOG_WARN, "lease '%.200s' lost: not refreshed within its validity of %gs "
                "(%s)", lease->key, lease->ttl, last.message);
         if (lease->on_lost) lease->on_lost(lease->key, lease->userdata);
         pthread_mutex_lock(&lease->lock);
@@ -634,6 +641,7 @@ static void *lease_main(void *arg)
 rs_lease *rs_lease_keepalive(rs_store *store, const char *key, const char *owner, double ttl,
                              rs_lease_lost_fn on_lost, void *userdata, rs_error *err)
 {
+    RS_ERR_ACCEPT_NULL(err);
     rs_error_clear(err);
     if (check_lock_args(key, owner, ttl, 1, err) < 0) return NULL;
     rs_lease *lease = calloc(1, sizeof *lease);

@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
-/* log.c -- process-wide, leveled, masked log lines.
+/* log.c -- leveled, masked log lines, handed to the store's handler.
  *
- * The level is an atomic so that the hot path ("is debug on?") takes no
- * lock. The handler runs under a mutex, so it cannot be swapped out while
- * it runs and lines from several threads never interleave: handlers must
- * be quick and must not log themselves.
+ * The library never prints: a line goes to the handler of the config the
+ * store was opened with (rs_config_set_log_handler), and nowhere without
+ * one. The level is process-wide and an atomic, so that the hot path ("is
+ * debug on?") takes no lock. Handlers run under one mutex, so lines from
+ * several threads (and stores) never interleave: handlers must be quick
+ * and must not log themselves.
  */
 #include <pthread.h>
 #include <stdarg.h>
@@ -12,14 +14,11 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #include "internal.h"
 
 static atomic_int current_level = RS_LOG_WARN;
 static pthread_mutex_t handler_lock = PTHREAD_MUTEX_INITIALIZER;
-static rs_log_fn handler;
-static void *handler_data;
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
@@ -53,35 +52,14 @@ rs_log_level rs_log_get_level(void)
     return (rs_log_level)atomic_load(&current_level);
 }
 
-void rs_log_set_handler(rs_log_fn fn, void *userdata)
-{
-    pthread_mutex_lock(&handler_lock);
-    handler = fn;
-    handler_data = userdata;
-    pthread_mutex_unlock(&handler_lock);
-}
-
 int rs_log_enabled(rs_log_level level)
 {
     return (int)level <= atomic_load(&current_level);
 }
 
-static void default_handler(rs_log_level level, const char *message)
+void rs_log(const rs_config *cfg, rs_log_level level, const char *fmt, ...)
 {
-    struct timespec ts;
-    struct tm tm;
-    char when[32];
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
-    static const char *const upper[] = {"ERROR", "WARN", "INFO", "DEBUG"};
-    fprintf(stderr, "%s.%03ldZ %s rigatoni_store: %s\n", when, ts.tv_nsec / 1000000L,
-            upper[level], message);
-}
-
-void rs_log(rs_log_level level, const char *fmt, ...)
-{
-    if (!rs_log_enabled(level)) return;
+    if (!cfg || !cfg->log_fn || !rs_log_enabled(level)) return;
     char message[1024];
     va_list ap;
     va_start(ap, fmt);
@@ -90,7 +68,6 @@ void rs_log(rs_log_level level, const char *fmt, ...)
     for (char *p = message; *p; p++)
         if (*p == '\r' || *p == '\n') *p = ' ';
     pthread_mutex_lock(&handler_lock);
-    if (handler) handler(level, message, handler_data);
-    else default_handler(level, message);
+    cfg->log_fn(level, message, cfg->log_data);
     pthread_mutex_unlock(&handler_lock);
 }

@@ -68,13 +68,13 @@ double rs_metrics_bucket_bound(int bucket)
 static _Thread_local unsigned long retries_here;
 #endif
 
-void rs_note_retry(const char *what, int attempt, int max_attempts, const rs_error *last,
+void rs_note_retry(const rs_config *cfg, const char *what, int attempt, int max_attempts, const rs_error *last,
                    double delay)
 {
 #ifndef RS_NO_METRICS
     retries_here++;
 #endif
-    rs_log(RS_LOG_INFO, "%s: attempt %d of %d failed (%s: %s); retrying in %.0f ms", what,
+    rs_log(cfg, RS_LOG_INFO, "%s: attempt %d of %d failed (%s: %s); retrying in %.0f ms", what,
            attempt, max_attempts, rs_error_kind_name(last->kind), last->message, delay * 1000);
 }
 

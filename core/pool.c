@@ -192,7 +192,7 @@ static rs_conn *open_connection(rs_pool *pool, rs_error *err)
                                  &old_port);
         pthread_mutex_unlock(&pool->lock);
         if (moved == 2)
-            rs_log(RS_LOG_INFO, "sentinels still name %s:%d (config epoch %llu) for '%s', older "
+            rs_log(cfg, RS_LOG_INFO, "sentinels still name %s:%d (config epoch %llu) for '%s', older "
                    "than the switch to %s:%d heard; connecting there", named, named_port,
                    (unsigned long long)epoch, cfg->sentinel_master, host, port);
         if (moved < 0) {
@@ -202,7 +202,7 @@ static rs_conn *open_connection(rs_pool *pool, rs_error *err)
         }
         if (moved) {
             rs_pool_drop_idle(pool);
-            rs_log(RS_LOG_WARN, "failover: master '%s' moved from %s:%d to %s:%d",
+            rs_log(pool->cfg, RS_LOG_WARN, "failover: master '%s' moved from %s:%d to %s:%d",
                    cfg->sentinel_master, old_host, old_port, host, port);
         }
     }
@@ -226,7 +226,7 @@ static rs_conn *open_connection(rs_pool *pool, rs_error *err)
     }
     if (conn) {
         conn->generation = generation;
-        rs_log(RS_LOG_DEBUG, "connected to %s:%d", host, port);
+        rs_log(pool->cfg, RS_LOG_DEBUG, "connected to %s:%d", host, port);
     }
     return conn;
 }
@@ -263,7 +263,7 @@ rs_conn *rs_pool_acquire(rs_pool *pool, rs_error *err)
             double left = seconds_left(&deadline);
             int alive = left > 0 && ping_ok(conn, fmin(left, cfg->command_timeout),
                                             cfg->command_timeout);
-            if (!alive) rs_log(RS_LOG_DEBUG, "an idle connection failed its PING check; closing it");
+            if (!alive) rs_log(pool->cfg, RS_LOG_DEBUG, "an idle connection failed its PING check; closing it");
             pthread_mutex_lock(&pool->lock);
             if (alive) break;
             rs_conn_close(conn);
@@ -358,7 +358,7 @@ void rs_pool_after_failure(rs_pool *pool, int broken, const rs_error *err)
                                    err->reply == RS_REPLY_MASTERDOWN));
     if (!pool->sentinel) {
         if (broken) {
-            rs_log(RS_LOG_INFO, "connection lost (%s); closing the idle ones, the next "
+            rs_log(pool->cfg, RS_LOG_INFO, "connection lost (%s); closing the idle ones, the next "
                    "attempt reconnects", err ? err->message : "I/O error");
             rs_pool_drop_idle(pool);
         }
@@ -380,7 +380,7 @@ void rs_pool_after_failure(rs_pool *pool, int broken, const rs_error *err)
     /* Info, not warn: during a failover this repeats until the sentinels
      * name the new master, which is logged as a warning once. */
     if (had_master)
-        rs_log(RS_LOG_INFO, "master %s:%d failed (%s); asking the sentinels again", host, port,
+        rs_log(pool->cfg, RS_LOG_INFO, "master %s:%d failed (%s); asking the sentinels again", host, port,
                err ? err->message : "connection lost");
 }
 
@@ -404,7 +404,7 @@ void rs_pool_master_switched(rs_pool *pool, const char *host, int port)
     pthread_mutex_unlock(&pool->lock);
     if (known) return;
     rs_pool_drop_idle(pool);
-    rs_log(RS_LOG_WARN, "failover: the sentinels switched master '%s' to %s:%d; every "
+    rs_log(pool->cfg, RS_LOG_WARN, "failover: the sentinels switched master '%s' to %s:%d; every "
            "connection is retired", pool->cfg->sentinel_master, host, port);
 }
 

@@ -142,7 +142,7 @@ int rs_retry_wait(const rs_config *cfg, const char *what, int attempt, const rs_
     /* A pool timeout is not retried: waiting again would multiply the wait. */
     if (!last->retryable || last->kind == RS_ERR_POOL || attempt > cfg->max_retries) return 0;
     double delay = rs_retry_delay(cfg, attempt);
-    rs_note_retry(what, attempt, cfg->max_retries + 1, last, delay);
+    rs_note_retry(cfg, what, attempt, cfg->max_retries + 1, last, delay);
     rs_sleep(delay);
     return 1;
 }

@@ -8,7 +8,9 @@
  * Conventions
  *  - Every fallible call takes an `rs_error *err` (may be NULL) and returns
  *    -1 (or NULL) on failure; `err` then says what went wrong, with any
- *    credentials already masked. Nothing is printed by the library.
+ *    credentials already masked.
+ *  - Nothing is printed by the library: log lines go to the handler set
+ *    on the store's config (rs_config_set_log_handler), if any.
  *  - Collection names and values travel with their lengths (binary safe).
  *  - Memory returned to the caller is freed with rs_free() unless a
  *    dedicated destructor is named.
@@ -734,9 +736,12 @@ char *rs_metrics_prometheus(const rs_metrics_snapshot *snapshot);
 /* ------------------------------------------------------------------------
  * Logging
  *
- * Process-wide. The default handler writes one line per message to stderr:
- * "<UTC ISO 8601 time> <LEVEL> rigatoni_store: <message>". Messages are
- * masked (no passwords) and never contain token bytes above debug level.
+ * The library never prints. A store hands its log lines to the handler of
+ * the config it was opened with (rs_config_set_log_handler); a config
+ * without one (the default) keeps the store silent. The level is
+ * process-wide. Messages are masked (no passwords) and never contain
+ * token bytes above debug level; a program that shows them formats them
+ * itself (the rigatoni-store host: "rigatoni-store: <level>: <message>").
  * --------------------------------------------------------------------- */
 
 typedef enum rs_log_level {
@@ -747,13 +752,16 @@ typedef enum rs_log_level {
 } rs_log_level;
 
 /* Receives the message without timestamp or level prefix. May be called
- * from any thread that uses a store, and from lease threads. */
+ * from any thread that uses a store, and from lease, failover and walk
+ * threads; calls never overlap (one mutex for every store), so a handler
+ * must be quick and must not log itself. */
 typedef void (*rs_log_fn)(rs_log_level level, const char *message, void *userdata);
 
+/* The handler of the stores opened with `cfg` (copied with it); NULL =
+ * silent. `userdata` must outlive those stores. */
+void rs_config_set_log_handler(rs_config *cfg, rs_log_fn fn, void *userdata);
 void rs_log_set_level(rs_log_level level);      /* default RS_LOG_WARN */
 rs_log_level rs_log_get_level(void);
-/* NULL restores the default stderr handler. */
-void rs_log_set_handler(rs_log_fn fn, void *userdata);
 /* "error", "warn", "info", "debug" */
 const char *rs_log_level_name(rs_log_level level);
 /* Parses a level name (also "warning"); 0 or -1. */

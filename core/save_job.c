@@ -54,6 +54,7 @@ static void *job_main(void *arg)
 rs_save_job *rs_save_many_start(rs_store *store, const rs_save_item *items, size_t n,
                                 int flags, int read_back, rs_error *err)
 {
+    RS_ERR_ACCEPT_NULL(err);
     rs_error_clear(err);
     size_t total = 0;
     for (size_t i = 0; i < n; i++) total += items[i].collection_len + items[i].len;
@@ -100,6 +101,7 @@ rs_save_job *rs_save_many_start(rs_store *store, const rs_save_item *items, size
 
 int rs_save_many_finish(rs_save_job *job, int *written, rs_value *values, rs_error *err)
 {
+    RS_ERR_ACCEPT_NULL(err);
     pthread_join(job->thread, NULL);
     int rc = job->rc;
     *err = job->err;

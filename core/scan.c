@@ -211,7 +211,7 @@ static int node_open(rs_scan *scan, rs_pool *pool, rs_error *err)
         return -1;
     }
     if (!scan->blind++)
-        rs_log(RS_LOG_WARN, "list: cannot see the cluster's open slots (%s); a walk during a "
+        rs_log(scan->store->cfg, RS_LOG_WARN, "list: cannot see the cluster's open slots (%s); a walk during a "
                "migration is checked by the slot map only", why.message);
     return 0;
 }
@@ -299,7 +299,7 @@ static int end_round(rs_scan *scan, rs_error *err)
                      "(%d rounds over the masters); the listing is incomplete", MAX_ROUNDS + 1);
         return -1;
     }
-    rs_log(RS_LOG_WARN, "list: cluster slots moved or are migrating; walking %zu master%s again "
+    rs_log(scan->store->cfg, RS_LOG_WARN, "list: cluster slots moved or are migrating; walking %zu master%s again "
            "from the start (names listed before are not listed again)", scan->nnodes,
            scan->nnodes == 1 ? "" : "s");
     /* An open migration may end soon: give it the time of a retry. */
@@ -351,6 +351,7 @@ static rs_scan *scan_new(rs_store *store, char *pattern, size_t strip, size_t ba
 rs_scan *rs_scan_open(rs_store *store, const char *match, size_t batch, int with_ttl,
                       rs_error *err)
 {
+    RS_ERR_ACCEPT_NULL(err);
     rs_error_clear(err);
     const char *prefix = store->cfg->key_prefix;
     if (!match || !*match) match = "*";
@@ -371,6 +372,7 @@ rs_scan *rs_scan_open(rs_store *store, const char *match, size_t batch, int with
 rs_scan *rs_scan_keys_open(rs_store *store, const char *pattern, size_t batch, int with_ttl,
                            rs_error *err)
 {
+    RS_ERR_ACCEPT_NULL(err);
     rs_error_clear(err);
     return scan_new(store, strdup(pattern && *pattern ? pattern : "*"), 0, batch, with_ttl, err);
 }
@@ -385,7 +387,7 @@ static void follow_takeover(rs_scan *scan)
 {
     rs_pool *now = rs_cluster_slot_owner(scan->store, scan->slots[scan->node]);
     if (!now || now == scan->nodes[scan->node]) return;
-    rs_log(RS_LOG_WARN, "list: a master stopped answering; its slots are served by another "
+    rs_log(scan->store->cfg, RS_LOG_WARN, "list: a master stopped answering; its slots are served by another "
            "node now, whose keys are walked from the start (names listed before are not "
            "listed again)");
     scan->nodes[scan->node] = now;
@@ -479,7 +481,7 @@ static int scan_step(rs_scan *scan, redisReply **reply, rs_error *err)
                              scan->restarts);
                 return -1;
             }
-            rs_log(RS_LOG_WARN, "list: the walk went on on another server process (%s); its "
+            rs_log(scan->store->cfg, RS_LOG_WARN, "list: the walk went on on another server process (%s); its "
                    "keys are walked again from the start (names listed before are not "
                    "listed again)",
                    where.known && scan->began.known ? "run_id changed"
@@ -542,7 +544,7 @@ static int read_values(rs_scan *scan, const redisReply *keys, redisReply ***out,
         if (scan->with_ttl && err->reply == RS_REPLY_NOPERM) {
             /* A user limited to Rust Rigatoni's commands has no PTTL: the
              * listing goes on with TTLs unknown, never fails for it. */
-            rs_log(RS_LOG_WARN, "list: the server refused PTTL (%s); TTLs are shown as "
+            rs_log(scan->store->cfg, RS_LOG_WARN, "list: the server refused PTTL (%s); TTLs are shown as "
                    "unknown", err->message);
             scan->with_ttl = 0;
             scan->ttl_refused = 1;
@@ -680,7 +682,7 @@ static int find_not_strings(rs_scan *scan, step_batch *b, rs_error *err)
             } else if (err->reply == RS_REPLY_NOPERM) {
                 /* A user without EXISTS: such keys are still skipped,
                  * never fatal, only not counted. */
-                rs_log(RS_LOG_WARN, "list: the server refused EXISTS (%s); keys that are not "
+                rs_log(scan->store->cfg, RS_LOG_WARN, "list: the server refused EXISTS (%s); keys that are not "
                        "strings are skipped without being counted", err->message);
                 scan->exists_refused = 1;
                 rs_error_clear(err);
@@ -904,8 +906,7 @@ static int next_batch(rs_scan *scan)
 
 int rs_scan_next(rs_scan *scan, rs_scan_entry *entry, rs_error *err)
 {
-    rs_error local;
-    if (!err) err = &local;
+    RS_ERR_ACCEPT_NULL(err);
     rs_error_clear(err);
     for (;;) {
         if (scan->reported) {

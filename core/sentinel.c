@@ -139,7 +139,7 @@ int rs_sentinel_discover(const rs_config *cfg, rs_tls *tls, uint64_t start, char
         redisContext *ctx = rs_connect(cfg, tls, s->host, s->port, cfg->sentinel_username,
                                        cfg->sentinel_password, &last);
         if (!ctx) {
-            rs_log(RS_LOG_INFO, "sentinel %s:%d unreachable: %s", s->host, s->port, last.message);
+            rs_log(cfg, RS_LOG_INFO, "sentinel %s:%d unreachable: %s", s->host, s->port, last.message);
             if (last.kind == RS_ERR_AUTH) refused = last;
             /* A final connection error (a TLS certificate, name or protocol
              * refused) is the same at every sentinel and on every retry:
@@ -173,14 +173,14 @@ int rs_sentinel_discover(const rs_config *cfg, rs_tls *tls, uint64_t start, char
                          "sentinel %s:%d named master '%.100s' at '%.100s' port '%.20s', "
                          "not an address (port 1..65535)", s->host, s->port,
                          cfg->sentinel_master, h->str, p->str);
-            rs_log(RS_LOG_WARN, "%s", bad.message);
+            rs_log(cfg, RS_LOG_WARN, "%s", bad.message);
             freeReplyObject(reply);
             continue;
         }
         answer *a = vote(answers, &nanswers, h->str, master_port, named_at);
         freeReplyObject(reply);
         if (better(a, best)) best = a;
-        rs_log(RS_LOG_DEBUG, "sentinel %s:%d: master '%s' is at %s:%d (config epoch %llu)",
+        rs_log(cfg, RS_LOG_DEBUG, "sentinel %s:%d: master '%s' is at %s:%d (config epoch %llu)",
                s->host, s->port, cfg->sentinel_master, a->host, a->port,
                (unsigned long long)named_at);
     }
@@ -188,9 +188,9 @@ int rs_sentinel_discover(const rs_config *cfg, rs_tls *tls, uint64_t start, char
         memcpy(host, best->host, strlen(best->host) + 1);
         *port = best->port;
         *epoch = best->epoch;
-        rs_log(RS_LOG_INFO, "sentinels: master '%s' is at %s:%d, config epoch %llu (%zu of %zu "
-               "name it)", cfg->sentinel_master, host, *port, (unsigned long long)best->epoch,
-               best->votes, url->nhosts);
+        rs_log(cfg, RS_LOG_INFO, "sentinels: master '%s' is at %s:%d, config epoch %llu (%zu of "
+               "%zu name it)", cfg->sentinel_master, host, *port,
+               (unsigned long long)best->epoch, best->votes, url->nhosts);
         free(answers);
         return 0;
     }

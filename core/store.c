@@ -31,7 +31,6 @@ static void describe(char *buf, size_t size, const char *op, const char *coll, s
 /* "cannot open store at <masked url>: <message>" */
 static void prefix_with_url(rs_error *err, const char *url)
 {
-    if (!err) return;
     char masked[256], detail[sizeof err->message];
     rs_mask_url(url, masked, sizeof masked);
     memcpy(detail, err->message, sizeof detail);
@@ -42,6 +41,7 @@ static void prefix_with_url(rs_error *err, const char *url)
 
 rs_store *rs_store_open(const rs_config *cfg, rs_error *err)
 {
+    RS_ERR_ACCEPT_NULL(err);
     rs_error_clear(err);
     if (rs_config_validate(cfg, err) < 0) return NULL;
     rs_store *store = calloc(1, sizeof *store);
@@ -211,6 +211,7 @@ int rs_ttl_args(double ttl, const char **unit, char *amount, size_t size)
 int rs_save_raw(rs_store *store, const char *collection, size_t coll_len, const void *bytes,
                 size_t len, double ttl, rs_error *err)
 {
+    RS_ERR_ACCEPT_NULL(err);
     rs_error_clear(err);
     if (ttl == RS_TTL_DEFAULT) ttl = store->cfg->ttl;
     if (!(ttl >= 0)) {
@@ -247,6 +248,7 @@ int rs_save_raw(rs_store *store, const char *collection, size_t coll_len, const 
 int rs_get_raw(rs_store *store, const char *collection, size_t coll_len, char **out,
                size_t *out_len, rs_error *err)
 {
+    RS_ERR_ACCEPT_NULL(err);
     rs_error_clear(err);
     *out = NULL;
     *out_len = 0;
@@ -325,6 +327,7 @@ static rs_outcome check_deleted(const redisReply *exists, void *ctx, const char 
 
 int rs_delete(rs_store *store, const char *collection, size_t coll_len, rs_error *err)
 {
+    RS_ERR_ACCEPT_NULL(err);
     rs_error_clear(err);
     size_t key_len;
     char *key = rs_token_key(store, collection, coll_len, &key_len, err);
@@ -347,6 +350,7 @@ int rs_delete(rs_store *store, const char *collection, size_t coll_len, rs_error
 int rs_ttl(rs_store *store, const char *collection, size_t coll_len, double *seconds,
            rs_error *err)
 {
+    RS_ERR_ACCEPT_NULL(err);
     long long ms;
     *seconds = 0;
     if (key_integer_command(store, RS_OP_GET, "PTTL", "ttl", collection, coll_len, &ms, err) < 0) return -1;
@@ -358,6 +362,7 @@ int rs_ttl(rs_store *store, const char *collection, size_t coll_len, double *sec
 
 int rs_ping(rs_store *store, rs_error *err)
 {
+    RS_ERR_ACCEPT_NULL(err);
     const char *argv[1] = {"PING"};
     size_t argvlen[1] = {4};
     rs_cmd cmd = {1, argv, argvlen};

@@ -67,6 +67,7 @@ static long join(const part *parts, int n, char *buf, size_t bufsize)
 long rs_stream_key(const char *database, size_t db_len, const char *collection,
                    size_t coll_len, char *buf, size_t bufsize, rs_error *err)
 {
+    RS_ERR_ACCEPT_NULL(err);
     rs_error_clear(err);
     if (!database && collection) {
         rs_error_set(err, RS_ERR_CONFIG, 0, "stream key: a collection needs its database");
@@ -85,6 +86,7 @@ long rs_stream_key(const char *database, size_t db_len, const char *collection,
 long rs_stream_mirror_key(const char *database, size_t db_len, const char *collection,
                           size_t coll_len, char *buf, size_t bufsize, rs_error *err)
 {
+    RS_ERR_ACCEPT_NULL(err);
     /* The same checks as the resume key: a mirror exists only beside one. */
     if (rs_stream_key(database, db_len, collection, coll_len, NULL, 0, err) < 0) return -1;
     if (!database) return join((part[]){LIT("__deployment__")}, 1, buf, bufsize);

@@ -34,6 +34,7 @@ struct rs_tls {
     SSL_CTX *ctx;
     int verify;
     char *server_name;       /* SNI and name to verify; NULL = the URL host */
+    const rs_config *log_cfg;  /* where its warnings go: the store's config */
 };
 
 static void openssl_error(rs_error *err, const char *what, const char *file)
@@ -56,6 +57,7 @@ rs_tls *rs_tls_new(const rs_config *cfg, rs_error *err)
     }
     SSL_CTX_set_min_proto_version(tls->ctx, TLS1_2_VERSION);
     tls->verify = cfg->tls_verify;
+    tls->log_cfg = cfg;
     if (cfg->tls_server_name && !(tls->server_name = strdup(cfg->tls_server_name))) goto nomem;
 
     if (cfg->tls_ca_file || cfg->tls_ca_path) {
@@ -138,7 +140,7 @@ int rs_tls_handshake(rs_tls *tls, redisContext *ctx, const char *host, int port,
             return -1;
         }
     } else {
-        rs_log(RS_LOG_WARN, "TLS verification is off (tls.verify = false) for %s:%d: "
+        rs_log(tls->log_cfg, RS_LOG_WARN, "TLS verification is off (tls.verify = false) for %s:%d: "
                "the server is not authenticated", host, port);
     }
     ERR_clear_error();

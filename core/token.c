@@ -180,6 +180,7 @@ int rs_utf8_valid(const char *s, size_t len, int allow_nul)
 
 int rs_token_validate(const void *bytes, size_t len, rs_error *err)
 {
+    RS_ERR_ACCEPT_NULL(err);
     bson_t doc;
     bson_error_t berr;
     uint32_t declared;

@@ -33,6 +33,7 @@ double rs_ttl_max(void)
 
 int rs_ttl_check(double seconds, rs_error *err)
 {
+    RS_ERR_ACCEPT_NULL(err);
     if (isnan(seconds) || !(seconds > 0)) {
         rs_error_set(err, RS_ERR_CONFIG, 0, "ttl must be a number of seconds above 0, not %g",
                      seconds);

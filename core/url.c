@@ -205,6 +205,7 @@ static int parse_db(const char *s, size_t len, int *db, rs_error *err)
 
 int rs_url_parse(const char *url, rs_url *out, rs_error *err)
 {
+    RS_ERR_ACCEPT_NULL(err);
     memset(out, 0, sizeof *out);
     if (!url || !*url) {
         rs_error_set(err, RS_ERR_CONFIG, 0, "invalid URL: empty");

@@ -232,8 +232,9 @@ static int build_conf(const options *o, host_conf *hc)
     else if (o->verbose && hc->log_level < HOST_LOG_INFO) hc->log_level = HOST_LOG_INFO;
     /* HOST_LOG_* follow rs_log_level's order. */
     rs_log_set_level((rs_log_level)hc->log_level);
+    rs_config_set_log_handler(hc->cfg, host_log_write, NULL);   /* --check's store */
     if (hc->warning[0] && hc->log_level >= HOST_LOG_WARN)
-        fprintf(stderr, PROG ": warning: %s\n", hc->warning);
+        host_log_write(RS_LOG_WARN, hc->warning, NULL);
     return 0;
 fail: {
     char masked[1600];
@@ -368,6 +369,45 @@ static char *resolve_script(const char *script, const char *scripts_dir)
     return is_file(script) ? strdup(script) : NULL;
 }
 
+/* run_script(chunk, args...) -> what the script returns. A chunk that
+ * returns a declaration (a table with name and run: the bundled scripts)
+ * is run by lib/options.lua's main, which reads the arguments by it; any
+ * other chunk has run already, and its return value is the result. */
+static int run_script(lua_State *L)
+{
+    int nargs = lua_gettop(L) - 1;
+    luaL_checkstack(L, nargs + 4, "too many arguments");
+    lua_createtable(L, nargs, 0);                       /* the arguments, for main */
+    for (int i = 1; i <= nargs; i++) {
+        lua_pushvalue(L, i + 1);
+        lua_rawseti(L, -2, i);
+    }
+    int argv_index = lua_gettop(L);
+    for (int i = 1; i <= nargs + 1; i++) lua_pushvalue(L, i);
+    lua_call(L, nargs, 1);
+    int result = lua_gettop(L);
+    if (!lua_istable(L, result) || lua_getfield(L, result, "run") != LUA_TFUNCTION) {
+        lua_settop(L, result);
+        return 1;   /* a plain script: it has run */
+    }
+    lua_pop(L, 1);
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "lib.options");
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, "is_declaration");
+    lua_pushvalue(L, result);
+    lua_call(L, 1, 1);
+    if (!lua_toboolean(L, -1)) {
+        lua_settop(L, result);
+        return 1;
+    }
+    lua_getfield(L, -2, "main");
+    lua_pushvalue(L, result);
+    lua_pushvalue(L, argv_index);
+    lua_call(L, 2, 1);
+    return 1;
+}
+
 /* Message handler: keeps the error object as it is (its kind decides the
  * exit status) and, with -v, files a traceback in the registry. */
 static int message_handler(lua_State *L)
@@ -485,9 +525,13 @@ static int run_lua(const options *o, host_conf *hc, const char *scripts_dir, con
         lua_close(L);
         return HOST_EXIT_USAGE;
     }
+    if (path) {   /* a script file: run_script(chunk, args...) */
+        lua_pushcfunction(L, run_script);
+        lua_insert(L, -2);
+    }
     int nargs = host_env_push_args(L, path ? path : "-e", o->nargs, o->args);
     host_signal_install(L);
-    rc = lua_pcall(L, nargs, 1, base);
+    rc = lua_pcall(L, nargs + (path != NULL), 1, base);
     host_signal_detach(L);
     int sig = host_signal_caught();
     if (rc != LUA_OK && sig) {

@@ -7,7 +7,8 @@
  * (`rs`, lazy `store`, `config`, `host`, `arg`); host_metrics.c writes
  * --metrics; host_files.c the temporary files and output paths of the
  * scripts; host_signal.c turns SIGINT/SIGTERM into a clean stop;
- * host_http.c is the HTTP server of `serve`; host.c is
+ * host_http.c is the HTTP server of `serve`; host_log.c the one format
+ * of the log lines on stderr; host.c is
  * the command line, running a script and turning errors into exit codes.
  */
 #ifndef RS_HOST_H
@@ -19,6 +20,10 @@
 #include <lua.h>
 
 #include "rigatoni_store.h"
+
+/* host_log.c: writes "rigatoni-store: <level>: <message>" on stderr, the
+ * one format of every log line the host shows (an rs_log_fn). */
+void host_log_write(rs_log_level level, const char *message, void *userdata);
 
 /* Exit statuses of the contract (DESIGN.md). */
 #define HOST_EXIT_OK 0

@@ -98,6 +98,7 @@ static int host_mask(lua_State *L)
 }
 
 /* host.log(level, message) -- "rigatoni-store: level: message" on stderr
+ * (host_log.c)
  * when the log level lets it through; masked like every host message. */
 static int host_log(lua_State *L)
 {
@@ -109,7 +110,7 @@ static int host_log(lua_State *L)
     size_t size = strlen(msg) * 3 + 64;
     char *buf = lua_newuserdatauv(L, size, 0);
     host_conf_mask(env->conf, msg, buf, size);
-    fprintf(stderr, "rigatoni-store: %s: %s\n", host_log_level_name(level), buf);
+    host_log_write((rs_log_level)level, buf, NULL);   /* HOST_LOG_* follow rs_log_level */
     return 0;
 }
 
@@ -181,7 +182,7 @@ static int host_open_store(lua_State *L)
         if (host_conf_load(hc, file, msg, sizeof msg) < 0)
             return rs_lua_raisef(L, RS_ERR_CONFIG, "%s", msg);
         if (hc->warning[0] && env->conf->log_level >= HOST_LOG_WARN)
-            fprintf(stderr, "rigatoni-store: warning: %s\n", hc->warning);
+            host_log_write(RS_LOG_WARN, hc->warning, NULL);
     }
     int rc = apply_store_options(L, hc, msg, sizeof msg);
     host_conf_merge_secrets(env->conf, hc);
@@ -238,6 +239,8 @@ void host_env_open(lua_State *L, host_env *env)
     lua_setfield(L, LUA_REGISTRYINDEX, ENV_KEY);
     luaL_openlibs(L);
 
+    /* The scripts' stores log through the host's one format (host_log.c). */
+    rs_lua_set_log_default(host_log_write, NULL);
     luaL_requiref(L, "rigatoni_store", luaopen_rigatoni_store, 0);
     lua_setglobal(L, "rs");
 

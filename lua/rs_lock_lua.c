@@ -25,6 +25,7 @@
  * while the script runs, and a C keep-alive thread could only ever refresh
  * behind the script's back, not tell it that the lock was lost.
  */
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 

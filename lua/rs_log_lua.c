@@ -1,25 +1,32 @@
 /* SPDX-License-Identifier: MIT */
 /* rs_log_lua.c -- the core's log lines, delivered to a Lua function.
  *
- *   rs.set_log_handler(function(level, message) ... end)   -- nil: back to stderr
+ *   rs.set_log_handler(function(level, message) ... end)   -- nil: the default
  *   rs.set_log_level("debug")   rs.log_level() --> "debug"   rs.flush_log()
+ *
+ * Every store the module opens has rs_lua_log_hook as its config's log
+ * handler (the core itself never prints). Without a Lua handler the hook
+ * passes a line to the default one a host program installed with
+ * rs_lua_set_log_default (the rigatoni-store host: its one stderr
+ * format), or drops it when there is none (the module loaded by plain
+ * Lua stays silent).
  *
  * The core logs from any thread: the caller's, lease keep-alive threads,
  * threads of a C program that embeds Lua. A lua_State may only be entered
  * by the thread running it, and calling Lua from inside the core would be
  * unsafe even on that thread (an error in the handler would longjmp
  * through core frames that hold locks; a handler that logs would deadlock
- * on the log mutex). So the hook given to the core never touches Lua: it
- * copies the line into a bounded queue under its own mutex (QUEUE_MAX
- * lines; past that, lines are counted and dropped, and a warning says how
- * many). The state that set the handler drains the queue into the Lua
- * function, in order, at safe points: on entry to and return from every
- * store method, just before a store error is raised (so the lines about
- * the retries come before the error), and on rs.flush_log(). Lines that a
- * background thread logs while Lua is idle arrive at the next of these.
- * The handler runs under pcall: its errors are reported on stderr and
- * otherwise ignored; lines it causes wait for the next drain. Closing the
- * state that owns the handler gives the core its stderr handler back.
+ * on the log mutex). So the hook never touches Lua: it copies the line
+ * into a bounded queue under its own mutex (QUEUE_MAX lines; past that,
+ * lines are counted and dropped, and a warning says how many). The state
+ * that set the handler drains the queue into the Lua function, in order,
+ * at safe points: on entry to and return from every store method, just
+ * before a store error is raised (so the lines about the retries come
+ * before the error), and on rs.flush_log(). Lines that a background
+ * thread logs while Lua is idle arrive at the next of these. The handler
+ * runs under pcall: its first error is reported to the default handler
+ * and otherwise ignored; lines it causes wait for the next drain. Closing
+ * the state that owns the handler gives the lines back to the default.
  *
  * Lines come from the core already masked (no passwords, no token bytes
  * above debug), so the handler may forward them anywhere.
@@ -50,12 +57,27 @@ static const void *owner;                  /* main thread of the owning state; o
 static atomic_int pending;                 /* lines (or drops) wait: the cheap check */
 static _Thread_local int draining;
 static int failure_shown;                  /* the handler's first error was reported */
+static rs_log_fn default_fn;               /* set by the host before any state runs */
+static void *default_data;
 
-/* The hook given to the core: any thread, under the core's log mutex. */
-static void enqueue(rs_log_level level, const char *message, void *userdata)
+void rs_lua_set_log_default(rs_log_fn fn, void *userdata)
 {
-    char *copy = strdup(message);
+    default_fn = fn;
+    default_data = userdata;
+}
+
+/* The handler of every store's config: any thread, under the core's log
+ * mutex. Queued for the Lua handler when a state set one, else handed to
+ * the default (none: dropped). */
+void rs_lua_log_hook(rs_log_level level, const char *message, void *userdata)
+{
     pthread_mutex_lock(&queue_lock);
+    if (!owner) {
+        pthread_mutex_unlock(&queue_lock);
+        if (default_fn) default_fn(level, message, default_data);
+        return;
+    }
+    char *copy = strdup(message);
     if (!copy || count == QUEUE_MAX) {
         dropped++;
         free(copy);
@@ -111,9 +133,12 @@ static void deliver(lua_State *L, rs_log_level level, const char *text)
     lua_pushlightuserdata(L, &d);
     if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
         const char *why = lua_tostring(L, -1);
-        if (!failure_shown++)
-            fprintf(stderr, "rigatoni_store: the log handler failed (later failures not shown): %s\n",
-                    why ? why : "(error object)");
+        if (!failure_shown++ && default_fn) {
+            char line[600];
+            snprintf(line, sizeof line, "the log handler failed (later failures not shown): %.500s",
+                     why ? why : "(error object)");
+            default_fn(RS_LOG_WARN, line, default_data);
+        }
         lua_pop(L, 1);
     }
 }
@@ -159,7 +184,7 @@ void rs_lua_log_drain(lua_State *L)
  * Library functions
  * ------------------------------------------------------------------ */
 
-/* Collected with the owning state: hands the core its stderr handler back. */
+/* Collected with the owning state: the lines go to the default again. */
 static int guard_gc(lua_State *L)
 {
     const void **guard = luaL_checkudata(L, 1, GUARD_MT);
@@ -171,25 +196,23 @@ static int guard_gc(lua_State *L)
         clear_queue_locked();
     }
     pthread_mutex_unlock(&queue_lock);
-    if (mine) rs_log_set_handler(NULL, NULL);
     return 0;
 }
 
 /* rs.set_log_handler(fn) -- fn(level, message) receives every log line;
- * nil restores the default handler (stderr with a UTC timestamp). */
+ * nil gives them back to the default (the host's stderr format; none:
+ * dropped). */
 static int l_set_log_handler(lua_State *L)
 {
     const void *me = main_thread(L);
     if (lua_isnoneornil(L, 1)) {
         rs_lua_log_drain(L);   /* what was logged before goes to the old handler */
         pthread_mutex_lock(&queue_lock);
-        int mine = owner == me;
-        if (mine) {
+        if (owner == me) {
             owner = NULL;
             clear_queue_locked();
         }
         pthread_mutex_unlock(&queue_lock);
-        if (mine) rs_log_set_handler(NULL, NULL);
         lua_pushnil(L);
         lua_setfield(L, LUA_REGISTRYINDEX, HANDLER_KEY);
         return 0;
@@ -209,9 +232,6 @@ static int l_set_log_handler(lua_State *L)
     lua_pushvalue(L, 1);
     lua_setfield(L, LUA_REGISTRYINDEX, HANDLER_KEY);
     failure_shown = 0;
-    /* The core's log mutex is taken before queue_lock (enqueue runs under
-     * it), so the handler is swapped without holding queue_lock. */
-    rs_log_set_handler(enqueue, NULL);
     pthread_mutex_lock(&queue_lock);
     owner = me;
     pthread_mutex_unlock(&queue_lock);

@@ -1,18 +1,24 @@
 /* SPDX-License-Identifier: MIT */
 /* rs_lua.h -- what the files of the Lua module share (internal).
  *
- * The module is cut into one file per concern: rs_module.c (the library
- * table, rs.new, rs.config builder), rs_store_lua.c (store userdata),
- * rs_error_lua.c (structured error objects), rs_bson_lua.c (BSON <-> Lua),
- * rs_log_lua.c (log lines to a Lua handler), rs_stream_lua.c (Rigatoni 0.2
- * stream key names), rs_options_lua.c (options tables of the bindings).
+ * The module is cut into one file per handle type and concern:
+ * rs_module.c (the library table, rs.new, the rs.config builder; it
+ * assembles the others), rs_store_lua.c (store userdata, one-token
+ * operations), rs_walk_lua.c (walks), rs_batch_lua.c (batches and their
+ * values box), rs_job_lua.c (save jobs), rs_lock_lua.c (locks, leases),
+ * rs_server_lua.c (stats and what the servers say), rs_error_lua.c
+ * (structured error objects), rs_bson_lua.c (BSON <-> Lua), rs_log_lua.c
+ * (log lines to a Lua handler), rs_stream_lua.c (Rigatoni 0.2 stream key
+ * names), rs_rows_lua.c (rows of list and export), rs_options_lua.c
+ * (options tables of the bindings). Calls go one way: the handle files
+ * use rs_store_lua.c's helpers, never the reverse; rs_job_lua.c uses
+ * rs_batch_lua.c's.
  */
 #ifndef RS_LUA_H
 #define RS_LUA_H
 
 #include <lua.h>
 #include <lauxlib.h>
-#include <bson/bson.h>
 
 #include "rigatoni_store.h"
 
@@ -65,27 +71,70 @@ void rs_lua_open_bson(lua_State *L);
 
 /* ---- store (rs_store_lua.c) ---- */
 
+/* Adds a part of the store's methods to the method table at the top of
+ * the stack (and registers the metatables of that part's handles). */
+typedef void (*rs_lua_add_methods_fn)(lua_State *L);
+
 /* Pushes a new store userdata opened with `cfg` (config is copied).
  * Raises on failure. */
 int rs_lua_store_open(lua_State *L, const rs_config *cfg);
-/* Registers the store metatable; `add_methods` adds more methods to its
- * method table at the top of the stack (the lock methods, from
- * rs_module.c: so this file does not call rs_lock_lua.c, which uses it). */
-void rs_lua_open_store(lua_State *L, void (*add_methods)(lua_State *L));
+/* Registers the store metatable; its method table gets the store's own
+ * methods and those each of `parts` (NULL-terminated) adds. */
+void rs_lua_open_store(lua_State *L, const rs_lua_add_methods_fn parts[]);
 /* The open store at `idx`; raises on a closed one or another type. */
 rs_store *rs_lua_check_store(lua_State *L, int idx);
+/* The open store at `idx`, or NULL (another value, or a closed store). */
+rs_store *rs_lua_test_store(lua_State *L, int idx);
+/* Has the store at `store` call close(object) when it closes, for an
+ * object at `obj` that uses the store from a thread of its own (held
+ * weakly: a collected object is forgotten). */
+void rs_lua_store_track(lua_State *L, int store, int obj, lua_CFunction close);
 /* Encodes the token at `token_idx` and saves it under the collection at
  * `coll_idx`; fenced by lock_key/owner when lock_key is not NULL. */
 int rs_lua_save_token(lua_State *L, rs_store *store, int coll_idx, int token_idx,
                       const char *lock_key, const char *owner);
-
-/* The open store at `idx`, or NULL (another value, or a closed store). */
-rs_store *rs_lua_test_store(lua_State *L, int idx);
+/* Collection names: non-empty strings. Raises a serialization error. */
+const char *rs_lua_check_collection(lua_State *L, int idx, size_t *len);
+/* Decodes stored token bytes and pushes the table; on corrupt bytes pushes
+ * nil and returns 0 with `err` naming the key. */
+int rs_lua_push_token(lua_State *L, rs_store *store, const char *coll, size_t coll_len,
+                      const char *bytes, size_t len, rs_error *err);
+/* An optional ttl argument: nil = configured (RS_TTL_DEFAULT), false or 0
+ * = none; raises on another value or a negative one. */
+double rs_lua_opt_ttl(lua_State *L, int idx);
 /* Pushes an empty box for a malloc'd result of the core (freed by __gc if
  * an error is raised before it is copied); rs_lua_result_to_string
  * replaces the box by a Lua string of the first `len` bytes, freeing them. */
 char **rs_lua_push_result(lua_State *L);
 void rs_lua_result_to_string(lua_State *L, char **box, size_t len);
+
+/* ---- walks, batches, jobs, reports (rs_walk_lua.c, rs_batch_lua.c,
+ * rs_job_lua.c, rs_server_lua.c): their parts of the store methods ---- */
+
+void rs_lua_add_walk_methods(lua_State *L);
+void rs_lua_add_batch_methods(lua_State *L);
+void rs_lua_add_job_methods(lua_State *L);
+void rs_lua_add_server_methods(lua_State *L);
+
+/* The values of a batch (get_many, a job's read_back) in a userdata whose
+ * __gc frees the bytes the core malloc'd: `n` is set once they are filled
+ * (and back to 0 once freed), so a memory error while they are copied
+ * leaks nothing. */
+typedef struct rs_lua_values {
+    size_t n;
+    rs_value values[];
+} rs_lua_values;
+/* Pushes an empty values box with room for `n` values. */
+rs_lua_values *rs_lua_push_values_box(lua_State *L, size_t n);
+/* Pushes the box's values as a Lua array: bytes, or false when absent. */
+void rs_lua_push_values(lua_State *L, const rs_lua_values *box);
+/* Pushes save_many's answer: an array of booleans. */
+void rs_lua_push_written(lua_State *L, const int *written, size_t n);
+/* The items of a save_many batch at index 2, in scratch memory owned by
+ * the Lua stack; their strings are anchored in a table pushed before it.
+ * Options at index 3: nx, and read_back when `read_back` is not NULL. */
+size_t rs_lua_check_save_items(lua_State *L, const char *what, rs_save_item **out, int *flags,
+                               int *read_back);
 
 /* ---- logging (rs_log_lua.c) ---- */
 
@@ -93,6 +142,12 @@ void rs_lua_result_to_string(lua_State *L, char **box, size_t len);
  * when none wait or another state set the handler). Call only where
  * running Lua code is safe. */
 void rs_lua_log_drain(lua_State *L);
+/* The log handler of every store the module opens (rs_lua_store_open). */
+void rs_lua_log_hook(rs_log_level level, const char *message, void *userdata);
+/* The handler the lines go to while no Lua handler is set (and where a
+ * failing Lua handler is reported): the host's formatter; none = dropped.
+ * Set before any Lua state runs. */
+void rs_lua_set_log_default(rs_log_fn fn, void *userdata);
 /* Puts set_log_handler, set_log_level, log_level and flush_log into the
  * library table at the top of the stack. */
 void rs_lua_open_log(lua_State *L);
@@ -100,7 +155,7 @@ void rs_lua_open_log(lua_State *L);
 /* ---- locks (rs_lock_lua.c) ---- */
 
 /* Adds the lock methods to the store method table at the top of the
- * stack, and registers the lease metatable. */
+ * stack, and registers the lease metatable (a rs_lua_add_methods_fn). */
 void rs_lua_add_lock_methods(lua_State *L);
 /* Puts rs.owner_id into the library table at the top of the stack. */
 void rs_lua_open_lock(lua_State *L);

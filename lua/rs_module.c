@@ -298,6 +298,13 @@ static const luaL_Reg rs_lib[] = {
     {NULL, NULL},
 };
 
+/* The handle files' parts of the store methods (each registers its own
+ * metatables): assembled here so that none of them calls another. */
+static const rs_lua_add_methods_fn store_parts[] = {
+    rs_lua_add_walk_methods, rs_lua_add_batch_methods, rs_lua_add_job_methods,
+    rs_lua_add_lock_methods, rs_lua_add_server_methods, NULL,
+};
+
 int luaopen_rigatoni_store(lua_State *L)
 {
     luaL_checkversion(L);
@@ -305,7 +312,7 @@ int luaopen_rigatoni_store(lua_State *L)
     luaL_setfuncs(L, config_meta, 0);
     lua_pop(L, 1);
     rs_lua_open_error(L);
-    rs_lua_open_store(L, rs_lua_add_lock_methods);
+    rs_lua_open_store(L, store_parts);
 
     luaL_newlib(L, rs_lib);
     lua_pushliteral(L, RS_VERSION);

@@ -3,7 +3,7 @@
  *
  * Formatted per token in Lua, these rows cost more than the whole Redis
  * side of a walk; here one call writes a whole batch (store:token_lines in
- * rs_store_lua.c) or one row:
+ * rs_walk_lua.c) or one row:
  *
  *   rs.list_row(collection, bytes, ttl|nil, now [, mirror_of]) -> text
  *       one `list --format json/jsonl` object (no newline); mirror_of: the

@@ -22,25 +22,24 @@
 
 local cli = require "lib.cli"
 
-local opts = cli.parse(arg, {
+local script = {
   name = "cleanup",
-  usage = [[
-usage: rigatoni-store [-c FILE] cleanup [--match GLOB | --stream DB[:COLL]|:deployment ...]
-                      [--older-than DURATION] [--set-ttl DURATION]
-                      [--dry-run] [--yes] [--batch N]
-
-  --older-than D   delete tokens whose cluster time is older than D (e.g. 30d)
-  --set-ttl D      give tokens without a TTL this TTL (EXPIRE ... NX); at
-                   most the longest TTL Redis accepts (else exit 2)
-  --match GLOB     Redis glob on the collection name (default *)
-  --stream SEL     only these Rigatoni 0.2 streams (repeatable; not with
-                   --match): DB:COLL the collection stream, DB the database
-                   stream and every collection stream of DB, :deployment the
-                   deployment stream; each with its per-batch mirror
-  --dry-run        print the plan, change nothing (the default without --yes)
-  --yes            really apply it
-  --batch N        SCAN COUNT and MGET batch size (default: scan_count)
-
+  summary = "Deletes stale resume tokens (--older-than) and/or gives tokens without a TTL one (--set-ttl); " ..
+            "without --yes it prints the plan and changes nothing.",
+  options = {
+    { "older-than", "duration", arg = "D", help = "delete tokens whose cluster time is older than D (e.g. 30d)" },
+    { "set-ttl", "ttl", arg = "D",
+      help = "give tokens without a TTL this TTL (EXPIRE ... NX); at most the longest TTL Redis accepts (else exit 2)" },
+    { "match", "string", arg = "GLOB", help = "Redis glob on the collection name (default *)" },
+    { "stream", "list", arg = "SEL", complete = { words = { ":deployment" } },
+      help = "only these Rigatoni 0.2 streams (repeatable; not with --match): DB:COLL the collection stream, " ..
+             "DB the database stream and every collection stream of DB, :deployment the deployment stream; " ..
+             "each with its per-batch mirror" },
+    { "dry-run", "flag", help = "print the plan, change nothing (the default without --yes)" },
+    { "yes", "flag", help = "really apply it" },
+    { "batch", "integer", help = "SCAN COUNT and MGET batch size (default: scan_count)" },
+  },
+  description = [[
 Tokens without a readable cluster time (corrupt values, tokens without
 _data) are never deleted by --older-than; they are counted as "unknown age".
 When the listing fails, cleanup prints what it did until then and exits 1.
@@ -62,15 +61,16 @@ together or not at all, by the stream key's age: the plan says "(+ mirror
 NAME)". A mirror shared by several stream keys (one collection name in
 several databases) goes only with the last of them. --match selects stream
 keys by their own name; a mirror follows its stream keys. A mirror that
-changed after it was read is not deleted (reported).
+changed after it was read is not deleted (reported).]],
+  examples = {
+    "rigatoni-store -c conf/production.ini cleanup --older-than 30d --set-ttl 30d --yes",
+    "rigatoni-store cleanup --stream shop:orders --stream :deployment --older-than 30d",
+  },
+}
 
-example: rigatoni-store -c conf/production.ini cleanup --older-than 30d --set-ttl 30d --yes
-example: rigatoni-store cleanup --stream shop:orders --stream :deployment --older-than 30d
-]],
-  options = { match = "string", stream = "list", ["older-than"] = "duration", ["set-ttl"] = "ttl",
-              ["dry-run"] = "flag", yes = "flag", batch = "integer" },
-})
-if not opts then return 0 end
+-- The run (the host calls it with the options read by the declaration):
+-- its globals (store, config, host, rs) are env's. The body is left unindented.
+function script.run(opts, _ENV)
 local streams = require "lib.streams"
 if opts.stream and opts.match then
   cli.usage_error("cleanup: --stream and --match cannot be combined (cleanup --help for usage)")
@@ -427,3 +427,6 @@ if not ran then
                                        or "the plan above is incomplete")
 end
 return undone > 0 and 1 or 0
+end
+
+return script

@@ -18,30 +18,24 @@
 
 local cli = require "lib.cli"
 
-local opts = cli.parse(arg, {
+local script = {
   name = "export",
-  usage = [[
-usage: rigatoni-store [-c FILE] export [--match GLOB | --stream DB[:COLL]|:deployment ...]
-                      [--output FILE|-] [--batch N]
-
-Writes the resume tokens as JSON Lines (stdout by default):
-
-  {"collection":"users","bson_base64":"...","token":{...},"ttl_ms":604799000}
-
-  --match GLOB    Redis glob on the collection name (default *)
-  --stream SEL    only these Rigatoni 0.2 streams (repeatable; not with
-                  --match): DB:COLL the collection stream, DB the database
-                  stream and every collection stream of DB, :deployment the
-                  deployment stream; each stream key with its per-batch
-                  mirror (a mirror shared with an unselected stream too)
-  --output FILE   write to FILE; - = stdout. A regular file (or a new one)
-                  is written atomically: a temporary file in its folder,
-                  renamed over it when complete (its mode is kept, and
-                  its owner and group when run as root). A
-                  symlink's target is replaced (the link stays); a FIFO, a
-                  character device or /dev/stdout is written through
-  --batch N       SCAN COUNT and MGET batch size (default: scan_count)
-
+  summary = [[Writes the resume tokens as JSON Lines (stdout by default):
+{"collection":"users","bson_base64":"...","token":{...},"ttl_ms":604799000}]],
+  options = {
+    { "match", "string", arg = "GLOB", help = "Redis glob on the collection name (default *)" },
+    { "stream", "list", arg = "SEL", complete = { words = { ":deployment" } },
+      help = "only these Rigatoni 0.2 streams (repeatable; not with --match): DB:COLL the collection stream, " ..
+             "DB the database stream and every collection stream of DB, :deployment the deployment stream; " ..
+             "each stream key with its per-batch mirror (a mirror shared with an unselected stream too)" },
+    { "output", "string", arg = "FILE|-", default = "-", complete = { words = { "-" }, files = "" },
+      help = "write to FILE; - = stdout. A regular file (or a new one) is written atomically: a temporary " ..
+             "file in its folder, renamed over it when complete (its mode is kept, and its owner and group " ..
+             "when run as root). A symlink's target is replaced (the link stays); a FIFO, a character " ..
+             "device or /dev/stdout is written through" },
+    { "batch", "integer", help = "SCAN COUNT and MGET batch size (default: scan_count)" },
+  },
+  description = [[
 Values that are not valid BSON are skipped with a warning (import would
 refuse them). The summary goes to stderr. SCAN, MGET and PTTL are checked
 first: a command the server refuses this user is named (exit 2) and no
@@ -49,15 +43,16 @@ file is made. When the listing fails, export
 exits 1 and says so: a --output FILE is then not created (nor replaced),
 and a stdout stream ends without the summary line. SIGINT or SIGTERM
 stop it the same way, with exit status 130 or 143. A folder, a block
-device or a path in a missing folder is refused before anything is read.
+device or a path in a missing folder is refused before anything is read.]],
+  examples = {
+    "rigatoni-store -c conf/production.ini export --output tokens.jsonl",
+    "rigatoni-store export --stream shop --output shop.jsonl",
+  },
+}
 
-example: rigatoni-store -c conf/production.ini export --output tokens.jsonl
-example: rigatoni-store export --stream shop --output shop.jsonl
-]],
-  options = { match = "string", stream = "list", output = "string", batch = "integer" },
-  defaults = { output = "-" },
-})
-if not opts then return 0 end
+-- The run (the host calls it with the options read by the declaration):
+-- its globals (store, config, host, rs) are env's. The body is left unindented.
+function script.run(opts, _ENV)
 local streams = require "lib.streams"
 if opts.stream and opts.match then
   cli.usage_error("export: --stream and --match cannot be combined (export --help for usage)")
@@ -159,3 +154,6 @@ cli.summary(string.format("export: %d token%s to %s%s in %.2f s", count, count =
                           skipped > 0 and string.format(" (%d corrupt skipped)", skipped) or "",
                           progress.elapsed()) .. cli.not_tokens(counts), true)
 return 0
+end
+
+return script

@@ -21,36 +21,32 @@
 
 local cli = require "lib.cli"
 
-local opts = cli.parse(arg, {
+local script = {
   name = "import",
-  usage = [[
-usage: rigatoni-store [-c FILE] import [--input FILE|-] [--ttl keep|none|DURATION]
-                      [--skip-existing|--overwrite] [--dry-run] [--batch N]
-
-Saves tokens from an `export` file (JSON Lines; stdin by default).
-
-  --input FILE      read FILE; - = stdin
-  --ttl keep        the TTL left at export time (default)
-  --ttl none        no TTL at all
-  --ttl DURATION    this TTL for every token (30s 15m 12h 7d)
-  --skip-existing   keep tokens that already exist (default)
-  --overwrite       replace existing tokens
-  --dry-run         validate and count, write nothing
-  --batch N         tokens per pipelined batch (default 1000)
-
+  summary = "Saves tokens from an `export` file (JSON Lines; stdin by default).",
+  options = {
+    { "input", "string", arg = "FILE|-", default = "-", complete = { words = { "-" }, files = "" },
+      help = "read FILE; - = stdin" },
+    { "ttl", "string", arg = "keep|none|DURATION", default = "keep", complete = { words = { "keep", "none" } },
+      help = "keep: the TTL left at export time; none: no TTL at all; a DURATION (30s 15m 12h 7d): " ..
+             "this TTL for every token" },
+    { "skip-existing", "flag", help = "keep tokens that already exist (the default)" },
+    { "overwrite", "flag", help = "replace existing tokens" },
+    { "dry-run", "flag", help = "validate and count, write nothing" },
+    { "batch", "integer", default = 1000, help = "tokens per pipelined batch" },
+  },
+  description = [[
 Every line is checked before anything is written (JSON, base64, BSON,
 ttl_ms: an integer from 0 up to the longest TTL Redis accepts, an expiry
 at most 2^63-1 ms after 1970), and so are the commands this user may run
 (SET and GET; MGET for --dry-run); a bad line is reported as FILE:LINE,
-the import writes nothing and exits 2.
+the import writes nothing and exits 2.]],
+  examples = { "rigatoni-store -u redis://new-redis:6379 import --input tokens.jsonl" },
+}
 
-example: rigatoni-store -u redis://new-redis:6379 import --input tokens.jsonl
-]],
-  options = { input = "string", ttl = "string", ["skip-existing"] = "flag", overwrite = "flag",
-              ["dry-run"] = "flag", batch = "integer" },
-  defaults = { input = "-", ttl = "keep", batch = 1000 },
-})
-if not opts then return 0 end
+-- The run (the host calls it with the options read by the declaration):
+-- its globals (store, config, host, rs) are env's. The body is left unindented.
+function script.run(opts, _ENV)
 if opts.skip_existing and opts.overwrite then
   cli.usage_error("import: --skip-existing and --overwrite exclude each other")
 end
@@ -295,3 +291,6 @@ cli.summary(string.format("import%s: %d %s, %d skipped (already present), from %
                           opts.dry_run and "would be written" or "written", skipped, source,
                           progress.elapsed()))
 return 0
+end
+
+return script

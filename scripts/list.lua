@@ -16,21 +16,19 @@
 
 local cli = require "lib.cli"
 
-local opts = cli.parse(arg, {
+local script = {
   name = "list",
-  usage = [[
-usage: rigatoni-store [-c FILE] list [--match GLOB] [--streams] [--batch N]
-                      [--format table|json|jsonl|csv|prometheus]
-
-Lists the resume tokens under the configured key prefix.
-
-  --match GLOB    Redis glob on the collection name (default *)
-  --format F      table (default), json (one array), jsonl (one object per
-                  line), csv, or prometheus (token ages, for alerting)
-  --streams       one row per Rigatoni 0.2 stream: its resume key and, beside
-                  it, the age of the per-batch mirror key
-  --batch N       SCAN COUNT and MGET batch size (default: scan_count)
-
+  summary = "Lists the resume tokens under the configured key prefix.",
+  options = {
+    { "match", "string", arg = "GLOB", default = "*", help = "Redis glob on the collection name" },
+    { "format", "choice", choices = { "table", "json", "jsonl", "csv", "prometheus" }, arg = "F",
+      default = "table",
+      help = "the output: table, json (one array), jsonl (one object per line), csv, or prometheus (token ages, for alerting)" },
+    { "streams", "flag",
+      help = "one row per Rigatoni 0.2 stream: its resume key and, beside it, the age of the per-batch mirror key" },
+    { "batch", "integer", help = "SCAN COUNT and MGET batch size (default: scan_count)" },
+  },
+  description = [[
 Columns: collection, ttl (none = never expires), size in bytes, cluster
 time (UTC, ISO 8601), age, and the stream (level database.collection, or
 "mirror of" the stream keys a per-batch key mirrors). JSON rows:
@@ -49,25 +47,26 @@ name cannot forge a row or drive the terminal). csv: a cell starting with
 = + - @, a tab or a carriage return (after any blanks) gets a leading '
 and is quoted (the OWASP advice against spreadsheet formula injection);
 strip the ' to get the name back. A cell holding ; is quoted too (the
-separator in some locales). prometheus: label values are valid UTF-8; other bytes and
-control characters (NUL too) read \xNN and a backslash \\ in the value,
-so two names never share a series.
+separator in some locales). prometheus: label values are the name when it
+is UTF-8 text (\\ \" \n escaped as the format says); other bytes and
+control characters (NUL too) read \xNN in the value, and a name's \x
+reads \x5cx, so two names never share a series.
 
 prometheus: rigatoni_resume_token_age_seconds{level,database,collection}
 (labels from the stream; collection alone for other names) = now - the
 token's cluster time, rigatoni_resume_token_ttl_seconds for tokens with a
 TTL, rigatoni_resume_tokens (count) and rigatoni_resume_token_scan_errors
-(values that are not tokens).
+(values that are not tokens).]],
+  examples = {
+    "rigatoni-store -c conf/production.ini list --match 'orders*' --format jsonl",
+    "rigatoni-store list --streams",
+    "rigatoni-store -q list --format prometheus > /var/lib/node_exporter/rigatoni.prom.$$",
+  },
+}
 
-example: rigatoni-store -c conf/production.ini list --match 'orders*' --format jsonl
-example: rigatoni-store list --streams
-example: rigatoni-store -q list --format prometheus > /var/lib/node_exporter/rigatoni.prom.$$
-]],
-  options = { match = "string", format = { "table", "json", "jsonl", "csv", "prometheus" },
-              streams = "flag", batch = "integer" },
-  defaults = { match = "*", format = "table" },
-})
-if not opts then return 0 end
+-- The run (the host calls it with the options read by the declaration):
+-- its globals (store, config, host, rs) are env's. The body is left unindented.
+function script.run(opts, _ENV)
 local streams_lib = require "lib.streams"
 -- PTTL is not needed: a TTL the server does not tell is shown as unknown.
 require("lib.check").require_commands(store, { "scan", "mget" }, config.key_prefix, "list", "list")
@@ -245,3 +244,6 @@ cli.summary(fmt("list: %d token%s%s in %.2f s", count, count == 1 and "" or "s",
                 corrupt > 0 and fmt(" (%d corrupt)", corrupt) or "", progress.elapsed()) ..
             cli.not_tokens(counts), true)
 return 0
+end
+
+return script

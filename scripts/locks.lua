@@ -10,35 +10,37 @@
 
 local cli = require "lib.cli"
 
-local opts = cli.parse(arg, {
+local script = {
   name = "locks",
-  usage = [[
-usage: rigatoni-store [-c FILE] locks [--match GLOB]
-       rigatoni-store [-c FILE] locks --release KEY [--owner ID | --force] [--yes]
-
-  --match GLOB    Redis glob after the lock prefix (default *); the prefix
-                  itself is matched literally, glob characters and all
-  --release KEY   release lock KEY (full key, or the part after the lock
-                  prefix) held by the owner it shows; needs --yes, else
-                  only says what it would do
-  --owner ID      release only while ID holds it (the owner a listing
-                  showed); exit 1 when another owner holds it now
-  --force         delete the lock whoever holds it at that moment
-
+  summary = "Lists the Rigatoni 0.2 distributed locks with owner and TTL, or releases one (--release KEY --yes).",
+  options = {
+    { "match", "string", arg = "GLOB", default = "*",
+      help = "Redis glob after the lock prefix; the prefix itself is matched literally, glob characters and all" },
+    { "release", "string", arg = "KEY",
+      help = "release lock KEY (full key, or the part after the lock prefix) held by the owner it shows; " ..
+             "needs --yes, else only says what it would do" },
+    { "owner", "string", arg = "ID",
+      help = "release only while ID holds it (the owner a listing showed); exit 1 when another owner holds it now" },
+    { "force", "flag", help = "delete the lock whoever holds it at that moment (not with --owner)" },
+    { "yes", "flag", help = "really release it (with --release)" },
+  },
+  description = [[
 The release deletes the lock only if it still names that owner (atomic on
 the server): when the lock expired and another pipeline took it meanwhile,
 nothing is deleted and locks exits 1 naming the new owner. A released lock
 lets another pipeline take it at once: only release a lock whose owner is
 known to be gone. The commands a run sends (listing: SCAN, MGET; release:
 GET, EVALSHA, SCRIPT LOAD, EXISTS, DEL; --force: DEL) are checked first: a
-refused one is named, exit 2, nothing released.
+refused one is named, exit 2, nothing released.]],
+  examples = {
+    "rigatoni-store -c conf/production.ini locks --match 'shop:*'",
+    "rigatoni-store -c conf/production.ini locks --release shop:orders --yes",
+  },
+}
 
-example: rigatoni-store -c conf/production.ini locks --match 'shop:*'
-]],
-  options = { match = "string", release = "string", owner = "string", force = "flag", yes = "flag" },
-  defaults = { match = "*" },
-})
-if not opts then return 0 end
+-- The run (the host calls it with the options read by the declaration):
+-- its globals (store, config, host, rs) are env's. The body is left unindented.
+function script.run(opts, _ENV)
 if opts.owner and opts.force then cli.usage_error("locks: --owner and --force exclude each other") end
 if (opts.owner or opts.force) and not opts.release then
   cli.usage_error("locks: --owner and --force go with --release KEY")
@@ -112,3 +114,6 @@ for key, owner, ttl in store:scan_keys(literal_prefix .. ":" .. opts.match, { co
 end
 cli.summary(string.format("locks: %d held%s", count, cli.not_tokens(counts, "lock")))
 return 0
+end
+
+return script

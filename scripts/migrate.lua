@@ -16,26 +16,23 @@
 
 local cli = require "lib.cli"
 
-local opts = cli.parse(arg, {
+local script = {
   name = "migrate",
-  usage = [[
-usage: rigatoni-store [-c FILE] migrate (--to URL | --to-config FILE) [--to-prefix P]
-                      [--match GLOB] [--overwrite] [--dry-run] [--delete-source] [--batch N]
-       rigatoni-store [-c FILE] migrate --to-prefix P ...      (same Redis, new prefix)
-
-Copies resume tokens from the configured store to a target.
-
-  --to URL          target Redis (other settings as the source config, but
-                    standalone unless --to-cluster)
-  --to-cluster      the --to URL is a Redis Cluster (its seed nodes)
-  --to-config FILE  target from an INI file
-  --to-prefix P     target key prefix (default: the target config's)
-  --match GLOB      Redis glob on the collection name (default *)
-  --overwrite       replace tokens that exist on the target (default: keep)
-  --dry-run         count what would be copied, write nothing
-  --delete-source   delete each source token once its copy is verified
-  --batch N         tokens per pipelined batch (default 1000)
-
+  summary = "Copies resume tokens from the configured store to a target: --to URL or --to-config FILE " ..
+            "(another Redis), and/or --to-prefix P (a new key prefix; alone: the same Redis).",
+  options = {
+    { "to", "string", arg = "URL",
+      help = "target Redis (other settings as the source config, but standalone unless --to-cluster)" },
+    { "to-cluster", "flag", help = "the --to URL is a Redis Cluster (its seed nodes)" },
+    { "to-config", "string", arg = "FILE", complete = { files = "*.ini" }, help = "target from an INI file" },
+    { "to-prefix", "string", arg = "P", help = "target key prefix (default: the target config's)" },
+    { "match", "string", arg = "GLOB", default = "*", help = "Redis glob on the collection name" },
+    { "overwrite", "flag", help = "replace tokens that exist on the target (default: keep)" },
+    { "dry-run", "flag", help = "count what would be copied, write nothing" },
+    { "delete-source", "flag", help = "delete each source token once its copy is verified" },
+    { "batch", "integer", default = 1000, help = "tokens per pipelined batch" },
+  },
+  description = [[
 Bytes are copied exactly and the remaining TTL is kept. Prints counts:
 copied, skipped (already on the target), failed (copy did not verify).
 Exit status 1 when anything failed, or when the listing or a write
@@ -60,15 +57,13 @@ replication round trip per batch; without INFO this cannot be told and a
 warning says so), and the copies are read back from a master that did not change
 since the write (Sentinel master changes, server identity). A batch whose
 master changed is read again on the new master before any delete; when a
-copy is not there, its source is kept and the run stops (exit 1).
+copy is not there, its source is kept and the run stops (exit 1).]],
+  examples = { "rigatoni-store -c conf/production.ini migrate --to-config conf/multi-region.ini" },
+}
 
-example: rigatoni-store -c conf/production.ini migrate --to-config conf/multi-region.ini
-]],
-  options = { to = "string", ["to-cluster"] = "flag", ["to-config"] = "string", ["to-prefix"] = "string", match = "string",
-              overwrite = "flag", ["dry-run"] = "flag", ["delete-source"] = "flag", batch = "integer" },
-  defaults = { match = "*", batch = 1000 },
-})
-if not opts then return 0 end
+-- The run (the host calls it with the options read by the declaration):
+-- its globals (store, config, host, rs) are env's. The body is left unindented.
+function script.run(opts, _ENV)
 if opts.to and opts.to_config then cli.usage_error("migrate: give --to or --to-config, not both") end
 if not (opts.to or opts.to_config or opts.to_prefix) then
   cli.usage_error("migrate: a target is needed: --to URL, --to-config FILE or --to-prefix P")
@@ -351,3 +346,6 @@ if not ran then
                   "run it again to copy the rest")
 end
 return failed > 0 and 1 or 0
+end
+
+return script

@@ -15,7 +15,10 @@
 -- Bounded cardinality: per-stream series only for Rigatoni 0.2 stream keys
 -- (rs.parse_stream_key), at most --max-series of them, the oldest cluster
 -- times first (a bounded heap, so memory does not grow with the number of
--- tokens); every token goes into the counts and the age histogram. Per
+-- tokens); every token goes into the counts and the age histogram. Bounded
+-- size: a stream's samples cost what its names cost, so --max-size (KiB)
+-- caps the text; locks, then the oldest streams, get series while it
+-- lasts, and rigatoni_exporter_series_omitted says how many did not. Per
 -- stream the cluster time is exported as a timestamp, not as an age: the
 -- Prometheus instrumentation guidelines ask for the time something
 -- happened, so `time() - x` stays right while a walk is late.
@@ -27,42 +30,45 @@
 
 local cli = require "lib.cli"
 
-local opts = cli.parse(arg, {
+local script = {
   name = "serve",
-  usage = [[
-usage: rigatoni-store [-c FILE] serve [--listen ADDR:PORT] [--interval D]
-                      [--max-series N] [--batch N]
-
-A long-running Prometheus exporter: walks the tokens and locks every
+  summary = [[A long-running Prometheus exporter: walks the tokens and locks every
 --interval and serves the last complete result over HTTP (GET or HEAD):
 /metrics in the text exposition format, /healthz ("ok"). A scrape never
-waits on Redis. SIGTERM or SIGINT stop it (exit 143 or 130).
-
-  --listen ADDR:PORT  where to listen (default 127.0.0.1:9393; [::1]:9393
-                      for IPv6, 0.0.0.0:9393 for every interface)
-  --interval D        time between walks (default 30s; 500ms, 1m ...)
-  --max-series N      per-stream and per-lock series at most (default 1000),
-                      the oldest streams and the locks nearest expiry first
-  --batch N           SCAN COUNT and MGET batch size (default: scan_count)
-
+waits on Redis. SIGTERM or SIGINT stop it (exit 143 or 130).]],
+  options = {
+    { "listen", "string", arg = "ADDR:PORT", default = "127.0.0.1:9393",
+      complete = { words = { "127.0.0.1:9393" } },
+      help = "where to listen ([::1]:9393 for IPv6, 0.0.0.0:9393 for every interface)" },
+    { "interval", "duration", arg = "D", default = "30s", help = "time between walks (500ms, 1m ...)" },
+    { "max-series", "integer", default = 1000,
+      help = "per-stream and per-lock series at most, the oldest streams and the locks nearest expiry first" },
+    { "max-size", "integer", arg = "KIB", default = 200,
+      help = "the exposition's size at most, in KiB: locks, then streams (oldest first) get series while it"
+             .. " lasts. 1,000 streams named like db_42.coll_0000042 need about 205 KiB: the defaults keep"
+             .. " the oldest ~900 (rigatoni_exporter_series_omitted counts the others)" },
+    { "batch", "integer", help = "SCAN COUNT and MGET batch size (default: scan_count)" },
+  },
+  description = [[
 Metrics: rigatoni_up (1 when the last walk and PING succeeded and no Redis
 call has been waiting longer than max(1s, min(interval/2, 5s))),
 rigatoni_exporter_last_success_timestamp_seconds,
-rigatoni_exporter_walk_duration_seconds; per stream (labels level,
+rigatoni_exporter_walk_duration_seconds,
+rigatoni_exporter_series_omitted{kind} (streams and locks left out by the
+two bounds); per stream (labels level,
 database, collection) rigatoni_stream_cluster_time_seconds and
 rigatoni_stream_ttl_seconds; rigatoni_resume_tokens (and _corrupt,
 _without_ttl), the rigatoni_resume_tokens_age_seconds histogram (1 min to
 30 d), rigatoni_resume_tokens_oldest_cluster_time_seconds,
 rigatoni_streams; rigatoni_locks and rigatoni_lock_ttl_seconds{lock,
 owner}; rigatoni_redis_* from INFO (memory, evicted keys, hits, misses,
-clients, role, run_id changes); the store's own rigatoni_store_* metrics.
+clients, role, run_id changes); the store's own rigatoni_store_* metrics.]],
+  examples = { "rigatoni-store -c /etc/rigatoni/production.ini serve --listen 127.0.0.1:9393" },
+}
 
-example: rigatoni-store -c /etc/rigatoni/production.ini serve --listen 127.0.0.1:9393
-]],
-  options = { listen = "string", interval = "duration", ["max-series"] = "integer", batch = "integer" },
-  defaults = { listen = "127.0.0.1:9393", interval = 30, max_series = 1000 },
-})
-if not opts then return 0 end
+-- The run (the host calls it with the options read by the declaration):
+-- its globals (store, config, host, rs) are env's. The body is left unindented.
+function script.run(opts, _ENV)
 
 local fmt = string.format
 local interval, max_series = opts.interval, opts.max_series
@@ -79,21 +85,9 @@ end
 -- Exposition text
 -- ---------------------------------------------------------------------
 
--- A label value: valid UTF-8 (each invalid byte becomes U+FFFD, as the
--- format requires UTF-8), then backslash, double quote and newline escaped.
-local function label(value)
-  if not utf8.len(value) then
-    local out, i = {}, 1
-    while i <= #value do
-      local _, bad = utf8.len(value, i)
-      if not bad then out[#out + 1] = value:sub(i); break end
-      out[#out + 1] = value:sub(i, bad - 1) .. "\239\191\189"
-      i = bad + 1
-    end
-    value = table.concat(out)
-  end
-  return (value:gsub('[\\"\n]', { ["\\"] = "\\\\", ['"'] = '\\"', ["\n"] = "\\n" }))
-end
+-- Label values: lib.output's escaper, the one of every exposition (the
+-- format's escapes; \xNN for bytes that are not UTF-8 and control characters).
+local label = require("lib.output").prom_label
 
 local function family(out, name, kind_, help)
   out[#out + 1] = "# HELP " .. name .. " " .. help .. "\n# TYPE " .. name .. " " .. kind_ .. "\n"
@@ -270,6 +264,38 @@ local NB = #BOUNDS
 local lock_prefix = config.lock_prefix ~= "none" and config.lock_prefix or "rigatoni:lock"
 local parse_stream_key, to_json = rs.parse_stream_key, rs.bson.to_json
 
+-- The size bound: what the scrape adds in front (host_http.c's own gauges,
+-- under 2 KB) is kept free.
+local max_bytes, HEAD_BYTES = opts.max_size * 1024, 2048
+
+-- What the bounds left out shows, so a stream without series is not taken
+-- for a stream that is gone.
+local function omitted_text(streams_left, locks_left)
+  return "# HELP rigatoni_exporter_series_omitted Streams and locks seen without series of their own"
+         .. " (over --max-series or --max-size).\n# TYPE rigatoni_exporter_series_omitted gauge\n"
+         .. fmt('rigatoni_exporter_series_omitted{kind="stream"} %d\nrigatoni_exporter_series_omitted{kind="lock"} %d\n',
+                streams_left, locks_left)
+end
+
+-- The store's own metrics, less what this process never does: operation
+-- series of the kinds it never runs (it lists and PINGs; the others, all
+-- zeros, were 13 of its 22 KB) and Rigatoni's lock metrics (it holds no
+-- lock; a 0 would sit beside the pipelines' own rigatoni_locks_held_total).
+local function store_metrics()
+  local text = store:prometheus()
+  local used = { list = true, other = true }
+  for op, n in text:gmatch('\nrigatoni_store_operations_total{op="([%w_]+)"} (%d+)') do
+    if n ~= "0" then used[op] = true end
+  end
+  local out = {}
+  for line in text:gmatch("[^\n]*\n") do
+    local op = line:match('^rigatoni_store_operation[%w_]*{op="([%w_]+)"')
+    local lock = line:find("^rigatoni_lock") or line:find("^# %u+ rigatoni_lock")
+    if not lock and (not op or used[op]) then out[#out + 1] = line end
+  end
+  return table.concat(out)
+end
+
 -- One walk: the exposition text, or nil when it met another server
 -- process (walk again). Raises when Redis fails.
 local function walk()
@@ -337,56 +363,77 @@ local function walk()
   local run_ids_after = note_run_ids(info_after)
   if run_ids ~= "" and run_ids_after ~= "" and run_ids ~= run_ids_after then return nil end
 
-  local out = {}
-  family(out, "rigatoni_stream_cluster_time_seconds", "gauge",
-         "Cluster time in the stream's resume token (lag: time() minus it), the oldest --max-series streams.")
-  local kept = top.sorted()
-  local function stream_labels(e)
-    local s = '{level="' .. e.level .. '"'
-    if e.database then s = s .. ',database="' .. label(e.database) .. '"' end
-    if e.collection then s = s .. ',collection="' .. label(e.collection) .. '"' end
-    return s .. "}"
-  end
-  for _, e in ipairs(kept) do
-    e.labels = stream_labels(e)
-    out[#out + 1] = "rigatoni_stream_cluster_time_seconds" .. e.labels .. " " .. e.key .. "\n"
-  end
-  family(out, "rigatoni_stream_ttl_seconds", "gauge", "Seconds until the stream's resume token expires (tokens with a TTL).")
-  for _, e in ipairs(kept) do
-    if e.ttl then out[#out + 1] = "rigatoni_stream_ttl_seconds" .. e.labels .. " " .. fmt("%.0f", e.ttl) .. "\n" end
-  end
-  gauge(out, "rigatoni_streams", "Rigatoni 0.2 stream keys seen (series are kept for --max-series of them).", streams)
-  gauge(out, "rigatoni_resume_tokens", "Values under the key prefix.", count)
-  gauge(out, "rigatoni_resume_tokens_corrupt", "Values under the key prefix that are not BSON.", corrupt)
-  gauge(out, "rigatoni_resume_tokens_without_cluster_time", "BSON values without a resume token's cluster time.", no_time)
+  -- The text: the per-lock and per-stream samples take what the size
+  -- bound leaves after everything else (locks nearest expiry first, then
+  -- the oldest streams).
+  local mid, tail = {}, {}
+  gauge(mid, "rigatoni_streams", "Rigatoni 0.2 stream keys seen (series are kept for --max-series of them).", streams)
+  gauge(mid, "rigatoni_resume_tokens", "Values under the key prefix.", count)
+  gauge(mid, "rigatoni_resume_tokens_corrupt", "Values under the key prefix that are not BSON.", corrupt)
+  gauge(mid, "rigatoni_resume_tokens_without_cluster_time", "BSON values without a resume token's cluster time.", no_time)
   if ttl_unknown == 0 then
-    gauge(out, "rigatoni_resume_tokens_without_ttl", "Values that never expire.", no_ttl)
+    gauge(mid, "rigatoni_resume_tokens_without_ttl", "Values that never expire.", no_ttl)
   end
-  family(out, "rigatoni_resume_tokens_age_seconds", "histogram", "Now minus the cluster time of every token, at the walk.")
+  family(mid, "rigatoni_resume_tokens_age_seconds", "histogram", "Now minus the cluster time of every token, at the walk.")
   local cum = 0
   for b = 1, NB do
     cum = cum + buckets[b]
-    out[#out + 1] = fmt('rigatoni_resume_tokens_age_seconds_bucket{le="%d"} %d\n', BOUNDS[b], cum)
+    mid[#mid + 1] = fmt('rigatoni_resume_tokens_age_seconds_bucket{le="%d"} %d\n', BOUNDS[b], cum)
   end
   cum = cum + inf
-  out[#out + 1] = fmt('rigatoni_resume_tokens_age_seconds_bucket{le="+Inf"} %d\n', cum)
-  out[#out + 1] = fmt("rigatoni_resume_tokens_age_seconds_sum %.3f\nrigatoni_resume_tokens_age_seconds_count %d\n",
+  mid[#mid + 1] = fmt('rigatoni_resume_tokens_age_seconds_bucket{le="+Inf"} %d\n', cum)
+  mid[#mid + 1] = fmt("rigatoni_resume_tokens_age_seconds_sum %.3f\nrigatoni_resume_tokens_age_seconds_count %d\n",
                       age_sum, cum)
   if oldest then
-    gauge(out, "rigatoni_resume_tokens_oldest_cluster_time_seconds", "The oldest cluster time of any token.", oldest)
+    gauge(mid, "rigatoni_resume_tokens_oldest_cluster_time_seconds", "The oldest cluster time of any token.", oldest)
   end
-  gauge(out, "rigatoni_locks", "Rigatoni 0.2 locks held (keys under the lock prefix).", locks)
+  gauge(mid, "rigatoni_locks", "Rigatoni 0.2 locks held (keys under the lock prefix).", locks)
+  redis_figures(tail, info_after or info)
+  tail[#tail + 1] = store_metrics()
+
+  local CT, TTL, LOCK = "rigatoni_stream_cluster_time_seconds", "rigatoni_stream_ttl_seconds", "rigatoni_lock_ttl_seconds"
+  local ct_head, ttl_head, lock_head = {}, {}, {}
+  family(ct_head, CT, "gauge",
+         "Cluster time in the stream's resume token (lag: time() minus it), the oldest --max-series streams.")
+  family(ttl_head, TTL, "gauge", "Seconds until the stream's resume token expires (tokens with a TTL).")
   if not lock_ttl_unknown then
-    family(out, "rigatoni_lock_ttl_seconds", "gauge",
+    family(lock_head, LOCK, "gauge",
            "Seconds until the lock expires (+Inf: never), per holder; --max-series of them, nearest expiry first.")
+  end
+  mid[#mid + 1] = lock_head[1]
+  local mid_text, tail_text = table.concat(mid), table.concat(tail)
+  -- (the omitted counts are at most the counts seen: their text is no longer)
+  local left = max_bytes - HEAD_BYTES - #ct_head[1] - #ttl_head[1] - #mid_text - #tail_text
+               - #omitted_text(streams, locks)
+
+  local ct_lines, ttl_lines, lock_lines = {}, {}, {}
+  local streams_out, locks_out = 0, 0
+  if not lock_ttl_unknown then   -- locks first: one per pipeline, small, and a lost one is news
     for _, e in ipairs(top_locks.sorted()) do
-      out[#out + 1] = 'rigatoni_lock_ttl_seconds{lock="' .. label(e.name) .. '",owner="' .. label(e.owner)
-                      .. '"} ' .. (e.ttl and fmt("%.3f", e.ttl) or "+Inf") .. "\n"
+      local line = LOCK .. '{lock="' .. label(e.name) .. '",owner="' .. label(e.owner) .. '"} '
+                   .. (e.ttl and fmt("%.3f", e.ttl) or "+Inf") .. "\n"
+      if #line > left then break end
+      left = left - #line
+      locks_out = locks_out + 1
+      lock_lines[locks_out] = line
     end
   end
-  redis_figures(out, info_after or info)
-  out[#out + 1] = store:prometheus()
-  return table.concat(out), cli.clock() - started, count
+  for _, e in ipairs(top.sorted()) do
+    local labels = '{level="' .. e.level .. '"'
+    if e.database then labels = labels .. ',database="' .. label(e.database) .. '"' end
+    if e.collection then labels = labels .. ',collection="' .. label(e.collection) .. '"' end
+    labels = labels .. "}"
+    local ct = CT .. labels .. " " .. e.key .. "\n"
+    local ttl = e.ttl and (TTL .. labels .. " " .. fmt("%.0f", e.ttl) .. "\n") or ""
+    if #ct + #ttl > left then break end
+    left = left - #ct - #ttl
+    streams_out = streams_out + 1
+    ct_lines[streams_out] = ct
+    if e.ttl then ttl_lines[#ttl_lines + 1] = ttl end
+  end
+  return ct_head[1] .. table.concat(ct_lines) .. ttl_head[1] .. table.concat(ttl_lines)
+         .. mid_text .. table.concat(lock_lines) .. omitted_text(streams - streams_out, locks - locks_out)
+         .. tail_text, cli.clock() - started, count
 end
 
 -- ---------------------------------------------------------------------
@@ -441,4 +488,6 @@ while true do
     if next_walk - cli.clock() > 0 then ping() end
   end
 end
+end
 
+return script

@@ -8,27 +8,30 @@
 
 local cli = require "lib.cli"
 
-local opts = cli.parse(arg, {
+local script = {
   name = "stats",
-  usage = [[
-usage: rigatoni-store [-c FILE] stats [--match GLOB] [--batch N] [--sample N]
-
-Counts tokens (with/without TTL, corrupt; keys under the prefix that are
+  summary = [[Counts tokens (with/without TTL, corrupt; keys under the prefix that are
 not strings are counted as not_tokens), their total size and the range of
 their cluster times, and shows the server version, key count and memory
 use (in a cluster: summed over every master, then each master's own
-line), the MEMORY USAGE of a random sample of token keys (--sample,
-default 100; reservoir sampling over the scan) and the PING round trip.
+line), the MEMORY USAGE of a random sample of token keys and the PING
+round trip.]],
+  options = {
+    { "match", "string", arg = "GLOB", default = "*", help = "Redis glob on the collection name" },
+    { "batch", "integer", help = "SCAN COUNT and MGET batch size (default: scan_count)" },
+    { "sample", "integer", default = 100,
+      help = "the number of token keys whose MEMORY USAGE is read (reservoir sampling over the scan)" },
+  },
+  description = [[
 Then the client metrics of this run: calls, errors, retries and latency
 per operation kind, and the connection pool. When the listing fails, stats
-prints no figures and exits 1.
+prints no figures and exits 1.]],
+  examples = { "rigatoni-store -c conf/production.ini stats" },
+}
 
-example: rigatoni-store -c conf/production.ini stats
-]],
-  options = { match = "string", batch = "integer", sample = "integer" },
-  defaults = { match = "*", sample = 100 },
-})
-if not opts then return 0 end
+-- The run (the host calls it with the options read by the declaration):
+-- its globals (store, config, host, rs) are env's. The body is left unindented.
+function script.run(opts, _ENV)
 -- Its figures need the TTLs (PTTL), INFO and DBSIZE besides the walk.
 require("lib.check").require_commands(store, { "scan", "mget", "pttl", "info", "dbsize" }, config.key_prefix,
                                       "stats", "stats")
@@ -159,3 +162,6 @@ end
 cli.summary(string.format("stats: %d token%s, %d without TTL (never expire), %d corrupt%s",
                           n, n == 1 and "" or "s", n - with_ttl, corrupt, cli.not_tokens(counts)))
 return 0
+end
+
+return script

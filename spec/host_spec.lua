@@ -458,7 +458,7 @@ describe("rigatoni-store host", function()
       local path = write_file(tmp("open.ini"), "[redis]\nurl = redis://app:filepw@127.0.0.1:" .. srv.port .. "\n", "644")
       local code, _, err = run { "-c", path, "-e", "print(1)" }
       assert.equal(0, code)
-      assert.matches("warning: .*open%.ini holds a password and is readable", err)
+      assert.matches("rigatoni%-store: warn: .*open%.ini holds a password and is readable", err)
       assert.not_matches("filepw", err)
     end)
 

@@ -391,6 +391,33 @@ describe("output", function()
       assert.is_truthy(out:find("host-1\\rforged", 1, true), out)
     end)
 
+    it("one label escaper (lib.output prom_label): the format's three escapes, \\xNN for what is not UTF-8 text", function()
+      local output = require "lib.output"
+      local cases = {
+        { "plain", "plain" },
+        { "caf\195\169", "caf\195\169" },                           -- valid UTF-8 passes as it is
+        { 'quo"te', 'quo\\"te' },
+        { "new\nline", "new\\nline" },
+        { "back\\slash", "back\\\\slash" },                        -- one backslash: \\ in the text, \ in the value
+        { "bad\255\254", "bad\\\\xff\\\\xfe" },                   -- the value reads bad\xff\xfe
+        { "nul\0x", "nul\\\\x00x" },
+        { "tab\tcr\r", "tab\\\\x09cr\\\\x0d" },
+        { "\194\155csi", "\194\155csi" },                            -- U+009B is UTF-8: kept
+        { "lit\\xff", "lit\\\\x5cxff" },                            -- a literal \x cannot pass for a bad byte
+      }
+      local lines = {}
+      for i, c in ipairs(cases) do
+        assert.equal(c[2], output.prom_label(c[1]), ("case %d"):format(i))
+        lines[#lines + 1] = ('t{v="%s"} %d\n'):format(output.prom_label(c[1]), i)
+      end
+      -- distinct names, distinct values: a bad byte and its spelling differ
+      assert.are_not.equal(output.prom_label("a\255"), output.prom_label("a\\xff"))
+      local file = write_file(os.tmpname(), "# HELP t labels\n# TYPE t gauge\n" .. table.concat(lines))
+      local check, ok = capture("promtool check metrics <" .. quote(file) .. " 2>&1")
+      os.remove(file)
+      assert.is_true(ok, check)
+    end)
+
     it("Prometheus label values are valid UTF-8 with NUL escaped; promtool accepts the exposition", function()
       seed(srv, { "bad\255\254", "nul\0x", "new\nline", 'quo"te', "back\\slash", "caf\195\169",
                   "resume_token:db\255:c\0ol", rs.stream_key("shop", "orders") })
@@ -403,7 +430,7 @@ describe("output", function()
       assert.is_truthy(out:find('collection="nul\\\\x00x"', 1, true), out)
       assert.is_truthy(out:find('collection="new\\nline"', 1, true), out)
       assert.is_truthy(out:find('collection="quo\\"te"', 1, true), out)
-      assert.is_truthy(out:find('collection="back\\\\\\\\slash"', 1, true), out)
+      assert.is_truthy(out:find('collection="back\\\\slash"', 1, true), out)
       assert.is_truthy(out:find('collection="caf\195\169"', 1, true), out)
       assert.matches('\nrigatoni_resume_token_ttl_seconds{collection="bad\\\\xff\\\\xfe"} 5%d%d%.%d+\n', out)
       -- not UTF-8: not a stream key, one collection label

@@ -7,8 +7,7 @@
 --
 -- What must be documented and completed is read from the code, not listed
 -- here: the host's options from parse_args in lua/host.c, the bundled
--- scripts from scripts/*.lua and each one's option table (the spec handed
--- to cli.parse), the INI sections and keys from lua/host_conf.c, the
+-- scripts from scripts/*.lua and the declaration each one returns, the INI sections and keys from lua/host_conf.c, the
 -- environment variables from getenv() calls in lua/. A new script, option,
 -- key or variable without documentation fails here, naming what is missing.
 
@@ -17,7 +16,9 @@ local quote, capture, read_file, write_file = helpers.quote, helpers.capture,
                                               helpers.read_file, helpers.write_file
 
 local MAN_SOURCE = "doc/rigatoni-store.1"
-local COMPLETION = "contrib/bash-completion/rigatoni-store"
+-- made by `make` from contrib/bash-completion/rigatoni-store.in and the
+-- scripts' declarations (spec/declarations_spec.lua checks it is current)
+local COMPLETION = "build/rigatoni-store.bash"
 local ROOT = (capture("pwd"):gsub("\n$", ""))
 -- make and luarocks run as a user would: no settings of an outer make
 local CLEAN_ENV = "env -u PREFIX -u CFLAGS -u MAKEFLAGS -u MFLAGS -u MAKELEVEL"
@@ -83,30 +84,24 @@ local function host_options()
   return list
 end
 
--- name -> the spec table the script hands to cli.parse, captured by running
--- the script against a stand-in lib.cli that stops at parse.
+-- name -> the declaration each script returns (scripts/lib/options.lua):
+-- its options and their choices.
 local function bundled_scripts()
   local out = assert(capture("ls scripts/*.lua"))
+  package.path = "scripts/?.lua;" .. package.path
   local scripts = {}
   for path in out:gmatch("[^\n]+") do
     local name = path:match("^scripts/([%w_%-]+)%.lua$")
-    local stop, captured = {}, nil
-    local cli = setmetatable({ parse = function(_, spec) captured = spec; error(stop) end },
-                             { __index = function() error(stop) end })
-    local env = setmetatable({ arg = {}, require = function(m)
-      if m == "lib.cli" then return cli end
-      return require(m)
-    end }, { __index = _G })
-    local ok, err = pcall(assert(loadfile(path, "t", env)))
-    assert(not ok and err == stop and captured and captured.options,
-           path .. ": expected cli.parse(arg, { options = ... }) before anything else")
+    local decl = assert(loadfile(path, "t"))()
+    assert(type(decl) == "table" and decl.options and decl.run,
+           path .. ": expected a module returning its declaration (options, run)")
     local opts, choices = {}, {}
-    for o, kind in pairs(captured.options) do
-      opts[#opts + 1] = "--" .. o
-      if type(kind) == "table" then choices["--" .. o] = kind end
+    for _, o in ipairs(decl.options) do
+      opts[#opts + 1] = "--" .. o[1]
+      if o.choices then choices["--" .. o[1]] = o.choices end
     end
     table.sort(opts)
-    -- options: those of the table; cli.parse adds --help to every script
+    -- options: those declared; lib/options.lua adds --help to every script
     scripts[#scripts + 1] = { name = name, options = opts, choices = choices }
   end
   assert(#scripts >= 7, "scripts/: too few bundled scripts found")

@@ -6,6 +6,7 @@
 #      leak check) and build-tsan/tests/ (one test each: exit 0 = pass)
 #   2. busted over spec/*_spec.lua against the module in build/
 #   3. the same specs against build-asan/rigatoni_store.so (ASan+UBSan),
+#      in the background while 2 and 4 run (its output is shown after 4),
 #      run by the ASan-linked interpreter build-asan/bin/lua5.4, which
 #      comes first in PATH so child `lua5.4` processes use it too; every
 #      sanitizer report (of busted and of each child) goes to a file under
@@ -31,6 +32,11 @@ RS_TEST_ROOT=$(mktemp -d "${TMPDIR:-/tmp}/rs-test.XXXXXX") || exit 2
 export RS_TEST_ROOT
 
 cleanup() {
+    # The ASan pass runs in the background (below): stopped with the run.
+    if [ -n "${asan_pid:-}" ]; then
+        pkill -TERM -P "$asan_pid" 2>/dev/null
+        kill "$asan_pid" 2>/dev/null
+    fi
     find "$RS_TEST_ROOT" -name '*.pid' -type f 2>/dev/null | while IFS= read -r f; do
         pid=$(head -n 1 "$f" 2>/dev/null | tr -cd '0-9')
         [ -n "$pid" ] || continue
@@ -105,6 +111,33 @@ specs=""
 for s in spec/*_spec.lua; do
     [ -f "$s" ] && specs="$specs $s"
 done
+# ---- busted under ASan+UBSan with leak check (built by make test-lua-asan) --
+# It runs in the background while the plain and Valkey passes run (they
+# mostly wait on servers, so the two share the 2 cores well); its output
+# is kept in a file and shown once it is done.
+asan_pid=""
+if [ -n "$specs" ] && [ -x build-asan/bin/lua5.4 ] && [ -f build-asan/rigatoni_store.so ]; then
+    echo "== busted under ASan+UBSan (build-asan/rigatoni_store.so)$specs: started alongside, shown below when done"
+    asan_out="$RS_TEST_ROOT/busted-asan.out"
+    # Each process writes its reports to asan/asan.<pid> (ubsan.<pid>):
+    # a report of busted itself, or of a child whose stderr a spec reads
+    # or throws away, is kept whole whatever the spec does with its output.
+    reports="$RS_TEST_ROOT/asan"
+    mkdir -p "$reports"
+    # shellcheck disable=SC2086
+    (
+        unset LUA_PATH_5_4 LUA_CPATH_5_4
+        PATH="$PWD/build-asan/bin:$PATH" \
+        ASAN_OPTIONS="detect_leaks=1:exitcode=23:log_path=$reports/asan ${ASAN_OPTIONS:-}" \
+        LSAN_OPTIONS="suppressions=$PWD/spec/support/lsan.supp:print_suppressions=0 ${LSAN_OPTIONS:-}" \
+        UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$reports/ubsan ${UBSAN_OPTIONS:-}" \
+        LUA_CPATH="build-asan/?.so;;" LUA_PATH="spec/?.lua;spec/?/init.lua;;" \
+            build-asan/bin/lua5.4 /usr/bin/busted -o plainTerminal $specs >"$asan_out" 2>&1
+        echo $? >"$RS_TEST_ROOT/busted-asan.status"
+    ) &
+    asan_pid=$!
+fi
+
 if [ -z "$specs" ]; then
     fail "busted: no spec/*_spec.lua"
 else
@@ -117,23 +150,32 @@ else
     recap_busted "$out" busted
 fi
 
-# ---- busted under ASan+UBSan with leak check (built by make test-lua-asan) --
-if [ -n "$specs" ] && [ -x build-asan/bin/lua5.4 ] && [ -f build-asan/rigatoni_store.so ]; then
-    echo "== busted under ASan+UBSan (build-asan/rigatoni_store.so)$specs"
-    out="$RS_TEST_ROOT/busted-asan.out"
-    # Each process writes its reports to asan/asan.<pid> (ubsan.<pid>):
-    # a report of busted itself, or of a child whose stderr a spec reads
-    # or throws away, is kept whole whatever the spec does with its output.
-    reports="$RS_TEST_ROOT/asan"
-    mkdir -p "$reports"
-    # shellcheck disable=SC2086
-    PATH="$PWD/build-asan/bin:$PATH" \
-    ASAN_OPTIONS="detect_leaks=1:exitcode=23:log_path=$reports/asan ${ASAN_OPTIONS:-}" \
-    LSAN_OPTIONS="suppressions=$PWD/spec/support/lsan.supp:print_suppressions=0 ${LSAN_OPTIONS:-}" \
-    UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$reports/ubsan ${UBSAN_OPTIONS:-}" \
-    LUA_CPATH="build-asan/?.so;;" LUA_PATH="spec/?.lua;spec/?/init.lua;;" \
-        build-asan/bin/lua5.4 /usr/bin/busted -o plainTerminal $specs >"$out" 2>&1
-    status=$?
+# ---- the same specs on Valkey, once, without ASan ------------------------
+VALKEY_SPECS="spec/store_spec.lua spec/locks_spec.lua spec/scripts_spec.lua spec/cluster_spec.lua spec/check_before_acting_spec.lua"
+case "${RS_TEST_SERVER:-redis-server}" in
+*valkey*)
+    echo "== busted (Valkey): skipped, every pass above already ran on ${RS_TEST_SERVER}" ;;
+*)
+    if command -v valkey-server >/dev/null 2>&1 && command -v valkey-cli >/dev/null 2>&1; then
+        echo "== busted (Valkey $(valkey-server --version | sed -E 's/.* v=([^ ]+) .*/\1/')) $VALKEY_SPECS"
+        out="$RS_TEST_ROOT/busted-valkey.out"
+        # shellcheck disable=SC2086
+        RS_TEST_SERVER=valkey-server run_busted "$out" $VALKEY_SPECS
+        count_busted "$out" "busted (Valkey)"
+        recap_busted "$out" busted-valkey
+    else
+        echo "== busted (Valkey): skipped, no valkey-server installed (make deps installs it where the distribution has it)"
+        echo "skipped: busted (Valkey), no valkey-server" >>"$RS_TEST_ROOT/recap"
+    fi ;;
+esac
+
+# ---- the ASan pass's results ----------------------------------------------
+if [ -n "$asan_pid" ]; then
+    wait "$asan_pid"
+    asan_pid=""
+    out=$asan_out
+    status=$(cat "$RS_TEST_ROOT/busted-asan.status" 2>/dev/null || echo 99)
+    echo "== busted under ASan+UBSan (build-asan/rigatoni_store.so): output"
     cat "$out"
     recap_busted "$out" busted-asan
     nreports=$(find "$reports" -type f | wc -l)
@@ -155,28 +197,9 @@ if [ -n "$specs" ] && [ -x build-asan/bin/lua5.4 ] && [ -f build-asan/rigatoni_s
     elif [ "$nreports" -gt 0 ]; then
         echo "FAILED: busted (ASan): $nreports sanitizer report file(s), printed in full above" >>"$RS_TEST_ROOT/recap"
     fi
-else
+elif [ -n "$specs" ]; then
     fail "busted (ASan): build-asan/bin/lua5.4 or build-asan/rigatoni_store.so missing (make test-lua-asan)"
 fi
-
-# ---- the same specs on Valkey, once, without ASan ------------------------
-VALKEY_SPECS="spec/store_spec.lua spec/locks_spec.lua spec/scripts_spec.lua spec/cluster_spec.lua spec/check_before_acting_spec.lua"
-case "${RS_TEST_SERVER:-redis-server}" in
-*valkey*)
-    echo "== busted (Valkey): skipped, every pass above already ran on ${RS_TEST_SERVER}" ;;
-*)
-    if command -v valkey-server >/dev/null 2>&1 && command -v valkey-cli >/dev/null 2>&1; then
-        echo "== busted (Valkey $(valkey-server --version | sed -E 's/.* v=([^ ]+) .*/\1/')) $VALKEY_SPECS"
-        out="$RS_TEST_ROOT/busted-valkey.out"
-        # shellcheck disable=SC2086
-        RS_TEST_SERVER=valkey-server run_busted "$out" $VALKEY_SPECS
-        count_busted "$out" "busted (Valkey)"
-        recap_busted "$out" busted-valkey
-    else
-        echo "== busted (Valkey): skipped, no valkey-server installed (make deps installs it where the distribution has it)"
-        echo "skipped: busted (Valkey), no valkey-server" >>"$RS_TEST_ROOT/recap"
-    fi ;;
-esac
 
 # ---- fuzz smoke (targets built by make fuzz-build) -------------------------
 found_fuzz=0

@@ -44,7 +44,7 @@ store = setmetatable({}, { __index = function(_, name)
     return f(real, c, ...)
   end
 end })
-return dofile(script)
+return require("lib.options").main(dofile(script), arg)   -- the script returns its declaration
 ]]
 
 describe("cleanup and export on Rigatoni 0.2 streams", function()
@@ -227,7 +227,7 @@ store = setmetatable({}, { __index = function(_, name)
     end
   end
 end })
-local rc = dofile(script)
+local rc = require("lib.options").main(dofile(script), arg)   -- the script returns its declaration
 io.stderr:write(string.format("walks: resume_tokens %d, token_batches %d\n", walks.resume_tokens,
                               walks.token_batches))
 return rc

@@ -71,7 +71,7 @@ store = setmetatable({}, { __index = function(_, name)
     end, state, ctl, closing
   end
 end })
-return dofile(script)
+return require("lib.options").main(dofile(script), arg)   -- the script returns its declaration
 ]]
 
 -- After a migrate from a to b stopped: each token is on the source, or
@@ -370,7 +370,7 @@ host = setmetatable({ open_store = function(...)
     end
   end }), cfg
 end }, { __index = host })
-return dofile(script)
+return require("lib.options").main(dofile(script), arg)   -- the script returns its declaration
 ]]
       local code, out, err = run { "-u", a.url, "-s", "redis.max_retries=0", "-e", TARGET_CUT_HOOK,
                                    "scripts/migrate.lua", tpx.control, "--to", tpx.url, "--delete-source",
@@ -447,7 +447,7 @@ host = setmetatable({ open_store = function(...)
     end
   end }), cfg
 end }, { __index = host })
-local rc = dofile(script)
+local rc = require("lib.options").main(dofile(script), arg)   -- the script returns its declaration
 io.stderr:write(string.format("repeated %d; batches on the target at once: %d; names on it twice: %d\n",
                               repeated, most, twice))
 return rc
@@ -489,7 +489,7 @@ host.open_store = function(...)
     end
   end }), cfg
 end
-return dofile(script)
+return require("lib.options").main(dofile(script), arg)   -- the script returns its declaration
 ]]
     it("migrate whose read-back is refused says its batch may be on the target", function()
       b:cli("ACL", "SETUSER", "noread", "reset", "on", ">pw", "~*", "+@all")
@@ -560,7 +560,7 @@ store = setmetatable({}, { __index = function(_, name)
     return r
   end
 end })
-return dofile("scripts/locks.lua")
+return require("lib.options").main(dofile("scripts/locks.lua"), arg)   -- the script returns its declaration
 ]]
 
     it("keeps a lock another owner took between the display and the release", function()
@@ -610,7 +610,7 @@ store = setmetatable({}, { __index = function(_, name)
     return f(real, coll, opts)
   end
 end })
-return dofile(script)
+return require("lib.options").main(dofile(script), arg)   -- the script returns its declaration
 ]]
     local function run_race(script, args)
       local argv = { "-u", a.url, "-e", RACE_HOOK, "scripts/" .. script .. ".lua" }

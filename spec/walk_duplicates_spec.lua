@@ -77,7 +77,7 @@ store = setmetatable({}, { __index = function(_, name)
     end, state, control, closing
   end
 end })
-return dofile(script)
+return require("lib.options").main(dofile(script), arg)   -- the script returns its declaration
 ]]
 
 -- Waits for `path` to exist; fails early when `ended` exists instead.

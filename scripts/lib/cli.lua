@@ -127,96 +127,29 @@ M.clock = clock
 -- Option parsing
 -- ---------------------------------------------------------------------
 
--- The option `name` stands for: itself, or the one option it is an
--- unambiguous prefix of (getopt_long's rule: --older for --older-than).
-function M.option_name(options, name, bad)
-  if options[name] then return name end
-  local found = {}
-  for full in pairs(options) do
-    if full:sub(1, #name) == name then found[#found + 1] = "--" .. full end
-  end
-  table.sort(found)
-  if #found == 1 then return found[1]:sub(3) end
-  if #found > 1 then bad("option --" .. name .. " is ambiguous (" .. table.concat(found, ", ") .. ")") end
-  bad("unknown option --" .. name)
-end
+-- The command line of a script: lib/options.lua, from the script's
+-- declaration. cli.parse is the older form, for scripts that are not
+-- modules: spec = { name = "x", usage = "text for --help",
+--                   options = { match = "string", format = { "table", "json" },
+--                               yes = "flag", batch = "integer", ... },
+--                   defaults = { ... } }   (the types of lib/options.lua;
+-- a table is a choice). Returns the options table (keys with '-' turned
+-- into '_'), or nil after printing the help for --help.
+local options = require "lib.options"
+M.option_name = options.option_name
 
--- spec = { name = "list", usage = "text for --help",
---          options = { match = "string", format = { "table", "json" }, yes = "flag",
---                      ["older-than"] = "duration", batch = "integer" (1 to 1000000),
---                      ["set-ttl"] = "ttl" (a duration Redis takes as a TTL: rs.check_ttl),
---                      stream = "list" (repeatable: a list of the strings given), ... },
---          defaults = { ... } }
--- Returns the options table (keys with '-' turned into '_'), or nil after
--- printing the help for --help. Raises a usage error on anything else.
 function M.parse(argv, spec)
-  local opts = {}
-  for k, v in pairs(spec.defaults or {}) do opts[k] = v end
-  local i = 1
-  local function bad(msg)
-    M.usage_error(spec.name .. ": " .. msg .. " (" .. spec.name .. " --help for usage)")
+  local decl = { name = spec.name, usage = spec.usage, options = {} }
+  for name, kind in pairs(spec.options) do
+    local choices = type(kind) == "table" and kind or nil
+    decl.options[#decl.options + 1] = { name, choices and "choice" or kind, choices = choices }
   end
-  -- --help takes part in prefix matching, as in getopt_long: --hel is help.
-  local names = { help = "flag" }
-  for k, v in pairs(spec.options) do names[k] = v end
-  while i <= #argv do
-    local a = argv[i]
-    if a == "-h" or a == "--help" then
-      io.write(spec.usage)
-      return nil
+  table.sort(decl.options, function(a, b) return a[1] < b[1] end)
+  local opts = options.parse(argv, decl)
+  if opts then
+    for k, v in pairs(spec.defaults or {}) do
+      if opts[k] == nil then opts[k] = v end
     end
-    if a == "--" then   -- getopt_long's end of options: the scripts take no operands
-      if argv[i + 1] ~= nil then bad("unexpected argument '" .. argv[i + 1] .. "'") end
-      break
-    end
-    local name, inline = a:match("^%-%-([%w%-]+)=(.*)$")
-    if not name then name = a:match("^%-%-([%w%-]+)$") end
-    if not name then bad("unexpected argument '" .. a .. "'") end
-    name = M.option_name(names, name, bad)
-    if name == "help" then
-      if inline then bad("--help takes no value") end
-      io.write(spec.usage)
-      return nil
-    end
-    local kind = spec.options[name]
-    local key = name:gsub("%-", "_")
-    if kind == "flag" then
-      if inline then bad("--" .. name .. " takes no value") end
-      opts[key] = true
-    else
-      local value = inline
-      if not value then
-        i = i + 1
-        value = argv[i]
-        if value == nil then bad("--" .. name .. " needs a value") end
-      end
-      if kind == "duration" or kind == "ttl" then
-        local d = M.parse_duration(value)
-        if not d or d <= 0 then bad("--" .. name .. ": bad duration '" .. value .. "' (e.g. 500ms, 30s, 1h30m, 7d, 2w)") end
-        local ok, why = true, nil
-        if kind == "ttl" then ok, why = rs_module.check_ttl(d) end
-        if not ok then bad("--" .. name .. " " .. value .. ": " .. why) end
-        opts[key] = d
-      elseif kind == "integer" then
-        -- Batch sizes and samples: the store takes 1 to 1000000 per batch.
-        local n = math.tointeger(tonumber(value))
-        if not n or n < 1 or n > 1000000 then
-          bad("--" .. name .. ": an integer from 1 to 1000000 expected, got '" .. value .. "'")
-        end
-        opts[key] = n
-      elseif kind == "list" then
-        opts[key] = opts[key] or {}
-        table.insert(opts[key], value)
-      elseif type(kind) == "table" then
-        local ok = false
-        for _, c in ipairs(kind) do ok = ok or c == value end
-        if not ok then bad("--" .. name .. " must be one of " .. table.concat(kind, ", ")) end
-        opts[key] = value
-      else
-        opts[key] = value
-      end
-    end
-    i = i + 1
   end
   return opts
 end

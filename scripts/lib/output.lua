@@ -223,24 +223,29 @@ function M.text(s)
   return table.concat(out)
 end
 
--- A Prometheus label value, without the quotes. The text format allows
--- any UTF-8 with \\, \" and \n escaped; bytes that are not UTF-8 and the
--- other control characters (NUL among them) are written as the four
--- characters \xNN, and a backslash as two, so distinct names stay
--- distinct series: the value "a\xff" is the name a<0xff>, "a\\xff" the
--- name a\xff.
+-- A Prometheus label value, without the quotes: the one escaper of every
+-- exposition (list --format prometheus, serve). The text format takes any
+-- UTF-8 with a backslash, a double quote and a line feed escaped (\\ \"
+-- \n), so a name that is UTF-8 text reaches Prometheus as it is. What the
+-- format cannot carry -- a byte that is not UTF-8 -- and the other control
+-- characters (NUL, CR, tab ...: they would hide in a dashboard) read as
+-- the four characters \xNN in the value. So that no name can pass for
+-- another, a backslash of the name that is followed by "x" reads \x5c:
+-- the value "a\xff" is the name a<0xff>, "a\x5cxff" the name a\xff.
+local function prom_byte(c) return string.format("\\\\x%02x", c:byte()) end
+local prom_escape = { ["\\"] = "\\\\", ['"'] = '\\"', ["\n"] = "\\n" }
+
+local function prom_run(run)
+  run = run:gsub("\\x", "\\x5cx")   -- a name's "\x": its backslash spelt \x5c (escaped below)
+  return (run:gsub('[%c\\"]', function(c) return prom_escape[c] or prom_byte(c) end))
+end
+
 function M.prom_label(s)
   s = tostring(s)
   if not s:find('[%c\\"\128-\255]') then return s end
   local out = {}
-  split_utf8(s, function(run)
-    out[#out + 1] = run:gsub('[%c\\"]', function(c)
-      if c == "\n" then return "\\n" end
-      if c == '"' then return '\\"' end
-      if c == "\\" then return "\\\\\\\\" end
-      return string.format("\\\\x%02x", c:byte())
-    end)
-  end, function(b) out[#out + 1] = string.format("\\\\x%02x", b:byte()) end)
+  split_utf8(s, function(run) out[#out + 1] = prom_run(run) end,
+             function(b) out[#out + 1] = prom_byte(b) end)
   return table.concat(out)
 end
 

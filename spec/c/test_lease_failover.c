@@ -55,7 +55,7 @@ int main(void)
     CHECK(cfg && rs_config_set(cfg, "url", url, &err) == 0);
     CHECK(rs_config_set(cfg, "max_retries", "20", &err) == 0);
     CHECK(rs_config_set(cfg, "retry_max_delay", "0.2", &err) == 0);
-    rs_log_set_handler(on_log, NULL);
+    rs_config_set_log_handler(cfg, on_log, NULL);
     rs_log_set_level(RS_LOG_INFO);
     rs_store *store = rs_store_open(cfg, &err);
     rs_config_free(cfg);

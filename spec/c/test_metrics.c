@@ -263,8 +263,8 @@ int main(void)
              PASSWORD);
     CHECK(system(cmd) == 0);
     rs_log_set_level(RS_LOG_DEBUG);
-    rs_log_set_handler(capture, NULL);
     cfg = config_for(port, PASSWORD);
+    rs_config_set_log_handler(cfg, capture, NULL);
     store = rs_store_open(cfg, &err);
     CHECK(store != NULL);
     snprintf(cmd, sizeof cmd,
@@ -275,15 +275,16 @@ int main(void)
     rs_store_close(store);
     rs_config_free(cfg);
     cfg = config_for(port, "wrong-" PASSWORD);
+    rs_config_set_log_handler(cfg, capture, NULL);
     CHECK(rs_store_open(cfg, &err) == NULL && err.kind == RS_ERR_AUTH);
     CHECK(strstr(err.message, PASSWORD) == NULL);
     rs_config_free(cfg);
     t_stop_server();
     cfg = config_for(port, PASSWORD);
+    rs_config_set_log_handler(cfg, capture, NULL);
     rs_config_set(cfg, "max_retries", "1", NULL);
     CHECK(rs_store_open(cfg, &err) == NULL && err.kind == RS_ERR_CONNECTION);
     rs_config_free(cfg);
-    rs_log_set_handler(NULL, NULL);
     rs_log_set_level(RS_LOG_WARN);
     CHECK(log_lines >= 3);   /* connected, connection lost, retrying ... */
     CHECK(log_leaks == 0);

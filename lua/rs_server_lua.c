@@ -1,0 +1,262 @@
+/* SPDX-License-Identifier: MIT */
+/* rs_server_lua.c -- what a store reports, for Lua: its own counters
+ * (stats, reset_stats, prometheus) and what its servers say about
+ * themselves (server_identity, server_figures, node_info, master_changes,
+ * confirm_writes).
+ *
+ * The arrays the core fills are userdata on the stack, and the texts it
+ * malloc's wait in one whose __gc frees them, so an error raised while
+ * they are copied into Lua leaks nothing.
+ */
+#include <string.h>
+
+#include "rs_lua.h"
+
+static void set_integer(lua_State *L, const char *key, uint64_t value)
+{
+    lua_pushinteger(L, (lua_Integer)value);
+    lua_setfield(L, -2, key);
+}
+
+static void set_number(lua_State *L, const char *key, double value)
+{
+    lua_pushnumber(L, value);
+    lua_setfield(L, -2, key);
+}
+
+static void push_op_metrics(lua_State *L, const rs_op_metrics *o, int with_buckets)
+{
+    lua_createtable(L, 0, 11);
+    set_integer(L, "count", o->count);
+    set_integer(L, "failed", o->failed);
+    lua_newtable(L);
+    for (int e = 1; e < RS_METRICS_ERROR_KINDS; e++)
+        if (o->errors[e]) set_integer(L, rs_error_kind_name((rs_error_kind)e), o->errors[e]);
+    lua_setfield(L, -2, "errors");
+    set_integer(L, "retries", o->retries);
+    set_number(L, "p50", o->p50);
+    set_number(L, "p95", o->p95);
+    set_number(L, "p99", o->p99);
+    set_number(L, "max", o->max_seconds);
+    set_number(L, "sum", o->sum_seconds);
+    if (with_buckets) {
+        lua_createtable(L, RS_METRICS_BUCKETS, 0);
+        for (int k = 0; k < RS_METRICS_BUCKETS; k++) {
+            lua_createtable(L, 0, 2);
+            set_number(L, "le", rs_metrics_bucket_bound(k));
+            set_integer(L, "count", o->buckets[k]);
+            lua_rawseti(L, -2, k + 1);
+        }
+        lua_setfield(L, -2, "buckets");
+    }
+}
+
+/* store:stats([{buckets = true}]) -> { pool = {...}, ops = {save = {...}, ...},
+ * failovers = n, cluster = {moved, ask, refreshes}, metrics = bool }.
+ * Counters run since open or reset_stats(); durations are seconds. */
+static int store_stats(lua_State *L)
+{
+    rs_store *store = rs_lua_check_store(L, 1);
+    int with_buckets = 0;
+    static const char *const known[] = {"buckets", NULL};
+    if (rs_lua_check_options(L, 2, known)) {
+        with_buckets = rs_lua_opt_field(L, 2, "buckets", LUA_TBOOLEAN) && lua_toboolean(L, -1);
+        lua_pop(L, 1);
+    }
+    rs_metrics_snapshot m;
+    rs_store_metrics(store, &m);
+    const rs_pool_stats *s = &m.pool;
+    lua_createtable(L, 0, 5);
+    lua_createtable(L, 0, 12);
+    set_integer(L, "size", (uint64_t)s->size);
+    set_integer(L, "open", (uint64_t)s->open);
+    set_integer(L, "in_use", (uint64_t)s->in_use);
+    set_integer(L, "idle", (uint64_t)s->idle);
+    set_integer(L, "created", s->created);
+    set_integer(L, "closed", s->closed_broken + s->closed_idle);
+    set_integer(L, "closed_broken", s->closed_broken);
+    set_integer(L, "closed_idle", s->closed_idle);
+    set_integer(L, "waits", s->waits);
+    set_integer(L, "wait_timeouts", s->wait_timeouts);
+    set_number(L, "wait_seconds", s->wait_seconds);
+    lua_setfield(L, -2, "pool");
+    lua_createtable(L, 0, RS_METRICS_OPS);
+    for (int op = 0; op < RS_METRICS_OPS; op++) {
+        push_op_metrics(L, &m.ops[op], with_buckets);
+        lua_setfield(L, -2, rs_metrics_op_name(op));
+    }
+    lua_setfield(L, -2, "ops");
+    set_integer(L, "failovers", m.failovers);
+    lua_createtable(L, 0, 3);
+    set_integer(L, "moved", m.cluster_moved);
+    set_integer(L, "ask", m.cluster_ask);
+    set_integer(L, "refreshes", m.cluster_refreshes);
+    lua_setfield(L, -2, "cluster");
+    lua_pushboolean(L, m.enabled);
+    lua_setfield(L, -2, "metrics");
+    return 1;
+}
+
+/* store:reset_stats() -- every counter back to zero. */
+static int store_reset_stats(lua_State *L)
+{
+    rs_store_metrics_reset(rs_lua_check_store(L, 1));
+    return 0;
+}
+
+/* store:prometheus() -> the metrics in the Prometheus text format. */
+static int store_prometheus(lua_State *L)
+{
+    rs_metrics_snapshot m;
+    rs_store_metrics(rs_lua_check_store(L, 1), &m);
+    char **text = rs_lua_push_result(L);
+    if (!(*text = rs_metrics_prometheus(&m))) return luaL_error(L, "out of memory");
+    rs_lua_result_to_string(L, text, strlen(*text));
+    return 1;
+}
+
+/* store:server_identity() -> {db = n, masters = {{run_id =, replid =}, ...}}:
+ * what the servers say they are (INFO), to tell two stores apart. The
+ * buffer is a userdata, so a raised error cannot leak it. */
+#define IDENTITY_MAX_MASTERS 1024
+static int store_server_identity(lua_State *L)
+{
+    rs_store *store = rs_lua_check_store(L, 1);
+    rs_master_identity *masters =
+        lua_newuserdatauv(L, IDENTITY_MAX_MASTERS * sizeof *masters, 0);
+    int db;
+    rs_error err = {0};
+    int n = rs_store_identity(store, masters, IDENTITY_MAX_MASTERS, &db, &err);
+    if (n < 0) return rs_lua_raise(L, &err);
+    lua_createtable(L, 0, 2);
+    lua_pushinteger(L, db);
+    lua_setfield(L, -2, "db");
+    lua_createtable(L, n, 0);
+    for (int i = 0; i < n; i++) {
+        lua_createtable(L, 0, 2);
+        lua_pushstring(L, masters[i].run_id);
+        lua_setfield(L, -2, "run_id");
+        lua_pushstring(L, masters[i].replid);
+        lua_setfield(L, -2, "replid");
+        lua_pushinteger(L, masters[i].replicas);
+        lua_setfield(L, -2, "replicas");
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "masters");
+    return 1;
+}
+
+/* store:master_changes() -> how many times the store saw its Sentinel
+ * master change (0 otherwise); it never goes back */
+static int store_master_changes(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)rs_store_master_changes(rs_lua_check_store(L, 1)));
+    return 1;
+}
+
+/* store:confirm_writes([replicas [, timeout]]) -> how many replicas have
+ * every write the master acknowledged so far (at most `replicas`, default
+ * 1; waits at most timeout, default wait_timeout) */
+static int store_confirm_writes(lua_State *L)
+{
+    rs_store *store = rs_lua_check_store(L, 1);
+    lua_Integer replicas = luaL_optinteger(L, 2, 1);
+    luaL_argcheck(L, replicas >= 1 && replicas <= 1000, 2, "replicas must be 1..1000");
+    double timeout = luaL_optnumber(L, 3, 0);   /* 0: the store's wait_timeout */
+    rs_error err = {0};
+    int n = rs_store_confirm_writes(store, (int)replicas, timeout, &err);
+    if (n < 0) return rs_lua_raise(L, &err);
+    lua_pushinteger(L, n);
+    return 1;
+}
+
+/* store:server_figures() -> {{node =, dbsize =, used_memory =,
+ * used_memory_human =, redis_version =}, ...}: one per master (a cluster's
+ * every master, node = "host:port"; else one, node = nil); a figure the
+ * server refused is nil. The buffer is a userdata, so a raised error
+ * cannot leak it. */
+static int store_server_figures(lua_State *L)
+{
+    rs_store *store = rs_lua_check_store(L, 1);
+    rs_node_figures *nodes = lua_newuserdatauv(L, IDENTITY_MAX_MASTERS * sizeof *nodes, 0);
+    rs_error err = {0};
+    int n = rs_store_node_figures(store, nodes, IDENTITY_MAX_MASTERS, &err);
+    if (n < 0) return rs_lua_raise(L, &err);
+    lua_createtable(L, n, 0);
+    for (int i = 0; i < n; i++) {
+        const rs_node_figures *f = &nodes[i];
+        lua_createtable(L, 0, 5);
+        if (f->node[0]) lua_pushstring(L, f->node), lua_setfield(L, -2, "node");
+        if (f->dbsize >= 0) lua_pushinteger(L, f->dbsize), lua_setfield(L, -2, "dbsize");
+        if (f->used_memory >= 0) lua_pushinteger(L, f->used_memory), lua_setfield(L, -2, "used_memory");
+        if (f->used_memory_human[0])
+            lua_pushstring(L, f->used_memory_human), lua_setfield(L, -2, "used_memory_human");
+        if (f->redis_version[0])
+            lua_pushstring(L, f->redis_version), lua_setfield(L, -2, "redis_version");
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    return 1;
+}
+
+/* store:node_info() -> {{node = "host:port" (a cluster only), info = text}, ...}:
+ * INFO of every master (rs_store_node_info), for `serve`. The texts wait
+ * in a userdata whose __gc frees them, so a raised error leaks none. */
+#define NODE_INFO_MAX 1024
+#define NODE_INFO_MT "rigatoni_store.node_info_buffer"
+typedef struct node_info_buffer {
+    size_t n;
+    rs_node_info nodes[NODE_INFO_MAX];
+} node_info_buffer;
+
+static int node_info_buffer_gc(lua_State *L)
+{
+    node_info_buffer *buf = lua_touserdata(L, 1);
+    for (size_t i = 0; i < buf->n; i++) rs_free(buf->nodes[i].info);
+    buf->n = 0;
+    return 0;
+}
+
+static int store_node_info(lua_State *L)
+{
+    rs_store *store = rs_lua_check_store(L, 1);
+    node_info_buffer *buf = lua_newuserdatauv(L, sizeof *buf, 0);
+    buf->n = 0;
+    if (luaL_newmetatable(L, NODE_INFO_MT)) {
+        lua_pushcfunction(L, node_info_buffer_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    rs_error err = {0};
+    int n = rs_store_node_info(store, buf->nodes, NODE_INFO_MAX, &err);
+    if (n < 0) return rs_lua_raise(L, &err);
+    buf->n = (size_t)n;
+    lua_createtable(L, n, 0);
+    for (int i = 0; i < n; i++) {
+        lua_createtable(L, 0, 2);
+        if (buf->nodes[i].address[0]) {
+            lua_pushstring(L, buf->nodes[i].address);
+            lua_setfield(L, -2, "node");
+        }
+        lua_pushlstring(L, buf->nodes[i].info, buf->nodes[i].info_len);
+        lua_setfield(L, -2, "info");
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    return 1;
+}
+
+static const luaL_Reg server_methods[] = {
+    {"server_identity", store_server_identity},
+    {"node_info", store_node_info},
+    {"master_changes", store_master_changes},
+    {"confirm_writes", store_confirm_writes},
+    {"server_figures", store_server_figures},
+    {"stats", store_stats},
+    {"reset_stats", store_reset_stats},
+    {"prometheus", store_prometheus},
+    {NULL, NULL},
+};
+
+void rs_lua_add_server_methods(lua_State *L)
+{
+    luaL_setfuncs(L, server_methods, 0);
+}
