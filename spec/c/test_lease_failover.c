@@ -47,7 +47,7 @@ static void replica_cli(const char *args)
 int main(void)
 {
     int master = t_start_server(NULL);
-    t_sentinel_setup(master);
+    t_sentinel_setup(master, 3000);
     char url[200];
     t_sentinel_url(url, sizeof url);
     rs_config *cfg = rs_config_new();

@@ -124,9 +124,10 @@ static inline int t_wait_cond(int (*cond)(void), double timeout)
 }
 
 /* A replica of the server on `master_port` and three sentinels watching
- * it (down-after 1 s); returns when the set-up has settled (exit 2 when
- * it does not within a minute), the sentinels' own timing restored. */
-static inline void t_sentinel_setup(int master_port)
+ * it (down-after 1 s, the given failover-timeout); returns when the set-up
+ * has settled (exit 2 when it does not within a minute), the sentinels'
+ * own timing restored. */
+static inline void t_sentinel_setup(int master_port, int failover_timeout_ms)
 {
     char rport[16], mport[16];
     t_replica_port = t_free_port();
@@ -152,9 +153,9 @@ static inline void t_sentinel_setup(int master_port)
                    "sentinel resolve-hostnames no\n"
                    "sentinel monitor mymaster 127.0.0.1 %d 2\n"
                    "sentinel down-after-milliseconds mymaster 1000\n"
-                   "sentinel failover-timeout mymaster 3000\n"
+                   "sentinel failover-timeout mymaster %d\n"
                    "sentinel parallel-syncs mymaster 1\n",
-                t_sentinel_port[i], t_server_dir, master_port);
+                t_sentinel_port[i], t_server_dir, master_port, failover_timeout_ms);
         fclose(f);
         const char *sargv[] = {"redis-sentinel", conf, NULL};
         t_sentinel_pid[i] = t_spawn(sargv);
