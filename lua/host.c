@@ -86,10 +86,26 @@ typedef struct options {
     char **args;
 } options;
 
+/* A message that quotes the user's words goes to a terminal: control
+ * bytes (ESC sequences) and, in a message that is not UTF-8, bytes above
+ * 0x7f are written \xNN, as the scripts' own messages are. */
+static void write_escaped(FILE *f, const char *s)
+{
+    size_t len = strlen(s);
+    int utf8 = rs_utf8_valid(s, len, 0);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == 0x7f || (c >= 0x80 && !utf8)) fprintf(f, "\\x%02x", c);
+        else fputc(c, f);
+    }
+}
+
 static int usage_error(const char *fmt, const char *what)
 {
+    char text[400];
+    snprintf(text, sizeof text, fmt, what);
     fprintf(stderr, PROG ": ");
-    fprintf(stderr, fmt, what);
+    write_escaped(stderr, text);
     fprintf(stderr, "\n%s(" PROG " --help for more)\n", usage_text);
     return HOST_EXIT_USAGE;
 }

@@ -128,6 +128,14 @@ describe("rigatoni-store host", function()
       code, _, err = run { "--ver" }
       assert.equal(2, code)
       assert.matches("option %-%-ver is ambiguous %(%-%-verbose, %-%-version%)", err)
+      -- the word's bytes are escaped: a terminal would run \27[2J, and a
+      -- byte that is not UTF-8 reads \xNN
+      code, _, err = run { "--x\255\27[2J" }
+      assert.equal(2, code)
+      assert.matches("unknown option %-%-x\\xff\\x1b%[2J\n", err)
+      code, _, err = run { "-c", "\27[31m" }
+      assert.equal(2, code)
+      assert.is_nil(err:find("\27", 1, true), err)
     end)
 
     it("names a path once in its message", function()
