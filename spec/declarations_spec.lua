@@ -240,6 +240,9 @@ return {
                     ["--wait"] = true, ["--help"] = true }, completion_options(file, "frob"))
       assert.same({ ["--frobnicate-level"] = true }, complete(file, { "rigatoni-store", "frob", "--fr" }))
       assert.same({ green = true }, complete(file, { "rigatoni-store", "frob", "--colour", "g" }))
+      -- its name is completed where SCRIPT goes (no list of names kept by hand)
+      assert.same({ frob = true }, complete(file, { "rigatoni-store", "fro" }))
+      assert.same({ frob = true }, complete(file, { "rigatoni-store", "-q", "fro" }))
 
       local page = write_file(dir .. "/page.1", '.TH X 1\n.SH SCRIPTS\n.SS frob\n' ..
         '.\\" BEGIN OPTIONS OF frob (generated from scripts/frob.lua: make doc-options)\n' ..
