@@ -102,7 +102,7 @@ static void write_escaped(FILE *f, const char *s)
 
 static int usage_error(const char *fmt, const char *what)
 {
-    char text[400];
+    char text[600];
     snprintf(text, sizeof text, fmt, what);
     fprintf(stderr, PROG ": ");
     write_escaped(stderr, text);
@@ -180,7 +180,7 @@ static int parse_args(int argc, char **argv, options *o)
     if (!o->sets) return HOST_EXIT_FAILURE;
     opterr = 0;           /* our own messages, with the usage */
     optind = 1;
-    char what[300];
+    char what[512];   /* "option SHOWN is ambiguous (COULD)" fits whole */
     while (!o->eval) {
         /* The word getopt reads now: optind stays on a bundle (-qx) until
          * its last letter, so argv[optind - 1] after the call may be the
