@@ -338,6 +338,8 @@ describe("rigatoni-store serve", function()
       for _, args in ipairs {
         { "--listen", "nohost" }, { "--listen", "127.0.0.1:99999" }, { "--listen", "127.0.0.1:" },
         { "--interval", "0" }, { "--interval", "soon" }, { "--max-series", "0" }, { "--frob" },
+        -- under what the figures other than per-stream series take: not a bound it can keep
+        { "--max-size", "8" }, { "--max-size", "0" },
       } do
         local code, _, err = helpers.run_host({ "-u", srv.url, "serve", table.unpack(args) })
         assert.equal(2, code, table.concat(args, " ") .. ": " .. err)
