@@ -86,16 +86,18 @@ typedef struct options {
     char **args;
 } options;
 
-/* A message that quotes the user's words goes to a terminal: control
- * bytes (ESC sequences) and, in a message that is not UTF-8, bytes above
+/* A message that quotes the user's words or names from Redis goes to a
+ * terminal: control bytes (ESC sequences; line feeds and tabs too unless
+ * `lines`, a traceback's) and, in a message that is not UTF-8, bytes above
  * 0x7f are written \xNN, as the scripts' own messages are. */
-static void write_escaped(FILE *f, const char *s)
+static void write_escaped(FILE *f, const char *s, int lines)
 {
     size_t len = strlen(s);
     int utf8 = rs_utf8_valid(s, len, 0);
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c == 0x7f || (c >= 0x80 && !utf8)) fprintf(f, "\\x%02x", c);
+        int kept = lines && (c == '\n' || c == '\t');
+        if ((c < 0x20 && !kept) || c == 0x7f || (c >= 0x80 && !utf8)) fprintf(f, "\\x%02x", c);
         else fputc(c, f);
     }
 }
@@ -105,7 +107,7 @@ static int usage_error(const char *fmt, const char *what)
     char text[600];
     snprintf(text, sizeof text, fmt, what);
     fprintf(stderr, PROG ": ");
-    write_escaped(stderr, text);
+    write_escaped(stderr, text, 0);
     fprintf(stderr, "\n%s(" PROG " --help for more)\n", usage_text);
     return HOST_EXIT_USAGE;
 }
@@ -255,7 +257,9 @@ static int build_conf(const options *o, host_conf *hc)
 fail: {
     char masked[1600];
     host_conf_mask(hc, msg, masked, sizeof masked);
-    fprintf(stderr, PROG ": %s\n", masked);
+    fprintf(stderr, PROG ": ");
+    write_escaped(stderr, masked, 1);
+    fputc('\n', stderr);
     return -1;
 }
 }
@@ -280,7 +284,9 @@ static void print_error(const host_conf *hc, const char *text)
         return;
     }
     host_conf_mask(hc, text, masked, size);
-    fprintf(stderr, PROG ": %s\n", masked);
+    fprintf(stderr, PROG ": ");
+    write_escaped(stderr, masked, 1);
+    fputc('\n', stderr);
     free(masked);
 }
 

@@ -136,6 +136,13 @@ describe("rigatoni-store host", function()
       code, _, err = run { "-c", "\27[31m" }
       assert.equal(2, code)
       assert.is_nil(err:find("\27", 1, true), err)
+      -- a script's error (a path or key name it quotes) as well; its lines stay lines
+      code, _, err = run { "-e", "error('key k\\27[2J\\255 is not held\\nnext\\tline', 0)" }
+      assert.equal(1, code)
+      assert.equal("rigatoni-store: key k\\x1b[2J\\xff is not held\n", err)   -- (the first line)
+      code, _, err = run { "-v", "-e", "error('key k\\27[2J\\255 is not held', 0)" }
+      assert.equal(1, code)
+      assert.matches("key k\\x1b[2J\\xff is not held\nstack traceback:\n\t", err, 1, true)
     end)
 
     it("names a path once in its message", function()
