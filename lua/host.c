@@ -88,8 +88,8 @@ typedef struct options {
 
 /* A message that quotes the user's words or names from Redis goes to a
  * terminal: control bytes (ESC sequences; line feeds and tabs too unless
- * `lines`, a traceback's) and, in a message that is not UTF-8, bytes above
- * 0x7f are written \xNN, as the scripts' own messages are. */
+ * `lines`, a traceback's), C1 controls and, in a message that is not
+ * UTF-8, bytes above 0x7f are written \xNN, as lib/output.lua's text does. */
 static void write_escaped(FILE *f, const char *s, int lines)
 {
     size_t len = strlen(s);
@@ -97,8 +97,15 @@ static void write_escaped(FILE *f, const char *s, int lines)
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
         int kept = lines && (c == '\n' || c == '\t');
-        if ((c < 0x20 && !kept) || c == 0x7f || (c >= 0x80 && !utf8)) fprintf(f, "\\x%02x", c);
-        else fputc(c, f);
+        /* U+0080..U+009F (C2 80..9F): C1 controls, CSI among them */
+        if (utf8 && c == 0xc2 && i + 1 < len && (unsigned char)s[i + 1] <= 0x9f) {
+            fprintf(f, "\\x%02x\\x%02x", c, (unsigned char)s[i + 1]);
+            i++;
+        } else if ((c < 0x20 && !kept) || c == 0x7f || (c >= 0x80 && !utf8)) {
+            fprintf(f, "\\x%02x", c);
+        } else {
+            fputc(c, f);
+        }
     }
 }
 
