@@ -45,15 +45,22 @@ _data) are never deleted by --older-than; they are counted as "unknown age".
 When the listing fails, cleanup prints what it did until then and exits 1.
 Before anything is deleted it checks its options and that the server lets
 this user run what the run sends (SCAN, MGET; PTTL with --set-ttl; with
---yes EVALSHA, SCRIPT LOAD, EXISTS, GET, DEL, and PEXPIRE for --set-ttl):
-a refused command is named, exit 2, nothing changed.
+--yes EVALSHA, SCRIPT LOAD, EXISTS, GET, DEL, PEXPIRE for --set-ttl, and
+PUBLISH and WAIT when the master has replicas): a refused command is
+named, exit 2, nothing changed.
 
-Through a failover: when the master has replicas, the deletes of each walk
-step count only once a replica confirms them (PUBLISH + WAIT, one round
-trip per step) with the master unchanged; else the run stops (exit 1) and
-says how many were not confirmed. When the master changed during the run,
-the deleted tokens are read again on the current master and those that
-came back are not counted (exit 1).
+Through a failover: when the master has replicas, a replica's
+acknowledgement is automatic (nothing to set): one must answer before the
+first delete (else nothing is deleted: exit 2 when it never can, such as
+WAIT refused, exit 1 when none answered within durability.wait_timeout),
+and the deletes of each walk step count only once a replica confirms them
+(PUBLISH + WAIT, one round trip per step) with the master unchanged. The
+first step it cannot confirm stops the run: nothing more is deleted, its
+deletes are reported as not confirmed (not counted) and it exits 1; so
+does SIGINT/SIGTERM for the deletes since the last confirmed step. When
+the master changed during the run, the deleted tokens are read again on
+the current master: those that came back are not counted (exit 1). In a
+cluster WAIT cannot confirm deletes (a warning says so).
 
 A Rigatoni 0.2 stream key (resume_token:DB:COLL, resume_token:database:DB,
 resume_token:deployment) and its mirror (COLL, __db:DB, __deployment__) go
@@ -80,16 +87,21 @@ if not (opts.older_than or opts.set_ttl) then
   cli.usage_error("cleanup: nothing to do: give --older-than DURATION and/or --set-ttl DURATION")
 end
 local apply = opts.yes and not opts.dry_run
+local deletes = require "lib.deletes"
 
 -- The commands this run will send, all checked before the first delete:
 -- the walks (SCAN, MGET; PTTL only to find tokens without a TTL), then
--- compare-and-delete for --older-than and PEXPIRE NX for --set-ttl.
+-- compare-and-delete for --older-than (and PUBLISH + WAIT, a replica's
+-- confirmation, when the master has replicas) and PEXPIRE NX for --set-ttl.
 do
   local check = require "lib.check"
   local needs = { "scan", "mget" }
   if opts.set_ttl then needs[#needs + 1] = "pttl" end
   if apply and opts.older_than then
     for _, c in ipairs(check.COMPARE_AND_DELETE) do needs[#needs + 1] = c end
+    if deletes.must_confirm(store, config) then
+      for _, c in ipairs(check.CONFIRM) do needs[#needs + 1] = c end
+    end
   end
   if apply and opts.set_ttl then needs[#needs + 1] = "pexpire" end
   check.require_commands(store, needs, config.key_prefix, "cleanup",
@@ -116,39 +128,13 @@ local mirrors_deleted, mirrors_to_delete, mirrors_changed = 0, 0, 0
 local ttl_set, to_ttl = 0, 0
 local progress = cli.progress("cleanup")
 local in_doubt   -- the token whose delete was on the wire when the run stopped
--- A delete acknowledged by a master that a failover then replaced may be
--- undone (asynchronous replication): when the master changed during the
--- run, what this run deleted is read again on the current master, and
--- only what it lacks is counted (cli.master_mark).
-local start_mark = apply and opts.older_than and cli.master_mark(store) or nil
-local deleted_names, deleted_mirror = {}, {}
--- With replicas, deletes are confirmed at checkpoints (each walk step and
--- the end): a replica has them (store:confirm_writes: PUBLISH + WAIT) and
--- the master did not change since the last checkpoint. A checkpoint that
--- fails stops the run, and the deletes since the last one are not counted.
-local protect, pending, checkpoint_mark = false, 0, start_mark
-if start_mark and start_mark.id then
-  local replicas
-  for _, m in ipairs(start_mark.id.masters) do replicas = math.min(replicas or m.replicas, m.replicas) end
-  if (replicas or 0) > 0 then
-    local ok, err = pcall(store.confirm_writes, store, 1)
-    protect = ok
-    if not ok then
-      host.log("warn", "cleanup: deletes cannot be confirmed by a replica (" .. cli.reason(err) ..
-                       "): a failover during the run may undo some that are counted")
-    end
-  end
-end
-local function checkpoint()
-  if not protect or pending == 0 then return end
-  local acked = store:confirm_writes(1)
-  local now = cli.master_mark(store)
-  if acked < 1 or not cli.same_master(checkpoint_mark, now) then
-    error(fmt("cleanup: the last %d deletes were not confirmed by a replica (the master changed " ..
-              "or no replica answered: a failover?)", pending), 0)
-  end
-  pending, checkpoint_mark = 0, now
-end
+-- A delete counts once a replica confirmed it with the master unchanged
+-- (lib/deletes.lua): at a checkpoint after each walk step and at the end.
+-- A checkpoint that fails stops the run; when the master changed during
+-- the run, what it deleted is read again on the current master.
+local ledger = apply and opts.older_than and deletes.new(store, config, "cleanup") or nil
+local deleted_mirror = {}
+local function checkpoint() if ledger then ledger:checkpoint() end end
 
 -- Whether a token with this cluster time is to go (counts unknown ages).
 local function is_stale(seconds)
@@ -175,10 +161,7 @@ local function delete_seen(name, bytes)
   local outcome = cli.delete_if_unchanged(store, name, bytes)
   in_doubt = nil
   if outcome == "gone" then gone_before = gone_before + 1 end
-  if outcome == "deleted" then
-    deleted_names[#deleted_names + 1] = name
-    pending = pending + 1
-  end
+  if outcome == "deleted" then ledger:add(name) end
   return outcome == "deleted", outcome
 end
 
@@ -305,6 +288,7 @@ local function walk_tokens(units, mirrors)
   for names, values, ttls, times, n in store:token_batches { match = opts.match or "*", batch = opts.batch,
                                                              ttl = opts.set_ttl ~= nil, counts = counts } do
     for i = 1, n do
+      scanned = scanned + 1   -- per token: a run stopped mid-step counts what it acted on
       local collection, bytes, ttl = names[i], values[i], cli.known_ttl(ttls[i], "cleanup")
       local st = streams.stream(collection, bytes, ttl)
       if st then
@@ -315,43 +299,23 @@ local function walk_tokens(units, mirrors)
         plain_token(collection, bytes, ttl, times[i] or nil)
       end
     end
-    scanned = scanned + n
     progress.update(scanned)
     checkpoint()
   end
   return true
 end
 
--- After the run: a run stopped by something else may still confirm its
--- last deletes; when the master changed, only what the current master
--- lacks counts as deleted (the rest came back with the failover).
-local undone, unconfirmed = 0, nil
+-- After the run (or its stop): what was not proved is taken out of the
+-- counts; when the master changed, what came back with the failover too.
+local undone, unconfirmed = 0, 0
 local function uncount(name)
   if deleted_mirror[name] then mirrors_deleted = mirrors_deleted - 1 else deleted = deleted - 1 end
 end
 local function settle_deletes(ran, why)
-  if not ran and protect and pending > 0 then pcall(checkpoint) end
-  local changed = start_mark and #deleted_names > 0 and
-                  cli.master_changed(start_mark, cli.master_mark(store))
-  if changed then
-    local ok, values = pcall(cli.read_on_current_master, store, deleted_names)
-    if not ok then
-      unconfirmed = #deleted_names
-      deleted, mirrors_deleted = 0, 0
-      if ran then ran, why = false, values end
-    else
-      for i, name in ipairs(deleted_names) do
-        if values[i] then
-          undone = undone + 1
-          uncount(name)
-        end
-      end
-    end
-  elseif protect and pending > 0 then
-    -- Stopped at a checkpoint: the deletes since the last one are unproved.
-    unconfirmed = pending
-    for i = #deleted_names - pending + 1, #deleted_names do uncount(deleted_names[i]) end
-  end
+  if not ledger then return ran, why end
+  local failed
+  undone, unconfirmed, failed = ledger:settle(uncount)
+  if failed and ran then ran, why = false, failed end
   return ran, why
 end
 
@@ -360,7 +324,9 @@ local function plural(n, word) return fmt("%d %s%s", n, word, n == 1 and "" or "
 -- The counts of what was done (or planned): after the run, and after a
 -- SIGINT/SIGTERM has stopped it (host.on_stop), so a stop mid-delete still
 -- says what was deleted. (Body not indented: a small diff.)
+local reported = false
 local function report(ran, why)
+reported = true
 progress.done()
 local parts = {}
 if apply then
@@ -372,14 +338,7 @@ if apply then
     if mirrors_changed > 0 then
       parts[#parts + 1] = plural(mirrors_changed, "mirror") .. " not deleted (changed meanwhile)"
     end
-    if undone > 0 then
-      parts[#parts + 1] = fmt("%d not deleted after all (back on the new master after a failover: " ..
-                              "run it again)", undone)
-    end
-    if unconfirmed then
-      parts[#parts + 1] = fmt("%d deletes not confirmed by a replica (not counted: a failover may " ..
-                              "undo them)", unconfirmed)
-    end
+    for _, note in ipairs(deletes.notes(undone, unconfirmed)) do parts[#parts + 1] = note end
     parts[#parts + 1] = not ran and cli.in_doubt(why, in_doubt) or nil
   end
   if opts.set_ttl then parts[#parts + 1] = fmt("TTL set on %d", ttl_set) end
@@ -398,7 +357,13 @@ cli.summary(fmt("cleanup%s%s: %s; %d scanned in %.2f s%s", apply and "" or " (pl
                 progress.elapsed(), apply and "" or "; nothing changed (add --yes to apply)") ..
             cli.not_tokens(counts))
 end
-host.on_stop(function() report(false, nil) end)
+-- A stop (SIGINT...) unwinds the run before this runs: its deletes are
+-- settled as after a failure (the last checkpoint tried once more).
+host.on_stop(function()
+  if reported then return end
+  settle_deletes(false, nil)
+  report(false, nil)
+end)
 
 -- Any error (a walk, a delete) stops the run; what was done until then
 -- is still reported, then the failure (exit 1).
@@ -426,7 +391,7 @@ if not ran then
   cli.walk_failed("cleanup", why, apply and "the counts above are what was done before it stopped"
                                        or "the plan above is incomplete")
 end
-return undone > 0 and 1 or 0
+return (undone > 0 or unconfirmed > 0) and 1 or 0
 end
 
 return script

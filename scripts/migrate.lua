@@ -39,8 +39,10 @@ Exit status 1 when anything failed, or when the listing or a write
 stopped with an error (the counts then say what was done until then).
 Before the first write it checks that each server lets its user run what
 the run sends (source: SCAN, MGET, PTTL, and with --delete-source EVALSHA,
-SCRIPT LOAD, EXISTS, GET, DEL; target: SET, GET, MGET): a refused command
-is named, exit 2, nothing changed. Any TTL the source holds is copied.
+SCRIPT LOAD, EXISTS, GET, DEL; target: SET, GET, MGET; with
+--delete-source PUBLISH and WAIT on each side whose master has replicas):
+a refused command is named, exit 2, nothing changed. Any TTL the source
+holds is copied.
 
 Source and target are compared by what the servers say (INFO run_id and
 replication id, and the db), not by URL text; when INFO is refused, a
@@ -50,14 +52,22 @@ overlapping prefix is refused (exit 2), and so is --delete-source when
 neither way can tell.
 
 With --delete-source a copy's proof survives a failover of the target:
-when the target's master has replicas (seen in INFO replication at the
-start), every batch waits for one of them (WAIT: durability.wait_replicas
-= 1 and wait_policy = error are set automatically, costing about one
-replication round trip per batch; without INFO this cannot be told and a
-warning says so), and the copies are read back from a master that did not change
-since the write (Sentinel master changes, server identity). A batch whose
-master changed is read again on the new master before any delete; when a
-copy is not there, its source is kept and the run stops (exit 1).]],
+the replica acknowledgement is automatic. When the target's master has
+replicas (INFO replication, read at the start and again with every batch),
+every batch waits for one of them (WAIT: durability.wait_replicas = 1 and
+wait_policy = error are set automatically, costing about one replication
+round trip per batch; without INFO this cannot be told and a warning says
+so), and the copies are read back from a master that did not change since
+the write (Sentinel master changes, server identity). A batch whose master
+changed is read again on the new master and must be acknowledged by a
+replica of it (PUBLISH + WAIT) before any delete; when a copy is not there
+or not acknowledged, its source is kept and the run stops (exit 1).
+The source's deletes count the same way as cleanup's: when the source's
+master has replicas, one must confirm each batch's deletes (PUBLISH +
+WAIT, one more round trip per batch) with that master unchanged, else the
+run stops and they are reported as not confirmed; when the source fails
+over (a Sentinel URL), the deleted tokens are read again on its current
+master and those that came back are not counted (exit 1).]],
   examples = { "rigatoni-store -c conf/production.ini migrate --to-config conf/multi-region.ini" },
 }
 
@@ -82,6 +92,7 @@ local target, target_config = host.open_store { url = opts.to, config = opts.to_
                                                 key_prefix = opts.to_prefix, set = set }
 local source = store
 local sp, tp = config.key_prefix, target_config.key_prefix
+local deletes = require "lib.deletes"
 -- The commands of this run, checked on both servers before anything is
 -- written (the probe key of same_data_set included): the source walk
 -- (SCAN, MGET, PTTL) and, with --delete-source, its compare-and-delete;
@@ -89,14 +100,21 @@ local sp, tp = config.key_prefix, target_config.key_prefix
 -- and MGET (the read-back), or MGET alone for a dry run.
 do
   local check = require "lib.check"
-  local on_source = { "scan", "mget", "pttl" }
+  local on_source, on_target = { "scan", "mget", "pttl" }, opts.dry_run and { "mget" } or { "set", "get", "mget" }
   if opts.delete_source then
     for _, c in ipairs(check.COMPARE_AND_DELETE) do on_source[#on_source + 1] = c end
+    -- A side with replicas confirms by PUBLISH + WAIT (lib/deletes.lua;
+    -- the target's copies read again after a failover).
+    if deletes.must_confirm(source, config) then
+      for _, c in ipairs(check.CONFIRM) do on_source[#on_source + 1] = c end
+    end
+    if deletes.must_confirm(target, target_config) then
+      for _, c in ipairs(check.CONFIRM) do on_target[#on_target + 1] = c end
+    end
   end
   local flags = (opts.delete_source and " --delete-source" or "") .. (opts.dry_run and " --dry-run" or "")
   check.require_commands(source, on_source, sp, "migrate", "migrate" .. flags .. " on its source")
-  check.require_commands(target, opts.dry_run and { "mget" } or { "set", "get", "mget" }, tp, "migrate",
-                         "migrate" .. flags .. " on its target")
+  check.require_commands(target, on_target, tp, "migrate", "migrate" .. flags .. " on its target")
 end
 local both = string.format("source %s %s and target %s %s", config.url, sp, target_config.url, tp)
 -- The same data set is told by what the servers say (run_id, replication
@@ -133,11 +151,14 @@ end
 -- the run (exit 1).
 local function target_mark() return cli.master_mark(target) end
 local same_master = cli.same_master
+-- Whether the target's master had replicas (at the start or at any batch
+-- since: re-read with every mark), and whether its saves WAIT for one.
+local target_replicated, target_waits = false, false
 if opts.delete_source then
   -- Replicas on every master of the target: each batch waits for one.
   local ok, id = pcall(target.server_identity, target)
-  local replicas
-  for _, m in ipairs(ok and id.masters or {}) do replicas = math.min(replicas or m.replicas, m.replicas) end
+  local replicas = ok and deletes.replicas(id) or nil
+  target_replicated = (replicas or 0) > 0
   if not ok then
     host.log("warn", "migrate: cannot tell whether the target has replicas (" .. cli.reason(id) ..
                      "): copies are not waited for (WAIT), so a failover of the target may lose " ..
@@ -157,7 +178,13 @@ if opts.delete_source then
                                               key_prefix = opts.to_prefix, set = with_wait }
     host.log("info", "migrate: the target has replicas: each batch waits for one (WAIT) before its sources are deleted")
   end
+  target_waits = (replicas or 0) > 0 or (tonumber(target_config.wait_replicas) or 0) > 0 and
+                 target_config.wait_policy == "error"
 end
+-- The source's deletes count once a replica of the source's master
+-- confirmed them with that master unchanged (checked after each batch);
+-- when the source fails over, what came back is not counted (lib/deletes.lua).
+local ledger = opts.delete_source and deletes.new(source, config, "migrate") or nil
 
 local copied, skipped, failed, deleted, kept, gone, unverified = 0, 0, 0, 0, 0, 0, 0
 local in_doubt   -- the token whose delete was on the wire when the run stopped
@@ -182,12 +209,30 @@ local function stop_unproved(batch, values)
   end
 end
 
+-- The copies read on the target's current master (from mark `before` on)
+-- are acknowledged by a replica of it (PUBLISH + WAIT, a few tries while
+-- a demoted master joins as its replica), or this raises: their sources
+-- are kept and the run stops.
+local function confirm_copies(before, n)
+  for _ = 1, 3 do
+    local ok, acked = pcall(target.confirm_writes, target, 1)
+    if not same_master(before, target_mark()) then break end
+    if ok and acked >= 1 then return end
+    if not ok and type(acked) == "table" and (acked.kind == "auth" or acked.kind == "config") then break end
+  end
+  error(string.format("migrate: %d copies on the target's current master were not acknowledged by a " ..
+                      "replica of it (after a failover, or a replica that appeared since the start); " ..
+                      "their sources are kept; run it again", n), 0)
+end
+
 -- Counts a written batch and, with `delete`, deletes its verified sources:
 -- written and values are the target's answers, the values read back
 -- through the target's own connection after the writes. `mark`: the
 -- target's master before the write (--delete-source).
 local function tally(batch, written, values, delete, mark, rechecked)
-  local moved = mark and delete and not same_master(mark, target_mark())
+  local now = mark and delete and target_mark()
+  local moved = now and (rechecked or not same_master(mark, now))
+  if now and (deletes.replicas(now.id) or 0) > 0 then target_replicated = true end
   if moved then
     -- Unproved until read again: counted as unverified if that fails.
     local ok, again = pcall(read_again, batch)
@@ -213,17 +258,25 @@ local function tally(batch, written, values, delete, mark, rechecked)
   end
   if not (delete and opts.delete_source) then return end
   if moved then stop_unproved(batch, values) end
+  -- Copies read again on a new master, or written without WAIT to a
+  -- target that has replicas now: a replica of it must have them.
+  if (moved and target_replicated) or (not target_waits and (deletes.replicas(now.id) or 0) > 0) then
+    confirm_copies(now, #batch)
+  end
   -- A skipped token whose target copy is identical is migrated as well.
   for i, item in ipairs(batch) do
     if verified[i] then
       in_doubt = item[1]
       local outcome = cli.delete_if_unchanged(source, item[1], item[2])
       in_doubt = nil
-      if outcome == "deleted" then deleted = deleted + 1
+      if outcome == "deleted" then
+        deleted = deleted + 1
+        ledger:add(item[1])
       elseif outcome == "gone" then gone = gone + 1
       else kept = kept + 1 end
     end
   end
+  ledger:checkpoint()
 end
 
 -- The batch the target is writing (and reading back) on a thread of the
@@ -322,6 +375,14 @@ end)
 -- A run stopped while a batch was being written: its copies are on the
 -- target and are counted; its sources stay (the run has stopped).
 if not ran then pcall(settle, false) end
+-- Source deletes no replica confirmed, or that came back when the
+-- source failed over, are not counted.
+local undone, unconfirmed = 0, 0
+if ledger then
+  local failed
+  undone, unconfirmed, failed = ledger:settle(function() deleted = deleted - 1 end)
+  if failed and ran then ran, why = false, failed end
+end
 progress.done()
 target:close()
 
@@ -335,6 +396,7 @@ if opts.delete_source then
   line = line .. string.format(", %d deleted from source", deleted)
   if kept > 0 then line = line .. string.format(" (%d kept: changed meanwhile)", kept) end
   if gone > 0 then line = line .. string.format(", %d already gone from source", gone) end
+  for _, note in ipairs(deletes.notes(undone, unconfirmed, " source's")) do line = line .. ", " .. note end
   local doubt = not ran and cli.in_doubt(why, in_doubt)
   if doubt then line = line .. ", " .. doubt end
 end
@@ -345,7 +407,7 @@ if not ran then
   cli.walk_failed("migrate", why, "the counts above are what was done before it stopped; " ..
                   "run it again to copy the rest")
 end
-return failed > 0 and 1 or 0
+return (failed > 0 or undone > 0 or unconfirmed > 0) and 1 or 0
 end
 
 return script

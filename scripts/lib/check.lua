@@ -40,6 +40,9 @@ local PROBES = {
   evalsha = { "EVALSHA", function(k) return { "EVALSHA", NOSHA, "1", k } end },
   ["script|load"] = { "SCRIPT LOAD", function() return { "SCRIPT", "LOAD", "return 0" } end },
   info = { "INFO", function() return { "INFO", "server" } end },
+  -- store:confirm_writes (core/confirm.c): PUBLISH on its channel, WAIT.
+  publish = { "PUBLISH", function() return { "PUBLISH", "__rigatoni_store:confirm", "1" } end },
+  wait = { "WAIT", function() return { "WAIT", "0", "1" } end },
   dbsize = { "DBSIZE", function() return { "DBSIZE" } end },
 }
 
@@ -47,6 +50,10 @@ local PROBES = {
 -- lock release) sends: a script by EVALSHA, loaded on NOSCRIPT with EXISTS
 -- + SCRIPT LOAD, that runs GET and DEL; GET reads back after it.
 M.COMPARE_AND_DELETE = { "evalsha", "script|load", "exists", "get", "del" }
+
+-- What store:confirm_writes sends (a replica's acknowledgement of the
+-- deletes before them, lib/deletes.lua): PUBLISH, then WAIT.
+M.CONFIRM = { "publish", "wait" }
 
 local function random_name()
   local parts = {}
