@@ -24,6 +24,7 @@
 struct rs_readahead {
     const rs_readahead_ops *ops;
     void *ctx;
+    void *owner;             /* handed to thread_ended: outlives ctx */
     pthread_mutex_t lock;
     pthread_cond_t cond;
     pthread_t producer, completer;
@@ -38,12 +39,13 @@ struct rs_readahead {
     int detached;            /* closed while live: the last thread tells the owner */
 };
 
-rs_readahead *rs_readahead_new(const rs_readahead_ops *ops, void *ctx)
+rs_readahead *rs_readahead_new(const rs_readahead_ops *ops, void *ctx, void *owner)
 {
     rs_readahead *ra = calloc(1, sizeof *ra);
     if (!ra) return NULL;
     ra->ops = ops;
     ra->ctx = ctx;
+    ra->owner = owner;
     pthread_mutex_init(&ra->lock, NULL);
     pthread_cond_init(&ra->cond, NULL);
     return ra;
@@ -60,12 +62,13 @@ static void fail(rs_readahead *ra, const rs_error *err)
 /* The end of a thread, called under the lock, which it releases. */
 static void *thread_ends(rs_readahead *ra)
 {
+    /* Read while locked: once unlocked, the other thread may free it all. */
     const rs_readahead_ops *ops = ra->ops;
-    void *ctx = ra->ctx;
+    void *ctx = ra->ctx, *owner = ra->owner;
     int last = --ra->live == 0 && ra->detached;
     pthread_cond_broadcast(&ra->cond);
     pthread_mutex_unlock(&ra->lock);
-    ops->thread_ended(ctx, last);
+    ops->thread_ended(owner, last ? ctx : NULL, last);
     return NULL;
 }
 
@@ -135,8 +138,8 @@ int rs_readahead_start(rs_readahead *ra)
     ra->live = 2;
     if (pthread_create(&ra->completer, NULL, completer_main, ra) != 0) {
         ra->live = 0;
-        ra->ops->thread_ended(ra->ctx, 0);
-        ra->ops->thread_ended(ra->ctx, 0);
+        ra->ops->thread_ended(ra->owner, NULL, 0);
+        ra->ops->thread_ended(ra->owner, NULL, 0);
         return -1;
     }
     if (pthread_create(&ra->producer, NULL, producer_main, ra) != 0) {
@@ -145,7 +148,7 @@ int rs_readahead_start(rs_readahead *ra)
         ra->closing = 1;
         pthread_cond_broadcast(&ra->cond);
         pthread_mutex_unlock(&ra->lock);
-        ra->ops->thread_ended(ra->ctx, 0);
+        ra->ops->thread_ended(ra->owner, NULL, 0);
         pthread_join(ra->completer, NULL);
         return -1;
     }

@@ -21,12 +21,14 @@ typedef struct rs_readahead_ops {
     /* Each of the two threads ends through this once, whether it started
      * or not, with nothing of the stage's lock held. `last`: the last one
      * of a stage closed while its threads ran, which the ctx must free
-     * now (rs_readahead_free). */
-    void (*thread_ended)(void *ctx, int last);
+     * now (rs_readahead_free). A thread that is not last must not touch
+     * ctx: the other one may free it as soon as the lock is released;
+     * `owner` (given to rs_readahead_new) is what it may use. */
+    void (*thread_ended)(void *owner, void *ctx, int last);
 } rs_readahead_ops;
 
 /* A stage not started yet; NULL when memory runs out. */
-rs_readahead *rs_readahead_new(const rs_readahead_ops *ops, void *ctx);
+rs_readahead *rs_readahead_new(const rs_readahead_ops *ops, void *ctx, void *owner);
 /* Starts the two threads: 0, or -1 when they could not start (both have
  * ended through thread_ended then; nothing was produced). */
 int rs_readahead_start(rs_readahead *ra);
@@ -36,7 +38,7 @@ int rs_readahead_start(rs_readahead *ra);
 int rs_readahead_next(rs_readahead *ra, void **out, rs_error *err);
 /* Stops the threads: 0 when they have ended (the caller frees the stage),
  * 1 when one is still running a step (a frozen server): it is not waited
- * for, and the last one to end calls thread_ended(ctx, 1). */
+ * for, and the last one to end calls thread_ended(owner, ctx, 1). */
 int rs_readahead_close(rs_readahead *ra);
 /* Frees a stage whose threads have ended or never started. NULL is fine. */
 void rs_readahead_free(rs_readahead *ra);

@@ -806,13 +806,12 @@ static void free_result(void *out)
 }
 
 /* The last thread of a walk closed while they ran frees it; the store
- * waits for every thread to be counted out. */
-static void thread_ended(void *ctx, int last)
+ * (the owner: the walk may be gone) waits for every thread to be counted
+ * out. */
+static void thread_ended(void *owner, void *ctx, int last)
 {
-    rs_scan *scan = ctx;
-    rs_store *store = scan->store;
-    if (last) scan_free(scan);
-    rs_store_threads(store, -1);
+    if (last) scan_free(ctx);
+    rs_store_threads(owner, -1);
 }
 
 static const rs_readahead_ops read_ahead = {produce_keys, complete_batch, free_keys, free_result,
@@ -821,7 +820,7 @@ static const rs_readahead_ops read_ahead = {produce_keys, complete_batch, free_k
 /* Starts the read-ahead; without it the caller walks inline. */
 static void start_threads(rs_scan *scan)
 {
-    rs_readahead *ra = rs_readahead_new(&read_ahead, scan);
+    rs_readahead *ra = rs_readahead_new(&read_ahead, scan, scan->store);
     if (!ra) {
         scan->inline_walk = 1;
         return;
