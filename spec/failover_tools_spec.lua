@@ -392,3 +392,58 @@ end]]):format(s.link.control, servers.cli_bin, s.ports, s.nodes[2].port)
     end
   end)
 end)
+
+-- -----------------------------------------------------------------------
+-- A master restarted without persistence in the middle of a run (no
+-- replicas): the prelude kills it and starts the same command line again;
+-- the spec adopts the new process afterwards (pid from INFO).
+local RESTART = [[
+function restart(pid, cmdline, cli)
+  sh("kill -9 " .. pid .. "; while kill -0 " .. pid .. " 2>/dev/null; do sleep 0.02; done")
+  for _ = 1, 200 do
+    if os.execute("(" .. cmdline .. " >/dev/null 2>&1 </dev/null &)") then
+      for _ = 1, 100 do
+        if capture(cli .. " PING 2>/dev/null"):find("PONG", 1, true) then return end
+        sleep(0.05)
+      end
+    end
+    sleep(0.1)
+  end
+  error("the restart failed")
+end
+]]
+
+local function adopt(srv)
+  local info = srv:cli("INFO", "server") or ""
+  srv.pid = assert(tonumber(info:match("process_id:(%d+)")), info)
+end
+
+describe("cleanup --yes through a restart of its master without persistence (no replicas)", function()
+  local srv
+  local N, BATCH = 100, 20
+  setup(function() srv = servers.redis {} end)
+  teardown(function() if srv then srv:stop() end end)
+  before_each(function() srv:cli("FLUSHALL"); seed(srv, N) end)
+
+  it("counts a token a pipeline wrote anew after its delete as deleted, not as 'not deleted after all'", function()
+    -- After the 30th delete the server restarts empty and the pipelines
+    -- save a new (current) token under every name, the 30 deleted included.
+    local fresh = rs.bson.encode { _data = ("82%08X%08X"):format(os.time(), 1) }
+    local prelude = RESTART .. ([[
+function ON(label, name, n, phase, real)
+  if label == "source" and name == "delete_resume_token" and n == 30 and phase == "after" then
+    restart(%d, %q, %q)
+    for i = 1, %d do real:command("SET", ("%st%%04d"):format(i), %q) end
+  end
+end]]):format(srv.pid, srv:command_line(), srv:cli_prefix(), N, PREFIX, fresh)
+    local code, out, err = run_with(srv.url, prelude, "cleanup",
+                                    { "--older-than", "1d", "--yes", "--batch", tostring(BATCH) })
+    adopt(srv)
+    -- what is in Redis afterwards: the new tokens only
+    assert.equal(N, dbsize(srv), out .. err)
+    assert.equal(fresh, srv:cli("GET", PREFIX .. "t0001"))
+    assert.not_matches("not deleted after all", out, 1, true)
+    assert.equal(30, tonumber(out:match("(%d+) deleted")), out .. err)
+    assert.equal(0, code, out .. err)
+  end)
+end)
