@@ -271,7 +271,7 @@ local function tally(batch, written, values, delete, mark, rechecked)
       in_doubt = nil
       if outcome == "deleted" then
         deleted = deleted + 1
-        ledger:add(item[1])
+        ledger:add(item[1], item[2])
       elseif outcome == "gone" then gone = gone + 1
       else kept = kept + 1 end
     end
