@@ -447,3 +447,40 @@ end]]):format(srv.pid, srv:command_line(), srv:cli_prefix(), N, PREFIX, fresh)
     assert.equal(0, code, out .. err)
   end)
 end)
+
+describe("migrate --delete-source through a restart of its target without persistence (no replicas)", function()
+  local source, target
+  local N, BATCH = 60, 20
+  setup(function() source, target = servers.redis {}, servers.redis {} end)
+  teardown(function()
+    if target then target:stop() end
+    if source then source:stop() end
+  end)
+  before_each(function() source:cli("FLUSHALL"); target:cli("FLUSHALL"); seed(source, N) end)
+
+  it("does not report as migrated the copies the restart lost after their sources went (exit 1)", function()
+    -- The target restarts empty just before the last batch's sources are
+    -- deleted: that batch was read back before, and every copy is gone.
+    local prelude = RESTART .. ([[
+function ON(label, name, n, phase)
+  if label == "source" and name == "delete_resume_token" and n == %d and phase == "before" then
+    restart(%d, %q, %q)
+  end
+end]]):format(N - BATCH + 1, target.pid, target:command_line(), target:cli_prefix())
+    local code, out, err = run_with(source.url, prelude, "migrate",
+                                    { "--to", target.url, "--delete-source", "--batch", tostring(BATCH) })
+    adopt(target)
+    local on_source, on_target = dbsize(source), dbsize(target)
+    local copied = tonumber(out:match("(%d+) copied"))
+    local deleted = tonumber(out:match("(%d+) deleted from source"))
+    assert.is_truthy(copied and deleted, out .. err)
+    -- what it says is what is there: no more copies than the target has,
+    -- no more deleted than are gone from the source
+    assert.is_true(copied <= on_target, out .. err)
+    assert.is_true(deleted <= N - on_source, out .. err)
+    -- tokens are gone from both sides: it must say so and fail
+    assert.is_true(on_source + on_target < N)
+    assert.matches("lost", out .. err)
+    assert.equal(1, code, out .. err)
+  end)
+end)
