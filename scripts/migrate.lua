@@ -67,7 +67,11 @@ master has replicas, one must confirm each batch's deletes (PUBLISH +
 WAIT, one more round trip per batch) with that master unchanged, else the
 run stops and they are reported as not confirmed; when the source fails
 over (a Sentinel URL), the deleted tokens are read again on its current
-master and those that came back are not counted (exit 1).]],
+master and those that came back are not counted (exit 1). When the
+target's master changed during the run (a restart without persistence,
+a failover), every copy whose source was deleted is read again on it at
+the end: those missing are reported lost and not counted as copied
+(exit 1).]],
   examples = { "rigatoni-store -c conf/production.ini migrate --to-config conf/multi-region.ini" },
 }
 
@@ -181,6 +185,11 @@ if opts.delete_source then
   target_waits = (replicas or 0) > 0 or (tonumber(target_config.wait_replicas) or 0) > 0 and
                  target_config.wait_policy == "error"
 end
+-- The target's master at the start: when it changed by the end (a restart
+-- without persistence, a failover), the copies whose sources were deleted
+-- are read again there, since a batch's own check only covers its copies
+-- up to their deletes.
+local target_start = opts.delete_source and target_mark() or nil
 -- The source's deletes count once a replica of the source's master
 -- confirmed them with that master unchanged (checked after each batch);
 -- when the source fails over, what came back is not counted (lib/deletes.lua).
@@ -383,6 +392,18 @@ if ledger then
   undone, unconfirmed, failed = ledger:settle(function() deleted = deleted - 1 end)
   if failed and ran then ran, why = false, failed end
 end
+-- Copies whose sources this run deleted and that the target's current
+-- master lacks are lost from both sides: not counted as copied, exit 1.
+local lost = 0
+if ledger and #ledger.names > 0 and cli.master_changed(target_start, target_mark()) then
+  local ok, values = pcall(cli.read_on_current_master, target, ledger.names)
+  if ok then
+    for i = 1, #ledger.names do if not values[i] then lost = lost + 1 end end
+    copied = copied - math.min(lost, copied)
+  elseif ran then
+    ran, why = false, "the target's master changed and the copies could not be read again: " .. cli.reason(values)
+  end
+end
 progress.done()
 target:close()
 
@@ -397,6 +418,10 @@ if opts.delete_source then
   if kept > 0 then line = line .. string.format(" (%d kept: changed meanwhile)", kept) end
   if gone > 0 then line = line .. string.format(", %d already gone from source", gone) end
   for _, note in ipairs(deletes.notes(undone, unconfirmed, " source's")) do line = line .. ", " .. note end
+  if lost > 0 then
+    line = line .. string.format(", %d lost (deleted from source, no longer on the target: its master " ..
+                                 "changed, a restart or failover)", lost)
+  end
   local doubt = not ran and cli.in_doubt(why, in_doubt)
   if doubt then line = line .. ", " .. doubt end
 end
@@ -407,7 +432,7 @@ if not ran then
   cli.walk_failed("migrate", why, "the counts above are what was done before it stopped; " ..
                   "run it again to copy the rest")
 end
-return (failed > 0 or undone > 0 or unconfirmed > 0) and 1 or 0
+return (failed > 0 or undone > 0 or unconfirmed > 0 or lost > 0) and 1 or 0
 end
 
 return script
