@@ -198,6 +198,25 @@ end]]):format(2 * BATCH + 1, replica.pid)
     assert.is_true(scanned >= deleted + unconfirmed, out)
   end)
 
+  it("for a user allowed WAIT but not INFO, still counts only what a replica confirmed", function()
+    master:cli("ACL", "SETUSER", "tool", "on", ">pw", "~*", "&*", "+@all", "-info")
+    local prelude = ([[
+function ON(label, name, n, phase)
+  if label == "source" and name == "delete_resume_token" and n == %d and phase == "before" then
+    os.execute("kill -STOP %d")
+  end
+end]]):format(2 * BATCH + 1, replica.pid)
+    local code, out, err = run_with("redis://tool:pw@127.0.0.1:" .. master.port, prelude, "cleanup",
+                                    { "--older-than", "1d", "--yes", "--batch", tostring(BATCH) })
+    os.execute("kill -CONT " .. replica.pid)
+    local deleted = tonumber(out:match("(%d+) deleted"))
+    local unconfirmed = tonumber(out:match("(%d+) deletes? not confirmed")) or 0
+    assert.is_truthy(deleted, out .. err)
+    assert.is_true(deleted <= 2 * BATCH, out .. err)
+    assert.equal(N - deleted - unconfirmed, dbsize(master), out .. err)
+    assert.equal(1, code, out .. err)
+  end)
+
   it("stopped by SIGINT, counts only what a replica confirmed, and every token it acted on as scanned", function()
     -- After the 45th delete the replica stops and SIGINT comes: the deletes
     -- since the last walk step's confirmation are not confirmed.
