@@ -79,8 +79,15 @@ function M.new(store, cfg, script)
     host.log("warn", script .. ": in a cluster a replica cannot confirm deletes (WAIT): a failover during " ..
                      "the run may undo some that are counted")
   elseif replicas == nil then
-    host.log("warn", script .. ": cannot tell whether the master has replicas (INFO refused): deletes are " ..
-                     "not confirmed by a replica, and a failover during the run may undo some that are counted")
+    -- INFO refused: a replica that acknowledges (WAIT allowed) shows there
+    -- is one, and then every step is confirmed as with INFO.
+    if confirm(store) then
+      self.protect = true
+    else
+      host.log("warn", script .. ": cannot tell whether the master has replicas (INFO refused, and no replica " ..
+                       "acknowledged): deletes are not confirmed by a replica, and a failover during the run " ..
+                       "may undo some that are counted")
+    end
   elseif replicas > 0 then
     self.protect = true
     local ok, why, refused = confirm(store)
