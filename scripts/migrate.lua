@@ -213,8 +213,8 @@ local function stop_unproved(batch, values)
   for i, item in ipairs(batch) do if values[i] ~= item[2] then missing = missing + 1 end end
   if missing > 0 then
     error(string.format("migrate: the target's master changed (failover) and %d of a batch's " ..
-                        "%d copies are not on the new master; their sources are kept, nothing " ..
-                        "unproved was deleted; run it again", missing, #batch), 0)
+                        "%d copies are not on the new master; this batch's sources are kept " ..
+                        "(copies of earlier batches are read again at the end); run it again", missing, #batch), 0)
   end
 end
 
