@@ -394,14 +394,15 @@ if ledger then
 end
 -- Copies whose sources this run deleted and that the target's current
 -- master lacks are lost from both sides: not counted as copied, exit 1.
-local lost = 0
+local lost, unread = 0, nil
 if ledger and #ledger.names > 0 and cli.master_changed(target_start, target_mark()) then
   local ok, values = pcall(cli.read_on_current_master, target, ledger.names)
   if ok then
     for i = 1, #ledger.names do if not values[i] then lost = lost + 1 end end
     copied = copied - math.min(lost, copied)
-  elseif ran then
-    ran, why = false, "the target's master changed and the copies could not be read again: " .. cli.reason(values)
+  else
+    unread = cli.reason(values)
+    if ran then ran, why = false, "the target's master changed and the copies could not be read again: " .. unread end
   end
 end
 progress.done()
@@ -418,6 +419,10 @@ if opts.delete_source then
   if kept > 0 then line = line .. string.format(" (%d kept: changed meanwhile)", kept) end
   if gone > 0 then line = line .. string.format(", %d already gone from source", gone) end
   for _, note in ipairs(deletes.notes(undone, unconfirmed, " source's")) do line = line .. ", " .. note end
+  if unread then
+    line = line .. string.format(", the copies of the %d deleted could not be read again on the target's " ..
+                                 "new master (%s): some may be lost", #ledger.names, unread)
+  end
   if lost > 0 then
     line = line .. string.format(", %d lost (deleted from source, no longer on the target: its master " ..
                                  "changed, a restart or failover)", lost)

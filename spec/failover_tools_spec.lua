@@ -502,4 +502,25 @@ end]]):format(N - BATCH + 1, target.pid, target:command_line(), target:cli_prefi
     assert.matches("%d+ lost %(deleted from source", out)
     assert.equal(1, code, out .. err)
   end)
+
+  it("does not claim its copies when the restarted target is down at the end (exit 1)", function()
+    -- As above, and then the target dies after the last delete: nothing
+    -- can show the copies are there.
+    local prelude = RESTART .. ([[
+function ON(label, name, n, phase)
+  if label ~= "source" or name ~= "delete_resume_token" then return end
+  if n == %d and phase == "before" then restart(%d, %q, %q) end
+  if n == %d and phase == "after" then
+    local pid = capture(%q .. " INFO server"):match("process_id:(%%d+)")
+    sh("kill -9 " .. pid)
+  end
+end]]):format(N - BATCH + 1, target.pid, target:command_line(), target:cli_prefix(), N, target:cli_prefix())
+    local code, out, err = run_with(source.url, prelude, "migrate",
+                                    { "--to", target.url, "--delete-source", "--batch", tostring(BATCH) })
+    target.pid = nil
+    target:restart()
+    assert.equal(0, dbsize(source), out .. err)
+    assert.matches("could not be read again", out)
+    assert.equal(1, code, out .. err)
+  end)
 end)
