@@ -395,14 +395,19 @@ end
 -- Copies whose sources this run deleted and that the target's current
 -- master lacks are lost from both sides: not counted as copied, exit 1.
 local lost, unread = 0, nil
-if ledger and #ledger.names > 0 and cli.master_changed(target_start, target_mark()) then
+local target_end = target_start and target_mark()
+-- An identity known at the start and unknown now (INFO fails: the target
+-- is down or refusing) cannot show the master stayed: read again.
+if ledger and #ledger.names > 0 and (cli.master_changed(target_start, target_end) or
+                                     (target_start.id ~= nil and target_end.id == nil)) then
   local ok, values = pcall(cli.read_on_current_master, target, ledger.names)
   if ok then
     for i = 1, #ledger.names do if not values[i] then lost = lost + 1 end end
     copied = copied - math.min(lost, copied)
   else
     unread = cli.reason(values)
-    if ran then ran, why = false, "the target's master changed and the copies could not be read again: " .. unread end
+    if ran then ran, why = false, "the copies of deleted sources could not be read again on the target " ..
+                                "(its master changed, or cannot be told): " .. unread end
   end
 end
 progress.done()
@@ -421,7 +426,7 @@ if opts.delete_source then
   for _, note in ipairs(deletes.notes(undone, unconfirmed, " source's")) do line = line .. ", " .. note end
   if unread then
     line = line .. string.format(", the copies of the %d deleted could not be read again on the target's " ..
-                                 "new master (%s): some may be lost", #ledger.names, unread)
+                                 "master (%s): some may be lost", #ledger.names, unread)
   end
   if lost > 0 then
     line = line .. string.format(", %d lost (deleted from source, no longer on the target: its master " ..
