@@ -69,9 +69,10 @@ run stops and they are reported as not confirmed; when the source fails
 over (a Sentinel URL), the deleted tokens are read again on its current
 master and those that came back are not counted (exit 1). When the
 target's master changed during the run (a restart without persistence,
-a failover), every copy whose source was deleted is read again on it at
-the end: those missing are reported lost and not counted as copied
-(exit 1).]],
+a failover), or that cannot be told (INFO refused, the target down at
+the end), every copy whose source was deleted is read again on it at the
+end: those missing are reported lost and not counted as copied, and
+copies that cannot be read are said to be in doubt (exit 1).]],
   examples = { "rigatoni-store -c conf/production.ini migrate --to-config conf/multi-region.ini" },
 }
 
@@ -396,10 +397,10 @@ end
 -- master lacks are lost from both sides: not counted as copied, exit 1.
 local lost, unread = 0, nil
 local target_end = target_start and target_mark()
--- An identity known at the start and unknown now (INFO fails: the target
--- is down or refusing) cannot show the master stayed: read again.
+-- An identity not known at either end (INFO refused, the target down)
+-- cannot show the master stayed: read again (one MGET per 1000 names).
 if ledger and #ledger.names > 0 and (cli.master_changed(target_start, target_end) or
-                                     (target_start.id ~= nil and target_end.id == nil)) then
+                                     target_start.id == nil or target_end.id == nil) then
   local ok, values = pcall(cli.read_on_current_master, target, ledger.names)
   if ok then
     for i = 1, #ledger.names do if not values[i] then lost = lost + 1 end end
