@@ -63,8 +63,9 @@ the current master: those that came back are not counted (exit 1); a
 token a pipeline saved anew since (a later cluster time) did not come back. In a
 cluster WAIT cannot confirm deletes (a warning says so). A user that
 may not run INFO is asked for a replica's acknowledgement (WAIT) at the
-start: when one answers, every step is confirmed as above; when none
-does, a warning says the deletes are not confirmed.
+start (up to 3 tries of durability.wait_timeout when none answers): when
+one answers, every step is confirmed as above; when none does, a warning
+says the deletes are not confirmed.
 
 A Rigatoni 0.2 stream key (resume_token:DB:COLL, resume_token:database:DB,
 resume_token:deployment) and its mirror (COLL, __db:DB, __deployment__) go
