@@ -4,8 +4,8 @@
 -- build time; the Makefile runs it with the built host:
 --
 --   rigatoni-store contrib/gen-docs.lua completion TEMPLATE SCRIPT.lua...
---       TEMPLATE with its line "@SCRIPTS@" replaced by each script's options
---       and how to complete their values
+--       TEMPLATE with its line "@SCRIPTS@" replaced by the scripts' names,
+--       each script's options and how to complete their values
 --   rigatoni-store contrib/gen-docs.lua man PAGE SCRIPT.lua...
 --       PAGE with the block between
 --         .\" BEGIN OPTIONS OF NAME (generated from scripts/NAME.lua: make doc-options)
@@ -58,7 +58,12 @@ local function value_completion(o)
 end
 
 local function completion(template, decls)
+  local names = {}
+  for _, d in ipairs(decls) do names[#names + 1] = d.name end
   local lines = {
+    "# The bundled scripts, where SCRIPT goes.",
+    "_rigatoni_store_scripts=" .. sh_quote(table.concat(names, " ")),
+    "",
     "# The options of a bundled script; a trailing = marks one that takes a value.",
     "_rigatoni_store_script_options() {",
     "    case $1 in",

@@ -10,13 +10,18 @@
  *
  * Design choices:
  *  - one sentinel, not all: every sentinel that takes the new address
- *    announces it, and each new connection asks a majority anyway
- *    (pool.c); a lost subscriber moves to the next sentinel and then asks
- *    the sentinels at once, for the switch it may have missed;
- *  - the thread waits in poll() on the socket and on a pipe that
- *    rs_failover_stop writes, so closing the store never waits for a
- *    timeout; a sentinel quiet for PING_AFTER seconds gets a PING, and one
- *    that does not answer within as long again is left;
+ *    announces it, and each new connection asks every sentinel anyway
+ *    (pool.c, sentinel.c); a lost subscriber moves to the next sentinel
+ *    and then retires the pool's connections, so the next one asks the
+ *    sentinels, for the switch it may have missed (asked here, a frozen
+ *    sentinel would hold the thread and so the store's close);
+ *  - closing the store never waits for a timeout: the thread waits in
+ *    poll() on the socket and on a pipe that rs_failover_stop writes, and
+ *    rs_failover_stop shuts the subscription's socket down, which ends a
+ *    blocking SUBSCRIBE at once; connecting (TCP, TLS, AUTH) has its
+ *    timeouts cut to STEP_TIMEOUT. A sentinel quiet for PING_AFTER
+ *    seconds gets a PING, and one that does not answer within as long
+ *    again is left;
  *  - only the address is acted on; leases and tools read the pool's count
  *    of master changes (rs_store_master_changes) and check what they hold.
  */
@@ -26,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -33,15 +39,31 @@
 #define PING_AFTER 5.0        /* seconds of silence before a PING */
 #define RETRY_DELAY 0.5       /* between subscription attempts, doubled after */
 #define RETRY_DELAY_MAX 5.0   /* each round of sentinels that all failed */
+#define STEP_TIMEOUT 1.0      /* at most, per step of connecting to a sentinel */
 
 struct rs_failover {
     const rs_config *cfg;
+    rs_config step_cfg;       /* the store's, timeouts cut to STEP_TIMEOUT (thread only) */
     rs_tls *tls;
     rs_pool *pool;
     pthread_t thread;
     int wake[2];              /* rs_failover_stop writes a byte */
     uint64_t next;            /* the sentinel to subscribe to next (mod their number) */
+    pthread_mutex_t lock;     /* guards fd and stopping */
+    int fd;                   /* the subscription's socket, -1 when none */
+    int stopping;
 };
+
+/* Publishes the subscription's socket for rs_failover_stop to shut down;
+ * 0 when the store is stopping (the caller frees ctx and leaves). */
+static int hold_socket(rs_failover *f, int fd)
+{
+    pthread_mutex_lock(&f->lock);
+    int go_on = !f->stopping;
+    f->fd = go_on ? fd : -1;
+    pthread_mutex_unlock(&f->lock);
+    return go_on;
+}
 
 /* Waits up to `seconds` for the stop byte: 1 when stopping. */
 static int wait_for_stop(rs_failover *f, double seconds)
@@ -123,28 +145,31 @@ static void *failover_main(void *arg)
     for (;;) {
         const rs_host *s = &url->hosts[f->next++ % url->nhosts];
         rs_error err;
-        redisContext *ctx = rs_connect(cfg, f->tls, s->host, s->port, cfg->sentinel_username,
-                                       cfg->sentinel_password, &err);
+        redisContext *ctx = rs_connect(&f->step_cfg, f->tls, s->host, s->port,
+                                       cfg->sentinel_username, cfg->sentinel_password, &err);
+        if (ctx && !hold_socket(f, ctx->fd)) {
+            redisFree(ctx);
+            break;
+        }
         if (ctx) {
             const char *argv[2] = {"SUBSCRIBE", "+switch-master"};
             redisReply *reply;
-            if (rs_conn_command(ctx, 2, argv, &reply, &err) == 0) {
+            int subscribed = rs_conn_command(ctx, 2, argv, &reply, &err) == 0;
+            if (subscribed) {
                 freeReplyObject(reply);
-                rs_log(f->cfg, RS_LOG_DEBUG, "failover: listening to sentinel %s:%d", s->host, s->port);
-                /* A switch may have been announced while no one listened. */
-                char host[256];
-                int port;
-                if (subscribed_before &&
-                    rs_sentinel_discover(cfg, f->tls, f->next, host, sizeof host, &port, &err) == 0)
-                    rs_pool_master_switched(f->pool, host, port);
+                rs_log(f->cfg, RS_LOG_DEBUG, "failover: listening to sentinel %s:%d", s->host,
+                       s->port);
+                /* A switch may have been announced while no one listened:
+                 * the next connection asks the sentinels. */
+                if (subscribed_before) rs_pool_retire(f->pool);
                 subscribed_before = 1;
                 failed = 0;
-                int stop = listen_on(f, ctx);
-                redisFree(ctx);
-                if (stop) break;
-                continue;
             }
+            int stop = subscribed && listen_on(f, ctx);
+            int going_on = hold_socket(f, -1);
             redisFree(ctx);
+            if (stop || !going_on) break;
+            if (subscribed) continue;
         }
         rs_log(f->cfg, RS_LOG_INFO, "failover: cannot listen to sentinel %s:%d: %s", s->host, s->port,
                err.message);
@@ -164,8 +189,12 @@ rs_failover *rs_failover_start(const rs_config *cfg, rs_tls *tls, rs_pool *pool,
         return NULL;
     }
     f->cfg = cfg;
+    f->step_cfg = *cfg;
+    if (f->step_cfg.connection_timeout > STEP_TIMEOUT) f->step_cfg.connection_timeout = STEP_TIMEOUT;
+    if (f->step_cfg.command_timeout > STEP_TIMEOUT) f->step_cfg.command_timeout = STEP_TIMEOUT;
     f->tls = tls;
     f->pool = pool;
+    f->fd = -1;
     if (pipe(f->wake) < 0) {
         rs_error_set(err, RS_ERR_NOMEM, 0, "cannot create the failover thread's pipe: %s",
                      strerror(errno));
@@ -178,6 +207,7 @@ rs_failover *rs_failover_start(const rs_config *cfg, rs_tls *tls, rs_pool *pool,
     f->next = 1;
     /* The thread must not take the caller's signals (SIGPIPE is guarded
      * per write, see nosigpipe.c). */
+    pthread_mutex_init(&f->lock, NULL);
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
@@ -185,6 +215,7 @@ rs_failover *rs_failover_start(const rs_config *cfg, rs_tls *tls, rs_pool *pool,
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0) {
         rs_error_set(err, RS_ERR_NOMEM, 0, "cannot start the failover thread");
+        pthread_mutex_destroy(&f->lock);
         close(f->wake[0]);
         close(f->wake[1]);
         free(f);
@@ -196,9 +227,15 @@ rs_failover *rs_failover_start(const rs_config *cfg, rs_tls *tls, rs_pool *pool,
 void rs_failover_stop(rs_failover *f)
 {
     if (!f) return;
+    /* A SUBSCRIBE waiting on a frozen sentinel ends now, not at its timeout. */
+    pthread_mutex_lock(&f->lock);
+    f->stopping = 1;
+    if (f->fd >= 0) shutdown(f->fd, SHUT_RDWR);
+    pthread_mutex_unlock(&f->lock);
     ssize_t n;
     do n = write(f->wake[1], "x", 1); while (n < 0 && errno == EINTR);
     pthread_join(f->thread, NULL);
+    pthread_mutex_destroy(&f->lock);
     close(f->wake[0]);
     close(f->wake[1]);
     free(f);

@@ -155,11 +155,12 @@ int rs_conn_command(redisContext *ctx, int argc, const char **argv, redisReply *
 int rs_info_field(const char *text, size_t len, const char *name, char *buf, size_t size);
 
 /* ---- sentinel.c ---- */
-/* Asks the URL's sentinels, from the start-th (mod their number) on, for
- * the master's address; takes the one a majority names, else the one named
- * most often. 0 or -1. */
+/* Asks every one of the URL's sentinels, from the start-th (mod their
+ * number) on, for the master's address and config epoch; takes the address
+ * of the newest epoch, among equals the one named most often. *epoch: that
+ * epoch (0 when not told). 0 or -1. */
 int rs_sentinel_discover(const rs_config *cfg, rs_tls *tls, uint64_t start, char *host,
-                         size_t host_size, int *port, rs_error *err);
+                         size_t host_size, int *port, uint64_t *epoch, rs_error *err);
 /* ROLE says master? 0, or -1 with a retryable error. */
 int rs_sentinel_confirm_master(rs_conn *conn, const char *host, int port, rs_error *err);
 

@@ -528,6 +528,20 @@ static int master_changed(rs_lease *lease)
  * while it waits: a failover is checked within this. */
 #define MASTER_WATCH_STEP 0.05
 
+/* Takes note of a change of master the store saw since the last check,
+ * so that a wait is not cut short by it again: the private pool's
+ * connections may reach the demoted master and are retired. 1 when there
+ * was one; called with the lock held. */
+static int note_master_change(rs_lease *lease)
+{
+    if (!master_changed(lease)) return 0;
+    lease->master_changes = rs_store_master_changes(lease->store);
+    rs_pool_retire(lease->pool);
+    rs_log(lease->store->cfg, RS_LOG_INFO, "lease '%.200s': the master changed; checking the "
+           "key on the new one", lease->key);
+    return 1;
+}
+
 /* Waits until `when` (rs_now seconds), a stop, or (Sentinel) a change of
  * master; called with the lock held. Returns 1 when stopping. */
 static int lease_sleep_until(rs_lease *lease, double when)
@@ -577,7 +591,8 @@ static int lease_refresh(rs_lease *lease, rs_error *last)
             rs_error_set(last, RS_ERR_NOT_OWNER, 0, "the lock is held by another owner or expired");
         if (rc >= 0 || !in_time) return 0;
         /* Any failure is tried again while the validity lasts: the lock may
-         * still be ours. */
+         * still be ours. A change of master is tried at once, once. */
+        if (note_master_change(lease)) continue;
         double next = fmin(rs_now() + rs_retry_delay(&lease->cfg, attempt), deadline);
         if (lease_sleep_until(lease, next)) return -1;
     }
@@ -602,12 +617,7 @@ static void *lease_main(void *arg)
          * at once when the master changed: the new one may lack the key
          * (asynchronous replication) or name another owner. */
         if (lease_sleep_until(lease, lease->valid_until - lease->ttl * 2 / 3)) break;
-        if (master_changed(lease)) {
-            lease->master_changes = rs_store_master_changes(lease->store);
-            rs_pool_retire(lease->pool);
-            rs_log(lease->store->cfg, RS_LOG_INFO, "lease '%.200s': the master changed; checking the key on the "
-                   "new one", lease->key);
-        }
+        note_master_change(lease);
         rs_error last;
         int rc = lease_refresh(lease, &last);
         if (rc < 0) break;

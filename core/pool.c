@@ -13,13 +13,21 @@
  * whole idle list is dropped: a restarted server leaves all of them dead
  * (the failure mode of DBZ-7879), and finding that out one retry at a time
  * would burn the caller's retries.
- * With Sentinel, the pool also remembers the master's address, but every
- * new connection asks the sentinels again (a demoted master answers ROLE
- * as master for seconds: only the sentinels' word tells). When a failure
- * suggests a failover, a discovery names another address, or the store's
- * subscriber (failover.c) hears +switch-master, the generation counter
- * moves on: idle connections are closed, lent ones are closed when they
- * come back, and none of an older generation is lent again.
+ * With Sentinel, the pool also remembers the master's address and its
+ * config epoch, but every new connection asks the sentinels again (a
+ * demoted master answers ROLE as master for seconds: only the sentinels'
+ * word tells). When a failure suggests a failover, a discovery names
+ * another address, or the store's subscriber (failover.c) hears
+ * +switch-master, the generation counter moves on: idle connections are
+ * closed, lent ones are closed when they come back, and none of an older
+ * generation is lent again. A switch heard is kept: its address becomes
+ * the pool's, and until a discovery names a config epoch newer than the
+ * one the pool knew before it, answers naming another address are stale
+ * (sentinels that have not yet learnt the switch still name the demoted
+ * master) and new connections go to the announced address; so is an
+ * answer older than the epoch the pool's address was named at. A failure
+ * of the pool's master gives the word back to the sentinels. Each change of address counts once, whoever
+ * saw it first (subscriber or discovery).
  * Connecting, discovering and PINGing happen outside the lock.
  */
 #include <errno.h>
@@ -44,9 +52,10 @@ struct rs_pool {
     int have_master;
     char master_host[256];      /* the current (or last known) master */
     int master_port;
+    uint64_t epoch;             /* its config epoch, as the sentinels named it (0: not told) */
+    uint64_t stale_below;       /* after a switch heard: older discoveries are stale (0: none) */
     uint64_t created, closed_broken, closed_idle, waits, wait_timeouts;
-    uint64_t failovers;         /* master address changes seen (sentinel) */
-    uint64_t master_changes;    /* failovers plus switches announced (rs_pool_master_switched) */
+    uint64_t master_changes;    /* master address changes seen (sentinel), each once */
     double wait_seconds;
 };
 
@@ -119,25 +128,36 @@ static struct timespec deadline_after(double seconds)
     return ts;
 }
 
-/* Takes the address the sentinels just named (under the lock): a new one
- * retires every connection to the old (returns 1). -1 when the pool was
- * retired since `generation` (a switch message came meanwhile: this answer
- * may predate it). */
-static int take_address(rs_pool *pool, uint64_t *generation, const char *host, int port,
-                        char *old_host, int *old_port)
+/* Takes the address the sentinels just named at config epoch `epoch`
+ * (under the lock): a new one retires every connection to the old
+ * (returns 1; old_host/old_port say what it was). 2 when the answer names
+ * another address at an epoch older than the pool's (a switch heard
+ * counts as newer; a sentinel that has not learnt it answered): host/port
+ * become the pool's address. -1
+ * when the pool was retired since `generation` (a switch message came
+ * meanwhile: this answer may predate it). */
+static int take_address(rs_pool *pool, uint64_t *generation, char *host, size_t host_size,
+                        int *port, uint64_t epoch, char *old_host, int *old_port)
 {
     if (pool->generation != *generation) return -1;
-    int moved = pool->master_port != 0 &&
-                (pool->master_port != port || strcmp(pool->master_host, host) != 0);
     memcpy(old_host, pool->master_host, sizeof pool->master_host);
     *old_port = pool->master_port;
+    int same = pool->master_port == *port && strcmp(pool->master_host, host) == 0;
+    uint64_t known_epoch = pool->stale_below > pool->epoch ? pool->stale_below : pool->epoch;
+    if (!same && pool->master_port != 0 && epoch < known_epoch) {
+        snprintf(host, host_size, "%s", pool->master_host);
+        *port = pool->master_port;
+        return 2;
+    }
+    int moved = pool->master_port != 0 && !same;
     if (moved) {
-        pool->failovers++;
         pool->master_changes++;
         pool->generation++;
     }
+    if (moved || epoch >= pool->stale_below) pool->stale_below = 0;
     snprintf(pool->master_host, sizeof pool->master_host, "%s", host);
-    pool->master_port = port;
+    pool->master_port = *port;
+    pool->epoch = epoch;
     pool->have_master = 1;
     *generation = pool->generation;
     return moved;
@@ -161,13 +181,20 @@ static rs_conn *open_connection(rs_pool *pool, rs_error *err)
     pthread_mutex_unlock(&pool->lock);
 
     if (pool->sentinel) {
-        if (rs_sentinel_discover(cfg, pool->tls, start, host, sizeof host, &port, err) < 0)
+        uint64_t epoch;
+        if (rs_sentinel_discover(cfg, pool->tls, start, host, sizeof host, &port, &epoch, err) < 0)
             return NULL;
-        char old_host[sizeof pool->master_host];
-        int old_port;
+        char old_host[sizeof pool->master_host], named[sizeof host];
+        int old_port, named_port = port;
+        memcpy(named, host, sizeof named);
         pthread_mutex_lock(&pool->lock);
-        int moved = take_address(pool, &generation, host, port, old_host, &old_port);
+        int moved = take_address(pool, &generation, host, sizeof host, &port, epoch, old_host,
+                                 &old_port);
         pthread_mutex_unlock(&pool->lock);
+        if (moved == 2)
+            rs_log(cfg, RS_LOG_INFO, "sentinels still name %s:%d (config epoch %llu) for '%s', older "
+                   "than the switch to %s:%d heard; connecting there", named, named_port,
+                   (unsigned long long)epoch, cfg->sentinel_master, host, port);
         if (moved < 0) {
             rs_error_set(err, RS_ERR_CONNECTION, 1, "the master of '%s' changed while connecting",
                          cfg->sentinel_master);
@@ -344,6 +371,10 @@ void rs_pool_after_failure(rs_pool *pool, int broken, const rs_error *err)
     memcpy(host, pool->master_host, sizeof host);
     pool->generation++;
     pool->have_master = 0;
+    /* The known master failed: the sentinels' word counts again, whatever
+     * its epoch (sentinels replaced by new ones start again at 0). */
+    pool->stale_below = 0;
+    pool->epoch = 0;
     pthread_mutex_unlock(&pool->lock);
     rs_pool_drop_idle(pool);
     /* Info, not warn: during a failover this repeats until the sentinels
@@ -358,12 +389,17 @@ void rs_pool_master_switched(rs_pool *pool, const char *host, int port)
     if (!pool->sentinel) return;
     pthread_mutex_lock(&pool->lock);
     /* Known: a discovery already moved the pool there (and retired the
-     * connections to the old master). */
+     * connections to the old master, and counted the change). */
     int known = pool->master_port == port && strcmp(pool->master_host, host) == 0;
     if (!known) {
         pool->generation++;
         pool->master_changes++;
-        pool->have_master = 0;
+        snprintf(pool->master_host, sizeof pool->master_host, "%s", host);
+        pool->master_port = port;
+        pool->have_master = 1;
+        /* The switch raised the config epoch: an answer at the one the
+         * pool knew is from a sentinel that has not learnt it yet. */
+        pool->stale_below = pool->epoch + 1;
     }
     pthread_mutex_unlock(&pool->lock);
     if (known) return;
@@ -401,6 +437,6 @@ void rs_pool_get_stats(rs_pool *pool, rs_pool_stats *out)
     out->waits = pool->waits;
     out->wait_timeouts = pool->wait_timeouts;
     out->wait_seconds = pool->wait_seconds;
-    out->failovers = pool->failovers;
+    out->failovers = pool->master_changes;
     pthread_mutex_unlock(&pool->lock);
 }

@@ -86,10 +86,35 @@ typedef struct options {
     char **args;
 } options;
 
+/* A message that quotes the user's words or names from Redis goes to a
+ * terminal: control bytes (ESC sequences; line feeds and tabs too unless
+ * `lines`, a traceback's), C1 controls and, in a message that is not
+ * UTF-8, bytes above 0x7f are written \xNN, as lib/output.lua's text does. */
+static void write_escaped(FILE *f, const char *s, int lines)
+{
+    size_t len = strlen(s);
+    int utf8 = rs_utf8_valid(s, len, 0);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        int kept = lines && (c == '\n' || c == '\t');
+        /* U+0080..U+009F (C2 80..9F): C1 controls, CSI among them */
+        if (utf8 && c == 0xc2 && i + 1 < len && (unsigned char)s[i + 1] <= 0x9f) {
+            fprintf(f, "\\x%02x\\x%02x", c, (unsigned char)s[i + 1]);
+            i++;
+        } else if ((c < 0x20 && !kept) || c == 0x7f || (c >= 0x80 && !utf8)) {
+            fprintf(f, "\\x%02x", c);
+        } else {
+            fputc(c, f);
+        }
+    }
+}
+
 static int usage_error(const char *fmt, const char *what)
 {
+    char text[600];
+    snprintf(text, sizeof text, fmt, what);
     fprintf(stderr, PROG ": ");
-    fprintf(stderr, fmt, what);
+    write_escaped(stderr, text, 0);
     fprintf(stderr, "\n%s(" PROG " --help for more)\n", usage_text);
     return HOST_EXIT_USAGE;
 }
@@ -164,7 +189,7 @@ static int parse_args(int argc, char **argv, options *o)
     if (!o->sets) return HOST_EXIT_FAILURE;
     opterr = 0;           /* our own messages, with the usage */
     optind = 1;
-    char what[300];
+    char what[512];   /* "option SHOWN is ambiguous (COULD)" fits whole */
     while (!o->eval) {
         /* The word getopt reads now: optind stays on a bundle (-qx) until
          * its last letter, so argv[optind - 1] after the call may be the
@@ -239,7 +264,9 @@ static int build_conf(const options *o, host_conf *hc)
 fail: {
     char masked[1600];
     host_conf_mask(hc, msg, masked, sizeof masked);
-    fprintf(stderr, PROG ": %s\n", masked);
+    fprintf(stderr, PROG ": ");
+    write_escaped(stderr, masked, 1);
+    fputc('\n', stderr);
     return -1;
 }
 }
@@ -264,7 +291,9 @@ static void print_error(const host_conf *hc, const char *text)
         return;
     }
     host_conf_mask(hc, text, masked, size);
-    fprintf(stderr, PROG ": %s\n", masked);
+    fprintf(stderr, PROG ": ");
+    write_escaped(stderr, masked, 1);
+    fputc('\n', stderr);
     free(masked);
 }
 

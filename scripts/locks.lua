@@ -47,8 +47,6 @@ if (opts.owner or opts.force) and not opts.release then
 end
 
 if opts.yes and not opts.release then cli.usage_error("locks: --yes goes with --release KEY") end
-if opts.owner == "" then cli.usage_error("locks: --owner needs an owner id, not ''") end
-if opts.release == "" then cli.usage_error("locks: --release needs a lock key, not ''") end
 
 local prefix = config.lock_prefix ~= "none" and config.lock_prefix or "rigatoni:lock"
 

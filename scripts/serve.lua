@@ -43,10 +43,13 @@ waits on Redis. SIGTERM or SIGINT stop it (exit 143 or 130).]],
     { "interval", "duration", arg = "D", default = "30s", help = "time between walks (500ms, 1m ...)" },
     { "max-series", "integer", default = 1000,
       help = "per-stream and per-lock series at most, the oldest streams and the locks nearest expiry first" },
-    { "max-size", "integer", arg = "KIB", default = 200,
-      help = "the exposition's size at most, in KiB: locks, then streams (oldest first) get series while it"
+    { "max-size", "integer", arg = "KIB", default = 200, min = 16,
+      help = "the exposition's size at most, in KiB (16 or more: the figures without per-stream and per-lock"
+             .. " series take about 15 KiB, more in cluster mode): locks, then streams (oldest first) get series while it"
              .. " lasts. 1,000 streams named like db_42.coll_0000042 need about 205 KiB: the defaults keep"
-             .. " the oldest ~900 (rigatoni_exporter_series_omitted counts the others)" },
+             .. " the oldest ~900 (rigatoni_exporter_series_omitted counts the others; it also counts a"
+             .. " stream or lock left out because its series alone would take over 4 KiB: no MongoDB"
+             .. " namespace is that long)" },
     { "batch", "integer", help = "SCAN COUNT and MGET batch size (default: scan_count)" },
   },
   description = [[
@@ -267,6 +270,11 @@ local parse_stream_key, to_json = rs.parse_stream_key, rs.bson.to_json
 -- The size bound: what the scrape adds in front (host_http.c's own gauges,
 -- under 2 KB) is kept free.
 local max_bytes, HEAD_BYTES = opts.max_size * 1024, 2048
+-- A stream's or lock's samples longer than this have a name no Rigatoni
+-- pipeline writes (a MongoDB namespace is at most 255 bytes); they are left
+-- out, and counted, rather than take the bound from every stream after them.
+local SERIES_BYTES = 4096
+local over_warned = false
 
 -- What the bounds left out shows, so a stream without series is not taken
 -- for a stream that is gone.
@@ -406,16 +414,23 @@ local function walk()
   local left = max_bytes - HEAD_BYTES - #ct_head[1] - #ttl_head[1] - #mid_text - #tail_text
                - #omitted_text(streams, locks)
 
+  if left < 0 and not over_warned then   -- (cluster mode: each node's figures)
+    host.log("warn", fmt("serve: the figures without per-stream series take %d KiB, over --max-size %d:"
+                         .. " they are served whole", (max_bytes - left) // 1024, opts.max_size))
+    over_warned = true
+  end
   local ct_lines, ttl_lines, lock_lines = {}, {}, {}
   local streams_out, locks_out = 0, 0
   if not lock_ttl_unknown then   -- locks first: one per pipeline, small, and a lost one is news
     for _, e in ipairs(top_locks.sorted()) do
       local line = LOCK .. '{lock="' .. label(e.name) .. '",owner="' .. label(e.owner) .. '"} '
                    .. (e.ttl and fmt("%.3f", e.ttl) or "+Inf") .. "\n"
+      if #line > SERIES_BYTES then goto next_lock end
       if #line > left then break end
       left = left - #line
       locks_out = locks_out + 1
       lock_lines[locks_out] = line
+      ::next_lock::
     end
   end
   for _, e in ipairs(top.sorted()) do
@@ -425,11 +440,13 @@ local function walk()
     labels = labels .. "}"
     local ct = CT .. labels .. " " .. e.key .. "\n"
     local ttl = e.ttl and (TTL .. labels .. " " .. fmt("%.0f", e.ttl) .. "\n") or ""
+    if #ct + #ttl > SERIES_BYTES then goto next_stream end
     if #ct + #ttl > left then break end
     left = left - #ct - #ttl
     streams_out = streams_out + 1
     ct_lines[streams_out] = ct
     if e.ttl then ttl_lines[#ttl_lines + 1] = ttl end
+    ::next_stream::
   end
   return ct_head[1] .. table.concat(ct_lines) .. ttl_head[1] .. table.concat(ttl_lines)
          .. mid_text .. table.concat(lock_lines) .. omitted_text(streams - streams_out, locks - locks_out)

@@ -199,7 +199,10 @@ describe("check before acting", function()
     for _, case in ipairs {
       { { "migrate", "--to-config", "/nonexistent.ini", "--to-cluster" }, "--to-cluster goes with --to" },
       { { "locks", "--yes" }, "--yes goes with --release" },
-      { { "locks", "--release", "shop:orders", "--owner", "" }, "--owner needs an owner id" },
+      { { "locks", "--release", "shop:orders", "--owner", "" }, "--owner: empty value" },
+      -- a bad word after the destructive flag: nothing is deleted either
+      { { "cleanup", "--yes", "--older-than", "1d", "--bogus" }, "unknown option --bogus" },
+      { { "cleanup", "--yes", "--older-than", "1d", "--match", "--dry-run" }, "--match needs a value" },
       { { "cleanup", "--older-than", "30d", "--batch", "1000001", "--yes" }, "--batch: an integer from 1 to 1000000" },
       { { "import", "--input", tmpdir .. "/absent.jsonl" }, "--input " .. tmpdir .. "/absent.jsonl: cannot read it" },
     } do

@@ -240,6 +240,9 @@ return {
                     ["--wait"] = true, ["--help"] = true }, completion_options(file, "frob"))
       assert.same({ ["--frobnicate-level"] = true }, complete(file, { "rigatoni-store", "frob", "--fr" }))
       assert.same({ green = true }, complete(file, { "rigatoni-store", "frob", "--colour", "g" }))
+      -- its name is completed where SCRIPT goes (no list of names kept by hand)
+      assert.same({ frob = true }, complete(file, { "rigatoni-store", "fro" }))
+      assert.same({ frob = true }, complete(file, { "rigatoni-store", "-q", "fro" }))
 
       local page = write_file(dir .. "/page.1", '.TH X 1\n.SH SCRIPTS\n.SS frob\n' ..
         '.\\" BEGIN OPTIONS OF frob (generated from scripts/frob.lua: make doc-options)\n' ..
@@ -277,6 +280,52 @@ return {
         assert.equal(2, code, table.concat(case[1], " "))
         assert.matches("usage: " .. case[2] .. ".* %(frob %-%-help for usage%)", err)
       end
+    end)
+
+    -- What an operator most likely got wrong is refused before run, and
+    -- a message never carries the bytes of a word raw (a terminal would
+    -- run \27[... sequences; a byte that is not UTF-8 reads \xNN).
+    it("refuses forgotten values, empty values, non-decimal integers; shows bytes escaped", function()
+      for _, case in ipairs {
+        -- a forgotten value: the next option is not taken for it
+        { { "--tag", "--loud", "x" }, "frob: %-%-tag needs a value %(got option '%-%-loud'; write %-%-tag=%-%-loud for that value%)" },
+        { { "--tag", "--", "x" }, "frob: %-%-tag needs a value %(got option '%-%-'" },
+        -- an empty value (an unset $VAR): a filter that matches nothing, a file without a name
+        { { "--tag=", "x" }, "frob: %-%-tag: empty value" },
+        { { "--tag", "", "x" }, "frob: %-%-tag: empty value" },
+        { { "--wait=", "x" }, "frob: %-%-wait: empty value" },
+        -- integers are decimal digits: Lua's tonumber would read these
+        { { "--frob", "0x5", "x" }, "got '0x5'" },
+        { { "--frob", "5e0", "x" }, "got '5e0'" },
+        { { "--frob", "5.0", "x" }, "got '5.0'" },
+        { { "--frob", " 5", "x" }, "got ' 5'" },
+        { { "--frob", "nan", "x" }, "got 'nan'" },
+        { { "--frob", "99999999999999999999", "x" }, "got '99999999999999999999'" },
+        -- bytes of the user's words are escaped in messages
+        { { "--lo\xff\27[2J", "x" }, "frob: unexpected argument '%-%-lo\\xff\\x1b%[2J'" },
+        { { "--wait", "\xfe\27]0;x\7", "x" }, "frob: %-%-wait: bad duration '\\xfe\\x1b%]0;x\\x07'" },
+        { { "x", "y\27[31m" }, nil },   -- rest takes it: no message
+        { { "-l\xff" }, "frob: unknown option %-\\xff" },
+      } do
+        local code, _, err = helpers.run_host { script, table.unpack(case[1]) }
+        if case[2] then
+          assert.equal(2, code, table.concat(case[1], " "))
+          assert.matches("usage: frob: ", err, 1, true)
+          assert.matches(case[2], err)
+          assert.is_nil(err:find("[\27\128-\255]"), "raw bytes in: " .. err)
+        else
+          assert.equal(0, code, err)
+        end
+      end
+      -- a value may start with "-" when attached, or when it is not "--..."
+      local code, out, err = helpers.run_host { script, "--tag=--loud", "--tag", "-", "--tag", "-x", "x" }
+      assert.equal(0, code, err)
+      assert.matches("\t%-%-loud,%-,%-x\t", out)
+      -- a repeated option: the last one wins, as in getopt_long tools (a
+      -- wrapper's default is overridden by the caller's); a list adds up
+      code, out, err = helpers.run_host { script, "-Cred", "--frob=1", "--colour", "green", "--frob", "2", "x" }
+      assert.equal(0, code, err)
+      assert.matches("^2\tgreen\t", out)
     end)
   end)
 end)

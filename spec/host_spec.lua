@@ -128,6 +128,24 @@ describe("rigatoni-store host", function()
       code, _, err = run { "--ver" }
       assert.equal(2, code)
       assert.matches("option %-%-ver is ambiguous %(%-%-verbose, %-%-version%)", err)
+      -- the word's bytes are escaped: a terminal would run \27[2J, and a
+      -- byte that is not UTF-8 reads \xNN
+      code, _, err = run { "--x\255\27[2J" }
+      assert.equal(2, code)
+      assert.matches("unknown option %-%-x\\xff\\x1b%[2J\n", err)
+      code, _, err = run { "-c", "\27[31m" }
+      assert.equal(2, code)
+      assert.is_nil(err:find("\27", 1, true), err)
+      -- a script's error (a path or key name it quotes) as well; its lines stay lines
+      code, _, err = run { "-e", "error('key k\\27[2J\\255 is not held\\nnext\\tline', 0)" }
+      assert.equal(1, code)
+      assert.equal("rigatoni-store: key k\\x1b[2J\\xff is not held\n", err)   -- (the first line)
+      -- a C1 control (U+009B is CSI to some terminals) in UTF-8 text, as output.text does
+      code, _, err = run { "-e", "error('k\\194\\155\\50J caf\\195\\169', 0)" }
+      assert.equal("rigatoni-store: k\\xc2\\x9b2J caf\195\169\n", err)
+      code, _, err = run { "-v", "-e", "error('key k\\27[2J\\255 is not held', 0)" }
+      assert.equal(1, code)
+      assert.matches("key k\\x1b[2J\\xff is not held\nstack traceback:\n\t", err, 1, true)
     end)
 
     it("names a path once in its message", function()

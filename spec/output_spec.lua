@@ -412,6 +412,19 @@ describe("output", function()
       end
       -- distinct names, distinct values: a bad byte and its spelling differ
       assert.are_not.equal(output.prom_label("a\255"), output.prom_label("a\\xff"))
+      -- and no two names of the bytes an escape is made of (up to 4 of
+      -- them: 11^4 names) give one value
+      local alphabet = { "\\", "x", "f", "5", "c", '"', "\n", "\1", "\255", "\195", "\169" }
+      local seen, n = {}, 0
+      local function walk(name, depth)
+        local v = output.prom_label(name)
+        assert.is_nil(seen[v], ("%q and %q give %q"):format(seen[v] or "", name, v))
+        seen[v], n = name, n + 1
+        if depth == 4 then return end
+        for _, c in ipairs(alphabet) do walk(name .. c, depth + 1) end
+      end
+      walk("", 0)
+      assert.equal(1 + 11 + 11^2 + 11^3 + 11^4, n)
       local file = write_file(os.tmpname(), "# HELP t labels\n# TYPE t gauge\n" .. table.concat(lines))
       local check, ok = capture("promtool check metrics <" .. quote(file) .. " 2>&1")
       os.remove(file)

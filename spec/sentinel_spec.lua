@@ -298,6 +298,32 @@ describe("Sentinel discovery when the sentinels disagree", function()
     assert.are.equal(rs.bson.encode{ _data = "8202" }, master:cli_raw("GET", "rigatoni:resume_token:tie"))
   end)
 
+  it("takes the address of the newest config epoch over a majority naming an older one", function()
+    -- After a failover the leader names the new master at a new config
+    -- epoch while the others still name the demoted one (which answers
+    -- ROLE as master) at the old epoch, until its hello reaches them.
+    -- `newer` is named at config epoch 9 by one sentinel (a forged hello,
+    -- as the leader's would), the two good ones name `master` at epoch 0.
+    local newer, watched = servers.redis{}, servers.redis{}
+    local leader = servers.sentinel{ master = watched, quorum = 1, down_after_ms = 600000 }
+    finally(function() leader:stop() watched:stop() newer:stop() end)
+    local deadline = system.gettime() + 30
+    repeat
+      watched:cli("PUBLISH", "__sentinel__:hello",
+                  "127.0.0.1,1," .. ("b"):rep(40) .. ",9,mymaster,127.0.0.1," .. newer.port .. ",9")
+      assert(system.gettime() < deadline, "the sentinel did not take the forged address")
+      system.sleep(0.2)
+    until addr(leader) == tostring(newer.port)
+    assert.matches("config%-epoch%s+9", leader:cli("SENTINEL", "master", "mymaster"))
+    -- Asked first and second, the good sentinels are a majority before
+    -- the leader is heard.
+    local store <close> = rs.new{ url = url_of{ good[1], good[2], leader }, max_retries = 0 }
+    store:save_resume_token("newest", { _data = "8203" })
+    assert.are.equal(rs.bson.encode{ _data = "8203" },
+                     newer:cli_raw("GET", "rigatoni:resume_token:newest"))
+    assert.are.equal("0", master:cli("EXISTS", "rigatoni:resume_token:newest"))
+  end)
+
   it("refuses a master port outside 1..65535 as a server error naming it", function()
     -- A forged hello with a newer config epoch makes a real sentinel name
     -- port 0 for its master (it checks only 0..65535).

@@ -281,6 +281,26 @@ describe("rigatoni-store serve", function()
       end
     end)
 
+    -- A name no MongoDB namespace can have (Redis keys take 512 MB) is
+    -- left out and counted: were it served, the oldest stream's or a
+    -- lock's 200 KB name would take the whole --max-size from every real one.
+    it("a stream or lock whose series alone would be over 4 KiB is left out, not every one after it", function()
+      local long = string.rep("L", 100000)
+      srv:set_raw(P .. "resume_token:" .. long .. ":c", token_bytes(NOW - 999999))
+      srv:set_raw(P .. "resume_token:shop:orders", token_bytes(NOW - 60))
+      srv:cli("SET", "rigatoni:lock:" .. long, "owner", "EX", "60")
+      srv:cli("SET", "rigatoni:lock:shop:orders", "me", "EX", "60")
+      local e = serve({ "-u", srv.url }, { "--interval", "0.5" })
+      local body = e:wait_up(1)
+      assert.equal(NOW - 60, sample(body,
+        'rigatoni_stream_cluster_time_seconds{level="collection",database="shop",collection="orders"}'))
+      assert.truthy(sample(body, 'rigatoni_lock_ttl_seconds{lock="shop:orders",owner="me"}'))
+      assert.is_nil(body:find("LLLL", 1, true))
+      assert.equal(1, sample(body, 'rigatoni_exporter_series_omitted{kind="stream"}'))
+      assert.equal(1, sample(body, 'rigatoni_exporter_series_omitted{kind="lock"}'))
+      e:stop()
+    end)
+
     it("escapes label values and keeps them valid UTF-8", function()
       srv:set_raw(P .. 'resume_token:we"ird:co\\ll\nx\u{e9}', token_bytes(NOW - 999999))
       srv:cli("SET", "rigatoni:lock:odd", "owner\255\"x", "EX", "60")
@@ -318,6 +338,8 @@ describe("rigatoni-store serve", function()
       for _, args in ipairs {
         { "--listen", "nohost" }, { "--listen", "127.0.0.1:99999" }, { "--listen", "127.0.0.1:" },
         { "--interval", "0" }, { "--interval", "soon" }, { "--max-series", "0" }, { "--frob" },
+        -- under what the figures other than per-stream series take: not a bound it can keep
+        { "--max-size", "8" }, { "--max-size", "0" },
       } do
         local code, _, err = helpers.run_host({ "-u", srv.url, "serve", table.unpack(args) })
         assert.equal(2, code, table.concat(args, " ") .. ": " .. err)

@@ -25,10 +25,19 @@
 -- duration Redis takes as a TTL: rs.check_ttl), choice. A default written
 -- as text is read as the user's text would be, and shown as written.
 -- Option values land in opts under the name with '-' turned into '_'.
+--
+-- Where getopt_long would take a mistake for a value, this refuses it: a
+-- value in the next word that starts with "--" (a forgotten value: the
+-- next option; --match=--x gives it), an empty value (an unset $VAR: a
+-- filter that matches nothing), an integer that is not decimal digits
+-- (tonumber reads 0x10, 1e3, " 5"). A repeated option: the last wins, as
+-- in getopt_long tools (a list option adds up). The user's words in a
+-- message go through output.text: raw bytes there would reach a terminal.
 
 local M = {}
 
 local rs_module = require "rigatoni_store"
+local shown_text = require("lib.output").text
 
 local PROG = "rigatoni-store"
 local INT_MIN, INT_MAX = 1, 1000000
@@ -91,6 +100,7 @@ end
 -- The value of option o as given (`shown` is how the user named it).
 local function convert(o, value, shown, bad)
   local kind = o[2]
+  if value == "" then bad(shown .. ": empty value") end
   if kind == "duration" or kind == "ttl" then
     local d = rs_module.parse_duration(value)
     if not d or d <= 0 then bad(shown .. ": bad duration '" .. value .. "' (e.g. 500ms, 30s, 1h30m, 7d, 2w)") end
@@ -101,7 +111,7 @@ local function convert(o, value, shown, bad)
     return d
   elseif kind == "integer" then
     local lo, hi = o.min or INT_MIN, o.max or INT_MAX
-    local n = math.tointeger(tonumber(value))
+    local n = value:match("^%-?%d+$") and #value <= 19 and math.tointeger(tonumber(value))
     if not n or n < lo or n > hi then
       bad(string.format("%s: an integer from %d to %d expected, got '%s'", shown, lo, hi, value))
     end
@@ -136,7 +146,7 @@ function M.parse(argv, decl)
   local by_name, by_short = index(decl)
   local opts = M.defaults(decl)
   local function bad(msg)
-    usage_error(decl.name .. ": " .. msg .. " (" .. decl.name .. " --help for usage)")
+    usage_error(decl.name .. ": " .. shown_text(msg) .. " (" .. decl.name .. " --help for usage)")
   end
   -- --help takes part in prefix matching, as in getopt_long: --hel is help.
   local names = { help = true }
@@ -147,6 +157,7 @@ function M.parse(argv, decl)
     if o[2] == "flag" then
       opts[key] = true
     elseif o[2] == "list" then
+      if value == "" then bad(shown .. ": empty value") end
       -- a default list is replaced by the first value given, not added to
       if opts[key] == o.default then opts[key] = {} end
       table.insert(opts[key], value)
@@ -179,6 +190,10 @@ function M.parse(argv, decl)
           i = i + 1
           inline = argv[i]
           if inline == nil then bad("--" .. name .. " needs a value") end
+          if inline:sub(1, 2) == "--" then
+            bad(string.format("--%s needs a value (got option '%s'; write --%s=%s for that value)",
+                              name, inline, name, inline))
+          end
         end
         set(o, inline, "--" .. name)
       end
@@ -202,6 +217,10 @@ function M.parse(argv, decl)
             i = i + 1
             value = argv[i]
             if value == nil then bad("-" .. letter .. " needs a value") end
+            if value:sub(1, 2) == "--" then
+              bad(string.format("-%s needs a value (got option '%s'; write -%s%s for that value)",
+                                letter, value, letter, value))
+            end
           end
           set(o, value, "-" .. letter)
           break

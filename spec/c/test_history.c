@@ -53,7 +53,7 @@
 #include <stdatomic.h>
 #include <time.h>
 
-#include "test_support.h"
+#include "test_sentinel.h"
 
 /* Keys: plain ones; fenced ones under shared locks; then one fenced key
  * under a short private lock and one NX/delete key per client. */
@@ -499,148 +499,21 @@ static void fault_loop(unsigned seed)
  * ------------------------------------------------------------------ */
 
 static int failover_mode;
-static int sentinel_port[3];
-static pid_t extra_pid[4];           /* the replica, then the sentinels */
 static span *failovers;              /* SENTINEL FAILOVER .. settled */
 static size_t nfailovers, failovers_cap;
-
-static void stop_extra(void)
-{
-    for (int i = 0; i < 4; i++)
-        if (extra_pid[i] > 0) {
-            kill(extra_pid[i], SIGKILL);
-            waitpid(extra_pid[i], NULL, 0);
-            extra_pid[i] = 0;
-        }
-}
-
-/* Starts argv (NULL-terminated) with its output in the server's log. */
-static pid_t spawn(const char *const *argv)
-{
-    pid_t pid = fork();
-    if (pid == 0) {
-        char log[300];
-        snprintf(log, sizeof log, "%s/extra.log", t_server_dir);
-        if (!freopen(log, "a", stdout) || !freopen(log, "a", stderr)) _exit(127);
-        execvp(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    return pid;
-}
-
-/* redis-cli -p port ARGS (words without quotes): its output. */
-static void cli(int port, const char *args, char *out, size_t size)
-{
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "redis-cli -p %d %s 2>/dev/null", port, args);
-    out[0] = '\0';
-    FILE *f = popen(cmd, "r");
-    if (!f) return;
-    size_t n = fread(out, 1, size - 1, f);
-    out[n] = '\0';
-    pclose(f);
-}
-
-/* The master port every sentinel names, or 0 while they differ. */
-static int agreed_master(void)
-{
-    int port = 0;
-    for (int i = 0; i < 3; i++) {
-        char out[256], host[64];
-        int p = 0;
-        cli(sentinel_port[i], "SENTINEL get-master-addr-by-name mymaster", out, sizeof out);
-        if (sscanf(out, "%63s %d", host, &p) != 2 || p <= 0 || (port && p != port)) return 0;
-        port = p;
-    }
-    return port;
-}
-
-/* The sentinels agree and see everyone; the master's replica is linked. */
-static int settled(void)
-{
-    int port = agreed_master();
-    if (!port) return 0;
-    char out[4096], want[64];
-    for (int i = 0; i < 3; i++) {
-        cli(sentinel_port[i], "SENTINEL master mymaster", out, sizeof out);
-        if (!strstr(out, "num-slaves\n1\n") || !strstr(out, "num-other-sentinels\n2\n") ||
-            !strstr(out, "flags\nmaster\n"))
-            return 0;
-    }
-    cli(port, "INFO replication", out, sizeof out);
-    snprintf(want, sizeof want, "role:master");
-    return strstr(out, want) && strstr(out, "state=online");
-}
-
-static int wait_for(int (*cond)(void), double timeout)
-{
-    double deadline = now() + timeout;
-    while (!cond()) {
-        if (now() > deadline) return 0;
-        sleep_s(0.05);
-    }
-    return 1;
-}
-
-/* A replica of the master on server_port and three sentinels. */
-static void start_sentinels(void)
-{
-    char rport[16], mport[16];
-    int replica = t_free_port();
-    snprintf(rport, sizeof rport, "%d", replica);
-    snprintf(mport, sizeof mport, "%d", server_port);
-    const char *rargv[] = {"redis-server", "--port", rport, "--bind", "127.0.0.1", "--save", "",
-                           "--appendonly", "no", "--dir", t_server_dir, "--dbfilename",
-                           "replica.rdb", "--replicaof", "127.0.0.1", mport, "--daemonize", "no",
-                           NULL};
-    extra_pid[0] = spawn(rargv);
-    for (int i = 0; i < 3; i++) {
-        char conf[300], port[16];
-        sentinel_port[i] = t_free_port();
-        snprintf(port, sizeof port, "%d", sentinel_port[i]);
-        snprintf(conf, sizeof conf, "%s/sentinel%d.conf", t_server_dir, i);
-        FILE *f = fopen(conf, "w");
-        if (!f) {
-            perror(conf);
-            exit(2);
-        }
-        fprintf(f, "port %d\nbind 127.0.0.1\ndaemonize no\ndir %s\n"
-                   "sentinel resolve-hostnames no\n"
-                   "sentinel monitor mymaster 127.0.0.1 %d 2\n"
-                   "sentinel down-after-milliseconds mymaster 1000\n"
-                   "sentinel failover-timeout mymaster 10000\n"
-                   "sentinel parallel-syncs mymaster 1\n",
-                sentinel_port[i], t_server_dir, server_port);
-        fclose(f);
-        const char *sargv[] = {"redis-sentinel", conf, NULL};
-        extra_pid[1 + i] = spawn(sargv);
-    }
-    atexit(stop_extra);
-    if (!wait_for(settled, 60)) {
-        fprintf(stderr, "test_history: the sentinels did not settle (logs in %s)\n", t_server_dir);
-        exit(2);
-    }
-}
-
-static int failover_old;
-static int switched(void)
-{
-    int p = agreed_master();
-    return p && p != failover_old;
-}
 
 /* SENTINEL FAILOVER, until the sentinels name the other node and the
  * set-up has settled again; the span is noted for the checker. */
 static void failover_loop(void)
 {
     while (now() < end_time - 1) {
-        failover_old = agreed_master();
+        t_failover_old = t_agreed_master();
         failovers = grow(failovers, &failovers_cap, nfailovers, sizeof *failovers);
         failovers[nfailovers].start = now();
         char out[256];
-        cli(sentinel_port[0], "SENTINEL FAILOVER mymaster", out, sizeof out);
+        t_cli(t_sentinel_port[0], "SENTINEL FAILOVER mymaster", out, sizeof out);
         faults[4]++;
-        if (!wait_for(switched, 60) || !wait_for(settled, 60)) {
+        if (!t_wait_cond(t_switched, 60) || !t_wait_cond(t_sentinel_settled, 60)) {
             fprintf(stderr, "test_history: a failover did not settle within 60 s\n");
             exit(2);
         }
@@ -1186,10 +1059,10 @@ int main(void)
     rs_log_set_level(RS_LOG_ERROR);        /* lost leases warn: expected here */
     rs_config *cfg;
     if (failover_mode) {
-        start_sentinels();
+        t_sentinel_setup(server_port, 10000);
         char url[160];
         snprintf(url, sizeof url, "redis://127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d",
-                 sentinel_port[0], sentinel_port[1], sentinel_port[2]);
+                 t_sentinel_port[0], t_sentinel_port[1], t_sentinel_port[2]);
         cfg = rs_config_new();
         if (cfg && rs_config_set(cfg, "url", url, NULL) < 0) {
             rs_config_free(cfg);
@@ -1253,7 +1126,7 @@ int main(void)
 
     /* A last restart (with failovers: the master the sentinels name), then
      * every key read directly: acknowledged writes must have survived it. */
-    if (failover_mode) server_port = agreed_master();
+    if (failover_mode) server_port = t_agreed_master();
     else restart_server();
     client *final = &clients[CLIENTS];
     final->id = CLIENTS;
@@ -1275,7 +1148,7 @@ int main(void)
     rs_store_close(side_store);
     stop_proxy(&proxy_pid);
     stop_proxy(&side_proxy_pid);
-    stop_extra();
+    t_sentinel_stop_all();
     t_stop_server();
     unlink(pid_path);
 
