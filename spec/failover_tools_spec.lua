@@ -432,6 +432,9 @@ function restart(pid, cmdline, cli)
 end
 ]]
 
+-- Reconnects after the restart without the default back-off: a short test.
+local FAST_RETRY = { "-s", "redis.retry_base_delay=0.01", "-s", "redis.retry_max_delay=0.05" }
+
 local function adopt(srv)
   local info = srv:cli("INFO", "server") or ""
   srv.pid = assert(tonumber(info:match("process_id:(%d+)")), info)
@@ -456,7 +459,7 @@ function ON(label, name, n, phase, real)
   end
 end]]):format(srv.pid, srv:command_line(), srv:cli_prefix(), N, PREFIX, fresh)
     local code, out, err = run_with(srv.url, prelude, "cleanup",
-                                    { "--older-than", "1d", "--yes", "--batch", tostring(BATCH) })
+                                    { "--older-than", "1d", "--yes", "--batch", tostring(BATCH) }, FAST_RETRY)
     adopt(srv)
     -- what is in Redis afterwards: the new tokens only
     assert.equal(N, dbsize(srv), out .. err)
@@ -487,7 +490,7 @@ function ON(label, name, n, phase)
   end
 end]]):format(N - BATCH + 1, target.pid, target:command_line(), target:cli_prefix())
     local code, out, err = run_with(source.url, prelude, "migrate",
-                                    { "--to", target.url, "--delete-source", "--batch", tostring(BATCH) })
+                                    { "--to", target.url, "--delete-source", "--batch", tostring(BATCH) }, FAST_RETRY)
     adopt(target)
     local on_source, on_target = dbsize(source), dbsize(target)
     local copied = tonumber(out:match("(%d+) copied"))
@@ -516,7 +519,7 @@ function ON(label, name, n, phase)
   end
 end]]):format(N - BATCH + 1, target.pid, target:command_line(), target:cli_prefix(), N, target:cli_prefix())
     local code, out, err = run_with(source.url, prelude, "migrate",
-                                    { "--to", target.url, "--delete-source", "--batch", tostring(BATCH) })
+                                    { "--to", target.url, "--delete-source", "--batch", tostring(BATCH) }, FAST_RETRY)
     target.pid = nil
     target:restart()
     assert.equal(0, dbsize(source), out .. err)
