@@ -104,8 +104,10 @@ return require("lib.options").main(dofile(script), arg)   -- the script returns 
 -- Runs the host with `prelude` (Lua text defining ON) and PRELUDE on
 -- `script` with `args`; SIGINT at its default. Returns status, stdout, stderr.
 local function run_with(url, prelude, script, args, extra)
-  -- A WAIT no replica answers gives up after 0.2 s: a short test.
-  local argv = { "-u", url, "-s", "durability.wait_timeout=0.2" }
+  -- A WAIT no replica answers gives up after 0.5 s: a short test, yet
+  -- time enough for a replica on a loaded machine (0.2 s fell short in a
+  -- full run with both busted passes at once).
+  local argv = { "-u", url, "-s", "durability.wait_timeout=0.5" }
   for _, a in ipairs(extra or {}) do argv[#argv + 1] = a end
   for _, a in ipairs { "-e", prelude .. "\n" .. PRELUDE, "scripts/" .. script .. ".lua" } do argv[#argv + 1] = a end
   for _, a in ipairs(args) do argv[#argv + 1] = a end
