@@ -18,13 +18,7 @@ local quote, read_file = helpers.quote, helpers.read_file
 local PREFIX = "rigatoni:resume_token:"
 local OLD = os.time() - 86400 * 90   -- every token's cluster time: 90 days ago
 
-local function wait_until(what, timeout, cond)
-  local deadline = system.gettime() + timeout
-  while not cond() do
-    assert(system.gettime() < deadline, "timed out waiting for " .. what)
-    system.sleep(0.05)
-  end
-end
+local wait_until = helpers.wait_until
 
 local function seed(srv, n)
   local resp = {}
