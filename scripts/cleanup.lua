@@ -59,8 +59,13 @@ first step it cannot confirm stops the run: nothing more is deleted, its
 deletes are reported as not confirmed (not counted) and it exits 1; so
 does SIGINT/SIGTERM for the deletes since the last confirmed step. When
 the master changed during the run, the deleted tokens are read again on
-the current master: those that came back are not counted (exit 1). In a
-cluster WAIT cannot confirm deletes (a warning says so).
+the current master: those that came back are not counted (exit 1); a
+token a pipeline saved anew since (a later cluster time) did not come back. In a
+cluster WAIT cannot confirm deletes (a warning says so). A user that
+may not run INFO is asked for a replica's acknowledgement (WAIT) at the
+start (up to 3 tries of durability.wait_timeout when none answers): when
+one answers, every step is confirmed as above; when none does, a warning
+says the deletes are not confirmed.
 
 A Rigatoni 0.2 stream key (resume_token:DB:COLL, resume_token:database:DB,
 resume_token:deployment) and its mirror (COLL, __db:DB, __deployment__) go
@@ -161,7 +166,7 @@ local function delete_seen(name, bytes)
   local outcome = cli.delete_if_unchanged(store, name, bytes)
   in_doubt = nil
   if outcome == "gone" then gone_before = gone_before + 1 end
-  if outcome == "deleted" then ledger:add(name) end
+  if outcome == "deleted" then ledger:add(name, bytes) end
   return outcome == "deleted", outcome
 end
 

@@ -67,7 +67,12 @@ master has replicas, one must confirm each batch's deletes (PUBLISH +
 WAIT, one more round trip per batch) with that master unchanged, else the
 run stops and they are reported as not confirmed; when the source fails
 over (a Sentinel URL), the deleted tokens are read again on its current
-master and those that came back are not counted (exit 1).]],
+master and those that came back are not counted (exit 1). When the
+target's master changed during the run (a restart without persistence,
+a failover), or that cannot be told (INFO refused, the target down at
+the end), every copy whose source was deleted is read again on it at the
+end: those missing are reported lost and not counted as copied, and
+copies that cannot be read are said to be in doubt (exit 1).]],
   examples = { "rigatoni-store -c conf/production.ini migrate --to-config conf/multi-region.ini" },
 }
 
@@ -181,6 +186,11 @@ if opts.delete_source then
   target_waits = (replicas or 0) > 0 or (tonumber(target_config.wait_replicas) or 0) > 0 and
                  target_config.wait_policy == "error"
 end
+-- The target's master at the start: when it changed by the end (a restart
+-- without persistence, a failover), the copies whose sources were deleted
+-- are read again there, since a batch's own check only covers its copies
+-- up to their deletes.
+local target_start = opts.delete_source and target_mark() or nil
 -- The source's deletes count once a replica of the source's master
 -- confirmed them with that master unchanged (checked after each batch);
 -- when the source fails over, what came back is not counted (lib/deletes.lua).
@@ -204,8 +214,8 @@ local function stop_unproved(batch, values)
   for i, item in ipairs(batch) do if values[i] ~= item[2] then missing = missing + 1 end end
   if missing > 0 then
     error(string.format("migrate: the target's master changed (failover) and %d of a batch's " ..
-                        "%d copies are not on the new master; their sources are kept, nothing " ..
-                        "unproved was deleted; run it again", missing, #batch), 0)
+                        "%d copies are not on the new master; this batch's sources are kept " ..
+                        "(copies of earlier batches are read again at the end); run it again", missing, #batch), 0)
   end
 end
 
@@ -271,7 +281,7 @@ local function tally(batch, written, values, delete, mark, rechecked)
       in_doubt = nil
       if outcome == "deleted" then
         deleted = deleted + 1
-        ledger:add(item[1])
+        ledger:add(item[1], item[2])
       elseif outcome == "gone" then gone = gone + 1
       else kept = kept + 1 end
     end
@@ -383,6 +393,24 @@ if ledger then
   undone, unconfirmed, failed = ledger:settle(function() deleted = deleted - 1 end)
   if failed and ran then ran, why = false, failed end
 end
+-- Copies whose sources this run deleted and that the target's current
+-- master lacks are lost from both sides: not counted as copied, exit 1.
+local lost, unread = 0, nil
+local target_end = target_start and target_mark()
+-- An identity not known at either end (INFO refused, the target down)
+-- cannot show the master stayed: read again (one MGET per 1000 names).
+if ledger and #ledger.names > 0 and (cli.master_changed(target_start, target_end) or
+                                     target_start.id == nil or target_end.id == nil) then
+  local ok, values = pcall(cli.read_on_current_master, target, ledger.names)
+  if ok then
+    for i = 1, #ledger.names do if not values[i] then lost = lost + 1 end end
+    copied = copied - math.min(lost, copied)
+  else
+    unread = cli.reason(values)
+    if ran then ran, why = false, "the copies of deleted sources could not be read again on the target " ..
+                                "(its master changed, or cannot be told): " .. unread end
+  end
+end
 progress.done()
 target:close()
 
@@ -397,6 +425,14 @@ if opts.delete_source then
   if kept > 0 then line = line .. string.format(" (%d kept: changed meanwhile)", kept) end
   if gone > 0 then line = line .. string.format(", %d already gone from source", gone) end
   for _, note in ipairs(deletes.notes(undone, unconfirmed, " source's")) do line = line .. ", " .. note end
+  if unread then
+    line = line .. string.format(", the copies of the %d deleted could not be read again on the target's " ..
+                                 "master (%s): some may be lost", #ledger.names, unread)
+  end
+  if lost > 0 then
+    line = line .. string.format(", %d lost (deleted from source, no longer on the target: its master " ..
+                                 "changed, a restart or failover)", lost)
+  end
   local doubt = not ran and cli.in_doubt(why, in_doubt)
   if doubt then line = line .. ", " .. doubt end
 end
@@ -407,7 +443,7 @@ if not ran then
   cli.walk_failed("migrate", why, "the counts above are what was done before it stopped; " ..
                   "run it again to copy the rest")
 end
-return (failed > 0 or undone > 0 or unconfirmed > 0) and 1 or 0
+return (failed > 0 or undone > 0 or unconfirmed > 0 or lost > 0) and 1 or 0
 end
 
 return script

@@ -20,13 +20,7 @@ describe("Sentinel failover", function()
   local function node_on(port)
     for _, n in ipairs(nodes) do if n.port == port then return n end end
   end
-  local function wait_until(what, timeout, cond)
-    local deadline = system.gettime() + timeout
-    while not cond() do
-      assert(system.gettime() < deadline, "timed out waiting for " .. what)
-      system.sleep(0.05)
-    end
-  end
+  local wait_until = helpers.wait_until
   -- Every sentinel names `port` (or one port) as the master.
   local function agreed(port)
     for _, s in ipairs(sentinels) do

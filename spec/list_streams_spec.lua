@@ -137,8 +137,9 @@ describe("list on a Rigatoni 0.2 pipeline's keys", function()
     srv:set_raw(P .. 'resume_token:sh"op:a\\b', token_bytes(NOW))
     local code, out = run { "-u", srv.url, "list", "--format", "prometheus" }
     assert.equal(0, code)
-    -- a backslash in a name reads \\ in the value (\xNN stands for a byte
-    -- that is not UTF-8), so the exposition has four
-    assert.matches('database="sh\\"op",collection="a\\\\\\\\b"', out, 1, true)
+    -- the value is the name (UTF-8 text), escaped as the format says: a
+    -- backslash reads \\ and a double quote \" (a name's own "\x" would
+    -- read \x5cx, so it cannot pass for the \xNN of a byte that is not UTF-8)
+    assert.matches('database="sh\\"op",collection="a\\\\b"', out, 1, true)
   end)
 end)

@@ -131,12 +131,19 @@ if [ -n "$specs" ] && [ -x build-asan/bin/lua5.4 ] && [ -f build-asan/rigatoni_s
         ASAN_OPTIONS="detect_leaks=1:exitcode=23:log_path=$reports/asan ${ASAN_OPTIONS:-}" \
         LSAN_OPTIONS="suppressions=$PWD/spec/support/lsan.supp:print_suppressions=0 ${LSAN_OPTIONS:-}" \
         UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$reports/ubsan ${UBSAN_OPTIONS:-}" \
+        RS_TEST_PORTS=16001-22000 \
         LUA_CPATH="build-asan/?.so;;" LUA_PATH="spec/?.lua;spec/?/init.lua;;" \
             build-asan/bin/lua5.4 /usr/bin/busted -o plainTerminal $specs >"$asan_out" 2>&1
         echo $? >"$RS_TEST_ROOT/busted-asan.status"
     ) &
     asan_pid=$!
 fi
+
+# The plain and Valkey passes take the other half of the specs' ports
+# (spec/support/servers.lua): a server one pass restarts on its port must
+# not find it taken by the other pass.
+RS_TEST_PORTS=10000-16000
+export RS_TEST_PORTS
 
 if [ -z "$specs" ]; then
     fail "busted: no spec/*_spec.lua"

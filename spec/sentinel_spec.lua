@@ -4,6 +4,7 @@
 -- forced failover and a killed master without a single error.
 local rs = require "rigatoni_store"
 local servers = require "support.servers"
+local helpers = require "support.helpers"
 local system = require "system"
 
 describe("Sentinel", function()
@@ -18,13 +19,7 @@ describe("Sentinel", function()
     for _, n in ipairs(nodes) do if n.port == port then return n end end
   end
 
-  local function wait_until(what, timeout, cond)
-    local deadline = system.gettime() + timeout
-    while not cond() do
-      assert(system.gettime() < deadline, "timed out waiting for " .. what)
-      system.sleep(0.1)
-    end
-  end
+  local wait_until = helpers.wait_until
 
   -- Settled: every sentinel names the same master, sees the replica and
   -- the other two sentinels; that master has its replica online with the

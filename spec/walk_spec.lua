@@ -59,13 +59,7 @@ end
 
 local with_log = helpers.with_log
 
-local function wait_until(what, timeout, cond)
-  local deadline = system.gettime() + timeout
-  while not cond() do
-    assert(system.gettime() < deadline, "timed out waiting for " .. what)
-    system.sleep(0.05)
-  end
-end
+local wait_until = helpers.wait_until
 
 describe("a walk that meets another server process", function()
   it("after kill -9 and a restart with AOF on the same port, starts over: every token is listed", function()

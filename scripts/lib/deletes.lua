@@ -13,7 +13,8 @@
 -- a change of master (a restart) is settled at the end, as below. settle, once after the run (or after a
 -- SIGINT), tries the last checkpoint again; when the master changed during
 -- the run, every name deleted is read again on the current master: one
--- that is there came back (undone), and one deleted since the last
+-- that is there came back (undone) unless its cluster time is later than
+-- the deleted token's (a pipeline saved it anew: the delete stands), and one deleted since the last
 -- checkpoint counts only when a replica of the current master confirms.
 -- Whatever was not proved is taken out of the caller's counts (uncount)
 -- and reported apart. Cost: one PUBLISH + WAIT and one INFO pair per
@@ -22,6 +23,7 @@
 -- checked (said in a warning).
 
 local cli = require "lib.cli"
+local token_time = require("rigatoni_store").token_time
 
 local M = {}
 local fmt = string.format
@@ -77,8 +79,15 @@ function M.new(store, cfg, script)
     host.log("warn", script .. ": in a cluster a replica cannot confirm deletes (WAIT): a failover during " ..
                      "the run may undo some that are counted")
   elseif replicas == nil then
-    host.log("warn", script .. ": cannot tell whether the master has replicas (INFO refused): deletes are " ..
-                     "not confirmed by a replica, and a failover during the run may undo some that are counted")
+    -- INFO refused: a replica that acknowledges (WAIT allowed) shows there
+    -- is one, and then every step is confirmed as with INFO.
+    if confirm(store) then
+      self.protect = true
+    else
+      host.log("warn", script .. ": cannot tell whether the master has replicas (INFO refused, and no replica " ..
+                       "acknowledged): deletes are not confirmed by a replica, and a failover during the run " ..
+                       "may undo some that are counted")
+    end
   elseif replicas > 0 then
     self.protect = true
     local ok, why, refused = confirm(store)
@@ -92,9 +101,21 @@ function M.new(store, cfg, script)
   return self
 end
 
--- A delete this run made (not counted until a checkpoint proves it).
-function Ledger:add(name)
+-- A delete this run made of `bytes` (not counted until a checkpoint proves it).
+function Ledger:add(name, bytes)
   self.names[#self.names + 1] = name
+  self.bytes = self.bytes or {}
+  self.bytes[#self.names] = bytes
+end
+
+-- Whether `value`, read again where the delete of `bytes` ran, is that
+-- token back (a failover to a replica without the delete, or one with an
+-- older value), rather than a newer token a pipeline saved since: only a
+-- later cluster time tells a new save apart (unknown: back).
+local function came_back(value, bytes)
+  if value == bytes or not bytes then return true end
+  local was, now = token_time(bytes), token_time(value)
+  return not (was and now and now > was)
 end
 
 function Ledger:pending() return #self.names - self.confirmed end
@@ -142,7 +163,7 @@ function Ledger:settle(uncount)
       tail_ok = confirm(self.store) and cli.same_master(now, cli.master_mark(self.store))
     end
     for i, name in ipairs(names) do
-      if ok and values[i] then
+      if ok and values[i] and came_back(values[i], self.bytes and self.bytes[i]) then
         undone = undone + 1
         uncount(name)
       elseif not ok or (i > self.confirmed and not tail_ok) then

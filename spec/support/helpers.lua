@@ -101,4 +101,15 @@ function M.with_log(fn)
   return table.concat(lines, "\n")
 end
 
+-- Polls cond() every 50 ms until it is true; fails naming `what` after
+-- `timeout` seconds.
+function M.wait_until(what, timeout, cond)
+  local system = require "system"
+  local deadline = system.gettime() + timeout
+  while not cond() do
+    assert(system.gettime() < deadline, "timed out waiting for " .. what)
+    system.sleep(0.05)
+  end
+end
+
 return M
