@@ -428,6 +428,25 @@ rs_save_job *rs_save_many_start(rs_store *store, const rs_save_item *items, size
  * still, to free it. */
 int rs_save_many_finish(rs_save_job *job, int *written, rs_value *values, rs_error *err);
 
+/* rs_store_open on a thread of its own, for an event loop: opening
+ * connects and PINGs, as long as the server takes (a port that accepts and
+ * never answers: until the timeouts). The job copies cfg. Its descriptor
+ * (rs_open_job_fd, owned by the job) becomes readable once the open is
+ * done; rs_open_job_ready says so without blocking. rs_store_open_finish
+ * waits if need be, frees the job and returns what rs_store_open would
+ * have (the store is the caller's: rs_store_close). rs_open_job_abandon
+ * lets go of a job never finished without waiting: the store it opens is
+ * closed and its thread joined at a later start or abandon, or by
+ * rs_open_jobs_drain, which waits for every abandoned job (call it before
+ * unloading the library). NULL + err when the job cannot start. */
+typedef struct rs_open_job rs_open_job;
+rs_open_job *rs_store_open_start(const rs_config *cfg, rs_error *err);
+int rs_open_job_fd(const rs_open_job *job);
+int rs_open_job_ready(rs_open_job *job);
+rs_store *rs_store_open_finish(rs_open_job *job, rs_error *err);
+void rs_open_job_abandon(rs_open_job *job);
+void rs_open_jobs_drain(void);
+
 /* Deletes `n` tokens with one DEL; returns how many existed, or -1.
  * Not retried once sent: the count cannot be learnt again (RS_ERR_UNKNOWN). */
 long long rs_delete_many(rs_store *store, const char *const *collections,

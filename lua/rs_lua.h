@@ -8,7 +8,8 @@
  * values box), rs_job_lua.c (save jobs), rs_lock_lua.c (locks, leases),
  * rs_server_lua.c (stats and what the servers say), rs_error_lua.c
  * (structured error objects), rs_bson_lua.c (BSON <-> Lua), rs_log_lua.c
- * (log lines to a Lua handler), rs_stream_lua.c (Rigatoni 0.2 stream key
+ * (log lines to a Lua handler), rs_open_lua.c (opening a store as a job,
+ * for event loops), rs_stream_lua.c (Rigatoni 0.2 stream key
  * names), rs_rows_lua.c (rows of list and export), rs_options_lua.c
  * (options tables of the bindings). Calls go one way: the handle files
  * use rs_store_lua.c's helpers, never the reverse; rs_job_lua.c uses
@@ -78,6 +79,22 @@ typedef void (*rs_lua_add_methods_fn)(lua_State *L);
 /* Pushes a new store userdata opened with `cfg` (config is copied).
  * Raises on failure. */
 int rs_lua_store_open(lua_State *L, const rs_config *cfg);
+/* Pushes a closed store userdata and returns its slot: a store put there
+ * is the userdata's (closed by its __gc), so one opened elsewhere (an open
+ * job) is handed over without a window where a memory error leaks it. */
+rs_store **rs_lua_push_store_box(lua_State *L);
+/* A copy of cfg whose log lines go to the Lua handler (rs_log_lua.c), as
+ * every store the module opens; NULL when out of memory. Free it. */
+rs_config *rs_lua_logged_config(const rs_config *cfg);
+
+/* ---- open jobs (rs_open_lua.c) ---- */
+
+/* Pushes a job that opens a store with `cfg` on a thread of its own
+ * (rs.start_open): pollfd/events/timeout/ready/wait. Raises on failure. */
+int rs_lua_open_job_start(lua_State *L, const rs_config *cfg);
+/* Registers the open job's metatable, and a guard whose __gc waits at
+ * lua_close for the threads of jobs abandoned unfinished. */
+void rs_lua_open_open_jobs(lua_State *L);
 /* Registers the store metatable; its method table gets the store's own
  * methods and those each of `parts` (NULL-terminated) adds. */
 void rs_lua_open_store(lua_State *L, const rs_lua_add_methods_fn parts[]);

@@ -115,6 +115,18 @@ static int rs_new(lua_State *L)
     return rs_lua_store_open(L, box->cfg);
 }
 
+/* rs.start_open(config) -> job whose wait() gives the store: rs.new on a
+ * thread of its own, for event loops (rs_open_lua.c). */
+static int rs_start_open(lua_State *L)
+{
+    config_box *box = luaL_testudata(L, 1, CONFIG_MT);
+    if (box) return rs_lua_open_job_start(L, box->cfg);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    box = new_config_box(L);
+    apply_table(L, box->cfg, 1, NULL);
+    return rs_lua_open_job_start(L, box->cfg);
+}
+
 /* ---------------------------------------------------------------------
  * Config objects and the builder
  * ------------------------------------------------------------------ */
@@ -290,6 +302,7 @@ static const luaL_Reg config_meta[] = {
 
 static const luaL_Reg rs_lib[] = {
     {"new", rs_new},
+    {"start_open", rs_start_open},
     {"config", rs_config_builder},
     {"mask_url", rs_mask_url_lua},
     {"check_ttl", rs_check_ttl_lua},
@@ -313,6 +326,7 @@ int luaopen_rigatoni_store(lua_State *L)
     lua_pop(L, 1);
     rs_lua_open_error(L);
     rs_lua_open_store(L, store_parts);
+    rs_lua_open_open_jobs(L);
 
     luaL_newlib(L, rs_lib);
     lua_pushliteral(L, RS_VERSION);

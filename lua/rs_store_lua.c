@@ -129,7 +129,7 @@ double rs_lua_opt_ttl(lua_State *L, int idx)
  * Lifecycle
  * ------------------------------------------------------------------ */
 
-int rs_lua_store_open(lua_State *L, const rs_config *cfg)
+rs_store **rs_lua_push_store_box(lua_State *L)
 {
     store_box *box = lua_newuserdatauv(L, sizeof *box, 1);
     box->store = NULL;
@@ -141,14 +141,27 @@ int rs_lua_store_open(lua_State *L, const rs_config *cfg)
     lua_setfield(L, -2, "__mode");
     lua_setmetatable(L, -2);
     lua_setiuservalue(L, -2, 1);
-    /* Its log lines go to the Lua handler or the host's (rs_log_lua.c). */
+    return &box->store;
+}
+
+rs_config *rs_lua_logged_config(const rs_config *cfg)
+{
     rs_config *logged = rs_config_copy(cfg);
-    if (!logged) return luaL_error(L, "out of memory");
+    if (!logged) return NULL;
     rs_config_set_log_handler(logged, rs_lua_log_hook, NULL);
+    return logged;
+}
+
+int rs_lua_store_open(lua_State *L, const rs_config *cfg)
+{
+    rs_store **slot = rs_lua_push_store_box(L);
+    /* Its log lines go to the Lua handler or the host's (rs_log_lua.c). */
+    rs_config *logged = rs_lua_logged_config(cfg);
+    if (!logged) return luaL_error(L, "out of memory");
     rs_error err = {0};
-    box->store = rs_store_open(logged, &err);
+    *slot = rs_store_open(logged, &err);
     rs_config_free(logged);
-    if (!box->store) return rs_lua_raise(L, &err);
+    if (!*slot) return rs_lua_raise(L, &err);
     return 1;
 }
 
