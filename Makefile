@@ -19,6 +19,8 @@ PREFIX    ?= /usr/local
 LIBDIR    ?= $(PREFIX)/lib
 INCDIR    ?= $(PREFIX)/include
 LUA_CDIR  ?= $(LIBDIR)/lua/5.4
+# The pure-Lua modules (the event-loop adapters, lua/rigatoni_store/).
+LUA_LDIR  ?= $(DATADIR)/lua/5.4
 BINDIR    ?= $(PREFIX)/bin
 DATADIR   ?= $(PREFIX)/share
 MANDIR    ?= $(DATADIR)/man
@@ -124,6 +126,7 @@ $(BUILD)/scriptsdir.stamp: FORCE
 # just built running contrib/gen-docs.lua on this tree's scripts.
 SCRIPTS     := $(wildcard scripts/*.lua)
 SCRIPTS_LIB := $(wildcard scripts/lib/*.lua)
+LUA_MODS    := $(wildcard lua/rigatoni_store/*.lua)
 GEN_DOCS = RIGATONI_STORE_CONFIG= RIGATONI_STORE_SCRIPTS="$(CURDIR)/scripts" \
            $(BUILD)/rigatoni-store -q contrib/gen-docs.lua
 $(BUILD)/rigatoni-store.1: doc/rigatoni-store.1 core/rigatoni_store.h $(BUILD)/scriptsdir.stamp \
@@ -254,6 +257,7 @@ LIB_FILES   := $(LIBDIR)/librigatoni_store.a $(LIBDIR)/$(SOREAL) $(LIBDIR)/$(SON
                $(LIBDIR)/librigatoni_store.so $(INCDIR)/rigatoni_store.h \
                $(LIBDIR)/pkgconfig/rigatoni_store.pc
 LUA_FILES   := $(LUA_CDIR)/rigatoni_store.so $(BINDIR)/rigatoni-store \
+               $(LUA_MODS:lua/%=$(LUA_LDIR)/%) \
                $(MANDIR)/man1/rigatoni-store.1 $(BASHCOMPDIR)/rigatoni-store \
                $(SCRIPTS:scripts/%=$(SCRIPTSDIR)/%) $(SCRIPTS_LIB:scripts/%=$(SCRIPTSDIR)/%)
 
@@ -272,8 +276,9 @@ install-lib: $(BUILD)/librigatoni_store.a $(BUILD)/librigatoni_store.so
 
 install-rock: rock
 	install -d $(DESTDIR)$(LUA_CDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(SCRIPTSDIR)/lib \
-	    $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(BASHCOMPDIR)
+	    $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(LUA_LDIR)/rigatoni_store
 	install -m 755 $(BUILD)/rigatoni_store.so $(DESTDIR)$(LUA_CDIR)/rigatoni_store.so
+	install -m 644 $(LUA_MODS) $(DESTDIR)$(LUA_LDIR)/rigatoni_store/
 	install -m 755 $(BUILD)/rigatoni-store $(DESTDIR)$(BINDIR)/
 	install -m 644 $(SCRIPTS) $(DESTDIR)$(SCRIPTSDIR)/
 	install -m 644 $(SCRIPTS_LIB) $(DESTDIR)$(SCRIPTSDIR)/lib/
@@ -283,6 +288,7 @@ install-rock: rock
 uninstall:
 	rm -f $(addprefix $(DESTDIR),$(LIB_FILES) $(LUA_FILES))
 	rmdir $(DESTDIR)$(SCRIPTSDIR)/lib $(DESTDIR)$(SCRIPTSDIR) $(DESTDIR)$(DATADIR)/rigatoni_store \
+	    $(DESTDIR)$(LUA_LDIR)/rigatoni_store \
 	    2>/dev/null || true
 
 clean:

@@ -63,6 +63,7 @@ build = {
     PREFIX = "$(PREFIX)",
     LIBDIR = "$(LIBDIR)",
     LUA_CDIR = "$(LIBDIR)",
+    LUA_LDIR = "$(LUADIR)",
     BINDIR = "$(BINDIR)",
   },
   -- not LuaRocks' default copy of doc/: that is the page's source, and the

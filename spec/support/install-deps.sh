@@ -23,6 +23,9 @@ PKGS="$PKGS dpkg-dev debhelper lintian devscripts"
 # (Debian's prometheus, about 100 MB installed: it is in `make deps`, not
 # `make bench-deps`, because `make test` runs those specs).
 PKGS="$PKGS libmicrohttpd-dev prometheus curl"
+# The event loops the adapters fit (lua/rigatoni_store/, spec/loops_spec.lua):
+# both packages carry a Lua 5.4 build.
+PKGS="$PKGS lua-cqueues lua-luv"
 # Valkey 8, the second server the specs run on (spec/run-tests.sh); kept
 # apart from PKGS because not every distribution has it (Debian 12: only in
 # bookworm-backports).

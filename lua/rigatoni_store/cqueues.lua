@@ -1,0 +1,106 @@
+-- SPDX-License-Identifier: MIT
+-- rigatoni_store.cqueues -- the store inside a cqueues loop (pure Lua).
+--
+--   local rsq = require "rigatoni_store.cqueues"
+--   cq:wrap(function()
+--     local store = rsq.open{ url = "redis://127.0.0.1:6379" }   -- rs.start_open
+--     local s = rsq.wrap(store)
+--     s:save_resume_token("users", token)      -- store:start(...), then yields
+--   end)
+--
+-- Each method of wrap(store) starts the store method as a job
+-- (store:start(name, ...)) and polls the job with cqueues.poll, which a
+-- job supports directly (pollfd/events/timeout), so only the calling
+-- coroutine waits: the loop's other coroutines and timers go on. Then it
+-- returns job:wait()'s results, or raises its error object in the
+-- coroutine, as the blocking method would. Outside a coroutine run by a
+-- cqueues controller it raises before anything is started (cqueues.poll
+-- there would block the whole thread in a loop of its own).
+
+local cqueues = require "cqueues"
+local rs = require "rigatoni_store"
+
+local M = {}
+
+local function check_inside(name)
+  local _, inside = cqueues.running()
+  if not inside then
+    error(("rigatoni_store.cqueues: %s must be called inside a cqueues coroutine (cq:wrap)"):format(name), 3)
+  end
+end
+
+-- Waits for a job without blocking the loop; its results or its error.
+local function await(job)
+  if not job:ready() then
+    local fd = job:pollfd()
+    repeat cqueues.poll(job) until job:ready()
+    -- cqueues remembers descriptors it polled: forget this one before
+    -- wait() closes it (the number is soon another job's).
+    cqueues.cancel(fd)
+  end
+  return job:wait()
+end
+M.await = await
+
+-- Walks by batch (store:start(name, opts) gives the walk): an iterator whose
+-- every step waits for that batch's job in the loop.
+local walks = { token_batches = true }
+
+-- The walk as the generic for's closing value when it can be closed
+-- (leaving the loop early stops its read-ahead), else nil.
+local function closable(walk)
+  local mt = getmetatable(walk)
+  if type(mt) == "table" and mt.__close then return walk end
+  return nil
+end
+
+local function walk_iterator(store, name, ...)
+  local walk = store:start(name, ...)
+  local ended = false
+  return function()
+    if ended then return nil end
+    check_inside(name)
+    local job = walk:next()
+    if not job then ended = true return nil end
+    local first, a, b, c, d = await(job)
+    if first == nil then ended = true end
+    return first, a, b, c, d
+  end, nil, nil, closable(walk)
+end
+
+-- wrap(store) -> an object whose methods are the store's methods run as
+-- jobs. Method names are resolved on first use: a name store:start does
+-- not take raises "not available as a job: <name>" at once.
+function M.wrap(store)
+  assert(store ~= nil, "rigatoni_store.cqueues.wrap: a store is required")
+  local methods = {}
+  return setmetatable({ store = store }, {
+    __name = "rigatoni_store.cqueues.wrapped",
+    __index = function(_, name)
+      local fn = methods[name]
+      if fn then return fn end
+      if walks[name] then
+        fn = function(_, ...)
+          check_inside(name)
+          return walk_iterator(store, name, ...)
+        end
+      else
+        fn = function(_, ...)
+          check_inside(name)
+          return await(store:start(name, ...))
+        end
+      end
+      methods[name] = fn
+      return fn
+    end,
+  })
+end
+
+-- open(config) -> store: rs.new's open on a thread of its own
+-- (rs.start_open), the coroutine waiting in the loop meanwhile.
+function M.open(config)
+  check_inside("open")
+  return await(rs.start_open(config))
+end
+
+return M
