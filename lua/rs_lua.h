@@ -3,8 +3,9 @@
  *
  * The module is cut into one file per handle type and concern:
  * rs_module.c (the library table, rs.new, the rs.config builder; it
- * assembles the others), rs_store_lua.c (store userdata, one-token
- * operations), rs_walk_lua.c (walks), rs_batch_lua.c (batches and their
+ * assembles the others), rs_store_lua.c (store userdata), rs_op_lua.c
+ * (methods as parse/run/push operations, store:start and its jobs),
+ * rs_token_lua.c (one-token operations, command), rs_walk_lua.c (walks), rs_batch_lua.c (batches and their
  * values box), rs_job_lua.c (save jobs), rs_lock_lua.c (locks, leases),
  * rs_server_lua.c (stats and what the servers say), rs_error_lua.c
  * (structured error objects), rs_bson_lua.c (BSON <-> Lua), rs_log_lua.c
@@ -12,8 +13,8 @@
  * for event loops), rs_stream_lua.c (Rigatoni 0.2 stream key
  * names), rs_rows_lua.c (rows of list and export), rs_options_lua.c
  * (options tables of the bindings). Calls go one way: the handle files
- * use rs_store_lua.c's helpers, never the reverse; rs_job_lua.c uses
- * rs_batch_lua.c's.
+ * use rs_store_lua.c's and rs_op_lua.c's helpers, rs_op_lua.c uses
+ * rs_store_lua.c's, never the reverse; rs_job_lua.c uses rs_batch_lua.c's.
  */
 #ifndef RS_LUA_H
 #define RS_LUA_H
@@ -125,9 +126,64 @@ double rs_lua_opt_ttl(lua_State *L, int idx);
 char **rs_lua_push_result(lua_State *L);
 void rs_lua_result_to_string(lua_State *L, char **box, size_t len);
 
-/* ---- walks, batches, jobs, reports (rs_walk_lua.c, rs_batch_lua.c,
- * rs_job_lua.c, rs_server_lua.c): their parts of the store methods ---- */
+/* ---- operations: parse, run, push (rs_op_lua.c) ---- */
 
+/* A store method that talks to the server, cut in three so that it runs
+ * blocking (store:method(...)) or as a job (store:start("method", ...))
+ * through one code path:
+ *   parse: Lua thread; the store at 1, the method's arguments from 2
+ *          (missing ones up to `nargs` + 1 are nil), and the op's owner
+ *          at the top (a variadic parse reads up to lua_gettop - 1).
+ *          Checks them (raising the errors the method raises for bad
+ *          input, before anything is sent) and COPIES what run needs into
+ *          `op` (a zeroed struct of `size` bytes): rs_lua_op_copy and
+ *          rs_lua_op_alloc give memory freed with the op. Never keeps a
+ *          pointer into a Lua value.
+ *   run:   any thread, never Lua: the core's blocking calls; returns what
+ *          they return (< 0: failed, `err` set).
+ *   push:  Lua thread, after run returned rc >= 0: pushes the results and
+ *          returns their count (or raises, as the method would).
+ *   fail:  optional; Lua thread, run failed: adds fields to the error
+ *          object at the top before it is raised (save_many's written).
+ *   free:  optional; any thread: frees what run left in `op` (core
+ *          results); the copies go with the op by themselves. */
+typedef struct rs_lua_op {
+    const char *name;
+    size_t size;
+    int nargs;
+    void (*parse)(lua_State *L, void *op);
+    int (*run)(rs_store *store, void *op, rs_error *err);
+    int (*push)(lua_State *L, rs_store *store, void *op, int rc);
+    void (*fail)(lua_State *L, void *op);
+    void (*free)(void *op);
+} rs_lua_op;
+
+/* Adds the operations of `ops` (NULL-terminated) to the store method
+ * table at the top of the stack, as blocking methods, and makes them
+ * startable as jobs by name. */
+void rs_lua_add_ops(lua_State *L, const rs_lua_op *const ops[]);
+/* Makes store:start(name, ...) call `start` (store at 1, the arguments
+ * from 2) for something that is not a single job (a walk by batch). */
+void rs_lua_add_starter(lua_State *L, const char *name, lua_CFunction start);
+/* Memory owned by the op (freed with it); raises on failure. */
+void *rs_lua_op_alloc(lua_State *L, void *op, size_t size);
+/* A NUL-terminated copy of len bytes owned by the op. */
+char *rs_lua_op_copy(lua_State *L, void *op, const char *bytes, size_t len);
+/* Pushes an owner of a new op of `desc` (for rs_lua_op_start) and returns
+ * the op, zeroed, to be filled by the caller instead of desc->parse. */
+void *rs_lua_op_new(lua_State *L, const rs_lua_op *desc);
+/* Starts the op whose owner is at the top as a job of the store at
+ * `store` and replaces the owner by the job; `anchor` (an index, or 0)
+ * is a value the job keeps alive until it is done or waited for. */
+void rs_lua_op_start(lua_State *L, int store, int anchor);
+/* store:start and the job metatable (a rs_lua_add_methods_fn). */
+void rs_lua_add_op_methods(lua_State *L);
+
+/* ---- one-token operations, walks, batches, jobs, reports
+ * (rs_token_lua.c, rs_walk_lua.c, rs_batch_lua.c, rs_job_lua.c,
+ * rs_server_lua.c): their parts of the store methods ---- */
+
+void rs_lua_add_token_methods(lua_State *L);
 void rs_lua_add_walk_methods(lua_State *L);
 void rs_lua_add_batch_methods(lua_State *L);
 void rs_lua_add_job_methods(lua_State *L);

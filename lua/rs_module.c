@@ -314,6 +314,7 @@ static const luaL_Reg rs_lib[] = {
 /* The handle files' parts of the store methods (each registers its own
  * metatables): assembled here so that none of them calls another. */
 static const rs_lua_add_methods_fn store_parts[] = {
+    rs_lua_add_token_methods, rs_lua_add_op_methods,
     rs_lua_add_walk_methods, rs_lua_add_batch_methods, rs_lua_add_job_methods,
     rs_lua_add_lock_methods, rs_lua_add_server_methods, NULL,
 };

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* rs_store_lua.c -- the store userdata: its life, the one-token
- * operations, store:command, and the method table the other handle files
- * fill (rs_module.c hands their parts to rs_lua_open_store).
+/* rs_store_lua.c -- the store userdata: its life, the helpers of the
+ * handle files, and the method table they fill (rs_module.c hands their
+ * parts to rs_lua_open_store; the one-token operations and store:command
+ * are rs_token_lua.c's).
  *
  * The userdata is created closed (store == NULL) before the core store is
  * opened, so a failure half-way leaves nothing dangling; __gc and __close
@@ -36,11 +37,6 @@ rs_store *rs_lua_test_store(lua_State *L, int idx)
 {
     store_box *box = luaL_testudata(L, idx, STORE_MT);
     return box ? box->store : NULL;
-}
-
-static rs_store *check_store(lua_State *L)
-{
-    return rs_lua_check_store(L, 1);
 }
 
 /* A malloc'd result of the core, owned by a userdata on the stack until
@@ -214,23 +210,9 @@ static int store_tostring(lua_State *L)
 }
 
 /* ---------------------------------------------------------------------
- * Token operations
+ * The lease's fenced save (the store's own token operations are in
+ * rs_token_lua.c)
  * ------------------------------------------------------------------ */
-
-static int store_save_raw(lua_State *L)
-{
-    rs_store *store = check_store(L);
-    size_t coll_len, len;
-    const char *coll = rs_lua_check_collection(L, 2, &coll_len);
-    if (lua_type(L, 3) != LUA_TSTRING)
-        rs_lua_raisef(L, RS_ERR_SERIALIZATION, "raw token must be a string, got %s",
-                      luaL_typename(L, 3));
-    const char *bytes = lua_tolstring(L, 3, &len);
-    double ttl = rs_lua_opt_ttl(L, 4);
-    rs_error err = {0};
-    if (rs_save_raw(store, coll, coll_len, bytes, len, ttl, &err) < 0) return rs_lua_raise(L, &err);
-    return 0;
-}
 
 int rs_lua_save_token(lua_State *L, rs_store *store, int coll_idx, int token_idx,
                       const char *lock_key, const char *owner)
@@ -250,232 +232,7 @@ int rs_lua_save_token(lua_State *L, rs_store *store, int coll_idx, int token_idx
     return 0;
 }
 
-/* store:save_resume_token(c, token [, {lock = key, owner = id}]) -- with a
- * lock, the save is fenced: written only while `owner` holds `lock`. */
-static int store_save_resume_token(lua_State *L)
-{
-    rs_store *store = check_store(L);
-    static const char *const known[] = {"lock", "owner", NULL};
-    const char *lock_key = NULL, *owner = NULL;
-    if (rs_lua_check_options(L, 4, known)) {
-        if (rs_lua_opt_field(L, 4, "lock", RS_LUA_TCSTRING)) lock_key = lua_tostring(L, -1);
-        if (rs_lua_opt_field(L, 4, "owner", RS_LUA_TCSTRING)) owner = lua_tostring(L, -1);
-        if (!lock_key != !owner)
-            rs_lua_raisef(L, RS_ERR_CONFIG, "a fenced save needs both lock and owner");
-    }
-    return rs_lua_save_token(L, store, 2, 3, lock_key, owner);
-}
-
-/* Reads raw bytes into a Lua string; returns 0 when absent. */
-static int fetch_raw(lua_State *L, rs_store *store, const char *coll, size_t coll_len)
-{
-    char **bytes = rs_lua_push_result(L);
-    size_t len;
-    rs_error err = {0};
-    int rc = rs_get_raw(store, coll, coll_len, bytes, &len, &err);
-    if (rc < 0) return rs_lua_raise(L, &err);
-    if (rc == 0) {
-        lua_pop(L, 1);
-        return 0;
-    }
-    rs_lua_result_to_string(L, bytes, len);
-    return 1;
-}
-
-static int store_get_raw(lua_State *L)
-{
-    rs_store *store = check_store(L);
-    size_t coll_len;
-    const char *coll = rs_lua_check_collection(L, 2, &coll_len);
-    if (!fetch_raw(L, store, coll, coll_len)) lua_pushnil(L);
-    return 1;
-}
-
-static int store_get_resume_token(lua_State *L)
-{
-    rs_store *store = check_store(L);
-    size_t coll_len, len;
-    const char *coll = rs_lua_check_collection(L, 2, &coll_len);
-    if (!fetch_raw(L, store, coll, coll_len)) {
-        lua_pushnil(L);
-        return 1;
-    }
-    const char *bytes = lua_tolstring(L, -1, &len);
-    rs_error err = {0};
-    if (!rs_lua_push_token(L, store, coll, coll_len, bytes, len, &err)) return rs_lua_raise(L, &err);
-    return 1;
-}
-
-/* store:delete_resume_token(c [, {if_value = bytes}]) -> true if deleted.
- * With if_value, only a token still holding exactly those bytes goes. */
-static int store_delete_resume_token(lua_State *L)
-{
-    rs_store *store = check_store(L);
-    size_t coll_len, len = 0;
-    const char *coll = rs_lua_check_collection(L, 2, &coll_len), *expected = NULL;
-    static const char *const known[] = {"if_value", NULL};
-    if (rs_lua_check_options(L, 3, known) && rs_lua_opt_field(L, 3, "if_value", LUA_TSTRING))
-        expected = lua_tolstring(L, -1, &len);
-    rs_error err = {0};
-    int rc = expected ? rs_delete_if_value(store, coll, coll_len, expected, len, &err)
-                      : rs_delete(store, coll, coll_len, &err);
-    if (rc < 0) return rs_lua_raise(L, &err);
-    lua_pushboolean(L, rc);
-    return 1;
-}
-
-/* store:ttl(c) -> seconds when it expires, nil without TTL, false when absent. */
-static int store_ttl(lua_State *L)
-{
-    rs_store *store = check_store(L);
-    size_t coll_len;
-    const char *coll = rs_lua_check_collection(L, 2, &coll_len);
-    double seconds;
-    rs_error err = {0};
-    int rc = rs_ttl(store, coll, coll_len, &seconds, &err);
-    if (rc < 0) return rs_lua_raise(L, &err);
-    if (rc == 0) lua_pushboolean(L, 0);
-    else if (rc == 2) lua_pushnil(L);
-    else lua_pushnumber(L, seconds);
-    return 1;
-}
-
-static int store_ping(lua_State *L)
-{
-    rs_store *store = check_store(L);
-    rs_error err = {0};
-    if (rs_ping(store, &err) < 0) return rs_lua_raise(L, &err);
-    lua_pushboolean(L, 1);
-    return 1;
-}
-
-/* A reply tree of the core, owned by a userdata on the stack while it is
- * copied into Lua (freed by __gc if a memory error is raised on the way). */
-#define REPLY_MT "rigatoni_store.reply"
-
-static int reply_gc(lua_State *L)
-{
-    rs_reply **box = luaL_checkudata(L, 1, REPLY_MT);
-    rs_reply_free(*box);
-    *box = NULL;
-    return 0;
-}
-
-static rs_reply **push_reply_box(lua_State *L)
-{
-    rs_reply **box = lua_newuserdatauv(L, sizeof *box, 0);
-    *box = NULL;
-    if (luaL_newmetatable(L, REPLY_MT)) {
-        lua_pushcfunction(L, reply_gc);
-        lua_setfield(L, -2, "__gc");
-    }
-    lua_setmetatable(L, -2);
-    return box;
-}
-
-/* Pushes a reply as Lua sees it: strings (integers as their decimal text,
- * as at the top), arrays as sequences, maps as tables, a nil element as
- * false (a sequence cannot hold nil; Redis' own Lua does the same) and an
- * error element as {err = message} (Redis' own Lua convention). */
-static void push_reply(lua_State *L, const rs_reply *v)
-{
-    luaL_checkstack(L, 4, "reply nested too deep");
-    switch (v->type) {
-    case RS_TREE_NIL:
-        lua_pushboolean(L, 0);
-        break;
-    case RS_TREE_ERROR:
-        lua_createtable(L, 0, 1);
-        lua_pushlstring(L, v->str, v->len);
-        lua_setfield(L, -2, "err");
-        break;
-    case RS_TREE_ARRAY:
-        lua_createtable(L, (int)(v->elements < 1000000 ? v->elements : 0), 0);
-        for (size_t i = 0; i < v->elements; i++) {
-            push_reply(L, &v->element[i]);
-            lua_rawseti(L, -2, (lua_Integer)i + 1);
-        }
-        break;
-    case RS_TREE_MAP:
-        lua_createtable(L, 0, (int)(v->elements / 2 < 1000000 ? v->elements / 2 : 0));
-        for (size_t i = 0; i + 1 < v->elements; i += 2) {
-            push_reply(L, &v->element[i]);
-            push_reply(L, &v->element[i + 1]);
-            lua_rawset(L, -3);
-        }
-        break;
-    default:   /* string, integer */
-        lua_pushlstring(L, v->str, v->len);
-    }
-}
-
-/* Flags from store:command's leading options table, {idempotent = bool}. */
-static int command_flags(lua_State *L, int idx)
-{
-    int flags = 0;
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-        if (lua_type(L, -2) != LUA_TSTRING || strcmp(lua_tostring(L, -2), "idempotent") != 0)
-            return luaL_argerror(L, idx, "unknown option (known: idempotent)");
-        luaL_argcheck(L, lua_isboolean(L, -1), idx, "idempotent must be a boolean");
-        if (lua_toboolean(L, -1)) flags |= RS_COMMAND_IDEMPOTENT;
-        lua_pop(L, 1);
-    }
-    return flags;
-}
-
-/* store:command([opts,] name, ...) -- one command on a pooled connection;
- * the reply as a string (integers too), nil for a nil reply, a table for
- * an array or map reply (see push_reply). Commands that would change the
- * pooled connection's state (MULTI, SELECT, SUBSCRIBE, ...) raise `config`
- * before anything is sent. Not repeated once it may have run unless
- * opts.idempotent is true. */
-static int store_command(lua_State *L)
-{
-    rs_store *store = check_store(L);
-    int first = 2, flags = 0;
-    if (lua_type(L, 2) == LUA_TTABLE) flags = command_flags(L, first++);
-    int argc = lua_gettop(L) - first + 1;
-    if (argc < 1) return luaL_argerror(L, first, "command name expected");
-    const char **argv = lua_newuserdatauv(L, (size_t)argc * sizeof *argv, 0);
-    size_t *argvlen = lua_newuserdatauv(L, (size_t)argc * sizeof *argvlen, 0);
-    for (int i = 0; i < argc; i++) argv[i] = luaL_checklstring(L, i + first, &argvlen[i]);
-    rs_reply **box = push_reply_box(L);
-    rs_error err = {0};
-    if (rs_command_reply(store, argc, argv, argvlen, flags, box, &err) < 0)
-        return rs_lua_raise(L, &err);
-    if ((*box)->type == RS_TREE_NIL) lua_pushnil(L);
-    else push_reply(L, *box);
-    rs_reply_free(*box);
-    *box = NULL;
-    return 1;
-}
-
-/* store:expire(c, seconds) -> true when a token without TTL got one */
-static int store_expire(lua_State *L)
-{
-    rs_store *store = check_store(L);
-    size_t coll_len;
-    const char *coll = rs_lua_check_collection(L, 2, &coll_len);
-    double ttl = luaL_checknumber(L, 3);
-    rs_error err = {0};
-    int rc = rs_expire(store, coll, coll_len, ttl, &err);
-    if (rc < 0) return rs_lua_raise(L, &err);
-    lua_pushboolean(L, rc);
-    return 1;
-}
-
-
 static const luaL_Reg store_methods[] = {
-    {"save_resume_token", store_save_resume_token},
-    {"get_resume_token", store_get_resume_token},
-    {"delete_resume_token", store_delete_resume_token},
-    {"expire", store_expire},
-    {"save_raw", store_save_raw},
-    {"get_raw", store_get_raw},
-    {"ttl", store_ttl},
-    {"ping", store_ping},
-    {"command", store_command},
     {"close", store_close},
     {NULL, NULL},
 };
@@ -503,7 +260,9 @@ static void wrap_methods(lua_State *L, int table)
 {
     lua_pushnil(L);
     while (lua_next(L, table)) {
-        if (lua_iscfunction(L, -1) && !lua_getupvalue(L, -1, 1)) {
+        if (lua_iscfunction(L, -1) && lua_getupvalue(L, -1, 1)) {
+            lua_pop(L, 1);             /* a closure (an operation) drains by itself */
+        } else if (lua_iscfunction(L, -1)) {
             lua_pushvalue(L, -2);
             lua_pushvalue(L, -2);
             lua_pushcclosure(L, with_log_drain, 1);
