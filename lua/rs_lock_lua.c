@@ -67,54 +67,113 @@ static int push_result(lua_State *L, int rc, const rs_error *err)
 }
 
 /* ---------------------------------------------------------------------
- * Store methods
+ * Store methods: operations (rs_op_lua.c), key and owner copied
  * ------------------------------------------------------------------ */
 
-static int store_try_acquire_lock(lua_State *L)
+typedef struct lock_op {
+    const char *key, *owner;
+    double ttl;
+    char *held_by;             /* lock_owner: the core's malloc'd bytes */
+    size_t held_len;
+} lock_op;
+
+static void parse_key(lua_State *L, void *arg)
 {
-    rs_store *store = rs_lua_check_store(L, 1);
-    rs_error err = {0};
-    return push_result(L, rs_lock_acquire(store, check_key(L, 2), check_owner(L, 3),
-                                          check_ttl(L, 4), &err), &err);
+    lock_op *op = arg;
+    const char *key = check_key(L, 2);
+    op->key = rs_lua_op_copy(L, op, key, strlen(key));
 }
 
-static int store_refresh_lock(lua_State *L)
+static void parse_key_owner(lua_State *L, void *arg)
 {
-    rs_store *store = rs_lua_check_store(L, 1);
-    rs_error err = {0};
-    return push_result(L, rs_lock_refresh(store, check_key(L, 2), check_owner(L, 3),
-                                          check_ttl(L, 4), &err), &err);
+    lock_op *op = arg;
+    parse_key(L, op);
+    const char *owner = check_owner(L, 3);
+    op->owner = rs_lua_op_copy(L, op, owner, strlen(owner));
 }
 
-static int store_release_lock(lua_State *L)
+static void parse_key_owner_ttl(lua_State *L, void *arg)
 {
-    rs_store *store = rs_lua_check_store(L, 1);
-    rs_error err = {0};
-    return push_result(L, rs_lock_release(store, check_key(L, 2), check_owner(L, 3), &err),
-                       &err);
+    lock_op *op = arg;
+    parse_key_owner(L, op);
+    op->ttl = check_ttl(L, 4);
 }
 
-static int store_is_locked(lua_State *L)
+static int run_acquire(rs_store *store, void *arg, rs_error *err)
 {
-    rs_store *store = rs_lua_check_store(L, 1);
-    rs_error err = {0};
-    return push_result(L, rs_lock_is_locked(store, check_key(L, 2), &err), &err);
+    lock_op *op = arg;
+    return rs_lock_acquire(store, op->key, op->owner, op->ttl, err);
+}
+
+static int run_refresh(rs_store *store, void *arg, rs_error *err)
+{
+    lock_op *op = arg;
+    return rs_lock_refresh(store, op->key, op->owner, op->ttl, err);
+}
+
+static int run_release(rs_store *store, void *arg, rs_error *err)
+{
+    lock_op *op = arg;
+    return rs_lock_release(store, op->key, op->owner, err);
+}
+
+static int run_is_locked(rs_store *store, void *arg, rs_error *err)
+{
+    lock_op *op = arg;
+    return rs_lock_is_locked(store, op->key, err);
+}
+
+static int push_boolean(lua_State *L, rs_store *store, void *arg, int rc)
+{
+    (void)store, (void)arg;
+    lua_pushboolean(L, rc);
+    return 1;
 }
 
 /* store:lock_owner(key) -> owner id (its bytes whole), or nil when free */
-static int store_lock_owner(lua_State *L)
+static int run_lock_owner(rs_store *store, void *arg, rs_error *err)
 {
-    rs_store *store = rs_lua_check_store(L, 1);
-    const char *key = check_key(L, 2);
-    rs_error err = {0};
-    char **owner = rs_lua_push_result(L);
-    size_t len;
-    int rc = rs_lock_owner_bytes(store, key, owner, &len, &err);
-    if (rc < 0) return rs_lua_raise(L, &err);
+    lock_op *op = arg;
+    return rs_lock_owner_bytes(store, op->key, &op->held_by, &op->held_len, err);
+}
+
+static int push_lock_owner(lua_State *L, rs_store *store, void *arg, int rc)
+{
+    lock_op *op = arg;
+    (void)store;
     if (rc == 0) lua_pushnil(L);
-    else rs_lua_result_to_string(L, owner, len);
+    else lua_pushlstring(L, op->held_by, op->held_len);
     return 1;
 }
+
+static void free_lock_owner(void *arg)
+{
+    lock_op *op = arg;
+    rs_free(op->held_by);
+    op->held_by = NULL;
+}
+
+static const rs_lua_op acquire_op = {
+    "try_acquire_lock", sizeof(lock_op), 3, parse_key_owner_ttl, run_acquire, push_boolean,
+    NULL, NULL,
+};
+static const rs_lua_op refresh_op = {
+    "refresh_lock", sizeof(lock_op), 3, parse_key_owner_ttl, run_refresh, push_boolean, NULL, NULL,
+};
+static const rs_lua_op release_op = {
+    "release_lock", sizeof(lock_op), 2, parse_key_owner, run_release, push_boolean, NULL, NULL,
+};
+static const rs_lua_op is_locked_op = {
+    "is_locked", sizeof(lock_op), 1, parse_key, run_is_locked, push_boolean, NULL, NULL,
+};
+static const rs_lua_op lock_owner_op = {
+    "lock_owner", sizeof(lock_op), 1, parse_key, run_lock_owner, push_lock_owner, NULL,
+    free_lock_owner,
+};
+
+static const rs_lua_op *const lock_ops[] = {
+    &acquire_op, &refresh_op, &release_op, &is_locked_op, &lock_owner_op, NULL,
+};
 
 /* store:lock_key(db [, collection]) and store:lock_key() for the three
  * Rigatoni forms: collection, database (__database__), deployment. */
@@ -365,11 +424,6 @@ static int rs_owner_id_lua(lua_State *L)
 }
 
 static const luaL_Reg lock_methods[] = {
-    {"try_acquire_lock", store_try_acquire_lock},
-    {"refresh_lock", store_refresh_lock},
-    {"release_lock", store_release_lock},
-    {"is_locked", store_is_locked},
-    {"lock_owner", store_lock_owner},
     {"lock_key", store_lock_key},
     {"lease", store_lease},
     {NULL, NULL},
@@ -395,6 +449,7 @@ static const luaL_Reg lease_meta[] = {
 void rs_lua_add_lock_methods(lua_State *L)
 {
     luaL_setfuncs(L, lock_methods, 0);
+    rs_lua_add_ops(L, lock_ops);
     luaL_newmetatable(L, LEASE_MT);
     luaL_setfuncs(L, lease_meta, 0);
     luaL_newlib(L, lease_methods);

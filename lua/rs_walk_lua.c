@@ -299,6 +299,34 @@ static int store_token_lines(lua_State *L)
     return push_walk(L, lines_iter);
 }
 
+/* Pushes a batch of token_batches from `e` (the first entry, just read)
+ * and the ones buffered with it: names, values, ttls, times, n. */
+static int push_batch(lua_State *L, rs_scan *scan, rs_scan_entry *e)
+{
+    lua_Integer n = 0;
+    int base = lua_gettop(L);
+    for (int t = 0; t < 4; t++) lua_createtable(L, 1000, 0);   /* base+1..base+4 */
+    do {
+        n++;
+        lua_pushlstring(L, e->collection, e->collection_len);
+        lua_rawseti(L, base + 1, n);
+        lua_pushlstring(L, e->value, e->value_len);
+        lua_rawseti(L, base + 2, n);
+        if (!(e->ttl < 0)) {                 /* no TTL: nil, a hole in the array */
+            push_ttl(L, e->ttl);
+            lua_rawseti(L, base + 3, n);
+        }
+        uint32_t seconds, increment;
+        if (rs_token_cluster_time(e->value, e->value_len, &seconds, &increment))
+            lua_pushinteger(L, (lua_Integer)seconds);
+        else
+            lua_pushboolean(L, 0);
+        lua_rawseti(L, base + 4, n);
+    } while (rs_scan_next_buffered(scan, e));
+    lua_pushinteger(L, n);
+    return 5;
+}
+
 /* Iterator function of token_batches: upvalue 1 = store (kept alive). */
 static int batches_iter(lua_State *L)
 {
@@ -306,27 +334,7 @@ static int batches_iter(lua_State *L)
     lua_settop(L, 1);
     rs_scan_entry e;
     if (!box_next(L, box, &e)) return lua_pushnil(L), 1;
-    lua_Integer n = 0;
-    for (int t = 0; t < 4; t++) lua_createtable(L, 1000, 0);   /* 2..5 */
-    do {
-        n++;
-        lua_pushlstring(L, e.collection, e.collection_len);
-        lua_rawseti(L, 2, n);
-        lua_pushlstring(L, e.value, e.value_len);
-        lua_rawseti(L, 3, n);
-        if (!(e.ttl < 0)) {                  /* no TTL: nil, a hole in the array */
-            push_ttl(L, e.ttl);
-            lua_rawseti(L, 4, n);
-        }
-        uint32_t seconds, increment;
-        if (rs_token_cluster_time(e.value, e.value_len, &seconds, &increment))
-            lua_pushinteger(L, (lua_Integer)seconds);
-        else
-            lua_pushboolean(L, 0);
-        lua_rawseti(L, 5, n);
-    } while (rs_scan_next_buffered(box->scan, &e));
-    lua_pushinteger(L, n);
-    return 5;
+    return push_batch(L, box->scan, &e);
 }
 
 /* for names, values, ttls, times, n in store:token_batches{match =, batch =,
