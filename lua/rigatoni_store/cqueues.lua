@@ -42,16 +42,17 @@ local function await(job)
 end
 M.await = await
 
--- Walks by batch (store:start(name, opts) gives the walk): an iterator whose
--- every step waits for that batch's job in the loop.
+-- Walks by batch: store:start(name, opts) gives the walk, walk:start_next()
+-- the job of its next batch (nil first value at the end). The iterator
+-- waits for each batch's job in the loop, so the loop runs between batches.
 local walks = { token_batches = true }
 
--- The walk as the generic for's closing value when it can be closed
--- (leaving the loop early stops its read-ahead), else nil.
-local function closable(walk)
+-- What the generic for closes when it ends or is left early (a break, an
+-- error): the walk, which stops its read-ahead.
+local function closer(walk)
   local mt = getmetatable(walk)
   if type(mt) == "table" and mt.__close then return walk end
-  return nil
+  return setmetatable({}, { __close = function() walk:close() end })
 end
 
 local function walk_iterator(store, name, ...)
@@ -60,12 +61,11 @@ local function walk_iterator(store, name, ...)
   return function()
     if ended then return nil end
     check_inside(name)
-    local job = walk:next()
-    if not job then ended = true return nil end
+    local job = walk:start_next()
     local first, a, b, c, d = await(job)
     if first == nil then ended = true end
     return first, a, b, c, d
-  end, nil, nil, closable(walk)
+  end, nil, nil, closer(walk)
 end
 
 -- wrap(store) -> an object whose methods are the store's methods run as
