@@ -463,7 +463,8 @@ describe("packaging", function()
       local expected = { "bin/rigatoni-store", "share/man/man1/rigatoni-store.1",
                          "share/bash-completion/completions/rigatoni-store",
                          "lib/lua/5.4/rigatoni_store.so", "include/rigatoni_store.h",
-                         "lib/pkgconfig/rigatoni_store.pc", "share/rigatoni_store/scripts/lib/cli.lua" }
+                         "lib/pkgconfig/rigatoni_store.pc", "share/rigatoni_store/scripts/lib/cli.lua",
+                         "share/lua/5.4/rigatoni_store/cqueues.lua", "share/lua/5.4/rigatoni_store/luv.lua" }
       for _, s in ipairs(scripts) do
         expected[#expected + 1] = "share/rigatoni_store/scripts/" .. s.name .. ".lua"
       end
@@ -568,6 +569,11 @@ describe("packaging", function()
                                     'print(rs.version); print(type(rs.new))') .. " 2>&1")
       assert(ok, out)
       assert.equal(tree .. "/lib/lua/5.4/rigatoni_store.so\n" .. version() .. "\nfunction\n", out)
+      -- the event-loop adapters, pure Lua, in the tree's share/lua/5.4
+      for _, m in ipairs { "cqueues", "luv" } do
+        local path = tree .. "/share/lua/5.4/rigatoni_store/" .. m .. ".lua"
+        assert(read_file(path), "the rock did not install " .. path)
+      end
     end)
 
     it("installs the host under the tree's bin/, and it finds its bundled scripts", function()
