@@ -33,7 +33,9 @@ end
 local function await(job)
   if not job:ready() then
     local fd = job:pollfd()
-    repeat cqueues.poll(job) until job:ready()
+    -- poll gives back the job once its descriptor is readable (which is
+    -- when the job is done); anything else (an interrupted poll) waits on.
+    repeat until cqueues.poll(job) == job
     -- cqueues remembers descriptors it polled: forget this one before
     -- wait() closes it (the number is soon another job's).
     cqueues.cancel(fd)

@@ -6,7 +6,7 @@
 --        10 ms ticker while a coroutine saves and gets every 5 ms and the
 --        server (PID) is frozen 2 s with SIGSTOP (SIGCONT always sent)
 --   lua5.4 loops_bench.lua URL - get16 SECONDS   get_resume_token/s of 16
---        coroutines through rigatoni_store.cqueues (pool_size 16)
+--        coroutines through rigatoni_store.cqueues (pool_size and workers 16)
 --   lua5.4 loops_bench.lua URL - get1 SECONDS    the same, one coroutine
 --   lua5.4 loops_bench.lua URL - blocking SECONDS   blocking get_resume_token/s
 
@@ -96,7 +96,7 @@ end
 
 local function gets(n_co, seconds)
   local rsq = require "rigatoni_store.cqueues"
-  local store = rs.new { url = url, pool_size = math.max(n_co, 1) }
+  local store = rs.new { url = url, pool_size = math.max(n_co, 1), workers = math.max(n_co, 1) }
   store:save_resume_token("bench:get", TOKEN)
   local s = rsq.wrap(store)
   local cq = cqueues.new()
