@@ -80,7 +80,8 @@ $(BUILD)/obj/lua/%.o: lua/%.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(DEPFLAGS) $(LUA_CFLAGS) -c $< -o $@
 
--include $(wildcard $(BUILD)/obj/core/*.d $(BUILD)/obj/lua/*.d $(BUILD)/tests/*.d)
+-include $(wildcard $(BUILD)/obj/core/*.d $(BUILD)/obj/lua/*.d $(BUILD)/tests/*.d \
+                    $(BUILD)/examples/*.d)
 
 $(BUILD)/librigatoni_store.a: $(CORE_OBJ)
 	@rm -f $@
@@ -156,6 +157,14 @@ $(BUILD)/tests/%: spec/c/%.c $(BUILD)/librigatoni_store.a
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(DEPFLAGS) -Ispec/c $< -o $@ $(BUILD)/librigatoni_store.a $(LIBS)
 
+# contrib/epoll_jobs.c: jobs driven from epoll (test_jobs runs it).
+EXAMPLES := $(BUILD)/examples/epoll_jobs
+all: $(EXAMPLES)
+$(BUILD)/examples/%: contrib/%.c $(BUILD)/librigatoni_store.a
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(DEPFLAGS) $< -o $@ $(BUILD)/librigatoni_store.a $(LIBS)
+$(BUILD)/tests/test_jobs: $(BUILD)/examples/epoll_jobs
+
 # The history checker drives the fault proxy of the specs.
 $(BUILD)/tests/test_history: $(BUILD)/bin/faultproxy
 $(BUILD)/bin/faultproxy: spec/support/faultproxy.c
@@ -194,7 +203,7 @@ test-tsan:
 	    build-tsan/tests/test_pool_exhaust build-tsan/tests/test_metrics \
 	    build-tsan/tests/test_config_race build-tsan/tests/test_cluster \
 	    build-tsan/tests/test_null_err build-tsan/tests/test_readahead \
-	    build-tsan/tests/test_open_job
+	    build-tsan/tests/test_jobs build-tsan/tests/test_open_job
 
 # The Lua module under ASan+UBSan, with an ASan-linked interpreter
 # (spec/support/asan_lua.c) that spec/run-tests.sh puts first in PATH as

@@ -42,6 +42,12 @@ static int attempt_loop(rs_store *store, rs_call *call, rs_error *err)
 {
     rs_error last;
     rs_error_clear(&last);
+    /* A call begun while the store closes (by a job's fn, a walk's thread)
+     * is not sent: the close waits only for what is on the wire. */
+    if (rs_closing_is_set(&store->closing)) {
+        rs_closing_error(err, call->what);
+        return -1;
+    }
     for (int attempt = 1;; attempt++) {
         rs_attempt at;
         call->attempts = attempt;
@@ -58,7 +64,7 @@ static int attempt_loop(rs_store *store, rs_call *call, rs_error *err)
             return -1;
         }
         int may_repeat = call->rule == RS_RETRY_IDEMPOTENT || at.repeatable;
-        if (!may_repeat || !rs_retry_wait(store->cfg, call->what, attempt, &last)) {
+        if (!may_repeat || !rs_retry_wait(store, call->what, attempt, &last)) {
             rs_exec_fail(err, call->what, attempt, &last);
             /* Every reply read, some an error: a caller that asks keeps
              * them, to tell the commands that ran from those refused. */

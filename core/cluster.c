@@ -255,7 +255,7 @@ rs_cluster *rs_cluster_new(rs_store *store, rs_error *err)
     pthread_mutex_init(&cl->refresh_lock, NULL);
     for (int i = 0; i < NSLOTS; i++) cl->slots[i] = -1;
     atomic_store(&cl->stale, 1);
-    if (rs_retry_step(store->cfg, "cluster discovery", refresh_step, cl, err) < 0) {
+    if (rs_retry_step(store, "cluster discovery", refresh_step, cl, err) < 0) {
         rs_cluster_free(cl);
         return NULL;
     }

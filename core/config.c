@@ -51,6 +51,7 @@ static const option options[] = {
     {"key_prefix", OPT_STRING, F(key_prefix), 0, 0, 0},
     {"lock_prefix", OPT_STRING, F(lock_prefix), 0, 0, 0},
     {"scan_count", OPT_INT, F(scan_count), 1, 1000000, 0},
+    {"workers", OPT_INT, F(workers), 1, 1000, 0},
     {"sentinel_master", OPT_STRING, F(sentinel_master), 0, 0, 0},
     {"sentinel_username", OPT_STRING, F(sentinel_username), 0, 0, 0},
     {"sentinel_password", OPT_SECRET, F(sentinel_password), 0, 0, 0},
@@ -113,6 +114,10 @@ rs_config *rs_config_new(void)
     cfg->idle_check_after = 30;
     cfg->spin_wait = 0.0001;
     cfg->scan_count = 1000;
+    /* Jobs' worker threads: at least 2, so one call stuck on a frozen
+     * server does not hold every job; few, as each may hold one of the
+     * pool's connections (pool_size 10), and started only as needed. */
+    cfg->workers = 4;
     cfg->wait_timeout = 1;
     cfg->tls_verify = 1;
     cfg->key_prefix = strdup("rigatoni:resume_token");

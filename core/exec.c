@@ -209,14 +209,14 @@ int rs_call_attempt(rs_pool *pool, rs_call *call, rs_attempt *at, rs_error *last
     return -1;
 }
 
-int rs_retry_step(const rs_config *cfg, const char *what, int (*step)(void *, rs_error *),
+int rs_retry_step(rs_store *store, const char *what, int (*step)(void *, rs_error *),
                   void *ctx, rs_error *err)
 {
     rs_error last;
     rs_error_clear(&last);
     for (int attempt = 1;; attempt++) {
         if (step(ctx, &last) == 0) return 0;
-        if (!rs_retry_wait(cfg, what, attempt, &last)) {
+        if (!rs_retry_wait(store, what, attempt, &last)) {
             rs_exec_fail(err, what, attempt, &last);
             return -1;
         }

@@ -81,6 +81,7 @@ struct rs_config {
     char *key_prefix;
     char *lock_prefix;
     int scan_count;
+    int workers;             /* most worker threads for jobs (jobs.c) */
     char *sentinel_master;
     char *sentinel_username;
     char *sentinel_password;
@@ -219,8 +220,9 @@ void rs_error_from_reply(rs_error *err, const char *str, size_t len);
 double rs_retry_delay(const rs_config *cfg, int n);
 /* After failed attempt number `attempt` of `what`: when the failure is
  * retryable and attempts remain, counts and logs the retry, sleeps the
- * delay and returns 1; else returns 0. */
-int rs_retry_wait(const rs_config *cfg, const char *what, int attempt, const rs_error *last);
+ * delay and returns 1; else returns 0, also when the store's close begins
+ * before or during the delay (closing.c). */
+int rs_retry_wait(rs_store *store, const char *what, int attempt, const rs_error *last);
 
 /* ---- the execution engine: exec.c (one attempt), call.c (the loop) ----
  *
@@ -331,7 +333,7 @@ int rs_resp_append(redisContext *ctx, size_t ncmds, const rs_cmd *cmds);
 int rs_call_attempt(rs_pool *pool, rs_call *call, rs_attempt *at, rs_error *last);
 /* The retry policy for a step that is not a pipeline (reading the slot
  * map): runs step(ctx, last) until it returns 0 or the failure is final. */
-int rs_retry_step(const rs_config *cfg, const char *what, int (*step)(void *, rs_error *),
+int rs_retry_step(rs_store *store, const char *what, int (*step)(void *, rs_error *),
                   void *ctx, rs_error *err);
 /* The final error of a call: "<what> failed after N attempts: ...". */
 void rs_exec_fail(rs_error *err, const char *what, int attempts, const rs_error *last);
@@ -532,6 +534,37 @@ void rs_metrics_reset_to(rs_metrics *m, const rs_pool_stats *pool);
 void rs_note_retry(const rs_config *cfg, const char *what, int attempt, int max_attempts, const rs_error *last,
                    double delay);
 
+/* ---- closing.c: a store's close, heard by the threads working on it ---- */
+typedef struct rs_closing {
+    pthread_mutex_t lock;
+    pthread_cond_t wake;     /* broadcast when the close begins */
+    atomic_int set;
+} rs_closing;
+int rs_closing_init(rs_closing *c);         /* 0 or -1 */
+void rs_closing_destroy(rs_closing *c);
+/* The close begins: every rs_closing_sleep ends now, and later ones at once. */
+void rs_closing_begin(rs_closing *c);
+int rs_closing_is_set(rs_closing *c);
+/* Sleeps `seconds` (a retry's backoff): 0 when slept, -1 when the close
+ * began before or during it. */
+int rs_closing_sleep(rs_closing *c, double seconds);
+/* A call not sent because the store is closing: RS_ERR_CONNECTION,
+ * retryable 0, attempts 0 (nothing was sent, so not RS_ERR_UNKNOWN). */
+void rs_closing_error(rs_error *err, const char *what);
+
+/* ---- jobs.c: the store's worker threads and their FIFO queue ---- */
+typedef struct rs_workers rs_workers;
+/* At most `max` workers for `store`, none started yet. NULL: no memory. */
+rs_workers *rs_workers_new(rs_store *store, int max);
+/* rs_store_close, in this order: rs_workers_stop (every queued job done
+ * with "store closed before the job ran"; no job starts or is taken from
+ * now on), rs_closing_begin (running jobs stop retrying), rs_workers_join
+ * (the running jobs have returned, the workers ended), rs_workers_free.
+ * Each accepts NULL. */
+void rs_workers_stop(rs_workers *w);
+void rs_workers_join(rs_workers *w);
+void rs_workers_free(rs_workers *w);
+
 /* ---- store.c ---- */
 struct rs_store {
     rs_config *cfg;
@@ -544,6 +577,8 @@ struct rs_store {
         rs_script lock_refresh, lock_release, save_fenced;   /* lock.c */
     } scripts;
     rs_metrics metrics;              /* metrics.c; zeroed by calloc, no set-up */
+    rs_workers *workers;             /* jobs.c: threads start with the first job */
+    rs_closing closing;              /* closing.c: set when rs_store_close begins */
     /* Threads still running on this store: a walk's read-ahead (scan.c;
      * a walk closed while one was on the wire leaves it to end by itself)
      * and save jobs (save_job.c). Closing the store waits for them. */

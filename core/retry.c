@@ -137,14 +137,17 @@ void rs_error_from_reply(rs_error *err, const char *str, size_t len)
     if (err) err->reply = cls;
 }
 
-int rs_retry_wait(const rs_config *cfg, const char *what, int attempt, const rs_error *last)
+int rs_retry_wait(rs_store *store, const char *what, int attempt, const rs_error *last)
 {
+    const rs_config *cfg = store->cfg;
     /* A pool timeout is not retried: waiting again would multiply the wait. */
     if (!last->retryable || last->kind == RS_ERR_POOL || attempt > cfg->max_retries) return 0;
+    /* A store closing makes no new attempt (closing.c): the call fails
+     * with the failure it had. */
+    if (rs_closing_is_set(&store->closing)) return 0;
     double delay = rs_retry_delay(cfg, attempt);
     rs_note_retry(cfg, what, attempt, cfg->max_retries + 1, last, delay);
-    rs_sleep(delay);
-    return 1;
+    return rs_closing_sleep(&store->closing, delay) == 0;
 }
 
 double rs_retry_delay(const rs_config *cfg, int n)

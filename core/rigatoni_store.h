@@ -139,7 +139,7 @@ typedef struct rs_config rs_config;
  * connection_timeout 5 s, command_timeout 5 s, retry_base_delay 0.1 s,
  * retry_max_delay 5 s, idle_check_after 30 s, spin_wait 100 us, cluster_mode false,
  * key_prefix "rigatoni:resume_token", lock_prefix "rigatoni:lock",
- * scan_count 1000, sentinel_master "mymaster", tls.verify true.
+ * scan_count 1000, workers 4, sentinel_master "mymaster", tls.verify true.
  * Returns NULL when out of memory. */
 rs_config *rs_config_new(void);
 rs_config *rs_config_copy(const rs_config *cfg);
@@ -148,7 +148,7 @@ void rs_config_free(rs_config *cfg);
 /* Sets one option from its text form, as INI files and command lines give
  * it. Names: url, pool_size, ttl, max_retries, connection_timeout,
  * command_timeout, retry_base_delay, retry_max_delay, idle_check_after, spin_wait,
- * cluster_mode, key_prefix, lock_prefix, scan_count, sentinel_master,
+ * cluster_mode, key_prefix, lock_prefix, scan_count, workers, sentinel_master,
  * sentinel_username, sentinel_password, wait_replicas, wait_timeout,
  * tls.ca_file, tls.ca_path, tls.cert_file, tls.key_file, tls.server_name,
  * tls.verify. Durations accept seconds ("2.5") or a unit suffix
@@ -208,7 +208,8 @@ typedef struct rs_store rs_store;
  * PING (retried within the retry policy). NULL + err on failure. */
 rs_store *rs_store_open(const rs_config *cfg, rs_error *err);
 /* Closes all connections and frees the store. NULL is ignored. Must not be
- * called while other threads still use the store. */
+ * called while other threads still use the store (jobs may still be in
+ * flight: see "Jobs" below for what close does to them). */
 void rs_store_close(rs_store *store);
 
 /* The config the store runs with (read only, owned by the store). */
@@ -318,6 +319,61 @@ int rs_command_reply(rs_store *store, int argc, const char **argv,
                      const size_t *argvlen, int flags, rs_reply **out,
                      rs_error *err);
 void rs_reply_free(rs_reply *value);
+
+/* ------------------------------------------------------------------------
+ * Jobs: any blocking call started now, finished later (event loops)
+ *
+ * rs_job_start queues fn(store, arg, err) for one of the store's worker
+ * threads and returns at once; fn runs blocking calls of this header, so
+ * a job's result, rs_error, retries (their backoff sleeps included) and
+ * RS_ERR_UNKNOWN rules are those of the blocking calls: only the thread
+ * they run on differs. The workers (the `workers` option, default 4) start
+ * as the queue needs them, none for a store that never starts a job; jobs
+ * start in FIFO order and may end in any order.
+ *
+ * Ownership
+ *  - arg stays the caller's: fn may use it until it returns, so the
+ *    caller leaves it alone until rs_job_ready says 1 or rs_job_finish
+ *    returns; after rs_job_abandon it is the job's (free_arg).
+ *  - The fd (rs_job_fd) is the job's: poll it, never read or close it. It
+ *    becomes readable when the job is done and stays so until
+ *    rs_job_finish / rs_job_abandon closes it.
+ *  - The job is the caller's until rs_job_finish or rs_job_abandon, which
+ *    must be called exactly once, also after the store is closed.
+ *
+ * Closing the store with jobs in flight (rs_store_close): jobs still
+ * queued are done at once without running, with RS_ERR_CONNECTION,
+ * retryable 0, attempts 0 ("store closed before the job ran": nothing
+ * was sent). A running job's retry backoff is cut short (it fails with
+ * the failure that made it retry), a call it starts after the close began
+ * fails at once the same way as a queued job, and the attempt in progress
+ * ends within its timeouts; close waits for that. Every job is then done;
+ * an unfinished one stays valid (finish or abandon it), and never touches
+ * the freed store. rs_job_start during the close (from a job's fn, or
+ * from another thread while it runs) fails with that error.
+ * fn must not wait for another job of the same store (the workers could
+ * all be waiting). */
+typedef struct rs_job rs_job;
+/* The operation a job runs on a worker thread: any blocking call(s) of
+ * this header. Its return value and err are what rs_job_finish gives. */
+typedef int (*rs_job_fn)(rs_store *store, void *arg, rs_error *err);
+/* NULL + err when it cannot start (store closing, no memory, no thread,
+ * no file descriptor). Never waits for the server. */
+rs_job *rs_job_start(rs_store *store, rs_job_fn fn, void *arg, rs_error *err);
+/* Readable (POLLIN) exactly when rs_job_ready says 1, and from then on.
+ * For epoll, libuv, libevent, cqueues. Owned by the job. */
+int rs_job_fd(const rs_job *job);
+/* 1 once done, else 0; never blocks. */
+int rs_job_ready(const rs_job *job);
+/* Waits until the job is done (at once when ready), then returns fn's
+ * result with its rs_error copied into err, closes the fd and frees the
+ * job. */
+int rs_job_finish(rs_job *job, rs_error *err);
+/* The caller no longer wants the job: it is freed, and free_arg(arg)
+ * called when not NULL, once fn has returned (from the worker thread), or
+ * at once (on this thread) when already done. fn is not cancelled: it
+ * runs if it has not yet (unless the store closes first). */
+void rs_job_abandon(rs_job *job, void (*free_arg)(void *arg));
 
 /* ------------------------------------------------------------------------
  * Identity: which data set a store reaches, told by the servers themselves

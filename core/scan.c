@@ -195,7 +195,7 @@ static int map_step(void *ctx, rs_error *last)
 static int read_map(rs_scan *scan, rs_pool **owners, rs_error *err)
 {
     map_read m = {scan->store, owners};
-    return rs_retry_step(scan->store->cfg, "list (slot map)", map_step, &m, err);
+    return rs_retry_step(scan->store, "list (slot map)", map_step, &m, err);
 }
 
 /* Whether a master has slots migrating or importing. A user that may not
@@ -303,7 +303,12 @@ static int end_round(rs_scan *scan, rs_error *err)
            "from the start (names listed before are not listed again)", scan->nnodes,
            scan->nnodes == 1 ? "" : "s");
     /* An open migration may end soon: give it the time of a retry. */
-    if (open) rs_sleep(rs_retry_delay(scan->store->cfg, scan->rounds));
+    if (open && rs_closing_sleep(&scan->store->closing,
+                                 rs_retry_delay(scan->store->cfg, scan->rounds)) < 0) {
+        free(now);
+        rs_closing_error(err, "list");
+        return -1;
+    }
     begin_round(scan, now, open);
     return 0;
 }

@@ -45,11 +45,16 @@ rs_store *rs_store_open(const rs_config *cfg, rs_error *err)
     rs_error_clear(err);
     if (rs_config_validate(cfg, err) < 0) return NULL;
     rs_store *store = calloc(1, sizeof *store);
+    if (store && rs_closing_init(&store->closing) < 0) {
+        free(store);
+        store = NULL;
+    }
     if (store) {
         pthread_mutex_init(&store->threads_lock, NULL);
         pthread_cond_init(&store->threads_done, NULL);
     }
-    if (!store || !(store->cfg = rs_config_copy(cfg))) {
+    if (!store || !(store->cfg = rs_config_copy(cfg)) ||
+        !(store->workers = rs_workers_new(store, store->cfg->workers))) {
         rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
         rs_store_close(store);
         return NULL;
@@ -101,6 +106,11 @@ void rs_store_threads(rs_store *store, int delta)
 void rs_store_close(rs_store *store)
 {
     if (!store) return;
+    /* Jobs queued are done without running; running ones and a walk's
+     * threads stop retrying (closing.c) and end their attempt in progress. */
+    rs_workers_stop(store->workers);
+    rs_closing_begin(&store->closing);
+    rs_workers_join(store->workers);
     /* A walk closed mid-step left its threads to finish that step (within
      * the retry policy): they still use the pools. */
     pthread_mutex_lock(&store->threads_lock);
@@ -113,6 +123,8 @@ void rs_store_close(rs_store *store)
     rs_cluster_free(store->cluster);
     rs_tls_free(store->tls);
     rs_config_free(store->cfg);
+    rs_workers_free(store->workers);
+    rs_closing_destroy(&store->closing);
     free(store);
 }
 

@@ -64,6 +64,7 @@ static const struct setting {
     {"redis", "key_prefix", "key_prefix"},
     {"redis", "lock_prefix", "lock_prefix"},
     {"redis", "scan_count", "scan_count"},
+    {"redis", "workers", "workers"},
     {"redis", "password", "password"},
     {"redis", "password_file", "password_file"},
     {"sentinel", "master", "sentinel_master"},

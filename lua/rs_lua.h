@@ -114,7 +114,8 @@ int rs_lua_save_token(lua_State *L, rs_store *store, int coll_idx, int token_idx
 /* Collection names: non-empty strings. Raises a serialization error. */
 const char *rs_lua_check_collection(lua_State *L, int idx, size_t *len);
 /* Decodes stored token bytes and pushes the table; on corrupt bytes pushes
- * nil and returns 0 with `err` naming the key. */
+ * nil and returns 0 with `err` naming the key (the collection when `store`
+ * is NULL: closed). */
 int rs_lua_push_token(lua_State *L, rs_store *store, const char *coll, size_t coll_len,
                       const char *bytes, size_t len, rs_error *err);
 /* An optional ttl argument: nil = configured (RS_TTL_DEFAULT), false or 0
@@ -142,7 +143,8 @@ void rs_lua_result_to_string(lua_State *L, char **box, size_t len);
  *   run:   any thread, never Lua: the core's blocking calls; returns what
  *          they return (< 0: failed, `err` set).
  *   push:  Lua thread, after run returned rc >= 0: pushes the results and
- *          returns their count (or raises, as the method would).
+ *          returns their count (or raises, as the method would). `store`
+ *          is NULL when it was closed while the op ran as a job.
  *   fail:  optional; Lua thread, run failed: adds fields to the error
  *          object at the top before it is raised (save_many's written).
  *   free:  optional; any thread: frees what run left in `op` (core

@@ -80,7 +80,7 @@ enum { JOB_NEW, JOB_RUNNING, JOB_WAITED, JOB_ORPHANED };
 
 typedef struct job_box {
     op_call *call;        /* owned here; NULL once freed or handed on */
-    struct rs_job *job;   /* while running */
+    rs_job *job;          /* from start until waited for or abandoned */
     int state;
 } job_box;                /* user values: 1 the store, 2 an anchor */
 
@@ -129,7 +129,8 @@ static int op_method(lua_State *L)
     return n;
 }
 
-void rs_lua_add_ops(lua_State *L, const rs_lua_op *const ops[])
+/* Pushes the table of startable names (name -> descriptor or starter). */
+static void push_startable(lua_State *L)
 {
     lua_getfield(L, LUA_REGISTRYINDEX, STARTABLE_KEY);
     if (lua_isnil(L, -1)) {
@@ -138,6 +139,11 @@ void rs_lua_add_ops(lua_State *L, const rs_lua_op *const ops[])
         lua_pushvalue(L, -1);
         lua_setfield(L, LUA_REGISTRYINDEX, STARTABLE_KEY);
     }
+}
+
+void rs_lua_add_ops(lua_State *L, const rs_lua_op *const ops[])
+{
+    push_startable(L);
     for (size_t i = 0; ops[i]; i++) {
         lua_pushlightuserdata(L, (void *)ops[i]);
         lua_pushvalue(L, -1);
@@ -148,18 +154,206 @@ void rs_lua_add_ops(lua_State *L, const rs_lua_op *const ops[])
     lua_pop(L, 1);
 }
 
+/* ---------------------------------------------------------------------
+ * Jobs: store:start(name, ...) and the job object
+ * ------------------------------------------------------------------ */
+
+/* The worker's side: the op's run, never Lua. */
+static int job_run(rs_store *store, void *arg, rs_error *err)
+{
+    op_call *call = arg;
+    return call->desc->run(store, call->op, err);
+}
+
+/* Called by the store as it closes (rs_lua_store_track): the job stays
+ * valid (rs_store_close ends it, so its fd turns readable) and job:wait()
+ * still gives its outcome (a job the close cut short or never ran fails
+ * with the core's error), pushed without the store. */
+static int job_orphan(lua_State *L)
+{
+    job_box *box = luaL_testudata(L, 1, JOB_MT);
+    if (box && box->state == JOB_RUNNING) box->state = JOB_ORPHANED;
+    return 0;
+}
+
+void rs_lua_op_start(lua_State *L, int store_idx, int anchor)
+{
+    store_idx = lua_absindex(L, store_idx);
+    if (anchor) anchor = lua_absindex(L, anchor);
+    job_box *box = luaL_checkudata(L, -1, JOB_MT);
+    rs_store *store = rs_lua_check_store(L, store_idx);
+    lua_pushvalue(L, store_idx);          /* kept alive while the job runs */
+    lua_setiuservalue(L, -2, 1);
+    if (anchor) {
+        lua_pushvalue(L, anchor);
+        lua_setiuservalue(L, -2, 2);
+    }
+    rs_error err = {0};
+    rs_job *job = rs_job_start(store, job_run, box->call, &err);
+    if (!job) rs_lua_raise(L, &err);
+    box->job = job;
+    box->state = JOB_RUNNING;
+    rs_lua_store_track(L, store_idx, -1, job_orphan);
+}
+
+/* store:start(name, ...) -> job: the method `name` with these arguments,
+ * checked now (its errors for bad input raised here, before anything is
+ * sent), run on a worker of the store. */
+static int store_start(lua_State *L)
+{
+    rs_lua_log_drain(L);
+    rs_lua_check_store(L, 1);
+    const char *name = luaL_checkstring(L, 2);
+    push_startable(L);
+    int type = lua_getfield(L, -1, name);
+    if (type == LUA_TFUNCTION) {          /* a starter of its own (a walk) */
+        lua_CFunction start = lua_tocfunction(L, -1);
+        lua_pop(L, 2);
+        lua_remove(L, 2);
+        return start(L);
+    }
+    if (type != LUA_TLIGHTUSERDATA)
+        return rs_lua_raisef(L, RS_ERR_CONFIG, "not available as a job: %.200s", name);
+    const rs_lua_op *desc = lua_touserdata(L, -1);
+    lua_pop(L, 2);
+    lua_remove(L, 2);                     /* the arguments as the method has them */
+    if (lua_gettop(L) < desc->nargs + 1) lua_settop(L, desc->nargs + 1);
+    void *op = rs_lua_op_new(L, desc);
+    int owner = lua_gettop(L);
+    desc->parse(L, op);
+    lua_pushvalue(L, owner);              /* parse may have left values above it */
+    rs_lua_op_start(L, 1, 0);
+    return 1;
+}
+
+static job_box *check_job(lua_State *L)
+{
+    return luaL_checkudata(L, 1, JOB_MT);
+}
+
+static int already_waited(lua_State *L)
+{
+    return luaL_error(L, "this job was already waited for");
+}
+
+/* job:pollfd() -> a file descriptor that polls readable once the job is
+ * done (the job's own: poll it, never read or close it). */
+static int job_pollfd(lua_State *L)
+{
+    job_box *box = check_job(L);
+    if (!box->job) return already_waited(L);
+    lua_pushinteger(L, rs_job_fd(box->job));
+    return 1;
+}
+
+static int job_events(lua_State *L)
+{
+    check_job(L);
+    lua_pushliteral(L, "r");
+    return 1;
+}
+
+/* job:timeout() -> nil: the store's own timeouts bound a job. */
+static int job_timeout(lua_State *L)
+{
+    check_job(L);
+    lua_pushnil(L);
+    return 1;
+}
+
+/* job:ready() -> true once done (never blocks); lines the workers logged
+ * reach the Lua log handler here. */
+static int job_ready(lua_State *L)
+{
+    job_box *box = check_job(L);
+    int ready = !box->job || rs_job_ready(box->job);
+    rs_lua_log_drain(L);
+    lua_pushboolean(L, ready);
+    return 1;
+}
+
+/* job:wait() -> the method's results, or raises its error object; blocks
+ * until the job is done. Once. */
+static int job_wait(lua_State *L)
+{
+    job_box *box = check_job(L);
+    lua_settop(L, 1);
+    rs_lua_log_drain(L);
+    if (!box->job) return already_waited(L);
+    rs_error err = {0};
+    int rc = rs_job_finish(box->job, &err);
+    int orphaned = box->state == JOB_ORPHANED;
+    box->job = NULL;
+    box->state = JOB_WAITED;
+    lua_getiuservalue(L, 1, 1);           /* 2: the store, held until now */
+    lua_getiuservalue(L, 1, 2);           /* 3: the anchor */
+    lua_pushnil(L);
+    lua_setiuservalue(L, 1, 1);
+    lua_pushnil(L);
+    lua_setiuservalue(L, 1, 2);
+    /* A store closed meanwhile: the outcome is still the job's own, pushed
+     * without the store. */
+    rs_store *store = orphaned ? NULL : rs_lua_check_store(L, 2);
+    int n = push_outcome(L, store, box->call, rc, &err);
+    call_free(box->call);
+    box->call = NULL;
+    rs_lua_log_drain(L);
+    return n;
+}
+
+/* __gc and __close: a job not waited for is abandoned (it frees its op
+ * itself once done); an op never started is freed. */
 static int job_gc(lua_State *L)
 {
     job_box *box = luaL_checkudata(L, 1, JOB_MT);
-    call_free(box->call);
+    if (box->job) {
+        rs_job_abandon(box->job, call_free);
+        box->job = NULL;
+        box->state = JOB_WAITED;
+    } else {
+        call_free(box->call);
+    }
     box->call = NULL;
     return 0;
 }
 
+static int job_tostring(lua_State *L)
+{
+    job_box *box = check_job(L);
+    if (box->call) lua_pushfstring(L, "rigatoni_store.job (%s)", box->call->desc->name);
+    else lua_pushliteral(L, "rigatoni_store.job (waited for)");
+    return 1;
+}
+
+void rs_lua_add_starter(lua_State *L, const char *name, lua_CFunction start)
+{
+    push_startable(L);
+    lua_pushcfunction(L, start);
+    lua_setfield(L, -2, name);
+    lua_pop(L, 1);
+}
+
+static const luaL_Reg job_methods[] = {
+    {"pollfd", job_pollfd},
+    {"events", job_events},
+    {"timeout", job_timeout},
+    {"ready", job_ready},
+    {"wait", job_wait},
+    {NULL, NULL},
+};
+
 void rs_lua_add_op_methods(lua_State *L)
 {
+    lua_pushcfunction(L, store_start);
+    lua_setfield(L, -2, "start");
     luaL_newmetatable(L, JOB_MT);
     lua_pushcfunction(L, job_gc);
     lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, job_gc);
+    lua_setfield(L, -2, "__close");
+    lua_pushcfunction(L, job_tostring);
+    lua_setfield(L, -2, "__tostring");
+    luaL_newlib(L, job_methods);
+    lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
 }

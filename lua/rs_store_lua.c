@@ -85,6 +85,12 @@ const char *rs_lua_check_collection(lua_State *L, int idx, size_t *len)
 /* Pushes the key of a collection, for messages about stored values. */
 static void push_key(lua_State *L, rs_store *store, const char *coll, size_t len)
 {
+    if (!store) {
+        lua_pushliteral(L, "<key_prefix>:");
+        lua_pushlstring(L, coll, len);
+        lua_concat(L, 2);
+        return;
+    }
     char prefix[512];
     rs_config_get(rs_store_config(store), "key_prefix", prefix, sizeof prefix);
     lua_pushstring(L, prefix);

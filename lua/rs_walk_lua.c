@@ -9,6 +9,8 @@
  * threads use it. Rows of token_lines are formatted in rs_rows_lua.c.
  */
 #include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -354,6 +356,181 @@ static int store_token_batches(lua_State *L)
     return push_walk(L, batches_iter);
 }
 
+/* ---------------------------------------------------------------------
+ * token_batches by jobs: store:start("token_batches", {match =, batch =,
+ * ttl =}) -> walk; walk:start_next() -> job whose wait() gives the next
+ * batch (names, values, ttls, times, n as token_batches') or nil at the
+ * end. The fetch (rs_scan_next) runs on a worker; the batch is pushed
+ * from the scan's buffer on the Lua thread. One job at a time per walk.
+ *
+ * The scan lives in a batch_walk shared by the walk userdata and the
+ * job in flight (counted references: the last one closes the scan, on
+ * whichever thread). A job dropped after it fetched loses the walk's
+ * place: the walk then raises.
+ * ------------------------------------------------------------------ */
+
+#define BWALK_MT "rigatoni_store.batch_walk"
+
+typedef struct batch_walk {
+    rs_scan *scan;
+    atomic_int refs;       /* the walk userdata, and the job in flight */
+    atomic_int busy;       /* a job of it is in flight */
+    atomic_int lost;       /* a job that fetched was dropped unwaited */
+    int ended;             /* Lua thread only */
+    int orphaned;          /* its store closed */
+} batch_walk;
+
+static void bwalk_release(batch_walk *w)
+{
+    if (atomic_fetch_sub(&w->refs, 1) != 1) return;
+    rs_scan_close(w->scan);
+    free(w);
+}
+
+typedef struct next_op {
+    batch_walk *w;
+    int ended, ran, consumed;
+    rs_scan_entry e;
+} next_op;
+
+static int run_next(rs_store *store, void *arg, rs_error *err)
+{
+    next_op *op = arg;
+    (void)store;
+    if (op->ended) return 0;
+    op->ran = 1;
+    return rs_scan_next(op->w->scan, &op->e, err);
+}
+
+static int push_next(lua_State *L, rs_store *store, void *arg, int rc)
+{
+    next_op *op = arg;
+    (void)store;
+    op->consumed = 1;
+    atomic_store(&op->w->busy, 0);
+    if (rc == 0) {
+        op->w->ended = 1;
+        lua_pushnil(L);
+        return 1;
+    }
+    return push_batch(L, op->w->scan, &op->e);
+}
+
+static void fail_next(lua_State *L, void *arg)
+{
+    next_op *op = arg;
+    (void)L;
+    op->consumed = 1;
+    atomic_store(&op->w->busy, 0);
+}
+
+/* Any thread: a job not waited for frees its op here. */
+static void free_next(void *arg)
+{
+    next_op *op = arg;
+    if (!op->w) return;
+    if (!op->consumed) {
+        if (op->ran) atomic_store(&op->w->lost, 1);
+        atomic_store(&op->w->busy, 0);
+    }
+    bwalk_release(op->w);
+    op->w = NULL;
+}
+
+static const rs_lua_op next_batch_op = {
+    "token_batches", sizeof(next_op), 0, NULL, run_next, push_next, fail_next, free_next,
+};
+
+static batch_walk **check_bwalk(lua_State *L)
+{
+    return luaL_checkudata(L, 1, BWALK_MT);
+}
+
+/* walk:start_next() -> job */
+static int bwalk_start_next(lua_State *L)
+{
+    batch_walk **box = check_bwalk(L);
+    batch_walk *w = *box;
+    if (!w) return luaL_error(L, "attempt to use a closed walk");
+    if (w->orphaned) return luaL_error(L, "attempt to use a walk of a closed store");
+    if (atomic_load(&w->lost))
+        return luaL_error(L, "this walk lost its place: a job of it was dropped before wait");
+    if (atomic_load(&w->busy))
+        return luaL_error(L, "this walk's previous job was not waited for (one at a time)");
+    lua_settop(L, 1);
+    lua_getiuservalue(L, 1, 1);           /* 2: the store */
+    next_op *op = rs_lua_op_new(L, &next_batch_op);
+    op->ended = w->ended || !w->scan;
+    op->w = w;
+    atomic_fetch_add(&w->refs, 1);
+    atomic_store(&w->busy, 1);
+    rs_lua_op_start(L, 2, 1);             /* the job keeps the walk alive */
+    return 1;
+}
+
+static int bwalk_close(lua_State *L)
+{
+    batch_walk **box = check_bwalk(L);
+    if (*box) bwalk_release(*box);   /* a job in flight closes the scan when done */
+    *box = NULL;
+    return 0;
+}
+
+/* Called by the store as it closes: a scan no job uses is closed now (its
+ * read-ahead uses the store); one in flight is ended by the close. */
+static int bwalk_orphan(lua_State *L)
+{
+    batch_walk **box = luaL_testudata(L, 1, BWALK_MT);
+    batch_walk *w = box ? *box : NULL;
+    if (!w) return 0;
+    w->orphaned = 1;
+    if (!atomic_load(&w->busy)) {
+        rs_scan_close(w->scan);
+        w->scan = NULL;
+    }
+    return 0;
+}
+
+/* store:start("token_batches", opts): a starter (rs_op_lua.c), with the
+ * store at 1 and the options at 2. */
+static int start_token_batches(lua_State *L)
+{
+    rs_store *store = rs_lua_check_store(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 2);
+    static const char *const known[] = {"match", "batch", "ttl", NULL};
+    rs_lua_check_options(L, 2, known);
+    const char *match = "*";
+    lua_Integer batch = 0;
+    int with_ttl = 1;
+    if (rs_lua_opt_field(L, 2, "match", RS_LUA_TCSTRING)) match = lua_tostring(L, -1);
+    if (rs_lua_opt_field(L, 2, "batch", RS_LUA_TINTEGER)) batch = lua_tointeger(L, -1);
+    if (rs_lua_opt_field(L, 2, "ttl", LUA_TBOOLEAN)) with_ttl = lua_toboolean(L, -1);
+    if (batch < 0 || batch > 1000000)
+        rs_lua_raisef(L, RS_ERR_CONFIG, "batch must be between 1 and 1000000");
+    batch_walk **box = lua_newuserdatauv(L, sizeof *box, 1);
+    *box = NULL;
+    luaL_setmetatable(L, BWALK_MT);
+    lua_pushvalue(L, 1);
+    lua_setiuservalue(L, -2, 1);
+    batch_walk *w = calloc(1, sizeof *w);
+    if (!w) return luaL_error(L, "out of memory");
+    atomic_init(&w->refs, 1);
+    *box = w;
+    rs_error err = {0};
+    /* Opening sends nothing: the first SCAN is the first job's. */
+    if (!(w->scan = rs_scan_open(store, match, (size_t)batch, with_ttl, &err)))
+        return rs_lua_raise(L, &err);
+    rs_lua_store_track(L, 1, -1, bwalk_orphan);
+    return 1;
+}
+
+static const luaL_Reg bwalk_methods[] = {
+    {"start_next", bwalk_start_next},
+    {"close", bwalk_close},
+    {NULL, NULL},
+};
+
 /* for key, value, ttl in store:scan_keys(pattern [, {batch=}]) do -- any
  * key family, e.g. "rigatoni:lock:*"; values are raw strings. */
 static int store_scan_keys(lua_State *L)
@@ -416,4 +593,13 @@ void rs_lua_add_walk_methods(lua_State *L)
     lua_pushcfunction(L, scan_close);
     lua_setfield(L, -2, "__close");
     lua_pop(L, 1);
+    luaL_newmetatable(L, BWALK_MT);
+    lua_pushcfunction(L, bwalk_close);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, bwalk_close);
+    lua_setfield(L, -2, "__close");
+    luaL_newlib(L, bwalk_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+    rs_lua_add_starter(L, "token_batches", start_token_batches);
 }

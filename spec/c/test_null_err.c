@@ -52,6 +52,15 @@ static void on_lost(const char *key, void *userdata)
     (void)userdata;
 }
 
+/* A job's fn: a get on the stalled server. */
+static int stalled_get(rs_store *store, void *arg, rs_error *err)
+{
+    (void)arg;
+    char *out = NULL;
+    size_t len;
+    return rs_get_raw(store, "a", 1, &out, &len, err);
+}
+
 /* A valid token: {_data: "82"}. */
 static const char TOKEN[] = "\x13\x00\x00\x00\x02_data\x00\x03\x00\x00\x00" "82\x00\x00";
 
@@ -123,6 +132,15 @@ int main(void)
     if (job) CHECK(rs_save_many_finish(job, NULL, NULL, NULL) < 0);
     rs_save_job *job2 = rs_save_many_start(store, items, 2, 0, 0, NULL);
     if (job2) CHECK(rs_save_many_finish(job2, NULL, NULL, NULL) < 0);
+
+    /* Jobs: started, finished and abandoned without an err. */
+    rs_job *rjob = rs_job_start(store, stalled_get, NULL, NULL);
+    CHECK(rjob != NULL);
+    if (rjob) CHECK(rs_job_finish(rjob, NULL) < 0);
+    CHECK(rs_job_start(store, NULL, NULL, NULL) == NULL);
+    rjob = rs_job_start(store, stalled_get, NULL, NULL);
+    CHECK(rjob != NULL);
+    rs_job_abandon(rjob, NULL);
 
     char *out = NULL;
     size_t out_len;

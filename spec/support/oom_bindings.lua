@@ -35,6 +35,15 @@ return function()
   store:save_resume_token("users", { _data = "82aa", n = 1 })
   store:save_resume_token("users", { _data = "82aa" }, { lock = "lk", owner = "owner-1" })
   assert(not pcall(store.delete_resume_token, store, "users", { if_valu = "x" }))   -- unknown option
+  -- jobs (store:start): the op copied at start, the results pushed at
+  -- wait; a job dropped unwaited is abandoned and frees itself
+  store:start("get_raw", "raw"):wait()
+  store:start("get_many", { "users", "raw", "missing" }):wait()
+  store:start("save_resume_token", "job", { _data = "82cc" }):wait()
+  store:start("command", "MGET", "rigatoni:resume_token:raw", "missing"):wait()
+  store:start("lock_owner", "lk")
+  local walk <close> = store:start("token_batches", { batch = 10 })
+  while walk:start_next():wait() do end
   rs.bson.to_json(token)
   rs.bson.decode(token)
   delivered = 0

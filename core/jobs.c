@@ -1,0 +1,280 @@
+/* SPDX-License-Identifier: MIT */
+/* jobs.c -- blocking calls run on the store's worker threads, for callers
+ * that must not block (event loops): rs_job_start / rs_job_finish.
+ *
+ * A job is fn(store, arg, err) run on a worker; the caller learns it is
+ * done from an eventfd (written once, never read: it stays readable) and
+ * takes its result with rs_job_finish. The blocking calls themselves run
+ * unchanged on the worker, so a job returns what the blocking call would.
+ *
+ * The workers: at most cfg->workers threads per store, started one at a
+ * time when a job is queued and no started worker is idle (none for a
+ * store that never starts a job), ending when the store closes. The queue
+ * is one FIFO list under one mutex. A later change can coalesce calls into
+ * one pipeline there: a worker that pops a job able to share a pipeline
+ * (one carrying an rs_call description instead of an opaque fn) takes the
+ * run of such jobs queued behind it and runs them as one call, then
+ * completes each with its own outcome; nothing else in this file needs to
+ * change for that.
+ *
+ * Lifetime: the job is the caller's until finish or abandon. The worker
+ * that completes it sets `done` and writes the eventfd under the job's
+ * lock, unless the caller abandoned it: then the worker frees it (and its
+ * arg). finish and abandon take that lock before freeing, so the job is
+ * never freed under the worker; once the fd is readable (rs_job_ready
+ * asks the fd itself, so the two never disagree) abandon frees at once.
+ *
+ * Close, from rs_store_close: rs_workers_stop empties the queue, each
+ * queued job done with "store closed before the job ran", and refuses
+ * new jobs; then the store's closing (closing.c) cuts running jobs' retry
+ * backoffs short, in that order, so that a running job's fn cannot queue
+ * another job (nor a worker take one) once its backoff is cut; then
+ * rs_workers_join waits for the running jobs. After that no job refers to
+ * the store.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+struct rs_job {
+    rs_job_fn fn;
+    void *arg;
+    int fd;                          /* eventfd: readable once done */
+    int rc;                          /* fn's result ... */
+    rs_error err;                    /* ... and error, set before `done` */
+    pthread_mutex_t lock;            /* done and abandoned */
+    int done, abandoned;
+    void (*free_arg)(void *arg);     /* set by abandon */
+    rs_job *next;                    /* queue link */
+};
+
+struct rs_workers {
+    pthread_mutex_t lock;
+    pthread_cond_t queued;           /* a job queued, or closing */
+    rs_job *head, *tail;             /* FIFO */
+    size_t nqueued;
+    int max, started, idle;
+    int closing;
+    pthread_t *threads;              /* max slots, `started` of them running */
+    rs_store *store;
+};
+
+rs_workers *rs_workers_new(rs_store *store, int max)
+{
+    rs_workers *w = calloc(1, sizeof *w);
+    if (!w) return NULL;
+    w->threads = calloc((size_t)max, sizeof *w->threads);
+    if (!w->threads || pthread_mutex_init(&w->lock, NULL) != 0) {
+        free(w->threads);
+        free(w);
+        return NULL;
+    }
+    if (pthread_cond_init(&w->queued, NULL) != 0) {
+        pthread_mutex_destroy(&w->lock);
+        free(w->threads);
+        free(w);
+        return NULL;
+    }
+    w->max = max;
+    w->store = store;
+    return w;
+}
+
+static void job_free(rs_job *job)
+{
+    if (job->free_arg) job->free_arg(job->arg);
+    close(job->fd);
+    pthread_mutex_destroy(&job->lock);
+    free(job);
+}
+
+/* The job is done (rc and err set): its fd tells the caller, or, when the
+ * caller abandoned it, it is freed. Under the job's lock, so that finish
+ * and abandon, which take the lock, never free the job under the worker. */
+static void job_done(rs_job *job)
+{
+    pthread_mutex_lock(&job->lock);
+    int abandoned = job->abandoned;
+    if (!abandoned) {
+        job->done = 1;
+        uint64_t one = 1;
+        while (write(job->fd, &one, sizeof one) < 0 && errno == EINTR) {}
+    }
+    pthread_mutex_unlock(&job->lock);
+    if (abandoned) job_free(job);
+}
+
+static void *worker_main(void *arg)
+{
+    rs_workers *w = arg;
+    pthread_mutex_lock(&w->lock);
+    for (;;) {
+        while (!w->head && !w->closing) {
+            w->idle++;
+            pthread_cond_wait(&w->queued, &w->lock);
+            w->idle--;
+        }
+        if (!w->head) break;              /* closing, and the queue emptied */
+        rs_job *job = w->head;
+        w->head = job->next;
+        if (!w->head) w->tail = NULL;
+        w->nqueued--;
+        pthread_mutex_unlock(&w->lock);
+        rs_error_clear(&job->err);
+        job->rc = job->fn(w->store, job->arg, &job->err);
+        job_done(job);
+        pthread_mutex_lock(&w->lock);
+    }
+    pthread_mutex_unlock(&w->lock);
+    return NULL;
+}
+
+/* Nothing was sent: not RS_ERR_UNKNOWN; the store is gone: not retryable. */
+static void closed_error(rs_error *err)
+{
+    rs_error_set(err, RS_ERR_CONNECTION, 0, "store closed before the job ran");
+}
+
+/* Queues `job`, starting a worker when every started one is busy. 0, or
+ * -1 + err (closing; no worker could start). Called with the lock held. */
+static int enqueue(rs_workers *w, rs_job *job, rs_error *err)
+{
+    if (w->closing) {
+        rs_error_set(err, RS_ERR_CONNECTION, 0, "cannot start a job: the store is closing");
+        return -1;
+    }
+    if ((size_t)w->idle <= w->nqueued && w->started < w->max) {
+        if (pthread_create(&w->threads[w->started], NULL, worker_main, w) == 0) w->started++;
+        else if (w->started == 0) {
+            rs_error_set(err, RS_ERR_NOMEM, 0, "cannot start a worker thread for jobs");
+            return -1;
+        }
+        /* else: the workers already running will take it */
+    }
+    job->next = NULL;
+    if (w->tail) w->tail->next = job;
+    else w->head = job;
+    w->tail = job;
+    w->nqueued++;
+    pthread_cond_signal(&w->queued);
+    return 0;
+}
+
+rs_job *rs_job_start(rs_store *store, rs_job_fn fn, void *arg, rs_error *err)
+{
+    RS_ERR_ACCEPT_NULL(err);
+    rs_error_clear(err);
+    if (!store || !fn) {
+        rs_error_set(err, RS_ERR_CONFIG, 0, "rs_job_start: %s is NULL", store ? "fn" : "store");
+        return NULL;
+    }
+    rs_job *job = calloc(1, sizeof *job);
+    if (!job) {
+        rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
+        return NULL;
+    }
+    job->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (job->fd < 0) {
+        rs_error_set(err, errno == ENOMEM ? RS_ERR_NOMEM : RS_ERR_CONNECTION, 0,
+                     "cannot start a job: eventfd: %s", strerror(errno));
+        free(job);
+        return NULL;
+    }
+    if (pthread_mutex_init(&job->lock, NULL) != 0) {
+        rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
+        close(job->fd);
+        free(job);
+        return NULL;
+    }
+    job->fn = fn;
+    job->arg = arg;
+    rs_workers *w = store->workers;
+    pthread_mutex_lock(&w->lock);
+    int rc = enqueue(w, job, err);
+    pthread_mutex_unlock(&w->lock);
+    if (rc < 0) {
+        job_free(job);
+        return NULL;
+    }
+    return job;
+}
+
+int rs_job_fd(const rs_job *job)
+{
+    return job->fd;
+}
+
+int rs_job_ready(const rs_job *job)
+{
+    struct pollfd p = {.fd = job->fd, .events = POLLIN};
+    return poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
+}
+
+int rs_job_finish(rs_job *job, rs_error *err)
+{
+    RS_ERR_ACCEPT_NULL(err);
+    pthread_mutex_lock(&job->lock);
+    while (!job->done) {
+        pthread_mutex_unlock(&job->lock);
+        struct pollfd p = {.fd = job->fd, .events = POLLIN};
+        poll(&p, 1, -1);       /* readable once done; EINTR: look again */
+        pthread_mutex_lock(&job->lock);
+    }
+    pthread_mutex_unlock(&job->lock);   /* the worker is past its last touch */
+    int rc = job->rc;
+    *err = job->err;
+    job_free(job);
+    return rc;
+}
+
+void rs_job_abandon(rs_job *job, void (*free_arg)(void *arg))
+{
+    if (!job) return;
+    pthread_mutex_lock(&job->lock);
+    job->free_arg = free_arg;
+    int done = job->done;
+    job->abandoned = 1;
+    pthread_mutex_unlock(&job->lock);
+    if (done) job_free(job);           /* else the worker frees it (job_done) */
+}
+
+void rs_workers_stop(rs_workers *w)
+{
+    if (!w) return;
+    pthread_mutex_lock(&w->lock);
+    w->closing = 1;
+    rs_job *queued = w->head;
+    w->head = w->tail = NULL;
+    w->nqueued = 0;
+    pthread_cond_broadcast(&w->queued);
+    pthread_mutex_unlock(&w->lock);
+    while (queued) {
+        rs_job *job = queued;
+        queued = job->next;
+        job->rc = -1;
+        closed_error(&job->err);
+        job_done(job);
+    }
+}
+
+void rs_workers_join(rs_workers *w)
+{
+    if (!w) return;
+    /* No one adds threads once closing is set: `started` is final. */
+    for (int i = 0; i < w->started; i++) pthread_join(w->threads[i], NULL);
+}
+
+void rs_workers_free(rs_workers *w)
+{
+    if (!w) return;
+    pthread_cond_destroy(&w->queued);
+    pthread_mutex_destroy(&w->lock);
+    free(w->threads);
+    free(w);
+}
