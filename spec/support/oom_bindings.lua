@@ -44,6 +44,9 @@ return function()
   store:start("lock_owner", "lk")
   local walk <close> = store:start("token_batches", { batch = 10 })
   while walk:start_next():wait() do end
+  -- an open job (rs.start_open): waited for, and one dropped unfinished
+  local opened <close> = rs.start_open{ url = url, pool_size = 1 }:wait()
+  rs.start_open{ url = url, pool_size = 1 }
   rs.bson.to_json(token)
   rs.bson.decode(token)
   delivered = 0
