@@ -139,7 +139,7 @@ typedef struct rs_config rs_config;
  * connection_timeout 5 s, command_timeout 5 s, retry_base_delay 0.1 s,
  * retry_max_delay 5 s, idle_check_after 30 s, spin_wait 100 us, cluster_mode false,
  * key_prefix "rigatoni:resume_token", lock_prefix "rigatoni:lock",
- * scan_count 1000, workers 4, sentinel_master "mymaster", tls.verify true.
+ * scan_count 1000, workers 4 (threads for jobs), sentinel_master "mymaster", tls.verify true.
  * Returns NULL when out of memory. */
 rs_config *rs_config_new(void);
 rs_config *rs_config_copy(const rs_config *cfg);
