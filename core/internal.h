@@ -558,9 +558,9 @@ typedef struct rs_workers rs_workers;
 rs_workers *rs_workers_new(rs_store *store, int max);
 /* rs_store_close, in this order: rs_workers_stop (every queued job done
  * with "store closed before the job ran"; no job starts or is taken from
- * now on), rs_closing_begin (running jobs stop retrying), rs_workers_join
- * (the running jobs have returned, the workers ended), rs_workers_free.
- * Each accepts NULL. */
+ * now on), (the walks' and save jobs' threads end), rs_closing_begin
+ * (running jobs stop retrying), rs_workers_join (the running jobs have
+ * returned, the workers ended), rs_workers_free. Each accepts NULL. */
 void rs_workers_stop(rs_workers *w);
 void rs_workers_join(rs_workers *w);
 void rs_workers_free(rs_workers *w);

@@ -344,10 +344,13 @@ void rs_reply_free(rs_reply *value);
  * Closing the store with jobs in flight (rs_store_close): jobs still
  * queued are done at once without running, with RS_ERR_CONNECTION,
  * retryable 0, attempts 0 ("store closed before the job ran": nothing
- * was sent). A running job's retry backoff is cut short (it fails with
- * the failure that made it retry), a call it starts after the close began
- * fails at once the same way as a queued job, and the attempt in progress
- * ends within its timeouts; close waits for that. Every job is then done;
+ * was sent). Once the store's walks and save_many jobs have ended (they
+ * run to their end, as without jobs), a running job's retry backoff is
+ * cut short (it fails with the failure that made it retry), a call it
+ * starts from then on fails at once (RS_ERR_CONNECTION, attempts 0, "not
+ * sent: the store is closing"), and the attempt in progress ends within
+ * its timeouts (connection_timeout, command_timeout); close waits for
+ * that. Every job is then done;
  * an unfinished one stays valid (finish or abandon it), and never touches
  * the freed store. rs_job_start during the close (from a job's fn, or
  * from another thread while it runs) fails with that error.
