@@ -13,7 +13,9 @@
  * its consumer),
  * lock.c (locks and leases), token.c (BSON token checks), stream.c (Rigatoni
  * 0.2 stream key names), identity.c (which data set a store reaches:
- * run_id and replication id per master), failover.c (+switch-master).
+ * run_id and replication id per master), failover.c (+switch-master),
+ * jobs.c (blocking calls run on the store's worker threads), closing.c
+ * (a store's close, heard by the jobs it cuts short).
  */
 #ifndef RS_INTERNAL_H
 #define RS_INTERNAL_H
