@@ -352,8 +352,9 @@ void rs_reply_free(rs_reply *value);
  * its timeouts (connection_timeout, command_timeout); close waits for
  * that. Every job is then done;
  * an unfinished one stays valid (finish or abandon it), and never touches
- * the freed store. rs_job_start during the close (from a job's fn, or
- * from another thread while it runs) fails with that error.
+ * the freed store. rs_job_start from a job's fn during the close fails
+ * (RS_ERR_CONNECTION, "the store is closing"); after rs_store_close
+ * returns, the store is gone, as for every function.
  * fn must not wait for another job of the same store (the workers could
  * all be waiting). */
 typedef struct rs_job rs_job;
