@@ -358,5 +358,28 @@ for _, loop in ipairs { "cqueues", "luv" } do
       assert.is_true(between[#between] > between[1], "the loop's other coroutine never ran during the walk")
       store:close()
     end)
+
+    it("token_batches left early closes its walk; the store goes on", function()
+      local d = new_driver()
+      local store = rs.new { url = srv.url }
+      for i = 1, 30 do store:save_resume_token(("early:%s:%02d"):format(loop, i), token(i)) end
+      local s = d.adapter.wrap(store)
+      local first, after, closed
+      d.spawn(function()
+        local iter, state, control, closing = s:token_batches { match = "early:" .. loop .. ":*", batch = 10 }
+        for names, _, _, _, n in iter, state, control, closing do
+          first = n
+          assert(names[1])
+          break
+        end
+        closed = helpers.catch(closing.start_next, closing)     -- the walk itself
+        after = s:get_resume_token(("early:%s:07"):format(loop))
+      end)
+      d.run(10)
+      assert.is_true(first > 0)
+      assert.matches("closed walk", tostring(closed), 1, true)
+      assert.same(token(7), after)
+      store:close()
+    end)
   end)
 end
