@@ -317,6 +317,23 @@ describe("store:start", function()
       assert.matches("lost its place", helpers.catch(walk.start_next, walk))
     end)
 
+    it("store:close() with a batch fetched but not waited for returns (its read-ahead stops)", function()
+      -- the read-ahead has the next batch ready and waits for the walk to
+      -- take it: the close must stop it rather than wait (this hung)
+      local store = rs.new { url = srv.url }
+      local items = {}
+      for i = 1, 2000 do items[i] = { "t" .. i, "v" } end
+      store:save_many(items)
+      local walk = store:start("token_batches", { batch = 10 })
+      for _ = 1, 3 do assert.is_truthy(walk:start_next():wait()) end
+      local job = walk:start_next()
+      helpers.wait_until("the batch", 10, function() return job:ready() end)
+      system.sleep(0.1)
+      store:close()
+      assert.matches("closed store", helpers.catch(job.wait, job))
+      assert.matches("closed store", helpers.catch(walk.start_next, walk))
+    end)
+
     it("store:close() during a batch job on a frozen server returns; the walk then raises", function()
       local store = rs.new { url = srv.url, command_timeout = 0.3, max_retries = 1, retry_base_delay = 0.05 }
       for i = 1, 5 do store:save_raw("t" .. i, "v") end
