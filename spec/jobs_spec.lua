@@ -269,6 +269,19 @@ describe("store:start", function()
     end
   end)
 
+  it("a job done before store:close() keeps its outcome: wait gives it after the close", function()
+    local store = rs.new { url = srv.url }
+    store:save_raw("k", "v")
+    store:save_raw("bad", "not bson")
+    local got, corrupt = store:start("get_raw", "k"), store:start("get_resume_token", "bad")
+    helpers.wait_until("the jobs", 10, function() return got:ready() and corrupt:ready() end)
+    store:close()
+    assert.equal("v", got:wait())
+    local err = helpers.catch_object(corrupt.wait, corrupt)
+    assert.equal("serialization", err.kind)
+    assert.matches("'<key_prefix>:bad' is not a valid token", err.message, 1, true)
+  end)
+
   describe("token_batches by jobs", function()
     it("gives the batches of store:token_batches, one job each, then nil", function()
       local store <close> = rs.new { url = srv.url }
