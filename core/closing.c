@@ -1,13 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /* closing.c -- a store's close, heard by the threads still working on it.
  *
- * rs_store_close may find jobs running on the store's workers (jobs.c) or
- * a walk's read-ahead threads mid-call. It must not wait out their retry
- * backoff (up to retry_max_delay per retry, max_retries times), nor let
- * them start new calls: the retry sleeps are timed waits on this object's
- * condition variable, which the close broadcasts, and the attempt loop
- * (call.c) asks it before a call's first attempt. What is already on the
- * wire ends within its own timeouts.
+ * rs_store_close may find jobs running on the store's workers (jobs.c).
+ * It must not wait out their retry backoff (up to retry_max_delay per
+ * retry, max_retries times), nor let them start new calls: the retry
+ * sleeps are timed waits on this object's condition variable, which the
+ * close broadcasts, and the attempt loop (call.c) asks it before a call's
+ * first attempt. What is already on the wire ends within its own
+ * timeouts. The close begins it only once the walks' and save jobs'
+ * threads have ended (they run to their end, as before jobs existed), so
+ * in practice it cuts short what the workers run.
  */
 #include <errno.h>
 #include <math.h>

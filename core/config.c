@@ -51,7 +51,7 @@ static const option options[] = {
     {"key_prefix", OPT_STRING, F(key_prefix), 0, 0, 0},
     {"lock_prefix", OPT_STRING, F(lock_prefix), 0, 0, 0},
     {"scan_count", OPT_INT, F(scan_count), 1, 1000000, 0},
-    {"workers", OPT_INT, F(workers), 1, 1000, 0},
+    {"workers", OPT_INT, F(workers), 1, 256, 0},
     {"sentinel_master", OPT_STRING, F(sentinel_master), 0, 0, 0},
     {"sentinel_username", OPT_STRING, F(sentinel_username), 0, 0, 0},
     {"sentinel_password", OPT_SECRET, F(sentinel_password), 0, 0, 0},
@@ -116,7 +116,7 @@ rs_config *rs_config_new(void)
     cfg->scan_count = 1000;
     /* Jobs' worker threads: at least 2, so one call stuck on a frozen
      * server does not hold every job; few, as each may hold one of the
-     * pool's connections (pool_size 10), and started only as needed. */
+     * pool's connections (pool_size 10); started by the first job. */
     cfg->workers = 4;
     cfg->wait_timeout = 1;
     cfg->tls_verify = 1;

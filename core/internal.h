@@ -13,7 +13,9 @@
  * its consumer),
  * lock.c (locks and leases), token.c (BSON token checks), stream.c (Rigatoni
  * 0.2 stream key names), identity.c (which data set a store reaches:
- * run_id and replication id per master), failover.c (+switch-master).
+ * run_id and replication id per master), failover.c (+switch-master),
+ * jobs.c (blocking calls run on the store's worker threads), closing.c
+ * (a store's close, heard by the jobs it cuts short).
  */
 #ifndef RS_INTERNAL_H
 #define RS_INTERNAL_H
@@ -558,9 +560,9 @@ typedef struct rs_workers rs_workers;
 rs_workers *rs_workers_new(rs_store *store, int max);
 /* rs_store_close, in this order: rs_workers_stop (every queued job done
  * with "store closed before the job ran"; no job starts or is taken from
- * now on), rs_closing_begin (running jobs stop retrying), rs_workers_join
- * (the running jobs have returned, the workers ended), rs_workers_free.
- * Each accepts NULL. */
+ * now on), (the walks' and save jobs' threads end), rs_closing_begin
+ * (running jobs stop retrying), rs_workers_join (the running jobs have
+ * returned, the workers ended), rs_workers_free. Each accepts NULL. */
 void rs_workers_stop(rs_workers *w);
 void rs_workers_join(rs_workers *w);
 void rs_workers_free(rs_workers *w);

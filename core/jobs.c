@@ -7,10 +7,10 @@
  * takes its result with rs_job_finish. The blocking calls themselves run
  * unchanged on the worker, so a job returns what the blocking call would.
  *
- * The workers: at most cfg->workers threads per store, started one at a
- * time when a job is queued and no started worker is idle (none for a
- * store that never starts a job), ending when the store closes. The queue
- * is one FIFO list under one mutex. A later change can coalesce calls into
+ * The workers: cfg->workers threads per store, all started by the first
+ * job (none for a store that never starts a job; no later start pays for
+ * a thread), ending when the store closes. The queue is one FIFO list
+ * under one mutex. A later change can coalesce calls into
  * one pipeline there: a worker that pops a job able to share a pipeline
  * (one carrying an rs_call description instead of an opaque fn) takes the
  * run of such jobs queued behind it and runs them as one call, then
@@ -58,8 +58,7 @@ struct rs_workers {
     pthread_mutex_t lock;
     pthread_cond_t queued;           /* a job queued, or closing */
     rs_job *head, *tail;             /* FIFO */
-    size_t nqueued;
-    int max, started, idle;
+    int max, started;
     int closing;
     pthread_t *threads;              /* max slots, `started` of them running */
     rs_store *store;
@@ -115,16 +114,11 @@ static void *worker_main(void *arg)
     rs_workers *w = arg;
     pthread_mutex_lock(&w->lock);
     for (;;) {
-        while (!w->head && !w->closing) {
-            w->idle++;
-            pthread_cond_wait(&w->queued, &w->lock);
-            w->idle--;
-        }
+        while (!w->head && !w->closing) pthread_cond_wait(&w->queued, &w->lock);
         if (!w->head) break;              /* closing, and the queue emptied */
         rs_job *job = w->head;
         w->head = job->next;
         if (!w->head) w->tail = NULL;
-        w->nqueued--;
         pthread_mutex_unlock(&w->lock);
         rs_error_clear(&job->err);
         job->rc = job->fn(w->store, job->arg, &job->err);
@@ -141,7 +135,7 @@ static void closed_error(rs_error *err)
     rs_error_set(err, RS_ERR_CONNECTION, 0, "store closed before the job ran");
 }
 
-/* Queues `job`, starting a worker when every started one is busy. 0, or
+/* Queues `job`, starting the workers first when none runs yet. 0, or
  * -1 + err (closing; no worker could start). Called with the lock held. */
 static int enqueue(rs_workers *w, rs_job *job, rs_error *err)
 {
@@ -149,19 +143,21 @@ static int enqueue(rs_workers *w, rs_job *job, rs_error *err)
         rs_error_set(err, RS_ERR_CONNECTION, 0, "cannot start a job: the store is closing");
         return -1;
     }
-    if ((size_t)w->idle <= w->nqueued && w->started < w->max) {
-        if (pthread_create(&w->threads[w->started], NULL, worker_main, w) == 0) w->started++;
-        else if (w->started == 0) {
+    if (w->started == 0) {
+        /* All of them now: later starts never pay for a thread. */
+        while (w->started < w->max &&
+               pthread_create(&w->threads[w->started], NULL, worker_main, w) == 0)
+            w->started++;
+        if (w->started == 0) {
             rs_error_set(err, RS_ERR_NOMEM, 0, "cannot start a worker thread for jobs");
             return -1;
         }
-        /* else: the workers already running will take it */
+        /* Fewer than asked (the system's limit): those run every job. */
     }
     job->next = NULL;
     if (w->tail) w->tail->next = job;
     else w->head = job;
     w->tail = job;
-    w->nqueued++;
     pthread_cond_signal(&w->queued);
     return 0;
 }
@@ -251,7 +247,6 @@ void rs_workers_stop(rs_workers *w)
     w->closing = 1;
     rs_job *queued = w->head;
     w->head = w->tail = NULL;
-    w->nqueued = 0;
     pthread_cond_broadcast(&w->queued);
     pthread_mutex_unlock(&w->lock);
     while (queued) {

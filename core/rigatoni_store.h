@@ -139,7 +139,7 @@ typedef struct rs_config rs_config;
  * connection_timeout 5 s, command_timeout 5 s, retry_base_delay 0.1 s,
  * retry_max_delay 5 s, idle_check_after 30 s, spin_wait 100 us, cluster_mode false,
  * key_prefix "rigatoni:resume_token", lock_prefix "rigatoni:lock",
- * scan_count 1000, workers 4, sentinel_master "mymaster", tls.verify true.
+ * scan_count 1000, workers 4 (threads for jobs), sentinel_master "mymaster", tls.verify true.
  * Returns NULL when out of memory. */
 rs_config *rs_config_new(void);
 rs_config *rs_config_copy(const rs_config *cfg);
@@ -344,13 +344,17 @@ void rs_reply_free(rs_reply *value);
  * Closing the store with jobs in flight (rs_store_close): jobs still
  * queued are done at once without running, with RS_ERR_CONNECTION,
  * retryable 0, attempts 0 ("store closed before the job ran": nothing
- * was sent). A running job's retry backoff is cut short (it fails with
- * the failure that made it retry), a call it starts after the close began
- * fails at once the same way as a queued job, and the attempt in progress
- * ends within its timeouts; close waits for that. Every job is then done;
+ * was sent). Once the store's walks and save_many jobs have ended (they
+ * run to their end, as without jobs), a running job's retry backoff is
+ * cut short (it fails with the failure that made it retry), a call it
+ * starts from then on fails at once (RS_ERR_CONNECTION, attempts 0, "not
+ * sent: the store is closing"), and the attempt in progress ends within
+ * its timeouts (connection_timeout, command_timeout); close waits for
+ * that. Every job is then done;
  * an unfinished one stays valid (finish or abandon it), and never touches
- * the freed store. rs_job_start during the close (from a job's fn, or
- * from another thread while it runs) fails with that error.
+ * the freed store. rs_job_start from a job's fn during the close fails
+ * (RS_ERR_CONNECTION, "the store is closing"); after rs_store_close
+ * returns, the store is gone, as for every function.
  * fn must not wait for another job of the same store (the workers could
  * all be waiting). */
 typedef struct rs_job rs_job;

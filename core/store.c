@@ -103,19 +103,28 @@ void rs_store_threads(rs_store *store, int delta)
     pthread_mutex_unlock(&store->threads_lock);
 }
 
-void rs_store_close(rs_store *store)
+/* Waits until no walk or save-job thread runs on the store. */
+static void wait_threads(rs_store *store)
 {
-    if (!store) return;
-    /* Jobs queued are done without running; running ones and a walk's
-     * threads stop retrying (closing.c) and end their attempt in progress. */
-    rs_workers_stop(store->workers);
-    rs_closing_begin(&store->closing);
-    rs_workers_join(store->workers);
-    /* A walk closed mid-step left its threads to finish that step (within
-     * the retry policy): they still use the pools. */
     pthread_mutex_lock(&store->threads_lock);
     while (store->threads > 0) pthread_cond_wait(&store->threads_done, &store->threads_lock);
     pthread_mutex_unlock(&store->threads_lock);
+}
+
+void rs_store_close(rs_store *store)
+{
+    if (!store) return;
+    /* Jobs still queued are done without running, and no job starts. */
+    rs_workers_stop(store->workers);
+    /* A walk closed mid-step left its threads to finish that step, and a
+     * save job runs to its end (within the retry policy): they still use
+     * the pools. */
+    wait_threads(store);
+    /* Running jobs stop retrying and begin no call (closing.c); the
+     * attempt in progress ends within its timeouts. */
+    rs_closing_begin(&store->closing);
+    rs_workers_join(store->workers);
+    wait_threads(store);      /* any a job's fn started meanwhile (refused their calls) */
     pthread_mutex_destroy(&store->threads_lock);
     pthread_cond_destroy(&store->threads_done);
     rs_failover_stop(store->failover);
