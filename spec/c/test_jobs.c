@@ -155,6 +155,28 @@ static void results_equal(rs_store *store)
     rs_free(get.out);
 }
 
+/* ---- the workers take none of the application's signals ---------------- */
+
+static int signals_blocked(rs_store *store, void *arg, rs_error *err)
+{
+    (void)store;
+    (void)arg;
+    (void)err;
+    sigset_t mask;
+    pthread_sigmask(SIG_BLOCK, NULL, &mask);
+    return sigismember(&mask, SIGINT) && sigismember(&mask, SIGTERM) &&
+           sigismember(&mask, SIGUSR1) && sigismember(&mask, SIGCHLD);
+}
+
+static void workers_block_signals(rs_store *store)
+{
+    rs_error err;
+    for (int i = 0; i < 8; i++) {       /* more jobs than workers: each of them */
+        rs_job *job = rs_job_start(store, signals_blocked, NULL, &err);
+        CHECK(job && rs_job_finish(job, &err) == 1);
+    }
+}
+
 /* ---- the fd and rs_job_ready ------------------------------------------ */
 
 typedef struct gate {
@@ -632,6 +654,7 @@ int main(void)
     if (!store) return t_report("test_jobs");
 
     results_equal(store);
+    workers_block_signals(store);
     fd_follows_ready(store);
     abandon(store);
     /* A store that never starts a job starts no thread, and closes. */
