@@ -34,6 +34,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,10 +145,16 @@ static int enqueue(rs_workers *w, rs_job *job, rs_error *err)
         return -1;
     }
     if (w->started == 0) {
-        /* All of them now: later starts never pay for a thread. */
+        /* All of them now: later starts never pay for a thread. They
+         * must not take the application's signals (a loop's signalfd or
+         * handler expects them on its own threads). */
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &old);
         while (w->started < w->max &&
                pthread_create(&w->threads[w->started], NULL, worker_main, w) == 0)
             w->started++;
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
         if (w->started == 0) {
             rs_error_set(err, RS_ERR_NOMEM, 0, "cannot start a worker thread for jobs");
             return -1;
