@@ -536,36 +536,9 @@ void rs_metrics_reset_to(rs_metrics *m, const rs_pool_stats *pool);
 void rs_note_retry(const rs_config *cfg, const char *what, int attempt, int max_attempts, const rs_error *last,
                    double delay);
 
-/* ---- closing.c: a store's close, heard by the threads working on it ---- */
-typedef struct rs_closing {
-    pthread_mutex_t lock;
-    pthread_cond_t wake;     /* broadcast when the close begins */
-    atomic_int set;
-} rs_closing;
-int rs_closing_init(rs_closing *c);         /* 0 or -1 */
-void rs_closing_destroy(rs_closing *c);
-/* The close begins: every rs_closing_sleep ends now, and later ones at once. */
-void rs_closing_begin(rs_closing *c);
-int rs_closing_is_set(rs_closing *c);
-/* Sleeps `seconds` (a retry's backoff): 0 when slept, -1 when the close
- * began before or during it. */
-int rs_closing_sleep(rs_closing *c, double seconds);
-/* A call not sent because the store is closing: RS_ERR_CONNECTION,
- * retryable 0, attempts 0 (nothing was sent, so not RS_ERR_UNKNOWN). */
-void rs_closing_error(rs_error *err, const char *what);
-
-/* ---- jobs.c: the store's worker threads and their FIFO queue ---- */
-typedef struct rs_workers rs_workers;
-/* At most `max` workers for `store`, none started yet. NULL: no memory. */
-rs_workers *rs_workers_new(rs_store *store, int max);
-/* rs_store_close, in this order: rs_workers_stop (every queued job done
- * with "store closed before the job ran"; no job starts or is taken from
- * now on), (the walks' and save jobs' threads end), rs_closing_begin
- * (running jobs stop retrying), rs_workers_join (the running jobs have
- * returned, the workers ended), rs_workers_free. Each accepts NULL. */
-void rs_workers_stop(rs_workers *w);
-void rs_workers_join(rs_workers *w);
-void rs_workers_free(rs_workers *w);
+/* ---- closing.c, jobs.c: own headers (a store's close; its workers) ---- */
+#include "closing.h"
+#include "jobs.h"
 
 /* ---- store.c ---- */
 struct rs_store {

@@ -9,13 +9,13 @@
  *
  * The workers: cfg->workers threads per store, all started by the first
  * job (none for a store that never starts a job; no later start pays for
- * a thread), ending when the store closes. The queue is one FIFO list
- * under one mutex. A later change can coalesce calls into
- * one pipeline there: a worker that pops a job able to share a pipeline
- * (one carrying an rs_call description instead of an opaque fn) takes the
- * run of such jobs queued behind it and runs them as one call, then
- * completes each with its own outcome; nothing else in this file needs to
- * change for that.
+ * a thread), ending when the store closes; they start with every signal
+ * blocked. The queue is one FIFO list under one mutex. A later change can
+ * coalesce calls into one pipeline there: a worker that pops a job able
+ * to share a pipeline (one carrying an rs_call description instead of an
+ * opaque fn) takes the run of such jobs queued behind it and runs them as
+ * one call, then completes each with its own outcome (job_done); the
+ * caller's side (fd, ready, finish, abandon) does not change.
  *
  * Lifetime: the job is the caller's until finish or abandon. The worker
  * that completes it sets `done` and writes the eventfd under the job's
