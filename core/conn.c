@@ -127,7 +127,6 @@ rs_conn *rs_conn_open(const rs_config *cfg, rs_tls *tls, const char *host, int p
     conn->ctx = ctx;
     conn->tls = tls != NULL;
     conn->last_used = conn->opened_at = rs_now();
-    conn->spin_wait = cfg->spin_wait;
     return conn;
 }
 

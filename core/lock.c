@@ -23,18 +23,18 @@
 
 /* ARGV: owner, amount, unit ("s": EXPIRE, the command Rust Rigatoni's
  * refresh uses, so a user limited to its ACL can refresh; else PEXPIRE). */
-const char rs_lock_refresh_source[] =
+static rs_script lock_refresh = RS_SCRIPT(
     "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
     "if ARGV[3] == 's' then return redis.call('EXPIRE', KEYS[1], ARGV[2]) end "
-    "return redis.call('PEXPIRE', KEYS[1], ARGV[2])";
-const char rs_lock_release_source[] =
+    "return redis.call('PEXPIRE', KEYS[1], ARGV[2])");
+static rs_script lock_release = RS_SCRIPT(
     "if redis.call('GET', KEYS[1]) == ARGV[1] then "
-    "return redis.call('DEL', KEYS[1]) end return 0";
+    "return redis.call('DEL', KEYS[1]) end return 0");
 /* KEYS: lock, token. ARGV: owner, bytes, then optionally EX|PX and amount. */
-const char rs_save_fenced_source[] =
+static rs_script save_fenced = RS_SCRIPT(
     "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
     "if ARGV[3] then redis.call('SET', KEYS[2], ARGV[2], ARGV[3], ARGV[4]) "
-    "else redis.call('SET', KEYS[2], ARGV[2]) end return 1";
+    "else redis.call('SET', KEYS[2], ARGV[2]) end return 1");
 
 static int check_lock_args(const char *key, const char *owner, double ttl, int need_ttl,
                            rs_error *err)
@@ -58,7 +58,7 @@ static int check_lock_args(const char *key, const char *owner, double ttl, int n
 /* An owner-checked script on one key, with up to two more arguments. */
 typedef struct owner_call {
     const char *what;
-    const rs_script *script;
+    rs_script *script;
     const char *key, *owner, *arg, *arg2;
 } owner_call;
 
@@ -110,7 +110,7 @@ static int refresh_owned(rs_store *store, const char *key, const char *owner, do
     char amount[24];
     const char *unit = refresh_amount(ttl, amount, sizeof amount);
     /* Idempotent: a second EXPIRE by the owner gives the same TTL. */
-    owner_call c = {"refresh_lock", &store->scripts.lock_refresh, key, owner, amount, unit};
+    owner_call c = {"refresh_lock", &lock_refresh, key, owner, amount, unit};
     redisReply *reply;
     if (run_owner_script(store, &c, RS_RETRY_IDEMPOTENT, &reply, err, NULL) < 0) return -1;
     return script_said_yes(reply);
@@ -165,7 +165,7 @@ int rs_lock_release(rs_store *store, const char *key, const char *owner, rs_erro
     RS_ERR_ACCEPT_NULL(err);
     rs_error_clear(err);
     if (check_lock_args(key, owner, 0, 0, err) < 0) return -1;
-    owner_call c = {"release_lock", &store->scripts.lock_release, key, owner, NULL, NULL};
+    owner_call c = {"release_lock", &lock_release, key, owner, NULL, NULL};
     redisReply *reply;
     rs_checked op = {"release_lock", run_release, "GET", key, strlen(key), check_released, &c, 0};
     int rc = rs_exec_checked(store, &op, &reply, err);
@@ -326,7 +326,7 @@ static int run_fenced(rs_store *store, void *ctx, redisReply **reply, rs_error *
     rs_call call = RS_CALL(RS_OP_SAVE, "fenced save", 0, NULL, NULL, err);
     call.rule = RS_RETRY_UNSENT;
     call.flags = RS_CALL_DURABLE;
-    int rc = rs_script_run(store, &call, &store->scripts.save_fenced, &a, reply);
+    int rc = rs_script_run(store, &call, &save_fenced, &a, reply);
     *cause = call.cause;
     return rc;
 }
@@ -509,7 +509,7 @@ static int refresh_attempt(rs_lease *lease, double deadline, rs_error *err)
     call.hooks = &hooks;
     call.ctx = lease;
     redisReply *reply;
-    if (rs_script_run(lease->store, &call, &lease->store->scripts.lock_refresh, &a, &reply) < 0)
+    if (rs_script_run(lease->store, &call, &lock_refresh, &a, &reply) < 0)
         return -1;
     return script_said_yes(reply);
 }

@@ -80,6 +80,11 @@ rs_pool *rs_pool_new(const rs_config *cfg, rs_tls *tls, const char *host, int po
     return pool;
 }
 
+const rs_config *rs_pool_config(const rs_pool *pool)
+{
+    return pool->cfg;
+}
+
 void rs_pool_free(rs_pool *pool)
 {
     if (!pool) return;

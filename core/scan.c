@@ -391,7 +391,7 @@ typedef struct step_call {
  * connection); else only the SCAN is sent. */
 static int ask_identity(rs_call *call, rs_conn *conn, rs_error *err)
 {
-    call->skip = conn->identity == 0 ? 0 : 1;
+    call->skip = conn->scan.identity == 0 ? 0 : 1;
     return 0;
 }
 
@@ -403,9 +403,9 @@ static int note_identity(rs_call *call, rs_conn *conn, rs_error *err)
     redisReply *info = call->replies[0], *scan = call->replies[1];
     if (info) {
         int text = info->type == REDIS_REPLY_STRING || info->type == REDIS_REPLY_VERB;
-        if (text && rs_info_field(info->str, info->len, "run_id", conn->run_id,
-                                  sizeof conn->run_id)) {
-            conn->identity = 1;
+        if (text && rs_info_field(info->str, info->len, "run_id", conn->scan.run_id,
+                                  sizeof conn->scan.run_id)) {
+            conn->scan.identity = 1;
         } else if (info->type == REDIS_REPLY_ERROR) {
             rs_error why;
             rs_error_from_reply(&why, info->str, info->len);
@@ -413,13 +413,13 @@ static int note_identity(rs_call *call, rs_conn *conn, rs_error *err)
                 *err = why;
                 return -1;
             }
-            conn->identity = -1;            /* NOPERM: the connection's age must do */
+            conn->scan.identity = -1;            /* NOPERM: the connection's age must do */
         } else {
-            conn->identity = -1;
+            conn->scan.identity = -1;
         }
     }
-    st->where.known = conn->identity == 1;
-    memcpy(st->where.run_id, conn->run_id, sizeof st->where.run_id);
+    st->where.known = conn->scan.identity == 1;
+    memcpy(st->where.run_id, conn->scan.run_id, sizeof st->where.run_id);
     st->where.opened_at = conn->opened_at;
     if (scan->type == REDIS_REPLY_ERROR) {
         rs_error_from_reply(err, scan->str, scan->len);
