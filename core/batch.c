@@ -14,7 +14,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "call.h"
+#include "checked.h"
+#include "config.h"
+#include "error.h"
+#include "exec.h"
+#include "retry.h"
+#include "script.h"
+#include "store.h"
+#include "token_key.h"
+#include "ttl.h"
 
 /* Keys of n collections, in one allocation per key; NULL + err on error. */
 static char **make_keys(rs_store *store, const char *const *colls, const size_t *lens,

@@ -19,7 +19,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "call.h"
+#include "cluster.h"
+#include "config.h"
+#include "error.h"
+#include "exec.h"
+#include "log.h"
+#include "retry.h"
+#include "store.h"
 
 /* The routing seam: one attempt of the call wherever it goes. */
 static int route_attempt(rs_store *store, rs_call *call, rs_attempt *at, rs_error *last)

@@ -11,8 +11,8 @@
  */
 #include <string.h>
 
-#include "call.h"
 #include "checked.h"
+#include "call.h"
 #include "config.h"
 #include "error.h"
 #include "exec.h"

@@ -9,8 +9,11 @@
 #include <stddef.h>
 #include <hiredis/hiredis.h>
 
-#include "call.h"
+#include "op.h"
+#include "resp.h"
 #include "rigatoni_store.h"
+
+typedef struct rs_call rs_call;
 
 /* RS_ERR_UNKNOWN after checking the server's state: `why` says what the
  * check found (e.g. "the key is gone: deleted by this call or before"). */

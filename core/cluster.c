@@ -35,7 +35,16 @@
 #include <string.h>
 #include <strings.h>
 
-#include "internal.h"
+#include "cluster.h"
+#include "call_types.h"
+#include "config.h"
+#include "conn.h"
+#include "error.h"
+#include "exec.h"
+#include "log.h"
+#include "pool.h"
+#include "retry.h"
+#include "store.h"
 
 #define NSLOTS RS_CLUSTER_SLOTS
 #define MAX_NODES 1024

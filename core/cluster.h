@@ -8,8 +8,11 @@
 
 #include <stddef.h>
 
-#include "call.h"
 #include "rigatoni_store.h"
+
+typedef struct rs_call rs_call;
+typedef struct rs_attempt rs_attempt;
+typedef struct rs_pool rs_pool;
 
 typedef struct rs_cluster rs_cluster;
 /* Discovers the slot map from the URL's seed nodes. NULL + err. */

@@ -9,8 +9,8 @@
  */
 #include <string.h>
 
-#include "call.h"
 #include "cluster_nodes.h"
+#include "call.h"
 #include "error.h"
 
 /* In CLUSTER NODES, a node shows its own open slots ("[slot->-id]",

@@ -14,7 +14,13 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 
-#include "internal.h"
+#include "conn.h"
+#include "clock.h"
+#include "config.h"
+#include "error.h"
+#include "nosigpipe.h"
+#include "retry.h"
+#include "tls.h"
 
 static struct timeval to_timeval(double seconds)
 {

@@ -22,7 +22,14 @@
 #include <string.h>
 #include <strings.h>
 
-#include "internal.h"
+#include "exec.h"
+#include "call_types.h"
+#include "clock.h"
+#include "config.h"
+#include "conn.h"
+#include "error.h"
+#include "pool.h"
+#include "retry.h"
 
 /* ---------------------------------------------------------------------
  * Spin-waiting for the first reply (the spin_wait option of the pool's
@@ -57,14 +64,6 @@ static void spin_for_reply(rs_conn *conn, double spin_wait, int alone)
         }
     } while (rs_now() < deadline);
     if (conn->exec.spin_misses < SPIN_MISSES_MAX) conn->exec.spin_misses++;
-}
-
-void rs_replies_free(redisReply **replies, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (replies[i]) freeReplyObject(replies[i]);
-        replies[i] = NULL;
-    }
 }
 
 /* A pooled plain-TCP connection that is readable before we send has been

@@ -8,8 +8,11 @@
 
 #include <stddef.h>
 
-#include "call.h"
 #include "rigatoni_store.h"
+
+typedef struct rs_call rs_call;
+typedef struct rs_attempt rs_attempt;
+typedef struct rs_pool rs_pool;
 
 /* One attempt of `call` (its commands from call->skip on) on a
  * connection of `pool`: acquire, hooks, pipeline, release; the pool drops

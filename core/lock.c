@@ -19,7 +19,20 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "call.h"
+#include "checked.h"
+#include "clock.h"
+#include "cluster.h"
+#include "config.h"
+#include "conn.h"
+#include "error.h"
+#include "log.h"
+#include "pool.h"
+#include "retry.h"
+#include "script.h"
+#include "store.h"
+#include "token_key.h"
+#include "ttl.h"
 
 /* ARGV: owner, amount, unit ("s": EXPIRE, the command Rust Rigatoni's
  * refresh uses, so a user limited to its ACL can refresh; else PEXPIRE). */

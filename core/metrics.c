@@ -35,8 +35,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <stdatomic.h>
 
-#include "internal.h"
+#include "metrics.h"
+#include "log.h"
+#include "store.h"
 
 _Static_assert((int)RS_OP_COUNT == (int)RS_METRICS_OPS, "operation kinds of the public header");
 _Static_assert(RS_METRICS_BUCKETS == RS_METRICS_FINITE_BUCKETS + 1, "one overflow bucket");

@@ -36,8 +36,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <pthread.h>
 
-#include "internal.h"
+#include "pool.h"
+#include "clock.h"
+#include "config.h"
+#include "conn.h"
+#include "error.h"
+#include "log.h"
+#include "sentinel.h"
 
 struct rs_pool {
     pthread_mutex_t lock;

@@ -18,7 +18,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "internal.h"
+#include "retry.h"
+#include "clock.h"
+#include "config.h"
+#include "error.h"
+#include "metrics.h"
 
 
 void rs_error_from_context(rs_error *err, const redisContext *ctx)

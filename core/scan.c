@@ -66,9 +66,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "call.h"
+#include "clock.h"
+#include "cluster.h"
+#include "cluster_nodes.h"
+#include "config.h"
+#include "conn.h"
+#include "error.h"
+#include "exec.h"
+#include "identity.h"
+#include "log.h"
 #include "readahead.h"
+#include "retry.h"
 #include "seen_set.h"
+#include "store.h"
 
 #define MAX_SCAN_NODES 1024
 #define MAX_RESTARTS 5       /* a node's walk started over, at most, per walk */

@@ -18,7 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "script.h"
+#include "call.h"
+#include "error.h"
 
 /* Scripts are static in the files that run them (lock.c, batch.c), so
  * no store sets them up: the first caller hashes, the others wait. */

@@ -8,8 +8,9 @@
 #include <stdatomic.h>
 #include <hiredis/hiredis.h>
 
-#include "call.h"
 #include "rigatoni_store.h"
+
+typedef struct rs_call rs_call;
 
 /* A script of the file that runs it: static, RS_SCRIPT(source); its SHA1
  * is computed once, on first use (script.c). */

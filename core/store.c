@@ -12,7 +12,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "store.h"
+#include "call.h"
+#include "checked.h"
+#include "cluster.h"
+#include "config.h"
+#include "error.h"
+#include "failover.h"
+#include "pool.h"
+#include "tls.h"
+#include "token_key.h"
+#include "ttl.h"
 
 /* "<op> of '<collection>'" for error messages, shortened. */
 static void describe(char *buf, size_t size, const char *op, const char *coll, size_t len)

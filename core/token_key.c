@@ -9,10 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "token_key.h"
 #include "config.h"
 #include "error.h"
 #include "store.h"
-#include "token_key.h"
 
 /* Longest collection name accepted: MongoDB's namespace limit is far below. */
 #define MAX_COLLECTION_LEN 65536

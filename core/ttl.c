@@ -16,8 +16,10 @@
 #include <limits.h>
 #include <math.h>
 #include <time.h>
+#include <hiredis/hiredis.h>
 
-#include "internal.h"
+#include "ttl.h"
+#include "error.h"
 
 static long long now_ms(void)
 {

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "internal.h"
+#include "metrics.h"
 
 static rs_store *store;
 static long iterations;

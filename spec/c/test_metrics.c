@@ -6,10 +6,12 @@
  * Run plain, under ASan+UBSan and under ThreadSanitizer (the recording
  * path is lock free). Uses the core's internal API to hold a connection
  * and to feed known durations into the histogram. */
-#include <pthread.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 
-#include "internal.h"
+#include "pool.h"
+#include "store.h"
 #include "test_support.h"
 
 #define PASSWORD "m3tr1cs-s3cret"
