@@ -123,13 +123,14 @@ int rs_call_durable(rs_store *store, rs_call *call)
     rs_error *err = call->err;
     call->answered = 0;
     int rc = -1;
-    if (cfg->wait_replicas <= 0 || call->pool) {
+    if (cfg->wait_replicas <= 0) {
         rc = rs_call_run(store, call);
         goto done;
     }
 
     /* WAIT must follow the writes on the same connection: it ends the
-     * pipeline (in a cluster, each node's pipeline: cluster.c). */
+     * pipeline (in a cluster, each node's pipeline: cluster.c; a call on a
+     * given pool, e.g. one node, is one pipeline as without a cluster). */
     char replicas[16], timeout[24];
     snprintf(replicas, sizeof replicas, "%d", cfg->wait_replicas);
     snprintf(timeout, sizeof timeout, "%.0f", fmax(1, cfg->wait_timeout * 1000));
@@ -137,7 +138,7 @@ int rs_call_durable(rs_store *store, rs_call *call)
     size_t argvlen[3] = {4, strlen(replicas), strlen(timeout)};
     rs_cmd wait = {3, argv, argvlen};
     long long acked = cfg->wait_replicas;
-    if (store->cluster) {
+    if (store->cluster && !call->pool) {
         rs_call c = *call;
         c.wait = &wait;
         c.acked = acked;

@@ -19,9 +19,10 @@
  * replies to the caller too; otherwise no reply is left. 0 or -1. */
 int rs_call_run(rs_store *store, rs_call *call);
 /* rs_call_run for writes that must be durable: with wait_replicas set, a
- * WAIT follows in the same pipeline, and too few acknowledgements fail the
- * call (or log a warning with wait_policy = warn). A WAIT whose reply was
- * lost after every write was answered counts as no acknowledgement. */
+ * WAIT follows in the same pipeline (wherever the call goes: the store's
+ * routing or call->pool), and too few acknowledgements fail the call (or
+ * log a warning with wait_policy = warn). A WAIT whose reply was lost
+ * after every write was answered counts as no acknowledgement. */
 int rs_call_durable(rs_store *store, rs_call *call);
 
 #endif /* RS_CALL_H */
