@@ -80,7 +80,7 @@ static int attempt_loop(rs_store *store, rs_call *call, rs_error *err)
 
 int rs_call_run(rs_store *store, rs_call *call)
 {
-    rs_error local, *err = call->err ? call->err : &local;
+    rs_error *err = call->err;
     call->answered = 0;
     rs_error_clear(&call->cause);
     int counted = !(call->flags & RS_CALL_UNCOUNTED);
@@ -118,14 +118,12 @@ int rs_call_durable(rs_store *store, rs_call *call)
     const char *what = call->what;
     size_t ncmds = call->ncmds;
     redisReply **replies = call->replies;
-    rs_error local;
-    if (!call->err) call->err = &local;
     rs_error *err = call->err;
     call->answered = 0;
     int rc = -1;
     if (cfg->wait_replicas <= 0) {
         rc = rs_call_run(store, call);
-        goto done;
+        return rc;
     }
 
     /* WAIT must follow the writes on the same connection: it ends the
@@ -147,7 +145,7 @@ int rs_call_durable(rs_store *store, rs_call *call)
         call->attempts = c.attempts;
         call->cause = c.cause;
         if (rc == 0) rc = check_acked(cfg, what, c.acked, ncmds, replies, err);
-        goto done;
+        return rc;
     }
 
     rs_cmd *all = calloc(ncmds + 1, sizeof *all);
@@ -210,7 +208,5 @@ int rs_call_durable(rs_store *store, rs_call *call)
 out:
     free(all);
     free(got);
-done:
-    if (call->err == &local) call->err = NULL;
     return rc;
 }

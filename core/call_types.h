@@ -89,7 +89,7 @@ struct rs_call {
     size_t answered;           /* failure with RS_CALL_KEEP: leading replies left set */
     long long acked;           /* cluster WAIT: in, replicas wanted; out, fewest counted */
     int attempts;
-    rs_error *err;             /* may be NULL */
+    rs_error *err;             /* never NULL (the entry point's: RS_ERR_ACCEPT_NULL) */
     rs_error cause;            /* an RS_ERR_UNKNOWN's: the failure behind it (timeout,
                                 * lost connection); kind RS_OK when none */
 };

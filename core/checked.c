@@ -20,7 +20,6 @@
 
 void rs_exec_unknown_because(rs_error *err, const char *what, int attempts, const char *why)
 {
-    if (!err) return;
     rs_error_set(err, RS_ERR_UNKNOWN, 0, "%s: outcome unknown after %d attempt%s: %s", what,
                  attempts, attempts == 1 ? "" : "s", why);
     err->attempts = attempts;
@@ -38,8 +37,6 @@ int rs_exec_key(rs_store *store, const rs_call *like, const char *cmdname, const
 
 int rs_exec_checked(rs_store *store, rs_checked *op, redisReply **reply, rs_error *err)
 {
-    rs_error local;
-    if (!err) err = &local;
     const char *what = op->what;
     int attempts = 0;
     for (;;) {

@@ -234,11 +234,11 @@ static int refresh(rs_cluster *cl, rs_error *err)
             rs_metrics_count(cl->store, RS_METRIC_REFRESH);
             rs_log(cl->store->cfg, RS_LOG_INFO, "cluster slot map refreshed (%d nodes known)", cl->nnodes);
         } else if (last.kind == RS_ERR_CONFIG) {
-            if (err) *err = last;
+            *err = last;
         } else {
             rs_error_set(&cl->sweep_err, last.kind ? last.kind : RS_ERR_CONNECTION, 1,
                          "cannot read the cluster slot map from any node: %s", last.message);
-            if (err) *err = cl->sweep_err;
+            *err = cl->sweep_err;
         }
         cl->sweep_rc = rc;
         atomic_fetch_add(&cl->sweeps, 1);

@@ -146,7 +146,6 @@ static int run_pipeline(rs_conn *conn, const rs_call *call, double spin_wait, rs
 
 void rs_exec_fail(rs_error *err, const char *what, int attempts, const rs_error *last)
 {
-    if (!err) return;
     rs_error_set(err, last->kind, last->retryable, "%s failed after %d attempt%s: %s", what,
                  attempts, attempts == 1 ? "" : "s", last->message);
     err->attempts = attempts;
@@ -156,7 +155,6 @@ void rs_exec_fail(rs_error *err, const char *what, int attempts, const rs_error 
 void rs_exec_unknown(rs_error *err, const char *what, int attempts, size_t answered,
                      size_t ncmds, const rs_error *last)
 {
-    if (!err) return;
     char part[80] = "";
     if (ncmds > 1)
         snprintf(part, sizeof part, " (replies to %zu of %zu commands read, the rest unknown)",

@@ -105,7 +105,7 @@ int rs_script_run(rs_store *store, rs_call *like, rs_script *script,
         if (load) return rc;
         /* NOSCRIPT is an error reply: the script did not run. */
         if (first.reply != RS_REPLY_NOSCRIPT) {
-            if (err) *err = first;
+            *err = first;
             return -1;
         }
     }
