@@ -21,7 +21,7 @@
 #include "exec.h"
 #include "retry.h"
 #include "script.h"
-#include "store.h"
+#include "store_state.h"
 #include "token_key.h"
 #include "ttl.h"
 

@@ -26,7 +26,7 @@
 #include "exec.h"
 #include "log.h"
 #include "retry.h"
-#include "store.h"
+#include "store_state.h"
 
 /* The routing seam: one attempt of the call wherever it goes. */
 static int route_attempt(rs_store *store, rs_call *call, rs_attempt *at, rs_error *last)
@@ -89,7 +89,7 @@ int rs_call_run(rs_store *store, rs_call *call)
     if (call->route) rs_cluster_call_end(call, rc < 0);
     /* NOSCRIPT is answered at once by EVALSHA (script.c): a call, not a failure. */
     int failed = rc < 0 && err->reply != RS_REPLY_NOSCRIPT;
-    if (counted) rs_metrics_end(store, call->op, m, failed ? err->kind : RS_OK);
+    if (counted) rs_metrics_end(&store->metrics, call->op, m, failed ? err->kind : RS_OK);
     return rc;
 }
 

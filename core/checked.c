@@ -16,7 +16,7 @@
 #include "config.h"
 #include "error.h"
 #include "exec.h"
-#include "store.h"
+#include "store_state.h"
 
 void rs_exec_unknown_because(rs_error *err, const char *what, int attempts, const char *why)
 {

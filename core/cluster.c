@@ -44,7 +44,7 @@
 #include "log.h"
 #include "pool.h"
 #include "retry.h"
-#include "store.h"
+#include "store_state.h"
 
 #define NSLOTS RS_CLUSTER_SLOTS
 #define MAX_NODES 1024
@@ -231,7 +231,7 @@ static int refresh(rs_cluster *cl, rs_error *err)
             rc = read_slots(cl, url->hosts[i].host, url->hosts[i].port, &last);
         if (rc == 0) {
             atomic_store(&cl->stale, 0);
-            rs_metrics_count(cl->store, RS_METRIC_REFRESH);
+            rs_metrics_count(&cl->store->metrics, RS_METRIC_REFRESH);
             rs_log(cl->store->cfg, RS_LOG_INFO, "cluster slot map refreshed (%d nodes known)", cl->nnodes);
         } else if (last.kind == RS_ERR_CONFIG) {
             *err = last;
@@ -504,7 +504,7 @@ static int send_group(rs_cluster *cl, rs_call *call, int target, int *redirected
             if (idx >= 0) cl->slots[slot] = (int16_t)idx;
             pthread_rwlock_unlock(&cl->map_lock);
             atomic_store(&cl->stale, 1);
-            rs_metrics_count(cl->store, RS_METRIC_MOVED);
+            rs_metrics_count(&cl->store->metrics, RS_METRIC_MOVED);
             c->ask[i] = -1;
             *redirected = 1;
             freeReplyObject(r);
@@ -513,7 +513,7 @@ static int send_group(rs_cluster *cl, rs_call *call, int target, int *redirected
             pthread_rwlock_wrlock(&cl->map_lock);
             c->ask[i] = node_index(cl, host, port);
             pthread_rwlock_unlock(&cl->map_lock);
-            rs_metrics_count(cl->store, RS_METRIC_ASK);
+            rs_metrics_count(&cl->store->metrics, RS_METRIC_ASK);
             *redirected = 1;
             freeReplyObject(r);
         } else if (r->type == REDIS_REPLY_ERROR) {

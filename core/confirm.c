@@ -20,7 +20,7 @@
 #include "call.h"
 #include "config.h"
 #include "error.h"
-#include "store.h"
+#include "store_state.h"
 
 int rs_store_confirm_writes(rs_store *store, int replicas, double timeout, rs_error *err)
 {

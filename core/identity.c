@@ -20,7 +20,7 @@
 #include "cluster.h"
 #include "config.h"
 #include "error.h"
-#include "store.h"
+#include "store_state.h"
 
 int rs_info_field(const char *text, size_t len, const char *name, char *buf, size_t size)
 {

@@ -30,7 +30,7 @@
 #include "pool.h"
 #include "retry.h"
 #include "script.h"
-#include "store.h"
+#include "store_state.h"
 #include "token_key.h"
 #include "ttl.h"
 
@@ -133,10 +133,10 @@ static int refresh_owned(rs_store *store, const char *key, const char *owner, do
 static void count_refresh(rs_store *store, int rc)
 {
     if (rc == 1) {
-        rs_metrics_count(store, RS_METRIC_LOCK_REFRESHED);
+        rs_metrics_count(&store->metrics, RS_METRIC_LOCK_REFRESHED);
     } else if (rc == 0) {
-        rs_metrics_count(store, RS_METRIC_LOCK_LOST);
-        rs_metrics_locks_held(store, -1);
+        rs_metrics_count(&store->metrics, RS_METRIC_LOCK_LOST);
+        rs_metrics_locks_held(&store->metrics, -1);
     }
 }
 
@@ -183,8 +183,8 @@ int rs_lock_release(rs_store *store, const char *key, const char *owner, rs_erro
     rs_checked op = {"release_lock", run_release, "GET", key, strlen(key), check_released, &c, 0};
     int rc = rs_exec_checked(store, &op, &reply, err);
     if (rc == 1 || (rc == 0 && script_said_yes(reply))) {
-        rs_metrics_count(store, RS_METRIC_LOCK_RELEASED);
-        rs_metrics_locks_held(store, -1);
+        rs_metrics_count(&store->metrics, RS_METRIC_LOCK_RELEASED);
+        rs_metrics_locks_held(&store->metrics, -1);
         return 1;
     }
     return rc < 0 ? -1 : 0;
@@ -233,14 +233,14 @@ int rs_lock_acquire(rs_store *store, const char *key, const char *owner, double 
     call.rule = RS_RETRY_UNSENT;
     int lost = rs_call_run(store, &call) < 0;
     if (lost && err->kind != RS_ERR_UNKNOWN) {
-        rs_metrics_count(store, RS_METRIC_LOCK_ERROR);
+        rs_metrics_count(&store->metrics, RS_METRIC_LOCK_ERROR);
         return -1;
     }
     call.rule = RS_RETRY_IDEMPOTENT;
     if (lost && rs_call_run(store, &call) < 0) {
         int rc = lost_attempt_took(store, key, owner, ttl, err);
-        rs_metrics_count(store, rc == 1 ? RS_METRIC_LOCK_ACQUIRED : RS_METRIC_LOCK_ERROR);
-        if (rc == 1) rs_metrics_locks_held(store, +1);
+        rs_metrics_count(&store->metrics, rc == 1 ? RS_METRIC_LOCK_ACQUIRED : RS_METRIC_LOCK_ERROR);
+        if (rc == 1) rs_metrics_locks_held(&store->metrics, +1);
         return rc == 1 ? 1 : -1;
     }
     int acquired = reply->type == REDIS_REPLY_STATUS;
@@ -251,11 +251,11 @@ int rs_lock_acquire(rs_store *store, const char *key, const char *owner, double 
      * the two apart). */
     int rc = acquired ? 1 : refresh_owned(store, key, owner, ttl, err);
     if (acquired || (rc == 1 && lost)) {
-        rs_metrics_count(store, RS_METRIC_LOCK_ACQUIRED);
-        rs_metrics_locks_held(store, +1);
+        rs_metrics_count(&store->metrics, RS_METRIC_LOCK_ACQUIRED);
+        rs_metrics_locks_held(&store->metrics, +1);
         return 1;
     }
-    rs_metrics_count(store, rc == 1 ? RS_METRIC_LOCK_REFRESHED
+    rs_metrics_count(&store->metrics, rc == 1 ? RS_METRIC_LOCK_REFRESHED
                             : rc == 0 ? RS_METRIC_LOCK_ALREADY_HELD : RS_METRIC_LOCK_ERROR);
     return rc;
 }
@@ -585,7 +585,7 @@ static int lease_refresh(rs_lease *lease, rs_error *last)
         int rc = lease->pool ? refresh_attempt(lease, deadline, last)
                              : refresh_owned(lease->store, lease->key, lease->owner,
                                              lease->ttl, last);
-        if (rc == 1) rs_metrics_count(lease->store, RS_METRIC_LOCK_REFRESHED);
+        if (rc == 1) rs_metrics_count(&lease->store->metrics, RS_METRIC_LOCK_REFRESHED);
         /* A refresh that returns after the validity passed is too late:
          * the owner has already been told, by rs_lease_remaining, to stop. */
         int in_time = rs_now() < deadline;
@@ -633,8 +633,8 @@ static void *lease_main(void *arg)
         if (rc < 0) break;
         if (rc == 1) continue;
         lease->lost = 1;
-        rs_metrics_count(lease->store, RS_METRIC_LOCK_LOST);
-        rs_metrics_locks_held(lease->store, -1);
+        rs_metrics_count(&lease->store->metrics, RS_METRIC_LOCK_LOST);
+        rs_metrics_locks_held(&lease->store->metrics, -1);
         pthread_mutex_unlock(&lease->lock);
         rs_log(lease->store->cfg, RS_LOG_WARN, "lease '%.200s' lost: not refreshed within its validity of %gs "
                "(%s)", lease->key, lease->ttl, last.message);

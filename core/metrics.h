@@ -53,18 +53,18 @@ typedef struct rs_metrics_call {
 
 #ifdef RS_NO_METRICS
 static inline rs_metrics_call rs_metrics_begin(void) { return (rs_metrics_call){0, 0}; }
-static inline void rs_metrics_end(rs_store *store, rs_op op, rs_metrics_call call,
+static inline void rs_metrics_end(rs_metrics *m, rs_op op, rs_metrics_call call,
                                   rs_error_kind kind) {}
-static inline void rs_metrics_count(rs_store *store, rs_metric_counter which) {}
-static inline void rs_metrics_locks_held(rs_store *store, int delta) {}
+static inline void rs_metrics_count(rs_metrics *m, rs_metric_counter which) {}
+static inline void rs_metrics_locks_held(rs_metrics *m, int delta) {}
 #else
 rs_metrics_call rs_metrics_begin(void);
-void rs_metrics_end(rs_store *store, rs_op op, rs_metrics_call call, rs_error_kind kind);
+void rs_metrics_end(rs_metrics *m, rs_op op, rs_metrics_call call, rs_error_kind kind);
 /* Counts one event (thread safe, lock free). */
-void rs_metrics_count(rs_store *store, rs_metric_counter which);
+void rs_metrics_count(rs_metrics *m, rs_metric_counter which);
 /* Moves the locks-held gauge by delta (+1 acquired, -1 released or lost);
  * it never goes below 0 (a release of a lock another store acquired). */
-void rs_metrics_locks_held(rs_store *store, int delta);
+void rs_metrics_locks_held(rs_metrics *m, int delta);
 #endif
 /* rs_store_metrics and rs_store_metrics_reset (store.c) with the pool
  * figures given: the counters of `m` as a snapshot, or set to zero with

@@ -22,7 +22,7 @@
 #include "cluster.h"
 #include "error.h"
 #include "identity.h"
-#include "store.h"
+#include "store_state.h"
 
 #define ADDRESS_MAX 300
 

@@ -80,6 +80,7 @@
 #include "retry.h"
 #include "seen_set.h"
 #include "store.h"
+#include "store_state.h"
 
 #define MAX_SCAN_NODES 1024
 #define MAX_RESTARTS 5       /* a node's walk started over, at most, per walk */
@@ -638,7 +639,7 @@ static int next_keys(rs_scan *scan, redisReply **keys, rs_error *err)
         /* A SCAN step (one node) is not counted by itself: count it as a list. */
         rs_metrics_call call = rs_metrics_begin();
         int rc = scan_step(scan, &reply, err);
-        rs_metrics_end(scan->store, RS_OP_LIST, call, rc == 0 ? RS_OK : err->kind);
+        rs_metrics_end(&scan->store->metrics, RS_OP_LIST, call, rc == 0 ? RS_OK : err->kind);
         if (rc < 0) return -1;
         if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
             reply->element[0]->type != REDIS_REPLY_STRING ||

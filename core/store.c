@@ -20,6 +20,7 @@
 #include "error.h"
 #include "failover.h"
 #include "pool.h"
+#include "store_state.h"
 #include "tls.h"
 #include "token_key.h"
 #include "ttl.h"

@@ -1,36 +1,15 @@
 /* SPDX-License-Identifier: MIT */
-/* store.h -- what an open store holds (store.c opens and closes it),
- * read by the files that reach its pools, cluster and counters.
+/* store.h -- store.c's own: the count of threads still running on a
+ * store, which closing it waits for (the walk's read-ahead, save jobs).
+ * The store's fields are store_state.h's.
  */
 #ifndef RS_STORE_H
 #define RS_STORE_H
 
-#include <pthread.h>
-
-#include "metrics.h"
 #include "rigatoni_store.h"
 
-typedef struct rs_tls rs_tls;
-typedef struct rs_pool rs_pool;
-typedef struct rs_cluster rs_cluster;
-typedef struct rs_failover rs_failover;
-
-struct rs_store {
-    rs_config *cfg;
-    rs_tls *tls;                     /* rediss:// only */
-    rs_pool *pool;                   /* NULL in cluster mode */
-    rs_cluster *cluster;             /* cluster_mode only */
-    rs_failover *failover;           /* Sentinel only: the +switch-master subscriber */
-    rs_metrics metrics;              /* metrics.c; zeroed by calloc, no set-up */
-    /* Threads still running on this store: a walk's read-ahead (scan.c;
-     * a walk closed while one was on the wire leaves it to end by itself)
-     * and save jobs (save_job.c). Closing the store waits for them. */
-    pthread_mutex_t threads_lock;
-    pthread_cond_t threads_done;
-    int threads;
-};
-
-/* A thread on the store starts (+1) or has ended (-1): store.c. */
+/* A thread on the store starts (+1) or has ended (-1); closing the
+ * store waits for the count to reach 0. */
 void rs_store_threads(rs_store *store, int delta);
 
 #endif /* RS_STORE_H */

@@ -12,7 +12,7 @@
 #include "token_key.h"
 #include "config.h"
 #include "error.h"
-#include "store.h"
+#include "store_state.h"
 
 /* Longest collection name accepted: MongoDB's namespace limit is far below. */
 #define MAX_COLLECTION_LEN 65536

@@ -5,7 +5,7 @@
  * wait_replicas 1 every durable write must fail the same way. Uses the
  * core's internal API: no public function runs a call on a given pool. */
 #include "call.h"
-#include "store.h"
+#include "store_state.h"
 #include "test_support.h"
 
 /* One durable SET of `key`, on `pool` (NULL: the store's routing). */
