@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* call.c -- the attempt loop: a call routed, retried, recorded, made
- * durable or verified.
+ * durable.
  *
  * rs_call_run is the one loop every request to the servers goes through:
  * each attempt is routed (the seam below: the cluster, cluster.c, which
@@ -8,11 +8,12 @@
  * standalone or Sentinel, exec.c), and what the attempt did decides the
  * rest, once, here: done; outcome lost under RS_RETRY_UNSENT (unknown);
  * repeated while the failure is retryable and attempts remain; else
- * failed. Around the loop, each call is recorded once in the metrics, gets
- * its WAIT when writes must be durable, and a non-idempotent operation
- * whose reply was lost reads its outcome back from the server
- * (rs_exec_checked) instead of guessing.
- * Dependencies point one way: call.c -> cluster.c -> exec.c.
+ * failed. Around the loop, each call is recorded once in the metrics and
+ * gets its WAIT when writes must be durable. (A non-idempotent operation
+ * whose reply was lost reads its outcome back from the server: checked.c,
+ * above this loop.)
+ * Dependencies point one way: call.c -> cluster.c -> exec.c; cluster.c
+ * and exec.c read the call description (call_types.h), not this loop.
  */
 #include <math.h>
 #include <stdio.h>

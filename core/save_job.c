@@ -14,7 +14,6 @@
 
 #include "error.h"
 #include "store.h"
-#include "store_state.h"
 
 struct rs_save_job {
     rs_store *store;
