@@ -90,15 +90,20 @@ $(BUILD)/librigatoni_store.a: $(CORE_OBJ)
 # number; the two links are what the loader and the linker look for.
 SONAME  := librigatoni_store.so.0
 SOREAL  := librigatoni_store.so.$(VERSION)
+# -z nodelete: a read-ahead or lease thread may still be returning from
+# the library's code when the store's close has returned (it has said it
+# is done, it has not left yet); dlclose (Lua's, at lua_close) must not
+# unmap that code under it.
+NODELETE := -Wl,-z,nodelete
 $(BUILD)/$(SOREAL): $(CORE_OBJ)
-	$(CC) -shared $(SAN) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LIBS) -Wl,-soname,$(SONAME)
+	$(CC) -shared $(SAN) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LIBS) -Wl,-soname,$(SONAME) $(NODELETE)
 $(BUILD)/librigatoni_store.so: $(BUILD)/$(SOREAL)
 	ln -sf $(SOREAL) $(BUILD)/$(SONAME)
 	ln -sf $(SOREAL) $@
 
 # The Lua module carries the core inside, so `require` needs no LD_LIBRARY_PATH.
 $(BUILD)/rigatoni_store.so: $(MOD_OBJ) $(BUILD)/librigatoni_store.a
-	$(CC) $(LIBFLAG) $(SAN) $(CFLAGS) $(LDFLAGS) -o $@ $(MOD_OBJ) $(BUILD)/librigatoni_store.a $(LIBS)
+	$(CC) $(LIBFLAG) $(SAN) $(CFLAGS) $(LDFLAGS) -o $@ $(MOD_OBJ) $(BUILD)/librigatoni_store.a $(LIBS) $(NODELETE)
 
 # The host binary: the module linked in, so scripts need no .so on disk;
 # libmicrohttpd serves `serve`'s /metrics (lua/host_http.c).
@@ -187,7 +192,7 @@ test-tsan:
 	    build-tsan/tests/test_threads build-tsan/tests/test_pool build-tsan/tests/test_lease \
 	    build-tsan/tests/test_pool_exhaust build-tsan/tests/test_metrics \
 	    build-tsan/tests/test_config_race build-tsan/tests/test_cluster \
-	    build-tsan/tests/test_null_err
+	    build-tsan/tests/test_null_err build-tsan/tests/test_readahead
 
 # The Lua module under ASan+UBSan, with an ASan-linked interpreter
 # (spec/support/asan_lua.c) that spec/run-tests.sh puts first in PATH as

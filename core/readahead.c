@@ -78,6 +78,14 @@ static void *producer_main(void *arg)
 {
     rs_readahead *ra = arg;
     for (;;) {
+        /* No new step once closed or failed: against a frozen server it
+         * would hold the store's close for a whole retry policy. */
+        pthread_mutex_lock(&ra->lock);
+        if (ra->closing || ra->failed.kind != RS_OK) {
+            ra->produced_all = 1;
+            return thread_ends(ra);
+        }
+        pthread_mutex_unlock(&ra->lock);
         void *item = NULL;
         rs_error err;
         rs_error_clear(&err);

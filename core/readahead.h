@@ -37,8 +37,11 @@ int rs_readahead_start(rs_readahead *ra);
  * before it). */
 int rs_readahead_next(rs_readahead *ra, void **out, rs_error *err);
 /* Stops the threads: 0 when they have ended (the caller frees the stage),
- * 1 when one is still running a step (a frozen server): it is not waited
- * for, and the last one to end calls thread_ended(owner, ctx, 1). */
+ * 1 when one has not ended yet (it may be in a step against a frozen
+ * server, or only waking up): it is not waited for, and the last one to
+ * end calls thread_ended(owner, ctx, 1). Its return from there runs the
+ * library's code after the owner may have closed: the .so is linked with
+ * -z nodelete so that no dlclose unmaps that code. */
 int rs_readahead_close(rs_readahead *ra);
 /* Frees a stage whose threads have ended or never started. NULL is fine. */
 void rs_readahead_free(rs_readahead *ra);
