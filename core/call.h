@@ -7,7 +7,6 @@
 #define RS_CALL_H
 
 #include "call_types.h"
-#include "rigatoni_store.h"
 
 /* Runs `call` under its retry rule. On success, replies[i] holds each
  * reply (free with freeReplyObject); an error reply fails the call unless
