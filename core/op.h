@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* op.h -- what a call is, for metrics: one kind per store operation
- * family (read by call.h and metrics.h).
+ * family (read by call_types.h and metrics.h).
  */
 #ifndef RS_OP_H
 #define RS_OP_H
