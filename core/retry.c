@@ -18,21 +18,12 @@
 #include <string.h>
 #include <time.h>
 
-#include "internal.h"
+#include "retry.h"
+#include "clock.h"
+#include "config.h"
+#include "error.h"
+#include "metrics.h"
 
-double rs_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-void rs_sleep(double seconds)
-{
-    if (seconds <= 0) return;
-    struct timespec ts = {(time_t)seconds, (long)((seconds - floor(seconds)) * 1e9)};
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {}
-}
 
 void rs_error_from_context(rs_error *err, const redisContext *ctx)
 {

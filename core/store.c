@@ -12,10 +12,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
-
-/* Longest collection name accepted: MongoDB's namespace limit is far below. */
-#define MAX_COLLECTION_LEN 65536
+#include "store.h"
+#include "call.h"
+#include "checked.h"
+#include "cluster.h"
+#include "config.h"
+#include "error.h"
+#include "failover.h"
+#include "pool.h"
+#include "store_state.h"
+#include "tls.h"
+#include "token_key.h"
+#include "ttl.h"
 
 /* "<op> of '<collection>'" for error messages, shortened. */
 static void describe(char *buf, size_t size, const char *op, const char *coll, size_t len)
@@ -58,10 +66,6 @@ rs_store *rs_store_open(const rs_config *cfg, rs_error *err)
         rs_store_close(store);
         return NULL;
     }
-    rs_script_init(&store->scripts.delete_if_value, rs_delete_if_value_source);
-    rs_script_init(&store->scripts.lock_refresh, rs_lock_refresh_source);
-    rs_script_init(&store->scripts.lock_release, rs_lock_release_source);
-    rs_script_init(&store->scripts.save_fenced, rs_save_fenced_source);
     const rs_url *url = &store->cfg->parsed;
     if (store->cfg->cluster_mode) {
         if (!(store->cluster = rs_cluster_new(store, err))) {
@@ -148,65 +152,12 @@ void rs_store_metrics_reset(rs_store *store)
     rs_metrics_reset_to(&store->metrics, &pool);
 }
 
-char *rs_token_key(const rs_store *store, const char *collection, size_t coll_len,
-                   size_t *key_len, rs_error *err)
-{
-    if (!collection || coll_len == 0) {
-        rs_error_set(err, RS_ERR_SERIALIZATION, 0, "collection name must not be empty");
-        return NULL;
-    }
-    if (coll_len > MAX_COLLECTION_LEN) {
-        rs_error_set(err, RS_ERR_SERIALIZATION, 0, "collection name longer than %d bytes",
-                     MAX_COLLECTION_LEN);
-        return NULL;
-    }
-    size_t plen = strlen(store->cfg->key_prefix);
-    char *key = malloc(plen + 1 + coll_len + 1);
-    if (!key) {
-        rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
-        return NULL;
-    }
-    memcpy(key, store->cfg->key_prefix, plen);
-    key[plen] = ':';
-    memcpy(key + plen + 1, collection, coll_len);
-    key[plen + 1 + coll_len] = '\0';
-    *key_len = plen + 1 + coll_len;
-    return key;
-}
 
-char *rs_token_key_to_save(const rs_store *store, const char *collection, size_t coll_len,
-                           size_t len, size_t *key_len, rs_error *err)
-{
-    if (len > RS_MAX_TOKEN_SIZE) {
-        rs_error_set(err, RS_ERR_SERIALIZATION, 0, "token of %zu bytes is over the %u byte limit",
-                     len, RS_MAX_TOKEN_SIZE);
-        return NULL;
-    }
-    return rs_token_key(store, collection, coll_len, key_len, err);
-}
 
 /* ---------------------------------------------------------------------
  * Token operations
  * ------------------------------------------------------------------ */
 
-int rs_ttl_args(double ttl, const char **unit, char *amount, size_t size)
-{
-    if (ttl <= 0) {
-        *unit = "";
-        amount[0] = '\0';
-        return 0;
-    }
-    /* Integers, not "%.0f": a migrate formats a million of them. */
-    if (ttl == floor(ttl)) {
-        *unit = "EX";
-        snprintf(amount, size, "%lld", (long long)ttl);
-    } else {
-        *unit = "PX";
-        long long ms = llround(ttl * 1000);
-        snprintf(amount, size, "%lld", ms < 1 ? 1 : ms);
-    }
-    return 1;
-}
 
 int rs_save_raw(rs_store *store, const char *collection, size_t coll_len, const void *bytes,
                 size_t len, double ttl, rs_error *err)
