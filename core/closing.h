@@ -5,19 +5,12 @@
 #ifndef RS_CLOSING_H
 #define RS_CLOSING_H
 
-#include <pthread.h>
-#include <stdatomic.h>
-
 #include "rigatoni_store.h"
 
-typedef struct rs_closing {
-    pthread_mutex_t lock;
-    pthread_cond_t wake;     /* broadcast when the close begins */
-    atomic_int set;
-} rs_closing;
+typedef struct rs_closing rs_closing;
 
-int rs_closing_init(rs_closing *c);         /* 0 or -1 */
-void rs_closing_destroy(rs_closing *c);
+rs_closing *rs_closing_new(void);           /* NULL: no memory */
+void rs_closing_free(rs_closing *c);        /* NULL is fine */
 /* The close begins: every rs_closing_sleep ends now, and later ones at once. */
 void rs_closing_begin(rs_closing *c);
 int rs_closing_is_set(rs_closing *c);

@@ -34,6 +34,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -41,7 +42,9 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "jobs.h"
+#include "error.h"
+#include "store_state.h"
 
 struct rs_job {
     rs_job_fn fn;
