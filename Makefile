@@ -72,9 +72,11 @@ all: $(BUILD)/librigatoni_store.a $(BUILD)/librigatoni_store.so $(BUILD)/rigaton
 # them (-MMD -MP: build/obj/**/*.d, read below), not on every header.
 DEPFLAGS = -MMD -MP
 
+# A core file includes the header that declares what it defines (its own,
+# or rigatoni_store.h), so a definition that strays from it fails here.
 $(BUILD)/obj/core/%.o: core/%.c
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) $(DEPFLAGS) -c $< -o $@
+	$(CC) $(ALL_CFLAGS) -Wmissing-prototypes $(DEPFLAGS) -c $< -o $@
 
 $(BUILD)/obj/lua/%.o: lua/%.c
 	@mkdir -p $(@D)

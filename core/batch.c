@@ -14,7 +14,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "call.h"
+#include "checked.h"
+#include "config.h"
+#include "error.h"
+#include "exec.h"
+#include "retry.h"
+#include "script.h"
+#include "store_state.h"
+#include "token_key.h"
+#include "ttl.h"
 
 /* Keys of n collections, in one allocation per key; NULL + err on error. */
 static char **make_keys(rs_store *store, const char *const *colls, const size_t *lens,
@@ -493,9 +502,9 @@ int rs_expire(rs_store *store, const char *collection, size_t coll_len, double t
     return rc;
 }
 
-const char rs_delete_if_value_source[] =
+static rs_script delete_if_value = RS_SCRIPT(
     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end "
-    "return 0";
+    "return 0");
 
 typedef struct delete_if {
     const char *key;
@@ -513,7 +522,7 @@ static int run_delete_if(rs_store *store, void *ctx, redisReply **reply, rs_erro
     rs_script_args a = {1, keys, key_lens, 1, args, arg_lens};
     rs_call call = RS_CALL(RS_OP_DELETE, "delete if unchanged", 0, NULL, NULL, err);
     call.rule = RS_RETRY_UNSENT;
-    int rc = rs_script_run(store, &call, &store->scripts.delete_if_value, &a, reply);
+    int rc = rs_script_run(store, &call, &delete_if_value, &a, reply);
     *cause = call.cause;
     return rc;
 }

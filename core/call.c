@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* call.c -- the attempt loop: a call routed, retried, recorded, made
- * durable or verified.
+ * durable.
  *
  * rs_call_run is the one loop every request to the servers goes through:
  * each attempt is routed (the seam below: the cluster, cluster.c, which
@@ -8,18 +8,27 @@
  * standalone or Sentinel, exec.c), and what the attempt did decides the
  * rest, once, here: done; outcome lost under RS_RETRY_UNSENT (unknown);
  * repeated while the failure is retryable and attempts remain; else
- * failed. Around the loop, each call is recorded once in the metrics, gets
- * its WAIT when writes must be durable, and a non-idempotent operation
- * whose reply was lost reads its outcome back from the server
- * (rs_exec_checked) instead of guessing.
- * Dependencies point one way: call.c -> cluster.c -> exec.c.
+ * failed. Around the loop, each call is recorded once in the metrics and
+ * gets its WAIT when writes must be durable. (A non-idempotent operation
+ * whose reply was lost reads its outcome back from the server: checked.c,
+ * above this loop.)
+ * Dependencies point one way: call.c -> cluster.c -> exec.c; cluster.c
+ * and exec.c read the call description (call_types.h), not this loop.
  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "call.h"
+#include "closing.h"
+#include "cluster.h"
+#include "config.h"
+#include "error.h"
+#include "exec.h"
+#include "log.h"
+#include "retry.h"
+#include "store_state.h"
 
 /* The routing seam: one attempt of the call wherever it goes. */
 static int route_attempt(rs_store *store, rs_call *call, rs_attempt *at, rs_error *last)
@@ -44,7 +53,7 @@ static int attempt_loop(rs_store *store, rs_call *call, rs_error *err)
     rs_error_clear(&last);
     /* A call begun while the store closes (by a job's fn, a walk's thread)
      * is not sent: the close waits only for what is on the wire. */
-    if (rs_closing_is_set(&store->closing)) {
+    if (rs_closing_is_set(store->closing)) {
         rs_closing_error(err, call->what);
         return -1;
     }
@@ -79,7 +88,7 @@ static int attempt_loop(rs_store *store, rs_call *call, rs_error *err)
 
 int rs_call_run(rs_store *store, rs_call *call)
 {
-    rs_error local, *err = call->err ? call->err : &local;
+    rs_error *err = call->err;
     call->answered = 0;
     rs_error_clear(&call->cause);
     int counted = !(call->flags & RS_CALL_UNCOUNTED);
@@ -88,7 +97,7 @@ int rs_call_run(rs_store *store, rs_call *call)
     if (call->route) rs_cluster_call_end(call, rc < 0);
     /* NOSCRIPT is answered at once by EVALSHA (script.c): a call, not a failure. */
     int failed = rc < 0 && err->reply != RS_REPLY_NOSCRIPT;
-    if (counted) rs_metrics_end(store, call->op, m, failed ? err->kind : RS_OK);
+    if (counted) rs_metrics_end(&store->metrics, call->op, m, failed ? err->kind : RS_OK);
     return rc;
 }
 
@@ -117,18 +126,17 @@ int rs_call_durable(rs_store *store, rs_call *call)
     const char *what = call->what;
     size_t ncmds = call->ncmds;
     redisReply **replies = call->replies;
-    rs_error local;
-    if (!call->err) call->err = &local;
     rs_error *err = call->err;
     call->answered = 0;
     int rc = -1;
-    if (cfg->wait_replicas <= 0 || call->pool) {
+    if (cfg->wait_replicas <= 0) {
         rc = rs_call_run(store, call);
-        goto done;
+        return rc;
     }
 
     /* WAIT must follow the writes on the same connection: it ends the
-     * pipeline (in a cluster, each node's pipeline: cluster.c). */
+     * pipeline (in a cluster, each node's pipeline: cluster.c; a call on a
+     * given pool, e.g. one node, is one pipeline as without a cluster). */
     char replicas[16], timeout[24];
     snprintf(replicas, sizeof replicas, "%d", cfg->wait_replicas);
     snprintf(timeout, sizeof timeout, "%.0f", fmax(1, cfg->wait_timeout * 1000));
@@ -136,7 +144,7 @@ int rs_call_durable(rs_store *store, rs_call *call)
     size_t argvlen[3] = {4, strlen(replicas), strlen(timeout)};
     rs_cmd wait = {3, argv, argvlen};
     long long acked = cfg->wait_replicas;
-    if (store->cluster) {
+    if (store->cluster && !call->pool) {
         rs_call c = *call;
         c.wait = &wait;
         c.acked = acked;
@@ -145,7 +153,7 @@ int rs_call_durable(rs_store *store, rs_call *call)
         call->attempts = c.attempts;
         call->cause = c.cause;
         if (rc == 0) rc = check_acked(cfg, what, c.acked, ncmds, replies, err);
-        goto done;
+        return rc;
     }
 
     rs_cmd *all = calloc(ncmds + 1, sizeof *all);
@@ -208,80 +216,5 @@ int rs_call_durable(rs_store *store, rs_call *call)
 out:
     free(all);
     free(got);
-done:
-    if (call->err == &local) call->err = NULL;
-    return rc;
-}
-
-void rs_exec_unknown_because(rs_error *err, const char *what, int attempts, const char *why)
-{
-    if (!err) return;
-    rs_error_set(err, RS_ERR_UNKNOWN, 0, "%s: outcome unknown after %d attempt%s: %s", what,
-                 attempts, attempts == 1 ? "" : "s", why);
-    err->attempts = attempts;
-}
-
-int rs_exec_key(rs_store *store, const rs_call *like, const char *cmdname, const char *key,
-                size_t key_len)
-{
-    const char *argv[2] = {cmdname, key};
-    size_t argvlen[2] = {strlen(cmdname), key_len};
-    rs_cmd cmd = {2, argv, argvlen};
-    rs_call call = RS_CALL(like->op, like->what, 1, &cmd, like->replies, like->err);
-    return rs_call_run(store, &call);
-}
-
-int rs_exec_checked(rs_store *store, rs_checked *op, redisReply **reply, rs_error *err)
-{
-    rs_error local;
-    if (!err) err = &local;
-    const char *what = op->what;
-    int attempts = 0;
-    for (;;) {
-        op->attempts = attempts + 1;      /* a success reports no count: at least this */
-        rs_error cause;
-        rs_error_clear(&cause);
-        if (op->run(store, op->ctx, reply, err, &cause) == 0) return 0;
-        if (err->kind != RS_ERR_UNKNOWN) return -1;
-        attempts += err->attempts;
-        op->attempts = attempts;
-        rs_error unknown = *err;
-        int has_cause = cause.kind != RS_OK;
-        redisReply *state;
-        rs_call like = RS_CALL(RS_OP_GET, what, 0, NULL, &state, err);
-        if (rs_exec_key(store, &like, op->check_cmd, op->key, op->key_len) < 0) {
-            *err = unknown;         /* the check failed: still unknown */
-            err->attempts = attempts;
-            return -1;
-        }
-        const char *why = NULL;
-        rs_outcome found = op->check(state, op->ctx, &why);
-        freeReplyObject(state);
-        if (found == RS_OUTCOME_RAN) return 1;
-        if (found == RS_OUTCOME_UNKNOWN) {
-            rs_exec_unknown_because(err, what, attempts, why ? why : "the state does not tell");
-            return -1;
-        }
-        /* Not taken effect, no attempt left: the failure that stopped it. */
-        if (attempts > store->cfg->max_retries) {
-            if (!has_cause)
-                rs_error_set(&cause, RS_ERR_CONNECTION, 1, "no reply");
-            rs_exec_fail(err, what, attempts, &cause);
-            strncat(err->message, " (the state read back shows it has not taken effect)",
-                    sizeof err->message - strlen(err->message) - 1);
-            return -1;
-        }
-        /* The state says that attempt did not run: send it again. */
-    }
-}
-
-int rs_run_unsent(rs_store *store, void *ctx, redisReply **reply, rs_error *err,
-                  rs_error *cause)
-{
-    rs_unsent_cmd *u = ctx;
-    rs_call call = RS_CALL(u->op, u->what, 1, &u->cmd, reply, err);
-    call.rule = RS_RETRY_UNSENT;
-    int rc = rs_call_run(store, &call);
-    *cause = call.cause;
     return rc;
 }

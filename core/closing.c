@@ -13,32 +13,52 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <time.h>
 
-#include "internal.h"
+#include "closing.h"
+#include "error.h"
 
-int rs_closing_init(rs_closing *c)
+struct rs_closing {
+    pthread_mutex_t lock;
+    pthread_cond_t wake;     /* broadcast when the close begins */
+    atomic_int set;
+};
+
+rs_closing *rs_closing_new(void)
 {
+    rs_closing *c = calloc(1, sizeof *c);
     pthread_condattr_t attr;
-    if (pthread_condattr_init(&attr) != 0) return -1;
+    if (!c || pthread_condattr_init(&attr) != 0) {
+        free(c);
+        return NULL;
+    }
     /* Deadlines on the monotonic clock: a clock step neither cuts nor
      * stretches a backoff. */
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     int rc = pthread_cond_init(&c->wake, &attr);
     pthread_condattr_destroy(&attr);
-    if (rc != 0) return -1;
+    if (rc != 0) {
+        free(c);
+        return NULL;
+    }
     if (pthread_mutex_init(&c->lock, NULL) != 0) {
         pthread_cond_destroy(&c->wake);
-        return -1;
+        free(c);
+        return NULL;
     }
     atomic_init(&c->set, 0);
-    return 0;
+    return c;
 }
 
-void rs_closing_destroy(rs_closing *c)
+void rs_closing_free(rs_closing *c)
 {
+    if (!c) return;
     pthread_mutex_destroy(&c->lock);
     pthread_cond_destroy(&c->wake);
+    free(c);
 }
 
 void rs_closing_begin(rs_closing *c)

@@ -35,7 +35,16 @@
 #include <string.h>
 #include <strings.h>
 
-#include "internal.h"
+#include "cluster.h"
+#include "call_types.h"
+#include "config.h"
+#include "conn.h"
+#include "error.h"
+#include "exec.h"
+#include "log.h"
+#include "pool.h"
+#include "retry.h"
+#include "store_state.h"
 
 #define NSLOTS RS_CLUSTER_SLOTS
 #define MAX_NODES 1024
@@ -222,14 +231,14 @@ static int refresh(rs_cluster *cl, rs_error *err)
             rc = read_slots(cl, url->hosts[i].host, url->hosts[i].port, &last);
         if (rc == 0) {
             atomic_store(&cl->stale, 0);
-            rs_metrics_count(cl->store, RS_METRIC_REFRESH);
+            rs_metrics_count(&cl->store->metrics, RS_METRIC_REFRESH);
             rs_log(cl->store->cfg, RS_LOG_INFO, "cluster slot map refreshed (%d nodes known)", cl->nnodes);
         } else if (last.kind == RS_ERR_CONFIG) {
-            if (err) *err = last;
+            *err = last;
         } else {
             rs_error_set(&cl->sweep_err, last.kind ? last.kind : RS_ERR_CONNECTION, 1,
                          "cannot read the cluster slot map from any node: %s", last.message);
-            if (err) *err = cl->sweep_err;
+            *err = cl->sweep_err;
         }
         cl->sweep_rc = rc;
         atomic_fetch_add(&cl->sweeps, 1);
@@ -405,38 +414,6 @@ int rs_cluster_snapshot(rs_store *store, rs_pool **owners, rs_error *err)
     return 0;
 }
 
-/* In CLUSTER NODES, a node shows its own open slots ("[slot->-id]",
- * "[slot-<-id]") on the line whose flags say "myself". */
-int rs_cluster_open_slots(rs_store *store, rs_pool *pool, rs_error *err)
-{
-    const char *argv[2] = {"CLUSTER", "NODES"};
-    const size_t len[2] = {7, 5};
-    const rs_cmd cmd = {2, argv, len};
-    redisReply *reply;
-    rs_call call = RS_CALL(RS_OP_LIST, "list (CLUSTER NODES)", 1, &cmd, &reply, err);
-    call.pool = pool;
-    call.flags = RS_CALL_UNCOUNTED;
-    if (rs_call_run(store, &call) < 0) return -1;
-    int open = -1;
-    if (reply->type == REDIS_REPLY_STRING || reply->type == REDIS_REPLY_VERB) {
-        const char *p = reply->str, *end = reply->str + reply->len;
-        while (p < end && open < 0) {
-            const char *eol = memchr(p, '\n', (size_t)(end - p));
-            if (!eol) eol = end;
-            /* Fields: id, address, flags, ... */
-            const char *flags = memchr(p, ' ', (size_t)(eol - p));
-            flags = flags ? memchr(flags + 1, ' ', (size_t)(eol - flags - 1)) : NULL;
-            const char *flags_end = flags ? memchr(flags + 1, ' ', (size_t)(eol - flags - 1)) : NULL;
-            if (flags_end && memmem(flags + 1, (size_t)(flags_end - flags - 1), "myself", 6))
-                open = memchr(flags_end, '[', (size_t)(eol - flags_end)) != NULL;
-            p = eol + 1;
-        }
-    }
-    freeReplyObject(reply);
-    if (open < 0) rs_error_set(err, RS_ERR_SERVER, 0, "list: CLUSTER NODES has no line for the node itself");
-    return open;
-}
-
 /* A call's state across its attempts: which commands are done (their
  * replies in the call's), where ASK sends the others. */
 struct rs_cluster_call {
@@ -527,7 +504,7 @@ static int send_group(rs_cluster *cl, rs_call *call, int target, int *redirected
             if (idx >= 0) cl->slots[slot] = (int16_t)idx;
             pthread_rwlock_unlock(&cl->map_lock);
             atomic_store(&cl->stale, 1);
-            rs_metrics_count(cl->store, RS_METRIC_MOVED);
+            rs_metrics_count(&cl->store->metrics, RS_METRIC_MOVED);
             c->ask[i] = -1;
             *redirected = 1;
             freeReplyObject(r);
@@ -536,7 +513,7 @@ static int send_group(rs_cluster *cl, rs_call *call, int target, int *redirected
             pthread_rwlock_wrlock(&cl->map_lock);
             c->ask[i] = node_index(cl, host, port);
             pthread_rwlock_unlock(&cl->map_lock);
-            rs_metrics_count(cl->store, RS_METRIC_ASK);
+            rs_metrics_count(&cl->store->metrics, RS_METRIC_ASK);
             *redirected = 1;
             freeReplyObject(r);
         } else if (r->type == REDIS_REPLY_ERROR) {

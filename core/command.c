@@ -19,7 +19,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "internal.h"
+#include "call.h"
+#include "error.h"
 
 /* ---------------------------------------------------------------------
  * Commands that change the connection

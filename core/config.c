@@ -19,7 +19,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "config.h"
+#include "error.h"
 
 typedef enum {
     OPT_URL, OPT_STRING, OPT_SECRET, OPT_INT, OPT_SECONDS, OPT_TTL, OPT_BOOL,

@@ -17,7 +17,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "internal.h"
+#include "call.h"
+#include "config.h"
+#include "error.h"
+#include "store_state.h"
 
 int rs_store_confirm_writes(rs_store *store, int replicas, double timeout, rs_error *err)
 {

@@ -14,7 +14,13 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 
-#include "internal.h"
+#include "conn.h"
+#include "clock.h"
+#include "config.h"
+#include "error.h"
+#include "nosigpipe.h"
+#include "retry.h"
+#include "tls.h"
 
 static struct timeval to_timeval(double seconds)
 {
@@ -127,7 +133,6 @@ rs_conn *rs_conn_open(const rs_config *cfg, rs_tls *tls, const char *host, int p
     conn->ctx = ctx;
     conn->tls = tls != NULL;
     conn->last_used = conn->opened_at = rs_now();
-    conn->spin_wait = cfg->spin_wait;
     return conn;
 }
 

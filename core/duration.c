@@ -20,7 +20,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "internal.h"
+#include "rigatoni_store.h"
+
 
 static const struct { const char *name; double seconds; } units[] = {
     {"w", 604800}, {"d", 86400}, {"h", 3600}, {"m", 60}, {"s", 1}, {"ms", 1e-3}, {"us", 1e-6},

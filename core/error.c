@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "error.h"
 
 static const char *const kind_names[] = {
     [RS_OK] = "ok",

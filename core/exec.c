@@ -22,10 +22,18 @@
 #include <string.h>
 #include <strings.h>
 
-#include "internal.h"
+#include "exec.h"
+#include "call_types.h"
+#include "clock.h"
+#include "config.h"
+#include "conn.h"
+#include "error.h"
+#include "pool.h"
+#include "retry.h"
 
 /* ---------------------------------------------------------------------
- * Spin-waiting for the first reply (the spin_wait option)
+ * Spin-waiting for the first reply (the spin_wait option of the pool's
+ * config: a lease's own config turns it off)
  *
  * On loopback or a LAN, Redis often answers within a few tens of
  * microseconds: about what the kernel takes to put a blocked thread to
@@ -43,27 +51,19 @@
 
 static atomic_int waiters;       /* threads waiting for replies, process-wide */
 
-static void spin_for_reply(rs_conn *conn, int alone)
+static void spin_for_reply(rs_conn *conn, double spin_wait, int alone)
 {
-    if (conn->spin_wait <= 0 || !alone) return;
-    if (conn->spin_misses >= SPIN_MISSES_MAX && ++conn->spin_skipped % SPIN_PROBE != 0) return;
+    if (spin_wait <= 0 || !alone) return;
+    if (conn->exec.spin_misses >= SPIN_MISSES_MAX && ++conn->exec.spin_skipped % SPIN_PROBE != 0) return;
     struct pollfd p = {conn->ctx->fd, POLLIN, 0};
-    double deadline = rs_now() + conn->spin_wait;
+    double deadline = rs_now() + spin_wait;
     do {
         if (poll(&p, 1, 0) != 0) {          /* readable, closed or failed: read now */
-            conn->spin_misses = 0;
+            conn->exec.spin_misses = 0;
             return;
         }
     } while (rs_now() < deadline);
-    if (conn->spin_misses < SPIN_MISSES_MAX) conn->spin_misses++;
-}
-
-void rs_replies_free(redisReply **replies, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (replies[i]) freeReplyObject(replies[i]);
-        replies[i] = NULL;
-    }
+    if (conn->exec.spin_misses < SPIN_MISSES_MAX) conn->exec.spin_misses++;
 }
 
 /* A pooled plain-TCP connection that is readable before we send has been
@@ -76,7 +76,7 @@ static int closed_before_send(rs_conn *conn, rs_error *err)
 {
     redisContext *ctx = conn->ctx;
     struct pollfd p = {ctx->fd, POLLIN, 0};
-    if (conn->tls || !conn->used || poll(&p, 1, 0) <= 0) return 0;
+    if (conn->tls || !conn->exec.used || poll(&p, 1, 0) <= 0) return 0;
     void *reply = NULL;
     if (redisBufferRead(ctx) == REDIS_OK && redisGetReplyFromReader(ctx, &reply) == REDIS_OK &&
         reply && ((redisReply *)reply)->type == REDIS_REPLY_ERROR) {
@@ -91,7 +91,8 @@ static int closed_before_send(rs_conn *conn, rs_error *err)
 /* The call's commands from call->skip on, pipelined on a connection; their
  * replies[0..at->answered) are set even when it fails. Error replies fail
  * it unless RS_CALL_ERROR_REPLIES. */
-static int run_pipeline(rs_conn *conn, const rs_call *call, rs_error *err, rs_attempt *at)
+static int run_pipeline(rs_conn *conn, const rs_call *call, double spin_wait, rs_error *err,
+                        rs_attempt *at)
 {
     redisContext *ctx = conn->ctx;
     const rs_cmd *cmds = call->cmds + call->skip;
@@ -110,7 +111,7 @@ static int run_pipeline(rs_conn *conn, const rs_call *call, rs_error *err, rs_at
     }
     /* From here on the server may run what it received, whatever we read. */
     at->sent = 1;
-    conn->used = 1;
+    conn->exec.used = 1;
     size_t got = 0;
     int alone = atomic_fetch_add(&waiters, 1) == 0;
     int written = 0;
@@ -121,7 +122,7 @@ static int run_pipeline(rs_conn *conn, const rs_call *call, rs_error *err, rs_at
             break;
         }
     } while (!written);
-    if (written) spin_for_reply(conn, alone);
+    if (written) spin_for_reply(conn, spin_wait, alone);
     for (; written && got < ncmds; got++) {
         void *reply = NULL;
         if (redisGetReply(ctx, &reply) != REDIS_OK || !reply) {
@@ -145,7 +146,6 @@ static int run_pipeline(rs_conn *conn, const rs_call *call, rs_error *err, rs_at
 
 void rs_exec_fail(rs_error *err, const char *what, int attempts, const rs_error *last)
 {
-    if (!err) return;
     rs_error_set(err, last->kind, last->retryable, "%s failed after %d attempt%s: %s", what,
                  attempts, attempts == 1 ? "" : "s", last->message);
     err->attempts = attempts;
@@ -155,7 +155,6 @@ void rs_exec_fail(rs_error *err, const char *what, int attempts, const rs_error 
 void rs_exec_unknown(rs_error *err, const char *what, int attempts, size_t answered,
                      size_t ncmds, const rs_error *last)
 {
-    if (!err) return;
     char part[80] = "";
     if (ncmds > 1)
         snprintf(part, sizeof part, " (replies to %zu of %zu commands read, the rest unknown)",
@@ -194,7 +193,7 @@ int rs_call_attempt(rs_pool *pool, rs_call *call, rs_attempt *at, rs_error *last
         return -1;
     }
     if (call->skip >= call->ncmds) call->skip = 0;
-    int rc = run_pipeline(conn, call, last, at);
+    int rc = run_pipeline(conn, call, rs_pool_config(pool)->spin_wait, last, at);
     at->answered += call->skip;           /* the skipped ones: NULL */
     if (rc == 0 && hooks && hooks->after_replies) rc = hooks->after_replies(call, conn, last);
     rs_pool_release(pool, conn, at->broken);

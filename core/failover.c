@@ -33,8 +33,16 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <pthread.h>
+#include <signal.h>
 
-#include "internal.h"
+#include "failover.h"
+#include "clock.h"
+#include "config.h"
+#include "conn.h"
+#include "error.h"
+#include "log.h"
+#include "pool.h"
 
 #define PING_AFTER 5.0        /* seconds of silence before a PING */
 #define RETRY_DELAY 0.5       /* between subscription attempts, doubled after */

@@ -15,7 +15,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "identity.h"
+#include "call.h"
+#include "cluster.h"
+#include "config.h"
+#include "error.h"
+#include "store_state.h"
 
 int rs_info_field(const char *text, size_t len, const char *name, char *buf, size_t size)
 {

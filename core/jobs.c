@@ -9,13 +9,13 @@
  *
  * The workers: cfg->workers threads per store, all started by the first
  * job (none for a store that never starts a job; no later start pays for
- * a thread), ending when the store closes. The queue is one FIFO list
- * under one mutex. A later change can coalesce calls into
- * one pipeline there: a worker that pops a job able to share a pipeline
- * (one carrying an rs_call description instead of an opaque fn) takes the
- * run of such jobs queued behind it and runs them as one call, then
- * completes each with its own outcome; nothing else in this file needs to
- * change for that.
+ * a thread), ending when the store closes; they start with every signal
+ * blocked. The queue is one FIFO list under one mutex. A later change can
+ * coalesce calls into one pipeline there: a worker that pops a job able
+ * to share a pipeline (one carrying an rs_call description instead of an
+ * opaque fn) takes the run of such jobs queued behind it and runs them as
+ * one call, then completes each with its own outcome (job_done); the
+ * caller's side (fd, ready, finish, abandon) does not change.
  *
  * Lifetime: the job is the caller's until finish or abandon. The worker
  * that completes it sets `done` and writes the eventfd under the job's
@@ -34,13 +34,17 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "jobs.h"
+#include "error.h"
+#include "store_state.h"
 
 struct rs_job {
     rs_job_fn fn;
@@ -144,10 +148,16 @@ static int enqueue(rs_workers *w, rs_job *job, rs_error *err)
         return -1;
     }
     if (w->started == 0) {
-        /* All of them now: later starts never pay for a thread. */
+        /* All of them now: later starts never pay for a thread. They
+         * must not take the application's signals (a loop's signalfd or
+         * handler expects them on its own threads). */
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &old);
         while (w->started < w->max &&
                pthread_create(&w->threads[w->started], NULL, worker_main, w) == 0)
             w->started++;
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
         if (w->started == 0) {
             rs_error_set(err, RS_ERR_NOMEM, 0, "cannot start a worker thread for jobs");
             return -1;

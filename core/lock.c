@@ -19,22 +19,35 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "call.h"
+#include "checked.h"
+#include "clock.h"
+#include "cluster.h"
+#include "config.h"
+#include "conn.h"
+#include "error.h"
+#include "log.h"
+#include "pool.h"
+#include "retry.h"
+#include "script.h"
+#include "store_state.h"
+#include "token_key.h"
+#include "ttl.h"
 
 /* ARGV: owner, amount, unit ("s": EXPIRE, the command Rust Rigatoni's
  * refresh uses, so a user limited to its ACL can refresh; else PEXPIRE). */
-const char rs_lock_refresh_source[] =
+static rs_script lock_refresh = RS_SCRIPT(
     "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
     "if ARGV[3] == 's' then return redis.call('EXPIRE', KEYS[1], ARGV[2]) end "
-    "return redis.call('PEXPIRE', KEYS[1], ARGV[2])";
-const char rs_lock_release_source[] =
+    "return redis.call('PEXPIRE', KEYS[1], ARGV[2])");
+static rs_script lock_release = RS_SCRIPT(
     "if redis.call('GET', KEYS[1]) == ARGV[1] then "
-    "return redis.call('DEL', KEYS[1]) end return 0";
+    "return redis.call('DEL', KEYS[1]) end return 0");
 /* KEYS: lock, token. ARGV: owner, bytes, then optionally EX|PX and amount. */
-const char rs_save_fenced_source[] =
+static rs_script save_fenced = RS_SCRIPT(
     "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
     "if ARGV[3] then redis.call('SET', KEYS[2], ARGV[2], ARGV[3], ARGV[4]) "
-    "else redis.call('SET', KEYS[2], ARGV[2]) end return 1";
+    "else redis.call('SET', KEYS[2], ARGV[2]) end return 1");
 
 static int check_lock_args(const char *key, const char *owner, double ttl, int need_ttl,
                            rs_error *err)
@@ -58,7 +71,7 @@ static int check_lock_args(const char *key, const char *owner, double ttl, int n
 /* An owner-checked script on one key, with up to two more arguments. */
 typedef struct owner_call {
     const char *what;
-    const rs_script *script;
+    rs_script *script;
     const char *key, *owner, *arg, *arg2;
 } owner_call;
 
@@ -110,7 +123,7 @@ static int refresh_owned(rs_store *store, const char *key, const char *owner, do
     char amount[24];
     const char *unit = refresh_amount(ttl, amount, sizeof amount);
     /* Idempotent: a second EXPIRE by the owner gives the same TTL. */
-    owner_call c = {"refresh_lock", &store->scripts.lock_refresh, key, owner, amount, unit};
+    owner_call c = {"refresh_lock", &lock_refresh, key, owner, amount, unit};
     redisReply *reply;
     if (run_owner_script(store, &c, RS_RETRY_IDEMPOTENT, &reply, err, NULL) < 0) return -1;
     return script_said_yes(reply);
@@ -120,10 +133,10 @@ static int refresh_owned(rs_store *store, const char *key, const char *owner, do
 static void count_refresh(rs_store *store, int rc)
 {
     if (rc == 1) {
-        rs_metrics_count(store, RS_METRIC_LOCK_REFRESHED);
+        rs_metrics_count(&store->metrics, RS_METRIC_LOCK_REFRESHED);
     } else if (rc == 0) {
-        rs_metrics_count(store, RS_METRIC_LOCK_LOST);
-        rs_metrics_locks_held(store, -1);
+        rs_metrics_count(&store->metrics, RS_METRIC_LOCK_LOST);
+        rs_metrics_locks_held(&store->metrics, -1);
     }
 }
 
@@ -165,13 +178,13 @@ int rs_lock_release(rs_store *store, const char *key, const char *owner, rs_erro
     RS_ERR_ACCEPT_NULL(err);
     rs_error_clear(err);
     if (check_lock_args(key, owner, 0, 0, err) < 0) return -1;
-    owner_call c = {"release_lock", &store->scripts.lock_release, key, owner, NULL, NULL};
+    owner_call c = {"release_lock", &lock_release, key, owner, NULL, NULL};
     redisReply *reply;
     rs_checked op = {"release_lock", run_release, "GET", key, strlen(key), check_released, &c, 0};
     int rc = rs_exec_checked(store, &op, &reply, err);
     if (rc == 1 || (rc == 0 && script_said_yes(reply))) {
-        rs_metrics_count(store, RS_METRIC_LOCK_RELEASED);
-        rs_metrics_locks_held(store, -1);
+        rs_metrics_count(&store->metrics, RS_METRIC_LOCK_RELEASED);
+        rs_metrics_locks_held(&store->metrics, -1);
         return 1;
     }
     return rc < 0 ? -1 : 0;
@@ -220,14 +233,14 @@ int rs_lock_acquire(rs_store *store, const char *key, const char *owner, double 
     call.rule = RS_RETRY_UNSENT;
     int lost = rs_call_run(store, &call) < 0;
     if (lost && err->kind != RS_ERR_UNKNOWN) {
-        rs_metrics_count(store, RS_METRIC_LOCK_ERROR);
+        rs_metrics_count(&store->metrics, RS_METRIC_LOCK_ERROR);
         return -1;
     }
     call.rule = RS_RETRY_IDEMPOTENT;
     if (lost && rs_call_run(store, &call) < 0) {
         int rc = lost_attempt_took(store, key, owner, ttl, err);
-        rs_metrics_count(store, rc == 1 ? RS_METRIC_LOCK_ACQUIRED : RS_METRIC_LOCK_ERROR);
-        if (rc == 1) rs_metrics_locks_held(store, +1);
+        rs_metrics_count(&store->metrics, rc == 1 ? RS_METRIC_LOCK_ACQUIRED : RS_METRIC_LOCK_ERROR);
+        if (rc == 1) rs_metrics_locks_held(&store->metrics, +1);
         return rc == 1 ? 1 : -1;
     }
     int acquired = reply->type == REDIS_REPLY_STATUS;
@@ -238,11 +251,11 @@ int rs_lock_acquire(rs_store *store, const char *key, const char *owner, double 
      * the two apart). */
     int rc = acquired ? 1 : refresh_owned(store, key, owner, ttl, err);
     if (acquired || (rc == 1 && lost)) {
-        rs_metrics_count(store, RS_METRIC_LOCK_ACQUIRED);
-        rs_metrics_locks_held(store, +1);
+        rs_metrics_count(&store->metrics, RS_METRIC_LOCK_ACQUIRED);
+        rs_metrics_locks_held(&store->metrics, +1);
         return 1;
     }
-    rs_metrics_count(store, rc == 1 ? RS_METRIC_LOCK_REFRESHED
+    rs_metrics_count(&store->metrics, rc == 1 ? RS_METRIC_LOCK_REFRESHED
                             : rc == 0 ? RS_METRIC_LOCK_ALREADY_HELD : RS_METRIC_LOCK_ERROR);
     return rc;
 }
@@ -326,7 +339,7 @@ static int run_fenced(rs_store *store, void *ctx, redisReply **reply, rs_error *
     rs_call call = RS_CALL(RS_OP_SAVE, "fenced save", 0, NULL, NULL, err);
     call.rule = RS_RETRY_UNSENT;
     call.flags = RS_CALL_DURABLE;
-    int rc = rs_script_run(store, &call, &store->scripts.save_fenced, &a, reply);
+    int rc = rs_script_run(store, &call, &save_fenced, &a, reply);
     *cause = call.cause;
     return rc;
 }
@@ -509,7 +522,7 @@ static int refresh_attempt(rs_lease *lease, double deadline, rs_error *err)
     call.hooks = &hooks;
     call.ctx = lease;
     redisReply *reply;
-    if (rs_script_run(lease->store, &call, &lease->store->scripts.lock_refresh, &a, &reply) < 0)
+    if (rs_script_run(lease->store, &call, &lock_refresh, &a, &reply) < 0)
         return -1;
     return script_said_yes(reply);
 }
@@ -572,7 +585,7 @@ static int lease_refresh(rs_lease *lease, rs_error *last)
         int rc = lease->pool ? refresh_attempt(lease, deadline, last)
                              : refresh_owned(lease->store, lease->key, lease->owner,
                                              lease->ttl, last);
-        if (rc == 1) rs_metrics_count(lease->store, RS_METRIC_LOCK_REFRESHED);
+        if (rc == 1) rs_metrics_count(&lease->store->metrics, RS_METRIC_LOCK_REFRESHED);
         /* A refresh that returns after the validity passed is too late:
          * the owner has already been told, by rs_lease_remaining, to stop. */
         int in_time = rs_now() < deadline;
@@ -620,8 +633,8 @@ static void *lease_main(void *arg)
         if (rc < 0) break;
         if (rc == 1) continue;
         lease->lost = 1;
-        rs_metrics_count(lease->store, RS_METRIC_LOCK_LOST);
-        rs_metrics_locks_held(lease->store, -1);
+        rs_metrics_count(&lease->store->metrics, RS_METRIC_LOCK_LOST);
+        rs_metrics_locks_held(&lease->store->metrics, -1);
         pthread_mutex_unlock(&lease->lock);
         rs_log(lease->store->cfg, RS_LOG_WARN, "lease '%.200s' lost: not refreshed within its validity of %gs "
                "(%s)", lease->key, lease->ttl, last.message);

@@ -15,7 +15,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "internal.h"
+#include "log.h"
+#include "config.h"
 
 static atomic_int current_level = RS_LOG_WARN;
 static pthread_mutex_t handler_lock = PTHREAD_MUTEX_INITIALIZER;

@@ -35,8 +35,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <stdatomic.h>
 
-#include "internal.h"
+#include "metrics.h"
+#include "log.h"
 
 _Static_assert((int)RS_OP_COUNT == (int)RS_METRICS_OPS, "operation kinds of the public header");
 _Static_assert(RS_METRICS_BUCKETS == RS_METRICS_FINITE_BUCKETS + 1, "one overflow bucket");
@@ -97,11 +99,11 @@ static int bucket_of(uint64_t ns)
     return k < RS_METRICS_FINITE_BUCKETS ? k : RS_METRICS_FINITE_BUCKETS;
 }
 
-void rs_metrics_end(rs_store *store, rs_op op, rs_metrics_call call, rs_error_kind kind)
+void rs_metrics_end(rs_metrics *m, rs_op op, rs_metrics_call call, rs_error_kind kind)
 {
     rs_metrics_call now = rs_metrics_begin();
     uint64_t ns = now.start_ns > call.start_ns ? now.start_ns - call.start_ns : 0;
-    rs_op_counters *c = &store->metrics.ops[(unsigned)op < RS_OP_COUNT ? op : RS_OP_OTHER];
+    rs_op_counters *c = &m->ops[(unsigned)op < RS_OP_COUNT ? op : RS_OP_OTHER];
     atomic_fetch_add_explicit(&c->buckets[bucket_of(ns)], 1, RELAXED);
     atomic_fetch_add_explicit(&c->sum_ns, ns, RELAXED);
     uint64_t max = atomic_load_explicit(&c->max_ns, RELAXED);
@@ -114,15 +116,15 @@ void rs_metrics_end(rs_store *store, rs_op op, rs_metrics_call call, rs_error_ki
         atomic_fetch_add_explicit(&c->errors[kind], 1, RELAXED);
 }
 
-void rs_metrics_count(rs_store *store, rs_metric_counter which)
+void rs_metrics_count(rs_metrics *m, rs_metric_counter which)
 {
     if ((unsigned)which < RS_METRIC_COUNTERS)
-        atomic_fetch_add_explicit(&store->metrics.counters[which], 1, RELAXED);
+        atomic_fetch_add_explicit(&m->counters[which], 1, RELAXED);
 }
 
-void rs_metrics_locks_held(rs_store *store, int delta)
+void rs_metrics_locks_held(rs_metrics *m, int delta)
 {
-    _Atomic int64_t *held = &store->metrics.locks_held;
+    _Atomic int64_t *held = &m->locks_held;
     int64_t now = atomic_load_explicit(held, RELAXED);
     while (!atomic_compare_exchange_weak_explicit(held, &now, now + delta > 0 ? now + delta : 0,
                                                   RELAXED, RELAXED)) {}

@@ -18,7 +18,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "call.h"
+#include "cluster.h"
+#include "error.h"
+#include "identity.h"
+#include "store_state.h"
 
 #define ADDRESS_MAX 300
 

@@ -21,7 +21,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#include "internal.h"
+#include "nosigpipe.h"
 
 void rs_sigpipe_block(rs_sigpipe_guard *g)
 {

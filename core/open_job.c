@@ -22,7 +22,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "error.h"
 
 struct rs_open_job {
     pthread_t thread;

@@ -36,8 +36,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <pthread.h>
 
-#include "internal.h"
+#include "pool.h"
+#include "clock.h"
+#include "config.h"
+#include "conn.h"
+#include "error.h"
+#include "log.h"
+#include "sentinel.h"
 
 struct rs_pool {
     pthread_mutex_t lock;
@@ -78,6 +85,11 @@ rs_pool *rs_pool_new(const rs_config *cfg, rs_tls *tls, const char *host, int po
     pthread_condattr_destroy(&attr);
     pthread_mutex_init(&pool->lock, NULL);
     return pool;
+}
+
+const rs_config *rs_pool_config(const rs_pool *pool)
+{
+    return pool->cfg;
 }
 
 void rs_pool_free(rs_pool *pool)

@@ -18,8 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
 #include "readahead.h"
+#include "error.h"
 
 struct rs_readahead {
     const rs_readahead_ops *ops;

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "resp.h"
 
 /* Digits of n in decimal. */
 static size_t digits(size_t n)

@@ -18,21 +18,14 @@
 #include <string.h>
 #include <time.h>
 
-#include "internal.h"
+#include "retry.h"
+#include "clock.h"
+#include "closing.h"
+#include "config.h"
+#include "error.h"
+#include "metrics.h"
+#include "store_state.h"
 
-double rs_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-void rs_sleep(double seconds)
-{
-    if (seconds <= 0) return;
-    struct timespec ts = {(time_t)seconds, (long)((seconds - floor(seconds)) * 1e9)};
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {}
-}
 
 void rs_error_from_context(rs_error *err, const redisContext *ctx)
 {
@@ -144,10 +137,10 @@ int rs_retry_wait(rs_store *store, const char *what, int attempt, const rs_error
     if (!last->retryable || last->kind == RS_ERR_POOL || attempt > cfg->max_retries) return 0;
     /* A store closing makes no new attempt (closing.c): the call fails
      * with the failure it had. */
-    if (rs_closing_is_set(&store->closing)) return 0;
+    if (rs_closing_is_set(store->closing)) return 0;
     double delay = rs_retry_delay(cfg, attempt);
     rs_note_retry(cfg, what, attempt, cfg->max_retries + 1, last, delay);
-    return rs_closing_sleep(&store->closing, delay) == 0;
+    return rs_closing_sleep(store->closing, delay) == 0;
 }
 
 double rs_retry_delay(const rs_config *cfg, int n)

@@ -356,7 +356,8 @@ void rs_reply_free(rs_reply *value);
  * (RS_ERR_CONNECTION, "the store is closing"); after rs_store_close
  * returns, the store is gone, as for every function.
  * fn must not wait for another job of the same store (the workers could
- * all be waiting). */
+ * all be waiting), nor close it. The workers take no signal (they start
+ * with every signal blocked). */
 typedef struct rs_job rs_job;
 /* The operation a job runs on a worker thread: any blocking call(s) of
  * this header. Its return value and err are what rs_job_finish gives. */
@@ -374,9 +375,10 @@ int rs_job_ready(const rs_job *job);
  * job. */
 int rs_job_finish(rs_job *job, rs_error *err);
 /* The caller no longer wants the job: it is freed, and free_arg(arg)
- * called when not NULL, once fn has returned (from the worker thread), or
- * at once (on this thread) when already done. fn is not cancelled: it
- * runs if it has not yet (unless the store closes first). */
+ * called when not NULL, once fn has returned (on the worker's thread; on
+ * rs_store_close's for a job the close finds still queued), or at once on
+ * this thread when already done (rs_job_ready said 1). fn is not
+ * cancelled: it runs if it has not yet (unless the store closes first). */
 void rs_job_abandon(rs_job *job, void (*free_arg)(void *arg));
 
 /* ------------------------------------------------------------------------

@@ -12,7 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "error.h"
+#include "store.h"
 
 struct rs_save_job {
     rs_store *store;

@@ -66,9 +66,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "call.h"
+#include "clock.h"
+#include "closing.h"
+#include "cluster.h"
+#include "cluster_nodes.h"
+#include "config.h"
+#include "conn.h"
+#include "error.h"
+#include "exec.h"
+#include "identity.h"
+#include "log.h"
 #include "readahead.h"
+#include "retry.h"
 #include "seen_set.h"
+#include "store.h"
+#include "store_state.h"
 
 #define MAX_SCAN_NODES 1024
 #define MAX_RESTARTS 5       /* a node's walk started over, at most, per walk */
@@ -303,7 +316,7 @@ static int end_round(rs_scan *scan, rs_error *err)
            "from the start (names listed before are not listed again)", scan->nnodes,
            scan->nnodes == 1 ? "" : "s");
     /* An open migration may end soon: give it the time of a retry. */
-    if (open && rs_closing_sleep(&scan->store->closing,
+    if (open && rs_closing_sleep(scan->store->closing,
                                  rs_retry_delay(scan->store->cfg, scan->rounds)) < 0) {
         free(now);
         rs_closing_error(err, "list");
@@ -396,7 +409,7 @@ typedef struct step_call {
  * connection); else only the SCAN is sent. */
 static int ask_identity(rs_call *call, rs_conn *conn, rs_error *err)
 {
-    call->skip = conn->identity == 0 ? 0 : 1;
+    call->skip = conn->scan.identity == 0 ? 0 : 1;
     return 0;
 }
 
@@ -408,9 +421,9 @@ static int note_identity(rs_call *call, rs_conn *conn, rs_error *err)
     redisReply *info = call->replies[0], *scan = call->replies[1];
     if (info) {
         int text = info->type == REDIS_REPLY_STRING || info->type == REDIS_REPLY_VERB;
-        if (text && rs_info_field(info->str, info->len, "run_id", conn->run_id,
-                                  sizeof conn->run_id)) {
-            conn->identity = 1;
+        if (text && rs_info_field(info->str, info->len, "run_id", conn->scan.run_id,
+                                  sizeof conn->scan.run_id)) {
+            conn->scan.identity = 1;
         } else if (info->type == REDIS_REPLY_ERROR) {
             rs_error why;
             rs_error_from_reply(&why, info->str, info->len);
@@ -418,13 +431,13 @@ static int note_identity(rs_call *call, rs_conn *conn, rs_error *err)
                 *err = why;
                 return -1;
             }
-            conn->identity = -1;            /* NOPERM: the connection's age must do */
+            conn->scan.identity = -1;            /* NOPERM: the connection's age must do */
         } else {
-            conn->identity = -1;
+            conn->scan.identity = -1;
         }
     }
-    st->where.known = conn->identity == 1;
-    memcpy(st->where.run_id, conn->run_id, sizeof st->where.run_id);
+    st->where.known = conn->scan.identity == 1;
+    memcpy(st->where.run_id, conn->scan.run_id, sizeof st->where.run_id);
     st->where.opened_at = conn->opened_at;
     if (scan->type == REDIS_REPLY_ERROR) {
         rs_error_from_reply(err, scan->str, scan->len);
@@ -632,7 +645,7 @@ static int next_keys(rs_scan *scan, redisReply **keys, rs_error *err)
         /* A SCAN step (one node) is not counted by itself: count it as a list. */
         rs_metrics_call call = rs_metrics_begin();
         int rc = scan_step(scan, &reply, err);
-        rs_metrics_end(scan->store, RS_OP_LIST, call, rc == 0 ? RS_OK : err->kind);
+        rs_metrics_end(&scan->store->metrics, RS_OP_LIST, call, rc == 0 ? RS_OK : err->kind);
         if (rc < 0) return -1;
         if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
             reply->element[0]->type != REDIS_REPLY_STRING ||

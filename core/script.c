@@ -12,29 +12,43 @@
  * LOAD travels with it to the node that runs the EVALSHA.
  */
 #include <openssl/sha.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "script.h"
+#include "call.h"
+#include "error.h"
 
-void rs_script_init(rs_script *script, const char *source)
+/* Scripts are static in the files that run them (lock.c, batch.c), so
+ * no store sets them up: the first caller hashes, the others wait. */
+static pthread_mutex_t hash_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static const char *script_sha(rs_script *script)
 {
-    unsigned char digest[SHA_DIGEST_LENGTH];
-    SHA1((const unsigned char *)source, strlen(source), digest);
-    for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
-        snprintf(script->sha + 2 * i, 3, "%02x", digest[i]);
-    script->source = source;
+    if (atomic_load_explicit(&script->hashed, memory_order_acquire)) return script->sha;
+    pthread_mutex_lock(&hash_lock);
+    if (!atomic_load_explicit(&script->hashed, memory_order_relaxed)) {
+        unsigned char digest[SHA_DIGEST_LENGTH];
+        SHA1((const unsigned char *)script->source, strlen(script->source), digest);
+        for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
+            snprintf(script->sha + 2 * i, 3, "%02x", digest[i]);
+        atomic_store_explicit(&script->hashed, 1, memory_order_release);
+    }
+    pthread_mutex_unlock(&hash_lock);
+    return script->sha;
 }
 
 /* Builds {EVALSHA, sha, nkeys, keys..., args...} in argv. */
-static void fill_argv(const rs_script *script, const rs_script_args *a, const char **argv,
+static void fill_argv(const char *sha, const rs_script_args *a, const char **argv,
                       size_t *argvlen, char *numkeys)
 {
     argv[0] = "EVALSHA";
     argvlen[0] = 7;
-    argv[1] = script->sha;
-    argvlen[1] = strlen(script->sha);
+    argv[1] = sha;
+    argvlen[1] = strlen(sha);
     snprintf(numkeys, 12, "%d", a->nkeys);
     argv[2] = numkeys;
     argvlen[2] = strlen(numkeys);
@@ -48,7 +62,7 @@ static void fill_argv(const rs_script *script, const rs_script_args *a, const ch
     }
 }
 
-int rs_script_run(rs_store *store, rs_call *like, const rs_script *script,
+int rs_script_run(rs_store *store, rs_call *like, rs_script *script,
                   const rs_script_args *a, redisReply **reply)
 {
     enum { MAX_ARGS = 16 };
@@ -64,7 +78,7 @@ int rs_script_run(rs_store *store, rs_call *like, const rs_script *script,
         rs_error_set(err, RS_ERR_CONFIG, 0, "%s: a script needs a key", like->what);
         return -1;
     }
-    fill_argv(script, a, argv, argvlen, numkeys);
+    fill_argv(script_sha(script), a, argv, argvlen, numkeys);
     const char *load_argv[5] = {"EXISTS", a->keys[0], "SCRIPT", "LOAD", script->source};
     size_t load_len[5] = {6, a->key_lens[0], 6, 4, strlen(script->source)};
     rs_cmd cmds[3] = {{2, load_argv, load_len}, {3, load_argv + 2, load_len + 2},
@@ -91,7 +105,7 @@ int rs_script_run(rs_store *store, rs_call *like, const rs_script *script,
         if (load) return rc;
         /* NOSCRIPT is an error reply: the script did not run. */
         if (first.reply != RS_REPLY_NOSCRIPT) {
-            if (err) *err = first;
+            *err = first;
             return -1;
         }
     }

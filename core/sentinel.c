@@ -25,7 +25,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "sentinel.h"
+#include "config.h"
+#include "conn.h"
+#include "error.h"
+#include "log.h"
+#include "retry.h"
 
 typedef struct answer {
     char host[256];

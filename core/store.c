@@ -12,10 +12,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
-
-/* Longest collection name accepted: MongoDB's namespace limit is far below. */
-#define MAX_COLLECTION_LEN 65536
+#include "store.h"
+#include "call.h"
+#include "checked.h"
+#include "closing.h"
+#include "cluster.h"
+#include "config.h"
+#include "error.h"
+#include "failover.h"
+#include "jobs.h"
+#include "pool.h"
+#include "store_state.h"
+#include "tls.h"
+#include "token_key.h"
+#include "ttl.h"
 
 /* "<op> of '<collection>'" for error messages, shortened. */
 static void describe(char *buf, size_t size, const char *op, const char *coll, size_t len)
@@ -45,15 +55,11 @@ rs_store *rs_store_open(const rs_config *cfg, rs_error *err)
     rs_error_clear(err);
     if (rs_config_validate(cfg, err) < 0) return NULL;
     rs_store *store = calloc(1, sizeof *store);
-    if (store && rs_closing_init(&store->closing) < 0) {
-        free(store);
-        store = NULL;
-    }
     if (store) {
         pthread_mutex_init(&store->threads_lock, NULL);
         pthread_cond_init(&store->threads_done, NULL);
     }
-    if (!store || !(store->cfg = rs_config_copy(cfg)) ||
+    if (!store || !(store->cfg = rs_config_copy(cfg)) || !(store->closing = rs_closing_new()) ||
         !(store->workers = rs_workers_new(store, store->cfg->workers))) {
         rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
         rs_store_close(store);
@@ -63,10 +69,6 @@ rs_store *rs_store_open(const rs_config *cfg, rs_error *err)
         rs_store_close(store);
         return NULL;
     }
-    rs_script_init(&store->scripts.delete_if_value, rs_delete_if_value_source);
-    rs_script_init(&store->scripts.lock_refresh, rs_lock_refresh_source);
-    rs_script_init(&store->scripts.lock_release, rs_lock_release_source);
-    rs_script_init(&store->scripts.save_fenced, rs_save_fenced_source);
     const rs_url *url = &store->cfg->parsed;
     if (store->cfg->cluster_mode) {
         if (!(store->cluster = rs_cluster_new(store, err))) {
@@ -122,7 +124,7 @@ void rs_store_close(rs_store *store)
     wait_threads(store);
     /* Running jobs stop retrying and begin no call (closing.c); the
      * attempt in progress ends within its timeouts. */
-    rs_closing_begin(&store->closing);
+    if (store->closing) rs_closing_begin(store->closing);
     rs_workers_join(store->workers);
     wait_threads(store);      /* any a job's fn started meanwhile (refused their calls) */
     pthread_mutex_destroy(&store->threads_lock);
@@ -133,7 +135,7 @@ void rs_store_close(rs_store *store)
     rs_tls_free(store->tls);
     rs_config_free(store->cfg);
     rs_workers_free(store->workers);
-    rs_closing_destroy(&store->closing);
+    rs_closing_free(store->closing);
     free(store);
 }
 
@@ -169,65 +171,12 @@ void rs_store_metrics_reset(rs_store *store)
     rs_metrics_reset_to(&store->metrics, &pool);
 }
 
-char *rs_token_key(const rs_store *store, const char *collection, size_t coll_len,
-                   size_t *key_len, rs_error *err)
-{
-    if (!collection || coll_len == 0) {
-        rs_error_set(err, RS_ERR_SERIALIZATION, 0, "collection name must not be empty");
-        return NULL;
-    }
-    if (coll_len > MAX_COLLECTION_LEN) {
-        rs_error_set(err, RS_ERR_SERIALIZATION, 0, "collection name longer than %d bytes",
-                     MAX_COLLECTION_LEN);
-        return NULL;
-    }
-    size_t plen = strlen(store->cfg->key_prefix);
-    char *key = malloc(plen + 1 + coll_len + 1);
-    if (!key) {
-        rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
-        return NULL;
-    }
-    memcpy(key, store->cfg->key_prefix, plen);
-    key[plen] = ':';
-    memcpy(key + plen + 1, collection, coll_len);
-    key[plen + 1 + coll_len] = '\0';
-    *key_len = plen + 1 + coll_len;
-    return key;
-}
 
-char *rs_token_key_to_save(const rs_store *store, const char *collection, size_t coll_len,
-                           size_t len, size_t *key_len, rs_error *err)
-{
-    if (len > RS_MAX_TOKEN_SIZE) {
-        rs_error_set(err, RS_ERR_SERIALIZATION, 0, "token of %zu bytes is over the %u byte limit",
-                     len, RS_MAX_TOKEN_SIZE);
-        return NULL;
-    }
-    return rs_token_key(store, collection, coll_len, key_len, err);
-}
 
 /* ---------------------------------------------------------------------
  * Token operations
  * ------------------------------------------------------------------ */
 
-int rs_ttl_args(double ttl, const char **unit, char *amount, size_t size)
-{
-    if (ttl <= 0) {
-        *unit = "";
-        amount[0] = '\0';
-        return 0;
-    }
-    /* Integers, not "%.0f": a migrate formats a million of them. */
-    if (ttl == floor(ttl)) {
-        *unit = "EX";
-        snprintf(amount, size, "%lld", (long long)ttl);
-    } else {
-        *unit = "PX";
-        long long ms = llround(ttl * 1000);
-        snprintf(amount, size, "%lld", ms < 1 ? 1 : ms);
-    }
-    return 1;
-}
 
 int rs_save_raw(rs_store *store, const char *collection, size_t coll_len, const void *bytes,
                 size_t len, double ttl, rs_error *err)

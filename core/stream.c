@@ -17,7 +17,7 @@
  */
 #include <string.h>
 
-#include "internal.h"
+#include "error.h"
 
 static const char stream_prefix[] = "resume_token:";
 #define STREAM_PREFIX_LEN (sizeof stream_prefix - 1)

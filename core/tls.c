@@ -28,7 +28,11 @@
 #endif
 #endif
 
-#include "internal.h"
+#include "tls.h"
+#include "config.h"
+#include "error.h"
+#include "log.h"
+#include "nosigpipe.h"
 
 struct rs_tls {
     SSL_CTX *ctx;

@@ -17,13 +17,12 @@
  *    depth is checked first by an iterative walk: a hostile 16 MiB value
  *    of nested empty documents must not be able to overflow our stack.
  */
-#include <stdint.h>
 #include <string.h>
 
 #include <bson/bson.h>
+#include <stdint.h>
 
-#include "internal.h"
-#include "rigatoni_store.h"
+#include "error.h"
 
 
 /* ------------------------------------------------------------------------

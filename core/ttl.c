@@ -16,8 +16,10 @@
 #include <limits.h>
 #include <math.h>
 #include <time.h>
+#include <hiredis/hiredis.h>
 
-#include "internal.h"
+#include "ttl.h"
+#include "error.h"
 
 static long long now_ms(void)
 {
@@ -53,4 +55,23 @@ int rs_ttl_check(double seconds, rs_error *err)
         return -1;
     }
     return 0;
+}
+
+int rs_ttl_args(double ttl, const char **unit, char *amount, size_t size)
+{
+    if (ttl <= 0) {
+        *unit = "";
+        amount[0] = '\0';
+        return 0;
+    }
+    /* Integers, not "%.0f": a migrate formats a million of them. */
+    if (ttl == floor(ttl)) {
+        *unit = "EX";
+        snprintf(amount, size, "%lld", (long long)ttl);
+    } else {
+        *unit = "PX";
+        long long ms = llround(ttl * 1000);
+        snprintf(amount, size, "%lld", ms < 1 ? 1 : ms);
+    }
+    return 1;
 }

@@ -10,6 +10,7 @@
  */
 #include <math.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -366,13 +367,19 @@ static int store_token_batches(lua_State *L)
  * The scan lives in a batch_walk shared by the walk userdata and the
  * job in flight (counted references: the last one closes the scan, on
  * whichever thread). A job dropped after it fetched loses the walk's
- * place: the walk then raises.
+ * place: the walk then raises. When the store closes, the scan must be
+ * closed before the store waits for its read-ahead threads (else they
+ * wait for a consumer forever): by the Lua thread when no fetch runs, or
+ * by the worker right after its fetch (`scan_state`).
  * ------------------------------------------------------------------ */
 
 #define BWALK_MT "rigatoni_store.batch_walk"
 
+enum { SCAN_IDLE, SCAN_FETCHING, SCAN_CLOSE_ASKED, SCAN_CLOSED };
+
 typedef struct batch_walk {
-    rs_scan *scan;
+    rs_scan *scan;         /* NULL once closed (by whoever set SCAN_CLOSED) */
+    atomic_int scan_state;
     atomic_int refs;       /* the walk userdata, and the job in flight */
     atomic_int busy;       /* a job of it is in flight */
     atomic_int lost;       /* a job that fetched was dropped unwaited */
@@ -387,6 +394,22 @@ static void bwalk_release(batch_walk *w)
     free(w);
 }
 
+/* Closes the scan now, or has the fetch running close it when it ends
+ * (any thread but that fetch's). */
+static void bwalk_close_scan(batch_walk *w)
+{
+    for (;;) {
+        int state = SCAN_IDLE;
+        if (atomic_compare_exchange_strong(&w->scan_state, &state, SCAN_CLOSED)) {
+            rs_scan_close(w->scan);
+            w->scan = NULL;
+            return;
+        }
+        if (state != SCAN_FETCHING) return;              /* closed, or asked */
+        if (atomic_compare_exchange_strong(&w->scan_state, &state, SCAN_CLOSE_ASKED)) return;
+    }
+}
+
 typedef struct next_op {
     batch_walk *w;
     int ended, ran, consumed;
@@ -396,10 +419,24 @@ typedef struct next_op {
 static int run_next(rs_store *store, void *arg, rs_error *err)
 {
     next_op *op = arg;
+    batch_walk *w = op->w;
     (void)store;
     if (op->ended) return 0;
+    int state = SCAN_IDLE;
+    if (!atomic_compare_exchange_strong(&w->scan_state, &state, SCAN_FETCHING)) {
+        err->kind = RS_ERR_CONNECTION;
+        snprintf(err->message, sizeof err->message, "the walk was closed with its store");
+        return -1;
+    }
     op->ran = 1;
-    return rs_scan_next(op->w->scan, &op->e, err);
+    int rc = rs_scan_next(w->scan, &op->e, err);
+    state = SCAN_FETCHING;
+    if (!atomic_compare_exchange_strong(&w->scan_state, &state, SCAN_IDLE)) {
+        rs_scan_close(w->scan);      /* asked while it fetched: the store is closing */
+        w->scan = NULL;
+        atomic_store(&w->scan_state, SCAN_CLOSED);
+    }
+    return rc;
 }
 
 static int push_next(lua_State *L, rs_store *store, void *arg, int rc)
@@ -408,6 +445,8 @@ static int push_next(lua_State *L, rs_store *store, void *arg, int rc)
     (void)store;
     op->consumed = 1;
     atomic_store(&op->w->busy, 0);
+    if (atomic_load(&op->w->scan_state) == SCAN_CLOSED)   /* the batch went with it */
+        return luaL_error(L, "attempt to use a walk of a closed store");
     if (rc == 0) {
         op->w->ended = 1;
         lua_pushnil(L);
@@ -460,7 +499,7 @@ static int bwalk_start_next(lua_State *L)
     lua_settop(L, 1);
     lua_getiuservalue(L, 1, 1);           /* 2: the store */
     next_op *op = rs_lua_op_new(L, &next_batch_op);
-    op->ended = w->ended || !w->scan;
+    op->ended = w->ended;
     op->w = w;
     atomic_fetch_add(&w->refs, 1);
     atomic_store(&w->busy, 1);
@@ -476,18 +515,15 @@ static int bwalk_close(lua_State *L)
     return 0;
 }
 
-/* Called by the store as it closes: a scan no job uses is closed now (its
- * read-ahead uses the store); one in flight is ended by the close. */
+/* Called by the store as it closes: the scan is closed now, or by the
+ * fetch running (the store's close cuts its retries short) as it ends. */
 static int bwalk_orphan(lua_State *L)
 {
     batch_walk **box = luaL_testudata(L, 1, BWALK_MT);
     batch_walk *w = box ? *box : NULL;
     if (!w) return 0;
     w->orphaned = 1;
-    if (!atomic_load(&w->busy)) {
-        rs_scan_close(w->scan);
-        w->scan = NULL;
-    }
+    bwalk_close_scan(w);
     return 0;
 }
 

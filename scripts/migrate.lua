@@ -36,7 +36,8 @@ local script = {
 Bytes are copied exactly and the remaining TTL is kept. Prints counts:
 copied, skipped (already on the target), failed (copy did not verify).
 Exit status 1 when anything failed, or when the listing or a write
-stopped with an error (the counts then say what was done until then).
+stopped with an error (the counts then say what was done until then;
+so do they after SIGINT or SIGTERM, exit 130 or 143).
 Before the first write it checks that each server lets its user run what
 the run sends (source: SCAN, MGET, PTTL, and with --delete-source EVALSHA,
 SCRIPT LOAD, EXISTS, GET, DEL; target: SET, GET, MGET; with
@@ -363,25 +364,14 @@ local function flush(batch)
   if not started then error(job, 0) end
 end
 
--- Any error (the walk, or a write) stops the run; what was done until
--- then is still reported, then the failure (exit 1).
 local counts = {}   -- the walk's: not_strings (not copied)
-local ran, why = pcall(function()
-  local batch = {}
-  for collection, bytes, ttl in source:resume_tokens { match = opts.match, batch = opts.batch, raw = true,
-                                                       counts = counts } do
-    -- ttl nil = none; a TTL about to run out stays a (tiny) TTL, never "none".
-    ttl = cli.known_ttl(ttl, "migrate")
-    batch[#batch + 1] = { collection, bytes, ttl and math.max(ttl, 0.001) }
-    if #batch >= opts.batch then
-      flush(batch)
-      batch = {}
-      progress.update(copied + skipped + failed)
-    end
-  end
-  flush(batch)
-  settle(true)
-end)
+
+-- What the run did, after it ended or failed, and after a SIGINT/SIGTERM
+-- has stopped it (host.on_stop), so that a stop still says what was
+-- copied and deleted. (Body not indented: a small diff.)
+local finished = false
+local function finish(ran, why)
+finished = true
 -- A run stopped while a batch was being written: its copies are on the
 -- target and are counted; its sources stay (the run has stopped).
 if not ran then pcall(settle, false) end
@@ -444,6 +434,30 @@ if not ran then
                   "run it again to copy the rest")
 end
 return (failed > 0 or undone > 0 or unconfirmed > 0 or lost > 0) and 1 or 0
+end
+host.on_stop(function()
+  if not finished then finish(false, nil) end
+end)
+
+-- Any error (the walk, or a write) stops the run; what was done until
+-- then is still reported, then the failure (exit 1).
+local ran, why = pcall(function()
+  local batch = {}
+  for collection, bytes, ttl in source:resume_tokens { match = opts.match, batch = opts.batch, raw = true,
+                                                       counts = counts } do
+    -- ttl nil = none; a TTL about to run out stays a (tiny) TTL, never "none".
+    ttl = cli.known_ttl(ttl, "migrate")
+    batch[#batch + 1] = { collection, bytes, ttl and math.max(ttl, 0.001) }
+    if #batch >= opts.batch then
+      flush(batch)
+      batch = {}
+      progress.update(copied + skipped + failed)
+    end
+  end
+  flush(batch)
+  settle(true)
+end)
+return finish(ran, why)
 end
 
 return script

@@ -24,6 +24,14 @@ describe("required options", function()
     assert.matches("pool_size", err.message, 1, true)
   end)
 
+  it("workers 0 or over 256 is a config error (the jobs' threads)", function()
+    for _, n in ipairs{ 0, 257 } do
+      local err = catch(rs.new, { url = CLOSED, workers = n })
+      assert_kind("config", err)
+      assert.matches("workers must be between 1 and 256", err.message, 1, true)
+    end
+  end)
+
   it("a negative ttl is a config error", function()
     local err = catch(rs.new, { url = CLOSED, ttl = -5 })
     assert_kind("config", err)

@@ -300,7 +300,7 @@ describe("rigatoni-store host", function()
         "[redis]", "url = " .. srv.url, "pool_size = 7", "ttl = 12h", "max_retries = 2",
         "connection_timeout = 1500ms", "command_timeout = 3s", "retry_base_delay = 0.2",
         "retry_max_delay = 1m", "idle_check_after = 15m", "spin_wait = 50us", "cluster_mode = false",
-        "key_prefix = my:tokens", "lock_prefix = my:locks", "scan_count = 50",
+        "key_prefix = my:tokens", "lock_prefix = my:locks", "scan_count = 50", "workers = 3",
         "[sentinel]", "master = mm", "username = su", "password = ${SENTINEL_PW}",
         "[tls]", "ca_file = /tmp/ca.pem", "verify = false",
         "[durability]", "wait_replicas = 1", "wait_timeout = 2s",
@@ -308,7 +308,7 @@ describe("rigatoni-store host", function()
       local code, out, err = run({ "-c", path, "-e", [[
         for _, k in ipairs{"pool_size","ttl","max_retries","connection_timeout","command_timeout",
           "retry_base_delay","retry_max_delay","idle_check_after","spin_wait","key_prefix","lock_prefix",
-          "scan_count","sentinel_master","sentinel_username","sentinel_password","tls.ca_file",
+          "scan_count","workers","sentinel_master","sentinel_username","sentinel_password","tls.ca_file",
           "tls.verify","wait_replicas","wait_timeout","log_level"} do print(k, config[k]) end]] },
         { env = { SENTINEL_PW = "sentpw" } })
       assert.equal(0, code, err)
@@ -319,6 +319,7 @@ describe("rigatoni-store host", function()
       assert.equal("my:tokens", got.key_prefix)
       assert.equal("my:locks", got.lock_prefix)
       assert.equal("50", got.scan_count)
+      assert.equal("3", got.workers)
       -- printed back in the grammar they were read in
       assert.equal("50us", got.spin_wait)
       assert.equal("12h", got.ttl)

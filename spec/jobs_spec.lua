@@ -269,6 +269,19 @@ describe("store:start", function()
     end
   end)
 
+  it("a job done before store:close() keeps its outcome: wait gives it after the close", function()
+    local store = rs.new { url = srv.url }
+    store:save_raw("k", "v")
+    store:save_raw("bad", "not bson")
+    local got, corrupt = store:start("get_raw", "k"), store:start("get_resume_token", "bad")
+    helpers.wait_until("the jobs", 10, function() return got:ready() and corrupt:ready() end)
+    store:close()
+    assert.equal("v", got:wait())
+    local err = helpers.catch_object(corrupt.wait, corrupt)
+    assert.equal("serialization", err.kind)
+    assert.matches("'<key_prefix>:bad' is not a valid token", err.message, 1, true)
+  end)
+
   describe("token_batches by jobs", function()
     it("gives the batches of store:token_batches, one job each, then nil", function()
       local store <close> = rs.new { url = srv.url }
@@ -315,6 +328,23 @@ describe("store:start", function()
       collectgarbage()
       collectgarbage()
       assert.matches("lost its place", helpers.catch(walk.start_next, walk))
+    end)
+
+    it("store:close() with a batch fetched but not waited for returns (its read-ahead stops)", function()
+      -- the read-ahead has the next batch ready and waits for the walk to
+      -- take it: the close must stop it rather than wait (this hung)
+      local store = rs.new { url = srv.url }
+      local items = {}
+      for i = 1, 2000 do items[i] = { "t" .. i, "v" } end
+      store:save_many(items)
+      local walk = store:start("token_batches", { batch = 10 })
+      for _ = 1, 3 do assert.is_truthy(walk:start_next():wait()) end
+      local job = walk:start_next()
+      helpers.wait_until("the batch", 10, function() return job:ready() end)
+      system.sleep(0.1)
+      store:close()
+      assert.matches("closed store", helpers.catch(job.wait, job))
+      assert.matches("closed store", helpers.catch(walk.start_next, walk))
     end)
 
     it("store:close() during a batch job on a frozen server returns; the walk then raises", function()

@@ -345,6 +345,10 @@ describe("rigatoni-store serve", function()
         assert.equal(2, code, table.concat(args, " ") .. ": " .. err)
         assert.matches("serve: ", err)
       end
+      -- 1ms where 1m was meant would walk the whole keyspace back to back
+      local code, _, err = helpers.run_host({ "-u", srv.url, "serve", "--interval", "1ms" })
+      assert.equal(2, code, err)
+      assert.matches("serve: %-%-interval: 1ms is below the minimum 100ms", err)
     end)
 
     it("a port in use is a runtime failure (exit 1) naming the address", function()

@@ -21,7 +21,8 @@
 -- prints --help from it; contrib/gen-docs.lua makes the bash completion and
 -- the man page's option lists from the same table at build time. Types:
 -- flag, string, list (repeatable: the strings given), integer (1 to
--- 1000000 unless min/max), duration (rs.parse_duration, > 0), ttl (a
+-- 1000000 unless min/max), duration (rs.parse_duration, > 0, at least
+-- min when declared, written as a duration: min = "1s"), ttl (a
 -- duration Redis takes as a TTL: rs.check_ttl), choice. A default written
 -- as text is read as the user's text would be, and shown as written.
 -- Option values land in opts under the name with '-' turned into '_'.
@@ -72,6 +73,8 @@ local function index(decl)
     assert(kinds[o[2]], decl.name .. ": --" .. name .. ": unknown type " .. tostring(o[2]))
     assert(name ~= "help" and not by_name[name], decl.name .. ": --" .. name .. " declared twice")
     assert(o[2] ~= "choice" or type(o.choices) == "table", decl.name .. ": --" .. name .. " needs choices")
+    assert(o[2] ~= "duration" or o.min == nil or (rs_module.parse_duration(o.min) or 0) > 0,
+           decl.name .. ": --" .. name .. ": min must be a duration")
     by_name[name] = o
     if o.short then
       assert(o.short:match("^%a$") and o.short ~= "h" and not by_short[o.short],
@@ -104,6 +107,9 @@ local function convert(o, value, shown, bad)
   if kind == "duration" or kind == "ttl" then
     local d = rs_module.parse_duration(value)
     if not d or d <= 0 then bad(shown .. ": bad duration '" .. value .. "' (e.g. 500ms, 30s, 1h30m, 7d, 2w)") end
+    if o.min and d < rs_module.parse_duration(o.min) then
+      bad(shown .. ": " .. value .. " is below the minimum " .. o.min)
+    end
     if kind == "ttl" then
       local ok, why = rs_module.check_ttl(d)
       if not ok then bad(shown .. " " .. value .. ": " .. why) end

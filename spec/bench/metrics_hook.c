@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "internal.h"
+#include "store_state.h"
 
 static rs_store *store;
 static long iterations;
@@ -35,7 +35,7 @@ static void *run(void *arg)
     double t0 = now();
     for (long i = 0; i < iterations; i++) {
         rs_metrics_call call = rs_metrics_begin();
-        rs_metrics_end(store, RS_OP_GET, call, RS_OK);
+        rs_metrics_end(&store->metrics, RS_OP_GET, call, RS_OK);
     }
     *took = now() - t0;
     return NULL;

@@ -9,7 +9,7 @@
  */
 #include <pthread.h>
 
-#include "internal.h"
+#include "clock.h"
 #include "test_support.h"
 
 #define THREADS 8

@@ -20,6 +20,8 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sched.h>
+#include <stdint.h>
 #include <time.h>
 
 #include "test_support.h"
@@ -151,6 +153,28 @@ static void results_equal(rs_store *store)
     j = rs_job_start(store, run_op, &get, NULL);
     CHECK(j && rs_job_finish(j, NULL) == 1);
     rs_free(get.out);
+}
+
+/* ---- the workers take none of the application's signals ---------------- */
+
+static int signals_blocked(rs_store *store, void *arg, rs_error *err)
+{
+    (void)store;
+    (void)arg;
+    (void)err;
+    sigset_t mask;
+    pthread_sigmask(SIG_BLOCK, NULL, &mask);
+    return sigismember(&mask, SIGINT) && sigismember(&mask, SIGTERM) &&
+           sigismember(&mask, SIGUSR1) && sigismember(&mask, SIGCHLD);
+}
+
+static void workers_block_signals(rs_store *store)
+{
+    rs_error err;
+    for (int i = 0; i < 8; i++) {       /* more jobs than workers: each of them */
+        rs_job *job = rs_job_start(store, signals_blocked, NULL, &err);
+        CHECK(job && rs_job_finish(job, &err) == 1);
+    }
 }
 
 /* ---- the fd and rs_job_ready ------------------------------------------ */
@@ -472,6 +496,120 @@ static void close_in_flight(int port, double after)
     if (closed != QUEUED) fprintf(stderr, "closed %d failed %d\n", closed, failed);
 }
 
+/* ---- many threads at once -----------------------------------------------
+ * Three threads start jobs (a PING, or nothing) and finish or abandon each,
+ * before or after it is done, in every order; each keeps its last jobs
+ * unfinished, and the store is closed with them queued or running; they
+ * are finished or abandoned after the close. TSan watches the handovers. */
+
+enum { HAMMER_THREADS = 3, HAMMER_JOBS = 300, HAMMER_KEPT = 20 };
+
+static int ping_or_not(rs_store *store, void *arg, rs_error *err)
+{
+    int *n = arg;
+    if (*n >= HAMMER_JOBS) usleep(5000);      /* the kept ones: still queued at the close */
+    if (*n % 2) return rs_ping(store, err);
+    return *n;
+}
+
+typedef struct hammer {
+    rs_store *store;
+    int args[HAMMER_JOBS + HAMMER_KEPT];
+    rs_job *kept[HAMMER_KEPT];
+    int failures;
+} hammer;
+
+static void free_int(void *arg)
+{
+    free(arg);
+}
+
+static void *hammer_main(void *arg)
+{
+    hammer *h = arg;
+    unsigned seed = (unsigned)(uintptr_t)h;
+    for (int i = 0; i < HAMMER_JOBS; i++) {
+        rs_error err;
+        int way = rand_r(&seed) % 4;
+        if (way == 3) {                  /* abandoned, the arg the job's */
+            int *n = malloc(sizeof *n);
+            *n = i;
+            rs_job *job = rs_job_start(h->store, ping_or_not, n, &err);
+            if (!job) {
+                free(n);
+                h->failures++;
+                continue;
+            }
+            if (rand_r(&seed) % 2) readable(rs_job_fd(job), 1000);
+            rs_job_abandon(job, free_int);
+            continue;
+        }
+        h->args[i] = i;
+        rs_job *job = rs_job_start(h->store, ping_or_not, &h->args[i], &err);
+        if (!job) {
+            h->failures++;
+            continue;
+        }
+        if (way == 1) readable(rs_job_fd(job), 1000);
+        if (way == 2) while (!rs_job_ready(job)) sched_yield();
+        int rc = rs_job_finish(job, &err);
+        if (rc != (i % 2 ? 0 : i)) h->failures++;
+    }
+    for (int k = 0; k < HAMMER_KEPT; k++) {
+        rs_error err;
+        h->args[HAMMER_JOBS + k] = HAMMER_JOBS + k;
+        h->kept[k] = rs_job_start(h->store, ping_or_not, &h->args[HAMMER_JOBS + k], &err);
+        if (!h->kept[k]) h->failures++;
+    }
+    return NULL;
+}
+
+static void hammer_threads(int port)
+{
+    rs_config *cfg = t_config(port, NULL);
+    rs_error err;
+    CHECK(rs_config_set(cfg, "workers", "3", &err) == 0);
+    rs_store *store = rs_store_open(cfg, &err);
+    rs_config_free(cfg);
+    CHECK(store != NULL);
+    if (!store) return;
+    hammer h[HAMMER_THREADS];
+    pthread_t threads[HAMMER_THREADS];
+    for (int t = 0; t < HAMMER_THREADS; t++) {
+        memset(&h[t], 0, sizeof h[t]);
+        h[t].store = store;
+        pthread_create(&threads[t], NULL, hammer_main, &h[t]);
+    }
+    for (int t = 0; t < HAMMER_THREADS; t++) pthread_join(threads[t], NULL);
+    rs_store_close(store);
+    int ran = 0, closed = 0, refused = 0, other = 0;
+    for (int t = 0; t < HAMMER_THREADS; t++) {
+        CHECK(h[t].failures == 0);
+        for (int k = 0; k < HAMMER_KEPT; k++) {
+            if (!h[t].kept[k]) continue;
+            CHECK(rs_job_ready(h[t].kept[k]) == 1);
+            if (k % 3 == 0) {
+                rs_job_abandon(h[t].kept[k], NULL);
+                continue;
+            }
+            int rc = rs_job_finish(h[t].kept[k], &err);
+            int n = HAMMER_JOBS + k;
+            if (rc == (n % 2 ? 0 : n)) ran++;
+            else if (rc == -1 && err.kind == RS_ERR_CONNECTION && err.attempts == 0 &&
+                     strstr(err.message, "store closed before the job ran")) closed++;
+            /* Running at the close, its PING begun after: refused, unsent. */
+            else if (rc == -1 && err.kind == RS_ERR_CONNECTION && err.attempts == 0 &&
+                     strstr(err.message, "PING: not sent: the store is closing")) refused++;
+            else other++;
+        }
+    }
+    CHECK(other == 0);
+    CHECK(closed > 0);
+    printf("%d threads x %d jobs; of the %d kept for the close and finished after it: %d ran, "
+           "%d closed before they ran, %d refused their call\n", HAMMER_THREADS, HAMMER_JOBS,
+           ran + closed + refused + other, ran, closed, refused);
+}
+
 /* ---- contrib/epoll_jobs ------------------------------------------------- */
 
 static void epoll_example(int port)
@@ -516,6 +654,7 @@ int main(void)
     if (!store) return t_report("test_jobs");
 
     results_equal(store);
+    workers_block_signals(store);
     fd_follows_ready(store);
     abandon(store);
     /* A store that never starts a job starts no thread, and closes. */
@@ -523,6 +662,7 @@ int main(void)
     frozen(port);
     close_in_flight(port, 0.1);
     close_in_flight(port, 0.3);
+    hammer_threads(port);
     epoll_example(port);
     return t_report("test_jobs");
 }

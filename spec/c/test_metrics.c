@@ -6,10 +6,12 @@
  * Run plain, under ASan+UBSan and under ThreadSanitizer (the recording
  * path is lock free). Uses the core's internal API to hold a connection
  * and to feed known durations into the histogram. */
-#include <pthread.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 
-#include "internal.h"
+#include "pool.h"
+#include "store_state.h"
 #include "test_support.h"
 
 #define PASSWORD "m3tr1cs-s3cret"
@@ -172,7 +174,7 @@ int main(void)
         /* 90 calls of ~1.5 ms, 9 of ~100 ms, 1 of ~100 s (past the last bound) */
         uint64_t ns = i < 90 ? 1500000u : i < 99 ? 100000000u : 100000000000u;
         c.start_ns -= ns;
-        rs_metrics_end(store, RS_OP_LOCK, c, i == 99 ? RS_ERR_TIMEOUT : RS_OK);
+        rs_metrics_end(&store->metrics, RS_OP_LOCK, c, i == 99 ? RS_ERR_TIMEOUT : RS_OK);
     }
     rs_store_metrics(store, m);
     const rs_op_metrics *lk = &m->ops[RS_METRICS_LOCK];
@@ -190,10 +192,10 @@ int main(void)
     CHECK_STR(rs_metrics_op_name(RS_METRICS_DELETE), "delete");
 
     /* ---- cluster counters ---------------------------------------------- */
-    rs_metrics_count(store, RS_METRIC_MOVED);
-    rs_metrics_count(store, RS_METRIC_MOVED);
-    rs_metrics_count(store, RS_METRIC_ASK);
-    rs_metrics_count(store, RS_METRIC_REFRESH);
+    rs_metrics_count(&store->metrics, RS_METRIC_MOVED);
+    rs_metrics_count(&store->metrics, RS_METRIC_MOVED);
+    rs_metrics_count(&store->metrics, RS_METRIC_ASK);
+    rs_metrics_count(&store->metrics, RS_METRIC_REFRESH);
     rs_store_metrics(store, m);
     CHECK(m->cluster_moved == 2 && m->cluster_ask == 1 && m->cluster_refreshes == 1);
 

@@ -2,7 +2,9 @@
 /* test_pool.c -- pool bounds and waits, broken connections, and the retry
  * policy, against a real redis-server. Uses the core's internal API where
  * the public one cannot hold a connection on purpose. */
-#include "internal.h"
+#include "clock.h"
+#include "pool.h"
+#include "retry.h"
 #include "test_support.h"
 
 static rs_config *config_for(int port, const char *extra_name, const char *extra_value)

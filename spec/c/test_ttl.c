@@ -2,7 +2,6 @@
 /* test_ttl.c -- the TTL range (core/ttl.c): Redis's own, an expiry at
  * most 2^63-1 ms after 1970, checked on the amounts we send. No server:
  * spec/check_before_acting_spec.lua checks the same bound against one. */
-#include "internal.h"
 #include "test_support.h"
 
 #include <limits.h>

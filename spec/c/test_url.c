@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* test_url.c -- URL parsing and masking, config options and errors. */
-#include "internal.h"
+#include "config.h"
 #include "test_support.h"
 
 #include <math.h>
