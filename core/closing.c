@@ -95,4 +95,5 @@ int rs_closing_sleep(rs_closing *c, double seconds)
 void rs_closing_error(rs_error *err, const char *what)
 {
     rs_error_set(err, RS_ERR_CONNECTION, 0, "%s: not sent: the store is closing", what);
+    err->attempts = 0;      /* rs_error_set leaves an earlier count there */
 }

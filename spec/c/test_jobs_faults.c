@@ -1,0 +1,345 @@
+/* SPDX-License-Identifier: MIT */
+/* test_jobs_faults.c -- jobs at the edges the reviewer found, on a real
+ * redis-server:
+ *  - a fork: in the child, rs_job_start fails with a config error naming
+ *    the fork (no worker runs there) and rs_store_close returns;
+ *  - rs_job_ready synchronises: what fn wrote into arg is the caller's to
+ *    read once ready says 1 (TSan sees the handover);
+ *  - a lock acquire whose reply is lost on a frozen server, the store
+ *    closed meanwhile: the unknown outcome counts the one SET sent;
+ *  - pool_size 1, 8 jobs on a frozen server: the close cuts the calls
+ *    waiting for the connection, which then write nothing;
+ *  - rs_store_close from a job's fn (forbidden) aborts, naming the misuse
+ *    (in a forked child).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdint.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include "test_support.h"
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void thaw(void)
+{
+    if (t_server_pid > 0) kill(t_server_pid, SIGCONT);
+}
+
+static void on_fatal(int sig)
+{
+    thaw();
+    t_on_signal(sig);
+}
+
+static const char TOKEN[] = "\x13\x00\x00\x00\x02_data\x00\x03\x00\x00\x00" "82\x00\x00";
+
+static rs_config *config(int port, const char *const *kv)
+{
+    rs_config *cfg = t_config(port, NULL);
+    rs_error err;
+    for (int i = 0; cfg && kv[i]; i += 2) {
+        int ok = rs_config_set(cfg, kv[i], kv[i + 1], &err) == 0;
+        CHECK(ok);
+        if (!ok) fprintf(stderr, "%s: %s\n", kv[i], err.message);
+    }
+    return cfg;
+}
+
+static rs_store *open_with(int port, const char *const *kv)
+{
+    rs_config *cfg = config(port, kv);
+    rs_error err;
+    rs_store *store = cfg ? rs_store_open(cfg, &err) : NULL;
+    rs_config_free(cfg);
+    CHECK(store != NULL);
+    return store;
+}
+
+/* The child's status, or -1 when it did not end within `seconds` (then
+ * it is killed). */
+static int wait_child(pid_t pid, double seconds)
+{
+    int status;
+    double until = now() + seconds;
+    while (now() < until) {
+        pid_t got = waitpid(pid, &status, WNOHANG);
+        if (got == pid) return status;
+        usleep(10000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    return -1;
+}
+
+/* A child process of the test: never the server's killer, never the
+ * parent's atexit handlers. */
+static void become_child(void)
+{
+    t_server_pid = 0;
+    signal(SIGABRT, SIG_DFL);
+    signal(SIGSEGV, SIG_DFL);
+}
+
+static int get_fn(rs_store *store, void *arg, rs_error *err)
+{
+    (void)arg;
+    char *out = NULL;
+    size_t len;
+    int rc = rs_get_raw(store, "c", 1, &out, &len, err);
+    rs_free(out);
+    return rc < 0 ? -1 : 7;
+}
+
+/* ---- fork ---------------------------------------------------------------- */
+
+static void forked(int port)
+{
+    rs_store *store = open_with(port, (const char *const[]){"workers", "2", NULL});
+    if (!store) return;
+    rs_error err;
+    rs_job *job = rs_job_start(store, get_fn, NULL, &err);
+    CHECK(job && rs_job_finish(job, &err) == 7);     /* the workers run */
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        become_child();
+        rs_job *c = rs_job_start(store, get_fn, NULL, &err);
+        int code = 0;
+        if (c) {
+            code = 1;                 /* accepted: it would never run */
+            rs_job_abandon(c, NULL);
+        } else if (err.kind != RS_ERR_CONFIG || !strstr(err.message, "fork")) {
+            fprintf(stderr, "child: rs_job_start said [%s] %s\n", rs_error_kind_name(err.kind),
+                    err.message);
+            code = 2;
+        }
+        rs_store_close(store);        /* must return */
+        _exit(code);
+    }
+    int status = wait_child(pid, 5);
+    CHECK(status != -1);                                  /* the child's close returned */
+    CHECK(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    if (status == -1) fprintf(stderr, "fork: the child hung (killed)\n");
+    else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fprintf(stderr, "fork: the child ended with status %#x\n", status);
+    /* The parent's store is unharmed. */
+    job = rs_job_start(store, get_fn, NULL, &err);
+    CHECK(job && rs_job_finish(job, &err) == 7);
+    rs_store_close(store);
+}
+
+/* ---- rs_job_ready synchronises ----------------------------------------- */
+
+typedef struct written {
+    int value;               /* plain memory: only the job's handover orders it */
+    char text[32];
+} written;
+
+static int write_arg(rs_store *store, void *arg, rs_error *err)
+{
+    (void)store;
+    (void)err;
+    written *w = arg;
+    w->value = 42;
+    strcpy(w->text, "from the worker");
+    return 0;
+}
+
+static void ready_synchronises(int port)
+{
+    rs_store *store = open_with(port, (const char *const[]){"workers", "2", NULL});
+    if (!store) return;
+    int bad = 0;
+    rs_job *jobs[20];
+    written w[20];
+    for (int i = 0; i < 20; i++) {
+        memset(&w[i], 0, sizeof w[i]);
+        rs_error err;
+        jobs[i] = rs_job_start(store, write_arg, &w[i], &err);
+        CHECK(jobs[i] != NULL);
+        if (!jobs[i]) continue;
+        while (!rs_job_ready(jobs[i])) sched_yield();
+        /* Read before finish: rs_job_ready said 1, arg is ours again. */
+        if (w[i].value != 42 || strcmp(w[i].text, "from the worker") != 0) bad++;
+    }
+    CHECK(bad == 0);
+    for (int i = 0; i < 20; i++) {
+        rs_error err;
+        if (jobs[i]) CHECK(rs_job_finish(jobs[i], &err) == 0);
+    }
+    rs_store_close(store);
+}
+
+/* ---- a lost acquire, the store closed meanwhile ------------------------- */
+
+static int acquire_fn(rs_store *store, void *arg, rs_error *err)
+{
+    (void)arg;
+    return rs_lock_acquire(store, "faults:lock", "me", 10, err);
+}
+
+static void lost_acquire_closed(int port)
+{
+    rs_store *store = open_with(port, (const char *const[]){
+        "workers", "2", "command_timeout", "300ms", "connection_timeout", "300ms",
+        "max_retries", "3", "retry_base_delay", "2s", "retry_max_delay", "2s", NULL});
+    if (!store) return;
+    rs_error err;
+    CHECK(rs_ping(store, &err) == 0);           /* a connection in the pool */
+    kill(t_server_pid, SIGSTOP);
+    rs_job *job = rs_job_start(store, acquire_fn, NULL, &err);
+    CHECK(job != NULL);
+    usleep(100000);                             /* its SET NX is on the wire */
+    double t0 = now();
+    rs_store_close(store);
+    double took = now() - t0;
+    thaw();
+    CHECK(took < 0.3 + 0.5);
+    if (!job) return;
+    int rc = rs_job_finish(job, &err);
+    CHECK(rc == -1 && err.kind == RS_ERR_UNKNOWN);
+    /* One SET was sent: one attempt, whatever the close refused after. */
+    CHECK(err.attempts == 1 && strstr(err.message, "after 1 attempt:") != NULL);
+    printf("lost acquire, store closed: %.3f s; [%s] attempts %d: %s\n", took,
+           rs_error_kind_name(err.kind), err.attempts, err.message);
+    /* The key may hold the lock now that the server ran the SET. */
+    rs_store *again = open_with(port, (const char *const[]){NULL});
+    if (again) {
+        const char *argv[] = {"DEL", "faults:lock"};
+        size_t lens[] = {3, 11};
+        char *out = NULL;
+        size_t len;
+        rs_command(again, 2, argv, lens, &out, &len, &err);
+        rs_free(out);
+        rs_store_close(again);
+    }
+}
+
+/* ---- the close cuts calls waiting for a pool connection ----------------- */
+
+static int save_fn(rs_store *store, void *arg, rs_error *err)
+{
+    char coll[16];
+    snprintf(coll, sizeof coll, "pw:%d", (int)(intptr_t)arg);
+    return rs_save_raw(store, coll, strlen(coll), TOKEN, sizeof TOKEN - 1, RS_TTL_NONE, err);
+}
+
+/* INFO stats total_connections_received, read by a store of its own (its
+ * connection counted). */
+static long long connections_received(int port)
+{
+    rs_store *store = open_with(port, (const char *const[]){NULL});
+    if (!store) return -1;
+    const char *argv[] = {"INFO", "stats"};
+    size_t lens[] = {4, 5};
+    char *out = NULL;
+    size_t len;
+    rs_error err;
+    long long n = -1;
+    if (rs_command(store, 2, argv, lens, &out, &len, &err) == 1) {
+        const char *at = strstr(out, "total_connections_received:");
+        if (at) n = atoll(at + strlen("total_connections_received:"));
+    }
+    rs_free(out);
+    rs_store_close(store);
+    return n;
+}
+
+static void pool_wait_closed(int port)
+{
+    enum { N = 8 };
+    rs_store *store = open_with(port, (const char *const[]){
+        "workers", "8", "pool_size", "1", "command_timeout", "300ms", "connection_timeout", "3s",
+        "max_retries", "3", "retry_base_delay", "2s", "retry_max_delay", "2s", NULL});
+    if (!store) return;
+    rs_error err;
+    CHECK(rs_ping(store, &err) == 0);
+    long long before = connections_received(port);
+    kill(t_server_pid, SIGSTOP);
+    rs_job *jobs[N];
+    for (int i = 0; i < N; i++) {
+        jobs[i] = rs_job_start(store, save_fn, (void *)(intptr_t)i, &err);
+        CHECK(jobs[i] != NULL);
+    }
+    usleep(100000);          /* one SET on the wire, 7 calls waiting for the connection */
+    double t0 = now();
+    rs_store_close(store);
+    double took = now() - t0;
+    thaw();
+    CHECK(took < 0.3 + 0.4);
+    int refused = 0, other = 0;
+    for (int i = 0; i < N; i++) {
+        if (!jobs[i]) continue;
+        int rc = rs_job_finish(jobs[i], &err);
+        if (rc == -1 && err.kind == RS_ERR_CONNECTION && err.attempts == 0 && !err.retryable &&
+            strstr(err.message, "not sent: the store is closing"))
+            refused++;
+        else if (rc == -1 && err.kind == RS_ERR_TIMEOUT && err.attempts == 1)
+            other++;                          /* the one on the wire */
+        else
+            fprintf(stderr, "pool wait: job %d: %d [%s] attempts %d: %s\n", i, rc,
+                    rs_error_kind_name(err.kind), err.attempts, err.message);
+    }
+    CHECK(refused == N - 1 && other == 1);
+    /* The waiting calls opened no connection (the first one's, broken by
+     * its timeout, is given back): the only new one is the count's own. */
+    long long opened = connections_received(port) - before - 1;
+    CHECK(opened == 0);
+    printf("pool_size 1, %d jobs, frozen server: close took %.3f s; %d refused unsent; "
+           "connections opened after the freeze: %lld\n", N, took, refused, opened);
+}
+
+/* ---- rs_store_close from a job's fn ------------------------------------- */
+
+static int close_from_fn(rs_store *store, void *arg, rs_error *err)
+{
+    (void)arg;
+    (void)err;
+    rs_store_close(store);
+    return 5;
+}
+
+static void close_in_fn(int port)
+{
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        become_child();
+        rs_store *store = open_with(port, (const char *const[]){"workers", "1", NULL});
+        rs_error err;
+        rs_job *job = store ? rs_job_start(store, close_from_fn, NULL, &err) : NULL;
+        if (job) rs_job_finish(job, &err);
+        _exit(3);                             /* survived: not diagnosed */
+    }
+    int status = wait_child(pid, 10);
+    CHECK(status != -1 && WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+    if (status == -1 || !WIFSIGNALED(status) || WTERMSIG(status) != SIGABRT)
+        fprintf(stderr, "close in fn: the child ended with status %#x\n", status);
+}
+
+int main(void)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    int port = t_start_server(NULL);
+    atexit(thaw);
+    signal(SIGSEGV, on_fatal);
+    signal(SIGABRT, on_fatal);
+    signal(SIGINT, on_fatal);
+    signal(SIGTERM, on_fatal);
+    forked(port);
+    ready_synchronises(port);
+    lost_acquire_closed(port);
+    pool_wait_closed(port);
+    close_in_fn(port);
+    return t_report("test_jobs_faults");
+}
