@@ -210,8 +210,9 @@ rs_job *rs_job_start(rs_store *store, rs_job_fn fn, void *arg, rs_error *err)
     }
     job->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (job->fd < 0) {
-        rs_error_set(err, errno == ENOMEM ? RS_ERR_NOMEM : RS_ERR_CONNECTION, 0,
-                     "cannot start a job: eventfd: %s", strerror(errno));
+        /* EMFILE, ENFILE, ENOMEM: out of a resource of this process or
+         * machine, as for memory (no connection is involved). */
+        rs_error_set(err, RS_ERR_NOMEM, 0, "cannot start a job: eventfd: %s", strerror(errno));
         free(job);
         return NULL;
     }
