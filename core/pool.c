@@ -264,6 +264,12 @@ rs_conn *rs_pool_acquire(rs_pool *pool, rs_error *err)
 
     pthread_mutex_lock(&pool->lock);
     while (!conn) {
+        /* The store is closing: no connection for a new call (nor a
+         * connect, nor a PING check, that could wait on a frozen server). */
+        if (rs_pool_closing(pool)) {
+            rs_closing_error(err, "a pool connection");
+            break;
+        }
         if (pool->idle) {
             conn = pool->idle;
             pool->idle = conn->next;
@@ -322,10 +328,6 @@ rs_conn *rs_pool_acquire(rs_pool *pool, rs_error *err)
         if (wait_start == 0) {
             wait_start = rs_now();
             pool->waits++;
-        }
-        if (rs_pool_closing(pool)) {
-            rs_closing_error(err, "waiting for a pool connection");
-            break;
         }
         /* Watching a close: woken every 10 ms to look at it (the close
          * does not know the pools of a cluster's nodes). */
