@@ -295,6 +295,99 @@ static void pool_wait_closed(int port)
            atomic_load(&connected_after));
 }
 
+/* ---- a resend after a read-back, refused by the close -------------------
+ * The server pauses writes (CLIENT PAUSE WRITE): the release's script
+ * waits, its reply is lost (command_timeout). A no-writes script then
+ * keeps the server busy, so the read-back GET (reads are not paused)
+ * waits for it, and the store is closed meanwhile: the GET is answered,
+ * the lock is still "me" (the release has not taken effect), and the
+ * resend is refused by the close. */
+
+static int release_fn(rs_store *store, void *arg, rs_error *err)
+{
+    (void)arg;
+    return rs_lock_release(store, "faults:rel", "me", err);
+}
+
+typedef struct busy {
+    int port;
+    double at, seconds;      /* starts `at` s after `since`, keeps the server busy `seconds` */
+    double since;
+} busy;
+
+static void *keep_busy(void *arg)
+{
+    busy *b = arg;
+    rs_store *store = open_with(b->port, (const char *const[]){"command_timeout", "5s", NULL});
+    double wait = b->since + b->at - now();
+    if (wait > 0) usleep((useconds_t)(wait * 1e6));
+    char until[32];
+    snprintf(until, sizeof until, "%.0f", b->seconds * 1e6);
+    const char *argv[] = {"EVAL",
+                          "#!lua flags=no-writes\n"
+                          "local t = redis.call('TIME') local s = t[1] * 1e6 + t[2] "
+                          "repeat t = redis.call('TIME') until t[1] * 1e6 + t[2] - s > "
+                          "tonumber(ARGV[1]) return 1",
+                          "0", until};
+    size_t lens[] = {4, strlen(argv[1]), 1, strlen(until)};
+    char *out = NULL;
+    size_t len;
+    rs_error err;
+    if (store && rs_command(store, 4, argv, lens, &out, &len, &err) < 0)
+        fprintf(stderr, "keep_busy: %s\n", err.message);
+    rs_free(out);
+    rs_store_close(store);
+    return NULL;
+}
+
+static int admin(int port, int argc, const char **argv)
+{
+    rs_store *store = open_with(port, (const char *const[]){NULL});
+    if (!store) return -1;
+    size_t lens[8];
+    for (int i = 0; i < argc; i++) lens[i] = strlen(argv[i]);
+    char *out = NULL;
+    size_t len;
+    rs_error err;
+    int rc = rs_command(store, argc, argv, lens, &out, &len, &err);
+    if (rc < 0) fprintf(stderr, "%s: %s\n", argv[0], err.message);
+    rs_free(out);
+    rs_store_close(store);
+    return rc;
+}
+
+static void resend_refused(int port)
+{
+    rs_store *store = open_with(port, (const char *const[]){
+        "workers", "2", "command_timeout", "600ms", "connection_timeout", "600ms",
+        "max_retries", "3", "retry_base_delay", "2s", "retry_max_delay", "2s", NULL});
+    if (!store) return;
+    rs_error err;
+    CHECK(rs_lock_acquire(store, "faults:rel", "me", 30, &err) == 1);
+    CHECK(rs_ping(store, &err) == 0);
+    CHECK(admin(port, 4, (const char *[]){"CLIENT", "PAUSE", "5000", "WRITE"}) >= 0);
+    busy b = {.port = port, .at = 0.3, .seconds = 0.7, .since = now()};
+    pthread_t helper;
+    pthread_create(&helper, NULL, keep_busy, &b);
+    rs_job *job = rs_job_start(store, release_fn, NULL, &err);
+    CHECK(job != NULL);
+    /* 0.6 s: the script's reply is lost, the GET sent, answered at ~1.0 s. */
+    usleep((useconds_t)((b.since + 0.8 - now()) * 1e6));
+    double t0 = now();
+    rs_store_close(store);
+    double took = now() - t0;
+    pthread_join(helper, NULL);
+    admin(port, 2, (const char *[]){"CLIENT", "UNPAUSE"});
+    if (!job) return;
+    int rc = rs_job_finish(job, &err);
+    CHECK(rc == -1 && err.kind == RS_ERR_TIMEOUT && err.attempts == 1);
+    CHECK(strstr(err.message, "has not taken effect") != NULL);
+    CHECK(strstr(err.message, "the store is closing") != NULL);
+    printf("resend refused by the close (%.3f s): %d [%s] attempts %d: %s\n", took, rc,
+           rs_error_kind_name(err.kind), err.attempts, err.message);
+    admin(port, 2, (const char *[]){"DEL", "faults:rel"});
+}
+
 /* ---- rs_store_close from a job's fn ------------------------------------- */
 
 static int close_from_fn(rs_store *store, void *arg, rs_error *err)
@@ -337,6 +430,7 @@ int main(void)
     ready_synchronises(port);
     lost_acquire_closed(port);
     pool_wait_closed(port);
+    resend_refused(port);
     close_in_fn(port);
     return t_report("test_jobs_faults");
 }
