@@ -313,12 +313,18 @@ typedef struct busy {
     int port;
     double at, seconds;      /* starts `at` s after `since`, keeps the server busy `seconds` */
     double since;
+    int failed;              /* read by the test after the join (no CHECK on this thread) */
 } busy;
 
 static void *keep_busy(void *arg)
 {
     busy *b = arg;
-    rs_store *store = open_with(b->port, (const char *const[]){"command_timeout", "5s", NULL});
+    rs_error err;
+    memset(&err, 0, sizeof err);
+    rs_config *cfg = t_config(b->port, NULL);
+    if (cfg) rs_config_set(cfg, "command_timeout", "5s", &err);
+    rs_store *store = cfg ? rs_store_open(cfg, &err) : NULL;
+    rs_config_free(cfg);
     double wait = b->since + b->at - now();
     if (wait > 0) usleep((useconds_t)(wait * 1e6));
     char until[32];
@@ -332,9 +338,8 @@ static void *keep_busy(void *arg)
     size_t lens[] = {4, strlen(argv[1]), 1, strlen(until)};
     char *out = NULL;
     size_t len;
-    rs_error err;
-    if (store && rs_command(store, 4, argv, lens, &out, &len, &err) < 0)
-        fprintf(stderr, "keep_busy: %s\n", err.message);
+    b->failed = !store || rs_command(store, 4, argv, lens, &out, &len, &err) < 0;
+    if (b->failed) fprintf(stderr, "keep_busy: %s\n", err.message);
     rs_free(out);
     rs_store_close(store);
     return NULL;
@@ -377,6 +382,7 @@ static void resend_refused(int port)
     rs_store_close(store);
     double took = now() - t0;
     pthread_join(helper, NULL);
+    CHECK(!b.failed);
     admin(port, 2, (const char *[]){"CLIENT", "UNPAUSE"});
     if (!job) return;
     int rc = rs_job_finish(job, &err);
