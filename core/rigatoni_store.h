@@ -370,7 +370,10 @@ void rs_reply_free(rs_reply *value);
  * fails (RS_ERR_CONFIG, naming the fork), and rs_store_close there frees
  * the store but leaves the workers' and the close's locks and conditions
  * allocated (threads of the parent may have held or waited on them: they
- * cannot be destroyed in the child). A child opens a store of its own. */
+ * cannot be destroyed in the child). A job of the parent not yet done
+ * at the fork is never done in the child: finish would wait for ever;
+ * abandon it there (its memory is then leaked, as with the fork's other
+ * copies). A child opens a store of its own. */
 typedef struct rs_job rs_job;
 /* The operation a job runs on a worker thread: any blocking call(s) of
  * this header. Its return value and err are what rs_job_finish gives. */
