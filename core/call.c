@@ -57,10 +57,22 @@ static int attempt_loop(rs_store *store, rs_call *call, rs_error *err)
         rs_closing_error(err, call->what);
         return -1;
     }
+    rs_error before;                 /* the previous attempt's failure */
+    rs_error_clear(&before);
     for (int attempt = 1;; attempt++) {
         rs_attempt at;
         call->attempts = attempt;
         if (route_attempt(store, call, &at, &last) == 0) return 0;
+        /* Nothing sent, and the store is closing (the call waited for a
+         * connection, or got one as the close began): it is not sent at
+         * all; what was sent before fails as a retry the close cut. */
+        int routed_here = call->pool || !store->cluster;   /* a cluster's attempt may be partial */
+        if (routed_here && !at.sent && rs_closing_is_set(store->closing)) {
+            if (attempt == 1) rs_closing_error(err, call->what);
+            else rs_exec_fail(err, call->what, attempt - 1, &before);
+            give_replies(call, at.answered, 0);
+            return -1;
+        }
         if (call->flags & RS_CALL_ONCE) {
             *err = last;
             give_replies(call, at.answered, 0);
@@ -82,6 +94,7 @@ static int attempt_loop(rs_store *store, rs_call *call, rs_error *err)
             return -1;
         }
         rs_replies_free(call->replies, at.answered);
+        before = last;
         if (call->hooks && call->hooks->before_retry) call->hooks->before_retry(call, &last);
     }
 }

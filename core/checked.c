@@ -9,10 +9,12 @@
  * did not (send it again, within max_retries), or nothing can be said
  * (RS_ERR_UNKNOWN, saying why). Every request goes through rs_call_run.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "checked.h"
 #include "call.h"
+#include "closing.h"
 #include "config.h"
 #include "error.h"
 #include "exec.h"
@@ -35,20 +37,39 @@ int rs_exec_key(rs_store *store, const rs_call *like, const char *cmdname, const
     return rs_call_run(store, &call);
 }
 
+/* Read back, not taken effect, and not sent again (no attempt left, or
+ * `then`: the close refused the resend): the failure that stopped it. */
+static void not_taken_effect(rs_error *err, const char *what, int attempts, rs_error *cause,
+                             const char *then)
+{
+    if (cause->kind == RS_OK) rs_error_set(cause, RS_ERR_CONNECTION, 1, "no reply");
+    rs_exec_fail(err, what, attempts, cause);
+    size_t used = strlen(err->message);
+    snprintf(err->message + used, sizeof err->message - used,
+             " (the state read back shows it has not taken effect%s)", then);
+}
+
 int rs_exec_checked(rs_store *store, rs_checked *op, redisReply **reply, rs_error *err)
 {
     const char *what = op->what;
     int attempts = 0;
+    rs_error lost;                        /* the failure of the attempt read back */
+    rs_error_clear(&lost);
     for (;;) {
         op->attempts = attempts + 1;      /* a success reports no count: at least this */
         rs_error cause;
         rs_error_clear(&cause);
         if (op->run(store, op->ctx, reply, err, &cause) == 0) return 0;
+        /* A resend the store's close refused: nothing more was sent. */
+        if (attempts > 0 && err->kind != RS_ERR_UNKNOWN && err->attempts == 0 &&
+            rs_closing_is_set(store->closing)) {
+            not_taken_effect(err, what, attempts, &lost, "; not sent again: the store is closing");
+            return -1;
+        }
         if (err->kind != RS_ERR_UNKNOWN) return -1;
         attempts += err->attempts;
         op->attempts = attempts;
         rs_error unknown = *err;
-        int has_cause = cause.kind != RS_OK;
         redisReply *state;
         rs_call like = RS_CALL(RS_OP_GET, what, 0, NULL, &state, err);
         if (rs_exec_key(store, &like, op->check_cmd, op->key, op->key_len) < 0) {
@@ -66,13 +87,10 @@ int rs_exec_checked(rs_store *store, rs_checked *op, redisReply **reply, rs_erro
         }
         /* Not taken effect, no attempt left: the failure that stopped it. */
         if (attempts > store->cfg->max_retries) {
-            if (!has_cause)
-                rs_error_set(&cause, RS_ERR_CONNECTION, 1, "no reply");
-            rs_exec_fail(err, what, attempts, &cause);
-            strncat(err->message, " (the state read back shows it has not taken effect)",
-                    sizeof err->message - strlen(err->message) - 1);
+            not_taken_effect(err, what, attempts, &cause, "");
             return -1;
         }
+        lost = cause;
         /* The state says that attempt did not run: send it again. */
     }
 }

@@ -6,7 +6,9 @@
  * retry, max_retries times), nor let them start new calls: the retry
  * sleeps are timed waits on this object's condition variable, which the
  * close broadcasts, and the attempt loop (call.c) asks it before a call's
- * first attempt. What is already on the wire ends within its own
+ * first attempt; the pools watch it too (pool.c): a call waiting for a
+ * free connection stops waiting, and none is lent once it is set (exec.c
+ * then sends nothing). What is already on the wire ends within its own
  * timeouts. The close begins it only once the walks' and save jobs'
  * threads have ended (they run to their end, as before jobs existed), so
  * in practice it cuts short what the workers run.
@@ -95,4 +97,5 @@ int rs_closing_sleep(rs_closing *c, double seconds)
 void rs_closing_error(rs_error *err, const char *what)
 {
     rs_error_set(err, RS_ERR_CONNECTION, 0, "%s: not sent: the store is closing", what);
+    err->attempts = 0;      /* rs_error_set leaves an earlier count there */
 }

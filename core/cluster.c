@@ -141,6 +141,7 @@ static int node_index(rs_cluster *cl, const char *host, int port)
         free(n);
         return -1;
     }
+    rs_pool_watch_closing(n->pool, cl->store->closing);
     cl->nodes[cl->nnodes] = n;
     return cl->nnodes++;
 }

@@ -25,6 +25,7 @@
 #include "exec.h"
 #include "call_types.h"
 #include "clock.h"
+#include "closing.h"
 #include "config.h"
 #include "conn.h"
 #include "error.h"
@@ -184,6 +185,13 @@ int rs_call_attempt(rs_pool *pool, rs_call *call, rs_attempt *at, rs_error *last
     for (size_t i = 0; i < call->ncmds; i++) call->replies[i] = NULL;
     call->skip = 0;
     rs_conn *conn = rs_pool_acquire(pool, last);
+    /* The store began closing while this call waited for a connection:
+     * nothing of it is sent (the close waits only for what is on the wire). */
+    if (rs_pool_closing(pool)) {
+        if (conn) rs_pool_release(pool, conn, 0);
+        rs_closing_error(last, call->what);
+        return -1;
+    }
     if (!conn) {
         if (last->kind != RS_ERR_POOL) rs_pool_after_failure(pool, 0, last);
         return -1;

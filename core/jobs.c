@@ -21,8 +21,14 @@
  * that completes it sets `done` and writes the eventfd under the job's
  * lock, unless the caller abandoned it: then the worker frees it (and its
  * arg). finish and abandon take that lock before freeing, so the job is
- * never freed under the worker; once the fd is readable (rs_job_ready
- * asks the fd itself, so the two never disagree) abandon frees at once.
+ * never freed under the worker; once done (rs_job_ready reads `done`
+ * under the same lock, so it and the fd never disagree) abandon frees at
+ * once.
+ *
+ * Fork: the workers run in the process that started them (pid kept).
+ * A forked child has none of them: there rs_job_start fails, and the
+ * close neither stops, joins nor frees them (their mutex and condition
+ * may be held or waited on by threads of the parent; they are leaked).
  *
  * Close, from rs_store_close: rs_workers_stop empties the queue, each
  * queued job done with "store closed before the job ran", and refuses
@@ -36,6 +42,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,7 +73,12 @@ struct rs_workers {
     int closing;
     pthread_t *threads;              /* max slots, `started` of them running */
     rs_store *store;
+    atomic_int pid;                  /* the process they run in (0: none started) */
 };
+
+/* The workers a thread belongs to (NULL: not a worker): rs_store_close
+ * from a job's fn or free_arg would join the thread calling it. */
+static _Thread_local rs_workers *current;
 
 rs_workers *rs_workers_new(rs_store *store, int max)
 {
@@ -116,6 +128,7 @@ static void job_done(rs_job *job)
 static void *worker_main(void *arg)
 {
     rs_workers *w = arg;
+    current = w;
     pthread_mutex_lock(&w->lock);
     for (;;) {
         while (!w->head && !w->closing) pthread_cond_wait(&w->queued, &w->lock);
@@ -143,6 +156,13 @@ static void closed_error(rs_error *err)
  * -1 + err (closing; no worker could start). Called with the lock held. */
 static int enqueue(rs_workers *w, rs_job *job, rs_error *err)
 {
+    if (rs_workers_foreign(w)) {
+        /* fork copies no thread: a job queued here would never run. */
+        rs_error_set(err, RS_ERR_CONFIG, 0, "cannot start a job: the store's workers belong to "
+                     "process %d, and this process (%d) is a fork of it: open a store in this "
+                     "process", atomic_load(&w->pid), (int)getpid());
+        return -1;
+    }
     if (w->closing) {
         rs_error_set(err, RS_ERR_CONNECTION, 0, "cannot start a job: the store is closing");
         return -1;
@@ -154,14 +174,17 @@ static int enqueue(rs_workers *w, rs_job *job, rs_error *err)
         sigset_t all, old;
         sigfillset(&all);
         pthread_sigmask(SIG_BLOCK, &all, &old);
+        int rc = 0;
         while (w->started < w->max &&
-               pthread_create(&w->threads[w->started], NULL, worker_main, w) == 0)
+               (rc = pthread_create(&w->threads[w->started], NULL, worker_main, w)) == 0)
             w->started++;
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         if (w->started == 0) {
-            rs_error_set(err, RS_ERR_NOMEM, 0, "cannot start a worker thread for jobs");
+            rs_error_set(err, RS_ERR_NOMEM, 0, "cannot start a worker thread for jobs: %s",
+                         strerror(rc));
             return -1;
         }
+        atomic_store(&w->pid, (int)getpid());
         /* Fewer than asked (the system's limit): those run every job. */
     }
     job->next = NULL;
@@ -187,8 +210,9 @@ rs_job *rs_job_start(rs_store *store, rs_job_fn fn, void *arg, rs_error *err)
     }
     job->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (job->fd < 0) {
-        rs_error_set(err, errno == ENOMEM ? RS_ERR_NOMEM : RS_ERR_CONNECTION, 0,
-                     "cannot start a job: eventfd: %s", strerror(errno));
+        /* EMFILE, ENFILE, ENOMEM: out of a resource of this process or
+         * machine, as for memory (no connection is involved). */
+        rs_error_set(err, RS_ERR_NOMEM, 0, "cannot start a job: eventfd: %s", strerror(errno));
         free(job);
         return NULL;
     }
@@ -218,8 +242,15 @@ int rs_job_fd(const rs_job *job)
 
 int rs_job_ready(const rs_job *job)
 {
-    struct pollfd p = {.fd = job->fd, .events = POLLIN};
-    return poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
+    /* Under the lock, not by polling the fd: the worker's writes to arg
+     * and the job happen before its unlock, so this caller may use them
+     * (an fd's readability orders nothing for the memory model). `done`
+     * is set with the fd's write: the two never disagree. */
+    pthread_mutex_t *lock = (pthread_mutex_t *)&job->lock;
+    pthread_mutex_lock(lock);
+    int done = job->done;
+    pthread_mutex_unlock(lock);
+    return done;
 }
 
 int rs_job_finish(rs_job *job, rs_error *err)
@@ -250,9 +281,20 @@ void rs_job_abandon(rs_job *job, void (*free_arg)(void *arg))
     if (done) job_free(job);           /* else the worker frees it (job_done) */
 }
 
+int rs_workers_foreign(rs_workers *w)
+{
+    int pid = w ? atomic_load(&w->pid) : 0;
+    return pid != 0 && pid != (int)getpid();
+}
+
+int rs_workers_is_caller(rs_workers *w)
+{
+    return w && current == w;
+}
+
 void rs_workers_stop(rs_workers *w)
 {
-    if (!w) return;
+    if (!w || rs_workers_foreign(w)) return;
     pthread_mutex_lock(&w->lock);
     w->closing = 1;
     rs_job *queued = w->head;
@@ -270,7 +312,7 @@ void rs_workers_stop(rs_workers *w)
 
 void rs_workers_join(rs_workers *w)
 {
-    if (!w) return;
+    if (!w || rs_workers_foreign(w)) return;
     /* No one adds threads once closing is set: `started` is final. */
     for (int i = 0; i < w->started; i++) pthread_join(w->threads[i], NULL);
 }
@@ -278,6 +320,10 @@ void rs_workers_join(rs_workers *w)
 void rs_workers_free(rs_workers *w)
 {
     if (!w) return;
+    /* In a fork: their lock and condition may be held or waited on by
+     * threads that exist only in the parent (destroying the condition
+     * would wait for them for ever). Left allocated. */
+    if (rs_workers_foreign(w)) return;
     pthread_cond_destroy(&w->queued);
     pthread_mutex_destroy(&w->lock);
     free(w->threads);

@@ -18,6 +18,12 @@ rs_workers *rs_workers_new(rs_store *store, int max);
  * (running jobs stop retrying), rs_workers_join (the running jobs have
  * returned, the workers ended), rs_workers_free. Each accepts NULL. */
 void rs_workers_stop(rs_workers *w);
+/* 1 when the workers were started by another process (this one is a fork
+ * of it): stop, join and free then do nothing, and no job starts. */
+int rs_workers_foreign(rs_workers *w);
+/* 1 when the calling thread is one of these workers (a job's fn or a
+ * free_arg run by a worker). */
+int rs_workers_is_caller(rs_workers *w);
 void rs_workers_join(rs_workers *w);
 void rs_workers_free(rs_workers *w);
 

@@ -80,6 +80,14 @@ void rs_note_retry(const rs_config *cfg, const char *what, int attempt, int max_
            attempt, max_attempts, rs_error_kind_name(last->kind), last->message, delay * 1000);
 }
 
+void rs_note_retry_cancelled(const rs_config *cfg, const char *what)
+{
+#ifndef RS_NO_METRICS
+    retries_here--;
+#endif
+    rs_log(cfg, RS_LOG_INFO, "%s: retry cancelled: the store is closing", what);
+}
+
 #ifndef RS_NO_METRICS
 
 rs_metrics_call rs_metrics_begin(void)

@@ -76,5 +76,8 @@ void rs_metrics_reset_to(rs_metrics *m, const rs_pool_stats *pool);
  * and logged at info. */
 void rs_note_retry(const rs_config *cfg, const char *what, int attempt, int max_attempts, const rs_error *last,
                    double delay);
+/* The sleep after rs_note_retry was cut by the store's close and no retry
+ * follows: the count is taken back, and that is logged at info. */
+void rs_note_retry_cancelled(const rs_config *cfg, const char *what);
 
 #endif /* RS_METRICS_H */

@@ -40,6 +40,7 @@
 
 #include "pool.h"
 #include "clock.h"
+#include "closing.h"
 #include "config.h"
 #include "conn.h"
 #include "error.h"
@@ -50,6 +51,7 @@ struct rs_pool {
     pthread_mutex_t lock;
     pthread_cond_t freed;
     const rs_config *cfg;
+    rs_closing *closing;        /* the store's close (NULL: not watched) */
     rs_tls *tls;                /* NULL for plain TCP; owned by the store */
     rs_conn *idle;              /* LIFO list */
     int nidle, open, in_use;
@@ -85,6 +87,16 @@ rs_pool *rs_pool_new(const rs_config *cfg, rs_tls *tls, const char *host, int po
     pthread_condattr_destroy(&attr);
     pthread_mutex_init(&pool->lock, NULL);
     return pool;
+}
+
+void rs_pool_watch_closing(rs_pool *pool, rs_closing *closing)
+{
+    pool->closing = closing;
+}
+
+int rs_pool_closing(rs_pool *pool)
+{
+    return pool->closing && rs_closing_is_set(pool->closing);
 }
 
 const rs_config *rs_pool_config(const rs_pool *pool)
@@ -252,6 +264,12 @@ rs_conn *rs_pool_acquire(rs_pool *pool, rs_error *err)
 
     pthread_mutex_lock(&pool->lock);
     while (!conn) {
+        /* The store is closing: no connection for a new call (nor a
+         * connect, nor a PING check, that could wait on a frozen server). */
+        if (rs_pool_closing(pool)) {
+            rs_closing_error(err, "a pool connection");
+            break;
+        }
         if (pool->idle) {
             conn = pool->idle;
             pool->idle = conn->next;
@@ -311,8 +329,12 @@ rs_conn *rs_pool_acquire(rs_pool *pool, rs_error *err)
             wait_start = rs_now();
             pool->waits++;
         }
-        int rc = pthread_cond_timedwait(&pool->freed, &pool->lock, &deadline);
-        if (rc == ETIMEDOUT && !pool->idle && pool->open >= cfg->pool_size) {
+        /* Watching a close: woken every 10 ms to look at it (the close
+         * does not know the pools of a cluster's nodes). */
+        struct timespec until = deadline;
+        if (pool->closing && seconds_left(&deadline) > 0.010) until = deadline_after(0.010);
+        pthread_cond_timedwait(&pool->freed, &pool->lock, &until);
+        if (seconds_left(&deadline) <= 0 && !pool->idle && pool->open >= cfg->pool_size) {
             pool->wait_timeouts++;
             rs_error_set(err, RS_ERR_POOL, 1,
                          "no free connection within %gs (pool_size %d, all in use)",

@@ -17,6 +17,14 @@ typedef struct rs_pool rs_pool;
  * that the URL's sentinels name. */
 rs_pool *rs_pool_new(const rs_config *cfg, rs_tls *tls, const char *host, int port);
 void rs_pool_free(rs_pool *pool);
+/* The store's close, heard by the pool (closing.h): a caller waiting for
+ * a free connection stops waiting once it begins (rs_pool_acquire: NULL,
+ * "not sent: the store is closing"). Set once, before any acquire. */
+typedef struct rs_closing rs_closing;
+void rs_pool_watch_closing(rs_pool *pool, rs_closing *closing);
+/* 1 once the watched close began: a connection just lent must not carry
+ * a new call (nothing of it is sent). */
+int rs_pool_closing(rs_pool *pool);
 /* The config the pool was made with (a lease's own, or its store's). */
 const rs_config *rs_pool_config(const rs_pool *pool);
 /* Lends a connection, creating one when under pool_size, else waiting at

@@ -140,7 +140,9 @@ int rs_retry_wait(rs_store *store, const char *what, int attempt, const rs_error
     if (rs_closing_is_set(store->closing)) return 0;
     double delay = rs_retry_delay(cfg, attempt);
     rs_note_retry(cfg, what, attempt, cfg->max_retries + 1, last, delay);
-    return rs_closing_sleep(store->closing, delay) == 0;
+    if (rs_closing_sleep(store->closing, delay) == 0) return 1;
+    rs_note_retry_cancelled(cfg, what);       /* only retries that happen count */
+    return 0;
 }
 
 double rs_retry_delay(const rs_config *cfg, int n)

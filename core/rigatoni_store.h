@@ -355,30 +355,50 @@ void rs_reply_free(rs_reply *value);
  * the freed store. rs_job_start from a job's fn during the close fails
  * (RS_ERR_CONNECTION, "the store is closing"); after rs_store_close
  * returns, the store is gone, as for every function.
+ * A call a running job begins, or one it began that still waits for a
+ * free pool connection when the close begins, fails without sending
+ * anything, the same way (attempts 0; after earlier attempts, with the
+ * failure of the last of them).
  * fn must not wait for another job of the same store (the workers could
- * all be waiting), nor close it. The workers take no signal (they start
- * with every signal blocked). */
+ * all be waiting), nor close it: rs_store_close from a job's fn or from a
+ * free_arg run on a worker logs an RS_LOG_ERROR and calls abort() (the
+ * worker would wait for itself and free the store it runs on). The
+ * workers take no signal (they start with every signal blocked).
+ *
+ * Fork: the workers are threads of the process that started them (by its
+ * first job). In a child forked after that, no worker runs: rs_job_start
+ * fails (RS_ERR_CONFIG, naming the fork), and rs_store_close there frees
+ * the store but leaves the workers' and the close's locks and conditions
+ * allocated (threads of the parent may have held or waited on them: they
+ * cannot be destroyed in the child). A job of the parent not yet done
+ * at the fork is never done in the child: finish would wait for ever;
+ * abandon it there (its memory is then leaked, as with the fork's other
+ * copies). A child opens a store of its own. */
 typedef struct rs_job rs_job;
 /* The operation a job runs on a worker thread: any blocking call(s) of
  * this header. Its return value and err are what rs_job_finish gives. */
 typedef int (*rs_job_fn)(rs_store *store, void *arg, rs_error *err);
 /* NULL + err when it cannot start (store closing, no memory, no thread,
- * no file descriptor). Never waits for the server. */
+ * no file descriptor: RS_ERR_NOMEM for the descriptor limit too; in a
+ * forked child, RS_ERR_CONFIG). Never waits for the server. */
 rs_job *rs_job_start(rs_store *store, rs_job_fn fn, void *arg, rs_error *err);
 /* Readable (POLLIN) exactly when rs_job_ready says 1, and from then on.
  * For epoll, libuv, libevent, cqueues. Owned by the job. */
 int rs_job_fd(const rs_job *job);
-/* 1 once done, else 0; never blocks. */
+/* 1 once done, else 0; never blocks (takes the job's lock, held by the
+ * worker only to mark it done). Once it says 1, what fn wrote into arg
+ * is visible to the caller (a memory synchronisation, as for finish). */
 int rs_job_ready(const rs_job *job);
 /* Waits until the job is done (at once when ready), then returns fn's
  * result with its rs_error copied into err, closes the fd and frees the
  * job. */
 int rs_job_finish(rs_job *job, rs_error *err);
 /* The caller no longer wants the job: it is freed, and free_arg(arg)
- * called when not NULL, once fn has returned (on the worker's thread; on
- * rs_store_close's for a job the close finds still queued), or at once on
- * this thread when already done (rs_job_ready said 1). fn is not
- * cancelled: it runs if it has not yet (unless the store closes first). */
+ * called when not NULL, once fn has returned (on the worker's thread), or
+ * on the thread calling rs_store_close for a job the close finds still
+ * queued (it never runs), or at once on this thread when already done
+ * (rs_job_ready said 1). fn is not cancelled: it runs if it has not yet
+ * (unless the store closes first). */
 void rs_job_abandon(rs_job *job, void (*free_arg)(void *arg));
 
 /* ------------------------------------------------------------------------

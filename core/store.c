@@ -21,6 +21,7 @@
 #include "error.h"
 #include "failover.h"
 #include "jobs.h"
+#include "log.h"
 #include "pool.h"
 #include "store_state.h"
 #include "tls.h"
@@ -83,6 +84,7 @@ rs_store *rs_store_open(const rs_config *cfg, rs_error *err)
         rs_store_close(store);
         return NULL;
     }
+    if (store->pool) rs_pool_watch_closing(store->pool, store->closing);
     if (rs_ping(store, err) < 0) {
         prefix_with_url(err, cfg->url);
         rs_store_close(store);
@@ -116,6 +118,17 @@ static void wait_threads(rs_store *store)
 void rs_store_close(rs_store *store)
 {
     if (!store) return;
+    /* From a job's fn or free_arg (forbidden): the worker would join
+     * itself and free the store under its own feet. */
+    if (rs_workers_is_caller(store->workers)) {
+        rs_log(store->cfg, RS_LOG_ERROR, "rs_store_close called from a job running on the "
+               "store's own worker thread (a job's fn or free_arg): aborting");
+        abort();
+    }
+    /* In a fork, the workers are the parent's: no thread of theirs runs
+     * here, their sync objects may be held by the parent's threads (both
+     * left alone, leaked), and no job can run. */
+    int foreign = rs_workers_foreign(store->workers);
     /* Jobs still queued are done without running, and no job starts. */
     rs_workers_stop(store->workers);
     /* A walk closed mid-step left its threads to finish that step, and a
@@ -124,7 +137,7 @@ void rs_store_close(rs_store *store)
     wait_threads(store);
     /* Running jobs stop retrying and begin no call (closing.c); the
      * attempt in progress ends within its timeouts. */
-    if (store->closing) rs_closing_begin(store->closing);
+    if (store->closing && !foreign) rs_closing_begin(store->closing);
     rs_workers_join(store->workers);
     wait_threads(store);      /* any a job's fn started meanwhile (refused their calls) */
     pthread_mutex_destroy(&store->threads_lock);
@@ -135,7 +148,7 @@ void rs_store_close(rs_store *store)
     rs_tls_free(store->tls);
     rs_config_free(store->cfg);
     rs_workers_free(store->workers);
-    rs_closing_free(store->closing);
+    if (!foreign) rs_closing_free(store->closing);
     free(store);
 }
 
