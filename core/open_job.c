@@ -7,12 +7,13 @@
  * before the store does: the open runs on a thread of its own, and the
  * job's pipe becomes readable when it is done (epoll, libuv, cqueues).
  *
- * Abandoning a job never blocks: it goes on a list of abandoned jobs,
- * whose finished threads are joined (and their stores closed) at the next
- * start or abandon; rs_open_jobs_drain waits for all of them. The threads
- * stay joinable because code that loaded this library may unload it (Lua
- * closes its C modules at lua_close): no thread may still run in it then,
- * so the Lua module drains before its state closes.
+ * Abandoning a job never blocks, and nothing waits for an abandoned one
+ * (a port that accepts and never answers holds its open for the whole
+ * retry policy: a script that let go of it must still exit at once). Its
+ * thread is detached; whichever of it and the abandon comes second, under
+ * the job's lock, closes the store it opened and frees the job. The
+ * library is linked -z nodelete (Makefile), so a thread still returning
+ * after its job was freed never runs code that Lua's lua_close unloaded.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -32,11 +33,8 @@ struct rs_open_job {
     int done;                 /* under lock */
     rs_store *store;          /* the outcome, read once done */
     rs_error err;
-    rs_open_job *next;        /* on the abandoned list */
+    int abandoned;            /* under lock: the thread frees the job when done */
 };
-
-static pthread_mutex_t abandoned_lock = PTHREAD_MUTEX_INITIALIZER;
-static rs_open_job *abandoned;
 
 static void job_free(rs_open_job *job)
 {
@@ -52,6 +50,12 @@ static void *open_main(void *arg)
     rs_open_job *job = arg;
     rs_store *store = rs_store_open(job->cfg, &job->err);
     pthread_mutex_lock(&job->lock);
+    if (job->abandoned) {            /* nobody will finish it: this thread is the last */
+        pthread_mutex_unlock(&job->lock);
+        rs_store_close(store);
+        job_free(job);
+        return NULL;
+    }
     job->store = store;
     job->done = 1;
     pthread_mutex_unlock(&job->lock);
@@ -70,42 +74,10 @@ int rs_open_job_ready(rs_open_job *job)
     return done;
 }
 
-/* Joins the abandoned jobs' threads that are done (all of them with
- * `wait`), closing the stores they opened. */
-static void reap(int wait)
-{
-    pthread_mutex_lock(&abandoned_lock);
-    rs_open_job **link = &abandoned, *ended = NULL;
-    while (*link) {
-        rs_open_job *job = *link;
-        if (wait || rs_open_job_ready(job)) {
-            *link = job->next;
-            job->next = ended;
-            ended = job;
-        } else {
-            link = &job->next;
-        }
-    }
-    pthread_mutex_unlock(&abandoned_lock);
-    while (ended) {
-        rs_open_job *job = ended;
-        ended = job->next;
-        pthread_join(job->thread, NULL);
-        rs_store_close(job->store);
-        job_free(job);
-    }
-}
-
-void rs_open_jobs_drain(void)
-{
-    reap(1);
-}
-
 rs_open_job *rs_store_open_start(const rs_config *cfg, rs_error *err)
 {
     RS_ERR_ACCEPT_NULL(err);
     rs_error_clear(err);
-    reap(0);
     rs_open_job *job = calloc(1, sizeof *job);
     if (!job) {
         rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
@@ -153,9 +125,16 @@ rs_store *rs_store_open_finish(rs_open_job *job, rs_error *err)
 void rs_open_job_abandon(rs_open_job *job)
 {
     if (!job) return;
-    pthread_mutex_lock(&abandoned_lock);
-    job->next = abandoned;
-    abandoned = job;
-    pthread_mutex_unlock(&abandoned_lock);
-    reap(0);
+    pthread_mutex_lock(&job->lock);
+    int done = job->done;
+    job->abandoned = !done;
+    pthread_t thread = job->thread;  /* the job may be freed once unlocked */
+    pthread_mutex_unlock(&job->lock);
+    if (!done) {
+        pthread_detach(thread);
+        return;
+    }
+    pthread_join(thread, NULL);      /* done: it has written its byte */
+    rs_store_close(job->store);
+    job_free(job);
 }

@@ -517,17 +517,17 @@ int rs_save_many_finish(rs_save_job *job, int *written, rs_value *values, rs_err
  * done; rs_open_job_ready says so without blocking. rs_store_open_finish
  * waits if need be, frees the job and returns what rs_store_open would
  * have (the store is the caller's: rs_store_close). rs_open_job_abandon
- * lets go of a job never finished without waiting: the store it opens is
- * closed and its thread joined at a later start or abandon, or by
- * rs_open_jobs_drain, which waits for every abandoned job (call it before
- * unloading the library). NULL + err when the job cannot start. */
+ * lets go of a job never finished without waiting: its thread, detached,
+ * closes the store it opens and frees the job when the open ends (the
+ * shared library is linked -z nodelete for it; a program that links the
+ * static library into a module it unloads must finish its open jobs
+ * first). NULL + err when the job cannot start. */
 typedef struct rs_open_job rs_open_job;
 rs_open_job *rs_store_open_start(const rs_config *cfg, rs_error *err);
 int rs_open_job_fd(const rs_open_job *job);
 int rs_open_job_ready(rs_open_job *job);
 rs_store *rs_store_open_finish(rs_open_job *job, rs_error *err);
 void rs_open_job_abandon(rs_open_job *job);
-void rs_open_jobs_drain(void);
 
 /* Deletes `n` tokens with one DEL; returns how many existed, or -1.
  * Not retried once sent: the count cannot be learnt again (RS_ERR_UNKNOWN). */

@@ -96,29 +96,12 @@ static const luaL_Reg open_job_meta[] = {
     {NULL, NULL},
 };
 
-/* The guard's __gc: at lua_close, after every job's __gc (jobs are made
- * after it) and before the module is unloaded (it is loaded before). */
-static int drain_open_jobs(lua_State *L)
-{
-    rs_open_jobs_drain();
-    return 0;
-}
-
 void rs_lua_open_open_jobs(lua_State *L)
 {
     luaL_newmetatable(L, OPEN_JOB_MT);
     luaL_setfuncs(L, open_job_meta, 0);
     luaL_newlib(L, open_job_methods);
     lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
-    if (lua_getfield(L, LUA_REGISTRYINDEX, OPEN_JOB_MT ".drain") == LUA_TNIL) {
-        lua_newuserdatauv(L, 0, 0);
-        lua_createtable(L, 0, 1);
-        lua_pushcfunction(L, drain_open_jobs);
-        lua_setfield(L, -2, "__gc");
-        lua_setmetatable(L, -2);
-        lua_setfield(L, LUA_REGISTRYINDEX, OPEN_JOB_MT ".drain");
-    }
     lua_pop(L, 1);
 }
 

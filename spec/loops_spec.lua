@@ -383,3 +383,27 @@ for _, loop in ipairs { "cqueues", "luv" } do
     end)
   end)
 end
+
+describe("rs.start_open left unfinished", function()
+  it("does not hold the script's exit while its open waits on a listener that never answers", function()
+    -- The open's default timeouts and retries take about 20 s there; the
+    -- script let go of it, so its end must not wait for them.
+    local l = cq_socket.listen("127.0.0.1", 0)
+    assert(l:listen())                     -- the kernel accepts, nobody answers
+    local _, _, port = l:localname()
+    finally(function() l:close() end)
+    local child = [[
+      local rs = require "rigatoni_store"
+      local job = rs.start_open { url = "redis://127.0.0.1:%d" }
+      assert(not job:ready())
+      job = nil
+      collectgarbage()                     -- abandoned here, or at lua_close
+    ]]
+    local t0 = cqueues.monotime()
+    local ok = os.execute(("LUA_PATH=%s LUA_CPATH=%s lua5.4 -e %s"):format(
+      helpers.quote(package.path), helpers.quote(package.cpath), helpers.quote(child:format(port))))
+    local took = cqueues.monotime() - t0
+    assert.is_true(ok, "the child script failed")
+    assert.is_true(took < 3, ("the script took %.1f s to exit"):format(took))
+  end)
+end)
