@@ -41,12 +41,14 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "jobs.h"
@@ -71,6 +73,8 @@ struct rs_workers {
     rs_job *head, *tail;             /* FIFO */
     int max, started;
     int closing;
+    int spinning;                    /* a worker spins for work (wait_for_work) */
+    int nonempty;                    /* atomic copy of head != NULL, for the spinner */
     pthread_t *threads;              /* max slots, `started` of them running */
     rs_store *store;
     atomic_int pid;                  /* the process they run in (0: none started) */
@@ -125,17 +129,60 @@ static void job_done(rs_job *job)
     if (abandoned) job_free(job);
 }
 
+/* How long an idle worker looks for the next job before it sleeps. A
+ * caller that starts its jobs one after another (a coroutine awaiting each)
+ * starts the next within microseconds: a worker woken from the condition
+ * variable would add a scheduler wake-up to each (measured: one coroutine
+ * doing gets: 0.39-0.47x the blocking rate before, 0.39-0.50x after, noisy;
+ * 16 coroutines: 50 us a get before, 35-42 us after). One worker spins
+ * at a time, yielding the CPU each turn so that a loaded machine's other
+ * threads (the server, the caller) run first. The price, on 2 cores: a
+ * blocking call the caller makes just after a job (while the worker still
+ * spins) took 50 us instead of 30 (spec/bench/job_roundtrip.c, rs_get_raw). */
+#define SPIN_NS 50000L
+
+static long now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1000000000L + t.tv_nsec;
+}
+
+/* Returns, the lock held, once a job is queued or the store closes. */
+static void wait_for_work(rs_workers *w)
+{
+    while (!w->head && !w->closing) {
+        if (!w->spinning) {
+            w->spinning = 1;            /* enqueue need not signal meanwhile */
+            pthread_mutex_unlock(&w->lock);
+            long end = now_ns() + SPIN_NS;
+            while (!__atomic_load_n(&w->nonempty, __ATOMIC_ACQUIRE) && now_ns() < end)
+                sched_yield();
+            pthread_mutex_lock(&w->lock);
+            w->spinning = 0;
+            if (w->head || w->closing) break;
+        }
+        pthread_cond_wait(&w->queued, &w->lock);
+    }
+}
+
 static void *worker_main(void *arg)
 {
     rs_workers *w = arg;
     current = w;
     pthread_mutex_lock(&w->lock);
     for (;;) {
-        while (!w->head && !w->closing) pthread_cond_wait(&w->queued, &w->lock);
+        wait_for_work(w);
         if (!w->head) break;              /* closing, and the queue emptied */
         rs_job *job = w->head;
         w->head = job->next;
-        if (!w->head) w->tail = NULL;
+        if (!w->head) {
+            w->tail = NULL;
+            __atomic_store_n(&w->nonempty, 0, __ATOMIC_RELAXED);
+        } else if (w->spinning == 0) {
+            /* Jobs queued while a worker spun signalled nobody: pass on. */
+            pthread_cond_signal(&w->queued);
+        }
         pthread_mutex_unlock(&w->lock);
         rs_error_clear(&job->err);
         job->rc = job->fn(w->store, job->arg, &job->err);
@@ -191,7 +238,9 @@ static int enqueue(rs_workers *w, rs_job *job, rs_error *err)
     if (w->tail) w->tail->next = job;
     else w->head = job;
     w->tail = job;
-    pthread_cond_signal(&w->queued);
+    __atomic_store_n(&w->nonempty, 1, __ATOMIC_RELEASE);
+    /* A spinning worker sees the job itself (it rechecks under the lock). */
+    if (!w->spinning) pthread_cond_signal(&w->queued);
     return 0;
 }
 
