@@ -203,13 +203,6 @@ static void closed_error(rs_error *err)
  * -1 + err (closing; no worker could start). Called with the lock held. */
 static int enqueue(rs_workers *w, rs_job *job, rs_error *err)
 {
-    if (rs_workers_foreign(w)) {
-        /* fork copies no thread: a job queued here would never run. */
-        rs_error_set(err, RS_ERR_CONFIG, 0, "cannot start a job: the store's workers belong to "
-                     "process %d, and this process (%d) is a fork of it: open a store in this "
-                     "process", atomic_load(&w->pid), (int)getpid());
-        return -1;
-    }
     if (w->closing) {
         rs_error_set(err, RS_ERR_CONNECTION, 0, "cannot start a job: the store is closing");
         return -1;
@@ -252,6 +245,16 @@ rs_job *rs_job_start(rs_store *store, rs_job_fn fn, void *arg, rs_error *err)
         rs_error_set(err, RS_ERR_CONFIG, 0, "rs_job_start: %s is NULL", store ? "fn" : "store");
         return NULL;
     }
+    rs_workers *w = store->workers;
+    if (rs_workers_foreign(w)) {
+        /* fork copies no thread: a job queued here would never run. Told
+         * before the workers' lock, which a worker of the parent may
+         * have held at the fork (in the child nobody would release it). */
+        rs_error_set(err, RS_ERR_CONFIG, 0, "cannot start a job: the store's workers belong to "
+                     "process %d, and this process (%d) is a fork of it: open a store in this "
+                     "process", atomic_load(&w->pid), (int)getpid());
+        return NULL;
+    }
     rs_job *job = calloc(1, sizeof *job);
     if (!job) {
         rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
@@ -273,7 +276,6 @@ rs_job *rs_job_start(rs_store *store, rs_job_fn fn, void *arg, rs_error *err)
     }
     job->fn = fn;
     job->arg = arg;
-    rs_workers *w = store->workers;
     pthread_mutex_lock(&w->lock);
     int rc = enqueue(w, job, err);
     pthread_mutex_unlock(&w->lock);
