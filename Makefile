@@ -9,6 +9,7 @@
 #   make fuzz       libFuzzer targets in spec/fuzz/, FUZZ_SECONDS each (fuzz-smoke: brief)
 #   make chaos      the history checker under faults for CHAOS_SECONDS (spec/c/test_history.c)
 #   make chaos-failover   the same through three sentinels, forcing Sentinel failovers
+#   make chaos-plant-lie  the checker with a lie planted in its job path: must fail
 #   make bench      benchmarks against redis-benchmark on a throwaway server
 #   make bench-compare BASE=rev   the sequential and 16-thread figures against rev's build
 #   make demo       start a throwaway redis-server, save and list demo tokens
@@ -64,7 +65,7 @@ CTEST_SRC := $(wildcard spec/c/test_*.c)
 CTEST_BIN := $(CTEST_SRC:spec/c/%.c=$(BUILD)/tests/%)
 
 .PHONY: deb all deps bench-deps bench-compare test test-asan test-tsan test-lua-asan fuzz fuzz-build fuzz-smoke bench demo \
-        install clean chaos chaos-failover
+        install clean chaos chaos-failover chaos-plant-lie
 all: $(BUILD)/librigatoni_store.a $(BUILD)/librigatoni_store.so $(BUILD)/rigatoni_store.so \
      $(BUILD)/rigatoni-store
 
@@ -181,6 +182,12 @@ chaos: $(BUILD)/tests/test_history
 # The same checker through three sentinels, forcing Sentinel failovers.
 chaos-failover: $(BUILD)/tests/test_history
 	CHAOS_FAILOVER=1 CHAOS_SECONDS=$(CHAOS_SECONDS) $(BUILD)/tests/test_history
+
+# The checker against a lie planted in its job path (a delete whose reply
+# was lost reported "absent"): must report a violation and fail. Not in
+# make test.
+chaos-plant-lie: $(BUILD)/tests/test_history
+	CHAOS_PLANT_JOB_LIE=1 $(BUILD)/tests/test_history
 
 deps:
 	sh spec/support/install-deps.sh

@@ -13,6 +13,16 @@
  * (SHORT_TTL) before the retry, each delete and NX save of a key only one
  * client uses. CHAOS_LOST_REPLIES=0 turns that off (command timeout 2 s,
  * longer than a freeze, so only kills and restarts can lose a reply).
+ * About two thirds of the client calls run as jobs (rs_job_start on the
+ * store's worker threads): half of those finished at once (rs_job_finish
+ * waits), half polled on rs_job_fd first; the rest run directly on the
+ * client's thread. Same calls, same faults, same outcome rules
+ * (perform). CHAOS_PLANT_JOB_LIE=1 (`make chaos-plant-lie`, which must
+ * fail) plants a lie in that job path, not in the store: a delete job
+ * whose outcome is unknown (RS_ERR_UNKNOWN: its reply lost, the retry
+ * found the key gone) reports "absent" instead; the checker must catch it
+ * (every nx cycle's delete has an aimed lost reply, about 20 a default
+ * run; a lost release, 1 to 4 a run, went uncaught in 1 run of 4).
  * Every operation is logged when invoked and when it ends: ok, failed (an
  * error that promises nothing happened: not_owner) or unknown (any other
  * error). A monitor thread notes what each owner's lease tells it (its
@@ -47,8 +57,10 @@
  * the store; every acknowledged save must still be read afterwards.
  * Exit 1 on any violation, printed with the counts that were checked.
  */
+#include <errno.h>
 #include <hiredis/hiredis.h>
 #include <math.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <time.h>
@@ -91,6 +103,7 @@ typedef struct hold {        /* one owner's validity on one lock */
 typedef struct client {
     int id;
     unsigned seed;
+    unsigned job_seed;       /* direct call or job, and which kind (perform) */
     pthread_mutex_t mu;      /* guards lease and claim, for the monitor */
     rs_lease *lease;         /* the one being held, or NULL */
     double claim;            /* its owner's validity: the latest end it told */
@@ -106,6 +119,10 @@ static char control_path[300];       /* the fault proxy's */
 static int lost_replies;             /* CHAOS_LOST_REPLIES */
 static atomic_int aimed, aimed_hit;  /* lost replies aimed at one op, and those that hit */
 static client clients[CLIENTS + 1];  /* the last one: the checker's final reads */
+static int plant_lie;                /* CHAOS_PLANT_JOB_LIE */
+static atomic_long by_job[2];        /* calls run as jobs: finished at once, polled first */
+static atomic_int poll_wrong;        /* fd readable but rs_job_ready 0, or poll failed */
+static atomic_int lies;              /* planted lies told */
 
 static double now(void)
 {
@@ -189,6 +206,92 @@ static void lock_name(int key, char *buf, size_t size)
 }
 
 /* ---------------------------------------------------------------------
+ * Calls: each store call of a client, as an rs_job_fn, run directly or
+ * as a job by perform()
+ * ------------------------------------------------------------------ */
+
+typedef struct call {
+    const char *coll, *val, *lock, *owner;
+    double ttl;
+    char *out;               /* get: the bytes read (rs_free) */
+    size_t len;
+    rs_save_item item;       /* nxsave */
+    int written;
+} call;
+
+static int call_save(rs_store *s, void *arg, rs_error *err)
+{
+    const call *k = arg;
+    return rs_save_raw(s, k->coll, strlen(k->coll), k->val, strlen(k->val), RS_TTL_DEFAULT,
+                       err);
+}
+
+static int call_get(rs_store *s, void *arg, rs_error *err)
+{
+    call *k = arg;
+    return rs_get_raw(s, k->coll, strlen(k->coll), &k->out, &k->len, err);
+}
+
+static int call_acquire(rs_store *s, void *arg, rs_error *err)
+{
+    const call *k = arg;
+    return rs_lock_acquire(s, k->lock, k->owner, k->ttl, err);
+}
+
+static int call_fsave(rs_store *s, void *arg, rs_error *err)
+{
+    const call *k = arg;
+    return rs_save_fenced(s, k->coll, strlen(k->coll), k->val, strlen(k->val), k->lock,
+                          k->owner, err);
+}
+
+static int call_release(rs_store *s, void *arg, rs_error *err)
+{
+    const call *k = arg;
+    return rs_lock_release(s, k->lock, k->owner, err);
+}
+
+static int call_delete(rs_store *s, void *arg, rs_error *err)
+{
+    const call *k = arg;
+    return rs_delete(s, k->coll, strlen(k->coll), err);
+}
+
+static int call_nxsave(rs_store *s, void *arg, rs_error *err)
+{
+    call *k = arg;
+    k->item = (rs_save_item){k->coll, strlen(k->coll), k->val, strlen(k->val), 0};
+    return rs_save_many(s, &k->item, 1, RS_SAVE_NX, &k->written, err);
+}
+
+/* fn(k) directly on this thread, or as a job: finished at once, or after
+ * poll() says its fd is readable. The caller records what it returns,
+ * whichever way it ran. */
+static int perform(client *c, rs_job_fn fn, call *k, rs_error *err)
+{
+    int how = rand_r(&c->job_seed) % 3;
+    if (how == 0) return fn(store, k, err);
+    rs_job *job = rs_job_start(store, fn, k, err);
+    if (!job) return -1;
+    if (how == 2) {
+        struct pollfd p = {.fd = rs_job_fd(job), .events = POLLIN};
+        int n;
+        while ((n = poll(&p, 1, 60000)) < 0 && errno == EINTR) continue;
+        if (n != 1 || !rs_job_ready(job)) atomic_fetch_add(&poll_wrong, 1);
+    }
+    int rc = rs_job_finish(job, err);
+    atomic_fetch_add(&by_job[how - 1], 1);
+    /* The planted lie: a delete whose outcome is unknown (its reply lost:
+     * it deleted the key or found none) says "absent". */
+    if (plant_lie && fn == call_delete && rc < 0 && err->kind == RS_ERR_UNKNOWN) {
+        rc = 0;
+        memset(err, 0, sizeof *err);
+        atomic_fetch_add(&lies, 1);
+    }
+    return rc;
+}
+
+/* ---------------------------------------------------------------------
  * Clients
  * ------------------------------------------------------------------ */
 
@@ -198,23 +301,24 @@ static void do_save(client *c, int key)
     collection(key, coll, sizeof coll);
     size_t i = begin(c, OP_SAVE, key);
     c->ops[i].value = value_id(c, i);
-    int n = snprintf(val, sizeof val, "v%u", c->ops[i].value);
+    snprintf(val, sizeof val, "v%u", c->ops[i].value);
     rs_error err = {0};
-    int rc = rs_save_raw(store, coll, strlen(coll), val, (size_t)n, RS_TTL_DEFAULT, &err);
+    call k = {.coll = coll, .val = val};
+    int rc = perform(c, call_save, &k, &err);
     end(c, i, rc, &err);
 }
 
 static void do_get(client *c, int key)
 {
-    char coll[32], *out = NULL;
-    size_t len = 0;
+    char coll[32];
     collection(key, coll, sizeof coll);
     size_t i = begin(c, OP_GET, key);
     rs_error err = {0};
-    int rc = rs_get_raw(store, coll, strlen(coll), &out, &len, &err);
+    call k = {.coll = coll};
+    int rc = perform(c, call_get, &k, &err);
     end(c, i, rc, &err);
-    c->ops[i].value = rc == 1 ? parse_value(out, len) : VAL_NONE;
-    rs_free(out);
+    c->ops[i].value = rc == 1 ? parse_value(k.out, k.len) : VAL_NONE;
+    rs_free(k.out);
 }
 
 static void add_hold(client *c, int key, double start, double stop)
@@ -279,7 +383,8 @@ static void do_lock_cycle(client *c, int key, unsigned *seed)
     snprintf(owner, sizeof owner, "c%d-%zu", c->id, c->nops);
     rs_error err = {0};
     size_t a = begin(c, OP_ACQUIRE, key);
-    int rc = rs_lock_acquire(store, lock, owner, LEASE_TTL, &err);
+    call k = {.coll = coll, .val = val, .lock = lock, .owner = owner, .ttl = LEASE_TTL};
+    int rc = perform(c, call_acquire, &k, &err);
     end(c, a, rc, &err);
     c->ops[a].answer = rc == 1;
     if (rc != 1) return;
@@ -297,8 +402,8 @@ static void do_lock_cycle(client *c, int key, unsigned *seed)
         size_t i = begin(c, OP_FSAVE, key);
         c->ops[i].value = value_id(c, i);
         c->ops[i].valid_until = valid;
-        int n = snprintf(val, sizeof val, "v%u", c->ops[i].value);
-        rc = rs_save_fenced(store, coll, strlen(coll), val, (size_t)n, lock, owner, &err);
+        snprintf(val, sizeof val, "v%u", c->ops[i].value);
+        rc = perform(c, call_fsave, &k, &err);
         end(c, i, rc, &err);
         sleep_s((20 + rand_r(seed) % 40) / 1000.0);
     }
@@ -314,7 +419,7 @@ static void do_lock_cycle(client *c, int key, unsigned *seed)
     c->ops[r].valid_until = valid;
     char pattern[64];
     aim_drop(c, owner, pattern, sizeof pattern);   /* it runs, its reply is lost */
-    rc = rs_lock_release(store, lock, owner, &err);
+    rc = perform(c, call_release, &k, &err);
     end(c, r, rc, &err);
     unaim(c, r, pattern);
     c->ops[r].answer = rc == 1;
@@ -332,7 +437,8 @@ static void do_short_cycle(client *c)
     snprintf(owner, sizeof owner, "c%d-%zu", c->id, c->nops);
     rs_error err = {0};
     size_t a = begin(c, OP_ACQUIRE, key);
-    int rc = rs_lock_acquire(store, lock, owner, SHORT_TTL, &err);
+    call k = {.coll = coll, .val = val, .lock = lock, .owner = owner, .ttl = SHORT_TTL};
+    int rc = perform(c, call_acquire, &k, &err);
     end(c, a, rc, &err);
     c->ops[a].answer = rc == 1;
     if (rc != 1) return;
@@ -343,7 +449,7 @@ static void do_short_cycle(client *c)
     c->ops[i].valid_until = valid;
     snprintf(val, sizeof val, "v%u", c->ops[i].value);
     aim_drop(c, val, pattern, sizeof pattern);
-    rc = rs_save_fenced(store, coll, strlen(coll), val, strlen(val), lock, owner, &err);
+    rc = perform(c, call_fsave, &k, &err);
     end(c, i, rc, &err);
     unaim(c, i, pattern);
     do_get(c, key);
@@ -359,10 +465,11 @@ static void do_nx_cycle(client *c)
     collection(key, coll, sizeof coll);
     snprintf(del, sizeof del, "rigatoni:resume_token:%s", coll);
     rs_error err = {0};
+    call k = {.coll = coll, .val = val};
     do_get(c, key);
     size_t d = begin(c, OP_DELETE, key);
     aim_drop(c, del, pattern, sizeof pattern);
-    int rc = rs_delete(store, coll, strlen(coll), &err);
+    int rc = perform(c, call_delete, &k, &err);
     end(c, d, rc, &err);
     unaim(c, d, pattern);
     c->ops[d].answer = rc == 1;
@@ -370,13 +477,11 @@ static void do_nx_cycle(client *c)
     size_t i = begin(c, OP_NXSAVE, key);
     c->ops[i].value = value_id(c, i);
     snprintf(val, sizeof val, "v%u", c->ops[i].value);
-    rs_save_item item = {coll, strlen(coll), val, strlen(val), 0};
-    int written = 0;
     aim_drop(c, val, pattern, sizeof pattern);
-    rc = rs_save_many(store, &item, 1, RS_SAVE_NX, &written, &err);
+    rc = perform(c, call_nxsave, &k, &err);
     end(c, i, rc, &err);
     unaim(c, i, pattern);
-    c->ops[i].answer = rc == 0 && written;
+    c->ops[i].answer = rc == 0 && k.written;
     do_get(c, key);
 }
 
@@ -1049,6 +1154,8 @@ int main(void)
     const char *failover_env = getenv("CHAOS_FAILOVER");
     failover_mode = failover_env && strcmp(failover_env, "1") == 0;
     if (failover_mode) lost_replies = 0;     /* no proxy: failovers are the fault */
+    const char *lie_env = getenv("CHAOS_PLANT_JOB_LIE");
+    plant_lie = lie_env && strcmp(lie_env, "1") == 0;
 
     const char *root = getenv("RS_TEST_ROOT");
     snprintf(pid_path, sizeof pid_path, "%s/history-redis.%d.pid", root ? root : "/tmp",
@@ -1113,6 +1220,7 @@ int main(void)
     for (int i = 0; i < CLIENTS; i++) {
         clients[i].id = i;
         clients[i].seed = seed ^ (0x9e3779b9u * (unsigned)(i + 1));
+        clients[i].job_seed = seed ^ (0xc2b2ae35u * (unsigned)(i + 1));
         pthread_create(&threads[i], NULL, client_main, &clients[i]);
     }
     if (failover_mode) failover_loop();
@@ -1152,7 +1260,9 @@ int main(void)
     t_stop_server();
     unlink(pid_path);
 
-    long count[OP_TYPES][3] = {{0}}, reads = 0, holds = 0;
+    long count[OP_TYPES][3] = {{0}}, reads = 0, holds = 0, client_ops = 0;
+    for (int c = 0; c < CLIENTS; c++) client_ops += (long)clients[c].nops;
+    long jobs = atomic_load(&by_job[0]) + atomic_load(&by_job[1]);
     for (int c = 0; c <= CLIENTS; c++) {
         holds += (long)clients[c].nholds;
         for (size_t i = 0; i < clients[c].nops; i++) {
@@ -1183,7 +1293,12 @@ int main(void)
     printf("\nops (ok/failed/unknown):");
     for (int t = 0; t < OP_TYPES; t++)
         printf(" %s %ld/%ld/%ld", op_names[t], count[t][0], count[t][1], count[t][2]);
-    printf("\naimed lost replies: %d, %d of them hit\n", atomic_load(&aimed),
+    printf("\nas jobs: %ld of %ld client ops (%ld finished at once, %ld polled on their fd "
+           "first; %d polls wrong)%s\n", jobs, client_ops, atomic_load(&by_job[0]),
+           atomic_load(&by_job[1]), atomic_load(&poll_wrong),
+           plant_lie ? " -- CHAOS_PLANT_JOB_LIE=1: a lie planted in the job path" : "");
+    if (plant_lie) printf("planted lies told: %d\n", atomic_load(&lies));
+    printf("aimed lost replies: %d, %d of them hit\n", atomic_load(&aimed),
            atomic_load(&aimed_hit));
     printf("checked: %ld reads, %ld ops against their own key's state, %ld lock validity "
            "intervals (%ld pairs), %d violations\n", reads, own, holds, pairs, violations);
@@ -1197,6 +1312,9 @@ int main(void)
            atomic_load(&side_hit), atomic_load(&side_phases[0]), atomic_load(&side_phases[1]),
            atomic_load(&side_phases[2]));
     CHECK(violations == 0);
+    /* Jobs ran a good share (2/3 expected) of the ops, both ways. */
+    CHECK(jobs * 2 >= client_ops && atomic_load(&by_job[0]) > 0 && atomic_load(&by_job[1]) > 0);
+    CHECK(atomic_load(&poll_wrong) == 0);
     CHECK(side_batches >= 20 && atomic_load(&side_hit) >= 10);
     CHECK(reads >= 30 && holds >= 2);         /* the run checked something */
     if (lost_replies) CHECK(atomic_load(&aimed_hit) >= 10 && own >= 5);
