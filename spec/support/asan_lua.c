@@ -54,6 +54,10 @@ int main(int argc, char **argv)
     int status = code ? luaL_loadstring(L, argv[2]) : luaL_loadfile(L, argv[1]);
     int nargs = 0;
     if (status == LUA_OK) {
+        /* A C caller owns LUA_MINSTACK (20) free slots, no more: busted
+         * gets one argument per spec file (over 40), and pushing past the
+         * stack wrote over the heap (an ASan allocator CHECK, later). */
+        luaL_checkstack(L, argc, "too many arguments");
         for (int i = script + 1; i < argc; i++, nargs++) lua_pushstring(L, argv[i]);
         status = lua_pcall(L, nargs, 0, 1);
     }

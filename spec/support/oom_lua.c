@@ -78,6 +78,7 @@ int main(int argc, char **argv)
     lua_settop(L, 0);
     lua_register(L, "oom_hit", oom_hit);
     int status = luaL_loadfile(L, argv[1]);
+    luaL_checkstack(L, argc, "too many arguments");   /* 20 free slots, no more */
     for (int i = 2; status == LUA_OK && i < argc; i++) lua_pushstring(L, argv[i]);
     if (status == LUA_OK) status = lua_pcall(L, argc - 2, 1, 0);
     if (status != LUA_OK || !lua_isfunction(L, -1)) {
