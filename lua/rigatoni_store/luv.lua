@@ -22,9 +22,6 @@
 -- raised again from the callback, so luv reports it, rather than lost.
 
 local uv = require "luv"
-local rs = require "rigatoni_store"
-
-local M = {}
 
 local function check_inside(name)
   local _, main = coroutine.running()
@@ -52,64 +49,6 @@ local function await(job)
   end
   return job:wait()
 end
-M.await = await
 
-local walks = { token_batches = true }
-
--- What the generic for closes when it ends or is left early (a break, an
--- error): the walk, which stops its read-ahead.
-local function closer(walk)
-  local mt = getmetatable(walk)
-  if type(mt) == "table" and mt.__close then return walk end
-  return setmetatable({}, { __close = function() walk:close() end })
-end
-
-local function walk_iterator(store, name, ...)
-  local walk = store:start(name, ...)
-  local ended = false
-  return function()
-    if ended then return nil end
-    check_inside(name)
-    local job = walk:start_next()
-    local first, a, b, c, d = await(job)
-    if first == nil then ended = true end
-    return first, a, b, c, d
-  end, nil, nil, closer(walk)
-end
-
--- wrap(store) -> an object whose methods are the store's methods run as
--- jobs. Method names are resolved on first use: a name store:start does
--- not take raises "not available as a job: <name>" at once.
-function M.wrap(store)
-  assert(store ~= nil, "rigatoni_store.luv.wrap: a store is required")
-  local methods = {}
-  return setmetatable({ store = store }, {
-    __name = "rigatoni_store.luv.wrapped",
-    __index = function(_, name)
-      local fn = methods[name]
-      if fn then return fn end
-      if walks[name] then
-        fn = function(_, ...)
-          check_inside(name)
-          return walk_iterator(store, name, ...)
-        end
-      else
-        fn = function(_, ...)
-          check_inside(name)
-          return await(store:start(name, ...))
-        end
-      end
-      methods[name] = fn
-      return fn
-    end,
-  })
-end
-
--- open(config) -> store: rs.new's open on a thread of its own
--- (rs.start_open), the coroutine waiting in the loop meanwhile.
-function M.open(config)
-  check_inside("open")
-  return await(rs.start_open(config))
-end
-
-return M
+-- wrap(store), open(config), the walks: rigatoni_store.adapter.
+return require("rigatoni_store.adapter").new("luv", check_inside, await)
