@@ -100,6 +100,10 @@ int main(void)
     int silent_port, silent = silent_listener(&silent_port);
     rs_config *silent_cfg = stalling_config(silent_port);
     CHECK(rs_store_open(silent_cfg, NULL) == NULL);
+    /* The same open as a job: started and finished without an err. */
+    rs_open_job *open_job = rs_store_open_start(silent_cfg, NULL);
+    CHECK(open_job != NULL);
+    if (open_job) CHECK(rs_store_open_finish(open_job, NULL) == NULL);
     rs_config_free(silent_cfg);
     close(silent);
 
