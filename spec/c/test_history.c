@@ -124,13 +124,6 @@ static atomic_long by_job[2];        /* calls run as jobs: finished at once, pol
 static atomic_int poll_wrong;        /* fd readable but rs_job_ready 0, or poll failed */
 static atomic_int lies;              /* planted lies told */
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void sleep_s(double s)
 {
     if (s > 0) usleep((useconds_t)(s * 1e6));
@@ -156,14 +149,14 @@ static size_t begin(client *c, op_type type, int key)
     memset(o, 0, sizeof *o);
     o->type = type;
     o->key = key;
-    o->t0 = now();
+    o->t0 = t_now();
     return c->nops++;
 }
 
 static void end(client *c, size_t i, int rc, const rs_error *err)
 {
     op *o = &c->ops[i];
-    o->t1 = now();
+    o->t1 = t_now();
     o->result = rc >= 0 ? OUT_OK : err->kind == RS_ERR_NOT_OWNER ? OUT_FAILED : OUT_UNKNOWN;
 }
 
@@ -331,7 +324,7 @@ static void add_hold(client *c, int key, double start, double stop)
 static double note_claim(client *c)
 {
     pthread_mutex_lock(&c->mu);
-    double t = now(), left = c->lease ? rs_lease_remaining(c->lease) : 0;
+    double t = t_now(), left = c->lease ? rs_lease_remaining(c->lease) : 0;
     if (left > 0) c->claim = fmax(c->claim, t + left);
     pthread_mutex_unlock(&c->mu);
     return left > 0 ? t + left : 0;
@@ -371,7 +364,7 @@ static void unaim(client *c, size_t i, const char *pattern)
     size_t n = fread(got, 1, sizeof got - 1, f);
     fclose(f);
     got[n] = '\0';
-    if (strcmp(got, pattern) == 0) c->ops[i].ran_by = now();
+    if (strcmp(got, pattern) == 0) c->ops[i].ran_by = t_now();
 }
 
 /* Acquire, keep alive with a lease, save fenced while valid, release. */
@@ -395,8 +388,8 @@ static void do_lock_cycle(client *c, int key, unsigned *seed)
     c->claim = c->ops[a].t0 + LEASE_TTL;
     c->lease = lease;
     pthread_mutex_unlock(&c->mu);
-    double hold_until = now() + 0.1 + (rand_r(seed) % 2400) / 1000.0;
-    while (lease && now() < hold_until) {
+    double hold_until = t_now() + 0.1 + (rand_r(seed) % 2400) / 1000.0;
+    while (lease && t_now() < hold_until) {
         double valid = note_claim(c);
         if (valid == 0) break;
         size_t i = begin(c, OP_FSAVE, key);
@@ -413,7 +406,7 @@ static void do_lock_cycle(client *c, int key, unsigned *seed)
     c->lease = NULL;
     pthread_mutex_unlock(&c->mu);
     if (lease) rs_lease_stop(lease, 0);
-    else if (now() < claim) valid = claim;
+    else if (t_now() < claim) valid = claim;
     size_t r = begin(c, OP_RELEASE, key);
     add_hold(c, key, start, fmin(claim, c->ops[r].t0));
     c->ops[r].valid_until = valid;
@@ -502,7 +495,7 @@ static void *client_main(void *arg)
 {
     client *c = arg;
     unsigned seed = c->seed;
-    while (now() < end_time) {
+    while (t_now() < end_time) {
         int pick = rand_r(&seed) % 100;
         if (pick < 30) do_save(c, rand_r(&seed) % NPLAIN);
         else if (pick < 70) do_get(c, rand_r(&seed) % NNX);
@@ -569,7 +562,7 @@ static void restart_server(void)
 
 static void fault_loop(unsigned seed)
 {
-    while (now() < end_time - 1) {
+    while (t_now() < end_time - 1) {
         int pick = rand_r(&seed) % (lost_replies ? 4 : 3);
         faults[pick]++;
         switch (pick) {
@@ -580,11 +573,11 @@ static void fault_loop(unsigned seed)
         }
         case 1:
             freezes = grow(freezes, &freezes_cap, nfreezes, sizeof *freezes);
-            freezes[nfreezes].start = now();
+            freezes[nfreezes].start = t_now();
             kill(t_server_pid, SIGSTOP);
             sleep_s(FREEZE_SECONDS);
             kill(t_server_pid, SIGCONT);
-            freezes[nfreezes++].end = now();
+            freezes[nfreezes++].end = t_now();
             break;
         case 2:
             restart_server();
@@ -611,10 +604,10 @@ static size_t nfailovers, failovers_cap;
  * set-up has settled again; the span is noted for the checker. */
 static void failover_loop(void)
 {
-    while (now() < end_time - 1) {
+    while (t_now() < end_time - 1) {
         t_failover_old = t_agreed_master();
         failovers = grow(failovers, &failovers_cap, nfailovers, sizeof *failovers);
-        failovers[nfailovers].start = now();
+        failovers[nfailovers].start = t_now();
         char out[256];
         t_cli(t_sentinel_port[0], "SENTINEL FAILOVER mymaster", out, sizeof out);
         faults[4]++;
@@ -622,7 +615,7 @@ static void failover_loop(void)
             fprintf(stderr, "test_history: a failover did not settle within 60 s\n");
             exit(2);
         }
-        failovers[nfailovers++].end = now();
+        failovers[nfailovers++].end = t_now();
         sleep_s(3);         /* a quiet spell, where every check holds */
     }
 }
@@ -813,7 +806,7 @@ static void side_phase(int phase)
 static void *side_phase_main(void *arg)
 {
     unsigned seed = *(unsigned *)arg;
-    while (now() < end_time) {
+    while (t_now() < end_time) {
         int pick = rand_r(&seed) % 4;
         side_phase(pick < 2 ? 0 : pick - 1);
         sleep_s(0.2 + (rand_r(&seed) % 400) / 1000.0);
@@ -897,7 +890,7 @@ static void side_batch(side_client *c)
 static void *side_client_main(void *arg)
 {
     side_client *c = arg;
-    while (now() < end_time) {
+    while (t_now() < end_time) {
         side_batch(c);
         sleep_s((10000 + rand_r(&c->seed) % 40000) / 1e6);
     }
@@ -1205,7 +1198,7 @@ int main(void)
         return 2;
     }
 
-    double t_base = now();
+    double t_base = t_now();
     end_time = t_base + seconds;
     pthread_t threads[CLIENTS], monitor, side_threads[SIDE_CLIENTS], phases;
     unsigned phase_seed = seed ^ 0x5bd1e995u;
@@ -1245,7 +1238,7 @@ int main(void)
         size_t i = begin(final, OP_GET, k);
         redisReply *r = direct("GET %s", key);
         op *o = &final->ops[i];
-        o->t1 = now();
+        o->t1 = t_now();
         o->result = r && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_NIL) ? OUT_OK
                                                                                     : OUT_UNKNOWN;
         o->value = r && r->type == REDIS_REPLY_STRING ? parse_value(r->str, r->len) : VAL_NONE;

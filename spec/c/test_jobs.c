@@ -26,25 +26,6 @@
 
 #include "test_support.h"
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* The server is never left stopped, whatever path the test exits by. */
-static void thaw(void)
-{
-    if (t_server_pid > 0) kill(t_server_pid, SIGCONT);
-}
-
-static void on_fatal(int sig)
-{
-    thaw();
-    t_on_signal(sig);
-}
-
 static int readable(int fd, int timeout_ms)
 {
     struct pollfd p = {.fd = fd, .events = POLLIN};
@@ -354,9 +335,9 @@ static void frozen(int port)
     rs_job *jobs[N];
     double took[N], longest_gap = 0, longest_call = 0;
     for (int i = 0; i < N; i++) {
-        double t0 = now();
+        double t0 = t_now();
         jobs[i] = rs_job_start(store, run_op, &ops[i], &err);
-        took[i] = now() - t0;
+        took[i] = t_now() - t0;
         CHECK(jobs[i] != NULL);
     }
     /* Each start < 10 ms (the median of 4: a busy 2-core machine may
@@ -375,24 +356,24 @@ static void frozen(int port)
            sorted[N - 1] * 1e3);
     /* The caller's own loop: it turns every few ms until all are done. */
     int left = N;
-    double last = now(), began = last;
+    double last = t_now(), began = last;
     int done[N] = {0};
-    while (left > 0 && now() - began < 10) {
+    while (left > 0 && t_now() - began < 10) {
         struct pollfd p[N];
         for (int i = 0; i < N; i++) p[i] = (struct pollfd){.fd = jobs[i] ? rs_job_fd(jobs[i]) : -1,
                                                            .events = POLLIN};
         poll(p, N, 5);
-        double t = now();
+        double t = t_now();
         if (t - last > longest_gap) longest_gap = t - last;
         last = t;
         for (int i = 0; i < N; i++)
             if (jobs[i] && !done[i] && (p[i].revents & POLLIN)) {
-                double t0 = now();
+                double t0 = t_now();
                 CHECK(rs_job_ready(jobs[i]) == 1);
                 rs_error e;
                 CHECK(rs_job_finish(jobs[i], &e) == -1);
                 jobs[i] = NULL;
-                if (now() - t0 > longest_call) longest_call = now() - t0;
+                if (t_now() - t0 > longest_call) longest_call = t_now() - t0;
                 CHECK(same_error(&e, &blocking[i]));
                 if (!same_error(&e, &blocking[i]))
                     fprintf(stderr, "frozen op %d: blocking [%s] %s / job [%s] %s\n", i,
@@ -465,9 +446,9 @@ static void close_in_flight(int port, double after)
     }
     usleep((useconds_t)(after * 1e6));
     for (int i = 0; i < RUNNING + QUEUED; i++) CHECK(rs_job_ready(jobs[i]) == 0);
-    double t0 = now();
+    double t0 = t_now();
     rs_store_close(store);
-    double took = now() - t0;
+    double took = t_now() - t0;
     CHECK(took < 0.200 + 0.300);
     printf("close %.1f s after the jobs started: %.3f s (command_timeout 0.2 s, backoffs 1 s)\n",
            after, took);
@@ -641,11 +622,11 @@ int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);     /* the figures, even when a sanitizer ends the run */
     int port = t_start_server(NULL);
-    atexit(thaw);              /* runs before t_stop_server: registered after it */
-    signal(SIGSEGV, on_fatal);
-    signal(SIGABRT, on_fatal);
-    signal(SIGINT, on_fatal);
-    signal(SIGTERM, on_fatal);
+    atexit(t_thaw);              /* runs before t_stop_server: registered after it */
+    signal(SIGSEGV, t_on_fatal);
+    signal(SIGABRT, t_on_fatal);
+    signal(SIGINT, t_on_fatal);
+    signal(SIGTERM, t_on_fatal);
     rs_config *cfg = t_config(port, NULL);
     rs_error err;
     rs_store *store = rs_store_open(cfg, &err);

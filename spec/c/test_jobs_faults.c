@@ -23,24 +23,6 @@
 
 #include "test_support.h"
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void thaw(void)
-{
-    if (t_server_pid > 0) kill(t_server_pid, SIGCONT);
-}
-
-static void on_fatal(int sig)
-{
-    thaw();
-    t_on_signal(sig);
-}
-
 static const char TOKEN[] = "\x13\x00\x00\x00\x02_data\x00\x03\x00\x00\x00" "82\x00\x00";
 
 static rs_config *config(int port, const char *const *kv)
@@ -70,8 +52,8 @@ static rs_store *open_with(int port, const char *const *kv)
 static int wait_child(pid_t pid, double seconds)
 {
     int status;
-    double until = now() + seconds;
-    while (now() < until) {
+    double until = t_now() + seconds;
+    while (t_now() < until) {
         pid_t got = waitpid(pid, &status, WNOHANG);
         if (got == pid) return status;
         usleep(10000);
@@ -201,10 +183,10 @@ static void lost_acquire_closed(int port)
     rs_job *job = rs_job_start(store, acquire_fn, NULL, &err);
     CHECK(job != NULL);
     usleep(100000);                             /* its SET NX is on the wire */
-    double t0 = now();
+    double t0 = t_now();
     rs_store_close(store);
-    double took = now() - t0;
-    thaw();
+    double took = t_now() - t0;
+    t_thaw();
     CHECK(took < 0.3 + 0.5);
     if (!job) return;
     int rc = rs_job_finish(job, &err);
@@ -268,11 +250,11 @@ static void pool_wait_closed(int port)
         CHECK(jobs[i] != NULL);
     }
     usleep(100000);          /* one SET on the wire, 7 calls waiting for the connection */
-    double t0 = now();
+    double t0 = t_now();
     atomic_store(&closing_now, 1);
     rs_store_close(store);
-    double took = now() - t0;
-    thaw();
+    double took = t_now() - t0;
+    t_thaw();
     rs_log_set_level(RS_LOG_WARN);
     CHECK(took < 0.3 + 0.4);
     CHECK(atomic_load(&connected_after) == 0);
@@ -325,7 +307,7 @@ static void *keep_busy(void *arg)
     if (cfg) rs_config_set(cfg, "command_timeout", "5s", &err);
     rs_store *store = cfg ? rs_store_open(cfg, &err) : NULL;
     rs_config_free(cfg);
-    double wait = b->since + b->at - now();
+    double wait = b->since + b->at - t_now();
     if (wait > 0) usleep((useconds_t)(wait * 1e6));
     char until[32];
     snprintf(until, sizeof until, "%.0f", b->seconds * 1e6);
@@ -371,16 +353,16 @@ static void resend_refused(int port)
     CHECK(rs_lock_acquire(store, "faults:rel", "me", 30, &err) == 1);
     CHECK(rs_ping(store, &err) == 0);
     CHECK(admin(port, 4, (const char *[]){"CLIENT", "PAUSE", "5000", "WRITE"}) >= 0);
-    busy b = {.port = port, .at = 0.3, .seconds = 0.7, .since = now()};
+    busy b = {.port = port, .at = 0.3, .seconds = 0.7, .since = t_now()};
     pthread_t helper;
     pthread_create(&helper, NULL, keep_busy, &b);
     rs_job *job = rs_job_start(store, release_fn, NULL, &err);
     CHECK(job != NULL);
     /* 0.6 s: the script's reply is lost, the GET sent, answered at ~1.0 s. */
-    usleep((useconds_t)((b.since + 0.8 - now()) * 1e6));
-    double t0 = now();
+    usleep((useconds_t)((b.since + 0.8 - t_now()) * 1e6));
+    double t0 = t_now();
     rs_store_close(store);
-    double took = now() - t0;
+    double took = t_now() - t0;
     pthread_join(helper, NULL);
     CHECK(!b.failed);
     admin(port, 2, (const char *[]){"CLIENT", "UNPAUSE"});
@@ -427,11 +409,11 @@ int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
     int port = t_start_server(NULL);
-    atexit(thaw);
-    signal(SIGSEGV, on_fatal);
-    signal(SIGABRT, on_fatal);
-    signal(SIGINT, on_fatal);
-    signal(SIGTERM, on_fatal);
+    atexit(t_thaw);
+    signal(SIGSEGV, t_on_fatal);
+    signal(SIGABRT, t_on_fatal);
+    signal(SIGINT, t_on_fatal);
+    signal(SIGTERM, t_on_fatal);
     forked(port);
     ready_synchronises(port);
     lost_acquire_closed(port);

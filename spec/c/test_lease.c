@@ -11,18 +11,11 @@
 static atomic_int lost_calls;
 static _Atomic double lost_at;
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void on_lost(const char *key, void *userdata)
 {
     (void)userdata;
     if (strcmp(key, "rigatoni:lock:db:c") == 0) {
-        atomic_store(&lost_at, now());
+        atomic_store(&lost_at, t_now());
         atomic_fetch_add(&lost_calls, 1);
     }
 }
@@ -39,7 +32,7 @@ static void stop_from_on_lost(const char *key, void *userdata)
 
 static void wait_for(atomic_int *what, int value, double seconds)
 {
-    for (double end = now() + seconds; atomic_load(what) != value && now() < end;) usleep(5000);
+    for (double end = t_now() + seconds; atomic_load(what) != value && t_now() < end;) usleep(5000);
 }
 
 int main(void)
@@ -89,8 +82,8 @@ int main(void)
     lease = rs_lease_keepalive(store, key, "me", 3, on_lost, NULL, &err);
     CHECK(lease != NULL);
     usleep(1500000);                          /* one refresh done (at 1 s) */
-    double valid_until = now() + rs_lease_remaining(lease);
-    CHECK(valid_until - now() > 1.5 && valid_until - now() <= 3);
+    double valid_until = t_now() + rs_lease_remaining(lease);
+    CHECK(valid_until - t_now() > 1.5 && valid_until - t_now() <= 3);
     kill(t_server_pid, SIGSTOP);
     wait_for(&lost_calls, 1, 5);
     double lost = atomic_load(&lost_at);

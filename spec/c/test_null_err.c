@@ -32,20 +32,6 @@ static rs_config *stalling_config(int port)
 
 /* A loopback port that listens and never accepts: the kernel completes
  * the handshake and nothing ever answers. */
-static int silent_listener(int *port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || listen(fd, 64) < 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &len) < 0) {
-        perror("silent_listener");
-        exit(2);
-    }
-    *port = ntohs(a.sin_port);
-    return fd;
-}
-
 static void on_lost(const char *key, void *userdata)
 {
     (void)key;
@@ -97,7 +83,7 @@ int main(void)
     CHECK(rs_token_validate("xx", 2, NULL) < 0);
 
     /* rs_store_open against a listener that never answers. */
-    int silent_port, silent = silent_listener(&silent_port);
+    int silent_port, silent = t_silent_listener(&silent_port);
     rs_config *silent_cfg = stalling_config(silent_port);
     CHECK(rs_store_open(silent_cfg, NULL) == NULL);
     /* The same open as a job: started and finished without an err. */

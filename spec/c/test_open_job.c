@@ -18,31 +18,10 @@
 
 #include "test_support.h"
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 static int readable_within(int fd, int ms)
 {
     struct pollfd p = {.fd = fd, .events = POLLIN};
     return poll(&p, 1, ms) == 1 && (p.revents & POLLIN);
-}
-
-static int silent_listener(int *port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || listen(fd, 64) < 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &len) < 0) {
-        perror("silent_listener");
-        exit(2);
-    }
-    *port = ntohs(a.sin_port);
-    return fd;
 }
 
 int main(void)
@@ -63,14 +42,14 @@ int main(void)
     rs_store_close(store);
 
     /* A listener that accepts (the kernel does) and never answers. */
-    int silent_port, silent = silent_listener(&silent_port);
+    int silent_port, silent = t_silent_listener(&silent_port);
     rs_config *scfg = t_config(silent_port, NULL);
     rs_config_set(scfg, "command_timeout", "200ms", NULL);
     rs_config_set(scfg, "connection_timeout", "200ms", NULL);
     rs_config_set(scfg, "max_retries", "0", NULL);
-    double t0 = now();
+    double t0 = t_now();
     job = rs_store_open_start(scfg, &err);
-    CHECK(job != NULL && now() - t0 < 0.1);                  /* returned at once */
+    CHECK(job != NULL && t_now() - t0 < 0.1);                  /* returned at once */
     if (job) {
         CHECK(!rs_open_job_ready(job));
         CHECK(!readable_within(rs_open_job_fd(job), 50));    /* still waiting */
@@ -88,9 +67,9 @@ int main(void)
         rs_open_job *a = rs_store_open_start(i % 2 ? scfg : cfg, &err);
         CHECK(a != NULL);
         if (i % 4 == 0 && a) readable_within(rs_open_job_fd(a), 5000);
-        t0 = now();
+        t0 = t_now();
         rs_open_job_abandon(a);
-        CHECK(now() - t0 < 0.1);
+        CHECK(t_now() - t0 < 0.1);
     }
     rs_open_job_abandon(NULL);
     /* The silent opens end after their 200 ms timeouts; their threads free

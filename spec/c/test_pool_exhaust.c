@@ -17,13 +17,6 @@
 
 static rs_store *store;
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 static int command(const char *a, const char *b, const char *c, char **out)
 {
     const char *argv[3] = {a, b, c};
@@ -109,11 +102,11 @@ int main(void)
         nanosleep(&tick, NULL);
     }
     CHECK(st.in_use == 2);
-    double t0 = now();
+    double t0 = t_now();
     char *out = NULL;
     size_t len = 0;
     int rc = rs_get_raw(store, "x", 1, &out, &len, &err);
-    double waited = now() - t0;
+    double waited = t_now() - t0;
     CHECK(rc == -1);
     CHECK(err.kind == RS_ERR_POOL);
     CHECK(err.attempts == 1);

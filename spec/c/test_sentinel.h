@@ -17,13 +17,6 @@ static int t_sentinel_port[3];
 static pid_t t_sentinel_pid[3], t_replica_pid;
 static int t_replica_port;
 
-static inline double t_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static inline void t_sentinel_stop_all(void)
 {
     for (int i = 0; i < 3; i++)

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "rigatoni_store.h"
@@ -160,6 +161,42 @@ static inline rs_error t_eval_error(rs_store *store, const char *script)
     CHECK(rs_command(store, 3, argv, argvlen, &out, &len, &err) == -1);
     rs_free(out);
     return err;
+}
+
+/* Monotonic seconds, for the tests' bounds. */
+static inline double t_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The server is never left stopped (SIGSTOP), whatever path a test exits by. */
+static inline void t_thaw(void)
+{
+    if (t_server_pid > 0) kill(t_server_pid, SIGCONT);
+}
+
+static inline void t_on_fatal(int sig)
+{
+    t_thaw();
+    t_on_signal(sig);
+}
+
+/* A loopback port that listens and never accepts: the kernel completes
+ * the handshake and nothing ever answers. */
+static inline int t_silent_listener(int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || listen(fd, 64) < 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) < 0) {
+        perror("t_silent_listener");
+        exit(2);
+    }
+    *port = ntohs(a.sin_port);
+    return fd;
 }
 
 static inline int t_report(const char *name)
