@@ -1,10 +1,14 @@
 -- SPDX-License-Identifier: MIT
 -- rigatoni_store.adapter -- what the event-loop adapters share (pure Lua).
 --
--- A loop gives two things: check_inside(name), which raises (at the
--- caller's caller: error level 3) outside a coroutine that loop runs, and
+-- A loop gives three things: check_inside(name), which raises (at the
+-- caller's caller: error level 3) outside a coroutine that loop runs,
 -- await(job), which yields to the loop until the job is done and returns
--- job:wait()'s results (or raises its error object). From them, new()
+-- job:wait()'s results (or raises its error object), and group_await(group),
+-- an await for the jobs of one completion group (store:job_group()): the
+-- loop watches the group's one descriptor for all of them, instead of one
+-- descriptor per job (no descriptor made, registered or closed per call).
+-- wrap(store) keeps one group per wrapped store. From them, new()
 -- makes the adapter: wrap(store), whose methods run the store's methods
 -- as jobs (store:start), walks by batch as iterators that wait for each
 -- batch in the loop, and open(config) (rs.start_open). The loops are
@@ -26,7 +30,7 @@ local function closer(walk)
   return setmetatable({}, { __close = function() walk:close() end })
 end
 
-function M.new(loop, check_inside, await)
+function M.new(loop, check_inside, await, group_await)
   local adapter = { await = await }
 
   local function walk_iterator(store, name, ...)
@@ -47,6 +51,14 @@ function M.new(loop, check_inside, await)
   function adapter.wrap(store)
     assert(store ~= nil, "rigatoni_store." .. loop .. ".wrap: a store is required")
     local methods = {}
+    local group, await_in                 -- made by the first call
+    local function start(name, ...)
+      if not group then
+        group = store:job_group()
+        await_in = group_await(group)
+      end
+      return await_in(group:start(name, ...))
+    end
     return setmetatable({ store = store }, {
       __name = "rigatoni_store." .. loop .. ".wrapped",
       __index = function(_, name)
@@ -60,7 +72,7 @@ function M.new(loop, check_inside, await)
         else
           fn = function(_, ...)
             check_inside(name)
-            return await(store:start(name, ...))
+            return start(name, ...)
           end
         end
         methods[name] = fn
