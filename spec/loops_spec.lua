@@ -329,6 +329,88 @@ for _, loop in ipairs { "cqueues", "luv" } do
       store:close()
     end)
 
+    -- An outcome made comparable: the value, or the error's kind and message.
+    local function outcome(ok, v)
+      if ok then return { ok = true, v = v } end
+      if type(v) == "table" then return { ok = false, kind = v.kind, message = v.message } end
+      return { ok = false, message = tostring(v) }
+    end
+
+    -- 16 coroutines get at once (their jobs go out together in one
+    -- pipeline); each outcome must be the blocking call's for its name.
+    local function gets_at_once(d, store, names, rounds)
+      local s = d.adapter.wrap(store)
+      local got = {}
+      for c = 1, 16 do
+        d.spawn(function()
+          got[c] = {}
+          for r = 1, rounds do
+            local name = names[(c + r) % #names + 1]
+            got[c][r] = { name = name, out = outcome(pcall(s.get_resume_token, s, name)) }
+          end
+        end)
+      end
+      return got
+    end
+
+    it("16 coroutines' gets coalesced: a WRONGTYPE key, a corrupt token, an absent one each keep the blocking call's outcome", function()
+      local d = new_driver()
+      local store = rs.new { url = srv.url, workers = 2 }
+      local names = {}
+      for i = 1, 5 do
+        names[i] = ("mix:%s:tok%d"):format(loop, i)
+        store:save_resume_token(names[i], token(i))
+      end
+      names[6] = ("mix:%s:hash"):format(loop)
+      store:command("DEL", "rigatoni:resume_token:" .. names[6])
+      store:command("HSET", "rigatoni:resume_token:" .. names[6], "f", "v")
+      names[7] = ("mix:%s:corrupt"):format(loop)
+      store:save_raw(names[7], "\5\0\0\0not bson")
+      names[8] = ("mix:%s:absent"):format(loop)
+      store:delete_resume_token(names[8])
+      local want = {}
+      for _, name in ipairs(names) do want[name] = outcome(pcall(store.get_resume_token, store, name)) end
+      assert.equal("server", want[names[6]].kind)
+      assert.equal("serialization", want[names[7]].kind)
+      assert.same({ ok = true }, want[names[8]])
+      local got = gets_at_once(d, store, names, 10)
+      d.run(20)
+      for c = 1, 16 do
+        for r = 1, 10 do
+          local g = got[c][r]
+          assert.same(want[g.name], g.out, ("coroutine %d, get %d of %s"):format(c, r, g.name))
+        end
+      end
+      store:close()
+    end)
+
+    it("16 coroutines' gets coalesced while the server is frozen: each fails as the blocking call does", function()
+      local d = new_driver()
+      local store = rs.new { url = srv.url, workers = 16, command_timeout = 0.2, max_retries = 0 }
+      local names = {}
+      for i = 1, 2 do
+        names[i] = ("frozen-mix:%s:%d"):format(loop, i)
+        store:save_resume_token(names[i], token(i))
+      end
+      signal(srv.pid, "sigstop")
+      local ok, err = pcall(function()
+        local want = {}
+        for _, name in ipairs(names) do
+          want[name] = outcome(pcall(store.get_resume_token, store, name))
+          assert.equal("timeout", want[name].kind)
+        end
+        local got = gets_at_once(d, store, names, 1)
+        d.run(20)
+        for c = 1, 16 do
+          local g = got[c][1]
+          assert.same(want[g.name], g.out, ("coroutine %d, get of %s"):format(c, g.name))
+        end
+      end)
+      signal(srv.pid, "sigcont")
+      store:close()
+      if not ok then error(err, 0) end
+    end)
+
     it("token_batches yields to the loop between batches and walks every token once", function()
       local d = new_driver()
       local store = rs.new { url = srv.url }
