@@ -438,7 +438,8 @@ rs_job *rs_job_start_in(rs_store *store, rs_job_group *group, rs_job_fn fn, void
  * finish gives what rs_get_raw returns and sets *out / *out_len as it
  * does (the caller frees *out with rs_free). The job reads collection
  * and writes *out and *out_len until done: keep them alive and alone
- * until then. arg is only what rs_job_abandon's free_arg is given.
+ * until then (after rs_job_abandon, until free_arg runs: it frees *out).
+ * arg is only what rs_job_abandon's free_arg is given.
  * Jobs of this kind queued together (up to 64, outside a cluster) may be
  * sent in one pipeline by one worker; each keeps its own outcome: any job
  * the shared pipeline does not answer with a value or a nil (an error
