@@ -13,13 +13,16 @@
  * blocked. The queue is one FIFO list under one mutex.
  *
  * Coalescing: a job may carry a description instead of an opaque fn (a
- * get: rs_job_start_get_raw). A worker that pops one takes the run of
- * such jobs queued right behind it (up to RS_GET_COALESCE_MAX; not in a
- * cluster) and sends them as one pipeline (get_coalesced.c), then
- * completes each with its own outcome. A job that pipeline did not
- * answer goes back to the head of the queue marked `alone`, so that the
+ * get: rs_job_start_get_raw). Outside a cluster such jobs wait in a list
+ * of their own (`gets`); at most GETS_IN_FLIGHT workers serve it at a
+ * time, each taking every get queued (up to RS_GET_COALESCE_MAX) and
+ * sending them as one pipeline, one attempt (get_coalesced.c), then
+ * completing each with its own outcome. A job that pipeline did not
+ * answer goes to the head of the other list marked `alone`, so that the
  * workers run it (and its retries, in parallel) as the blocking call;
- * while the store closes, this worker runs them itself.
+ * while the store closes, this worker runs them itself. Gets queue while
+ * a pipeline is in flight, so under load they go out together, as with
+ * an auto-pipelining client; alone, a get goes out at once.
  *
  * Completion groups: a job of a group, once done, makes the group's
  * eventfd readable (written only when not already: `pending`, cleared by
