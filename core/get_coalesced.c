@@ -23,7 +23,7 @@
 #include "store_state.h"
 #include "token_key.h"
 
-void rs_get_coalesced(rs_store *store, rs_get_item *items, size_t n)
+int rs_get_coalesced(rs_store *store, rs_get_item *items, size_t n)
 {
     char *keys[RS_GET_COALESCE_MAX];
     const char *argv[RS_GET_COALESCE_MAX][2];
@@ -51,7 +51,7 @@ void rs_get_coalesced(rs_store *store, rs_get_item *items, size_t n)
         slot[m] = i;
         m++;
     }
-    if (m == 0) return;
+    if (m == 0) return 0;
     rs_error err;
     rs_call call = RS_CALL(RS_OP_GET, "get (pipelined)", m, cmds, replies, &err);
     call.flags = RS_CALL_ERROR_REPLIES | RS_CALL_ONCE | RS_CALL_UNCOUNTED;
@@ -74,4 +74,5 @@ void rs_get_coalesced(rs_store *store, rs_get_item *items, size_t n)
         if (r) freeReplyObject(r);
         free(keys[c]);
     }
+    return rc;
 }

@@ -23,7 +23,8 @@ typedef struct rs_get_item {
 } rs_get_item;
 
 /* One attempt of one pipeline of GETs for items[0..n) (n <= RS_GET_COALESCE_MAX;
- * not for a cluster). Never retries: any failure leaves every item redo. */
-void rs_get_coalesced(rs_store *store, rs_get_item *items, size_t n);
+ * not for a cluster). Never retries: any failure leaves every item redo.
+ * -1 when the pipeline itself failed (no reply read), else 0. */
+int rs_get_coalesced(rs_store *store, rs_get_item *items, size_t n);
 
 #endif /* RS_GET_COALESCED_H */
