@@ -56,8 +56,10 @@ local function group_await(group)
   local waiting = {}        -- job -> the condition its coroutine waits on
   local leader = false      -- a coroutine polls the group's descriptor
   local inflight = 0        -- coroutines in this await
+  local polled = false      -- cqueues has the descriptor registered
   local function lead()
     leader = true
+    polled = true
     local ok, err = pcall(cqueues.poll, group)
     leader = false
     group:clear()           -- before looking: a job done from now on polls again
@@ -75,6 +77,13 @@ local function group_await(group)
     if not leader then
       local _, cond = next(waiting)
       if cond then cond:signal() end
+    end
+    -- Idle: cqueues forgets the descriptor (as for a job's), so that once
+    -- the group is collected and its number reused, no stale registration
+    -- remains. Not per job under load: only when no job is waited for.
+    if inflight == 0 and polled then
+      polled = false
+      cqueues.cancel(group:pollfd())
     end
   end
   local function wait_done(job)

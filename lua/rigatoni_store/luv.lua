@@ -60,6 +60,11 @@ local function group_await(group)
   local waiting = {}        -- job -> its coroutine
   local count = 0
   local watcher
+  -- Collected with the wrapped store: the watcher (stopped, since no
+  -- coroutine can wait any more) is closed, before or after the group.
+  local closer = setmetatable({}, { __gc = function()
+    if watcher and not watcher:is_closing() then watcher:close() end
+  end })
   local function on_readable()
     group:clear()           -- before looking: a job done from now on polls again
     local done = {}
@@ -78,6 +83,7 @@ local function group_await(group)
     if failed ~= nil then error(failed, 0) end
   end
   return function(job)
+    local _ = closer          -- kept alive with this function
     if not job:ready() then
       if count == 0 then
         watcher = watcher or assert(uv.new_poll(group:pollfd()))
