@@ -26,8 +26,22 @@ local function closer(walk)
   return setmetatable({}, { __close = function() walk:close() end })
 end
 
+-- Lines the store's workers logged reach a handler set with
+-- rs.set_log_handler(fn, {yields = true}) here, from the coroutine (so
+-- the handler may yield to the loop), after each job and before its
+-- results or error are returned; adapter.flush_log() on demand.
+local function logged(await)
+  local function finish(ok, ...)
+    rs.flush_log()
+    if not ok then error((...), 0) end
+    return ...
+  end
+  return function(job) return finish(pcall(await, job)) end
+end
+
 function M.new(loop, check_inside, await)
-  local adapter = { await = await }
+  await = logged(await)
+  local adapter = { await = await, flush_log = rs.flush_log }
 
   local function walk_iterator(store, name, ...)
     local walk = store:start(name, ...)
