@@ -6,7 +6,9 @@
  *
  * The arrays the core fills are userdata on the stack, and the texts it
  * malloc's wait in one whose __gc frees them, so an error raised while
- * they are copied into Lua leaks nothing.
+ * they are copied into Lua leaks nothing. stats and server_figures are
+ * operations (rs_op_lua.c): store:start("stats") and
+ * store:start("server_figures") run them as jobs.
  */
 #include <string.h>
 
@@ -53,19 +55,38 @@ static void push_op_metrics(lua_State *L, const rs_op_metrics *o, int with_bucke
 
 /* store:stats([{buckets = true}]) -> { pool = {...}, ops = {save = {...}, ...},
  * failovers = n, cluster = {moved, ask, refreshes}, metrics = bool }.
- * Counters run since open or reset_stats(); durations are seconds. */
-static int store_stats(lua_State *L)
+ * Counters run since open or reset_stats(); durations are seconds. An
+ * operation (rs_op_lua.c), so store:start("stats") gives it too: the
+ * snapshot is taken where it runs. */
+typedef struct stats_op {
+    int with_buckets;
+    rs_metrics_snapshot m;
+} stats_op;
+
+static void parse_stats(lua_State *L, void *arg)
 {
-    rs_store *store = rs_lua_check_store(L, 1);
-    int with_buckets = 0;
+    stats_op *op = arg;
     static const char *const known[] = {"buckets", NULL};
     if (rs_lua_check_options(L, 2, known)) {
-        with_buckets = rs_lua_opt_field(L, 2, "buckets", LUA_TBOOLEAN) && lua_toboolean(L, -1);
+        op->with_buckets = rs_lua_opt_field(L, 2, "buckets", LUA_TBOOLEAN) && lua_toboolean(L, -1);
         lua_pop(L, 1);
     }
-    rs_metrics_snapshot m;
-    rs_store_metrics(store, &m);
-    const rs_pool_stats *s = &m.pool;
+}
+
+static int run_stats(rs_store *store, void *arg, rs_error *err)
+{
+    stats_op *op = arg;
+    (void)err;
+    rs_store_metrics(store, &op->m);
+    return 0;
+}
+
+static int push_stats(lua_State *L, rs_store *store, void *arg, int rc)
+{
+    stats_op *op = arg;
+    const rs_metrics_snapshot *m = &op->m;
+    (void)store, (void)rc;
+    const rs_pool_stats *s = &m->pool;
     lua_createtable(L, 0, 5);
     lua_createtable(L, 0, 12);
     set_integer(L, "size", (uint64_t)s->size);
@@ -81,21 +102,25 @@ static int store_stats(lua_State *L)
     set_number(L, "wait_seconds", s->wait_seconds);
     lua_setfield(L, -2, "pool");
     lua_createtable(L, 0, RS_METRICS_OPS);
-    for (int op = 0; op < RS_METRICS_OPS; op++) {
-        push_op_metrics(L, &m.ops[op], with_buckets);
-        lua_setfield(L, -2, rs_metrics_op_name(op));
+    for (int o = 0; o < RS_METRICS_OPS; o++) {
+        push_op_metrics(L, &m->ops[o], op->with_buckets);
+        lua_setfield(L, -2, rs_metrics_op_name(o));
     }
     lua_setfield(L, -2, "ops");
-    set_integer(L, "failovers", m.failovers);
+    set_integer(L, "failovers", m->failovers);
     lua_createtable(L, 0, 3);
-    set_integer(L, "moved", m.cluster_moved);
-    set_integer(L, "ask", m.cluster_ask);
-    set_integer(L, "refreshes", m.cluster_refreshes);
+    set_integer(L, "moved", m->cluster_moved);
+    set_integer(L, "ask", m->cluster_ask);
+    set_integer(L, "refreshes", m->cluster_refreshes);
     lua_setfield(L, -2, "cluster");
-    lua_pushboolean(L, m.enabled);
+    lua_pushboolean(L, m->enabled);
     lua_setfield(L, -2, "metrics");
     return 1;
 }
+
+static const rs_lua_op stats_op_desc = {
+    "stats", sizeof(stats_op), 1, parse_stats, run_stats, push_stats, NULL, NULL,
+};
 
 /* store:reset_stats() -- every counter back to zero. */
 static int store_reset_stats(lua_State *L)
@@ -173,18 +198,30 @@ static int store_confirm_writes(lua_State *L)
 /* store:server_figures() -> {{node =, dbsize =, used_memory =,
  * used_memory_human =, redis_version =}, ...}: one per master (a cluster's
  * every master, node = "host:port"; else one, node = nil); a figure the
- * server refused is nil. The buffer is a userdata, so a raised error
- * cannot leak it. */
-static int store_server_figures(lua_State *L)
+ * server refused is nil. An operation: startable as a job too. */
+typedef struct figures_op {
+    rs_node_figures *nodes;    /* IDENTITY_MAX_MASTERS, owned by the op */
+} figures_op;
+
+static void parse_figures(lua_State *L, void *arg)
 {
-    rs_store *store = rs_lua_check_store(L, 1);
-    rs_node_figures *nodes = lua_newuserdatauv(L, IDENTITY_MAX_MASTERS * sizeof *nodes, 0);
-    rs_error err = {0};
-    int n = rs_store_node_figures(store, nodes, IDENTITY_MAX_MASTERS, &err);
-    if (n < 0) return rs_lua_raise(L, &err);
+    figures_op *op = arg;
+    op->nodes = rs_lua_op_alloc(L, op, IDENTITY_MAX_MASTERS * sizeof *op->nodes);
+}
+
+static int run_figures(rs_store *store, void *arg, rs_error *err)
+{
+    figures_op *op = arg;
+    return rs_store_node_figures(store, op->nodes, IDENTITY_MAX_MASTERS, err);
+}
+
+static int push_figures(lua_State *L, rs_store *store, void *arg, int n)
+{
+    figures_op *op = arg;
+    (void)store;
     lua_createtable(L, n, 0);
     for (int i = 0; i < n; i++) {
-        const rs_node_figures *f = &nodes[i];
+        const rs_node_figures *f = &op->nodes[i];
         lua_createtable(L, 0, 5);
         if (f->node[0]) lua_pushstring(L, f->node), lua_setfield(L, -2, "node");
         if (f->dbsize >= 0) lua_pushinteger(L, f->dbsize), lua_setfield(L, -2, "dbsize");
@@ -197,6 +234,10 @@ static int store_server_figures(lua_State *L)
     }
     return 1;
 }
+
+static const rs_lua_op figures_op_desc = {
+    "server_figures", sizeof(figures_op), 0, parse_figures, run_figures, push_figures, NULL, NULL,
+};
 
 /* store:node_info() -> {{node = "host:port" (a cluster only), info = text}, ...}:
  * INFO of every master (rs_store_node_info), for `serve`. The texts wait
@@ -249,14 +290,15 @@ static const luaL_Reg server_methods[] = {
     {"node_info", store_node_info},
     {"master_changes", store_master_changes},
     {"confirm_writes", store_confirm_writes},
-    {"server_figures", store_server_figures},
-    {"stats", store_stats},
     {"reset_stats", store_reset_stats},
     {"prometheus", store_prometheus},
     {NULL, NULL},
 };
 
+static const rs_lua_op *const server_ops[] = {&stats_op_desc, &figures_op_desc, NULL};
+
 void rs_lua_add_server_methods(lua_State *L)
 {
     luaL_setfuncs(L, server_methods, 0);
+    rs_lua_add_ops(L, server_ops);
 }

@@ -145,7 +145,9 @@ describe("store:start of", function()
       local function lines(iter_text)
         local all, rows, bad = {}, 0, 0
         for _, t in ipairs(iter_text) do
-          for line in t[1]:gmatch("[^\n]+") do all[#all + 1] = line end
+          for line in t[1]:gmatch("[^\n]+") do
+            all[#all + 1] = line:gsub('"ttl_seconds":[%d.]+', "T"):gsub('"ttl_ms":%d+', "T")   -- counting down
+          end
           rows, bad = rows + t[2], bad + t[3]
         end
         table.sort(all)
@@ -170,7 +172,7 @@ describe("store:start of", function()
     assert.same(a, b)
     assert.equal(1, b.not_strings)
     for _, case in ipairs {
-      { "resume_tokens", { bogus = 1 } }, { "scan_keys", 5 }, { "scan_keys", "x", { match = "y" } },
+      { "resume_tokens", { bogus = 1 } }, { "scan_keys", {} }, { "scan_keys", "x", { match = "y" } },
       { "token_lines", { format = "csv" } }, { "token_lines" }, { "resume_tokens", { batch = -1 } },
     } do
       local want = helpers.catch(store[case[1]], store, table.unpack(case, 2))

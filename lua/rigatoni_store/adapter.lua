@@ -14,9 +14,12 @@ local rs = require "rigatoni_store"
 
 local M = {}
 
--- Walks by batch: store:start(name, opts) gives the walk, walk:start_next()
--- the job of its next batch (nil first value at the end).
-local walks = { token_batches = true }
+-- Walks by batch: store:start(name, ...) gives the walk, walk:start_next()
+-- the job of its next batch (nil first value at the end). "rows": the
+-- batch is arrays (names, values, ttls[, errors]) whose rows the iterator
+-- gives one at a time, as the blocking walk does.
+local walks = { token_batches = "batches", token_lines = "batches",
+                resume_tokens = "rows", scan_keys = "rows" }
 
 -- What the generic for closes when it ends or is left early (a break, an
 -- error): the walk, which stops its read-ahead.
@@ -46,6 +49,20 @@ function M.new(loop, check_inside, await)
   local function walk_iterator(store, name, ...)
     local walk = store:start(name, ...)
     local ended = false
+    if walks[name] == "rows" then
+      local names, values, ttls, errors, i = {}, nil, nil, nil, 0
+      return function()
+        if i >= #names then
+          if ended then return nil end
+          check_inside(name)
+          local a, b, c, d = await(walk:start_next())
+          if a == nil then ended = true; return nil end
+          names, values, ttls, errors, i = a, b, c, type(d) == "table" and d or nil, 0
+        end
+        i = i + 1
+        return names[i], values[i], ttls[i], errors and errors[i]
+      end, nil, nil, closer(walk)
+    end
     return function()
       if ended then return nil end
       check_inside(name)
