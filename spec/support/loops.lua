@@ -15,6 +15,19 @@ package.path = "lua/?.lua;" .. package.path
 
 local M = { TICK = 0.010, BOUND = 0.250 }
 
+-- luv must be loaded once per Lua state: once the first module table it
+-- gave is collected, a second require "luv" crashes at its first handle
+-- (its loop went with the first). Busted drops package.loaded between
+-- spec files, so the first one is kept in the registry for the whole run.
+local KEEP = "rigatoni_store.spec.luv"
+local function luv()
+  local reg = debug.getregistry()
+  reg[KEEP] = reg[KEEP] or package.loaded.luv or require "luv"
+  package.loaded.luv = reg[KEEP]    -- the adapter's require gets it too
+  return reg[KEEP]
+end
+M.luv = luv
+
 local function traceback(e)
   return type(e) == "string" and debug.traceback(e, 2) or e
 end
@@ -43,7 +56,7 @@ local function cqueues_driver()
 end
 
 local function luv_driver()
-  local uv = require "luv"
+  local uv = luv()
   local d = { name = "luv", adapter = require "rigatoni_store.luv", errors = {} }
   local live = 0
   function d.now() return uv.hrtime() / 1e9 end
@@ -108,7 +121,7 @@ end
 
 -- Sends a signal by pid without forking.
 function M.signal(pid, name)
-  require("luv").kill(pid, name)
+  luv().kill(pid, name)
 end
 
 return M
