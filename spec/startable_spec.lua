@@ -128,10 +128,22 @@ describe("store:start of", function()
     assert.equal(27, got[1].dbsize)
   end)
 
+  it("server_identity, node_info, confirm_writes: one job each, the blocking call's results", function()
+    local store <close> = seeded()
+    assert.same(store:server_identity(), store:start("server_identity"):wait())
+    local want, got = store:node_info(), store:start("node_info"):wait()
+    assert.equal(#want, #got)
+    for i, n in ipairs(got) do
+      assert.equal(want[i].node, n.node)
+      assert.matches("redis_version:", n.info, 1, true)
+    end
+    assert.equal(store:confirm_writes(1, 0.05), store:start("confirm_writes", 1, 0.05):wait())
+  end)
+
   it("list_resume_tokens and server_figures against a server that is gone: the blocking call's error kind", function()
     local gone <close> = rs.new { url = down.url, max_retries = 0, connection_timeout = 0.5 }
     down:stop()
-    for _, name in ipairs { "list_resume_tokens", "server_figures" } do
+    for _, name in ipairs { "list_resume_tokens", "server_figures", "server_identity", "node_info" } do
       local want = helpers.catch_object(gone[name], gone)
       local job = gone:start(name)
       local got = helpers.catch_object(job.wait, job)
@@ -200,7 +212,7 @@ describe("store:start of", function()
     for _, case in ipairs {
       { "expire", "a", "x" }, { "command", { bogus = 1 }, "GET" }, { "get_many", 5 },
       { "try_acquire_lock", "k", "me", "x" }, { "delete_resume_token", "a", 7 },
-      { "stats", 5 }, { "list_resume_tokens", 5 },
+      { "stats", 5 }, { "list_resume_tokens", 5 }, { "confirm_writes", 0 }, { "confirm_writes", 1, "x" },
     } do
       local want = method_error(store, table.unpack(case))
       local got = select(2, pcall(function() local job = store:start(table.unpack(case)) return job end))
