@@ -7,7 +7,8 @@
 -- job:wait()'s results (or raises its error object). From them, new()
 -- makes the adapter: wrap(store), whose methods run the store's methods
 -- as jobs (store:start), walks by batch as iterators that wait for each
--- batch in the loop, and open(config) (rs.start_open). The loops are
+-- batch in the loop, open(config) (rs.start_open), and flush_log()
+-- (rs.flush_log: lines for a log handler that may yield). The loops are
 -- rigatoni_store.cqueues and rigatoni_store.luv.
 
 local rs = require "rigatoni_store"
