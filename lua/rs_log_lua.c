@@ -363,6 +363,7 @@ static void flush_table_now(lua_State *L)
         if (lua_type(L, -1) == LUA_TSTRING) deliver(L, level, lua_tostring(L, -1));
         lua_pop(L, 2);
     }
+    set_int(L, t, "h", n + 1);             /* a drain suspended on it finds nothing left */
     lua_pop(L, 1);
     lua_pushnil(L);
     lua_setfield(L, LUA_REGISTRYINDEX, LINES_KEY);

@@ -210,12 +210,21 @@ void rs_lua_op_start(lua_State *L, int store_idx, int anchor)
 #define START_SELF_KEY "rigatoni_store.start_self"
 #define START_AS_KEY "rigatoni_store.start_as"
 
+/* P at 1 becomes the store P holds, which P lets go of (so that P never
+ * keeps a store alive). */
+static void take_store(lua_State *L)
+{
+    lua_getiuservalue(L, 1, 1);
+    lua_pushnil(L);
+    lua_setiuservalue(L, 1, 1);
+    lua_replace(L, 1);
+}
+
 /* Upvalue 1: the op's descriptor. Returns the op's owner. */
 static int parse_as_method(lua_State *L)
 {
     const rs_lua_op *desc = lua_touserdata(L, lua_upvalueindex(1));
-    lua_getiuservalue(L, 1, 1);
-    lua_replace(L, 1);                    /* the store, as for the method */
+    take_store(L);
     if (lua_gettop(L) < desc->nargs + 1) lua_settop(L, desc->nargs + 1);
     void *op = rs_lua_op_new(L, desc);
     int owner = lua_gettop(L);
@@ -228,8 +237,7 @@ static int parse_as_method(lua_State *L)
 static int start_as_method(lua_State *L)
 {
     lua_CFunction start = lua_tocfunction(L, lua_upvalueindex(1));
-    lua_getiuservalue(L, 1, 1);
-    lua_replace(L, 1);
+    take_store(L);
     return start(L);
 }
 
@@ -291,8 +299,6 @@ static void push_start_as(lua_State *L, int store, int entry, const char *name)
         lua_setfield(L, LUA_REGISTRYINDEX, START_SELF_KEY);
     }
     int self = lua_gettop(L);
-    lua_pushvalue(L, store);
-    lua_setiuservalue(L, self, 1);
     if (lua_getfield(L, LUA_REGISTRYINDEX, START_AS_KEY) != LUA_TTABLE) {
         lua_pop(L, 1);
         lua_newtable(L);
@@ -316,6 +322,8 @@ static void push_start_as(lua_State *L, int store, int entry, const char *name)
         lua_pushvalue(L, -1);
         lua_setfield(L, -3, name);
     }
+    lua_pushvalue(L, store);              /* last: nothing raises before the call */
+    lua_setiuservalue(L, self, 1);
     lua_replace(L, self);
     lua_settop(L, self);
 }

@@ -223,6 +223,22 @@ describe("store:start of", function()
     end
   end)
 
+  it("keeps no reference to the store once its jobs are waited for (a dropped store is collected)", function()
+    local weak = setmetatable({}, { __mode = "v" })
+    do
+      local store = rs.new { url = srv.url }
+      weak[1] = store
+      store:start("ping"):wait()
+      assert.is_false(pcall(store.start, store, "expire", "a", "x"))
+      local walk = store:start("scan_keys", "x")
+      walk:start_next():wait()
+      walk:close()
+    end
+    collectgarbage()
+    collectgarbage()
+    assert.is_nil(weak[1])
+  end)
+
   for _, loop in ipairs { "cqueues", "luv" } do
     it("in a " .. loop .. " loop: wrapped resume_tokens, scan_keys and token_lines yield between batches", function()
       local store <close> = seeded()
