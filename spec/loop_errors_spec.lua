@@ -23,7 +23,7 @@ describe("the luv adapter", function()
       local rsuv = require "rigatoni_store.luv"
       local store = rs.new { url = %q }
       local function application_step(s)
-        assert(s:ping())
+        s:command("BLPOP", "nothing", "0.1")   -- 100 ms: resumed by the watcher
         error("boom from the application")
       end
       coroutine.wrap(function() application_step(rsuv.wrap(store)) end)()

@@ -242,6 +242,9 @@ describe("store:start of", function()
   for _, loop in ipairs { "cqueues", "luv" } do
     it("in a " .. loop .. " loop: wrapped resume_tokens, scan_keys and token_lines yield between batches", function()
       local store <close> = seeded()
+      local items = {}
+      for i = 1, 200 do items[i] = { ("w%03d"):format(i), rs.bson.encode(token) } end
+      store:save_many(items)        -- 45 batches of 5 per walk: the walks take several ms
       local d = loops.driver(loop)
       local s = d.adapter.wrap(store)
       local got, others, between = {}, 0, {}
@@ -275,7 +278,7 @@ describe("store:start of", function()
       d.run(10)
       assert.same(blocking_rows(store, "resume_tokens", { batch = 5 }), got.resume_tokens)
       assert.same(blocking_rows(store, "scan_keys", "rigatoni:*", { batch = 5 }), got.scan_keys)
-      assert.equal(25, got.token_lines)
+      assert.equal(225, got.token_lines)
       assert.same(store:list_resume_tokens(), got.list)
       for name, n in pairs(between) do assert.is_true(n > 0, name .. ": the other coroutine never ran") end
     end)
