@@ -65,6 +65,35 @@ describe("logging in a loop", function()
   end)
 
   for _, loop in ipairs { "cqueues", "luv" } do
+    it("(" .. loop .. ") a handler replaced while a flush is suspended in it: each line reaches one handler once", function()
+      local d = loops.driver(loop)
+      local got, seen, twice = {}, {}, {}
+      local function note(who, message)     -- an error here would be the handler's: counted instead
+        got[#got + 1] = who .. " " .. message
+        if message:find("^connected to") then return end   -- one per connection: not unique
+        if seen[message] then twice[#twice + 1] = who .. " " .. message end
+        seen[message] = true
+      end
+      rs.set_log_level("debug")
+      rs.set_log_handler(function(_, message)
+        note("old", message)
+        if coroutine.isyieldable() then d.sleep(0) end   -- not when the replacement hands it the rest
+      end, { yields = true })
+      local store <close> = rs.new { url = srv.url, retry_base_delay = 0.01 }
+      srv:cli("CLIENT", "KILL", "TYPE", "normal")
+      store:ping()                                  -- lost, retry, connected: queued
+      local other <close> = rs.new { url = srv.url } -- connected: queued
+      d.spawn(function() d.adapter.flush_log() end) -- delivers the first line, suspended in it
+      d.spawn(function()
+        rs.set_log_handler(function(_, message) note("new", message) end)
+      end)
+      d.run(5)
+      rs.flush_log()
+      assert.same({}, twice)
+      assert.is_true(#got >= 3, table.concat(got, "\n"))
+      assert.matches("^old ", got[1])
+    end)
+
     describe("(" .. loop .. ")", function()
       -- A job that fails against the frozen server after two retries,
       -- with `handler` set; returns the error, the lines seen when the
