@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* lock.c -- distributed locks compatible with Rigatoni 0.2, fenced saves,
- * and a C lease kept alive by a background thread.
+ * a refresh bounded by a deadline (rs_lock_refresh_by: a lease's), and a C
+ * lease kept alive by a background thread.
  *
  * Acquire is the plain `SET key owner NX EX ttl` Rigatoni sends, so both
  * implementations exclude each other. When SET NX finds the key taken we
@@ -446,7 +447,10 @@ int rs_owner_id(char *buf, size_t bufsize)
  * when the validity passes, reported once through on_lost.
  * So that no refresh outlives the validity, the lease refreshes on a
  * private one-connection pool whose timeouts are cut, per attempt, to the
- * time left (the store's pool keeps the configured timeouts). In cluster
+ * time left (the store's pool keeps the configured timeouts): the
+ * refresher, which rs_lock_refresh_by (the Lua lease's refresh, blocking
+ * or as a job) uses too, with the store's retry rule instead of the
+ * lease thread's "any failure again while valid". In cluster
  * mode the refresh goes through the store (its redirections and retries),
  * and loss is reported when it returns. With Sentinel, a change of master
  * seen by the store (failover.c, pool.c) makes the lease refresh at once

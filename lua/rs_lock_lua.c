@@ -23,7 +23,11 @@
  * Refreshing is manual (lease:refresh() within the ttl): a Lua state is not
  * thread safe, so no background thread may run Lua code or touch the lease
  * while the script runs, and a C keep-alive thread could only ever refresh
- * behind the script's back, not tell it that the lock was lost.
+ * behind the script's back, not tell it that the lock was lost. A refresh
+ * never outlives the validity (rs_lock_refresh_by). For event loops the
+ * lease's calls are jobs too (store:start("lease"), lease:start_refresh,
+ * lease:start_release: "Lease jobs" below), which the adapters'
+ * self-refreshing lease uses (lua/rigatoni_store/loop_lease.lua).
  */
 #include <math.h>
 #include <stdlib.h>
