@@ -556,6 +556,30 @@ for _, loop in ipairs { "cqueues", "luv" } do
       assert.is_false(released)
       assert.equal("thief", srv:cli("GET", key))
     end)
+
+    it("is reported lost at its validity's end when its store is closed under it; nothing escapes the loop", function()
+      local d = new_driver()
+      local store = rs.new { url = srv.url }
+      local s = d.adapter.wrap(store)
+      local key = "rigatoni:lock:closed:" .. loop
+      local lost, valid_end, lost_at, err = 0, nil, nil, nil
+      app(d, nil, function()
+        do
+          local lease <close> = s:lease(key, "me", { ttl = 0.3, on_lost = function()
+            lost = lost + 1
+            lost_at = d.now()
+          end })
+          valid_end = d.now() + lease:remaining()
+          store:close()
+          while lost == 0 and d.now() < valid_end + 2 do d.sleep(0.01) end
+          err = lease.last_error
+        end                            -- the close's release fails quietly
+      end)
+      d.run(10)
+      assert.equal(1, lost)
+      assert.is_true(lost_at - valid_end <= LOSS_BOUND, ("lost %.0f ms late"):format((lost_at - valid_end) * 1000))
+      assert.matches("closed", tostring(err))
+    end)
   end)
 end
 

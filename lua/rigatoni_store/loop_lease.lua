@@ -21,8 +21,10 @@
 -- both; a refresh whose reply comes after the validity ended does not
 -- revive the lease (the Lua lease decides: lost for good). release() (and
 -- closing the lease) stops both, wakes them so that their timers close
--- (uv.run ends once the app is done) and releases the lock as a job,
--- owner-checked, like the Lua lease's release.
+-- (uv.run ends once the app is done), lets a refresh in flight end, and
+-- releases the lock as a job, owner-checked, like the Lua lease's release.
+-- A lease neither released nor lost keeps refreshing (and the loop
+-- running), as the C keep-alive thread does.
 --
 -- The loop gives check_inside(name), await(job) and timers: spawn(fn)
 -- (fn in a new coroutine the loop runs) and alarm() -> an object whose
@@ -65,7 +67,10 @@ function M.new(loop, check_inside, await, timers)
     while not self.stopped do
       self.refresher:sleep(wait)
       if self.stopped then break end
-      local ok, res = pcall(await, self.lease:start_refresh())
+      -- start_refresh itself may raise (a store closed under the lease).
+      self.refreshing = true
+      local ok, res = pcall(function() return await(self.lease:start_refresh()) end)
+      self.refreshing = false
       if self.stopped then break end
       if ok and res then
         self.last_error = nil
@@ -123,6 +128,13 @@ function M.new(loop, check_inside, await, timers)
     if self.released then return false end
     check_inside("release")
     stop(self)
+    -- A refresh in flight ends first (within the validity): run after
+    -- the release it would find the key gone and count a lost lock.
+    if self.refreshing then
+      local alarm = timers.alarm()
+      while self.refreshing do alarm:sleep(0.005) end
+      alarm:close()
+    end
     return await(self.lease:start_release())
   end
 
