@@ -451,6 +451,9 @@ typedef struct parse_ctx {
     int error_line;      /* first error, 0 = none */
     char error[600];
     int literal_secret;  /* the file itself holds a password */
+    /* Where each setting was given (0: not yet): a key given twice is an
+     * error, not "the last one wins" (two edits of one file that disagree). */
+    int given_at[sizeof settings / sizeof settings[0]];
 } parse_ctx;
 
 static void record_error(parse_ctx *ctx, const char *fmt, ...)
@@ -548,6 +551,14 @@ static int on_key(void *user, const char *section, const char *key, const char *
     /* Unknown sections were reported by the reader already. */
     if (*section && !known_section(section)) return 0;
     const struct setting *s = find_setting(section, key);
+    if (s) {
+        int *given = &ctx->given_at[s - settings];
+        if (*given) {
+            record_error(ctx, "[%s] %s is given twice (first on line %d): keep one", section, key, *given);
+            return 0;
+        }
+        *given = ctx->lineno;
+    }
     char uncommented[VALUE_MAX], value[VALUE_MAX], msg[600];
     const char *cut = inline_comment(raw);
     if (cut && s && s->option && is_password_option(s->option)) {

@@ -165,7 +165,10 @@ local function delete_seen(name, bytes)
   in_doubt = name
   local outcome = cli.delete_if_unchanged(store, name, bytes)
   in_doubt = nil
-  if outcome == "gone" then gone_before = gone_before + 1 end
+  if outcome == "gone" then
+    gone_before = gone_before + 1
+    ledger:add_gone(name)
+  end
   if outcome == "deleted" then ledger:add(name, bytes) end
   return outcome == "deleted", outcome
 end
@@ -312,14 +315,16 @@ end
 
 -- After the run (or its stop): what was not proved is taken out of the
 -- counts; when the master changed, what came back with the failover too.
-local undone, unconfirmed = 0, 0
+local undone, unconfirmed, not_gone, unread = 0, 0, 0, nil
 local function uncount(name)
   if deleted_mirror[name] then mirrors_deleted = mirrors_deleted - 1 else deleted = deleted - 1 end
 end
+local function ungone() gone_before = gone_before - 1 end
 local function settle_deletes(ran, why)
   if not ledger then return ran, why end
   local failed
-  undone, unconfirmed, failed = ledger:settle(uncount)
+  undone, unconfirmed, not_gone, failed = ledger:settle(uncount, ungone)
+  unread = failed
   if failed and ran then ran, why = false, failed end
   return ran, why
 end
@@ -343,7 +348,7 @@ if apply then
     if mirrors_changed > 0 then
       parts[#parts + 1] = plural(mirrors_changed, "mirror") .. " not deleted (changed meanwhile)"
     end
-    for _, note in ipairs(deletes.notes(undone, unconfirmed)) do parts[#parts + 1] = note end
+    for _, note in ipairs(deletes.notes(undone, unconfirmed, not_gone, nil, unread)) do parts[#parts + 1] = note end
     parts[#parts + 1] = not ran and cli.in_doubt(why, in_doubt) or nil
   end
   if opts.set_ttl then parts[#parts + 1] = fmt("TTL set on %d", ttl_set) end
@@ -396,7 +401,7 @@ if not ran then
   cli.walk_failed("cleanup", why, apply and "the counts above are what was done before it stopped"
                                        or "the plan above is incomplete")
 end
-return (undone > 0 or unconfirmed > 0) and 1 or 0
+return (undone > 0 or unconfirmed > 0 or not_gone > 0) and 1 or 0
 end
 
 return script

@@ -135,8 +135,8 @@ progress.done()
 if sink.tmp then
   if not ok then
     sink.abort()
-    cli.walk_failed("export", err, count .. " written before it stopped; " .. opts.output ..
-                    " was not written, the temporary file was removed")
+    cli.walk_failed("export", err, opts.output .. " was not changed: the " .. count .. " lines read before it " ..
+                    "stopped went to a temporary file, which was removed")
   end
   local committed, cerr = sink.commit()
   if not committed then cli.fail("export: " .. tostring(cerr)) end

@@ -283,7 +283,9 @@ local function tally(batch, written, values, delete, mark, rechecked)
       if outcome == "deleted" then
         deleted = deleted + 1
         ledger:add(item[1], item[2])
-      elseif outcome == "gone" then gone = gone + 1
+      elseif outcome == "gone" then
+        gone = gone + 1
+        ledger:add_gone(item[1])
       else kept = kept + 1 end
     end
   end
@@ -377,11 +379,11 @@ finished = true
 if not ran then pcall(settle, false) end
 -- Source deletes no replica confirmed, or that came back when the
 -- source failed over, are not counted.
-local undone, unconfirmed = 0, 0
+local undone, unconfirmed, not_gone, unread_gone = 0, 0, 0, nil
 if ledger then
-  local failed
-  undone, unconfirmed, failed = ledger:settle(function() deleted = deleted - 1 end)
-  if failed and ran then ran, why = false, failed end
+  undone, unconfirmed, not_gone, unread_gone = ledger:settle(function() deleted = deleted - 1 end,
+                                                             function() gone = gone - 1 end)
+  if unread_gone and ran then ran, why = false, unread_gone end
 end
 -- Copies whose sources this run deleted and that the target's current
 -- master lacks are lost from both sides: not counted as copied, exit 1.
@@ -414,7 +416,9 @@ if opts.delete_source then
   line = line .. string.format(", %d deleted from source", deleted)
   if kept > 0 then line = line .. string.format(" (%d kept: changed meanwhile)", kept) end
   if gone > 0 then line = line .. string.format(", %d already gone from source", gone) end
-  for _, note in ipairs(deletes.notes(undone, unconfirmed, " source's")) do line = line .. ", " .. note end
+  for _, note in ipairs(deletes.notes(undone, unconfirmed, not_gone, " source's", unread_gone)) do
+    line = line .. ", " .. note
+  end
   if unread then
     line = line .. string.format(", the copies of the %d deleted could not be read again on the target's " ..
                                  "master (%s): some may be lost", #ledger.names, unread)
@@ -433,7 +437,7 @@ if not ran then
   cli.walk_failed("migrate", why, "the counts above are what was done before it stopped; " ..
                   "run it again to copy the rest")
 end
-return (failed > 0 or undone > 0 or unconfirmed > 0 or lost > 0) and 1 or 0
+return (failed > 0 or undone > 0 or unconfirmed > 0 or not_gone > 0 or lost > 0) and 1 or 0
 end
 host.on_stop(function()
   if not finished then finish(false, nil) end

@@ -41,8 +41,9 @@ end
 
 -- The prelude: `arg` = script, then the script's own arguments. `store`
 -- and every store host.open_store gives are wrapped; ON(label, method,
--- n, phase, real) runs before ("before") and after ("after") the n-th call
--- of each method (label "source" for `store`, "target" for the others).
+-- n, phase, real, args, results) runs before ("before") and after
+-- ("after", with the call's results) the n-th call of each method (label
+-- "source" for `store`, "target" for the others).
 -- The test's own part (ON, and the values it needs) comes first.
 local PRELUDE = [[
 local script = arg[1]
@@ -58,9 +59,10 @@ local function wrap(real, label)
       local key = label .. "." .. name
       calls[key] = (calls[key] or 0) + 1
       local n = calls[key]
-      ON(label, name, n, "before", real)
+      local a = table.pack(...)
+      ON(label, name, n, "before", real, a)
       local r = table.pack(f(real, ...))
-      ON(label, name, n, "after", real)
+      ON(label, name, n, "after", real, a, r)
       return table.unpack(r, 1, r.n)
     end
   end })
@@ -283,7 +285,7 @@ end)
 -- -----------------------------------------------------------------------
 -- A Sentinel set-up: nodes[1] master, nodes[2] its replica (optionally
 -- through a fault proxy), 3 sentinels.
-local function sentinel_setup(through_proxy)
+local function sentinel_setup(through_proxy, down_after_ms)
   local s = { nodes = {}, sentinels = {} }
   s.nodes[1] = servers.redis {}
   if through_proxy then s.link = proxy.start(s.nodes[1]) end
@@ -293,7 +295,8 @@ local function sentinel_setup(through_proxy)
   for i = 1, 3 do
     -- failover_timeout: also how long a sentinel leaves a replica that
     -- names another master address (the proxy) before "fixing" it.
-    s.sentinels[i] = servers.sentinel { master = s.nodes[1], down_after_ms = 1000, failover_timeout_ms = 60000 }
+    s.sentinels[i] = servers.sentinel { master = s.nodes[1], down_after_ms = down_after_ms or 1000,
+                                      failover_timeout_ms = 60000 }
     list[i] = "127.0.0.1:" .. s.sentinels[i].port
     ports[i] = tostring(s.sentinels[i].port)
   end
@@ -522,4 +525,69 @@ end]]):format(N - BATCH + 1, target.pid, target:command_line(), target:cli_prefi
     assert.matches("could not be read again", out)
     assert.equal(1, code, out .. err)
   end)
+end)
+
+-- -----------------------------------------------------------------------
+-- The Sentinel master restarts without persistence in the middle of a
+-- delete run, and then fails over to its replica, which kept the tokens:
+-- a delete the empty restarted master answered with 0 is not "already
+-- gone", since the current master has the token.
+describe("cleanup --yes and migrate --delete-source through a restart, then a failover, of the Sentinel master",
+         function()
+  local N, BATCH = 100, 20
+  for _, tool in ipairs { "cleanup", "migrate" } do
+    it(tool .. " counts as deleted or already gone only names the current master lacks", function()
+      -- No failover of their own while the master restarts: only ours.
+      local s = sentinel_setup(true, 10000)
+      local target = tool == "migrate" and servers.redis {} or nil
+      local refused_path = os.tmpname()
+      local ok, failure = pcall(function()
+        seed(s.nodes[1], N)
+        wait_until("the set-up to settle", 60, s.settled)
+        -- After the 25th delete the replica receives nothing more and the
+        -- master restarts empty; after the 35th the sentinels fail over
+        -- to the replica: deletes 26..35 found nothing on the empty master.
+        local prelude = RESTART .. ([[
+local refused = assert(io.open(%q, "w"))
+function ON(label, name, n, phase, real, args, results)
+  if label ~= "source" or name ~= "delete_resume_token" or phase ~= "after" then return end
+  if not results[1] then refused:write(args[1], "\n"); refused:flush() end
+  if n == 25 then
+    local f = assert(io.open(%q, "w")); f:write("stall 0\n"); f:close()
+    restart(%d, %q, %q)
+  end
+  if n == 35 then failover(%q, %s, %d, real) end
+end]]):format(refused_path, s.link.control, s.nodes[1].pid, s.nodes[1]:command_line(), s.nodes[1]:cli_prefix(),
+              servers.cli_bin, s.ports, s.nodes[2].port)
+        local args = target and { "--to", target.url, "--delete-source", "--batch", tostring(BATCH) }
+          or { "--older-than", "1d", "--yes", "--batch", tostring(BATCH) }
+        local code, out, err = run_with(s.url, prelude, tool, args, FAST_RETRY)
+        adopt(s.nodes[1])
+        local named = s.sentinels[1]:cli("SENTINEL", "get-master-addr-by-name", "mymaster")
+        assert.truthy(named:find("\n" .. s.nodes[2].port, 1, true), "no failover: " .. named .. out .. err)
+        local left = dbsize(s.nodes[2])
+        local deleted = tonumber(out:match("(%d+) deleted"))
+        local gone = tonumber(out:match("(%d+) already gone")) or 0
+        assert.is_truthy(deleted, out .. err)
+        assert.is_true(deleted + gone <= N - left,
+                       ("%d deleted + %d already gone, but only %d of %d are absent from the current master: %s")
+                         :format(deleted, gone, N - left, N, out .. err))
+        -- Of the deletes that deleted nothing, only those whose name the
+        -- current master lacks may count as already gone.
+        local absent, present = 0, 0
+        for name in io.lines(refused_path) do
+          if s.nodes[2]:cli("EXISTS", PREFIX .. name) == "1" then present = present + 1 else absent = absent + 1 end
+        end
+        assert.is_true(present > 0, "the restarted master refused no delete the replica could undo: " .. out .. err)
+        assert.is_true(gone <= absent, ("%d already gone, but %d of the refused deletes are absent from the " ..
+                                        "current master (%d present): %s"):format(gone, absent, present, out .. err))
+        assert.matches("present on the.- current master", out)
+        assert.equal(1, code, out .. err)
+      end)
+      s.stop()
+      if target then target:stop() end
+      os.remove(refused_path)
+      assert(ok, failure)
+    end)
+  end
 end)

@@ -250,3 +250,21 @@ describe("INI ${VAR} references", function()
     assert.equal("${A}:${B}\n", out)
   end)
 end)
+
+describe("INI keys given twice", function()
+  it("a key given twice is an error naming file:line of the second and line of the first", function()
+    local code, out, err, path = show("[redis]\nurl = redis://127.0.0.1:17002\n; later, by another hand\n"
+                                      .. "[durability]\nwait_replicas = 1\n[redis]\nurl = redis://127.0.0.1:17003\n",
+                                      "config.url")
+    assert.equal(2, code, out)
+    assert.equal("", out)
+    assert.matches(path .. ":7: [redis] url is given twice (first on line 2): keep one", err, 1, true)
+  end)
+
+  it("the same key in two sections is two settings", function()
+    local code, out, err = show("[redis]\npassword = a\n[sentinel]\npassword = b\nmaster = m\n"
+                                .. "[redis]\nurl = redis://127.0.0.1:17002\n", "config.url")
+    assert.equal(0, code, err)
+    assert.equal("redis://127.0.0.1:17002\n", out)
+  end)
+end)

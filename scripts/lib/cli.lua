@@ -60,10 +60,18 @@ end
 -- Compare-and-delete of the bytes a walk saw: "deleted"; "changed" (other
 -- bytes are there now: kept); or "gone" (deleted by someone else first,
 -- a walk lists each name once, so never by this run). A delete that did not
--- run says only "not deleted": the read after it tells which.
+-- run says only "not deleted": the read after it tells which. When the
+-- read finds the very bytes the delete was to compare, the delete ran on
+-- a master that did not have them (restarted empty, then replaced by its
+-- replica between the two calls): it is made once more, on this master.
 function M.delete_if_unchanged(store, name, bytes)
-  if store:delete_resume_token(name, { if_value = bytes }) then return "deleted" end
-  return store:get_raw(name) == nil and "gone" or "changed"
+  for _ = 1, 2 do
+    if store:delete_resume_token(name, { if_value = bytes }) then return "deleted" end
+    local now = store:get_raw(name)
+    if now == nil then return "gone" end
+    if now ~= bytes then return "changed" end
+  end
+  return "changed"
 end
 
 -- A walk (or the work done on it) that raised: exit 1, saying what

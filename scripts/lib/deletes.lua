@@ -17,7 +17,10 @@
 -- the deleted token's (a pipeline saved it anew: the delete stands), and one deleted since the last
 -- checkpoint counts only when a replica of the current master confirms.
 -- Whatever was not proved is taken out of the caller's counts (uncount)
--- and reported apart. Cost: one PUBLISH + WAIT and one INFO pair per
+-- and reported apart. A delete that found the name absent (gone) is read
+-- again too when the master changed: a master restarted empty answers so
+-- for tokens its replica still has, and a failover then brings them back;
+-- such a name is not "already gone" (ungone), and is reported apart. Cost: one PUBLISH + WAIT and one INFO pair per
 -- checkpoint. In a cluster, PUBLISH does not travel the replication
 -- stream, so WAIT cannot confirm anything: only the master's identity is
 -- checked (said in a warning).
@@ -70,7 +73,7 @@ end
 -- never work: WAIT refused, a wait_timeout not below command_timeout;
 -- exit 1 when no replica answered), nothing deleted.
 function M.new(store, cfg, script)
-  local self = setmetatable({ store = store, script = script, names = {}, confirmed = 0 }, Ledger)
+  local self = setmetatable({ store = store, script = script, names = {}, gone = {}, confirmed = 0 }, Ledger)
   self.start = cli.master_mark(store)
   self.mark = self.start
   self.cluster = tostring(cfg.cluster_mode) == "true"
@@ -106,6 +109,12 @@ function Ledger:add(name, bytes)
   self.names[#self.names + 1] = name
   self.bytes = self.bytes or {}
   self.bytes[#self.names] = bytes
+end
+
+-- A delete this run made that found `name` absent (counted as already
+-- gone by the caller until settle reads it again).
+function Ledger:add_gone(name)
+  self.gone[#self.gone + 1] = name
 end
 
 -- Whether `value`, read again where the delete of `bytes` ran, is that
@@ -144,18 +153,27 @@ function Ledger:checkpoint()
 end
 
 -- Once, after the run or its stop: takes out of the caller's counts what
--- was not proved, uncount(name) for each. Returns undone (back on the
--- current master), unconfirmed (not proved either way) and, when the
--- names could not be read again, why.
-function Ledger:settle(uncount)
+-- was not proved, uncount(name) for each deleted name and ungone(name)
+-- for each name counted as already gone. Returns undone (back on the
+-- current master), unconfirmed (not proved either way), not_gone (names
+-- found absent that the current master has, or that could not be read
+-- again) and, when the names could not be read again, why.
+function Ledger:settle(uncount, ungone)
   if self.settled then return table.unpack(self.settled) end
-  self.settled = { 0, 0 }
+  self.settled = { 0, 0, 0 }
   if self:pending() > 0 then pcall(self.checkpoint, self) end
-  local names, undone, unconfirmed, why = self.names, 0, 0, nil
+  local names, undone, unconfirmed, not_gone, why = self.names, 0, 0, 0, nil
   local now = cli.master_mark(self.store)
-  if #names > 0 and cli.master_changed(self.start, now) then
-    local ok, values = pcall(cli.read_on_current_master, self.store, names)
+  if #names + #self.gone > 0 and cli.master_changed(self.start, now) then
+    local all = table.move(self.gone, 1, #self.gone, #names + 1, table.move(names, 1, #names, 1, {}))
+    local ok, values = pcall(cli.read_on_current_master, self.store, all)
     if not ok then why = values end
+    for i, name in ipairs(self.gone) do
+      if not ok or values[#names + i] then
+        not_gone = not_gone + 1
+        ungone(name)
+      end
+    end
     -- Deletes since the last checkpoint that the current master lacks
     -- count once one of its replicas confirms.
     local tail_ok = ok and (self:pending() == 0 or not self.protect)
@@ -177,14 +195,22 @@ function Ledger:settle(uncount)
       uncount(names[i])
     end
   end
-  self.settled = { undone, unconfirmed, why }
-  return undone, unconfirmed, why
+  self.settled = { undone, unconfirmed, not_gone, why }
+  return undone, unconfirmed, not_gone, why
 end
 
 -- The parts of a summary about what settle took out ({} when nothing).
--- `what`: "" or e.g. " from source".
-function M.notes(undone, unconfirmed, where)
+-- `where`: "" or e.g. " source's"; `unread`: the names could not be read
+-- again.
+function M.notes(undone, unconfirmed, not_gone, where, unread)
   local parts = {}
+  if not_gone > 0 then
+    parts[#parts + 1] = unread
+      and fmt("%d found absent by a master that was then replaced, not read again on the%s current one (not " ..
+              "counted as gone: they may be there)", not_gone, where or "")
+      or fmt("%d found absent by a master that was then replaced, but present on the%s current master (not " ..
+             "deleted: run it again)", not_gone, where or "")
+  end
   if undone > 0 then
     parts[#parts + 1] = fmt("%d not deleted after all (back on the%s new master after a failover: run it again)",
                             undone, where or "")
