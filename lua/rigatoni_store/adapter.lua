@@ -43,9 +43,10 @@ local function logged(await)
   return function(job) return finish(pcall(await, job)) end
 end
 
-function M.new(loop, check_inside, await)
+function M.new(loop, check_inside, await, timers)
   await = logged(await)
   local adapter = { await = await, flush_log = rs.flush_log }
+  local loop_lease = timers and require("rigatoni_store.loop_lease").new(loop, check_inside, await, timers)
 
   local function walk_iterator(store, name, ...)
     local walk = store:start(name, ...)
@@ -84,7 +85,12 @@ function M.new(loop, check_inside, await)
       __index = function(_, name)
         local fn = methods[name]
         if fn then return fn end
-        if walks[name] then
+        if name == "lease" and loop_lease then
+          fn = function(_, ...)
+            check_inside(name)
+            return loop_lease(store, ...)
+          end
+        elseif walks[name] then
           fn = function(_, ...)
             check_inside(name)
             return walk_iterator(store, name, ...)

@@ -60,5 +60,44 @@ local function await(job)
   return job:wait()
 end
 
+-- The lease's timers (rigatoni_store.loop_lease): a coroutine started at
+-- once, and a sleep on a uv timer that wake() fires at the next turn of
+-- the loop; close() closes the timer so that uv.run can end.
+local timers = {}
+
+local function resume(co)
+  local ok, err = coroutine.resume(co)
+  if not ok then error(err, 0) end
+end
+
+function timers.spawn(fn)
+  resume(coroutine.create(fn))
+end
+
+function timers.alarm()
+  local t = assert(uv.new_timer())
+  local sleeper
+  local function fire()
+    t:stop()
+    local co = sleeper
+    sleeper = nil
+    if co then resume(co) end
+  end
+  return {
+    sleep = function(_, seconds)
+      sleeper = coroutine.running()
+      uv.update_time()   -- the loop's clock stands still between its turns
+      t:start(math.max(0, math.ceil(seconds * 1000)), 0, fire)
+      repeat coroutine.yield() until sleeper == nil
+    end,
+    wake = function()
+      if sleeper then t:start(0, 0, fire) end
+    end,
+    close = function()
+      if not t:is_closing() then t:close() end
+    end,
+  }
+end
+
 -- wrap(store), open(config), the walks: rigatoni_store.adapter.
-return require("rigatoni_store.adapter").new("luv", check_inside, await)
+return require("rigatoni_store.adapter").new("luv", check_inside, await, timers)
