@@ -619,6 +619,16 @@ int rs_lock_acquire(rs_store *store, const char *key, const char *owner, double 
  * Retried like a read (the owner's PEXPIRE twice is the same TTL). */
 int rs_lock_refresh(rs_store *store, const char *key, const char *owner, double ttl,
                     rs_error *err);
+/* rs_lock_refresh that never outlives `deadline` (CLOCK_MONOTONIC
+ * seconds, e.g. the end of a lease's validity): each attempt runs on a
+ * connection of its own whose connect and command timeouts are cut to the
+ * time left, and the store's retries are made only while their backoff
+ * and a few ms are left (cluster mode: the store's call, not cut; a reply
+ * after the deadline is returned as it is, the caller decides). Past the
+ * deadline: RS_ERR_TIMEOUT, retryable, without a call. 1 refreshed, 0 not
+ * held by `owner`, -1 on error; counted as rs_lock_refresh. */
+int rs_lock_refresh_by(rs_store *store, const char *key, const char *owner, double ttl,
+                       double deadline, rs_error *err);
 /* 1 released, 0 not held by `owner`, -1 on error. After a lost reply the
  * lock is read: absent = 1 (released by us, or expired: not held either
  * way), still ours = sent again, another owner = RS_ERR_UNKNOWN (ours may

@@ -111,5 +111,22 @@ local function group_await(group)
   end
 end
 
+-- The lease's timers (rigatoni_store.loop_lease): a coroutine of the
+-- running controller, and a sleep a condition cuts short.
+local timers = {}
+
+function timers.spawn(fn)
+  cqueues.running():wrap(fn)
+end
+
+function timers.alarm()
+  local cond = require("cqueues.condition").new()
+  return {
+    sleep = function(_, seconds) cond:wait(math.max(seconds, 0)) end,
+    wake = function() cond:signal() end,
+    close = function() end,
+  }
+end
+
 -- wrap(store), open(config), the walks: rigatoni_store.adapter.
-return require("rigatoni_store.adapter").new("cqueues", check_inside, await, group_await)
+return require("rigatoni_store.adapter").new("cqueues", check_inside, await, timers, group_await)

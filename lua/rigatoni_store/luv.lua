@@ -24,7 +24,8 @@
 -- before anything is started (the main thread cannot yield to the loop).
 --
 -- An error the coroutine raises after being resumed by the watcher is
--- raised again from the callback, so luv reports it, rather than lost.
+-- raised again from the callback, so luv reports it, rather than lost:
+-- its message, then the coroutine's traceback (see uncaught).
 
 local uv = require "luv"
 
@@ -33,6 +34,15 @@ local function check_inside(name)
   if main or not coroutine.isyieldable() then
     error(("rigatoni_store.luv: %s must be called inside a coroutine run by the luv loop"):format(name), 3)
   end
+end
+
+-- An error the coroutine did not catch, raised again from the watcher's
+-- callback so that luv reports it (stderr, then exit): the application's
+-- message first, then the coroutine's own traceback (where it was raised;
+-- the callback's frames say nothing about it). An error object becomes
+-- its text.
+local function uncaught(co, err)
+  return debug.traceback(co, type(err) == "string" and err or tostring(err))
 end
 
 -- Waits for a job without blocking the loop; its results or its error.
@@ -46,7 +56,7 @@ local function await(job)
       if woken then return end
       woken = true
       local ok, err = coroutine.resume(co)
-      if not ok then error(err, 0) end
+      if not ok then error(uncaught(co, err), 0) end
     end)
     -- Resumed by the watcher (or by something else: then wait on).
     repeat coroutine.yield() until woken
@@ -78,7 +88,7 @@ local function group_await(group)
     local failed
     for _, co in ipairs(done) do
       local ok, err = coroutine.resume(co)
-      if not ok and failed == nil then failed = err end
+      if not ok and failed == nil then failed = uncaught(co, err) end
     end
     if failed ~= nil then error(failed, 0) end
   end
@@ -98,5 +108,44 @@ local function group_await(group)
   end
 end
 
+-- The lease's timers (rigatoni_store.loop_lease): a coroutine started at
+-- once, and a sleep on a uv timer that wake() fires at the next turn of
+-- the loop; close() closes the timer so that uv.run can end.
+local timers = {}
+
+local function resume(co)
+  local ok, err = coroutine.resume(co)
+  if not ok then error(err, 0) end
+end
+
+function timers.spawn(fn)
+  resume(coroutine.create(fn))
+end
+
+function timers.alarm()
+  local t = assert(uv.new_timer())
+  local sleeper
+  local function fire()
+    t:stop()
+    local co = sleeper
+    sleeper = nil
+    if co then resume(co) end
+  end
+  return {
+    sleep = function(_, seconds)
+      sleeper = coroutine.running()
+      uv.update_time()   -- the loop's clock stands still between its turns
+      t:start(math.max(0, math.ceil(seconds * 1000)), 0, fire)
+      repeat coroutine.yield() until sleeper == nil
+    end,
+    wake = function()
+      if sleeper then t:start(0, 0, fire) end
+    end,
+    close = function()
+      if not t:is_closing() then t:close() end
+    end,
+  }
+end
+
 -- wrap(store), open(config), the walks: rigatoni_store.adapter.
-return require("rigatoni_store.adapter").new("luv", check_inside, await, group_await)
+return require("rigatoni_store.adapter").new("luv", check_inside, await, timers, group_await)

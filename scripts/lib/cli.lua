@@ -169,13 +169,18 @@ end
 local escapes = { ['"'] = '\\"', ["\\"] = "\\\\", ["\b"] = "\\b", ["\f"] = "\\f",
                   ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
 
--- A JSON string literal. Bytes that are not valid UTF-8 become U+FFFD
--- escapes would lose data, so callers only pass text (collection names are
--- UTF-8 in MongoDB; raw bytes travel as base64).
+-- A JSON string literal, as the C rows (rs_rows_lua.c) write one: JSON
+-- text is UTF-8, so a byte that is not part of UTF-8 text is written as
+-- the four characters \xNN (a strict reader takes the output; the exact
+-- bytes of a name travel in base64 where they matter).
 function M.json_string(s)
-  return '"' .. s:gsub('[%c"\\]', function(c)
-    return escapes[c] or string.format("\\u%04x", c:byte())
-  end) .. '"'
+  local out = {}
+  require("lib.output").split_utf8(s, function(run)
+    out[#out + 1] = run:gsub('[%c"\\]', function(c)
+      return escapes[c] or string.format("\\u%04x", c:byte())
+    end)
+  end, function(b) out[#out + 1] = string.format("\\\\x%02x", b:byte()) end)
+  return '"' .. table.concat(out) .. '"'
 end
 
 function M.json_number(n)
