@@ -43,4 +43,35 @@ describe("the luv adapter", function()
     assert.matches("in %a* ?'?application_step'?", trace)
     assert.matches(app:gsub("%p", "%%%0") .. ":8:", trace)
   end)
+
+  it("leaves no handle behind: a wrapped store collected after the loop ended, then the exit, is clean", function()
+    -- A watcher closed by a finalizer after the loop's last run made luv
+    -- crash at exit (SIGSEGV in uv_run from its loop's finalizer).
+    local app = os.tmpname()
+    helpers.write_file(app, ([[
+      package.path = "lua/?.lua;" .. package.path
+      local uv = require "luv"
+      local rs = require "rigatoni_store"
+      local rsuv = require "rigatoni_store.luv"
+      local store = rs.new { url = %q }
+      local s = rsuv.wrap(store)
+      coroutine.wrap(function()
+        s:save_resume_token("exit", { _data = "8200" })
+        print(s:get_resume_token("exit")._data)
+      end)()
+      uv.run()
+      s = nil
+      collectgarbage()
+      collectgarbage()
+      print("collected")
+    ]]):format(srv.url))
+    local out = os.tmpname()
+    local _, how, code = os.execute(("LUA_PATH=%s LUA_CPATH=%s lua5.4 %s >%s 2>&1"):format(
+      helpers.quote(package.path), helpers.quote(package.cpath), helpers.quote(app), helpers.quote(out)))
+    local text = helpers.read_file(out)
+    os.remove(app)
+    os.remove(out)
+    assert.equal("8200\ncollected\n", text)
+    assert.same({ "exit", 0 }, { how, code }, text)
+  end)
 end)

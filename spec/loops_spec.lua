@@ -18,7 +18,8 @@ local helpers = require "support.helpers"
 local rs = require "rigatoni_store"
 local cqueues = require "cqueues"
 local cq_socket = require "cqueues.socket"
-local uv = require "luv"
+-- luv through support.loops: one module per Lua state (see there)
+local uv = require("support.loops").luv()
 
 local TICK = 0.010
 local BOUND = 0.250        -- worst tick gap allowed (issue 23, busy machine)

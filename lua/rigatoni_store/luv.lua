@@ -14,9 +14,9 @@
 -- wrapped store's completion group (group:start(name, ...)) and yields.
 -- One uv poll watcher on the group's descriptor serves every waiting
 -- coroutine: its callback clears the group and resumes each coroutine
--- whose job is done. The watcher is made once per wrapped store and
--- stopped while no coroutine waits (a stopped watcher does not keep
--- uv.run() going: the loop still ends when the application is done).
+-- whose job is done. The watcher lives while some coroutine waits and is
+-- closed when none does (so uv.run() ends when the application is done,
+-- and no handle outlives the loop's last run).
 -- The walks' batches and open(), one job at a time, each have a watcher
 -- of their own on the job's descriptor, closed once it is done. Then it
 -- returns job:wait()'s results, or raises its error object in the
@@ -69,19 +69,21 @@ end
 local function group_await(group)
   local waiting = {}        -- job -> its coroutine
   local count = 0
+  -- Open while some coroutine waits, closed (from its own callback, the
+  -- loop running) once none does: no handle is left for a finalizer to
+  -- close (luv crashes at exit on a handle closed by a __gc after the
+  -- loop's last run), and the loop ends when the application is done.
   local watcher
-  -- Collected with the wrapped store: the watcher (stopped, since no
-  -- coroutine can wait any more) is closed, before or after the group.
-  local closer = setmetatable({}, { __gc = function()
-    if watcher and not watcher:is_closing() then watcher:close() end
-  end })
   local function on_readable()
     group:clear()           -- before looking: a job done from now on polls again
     local done = {}
     for job, co in pairs(waiting) do
       if job:ready() then done[#done + 1] = co; waiting[job] = nil; count = count - 1 end
     end
-    if count == 0 then watcher:stop() end
+    if count == 0 then
+      watcher:close()
+      watcher = nil
+    end
     -- Resumed after the walk (they may start jobs of the group); an
     -- error a coroutine raises is raised again once all are resumed, so
     -- luv reports it rather than lose it.
@@ -93,10 +95,9 @@ local function group_await(group)
     if failed ~= nil then error(failed, 0) end
   end
   return function(job)
-    local _ = closer          -- kept alive with this function
     if not job:ready() then
       if count == 0 then
-        watcher = watcher or assert(uv.new_poll(group:pollfd()))
+        watcher = assert(uv.new_poll(group:pollfd()))
         watcher:start("r", on_readable)
       end
       waiting[job] = coroutine.running()
