@@ -208,6 +208,12 @@ host.log("debug", string.format("import: %d lines checked, %d names held back to
 
 local written, skipped = 0, 0
 local progress = cli.progress("import")
+-- The master at the start of the writes: a write it acknowledged is lost
+-- when a replica that did not have it yet takes over (replication is
+-- asynchronous), or when it restarts without persistence. When the
+-- master changed by the end, the input is read once more and its names
+-- on the current master (below).
+local start_mark = not opts.dry_run and cli.master_mark(store) or nil
 local function flush(batch)
   if #batch == 0 then return end
   if opts.dry_run then
@@ -225,9 +231,12 @@ local function flush(batch)
       for i = 1, #batch do
         if known and known[i] then written = written + 1 end
       end
-      cli.fail(string.format("import: %s (%d written before it stopped%s)", cli.reason(done),
+      local moved = cli.master_may_have_changed(start_mark, cli.master_mark(store))
+      cli.fail(string.format("import: %s (%d written before it stopped%s%s)", cli.reason(done),
                              written, known and "" or string.format(
-                               "; the last batch of %d may be written in part", #batch)))
+                               "; the last batch of %d may be written in part", #batch),
+                             moved and "; the master changed during the run (a failover or a restart), " ..
+                                       "which may have lost some of them: run it again" or ""))
     end
     for i = 1, #batch do
       if done[i] then written = written + 1 else skipped = skipped + 1 end
@@ -276,21 +285,54 @@ for line in reread:lines() do
     if #batch == opts.batch then flush(batch); batch = {} end
   end
 end
-if reread ~= io.stdin then reread:close() end
-if input ~= io.stdin and input ~= reread then input:close() end
 if lineno < lines then changed("fewer lines") end
 for _, name in ipairs(held_order) do
   batch[#batch + 1] = held[name]
   if #batch == opts.batch then flush(batch); batch = {} end
 end
 flush(batch)
+
+-- The master changed during the writes: each name of the input is read
+-- on the current master (one pass more, opts.batch names per MGET), and
+-- those it lacks are not counted as written.
+local missing, unread = 0, nil
+if start_mark and cli.master_may_have_changed(start_mark, cli.master_mark(store)) then
+  reread:seek("set", spool and 0 or start)
+  local names = {}
+  local function check()
+    local ok, values = pcall(cli.read_on_current_master, store, names)
+    if not ok then unread = unread or cli.reason(values) end
+    for i = 1, #names do if ok and not values[i] then missing = missing + 1 end end
+    names = {}
+  end
+  for line in reread:lines() do
+    local name = parse(line)
+    if name then
+      names[#names + 1] = name
+      if #names == opts.batch then check() end
+    end
+  end
+  check()
+  written = written - math.min(missing, written)
+end
+if reread ~= io.stdin then reread:close() end
+if input ~= io.stdin and input ~= reread then input:close() end
 progress.done()
 
-cli.summary(string.format("import%s: %d %s, %d skipped (already present), from %s in %.2f s",
+local notes = ""
+if missing > 0 then
+  notes = string.format(", %d of the input's tokens not on the current master (its master changed during " ..
+                        "the run, a failover or a restart, and lost them: run it again)", missing)
+end
+if unread then
+  notes = notes .. ", its master changed during the run and the tokens could not be read again there (" ..
+          unread .. "): some may be lost, run it again"
+end
+cli.summary(string.format("import%s: %d %s, %d skipped (already present)%s, from %s in %.2f s",
                           opts.dry_run and " (dry run)" or "", written,
-                          opts.dry_run and "would be written" or "written", skipped, source,
+                          opts.dry_run and "would be written" or "written", skipped, notes, source,
                           progress.elapsed()))
-return 0
+return (missing > 0 or unread) and 1 or 0
 end
 
 return script

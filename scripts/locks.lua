@@ -87,13 +87,35 @@ if opts.release then
                               n == "1" and "deleted" or "was already gone", owner))
     return 0
   end
-  if store:release_lock(key, owner) then
+  -- A release acknowledged by a master that is then replaced (a failover
+  -- to a replica that did not have it yet, a restart without
+  -- persistence) is undone: when the master changed, the lock is read
+  -- again on the current one.
+  local before = cli.master_mark(store)
+  local released = store:release_lock(key, owner)
+  local now
+  if cli.master_may_have_changed(before, cli.master_mark(store)) then
+    local ok, values = pcall(cli.read_on_current_master, store, { key }, function(keys)
+      return { store:lock_owner(keys[1]) or false }
+    end)
+    if not ok then
+      cli.fail(string.format("locks: %s: its master changed during the release (a failover or a restart) and " ..
+                             "the lock could not be read again there (%s); run it again", key, cli.reason(values)))
+    end
+    now = values[1] or nil
+    if now == owner then
+      cli.fail(string.format("locks: %s is back on the new master after a failover (its master changed during " ..
+                             "the release), still held by %s: not released; run it again", key, owner))
+    end
+  elseif released then
     cli.summary(string.format("locks: %s released (owner was %s)", key, owner))
     return 0
+  else
+    now = store:lock_owner(key)
   end
-  local now = store:lock_owner(key)
-  if not now then   -- it expired meanwhile: free, as asked
-    cli.summary(string.format("locks: %s was already gone (owner was %s)", key, owner))
+  if released or not now then   -- released, or it expired meanwhile: free, as asked
+    cli.summary(string.format("locks: %s %s (owner was %s)", key, released and "released" or "was already gone",
+                              owner))
     return 0
   end
   cli.fail(string.format("locks: %s changed owner since it was shown (%s, now %s); nothing released",
