@@ -18,6 +18,11 @@
 -- in batches. A flagged name (a real duplicate, or one of the few false
 -- positives) is held back until the end of the input, so the last line of
 -- each collection is the one written.
+--
+-- Writes a master acknowledged are lost when a replica without them takes
+-- over (or the master restarts empty): when the master changed during the
+-- writes (cli.master_mark), a third pass reads the names on the current
+-- master, and those it lacks are not counted as written (exit 1).
 
 local cli = require "lib.cli"
 
@@ -40,7 +45,11 @@ Every line is checked before anything is written (JSON, base64, BSON,
 ttl_ms: an integer from 0 up to the longest TTL Redis accepts, an expiry
 at most 2^63-1 ms after 1970), and so are the commands this user may run
 (SET and GET; MGET for --dry-run); a bad line is reported as FILE:LINE,
-the import writes nothing and exits 2.]],
+the import writes nothing and exits 2.
+When the master changed during the writes (a failover, a restart without
+persistence), the input is read once more and each name looked up on the
+current master: those it lacks are not counted as written (exit 1); run
+it again to write them.]],
   examples = { "rigatoni-store -u redis://new-redis:6379 import --input tokens.jsonl" },
 }
 

@@ -6,7 +6,10 @@
 -- compare-and-delete of the lock API (store:release_lock, full keys): it
 -- deletes the lock only while it still names the owner shown (or the one
 -- given with --owner), so a live pipeline that took the lock meanwhile
--- keeps it. Only --force deletes whoever holds it.
+-- keeps it. Only --force deletes whoever holds it. A release acknowledged
+-- by a master that is then replaced (a failover, a restart) is undone:
+-- when the master changed during the release, the lock is read again on
+-- the current master (cli.master_mark before and after).
 
 local cli = require "lib.cli"
 
@@ -31,7 +34,10 @@ nothing is deleted and locks exits 1 naming the new owner. A released lock
 lets another pipeline take it at once: only release a lock whose owner is
 known to be gone. The commands a run sends (listing: SCAN, MGET; release:
 GET, EVALSHA, SCRIPT LOAD, EXISTS, DEL; --force: DEL) are checked first: a
-refused one is named, exit 2, nothing released.]],
+refused one is named, exit 2, nothing released. When the master changed
+during the release (a failover, a restart), the lock is read again on the
+current master: one its owner still holds there is not reported released
+(exit 1).]],
   examples = {
     "rigatoni-store -c conf/production.ini locks --match 'shop:*'",
     "rigatoni-store -c conf/production.ini locks --release shop:orders --yes",
