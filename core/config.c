@@ -348,9 +348,14 @@ static int set_secret_file(rs_config *cfg, const option *o, const char *path, rs
         rs_error_set(err, RS_ERR_CONFIG, 0, "%s: '%.200s' is longer than %d bytes: not a password "
                      "file", o->name, path, SECRET_FILE_MAX);
     } else {
-        size_t line = 0;
+        /* A UTF-8 byte order mark (an editor's, as the INI reader drops it)
+         * is not part of the password. */
+        size_t start = n >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0;
+        size_t line = start;
         while (line < n && buf[line] != '\r' && buf[line] != '\n') line++;
         buf[line] = '\0';
+        memmove(buf, buf + start, line - start + 1);
+        line -= start;
         if (memchr(buf, '\0', line))
             rs_error_set(err, RS_ERR_CONFIG, 0, "%s: '%.200s' holds a NUL byte in its first line",
                          o->name, path);

@@ -196,9 +196,142 @@ void rs_lua_op_start(lua_State *L, int store_idx, int anchor)
     rs_lua_store_track(L, store_idx, -1, job_orphan);
 }
 
+/* ---- the arguments checked as the method's own call ------------------
+ * luaL_argerror names the function and numbers the arguments from the
+ * call that is running: in store_start that would be 'start', counted
+ * from start's own arguments. So start checks them in a call of its own,
+ * made as `P:name(...)` from a small Lua function (one per name, compiled
+ * on first use, stripped of line information so no position of it shows):
+ * an argument error then reads "bad argument #N to 'name'", exactly the
+ * blocking method's. P is one userdata whose __index holds, per name, a
+ * C closure that puts the store (P's user value, set just before the
+ * call and cleared at once) at 1 and parses (an op) or starts (a walk). */
+
+#define START_SELF_KEY "rigatoni_store.start_self"
+#define START_AS_KEY "rigatoni_store.start_as"
+
+/* P at 1 becomes the store P holds, which P lets go of (so that P never
+ * keeps a store alive). */
+static void take_store(lua_State *L)
+{
+    lua_getiuservalue(L, 1, 1);
+    lua_pushnil(L);
+    lua_setiuservalue(L, 1, 1);
+    lua_replace(L, 1);
+}
+
+/* Upvalue 1: the op's descriptor. Returns the op's owner. */
+static int parse_as_method(lua_State *L)
+{
+    const rs_lua_op *desc = lua_touserdata(L, lua_upvalueindex(1));
+    take_store(L);
+    if (lua_gettop(L) < desc->nargs + 1) lua_settop(L, desc->nargs + 1);
+    void *op = rs_lua_op_new(L, desc);
+    int owner = lua_gettop(L);
+    desc->parse(L, op);
+    lua_pushvalue(L, owner);              /* parse may have left values above it */
+    return 1;
+}
+
+/* Upvalue 1: a starter (a walk). */
+static int start_as_method(lua_State *L)
+{
+    lua_CFunction start = lua_tocfunction(L, lua_upvalueindex(1));
+    take_store(L);
+    return start(L);
+}
+
+typedef struct dump_buf {
+    char *data;
+    size_t len, cap;
+} dump_buf;
+
+static int dump_write(lua_State *L, const void *p, size_t size, void *ud)
+{
+    dump_buf *b = ud;
+    (void)L;
+    if (b->len + size > b->cap) {
+        size_t cap = (b->len + size) * 2;
+        char *grown = realloc(b->data, cap);
+        if (!grown) return 1;
+        b->data = grown;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, p, size);
+    b->len += size;
+    return 0;
+}
+
+/* Compiles `local P = ...; return function(...) local r = P:name(...)
+ * return r end` (not a tail call: that would lose the name), stripped,
+ * and pushes the inner function bound to P (at `self`). */
+static void push_trampoline(lua_State *L, int self, const char *name)
+{
+    char src[300];
+    snprintf(src, sizeof src,
+             "local P = ...\nreturn function(...) local r = P:%.200s(...) return r end", name);
+    if (luaL_loadbufferx(L, src, strlen(src), "=start", "t") != LUA_OK) lua_error(L);
+    dump_buf b = {0};
+    int failed = lua_dump(L, dump_write, &b, 1);
+    lua_pop(L, 1);
+    int rc = failed ? LUA_ERRMEM : luaL_loadbufferx(L, b.data, b.len, "=start", "b");
+    free(b.data);
+    if (rc != LUA_OK) {
+        if (failed) luaL_error(L, "out of memory");
+        lua_error(L);
+    }
+    lua_pushvalue(L, self);
+    lua_call(L, 1, 1);
+}
+
+/* Pushes the function that checks the arguments of `name` (startable
+ * entry at `entry`) as the method's call, with the store at `store`. */
+static void push_start_as(lua_State *L, int store, int entry, const char *name)
+{
+    if (lua_getfield(L, LUA_REGISTRYINDEX, START_SELF_KEY) != LUA_TUSERDATA) {
+        lua_pop(L, 1);
+        lua_newuserdatauv(L, 1, 1);
+        lua_createtable(L, 0, 1);
+        lua_newtable(L);
+        lua_setfield(L, -2, "__index");
+        lua_setmetatable(L, -2);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, LUA_REGISTRYINDEX, START_SELF_KEY);
+    }
+    int self = lua_gettop(L);
+    if (lua_getfield(L, LUA_REGISTRYINDEX, START_AS_KEY) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, LUA_REGISTRYINDEX, START_AS_KEY);
+    }
+    if (lua_getfield(L, -1, name) != LUA_TFUNCTION) {
+        lua_pop(L, 1);
+        lua_getmetatable(L, self);
+        lua_getfield(L, -1, "__index");
+        if (lua_type(L, entry) == LUA_TLIGHTUSERDATA) {
+            lua_pushvalue(L, entry);
+            lua_pushcclosure(L, parse_as_method, 1);
+        } else {
+            lua_pushcfunction(L, lua_tocfunction(L, entry));
+            lua_pushcclosure(L, start_as_method, 1);
+        }
+        lua_setfield(L, -2, name);
+        lua_pop(L, 2);
+        push_trampoline(L, self, name);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, -3, name);
+    }
+    lua_pushvalue(L, store);              /* last: nothing raises before the call */
+    lua_setiuservalue(L, self, 1);
+    lua_replace(L, self);
+    lua_settop(L, self);
+}
+
 /* store:start(name, ...) -> job: the method `name` with these arguments,
  * checked now (its errors for bad input raised here, before anything is
- * sent), run on a worker of the store. */
+ * sent, argument errors numbered as the method's), run on a worker of
+ * the store. A walk's starter returns the walk. */
 static int store_start(lua_State *L)
 {
     rs_lua_log_drain(L);
@@ -206,23 +339,13 @@ static int store_start(lua_State *L)
     const char *name = luaL_checkstring(L, 2);
     push_startable(L);
     int type = lua_getfield(L, -1, name);
-    if (type == LUA_TFUNCTION) {          /* a starter of its own (a walk) */
-        lua_CFunction start = lua_tocfunction(L, -1);
-        lua_pop(L, 2);
-        lua_remove(L, 2);
-        return start(L);
-    }
-    if (type != LUA_TLIGHTUSERDATA)
+    if (type != LUA_TFUNCTION && type != LUA_TLIGHTUSERDATA)
         return rs_lua_raisef(L, RS_ERR_CONFIG, "not available as a job: %.200s", name);
-    const rs_lua_op *desc = lua_touserdata(L, -1);
-    lua_pop(L, 2);
-    lua_remove(L, 2);                     /* the arguments as the method has them */
-    if (lua_gettop(L) < desc->nargs + 1) lua_settop(L, desc->nargs + 1);
-    void *op = rs_lua_op_new(L, desc);
-    int owner = lua_gettop(L);
-    desc->parse(L, op);
-    lua_pushvalue(L, owner);              /* parse may have left values above it */
-    rs_lua_op_start(L, 1, 0);
+    push_start_as(L, 1, lua_gettop(L), name);
+    lua_replace(L, 2);                    /* store, the checking call, the arguments, */
+    lua_pop(L, 2);                        /* without the startable table and entry */
+    lua_call(L, lua_gettop(L) - 2, 1);    /* store, owner or walk */
+    if (type == LUA_TLIGHTUSERDATA) rs_lua_op_start(L, 1, 0);
     return 1;
 }
 

@@ -79,19 +79,43 @@ void rs_rowbuf_free(rs_rowbuf *b)
  * Pieces
  * ------------------------------------------------------------------ */
 
-/* A JSON string literal of s[0..n), as cli.json_string writes it. */
+/* The length of the UTF-8 sequence at s[0..n) (1..4), or 0 when s[0]
+ * does not start a valid one. */
+static size_t utf8_sequence(const char *s, size_t n)
+{
+    unsigned char c = (unsigned char)s[0];
+    size_t k = c < 0x80 ? 1 : c >= 0xc2 && c < 0xe0 ? 2 : c >= 0xe0 && c < 0xf0 ? 3
+             : c >= 0xf0 && c < 0xf5 ? 4 : 0;
+    return k && k <= n && rs_utf8_valid(s, k, 1) ? k : 0;
+}
+
+/* A JSON string literal of s[0..n), as cli.json_string writes it. JSON
+ * text is UTF-8: a byte that is not part of UTF-8 text is written as the
+ * four characters \xNN (as in the table and Prometheus formats), so the
+ * output stays JSON a strict reader takes; the exact bytes of such a
+ * name travel in "collection_base64" (add_name). */
 static void add_json_string(rs_rowbuf *b, const char *s, size_t n)
 {
     if (reserve(b, 2 + 6 * n) < 0) return;
+    static const char hex[] = "0123456789abcdef";
     char *p = b->data + b->len;
     *p++ = '"';
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') {
+        if (c >= 0x80) {
+            size_t k = utf8_sequence(s + i, n - i);
+            if (k == 0) {
+                *p++ = '\\', *p++ = '\\', *p++ = 'x';
+                *p++ = hex[c >> 4], *p++ = hex[c & 15];
+                continue;
+            }
+            memcpy(p, s + i, k);
+            p += k;
+            i += k - 1;
+        } else if (c == '"' || c == '\\') {
             *p++ = '\\';
             *p++ = (char)c;
         } else if (c < 0x20 || c == 0x7f) {
-            static const char hex[] = "0123456789abcdef";
             *p++ = '\\';
             switch (c) {
             case '\b': *p++ = 'b'; break;
@@ -200,6 +224,18 @@ static void add_token_json(rs_rowbuf *b, token_json *j)
     ADD_LIT(b, "\" }");
 }
 
+/* "collection":NAME, and "collection_base64":BYTES after it when the name
+ * is not UTF-8 text (its JSON string then holds \xNN for such bytes). */
+static void add_name(rs_rowbuf *b, const char *name, size_t len)
+{
+    ADD_LIT(b, "\"collection\":");
+    add_json_string(b, name, len);
+    if (rs_utf8_valid(name, len, 1)) return;
+    ADD_LIT(b, ",\"collection_base64\":\"");
+    add_base64(b, (const uint8_t *)name, len);
+    ADD_LIT(b, "\"");
+}
+
 /* ---------------------------------------------------------------------
  * Rows
  * ------------------------------------------------------------------ */
@@ -213,8 +249,8 @@ int rs_rows_list(lua_State *L, rs_rowbuf *b, const rs_scan_entry *e, double now,
     int bad = token_json_of(v, e->value_len, &json, &why) < 0;
     uint32_t seconds, increment;
 
-    ADD_LIT(b, "{\"collection\":");
-    add_json_string(b, e->collection, e->collection_len);
+    ADD_LIT(b, "{");
+    add_name(b, e->collection, e->collection_len);
     ADD_LIT(b, ",\"ttl_seconds\":");
     add_ttl_seconds(b, e->ttl);
     addf(b, ",\"size\":%zu", e->value_len);
@@ -268,8 +304,8 @@ int rs_rows_export(rs_rowbuf *b, const rs_scan_entry *e, rs_error *why)
 {
     token_json json;
     if (token_json_of((const uint8_t *)e->value, e->value_len, &json, why) < 0) return 1;
-    ADD_LIT(b, "{\"collection\":");
-    add_json_string(b, e->collection, e->collection_len);
+    ADD_LIT(b, "{");
+    add_name(b, e->collection, e->collection_len);
     ADD_LIT(b, ",\"bson_base64\":\"");
     add_base64(b, (const uint8_t *)e->value, e->value_len);
     ADD_LIT(b, "\",\"token\":");

@@ -81,6 +81,16 @@ local function parse(line)
   if type(rec.collection) ~= "string" or rec.collection == "" then
     return nil, "'collection' must be a non-empty string"
   end
+  -- A name that is not UTF-8 text: export wrote its bytes here (and
+  -- \xNN for them in 'collection', which JSON can carry).
+  local name = rec.collection
+  if rec.collection_base64 ~= nil then
+    if type(rec.collection_base64) ~= "string" then return nil, "'collection_base64' must be a string" end
+    local nerr
+    name, nerr = cli.base64_decode(rec.collection_base64)
+    if not name then return nil, "'collection_base64': " .. nerr end
+    if name == "" then return nil, "'collection_base64' must not be empty" end
+  end
   if type(rec.bson_base64) ~= "string" then return nil, "'bson_base64' must be a string" end
   local ttl_ms = rec.ttl_ms ~= cli.null and rec.ttl_ms or nil
   if ttl_ms ~= nil then
@@ -104,7 +114,7 @@ local function parse(line)
   elseif opts.ttl == "keep" and ttl_ms then
     ttl = math.max(ttl_ms, 1) / 1000   -- never 0: that would mean "no TTL"
   end
-  return rec.collection, bytes, ttl
+  return name, bytes, ttl
 end
 
 -- ---- names seen: a Bloom filter ---------------------------------------

@@ -397,6 +397,39 @@ describe("output", function()
       assert.is_nil(out:find("[\0-\9\11-\31\127]"))
     end)
 
+    it("json, jsonl and export stay UTF-8 for a name that is not: \\xNN in the text, the exact bytes in " ..
+       "collection_base64, and import restores them", function()
+      local weird = "bad\255name\\x41\195"   -- 0xFF, a literal \x41, a cut sequence
+      seed(srv, { weird, "caf\195\169" })
+      local cli = require "lib.cli"
+      for _, format in ipairs { "json", "jsonl" } do
+        local code, out, err = run { "-u", srv.url, "list", "--format", format }
+        assert.equal(0, code, err)
+        assert.is_truthy(utf8.len(out), format .. " output is not UTF-8: " .. out)
+        assert.is_truthy(out:find('"collection":"bad\\\\xffname\\\\x41\\\\xc3","collection_base64":"', 1, true), out)
+        assert.is_truthy(out:find('"collection":"caf\195\169","ttl_seconds"', 1, true), out)
+      end
+      local path = dir .. "/weird.jsonl"
+      local code, _, err = run { "-u", srv.url, "export", "--output", path }
+      assert.equal(0, code, err)
+      local text = read_file(path)
+      assert.is_truthy(utf8.len(text), text)
+      local names = {}
+      for line in text:gmatch("[^\n]+") do
+        local rec = assert(cli.json_decode(line))
+        names[#names + 1] = rec.collection_base64 and cli.base64_decode(rec.collection_base64) or rec.collection
+      end
+      table.sort(names)
+      assert.same({ weird, "caf\195\169" }, names)
+      srv:cli("FLUSHALL")
+      code, _, err = run { "-u", srv.url, "import", "--input", path }
+      assert.equal(0, code, err)
+      local store <close> = rs.new { url = srv.url }
+      assert.is_truthy(store:get_raw(weird), "the exact name was not restored")
+      assert.is_truthy(store:get_raw("caf\195\169"))
+      assert.equal("2", srv:cli("DBSIZE"))
+    end)
+
     it("cleanup's plan escapes control characters in names", function()
       local store <close> = rs.new { url = srv.url }
       store:save_raw("old\nwould delete forged", token(NOW - 90 * 86400), false)

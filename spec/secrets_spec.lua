@@ -198,6 +198,16 @@ describe("password_file", function()
       assert.not_matches("ssss", err, 1, true)
     end)
 
+    it(("[%s] %s saved with a UTF-8 byte order mark gives the password without it"):format(section, key),
+       function()
+      local file = ini("bom.txt", "\239\187\191s3cret\r\n")
+      local path = ini("bom.ini", ("[%s]\n%s = %s\n"):format(section, key, file))
+      local code, out, err = run({ "-c", path, "-e", "print(host.mask(os.getenv('SECRET')))" },
+                                 { env = { SECRET = "s3cret" } })
+      assert.equal(0, code, err)
+      assert.equal("***\n", out)
+    end)
+
     it(("[%s] %s of exactly 4096 bytes (with its line break) is read whole"):format(section, key), function()
       local secret = ("s"):rep(4095)
       local file = ini("max.txt", secret .. "\n")

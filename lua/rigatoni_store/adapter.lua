@@ -7,16 +7,20 @@
 -- job:wait()'s results (or raises its error object). From them, new()
 -- makes the adapter: wrap(store), whose methods run the store's methods
 -- as jobs (store:start), walks by batch as iterators that wait for each
--- batch in the loop, and open(config) (rs.start_open). The loops are
+-- batch in the loop, open(config) (rs.start_open), and flush_log()
+-- (rs.flush_log: lines for a log handler that may yield). The loops are
 -- rigatoni_store.cqueues and rigatoni_store.luv.
 
 local rs = require "rigatoni_store"
 
 local M = {}
 
--- Walks by batch: store:start(name, opts) gives the walk, walk:start_next()
--- the job of its next batch (nil first value at the end).
-local walks = { token_batches = true }
+-- Walks by batch: store:start(name, ...) gives the walk, walk:start_next()
+-- the job of its next batch (nil first value at the end). "rows": the
+-- batch is arrays (names, values, ttls[, errors]) whose rows the iterator
+-- gives one at a time, as the blocking walk does.
+local walks = { token_batches = "batches", token_lines = "batches",
+                resume_tokens = "rows", scan_keys = "rows" }
 
 -- What the generic for closes when it ends or is left early (a break, an
 -- error): the walk, which stops its read-ahead.
@@ -26,12 +30,40 @@ local function closer(walk)
   return setmetatable({}, { __close = function() walk:close() end })
 end
 
+-- Lines the store's workers logged reach a handler set with
+-- rs.set_log_handler(fn, {yields = true}) here, from the coroutine (so
+-- the handler may yield to the loop), after each job and before its
+-- results or error are returned; adapter.flush_log() on demand.
+local function logged(await)
+  local function finish(ok, ...)
+    rs.flush_log()
+    if not ok then error((...), 0) end
+    return ...
+  end
+  return function(job) return finish(pcall(await, job)) end
+end
+
 function M.new(loop, check_inside, await)
-  local adapter = { await = await }
+  await = logged(await)
+  local adapter = { await = await, flush_log = rs.flush_log }
 
   local function walk_iterator(store, name, ...)
     local walk = store:start(name, ...)
     local ended = false
+    if walks[name] == "rows" then
+      local names, values, ttls, errors, i = {}, nil, nil, nil, 0
+      return function()
+        if i >= #names then
+          if ended then return nil end
+          check_inside(name)
+          local a, b, c, d = await(walk:start_next())
+          if a == nil then ended = true; return nil end
+          names, values, ttls, errors, i = a, b, c, type(d) == "table" and d or nil, 0
+        end
+        i = i + 1
+        return names[i], values[i], ttls[i], errors and errors[i]
+      end, nil, nil, closer(walk)
+    end
     return function()
       if ended then return nil end
       check_inside(name)

@@ -19,7 +19,8 @@
 -- before anything is started (the main thread cannot yield to the loop).
 --
 -- An error the coroutine raises after being resumed by the watcher is
--- raised again from the callback, so luv reports it, rather than lost.
+-- raised again from the callback, so luv reports it, rather than lost:
+-- its message, then the coroutine's traceback (see uncaught).
 
 local uv = require "luv"
 
@@ -28,6 +29,15 @@ local function check_inside(name)
   if main or not coroutine.isyieldable() then
     error(("rigatoni_store.luv: %s must be called inside a coroutine run by the luv loop"):format(name), 3)
   end
+end
+
+-- An error the coroutine did not catch, raised again from the watcher's
+-- callback so that luv reports it (stderr, then exit): the application's
+-- message first, then the coroutine's own traceback (where it was raised;
+-- the callback's frames say nothing about it). An error object becomes
+-- its text.
+local function uncaught(co, err)
+  return debug.traceback(co, type(err) == "string" and err or tostring(err))
 end
 
 -- Waits for a job without blocking the loop; its results or its error.
@@ -41,7 +51,7 @@ local function await(job)
       if woken then return end
       woken = true
       local ok, err = coroutine.resume(co)
-      if not ok then error(err, 0) end
+      if not ok then error(uncaught(co, err), 0) end
     end)
     -- Resumed by the watcher (or by something else: then wait on).
     repeat coroutine.yield() until woken

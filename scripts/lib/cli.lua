@@ -60,10 +60,18 @@ end
 -- Compare-and-delete of the bytes a walk saw: "deleted"; "changed" (other
 -- bytes are there now: kept); or "gone" (deleted by someone else first,
 -- a walk lists each name once, so never by this run). A delete that did not
--- run says only "not deleted": the read after it tells which.
+-- run says only "not deleted": the read after it tells which. When the
+-- read finds the very bytes the delete was to compare, the delete ran on
+-- a master that did not have them (restarted empty, then replaced by its
+-- replica between the two calls): it is made once more, on this master.
 function M.delete_if_unchanged(store, name, bytes)
-  if store:delete_resume_token(name, { if_value = bytes }) then return "deleted" end
-  return store:get_raw(name) == nil and "gone" or "changed"
+  for _ = 1, 2 do
+    if store:delete_resume_token(name, { if_value = bytes }) then return "deleted" end
+    local now = store:get_raw(name)
+    if now == nil then return "gone" end
+    if now ~= bytes then return "changed" end
+  end
+  return "changed"
 end
 
 -- A walk (or the work done on it) that raised: exit 1, saying what
@@ -161,13 +169,18 @@ end
 local escapes = { ['"'] = '\\"', ["\\"] = "\\\\", ["\b"] = "\\b", ["\f"] = "\\f",
                   ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
 
--- A JSON string literal. Bytes that are not valid UTF-8 become U+FFFD
--- escapes would lose data, so callers only pass text (collection names are
--- UTF-8 in MongoDB; raw bytes travel as base64).
+-- A JSON string literal, as the C rows (rs_rows_lua.c) write one: JSON
+-- text is UTF-8, so a byte that is not part of UTF-8 text is written as
+-- the four characters \xNN (a strict reader takes the output; the exact
+-- bytes of a name travel in base64 where they matter).
 function M.json_string(s)
-  return '"' .. s:gsub('[%c"\\]', function(c)
-    return escapes[c] or string.format("\\u%04x", c:byte())
-  end) .. '"'
+  local out = {}
+  require("lib.output").split_utf8(s, function(run)
+    out[#out + 1] = run:gsub('[%c"\\]', function(c)
+      return escapes[c] or string.format("\\u%04x", c:byte())
+    end)
+  end, function(b) out[#out + 1] = string.format("\\\\x%02x", b:byte()) end)
+  return '"' .. table.concat(out) .. '"'
 end
 
 function M.json_number(n)

@@ -211,6 +211,8 @@ local function split_utf8(s, emit, bad)
   end
 end
 
+M.split_utf8 = split_utf8
+
 function M.text(s)
   s = tostring(s)
   if not s:find("[%c\\\128-\255]") then return s end

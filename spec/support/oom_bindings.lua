@@ -44,6 +44,16 @@ return function()
   store:start("lock_owner", "lk")
   local walk <close> = store:start("token_batches", { batch = 10 })
   while walk:start_next():wait() do end
+  store:start("list_resume_tokens", { counts = {} }):wait()
+  assert(not pcall(store.start, store, "expire", "users", "x"))   -- an argument error, as expire's
+  do   -- a handler that may yield: its lines wait for rs.flush_log()
+    local plain <close> = setmetatable({}, { __close = function()
+      rs.set_log_handler(function() delivered = delivered + 1 end)
+    end })
+    rs.set_log_handler(function() delivered = delivered + 1 end, { yields = true })
+    store:start("ping"):wait()
+    rs.flush_log()
+  end
   -- an open job (rs.start_open): waited for, and one dropped unfinished
   local opened <close> = rs.start_open{ url = url, pool_size = 1 }:wait()
   rs.start_open{ url = url, pool_size = 1 }
