@@ -87,20 +87,16 @@ if opts.release then
                               opts.force and "force-delete" or "release", key, owner))
     return 0
   end
-  if opts.force then
-    local n = store:command("DEL", key)
-    cli.summary(string.format("locks: %s %s (forced, whoever held it; shown owner was %s)", key,
-                              n == "1" and "deleted" or "was already gone", owner))
-    return 0
-  end
-  -- A release acknowledged by a master that is then replaced (a failover
+  -- A delete acknowledged by a master that is then replaced (a failover
   -- to a replica that did not have it yet, a restart without
   -- persistence) is undone: when the master changed, the lock is read
-  -- again on the current one.
-  local before = cli.master_mark(store)
-  local released = store:release_lock(key, owner)
-  local now
-  if cli.master_may_have_changed(before, cli.master_mark(store)) then
+  -- again on the current one, and one its owner still holds there was
+  -- not released. Returns what `delete` returned, the owner there now
+  -- (nil: free, or not read again) and whether it was read again.
+  local function checked(delete)
+    local before = cli.master_mark(store)
+    local result = delete()
+    if not cli.master_may_have_changed(before, cli.master_mark(store)) then return result, nil, false end
     local ok, values = pcall(cli.read_on_current_master, store, { key }, function(keys)
       return { store:lock_owner(keys[1]) or false }
     end)
@@ -108,17 +104,24 @@ if opts.release then
       cli.fail(string.format("locks: %s: its master changed during the release (a failover or a restart) and " ..
                              "the lock could not be read again there (%s); run it again", key, cli.reason(values)))
     end
-    now = values[1] or nil
-    if now == owner then
+    if values[1] == owner then
       cli.fail(string.format("locks: %s is back on the new master after a failover (its master changed during " ..
                              "the release), still held by %s: not released; run it again", key, owner))
     end
-  elseif released then
+    return result, values[1] or nil, true
+  end
+  if opts.force then
+    local n = checked(function() return store:command("DEL", key) end)
+    cli.summary(string.format("locks: %s %s (forced, whoever held it; shown owner was %s)", key,
+                              n == "1" and "deleted" or "was already gone", owner))
+    return 0
+  end
+  local released, now, reread = checked(function() return store:release_lock(key, owner) end)
+  if released and not reread then
     cli.summary(string.format("locks: %s released (owner was %s)", key, owner))
     return 0
-  else
-    now = store:lock_owner(key)
   end
+  if not reread then now = store:lock_owner(key) end
   if released or not now then   -- released, or it expired meanwhile: free, as asked
     cli.summary(string.format("locks: %s %s (owner was %s)", key, released and "released" or "was already gone",
                               owner))

@@ -1,5 +1,5 @@
 -- SPDX-License-Identifier: MIT
--- spec/failover_cluster_spec.lua -- what import and locks --release say
+-- spec/failover_cluster_spec.lua -- what import and locks --release (--force) say
 -- when a cluster master that acknowledged their writes dies before its
 -- replica had them, and the replica takes over (asynchronous replication
 -- loses the writes). One cluster of 3 masters with a replica each, shared
@@ -158,6 +158,28 @@ describe("tools through a cluster failover that loses acknowledged writes", func
     shard.master.pid = nil
     assert.equal("host-1-owner", shard.replica:cli("GET", key), out .. err)
     assert.not_matches("released %(owner", out)
+    assert.matches("back", out .. err)
+    assert.equal(1, code, out .. err)
+  end)
+
+  it("locks --release --force does not say deleted when the lock is back after the failover (exit 1)", function()
+    local shard = shards[3]
+    local key = "rigatoni:lock:" .. shard.tag .. "shop:users"
+    assert.equal("OK", shard.master:cli("SET", key, "host-2-owner"))
+    synced(shard)
+    -- The forced DEL (not the permission checks, which also go through
+    -- store:command) reaches the master only; right after it, the master dies.
+    local prelude = ([[
+function ON(name, n, phase, args)
+  if name ~= "command" or args[1] ~= "DEL" or args[2] ~= %q then return end
+  if phase == "before" then detach(%q, %d, %d) else takeover(%q, %d, %d, %d) end
+end]]):format(key, CLI, shard.master.port, shard.replica.pid, CLI, shard.master.pid, shard.replica.pid,
+              shard.replica.port)
+    local code, out, err = run_with(cluster.url, prelude, "locks",
+                                    { "--release", shard.tag .. "shop:users", "--force", "--yes" })
+    shard.master.pid = nil
+    assert.equal("host-2-owner", shard.replica:cli("GET", key), out .. err)
+    assert.not_matches("deleted %(forced", out)
     assert.matches("back", out .. err)
     assert.equal(1, code, out .. err)
   end)
