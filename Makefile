@@ -212,7 +212,8 @@ test-tsan:
 	    build-tsan/tests/test_pool_exhaust build-tsan/tests/test_metrics \
 	    build-tsan/tests/test_config_race build-tsan/tests/test_cluster \
 	    build-tsan/tests/test_null_err build-tsan/tests/test_readahead \
-	    build-tsan/tests/test_jobs build-tsan/tests/test_jobs_faults build-tsan/tests/test_open_job
+	    build-tsan/tests/test_jobs build-tsan/tests/test_jobs_faults build-tsan/tests/test_open_job \
+	    build-tsan/tests/test_job_group
 
 # The Lua module under ASan+UBSan, with an ASan-linked interpreter
 # (spec/support/asan_lua.c) that spec/run-tests.sh puts first in PATH as

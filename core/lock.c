@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* lock.c -- distributed locks compatible with Rigatoni 0.2, fenced saves,
- * and a C lease kept alive by a background thread.
+ * a refresh bounded by a deadline (rs_lock_refresh_by: a lease's), and a C
+ * lease kept alive by a background thread.
  *
  * Acquire is the plain `SET key owner NX EX ttl` Rigatoni sends, so both
  * implementations exclude each other. When SET NX finds the key taken we
@@ -22,11 +23,13 @@
 #include "call.h"
 #include "checked.h"
 #include "clock.h"
+#include "closing.h"
 #include "cluster.h"
 #include "config.h"
 #include "conn.h"
 #include "error.h"
 #include "log.h"
+#include "metrics.h"
 #include "pool.h"
 #include "retry.h"
 #include "script.h"
@@ -444,7 +447,10 @@ int rs_owner_id(char *buf, size_t bufsize)
  * when the validity passes, reported once through on_lost.
  * So that no refresh outlives the validity, the lease refreshes on a
  * private one-connection pool whose timeouts are cut, per attempt, to the
- * time left (the store's pool keeps the configured timeouts). In cluster
+ * time left (the store's pool keeps the configured timeouts): the
+ * refresher, which rs_lock_refresh_by (the Lua lease's refresh, blocking
+ * or as a job) uses too, with the store's retry rule instead of the
+ * lease thread's "any failure again while valid". In cluster
  * mode the refresh goes through the store (its redirections and retries),
  * and loss is reported when it returns. With Sentinel, a change of master
  * seen by the store (failover.c, pool.c) makes the lease refresh at once
@@ -452,19 +458,29 @@ int rs_owner_id(char *buf, size_t bufsize)
  * names another owner is a loss, reported then, not at the next refresh.
  * ------------------------------------------------------------------ */
 
+/* One refresh's connection: a private one-connection pool whose
+ * timeouts are cut, per attempt, to the time left before a deadline (the
+ * store's pool keeps the configured timeouts). */
+typedef struct refresher {
+    rs_store *store;
+    const char *key, *owner;
+    double ttl;
+    rs_config cfg;           /* the store's, timeouts cut per attempt */
+    rs_pool *pool;           /* private, one connection; NULL in cluster mode */
+    double deadline;         /* the current attempt's end */
+} refresher;
+
 struct rs_lease {
     rs_store *store;
     char *key, *owner;
     double ttl;
     rs_lease_lost_fn on_lost;
     void *userdata;
-    rs_config cfg;           /* the store's, timeouts cut per attempt (lease thread only) */
-    rs_pool *pool;           /* private, one connection; NULL in cluster mode */
+    refresher ref;           /* lease thread only */
     pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t wake;
     double valid_until;      /* rs_now() seconds */
-    double deadline;         /* the refresh attempt's end (lease thread only) */
     int watch_master;        /* Sentinel: check the key at once when the master changes */
     uint64_t master_changes; /* rs_store_master_changes at the last check */
     int stopping, lost;
@@ -477,54 +493,124 @@ static struct timeval seconds_tv(double s)
     return tv;
 }
 
-/* The engine's hook on the lease's refresh: the lent connection's
- * timeout cut to the validity left. */
+/* Below a few ms the cut timeouts would round to 0, which is no timeout
+ * at all for a socket: no attempt starts with less left. */
+#define MIN_LEFT 0.004
+
+static void no_time_left(rs_error *err)
+{
+    rs_error_set(err, RS_ERR_TIMEOUT, 1, "no time left in the lease's validity");
+}
+
+/* The engine's hook on a refresh: the lent connection's timeout cut to
+ * the time left. */
 static int cut_timeout(rs_call *call, rs_conn *conn, rs_error *err)
 {
-    const rs_lease *lease = call->ctx;
-    double left = lease->deadline - rs_now();
+    const refresher *r = call->ctx;
+    double left = r->deadline - rs_now();
     if (left < 0.001) {
-        rs_error_set(err, RS_ERR_TIMEOUT, 1, "no time left in the lease's validity");
+        no_time_left(err);
         return -1;
     }
-    redisSetTimeout(conn->ctx, seconds_tv(fmin(lease->store->cfg->command_timeout, left)));
+    redisSetTimeout(conn->ctx, seconds_tv(fmin(r->store->cfg->command_timeout, left)));
     return 0;
 }
 
-/* One refresh attempt that ends by `deadline`: 1, 0 (not ours) or -1. */
-static int refresh_attempt(rs_lease *lease, double deadline, rs_error *err)
+/* 0, or -1 + err (no memory). */
+static int refresher_init(refresher *r, rs_store *store, const char *key, const char *owner,
+                          double ttl, rs_error *err)
 {
-    const rs_config *base = lease->store->cfg;
+    memset(r, 0, sizeof *r);
+    r->store = store;
+    r->key = key;
+    r->owner = owner;
+    r->ttl = ttl;
+    r->cfg = *store->cfg;
+    r->cfg.pool_size = 1;
+    r->cfg.spin_wait = 0;
+    r->cfg.idle_check_after = 1e9;   /* no PING with a timeout we did not cut */
+    if (store->cluster) return 0;
+    const rs_url *url = &store->cfg->parsed;
+    r->pool = rs_pool_new(&r->cfg, store->tls, url->nhosts > 1 ? NULL : url->hosts[0].host,
+                          url->hosts[0].port);
+    if (r->pool) return 0;
+    rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
+    return -1;
+}
+
+/* One refresh attempt that ends by `deadline`: 1, 0 (not ours) or -1. In
+ * cluster mode the store's call (its redirections and retries), not cut. */
+static int refresh_attempt(refresher *r, double deadline, rs_error *err)
+{
+    if (!r->pool) return refresh_owned(r->store, r->key, r->owner, r->ttl, err);
+    const rs_config *base = r->store->cfg;
     /* A new connection takes up to four timed steps (connect, TLS, AUTH,
      * SELECT): each gets a quarter of the time left. */
     double left = deadline - rs_now();
-    /* Below a few ms the cut timeouts would round to 0, which is no
-     * timeout at all for a socket. */
-    if (left < 0.004) {
-        rs_error_set(err, RS_ERR_TIMEOUT, 1, "no time left in the lease's validity");
+    if (left < MIN_LEFT) {
+        no_time_left(err);
         return -1;
     }
-    lease->cfg.connection_timeout = fmin(base->connection_timeout, left / 4);
-    lease->cfg.command_timeout = fmin(base->command_timeout, left / 4);
-    lease->deadline = deadline;
+    r->cfg.connection_timeout = fmin(base->connection_timeout, left / 4);
+    r->cfg.command_timeout = fmin(base->command_timeout, left / 4);
+    r->deadline = deadline;
     char amount[24];
-    const char *unit = refresh_amount(lease->ttl, amount, sizeof amount);
-    const char *keys[1] = {lease->key}, *args[3] = {lease->owner, amount, unit};
-    size_t key_lens[1] = {strlen(lease->key)},
-           arg_lens[3] = {strlen(lease->owner), strlen(amount), strlen(unit)};
+    const char *unit = refresh_amount(r->ttl, amount, sizeof amount);
+    const char *keys[1] = {r->key}, *args[3] = {r->owner, amount, unit};
+    size_t key_lens[1] = {strlen(r->key)},
+           arg_lens[3] = {strlen(r->owner), strlen(amount), strlen(unit)};
     rs_script_args a = {1, keys, key_lens, 3, args, arg_lens};
-    /* One attempt on the private pool: lease_refresh retries while the
-     * validity lasts. Not counted as a call: the lease counts refreshes. */
+    /* One attempt on the private pool: the callers retry while time is
+     * left. Not counted as a call: refreshes are counted. */
     static const rs_call_hooks hooks = {cut_timeout, NULL, NULL};
     rs_call call = RS_CALL(RS_OP_LOCK, "refresh_lock", 0, NULL, NULL, err);
-    call.pool = lease->pool;
+    call.pool = r->pool;
     call.flags = RS_CALL_ONCE | RS_CALL_UNCOUNTED;
     call.hooks = &hooks;
-    call.ctx = lease;
+    call.ctx = r;
     redisReply *reply;
-    if (rs_script_run(lease->store, &call, &lock_refresh, &a, &reply) < 0)
+    if (rs_script_run(r->store, &call, &lock_refresh, &a, &reply) < 0)
         return -1;
     return script_said_yes(reply);
+}
+
+int rs_lock_refresh_by(rs_store *store, const char *key, const char *owner, double ttl,
+                       double deadline, rs_error *err)
+{
+    RS_ERR_ACCEPT_NULL(err);
+    rs_error_clear(err);
+    if (check_lock_args(key, owner, ttl, 1, err) < 0) return -1;
+    if (!owner) {
+        rs_error_set(err, RS_ERR_CONFIG, 0, "lock owner must not be empty");
+        return -1;
+    }
+    if (deadline - rs_now() < MIN_LEFT) {
+        no_time_left(err);
+        return -1;
+    }
+    refresher r;
+    if (refresher_init(&r, store, key, owner, ttl, err) < 0) return -1;
+    int rc, attempt;
+    for (attempt = 1;; attempt++) {
+        rc = refresh_attempt(&r, deadline, err);
+        if (rc >= 0 || !r.pool) break;
+        /* The store's retry rule, its backoff cut short by the deadline:
+         * no attempt that could not end in time is made. */
+        if (!err->retryable || attempt > store->cfg->max_retries ||
+            rs_closing_is_set(store->closing))
+            break;
+        double delay = rs_retry_delay(store->cfg, attempt);
+        if (deadline - (rs_now() + delay) < MIN_LEFT) break;
+        rs_note_retry(store->cfg, "refresh_lock", attempt, store->cfg->max_retries + 1, err, delay);
+        if (rs_closing_sleep(store->closing, delay) < 0) {
+            rs_note_retry_cancelled(store->cfg, "refresh_lock");
+            break;
+        }
+    }
+    if (rc < 0 && r.pool) err->attempts = attempt;
+    rs_pool_free(r.pool);
+    count_refresh(store, rc);
+    return rc;
 }
 
 /* Whether the store saw its Sentinel master change since the last check. */
@@ -546,7 +632,7 @@ static int note_master_change(rs_lease *lease)
 {
     if (!master_changed(lease)) return 0;
     lease->master_changes = rs_store_master_changes(lease->store);
-    rs_pool_retire(lease->pool);
+    rs_pool_retire(lease->ref.pool);
     rs_log(lease->store->cfg, RS_LOG_INFO, "lease '%.200s': the master changed; checking the "
            "key on the new one", lease->key);
     return 1;
@@ -582,9 +668,7 @@ static int lease_refresh(rs_lease *lease, rs_error *last)
         if (start >= deadline) return 0;
         pthread_mutex_unlock(&lease->lock);
         rs_error_clear(last);
-        int rc = lease->pool ? refresh_attempt(lease, deadline, last)
-                             : refresh_owned(lease->store, lease->key, lease->owner,
-                                             lease->ttl, last);
+        int rc = refresh_attempt(&lease->ref, deadline, last);
         if (rc == 1) rs_metrics_count(&lease->store->metrics, RS_METRIC_LOCK_REFRESHED);
         /* A refresh that returns after the validity passed is too late:
          * the owner has already been told, by rs_lease_remaining, to stop. */
@@ -603,14 +687,14 @@ static int lease_refresh(rs_lease *lease, rs_error *last)
         /* Any failure is tried again while the validity lasts: the lock may
          * still be ours. A change of master is tried at once, once. */
         if (note_master_change(lease)) continue;
-        double next = fmin(rs_now() + rs_retry_delay(&lease->cfg, attempt), deadline);
+        double next = fmin(rs_now() + rs_retry_delay(lease->store->cfg, attempt), deadline);
         if (lease_sleep_until(lease, next)) return -1;
     }
 }
 
 static void lease_free(rs_lease *lease)
 {
-    rs_pool_free(lease->pool);
+    rs_pool_free(lease->ref.pool);
     pthread_cond_destroy(&lease->wake);
     pthread_mutex_destroy(&lease->lock);
     free(lease->key);
@@ -667,28 +751,19 @@ rs_lease *rs_lease_keepalive(rs_store *store, const char *key, const char *owner
     lease->ttl = ttl;
     lease->on_lost = on_lost;
     lease->userdata = userdata;
-    lease->cfg = *store->cfg;
-    lease->cfg.pool_size = 1;
-    lease->cfg.spin_wait = 0;
-    lease->cfg.idle_check_after = 1e9;   /* no PING with a timeout we did not cut */
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     pthread_cond_init(&lease->wake, &attr);
     pthread_condattr_destroy(&attr);
     pthread_mutex_init(&lease->lock, NULL);
+    if (refresher_init(&lease->ref, store, lease->key, lease->owner, ttl, err) < 0) {
+        lease_free(lease);
+        return NULL;
+    }
     if (!store->cluster) {
-        const rs_url *url = &store->cfg->parsed;
-        lease->watch_master = url->nhosts > 1;
+        lease->watch_master = store->cfg->parsed.nhosts > 1;
         lease->master_changes = rs_store_master_changes(store);
-        lease->pool = rs_pool_new(&lease->cfg, store->tls,
-                                  url->nhosts > 1 ? NULL : url->hosts[0].host,
-                                  url->hosts[0].port);
-        if (!lease->pool) {
-            lease_free(lease);
-            rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory");
-            return NULL;
-        }
     }
     /* The validity starts with a refresh of our own: when the caller
      * acquired the lock is not known here. */

@@ -383,7 +383,9 @@ typedef int (*rs_job_fn)(rs_store *store, void *arg, rs_error *err);
  * forked child, RS_ERR_CONFIG). Never waits for the server. */
 rs_job *rs_job_start(rs_store *store, rs_job_fn fn, void *arg, rs_error *err);
 /* Readable (POLLIN) exactly when rs_job_ready says 1, and from then on.
- * For epoll, libuv, libevent, cqueues. Owned by the job. */
+ * For epoll, libuv, libevent, cqueues. Owned by the job. A job of a
+ * completion group (below) makes it on this first call: -1 when it
+ * cannot (no file descriptor left; poll the group's instead). */
 int rs_job_fd(const rs_job *job);
 /* 1 once done, else 0; never blocks (takes the job's lock, held by the
  * worker only to mark it done). Once it says 1, what fn wrote into arg
@@ -400,6 +402,54 @@ int rs_job_finish(rs_job *job, rs_error *err);
  * (rs_job_ready said 1). fn is not cancelled: it runs if it has not yet
  * (unless the store closes first). */
 void rs_job_abandon(rs_job *job, void (*free_arg)(void *arg));
+
+/* Completion groups: one descriptor for many jobs (an event loop with
+ * many jobs in flight watches one fd instead of one per job).
+ *
+ * A job started in a group (rs_job_start_in, rs_job_start_get_raw with a
+ * group) makes the group's fd (rs_job_group_fd) readable when it is done.
+ * The fd stays readable until rs_job_group_clear; a job done after a
+ * clear makes it readable again. So: wait for the fd, clear, then look
+ * at the jobs (rs_job_ready) in that order, and no completion is missed.
+ * A job of a group is otherwise a job as above: finish or abandon it.
+ * It makes a descriptor of its own only when rs_job_fd is asked for one
+ * (rs_job_finish may make one to wait on, or sleep-poll without).
+ *
+ * Ownership: the group is the caller's until rs_job_group_free, which
+ * closes its fd at once (stop polling it first); jobs of the group still
+ * in flight stay valid (finish or abandon them: the group's memory goes
+ * with the last of them). Closing the store ends the group's jobs as any
+ * job (their completion makes the fd readable); the group itself does not
+ * belong to a store, and may hold jobs of several. Fork: as for jobs. */
+typedef struct rs_job_group rs_job_group;
+/* NULL + err (RS_ERR_NOMEM: no memory, or no file descriptor left). */
+rs_job_group *rs_job_group_new(rs_error *err);
+/* Readable (POLLIN) while a job of the group was done since the last
+ * rs_job_group_clear. Owned by the group: poll it, never read or close it. */
+int rs_job_group_fd(const rs_job_group *group);
+/* Makes the fd not readable until the next job of the group is done. */
+void rs_job_group_clear(rs_job_group *group);
+/* Accepts NULL. */
+void rs_job_group_free(rs_job_group *group);
+/* rs_job_start in `group` (NULL: none; then as rs_job_start). */
+rs_job *rs_job_start_in(rs_store *store, rs_job_group *group, rs_job_fn fn, void *arg,
+                        rs_error *err);
+/* A job that is rs_get_raw(store, collection, coll_len, out, out_len):
+ * finish gives what rs_get_raw returns and sets *out / *out_len as it
+ * does (the caller frees *out with rs_free). The job reads collection
+ * and writes *out and *out_len until done: keep them alive and alone
+ * until then (after rs_job_abandon, until free_arg runs: it frees *out).
+ * arg is only what rs_job_abandon's free_arg is given.
+ * Jobs of this kind queued together (up to 64, outside a cluster) may be
+ * sent in one pipeline by one worker; each keeps its own outcome: any job
+ * the shared pipeline does not answer with a value or a nil (an error
+ * reply, a reply of another type, a failure of the pipeline, a key that
+ * cannot be made) is run again alone, as rs_get_raw, so its result, error
+ * and retries are those of the blocking call. The metrics count each
+ * job's get once, as the blocking call does. */
+rs_job *rs_job_start_get_raw(rs_store *store, rs_job_group *group, const char *collection,
+                             size_t coll_len, char **out, size_t *out_len, void *arg,
+                             rs_error *err);
 
 /* ------------------------------------------------------------------------
  * Identity: which data set a store reaches, told by the servers themselves
@@ -569,6 +619,16 @@ int rs_lock_acquire(rs_store *store, const char *key, const char *owner, double 
  * Retried like a read (the owner's PEXPIRE twice is the same TTL). */
 int rs_lock_refresh(rs_store *store, const char *key, const char *owner, double ttl,
                     rs_error *err);
+/* rs_lock_refresh that never outlives `deadline` (CLOCK_MONOTONIC
+ * seconds, e.g. the end of a lease's validity): each attempt runs on a
+ * connection of its own whose connect and command timeouts are cut to the
+ * time left, and the store's retries are made only while their backoff
+ * and a few ms are left (cluster mode: the store's call, not cut; a reply
+ * after the deadline is returned as it is, the caller decides). Past the
+ * deadline: RS_ERR_TIMEOUT, retryable, without a call. 1 refreshed, 0 not
+ * held by `owner`, -1 on error; counted as rs_lock_refresh. */
+int rs_lock_refresh_by(rs_store *store, const char *key, const char *owner, double ttl,
+                       double deadline, rs_error *err);
 /* 1 released, 0 not held by `owner`, -1 on error. After a lost reply the
  * lock is read: absent = 1 (released by us, or expired: not held either
  * way), still ours = sent again, another owner = RS_ERR_UNKNOWN (ours may

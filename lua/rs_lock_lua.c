@@ -23,8 +23,13 @@
  * Refreshing is manual (lease:refresh() within the ttl): a Lua state is not
  * thread safe, so no background thread may run Lua code or touch the lease
  * while the script runs, and a C keep-alive thread could only ever refresh
- * behind the script's back, not tell it that the lock was lost.
+ * behind the script's back, not tell it that the lock was lost. A refresh
+ * never outlives the validity (rs_lock_refresh_by). For event loops the
+ * lease's calls are jobs too (store:start("lease"), lease:start_refresh,
+ * lease:start_release: "Lease jobs" below), which the adapters'
+ * self-refreshing lease uses (lua/rigatoni_store/loop_lease.lua).
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -73,6 +78,7 @@ static int push_result(lua_State *L, int rc, const rs_error *err)
 typedef struct lock_op {
     const char *key, *owner;
     double ttl;
+    double deadline;           /* a lease's refresh: the end of its validity */
     char *held_by;             /* lock_owner: the core's malloc'd bytes */
     size_t held_len;
 } lock_op;
@@ -109,6 +115,12 @@ static int run_refresh(rs_store *store, void *arg, rs_error *err)
 {
     lock_op *op = arg;
     return rs_lock_refresh(store, op->key, op->owner, op->ttl, err);
+}
+
+static int run_refresh_by(rs_store *store, void *arg, rs_error *err)
+{
+    lock_op *op = arg;
+    return rs_lock_refresh_by(store, op->key, op->owner, op->ttl, op->deadline, err);
 }
 
 static int run_release(rs_store *store, void *arg, rs_error *err)
@@ -169,6 +181,11 @@ static const rs_lua_op is_locked_op = {
 static const rs_lua_op lock_owner_op = {
     "lock_owner", sizeof(lock_op), 1, parse_key, run_lock_owner, push_lock_owner, NULL,
     free_lock_owner,
+};
+
+/* A lease's refresh as a job (lease:start_refresh); not a store method. */
+static const rs_lua_op refresh_by_op = {
+    "refresh_lock", sizeof(lock_op), 0, NULL, run_refresh_by, push_boolean, NULL, NULL,
 };
 
 static const rs_lua_op *const lock_ops[] = {
@@ -239,40 +256,73 @@ static int lease_gc(lua_State *L)
     return 0;
 }
 
-/* store:lease(key, owner [, {ttl = 30}]) -> lease, or nil when taken */
-static int store_lease(lua_State *L)
+/* store:lease's arguments at 2, 3, 4: raises on bad input. */
+static void check_lease_args(lua_State *L, const char **key, const char **owner, double *ttl)
 {
-    rs_store *store = rs_lua_check_store(L, 1);
-    const char *key = check_key(L, 2), *owner = check_owner(L, 3);
-    double ttl = 30;
+    *key = check_key(L, 2);
+    *owner = check_owner(L, 3);
+    *ttl = 30;
     static const char *const known[] = {"ttl", NULL};
     if (rs_lua_check_options(L, 4, known)) {
-        if (rs_lua_opt_field(L, 4, "ttl", LUA_TNUMBER)) ttl = check_ttl(L, -1);
+        if (rs_lua_opt_field(L, 4, "ttl", LUA_TNUMBER)) *ttl = check_ttl(L, -1);
         lua_pop(L, 1);
+    }
+}
+
+/* Pushes the lease an acquire that started at `start` (monotonic) gave
+ * (rc 1), or nil (0: taken). The store at store_idx. */
+static int push_lease(lua_State *L, int store_idx, const char *key, const char *owner, double ttl,
+                      double start, uint64_t changes, int rc)
+{
+    store_idx = lua_absindex(L, store_idx);
+    if (rc == 0) {
+        lua_pushnil(L);
+        return 1;
     }
     lease_box *lease = lua_newuserdatauv(L, sizeof *lease, 1);
     lease->key = lease->owner = NULL;
     lease->ttl = ttl;
+    lease->valid_until = start + ttl;
+    lease->master_changes = changes;
     luaL_setmetatable(L, LEASE_MT);
-    lua_pushvalue(L, 1);
+    lua_pushvalue(L, store_idx);
     lua_setiuservalue(L, -2, 1);
     if (!(lease->key = strdup(key)) || !(lease->owner = strdup(owner)))
         return luaL_error(L, "out of memory");
+    return 1;
+}
+
+/* store:lease(key, owner [, {ttl = 30}]) -> lease, or nil when taken */
+static int store_lease(lua_State *L)
+{
+    rs_store *store = rs_lua_check_store(L, 1);
+    const char *key, *owner;
+    double ttl;
+    check_lease_args(L, &key, &owner, &ttl);
     rs_error err = {0};
     double start = monotonic_now();
-    lease->master_changes = rs_store_master_changes(store);
+    uint64_t changes = rs_store_master_changes(store);
     int rc = rs_lock_acquire(store, key, owner, ttl, &err);
     if (rc < 0) return rs_lua_raise(L, &err);
-    lease->valid_until = start + ttl;
-    if (rc == 0) {
-        lease_free(lease);
-        lua_pushnil(L);
-    }
+    return push_lease(L, 1, key, owner, ttl, start, changes, rc);
+}
+
+/* What a refresh that started at `start` says of the lease: rc 1 renews
+ * the validity from that start, unless it passed meanwhile (a refresh
+ * that returns after it is too late: the lease is lost for good); 0
+ * (taken or expired) loses it. Pushes whether the lease is still valid. */
+static int push_refreshed(lua_State *L, lease_box *lease, double start, uint64_t changes, int rc)
+{
+    if (rc == 1) lease->master_changes = changes;
+    if (rc == 1 && lease_left(lease) > 0) lease->valid_until = fmax(lease->valid_until, start + lease->ttl);
+    else lease->valid_until = 0;
+    lua_pushboolean(L, lease->valid_until > 0);
     return 1;
 }
 
 /* lease:refresh() -> true when refreshed in time; false once lost (the
- * lock taken or expired, or the validity passed: then without a call). */
+ * lock taken or expired, or the validity passed: then without a call).
+ * It never outlives the validity (rs_lock_refresh_by). */
 static int lease_refresh(lua_State *L)
 {
     rs_store *store;
@@ -284,14 +334,10 @@ static int lease_refresh(lua_State *L)
     rs_error err = {0};
     double start = monotonic_now();
     uint64_t changes = rs_store_master_changes(store);
-    int rc = rs_lock_refresh(store, lease->key, lease->owner, lease->ttl, &err);
-    if (rc == 1) lease->master_changes = changes;
+    int rc = rs_lock_refresh_by(store, lease->key, lease->owner, lease->ttl, lease->valid_until,
+                                &err);
     if (rc < 0) return rs_lua_raise(L, &err);
-    /* A refresh that returns after the validity passed is too late. */
-    if (rc == 1 && lease_left(lease) > 0) lease->valid_until = start + lease->ttl;
-    else lease->valid_until = 0;
-    lua_pushboolean(L, lease->valid_until > 0);
-    return 1;
+    return push_refreshed(L, lease, start, changes, rc);
 }
 
 /* lease:held() -> true while the validity lasts and the lock still names
@@ -411,6 +457,241 @@ static int lease_tostring(lua_State *L)
     return 1;
 }
 
+/* lease:valid_for() -> seconds of validity left by the lease's own
+ * clock, never asking the server (not even after a failover): for a loop
+ * timer at the validity's end. */
+static int lease_valid_for(lua_State *L)
+{
+    lease_box *lease = luaL_checkudata(L, 1, LEASE_MT);
+    lua_pushnumber(L, lease->key ? lease_left(lease) : 0);
+    return 1;
+}
+
+/* ---------------------------------------------------------------------
+ * Lease jobs: store:start("lease", ...), lease:start_refresh(),
+ * lease:start_release()
+ *
+ * The worker runs the lock's op (a job of rs_op_lua.c) on copies of key,
+ * owner and ttl; it never sees the lease. A lease job wraps that job: its
+ * pollfd, events, timeout and ready are the inner job's, and its wait()
+ * takes the inner job's result (or raises its error object) and applies
+ * it here, on the Lua side, as the blocking call does (push_lease,
+ * push_refreshed, lease_free), with the start time and master changes
+ * noted when the job started. User values: 1 the inner job (nil once
+ * waited for), 2 the store (acquire) or the lease, 3 and 4 key and owner
+ * (acquire).
+ * ------------------------------------------------------------------ */
+
+#define LEASE_JOB_MT "rigatoni_store.lease_job"
+
+enum { LJ_ACQUIRE, LJ_REFRESH, LJ_RELEASE };
+
+typedef struct lease_job {
+    int kind;
+    int lost;              /* the lease was lost or released before: false, no call */
+    double ttl, start;     /* start: monotonic, before the inner job started */
+    uint64_t changes;      /* rs_store_master_changes then */
+} lease_job;
+
+/* Starts `desc` on copies of key and owner (the inner job, pushed). */
+static lock_op *new_lock_op(lua_State *L, const rs_lua_op *desc, const char *key,
+                            const char *owner, double ttl)
+{
+    lock_op *op = rs_lua_op_new(L, desc);
+    op->key = rs_lua_op_copy(L, op, key, strlen(key));
+    op->owner = rs_lua_op_copy(L, op, owner, strlen(owner));
+    op->ttl = ttl;
+    return op;
+}
+
+/* Wraps the inner job at the top (replaced by the lease job); `target`
+ * is user value 2. */
+static lease_job *push_lease_job(lua_State *L, int kind, int target, double ttl, double start,
+                                 uint64_t changes)
+{
+    target = lua_absindex(L, target);
+    lease_job *j = lua_newuserdatauv(L, sizeof *j, 4);
+    j->kind = kind;
+    j->lost = 0;
+    j->ttl = ttl;
+    j->start = start;
+    j->changes = changes;
+    luaL_setmetatable(L, LEASE_JOB_MT);
+    lua_insert(L, -2);
+    lua_setiuservalue(L, -2, 1);
+    lua_pushvalue(L, target);
+    lua_setiuservalue(L, -2, 2);
+    return j;
+}
+
+/* store:start("lease", key, owner [, {ttl}]) -> job; its wait() gives
+ * what store:lease gives (the lease, or nil when taken). Bad input is
+ * raised here, as store:lease raises it. */
+static int start_lease(lua_State *L)
+{
+    rs_store *store = rs_lua_check_store(L, 1);
+    const char *key, *owner;
+    double ttl;
+    check_lease_args(L, &key, &owner, &ttl);
+    lua_settop(L, 3);
+    double start = monotonic_now();
+    uint64_t changes = rs_store_master_changes(store);
+    new_lock_op(L, &acquire_op, key, owner, ttl);
+    rs_lua_op_start(L, 1, 0);
+    push_lease_job(L, LJ_ACQUIRE, 1, ttl, start, changes);
+    lua_pushvalue(L, 2);
+    lua_setiuservalue(L, -2, 3);
+    lua_pushvalue(L, 3);
+    lua_setiuservalue(L, -2, 4);
+    return 1;
+}
+
+/* A lease job with nothing to send (the lease lost or released): the
+ * inner job is a refresh past its deadline, which fails at once without
+ * a call; wait() gives false. */
+static void start_lease_call(lua_State *L, int kind, const rs_lua_op *desc)
+{
+    lua_settop(L, 1);
+    rs_store *store;
+    lease_box *lease = check_lease(L, &store);
+    int lost = lease_left(lease) == 0;
+    double start = monotonic_now();
+    uint64_t changes = rs_store_master_changes(store);
+    lock_op *op = new_lock_op(L, lost ? &refresh_by_op : desc, lease->key, lease->owner,
+                              lease->ttl);
+    op->deadline = lost ? 0 : lease->valid_until;
+    rs_lua_op_start(L, 2, 0);
+    push_lease_job(L, kind, 1, lease->ttl, start, changes)->lost = lost;
+}
+
+/* lease:start_refresh() -> job; wait() gives what lease:refresh() gives. */
+static int lease_start_refresh(lua_State *L)
+{
+    start_lease_call(L, LJ_REFRESH, &refresh_by_op);
+    return 1;
+}
+
+/* lease:start_release() -> job; wait() gives what lease:release() gives
+ * (false without a call once released). */
+static int lease_start_release(lua_State *L)
+{
+    lease_box *lease = luaL_checkudata(L, 1, LEASE_MT);
+    lua_settop(L, 1);
+    if (!lease->key) {
+        /* Released: no key to copy, and nothing to send. */
+        lua_getiuservalue(L, 1, 1);
+        rs_lua_check_store(L, -1);
+        lock_op *op = new_lock_op(L, &refresh_by_op, "-", "-", 1);
+        op->deadline = 0;
+        rs_lua_op_start(L, 2, 0);
+        push_lease_job(L, LJ_RELEASE, 1, 0, 0, 0)->lost = 1;
+        return 1;
+    }
+    /* Released even once the validity passed: the lock may still be ours. */
+    rs_store *store;
+    check_lease(L, &store);
+    new_lock_op(L, &release_op, lease->key, lease->owner, lease->ttl);
+    rs_lua_op_start(L, 2, 0);
+    push_lease_job(L, LJ_RELEASE, 1, lease->ttl, 0, 0);
+    return 1;
+}
+
+static lease_job *check_lease_job(lua_State *L)
+{
+    return luaL_checkudata(L, 1, LEASE_JOB_MT);
+}
+
+/* pollfd, events, timeout, ready: the inner job's (upvalue 1: the name). */
+static int lease_job_delegate(lua_State *L)
+{
+    check_lease_job(L);
+    lua_settop(L, 1);
+    if (lua_getiuservalue(L, 1, 1) == LUA_TNIL)
+        return luaL_error(L, "this job was already waited for");
+    lua_getfield(L, 2, lua_tostring(L, lua_upvalueindex(1)));
+    lua_insert(L, 2);
+    lua_call(L, 1, 1);
+    return 1;
+}
+
+/* job:wait() -> what the blocking call gives, or raises its error. Once. */
+static int lease_job_wait(lua_State *L)
+{
+    lease_job *j = check_lease_job(L);
+    lua_settop(L, 1);
+    if (lua_getiuservalue(L, 1, 1) == LUA_TNIL)            /* 2: the inner job */
+        return luaL_error(L, "this job was already waited for");
+    lua_getiuservalue(L, 1, 2);                            /* 3: the store or the lease */
+    lua_pushnil(L);
+    lua_setiuservalue(L, 1, 1);
+    lua_getfield(L, 2, "wait");
+    lua_pushvalue(L, 2);
+    if (j->lost) {
+        lua_pcall(L, 1, 0, 0);       /* the no-call refresh's "no time left": nobody's */
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    lua_call(L, 1, 1);                                     /* 4: its boolean, or raises */
+    int rc = lua_toboolean(L, 4);
+    if (j->kind == LJ_ACQUIRE) {
+        lua_getiuservalue(L, 1, 3);
+        lua_getiuservalue(L, 1, 4);
+        return push_lease(L, 3, lua_tostring(L, 5), lua_tostring(L, 6), j->ttl, j->start,
+                          j->changes, rc);
+    }
+    lease_box *lease = luaL_checkudata(L, 3, LEASE_MT);
+    if (!lease->key) {               /* released meanwhile */
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    if (j->kind == LJ_RELEASE) {
+        lease_free(lease);
+        lua_pushboolean(L, rc);
+        return 1;
+    }
+    return push_refreshed(L, lease, j->start, j->changes, rc);
+}
+
+/* __close: the inner job is abandoned now (else by its own __gc). */
+static int lease_job_close(lua_State *L)
+{
+    check_lease_job(L);
+    if (lua_getiuservalue(L, 1, 1) != LUA_TNIL) {
+        lua_pushnil(L);
+        lua_setiuservalue(L, 1, 1);
+        luaL_callmeta(L, -1, "__close");
+    }
+    return 0;
+}
+
+static int lease_job_tostring(lua_State *L)
+{
+    static const char *const names[] = {"lease", "lease refresh", "lease release"};
+    lease_job *j = check_lease_job(L);
+    lua_pushfstring(L, "rigatoni_store.job (%s)", names[j->kind]);
+    return 1;
+}
+
+static void add_lease_job_meta(lua_State *L)
+{
+    static const char *const delegated[] = {"pollfd", "events", "timeout", "ready", NULL};
+    luaL_newmetatable(L, LEASE_JOB_MT);
+    lua_pushcfunction(L, lease_job_close);
+    lua_setfield(L, -2, "__close");
+    lua_pushcfunction(L, lease_job_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_createtable(L, 0, 5);
+    for (int i = 0; delegated[i]; i++) {
+        lua_pushstring(L, delegated[i]);
+        lua_pushcclosure(L, lease_job_delegate, 1);
+        lua_setfield(L, -2, delegated[i]);
+    }
+    lua_pushcfunction(L, lease_job_wait);
+    lua_setfield(L, -2, "wait");
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+}
+
 /* ---------------------------------------------------------------------
  * Registration
  * ------------------------------------------------------------------ */
@@ -435,6 +716,9 @@ static const luaL_Reg lease_methods[] = {
     {"held", lease_held},
     {"remaining", lease_remaining},
     {"save_resume_token", lease_save_resume_token},
+    {"valid_for", lease_valid_for},
+    {"start_refresh", lease_start_refresh},
+    {"start_release", lease_start_release},
     {NULL, NULL},
 };
 
@@ -450,6 +734,8 @@ void rs_lua_add_lock_methods(lua_State *L)
 {
     luaL_setfuncs(L, lock_methods, 0);
     rs_lua_add_ops(L, lock_ops);
+    rs_lua_add_starter(L, "lease", start_lease);
+    add_lease_job_meta(L);
     luaL_newmetatable(L, LEASE_MT);
     luaL_setfuncs(L, lease_meta, 0);
     luaL_newlib(L, lease_methods);

@@ -160,6 +160,18 @@ typedef struct rs_lua_op {
     void (*free)(void *op);
 } rs_lua_op;
 
+/* An op that starts as a job the workers know (rs_job_start_get_raw,
+ * which they may coalesce) instead of `run` as an opaque fn: start gives
+ * the same outcome as run; `owner` is the job's arg (what an abandoned
+ * job frees). */
+typedef struct rs_lua_op_job {
+    const rs_lua_op *op;
+    rs_job *(*start)(rs_store *store, rs_job_group *group, void *op, void *owner,
+                     rs_error *err);
+} rs_lua_op_job;
+/* Registers them (a NULL op ends the list) for store:start and group:start. */
+void rs_lua_add_op_jobs(lua_State *L, const rs_lua_op_job *jobs);
+
 /* Adds the operations of `ops` (NULL-terminated) to the store method
  * table at the top of the stack, as blocking methods, and makes them
  * startable as jobs by name. */

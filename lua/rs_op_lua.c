@@ -15,14 +15,18 @@
  * handle files hold the descriptors; this file owns the call, the job
  * userdata and the table of startable names (in the registry).
  */
+#include <sched.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "rs_lua.h"
 
 #define JOB_MT "rigatoni_store.job"
+#define GROUP_MT "rigatoni_store.job_group"
 #define STARTABLE_KEY "rigatoni_store.startable"
+#define OP_JOBS_KEY "rigatoni_store.op_jobs"
 
 /* A copy owned by an op (rs_lua_op_copy, rs_lua_op_alloc). */
 typedef struct op_mem {
@@ -176,7 +180,10 @@ static int job_orphan(lua_State *L)
     return 0;
 }
 
-void rs_lua_op_start(lua_State *L, int store_idx, int anchor)
+/* rs_lua_op_start in a completion group (NULL: none), through `known`
+ * when the op has a job the workers know (rs_lua_add_op_jobs). */
+static void op_start(lua_State *L, int store_idx, int anchor, rs_job_group *group,
+                     const rs_lua_op_job *known)
 {
     store_idx = lua_absindex(L, store_idx);
     if (anchor) anchor = lua_absindex(L, anchor);
@@ -189,11 +196,47 @@ void rs_lua_op_start(lua_State *L, int store_idx, int anchor)
         lua_setiuservalue(L, -2, 2);
     }
     rs_error err = {0};
-    rs_job *job = rs_job_start(store, job_run, box->call, &err);
+    op_call *call = box->call;
+    rs_job *job = known ? known->start(store, group, call->op, call, &err)
+                        : rs_job_start_in(store, group, job_run, call, &err);
     if (!job) rs_lua_raise(L, &err);
     box->job = job;
     box->state = JOB_RUNNING;
     rs_lua_store_track(L, store_idx, -1, job_orphan);
+}
+
+void rs_lua_op_start(lua_State *L, int store_idx, int anchor)
+{
+    op_start(L, store_idx, anchor, NULL, NULL);
+}
+
+void rs_lua_add_op_jobs(lua_State *L, const rs_lua_op_job *jobs)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, OP_JOBS_KEY);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, LUA_REGISTRYINDEX, OP_JOBS_KEY);
+    }
+    for (size_t i = 0; jobs[i].op; i++) {
+        lua_pushlightuserdata(L, (void *)&jobs[i]);
+        lua_rawsetp(L, -2, jobs[i].op);
+    }
+    lua_pop(L, 1);
+}
+
+/* The registered job of `desc`, or NULL. */
+static const rs_lua_op_job *known_job(lua_State *L, const rs_lua_op *desc)
+{
+    const rs_lua_op_job *known = NULL;
+    if (lua_getfield(L, LUA_REGISTRYINDEX, OP_JOBS_KEY) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return NULL;
+    }
+    if (lua_rawgetp(L, -1, desc) == LUA_TLIGHTUSERDATA) known = lua_touserdata(L, -1);
+    lua_pop(L, 2);
+    return known;
 }
 
 /* ---- the arguments checked as the method's own call ------------------
@@ -328,6 +371,25 @@ static void push_start_as(lua_State *L, int store, int entry, const char *name)
     lua_settop(L, self);
 }
 
+/* The start of store:start and group:start: the store at 1, the name at
+ * 2, the method's arguments from 3; the arguments checked as the
+ * method's own call (above). A walk's starter returns the walk. */
+static int start_in(lua_State *L, rs_job_group *group)
+{
+    const char *name = luaL_checkstring(L, 2);
+    push_startable(L);
+    int type = lua_getfield(L, -1, name);
+    if (type != LUA_TFUNCTION && type != LUA_TLIGHTUSERDATA)
+        return rs_lua_raisef(L, RS_ERR_CONFIG, "not available as a job: %.200s", name);
+    const rs_lua_op *desc = type == LUA_TLIGHTUSERDATA ? lua_touserdata(L, -1) : NULL;
+    push_start_as(L, 1, lua_gettop(L), name);
+    lua_replace(L, 2);                    /* store, the checking call, the arguments, */
+    lua_pop(L, 2);                        /* without the startable table and entry */
+    lua_call(L, lua_gettop(L) - 2, 1);    /* store, owner or walk */
+    if (desc) op_start(L, 1, 0, group, known_job(L, desc));
+    return 1;
+}
+
 /* store:start(name, ...) -> job: the method `name` with these arguments,
  * checked now (its errors for bad input raised here, before anything is
  * sent, argument errors numbered as the method's), run on a worker of
@@ -336,18 +398,90 @@ static int store_start(lua_State *L)
 {
     rs_lua_log_drain(L);
     rs_lua_check_store(L, 1);
-    const char *name = luaL_checkstring(L, 2);
-    push_startable(L);
-    int type = lua_getfield(L, -1, name);
-    if (type != LUA_TFUNCTION && type != LUA_TLIGHTUSERDATA)
-        return rs_lua_raisef(L, RS_ERR_CONFIG, "not available as a job: %.200s", name);
-    push_start_as(L, 1, lua_gettop(L), name);
-    lua_replace(L, 2);                    /* store, the checking call, the arguments, */
-    lua_pop(L, 2);                        /* without the startable table and entry */
-    lua_call(L, lua_gettop(L) - 2, 1);    /* store, owner or walk */
-    if (type == LUA_TLIGHTUSERDATA) rs_lua_op_start(L, 1, 0);
+    return start_in(L, NULL);
+}
+
+/* ---------------------------------------------------------------------
+ * Completion groups: store:job_group(), group:start(name, ...)
+ * ------------------------------------------------------------------ */
+
+static int job_events(lua_State *L);
+static int job_timeout(lua_State *L);
+
+typedef struct group_box {
+    rs_job_group *group;  /* NULL once closed */
+} group_box;              /* user value 1: the store */
+
+static group_box *check_group(lua_State *L)
+{
+    group_box *box = luaL_checkudata(L, 1, GROUP_MT);
+    if (!box->group) luaL_error(L, "this job group is closed");
+    return box;
+}
+
+/* store:job_group() -> group: one descriptor (group:pollfd()) for the
+ * jobs started with group:start, readable once one of them is done
+ * since the last group:clear(). The loop adapters keep one per wrapped
+ * store. */
+static int store_job_group(lua_State *L)
+{
+    rs_lua_check_store(L, 1);
+    group_box *box = lua_newuserdatauv(L, sizeof *box, 1);
+    box->group = NULL;
+    luaL_setmetatable(L, GROUP_MT);
+    lua_pushvalue(L, 1);
+    lua_setiuservalue(L, -2, 1);
+    rs_error err = {0};
+    if (!(box->group = rs_job_group_new(&err))) return rs_lua_raise(L, &err);
     return 1;
 }
+
+/* group:start(name, ...) -> job: store:start(name, ...) whose completion
+ * also makes the group's descriptor readable. A walk (a starter of its
+ * own) starts as with store:start, outside the group. */
+static int group_start(lua_State *L)
+{
+    group_box *box = check_group(L);
+    rs_lua_log_drain(L);
+    lua_getiuservalue(L, 1, 1);
+    lua_replace(L, 1);                    /* the store in place of the group */
+    rs_lua_check_store(L, 1);
+    return start_in(L, box->group);
+}
+
+static int group_pollfd(lua_State *L)
+{
+    lua_pushinteger(L, rs_job_group_fd(check_group(L)->group));
+    return 1;
+}
+
+/* group:clear(): the descriptor stops polling readable until the next job
+ * of the group is done; then look at the jobs (job:ready()). */
+static int group_clear(lua_State *L)
+{
+    rs_job_group_clear(check_group(L)->group);
+    return 0;
+}
+
+/* __gc, __close and group:close(): the descriptor is closed (stop polling
+ * it first); the group's jobs stay valid. */
+static int group_close(lua_State *L)
+{
+    group_box *box = luaL_checkudata(L, 1, GROUP_MT);
+    rs_job_group_free(box->group);
+    box->group = NULL;
+    return 0;
+}
+
+static const luaL_Reg group_methods[] = {
+    {"start", group_start},
+    {"pollfd", group_pollfd},
+    {"events", job_events},
+    {"timeout", job_timeout},
+    {"clear", group_clear},
+    {"close", group_close},
+    {NULL, NULL},
+};
 
 static job_box *check_job(lua_State *L)
 {
@@ -365,31 +499,47 @@ static int job_pollfd(lua_State *L)
 {
     job_box *box = check_job(L);
     if (!box->job) return already_waited(L);
-    lua_pushinteger(L, rs_job_fd(box->job));
+    int fd = rs_job_fd(box->job);
+    if (fd < 0) return rs_lua_raisef(L, RS_ERR_NOMEM, "job:pollfd(): no file descriptor left");
+    lua_pushinteger(L, fd);
     return 1;
 }
 
+/* job:events(), group:events() -> "r". */
 static int job_events(lua_State *L)
 {
-    check_job(L);
     lua_pushliteral(L, "r");
     return 1;
 }
 
-/* job:timeout() -> nil: the store's own timeouts bound a job. */
+/* job:timeout(), group:timeout() -> nil: the store's own timeouts bound a job. */
 static int job_timeout(lua_State *L)
 {
-    check_job(L);
     lua_pushnil(L);
     return 1;
 }
 
-/* job:ready() -> true once done (never blocks); lines the workers logged
- * reach the Lua log handler here. */
+static long now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1000000000L + t.tv_nsec;
+}
+
+/* job:ready([spin]) -> true once done; lines the workers logged reach the
+ * Lua log handler here. Never blocks, but with spin (seconds, at most
+ * 0.001) looks again for that long, yielding the CPU between looks: a
+ * loop that has nothing else to run saves the wake-up of a poll when the
+ * job ends within microseconds (a get on a quiet server). */
 static int job_ready(lua_State *L)
 {
     job_box *box = check_job(L);
+    lua_Number spin = luaL_optnumber(L, 2, 0);
     int ready = !box->job || rs_job_ready(box->job);
+    if (!ready && spin > 0) {
+        long end = now_ns() + (long)((spin < 0.001 ? spin : 0.001) * 1e9);
+        while (!(ready = rs_job_ready(box->job)) && now_ns() < end) sched_yield();
+    }
     rs_lua_log_drain(L);
     lua_pushboolean(L, ready);
     return 1;
@@ -469,6 +619,16 @@ void rs_lua_add_op_methods(lua_State *L)
 {
     lua_pushcfunction(L, store_start);
     lua_setfield(L, -2, "start");
+    lua_pushcfunction(L, store_job_group);
+    lua_setfield(L, -2, "job_group");
+    luaL_newmetatable(L, GROUP_MT);
+    lua_pushcfunction(L, group_close);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, group_close);
+    lua_setfield(L, -2, "__close");
+    luaL_newlib(L, group_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
     luaL_newmetatable(L, JOB_MT);
     lua_pushcfunction(L, job_gc);
     lua_setfield(L, -2, "__gc");

@@ -75,6 +75,15 @@ static int push_get_token(lua_State *L, rs_store *store, void *arg, int rc)
     return 1;
 }
 
+/* As a job: run_get's rs_get_raw, in a form the workers may coalesce. */
+static rs_job *start_get(rs_store *store, rs_job_group *group, void *arg, void *owner,
+                         rs_error *err)
+{
+    token_op *op = arg;
+    return rs_job_start_get_raw(store, group, op->coll, op->coll_len, &op->out, &op->out_len,
+                                owner, err);
+}
+
 static const rs_lua_op get_raw_op = {
     "get_raw", sizeof(token_op), 1, parse_get, run_get, push_get_raw, NULL, free_out,
 };
@@ -360,7 +369,12 @@ static const rs_lua_op *const token_ops[] = {
     &ttl_op, &expire_op, &ping_op, &command_op_desc, NULL,
 };
 
+static const rs_lua_op_job token_jobs[] = {
+    {&get_raw_op, start_get}, {&get_token_op, start_get}, {NULL, NULL},
+};
+
 void rs_lua_add_token_methods(lua_State *L)
 {
     rs_lua_add_ops(L, token_ops);
+    rs_lua_add_op_jobs(L, token_jobs);
 }

@@ -74,6 +74,11 @@ describe("cluster mode", function()
     assert.is_false(store:try_acquire_lock(key, "other", 30))
     assert.is_true(store:refresh_lock(key, "me", 30))
     assert.is_true(store:release_lock(key, "me"))
+    -- a lease's refresh goes through the store's call in cluster mode
+    local lease = assert(store:lease(key, "me", { ttl = 5 }))
+    assert.is_true(lease:refresh())
+    assert.is_true(lease:start_refresh():wait())
+    assert.is_true(lease:start_release():wait())
   end)
 
   it("passes rigatoni-store --check with conf/cluster.ini", function()

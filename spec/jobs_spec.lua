@@ -164,7 +164,7 @@ describe("store:start", function()
 
   it("names a method that is not available as a job, and refuses a closed store", function()
     local store = rs.new { url = srv.url }
-    for _, name in ipairs({ "close", "lease", "no_such_method", "start" }) do
+    for _, name in ipairs({ "close", "no_such_method", "start" }) do   -- lease is: loops_spec
       local err = helpers.catch_object(store.start, store, name)
       assert.equal("config", err.kind)
       assert.equal("not available as a job: " .. name, err.message)
@@ -280,6 +280,88 @@ describe("store:start", function()
     local err = helpers.catch_object(corrupt.wait, corrupt)
     assert.equal("serialization", err.kind)
     assert.matches("'<key_prefix>:bad' is not a valid token", err.message, 1, true)
+  end)
+
+  describe("job groups", function()
+    -- Whether the group's descriptor polls readable within `timeout` s.
+    local function group_polls(group, timeout)
+      local cqueues = require "cqueues"
+      local cq = cqueues.new()
+      local got
+      cq:wrap(function() got = cqueues.poll(group, timeout) end)
+      assert(cq:loop())
+      return got == group
+    end
+
+    it("one descriptor for many jobs: readable once one is done, until clear", function()
+      local store <close> = rs.new { url = srv.url }
+      store:save_raw("g1", "v1")
+      local group <close> = store:job_group()
+      assert.equal("r", group:events())
+      assert.is_nil(group:timeout())
+      assert.is_false(group_polls(group, 0))
+      local jobs
+      freeze(srv, function()
+        jobs = { group:start("get_raw", "g1"), group:start("save_raw", "g2", "v2"),
+                 group:start("get_resume_token", "absent") }
+        assert.is_false(group_polls(group, 0.1))
+        for _, job in ipairs(jobs) do assert.is_false(job:ready()) end
+      end)
+      local t0 = system.gettime()
+      while not (jobs[1]:ready() and jobs[2]:ready() and jobs[3]:ready()) do
+        assert.is_true(group_polls(group, 5))
+        group:clear()
+        assert.is_true(system.gettime() - t0 < 10)
+      end
+      group:clear()
+      assert.is_false(group_polls(group, 0))          -- cleared, nothing done since
+      assert.is_true(polls_ready(jobs[1], 0))         -- a group job's own fd, made now
+      assert.equal("v1", jobs[1]:wait())
+      jobs[2]:wait()                                  -- raises on failure
+      assert.equal("v2", store:get_raw("g2"))
+      assert.is_nil(jobs[3]:wait())
+      local late = group:start("ping")
+      assert.is_true(group_polls(group, 5))           -- again for a job done after the clear
+      assert.is_true(late:wait())
+    end)
+
+    it("gets started together keep their own outcomes (a WRONGTYPE key, a corrupt token)", function()
+      local store <close> = rs.new { url = srv.url, workers = 1 }
+      store:save_resume_token("ok", { _data = "82" })
+      srv:cli("HSET", P .. "hash", "f", "v")
+      store:save_raw("corrupt", "not bson")
+      local names = { "ok", "hash", "corrupt", "absent" }
+      local want = {}
+      for _, name in ipairs(names) do want[name] = blocking(store, "get_resume_token", name) end
+      local group = store:job_group()
+      local jobs = {}
+      freeze(srv, function()                          -- queued together, sent together
+        for i = 1, 16 do jobs[i] = group:start("get_resume_token", names[i % 4 + 1]) end
+      end)
+      for i = 1, 16 do
+        assert.same(want[names[i % 4 + 1]], outcome(pcall(jobs[i].wait, jobs[i])), names[i % 4 + 1])
+      end
+    end)
+
+    it("a group closed or collected with jobs in flight: the jobs go on, nothing leaks", function()
+      local store <close> = rs.new { url = srv.url }
+      store:save_raw("c1", "v")
+      local group = store:job_group()
+      local kept
+      freeze(srv, function()
+        kept = group:start("get_raw", "c1")
+        group:start("get_raw", "c1")                  -- dropped
+        group:close()
+        assert.has_error(function() group:start("ping") end, "this job group is closed")
+        local other = store:job_group()
+        other:start("get_raw", "c1")
+        other = nil
+        collectgarbage()
+        collectgarbage()
+      end)
+      assert.equal("v", kept:wait())
+      assert.is_true(store:ping())
+    end)
   end)
 
   describe("token_batches by jobs", function()

@@ -465,7 +465,7 @@ describe("packaging", function()
                          "lib/lua/5.4/rigatoni_store.so", "include/rigatoni_store.h",
                          "lib/pkgconfig/rigatoni_store.pc", "share/rigatoni_store/scripts/lib/cli.lua",
                          "share/lua/5.4/rigatoni_store/cqueues.lua", "share/lua/5.4/rigatoni_store/luv.lua",
-                         "share/lua/5.4/rigatoni_store/adapter.lua" }
+                         "share/lua/5.4/rigatoni_store/adapter.lua", "share/lua/5.4/rigatoni_store/loop_lease.lua" }
       for _, s in ipairs(scripts) do
         expected[#expected + 1] = "share/rigatoni_store/scripts/" .. s.name .. ".lua"
       end
@@ -575,7 +575,7 @@ describe("packaging", function()
       assert(ok, out)
       assert.equal(tree .. "/lib/lua/5.4/rigatoni_store.so\n" .. version() .. "\nfunction\n", out)
       -- the event-loop adapters, pure Lua, in the tree's share/lua/5.4
-      for _, m in ipairs { "cqueues", "luv", "adapter" } do
+      for _, m in ipairs { "cqueues", "luv", "adapter", "loop_lease" } do
         local path = tree .. "/share/lua/5.4/rigatoni_store/" .. m .. ".lua"
         assert(read_file(path), "the rock did not install " .. path)
       end

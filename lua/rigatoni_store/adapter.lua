@@ -1,10 +1,15 @@
 -- SPDX-License-Identifier: MIT
 -- rigatoni_store.adapter -- what the event-loop adapters share (pure Lua).
 --
--- A loop gives two things: check_inside(name), which raises (at the
--- caller's caller: error level 3) outside a coroutine that loop runs, and
--- await(job), which yields to the loop until the job is done and returns
--- job:wait()'s results (or raises its error object). From them, new()
+-- A loop gives: check_inside(name), which raises (at the caller's
+-- caller: error level 3) outside a coroutine that loop runs, await(job),
+-- which yields to the loop until the job is done and returns job:wait()'s
+-- results (or raises its error object), timers (a lease's, see
+-- rigatoni_store.loop_lease), and group_await(group),
+-- an await for the jobs of one completion group (store:job_group()): the
+-- loop watches the group's one descriptor for all of them, instead of one
+-- descriptor per job (no descriptor made, registered or closed per call).
+-- wrap(store) keeps one group per wrapped store. From them, new()
 -- makes the adapter: wrap(store), whose methods run the store's methods
 -- as jobs (store:start), walks by batch as iterators that wait for each
 -- batch in the loop, open(config) (rs.start_open), and flush_log()
@@ -43,9 +48,10 @@ local function logged(await)
   return function(job) return finish(pcall(await, job)) end
 end
 
-function M.new(loop, check_inside, await)
+function M.new(loop, check_inside, await, timers, group_await)
   await = logged(await)
   local adapter = { await = await, flush_log = rs.flush_log }
+  local loop_lease = timers and require("rigatoni_store.loop_lease").new(loop, check_inside, await, timers)
 
   local function walk_iterator(store, name, ...)
     local walk = store:start(name, ...)
@@ -79,12 +85,25 @@ function M.new(loop, check_inside, await)
   function adapter.wrap(store)
     assert(store ~= nil, "rigatoni_store." .. loop .. ".wrap: a store is required")
     local methods = {}
+    local group, await_in                 -- made by the first call
+    local function start(name, ...)
+      if not group then
+        group = store:job_group()
+        await_in = logged(group_await(group))
+      end
+      return await_in(group:start(name, ...))
+    end
     return setmetatable({ store = store }, {
       __name = "rigatoni_store." .. loop .. ".wrapped",
       __index = function(_, name)
         local fn = methods[name]
         if fn then return fn end
-        if walks[name] then
+        if name == "lease" and loop_lease then
+          fn = function(_, ...)
+            check_inside(name)
+            return loop_lease(store, ...)
+          end
+        elseif walks[name] then
           fn = function(_, ...)
             check_inside(name)
             return walk_iterator(store, name, ...)
@@ -92,7 +111,7 @@ function M.new(loop, check_inside, await)
         else
           fn = function(_, ...)
             check_inside(name)
-            return await(store:start(name, ...))
+            return start(name, ...)
           end
         end
         methods[name] = fn

@@ -10,10 +10,15 @@
 --   end)()
 --   uv.run()
 --
--- Each method of wrap(store) starts the store method as a job
--- (store:start(name, ...)), watches the job's descriptor with a
--- uv.new_poll readable watcher and yields; the watcher's callback resumes
--- the coroutine once the job is done, and the watcher is closed. Then it
+-- Each method of wrap(store) starts the store method as a job of the
+-- wrapped store's completion group (group:start(name, ...)) and yields.
+-- One uv poll watcher on the group's descriptor serves every waiting
+-- coroutine: its callback clears the group and resumes each coroutine
+-- whose job is done. The watcher is made once per wrapped store and
+-- stopped while no coroutine waits (a stopped watcher does not keep
+-- uv.run() going: the loop still ends when the application is done).
+-- The walks' batches and open(), one job at a time, each have a watcher
+-- of their own on the job's descriptor, closed once it is done. Then it
 -- returns job:wait()'s results, or raises its error object in the
 -- coroutine, as the blocking method would. Outside a coroutine it raises
 -- before anything is started (the main thread cannot yield to the loop).
@@ -60,5 +65,87 @@ local function await(job)
   return job:wait()
 end
 
+-- The await of the jobs of one group (see the top).
+local function group_await(group)
+  local waiting = {}        -- job -> its coroutine
+  local count = 0
+  local watcher
+  -- Collected with the wrapped store: the watcher (stopped, since no
+  -- coroutine can wait any more) is closed, before or after the group.
+  local closer = setmetatable({}, { __gc = function()
+    if watcher and not watcher:is_closing() then watcher:close() end
+  end })
+  local function on_readable()
+    group:clear()           -- before looking: a job done from now on polls again
+    local done = {}
+    for job, co in pairs(waiting) do
+      if job:ready() then done[#done + 1] = co; waiting[job] = nil; count = count - 1 end
+    end
+    if count == 0 then watcher:stop() end
+    -- Resumed after the walk (they may start jobs of the group); an
+    -- error a coroutine raises is raised again once all are resumed, so
+    -- luv reports it rather than lose it.
+    local failed
+    for _, co in ipairs(done) do
+      local ok, err = coroutine.resume(co)
+      if not ok and failed == nil then failed = uncaught(co, err) end
+    end
+    if failed ~= nil then error(failed, 0) end
+  end
+  return function(job)
+    local _ = closer          -- kept alive with this function
+    if not job:ready() then
+      if count == 0 then
+        watcher = watcher or assert(uv.new_poll(group:pollfd()))
+        watcher:start("r", on_readable)
+      end
+      waiting[job] = coroutine.running()
+      count = count + 1
+      -- Resumed by the watcher (or by something else: then wait on).
+      repeat coroutine.yield() until waiting[job] == nil
+    end
+    return job:wait()
+  end
+end
+
+-- The lease's timers (rigatoni_store.loop_lease): a coroutine started at
+-- once, and a sleep on a uv timer that wake() fires at the next turn of
+-- the loop; close() closes the timer so that uv.run can end.
+local timers = {}
+
+local function resume(co)
+  local ok, err = coroutine.resume(co)
+  if not ok then error(err, 0) end
+end
+
+function timers.spawn(fn)
+  resume(coroutine.create(fn))
+end
+
+function timers.alarm()
+  local t = assert(uv.new_timer())
+  local sleeper
+  local function fire()
+    t:stop()
+    local co = sleeper
+    sleeper = nil
+    if co then resume(co) end
+  end
+  return {
+    sleep = function(_, seconds)
+      sleeper = coroutine.running()
+      uv.update_time()   -- the loop's clock stands still between its turns
+      t:start(math.max(0, math.ceil(seconds * 1000)), 0, fire)
+      repeat coroutine.yield() until sleeper == nil
+    end,
+    wake = function()
+      if sleeper then t:start(0, 0, fire) end
+    end,
+    close = function()
+      if not t:is_closing() then t:close() end
+    end,
+  }
+end
+
 -- wrap(store), open(config), the walks: rigatoni_store.adapter.
-return require("rigatoni_store.adapter").new("luv", check_inside, await)
+return require("rigatoni_store.adapter").new("luv", check_inside, await, timers, group_await)

@@ -2,7 +2,8 @@
 /* test_lease.c -- the C lease keepalive thread: keeps a lock past its TTL,
  * reports loss once through the callback (also when the server is frozen:
  * the lease knows its validity from its own clock), releases on stop, and
- * may be stopped from inside its on_lost. */
+ * may be stopped from inside its on_lost. rs_lock_refresh_by: a refresh
+ * that never outlives its deadline. */
 #include <stdatomic.h>
 #include <time.h>
 
@@ -108,6 +109,26 @@ int main(void)
     wait_for(&stop_result, 0, 2);
     CHECK(atomic_load(&stop_result) == 0);
     usleep(100000);                           /* the thread frees the lease */
+
+    /* rs_lock_refresh_by: 1 ours, 0 not; past the deadline a retryable
+     * timeout without a call; on a frozen server it ends at the deadline,
+     * not after the store's 5 s command timeout and 3 retries. */
+    CHECK(rs_lock_acquire(store, "rigatoni:lock:db:by", "me", 10, &err) == 1);
+    CHECK(rs_lock_refresh_by(store, "rigatoni:lock:db:by", "me", 10, t_now() + 1, &err) == 1);
+    CHECK(rs_lock_refresh_by(store, "rigatoni:lock:db:by", "you", 10, t_now() + 1, &err) == 0);
+    CHECK(rs_lock_refresh_by(store, "rigatoni:lock:db:by", "me", 10, t_now() - 1, &err) == -1 &&
+          err.kind == RS_ERR_TIMEOUT && err.retryable && err.attempts == 0);
+    CHECK(rs_lock_refresh_by(store, "rigatoni:lock:db:by", NULL, 10, t_now() + 1, &err) == -1 &&
+          err.kind == RS_ERR_CONFIG);
+    kill(t_server_pid, SIGSTOP);
+    double by_start = t_now();
+    int by_rc = rs_lock_refresh_by(store, "rigatoni:lock:db:by", "me", 10, by_start + 0.5, &err);
+    double by_took = t_now() - by_start;
+    kill(t_server_pid, SIGCONT);
+    CHECK(by_rc == -1 && err.kind == RS_ERR_TIMEOUT);
+    CHECK(by_took >= 0.45 && by_took < 0.6);
+    printf("rs_lock_refresh_by on a frozen server: %.3fs for a deadline 0.5s away\n", by_took);
+    CHECK(rs_lock_refresh_by(store, "rigatoni:lock:db:by", "me", 10, t_now() + 1, &err) == 1);
 
     /* Key helpers and owner ids. */
     char buf[256];
