@@ -18,6 +18,11 @@
 -- in batches. A flagged name (a real duplicate, or one of the few false
 -- positives) is held back until the end of the input, so the last line of
 -- each collection is the one written.
+--
+-- Writes a master acknowledged are lost when a replica without them takes
+-- over (or the master restarts empty): when the master changed during the
+-- writes (cli.master_mark), a third pass reads the names on the current
+-- master, and those it lacks are not counted as written (exit 1).
 
 local cli = require "lib.cli"
 
@@ -40,7 +45,11 @@ Every line is checked before anything is written (JSON, base64, BSON,
 ttl_ms: an integer from 0 up to the longest TTL Redis accepts, an expiry
 at most 2^63-1 ms after 1970), and so are the commands this user may run
 (SET and GET; MGET for --dry-run); a bad line is reported as FILE:LINE,
-the import writes nothing and exits 2.]],
+the import writes nothing and exits 2.
+When the master changed during the writes (a failover, a restart without
+persistence), the input is read once more and each name looked up on the
+current master: those it lacks are not counted as written (exit 1); run
+it again to write them.]],
   examples = { "rigatoni-store -u redis://new-redis:6379 import --input tokens.jsonl" },
 }
 
@@ -218,6 +227,12 @@ host.log("debug", string.format("import: %d lines checked, %d names held back to
 
 local written, skipped = 0, 0
 local progress = cli.progress("import")
+-- The master at the start of the writes: a write it acknowledged is lost
+-- when a replica that did not have it yet takes over (replication is
+-- asynchronous), or when it restarts without persistence. When the
+-- master changed by the end, the input is read once more and its names
+-- on the current master (below).
+local start_mark = not opts.dry_run and cli.master_mark(store) or nil
 local function flush(batch)
   if #batch == 0 then return end
   if opts.dry_run then
@@ -235,9 +250,12 @@ local function flush(batch)
       for i = 1, #batch do
         if known and known[i] then written = written + 1 end
       end
-      cli.fail(string.format("import: %s (%d written before it stopped%s)", cli.reason(done),
+      local moved = cli.master_may_have_changed(start_mark, cli.master_mark(store))
+      cli.fail(string.format("import: %s (%d written before it stopped%s%s)", cli.reason(done),
                              written, known and "" or string.format(
-                               "; the last batch of %d may be written in part", #batch)))
+                               "; the last batch of %d may be written in part", #batch),
+                             moved and "; the master changed during the run (a failover or a restart), " ..
+                                       "which may have lost some of them: run it again" or ""))
     end
     for i = 1, #batch do
       if done[i] then written = written + 1 else skipped = skipped + 1 end
@@ -286,21 +304,54 @@ for line in reread:lines() do
     if #batch == opts.batch then flush(batch); batch = {} end
   end
 end
-if reread ~= io.stdin then reread:close() end
-if input ~= io.stdin and input ~= reread then input:close() end
 if lineno < lines then changed("fewer lines") end
 for _, name in ipairs(held_order) do
   batch[#batch + 1] = held[name]
   if #batch == opts.batch then flush(batch); batch = {} end
 end
 flush(batch)
+
+-- The master changed during the writes: each name of the input is read
+-- on the current master (one pass more, opts.batch names per MGET), and
+-- those it lacks are not counted as written.
+local missing, unread = 0, nil
+if start_mark and cli.master_may_have_changed(start_mark, cli.master_mark(store)) then
+  reread:seek("set", spool and 0 or start)
+  local names = {}
+  local function check()
+    local ok, values = pcall(cli.read_on_current_master, store, names)
+    if not ok then unread = unread or cli.reason(values) end
+    for i = 1, #names do if ok and not values[i] then missing = missing + 1 end end
+    names = {}
+  end
+  for line in reread:lines() do
+    local name = parse(line)
+    if name then
+      names[#names + 1] = name
+      if #names == opts.batch then check() end
+    end
+  end
+  check()
+  written = written - math.min(missing, written)
+end
+if reread ~= io.stdin then reread:close() end
+if input ~= io.stdin and input ~= reread then input:close() end
 progress.done()
 
-cli.summary(string.format("import%s: %d %s, %d skipped (already present), from %s in %.2f s",
+local notes = ""
+if missing > 0 then
+  notes = string.format(", %d of the input's tokens not on the current master (its master changed during " ..
+                        "the run, a failover or a restart, and lost them: run it again)", missing)
+end
+if unread then
+  notes = notes .. ", its master changed during the run and the tokens could not be read again there (" ..
+          unread .. "): some may be lost, run it again"
+end
+cli.summary(string.format("import%s: %d %s, %d skipped (already present)%s, from %s in %.2f s",
                           opts.dry_run and " (dry run)" or "", written,
-                          opts.dry_run and "would be written" or "written", skipped, source,
+                          opts.dry_run and "would be written" or "written", skipped, notes, source,
                           progress.elapsed()))
-return 0
+return (missing > 0 or unread) and 1 or 0
 end
 
 return script

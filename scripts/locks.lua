@@ -6,7 +6,10 @@
 -- compare-and-delete of the lock API (store:release_lock, full keys): it
 -- deletes the lock only while it still names the owner shown (or the one
 -- given with --owner), so a live pipeline that took the lock meanwhile
--- keeps it. Only --force deletes whoever holds it.
+-- keeps it. Only --force deletes whoever holds it. A release acknowledged
+-- by a master that is then replaced (a failover, a restart) is undone:
+-- when the master changed during the release, the lock is read again on
+-- the current master (cli.master_mark before and after).
 
 local cli = require "lib.cli"
 
@@ -31,7 +34,10 @@ nothing is deleted and locks exits 1 naming the new owner. A released lock
 lets another pipeline take it at once: only release a lock whose owner is
 known to be gone. The commands a run sends (listing: SCAN, MGET; release:
 GET, EVALSHA, SCRIPT LOAD, EXISTS, DEL; --force: DEL) are checked first: a
-refused one is named, exit 2, nothing released.]],
+refused one is named, exit 2, nothing released. When the master changed
+during the release (a failover, a restart), the lock is read again on the
+current master: one its owner still holds there is not reported released
+(exit 1).]],
   examples = {
     "rigatoni-store -c conf/production.ini locks --match 'shop:*'",
     "rigatoni-store -c conf/production.ini locks --release shop:orders --yes",
@@ -81,19 +87,44 @@ if opts.release then
                               opts.force and "force-delete" or "release", key, owner))
     return 0
   end
+  -- A delete acknowledged by a master that is then replaced (a failover
+  -- to a replica that did not have it yet, a restart without
+  -- persistence) is undone: when the master changed, the lock is read
+  -- again on the current one, and one its owner still holds there was
+  -- not released. Returns what `delete` returned, the owner there now
+  -- (nil: free, or not read again) and whether it was read again.
+  local function checked(delete)
+    local before = cli.master_mark(store)
+    local result = delete()
+    if not cli.master_may_have_changed(before, cli.master_mark(store)) then return result, nil, false end
+    local ok, values = pcall(cli.read_on_current_master, store, { key }, function(keys)
+      return { store:lock_owner(keys[1]) or false }
+    end)
+    if not ok then
+      cli.fail(string.format("locks: %s: its master changed during the release (a failover or a restart) and " ..
+                             "the lock could not be read again there (%s); run it again", key, cli.reason(values)))
+    end
+    if values[1] == owner then
+      cli.fail(string.format("locks: %s is back on the new master after a failover (its master changed during " ..
+                             "the release), still held by %s: not released; run it again", key, owner))
+    end
+    return result, values[1] or nil, true
+  end
   if opts.force then
-    local n = store:command("DEL", key)
+    local n = checked(function() return store:command("DEL", key) end)
     cli.summary(string.format("locks: %s %s (forced, whoever held it; shown owner was %s)", key,
                               n == "1" and "deleted" or "was already gone", owner))
     return 0
   end
-  if store:release_lock(key, owner) then
+  local released, now, reread = checked(function() return store:release_lock(key, owner) end)
+  if released and not reread then
     cli.summary(string.format("locks: %s released (owner was %s)", key, owner))
     return 0
   end
-  local now = store:lock_owner(key)
-  if not now then   -- it expired meanwhile: free, as asked
-    cli.summary(string.format("locks: %s was already gone (owner was %s)", key, owner))
+  if not reread then now = store:lock_owner(key) end
+  if released or not now then   -- released, or it expired meanwhile: free, as asked
+    cli.summary(string.format("locks: %s %s (owner was %s)", key, released and "released" or "was already gone",
+                              owner))
     return 0
   end
   cli.fail(string.format("locks: %s changed owner since it was shown (%s, now %s); nothing released",

@@ -380,16 +380,24 @@ function M.master_changed(a, b)
   return a.id ~= nil and b.id ~= nil and not M.same_master(a, b)
 end
 
+-- Whether the master may have changed between marks a and b: a change
+-- shown (master_changed), or an identity known at a but not at b (INFO
+-- failed at the end: a master that died, a map not yet refreshed).
+function M.master_may_have_changed(a, b)
+  return M.master_changed(a, b) or (a.id ~= nil and b.id == nil)
+end
+
 -- The values of `names` read between two equal marks: what the current
 -- master holds (raises when it keeps changing). Names go 1000 per call.
-function M.read_on_current_master(store, names)
+-- `read(chunk)` reads them (default: store:get_many, token names).
+function M.read_on_current_master(store, names, read)
   local values = {}
   for first = 1, #names, 1000 do
     local chunk = table.move(names, first, math.min(first + 999, #names), 1, {})
     local got
     for _ = 1, 5 do
       local before = M.master_mark(store)
-      got = store:get_many(chunk, { ttl = false })
+      got = read and read(chunk) or store:get_many(chunk, { ttl = false })
       if M.same_master(before, M.master_mark(store)) then break end
       got = nil
     end
