@@ -18,102 +18,16 @@ local helpers = require "support.helpers"
 local rs = require "rigatoni_store"
 local cqueues = require "cqueues"
 local cq_socket = require "cqueues.socket"
--- luv through support.loops: one module per Lua state (see there)
-local uv = require("support.loops").luv()
+-- The loops' drivers, the ticker and luv (one module per Lua state):
+-- spec/support/loops.lua, shared with the other loop specs.
+local loops = require "support.loops"
+local uv = loops.luv()
 
-local TICK = 0.010
-local BOUND = 0.250        -- worst tick gap allowed (issue 23, busy machine)
-
--- Sends a signal by pid without forking (uv.kill runs without the loop).
-local function signal(pid, name)
-  uv.kill(pid, name)
-end
-
--- ---- drivers ------------------------------------------------------------
--- driver.spawn(fn): fn runs in a coroutine of the loop (its error kept);
--- driver.sleep(s) inside one; driver.run(limit): runs the loop until every
--- coroutine ended, raises the first error; driver.now(): monotonic seconds.
-
-local function cqueues_driver()
-  local cq = cqueues.new()
-  local d = { name = "cqueues", adapter = require "rigatoni_store.cqueues", errors = {} }
-  d.now = cqueues.monotime
-  d.sleep = cqueues.sleep
-  function d.spawn(fn)
-    cq:wrap(function()
-      local ok, err = xpcall(fn, function(e) return type(e) == "string" and debug.traceback(e, 2) or e end)
-      if not ok then d.errors[#d.errors + 1] = err end
-    end)
-  end
-  function d.run(limit)
-    local deadline = d.now() + limit
-    while not cq:empty() do
-      assert(d.now() < deadline, "the cqueues loop did not end within " .. limit .. " s")
-      assert(cq:step(0.05))
-    end
-    if d.errors[1] then error(d.errors[1], 0) end
-  end
-  return d
-end
-
-local function luv_driver()
-  local d = { name = "luv", adapter = require "rigatoni_store.luv", errors = {} }
-  local live = 0
-  function d.now() return uv.hrtime() / 1e9 end
-  function d.sleep(s)
-    local co = coroutine.running()
-    local t = uv.new_timer()
-    uv.update_time()   -- the loop's clock stands still between runs
-    t:start(math.floor(s * 1000 + 0.5), 0, function()
-      t:close()
-      assert(coroutine.resume(co))
-    end)
-    coroutine.yield()
-  end
-  function d.spawn(fn)
-    live = live + 1
-    local co = coroutine.create(function()
-      local ok, err = xpcall(fn, function(e) return type(e) == "string" and debug.traceback(e, 2) or e end)
-      if not ok then d.errors[#d.errors + 1] = err end
-      live = live - 1
-    end)
-    assert(coroutine.resume(co))
-  end
-  function d.run(limit)
-    uv.update_time()
-    local guard = uv.new_timer()
-    local timed_out = false
-    guard:start(math.floor(limit * 1000), 0, function() timed_out = true; uv.stop() end)
-    uv.unref(guard)   -- the guard alone does not keep the loop running
-    uv.run()
-    if not guard:is_closing() then guard:close() end
-    uv.run("nowait")  -- the close callback
-    assert(not timed_out, "the luv loop did not end within " .. limit .. " s")
-    assert(live == 0, live .. " coroutines never ended (nothing left for the loop to wait on)")
-    if d.errors[1] then error(d.errors[1], 0) end
-  end
-  return d
-end
-
-local DRIVERS = { cqueues = cqueues_driver, luv = luv_driver }
-
--- A ticker coroutine: sleeps TICK at a time until stop() and keeps the
--- worst gap between two wake-ups.
-local function ticker(d)
-  local t = { worst = 0, ticks = 0, running = true }
-  d.spawn(function()
-    local last = d.now()
-    while t.running do
-      d.sleep(TICK)
-      local now = d.now()
-      if now - last > t.worst then t.worst = now - last end
-      last = now
-      t.ticks = t.ticks + 1
-    end
-  end)
-  function t.stop() t.running = false end
-  return t
-end
+local TICK = loops.TICK
+local BOUND = loops.BOUND  -- worst tick gap allowed (issue 23, busy machine)
+local signal, ticker = loops.signal, loops.ticker
+local DRIVERS = { cqueues = function() return loops.driver("cqueues") end,
+                  luv = function() return loops.driver("luv") end }
 
 local function token(i) return { _data = ("826%013d"):format(i) } end
 
