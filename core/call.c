@@ -59,7 +59,21 @@ static int attempt_loop(rs_store *store, rs_call *call, rs_error *err)
     }
     rs_error before;                 /* the previous attempt's failure */
     rs_error_clear(&before);
-    for (int attempt = 1;; attempt++) {
+    int attempt = 1;
+    if (call->prior) {
+        /* Attempt 1 was made elsewhere and failed (an idempotent call's):
+         * decided here as if it were this loop's own, then attempt 2. */
+        last = *call->prior;
+        call->attempts = 1;
+        if (call->rule != RS_RETRY_IDEMPOTENT || !rs_retry_wait(store, call->what, 1, &last)) {
+            rs_exec_fail(err, call->what, 1, &last);
+            return -1;
+        }
+        before = last;
+        if (call->hooks && call->hooks->before_retry) call->hooks->before_retry(call, &last);
+        attempt = 2;
+    }
+    for (;; attempt++) {
         rs_attempt at;
         call->attempts = attempt;
         if (route_attempt(store, call, &at, &last) == 0) return 0;

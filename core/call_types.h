@@ -83,6 +83,9 @@ struct rs_call {
     const rs_call_hooks *hooks;
     void *ctx;                 /* the hooks' */
     size_t skip;               /* leading commands not sent this attempt (before_send) */
+    const rs_error *prior;     /* an attempt already made and failed elsewhere (the
+                                * pipeline of coalesced gets, get_coalesced.c): the
+                                * loop starts after it, at attempt 2; NULL: none */
     struct rs_cluster_call *route;   /* cluster.c's state across attempts */
     /* the outcome */
     redisReply **replies;      /* ncmds slots */

@@ -231,6 +231,12 @@ int rs_save_raw(rs_store *store, const char *collection, size_t coll_len, const 
 int rs_get_raw(rs_store *store, const char *collection, size_t coll_len, char **out,
                size_t *out_len, rs_error *err)
 {
+    return rs_get_raw_after(store, collection, coll_len, NULL, out, out_len, err);
+}
+
+int rs_get_raw_after(rs_store *store, const char *collection, size_t coll_len,
+                     const rs_error *prior, char **out, size_t *out_len, rs_error *err)
+{
     RS_ERR_ACCEPT_NULL(err);
     rs_error_clear(err);
     *out = NULL;
@@ -245,6 +251,7 @@ int rs_get_raw(rs_store *store, const char *collection, size_t coll_len, char **
     char what[128];
     describe(what, sizeof what, "get", collection, coll_len);
     rs_call call = RS_CALL(RS_OP_GET, what, 1, &cmd, &reply, err);
+    call.prior = prior;
     int rc = rs_call_run(store, &call);
     free(key);
     if (rc < 0) return -1;
