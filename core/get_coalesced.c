@@ -66,7 +66,7 @@ int rs_get_coalesced(rs_store *store, rs_get_item *items, size_t n, rs_error *fa
     for (size_t c = 0; c < m; c++) {
         rs_get_item *it = &items[slot[c]];
         redisReply *r = rc == 0 ? replies[c] : NULL;
-        it->failed = rc < 0;
+        it->failed = rc < 0 && failure->attempts > 0;   /* 0: not sent (closing) */
         if (r && r->type == REDIS_REPLY_NIL) {
             it->rc = 0;
             it->redo = 0;

@@ -513,6 +513,22 @@ describe("a coalesced get whose pipeline fails", function()
     assert.equal("v", store:start("get_raw", "k"):wait())   -- the next get goes on
   end)
 
+  it("a store closed while the pipeline waits on a frozen server: the get failed after 1 attempt, not 'not sent'",
+     function()
+    local store = rs.new { url = psrv.url, workers = 2, command_timeout = 0.3, max_retries = 3 }
+    store:save_raw("k", "v")
+    local job
+    freeze(psrv, function()
+      job = store:start("get_raw", "k")
+      system.sleep(0.1)                                 -- the pipeline is on the wire
+      store:close()
+    end)
+    local err = helpers.catch_object(job.wait, job)
+    assert.equal("timeout", err.kind)
+    assert.matches("get of 'k' failed after 1 attempt:", err.message, 1, true)
+    assert.equal(1, err.attempts)
+  end)
+
   it("a get refused by an error reply (WRONGTYPE) fails once, not retried, counted as blocking", function()
     local store <close> = rs.new { url = p.url, workers = 2, max_retries = 3, retry_base_delay = 0.01 }
     psrv:cli("HSET", P .. "hash", "f", "v")
