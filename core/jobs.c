@@ -385,13 +385,16 @@ static void *worker_main(void *arg)
 {
     rs_workers *w = arg;
     current = w;
+    /* After a pipeline of gets, a queued job goes first: a steady stream
+     * of gets would otherwise keep a single worker from the other jobs. */
+    int after_gets = 0;
     pthread_mutex_lock(&w->lock);
     for (;;) {
         wait_for_work(w);
         if (!has_work(w)) break;          /* closing, and the queue emptied */
         rs_job *jobs[RS_GET_COALESCE_MAX];
         size_t n = 0;
-        if (w->gets.head && w->gets_running < GETS_IN_FLIGHT) {
+        if (w->gets.head && w->gets_running < GETS_IN_FLIGHT && !(after_gets && w->jobs.head)) {
             while (n < RS_GET_COALESCE_MAX && w->gets.head) jobs[n++] = list_pop(&w->gets);
             w->gets_running++;
         } else {
@@ -401,7 +404,8 @@ static void *worker_main(void *arg)
         /* Jobs queued while a worker spun signalled nobody: pass on. */
         if (has_work(w) && w->spinning == 0) pthread_cond_signal(&w->queued);
         pthread_mutex_unlock(&w->lock);
-        if (jobs[0]->fn || jobs[0]->alone) run_alone(w, jobs[0]);
+        after_gets = !(jobs[0]->fn || jobs[0]->alone);
+        if (!after_gets) run_alone(w, jobs[0]);
         else run_coalesced(w, jobs, n);
         pthread_mutex_lock(&w->lock);
     }
