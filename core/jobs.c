@@ -71,7 +71,7 @@
 #include "jobs.h"
 #include "error.h"
 #include "get_coalesced.h"
-#include "store.h"
+#include "token_ops.h"
 #include "store_state.h"
 
 struct rs_job_group {
