@@ -176,7 +176,8 @@ static rs_outcome check_released(const redisReply *value, void *ctx, const char 
     return RS_OUTCOME_UNKNOWN;
 }
 
-int rs_lock_release(rs_store *store, const char *key, const char *owner, rs_error *err)
+/* `held`: the lock is counted in the held gauge (not already counted lost). */
+static int release(rs_store *store, const char *key, const char *owner, int held, rs_error *err)
 {
     RS_ERR_ACCEPT_NULL(err);
     rs_error_clear(err);
@@ -187,10 +188,26 @@ int rs_lock_release(rs_store *store, const char *key, const char *owner, rs_erro
     int rc = rs_exec_checked(store, &op, &reply, err);
     if (rc == 1 || (rc == 0 && script_said_yes(reply))) {
         rs_metrics_count(&store->metrics, RS_METRIC_LOCK_RELEASED);
-        rs_metrics_locks_held(&store->metrics, -1);
+        if (held) rs_metrics_locks_held(&store->metrics, -1);
         return 1;
     }
     return rc < 0 ? -1 : 0;
+}
+
+int rs_lock_release(rs_store *store, const char *key, const char *owner, rs_error *err)
+{
+    return release(store, key, owner, 1, err);
+}
+
+int rs_lock_release_lost(rs_store *store, const char *key, const char *owner, rs_error *err)
+{
+    return release(store, key, owner, 0, err);
+}
+
+void rs_lock_note_lost(rs_store *store)
+{
+    rs_metrics_count(&store->metrics, RS_METRIC_LOCK_LOST);
+    rs_metrics_locks_held(&store->metrics, -1);
 }
 
 /* After an acquire whose reply was lost and whose resend failed (err:
@@ -553,6 +570,9 @@ static int refresh_attempt(refresher *r, double deadline, rs_error *err)
     }
     r->cfg.connection_timeout = fmin(base->connection_timeout, left / 4);
     r->cfg.command_timeout = fmin(base->command_timeout, left / 4);
+    /* And a new connection's steps, the Sentinel discovery's included
+     * (every sentinel asked is more steps), end by the deadline too. */
+    r->cfg.deadline = deadline;
     r->deadline = deadline;
     char amount[24];
     const char *unit = refresh_amount(r->ttl, amount, sizeof amount);

@@ -634,6 +634,15 @@ int rs_lock_refresh_by(rs_store *store, const char *key, const char *owner, doub
  * way), still ours = sent again, another owner = RS_ERR_UNKNOWN (ours may
  * have run and the lock been taken since). */
 int rs_lock_release(rs_store *store, const char *key, const char *owner, rs_error *err);
+/* For a lease its caller keeps (the Lua lease; rs_lease counts its own):
+ * rs_lock_note_lost counts a lock lost by the holder's clock (its validity
+ * passed, or a look found another owner) in the metrics, once per loss:
+ * rigatoni_locks_lost_total +1, the held gauge -1. rs_lock_release_lost is
+ * rs_lock_release for a lock already counted lost (by rs_lock_note_lost or
+ * by a refresh that found it not held): counted released when it was still
+ * ours, the held gauge left as it is. */
+void rs_lock_note_lost(rs_store *store);
+int rs_lock_release_lost(rs_store *store, const char *key, const char *owner, rs_error *err);
 /* 1 when the key exists, 0 when not, -1 on error. */
 int rs_lock_is_locked(rs_store *store, const char *key, rs_error *err);
 /* The current owner into a malloc'd *owner (rs_free): 1, 0 when free.
