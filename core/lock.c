@@ -464,7 +464,9 @@ int rs_owner_id(char *buf, size_t bufsize)
  * when the validity passes, reported once through on_lost.
  * So that no refresh outlives the validity, the lease refreshes on a
  * private one-connection pool whose timeouts are cut, per attempt, to the
- * time left (the store's pool keeps the configured timeouts): the
+ * time left, a Sentinel discovery's included (the config's deadline,
+ * honoured by conn.c and sentinel.c; the store's pool keeps the configured
+ * timeouts): the
  * refresher, which rs_lock_refresh_by (the Lua lease's refresh, blocking
  * or as a job) uses too, with the store's retry rule instead of the
  * lease thread's "any failure again while valid". In cluster

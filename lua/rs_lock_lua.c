@@ -20,6 +20,8 @@
  * One exception: once the store saw its Sentinel master change, the next
  * remaining() or save asks the new master whether the lock is still ours
  * (replication is asynchronous: the new master may lack it).
+ * The loss is counted in the store's lock metrics once, when the lease
+ * first notices it (lease_lose), as the C lease counts its own.
  * Refreshing is manual (lease:refresh() within the ttl): a Lua state is not
  * thread safe, so no background thread may run Lua code or touch the lease
  * while the script runs, and a C keep-alive thread could only ever refresh
