@@ -52,14 +52,30 @@ static int attempt_loop(rs_store *store, rs_call *call, rs_error *err)
     rs_error last;
     rs_error_clear(&last);
     /* A call begun while the store closes (by a job's fn, a walk's thread)
-     * is not sent: the close waits only for what is on the wire. */
+     * is not sent: the close waits only for what is on the wire. One whose
+     * attempt 1 was made elsewhere fails with that attempt's failure. */
     if (rs_closing_is_set(store->closing)) {
-        rs_closing_error(err, call->what);
+        if (call->prior) rs_exec_fail(err, call->what, 1, call->prior);
+        else rs_closing_error(err, call->what);
         return -1;
     }
     rs_error before;                 /* the previous attempt's failure */
     rs_error_clear(&before);
-    for (int attempt = 1;; attempt++) {
+    int attempt = 1;
+    if (call->prior) {
+        /* Attempt 1 was made elsewhere and failed (an idempotent call's):
+         * decided here as if it were this loop's own, then attempt 2. */
+        last = *call->prior;
+        call->attempts = 1;
+        if (call->rule != RS_RETRY_IDEMPOTENT || !rs_retry_wait(store, call->what, 1, &last)) {
+            rs_exec_fail(err, call->what, 1, &last);
+            return -1;
+        }
+        before = last;
+        if (call->hooks && call->hooks->before_retry) call->hooks->before_retry(call, &last);
+        attempt = 2;
+    }
+    for (;; attempt++) {
         rs_attempt at;
         call->attempts = attempt;
         if (route_attempt(store, call, &at, &last) == 0) return 0;
@@ -75,6 +91,7 @@ static int attempt_loop(rs_store *store, rs_call *call, rs_error *err)
         }
         if (call->flags & RS_CALL_ONCE) {
             *err = last;
+            err->attempts = 1;       /* made (0: not sent, the store closing) */
             give_replies(call, at.answered, 0);
             return -1;
         }

@@ -63,7 +63,8 @@ enum rs_call_flags {
     RS_CALL_KEEP = 1,          /* on failure, the replies read stay the caller's (answered) */
     RS_CALL_ERROR_REPLIES = 2, /* error replies do not fail the attempt: the caller reads them */
     RS_CALL_UNCOUNTED = 4,     /* not recorded in the metrics (a part of a larger call) */
-    RS_CALL_ONCE = 8,          /* one attempt; err gets its own failure (the caller retries) */
+    RS_CALL_ONCE = 8,          /* one attempt; err gets its own failure (attempts 1,
+                                * 0 if not sent), the caller retries */
     RS_CALL_DURABLE = 16,      /* rs_script_run: through rs_call_durable */
 };
 
@@ -83,6 +84,9 @@ struct rs_call {
     const rs_call_hooks *hooks;
     void *ctx;                 /* the hooks' */
     size_t skip;               /* leading commands not sent this attempt (before_send) */
+    const rs_error *prior;     /* an attempt already made and failed elsewhere (the
+                                * pipeline of coalesced gets, get_coalesced.c): the
+                                * loop starts after it, at attempt 2; NULL: none */
     struct rs_cluster_call *route;   /* cluster.c's state across attempts */
     /* the outcome */
     redisReply **replies;      /* ncmds slots */

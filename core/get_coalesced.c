@@ -13,6 +13,12 @@
  * another item's outcome. The pipeline is one attempt (RS_CALL_ONCE) and
  * is not counted as a call; each item answered here counts as one get in
  * the metrics, as the blocking call would.
+ *
+ * A pipeline that failed as a whole was each item's attempt 1: the item
+ * goes on from it (rs_get_raw_after), with the blocking call's backoff,
+ * retry count and max_retries. An item refused by its own error reply
+ * (WRONGTYPE) is simply run again: its blocking call gets that same reply
+ * at its attempt 1, so the outcome and the metrics are the blocking ones.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +29,7 @@
 #include "store_state.h"
 #include "token_key.h"
 
-int rs_get_coalesced(rs_store *store, rs_get_item *items, size_t n)
+int rs_get_coalesced(rs_store *store, rs_get_item *items, size_t n, rs_error *failure)
 {
     char *keys[RS_GET_COALESCE_MAX];
     const char *argv[RS_GET_COALESCE_MAX][2];
@@ -35,6 +41,7 @@ int rs_get_coalesced(rs_store *store, rs_get_item *items, size_t n)
     if (n > RS_GET_COALESCE_MAX) n = RS_GET_COALESCE_MAX;
     for (size_t i = 0; i < n; i++) {
         items[i].redo = 1;
+        items[i].failed = 0;
         items[i].out = NULL;
         items[i].out_len = 0;
         rs_error kerr;
@@ -52,14 +59,14 @@ int rs_get_coalesced(rs_store *store, rs_get_item *items, size_t n)
         m++;
     }
     if (m == 0) return 0;
-    rs_error err;
-    rs_call call = RS_CALL(RS_OP_GET, "get (pipelined)", m, cmds, replies, &err);
+    rs_call call = RS_CALL(RS_OP_GET, "get (pipelined)", m, cmds, replies, failure);
     call.flags = RS_CALL_ERROR_REPLIES | RS_CALL_ONCE | RS_CALL_UNCOUNTED;
     rs_metrics_call started = rs_metrics_begin();
     int rc = rs_call_run(store, &call);
     for (size_t c = 0; c < m; c++) {
         rs_get_item *it = &items[slot[c]];
         redisReply *r = rc == 0 ? replies[c] : NULL;
+        it->failed = rc < 0 && failure->attempts > 0;   /* 0: not sent (closing) */
         if (r && r->type == REDIS_REPLY_NIL) {
             it->rc = 0;
             it->redo = 0;

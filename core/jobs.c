@@ -19,13 +19,13 @@
  * sending them as one pipeline, one attempt (get_coalesced.c), then
  * completing each with its own outcome. A job that pipeline did not
  * answer goes to the head of the other list marked `alone`, so that the
- * workers run it (and its retries, in parallel) as the blocking call;
+ * workers run it (and its retries, in parallel) as the blocking call,
+ * from attempt 2 when the pipeline failed (it was the get's attempt 1);
  * while the store closes, this worker runs them itself. Gets queue while
  * a pipeline is in flight, so under load they go out together, as with
  * an auto-pipelining client; alone, a get goes out at once. Once a
  * pipeline itself failed (timeout, connection), gets go alone until one
- * of them succeeds: a failing server costs no get an extra attempt
- * beyond that one pipeline's.
+ * of them succeeds: a failing server costs no get an extra attempt.
  *
  * Completion groups: a job of a group, once done, makes the group's
  * eventfd readable (written only when not already: `pending`, cleared by
@@ -71,6 +71,7 @@
 #include "jobs.h"
 #include "error.h"
 #include "get_coalesced.h"
+#include "token_ops.h"
 #include "store_state.h"
 
 struct rs_job_group {
@@ -93,6 +94,8 @@ struct rs_job {
     void *arg;
     job_get get;
     int alone;                       /* a get not to be coalesced again */
+    int failed_once;                 /* alone: its pipeline failed, its attempt 1 ... */
+    rs_error failure;                /* ... with this failure (rs_get_raw_after) */
     rs_job_group *group;             /* NULL: none */
     int fd;                          /* eventfd: readable once done (-1: not made yet) */
     int rc;                          /* fn's result ... */
@@ -308,7 +311,9 @@ static void run_alone(rs_workers *w, rs_job *job)
         job->rc = job->fn(w->store, job->arg, &job->err);
     } else {
         job_get *g = &job->get;
-        job->rc = rs_get_raw(w->store, g->coll, g->coll_len, g->out, g->out_len, &job->err);
+        const rs_error *prior = job->failed_once ? &job->failure : NULL;
+        job->rc = rs_get_raw_after(w->store, g->coll, g->coll_len, prior, g->out, g->out_len,
+                                   &job->err);
         if (job->rc >= 0) __atomic_store_n(&w->gets_failing, 0, __ATOMIC_RELAXED);
     }
     job_done(job);
@@ -322,12 +327,15 @@ static void run_coalesced(rs_workers *w, rs_job **jobs, size_t n)
     rs_get_item items[RS_GET_COALESCE_MAX];
     for (size_t i = 0; i < n; i++)
         items[i] = (rs_get_item){.coll = jobs[i]->get.coll, .coll_len = jobs[i]->get.coll_len};
-    int failed = rs_get_coalesced(w->store, items, n) < 0;
+    rs_error failure;
+    int failed = rs_get_coalesced(w->store, items, n, &failure) < 0;
     rs_job *redo = NULL, *last = NULL;
     for (size_t i = 0; i < n; i++) {
         rs_job *job = jobs[i];
         if (items[i].redo) {
             job->alone = 1;
+            job->failed_once = items[i].failed;
+            if (job->failed_once) job->failure = failure;
             job->next = NULL;
             if (last) last->next = job;
             else redo = job;
@@ -377,13 +385,16 @@ static void *worker_main(void *arg)
 {
     rs_workers *w = arg;
     current = w;
+    /* After a pipeline of gets, a queued job goes first: a steady stream
+     * of gets would otherwise keep a single worker from the other jobs. */
+    int after_gets = 0;
     pthread_mutex_lock(&w->lock);
     for (;;) {
         wait_for_work(w);
         if (!has_work(w)) break;          /* closing, and the queue emptied */
         rs_job *jobs[RS_GET_COALESCE_MAX];
         size_t n = 0;
-        if (w->gets.head && w->gets_running < GETS_IN_FLIGHT) {
+        if (w->gets.head && w->gets_running < GETS_IN_FLIGHT && !(after_gets && w->jobs.head)) {
             while (n < RS_GET_COALESCE_MAX && w->gets.head) jobs[n++] = list_pop(&w->gets);
             w->gets_running++;
         } else {
@@ -393,7 +404,8 @@ static void *worker_main(void *arg)
         /* Jobs queued while a worker spun signalled nobody: pass on. */
         if (has_work(w) && w->spinning == 0) pthread_cond_signal(&w->queued);
         pthread_mutex_unlock(&w->lock);
-        if (jobs[0]->fn || jobs[0]->alone) run_alone(w, jobs[0]);
+        after_gets = !(jobs[0]->fn || jobs[0]->alone);
+        if (!after_gets) run_alone(w, jobs[0]);
         else run_coalesced(w, jobs, n);
         pthread_mutex_lock(&w->lock);
     }

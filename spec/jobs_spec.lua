@@ -448,3 +448,96 @@ describe("store:start", function()
     end)
   end)
 end)
+
+-- A get started alone as a job still goes out in a (one-get) pipeline
+-- (core/get_coalesced.c): when that pipeline fails, it was the get's
+-- first attempt, which the get's own retries follow as the blocking
+-- call's would (backoff, counted, limited by max_retries).
+describe("a coalesced get whose pipeline fails", function()
+  local proxy = require "support.proxy"
+  local psrv, p
+  setup(function() psrv = servers.redis(); p = proxy.start(psrv) end)
+  teardown(function()
+    if p then p:stop() end
+    if psrv then psrv:stop() end
+  end)
+
+  -- The get's counters in the metrics (calls, errors by kind, retries).
+  local function get_counters(store)
+    local t = {}
+    for line in store:prometheus():gmatch("[^\n]+") do
+      if line:match('op="get"') and not line:match("_bucket") and not line:match("_sum") then
+        t[#t + 1] = line
+      end
+    end
+    table.sort(t)
+    return t
+  end
+
+  -- What `run` gives, and the get's counters after it, from reset stats;
+  -- `fault` arms the proxy (or the server) before it.
+  local function run_counted(store, fault, run)
+    store:reset_stats()
+    fault()
+    local got = outcome(pcall(run))
+    return got, get_counters(store)
+  end
+
+  local function cut_once() p:set("cut_lines_once", "0") end
+
+  it("counts the cut pipeline as the get's first attempt: one retry, as blocking", function()
+    local store <close> = rs.new { url = p.url, workers = 2, max_retries = 3, retry_base_delay = 0.01 }
+    store:save_raw("k", "v")
+    local bgot, bcount = run_counted(store, cut_once, function() return store:get_raw("k") end)
+    local jgot, jcount = run_counted(store, cut_once, function() return store:start("get_raw", "k"):wait() end)
+    assert.same(outcome(true, "v"), bgot)
+    assert.same(bgot, jgot)
+    local retried = false
+    for _, line in ipairs(bcount) do
+      retried = retried or line == 'rigatoni_store_operation_retries_total{op="get"} 1'
+    end
+    assert.is_true(retried)
+    assert.same(bcount, jcount)
+  end)
+
+  it("with max_retries = 0 fails as the blocking call fails, after 1 attempt", function()
+    local store <close> = rs.new { url = p.url, workers = 2, max_retries = 0 }
+    store:save_raw("k", "v")
+    local bgot, bcount = run_counted(store, cut_once, function() return store:get_raw("k") end)
+    local jgot, jcount = run_counted(store, cut_once, function() return store:start("get_raw", "k"):wait() end)
+    assert.is_false(bgot[1])
+    assert.equal("connection", bgot[2].kind)
+    assert.matches("failed after 1 attempt:", bgot[2].message, 1, true)
+    assert.same(bgot, jgot)
+    assert.same(bcount, jcount)
+    assert.equal("v", store:start("get_raw", "k"):wait())   -- the next get goes on
+  end)
+
+  it("a store closed while the pipeline waits on a frozen server: the get failed after 1 attempt, not 'not sent'",
+     function()
+    local store = rs.new { url = psrv.url, workers = 2, command_timeout = 0.3, max_retries = 3 }
+    store:save_raw("k", "v")
+    local job
+    freeze(psrv, function()
+      job = store:start("get_raw", "k")
+      system.sleep(0.1)                                 -- the pipeline is on the wire
+      store:close()
+    end)
+    local err = helpers.catch_object(job.wait, job)
+    assert.equal("timeout", err.kind)
+    assert.matches("get of 'k' failed after 1 attempt:", err.message, 1, true)
+    assert.equal(1, err.attempts)
+  end)
+
+  it("a get refused by an error reply (WRONGTYPE) fails once, not retried, counted as blocking", function()
+    local store <close> = rs.new { url = p.url, workers = 2, max_retries = 3, retry_base_delay = 0.01 }
+    psrv:cli("HSET", P .. "hash", "f", "v")
+    local none = function() end
+    local bgot, bcount = run_counted(store, none, function() return store:get_raw("hash") end)
+    local jgot, jcount = run_counted(store, none, function() return store:start("get_raw", "hash"):wait() end)
+    assert.is_false(bgot[1])
+    assert.equal("server", bgot[2].kind)
+    assert.same(bgot, jgot)
+    assert.same(bcount, jcount)
+  end)
+end)

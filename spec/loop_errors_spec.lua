@@ -44,6 +44,46 @@ describe("the luv adapter", function()
     assert.matches(app:gsub("%p", "%%%0") .. ":8:", trace)
   end)
 
+  it("does not resume a waiting coroutine the application closed: the others go on, the loop ends", function()
+    local app = os.tmpname()
+    helpers.write_file(app, ([[
+      package.path = "lua/?.lua;" .. package.path
+      local uv = require "luv"
+      local rs = require "rigatoni_store"
+      local rsuv = require "rigatoni_store.luv"
+      local store = rs.new { url = %q, workers = 2 }
+      store:save_raw("k", "v")
+      local s = rsuv.wrap(store)
+      -- both wait on the server (BLPOP: 100 ms), in one group, then the
+      -- application cancels one (Lua 5.4's coroutine.close)
+      local victim = coroutine.create(function() s:command("BLPOP", "none", "0.1"); print("victim resumed") end)
+      assert(coroutine.resume(victim))
+      local other = coroutine.create(function()
+        s:command("BLPOP", "none2", "0.1")
+        print("other done", s:get_raw("k"))
+      end)
+      assert(coroutine.resume(other))
+      assert(coroutine.close(victim))
+      -- a walk's batch waits on its job's own watcher: cancelled too
+      local walker = coroutine.create(function()
+        for _ in s:scan_keys("*") do print("walker resumed") end
+      end)
+      assert(coroutine.resume(walker))
+      assert(coroutine.close(walker))
+      uv.run()
+      print("loop ended")
+      store:close()
+    ]]):format(srv.url))
+    local out = os.tmpname()
+    local _, how, code = os.execute(("LUA_PATH=%s LUA_CPATH=%s lua5.4 %s >%s 2>&1"):format(
+      helpers.quote(package.path), helpers.quote(package.cpath), helpers.quote(app), helpers.quote(out)))
+    local text = helpers.read_file(out)
+    os.remove(app)
+    os.remove(out)
+    assert.equal("other done\tv\nloop ended\n", text)
+    assert.same({ "exit", 0 }, { how, code }, text)
+  end)
+
   it("leaves no handle behind: a wrapped store collected after the loop ended, then the exit, is clean", function()
     -- A watcher closed by a finalizer after the loop's last run made luv
     -- crash at exit (SIGSEGV in uv_run from its loop's finalizer).

@@ -710,3 +710,41 @@ for _, loop in ipairs { "cqueues", "luv" } do
     end)
   end)
 end
+
+describe("the cqueues adapter's job group", function()
+  local srv
+  setup(function() srv = servers.redis() end)
+  teardown(function()
+    if srv then
+      signal(srv.pid, "sigcont")
+      srv:stop()
+    end
+  end)
+
+  it("gives the lead on: a leading coroutine never resumed again does not slow later calls", function()
+    local store = rs.new { url = srv.url, workers = 2 }
+    store:save_raw("k", "v")
+    local s = require("rigatoni_store.cqueues").wrap(store)
+    -- The leader's get waits on a frozen server; its controller is
+    -- stepped once (the coroutine polls the group) and never again.
+    local cq1 = cqueues.new()
+    signal(srv.pid, "sigstop")
+    cq1:wrap(function() s:get_raw("k") end)
+    assert(cq1:step(0))
+    signal(srv.pid, "sigcont")
+    -- Another controller: 20 gets one after another.
+    local cq2 = cqueues.new()
+    local took, got
+    cq2:wrap(function()
+      local t0 = cqueues.monotime()
+      for _ = 1, 20 do got = s:get_raw("k") end
+      took = cqueues.monotime() - t0
+    end)
+    local deadline = cqueues.monotime() + 10
+    while not cq2:empty() and cqueues.monotime() < deadline do assert(cq2:step(0.05)) end
+    assert.equal("v", got)
+    -- was 2.0 s: every call waited in 0.1 s steps for a leader gone
+    assert.is_true(took < 0.5, ("20 gets took %.3f s"):format(took))
+    store:close()
+  end)
+end)

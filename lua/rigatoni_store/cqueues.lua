@@ -54,14 +54,15 @@ local SPIN = 0.0001
 -- The await of the jobs of one group (see the top).
 local function group_await(group)
   local waiting = {}        -- job -> the condition its coroutine waits on
-  local leader = false      -- a coroutine polls the group's descriptor
+  local leader = nil        -- the coroutine polling the group's descriptor
   local inflight = 0        -- coroutines in this await
   local polled = false      -- cqueues has the descriptor registered
   local function lead()
-    leader = true
+    local me = coroutine.running()
+    leader = me
     polled = true
     local ok, err = pcall(cqueues.poll, group)
-    leader = false
+    if leader == me then leader = nil end   -- not taken over meanwhile
     group:clear()           -- before looking: a job done from now on polls again
     for job, cond in pairs(waiting) do
       if job:ready() then
@@ -91,8 +92,12 @@ local function group_await(group)
       if leader then
         local cond = condition.new()
         waiting[job] = cond
-        cond:wait(0.1)
+        local signalled = cond:wait(0.1)
         waiting[job] = nil
+        -- Done, yet not told: the leader no longer polls (its coroutine
+        -- is not resumed any more: closed, or its controller no longer
+        -- stepped). The lead goes to the next waiter.
+        if not signalled and job:ready() then leader = nil end
       else
         lead()
       end

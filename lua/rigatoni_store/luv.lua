@@ -55,6 +55,13 @@ local function await(job)
       poll:stop()
       if woken then return end
       woken = true
+      -- Closed by the application meanwhile (coroutine.close): nothing
+      -- waits for the job any more (kept alive until now by this
+      -- callback, so its descriptor was not closed under the watcher).
+      if coroutine.status(co) ~= "suspended" then
+        local _ = job
+        return poll:close()
+      end
       local ok, err = coroutine.resume(co)
       if not ok then error(uncaught(co, err), 0) end
     end)
@@ -89,8 +96,11 @@ local function group_await(group)
     -- luv reports it rather than lose it.
     local failed
     for _, co in ipairs(done) do
-      local ok, err = coroutine.resume(co)
-      if not ok and failed == nil then failed = uncaught(co, err) end
+      -- A coroutine the application closed meanwhile is not resumed.
+      if coroutine.status(co) == "suspended" then
+        local ok, err = coroutine.resume(co)
+        if not ok and failed == nil then failed = uncaught(co, err) end
+      end
     end
     if failed ~= nil then error(failed, 0) end
   end
