@@ -38,7 +38,15 @@ struct rs_config {
     int tls_verify;
     rs_log_fn log_fn;        /* rs_config_set_log_handler; NULL = silent */
     void *log_data;
+    /* Not an option: a lease refresh's private pool (lock.c) sets it so that
+     * every step of a new connection, and of a Sentinel discovery, ends by
+     * then (rs_now seconds; 0 = none; conn.c, sentinel.c). */
+    double deadline;
 };
+
+/* Below a few ms the cut timeouts would round to nothing: no step starts
+ * with less left before a deadline. */
+#define RS_DEADLINE_MIN_LEFT 0.004
 
 /* The data nodes' password: the `password` option, else the URL's. */
 const char *rs_config_password(const rs_config *cfg);

@@ -61,8 +61,23 @@ static void about(rs_error *err, const char *host, int port)
 redisContext *rs_connect(const rs_config *cfg, rs_tls *tls, const char *host, int port,
                          const char *username, const char *password, rs_error *err)
 {
-    struct timeval connect_tv = to_timeval(cfg->connection_timeout);
-    struct timeval command_tv = to_timeval(cfg->command_timeout);
+    double connect_s = cfg->connection_timeout, command_s = cfg->command_timeout;
+    if (cfg->deadline > 0) {
+        /* Up to five timed steps (connect, TLS, AUTH, SELECT, ROLE; a
+         * sentinel's question is one): each gets a fifth of the time left,
+         * so that they all end by the deadline. */
+        double left = cfg->deadline - rs_now();
+        if (left < RS_DEADLINE_MIN_LEFT) {
+            if (err)
+                rs_error_set(err, RS_ERR_TIMEOUT, 1, "cannot connect to %s:%d: no time left before "
+                             "the deadline", host, port);
+            return NULL;
+        }
+        connect_s = fmin(connect_s, left / 5);
+        command_s = fmin(command_s, left / 5);
+    }
+    struct timeval connect_tv = to_timeval(connect_s);
+    struct timeval command_tv = to_timeval(command_s);
     redisOptions opts = {0};
     REDIS_OPTIONS_SET_TCP(&opts, host, port);
     opts.connect_timeout = &connect_tv;

@@ -176,7 +176,8 @@ static rs_outcome check_released(const redisReply *value, void *ctx, const char 
     return RS_OUTCOME_UNKNOWN;
 }
 
-int rs_lock_release(rs_store *store, const char *key, const char *owner, rs_error *err)
+/* `held`: the lock is counted in the held gauge (not already counted lost). */
+static int release(rs_store *store, const char *key, const char *owner, int held, rs_error *err)
 {
     RS_ERR_ACCEPT_NULL(err);
     rs_error_clear(err);
@@ -187,10 +188,26 @@ int rs_lock_release(rs_store *store, const char *key, const char *owner, rs_erro
     int rc = rs_exec_checked(store, &op, &reply, err);
     if (rc == 1 || (rc == 0 && script_said_yes(reply))) {
         rs_metrics_count(&store->metrics, RS_METRIC_LOCK_RELEASED);
-        rs_metrics_locks_held(&store->metrics, -1);
+        if (held) rs_metrics_locks_held(&store->metrics, -1);
         return 1;
     }
     return rc < 0 ? -1 : 0;
+}
+
+int rs_lock_release(rs_store *store, const char *key, const char *owner, rs_error *err)
+{
+    return release(store, key, owner, 1, err);
+}
+
+int rs_lock_release_lost(rs_store *store, const char *key, const char *owner, rs_error *err)
+{
+    return release(store, key, owner, 0, err);
+}
+
+void rs_lock_note_lost(rs_store *store)
+{
+    rs_metrics_count(&store->metrics, RS_METRIC_LOCK_LOST);
+    rs_metrics_locks_held(&store->metrics, -1);
 }
 
 /* After an acquire whose reply was lost and whose resend failed (err:
@@ -447,7 +464,9 @@ int rs_owner_id(char *buf, size_t bufsize)
  * when the validity passes, reported once through on_lost.
  * So that no refresh outlives the validity, the lease refreshes on a
  * private one-connection pool whose timeouts are cut, per attempt, to the
- * time left (the store's pool keeps the configured timeouts): the
+ * time left, a Sentinel discovery's included (the config's deadline,
+ * honoured by conn.c and sentinel.c; the store's pool keeps the configured
+ * timeouts): the
  * refresher, which rs_lock_refresh_by (the Lua lease's refresh, blocking
  * or as a job) uses too, with the store's retry rule instead of the
  * lease thread's "any failure again while valid". In cluster
@@ -553,6 +572,9 @@ static int refresh_attempt(refresher *r, double deadline, rs_error *err)
     }
     r->cfg.connection_timeout = fmin(base->connection_timeout, left / 4);
     r->cfg.command_timeout = fmin(base->command_timeout, left / 4);
+    /* And a new connection's steps, the Sentinel discovery's included
+     * (every sentinel asked is more steps), end by the deadline too. */
+    r->cfg.deadline = deadline;
     r->deadline = deadline;
     char amount[24];
     const char *unit = refresh_amount(r->ttl, amount, sizeof amount);

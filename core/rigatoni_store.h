@@ -622,7 +622,8 @@ int rs_lock_refresh(rs_store *store, const char *key, const char *owner, double 
 /* rs_lock_refresh that never outlives `deadline` (CLOCK_MONOTONIC
  * seconds, e.g. the end of a lease's validity): each attempt runs on a
  * connection of its own whose connect and command timeouts are cut to the
- * time left, and the store's retries are made only while their backoff
+ * time left (with Sentinel, its discovery too: each sentinel's steps cut
+ * to the time left, none asked once it passed), and the store's retries are made only while their backoff
  * and a few ms are left (cluster mode: the store's call, not cut; a reply
  * after the deadline is returned as it is, the caller decides). Past the
  * deadline: RS_ERR_TIMEOUT, retryable, without a call. 1 refreshed, 0 not
@@ -634,6 +635,15 @@ int rs_lock_refresh_by(rs_store *store, const char *key, const char *owner, doub
  * way), still ours = sent again, another owner = RS_ERR_UNKNOWN (ours may
  * have run and the lock been taken since). */
 int rs_lock_release(rs_store *store, const char *key, const char *owner, rs_error *err);
+/* For a lease its caller keeps (the Lua lease; rs_lease counts its own):
+ * rs_lock_note_lost counts a lock lost by the holder's clock (its validity
+ * passed, or a look found another owner) in the metrics, once per loss:
+ * rigatoni_locks_lost_total +1, the held gauge -1. rs_lock_release_lost is
+ * rs_lock_release for a lock already counted lost (by rs_lock_note_lost or
+ * by a refresh that found it not held): counted released when it was still
+ * ours, the held gauge left as it is. */
+void rs_lock_note_lost(rs_store *store);
+int rs_lock_release_lost(rs_store *store, const char *key, const char *owner, rs_error *err);
 /* 1 when the key exists, 0 when not, -1 on error. */
 int rs_lock_is_locked(rs_store *store, const char *key, rs_error *err);
 /* The current owner into a malloc'd *owner (rs_free): 1, 0 when free.
@@ -670,7 +680,8 @@ int rs_owner_id(char *buf, size_t bufsize);
  * thread refreshes a third of the ttl after the last good refresh started;
  * a failed attempt is tried again, with backoff, while validity is left,
  * and no attempt outlives the validity (standalone and Sentinel: the lease
- * has its own connection, its timeouts cut to the time left; in cluster
+ * has its own connection, its timeouts and its Sentinel discovery cut to
+ * the time left; in cluster
  * mode a refresh runs under the store's retry policy and one that returns
  * after the validity passed counts as failed). When the validity passes
  * without a successful refresh, or a refresh finds the lock held by

@@ -16,7 +16,9 @@
  * promoted replica from the moment it raised the epoch.
  * A sentinel that refuses SENTINEL MASTER (an ACL) still votes, at epoch
  * 0. Every sentinel is asked, so one that is frozen costs its timeouts; one
- * that is down costs its connect. A TLS failure that is final
+ * that is down costs its connect. A deadline in the config (a lease
+ * refresh's, lock.c) cuts every step to the time left (conn.c) and stops
+ * the discovery when it passes. A TLS failure that is final
  * (certificate, name, protocol) ends the discovery at once, unretried.
  * A new data connection then confirms with ROLE that it reached a master:
  * writing to a replica would fail with READONLY anyway.
@@ -26,6 +28,7 @@
 #include <string.h>
 
 #include "sentinel.h"
+#include "clock.h"
 #include "config.h"
 #include "conn.h"
 #include "error.h"
@@ -139,8 +142,16 @@ int rs_sentinel_discover(const rs_config *cfg, rs_tls *tls, uint64_t start, char
         rs_error_set(err, RS_ERR_NOMEM, 0, "out of memory asking the sentinels");
         return -1;
     }
-    for (size_t n = 0; n < url->nhosts; n++) {
+    size_t asked = 0;
+    for (size_t n = 0; n < url->nhosts; n++, asked++) {
         const rs_host *s = &url->hosts[(start + n) % url->nhosts];
+        /* A lease refresh's deadline (cfg->deadline) bounds the whole
+         * discovery, not each sentinel: none is asked once it passed. */
+        if (cfg->deadline > 0 && cfg->deadline - rs_now() < RS_DEADLINE_MIN_LEFT) {
+            rs_error_set(&last, RS_ERR_TIMEOUT, 1, "no time left before the deadline to ask "
+                         "sentinel %s:%d", s->host, s->port);
+            break;
+        }
         redisContext *ctx = rs_connect(cfg, tls, s->host, s->port, cfg->sentinel_username,
                                        cfg->sentinel_password, &last);
         if (!ctx) {
@@ -213,7 +224,8 @@ int rs_sentinel_discover(const rs_config *cfg, rs_tls *tls, uint64_t start, char
     } else {
         rs_error_set(err, last.kind ? last.kind : RS_ERR_CONNECTION,
                      last.kind == RS_ERR_AUTH ? 0 : 1,
-                     "no sentinel answered (%zu tried); last: %s", url->nhosts, last.message);
+                     "no sentinel answered (%zu of %zu tried); last: %s", asked, url->nhosts,
+                     last.message);
     }
     return -1;
 }

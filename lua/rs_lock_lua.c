@@ -20,6 +20,8 @@
  * One exception: once the store saw its Sentinel master change, the next
  * remaining() or save asks the new master whether the lock is still ours
  * (replication is asynchronous: the new master may lack it).
+ * The loss is counted in the store's lock metrics once, when the lease
+ * first notices it (lease_lose), as the C lease counts its own.
  * Refreshing is manual (lease:refresh() within the ttl): a Lua state is not
  * thread safe, so no background thread may run Lua code or touch the lease
  * while the script runs, and a C keep-alive thread could only ever refresh
@@ -79,6 +81,7 @@ typedef struct lock_op {
     const char *key, *owner;
     double ttl;
     double deadline;           /* a lease's refresh: the end of its validity */
+    int counted_lost;          /* a lease's release: its loss already counted */
     char *held_by;             /* lock_owner: the core's malloc'd bytes */
     size_t held_len;
 } lock_op;
@@ -126,6 +129,7 @@ static int run_refresh_by(rs_store *store, void *arg, rs_error *err)
 static int run_release(rs_store *store, void *arg, rs_error *err)
 {
     lock_op *op = arg;
+    if (op->counted_lost) return rs_lock_release_lost(store, op->key, op->owner, err);
     return rs_lock_release(store, op->key, op->owner, err);
 }
 
@@ -215,6 +219,7 @@ typedef struct lease_box {
     double ttl;
     double valid_until;      /* monotonic seconds; 0 once lost */
     uint64_t master_changes; /* rs_store_master_changes when the lock was last known ours */
+    int counted_lost;        /* the loss is in the store's lock metrics (once) */
 } lease_box;
 
 static double monotonic_now(void)
@@ -224,12 +229,26 @@ static double monotonic_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* The lease (at idx) is lost for good: counted in its store's lock
+ * metrics the first time (as the C lease counts it; a refresh that found
+ * the lock not held was counted by the core, which sets counted_lost). */
+static void lease_lose(lua_State *L, int idx, lease_box *lease)
+{
+    lease->valid_until = 0;
+    if (lease->counted_lost || !lease->key) return;
+    lease->counted_lost = 1;
+    lua_getiuservalue(L, idx, 1);
+    rs_store *store = rs_lua_test_store(L, -1);   /* NULL once the store is closed */
+    lua_pop(L, 1);
+    if (store) rs_lock_note_lost(store);
+}
+
 /* Seconds of validity left; 0 once the validity passed (then for good). */
-static double lease_left(lease_box *lease)
+static double lease_left(lua_State *L, int idx, lease_box *lease)
 {
     double left = lease->valid_until - monotonic_now();
     if (left > 0) return left;
-    lease->valid_until = 0;
+    lease_lose(L, idx, lease);
     return 0;
 }
 
@@ -284,6 +303,7 @@ static int push_lease(lua_State *L, int store_idx, const char *key, const char *
     lease->ttl = ttl;
     lease->valid_until = start + ttl;
     lease->master_changes = changes;
+    lease->counted_lost = 0;
     luaL_setmetatable(L, LEASE_MT);
     lua_pushvalue(L, store_idx);
     lua_setiuservalue(L, -2, 1);
@@ -311,11 +331,14 @@ static int store_lease(lua_State *L)
  * the validity from that start, unless it passed meanwhile (a refresh
  * that returns after it is too late: the lease is lost for good); 0
  * (taken or expired) loses it. Pushes whether the lease is still valid. */
-static int push_refreshed(lua_State *L, lease_box *lease, double start, uint64_t changes, int rc)
+static int push_refreshed(lua_State *L, int idx, lease_box *lease, double start, uint64_t changes,
+                          int rc)
 {
     if (rc == 1) lease->master_changes = changes;
-    if (rc == 1 && lease_left(lease) > 0) lease->valid_until = fmax(lease->valid_until, start + lease->ttl);
-    else lease->valid_until = 0;
+    if (rc == 0) lease->counted_lost = 1;          /* by the refresh (count_refresh) */
+    if (rc == 1 && lease_left(L, idx, lease) > 0)
+        lease->valid_until = fmax(lease->valid_until, start + lease->ttl);
+    else lease_lose(L, idx, lease);
     lua_pushboolean(L, lease->valid_until > 0);
     return 1;
 }
@@ -327,7 +350,7 @@ static int lease_refresh(lua_State *L)
 {
     rs_store *store;
     lease_box *lease = check_lease(L, &store);
-    if (lease_left(lease) == 0) {
+    if (lease_left(L, 1, lease) == 0) {
         lua_pushboolean(L, 0);
         return 1;
     }
@@ -337,7 +360,7 @@ static int lease_refresh(lua_State *L)
     int rc = rs_lock_refresh_by(store, lease->key, lease->owner, lease->ttl, lease->valid_until,
                                 &err);
     if (rc < 0) return rs_lua_raise(L, &err);
-    return push_refreshed(L, lease, start, changes, rc);
+    return push_refreshed(L, 1, lease, start, changes, rc);
 }
 
 /* lease:held() -> true while the validity lasts and the lock still names
@@ -346,7 +369,7 @@ static int lease_held(lua_State *L)
 {
     rs_store *store;
     lease_box *lease = check_lease(L, &store);
-    if (lease_left(lease) == 0) {
+    if (lease_left(L, 1, lease) == 0) {
         lua_pushboolean(L, 0);
         return 1;
     }
@@ -358,8 +381,8 @@ static int lease_held(lua_State *L)
     /* Whole bytes: "hostA\0-evil" is not "hostA". */
     int held = rc == 1 && len == strlen(lease->owner) && memcmp(owner, lease->owner, len) == 0;
     rs_free(owner);
-    if (!held) lease->valid_until = 0;
-    lua_pushboolean(L, held && lease_left(lease) > 0);
+    if (!held) lease_lose(L, 1, lease);
+    lua_pushboolean(L, held && lease_left(L, 1, lease) > 0);
     return 1;
 }
 
@@ -369,7 +392,7 @@ static int lease_held(lua_State *L)
 static void check_after_failover(lua_State *L, rs_store *store, lease_box *lease)
 {
     uint64_t changes = rs_store_master_changes(store);
-    if (changes == lease->master_changes || lease_left(lease) == 0) return;
+    if (changes == lease->master_changes || lease_left(L, 1, lease) == 0) return;
     rs_error err = {0};
     char *owner;
     size_t len;
@@ -377,7 +400,7 @@ static void check_after_failover(lua_State *L, rs_store *store, lease_box *lease
     if (rc < 0) rs_lua_raise(L, &err);
     int ours = rc == 1 && len == strlen(lease->owner) && memcmp(owner, lease->owner, len) == 0;
     rs_free(owner);
-    if (!ours) lease->valid_until = 0;
+    if (!ours) lease_lose(L, 1, lease);
     lease->master_changes = changes;
 }
 
@@ -388,7 +411,7 @@ static int lease_remaining(lua_State *L)
     rs_store *store;
     lease_box *lease = check_lease(L, &store);
     check_after_failover(L, store, lease);
-    lua_pushnumber(L, lease_left(lease));
+    lua_pushnumber(L, lease_left(L, 1, lease));
     return 1;
 }
 
@@ -398,7 +421,7 @@ static int lease_save_resume_token(lua_State *L)
     rs_store *store;
     lease_box *lease = check_lease(L, &store);
     check_after_failover(L, store, lease);
-    if (lease_left(lease) == 0)
+    if (lease_left(L, 1, lease) == 0)
         return rs_lua_raisef(L, RS_ERR_NOT_OWNER,
                              "lease on '%s' lost: not refreshed within its ttl of %gs (or "
                              "taken), nothing saved", lease->key, lease->ttl);
@@ -416,7 +439,9 @@ static int lease_release(lua_State *L)
     rs_store *store;
     check_lease(L, &store);
     rs_error err = {0};
-    int rc = rs_lock_release(store, lease->key, lease->owner, &err);
+    /* After a loss already counted, the gauge is not taken down again. */
+    int rc = lease->counted_lost ? rs_lock_release_lost(store, lease->key, lease->owner, &err)
+                                 : rs_lock_release(store, lease->key, lease->owner, &err);
     if (rc >= 0) lease_free(lease);
     return push_result(L, rc, &err);
 }
@@ -463,7 +488,7 @@ static int lease_tostring(lua_State *L)
 static int lease_valid_for(lua_State *L)
 {
     lease_box *lease = luaL_checkudata(L, 1, LEASE_MT);
-    lua_pushnumber(L, lease->key ? lease_left(lease) : 0);
+    lua_pushnumber(L, lease->key ? lease_left(L, 1, lease) : 0);
     return 1;
 }
 
@@ -554,7 +579,7 @@ static void start_lease_call(lua_State *L, int kind, const rs_lua_op *desc)
     lua_settop(L, 1);
     rs_store *store;
     lease_box *lease = check_lease(L, &store);
-    int lost = lease_left(lease) == 0;
+    int lost = lease_left(L, 1, lease) == 0;
     double start = monotonic_now();
     uint64_t changes = rs_store_master_changes(store);
     lock_op *op = new_lock_op(L, lost ? &refresh_by_op : desc, lease->key, lease->owner,
@@ -590,7 +615,8 @@ static int lease_start_release(lua_State *L)
     /* Released even once the validity passed: the lock may still be ours. */
     rs_store *store;
     check_lease(L, &store);
-    new_lock_op(L, &release_op, lease->key, lease->owner, lease->ttl);
+    new_lock_op(L, &release_op, lease->key, lease->owner, lease->ttl)->counted_lost =
+        lease->counted_lost;
     rs_lua_op_start(L, 2, 0);
     push_lease_job(L, LJ_RELEASE, 1, lease->ttl, 0, 0);
     return 1;
@@ -649,7 +675,7 @@ static int lease_job_wait(lua_State *L)
         lua_pushboolean(L, rc);
         return 1;
     }
-    return push_refreshed(L, lease, j->start, j->changes, rc);
+    return push_refreshed(L, 3, lease, j->start, j->changes, rc);
 }
 
 /* __close: the inner job is abandoned now (else by its own __gc). */

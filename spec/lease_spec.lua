@@ -219,3 +219,92 @@ describe("lock owners are compared whole", function()
     assert.equal("0", srv:cli("EXISTS", key))
   end)
 end)
+
+-- Review of issue 23: a refresh through Sentinel opens a private pool whose
+-- discovery asks every sentinel; with five that accept and never answer
+-- (frozen) it used to take 5/4 of the validity left.
+describe("a lease refresh through frozen sentinels", function()
+  local master, sentinels = nil, {}
+  setup(function()
+    master = servers.redis{}
+    for i = 1, 5 do sentinels[i] = servers.sentinel { master = master, quorum = 3 } end
+  end)
+  teardown(function()
+    for _, s in ipairs(sentinels) do os.execute("kill -CONT " .. s.pid); s:stop() end
+    if master then master:stop() end
+  end)
+
+  it("never outlives the validity (the whole discovery is cut to it)", function()
+    local hosts = {}
+    for i, s in ipairs(sentinels) do hosts[i] = "127.0.0.1:" .. s.port end
+    local store = rs.new { url = "redis://" .. table.concat(hosts, ","), command_timeout = 5,
+                           connection_timeout = 5 }
+    local lease = assert(store:lease("rigatoni:lock:sent", "me", { ttl = 1 }))
+    for _, s in ipairs(sentinels) do os.execute("kill -STOP " .. s.pid) end
+    local left = lease:valid_for()
+    local t0 = system.monotime()
+    local ok, err = pcall(lease.refresh, lease)
+    local took = system.monotime() - t0
+    for _, s in ipairs(sentinels) do os.execute("kill -CONT " .. s.pid) end
+    store:close()
+    -- (a socket timeout ends some 20 ms after the time it was given)
+    assert.is_true(took <= left + 0.05, ("refresh took %.3f s, validity left was %.3f s"):format(took, left))
+    assert.is_false(ok)
+  end)
+end)
+
+-- A lease lost when its validity passed is counted once in the lock
+-- metrics (locks_lost_total +1, locks_held_total -1), as the C lease does.
+describe("lease metrics after a loss by expiry", function()
+  local srv
+  setup(function() srv = servers.redis{} end)
+  teardown(function() if srv then srv:stop() end end)
+
+  local function metric(store, name)
+    return tonumber(store:prometheus():match("\n" .. name .. " (%d+)"))
+  end
+
+  it("counts the loss once; a release that finds the key gone counts nothing", function()
+    local store = rs.new { url = srv.url }
+    local lease = assert(store:lease("rigatoni:lock:m1", "me", { ttl = 0.2 }))
+    assert.equal(1, metric(store, "rigatoni_locks_held_total"))
+    system.sleep(0.25)
+    assert.equal(0, lease:valid_for())
+    assert.equal(0, lease:valid_for())
+    assert.is_false(lease:refresh())
+    assert.is_false(lease:release())
+    local held, lost = metric(store, "rigatoni_locks_held_total"), metric(store, "rigatoni_locks_lost_total")
+    store:close()
+    assert.equal(0, held)
+    assert.equal(1, lost)
+  end)
+
+  it("a release that finds the key still ours does not take the gauge down again", function()
+    local store = rs.new { url = srv.url }
+    assert.is_true(store:try_acquire_lock("rigatoni:lock:other", "me", 30))
+    local lease = assert(store:lease("rigatoni:lock:m2", "me", { ttl = 0.2 }))
+    srv:cli("PEXPIRE", "rigatoni:lock:m2", "30000")
+    system.sleep(0.25)
+    assert.is_false(lease:held())
+    assert.equal(1, metric(store, "rigatoni_locks_held_total"))
+    assert.is_true(lease:release())
+    local held, lost = metric(store, "rigatoni_locks_held_total"), metric(store, "rigatoni_locks_lost_total")
+    store:close()
+    assert.equal(1, held)        -- the other lock
+    assert.equal(1, lost)
+  end)
+
+  it("a refresh that finds another owner counts the loss once", function()
+    local store = rs.new { url = srv.url }
+    local lease = assert(store:lease("rigatoni:lock:m3", "me", { ttl = 0.3 }))
+    srv:cli("SET", "rigatoni:lock:m3", "thief")
+    assert.is_false(lease:refresh())
+    system.sleep(0.35)
+    assert.equal(0, lease:valid_for())
+    assert.is_false(lease:release())
+    local held, lost = metric(store, "rigatoni_locks_held_total"), metric(store, "rigatoni_locks_lost_total")
+    store:close()
+    assert.equal(0, held)
+    assert.equal(1, lost)
+  end)
+end)

@@ -672,6 +672,45 @@ describe("lease jobs give what the blocking lease calls give", function()
   end)
 end)
 
+-- A loop lease lost at its validity's end (server frozen) is counted once:
+-- locks_lost_total +1, locks_held_total -1, and the release after the key
+-- expired finds nothing to count (review of issue 23).
+for _, loop in ipairs { "cqueues", "luv" } do
+  describe("loop lease metrics after a loss while frozen (" .. loop .. ")", function()
+    local srv
+    setup(function() srv = servers.redis() end)
+    teardown(function() if srv then signal(srv.pid, "sigcont"); srv:stop() end end)
+
+    local function metric(store, name)
+      return tonumber(store:prometheus():match("\n" .. name .. " (%d+)"))
+    end
+
+    it("counts the loss and no longer counts the lock held", function()
+      local d = loops.driver(loop)
+      local store = rs.new { url = srv.url, command_timeout = 5, connection_timeout = 5 }
+      local s = d.adapter.wrap(store)
+      local lost, released = 0, nil
+      d.spawn(function()
+        local lease = assert(s:lease("rigatoni:lock:metrics:" .. loop, "me",
+          { ttl = 0.3, on_lost = function() lost = lost + 1 end }))
+        signal(srv.pid, "sigstop")
+        while lost == 0 do d.sleep(0.01) end
+        signal(srv.pid, "sigcont")
+        d.sleep(0.35)                      -- the key expired on the server too
+        released = lease:release()
+      end)
+      d.run(10)
+      local held, lost_total = metric(store, "rigatoni_locks_held_total"),
+                               metric(store, "rigatoni_locks_lost_total")
+      store:close()
+      assert.equal(1, lost)
+      assert.is_false(released)
+      assert.equal(0, held)
+      assert.equal(1, lost_total)
+    end)
+  end)
+end
+
 describe("the cqueues adapter's job group", function()
   local srv
   setup(function() srv = servers.redis() end)
