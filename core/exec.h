@@ -24,6 +24,9 @@ int rs_call_attempt(rs_pool *pool, rs_call *call, rs_attempt *at, rs_error *last
 int rs_retry_step(rs_store *store, const char *what, int (*step)(void *, rs_error *),
                   void *ctx, rs_error *err);
 /* The final error of a call: "<what> failed after N attempts: ...". */
+/* The calling thread never spin-waits for a reply (exec.c says why): the
+ * store's job workers call it as they start. */
+void rs_exec_no_spin_on_this_thread(void);
 void rs_exec_fail(rs_error *err, const char *what, int attempts, const rs_error *last);
 /* The final error of a call whose last attempt may have run: RS_ERR_UNKNOWN,
  * not retryable, naming how many of `ncmds` replies were read. */

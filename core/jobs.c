@@ -70,6 +70,7 @@
 
 #include "jobs.h"
 #include "error.h"
+#include "exec.h"
 #include "get_coalesced.h"
 #include "token_ops.h"
 #include "store_state.h"
@@ -388,6 +389,7 @@ static void *worker_main(void *arg)
     /* After a pipeline of gets, a queued job goes first: a steady stream
      * of gets would otherwise keep a single worker from the other jobs. */
     int after_gets = 0;
+    rs_exec_no_spin_on_this_thread();
     pthread_mutex_lock(&w->lock);
     for (;;) {
         wait_for_work(w);
