@@ -95,8 +95,8 @@ struct rs_job {
     void *arg;
     job_get get;
     int alone;                       /* a get not to be coalesced again */
-    int failed_once;                 /* alone: its pipeline failed, its attempt 1 ... */
-    rs_error failure;                /* ... with this failure (rs_get_raw_after) */
+    rs_error failure;                /* alone: its pipeline failed (kind != RS_OK), its
+                                      * attempt 1 (rs_get_raw_after) */
     rs_job_group *group;             /* NULL: none */
     int fd;                          /* eventfd: readable once done (-1: not made yet) */
     int rc;                          /* fn's result ... */
@@ -312,7 +312,7 @@ static void run_alone(rs_workers *w, rs_job *job)
         job->rc = job->fn(w->store, job->arg, &job->err);
     } else {
         job_get *g = &job->get;
-        const rs_error *prior = job->failed_once ? &job->failure : NULL;
+        const rs_error *prior = job->failure.kind != RS_OK ? &job->failure : NULL;
         job->rc = rs_get_raw_after(w->store, g->coll, g->coll_len, prior, g->out, g->out_len,
                                    &job->err);
         if (job->rc >= 0) __atomic_store_n(&w->gets_failing, 0, __ATOMIC_RELAXED);
@@ -335,8 +335,7 @@ static void run_coalesced(rs_workers *w, rs_job **jobs, size_t n)
         rs_job *job = jobs[i];
         if (items[i].redo) {
             job->alone = 1;
-            job->failed_once = items[i].failed;
-            if (job->failed_once) job->failure = failure;
+            if (items[i].failed) job->failure = failure;
             job->next = NULL;
             if (last) last->next = job;
             else redo = job;

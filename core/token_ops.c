@@ -31,6 +31,28 @@ static void describe(char *buf, size_t size, const char *op, const char *coll, s
     snprintf(buf, size, "%s of '%.*s%s'", op, shown, coll, len > 80 ? "..." : "");
 }
 
+/* `command` (GET, PTTL) of one token's key, a read retried after any
+ * failure (after `prior`, an attempt made elsewhere, when not NULL): its
+ * reply, or NULL with err. `what` (128 bytes) names it for messages. */
+static redisReply *read_one(rs_store *store, const char *command, const char *op,
+                            const char *collection, size_t coll_len, const rs_error *prior,
+                            char *what, rs_error *err)
+{
+    size_t key_len;
+    char *key = rs_token_key(store, collection, coll_len, &key_len, err);
+    if (!key) return NULL;
+    const char *argv[2] = {command, key};
+    size_t argvlen[2] = {strlen(command), key_len};
+    rs_cmd cmd = {2, argv, argvlen};
+    redisReply *reply;
+    describe(what, 128, op, collection, coll_len);
+    rs_call call = RS_CALL(RS_OP_GET, what, 1, &cmd, &reply, err);
+    call.prior = prior;
+    int rc = rs_call_run(store, &call);
+    free(key);
+    return rc < 0 ? NULL : reply;
+}
+
 int rs_save_raw(rs_store *store, const char *collection, size_t coll_len, const void *bytes,
                 size_t len, double ttl, rs_error *err)
 {
@@ -81,20 +103,9 @@ int rs_get_raw_after(rs_store *store, const char *collection, size_t coll_len,
     rs_error_clear(err);
     *out = NULL;
     *out_len = 0;
-    size_t key_len;
-    char *key = rs_token_key(store, collection, coll_len, &key_len, err);
-    if (!key) return -1;
-    const char *argv[2] = {"GET", key};
-    size_t argvlen[2] = {3, key_len};
-    rs_cmd cmd = {2, argv, argvlen};
-    redisReply *reply;
     char what[128];
-    describe(what, sizeof what, "get", collection, coll_len);
-    rs_call call = RS_CALL(RS_OP_GET, what, 1, &cmd, &reply, err);
-    call.prior = prior;
-    int rc = rs_call_run(store, &call);
-    free(key);
-    if (rc < 0) return -1;
+    redisReply *reply = read_one(store, "GET", "get", collection, coll_len, prior, what, err);
+    if (!reply) return -1;
     if (reply->type == REDIS_REPLY_NIL) {
         freeReplyObject(reply);
         return 0;
@@ -156,19 +167,9 @@ int rs_ttl(rs_store *store, const char *collection, size_t coll_len, double *sec
     RS_ERR_ACCEPT_NULL(err);
     *seconds = 0;
     rs_error_clear(err);
-    size_t key_len;
-    char *key = rs_token_key(store, collection, coll_len, &key_len, err);
-    if (!key) return -1;
-    const char *argv[2] = {"PTTL", key};
-    size_t argvlen[2] = {4, key_len};
-    rs_cmd cmd = {2, argv, argvlen};
-    redisReply *reply;
     char what[128];
-    describe(what, sizeof what, "ttl", collection, coll_len);
-    rs_call call = RS_CALL(RS_OP_GET, what, 1, &cmd, &reply, err);
-    int rc = rs_call_run(store, &call);
-    free(key);
-    if (rc < 0) return -1;
+    redisReply *reply = read_one(store, "PTTL", "ttl", collection, coll_len, NULL, what, err);
+    if (!reply) return -1;
     int ok = reply->type == REDIS_REPLY_INTEGER;
     long long ms = ok ? reply->integer : 0;
     freeReplyObject(reply);
