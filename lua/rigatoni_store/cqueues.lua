@@ -18,7 +18,8 @@
 -- waiter. So the loop watches one descriptor whatever the number of jobs,
 -- and no coroutine is added to the application's. (A follower also looks
 -- at its job every 0.1 s, so that a leader that never comes back -- its
--- coroutine dropped by the application -- cannot strand it.) Then it
+-- coroutine dropped by the application -- cannot strand it; one that
+-- finds its job done without a signal takes the lead.) Then it
 -- returns job:wait()'s results, or raises its error object in the
 -- coroutine, as the blocking method would. Outside a coroutine run by a
 -- cqueues controller it raises before anything is started (cqueues.poll
